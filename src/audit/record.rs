@@ -1,0 +1,65 @@
+//! `AuditRecord`: the stable shape of one audit line.
+
+use serde::Serialize;
+
+/// The overall outcome of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Policy allowed it and it was forwarded.
+    Allow,
+    /// Refused by policy.
+    Deny,
+    /// Refused before a decision (authn, classify, limits) or failed after one.
+    Error,
+}
+
+/// Who made the request (never raw claims or tokens).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditPrincipal {
+    pub issuer: String,
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// One target and its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditTarget {
+    /// Resource path or scope, e.g. `/teams/a/deployments/d1`, `/**/logs`.
+    pub resource: String,
+    pub access: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// One line of the audit log. Field names are a stable contract (README).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub request_id: String,
+    pub client_ip: String,
+    /// `TLSv1.3`, `TLSv1.2`, or `null` for plain HTTP.
+    pub tls: Option<String>,
+    pub http_version: String,
+    pub principal: Option<AuditPrincipal>,
+    /// The HTTP method as sent.
+    pub http_method: String,
+    /// The Firestore RPC (`commit`, `runQuery`, …) once classified.
+    pub rpc: Option<String>,
+    pub database: Option<String>,
+    pub targets: Vec<AuditTarget>,
+    pub decision: Outcome,
+    /// Precise refusal or failure reason (`token_expired`, `rule:no-secrets`, …).
+    pub reason: Option<String>,
+    pub upstream_account: Option<String>,
+    pub upstream_status: Option<u16>,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: f64,
+    pub client_disconnected: bool,
+}

@@ -1,0 +1,19 @@
+//! firegate: an identity-aware proxy for the Google Firestore REST API.
+//!
+//! A request flows through [`pipeline`]: authenticate ([`authn`]), classify
+//! ([`firestore`]), decide ([`policy`]), mint an upstream token and forward
+//! ([`upstream`]), and always leave one record ([`audit`]).
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod authn;
+pub mod body;
+pub mod config;
+pub mod dev;
+pub mod emulator;
+pub mod firestore;
+pub mod metrics;
+pub mod pipeline;
+pub mod policy;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,166 @@
+//! The `firegate` command line.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use firegate::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "firegate",
+    version,
+    about = "Identity-aware proxy for the Firestore REST API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (production entry point).
+    Serve {
+        #[arg(long, short, default_value = "firegate.yaml")]
+        config: PathBuf,
+    },
+    /// Run everything locally: emulator, development issuer, example policies.
+    Dev {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+    /// Run the in-memory Firestore emulator alone.
+    Emulator {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+    },
+    /// Policy authoring tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Explain one decision and name the rule that made it.
+    Check {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// JSON file describing the principal.
+        #[arg(long)]
+        principal: PathBuf,
+        /// HTTP method.
+        method: String,
+        /// Request URL or path (`/v1/projects/...`).
+        url: String,
+        /// Request body file.
+        #[arg(long)]
+        body: Option<PathBuf>,
+    },
+    /// Run the `*.test.yaml` cases kept beside the policies.
+    Test { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of audit files.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// HMAC key file, when the chain was written with one.
+        #[arg(long)]
+        hmac_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and print every error.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("firegate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("firegate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let config = Config::load(&config, std::env::vars())?;
+            firegate::server::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev { listen, policies } => {
+            firegate::dev::run(firegate::dev::DevOptions { listen, policies }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Emulator { listen } => {
+            firegate::emulator::serve(listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy { command } => match command {
+            PolicyCommand::Check { .. } => anyhow::bail!("policy check not built yet"),
+            PolicyCommand::Test { .. } => anyhow::bail!("policy test not built yet"),
+        },
+        Command::Audit { command } => match command {
+            AuditCommand::Verify { .. } => anyhow::bail!("audit verify not built yet"),
+        },
+        Command::Config { command } => match command {
+            ConfigCommand::Check { file } => match Config::load(&file, std::env::vars()) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprint!("{errors}");
+                    Ok(ExitCode::FAILURE)
+                }
+            },
+        },
+    }
+}
+
+/// Logs go to stderr as JSON lines (stdout belongs to the audit stream).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .json()
+        .init();
+}

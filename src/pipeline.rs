@@ -1,0 +1,305 @@
+//! The request pipeline. [`Pipeline::handle`] turns the outcome into a
+//! response and always leaves one audit record; [`Pipeline::run`] is the six
+//! steps, in order, as plain `?` calls. The order is a security property.
+
+mod exchange;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use ipnet::IpNet;
+
+use crate::audit::{AuditError, Auditor};
+use prometheus_client::registry::Registry;
+
+use crate::authn::{Authenticator, AuthnError, Principal};
+use crate::body::{self, Body};
+use crate::config::Config;
+use crate::firestore::transaction::TransactionSealer;
+use crate::firestore::{self, ApiError, ClassifyError, Code, Operation, Route};
+use crate::policy::{Decision, PolicyEngine};
+use crate::upstream::{
+    AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError, headers,
+};
+
+pub use exchange::Exchange;
+
+/// What the server knows of the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// Negotiated TLS version (`TLSv1.3`), `None` for plain HTTP.
+    pub tls: Option<&'static str>,
+}
+
+/// Limits and settings the pipeline itself applies.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// Largest request body buffered for classification.
+    pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            max_body_bytes: 10 * 1024 * 1024,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Every way a request can end without being forwarded. One exhaustive
+/// mapping below turns each into a Firestore-shaped error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Authn(#[from] AuthnError),
+    #[error(transparent)]
+    Classify(#[from] ClassifyError),
+    #[error("request body over {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("request body could not be read: {0}")]
+    BodyRead(String),
+    #[error("refused by policy")]
+    Denied,
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl PipelineError {
+    /// The fixed, safe answer the client sees.
+    pub fn api_error(&self) -> ApiError {
+        match self {
+            PipelineError::Audit(e) => e.api_error(),
+            PipelineError::Authn(e) => e.api_error(),
+            PipelineError::Classify(e) => e.api_error(),
+            PipelineError::BodyTooLarge { .. } => ApiError::new(
+                Code::InvalidArgument,
+                "Request payload size exceeds the limit.",
+            )
+            .with_http_status(StatusCode::PAYLOAD_TOO_LARGE),
+            PipelineError::BodyRead(_) => {
+                ApiError::new(Code::InvalidArgument, "Request body could not be read.")
+            }
+            PipelineError::Denied => ApiError::new(
+                Code::PermissionDenied,
+                "Missing or insufficient permissions.",
+            ),
+            PipelineError::Credentials(e) => e.api_error(),
+            PipelineError::Upstream(e) => e.api_error(),
+        }
+    }
+
+    /// The precise reason, for the audit line only.
+    pub fn reason(&self, decision: Option<&Decision>) -> String {
+        match self {
+            PipelineError::Audit(e) => e.reason().into(),
+            PipelineError::Authn(e) => e.reason().into(),
+            PipelineError::Classify(e) => e.reason().into(),
+            PipelineError::BodyTooLarge { .. } => "body_too_large".into(),
+            PipelineError::BodyRead(_) => "body_unreadable".into(),
+            PipelineError::Denied => decision
+                .and_then(|d| d.reason.clone())
+                .unwrap_or_else(|| "denied".into()),
+            PipelineError::Credentials(e) => e.reason().into(),
+            PipelineError::Upstream(e) => e.reason().into(),
+        }
+    }
+}
+
+/// The six steps and what they need.
+pub struct Pipeline {
+    pub authn: Authenticator,
+    pub transactions: TransactionSealer,
+    pub policy: PolicyEngine,
+    pub credentials: Credentials,
+    pub upstream: Upstream,
+    pub audit: Arc<Auditor>,
+    pub settings: PipelineSettings,
+}
+
+impl Pipeline {
+    /// Build every step from the validated config, registering metrics.
+    pub async fn from_config(config: &Config, registry: &mut Registry) -> anyhow::Result<Pipeline> {
+        Ok(Pipeline {
+            authn: Authenticator::new(&config.authn, registry).await?,
+            transactions: TransactionSealer::new(&config.transactions)?,
+            policy: PolicyEngine::new(&config.policy, registry).await?,
+            credentials: Credentials::new(&config.upstream, registry).await?,
+            upstream: Upstream::new(&config.upstream, registry)?,
+            audit: Arc::new(Auditor::new(&config.audit, registry).await?),
+            settings: PipelineSettings {
+                max_body_bytes: config.server.limits.max_body_bytes,
+                trusted_proxies: config.server.trusted_proxies.clone(),
+            },
+        })
+    }
+
+    /// `None` when every step is ready; otherwise what is not (for `/readyz`).
+    pub fn not_ready(&self) -> Option<String> {
+        let reasons: Vec<String> = [
+            self.authn.not_ready(),
+            self.policy.not_ready(),
+            self.credentials.not_ready(),
+            self.audit.not_ready(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// Answer one request. Never fails: every error becomes a Firestore JSON
+    /// error, and the audit record is written when the response body ends
+    /// (or the client goes away).
+    pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+        let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
+        let mut response = match self.run(req, &mut ex).await {
+            Ok(response) => response,
+            Err(err) => {
+                let reason = err.reason(ex.decision.as_ref());
+                ex.refuse(reason, &err);
+                let mut response = err.api_error().to_response();
+                if matches!(err, PipelineError::Authn(_)) {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                    );
+                }
+                response
+            }
+        };
+        if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
+            response.headers_mut().insert("x-request-id", id);
+        }
+        ex.finish(response, Arc::clone(&self.audit))
+    }
+
+    /// The steps, in order. Each `?` ends the request with that step's error.
+    async fn run(
+        &self,
+        req: Request<Body>,
+        ex: &mut Exchange,
+    ) -> Result<Response<Body>, PipelineError> {
+        self.audit.admit()?;
+        let (parts, body) = req.into_parts();
+        let principal = self.authenticate(&parts, ex).await?;
+        let (route, op, body) = self.classify(&parts, body, ex).await?;
+        let decision = self.decide(&principal, &op, ex).await?;
+        let token = self.access_token(&decision, ex).await?;
+        self.forward(&parts, &route, body, &token, ex).await
+    }
+
+    /// Step 1: bearer token → `Principal` (401).
+    async fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+        ex: &mut Exchange,
+    ) -> Result<Arc<Principal>, PipelineError> {
+        let principal = self.authn.authenticate(&parts.headers, &parts.uri).await?;
+        ex.principal = Some(Arc::clone(&principal));
+        Ok(principal)
+    }
+
+    /// Step 2: method + URL + body → `Operation` (400/404/413). Reads the
+    /// body only for the methods whose bodies name documents.
+    async fn classify(
+        &self,
+        parts: &http::request::Parts,
+        body: Body,
+        ex: &mut Exchange,
+    ) -> Result<(Route, Operation, Body), PipelineError> {
+        let route = firestore::route(&parts.method, &parts.uri, &parts.headers)?;
+        ex.route = Some((route.method, route.database.to_string()));
+        let (buffered, forward_body) = if route.needs_body() {
+            let bytes = self.read_body(body).await?;
+            ex.add_bytes_in(bytes.len() as u64);
+            (Some(bytes.clone()), body::full(bytes))
+        } else {
+            (None, ex.count_bytes_in(body))
+        };
+        let op = firestore::classify(&route, buffered.as_ref())?;
+        ex.operation = Some(op.clone());
+        Ok((route, op, forward_body))
+    }
+
+    /// Step 3: `Principal` × `Operation` → `Decision` (403).
+    async fn decide(
+        &self,
+        principal: &Principal,
+        op: &Operation,
+        ex: &mut Exchange,
+    ) -> Result<Decision, PipelineError> {
+        let decision = self.policy.decide(principal, op).await;
+        ex.decision = Some(decision.clone());
+        if decision.allowed {
+            Ok(decision)
+        } else {
+            Err(PipelineError::Denied)
+        }
+    }
+
+    /// Step 4: the decision's upstream identity → Google token (503).
+    async fn access_token(
+        &self,
+        decision: &Decision,
+        ex: &mut Exchange,
+    ) -> Result<AccessToken, PipelineError> {
+        let token = self
+            .credentials
+            .access_token(decision.upstream_account.as_deref())
+            .await?;
+        ex.upstream_account = Some(token.account.clone());
+        Ok(token)
+    }
+
+    /// Step 5: streamed to Firestore, streamed back (502/503/504).
+    async fn forward(
+        &self,
+        parts: &http::request::Parts,
+        route: &Route,
+        body: Body,
+        token: &AccessToken,
+        ex: &mut Exchange,
+    ) -> Result<Response<Body>, PipelineError> {
+        let database = route.database.to_string();
+        let response = self
+            .upstream
+            .forward(Outbound {
+                method: parts.method.clone(),
+                path_and_query: &route.upstream_path_and_query,
+                client_headers: &parts.headers,
+                client_ip: ex.remote_ip(),
+                client_proto: ex.proto(),
+                request_id: &ex.request_id,
+                database: &database,
+                token,
+                body,
+            })
+            .await?;
+        ex.upstream_status = Some(response.status().as_u16());
+        let (mut parts, incoming) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body::boxed(incoming)))
+    }
+
+    async fn read_body(&self, body: Body) -> Result<Bytes, PipelineError> {
+        let limit = self.settings.max_body_bytes;
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                Err(PipelineError::BodyTooLarge { limit })
+            }
+            Err(err) => Err(PipelineError::BodyRead(err.to_string())),
+        }
+    }
+}

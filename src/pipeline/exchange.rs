@@ -1,0 +1,310 @@
+//! `Exchange`: what the pipeline learns about one request as it goes, and the
+//! response body wrapper that writes the audit record exactly once, when the
+//! body ends or the client goes away.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Frame, SizeHint};
+use ipnet::IpNet;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{ConnInfo, PipelineError};
+use crate::audit::{AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
+use crate::authn::Principal;
+use crate::body::{Body, BoxError};
+use crate::firestore::{Method, Operation};
+use crate::policy::Decision;
+use crate::upstream::headers;
+
+/// The audit-relevant facts of one request, filled in step by step.
+pub struct Exchange {
+    pub request_id: String,
+    started: Instant,
+    time: OffsetDateTime,
+    remote: IpAddr,
+    client_ip: IpAddr,
+    tls: Option<&'static str>,
+    http_version: &'static str,
+    http_method: String,
+    pub principal: Option<Arc<Principal>>,
+    pub route: Option<(Method, String)>,
+    pub operation: Option<Operation>,
+    pub decision: Option<Decision>,
+    pub upstream_account: Option<String>,
+    pub upstream_status: Option<u16>,
+    reason: Option<String>,
+    refused: bool,
+    bytes_in: Arc<AtomicU64>,
+}
+
+impl Exchange {
+    pub fn begin<B>(req: &Request<B>, conn: &ConnInfo, trusted: &[IpNet]) -> Self {
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| is_safe_request_id(v))
+            .map(str::to_owned)
+            .unwrap_or_else(new_request_id);
+        let remote = conn.remote.ip();
+        Exchange {
+            request_id,
+            started: Instant::now(),
+            time: OffsetDateTime::now_utc(),
+            remote,
+            client_ip: headers::client_ip(remote, req.headers(), trusted),
+            tls: conn.tls,
+            http_version: version_name(req.version()),
+            http_method: req.method().to_string(),
+            principal: None,
+            route: None,
+            operation: None,
+            decision: None,
+            upstream_account: None,
+            upstream_status: None,
+            reason: None,
+            refused: false,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The peer address of the connection (the hop `X-Forwarded-For` extends).
+    pub fn remote_ip(&self) -> IpAddr {
+        self.remote
+    }
+
+    pub fn proto(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    pub fn add_bytes_in(&self, n: u64) {
+        self.bytes_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Wrap a streamed request body so its size reaches the audit record.
+    pub fn count_bytes_in(&self, body: Body) -> Body {
+        http_body_util::BodyExt::boxed(Counted {
+            inner: body,
+            counter: Arc::clone(&self.bytes_in),
+        })
+    }
+
+    pub(super) fn refuse(&mut self, reason: String, _err: &PipelineError) {
+        self.reason = Some(reason);
+        self.refused = true;
+    }
+
+    /// Attach the audit record to the response body; it is written when the
+    /// body ends or is dropped.
+    pub fn finish(self, response: Response<Body>, auditor: Arc<Auditor>) -> Response<Body> {
+        let status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        let started = self.started;
+        let record = self.into_record(status);
+        let audited = Audited {
+            inner: body,
+            started,
+            bytes_out: 0,
+            complete: false,
+            pending: Some((record, auditor)),
+        };
+        Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
+    }
+
+    fn into_record(self, status: u16) -> AuditRecord {
+        let targets = match (&self.decision, &self.operation) {
+            (Some(decision), _) => decision
+                .targets
+                .iter()
+                .map(|t| AuditTarget {
+                    resource: t.target.scope.to_string(),
+                    access: t.target.access.to_string(),
+                    allowed: t.allowed,
+                    rule: t.rule.clone(),
+                })
+                .collect(),
+            (None, Some(op)) => op
+                .targets
+                .iter()
+                .map(|t| AuditTarget {
+                    resource: t.scope.to_string(),
+                    access: t.access.to_string(),
+                    allowed: false,
+                    rule: None,
+                })
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        let decision = match (&self.decision, self.refused) {
+            (Some(d), _) if !d.allowed => Outcome::Deny,
+            (_, true) => Outcome::Error,
+            (Some(_), false) => Outcome::Allow,
+            (None, false) => Outcome::Error,
+        };
+        AuditRecord {
+            time: self.time.format(&Rfc3339).unwrap_or_default(),
+            request_id: self.request_id,
+            client_ip: self.client_ip.to_string(),
+            tls: self.tls.map(str::to_owned),
+            http_version: self.http_version.to_owned(),
+            principal: self.principal.as_deref().map(|p| AuditPrincipal {
+                issuer: p.issuer.clone(),
+                subject: p.subject.clone(),
+                email: p.email.clone(),
+                groups: p.groups.clone(),
+            }),
+            http_method: self.http_method,
+            rpc: self.route.as_ref().map(|(m, _)| m.as_str().to_owned()),
+            database: self.route.map(|(_, db)| db),
+            targets,
+            decision,
+            reason: self.reason,
+            upstream_account: self.upstream_account,
+            upstream_status: self.upstream_status,
+            status,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: 0,
+            duration_ms: 0.0,
+            client_disconnected: false,
+        }
+    }
+}
+
+fn version_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "unknown",
+    }
+}
+
+/// A client-supplied request id is echoed only when it is short and plain.
+fn is_safe_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn new_request_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Counts the bytes of a streamed request body.
+struct Counted {
+    inner: Body,
+    counter: Arc<AtomicU64>,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The response body: streams `inner`, counts bytes, and writes the audit
+/// record exactly once — at the end of the stream, or on drop, which means
+/// the client went away mid-stream.
+struct Audited {
+    inner: Body,
+    started: Instant,
+    bytes_out: u64,
+    complete: bool,
+    pending: Option<(AuditRecord, Arc<Auditor>)>,
+}
+
+impl Audited {
+    fn write(&mut self, disconnected: bool, upstream_failed: bool) {
+        if let Some((mut record, auditor)) = self.pending.take() {
+            record.bytes_out = self.bytes_out;
+            record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            record.client_disconnected = disconnected;
+            if upstream_failed && record.reason.is_none() {
+                record.reason = Some("upstream_stream_error".into());
+            }
+            auditor.record(record);
+        }
+    }
+}
+
+impl http_body::Body for Audited {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes_out += data.len() as u64;
+                }
+                // hyper stops polling once `is_end_stream` is true, so the end
+                // must be noticed here, not only on `None`.
+                if self.inner.is_end_stream() {
+                    self.complete = true;
+                    self.write(false, false);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                self.complete = true;
+                self.write(false, true);
+            }
+            Poll::Ready(None) => {
+                self.complete = true;
+                self.write(false, false);
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        let disconnected = !self.complete && !http_body::Body::is_end_stream(&self.inner);
+        self.write(disconnected, false);
+    }
+}
