@@ -280,6 +280,7 @@ impl Pipeline {
                 path_and_query: &route.upstream_path_and_query,
                 client_headers: &parts.headers,
                 client_ip: ex.remote_ip(),
+                trusted_proxies: &self.settings.trusted_proxies,
                 client_proto: ex.proto(),
                 request_id: &ex.request_id,
                 database: &database,
