@@ -441,6 +441,15 @@ async fn slowloris_is_cut_off_after_header_read_timeout() {
         "unexpected answer {:?}",
         String::from_utf8_lossy(&answer)
     );
+    // A keep-alive connection whose second request head never finishes.
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = within("first response", kept.read(&mut buf)).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ").await.unwrap();
+    within("slow second head to be cut off", read_until_closed(&mut kept)).await;
+
     // Not a byte: stuck before HTTP version detection.
     let mut silent = TcpStream::connect(addr).await.unwrap();
     within("silent connection to be closed", read_until_closed(&mut silent)).await;
