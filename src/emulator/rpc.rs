@@ -1,0 +1,292 @@
+//! The RPC-style methods: batchGet, commit, batchWrite, beginTransaction,
+//! rollback, runQuery and runAggregationQuery.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::Response;
+use rand::RngCore as _;
+use serde_json::{Value as Json, json};
+
+use super::aggregate::Aggregations;
+use super::query::Query;
+use super::routes::Call;
+use super::store::{State, Transaction, document_json, parse_document_name};
+use super::wire::mask;
+use super::write::{Write, commit as commit_writes};
+use super::{EmulatorError, Shared, json_response, stream};
+use crate::body::Body;
+
+/// `:batchGet`: one element per requested name, `found` or `missing`.
+pub fn batch_get(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+    let mask = mask(call.body.get("mask"))?;
+    let names = call
+        .body
+        .get("documents")
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let paths = names
+        .iter()
+        .map(|n| {
+            let name = n
+                .as_str()
+                .ok_or_else(|| EmulatorError::InvalidArgument("documents must be names".into()))?;
+            Ok((name, parse_document_name(&call.database, name)?))
+        })
+        .collect::<Result<Vec<_>, EmulatorError>>()?;
+    let read_time = shared.clock.now().to_rfc3339();
+    let mut state = shared.lock();
+    let transaction = read_transaction(&mut state, call)?;
+    let mut elements = Vec::with_capacity(paths.len());
+    for (name, path) in &paths {
+        let doc = state.get(&call.database, path).cloned();
+        if let Some(id) = &transaction {
+            state
+                .transaction_mut(&call.database, id)?
+                .record(path, doc.as_ref());
+        }
+        elements.push(match doc {
+            Some(doc) => json!({
+                "found": document_json(&call.database, path, &doc, mask.as_deref()),
+                "readTime": read_time,
+            }),
+            None => json!({ "missing": name, "readTime": read_time }),
+        });
+    }
+    announce_transaction(&mut elements, call, transaction, &read_time);
+    Ok(stream::json_array(elements))
+}
+
+/// `:commit`: every write or none; inside a transaction, only if nothing the
+/// transaction read has changed since.
+pub fn commit(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+    let writes = parse_writes(call)?;
+    let now = shared.clock.now();
+    let mut state = shared.lock();
+    if let Some(id) = call.body_str("transaction") {
+        let transaction = state
+            .transactions
+            .remove(id)
+            .filter(|t| t.database == call.database)
+            .ok_or_else(|| {
+                EmulatorError::InvalidArgument("transaction is not valid or has expired".into())
+            })?;
+        if transaction.read_only && !writes.is_empty() {
+            return Err(EmulatorError::InvalidArgument(
+                "a read-only transaction cannot write".into(),
+            ));
+        }
+        check_reads_unchanged(&state, &call.database, &transaction)?;
+    }
+    let results = commit_writes(&mut state, &call.database, &writes, now)?;
+    Ok(json_response(json!({
+        "writeResults": results,
+        "commitTime": now.to_rfc3339(),
+    })))
+}
+
+/// `:batchWrite`: each write on its own, each with its own status.
+pub fn batch_write(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+    let items = call
+        .body
+        .get("writes")
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut results = Vec::with_capacity(items.len());
+    let mut statuses = Vec::with_capacity(items.len());
+    let mut state = shared.lock();
+    for item in items {
+        let outcome = Write::parse(&call.database, item).and_then(|write| {
+            let now = shared.clock.now();
+            commit_writes(&mut state, &call.database, &[write], now)
+        });
+        match outcome {
+            Ok(mut result) => {
+                results.push(result.pop().unwrap_or_else(|| json!({})));
+                statuses.push(json!({ "code": 0 }));
+            }
+            Err(error) => {
+                results.push(json!({}));
+                statuses.push(json!({
+                    "code": error.grpc_code(),
+                    "message": error.api_error().message,
+                }));
+            }
+        }
+    }
+    Ok(json_response(json!({
+        "writeResults": results,
+        "status": statuses,
+    })))
+}
+
+/// `:beginTransaction`.
+pub fn begin_transaction(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+    let read_only = call
+        .body
+        .get("options")
+        .is_some_and(|o| o.get("readOnly").is_some());
+    let id = open_transaction(&mut shared.lock(), &call.database, read_only);
+    Ok(json_response(json!({ "transaction": id })))
+}
+
+/// `:rollback`.
+pub fn rollback(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+    let id = call
+        .body_str("transaction")
+        .ok_or_else(|| EmulatorError::InvalidArgument("rollback needs a transaction".into()))?;
+    let mut state = shared.lock();
+    state.transaction_mut(&call.database, id)?;
+    state.transactions.remove(id);
+    Ok(json_response(json!({})))
+}
+
+/// `:runQuery`: one element per document, or one bare `readTime` if none.
+pub fn run_query(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+    let query =
+        Query::parse(call.body.get("structuredQuery").ok_or_else(|| {
+            EmulatorError::InvalidArgument("structuredQuery is required".into())
+        })?)?;
+    let read_time = shared.clock.now().to_rfc3339();
+    let mut state = shared.lock();
+    let transaction = read_transaction(&mut state, call)?;
+    let mut read = Vec::new();
+    let mut elements = Vec::new();
+    let mut skipped = 0;
+    if let Some(documents) = state.documents(&call.database) {
+        let results = query.run(&call.database, &call.path, documents);
+        skipped = results.skipped;
+        for (path, doc) in results.documents {
+            elements.push(json!({
+                "document": document_json(&call.database, path, doc, query.select.as_deref()),
+                "readTime": read_time,
+            }));
+            read.push((path.clone(), doc.clone()));
+        }
+    }
+    if let Some(id) = &transaction {
+        let tx = state.transaction_mut(&call.database, id)?;
+        for (path, doc) in &read {
+            tx.record(path, Some(doc));
+        }
+    }
+    if elements.is_empty() {
+        elements.push(json!({ "readTime": read_time }));
+    }
+    if skipped > 0 {
+        elements[0]["skippedResults"] = Json::from(skipped);
+    }
+    announce_transaction(&mut elements, call, transaction, &read_time);
+    Ok(stream::json_array(elements))
+}
+
+/// `:runAggregationQuery`: one element with every aggregate under its alias.
+pub fn run_aggregation_query(
+    shared: &Shared,
+    call: &Call,
+) -> Result<Response<Body>, EmulatorError> {
+    let aggregation = call.body.get("structuredAggregationQuery").ok_or_else(|| {
+        EmulatorError::InvalidArgument("structuredAggregationQuery is required".into())
+    })?;
+    let query = Query::parse(aggregation.get("structuredQuery").ok_or_else(|| {
+        EmulatorError::InvalidArgument(
+            "structuredAggregationQuery.structuredQuery is required".into(),
+        )
+    })?)?;
+    let aggregations = Aggregations::parse(aggregation.get("aggregations").unwrap_or(&Json::Null))?;
+    let read_time = shared.clock.now().to_rfc3339();
+    let mut state = shared.lock();
+    let transaction = read_transaction(&mut state, call)?;
+    let fields = match state.documents(&call.database) {
+        Some(documents) => {
+            let results = query.run(&call.database, &call.path, documents);
+            let docs: Vec<_> = results.documents.iter().map(|(_, doc)| *doc).collect();
+            aggregations.compute(&docs)
+        }
+        None => aggregations.compute(&[]),
+    };
+    let mut elements = vec![json!({
+        "result": { "aggregateFields": fields },
+        "readTime": read_time,
+    })];
+    announce_transaction(&mut elements, call, transaction, &read_time);
+    Ok(stream::json_array(elements))
+}
+
+fn parse_writes(call: &Call) -> Result<Vec<Write>, EmulatorError> {
+    call.body
+        .get("writes")
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|w| Write::parse(&call.database, w))
+        .collect()
+}
+
+/// The transaction a read runs in: an existing one (`transaction`) or one
+/// begun now (`newTransaction`).
+fn read_transaction(state: &mut State, call: &Call) -> Result<Option<String>, EmulatorError> {
+    if let Some(id) = call.body_str("transaction") {
+        state.transaction_mut(&call.database, id)?;
+        return Ok(Some(id.to_owned()));
+    }
+    match call.body.get("newTransaction") {
+        None | Some(Json::Null) => Ok(None),
+        Some(options) => {
+            let read_only = options.get("readOnly").is_some();
+            Ok(Some(open_transaction(state, &call.database, read_only)))
+        }
+    }
+}
+
+/// A transaction begun by this read is reported in the first element.
+fn announce_transaction(
+    elements: &mut Vec<Json>,
+    call: &Call,
+    transaction: Option<String>,
+    read_time: &str,
+) {
+    let begun = call
+        .body
+        .get("newTransaction")
+        .is_some_and(|o| !o.is_null());
+    if let (true, Some(id)) = (begun, transaction) {
+        if elements.is_empty() {
+            elements.push(json!({ "readTime": read_time }));
+        }
+        elements[0]["transaction"] = Json::from(id);
+    }
+}
+
+fn open_transaction(state: &mut State, database: &str, read_only: bool) -> String {
+    let mut bytes = [0_u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    let id = BASE64.encode(bytes);
+    state.transactions.insert(
+        id.clone(),
+        Transaction {
+            database: database.to_owned(),
+            read_only,
+            reads: Default::default(),
+        },
+    );
+    id
+}
+
+fn check_reads_unchanged(
+    state: &State,
+    database: &str,
+    transaction: &Transaction,
+) -> Result<(), EmulatorError> {
+    for (path, seen) in &transaction.reads {
+        let now = state.get(database, path).map(|d| d.update_time);
+        if now != *seen {
+            return Err(EmulatorError::Aborted(
+                "Transaction aborted: a document it read has changed since.".into(),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! The in-memory state: databases of documents kept in name order, and the
+//! open transactions with what each has read.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::{Value as Json, json};
+
+use super::EmulatorError;
+use super::clock::Timestamp;
+use super::values::{FieldPath, Fields, fields_to_json, project};
+
+/// A document's path below `…/documents`, one entry per segment. Vectors of
+/// segments order exactly as Firestore orders document names.
+pub type DocPath = Vec<String>;
+
+/// A stored document.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub fields: Fields,
+    pub create_time: Timestamp,
+    pub update_time: Timestamp,
+}
+
+/// Every document of one database, in name order.
+pub type Documents = BTreeMap<DocPath, Doc>;
+
+/// An open transaction; optimistic: at commit, everything it read must be
+/// unchanged (`None` = it was missing).
+#[derive(Debug, Default)]
+pub struct Transaction {
+    pub database: String,
+    pub read_only: bool,
+    pub reads: HashMap<DocPath, Option<Timestamp>>,
+}
+
+impl Transaction {
+    /// Remember the version first seen of `path`.
+    pub fn record(&mut self, path: &DocPath, doc: Option<&Doc>) {
+        if !self.read_only {
+            self.reads
+                .entry(path.clone())
+                .or_insert_with(|| doc.map(|d| d.update_time));
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub databases: HashMap<String, Documents>,
+    pub transactions: HashMap<String, Transaction>,
+}
+
+impl State {
+    pub fn documents(&self, database: &str) -> Option<&Documents> {
+        self.databases.get(database)
+    }
+
+    pub fn documents_mut(&mut self, database: &str) -> &mut Documents {
+        self.databases.entry(database.to_owned()).or_default()
+    }
+
+    pub fn get(&self, database: &str, path: &DocPath) -> Option<&Doc> {
+        self.documents(database)?.get(path)
+    }
+
+    /// The open transaction `id` on `database`.
+    pub fn transaction_mut(
+        &mut self,
+        database: &str,
+        id: &str,
+    ) -> Result<&mut Transaction, EmulatorError> {
+        match self.transactions.get_mut(id) {
+            Some(tx) if tx.database == database => Ok(tx),
+            _ => Err(EmulatorError::InvalidArgument(
+                "transaction is not valid or has expired".into(),
+            )),
+        }
+    }
+
+    /// Ids of the collections directly below `parent`, sorted.
+    pub fn collection_ids(&self, database: &str, parent: &[String]) -> BTreeSet<String> {
+        let Some(documents) = self.documents(database) else {
+            return BTreeSet::new();
+        };
+        documents
+            .keys()
+            .filter(|path| path.len() > parent.len() && path.starts_with(parent))
+            .map(|path| path[parent.len()].clone())
+            .collect()
+    }
+}
+
+/// The full resource name of a document.
+pub fn document_name(database: &str, path: &[String]) -> String {
+    format!("{database}/documents/{}", path.join("/"))
+}
+
+/// Split a document name from a request body; it must belong to `database`.
+pub fn parse_document_name(database: &str, name: &str) -> Result<DocPath, EmulatorError> {
+    let path = parse_parent_name(database, name)?;
+    if path.is_empty() || path.len() % 2 != 0 {
+        return Err(EmulatorError::InvalidArgument(format!(
+            "{name:?} is not a document name"
+        )));
+    }
+    Ok(path)
+}
+
+/// Split a name that may be the database root (`…/documents`) or a document.
+pub fn parse_parent_name(database: &str, name: &str) -> Result<DocPath, EmulatorError> {
+    let root = format!("{database}/documents");
+    let bad = || EmulatorError::InvalidArgument(format!("{name:?} is not a name in {database}"));
+    let rest = name.strip_prefix(&root).ok_or_else(bad)?;
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rest = rest.strip_prefix('/').ok_or_else(bad)?;
+    let segments: Vec<String> = rest.split('/').map(str::to_owned).collect();
+    if segments.iter().any(String::is_empty) || segments.len() % 2 != 0 {
+        return Err(bad());
+    }
+    Ok(segments)
+}
+
+/// A document as Firestore returns it, optionally cut down to `mask`.
+pub fn document_json(
+    database: &str,
+    path: &[String],
+    doc: &Doc,
+    mask: Option<&[FieldPath]>,
+) -> Json {
+    let fields = match mask {
+        Some(mask) => fields_to_json(&project(&doc.fields, mask)),
+        None => fields_to_json(&doc.fields),
+    };
+    json!({
+        "name": document_name(database, path),
+        "fields": fields,
+        "createTime": doc.create_time.to_rfc3339(),
+        "updateTime": doc.update_time.to_rfc3339(),
+    })
+}

@@ -1,0 +1,264 @@
+// Drives the official Firestore clients against a Firestore REST endpoint
+// (firegate's emulator, or firegate in front of it) and checks every answer.
+//
+//   node run.mjs --host 127.0.0.1 --port 8081 --project demo --prefix run1 \
+//                [--token JWT] [--clients admin,lite] [--deny set,lite:query]
+//
+// --token   bearer token to send (default: none for lite, "owner" for admin)
+// --deny    steps expected to be refused with PERMISSION_DENIED, as `step`
+//           (both clients) or `client:step`
+// Prints one JSON line per step; exits 1 if any expectation failed.
+// Steps run in order and later ones read what earlier ones wrote.
+
+import { Firestore as AdminFirestore, FieldValue as AdminFieldValue } from '@google-cloud/firestore';
+import { OAuth2Client } from 'google-auth-library';
+import { initializeApp, deleteApp } from 'firebase/app';
+import * as lite from 'firebase/firestore/lite';
+
+const STEPS = ['set', 'get', 'update', 'delete', 'query', 'collectionGroup', 'count', 'batch', 'transaction', 'listCollections'];
+
+function parseArgs(argv) {
+  const args = { host: '127.0.0.1', project: 'demo-firegate', prefix: `run${Date.now()}`, clients: 'admin,lite', deny: '' };
+  for (let i = 0; i < argv.length; i += 2) {
+    const key = argv[i].replace(/^--/, '');
+    if (!(key in args) && !['port', 'token'].includes(key)) throw new Error(`unknown argument ${argv[i]}`);
+    args[key] = argv[i + 1];
+  }
+  if (!args.port) throw new Error('--port is required');
+  args.port = Number(args.port);
+  args.clients = args.clients.split(',').filter(Boolean);
+  args.deny = new Set(args.deny.split(',').filter(Boolean));
+  return args;
+}
+
+class Expectation extends Error {}
+
+function expect(condition, message) {
+  if (!condition) throw new Expectation(message);
+}
+
+function same(actual, wanted, what) {
+  const a = JSON.stringify(actual);
+  const w = JSON.stringify(wanted);
+  expect(a === w, `${what}: got ${a}, want ${w}`);
+}
+
+// The code an error carries, as a canonical status name.
+function statusOf(client, error) {
+  if (client === 'admin') {
+    const names = { 3: 'INVALID_ARGUMENT', 5: 'NOT_FOUND', 6: 'ALREADY_EXISTS', 7: 'PERMISSION_DENIED', 9: 'FAILED_PRECONDITION', 10: 'ABORTED', 16: 'UNAUTHENTICATED' };
+    return names[error?.code] ?? String(error?.code ?? error);
+  }
+  return String(error?.code ?? error).toUpperCase().replaceAll('-', '_');
+}
+
+async function expectRefusal(client, promise, status, what) {
+  const wanted = [status].flat();
+  try {
+    await promise;
+  } catch (error) {
+    expect(wanted.includes(statusOf(client, error)), `${what}: want ${wanted}, got ${statusOf(client, error)} (${error?.message})`);
+    return;
+  }
+  throw new Expectation(`${what}: want ${wanted}, but it succeeded`);
+}
+
+function adminSteps(args, token) {
+  const authClient = new OAuth2Client();
+  authClient.setCredentials({ access_token: token ?? 'owner', expiry_date: Date.now() + 3600_000 });
+  const db = new AdminFirestore({
+    projectId: args.project, host: args.host, port: args.port, ssl: false, preferRest: true, authClient,
+  });
+  const col = db.collection(`${args.prefix}_admin`);
+  const sub = `${args.prefix}_admin_sub`;
+  const alpha = col.doc('alpha');
+  return {
+    close: () => db.terminate(),
+    set: async () => {
+      await alpha.set({ name: 'alpha', n: 1, tags: ['x'], nested: { a: true }, at: new Date('2024-01-02T03:04:05Z') });
+      await col.doc('beta').set({ name: 'beta', n: 2 });
+      await col.doc('gamma').set({ name: 'gamma', n: 3 });
+    },
+    get: async () => {
+      const snap = await alpha.get();
+      expect(snap.exists, 'alpha exists');
+      const data = snap.data();
+      same([data.name, data.n, data.tags, data.nested], ['alpha', 1, ['x'], { a: true }], 'alpha');
+      same(data.at.toDate().toISOString(), '2024-01-02T03:04:05.000Z', 'alpha.at');
+      expect(!(await col.doc('nope').get()).exists, 'a missing document does not exist');
+    },
+    update: async () => {
+      const before = await alpha.get();
+      await alpha.update({ n: 10 }, { lastUpdateTime: before.updateTime });
+      // Over REST, google-gax derives the code from the HTTP status alone, and
+      // FAILED_PRECONDITION travels as 400: the client reports INVALID_ARGUMENT.
+      await expectRefusal('admin', alpha.update({ n: 99 }, { lastUpdateTime: before.updateTime }), ['FAILED_PRECONDITION', 'INVALID_ARGUMENT'], 'stale lastUpdateTime');
+      await expectRefusal('admin', col.doc('nope').update({ n: 1 }), 'NOT_FOUND', 'update of a missing document');
+      // Not tried here: create() over an existing document. ALREADY_EXISTS
+      // travels as HTTP 409, which google-gax reads as ABORTED, and the client
+      // retries ABORTED commits until its deadline (so it does against Google).
+      same((await alpha.get()).get('n'), 10, 'alpha.n after update');
+    },
+    delete: async () => {
+      await col.doc('gamma').delete();
+      expect(!(await col.doc('gamma').get()).exists, 'gamma is gone');
+    },
+    query: async () => {
+      const top = await col.where('n', '>=', 2).orderBy('n', 'desc').limit(1).get();
+      same(top.docs.map((d) => d.id), ['alpha'], 'n >= 2 desc limit 1');
+      const all = await col.where('n', '>=', 2).orderBy('n').limit(5).get();
+      same(all.docs.map((d) => [d.id, d.get('n')]), [['beta', 2], ['alpha', 10]], 'n >= 2 asc');
+      const tagged = await col.where('tags', 'array-contains', 'x').get();
+      same(tagged.docs.map((d) => d.id), ['alpha'], 'array-contains');
+    },
+    collectionGroup: async () => {
+      await alpha.collection(sub).doc('s1').set({ kind: 'k', i: 1 });
+      await col.doc('beta').collection(sub).doc('s2').set({ kind: 'k', i: 2 });
+      await col.doc('beta').collection(sub).doc('s3').set({ kind: 'other', i: 3 });
+      const found = await db.collectionGroup(sub).where('kind', '==', 'k').get();
+      same(found.docs.map((d) => d.ref.path).sort(), [`${col.id}/alpha/${sub}/s1`, `${col.id}/beta/${sub}/s2`], 'collection group');
+    },
+    count: async () => {
+      same((await col.count().get()).data().count, 2, 'count()');
+      same((await col.where('n', '>', 5).count().get()).data().count, 1, 'count() with a filter');
+    },
+    batch: async () => {
+      const batch = db.batch();
+      batch.set(col.doc('delta'), { name: 'delta', n: 4 });
+      batch.update(alpha, { batched: true, n: AdminFieldValue.increment(1) });
+      batch.delete(col.doc('beta'));
+      await batch.commit();
+      const [a, b, d] = await db.getAll(alpha, col.doc('beta'), col.doc('delta'));
+      same([a.get('batched'), a.get('n'), b.exists, d.get('name')], [true, 11, false, 'delta'], 'after the batch');
+    },
+    transaction: async () => {
+      const n = await db.runTransaction(async (tx) => {
+        const snap = await tx.get(alpha);
+        tx.update(alpha, { n: snap.get('n') + 1 });
+        return snap.get('n') + 1;
+      });
+      same(n, 12, 'transaction result');
+      same((await alpha.get()).get('n'), 12, 'alpha.n after the transaction');
+    },
+    listCollections: async () => {
+      const top = (await db.listCollections()).map((c) => c.id);
+      expect(top.includes(col.id), `listCollections has ${col.id}: ${top}`);
+      same((await alpha.listCollections()).map((c) => c.id), [sub], 'alpha.listCollections()');
+    },
+  };
+}
+
+function liteSteps(args, token) {
+  const app = initializeApp({ projectId: args.project, apiKey: 'firegate-test-key' }, `${args.prefix}-lite`);
+  const db = lite.getFirestore(app);
+  lite.setLogLevel('silent');
+  lite.connectFirestoreEmulator(db, args.host, args.port, token ? { mockUserToken: token } : {});
+  const colId = `${args.prefix}_lite`;
+  const sub = `${args.prefix}_lite_sub`;
+  const col = lite.collection(db, colId);
+  const alpha = lite.doc(col, 'alpha');
+  const data = async (ref) => (await lite.getDoc(ref)).data();
+  return {
+    close: () => deleteApp(app),
+    set: async () => {
+      await lite.setDoc(alpha, { name: 'alpha', n: 1, tags: ['x'], nested: { a: true }, at: lite.Timestamp.fromMillis(Date.UTC(2024, 0, 2, 3, 4, 5)) });
+      await lite.setDoc(lite.doc(col, 'beta'), { name: 'beta', n: 2 });
+      await lite.setDoc(lite.doc(col, 'gamma'), { name: 'gamma', n: 3 });
+    },
+    get: async () => {
+      const got = await data(alpha);
+      same([got.name, got.n, got.tags, got.nested], ['alpha', 1, ['x'], { a: true }], 'alpha');
+      same(got.at.toDate().toISOString(), '2024-01-02T03:04:05.000Z', 'alpha.at');
+      expect(!(await lite.getDoc(lite.doc(col, 'nope'))).exists(), 'a missing document does not exist');
+    },
+    update: async () => {
+      // updateDoc carries the precondition `exists: true`.
+      await lite.updateDoc(alpha, { n: 10, 'nested.b': lite.serverTimestamp() });
+      await expectRefusal('lite', lite.updateDoc(lite.doc(col, 'nope'), { n: 1 }), 'NOT_FOUND', 'update of a missing document');
+      const got = await data(alpha);
+      same([got.n, got.nested.a, got.nested.b instanceof lite.Timestamp], [10, true, true], 'alpha after update');
+    },
+    delete: async () => {
+      await lite.deleteDoc(lite.doc(col, 'gamma'));
+      expect(!(await lite.getDoc(lite.doc(col, 'gamma'))).exists(), 'gamma is gone');
+    },
+    query: async () => {
+      const { where, orderBy, limit, query, getDocs } = lite;
+      const top = await getDocs(query(col, where('n', '>=', 2), orderBy('n', 'desc'), limit(1)));
+      same(top.docs.map((d) => d.id), ['alpha'], 'n >= 2 desc limit 1');
+      const any = await getDocs(query(col, lite.or(where('name', '==', 'beta'), where('n', 'in', [10, 11]))));
+      same(any.docs.map((d) => d.id), ['alpha', 'beta'], 'or / in');
+    },
+    collectionGroup: async () => {
+      await lite.setDoc(lite.doc(alpha, sub, 's1'), { kind: 'k', i: 1 });
+      await lite.setDoc(lite.doc(col, 'beta', sub, 's2'), { kind: 'k', i: 2 });
+      await lite.setDoc(lite.doc(col, 'beta', sub, 's3'), { kind: 'other', i: 3 });
+      const found = await lite.getDocs(lite.query(lite.collectionGroup(db, sub), lite.where('kind', '==', 'k')));
+      same(found.docs.map((d) => d.ref.path).sort(), [`${colId}/alpha/${sub}/s1`, `${colId}/beta/${sub}/s2`], 'collection group');
+    },
+    count: async () => {
+      same((await lite.getCount(col)).data().count, 2, 'count()');
+      const agg = await lite.getAggregate(col, { total: lite.sum('n'), mean: lite.average('n') });
+      same(agg.data(), { total: 12, mean: 6 }, 'sum / average');
+    },
+    batch: async () => {
+      const batch = lite.writeBatch(db);
+      batch.set(lite.doc(col, 'delta'), { name: 'delta', n: 4 });
+      batch.update(alpha, { batched: true, n: lite.increment(1) });
+      batch.delete(lite.doc(col, 'beta'));
+      await batch.commit();
+      const got = await data(alpha);
+      same([got.batched, got.n], [true, 11], 'alpha after the batch');
+      expect(!(await lite.getDoc(lite.doc(col, 'beta'))).exists(), 'beta deleted by the batch');
+      same((await data(lite.doc(col, 'delta'))).name, 'delta', 'delta set by the batch');
+    },
+    transaction: async () => {
+      const n = await lite.runTransaction(db, async (tx) => {
+        const snap = await tx.get(alpha);
+        tx.update(alpha, { n: snap.get('n') + 1 });
+        return snap.get('n') + 1;
+      });
+      same(n, 12, 'transaction result');
+      same((await data(alpha)).n, 12, 'alpha.n after the transaction');
+    },
+    // firebase/firestore/lite has no listCollections: list the documents the
+    // earlier steps left instead, by name.
+    listCollections: async () => {
+      const left = await lite.getDocs(lite.query(col, lite.orderBy(lite.documentId())));
+      same(left.docs.map((d) => d.id), ['alpha', 'delta'], 'documents left');
+    },
+  };
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  let failed = 0;
+  for (const client of args.clients) {
+    const steps = client === 'admin' ? adminSteps(args, args.token) : client === 'lite' ? liteSteps(args, args.token) : null;
+    if (!steps) throw new Error(`unknown client ${client}`);
+    for (const step of STEPS) {
+      const denied = args.deny.has(step) || args.deny.has(`${client}:${step}`);
+      const line = { client, step, expected: denied ? 'PERMISSION_DENIED' : 'ok' };
+      try {
+        if (denied) {
+          await expectRefusal(client, steps[step](), 'PERMISSION_DENIED', step);
+        } else {
+          await steps[step]();
+        }
+        line.pass = true;
+      } catch (error) {
+        line.pass = false;
+        line.error = error instanceof Expectation ? error.message : `${statusOf(client, error)}: ${error?.message ?? error}`;
+        failed += 1;
+      }
+      console.log(JSON.stringify(line));
+    }
+    await steps.close();
+  }
+  process.exitCode = failed === 0 ? 0 : 1;
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 2;
+});
