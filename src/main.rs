@@ -29,8 +29,19 @@ enum Command {
     },
     /// Run everything locally: emulator, development issuer, example policies.
     Dev {
+        /// The proxy's address.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The development OIDC issuer's address.
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        issuer_listen: SocketAddr,
+        /// The embedded emulator's address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        emulator_listen: SocketAddr,
+        /// The admin listener's address (/healthz, /readyz, /metrics).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
+        /// Policy directory.
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
     },
@@ -124,8 +135,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             firegate::server::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dev { listen, policies } => {
-            firegate::dev::run(firegate::dev::DevOptions { listen, policies }).await?;
+        Command::Dev {
+            listen,
+            issuer_listen,
+            emulator_listen,
+            admin_listen,
+            policies,
+        } => {
+            firegate::dev::run(firegate::dev::DevOptions {
+                listen,
+                issuer_listen,
+                emulator_listen,
+                admin_listen,
+                policies,
+                ..Default::default()
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator { listen } => {
