@@ -62,6 +62,7 @@ fn identity(subject: &str, email: &str, groups: &[&str]) -> Identity {
 
 /// The three sample identities.
 pub fn samples() -> Vec<Sample> {
+    let deployment = |service: &str, version: &str| json!({"fields": {"service": {"stringValue": service}, "version": {"stringValue": version}}});
     vec![
         Sample {
             title: "platform admin",
@@ -69,15 +70,13 @@ pub fn samples() -> Vec<Sample> {
             identity: identity(
                 "user:default/pat",
                 "pat@example.com",
-                &["group:default/platform-admins", "group:default/engineers"],
+                &["group:default/engineering", "group:default/platform-admins"],
             ),
             allowed: SampleRequest {
-                what: "record a deployment for team B",
+                what: "record a deployment for the search team",
                 method: "POST",
-                path: "/teams/team-b/deployments?documentId=d-102",
-                body: Some(
-                    json!({"fields": {"service": {"stringValue": "search-api"}, "version": {"stringValue": "2.4.1"}}}),
-                ),
+                path: "/teams/search/deployments?documentId=d-102",
+                body: Some(deployment("search-api", "2.4.1")),
             },
             refused: SampleRequest {
                 what: "read a secret (denied to everyone)",
@@ -87,12 +86,12 @@ pub fn samples() -> Vec<Sample> {
             },
         },
         Sample {
-            title: "team A engineer",
+            title: "payments team engineer",
             token_var: "ALICE_TOKEN",
             identity: identity(
                 "user:default/alice",
                 "alice@example.com",
-                &["group:default/team-a", "group:default/engineers"],
+                &["group:default/engineering", "group:default/payments"],
             ),
             allowed: SampleRequest {
                 what: "read the catalog",
@@ -101,56 +100,68 @@ pub fn samples() -> Vec<Sample> {
                 body: None,
             },
             refused: SampleRequest {
-                what: "write team B's deployment log",
+                what: "write the search team's deployment log",
                 method: "POST",
-                path: "/teams/team-b/deployments?documentId=d-666",
-                body: Some(json!({"fields": {"service": {"stringValue": "search-api"}}})),
+                path: "/teams/search/deployments?documentId=d-666",
+                body: Some(deployment("search-api", "6.6.6")),
             },
         },
         Sample {
-            title: "outsider (authenticated, in no engineering group)",
+            title: "outsider (authenticated, in no group)",
             token_var: "OUTSIDER_TOKEN",
             identity: identity("user:default/mallory", "mallory@contractor.example", &[]),
             allowed: SampleRequest {
-                what: "read the catalog",
+                what: "read the public status board",
                 method: "GET",
-                path: "/catalog/payments-api",
+                path: "/status/payments-api",
                 body: None,
             },
             refused: SampleRequest {
-                what: "list team A's deployments",
+                what: "read the catalog (engineers only)",
                 method: "GET",
-                path: "/teams/team-a/deployments",
+                path: "/catalog/payments-api",
                 body: None,
             },
         },
     ]
 }
 
-/// Seed a Backstage-like catalog, two teams' deployment logs and a secret.
+/// Seed a Backstage-like catalog, team profiles and deployment logs, a
+/// status board, and a secret.
 pub fn seed(emulator: &Emulator) -> anyhow::Result<()> {
     let s = |v: &str| json!({"stringValue": v});
+    let component = |owner: &str, lifecycle: &str| json!({"kind": s("Component"), "owner": s(owner), "lifecycle": s(lifecycle)});
+    let deployment = |service: &str, version: &str, status: &str| json!({"service": s(service), "version": s(version), "status": s(status)});
     let docs = [
         (
             "catalog/payments-api",
-            json!({"kind": s("Component"), "owner": s("group:default/team-a"), "lifecycle": s("production")}),
+            component("group:default/payments", "production"),
         ),
         (
             "catalog/search-api",
-            json!({"kind": s("Component"), "owner": s("group:default/team-b"), "lifecycle": s("experimental")}),
+            component("group:default/search", "experimental"),
         ),
         (
-            "teams/team-a/deployments/d-001",
-            json!({"service": s("payments-api"), "version": s("1.0.0"), "status": s("succeeded")}),
+            "teams/payments",
+            json!({"name": s("Payments"), "slack": s("#payments")}),
         ),
         (
-            "teams/team-a/deployments/d-002",
-            json!({"service": s("payments-api"), "version": s("1.1.0"), "status": s("failed")}),
+            "teams/search",
+            json!({"name": s("Search"), "slack": s("#search")}),
         ),
         (
-            "teams/team-b/deployments/d-101",
-            json!({"service": s("search-api"), "version": s("2.4.0"), "status": s("succeeded")}),
+            "teams/payments/deployments/d-001",
+            deployment("payments-api", "1.0.0", "succeeded"),
         ),
+        (
+            "teams/payments/deployments/d-002",
+            deployment("payments-api", "1.1.0", "failed"),
+        ),
+        (
+            "teams/search/deployments/d-101",
+            deployment("search-api", "2.4.0", "succeeded"),
+        ),
+        ("status/payments-api", json!({"state": s("operational")})),
         (
             "secrets/stripe",
             json!({"apiKey": s("sk_test_development_only")}),
