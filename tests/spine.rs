@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde::Deserialize as _;
 use http::{Method, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -744,6 +745,34 @@ fn config_check_reports_every_error_and_fails() {
     for key in ["server.listen", "server.limits.idle_timeout", "upstream.url"] {
         assert!(stderr.contains(key), "{key} missing from {stderr}");
     }
+}
+
+/// The shipped samples load (with test certificates in place of the real ones).
+#[test]
+fn deploy_samples_are_valid_configs() {
+    let pki = TestPki::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let env = || {
+        vec![
+            (
+                "FIREGATE_SERVER__TLS__CERT".to_owned(),
+                pki.cert_path.display().to_string(),
+            ),
+            (
+                "FIREGATE_SERVER__TLS__KEY".to_owned(),
+                pki.key_path.display().to_string(),
+            ),
+        ]
+    };
+    let sample = Config::load(&root.join("firegate.yaml"), env()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sample.server.admin_listen.to_string(), "127.0.0.1:9090");
+
+    let manifests = std::fs::read_to_string(root.join("kubernetes/firegate.yaml")).unwrap();
+    let embedded = serde_yaml_ng::Deserializer::from_str(&manifests)
+        .filter_map(|doc| serde_yaml_ng::Value::deserialize(doc).ok())
+        .find_map(|doc| doc["data"]["firegate.yaml"].as_str().map(str::to_owned))
+        .expect("ConfigMap with firegate.yaml");
+    Config::from_yaml(&embedded, env()).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Hundreds of MiB through server + upstream client; prints the RSS growth.
