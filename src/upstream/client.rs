@@ -314,16 +314,36 @@ mod tests {
     fn each_condition_has_its_status() {
         let cases = [
             (UpstreamError::ConnectTimeout, 504, "DEADLINE_EXCEEDED"),
-            (UpstreamError::ResponseHeaderTimeout, 504, "DEADLINE_EXCEEDED"),
-            (UpstreamError::ConnectFailed("secret-detail".into()), 503, "UNAVAILABLE"),
-            (UpstreamError::ProtocolError("secret-detail".into()), 502, "UNAVAILABLE"),
-            (UpstreamError::InvalidRequest("secret-detail".into()), 500, "INTERNAL"),
+            (
+                UpstreamError::ResponseHeaderTimeout,
+                504,
+                "DEADLINE_EXCEEDED",
+            ),
+            (
+                UpstreamError::ConnectFailed("secret-detail".into()),
+                503,
+                "UNAVAILABLE",
+            ),
+            (
+                UpstreamError::ProtocolError("secret-detail".into()),
+                502,
+                "UNAVAILABLE",
+            ),
+            (
+                UpstreamError::InvalidRequest("secret-detail".into()),
+                500,
+                "INTERNAL",
+            ),
         ];
         for (err, status, code) in cases {
             let api = err.api_error();
             assert_eq!(api.http_status.as_u16(), status, "{err}");
             assert_eq!(api.code.as_str(), code, "{err}");
-            assert!(!api.message.contains("secret"), "detail leaked: {}", api.message);
+            assert!(
+                !api.message.contains("secret"),
+                "detail leaked: {}",
+                api.message
+            );
         }
     }
 }
