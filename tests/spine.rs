@@ -520,6 +520,44 @@ async fn slowloris_is_cut_off_after_header_read_timeout() {
 }
 
 #[tokio::test]
+async fn idle_connections_are_closed_after_idle_timeout() {
+    // The header timeout is long, so only the idle watchdog can close these.
+    let (addr, shutdown, done) = serve_echo(&plain_config(
+        "http://127.0.0.1:9",
+        "  limits: {header_read_timeout: 60s, idle_timeout: 300ms}\n",
+    ))
+    .await;
+    let mut h1 = TcpStream::connect(addr).await.unwrap();
+    h1.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = within("h1 idle close", read_until_closed(&mut h1)).await;
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+
+    // HTTP/2 (prior knowledge): the connection future ends after GOAWAY.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = http::Request::get("http://127.0.0.1/")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = within("h2 response", sender.send_request(request))
+        .await
+        .unwrap();
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(text, "HTTP/2.0 plain");
+    within("h2 idle close", conn).await.unwrap().unwrap();
+
+    shutdown.trigger();
+    within("drain", done).await.unwrap();
+}
+
+#[tokio::test]
 async fn stalled_tls_handshake_is_cut_off() {
     let pki = TestPki::new();
     let (addr, shutdown, done) = serve_echo(&tls_config(
