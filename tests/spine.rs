@@ -791,12 +791,17 @@ async fn binary_serves_and_exits_zero_on_sigterm() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut warned_plain = false;
     let (listen, admin_addr) = within("the listening log line", async {
         while let Some(line) = lines.next_line().await.unwrap() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
             let fields = &v["fields"];
+            warned_plain |= v["level"] == "WARN"
+                && fields["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("plain_http"));
             if let (Some(l), Some(a)) = (fields["listen"].as_str(), fields["admin"].as_str()) {
                 return (l.to_owned(), a.to_owned());
             }
@@ -804,6 +809,7 @@ async fn binary_serves_and_exits_zero_on_sigterm() {
         panic!("firegate exited before listening");
     })
     .await;
+    assert!(warned_plain, "plain_http must be logged as a warning");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
