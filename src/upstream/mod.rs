@@ -102,3 +102,42 @@ impl UpstreamConfig {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_upstream_problem_is_reported() {
+        let config = UpstreamConfig {
+            url: "ftp://x".into(),
+            connect_timeout: "0s".into(),
+            response_header_timeout: "soon".into(),
+            ca_file: Some("/nonexistent/roots.pem".into()),
+            ..UpstreamConfig::default()
+        };
+        let mut errors = ConfigErrors::default();
+        config.validate(&mut errors);
+        let keys: Vec<&str> = errors.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstream.url",
+                "upstream.connect_timeout",
+                "upstream.response_header_timeout",
+                "upstream.ca_file"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let mut errors = ConfigErrors::default();
+        UpstreamConfig::default().validate(&mut errors);
+        assert!(errors.is_empty(), "{errors}");
+        assert_eq!(
+            UpstreamConfig::default().timeouts().unwrap(),
+            (Duration::from_secs(5), Duration::from_secs(60))
+        );
+    }
+}

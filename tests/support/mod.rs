@@ -1,6 +1,7 @@
 //! Shared fakes for integration tests and benches: key material made at
 //! test time, a builder-style recording upstream, a proxy to put between.
-#![allow(dead_code)]
+// Each test binary uses a different subset.
+#![allow(dead_code, unused_imports)]
 
 pub mod certs;
 pub mod proxy;
