@@ -172,7 +172,7 @@ fn database(project: &str, db: &str) -> Result<Database, ClassifyError> {
 /// The route table of §1. `depth` is the number of segments below
 /// `documents`.
 fn rpc(method: &HttpMethod, verb: Option<&str>, depth: usize) -> Result<Method, ClassifyError> {
-    let even = depth % 2 == 0;
+    let even = depth.is_multiple_of(2);
     let found = match (method.as_str(), verb) {
         ("GET", None) if depth > 0 && even => Method::Get,
         ("GET", None) if !even => Method::List,
