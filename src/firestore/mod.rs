@@ -5,6 +5,8 @@
 mod body;
 mod classify;
 pub mod path;
+#[cfg(test)]
+mod proptests;
 mod route;
 pub mod status;
 pub mod transaction;
