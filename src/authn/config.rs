@@ -287,6 +287,8 @@ impl IssuerConfig {
                 check_url(&format!("{key}.issuer"), given, errors);
                 given.clone()
             }
+            // Already reported as a missing `backstage.base_url`.
+            (None, None) if self.kind == IssuerKind::Backstage => String::new(),
             (None, None) => {
                 errors.push(format!("{key}.issuer"), "required");
                 String::new()
