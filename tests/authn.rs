@@ -12,10 +12,18 @@ use jsonwebtoken::Algorithm;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use support::issuer::{AUDIENCE, SigningKey, TestIssuer, tamper};
-use support::oidc_provider::OidcProvider;
+use support::oidc_provider::{INTROSPECTION_SECRET, OPAQUE_AUDIENCE, OidcProvider};
 
 /// An authenticator over `issuers` (YAML list items), with its registry.
 async fn authenticator(issuers: &[String]) -> (Authenticator, Registry) {
+    // Logs show only for failing tests.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let yaml = format!("issuers:\n{}", issuers.join(""));
     let config: AuthnConfig = serde_yaml_ng::from_str(&yaml).expect("authn yaml");
     let mut errors = firegate::config::ConfigErrors::default();
@@ -101,7 +109,10 @@ async fn real_oidc_provider_client_credentials_token_passes() {
     assert_eq!(principal.email.as_deref(), Some("reader@firegate.test"));
     assert_eq!(principal.groups, ["team-a", "readers"]);
     assert_eq!(principal.claims["client_id"], "svc-reader");
-    assert!(!principal.claims.contains_key("exp"), "volatile claims dropped");
+    assert!(
+        !principal.claims.contains_key("exp"),
+        "volatile claims dropped"
+    );
 
     let writer = provider
         .client_credentials("svc-writer", "writer-secret", "firestore.write")
@@ -123,6 +134,43 @@ async fn real_oidc_provider_client_credentials_token_passes() {
 }
 
 #[tokio::test]
+async fn real_oidc_provider_opaque_token_is_introspected() {
+    let provider = OidcProvider::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, INTROSPECTION_SECRET).expect("write secret");
+    let (authn, registry) = authenticator(&[format!(
+        "- name: op\n  issuer: '{issuer}'\n  audiences: ['{OPAQUE_AUDIENCE}']\n  claims: {{subject: client_id}}\n  introspection:\n    endpoint: '{issuer}/token/introspection'\n    client_id: firegate\n    client_secret_file: '{secret}'\n",
+        issuer = provider.issuer,
+        secret = secret.display(),
+    )])
+    .await;
+    ready(&authn).await;
+
+    let token = provider
+        .client_credentials_for(
+            "svc-reader",
+            "reader-secret",
+            "firestore.read",
+            OPAQUE_AUDIENCE,
+        )
+        .await;
+    assert!(!token.contains('.'), "an opaque token, not a JWT");
+    let principal = check(&authn, &token).await.expect("introspected as active");
+    assert_eq!(principal.subject, "svc-reader");
+    assert_eq!(principal.email.as_deref(), Some("reader@firegate.test"));
+    assert_eq!(principal.groups, ["team-a", "readers"]);
+    assert!(!principal.claims.contains_key("active"));
+    check(&authn, &token).await.expect("again");
+    assert!(metrics(&registry).contains("outcome=\"cached\"} 1"));
+
+    assert_eq!(
+        reason(&authn, "NotAnIssuedToken0123456789abcdef").await,
+        "introspection_inactive"
+    );
+}
+
+#[tokio::test]
 async fn good_token_passes_once_verified_then_from_cache() {
     let issuer = TestIssuer::builder().start().await;
     let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
@@ -135,7 +183,10 @@ async fn good_token_passes_once_verified_then_from_cache() {
     assert_eq!(first.email.as_deref(), Some("alice@firegate.test"));
     assert_eq!(first.groups, ["team-a", "readers"]);
     let second = check(&authn, &token).await.expect("accepted again");
-    assert!(Arc::ptr_eq(&first, &second), "second use comes from the cache");
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "second use comes from the cache"
+    );
 
     let text = metrics(&registry);
     assert!(text.contains("outcome=\"verified\"} 1"), "{text}");
@@ -146,9 +197,16 @@ async fn good_token_passes_once_verified_then_from_cache() {
 #[tokio::test]
 async fn every_bad_token_is_refused_with_its_reason() {
     let issuer = TestIssuer::builder().start().await;
-    let other = TestIssuer::builder().algorithm(Algorithm::ES256).start().await;
+    let other = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .await;
     let (authn, _registry) = authenticator(&[
-        oidc("corp", &issuer.issuer, "  required_scopes: [firestore.read]\n"),
+        oidc(
+            "corp",
+            &issuer.issuer,
+            "  required_scopes: [firestore.read]\n",
+        ),
         oidc("other", &other.issuer, ""),
     ])
     .await;
@@ -158,30 +216,121 @@ async fn every_bad_token_is_refused_with_its_reason() {
     let impostor = SigningKey::generate(Algorithm::RS256, &key.kid);
 
     let cases: Vec<(&str, String, &str)> = vec![
-        ("expired", issuer.token().expires_in(-120).sign(), "token_expired"),
-        ("no exp", issuer.token().without("exp").sign(), "token_expired"),
-        ("nbf in the future", issuer.token().not_before_in(600).sign(), "token_not_yet_valid"),
-        ("unknown iss", issuer.token().claim("iss", json!("https://evil.test")).sign(), "untrusted_issuer"),
-        ("no iss", issuer.token().without("iss").sign(), "untrusted_issuer"),
-        ("wrong aud", issuer.token().claim("aud", json!("https://elsewhere")).sign(), "wrong_audience"),
-        ("no aud", issuer.token().without("aud").sign(), "wrong_audience"),
-        ("alg none", issuer.token().unsigned(), "algorithm_not_allowed"),
-        ("HS256 keyed with the RSA public key", issuer.token().sign_hs256(key.public_pem.as_bytes()), "algorithm_not_allowed"),
-        ("tampered payload", tamper(&good, |c| { c.insert("groups".into(), json!(["admins"])); }), "bad_signature"),
-        ("same kid, another key", issuer.token().signed_by(&impostor).sign(), "bad_signature"),
-        ("other issuer's key under this iss", issuer.token().signed_by(&other.current_key()).sign(), "unknown_kid"),
-        ("iss of one issuer, ES256 alg, RSA kid", issuer.token().signed_by(&other.current_key()).kid(&key.kid).sign(), "algorithm_not_allowed"),
-        ("missing scope", issuer.token().claim("scope", json!("firestore.write")).sign(), "missing_scope"),
-        ("Backstage token type", issuer.token().typ(Some("vnd.backstage.user")).sign(), "wrong_token_type"),
-        ("no sub", issuer.token().without("sub").sign(), "missing_subject"),
-        ("malformed base64", format!("{}.!!!.abc", good.split('.').next().unwrap_or_default()), "malformed_token"),
+        (
+            "expired",
+            issuer.token().expires_in(-120).sign(),
+            "token_expired",
+        ),
+        (
+            "no exp",
+            issuer.token().without("exp").sign(),
+            "token_expired",
+        ),
+        (
+            "nbf in the future",
+            issuer.token().not_before_in(600).sign(),
+            "token_not_yet_valid",
+        ),
+        (
+            "unknown iss",
+            issuer
+                .token()
+                .claim("iss", json!("https://evil.test"))
+                .sign(),
+            "untrusted_issuer",
+        ),
+        (
+            "no iss",
+            issuer.token().without("iss").sign(),
+            "untrusted_issuer",
+        ),
+        (
+            "wrong aud",
+            issuer
+                .token()
+                .claim("aud", json!("https://elsewhere"))
+                .sign(),
+            "wrong_audience",
+        ),
+        (
+            "no aud",
+            issuer.token().without("aud").sign(),
+            "wrong_audience",
+        ),
+        (
+            "alg none",
+            issuer.token().unsigned(),
+            "algorithm_not_allowed",
+        ),
+        (
+            "HS256 keyed with the RSA public key",
+            issuer.token().sign_hs256(key.public_pem.as_bytes()),
+            "algorithm_not_allowed",
+        ),
+        (
+            "tampered payload",
+            tamper(&good, |c| {
+                c.insert("groups".into(), json!(["admins"]));
+            }),
+            "bad_signature",
+        ),
+        (
+            "same kid, another key",
+            issuer.token().signed_by(&impostor).sign(),
+            "bad_signature",
+        ),
+        (
+            "other issuer's key under this iss",
+            issuer.token().signed_by(&other.current_key()).sign(),
+            "unknown_kid",
+        ),
+        (
+            "iss of one issuer, ES256 alg, RSA kid",
+            issuer
+                .token()
+                .signed_by(&other.current_key())
+                .kid(&key.kid)
+                .sign(),
+            "algorithm_not_allowed",
+        ),
+        (
+            "missing scope",
+            issuer
+                .token()
+                .claim("scope", json!("firestore.write"))
+                .sign(),
+            "missing_scope",
+        ),
+        (
+            "Backstage token type",
+            issuer.token().typ(Some("vnd.backstage.user")).sign(),
+            "wrong_token_type",
+        ),
+        (
+            "no sub",
+            issuer.token().without("sub").sign(),
+            "missing_subject",
+        ),
+        (
+            "malformed base64",
+            format!("{}.!!!.abc", good.split('.').next().unwrap_or_default()),
+            "malformed_token",
+        ),
         ("two parts", "abc.def".to_string(), "malformed_token"),
-        ("oversized", format!("{good}{}", "A".repeat(10_000)), "token_too_large"),
+        (
+            "oversized",
+            format!("{good}{}", "A".repeat(10_000)),
+            "token_too_large",
+        ),
     ];
     for (name, token, expected) in cases {
         assert_eq!(reason(&authn, &token).await, expected, "case: {name}");
     }
-    assert_eq!(reason(&authn, &good).await, "accepted", "the good token still passes");
+    assert_eq!(
+        reason(&authn, &good).await,
+        "accepted",
+        "the good token still passes"
+    );
 }
 
 #[tokio::test]
@@ -193,12 +342,16 @@ async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
 
     let mut two = bearer(&token);
     two.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
-    let refused = authn.authenticate(&two, &uri()).await.expect_err("two headers");
+    let refused = authn
+        .authenticate(&two, &uri())
+        .await
+        .expect_err("two headers");
     assert_eq!(refused.reason(), "multiple_authorization_headers");
 
-    let in_query: Uri = format!("/v1/projects/p/databases/(default)/documents/a/b?access_token={token}")
-        .parse()
-        .expect("uri");
+    let in_query: Uri =
+        format!("/v1/projects/p/databases/(default)/documents/a/b?access_token={token}")
+            .parse()
+            .expect("uri");
     let refused = authn
         .authenticate(&HeaderMap::new(), &in_query)
         .await
@@ -219,7 +372,10 @@ async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
     assert!(!message.contains(&token[..10]));
 
     let mut basic = HeaderMap::new();
-    basic.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic YTpi"));
+    basic.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Basic YTpi"),
+    );
     let refused = authn.authenticate(&basic, &uri()).await.expect_err("basic");
     assert_eq!(refused.reason(), "not_bearer");
 }
@@ -236,7 +392,12 @@ async fn rotated_key_is_accepted_after_one_refresh() {
     assert!(token.split('.').next().is_some());
     let principal = check(&authn, &token).await.expect("new kid accepted");
     assert_eq!(principal.subject, "alice");
-    assert_eq!(issuer.jwks_fetches(), 2, "exactly one refresh for {}", new_key.kid);
+    assert_eq!(
+        issuer.jwks_fetches(),
+        2,
+        "exactly one refresh for {}",
+        new_key.kid
+    );
 
     // The next token under the new key needs no fetch at all.
     let again = issuer.token().claim("sub", json!("bob")).sign();
@@ -279,7 +440,10 @@ async fn jwks_down_after_start_keeps_the_cached_keys() {
     assert_eq!(reason(&authn, &unknown).await, "unknown_kid");
     assert_eq!(issuer.jwks_fetches(), 1, "503s are not counted as served");
     let text = metrics(&registry);
-    assert!(text.contains("issuer=\"corp\",outcome=\"error\"} 1"), "{text}");
+    assert!(
+        text.contains("issuer=\"corp\",outcome=\"error\"} 1"),
+        "{text}"
+    );
     // ...and the keys held keep verifying new tokens.
     let fresh = issuer.token().claim("sub", json!("carol")).sign();
     let principal = check(&authn, &fresh).await.expect("still verifies");
@@ -291,7 +455,9 @@ async fn jwks_down_after_start_keeps_the_cached_keys() {
 async fn unreachable_issuer_at_start_is_not_ready_until_its_keys_load() {
     let issuer = TestIssuer::builder().down().start().await;
     let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
-    let waiting = authn.not_ready().expect("not ready while the issuer is down");
+    let waiting = authn
+        .not_ready()
+        .expect("not ready while the issuer is down");
     assert!(waiting.contains("corp"), "{waiting}");
     let token = issuer.token().sign();
     assert_eq!(reason(&authn, &token).await, "issuer_unavailable");
@@ -303,7 +469,10 @@ async fn unreachable_issuer_at_start_is_not_ready_until_its_keys_load() {
 
 #[tokio::test]
 async fn cached_token_is_rechecked_for_expiry() {
-    let issuer = TestIssuer::builder().algorithm(Algorithm::ES256).start().await;
+    let issuer = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .await;
     let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "  leeway: 0s\n")]).await;
     ready(&authn).await;
     let token = issuer.token().expires_in(1).sign();
@@ -325,7 +494,10 @@ async fn es256_ps256_and_eddsa_tokens_pass() {
 
 #[tokio::test]
 async fn groups_come_from_a_dotted_claim_path() {
-    let issuer = TestIssuer::builder().algorithm(Algorithm::EdDSA).start().await;
+    let issuer = TestIssuer::builder()
+        .algorithm(Algorithm::EdDSA)
+        .start()
+        .await;
     let (authn, _registry) = authenticator(&[oidc(
         "kc",
         &issuer.issuer,
@@ -345,7 +517,10 @@ async fn groups_come_from_a_dotted_claim_path() {
 
 #[tokio::test]
 async fn hs256_passes_only_with_the_configured_shared_secret() {
-    let issuer = TestIssuer::builder().algorithm(Algorithm::ES256).start().await;
+    let issuer = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .await;
     let secret = tempfile::NamedTempFile::new().expect("tempfile");
     std::fs::write(secret.path(), "a-long-shared-secret-for-tests\n").expect("write");
     let (authn, _registry) = authenticator(&[oidc(
@@ -375,7 +550,10 @@ async fn backstage_user_token_with_ent_needs_no_userinfo() {
     let principal = check(&authn, &token).await.expect("accepted");
     assert_eq!(principal.issuer, format!("{}/api/auth", bs.base));
     assert_eq!(principal.subject, "user:default/alice");
-    assert_eq!(principal.groups, ["user:default/alice", "group:default/team-a"]);
+    assert_eq!(
+        principal.groups,
+        ["user:default/alice", "group:default/team-a"]
+    );
     assert_eq!(bs.userinfo_calls(), 0);
 
     let plugin = bs.token().typ(Some("vnd.backstage.plugin")).sign();
@@ -395,14 +573,25 @@ async fn backstage_user_token_without_ent_asks_userinfo_once() {
     ready(&authn).await;
     let token = bs.token().without("ent").sign();
     let principal = check(&authn, &token).await.expect("accepted");
-    assert_eq!(principal.groups, ["user:default/alice", "group:default/platform"]);
+    assert_eq!(
+        principal.groups,
+        ["user:default/alice", "group:default/platform"]
+    );
     assert_eq!(bs.userinfo_calls(), 1);
     check(&authn, &token).await.expect("accepted again");
-    assert_eq!(bs.userinfo_calls(), 1, "ownership cached for the token's life");
+    assert_eq!(
+        bs.userinfo_calls(),
+        1,
+        "ownership cached for the token's life"
+    );
 
     // Userinfo down: the token cannot be given its groups, so it is refused
     // rather than passed with none.
-    let other = bs.token().without("ent").claim("sub", json!("user:default/bob")).sign();
+    let other = bs
+        .token()
+        .without("ent")
+        .claim("sub", json!("user:default/bob"))
+        .sign();
     bs.set_available(false);
     assert_eq!(reason(&authn, &other).await, "userinfo_unavailable");
 }

@@ -67,14 +67,14 @@ impl Userinfo {
             .bearer_auth(token)
             .send()
             .await
-            .map_err(|e| unavailable(&e.without_url()))?;
+            .map_err(|e| unavailable(&super::error_chain(&e)))?;
         if !response.status().is_success() {
             return Err(unavailable(&format!("HTTP {}", response.status())));
         }
         let body = response
             .bytes()
             .await
-            .map_err(|e| unavailable(&e.without_url()))?;
+            .map_err(|e| unavailable(&super::error_chain(&e)))?;
         if body.len() > MAX_USERINFO_BYTES {
             return Err(unavailable(&"answer too large"));
         }

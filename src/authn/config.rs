@@ -250,7 +250,10 @@ impl AuthnConfig {
             let key = format!("authn.issuers[{i}]");
             let settings = raw.settings(&key, errors);
             if !names.insert(raw.name.clone()) {
-                errors.push(format!("{key}.name"), format!("`{}` is used twice", raw.name));
+                errors.push(
+                    format!("{key}.name"),
+                    format!("`{}` is used twice", raw.name),
+                );
             }
             if let Some(s) = settings {
                 if !issuers.insert(s.issuer.clone()) {
@@ -363,7 +366,11 @@ impl IssuerConfig {
             }
         }
         if let Some(i) = &self.introspection {
-            check_url(&format!("{key}.introspection.endpoint"), &i.endpoint, errors);
+            check_url(
+                &format!("{key}.introspection.endpoint"),
+                &i.endpoint,
+                errors,
+            );
             check_file(
                 &format!("{key}.introspection.client_secret_file"),
                 &i.client_secret_file,
@@ -398,7 +405,10 @@ impl IssuerConfig {
                 Some(b.base_url.trim_end_matches('/').to_string())
             }
             (IssuerKind::Backstage, None) => {
-                errors.push(format!("{key}.backstage.base_url"), "required for `kind: backstage`");
+                errors.push(
+                    format!("{key}.backstage.base_url"),
+                    "required for `kind: backstage`",
+                );
                 None
             }
             (IssuerKind::Oidc, Some(_)) => {

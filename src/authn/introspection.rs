@@ -59,14 +59,14 @@ impl Introspector {
             .form(&[("token", token), ("token_type_hint", "access_token")])
             .send()
             .await
-            .map_err(|e| unavailable(&e.without_url()))?;
+            .map_err(|e| unavailable(&super::error_chain(&e)))?;
         if !response.status().is_success() {
             return Err(unavailable(&format!("HTTP {}", response.status())));
         }
         let body = response
             .bytes()
             .await
-            .map_err(|e| unavailable(&e.without_url()))?;
+            .map_err(|e| unavailable(&super::error_chain(&e)))?;
         if body.len() > MAX_ANSWER_BYTES {
             return Err(unavailable(&"answer too large"));
         }
@@ -138,7 +138,9 @@ mod tests {
     #[test]
     fn active_token_with_audience_and_scope_passes() {
         let r = judge(
-            answer(r#"{"active":true,"exp":2000,"aud":"api","scope":"read","sub":"s","iss":"https://id"}"#),
+            answer(
+                r#"{"active":true,"exp":2000,"aud":"api","scope":"read","sub":"s","iss":"https://id"}"#,
+            ),
             &settings(),
             1000,
         );
@@ -148,26 +150,54 @@ mod tests {
     #[test]
     fn refusals() {
         let s = settings();
-        assert!(matches!(judge(answer(r#"{"active":false}"#), &s, 1000), Ok(Introspected::Inactive)));
-        assert!(matches!(judge(answer(r#"{"active":"true"}"#), &s, 1000), Ok(Introspected::Inactive)));
         assert!(matches!(
-            judge(answer(r#"{"active":true,"aud":"api","scope":"read"}"#), &s, 1000),
+            judge(answer(r#"{"active":false}"#), &s, 1000),
+            Ok(Introspected::Inactive)
+        ));
+        assert!(matches!(
+            judge(answer(r#"{"active":"true"}"#), &s, 1000),
+            Ok(Introspected::Inactive)
+        ));
+        assert!(matches!(
+            judge(
+                answer(r#"{"active":true,"aud":"api","scope":"read"}"#),
+                &s,
+                1000
+            ),
             Err(AuthnError::IntrospectionInactive)
         ));
         assert!(matches!(
-            judge(answer(r#"{"active":true,"exp":10,"aud":"api","scope":"read"}"#), &s, 1000),
+            judge(
+                answer(r#"{"active":true,"exp":10,"aud":"api","scope":"read"}"#),
+                &s,
+                1000
+            ),
             Err(AuthnError::TokenExpired)
         ));
         assert!(matches!(
-            judge(answer(r#"{"active":true,"exp":2000,"aud":"other","scope":"read"}"#), &s, 1000),
+            judge(
+                answer(r#"{"active":true,"exp":2000,"aud":"other","scope":"read"}"#),
+                &s,
+                1000
+            ),
             Err(AuthnError::WrongAudience)
         ));
         assert!(matches!(
-            judge(answer(r#"{"active":true,"exp":2000,"aud":"api","iss":"https://evil","scope":"read"}"#), &s, 1000),
+            judge(
+                answer(
+                    r#"{"active":true,"exp":2000,"aud":"api","iss":"https://evil","scope":"read"}"#
+                ),
+                &s,
+                1000
+            ),
             Err(AuthnError::UntrustedIssuer)
         ));
         assert!(matches!(
-            judge(answer(r#"{"active":true,"exp":2000,"aud":"api"}"#), &s, 1000),
+            judge(
+                answer(r#"{"active":true,"exp":2000,"aud":"api"}"#),
+                &s,
+                1000
+            ),
             Err(AuthnError::MissingScope)
         ));
     }

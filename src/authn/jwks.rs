@@ -67,8 +67,7 @@ impl KeySet {
         struct Document {
             keys: Vec<serde_json::Value>,
         }
-        let doc: Document =
-            serde_json::from_slice(body).map_err(|_| FetchError::NotAJwks)?;
+        let doc: Document = serde_json::from_slice(body).map_err(|_| FetchError::NotAJwks)?;
         let mut set = KeySet::default();
         for value in doc.keys {
             let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
@@ -101,7 +100,7 @@ impl KeySet {
 /// Why a fetch failed (for logs; never shown to clients).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("request failed: {0}")]
+    #[error("request failed: {}", super::error_chain(.0))]
     Http(#[from] reqwest::Error),
     #[error("answered HTTP {0}")]
     Status(u16),
@@ -275,7 +274,11 @@ impl Jwks {
     }
 
     /// Delay before the next scheduled fetch.
-    fn next_delay(&self, outcome: &Result<Option<Duration>, FetchError>, backoff: &mut Duration) -> Duration {
+    fn next_delay(
+        &self,
+        outcome: &Result<Option<Duration>, FetchError>,
+        backoff: &mut Duration,
+    ) -> Duration {
         match outcome {
             Ok(max_age) => {
                 *backoff = INITIAL_BACKOFF;
@@ -316,7 +319,10 @@ async fn refresh_loop(weak: Weak<Jwks>) {
 
 /// GET a document, bounded in size; returns the body and `Cache-Control:
 /// max-age`.
-async fn get(client: &reqwest::Client, uri: &str) -> Result<(bytes::Bytes, Option<Duration>), FetchError> {
+async fn get(
+    client: &reqwest::Client,
+    uri: &str,
+) -> Result<(bytes::Bytes, Option<Duration>), FetchError> {
     let response = client.get(uri).send().await?;
     if !response.status().is_success() {
         return Err(FetchError::Status(response.status().as_u16()));
@@ -347,7 +353,12 @@ fn max_age(value: &str) -> Option<Duration> {
         if !name.trim().eq_ignore_ascii_case("max-age") {
             return None;
         }
-        seconds.trim().trim_matches('"').parse().ok().map(Duration::from_secs)
+        seconds
+            .trim()
+            .trim_matches('"')
+            .parse()
+            .ok()
+            .map(Duration::from_secs)
     })
 }
 
@@ -357,7 +368,10 @@ mod tests {
 
     #[test]
     fn max_age_is_read_among_directives() {
-        assert_eq!(max_age("public, max-age=300, must-revalidate"), Some(Duration::from_secs(300)));
+        assert_eq!(
+            max_age("public, max-age=300, must-revalidate"),
+            Some(Duration::from_secs(300))
+        );
         assert_eq!(max_age("no-store"), None);
         assert_eq!(max_age("max-age=abc"), None);
     }
@@ -381,6 +395,9 @@ mod tests {
     #[test]
     fn not_a_jwks_is_an_error() {
         assert!(matches!(KeySet::parse(b"{}"), Err(FetchError::NotAJwks)));
-        assert!(matches!(KeySet::parse(b"<html>"), Err(FetchError::NotAJwks)));
+        assert!(matches!(
+            KeySet::parse(b"<html>"),
+            Err(FetchError::NotAJwks)
+        ));
     }
 }

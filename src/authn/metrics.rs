@@ -70,6 +70,8 @@ impl AuthnMetrics {
     }
 
     pub fn outcome(&self, outcome: &'static str) {
-        self.requests.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 }

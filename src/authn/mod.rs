@@ -130,7 +130,8 @@ impl Authenticator {
     ) -> anyhow::Result<Self> {
         let mut errors = crate::config::ConfigErrors::default();
         let settings = config.settings(&mut errors);
-        let timeout = crate::config::duration("authn.http_timeout", &config.http_timeout, &mut errors);
+        let timeout =
+            crate::config::duration("authn.http_timeout", &config.http_timeout, &mut errors);
         if !errors.is_empty() {
             anyhow::bail!("invalid authn config:\n{errors}");
         }
@@ -151,7 +152,9 @@ impl Authenticator {
             by_iss.insert(issuer.settings.issuer.clone(), issuer);
         }
         if by_iss.is_empty() {
-            tracing::warn!("no issuers configured under authn.issuers: every request will be refused");
+            tracing::warn!(
+                "no issuers configured under authn.issuers: every request will be refused"
+            );
         }
         Ok(Authenticator {
             by_iss,
@@ -220,7 +223,12 @@ impl Authenticator {
                     .get("sub")
                     .and_then(serde_json::Value::as_str)
                     .ok_or(AuthnError::MissingSubject)?;
-                Some(userinfo.ownership(token, hash, subject, until).await?.to_vec())
+                Some(
+                    userinfo
+                        .ownership(token, hash, subject, until)
+                        .await?
+                        .to_vec(),
+                )
             }
             Some(_) | None => None,
         };
@@ -270,6 +278,19 @@ impl Authenticator {
     }
 }
 
+/// An error and its causes on one line, for logs. reqwest errors name
+/// only issuer URLs, which hold no token.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 /// The one HTTP client for every issuer call.
 fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
@@ -300,9 +321,7 @@ fn bearer_token<'a>(
         return Err(AuthnError::TokenTooLarge);
     }
     let value = value.to_str().map_err(|_| AuthnError::MalformedToken)?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(AuthnError::NotBearerScheme)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthnError::NotBearerScheme)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthnError::NotBearerScheme);
     }
@@ -320,9 +339,9 @@ fn bearer_token<'a>(
 fn is_token68(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 fn query_has_token(uri: &Uri) -> bool {
@@ -364,11 +383,23 @@ mod tests {
         assert_eq!(reason(&["Bearer "], "/"), "missing_token");
         assert_eq!(reason(&["Basic dXNlcjpwYXNz"], "/"), "not_bearer");
         assert_eq!(reason(&["Bearer a b"], "/"), "malformed_token");
-        assert_eq!(reason(&["Bearer a", "Bearer b"], "/"), "multiple_authorization_headers");
-        assert_eq!(reason(&["Bearer a"], "/v1/x?access_token=a"), "token_in_query_string");
-        assert_eq!(reason(&[], "/v1/x?key=1&ACCESS%5Ftoken"), "token_in_query_string");
+        assert_eq!(
+            reason(&["Bearer a", "Bearer b"], "/"),
+            "multiple_authorization_headers"
+        );
+        assert_eq!(
+            reason(&["Bearer a"], "/v1/x?access_token=a"),
+            "token_in_query_string"
+        );
+        assert_eq!(
+            reason(&[], "/v1/x?key=1&ACCESS%5Ftoken"),
+            "token_in_query_string"
+        );
         assert_eq!(reason(&["Bearer a"], "/v1/x?key=access_token"), "ok");
-        assert_eq!(reason(&[&format!("Bearer {}", "a".repeat(64))], "/"), "token_too_large");
+        assert_eq!(
+            reason(&[&format!("Bearer {}", "a".repeat(64))], "/"),
+            "token_too_large"
+        );
     }
 
     #[test]
@@ -396,8 +427,10 @@ mod tests {
         ];
         let reasons: std::collections::HashSet<_> = all.iter().map(AuthnError::reason).collect();
         assert_eq!(reasons.len(), all.len());
-        let messages: std::collections::HashSet<_> =
-            all.iter().map(|e| e.api_error().message.to_string()).collect();
+        let messages: std::collections::HashSet<_> = all
+            .iter()
+            .map(|e| e.api_error().message.to_string())
+            .collect();
         assert_eq!(messages.len(), 1, "one fixed client message");
     }
 }

@@ -320,11 +320,10 @@ impl TestIssuer {
 
     /// What Backstage userinfo returns as `ent` for `sub`.
     pub fn set_ownership(&self, sub: &str, refs: &[&str]) {
-        self.state
-            .ownership
-            .lock()
-            .expect("ownership")
-            .insert(sub.to_string(), refs.iter().map(|r| r.to_string()).collect());
+        self.state.ownership.lock().expect("ownership").insert(
+            sub.to_string(),
+            refs.iter().map(|r| r.to_string()).collect(),
+        );
     }
 
     /// The key that signs now.

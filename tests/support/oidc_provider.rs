@@ -8,8 +8,12 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Audience the provider puts in its access tokens.
+/// Audience the provider puts in its JWT access tokens.
 pub const AUDIENCE: &str = "https://firegate.test";
+/// Resource for which it issues opaque tokens (introspection only).
+pub const OPAQUE_AUDIENCE: &str = "https://opaque.firegate.test";
+/// The client allowed to introspect: `firegate` / this secret.
+pub const INTROSPECTION_SECRET: &str = "firegate-secret";
 
 pub struct OidcProvider {
     /// `http://127.0.0.1:PORT`, also the `iss` of its tokens.
@@ -31,6 +35,7 @@ impl OidcProvider {
             .current_dir(&dir)
             .env("PORT", "0")
             .env("AUDIENCE", AUDIENCE)
+            .env("OPAQUE_AUDIENCE", OPAQUE_AUDIENCE)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -48,6 +53,9 @@ impl OidcProvider {
         })
         .await
         .expect("oidc-provider ready within 30s");
+        // Keep draining stdout: with the pipe closed, node dies of EPIPE at
+        // its next write.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         OidcProvider {
             issuer,
             _child: child,
@@ -57,13 +65,25 @@ impl OidcProvider {
     /// A `client_credentials` access token (a JWT) for a client of
     /// provider.mjs (`svc-reader`/`reader-secret`, `svc-writer`/`writer-secret`).
     pub async fn client_credentials(&self, client_id: &str, secret: &str, scope: &str) -> String {
+        self.client_credentials_for(client_id, secret, scope, AUDIENCE)
+            .await
+    }
+
+    /// Same, for `resource` (`OPAQUE_AUDIENCE` gives an opaque token).
+    pub async fn client_credentials_for(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scope: &str,
+        resource: &str,
+    ) -> String {
         let response: serde_json::Value = reqwest::Client::new()
             .post(format!("{}/token", self.issuer))
             .basic_auth(client_id, Some(secret))
             .form(&[
                 ("grant_type", "client_credentials"),
                 ("scope", scope),
-                ("resource", AUDIENCE),
+                ("resource", resource),
             ])
             .send()
             .await
