@@ -1,0 +1,1 @@
+//! `firegate policy check` and `firegate policy test`.
