@@ -10,6 +10,8 @@ pub mod format;
 pub mod pattern;
 mod reload;
 mod table;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 
