@@ -47,6 +47,13 @@ impl<'a> Request<'a> {
 }
 
 impl Table {
+    /// Judge a whole operation, uncached (`policy check`, `policy test`).
+    pub fn decide(&self, principal: &Principal, op: &Operation) -> Decision {
+        let req = Request::new(principal, op);
+        let verdicts: Vec<Verdict> = op.targets.iter().map(|t| self.decide_target(&req, t)).collect();
+        combine(&verdicts)
+    }
+
     /// Judge one target: deny rules first, then the first allow rule whose
     /// condition holds.
     pub fn decide_target(&self, req: &Request, target: &Target) -> Verdict {
