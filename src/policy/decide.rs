@@ -2,12 +2,13 @@
 //! default deny, and every target of a request must be allowed.
 
 use std::cell::OnceCell;
+use std::collections::HashMap;
 
 use cel::Value;
 
-use super::compile::Effect;
+use super::compile::{Effect, Rule};
 use super::condition::Input;
-use super::table::{Table, tokens};
+use super::table::{Match, Table, tokens};
 use super::{Decision, TargetDecision, Why};
 use crate::authn::Principal;
 use crate::firestore::{Database, Method, Operation, Target};
@@ -54,74 +55,70 @@ impl Table {
         combine(&verdicts)
     }
 
-    /// Judge one target: deny rules first, then the first allow rule whose
-    /// condition holds.
+    /// Judge one target. A deny rule applies when its pattern touches any
+    /// path of the scope; an allow rule only when it covers all of them.
     pub fn decide_target(&self, req: &Request, target: &Target) -> Verdict {
         let tokens = tokens(&target.scope);
+        let covering = self.lookup(&tokens);
+        let applies = |rule: &Rule| {
+            rule.actions.contains(target.access)
+                && rule.applies_to(req.database)
+                && rule.who.matches(req.principal)
+        };
         let mut cacheable = true;
-        let mut condition_false: Option<&str> = None;
-        let applicable: Vec<_> = self
-            .lookup(&tokens)
-            .into_iter()
-            .filter(|m| {
-                let rule = &self.rules[m.rule];
-                rule.actions.contains(target.access)
-                    && rule.applies_to(req.database)
-                    && rule.who.matches(req.principal)
-            })
-            .collect();
-        let mut holds = |m: &super::table::Match| -> Result<bool, String> {
-            let rule = &self.rules[m.rule];
+        let mut holds = |rule: &Rule, m: Option<&Match>| -> Result<bool, String> {
             let Some(condition) = &rule.when else {
                 return Ok(true);
             };
             cacheable &= !condition.reads_time;
-            let path: Value = self.bindings(m, &tokens);
+            // A deny that only overlaps the scope has no concrete bindings:
+            // a condition reading `path` then fails, and the deny applies.
+            let path = match m {
+                Some(m) => self.bindings(m, &tokens),
+                None => Value::from(HashMap::<String, Value>::new()),
+            };
             condition.eval(&self.env, req.input(), target.access, path)
         };
-        let verdict = |allowed, rule: Option<&str>, why, account: Option<&String>| {
-            (allowed, rule.map(String::from), why, account.cloned())
-        };
-        let mut outcome = None;
-        for effect in [Effect::Deny, Effect::Allow] {
-            for m in applicable.iter().filter(|m| self.rules[m.rule].effect == effect) {
-                let rule = &self.rules[m.rule];
-                let result = holds(m);
-                match (effect, result) {
-                    // A deny whose condition cannot be evaluated still
-                    // applies: fail closed.
-                    (Effect::Deny, Ok(true) | Err(_)) => {
-                        outcome = Some(verdict(false, Some(&rule.id), Why::DenyMatched, None));
-                    }
-                    (Effect::Allow, Ok(true)) => {
-                        let account = rule.upstream_account.as_ref();
-                        outcome = Some(verdict(true, Some(&rule.id), Why::Allowed, account));
-                    }
-                    (Effect::Deny, Ok(false)) => {}
-                    (Effect::Allow, Ok(false) | Err(_)) => {
-                        condition_false.get_or_insert(&rule.id);
-                    }
-                }
-                if outcome.is_some() {
-                    break;
-                }
+        let mut outcome: Option<(bool, &str, Why, Option<&String>)> = None;
+        for index in self.deny_overlaps(&tokens) {
+            let rule = &self.rules[index];
+            if !applies(rule) {
+                continue;
             }
-            if outcome.is_some() {
+            let m = covering.iter().find(|m| m.rule == index);
+            // A deny whose condition cannot be evaluated still applies: fail closed.
+            if holds(rule, m).unwrap_or(true) {
+                outcome = Some((false, &rule.id, Why::DenyMatched, None));
                 break;
             }
         }
-        let (allowed, rule, why, upstream_account) = outcome.unwrap_or_else(|| match condition_false {
-            Some(id) => verdict(false, Some(id), Why::ConditionFalse, None),
-            None => verdict(false, None, Why::NoRuleMatched, None),
-        });
+        let mut condition_false: Option<&str> = None;
+        if outcome.is_none() {
+            for m in &covering {
+                let rule = &self.rules[m.rule];
+                if rule.effect != Effect::Allow || !applies(rule) {
+                    continue;
+                }
+                if holds(rule, Some(m)).unwrap_or(false) {
+                    outcome = Some((true, &rule.id, Why::Allowed, rule.upstream_account.as_ref()));
+                    break;
+                }
+                condition_false.get_or_insert(&rule.id);
+            }
+        }
+        let (allowed, rule, why, account) = match (outcome, condition_false) {
+            (Some((allowed, id, why, account)), _) => (allowed, Some(id), why, account),
+            (None, Some(id)) => (false, Some(id), Why::ConditionFalse, None),
+            (None, None) => (false, None, Why::NoRuleMatched, None),
+        };
         Verdict {
             decision: TargetDecision {
                 target: target.clone(),
                 allowed,
-                rule,
+                rule: rule.map(String::from),
                 why,
             },
-            upstream_account,
+            upstream_account: account.cloned(),
             cacheable,
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cel::{Env, Value};
 
-use super::compile::{Rule, compile_rules};
+use super::compile::{Effect, Rule, compile_rules};
 use super::format::{PolicyErrors, Source, read_dir};
 use super::pattern::Segment;
 use crate::firestore::Scope;
@@ -43,9 +43,10 @@ pub fn tokens(scope: &Scope) -> Vec<Token<'_>> {
             t.extend([Token::AnySeq, Token::Id(collection), Token::AnyId]);
             t
         }
+        // At least one collection and document below the parent, then any depth.
         Scope::Descendants { parent } => {
             let mut t = ids(parent);
-            t.push(Token::AnySeq);
+            t.extend([Token::AnyId, Token::AnyId, Token::AnySeq]);
             t
         }
         // "list on the parent": a pattern that matches the parent document.
@@ -111,12 +112,50 @@ impl Node {
             }
         }
     }
+
+    /// Rules whose pattern matches at least one instantiation of `tokens`
+    /// (over-approximated: parity is ignored, which only widens a deny).
+    fn overlap(&self, tokens: &[Token], pos: usize, out: &mut Vec<usize>) {
+        let children = || self.literal.values().chain(self.wildcard.as_deref());
+        match tokens.get(pos) {
+            None => out.extend(&self.rules),
+            Some(Token::Id(id)) => {
+                if let Some(next) = self.literal.get(*id) {
+                    next.overlap(tokens, pos + 1, out);
+                }
+                if let Some(next) = &self.wildcard {
+                    next.overlap(tokens, pos + 1, out);
+                }
+            }
+            Some(Token::AnyId) => {
+                for next in children() {
+                    next.overlap(tokens, pos + 1, out);
+                }
+            }
+            Some(Token::AnySeq) => {
+                self.overlap(tokens, pos + 1, out);
+                for next in children() {
+                    next.overlap(tokens, pos, out);
+                }
+            }
+        }
+        if let Some(next) = &self.recursive {
+            for end in pos..=tokens.len() {
+                next.overlap(tokens, end, out);
+            }
+        }
+    }
 }
 
 /// The compiled table. Immutable: a reload builds a new one.
 pub struct Table {
     pub(super) rules: Vec<Rule>,
+    /// Every rule, for "does this pattern cover the whole scope".
     root: Node,
+    /// Deny rules only, for "does this pattern touch the scope at all": a
+    /// walk that may visit every deny rule for a collection-group or
+    /// kindless scope, so it is kept apart from the (many) allow rules.
+    deny_root: Node,
     pub(super) env: Arc<Env>,
     /// Bumped by every successful reload; part of every cache key.
     pub epoch: u64,
@@ -127,12 +166,17 @@ impl Table {
         let env = Env::stdlib();
         let rules = compile_rules(&env, sources)?;
         let mut root = Node::default();
+        let mut deny_root = Node::default();
         for (index, rule) in rules.iter().enumerate() {
             root.insert(&rule.pattern.segments, index);
+            if rule.effect == Effect::Deny {
+                deny_root.insert(&rule.pattern.segments, index);
+            }
         }
         Ok(Table {
             rules,
             root,
+            deny_root,
             env: Arc::new(env),
             epoch,
         })
@@ -162,6 +206,16 @@ impl Table {
         let mut out = Vec::new();
         self.root.walk(tokens, 0, None, &mut out);
         out.sort_unstable_by_key(|m| m.rule);
+        out
+    }
+
+    /// Every deny rule whose pattern matches any path of the scope, in
+    /// table order: a query that could return a denied document is denied.
+    pub fn deny_overlaps(&self, tokens: &[Token]) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.deny_root.overlap(tokens, 0, &mut out);
+        out.sort_unstable();
+        out.dedup();
         out
     }
 

@@ -168,14 +168,52 @@ async fn kindless_and_collection_ids_scopes() {
         scope: Scope::Descendants { parent: ids(parent) },
         access: Access::List,
     };
-    assert!(decide(&e, &alice(), vec![below("/teams/payments")]).await.allowed);
-    assert!(!decide(&e, &alice(), vec![below("")]).await.allowed);
+    // Rules are not filters: below the team there may be `secrets`.
+    let d = decide(&e, &alice(), vec![below("/teams/payments")]).await;
+    assert_eq!((d.allowed, d.reason.as_deref()), (false, Some("rule:no-secrets")));
+    let without_deny = engine(&TEAMS[..TEAMS.find("  - id: no-secrets").unwrap()]);
+    assert!(decide(&without_deny, &alice(), vec![below("/teams/payments")]).await.allowed);
+    assert!(!decide(&without_deny, &alice(), vec![below("")]).await.allowed);
     let names = |parent: &str| Target {
         scope: Scope::CollectionIds { parent: ids(parent) },
         access: Access::List,
     };
     assert!(decide(&e, &alice(), vec![names("/teams/payments")]).await.allowed);
     assert!(!decide(&e, &alice(), vec![names("")]).await.allowed);
+}
+
+#[tokio::test]
+async fn a_deny_on_part_of_a_scope_refuses_the_whole_query() {
+    let e = engine(
+        r#"
+rules:
+  - { id: read-catalog, match: "/catalog/{e}", allow: [read], who: { any: true } }
+  - { id: hidden, match: /catalog/hidden, deny: [read], who: { any: true } }
+  - { id: admins, match: "/{p=**}", allow: [read], who: { any: true } }
+  - { id: no-keys, match: "/vault/{v}/keys/{k}", deny: [read], who: { any: true } }
+"#,
+    );
+    let list = |parent: &str, collection: &str| Target {
+        scope: Scope::Collection {
+            parent: ids(parent),
+            collection: collection.into(),
+        },
+        access: Access::List,
+    };
+    let d = decide(&e, &alice(), vec![list("", "catalog")]).await;
+    assert_eq!(d.reason.as_deref(), Some("rule:hidden"));
+    assert!(decide(&e, &alice(), vec![doc("/catalog/shown", Access::Get)]).await.allowed);
+    let group = |collection: &str| Target {
+        scope: Scope::CollectionGroup {
+            parent: vec![],
+            collection: collection.into(),
+        },
+        access: Access::List,
+    };
+    assert_eq!(decide(&e, &alice(), vec![group("keys")]).await.reason.as_deref(), Some("rule:no-keys"));
+    assert!(decide(&e, &alice(), vec![group("locks")]).await.allowed);
+    assert!(decide(&e, &alice(), vec![list("/vault/v1", "locks")]).await.allowed);
+    assert!(!decide(&e, &alice(), vec![list("/vault/v1", "keys")]).await.allowed);
 }
 
 #[tokio::test]
