@@ -158,8 +158,41 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => match command {
-            PolicyCommand::Check { .. } => anyhow::bail!("policy check not built yet"),
-            PolicyCommand::Test { .. } => anyhow::bail!("policy test not built yet"),
+            PolicyCommand::Check {
+                policies,
+                principal,
+                method,
+                url,
+                body,
+            } => {
+                // Scripts can branch on the verdict: 0 allowed, 1 refused, 2 error.
+                let checked = firegate::policy::cli::check(
+                    &policies,
+                    &principal,
+                    &method,
+                    &url,
+                    body.as_deref(),
+                );
+                match checked {
+                    Ok((json, allowed)) => {
+                        println!("{json}");
+                        Ok(ExitCode::from(if allowed { 0 } else { 1 }))
+                    }
+                    Err(e) => {
+                        eprintln!("firegate: {e:#}");
+                        Ok(ExitCode::from(2))
+                    }
+                }
+            }
+            PolicyCommand::Test { dir } => {
+                let summary = firegate::policy::cli::run_tests(&dir)?;
+                print!("{}", summary.report);
+                Ok(if summary.failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
         },
         Command::Audit { command } => match command {
             AuditCommand::Verify { .. } => anyhow::bail!("audit verify not built yet"),
