@@ -336,8 +336,25 @@ fn validate_server(raw: RawServer, errors: &mut ConfigErrors) -> ServerConfig {
     if limits.max_connections == 0 {
         errors.push("server.limits.max_connections", "must be at least 1");
     }
-    if limits.max_header_bytes < 1024 {
-        errors.push("server.limits.max_header_bytes", "must be at least 1024");
+    if limits.max_header_bytes < 8192 {
+        // hyper's HTTP/1.1 read buffer cannot be smaller.
+        errors.push("server.limits.max_header_bytes", "must be at least 8192");
+    }
+    if limits.max_body_bytes == 0 {
+        errors.push("server.limits.max_body_bytes", "must be at least 1");
+    }
+    for (key, value) in [
+        ("server.limits.header_read_timeout", limits.header_read_timeout),
+        ("server.limits.idle_timeout", limits.idle_timeout),
+    ] {
+        if value.is_zero() && !errors.errors.iter().any(|e| e.key == key) {
+            errors.push(key, "must be more than zero");
+        }
+    }
+    if let Some(tls) = &raw.tls
+        && let Err(err) = crate::server::tls::load_certified_key(tls)
+    {
+        errors.push("server.tls", format!("{err:#}"));
     }
     ServerConfig {
         listen,

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use ipnet::IpNet;
 
 use crate::audit::{AuditError, Auditor};
@@ -279,6 +280,7 @@ impl Pipeline {
                 path_and_query: &route.upstream_path_and_query,
                 client_headers: &parts.headers,
                 client_ip: ex.remote_ip(),
+                trusted_proxies: &self.settings.trusted_proxies,
                 client_proto: ex.proto(),
                 request_id: &ex.request_id,
                 database: &database,
@@ -292,14 +294,24 @@ impl Pipeline {
         Ok(Response::from_parts(parts, body::boxed(incoming)))
     }
 
-    async fn read_body(&self, body: Body) -> Result<Bytes, PipelineError> {
+    /// Buffer a body up to `max_body_bytes`. Written as a plain frame loop:
+    /// `Limited::collect` makes this future non-`Send` for the server's
+    /// spawned tasks (a rustc higher-ranked lifetime limitation).
+    async fn read_body(&self, mut body: Body) -> Result<Bytes, PipelineError> {
         let limit = self.settings.max_body_bytes;
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                Err(PipelineError::BodyTooLarge { limit })
-            }
-            Err(err) => Err(PipelineError::BodyRead(err.to_string())),
+        if body.size_hint().lower() > limit as u64 {
+            return Err(PipelineError::BodyTooLarge { limit });
         }
+        let mut buffered = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| PipelineError::BodyRead(err.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if buffered.len() + data.len() > limit {
+                    return Err(PipelineError::BodyTooLarge { limit });
+                }
+                buffered.extend_from_slice(&data);
+            }
+        }
+        Ok(buffered.freeze())
     }
 }

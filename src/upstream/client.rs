@@ -1,35 +1,103 @@
-//! The pooled, streaming hyper client that forwards to Firestore.
+//! The pooled, streaming hyper client that forwards to Firestore: HTTP/2 over
+//! TLS (ALPN) to Google, plain HTTP/1.1 to an `http://` emulator.
 
+use std::error::Error as _;
 use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
 
-use http::{HeaderMap, Response};
+use anyhow::Context as _;
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ipnet::IpNet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
+use super::headers::{self, Forwarding};
 use super::{AccessToken, UpstreamConfig};
 use crate::body::Body;
 use crate::firestore::{ApiError, Code};
+use crate::server::tls;
 
-/// Why forwarding failed.
+/// Why forwarding failed, by condition. The client sees a fixed message;
+/// the reason goes to the audit line.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("forwarding not built yet")]
-    NotImplemented,
+    #[error("no TCP connection to the upstream within connect_timeout")]
+    ConnectTimeout,
+    #[error("cannot connect to the upstream: {0}")]
+    ConnectFailed(String),
+    #[error("no response head from the upstream within response_header_timeout")]
+    ResponseHeaderTimeout,
+    #[error("the upstream connection failed mid-request: {0}")]
+    ProtocolError(String),
+    #[error("the upstream request could not be built: {0}")]
+    InvalidRequest(String),
 }
 
 impl UpstreamError {
     pub fn api_error(&self) -> ApiError {
         match self {
-            UpstreamError::NotImplemented => {
+            UpstreamError::ConnectTimeout | UpstreamError::ResponseHeaderTimeout => {
+                ApiError::new(Code::DeadlineExceeded, "Deadline exceeded.")
+            }
+            UpstreamError::ConnectFailed(_) => {
                 ApiError::new(Code::Unavailable, "The service is currently unavailable.")
             }
+            UpstreamError::ProtocolError(_) => {
+                ApiError::new(Code::Unavailable, "The service is currently unavailable.")
+                    .with_http_status(StatusCode::BAD_GATEWAY)
+            }
+            UpstreamError::InvalidRequest(_) => ApiError::new(Code::Internal, "Internal error."),
         }
     }
 
     pub fn reason(&self) -> &'static str {
         match self {
-            UpstreamError::NotImplemented => "upstream_unavailable",
+            UpstreamError::ConnectTimeout => "upstream_connect_timeout",
+            UpstreamError::ConnectFailed(_) => "upstream_connect_failed",
+            UpstreamError::ResponseHeaderTimeout => "upstream_response_timeout",
+            UpstreamError::ProtocolError(_) => "upstream_protocol_error",
+            UpstreamError::InvalidRequest(_) => "upstream_request_invalid",
         }
     }
+
+    fn from_client(err: hyper_util::client::legacy::Error) -> Self {
+        let detail = chain(&err);
+        if !err.is_connect() {
+            return UpstreamError::ProtocolError(detail);
+        }
+        let mut source = err.source();
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                return UpstreamError::ConnectTimeout;
+            }
+            source = cause.source();
+        }
+        UpstreamError::ConnectFailed(detail)
+    }
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Everything `forward` needs to build the upstream request.
@@ -39,7 +107,11 @@ pub struct Outbound<'a> {
     pub path_and_query: &'a str,
     /// The client's headers; sanitized by [`headers::outbound`] before use.
     pub client_headers: &'a HeaderMap,
+    /// The peer address of the client connection (the hop `X-Forwarded-For`
+    /// extends).
     pub client_ip: IpAddr,
+    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: &'a [IpNet],
     /// `https` or `http`, as the client reached firegate.
     pub client_proto: &'static str,
     pub request_id: &'a str,
@@ -49,19 +121,171 @@ pub struct Outbound<'a> {
     pub body: Body,
 }
 
-/// The pooled, streaming client to Firestore.
-pub struct Upstream {}
+/// Scheme and authority of the upstream base URL, or why it is unusable.
+pub(super) fn base_uri(url: &str) -> Result<(Scheme, Authority), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| format!("`{url}` is not a URL like https://firestore.googleapis.com"))?;
+    let scheme = match uri.scheme_str() {
+        Some("https") => Scheme::HTTPS,
+        Some("http") => Scheme::HTTP,
+        _ => return Err(format!("`{url}`: the scheme must be https or http")),
+    };
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("`{url}`: no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("`{url}`: credentials in the URL are not allowed"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("`{url}`: give only scheme, host and port"));
+    }
+    Ok((scheme, authority))
+}
 
-impl Upstream {
-    pub fn new(
-        _config: &UpstreamConfig,
-        _registry: &mut prometheus_client::registry::Registry,
-    ) -> anyhow::Result<Self> {
-        Ok(Upstream {})
+/// Read extra trusted roots from a PEM file.
+pub(super) fn load_roots(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let roots = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("{}: unreadable PEM certificates", path.display()))?;
+    anyhow::ensure!(!roots.is_empty(), "{}: no certificate", path.display());
+    Ok(roots)
+}
+
+fn root_store(extra: Option<&Path>) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // Native roots add a corporate CA when the system has one; a broken
+    // system store must not stop firegate, the webpki set is enough for Google.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = extra {
+        for root in load_roots(path)? {
+            roots
+                .add(root)
+                .with_context(|| format!("{}: unusable root", path.display()))?;
+        }
+    }
+    Ok(roots)
+}
+
+/// Upstream requests by outcome (status code or failure reason).
+#[derive(Clone, Default)]
+struct UpstreamMetrics {
+    requests: Family<Vec<(String, String)>, Counter>,
+}
+
+impl UpstreamMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = UpstreamMetrics::default();
+        registry.register(
+            "upstream_requests",
+            "Requests forwarded upstream, by outcome",
+            m.requests.clone(),
+        );
+        m
     }
 
-    /// Step 5: send the request, stream the response back.
-    pub async fn forward(&self, _out: Outbound<'_>) -> Result<Response<Incoming>, UpstreamError> {
-        Err(UpstreamError::NotImplemented)
+    fn count(&self, outcome: &str) {
+        self.requests
+            .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
+            .inc();
+    }
+}
+
+/// The pooled, streaming client to Firestore.
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    scheme: Scheme,
+    authority: Authority,
+    response_header_timeout: Duration,
+    metrics: UpstreamMetrics,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig, registry: &mut Registry) -> anyhow::Result<Self> {
+        let (scheme, authority) =
+            base_uri(&config.url).map_err(|reason| anyhow::anyhow!("upstream.url: {reason}"))?;
+        let (connect_timeout, response_header_timeout) = config.timeouts()?;
+        let tls = rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .context("TLS 1.2/1.3 with the aws-lc-rs provider")?
+            .with_root_certificates(root_store(config.ca_file.as_deref())?)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        // ALPN offers h2 first: Google answers HTTP/2; `http://` stays HTTP/1.1.
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Ok(Upstream {
+            client,
+            scheme,
+            authority,
+            response_header_timeout,
+            metrics: UpstreamMetrics::register(registry),
+        })
+    }
+
+    /// Step 5: send the request, stream the response back. The response body
+    /// is never buffered; its hop-by-hop headers are already removed.
+    pub async fn forward(&self, out: Outbound<'_>) -> Result<Response<Incoming>, UpstreamError> {
+        let result = self.send(out).await;
+        match &result {
+            Ok(response) => self.metrics.count(response.status().as_str()),
+            Err(err) => {
+                tracing::warn!(reason = err.reason(), error = %err, "upstream request failed");
+                self.metrics.count(err.reason());
+            }
+        }
+        let (mut parts, body) = result?.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body))
+    }
+
+    async fn send(&self, out: Outbound<'_>) -> Result<Response<Incoming>, UpstreamError> {
+        // The authority comes from the config, so `Host` (HTTP/1.1) and
+        // `:authority` (HTTP/2) name the upstream, never the client's host.
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(out.path_and_query)
+            .build()
+            .map_err(|err| UpstreamError::InvalidRequest(err.to_string()))?;
+        let mut request = Request::builder()
+            .method(out.method)
+            .uri(uri)
+            .body(out.body)
+            .map_err(|err| UpstreamError::InvalidRequest(err.to_string()))?;
+        *request.headers_mut() = headers::outbound(
+            out.client_headers,
+            &Forwarding {
+                remote: out.client_ip,
+                trusted: out.trusted_proxies,
+                proto: out.client_proto,
+                request_id: out.request_id,
+                database: out.database,
+            },
+        );
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, out.token.authorization.clone());
+        match tokio::time::timeout(self.response_header_timeout, self.client.request(request)).await
+        {
+            Err(_) => Err(UpstreamError::ResponseHeaderTimeout),
+            Ok(Err(err)) => Err(UpstreamError::from_client(err)),
+            Ok(Ok(response)) => Ok(response),
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// Hop-by-hop headers of RFC 9110 §7.6.1 plus the de-facto ones.
 const HOP_BY_HOP: &[&str] = &[
@@ -19,27 +20,28 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-authorization",
 ];
 
-/// Client headers that must never reach Firestore: credentials, method
-/// overrides, routing hints we regenerate, and forwarding headers we rebuild.
-const NEVER_FORWARD: &[&str] = &[
-    "authorization",
-    "cookie",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-goog-api-key",
-    "x-goog-request-params",
-    "google-cloud-resource-prefix",
-    "x-goog-user-project",
-    "x-goog-fieldmask",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "forwarded",
-    "x-real-ip",
-    "host",
-    "content-length",
+/// The only client headers that reach Firestore: content negotiation and
+/// client identification. An allowlist, not a denylist: credentials
+/// (`Authorization`, `Cookie`, `X-Goog-Api-Key`), method overrides, Google
+/// system headers (`X-Goog-User-Project`, `X-Goog-FieldMask`, …), routing
+/// hints and forwarding headers are dropped, and so is any header nobody
+/// has thought about yet that could change what Firestore does.
+const FORWARDED: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "content-type",
+    "user-agent",
+    "x-goog-api-client",
 ];
+
+/// RFC 3986 unreserved characters stay; everything else is percent-encoded,
+/// as Google's clients encode `x-goog-request-params` values.
+const PARAM_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Remove hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -59,7 +61,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The client's address after honouring `X-Forwarded-For` from trusted proxies:
-/// walk the chain right to left and stop at the first untrusted hop.
+/// walk the chain right to left and stop at the first untrusted hop. A chain
+/// with an unparsable entry is ignored as a whole.
 pub fn client_ip(remote: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     if !is_trusted(remote, trusted) {
         return remote;
@@ -89,43 +92,212 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 
 /// What the upstream request carries besides the client's safe headers.
 pub struct Forwarding<'a> {
+    /// The peer of the client connection.
     pub remote: IpAddr,
     pub trusted: &'a [IpNet],
+    /// `https` or `http`, as the peer reached firegate.
     pub proto: &'static str,
     pub request_id: &'a str,
+    /// `projects/P/databases/D`, taken from the URL.
     pub database: &'a str,
 }
 
-/// Build the upstream request headers from the client's.
+/// Build the upstream request headers from the client's. `Host` and
+/// `Authorization` are set by the client from the config and the minted token.
 pub fn outbound(client: &HeaderMap, fwd: &Forwarding<'_>) -> HeaderMap {
-    let mut out = client.clone();
-    strip_hop_by_hop(&mut out);
-    for name in NEVER_FORWARD {
-        out.remove(*name);
-    }
-    let chain = if is_trusted(fwd.remote, fwd.trusted) {
-        let prior: Vec<&str> = client
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if prior.is_empty() {
-            fwd.remote.to_string()
-        } else {
-            format!("{}, {}", prior.join(", "), fwd.remote)
+    let mut out = HeaderMap::with_capacity(FORWARDED.len() + 5);
+    for name in FORWARDED {
+        for value in client.get_all(*name) {
+            out.append(*name, value.clone());
         }
+    }
+    let trusted_peer = is_trusted(fwd.remote, fwd.trusted);
+    let prior: Vec<&str> = client
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let chain = if trusted_peer && !prior.is_empty() {
+        format!("{}, {}", prior.join(", "), fwd.remote)
     } else {
         fwd.remote.to_string()
     };
     if let Ok(v) = HeaderValue::from_str(&chain) {
         out.insert("x-forwarded-for", v);
     }
-    out.insert("x-forwarded-proto", HeaderValue::from_static(fwd.proto));
+    // A trusted TLS-terminating balancer knows how the client really came in.
+    let proto = client
+        .get("x-forwarded-proto")
+        .filter(|_| trusted_peer)
+        .and_then(|v| match v.as_bytes() {
+            b"https" => Some("https"),
+            b"http" => Some("http"),
+            _ => None,
+        })
+        .unwrap_or(fwd.proto);
+    out.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     if let Ok(v) = HeaderValue::from_str(fwd.request_id) {
         out.insert("x-request-id", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("database={}", fwd.database)) {
+    let params = format!(
+        "database={}",
+        utf8_percent_encode(fwd.database, PARAM_VALUE)
+    );
+    if let Ok(v) = HeaderValue::from_str(&params) {
         out.insert("x-goog-request-params", v);
     }
+    if let Ok(v) = HeaderValue::from_str(fwd.database) {
+        out.insert("google-cloud-resource-prefix", v);
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn nets(cidrs: &[&str]) -> Vec<IpNet> {
+        cidrs.iter().map(|c| c.parse().unwrap()).collect()
+    }
+
+    fn fwd<'a>(remote: &str, trusted: &'a [IpNet]) -> Forwarding<'a> {
+        Forwarding {
+            remote: remote.parse().unwrap(),
+            trusted,
+            proto: "https",
+            request_id: "req-1",
+            database: "projects/p/databases/(default)",
+        }
+    }
+
+    #[test]
+    fn credentials_overrides_and_hop_by_hop_never_go_upstream() {
+        let client = map(&[
+            ("authorization", "Bearer client-token"),
+            ("proxy-authorization", "Basic abc"),
+            ("cookie", "session=1"),
+            ("x-http-method-override", "DELETE"),
+            ("x-goog-api-key", "k"),
+            ("x-goog-user-project", "other"),
+            ("x-goog-fieldmask", "name"),
+            ("x-goog-request-params", "database=projects%2Fevil"),
+            ("google-cloud-resource-prefix", "projects/evil"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "s"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("transfer-encoding", "chunked"),
+            ("host", "firegate.example"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x-unknown-google-knob", "1"),
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("user-agent", "test/1"),
+            ("x-goog-api-client", "gl-node/20"),
+        ]);
+        let out = outbound(&client, &fwd("10.0.0.9", &[]));
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "accept",
+                "content-type",
+                "google-cloud-resource-prefix",
+                "user-agent",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-goog-api-client",
+                "x-goog-request-params",
+                "x-request-id",
+            ]
+        );
+        assert_eq!(
+            out["google-cloud-resource-prefix"],
+            "projects/p/databases/(default)"
+        );
+    }
+
+    #[test]
+    fn request_params_are_url_encoded() {
+        let out = outbound(&HeaderMap::new(), &fwd("10.0.0.9", &[]));
+        assert_eq!(
+            out["x-goog-request-params"],
+            "database=projects%2Fp%2Fdatabases%2F%28default%29"
+        );
+        assert_eq!(out["x-request-id"], "req-1");
+    }
+
+    #[test]
+    fn untrusted_peer_forwarded_for_is_replaced() {
+        let client = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "http")]);
+        let trusted = nets(&["10.0.0.0/8"]);
+        let out = outbound(&client, &fwd("192.0.2.7", &trusted));
+        assert_eq!(out["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(out["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn trusted_peer_forwarded_for_is_extended() {
+        let client = map(&[
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-for", "10.1.1.1"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        let trusted = nets(&["10.0.0.0/8"]);
+        let out = outbound(&client, &fwd("10.0.0.2", &trusted));
+        assert_eq!(out["x-forwarded-for"], "198.51.100.1, 10.1.1.1, 10.0.0.2");
+        assert_eq!(out["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn default_trusts_no_one() {
+        let client = map(&[("x-forwarded-for", "198.51.100.1")]);
+        let out = outbound(&client, &fwd("127.0.0.1", &[]));
+        assert_eq!(out["x-forwarded-for"], "127.0.0.1");
+        let ip = client_ip("127.0.0.1".parse().unwrap(), &client, &[]);
+        assert_eq!(ip, "127.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn client_ip_stops_at_first_untrusted_hop() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let client = map(&[("x-forwarded-for", "6.6.6.6, 198.51.100.1, 10.1.1.1")]);
+        let ip = client_ip("10.0.0.2".parse().unwrap(), &client, &trusted);
+        assert_eq!(ip, "198.51.100.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn client_ip_ignores_a_garbled_chain() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let client = map(&[("x-forwarded-for", "198.51.100.1, not-an-ip")]);
+        let ip = client_ip("10.0.0.2".parse().unwrap(), &client, &trusted);
+        assert_eq!(ip, "10.0.0.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn strip_hop_by_hop_removes_connection_named_headers() {
+        let mut h = map(&[
+            ("connection", "close, x-hop"),
+            ("x-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "application/json"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type"]);
+    }
 }

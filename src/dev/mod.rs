@@ -1,6 +1,8 @@
 //! `firegate dev`: the embedded default. Emulator upstream, a development
 //! OIDC issuer, the example policies, and ready-to-paste `curl` commands.
 
+pub mod issuer;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -1,0 +1,273 @@
+//! One accepted connection: TLS handshake under a deadline, HTTP/1.1 or
+//! HTTP/2 by hyper-util's auto builder, an idle watchdog, graceful drain.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::rt::{Read, Write};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use super::shutdown::ShutdownSignal;
+use super::{Handler, ServerMetrics, tls};
+use crate::body::{self, Body, BoxError};
+use crate::config::Limits;
+use crate::pipeline::ConnInfo;
+
+/// What every connection of one listener shares.
+pub(super) struct Shared {
+    pub builder: auto::Builder<TokioExecutor>,
+    pub tls: Option<TlsAcceptor>,
+    pub limits: Limits,
+    pub metrics: ServerMetrics,
+    pub handler: Handler,
+}
+
+impl Shared {
+    pub fn new(
+        tls: Option<TlsAcceptor>,
+        limits: Limits,
+        metrics: ServerMetrics,
+        handler: Handler,
+    ) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // hyper refuses a read buffer under 8 KiB; config validation enforces it.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        Shared {
+            builder,
+            tls,
+            limits,
+            metrics,
+            handler,
+        }
+    }
+}
+
+/// Serve one accepted TCP connection until it closes, idles out or drains.
+/// The permit is the connection's slot under `max_connections`.
+pub(super) async fn serve(
+    stream: TcpStream,
+    remote: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+    mut shutdown: ShutdownSignal,
+) {
+    let _open = OpenConnection::new(&shared.metrics);
+    // Nagle would hold back the small frames of a streamed response.
+    let _ = stream.set_nodelay(true);
+    let Some(acceptor) = &shared.tls else {
+        let info = ConnInfo { remote, tls: None };
+        return run(TokioIo::new(stream), info, &shared, shutdown).await;
+    };
+    // The handshake gets the same deadline as a request head: a client that
+    // opens a socket and stalls must not hold a connection slot.
+    let handshake = tokio::time::timeout(
+        shared.limits.header_read_timeout,
+        acceptor.accept(stream),
+    );
+    let accepted = tokio::select! {
+        accepted = handshake => accepted,
+        _ = shutdown.wait() => return,
+    };
+    match accepted {
+        Ok(Ok(stream)) => {
+            let version = tls::version_name(stream.get_ref().1.protocol_version());
+            let info = ConnInfo {
+                remote,
+                tls: Some(version),
+            };
+            run(TokioIo::new(stream), info, &shared, shutdown).await
+        }
+        Ok(Err(err)) => {
+            shared.metrics.tls_handshake_failures.inc();
+            tracing::debug!(%remote, error = %err, "TLS handshake failed");
+        }
+        Err(_) => {
+            shared.metrics.tls_handshake_failures.inc();
+            tracing::debug!(%remote, "TLS handshake timed out");
+        }
+    }
+}
+
+async fn run<I>(io: I, info: ConnInfo, shared: &Arc<Shared>, mut shutdown: ShutdownSignal)
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::default());
+    let remote = info.remote;
+    let service = {
+        let shared = Arc::clone(shared);
+        let activity = Arc::clone(&activity);
+        service_fn(move |req: Request<Incoming>| {
+            let shared = Arc::clone(&shared);
+            let activity = Arc::clone(&activity);
+            let info = info.clone();
+            async move {
+                // Dropped with the response body, or with this future if the
+                // client resets the stream first.
+                let busy = Activity::begin(&activity);
+                let response = (shared.handler)(req.map(body::boxed), info).await;
+                shared.metrics.count_response(response.status());
+                Ok::<_, Infallible>(response.map(|inner| InFlight { inner, _busy: busy }.boxed()))
+            }
+        })
+    };
+    let conn = shared.builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let limit = activity.idle_limit(&shared.limits);
+        let wake = activity.idle_since().unwrap_or_else(Instant::now) + limit;
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(%remote, error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.wait(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tokio::time::sleep_until(wake), if !closing => {
+                if activity.idle_since().is_some_and(|since| since.elapsed() >= limit) {
+                    shared.metrics.idle_closed.inc();
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            _ = activity.settled.notified(), if !closing => {}
+        }
+    }
+}
+
+/// Requests in flight on one connection and when it last went quiet.
+struct Activity {
+    in_flight: AtomicUsize,
+    seen_request: std::sync::atomic::AtomicBool,
+    quiet_since: Mutex<Instant>,
+    /// Woken when the last in-flight response ends, to re-arm the idle timer.
+    settled: Notify,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            seen_request: std::sync::atomic::AtomicBool::new(false),
+            quiet_since: Mutex::new(Instant::now()),
+            settled: Notify::new(),
+        }
+    }
+}
+
+impl Activity {
+    fn begin(this: &Arc<Self>) -> Busy {
+        this.seen_request.store(true, Ordering::Relaxed);
+        this.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(Arc::clone(this))
+    }
+
+    fn end(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Ok(mut since) = self.quiet_since.lock() {
+                *since = Instant::now();
+            }
+            self.settled.notify_one();
+        }
+    }
+
+    /// `None` while a request is in flight.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        self.quiet_since.lock().ok().map(|since| *since)
+    }
+
+    /// A connection that has not sent a first request within the header
+    /// deadline is as suspect as a slow header; after that, keep-alive rules.
+    fn idle_limit(&self, limits: &Limits) -> Duration {
+        if self.seen_request.load(Ordering::Relaxed) {
+            limits.idle_timeout
+        } else {
+            limits.header_read_timeout
+        }
+    }
+}
+
+/// One request in flight; its drop is the request's end.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it
+/// is done (or dropped).
+struct InFlight {
+    inner: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for InFlight {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Keeps the open-connections gauge honest whichever way a connection ends.
+struct OpenConnection(ServerMetrics);
+
+impl OpenConnection {
+    fn new(metrics: &ServerMetrics) -> Self {
+        metrics.connections_open.inc();
+        metrics.connections_accepted.inc();
+        OpenConnection(metrics.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.dec();
+    }
+}

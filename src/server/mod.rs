@@ -1,0 +1,305 @@
+//! Listeners: rustls TLS (HTTP/1.1 + HTTP/2 by ALPN) or plain HTTP,
+//! connection limits, graceful drain, and the admin listener.
+
+pub mod admin;
+mod conn;
+pub mod shutdown;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use futures_util::future::BoxFuture;
+use http::{Request, Response, StatusCode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+use crate::body::Body;
+use crate::config::{Config, Limits, ServerConfig};
+use crate::metrics;
+use crate::pipeline::{ConnInfo, Pipeline};
+
+pub use shutdown::{Shutdown, ShutdownSignal};
+pub use tls::CertStore;
+
+/// What a listener does with each request. Never fails: errors are responses.
+pub type Handler =
+    Arc<dyn Fn(Request<Body>, ConnInfo) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
+
+/// Wrap an async function as a [`Handler`].
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Request<Body>, ConnInfo) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    Arc::new(move |req, conn| Box::pin(f(req, conn)))
+}
+
+/// The pipeline as a [`Handler`].
+pub fn pipeline_handler(pipeline: Arc<Pipeline>) -> Handler {
+    handler(move |req, conn| {
+        let pipeline = Arc::clone(&pipeline);
+        async move { pipeline.handle(req, &conn).await }
+    })
+}
+
+/// Connection and request counters of one listener.
+#[derive(Clone, Default)]
+pub struct ServerMetrics {
+    connections_accepted: Counter,
+    connections_refused: Counter,
+    connections_open: Gauge,
+    tls_handshake_failures: Counter,
+    idle_closed: Counter,
+    responses: Family<Vec<(String, String)>, Counter>,
+}
+
+impl ServerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = ServerMetrics::default();
+        let r = registry.sub_registry_with_prefix("server");
+        r.register(
+            "connections_accepted",
+            "Connections accepted",
+            m.connections_accepted.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed at once because max_connections were open",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Connections open now",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            m.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "idle_closed",
+            "Connections closed for idling past idle_timeout",
+            m.idle_closed.clone(),
+        );
+        r.register(
+            "responses",
+            "Responses by HTTP status",
+            m.responses.clone(),
+        );
+        m
+    }
+
+    fn count_response(&self, status: StatusCode) {
+        self.responses
+            .get_or_create(&vec![("status".to_owned(), status.as_str().to_owned())])
+            .inc();
+    }
+}
+
+/// A bound listener, ready to [`serve`](Server::serve).
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+    metrics: ServerMetrics,
+}
+
+impl Server {
+    /// Bind the main listener (`server.listen`), with TLS unless `plain_http`.
+    pub async fn bind(config: &ServerConfig, registry: &mut Registry) -> anyhow::Result<Server> {
+        let tls = match &config.tls {
+            Some(files) => Some(CertStore::load(files)?.acceptor()?),
+            None => None,
+        };
+        let metrics = ServerMetrics::register(registry);
+        Server::bind_with(config.listen, tls, config.limits.clone(), metrics).await
+    }
+
+    /// Bind a listener with an explicit TLS acceptor (e.g. from a
+    /// [`CertStore`] that is reloaded on SIGHUP).
+    pub async fn bind_with(
+        addr: SocketAddr,
+        tls: Option<TlsAcceptor>,
+        limits: Limits,
+        metrics: ServerMetrics,
+    ) -> anyhow::Result<Server> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            local_addr,
+            tls,
+            limits,
+            metrics,
+        })
+    }
+
+    /// Bind the admin listener (`server.admin_listen`): plain HTTP, the same
+    /// limits, metrics not counted with the main listener's.
+    pub async fn bind_admin(config: &ServerConfig) -> anyhow::Result<Server> {
+        Server::bind_with(
+            config.admin_listen,
+            None,
+            config.limits.clone(),
+            ServerMetrics::default(),
+        )
+        .await
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accept until `shutdown`, then stop accepting and let open connections
+    /// finish for up to `drain_timeout`; the handle resolves after that.
+    pub fn serve(self, handler: Handler, shutdown: ShutdownSignal) -> JoinHandle<()> {
+        tokio::spawn(self.accept_loop(handler, shutdown))
+    }
+
+    async fn accept_loop(self, handler: Handler, mut shutdown: ShutdownSignal) {
+        let Server {
+            listener,
+            local_addr,
+            tls,
+            limits,
+            metrics,
+        } = self;
+        let drain_timeout = limits.drain_timeout;
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let shared = Arc::new(conn::Shared::new(tls, limits, metrics.clone(), handler));
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, remote)) => {
+                        // Over the limit, close at once: queueing would only
+                        // hand a slowloris more sockets to hold.
+                        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                            metrics.connections_refused.inc();
+                            drop(stream);
+                            continue;
+                        };
+                        connections.spawn(conn::serve(
+                            stream,
+                            remote,
+                            slot,
+                            Arc::clone(&shared),
+                            shutdown.clone(),
+                        ));
+                    }
+                    Err(err) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(%local_addr, error = %err, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        let open = connections.len();
+        tracing::info!(%local_addr, open, "stopped accepting; draining");
+        let drained = tokio::time::timeout(drain_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                %local_addr,
+                remaining = connections.len(),
+                "drain timeout reached; closing the remaining connections"
+            );
+            connections.shutdown().await;
+        }
+    }
+}
+
+/// Run `firegate serve` until SIGTERM or SIGINT, then drain and return.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let mut registry = metrics::registry();
+    let pipeline = Arc::new(Pipeline::from_config(&config, &mut registry).await?);
+    let certs = config.server.tls.as_ref().map(CertStore::load).transpose()?;
+    let tls = certs.as_ref().map(CertStore::acceptor).transpose()?;
+    let server_metrics = ServerMetrics::register(&mut registry);
+    let main = Server::bind_with(
+        config.server.listen,
+        tls,
+        config.server.limits.clone(),
+        server_metrics,
+    )
+    .await?;
+    let admin = Server::bind_admin(&config.server).await?;
+    if certs.is_none() {
+        tracing::warn!(
+            "plain_http is set: serving without TLS; only behind a TLS-terminating load balancer"
+        );
+    }
+    tracing::info!(listen = %main.local_addr(), admin = %admin.local_addr(), "listening");
+    if let Some(certs) = certs {
+        tokio::spawn(reload_on_hangup(certs));
+    }
+
+    let draining = Arc::new(AtomicBool::new(false));
+    let readiness: admin::Readiness = {
+        let pipeline = Arc::clone(&pipeline);
+        let draining = Arc::clone(&draining);
+        Arc::new(move || {
+            if draining.load(Ordering::Relaxed) {
+                Some("shutting down".to_owned())
+            } else {
+                pipeline.not_ready()
+            }
+        })
+    };
+    let stop_main = Shutdown::new();
+    let stop_admin = Shutdown::new();
+    let admin_task = admin.serve(
+        admin::handler(Arc::new(registry), readiness),
+        stop_admin.signal(),
+    );
+    let main_task = main.serve(pipeline_handler(pipeline), stop_main.signal());
+
+    shutdown::terminate().await?;
+    // `/readyz` turns 503 first so a load balancer stops sending; the admin
+    // listener stays up until the main one has drained.
+    draining.store(true, Ordering::Relaxed);
+    stop_main.trigger();
+    main_task.await.context("main listener task")?;
+    stop_admin.trigger();
+    admin_task.await.context("admin listener task")?;
+    tracing::info!("drained; exiting");
+    Ok(())
+}
+
+async fn reload_on_hangup(certs: Arc<CertStore>) {
+    let mut hangups = match shutdown::hangups() {
+        Ok(hangups) => hangups,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch SIGHUP; certificate reload disabled");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match certs.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Err(err) => {
+                tracing::error!(error = %format!("{err:#}"), "SIGHUP: certificate reload failed; keeping the old one")
+            }
+        }
+    }
+}

@@ -1,0 +1,797 @@
+//! The spine at server and client level: TLS and plain listeners, streaming
+//! through the upstream client, header hygiene, limits, drain, admin routes,
+//! and the `firegate` binary's signal handling.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode, Version};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use firegate::config::Config;
+use firegate::server::{self, Handler, Server, Shutdown, admin};
+use firegate::upstream::{AccessToken, Outbound, Upstream};
+
+use support::proxy::{DATABASE, UPSTREAM_TOKEN, plain_config, tls_config};
+use support::*;
+
+/// Answers `"<http version> <tls version|plain>"`.
+fn echo_handler() -> Handler {
+    server::handler(|req, conn| async move {
+        let text = format!(
+            "{:?} {}",
+            req.version(),
+            conn.tls.unwrap_or("plain")
+        );
+        http::Response::new(firegate::body::full(text))
+    })
+}
+
+async fn serve_echo(yaml: &str) -> (std::net::SocketAddr, Shutdown, tokio::task::JoinHandle<()>) {
+    let config = Config::from_yaml(yaml, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    let mut registry = firegate::metrics::registry();
+    let server = Server::bind(&config.server, &mut registry).await.expect("bind");
+    let addr = server.local_addr();
+    let shutdown = Shutdown::new();
+    let done = server.serve(echo_handler(), shutdown.signal());
+    (addr, shutdown, done)
+}
+
+fn error_status(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["error"]["status"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn tls_round_trip_over_http1_and_http2() {
+    let pki = TestPki::new();
+    let (addr, shutdown, done) = serve_echo(&tls_config(&pki, "http://127.0.0.1:9", "")).await;
+    let url = format!("https://127.0.0.1:{}/", addr.port());
+
+    let h1 = pki.client().http1_only().build().unwrap();
+    let response = within("h1 response", h1.get(&url).send()).await.unwrap();
+    assert_eq!(response.version(), Version::HTTP_11);
+    assert_eq!(response.text().await.unwrap(), "HTTP/1.1 TLSv1.3");
+
+    let h2 = pki.client().build().unwrap();
+    let response = within("h2 response", h2.get(&url).send()).await.unwrap();
+    assert_eq!(response.version(), Version::HTTP_2, "ALPN must pick h2");
+    assert_eq!(response.text().await.unwrap(), "HTTP/2.0 TLSv1.3");
+
+    let tls12 = pki
+        .client()
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    let response = within("TLS 1.2 response", tls12.get(&url).send()).await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "HTTP/2.0 TLSv1.2");
+
+    // No plaintext fallback on the TLS port.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let refused = plain
+        .get(format!("http://127.0.0.1:{}/", addr.port()))
+        .send()
+        .await;
+    assert!(refused.is_err(), "plain HTTP must not be served on the TLS port");
+
+    shutdown.trigger();
+    within("drain", done).await.unwrap();
+}
+
+#[tokio::test]
+async fn plain_http_config_round_trip() {
+    let (addr, shutdown, done) = serve_echo(&plain_config("http://127.0.0.1:9", "")).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = within(
+        "plain response",
+        client.get(format!("http://127.0.0.1:{}/", addr.port())).send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.text().await.unwrap(), "HTTP/1.1 plain");
+    shutdown.trigger();
+    within("drain", done).await.unwrap();
+}
+
+#[tokio::test]
+async fn certificate_reload_swaps_the_served_certificate() {
+    let old = TestPki::new();
+    let new = TestPki::new();
+    let files = firegate::config::RawTls {
+        cert: old.dir.path().join("live-cert.pem"),
+        key: old.dir.path().join("live-key.pem"),
+    };
+    std::fs::copy(&old.cert_path, &files.cert).unwrap();
+    std::fs::copy(&old.key_path, &files.key).unwrap();
+    let store = server::CertStore::load(&files).unwrap();
+    let config = Config::from_yaml(&plain_config("http://127.0.0.1:9", ""), Vec::new()).unwrap();
+    let server = Server::bind_with(
+        "127.0.0.1:0".parse().unwrap(),
+        Some(store.acceptor().unwrap()),
+        config.server.limits.clone(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let url = format!("https://127.0.0.1:{}/", server.local_addr().port());
+    let shutdown = Shutdown::new();
+    let done = server.serve(echo_handler(), shutdown.signal());
+
+    let trusts_new = new.client().pool_max_idle_per_host(0).build().unwrap();
+    assert!(trusts_new.get(&url).send().await.is_err(), "old cert still served");
+    std::fs::copy(&new.cert_path, &files.cert).unwrap();
+    std::fs::copy(&new.key_path, &files.key).unwrap();
+    store.reload().unwrap();
+    let response = within("after reload", trusts_new.get(&url).send()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // A broken file keeps the working certificate.
+    std::fs::write(&files.key, "not a key").unwrap();
+    assert!(store.reload().is_err());
+    assert!(trusts_new.get(&url).send().await.is_ok());
+
+    shutdown.trigger();
+    within("drain", done).await.unwrap();
+}
+
+fn streaming_upstream_steps(first_sent: &Gate, release: &Gate) -> Vec<Step> {
+    vec![
+        Step::chunk("[{\"document\":1}"),
+        Step::Signal(first_sent.clone()),
+        Step::Wait(release.clone()),
+        Step::chunk(",{\"document\":2}]"),
+    ]
+}
+
+fn upstream_config(url: &str) -> firegate::upstream::UpstreamConfig {
+    let yaml = format!("{}", plain_config(url, ""));
+    Config::from_yaml(&yaml, Vec::new()).unwrap().upstream
+}
+
+#[tokio::test]
+async fn upstream_forward_streams_the_first_chunk_before_the_last_is_sent() {
+    let first_sent = Gate::new();
+    let release = Gate::new();
+    let up = upstream()
+        .steps(streaming_upstream_steps(&first_sent, &release))
+        .start()
+        .await;
+    let mut registry = firegate::metrics::registry();
+    let client = Upstream::new(&upstream_config(&up.url), &mut registry).unwrap();
+    let token = AccessToken {
+        authorization: http::HeaderValue::from_static(UPSTREAM_TOKEN),
+        account: "sa".into(),
+    };
+    let headers = http::HeaderMap::new();
+    let response = within(
+        "response head",
+        client.forward(Outbound {
+            method: Method::POST,
+            path_and_query: "/v1/projects/p/databases/(default)/documents:runQuery",
+            client_headers: &headers,
+            client_ip: "127.0.0.1".parse().unwrap(),
+            trusted_proxies: &[],
+            client_proto: "https",
+            request_id: "r1",
+            database: DATABASE,
+            token: &token,
+            body: firegate::body::full("{\"structuredQuery\":{}}"),
+        }),
+    )
+    .await
+    .unwrap();
+    let mut body = response.into_body();
+    let first = within("first chunk", body.frame()).await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "[{\"document\":1}");
+    assert!(!release.is_open(), "the rest must still be held by the upstream");
+    release.open();
+    let rest = within("rest", body.collect()).await.unwrap().to_bytes();
+    assert_eq!(rest, ",{\"document\":2}]");
+    assert_eq!(up.single().body, "{\"structuredQuery\":{}}");
+}
+
+#[tokio::test]
+async fn proxy_streams_the_first_chunk_before_the_last_is_sent() {
+    let first_sent = Gate::new();
+    let release = Gate::new();
+    let up = upstream()
+        .steps(streaming_upstream_steps(&first_sent, &release))
+        .start()
+        .await;
+    let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut response = within(
+        "response head",
+        client
+            .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
+            .body("{}")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let first = within("first chunk", response.chunk()).await.unwrap().unwrap();
+    assert_eq!(first, "[{\"document\":1}");
+    assert!(first_sent.is_open());
+    assert!(!release.is_open());
+    release.open();
+    let mut rest = Vec::new();
+    while let Some(chunk) = within("rest", response.chunk()).await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b",{\"document\":2}]");
+}
+
+#[tokio::test]
+async fn upstream_over_tls_speaks_http2_and_names_itself_as_host() {
+    let pki = TestPki::new();
+    let up = upstream().body("{\"ok\":true}").tls(&pki).start().await;
+    let yaml = format!(
+        "{}  ca_file: {}\n",
+        plain_config(&up.url, ""),
+        pki.ca_path.display()
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = within(
+        "response",
+        client
+            .get(proxy.http("/v1/projects/p/databases/(default)/documents/a/b"))
+            .header("host", "firegate.example")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "{\"ok\":true}");
+    let seen = up.single();
+    assert_eq!(seen.version, Version::HTTP_2);
+    assert_eq!(
+        seen.uri.authority().map(|a| a.as_str().to_owned()),
+        Some(format!("127.0.0.1:{}", up.addr.port()))
+    );
+    assert!(seen.headers.get("host").is_none_or(|h| h != "firegate.example"));
+}
+
+#[tokio::test]
+async fn credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
+    let up = upstream()
+        .header("x-hop", "upstream-private")
+        .header("connection", "x-hop")
+        .start()
+        .await;
+    let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = within(
+        "response",
+        client
+            .get(proxy.http("/v1/projects/p/databases/(default)/documents/a/b"))
+            .header("authorization", "Bearer client-secret")
+            .header("proxy-authorization", "Basic c2VjcmV0")
+            .header("cookie", "session=secret")
+            .header("x-http-method-override", "DELETE")
+            .header("x-goog-api-key", "client-key")
+            .header("x-goog-user-project", "someone-else")
+            .header("x-goog-request-params", "database=projects%2Fevil")
+            .header("connection", "x-named-hop")
+            .header("x-named-hop", "1")
+            .header("te", "trailers")
+            .header("x-forwarded-for", "198.51.100.1")
+            .header("x-forwarded-proto", "https")
+            .header("accept", "application/json")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("x-hop").is_none(), "response hop-by-hop leaked");
+
+    let seen = up.single();
+    let h = &seen.headers;
+    assert_eq!(h.get_all("authorization").iter().collect::<Vec<_>>(), [UPSTREAM_TOKEN]);
+    for name in [
+        "proxy-authorization",
+        "cookie",
+        "x-http-method-override",
+        "x-goog-api-key",
+        "x-goog-user-project",
+        "x-named-hop",
+        "te",
+    ] {
+        assert!(h.get(name).is_none(), "{name} reached the upstream");
+    }
+    assert_eq!(h["host"], format!("127.0.0.1:{}", up.addr.port()));
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1", "untrusted peer's XFF must be replaced");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(
+        h["x-goog-request-params"],
+        "database=projects%2Fp%2Fdatabases%2F%28default%29"
+    );
+    assert_eq!(h["accept"], "application/json");
+}
+
+#[tokio::test]
+async fn trusted_proxy_forwarded_for_is_extended() {
+    let up = upstream().start().await;
+    let proxy = TestProxy::start(&plain_config(
+        &up.url,
+        "  trusted_proxies: [127.0.0.1/32]\n",
+    ))
+    .await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = within(
+        "response",
+        client
+            .get(proxy.http("/v1/projects/p/databases/(default)/documents/a/b"))
+            .header("x-forwarded-for", "198.51.100.1")
+            .header("x-forwarded-proto", "https")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = up.single();
+    assert_eq!(seen.headers["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "https");
+}
+
+/// Keep connecting until the listener is gone (the accept loop saw the drain).
+async fn wait_until_refused(addr: std::net::SocketAddr) {
+    within("listener to close", async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn drain_lets_a_slow_stream_finish_and_refuses_new_connections() {
+    let first_sent = Gate::new();
+    let release = Gate::new();
+    let up = upstream()
+        .steps(streaming_upstream_steps(&first_sent, &release))
+        .start()
+        .await;
+    let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut response = within(
+        "response head",
+        client
+            .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
+            .send(),
+    )
+    .await
+    .unwrap();
+    let first = within("first chunk", response.chunk()).await.unwrap().unwrap();
+    assert_eq!(first, "[{\"document\":1}");
+
+    proxy.shutdown.trigger();
+    wait_until_refused(proxy.addr).await;
+    assert!(!proxy.done.is_finished(), "drain must wait for the open stream");
+
+    release.open();
+    let mut rest = Vec::new();
+    while let Some(chunk) = within("rest", response.chunk()).await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b",{\"document\":2}]");
+    within("drain to finish", proxy.done).await.unwrap();
+}
+
+#[tokio::test]
+async fn drain_timeout_closes_a_stuck_stream() {
+    let first_sent = Gate::new();
+    let never = Gate::new();
+    let up = upstream()
+        .steps(streaming_upstream_steps(&first_sent, &never))
+        .start()
+        .await;
+    let proxy = TestProxy::start(&plain_config(
+        &up.url,
+        "  limits: {drain_timeout: 200ms}\n",
+    ))
+    .await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut response = within(
+        "response head",
+        client
+            .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
+            .send(),
+    )
+    .await
+    .unwrap();
+    within("first chunk", response.chunk()).await.unwrap().unwrap();
+    proxy.shutdown.trigger();
+    within("drain to give up", proxy.done).await.unwrap();
+    let cut = within("body end", response.chunk()).await;
+    assert!(cut.is_err(), "the stuck stream must end as an error, got {cut:?}");
+}
+
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return seen,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slowloris_is_cut_off_after_header_read_timeout() {
+    let (addr, shutdown, done) = serve_echo(&plain_config(
+        "http://127.0.0.1:9",
+        "  limits: {header_read_timeout: 300ms, idle_timeout: 60s}\n",
+    ))
+    .await;
+    // Half a request head, then silence.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ").await.unwrap();
+    let answer = within("slow header to be cut off", read_until_closed(&mut slow)).await;
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+        "unexpected answer {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // A keep-alive connection whose second request head never finishes.
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = within("first response", kept.read(&mut buf)).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ").await.unwrap();
+    within("slow second head to be cut off", read_until_closed(&mut kept)).await;
+
+    // Not a byte: stuck before HTTP version detection.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    within("silent connection to be closed", read_until_closed(&mut silent)).await;
+
+    // Others are still served.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let ok = client.get(format!("http://127.0.0.1:{}/", addr.port())).send().await;
+    assert_eq!(ok.unwrap().status(), StatusCode::OK);
+    shutdown.trigger();
+    within("drain", done).await.unwrap();
+}
+
+#[tokio::test]
+async fn stalled_tls_handshake_is_cut_off() {
+    let pki = TestPki::new();
+    let (addr, shutdown, done) = serve_echo(&tls_config(
+        &pki,
+        "http://127.0.0.1:9",
+        "  limits: {header_read_timeout: 300ms}\n",
+    ))
+    .await;
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    within("stalled handshake to be closed", read_until_closed(&mut stalled)).await;
+    shutdown.trigger();
+    within("drain", done).await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_request_head_is_refused() {
+    let (addr, shutdown, done) = serve_echo(&plain_config(
+        "http://127.0.0.1:9",
+        "  limits: {max_header_bytes: 8192}\n",
+    ))
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let big = "a".repeat(16 * 1024);
+    stream
+        .write_all(format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = within("oversized head answer", read_until_closed(&mut stream)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "got {:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(64)])
+    );
+    shutdown.trigger();
+    within("drain", done).await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_are_refused() {
+    let yaml = plain_config("http://127.0.0.1:9", "  limits: {max_connections: 1}\n");
+    let config = Config::from_yaml(&yaml, Vec::new()).unwrap();
+    let mut registry = firegate::metrics::registry();
+    let server = Server::bind(&config.server, &mut registry).await.unwrap();
+    let addr = server.local_addr();
+    let shutdown = Shutdown::new();
+    let done = server.serve(echo_handler(), shutdown.signal());
+
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = within("first response", first.read(&mut buf)).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    // The kernel completes the TCP handshake; firegate closes at once.
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    let _ = second.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let answer = within("second to be closed", read_until_closed(&mut second)).await;
+    assert!(answer.is_empty(), "over the limit must get no answer");
+    let text = firegate::metrics::render(&registry);
+    assert!(
+        text.contains("firegate_server_connections_refused_total 1"),
+        "{text}"
+    );
+
+    drop(first);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    within("a slot to free up", async {
+        loop {
+            if let Ok(r) = client.get(format!("http://127.0.0.1:{}/", addr.port())).send().await {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    shutdown.trigger();
+    within("drain", done).await.unwrap();
+}
+
+async fn proxy_error(upstream_url: &str, upstream_extra: &str) -> (StatusCode, String) {
+    let yaml = format!("{}{upstream_extra}", plain_config(upstream_url, ""));
+    let proxy = TestProxy::start(&yaml).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = within(
+        "error response",
+        client
+            .get(proxy.http("/v1/projects/p/databases/(default)/documents/a/b"))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json; charset=UTF-8"
+    );
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn refused_upstream_connection_is_503_unavailable() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (status, body) = proxy_error(&format!("http://127.0.0.1:{port}"), "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_status(&body), "UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn upstream_connect_timeout_is_504_deadline_exceeded() {
+    // A listener that never accepts, with its backlog filled: further SYNs
+    // are dropped, so connecting hangs until the connect timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            Ok(Err(e)) => panic!("filler connect failed: {e}"),
+            Err(_) => break,
+        }
+        assert!(fillers.len() < 64, "backlog never filled");
+    }
+    let (status, body) = proxy_error(
+        &format!("http://{addr}"),
+        "  connect_timeout: 300ms\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(error_status(&body), "DEADLINE_EXCEEDED");
+    drop(listener);
+}
+
+#[tokio::test]
+async fn slow_upstream_head_is_504_deadline_exceeded() {
+    let up = upstream().head_delay(Duration::from_secs(30)).start().await;
+    let (status, body) = proxy_error(&up.url, "  response_header_timeout: 300ms\n").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(error_status(&body), "DEADLINE_EXCEEDED");
+}
+
+#[tokio::test]
+async fn garbage_from_upstream_is_502_unavailable() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(b"SMTP READY\r\n\r\n").await;
+        }
+    });
+    let (status, body) = proxy_error(&format!("http://{addr}"), "").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(error_status(&body), "UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn admin_routes_answer_health_readiness_and_metrics() {
+    let config = Config::from_yaml(&plain_config("http://127.0.0.1:9", ""), Vec::new()).unwrap();
+    let mut registry = firegate::metrics::registry();
+    let main = Server::bind(&config.server, &mut registry).await.unwrap();
+    let admin_server = Server::bind_admin(&config.server).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", admin_server.local_addr().port());
+    let ready = Arc::new(AtomicBool::new(false));
+    let readiness: admin::Readiness = {
+        let ready = Arc::clone(&ready);
+        Arc::new(move || (!ready.load(Ordering::Relaxed)).then(|| "policy: not loaded".to_owned()))
+    };
+    let shutdown = Shutdown::new();
+    let main_done = main.serve(echo_handler(), shutdown.signal());
+    let admin_done = admin_server.serve(
+        admin::handler(Arc::new(registry), readiness),
+        shutdown.signal(),
+    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &str| {
+        let client = client.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = within(&url.clone(), client.get(url).send()).await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, StatusCode::OK);
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("policy: not loaded"));
+    ready.store(true, Ordering::Relaxed);
+    assert_eq!(get("/readyz").await.0, StatusCode::OK);
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.contains("firegate_server_connections_open"), "{metrics}");
+    assert_eq!(get("/nope").await.0, StatusCode::NOT_FOUND);
+    shutdown.trigger();
+    within("main drain", main_done).await.unwrap();
+    within("admin drain", admin_done).await.unwrap();
+}
+
+/// The real binary: starts, reports ready, refuses what the pipeline cannot
+/// yet allow with a Firestore JSON error, and exits 0 on SIGTERM.
+#[tokio::test]
+async fn binary_serves_and_exits_zero_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("firegate.yaml");
+    std::fs::write(&config, plain_config("http://127.0.0.1:9", "")).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (listen, admin_addr) = within("the listening log line", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let fields = &v["fields"];
+            if let (Some(l), Some(a)) = (fields["listen"].as_str(), fields["admin"].as_str()) {
+                return (l.to_owned(), a.to_owned());
+            }
+        }
+        panic!("firegate exited before listening");
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let ready = within("readyz", client.get(format!("http://{admin_addr}/readyz")).send())
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let refused = within(
+        "a refused request",
+        client
+            .get(format!("http://{listen}/v1/projects/p/databases/(default)/documents/a/b"))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert!(refused.status().is_client_error() || refused.status().is_server_error());
+    assert!(!error_status(&refused.text().await.unwrap()).is_empty());
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = within("exit", child.wait()).await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn config_check_reports_every_error_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(
+        &config,
+        "server:\n  listen: nowhere\n  plain_http: true\n  limits: {idle_timeout: forever}\nupstream:\n  url: ftp://x\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in ["server.listen", "server.limits.idle_timeout", "upstream.url"] {
+        assert!(stderr.contains(key), "{key} missing from {stderr}");
+    }
+}
+
+/// Hundreds of MiB through server + upstream client; prints the RSS growth.
+/// Run: `cargo test --release --test spine -- --ignored --nocapture large_response`
+#[tokio::test]
+#[ignore = "moves 512 MiB; run on demand to measure memory"]
+async fn large_response_streams_in_constant_memory() {
+    const CHUNK: usize = 64 * 1024;
+    const TIMES: u64 = 8 * 1024; // 512 MiB
+    let up = upstream()
+        .steps(vec![Step::Repeat {
+            chunk: Bytes::from(vec![b'x'; CHUNK]),
+            times: TIMES,
+        }])
+        .start()
+        .await;
+    let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let before = vm_rss_kib();
+    let mut response = client
+        .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
+        .send()
+        .await
+        .unwrap();
+    let (mut total, mut peak) = (0u64, before);
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        total += chunk.len() as u64;
+        if total % (16 * 1024 * 1024) < chunk.len() as u64 {
+            peak = peak.max(vm_rss_kib());
+        }
+    }
+    assert_eq!(total, CHUNK as u64 * TIMES);
+    let growth_mib = (peak.saturating_sub(before)) / 1024;
+    println!(
+        "streamed {} MiB; RSS before {} MiB, peak {} MiB, growth {growth_mib} MiB",
+        total >> 20,
+        before / 1024,
+        peak / 1024
+    );
+    assert!(growth_mib < 64, "RSS grew by {growth_mib} MiB");
+}
+
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+

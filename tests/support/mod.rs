@@ -1,0 +1,25 @@
+//! Shared fakes for integration tests and benches: key material made at
+//! test time, a builder-style recording upstream, a proxy to put between.
+#![allow(dead_code)]
+
+pub mod certs;
+pub mod proxy;
+pub mod upstream;
+
+pub use certs::TestPki;
+pub use proxy::TestProxy;
+pub use upstream::{Gate, Step, upstream};
+
+use std::time::Duration;
+
+/// Upper bound for anything a test waits on: a hang becomes a failure,
+/// never a timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Await `fut` or fail the test after [`PATIENCE`].
+pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(PATIENCE, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("gave up waiting for {what}"),
+    }
+}
