@@ -20,7 +20,9 @@ fn bench_proxy(c: &mut Criterion) {
     let rt = Runtime::new().expect("runtime");
     let (up, proxy) = rt.block_on(async {
         let up = upstream()
-            .body(r#"{"name":"projects/p/databases/(default)/documents/catalog/entity","fields":{}}"#)
+            .body(
+                r#"{"name":"projects/p/databases/(default)/documents/catalog/entity","fields":{}}"#,
+            )
             .start()
             .await;
         let proxy = TestProxy::start(&plain_config(&up.url, "")).await;

@@ -344,7 +344,10 @@ fn validate_server(raw: RawServer, errors: &mut ConfigErrors) -> ServerConfig {
         errors.push("server.limits.max_body_bytes", "must be at least 1");
     }
     for (key, value) in [
-        ("server.limits.header_read_timeout", limits.header_read_timeout),
+        (
+            "server.limits.header_read_timeout",
+            limits.header_read_timeout,
+        ),
         ("server.limits.idle_timeout", limits.idle_timeout),
     ] {
         if value.is_zero() && !errors.errors.iter().any(|e| e.key == key) {

@@ -37,7 +37,14 @@ async fn run_script(port: u16, args: &[&str]) -> Outcome {
     let port = port.to_string();
     let child = Command::new("node")
         .arg("run.mjs")
-        .args(["--host", "127.0.0.1", "--port", &port, "--project", "sdk-test"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--project",
+            "sdk-test",
+        ])
         .args(args)
         .current_dir(&dir)
         .stdout(Stdio::piped())
@@ -97,10 +104,20 @@ async fn the_script_reports_a_step_that_was_not_refused_as_expected() {
         .unwrap();
     let outcome = run_script(
         running.local_addr().port(),
-        &["--prefix", "deny", "--clients", "lite", "--deny", "lite:count"],
+        &[
+            "--prefix",
+            "deny",
+            "--clients",
+            "lite",
+            "--deny",
+            "lite:count",
+        ],
     )
     .await;
-    assert!(!outcome.success, "a refusal that did not happen must fail the run");
+    assert!(
+        !outcome.success,
+        "a refusal that did not happen must fail the run"
+    );
     let count = line(&outcome, "lite", "count");
     assert_eq!(count["pass"], false);
     assert_eq!(count["expected"], "PERMISSION_DENIED");

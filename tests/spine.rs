@@ -24,11 +24,7 @@ use support::*;
 /// Answers `"<http version> <tls version|plain>"`.
 fn echo_handler() -> Handler {
     server::handler(|req, conn| async move {
-        let text = format!(
-            "{:?} {}",
-            req.version(),
-            conn.tls.unwrap_or("plain")
-        );
+        let text = format!("{:?} {}", req.version(), conn.tls.unwrap_or("plain"));
         http::Response::new(firegate::body::full(text))
     })
 }
@@ -36,7 +32,9 @@ fn echo_handler() -> Handler {
 async fn serve_echo(yaml: &str) -> (std::net::SocketAddr, Shutdown, tokio::task::JoinHandle<()>) {
     let config = Config::from_yaml(yaml, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
     let mut registry = firegate::metrics::registry();
-    let server = Server::bind(&config.server, &mut registry).await.expect("bind");
+    let server = Server::bind(&config.server, &mut registry)
+        .await
+        .expect("bind");
     let addr = server.local_addr();
     let shutdown = Shutdown::new();
     let done = server.serve(echo_handler(), shutdown.signal());
@@ -69,7 +67,9 @@ async fn tls_round_trip_over_http1_and_http2() {
         .tls_version_max(reqwest::tls::Version::TLS_1_2)
         .build()
         .unwrap();
-    let response = within("TLS 1.2 response", tls12.get(&url).send()).await.unwrap();
+    let response = within("TLS 1.2 response", tls12.get(&url).send())
+        .await
+        .unwrap();
     assert_eq!(response.text().await.unwrap(), "HTTP/2.0 TLSv1.2");
 
     // No plaintext fallback on the TLS port.
@@ -78,7 +78,10 @@ async fn tls_round_trip_over_http1_and_http2() {
         .get(format!("http://127.0.0.1:{}/", addr.port()))
         .send()
         .await;
-    assert!(refused.is_err(), "plain HTTP must not be served on the TLS port");
+    assert!(
+        refused.is_err(),
+        "plain HTTP must not be served on the TLS port"
+    );
 
     shutdown.trigger();
     within("drain", done).await.unwrap();
@@ -90,7 +93,9 @@ async fn plain_http_config_round_trip() {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = within(
         "plain response",
-        client.get(format!("http://127.0.0.1:{}/", addr.port())).send(),
+        client
+            .get(format!("http://127.0.0.1:{}/", addr.port()))
+            .send(),
     )
     .await
     .unwrap();
@@ -124,11 +129,16 @@ async fn certificate_reload_swaps_the_served_certificate() {
     let done = server.serve(echo_handler(), shutdown.signal());
 
     let trusts_new = new.client().pool_max_idle_per_host(0).build().unwrap();
-    assert!(trusts_new.get(&url).send().await.is_err(), "old cert still served");
+    assert!(
+        trusts_new.get(&url).send().await.is_err(),
+        "old cert still served"
+    );
     std::fs::copy(&new.cert_path, &files.cert).unwrap();
     std::fs::copy(&new.key_path, &files.key).unwrap();
     store.reload().unwrap();
-    let response = within("after reload", trusts_new.get(&url).send()).await.unwrap();
+    let response = within("after reload", trusts_new.get(&url).send())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
     // A broken file keeps the working certificate.
@@ -189,7 +199,10 @@ async fn upstream_forward_streams_the_first_chunk_before_the_last_is_sent() {
     let mut body = response.into_body();
     let first = within("first chunk", body.frame()).await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), "[{\"document\":1}");
-    assert!(!release.is_open(), "the rest must still be held by the upstream");
+    assert!(
+        !release.is_open(),
+        "the rest must still be held by the upstream"
+    );
     release.open();
     let rest = within("rest", body.collect()).await.unwrap().to_bytes();
     assert_eq!(rest, ",{\"document\":2}]");
@@ -216,7 +229,10 @@ async fn proxy_streams_the_first_chunk_before_the_last_is_sent() {
     .await
     .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let first = within("first chunk", response.chunk()).await.unwrap().unwrap();
+    let first = within("first chunk", response.chunk())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first, "[{\"document\":1}");
     assert!(first_sent.is_open());
     assert!(!release.is_open());
@@ -256,7 +272,11 @@ async fn upstream_over_tls_speaks_http2_and_names_itself_as_host() {
         seen.uri.authority().map(|a| a.as_str().to_owned()),
         Some(format!("127.0.0.1:{}", up.addr.port()))
     );
-    assert!(seen.headers.get("host").is_none_or(|h| h != "firegate.example"));
+    assert!(
+        seen.headers
+            .get("host")
+            .is_none_or(|h| h != "firegate.example")
+    );
 }
 
 #[tokio::test]
@@ -290,11 +310,17 @@ async fn credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
     .await
     .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers().get("x-hop").is_none(), "response hop-by-hop leaked");
+    assert!(
+        response.headers().get("x-hop").is_none(),
+        "response hop-by-hop leaked"
+    );
 
     let seen = up.single();
     let h = &seen.headers;
-    assert_eq!(h.get_all("authorization").iter().collect::<Vec<_>>(), [UPSTREAM_TOKEN]);
+    assert_eq!(
+        h.get_all("authorization").iter().collect::<Vec<_>>(),
+        [UPSTREAM_TOKEN]
+    );
     for name in [
         "proxy-authorization",
         "cookie",
@@ -307,7 +333,10 @@ async fn credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
         assert!(h.get(name).is_none(), "{name} reached the upstream");
     }
     assert_eq!(h["host"], format!("127.0.0.1:{}", up.addr.port()));
-    assert_eq!(h["x-forwarded-for"], "127.0.0.1", "untrusted peer's XFF must be replaced");
+    assert_eq!(
+        h["x-forwarded-for"], "127.0.0.1",
+        "untrusted peer's XFF must be replaced"
+    );
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(
         h["x-goog-request-params"],
@@ -369,12 +398,18 @@ async fn drain_lets_a_slow_stream_finish_and_refuses_new_connections() {
     )
     .await
     .unwrap();
-    let first = within("first chunk", response.chunk()).await.unwrap().unwrap();
+    let first = within("first chunk", response.chunk())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first, "[{\"document\":1}");
 
     proxy.shutdown.trigger();
     wait_until_refused(proxy.addr).await;
-    assert!(!proxy.done.is_finished(), "drain must wait for the open stream");
+    assert!(
+        !proxy.done.is_finished(),
+        "drain must wait for the open stream"
+    );
 
     release.open();
     let mut rest = Vec::new();
@@ -393,11 +428,8 @@ async fn drain_timeout_closes_a_stuck_stream() {
         .steps(streaming_upstream_steps(&first_sent, &never))
         .start()
         .await;
-    let proxy = TestProxy::start(&plain_config(
-        &up.url,
-        "  limits: {drain_timeout: 200ms}\n",
-    ))
-    .await;
+    let proxy =
+        TestProxy::start(&plain_config(&up.url, "  limits: {drain_timeout: 200ms}\n")).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut response = within(
         "response head",
@@ -407,11 +439,17 @@ async fn drain_timeout_closes_a_stuck_stream() {
     )
     .await
     .unwrap();
-    within("first chunk", response.chunk()).await.unwrap().unwrap();
+    within("first chunk", response.chunk())
+        .await
+        .unwrap()
+        .unwrap();
     proxy.shutdown.trigger();
     within("drain to give up", proxy.done).await.unwrap();
     let cut = within("body end", response.chunk()).await;
-    assert!(cut.is_err(), "the stuck stream must end as an error, got {cut:?}");
+    assert!(
+        cut.is_err(),
+        "the stuck stream must end as an error, got {cut:?}"
+    );
 }
 
 async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
@@ -434,7 +472,9 @@ async fn slowloris_is_cut_off_after_header_read_timeout() {
     .await;
     // Half a request head, then silence.
     let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ").await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        .await
+        .unwrap();
     let answer = within("slow header to be cut off", read_until_closed(&mut slow)).await;
     assert!(
         answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
@@ -443,20 +483,35 @@ async fn slowloris_is_cut_off_after_header_read_timeout() {
     );
     // A keep-alive connection whose second request head never finishes.
     let mut kept = TcpStream::connect(addr).await.unwrap();
-    kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 256];
     let n = within("first response", kept.read(&mut buf)).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-    kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ").await.unwrap();
-    within("slow second head to be cut off", read_until_closed(&mut kept)).await;
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        .await
+        .unwrap();
+    within(
+        "slow second head to be cut off",
+        read_until_closed(&mut kept),
+    )
+    .await;
 
     // Not a byte: stuck before HTTP version detection.
     let mut silent = TcpStream::connect(addr).await.unwrap();
-    within("silent connection to be closed", read_until_closed(&mut silent)).await;
+    within(
+        "silent connection to be closed",
+        read_until_closed(&mut silent),
+    )
+    .await;
 
     // Others are still served.
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let ok = client.get(format!("http://127.0.0.1:{}/", addr.port())).send().await;
+    let ok = client
+        .get(format!("http://127.0.0.1:{}/", addr.port()))
+        .send()
+        .await;
     assert_eq!(ok.unwrap().status(), StatusCode::OK);
     shutdown.trigger();
     within("drain", done).await.unwrap();
@@ -473,7 +528,11 @@ async fn stalled_tls_handshake_is_cut_off() {
     .await;
     let mut stalled = TcpStream::connect(addr).await.unwrap();
     stalled.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
-    within("stalled handshake to be closed", read_until_closed(&mut stalled)).await;
+    within(
+        "stalled handshake to be closed",
+        read_until_closed(&mut stalled),
+    )
+    .await;
     shutdown.trigger();
     within("drain", done).await.unwrap();
 }
@@ -512,9 +571,14 @@ async fn connections_over_max_connections_are_refused() {
     let done = server.serve(echo_handler(), shutdown.signal());
 
     let mut first = TcpStream::connect(addr).await.unwrap();
-    first.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 256];
-    let n = within("first response", first.read(&mut buf)).await.unwrap();
+    let n = within("first response", first.read(&mut buf))
+        .await
+        .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 
     // The kernel completes the TCP handshake; firegate closes at once.
@@ -532,7 +596,11 @@ async fn connections_over_max_connections_are_refused() {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     within("a slot to free up", async {
         loop {
-            if let Ok(r) = client.get(format!("http://127.0.0.1:{}/", addr.port())).send().await {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{}/", addr.port()))
+                .send()
+                .await
+            {
                 break r;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -590,11 +658,7 @@ async fn upstream_connect_timeout_is_504_deadline_exceeded() {
         }
         assert!(fillers.len() < 64, "backlog never filled");
     }
-    let (status, body) = proxy_error(
-        &format!("http://{addr}"),
-        "  connect_timeout: 300ms\n",
-    )
-    .await;
+    let (status, body) = proxy_error(&format!("http://{addr}"), "  connect_timeout: 300ms\n").await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert_eq!(error_status(&body), "DEADLINE_EXCEEDED");
     drop(listener);
@@ -659,7 +723,10 @@ async fn admin_routes_answer_health_readiness_and_metrics() {
     assert_eq!(get("/readyz").await.0, StatusCode::OK);
     let (status, metrics) = get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(metrics.contains("firegate_server_connections_open"), "{metrics}");
+    assert!(
+        metrics.contains("firegate_server_connections_open"),
+        "{metrics}"
+    );
     assert_eq!(get("/nope").await.0, StatusCode::NOT_FOUND);
     shutdown.trigger();
     within("main drain", main_done).await.unwrap();
@@ -700,14 +767,19 @@ async fn binary_serves_and_exits_zero_on_sigterm() {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let ready = within("readyz", client.get(format!("http://{admin_addr}/readyz")).send())
-        .await
-        .unwrap();
+    let ready = within(
+        "readyz",
+        client.get(format!("http://{admin_addr}/readyz")).send(),
+    )
+    .await
+    .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     let refused = within(
         "a refused request",
         client
-            .get(format!("http://{listen}/v1/projects/p/databases/(default)/documents/a/b"))
+            .get(format!(
+                "http://{listen}/v1/projects/p/databases/(default)/documents/a/b"
+            ))
             .send(),
     )
     .await
@@ -741,7 +813,11 @@ fn config_check_reports_every_error_and_fails() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for key in ["server.listen", "server.limits.idle_timeout", "upstream.url"] {
+    for key in [
+        "server.listen",
+        "server.limits.idle_timeout",
+        "upstream.url",
+    ] {
         assert!(stderr.contains(key), "{key} missing from {stderr}");
     }
 }
@@ -794,4 +870,3 @@ fn vm_rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
-

@@ -84,10 +84,8 @@ pub(super) async fn serve(
     };
     // The handshake gets the same deadline as a request head: a client that
     // opens a socket and stalls must not hold a connection slot.
-    let handshake = tokio::time::timeout(
-        shared.limits.header_read_timeout,
-        acceptor.accept(stream),
-    );
+    let handshake =
+        tokio::time::timeout(shared.limits.header_read_timeout, acceptor.accept(stream));
     let accepted = tokio::select! {
         accepted = handshake => accepted,
         _ = shutdown.wait() => return,

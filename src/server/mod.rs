@@ -92,11 +92,7 @@ impl ServerMetrics {
             "Connections closed for idling past idle_timeout",
             m.idle_closed.clone(),
         );
-        r.register(
-            "responses",
-            "Responses by HTTP status",
-            m.responses.clone(),
-        );
+        r.register("responses", "Responses by HTTP status", m.responses.clone());
         m
     }
 
@@ -233,7 +229,12 @@ impl Server {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut registry = metrics::registry();
     let pipeline = Arc::new(Pipeline::from_config(&config, &mut registry).await?);
-    let certs = config.server.tls.as_ref().map(CertStore::load).transpose()?;
+    let certs = config
+        .server
+        .tls
+        .as_ref()
+        .map(CertStore::load)
+        .transpose()?;
     let tls = certs.as_ref().map(CertStore::acceptor).transpose()?;
     let server_metrics = ServerMetrics::register(&mut registry);
     let main = Server::bind_with(

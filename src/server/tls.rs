@@ -61,7 +61,8 @@ impl CertStore {
 
     /// Re-read the files; on any error the old certificate stays in use.
     pub fn reload(&self) -> anyhow::Result<()> {
-        self.current.store(Arc::new(load_certified_key(&self.files)?));
+        self.current
+            .store(Arc::new(load_certified_key(&self.files)?));
         Ok(())
     }
 

@@ -243,7 +243,10 @@ mod tests {
 
     #[test]
     fn untrusted_peer_forwarded_for_is_replaced() {
-        let client = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "http")]);
+        let client = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "http"),
+        ]);
         let trusted = nets(&["10.0.0.0/8"]);
         let out = outbound(&client, &fwd("192.0.2.7", &trusted));
         assert_eq!(out["x-forwarded-for"], "192.0.2.7");

@@ -32,7 +32,9 @@ impl TestPki {
         leaf_params
             .distinguished_name
             .push(DnType::CommonName, "localhost");
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).expect("leaf cert");
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &issuer)
+            .expect("leaf cert");
 
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_path = dir.path().join("ca.pem");

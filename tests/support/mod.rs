@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod emulator;
 pub mod proxy;
 pub mod upstream;
 

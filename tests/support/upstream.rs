@@ -65,7 +65,10 @@ impl Gate {
 pub enum Step {
     Chunk(Bytes),
     /// Send `chunk` `times` times (a large body without holding it).
-    Repeat { chunk: Bytes, times: u64 },
+    Repeat {
+        chunk: Bytes,
+        times: u64,
+    },
     Wait(Gate),
     Sleep(Duration),
     /// Open a gate (tells the test how far the upstream got).
@@ -140,7 +143,9 @@ impl UpstreamBuilder {
     }
 
     pub async fn start(self) -> RecordingUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -168,11 +173,15 @@ impl UpstreamBuilder {
                     match tls {
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(stream).await {
-                                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
                             }
                         }
                         None => {
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
                         }
                     }
                 });
@@ -198,7 +207,11 @@ struct Script {
 impl Script {
     async fn answer(&self, req: Request<Incoming>) -> Response<ChannelBody> {
         let (parts, body) = req.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         self.requests.lock().expect("requests").push(Recorded {
             method: parts.method,
             uri: parts.uri,
@@ -255,7 +268,9 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
     }
 }
 
