@@ -447,7 +447,7 @@ async fn run_query_filters() {
         ),
         (
             "== int vs double",
-            field_filter("pop", json!("EQUAL"), { json!({"doubleValue": 860000.0}) }),
+            field_filter("pop", json!("EQUAL"), json!({"doubleValue": 860000.0})),
             &["sf"],
         ),
         (

@@ -98,7 +98,7 @@ pub fn document_name(database: &str, path: &[String]) -> String {
 /// Split a document name from a request body; it must belong to `database`.
 pub fn parse_document_name(database: &str, name: &str) -> Result<DocPath, EmulatorError> {
     let path = parse_parent_name(database, name)?;
-    if path.is_empty() || path.len() % 2 != 0 {
+    if path.is_empty() || !path.len().is_multiple_of(2) {
         return Err(EmulatorError::InvalidArgument(format!(
             "{name:?} is not a document name"
         )));
@@ -116,7 +116,7 @@ pub fn parse_parent_name(database: &str, name: &str) -> Result<DocPath, Emulator
     }
     let rest = rest.strip_prefix('/').ok_or_else(bad)?;
     let segments: Vec<String> = rest.split('/').map(str::to_owned).collect();
-    if segments.iter().any(String::is_empty) || segments.len() % 2 != 0 {
+    if segments.iter().any(String::is_empty) || !segments.len().is_multiple_of(2) {
         return Err(bad());
     }
     Ok(segments)
