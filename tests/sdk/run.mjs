@@ -15,7 +15,7 @@ import { OAuth2Client } from 'google-auth-library';
 import { initializeApp, deleteApp } from 'firebase/app';
 import * as lite from 'firebase/firestore/lite';
 
-const STEPS = ['set', 'get', 'update', 'delete', 'query', 'collectionGroup', 'count', 'batch', 'transaction', 'listCollections'];
+const STEPS = ['set', 'get', 'update', 'delete', 'query', 'collectionGroup', 'count', 'batch', 'transaction', 'listCollections', 'cleanup'];
 
 function parseArgs(argv) {
   const args = { host: '127.0.0.1', project: 'demo-firegate', prefix: `run${Date.now()}`, clients: 'admin,lite', deny: '' };
@@ -145,6 +145,19 @@ function adminSteps(args, token) {
       expect(top.includes(col.id), `listCollections has ${col.id}: ${top}`);
       same((await alpha.listCollections()).map((c) => c.id), [sub], 'alpha.listCollections()');
     },
+    // BulkWriter (batchWrite, per-write status), listDocuments (showMissing)
+    // and recursiveDelete (kindless query + batchWrite) leave nothing behind.
+    cleanup: async () => {
+      const writer = db.bulkWriter();
+      const refused = writer.create(alpha, { n: 0 }).then(() => 'created', (e) => e.code);
+      writer.set(col.doc('beta').collection(sub).doc('s4'), { kind: 'k' });
+      await writer.close();
+      same(await refused, 6, 'BulkWriter create over an existing document (ALREADY_EXISTS)');
+      same((await col.listDocuments()).map((d) => d.id).sort(), ['alpha', 'beta', 'delta'], 'listDocuments shows beta, which only has subcollections');
+      await db.recursiveDelete(col);
+      same((await col.get()).size, 0, 'documents left after recursiveDelete');
+      same((await db.collectionGroup(sub).get()).size, 0, 'subcollection documents left after recursiveDelete');
+    },
   };
 }
 
@@ -226,6 +239,15 @@ function liteSteps(args, token) {
     listCollections: async () => {
       const left = await lite.getDocs(lite.query(col, lite.orderBy(lite.documentId())));
       same(left.docs.map((d) => d.id), ['alpha', 'delta'], 'documents left');
+    },
+    cleanup: async () => {
+      const batch = lite.writeBatch(db);
+      for (const path of ['alpha', `alpha/${sub}/s1`, 'delta', `beta/${sub}/s2`, `beta/${sub}/s3`]) {
+        batch.delete(lite.doc(col, path));
+      }
+      await batch.commit();
+      same((await lite.getDocs(lite.query(lite.collectionGroup(db, sub)))).size, 0, 'subcollection documents left');
+      same((await lite.getCount(col)).data().count, 0, 'documents left');
     },
   };
 }
