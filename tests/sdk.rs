@@ -93,7 +93,12 @@ async fn official_clients_work_unchanged_against_the_emulator() {
 
     // The clients' deletes really emptied the store.
     let db = "projects/sdk-test/databases/(default)";
-    for path in ["sdk_admin/alpha", "sdk_admin/delta", "sdk_lite/alpha", "sdk_lite/delta"] {
+    for path in [
+        "sdk_admin/alpha",
+        "sdk_admin/delta",
+        "sdk_lite/alpha",
+        "sdk_lite/delta",
+    ] {
         assert!(running.emulator().fields(db, path).is_none(), "{path} left");
     }
 }
