@@ -516,12 +516,12 @@ async fn run_query_filters() {
         (
             "IS_NOT_NAN",
             json!({"unaryFilter": {"field": {"fieldPath": "pop"}, "op": "IS_NOT_NAN"}}),
-            &["la", "ny", "sf"],
+            &["sf", "la", "ny"],
         ),
         (
             "IS_NOT_NULL",
             json!({"unaryFilter": {"field": {"fieldPath": "capital"}, "op": 5}}),
-            &["dc", "ny"],
+            &["ny", "dc"],
         ),
         (
             "AND",
@@ -821,6 +821,24 @@ async fn wire_variants_and_errors() {
             Method::POST,
             ":runQuery",
             Some(json!({"structuredQuery": {"from": []}})),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            Method::POST,
+            ":runQuery",
+            Some(
+                json!({"structuredQuery": {"from": [{"collectionId": "c"}], "startAt": {"values": [int(1), int(2)]}}}),
+            ),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            Method::POST,
+            ":commit",
+            Some(
+                json!({"writes": [{"update": {"name": name("a/b"), "fields": {"ok": {"mapValue": {"fields": {"__bad__": int(1)}}}}}}]}),
+            ),
             400,
             "INVALID_ARGUMENT",
         ),

@@ -11,7 +11,7 @@ use serde_json::{Value as Json, json};
 use super::routes::{Call, Params};
 use super::store::{Doc, DocPath, document_json, document_name};
 use super::values::{FieldPath, fields_from_json};
-use super::write::{Precondition, Write, commit};
+use super::write::{Precondition, Write, check_field_names, commit};
 use super::{EmulatorError, Shared, json_response};
 use crate::body::Body;
 
@@ -111,6 +111,7 @@ pub fn create(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorEr
     let mut path = call.path.clone();
     path.push(id);
     let fields = fields_from_json(call.body.get("fields"))?;
+    check_field_names(&fields)?;
     let write = Write::update(path.clone(), fields, None, Precondition::Exists(false));
     store_and_show(shared, call, write, mask)
 }
@@ -122,6 +123,7 @@ pub fn patch(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorErr
     let update_mask = paths_param(&call.params, "updateMask.fieldPaths")?;
     let precondition = precondition_param(&call.params)?;
     let fields = fields_from_json(call.body.get("fields"))?;
+    check_field_names(&fields)?;
     let write = Write::update(call.path.clone(), fields, update_mask, precondition);
     store_and_show(shared, call, write, mask)
 }
