@@ -867,3 +867,80 @@ async fn wire_variants_and_errors() {
         .unwrap();
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test]
+async fn reads_at_a_past_read_time() {
+    let f = seeded().await;
+    let (_, before) = f.call(Method::GET, "/cities/la", None).await;
+    let then = before["updateTime"].as_str().unwrap().to_owned();
+    f.call(
+        Method::PATCH,
+        "/cities/sf",
+        Some(json!({"fields": {"pop": int(1)}})),
+    )
+    .await;
+    f.call(Method::DELETE, "/cities/la", None).await;
+
+    let (_, got) = f
+        .post(
+            ":batchGet",
+            json!({"documents": [name("cities/sf"), name("cities/la")], "readTime": then}),
+        )
+        .await;
+    assert_eq!(got[0]["found"]["fields"]["pop"], int(860000));
+    assert!(got[1]["found"].is_object(), "la still existed then: {got}");
+    assert_eq!(got[0]["readTime"], then);
+
+    let (_, got) = f
+        .post(
+            ":batchGet",
+            json!({"documents": [name("cities/sf")], "readTime": "2000-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(got[0]["missing"], name("cities/sf"));
+
+    let query = json!({"structuredQuery": cities(field_filter("pop", json!("EQUAL"), int(860000))), "readTime": then});
+    let (_, got) = f.post(":runQuery", query).await;
+    assert_eq!(ids(&got), ["sf"]);
+    let (_, now) = f
+        .post(
+            ":runQuery",
+            json!({"structuredQuery": cities(field_filter("pop", json!("EQUAL"), int(860000)))}),
+        )
+        .await;
+    assert!(ids(&now).is_empty());
+
+    assert_eq!(
+        f.call(Method::GET, &format!("/cities/la?readTime={then}"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(f.call(Method::GET, "/cities/la", None).await.0, 404);
+    let (_, listed) = f
+        .call(Method::GET, &format!("/cities?readTime={then}"), None)
+        .await;
+    // Only sf and la had been seeded by then.
+    let names: Vec<&str> = listed["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [name("cities/la"), name("cities/sf")]);
+
+    let (_, begun) = f
+        .post(
+            ":beginTransaction",
+            json!({"options": {"readOnly": {"readTime": then}}}),
+        )
+        .await;
+    let tx = begun["transaction"].as_str().unwrap();
+    let (_, got) = f
+        .post(
+            ":batchGet",
+            json!({"documents": [name("cities/sf")], "transaction": tx}),
+        )
+        .await;
+    assert_eq!(got[0]["found"]["fields"]["pop"], int(860000));
+}

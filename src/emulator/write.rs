@@ -383,12 +383,8 @@ pub fn commit(
         }
         results.push(result);
     }
-    let documents = state.documents_mut(database);
     for (path, doc) in staged {
-        match doc {
-            Some(doc) => documents.insert(path.clone(), doc),
-            None => documents.remove(path),
-        };
+        state.apply(database, now, path.clone(), doc);
     }
     Ok(results)
 }

@@ -5,6 +5,8 @@
 //                [--token JWT] [--clients admin,lite] [--deny set,lite:query]
 //
 // --token   bearer token to send (default: none for lite, "owner" for admin)
+// --ssl     true: the admin client speaks HTTPS (trust the CA through
+//           NODE_EXTRA_CA_CERTS); lite always uses plain HTTP (emulator mode)
 // --deny    steps expected to be refused with PERMISSION_DENIED, as `step`
 //           (both clients) or `client:step`
 // Prints one JSON line per step; exits 1 if any expectation failed.
@@ -18,7 +20,7 @@ import * as lite from 'firebase/firestore/lite';
 const STEPS = ['set', 'get', 'update', 'delete', 'query', 'collectionGroup', 'count', 'batch', 'transaction', 'listCollections', 'cleanup'];
 
 function parseArgs(argv) {
-  const args = { host: '127.0.0.1', project: 'demo-firegate', prefix: `run${Date.now()}`, clients: 'admin,lite', deny: '' };
+  const args = { host: '127.0.0.1', project: 'demo-firegate', prefix: `run${Date.now()}`, clients: 'admin,lite', deny: '', ssl: 'false' };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
     if (!(key in args) && !['port', 'token'].includes(key)) throw new Error(`unknown argument ${argv[i]}`);
@@ -26,6 +28,7 @@ function parseArgs(argv) {
   }
   if (!args.port) throw new Error('--port is required');
   args.port = Number(args.port);
+  args.ssl = args.ssl === 'true';
   args.clients = args.clients.split(',').filter(Boolean);
   args.deny = new Set(args.deny.split(',').filter(Boolean));
   return args;
@@ -67,7 +70,7 @@ function adminSteps(args, token) {
   const authClient = new OAuth2Client();
   authClient.setCredentials({ access_token: token ?? 'owner', expiry_date: Date.now() + 3600_000 });
   const db = new AdminFirestore({
-    projectId: args.project, host: args.host, port: args.port, ssl: false, preferRest: true, authClient,
+    projectId: args.project, host: args.host, port: args.port, ssl: args.ssl, preferRest: true, authClient,
   });
   const col = db.collection(`${args.prefix}_admin`);
   const sub = `${args.prefix}_admin_sub`;
