@@ -32,7 +32,7 @@ impl Timestamp {
     }
 
     /// RFC 3339 in UTC with 0, 3, 6 or 9 fractional digits, as proto3 JSON does.
-    pub fn to_rfc3339(&self) -> String {
+    pub fn to_rfc3339(self) -> String {
         let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
         let date = OffsetDateTime::from_unix_timestamp(self.seconds)
             .ok()

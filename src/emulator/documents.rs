@@ -8,30 +8,35 @@ use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use serde_json::{Value as Json, json};
 
+use super::clock::Timestamp;
 use super::routes::{Call, Params};
 use super::store::{Doc, DocPath, document_json, document_name};
 use super::values::{FieldPath, fields_from_json};
-use super::write::{Precondition, Write, commit};
+use super::write::{Precondition, Write, check_field_names, commit};
 use super::{EmulatorError, Shared, json_response};
 use crate::body::Body;
 
 /// `GET …/documents/{path}`.
 pub fn get(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
     let mask = mask_param(&call.params)?;
+    let mut at = read_time_param(&call.params)?;
     let mut state = shared.lock();
     if let Some(id) = call.params.get("transaction") {
-        let doc = state.get(&call.database, &call.path).cloned();
+        at = at.or(state.transaction_mut(&call.database, id)?.read_time);
+    }
+    let doc = state
+        .snapshot(&call.database, at)
+        .and_then(|documents| documents.get(&call.path).cloned());
+    if let Some(id) = call.params.get("transaction") {
         state
             .transaction_mut(&call.database, id)?
             .record(&call.path, doc.as_ref());
     }
-    let doc = state
-        .get(&call.database, &call.path)
-        .ok_or_else(|| not_found(&call.database, &call.path))?;
+    let doc = doc.ok_or_else(|| not_found(&call.database, &call.path))?;
     Ok(json_response(document_json(
         &call.database,
         &call.path,
-        doc,
+        &doc,
         mask.as_deref(),
     )))
 }
@@ -52,12 +57,14 @@ pub fn list(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorErro
     };
     let show_missing = call.params.get("showMissing") == Some("true");
     let order = order_by_param(call.params.get("orderBy"))?;
+    let at = read_time_param(&call.params)?;
 
     let state = shared.lock();
+    let snapshot = state.snapshot(&call.database, at);
     let (parent, collection) = call.path.split_at(call.path.len() - 1);
     let collection = &collection[0];
     let mut rows: Vec<(DocPath, Option<&Doc>)> = Vec::new();
-    if let Some(documents) = state.documents(&call.database) {
+    if let Some(documents) = snapshot.as_deref() {
         for (path, doc) in documents {
             if path.len() < parent.len() + 2
                 || !path.starts_with(parent)
@@ -111,6 +118,7 @@ pub fn create(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorEr
     let mut path = call.path.clone();
     path.push(id);
     let fields = fields_from_json(call.body.get("fields"))?;
+    check_field_names(&fields)?;
     let write = Write::update(path.clone(), fields, None, Precondition::Exists(false));
     store_and_show(shared, call, write, mask)
 }
@@ -122,6 +130,7 @@ pub fn patch(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorErr
     let update_mask = paths_param(&call.params, "updateMask.fieldPaths")?;
     let precondition = precondition_param(&call.params)?;
     let fields = fields_from_json(call.body.get("fields"))?;
+    check_field_names(&fields)?;
     let write = Write::update(call.path.clone(), fields, update_mask, precondition);
     store_and_show(shared, call, write, mask)
 }
@@ -201,6 +210,10 @@ pub fn new_document_id() -> String {
         .take(20)
         .map(char::from)
         .collect()
+}
+
+fn read_time_param(params: &Params) -> Result<Option<Timestamp>, EmulatorError> {
+    super::rpc::read_time(params.get("readTime").map(Json::from).as_ref())
 }
 
 fn mask_param(params: &Params) -> Result<Option<Vec<FieldPath>>, EmulatorError> {

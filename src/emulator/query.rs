@@ -136,7 +136,7 @@ impl Query {
                 }
             }
         };
-        Ok(Query {
+        let query = Query {
             collection_id,
             all_descendants,
             filter,
@@ -150,7 +150,16 @@ impl Query {
                 .map(|l| count(l, "limit"))
                 .transpose()?,
             select,
-        })
+        };
+        let order_len = query.effective_order().len();
+        for cursor in [&query.start_at, &query.end_at].into_iter().flatten() {
+            if cursor.values.len() > order_len {
+                return Err(invalid(
+                    "a cursor has more values than the query has orders",
+                ));
+            }
+        }
+        Ok(query)
     }
 
     /// Run against `documents` of `database`, below `parent`.
@@ -318,7 +327,12 @@ fn inequality_fields(filter: &Filter, out: &mut Vec<FieldPath>) {
                 out.push(path.clone());
             }
         }
-        Filter::Unary { .. } => {}
+        // `!= null` and `!= NaN` are inequalities too: they order by the field.
+        Filter::Unary { path, op } => {
+            if matches!(*op, "IS_NOT_NAN" | "IS_NOT_NULL") {
+                out.push(path.clone());
+            }
+        }
         Filter::And(filters) | Filter::Or(filters) => {
             for f in filters {
                 inequality_fields(f, out);

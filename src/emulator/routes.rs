@@ -127,8 +127,8 @@ pub fn route(
         params,
         body,
     };
-    let document_path = !call.path.is_empty() && call.path.len() % 2 == 0;
-    let parent_path = call.path.len() % 2 == 0;
+    let document_path = !call.path.is_empty() && call.path.len().is_multiple_of(2);
+    let parent_path = call.path.len().is_multiple_of(2);
     match (&parts.method, verb.as_deref()) {
         (&Method::GET, None) if document_path => documents::get(shared, &call),
         (&Method::GET, None) if !parent_path => documents::list(shared, &call),

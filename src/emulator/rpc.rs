@@ -8,9 +8,10 @@ use rand::RngCore as _;
 use serde_json::{Value as Json, json};
 
 use super::aggregate::Aggregations;
+use super::clock::Timestamp;
 use super::query::Query;
 use super::routes::Call;
-use super::store::{State, Transaction, document_json, parse_document_name};
+use super::store::{Doc, State, Transaction, document_json, parse_document_name};
 use super::wire::mask;
 use super::write::{Write, commit as commit_writes};
 use super::{EmulatorError, Shared, json_response, stream};
@@ -34,17 +35,25 @@ pub fn batch_get(shared: &Shared, call: &Call) -> Result<Response<Body>, Emulato
             Ok((name, parse_document_name(&call.database, name)?))
         })
         .collect::<Result<Vec<_>, EmulatorError>>()?;
-    let read_time = shared.clock.now().to_rfc3339();
+    let now = shared.clock.now();
     let mut state = shared.lock();
-    let transaction = read_transaction(&mut state, call)?;
-    let mut elements = Vec::with_capacity(paths.len());
-    for (name, path) in &paths {
-        let doc = state.get(&call.database, path).cloned();
-        if let Some(id) = &transaction {
-            state
-                .transaction_mut(&call.database, id)?
-                .record(path, doc.as_ref());
+    let (transaction, at) = read_transaction(&mut state, call)?;
+    let read_time = at.unwrap_or(now).to_rfc3339();
+    let docs: Vec<Option<Doc>> = {
+        let snapshot = state.snapshot(&call.database, at);
+        paths
+            .iter()
+            .map(|(_, path)| snapshot.as_ref().and_then(|d| d.get(path).cloned()))
+            .collect()
+    };
+    if let Some(id) = &transaction {
+        let tx = state.transaction_mut(&call.database, id)?;
+        for ((_, path), doc) in paths.iter().zip(&docs) {
+            tx.record(path, doc.as_ref());
         }
+    }
+    let mut elements = Vec::with_capacity(paths.len());
+    for ((name, path), doc) in paths.iter().zip(docs) {
         elements.push(match doc {
             Some(doc) => json!({
                 "found": document_json(&call.database, path, &doc, mask.as_deref()),
@@ -123,11 +132,11 @@ pub fn batch_write(shared: &Shared, call: &Call) -> Result<Response<Body>, Emula
 
 /// `:beginTransaction`.
 pub fn begin_transaction(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
-    let read_only = call
-        .body
-        .get("options")
-        .is_some_and(|o| o.get("readOnly").is_some());
-    let id = open_transaction(&mut shared.lock(), &call.database, read_only);
+    let (read_only, at) = match call.body.get("options").filter(|o| !o.is_null()) {
+        Some(options) => transaction_options(options)?,
+        None => (false, None),
+    };
+    let id = open_transaction(&mut shared.lock(), &call.database, read_only, at);
     Ok(json_response(json!({ "transaction": id })))
 }
 
@@ -148,14 +157,15 @@ pub fn run_query(shared: &Shared, call: &Call) -> Result<Response<Body>, Emulato
         Query::parse(call.body.get("structuredQuery").ok_or_else(|| {
             EmulatorError::InvalidArgument("structuredQuery is required".into())
         })?)?;
-    let read_time = shared.clock.now().to_rfc3339();
+    let now = shared.clock.now();
     let mut state = shared.lock();
-    let transaction = read_transaction(&mut state, call)?;
+    let (transaction, at) = read_transaction(&mut state, call)?;
+    let read_time = at.unwrap_or(now).to_rfc3339();
     let mut read = Vec::new();
     let mut elements = Vec::new();
     let mut skipped = 0;
-    if let Some(documents) = state.documents(&call.database) {
-        let results = query.run(&call.database, &call.path, documents);
+    if let Some(documents) = state.snapshot(&call.database, at) {
+        let results = query.run(&call.database, &call.path, &documents);
         skipped = results.skipped;
         for (path, doc) in results.documents {
             elements.push(json!({
@@ -195,12 +205,13 @@ pub fn run_aggregation_query(
         )
     })?)?;
     let aggregations = Aggregations::parse(aggregation.get("aggregations").unwrap_or(&Json::Null))?;
-    let read_time = shared.clock.now().to_rfc3339();
+    let now = shared.clock.now();
     let mut state = shared.lock();
-    let transaction = read_transaction(&mut state, call)?;
-    let fields = match state.documents(&call.database) {
+    let (transaction, at) = read_transaction(&mut state, call)?;
+    let read_time = at.unwrap_or(now).to_rfc3339();
+    let fields = match state.snapshot(&call.database, at) {
         Some(documents) => {
-            let results = query.run(&call.database, &call.path, documents);
+            let results = query.run(&call.database, &call.path, &documents);
             let docs: Vec<_> = results.documents.iter().map(|(_, doc)| *doc).collect();
             aggregations.compute(&docs)
         }
@@ -225,19 +236,41 @@ fn parse_writes(call: &Call) -> Result<Vec<Write>, EmulatorError> {
         .collect()
 }
 
-/// The transaction a read runs in: an existing one (`transaction`) or one
-/// begun now (`newTransaction`).
-fn read_transaction(state: &mut State, call: &Call) -> Result<Option<String>, EmulatorError> {
+/// The transaction a read runs in, an existing one (`transaction`) or one
+/// begun now (`newTransaction`), and the past time it reads at, if any
+/// (`readTime`, or a read-only transaction's).
+fn read_transaction(
+    state: &mut State,
+    call: &Call,
+) -> Result<(Option<String>, Option<Timestamp>), EmulatorError> {
     if let Some(id) = call.body_str("transaction") {
-        state.transaction_mut(&call.database, id)?;
-        return Ok(Some(id.to_owned()));
+        let at = state.transaction_mut(&call.database, id)?.read_time;
+        return Ok((Some(id.to_owned()), at));
     }
-    match call.body.get("newTransaction") {
+    if let Some(options) = call.body.get("newTransaction").filter(|o| !o.is_null()) {
+        let (read_only, at) = transaction_options(options)?;
+        let id = open_transaction(state, &call.database, read_only, at);
+        return Ok((Some(id), at));
+    }
+    Ok((None, read_time(call.body.get("readTime"))?))
+}
+
+/// `TransactionOptions` → (read only, read time).
+fn transaction_options(options: &Json) -> Result<(bool, Option<Timestamp>), EmulatorError> {
+    match options.get("readOnly") {
+        Some(read_only) => Ok((true, read_time(read_only.get("readTime"))?)),
+        None => Ok((false, None)),
+    }
+}
+
+pub fn read_time(json: Option<&Json>) -> Result<Option<Timestamp>, EmulatorError> {
+    match json {
         None | Some(Json::Null) => Ok(None),
-        Some(options) => {
-            let read_only = options.get("readOnly").is_some();
-            Ok(Some(open_transaction(state, &call.database, read_only)))
-        }
+        Some(t) => t
+            .as_str()
+            .and_then(Timestamp::parse)
+            .map(Some)
+            .ok_or_else(|| EmulatorError::InvalidArgument("readTime must be a timestamp".into())),
     }
 }
 
@@ -260,7 +293,12 @@ fn announce_transaction(
     }
 }
 
-fn open_transaction(state: &mut State, database: &str, read_only: bool) -> String {
+fn open_transaction(
+    state: &mut State,
+    database: &str,
+    read_only: bool,
+    read_time: Option<Timestamp>,
+) -> String {
     let mut bytes = [0_u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     let id = BASE64.encode(bytes);
@@ -269,6 +307,7 @@ fn open_transaction(state: &mut State, database: &str, read_only: bool) -> Strin
         Transaction {
             database: database.to_owned(),
             read_only,
+            read_time,
             reads: Default::default(),
         },
     );

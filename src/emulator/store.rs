@@ -1,6 +1,7 @@
 //! The in-memory state: databases of documents kept in name order, and the
 //! open transactions with what each has read.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value as Json, json};
@@ -30,6 +31,8 @@ pub type Documents = BTreeMap<DocPath, Doc>;
 pub struct Transaction {
     pub database: String,
     pub read_only: bool,
+    /// A read-only transaction may read the past.
+    pub read_time: Option<Timestamp>,
     pub reads: HashMap<DocPath, Option<Timestamp>>,
 }
 
@@ -44,9 +47,20 @@ impl Transaction {
     }
 }
 
+/// One stored change, kept so reads at a past `readTime` can undo it.
+#[derive(Debug)]
+pub struct Change {
+    pub time: Timestamp,
+    pub path: DocPath,
+    pub previous: Option<Doc>,
+}
+
 #[derive(Debug, Default)]
 pub struct State {
     pub databases: HashMap<String, Documents>,
+    /// Per database, every change in commit order (memory is not bounded:
+    /// the emulator favours correct point-in-time reads).
+    pub changes: HashMap<String, Vec<Change>>,
     pub transactions: HashMap<String, Transaction>,
 }
 
@@ -57,6 +71,48 @@ impl State {
 
     pub fn documents_mut(&mut self, database: &str) -> &mut Documents {
         self.databases.entry(database.to_owned()).or_default()
+    }
+
+    /// Store (`Some`) or remove (`None`) a document, remembering what was there.
+    pub fn apply(&mut self, database: &str, time: Timestamp, path: DocPath, doc: Option<Doc>) {
+        let documents = self.documents_mut(database);
+        let previous = match doc {
+            Some(doc) => documents.insert(path.clone(), doc),
+            None => documents.remove(&path),
+        };
+        self.changes
+            .entry(database.to_owned())
+            .or_default()
+            .push(Change {
+                time,
+                path,
+                previous,
+            });
+    }
+
+    /// The documents as they were at `at` (now, when `None`).
+    pub fn snapshot(&self, database: &str, at: Option<Timestamp>) -> Option<Cow<'_, Documents>> {
+        let current = self.documents(database)?;
+        let Some(at) = at else {
+            return Some(Cow::Borrowed(current));
+        };
+        let changes = self
+            .changes
+            .get(database)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let later = changes.partition_point(|c| c.time <= at);
+        if later == changes.len() {
+            return Some(Cow::Borrowed(current));
+        }
+        let mut past = current.clone();
+        for change in changes[later..].iter().rev() {
+            match &change.previous {
+                Some(doc) => past.insert(change.path.clone(), doc.clone()),
+                None => past.remove(&change.path),
+            };
+        }
+        Some(Cow::Owned(past))
     }
 
     pub fn get(&self, database: &str, path: &DocPath) -> Option<&Doc> {
@@ -98,7 +154,7 @@ pub fn document_name(database: &str, path: &[String]) -> String {
 /// Split a document name from a request body; it must belong to `database`.
 pub fn parse_document_name(database: &str, name: &str) -> Result<DocPath, EmulatorError> {
     let path = parse_parent_name(database, name)?;
-    if path.is_empty() || path.len() % 2 != 0 {
+    if path.is_empty() || !path.len().is_multiple_of(2) {
         return Err(EmulatorError::InvalidArgument(format!(
             "{name:?} is not a document name"
         )));
@@ -116,7 +172,7 @@ pub fn parse_parent_name(database: &str, name: &str) -> Result<DocPath, Emulator
     }
     let rest = rest.strip_prefix('/').ok_or_else(bad)?;
     let segments: Vec<String> = rest.split('/').map(str::to_owned).collect();
-    if segments.iter().any(String::is_empty) || segments.len() % 2 != 0 {
+    if segments.iter().any(String::is_empty) || !segments.len().is_multiple_of(2) {
         return Err(bad());
     }
     Ok(segments)

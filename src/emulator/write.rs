@@ -73,6 +73,7 @@ impl Write {
         let (path, kind) = if let Some(update) = json.get("update") {
             let path = name(update.get("name").unwrap_or(&Json::Null))?;
             let fields = fields_from_json(update.get("fields"))?;
+            check_field_names(&fields)?;
             let mask = mask(json.get("updateMask"))?;
             (path, Kind::Update { fields, mask })
         } else if let Some(target) = json.get("delete") {
@@ -214,6 +215,19 @@ impl Precondition {
         }
         Ok(Precondition::None)
     }
+}
+
+/// Field names like `__x__` are reserved for Firestore, at any depth.
+pub fn check_field_names(fields: &Fields) -> Result<(), EmulatorError> {
+    for (name, value) in fields {
+        if name.is_empty() || (name.len() > 4 && name.starts_with("__") && name.ends_with("__")) {
+            return Err(invalid(format!("field name {name:?} is not allowed")));
+        }
+        if let Value::Map(inner) = value {
+            check_field_names(inner)?;
+        }
+    }
+    Ok(())
 }
 
 fn invalid(message: impl Into<String>) -> EmulatorError {
@@ -369,12 +383,8 @@ pub fn commit(
         }
         results.push(result);
     }
-    let documents = state.documents_mut(database);
     for (path, doc) in staged {
-        match doc {
-            Some(doc) => documents.insert(path.clone(), doc),
-            None => documents.remove(path),
-        };
+        state.apply(database, now, path.clone(), doc);
     }
     Ok(results)
 }

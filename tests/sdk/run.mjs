@@ -5,6 +5,8 @@
 //                [--token JWT] [--clients admin,lite] [--deny set,lite:query]
 //
 // --token   bearer token to send (default: none for lite, "owner" for admin)
+// --ssl     true: the admin client speaks HTTPS (trust the CA through
+//           NODE_EXTRA_CA_CERTS); lite always uses plain HTTP (emulator mode)
 // --deny    steps expected to be refused with PERMISSION_DENIED, as `step`
 //           (both clients) or `client:step`
 // Prints one JSON line per step; exits 1 if any expectation failed.
@@ -15,10 +17,10 @@ import { OAuth2Client } from 'google-auth-library';
 import { initializeApp, deleteApp } from 'firebase/app';
 import * as lite from 'firebase/firestore/lite';
 
-const STEPS = ['set', 'get', 'update', 'delete', 'query', 'collectionGroup', 'count', 'batch', 'transaction', 'listCollections'];
+const STEPS = ['set', 'get', 'update', 'delete', 'query', 'collectionGroup', 'count', 'batch', 'transaction', 'listCollections', 'cleanup'];
 
 function parseArgs(argv) {
-  const args = { host: '127.0.0.1', project: 'demo-firegate', prefix: `run${Date.now()}`, clients: 'admin,lite', deny: '' };
+  const args = { host: '127.0.0.1', project: 'demo-firegate', prefix: `run${Date.now()}`, clients: 'admin,lite', deny: '', ssl: 'false' };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
     if (!(key in args) && !['port', 'token'].includes(key)) throw new Error(`unknown argument ${argv[i]}`);
@@ -26,6 +28,7 @@ function parseArgs(argv) {
   }
   if (!args.port) throw new Error('--port is required');
   args.port = Number(args.port);
+  args.ssl = args.ssl === 'true';
   args.clients = args.clients.split(',').filter(Boolean);
   args.deny = new Set(args.deny.split(',').filter(Boolean));
   return args;
@@ -67,7 +70,7 @@ function adminSteps(args, token) {
   const authClient = new OAuth2Client();
   authClient.setCredentials({ access_token: token ?? 'owner', expiry_date: Date.now() + 3600_000 });
   const db = new AdminFirestore({
-    projectId: args.project, host: args.host, port: args.port, ssl: false, preferRest: true, authClient,
+    projectId: args.project, host: args.host, port: args.port, ssl: args.ssl, preferRest: true, authClient,
   });
   const col = db.collection(`${args.prefix}_admin`);
   const sub = `${args.prefix}_admin_sub`;
@@ -144,6 +147,19 @@ function adminSteps(args, token) {
       const top = (await db.listCollections()).map((c) => c.id);
       expect(top.includes(col.id), `listCollections has ${col.id}: ${top}`);
       same((await alpha.listCollections()).map((c) => c.id), [sub], 'alpha.listCollections()');
+    },
+    // BulkWriter (batchWrite, per-write status), listDocuments (showMissing)
+    // and recursiveDelete (kindless query + batchWrite) leave nothing behind.
+    cleanup: async () => {
+      const writer = db.bulkWriter();
+      const refused = writer.create(alpha, { n: 0 }).then(() => 'created', (e) => e.code);
+      writer.set(col.doc('beta').collection(sub).doc('s4'), { kind: 'k' });
+      await writer.close();
+      same(await refused, 6, 'BulkWriter create over an existing document (ALREADY_EXISTS)');
+      same((await col.listDocuments()).map((d) => d.id).sort(), ['alpha', 'beta', 'delta'], 'listDocuments shows beta, which only has subcollections');
+      await db.recursiveDelete(col);
+      same((await col.get()).size, 0, 'documents left after recursiveDelete');
+      same((await db.collectionGroup(sub).get()).size, 0, 'subcollection documents left after recursiveDelete');
     },
   };
 }
@@ -226,6 +242,15 @@ function liteSteps(args, token) {
     listCollections: async () => {
       const left = await lite.getDocs(lite.query(col, lite.orderBy(lite.documentId())));
       same(left.docs.map((d) => d.id), ['alpha', 'delta'], 'documents left');
+    },
+    cleanup: async () => {
+      const batch = lite.writeBatch(db);
+      for (const path of ['alpha', `alpha/${sub}/s1`, 'delta', `beta/${sub}/s2`, `beta/${sub}/s3`]) {
+        batch.delete(lite.doc(col, path));
+      }
+      await batch.commit();
+      same((await lite.getDocs(lite.query(lite.collectionGroup(db, sub)))).size, 0, 'subcollection documents left');
+      same((await lite.getCount(col)).data().count, 0, 'documents left');
     },
   };
 }

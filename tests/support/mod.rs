@@ -7,6 +7,7 @@
 pub mod certs;
 pub mod issuer;
 pub mod oidc_provider;
+pub mod emulator;
 pub mod proxy;
 pub mod upstream;
 

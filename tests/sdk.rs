@@ -1,0 +1,131 @@
+//! The official Firestore clients (`@google-cloud/firestore` over REST and
+//! `firebase/firestore/lite`) against the emulator, in-process on a free port.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::Command;
+
+const STEPS: [&str; 11] = [
+    "set",
+    "get",
+    "update",
+    "delete",
+    "query",
+    "collectionGroup",
+    "count",
+    "batch",
+    "transaction",
+    "listCollections",
+    "cleanup",
+];
+
+struct Outcome {
+    success: bool,
+    lines: Vec<Value>,
+    stderr: String,
+}
+
+/// Run `tests/sdk/run.mjs` with `args` against `port`.
+async fn run_script(port: u16, args: &[&str]) -> Outcome {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    assert!(
+        dir.join("node_modules").is_dir(),
+        "run `npm ci` in tests/sdk first (scripts/test does)"
+    );
+    let port = port.to_string();
+    let child = Command::new("node")
+        .arg("run.mjs")
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--project",
+            "sdk-test",
+        ])
+        .args(args)
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let output = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .expect("the SDK script finishes")
+        .expect("the SDK script runs");
+    let lines = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    Outcome {
+        success: output.status.success(),
+        lines,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn line<'a>(outcome: &'a Outcome, client: &str, step: &str) -> &'a Value {
+    outcome
+        .lines
+        .iter()
+        .find(|l| l["client"] == client && l["step"] == step)
+        .unwrap_or_else(|| panic!("no line for {client}:{step}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_clients_work_unchanged_against_the_emulator() {
+    let running = firegate::emulator::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let outcome = run_script(running.local_addr().port(), &["--prefix", "sdk"]).await;
+    for client in ["admin", "lite"] {
+        for step in STEPS {
+            let line = line(&outcome, client, step);
+            assert_eq!(line["pass"], true, "{client}:{step}: {line}");
+        }
+    }
+    assert_eq!(outcome.lines.len(), 2 * STEPS.len());
+    assert!(outcome.success, "script failed: {}", outcome.stderr);
+
+    // The clients' deletes really emptied the store.
+    let db = "projects/sdk-test/databases/(default)";
+    for path in [
+        "sdk_admin/alpha",
+        "sdk_admin/delta",
+        "sdk_lite/alpha",
+        "sdk_lite/delta",
+    ] {
+        assert!(running.emulator().fields(db, path).is_none(), "{path} left");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_script_reports_a_step_that_was_not_refused_as_expected() {
+    let running = firegate::emulator::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let outcome = run_script(
+        running.local_addr().port(),
+        &[
+            "--prefix",
+            "deny",
+            "--clients",
+            "lite",
+            "--deny",
+            "lite:count",
+        ],
+    )
+    .await;
+    assert!(
+        !outcome.success,
+        "a refusal that did not happen must fail the run"
+    );
+    let count = line(&outcome, "lite", "count");
+    assert_eq!(count["pass"], false);
+    assert_eq!(count["expected"], "PERMISSION_DENIED");
+    assert_eq!(line(&outcome, "lite", "get")["pass"], true);
+}
