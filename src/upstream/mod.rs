@@ -8,7 +8,10 @@ pub mod headers;
 use serde::Deserialize;
 
 pub use client::{Outbound, Upstream, UpstreamError};
-pub use credentials::{AccessToken, Credentials, CredentialsConfig, CredentialsError};
+pub use credentials::{
+    AccessToken, Credentials, CredentialsConfig, CredentialsError, EMULATOR_ACCOUNT,
+    ImpersonationConfig, Source as CredentialsSource, is_service_account,
+};
 
 /// Raw `upstream:` section of the config.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,6 +23,10 @@ pub struct UpstreamConfig {
     /// Where firegate's own Google credentials come from.
     #[serde(default)]
     pub credentials: CredentialsConfig,
+    /// The upstream is a Firestore emulator: allows `credentials.source:
+    /// emulator` (a fixed owner token) on a non-loopback or `https` URL.
+    #[serde(default)]
+    pub emulator: bool,
 }
 
 fn default_url() -> String {
@@ -31,11 +38,15 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             url: default_url(),
             credentials: CredentialsConfig::default(),
+            emulator: false,
         }
     }
 }
 
 impl UpstreamConfig {
     /// Record every problem in the `upstream:` section.
-    pub fn validate(&self, _errors: &mut crate::config::ConfigErrors) {}
+    pub fn validate(&self, errors: &mut crate::config::ConfigErrors) {
+        let emulator_allowed = self.emulator || credentials::is_loopback_http(&self.url);
+        self.credentials.validate(emulator_allowed, errors);
+    }
 }
