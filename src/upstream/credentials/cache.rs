@@ -21,7 +21,7 @@ const REFRESH_AHEAD: Duration = Duration::from_secs(5 * 60);
 const REFRESH_JITTER: Duration = Duration::from_secs(60);
 /// After a failed background refresh, wait this long before the next try,
 /// so an outage at the token endpoint is not hammered by every request.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 
 /// A token as it came from the minting endpoint.
 pub struct Minted {
@@ -142,8 +142,15 @@ impl Slot {
                 return Err(error);
             }
         }
+        if self.backing_off(Instant::now())
+            && let Some(error) = self.last_error()
+        {
+            // The endpoint just failed: answer at once instead of queueing
+            // every request behind another doomed attempt.
+            return Err(error);
+        }
         let outcome = fetch().await;
-        Ok(self.settle(outcome)?)
+        self.settle(outcome)
     }
 
     /// Start a refresh unless one is in flight or the last one failed too
@@ -243,39 +250,69 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn refreshes_ahead_of_expiry_in_the_background() {
+    fn failing() -> std::future::Ready<Result<Minted, CredentialsError>> {
+        std::future::ready(Err(CredentialsError::ImpersonationUnavailable))
+    }
+
+    #[test]
+    fn hour_tokens_are_due_five_to_six_minutes_ahead_with_jitter() {
+        let now = Instant::now();
+        let expires_at = now + Duration::from_secs(3600);
+        let deadlines: Vec<Instant> = (0..20)
+            .map(|_| {
+                let cached = Cached::new(
+                    Minted {
+                        authorization: HeaderValue::from_static("Bearer x"),
+                        expires_at,
+                    },
+                    now,
+                );
+                assert!(cached.refresh_at <= expires_at - REFRESH_AHEAD);
+                assert!(cached.refresh_at >= expires_at - REFRESH_AHEAD - REFRESH_JITTER);
+                cached.refresh_at
+            })
+            .collect();
+        assert!(deadlines.iter().any(|d| *d != deadlines[0]), "jittered");
+    }
+
+    #[test]
+    fn short_tokens_are_due_at_half_life() {
+        let now = Instant::now();
+        let cached = Cached::new(minted("x", Duration::from_secs(10)), now);
+        let expires_at = cached.expires_at;
+        assert_eq!(cached.refresh_at, expires_at - (expires_at - now) / 2);
+    }
+
+    #[tokio::test]
+    async fn a_due_token_is_served_while_one_refresh_runs_in_the_background() {
         let slot = Arc::new(Slot::default());
         let calls = Arc::new(AtomicUsize::new(0));
-        let hour = Duration::from_secs(3600);
-        let (first, how) = slot.get(counting(&calls, hour)).await.expect("token");
+        let ttl = Duration::from_secs(2);
+        let (first, how) = slot.get(counting(&calls, ttl)).await.expect("token");
         assert_eq!(how, Fetched::Waited);
         assert_eq!(first.authorization, "Bearer t0");
-
-        // 54 minutes in: not yet due (due at least 5, at most 6 minutes ahead).
-        tokio::time::advance(Duration::from_secs(54 * 60)).await;
-        let (_, how) = slot.get(counting(&calls, hour)).await.expect("token");
+        let (_, how) = slot.get(counting(&calls, ttl)).await.expect("token");
         assert_eq!(how, Fetched::Cached);
 
-        // 55 minutes in: due; the caller still gets the valid token at once.
-        tokio::time::advance(Duration::from_secs(60)).await;
-        let (token, how) = slot.get(counting(&calls, hour)).await.expect("token");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let (token, how) = slot.get(counting(&calls, ttl)).await.expect("token");
         assert_eq!(how, Fetched::RefreshStarted);
         assert_eq!(token.authorization, "Bearer t0");
         tokio::task::yield_now().await;
-        let (token, _) = slot.get(counting(&calls, hour)).await.expect("token");
+        let (token, how) = slot.get(counting(&calls, ttl)).await.expect("token");
+        assert_eq!(how, Fetched::Cached);
         assert_eq!(token.authorization, "Bearer t1");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_failed_refresh_keeps_the_valid_token_then_fails_closed() {
         let slot = Arc::new(Slot::default());
         let calls = Arc::new(AtomicUsize::new(0));
-        let ttl = Duration::from_secs(600);
-        slot.get(counting(&calls, ttl)).await.expect("token");
-        tokio::time::advance(Duration::from_secs(400)).await;
-        let failing = || std::future::ready(Err(CredentialsError::ImpersonationUnavailable));
+        slot.get(counting(&calls, Duration::from_secs(2)))
+            .await
+            .expect("token");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         let (token, how) = slot.get(failing).await.expect("still valid");
         assert_eq!(how, Fetched::RefreshStarted);
         assert_eq!(token.authorization, "Bearer t0");
@@ -285,16 +322,17 @@ mod tests {
             Some(CredentialsError::ImpersonationUnavailable)
         ));
         // Backing off: the next request does not retry at once.
-        let (_, how) = slot.get(failing).await.expect("still valid");
+        let (token, how) = slot.get(failing).await.expect("still valid");
         assert_eq!(how, Fetched::Cached);
+        assert_eq!(token.authorization, "Bearer t0");
 
-        tokio::time::advance(Duration::from_secs(201)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         assert!(slot.valid().is_none());
         let err = slot.get(failing).await.err().expect("expired");
         assert!(matches!(err, CredentialsError::ImpersonationUnavailable));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn an_already_expired_token_is_refused() {
         let slot = Arc::new(Slot::default());
         let expired = || std::future::ready(Ok(minted("old", Duration::ZERO)));

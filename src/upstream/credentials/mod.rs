@@ -227,7 +227,13 @@ impl Inner {
             let account = account.to_owned();
             async move { inner.mint(&account).await }
         };
-        let (cached, how) = slot.get(mint).await?;
+        let (cached, how) = match slot.get(mint).await {
+            Ok(got) => got,
+            Err(e) => {
+                self.metrics.account_valid(account, false);
+                return Err(e);
+            }
+        };
         if how == Fetched::Waited {
             self.metrics.account_valid(account, true);
         }
