@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use super::fake::{FakeServer, Received};
 
 pub const DATASTORE: &str = "https://www.googleapis.com/auth/datastore";
-pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+pub const IAM_SCOPE: &str = "https://www.googleapis.com/auth/iam";
 
 /// Deviations a fake saw, shared between the server task and the test.
 #[derive(Default, Clone)]
