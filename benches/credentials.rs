@@ -3,7 +3,6 @@
 //! per-account cache), and the emulator's fixed token.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};

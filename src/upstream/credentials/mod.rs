@@ -117,13 +117,16 @@ struct Inner {
 enum Minter {
     /// `Authorization: Bearer owner`, whatever the account.
     Emulator(AccessToken),
-    Google {
-        base: GoogleBase,
-        impersonator: Impersonator,
-        /// One slot per impersonated account. Scopes are fixed per process,
-        /// so the account alone is the (account, scopes) key.
-        accounts: RwLock<HashMap<String, Arc<Slot>>>,
-    },
+    Google(Box<Google>),
+}
+
+/// Real Google tokens: the base identity and the accounts it impersonates.
+struct Google {
+    base: GoogleBase,
+    impersonator: Impersonator,
+    /// One slot per impersonated account. Scopes are fixed per process, so
+    /// the account alone is the (account, scopes) key.
+    accounts: RwLock<HashMap<String, Arc<Slot>>>,
 }
 
 impl Credentials {
@@ -139,15 +142,17 @@ impl Credentials {
                 authorization: HeaderValue::from_static("Bearer owner"),
                 account: EMULATOR_ACCOUNT.into(),
             }),
-            Source::Adc | Source::ServiceAccountKey | Source::Metadata => Minter::Google {
-                base: GoogleBase::new(&config.credentials)?,
-                impersonator: Impersonator::new(&config.credentials)?,
-                accounts: RwLock::new(HashMap::new()),
-            },
+            Source::Adc | Source::ServiceAccountKey | Source::Metadata => {
+                Minter::Google(Box::new(Google {
+                    base: GoogleBase::new(&config.credentials)?,
+                    impersonator: Impersonator::new(&config.credentials)?,
+                    accounts: RwLock::new(HashMap::new()),
+                }))
+            }
         };
         let base_account = match &source {
             Minter::Emulator(token) => token.account.clone(),
-            Minter::Google { base, .. } => base.account.clone(),
+            Minter::Google(google) => google.base.account.clone(),
         };
         let base_valid = metrics.valid_gauge(&base_account);
         if matches!(source, Minter::Emulator(_)) {
@@ -159,7 +164,7 @@ impl Credentials {
             base_valid,
             metrics,
         });
-        if matches!(inner.source, Minter::Google { .. }) {
+        if matches!(inner.source, Minter::Google(_)) {
             tokio::spawn(probe(Arc::downgrade(&inner)));
         }
         Ok(Credentials { inner })
@@ -180,11 +185,11 @@ impl Credentials {
 
     /// Why no request can be forwarded now, if so (for `/readyz`).
     pub fn not_ready(&self) -> Option<String> {
-        let Minter::Google { base, accounts, .. } = &self.inner.source else {
+        let Minter::Google(google) = &self.inner.source else {
             return None;
         };
-        let mut reasons: Vec<String> = base.not_ready().into_iter().collect();
-        for (account, slot) in read(accounts).iter() {
+        let mut reasons: Vec<String> = google.base.not_ready().into_iter().collect();
+        for (account, slot) in read(&google.accounts).iter() {
             if slot.valid().is_none()
                 && let Some(e) = slot.last_error()
             {
@@ -206,7 +211,7 @@ impl Inner {
     ) -> Result<AccessToken, CredentialsError> {
         let (base, accounts) = match &self.source {
             Minter::Emulator(token) => return Ok(token.clone()),
-            Minter::Google { base, accounts, .. } => (base, accounts),
+            Minter::Google(google) => (&google.base, &google.accounts),
         };
         let Some(account) = account else {
             let authorization = base.authorization().await;
@@ -245,14 +250,11 @@ impl Inner {
 
     /// One IAM Credentials round trip for `account`, counted.
     async fn mint(&self, account: &str) -> Result<cache::Minted, CredentialsError> {
-        let Minter::Google {
-            base, impersonator, ..
-        } = &self.source
-        else {
+        let Minter::Google(google) = &self.source else {
             return Err(CredentialsError::BaseUnavailable);
         };
-        let result = match base.authorization().await {
-            Ok(authorization) => impersonator.generate(authorization, account).await,
+        let result = match google.base.authorization().await {
+            Ok(authorization) => google.impersonator.generate(authorization, account).await,
             Err(e) => Err(e),
         };
         self.metrics.refreshed(account, result.as_ref().err());
@@ -283,9 +285,10 @@ async fn probe(inner: Weak<Inner>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        let Minter::Google { accounts, .. } = &inner.source else {
+        let Minter::Google(google) = &inner.source else {
             return;
         };
+        let accounts = &google.accounts;
         let _ = inner.access_token(None).await;
         let states: Vec<(String, bool, bool)> = read(accounts)
             .iter()
