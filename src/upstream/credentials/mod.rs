@@ -280,8 +280,12 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 /// the base token (a cache hit when healthy) and retry accounts that have
 /// no valid token.
 async fn probe(inner: Weak<Inner>) {
+    let mut first = true;
     loop {
-        tokio::time::sleep(PROBE_EVERY).await;
+        // The first round runs at once, so readiness follows the first token.
+        if !std::mem::take(&mut first) {
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
         let Some(inner) = inner.upgrade() else {
             return;
         };
@@ -305,5 +309,50 @@ async fn probe(inner: Weak<Inner>) {
                 let _ = inner.access_token(Some(&account)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_error() -> Vec<CredentialsError> {
+        vec![
+            CredentialsError::BaseUnavailable,
+            CredentialsError::InvalidAccount {
+                account: "x".into(),
+            },
+            CredentialsError::ImpersonationDenied { status: 403 },
+            CredentialsError::ImpersonationUnavailable,
+            CredentialsError::MalformedTokenResponse,
+            CredentialsError::ExpiredTokenIssued,
+        ]
+    }
+
+    #[test]
+    fn every_error_is_the_same_503_with_its_own_reason() {
+        let errors = every_error();
+        let mut reasons: Vec<&str> = errors.iter().map(CredentialsError::reason).collect();
+        for error in &errors {
+            let api = error.api_error();
+            assert_eq!(api.code, Code::Unavailable);
+            assert_eq!(api.http_status, http::StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(api.message, "The service is currently unavailable.");
+            assert!(error.reason().starts_with("credentials_"));
+        }
+        reasons.sort_unstable();
+        reasons.dedup();
+        assert_eq!(reasons.len(), errors.len(), "reasons are distinct");
+    }
+
+    #[test]
+    fn an_access_token_never_prints_its_value() {
+        let token = AccessToken {
+            authorization: HeaderValue::from_static("Bearer secret-value"),
+            account: "a@b.iam.gserviceaccount.com".into(),
+        };
+        let printed = format!("{token:?}");
+        assert!(!printed.contains("secret-value"), "{printed}");
+        assert!(printed.contains("a@b.iam.gserviceaccount.com"));
     }
 }
