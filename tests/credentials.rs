@@ -240,13 +240,13 @@ async fn a_burst_at_expiry_refreshes_once() {
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_valid_token_then_answers_503() {
     let (_metadata, iam, credentials, registry) = impersonation_setup("3600s").await;
-    iam.set_ttl(Duration::from_secs(3));
+    iam.set_ttl(Duration::from_secs(6));
     let first = credentials.access_token(Some(READER)).await.expect("first");
     iam.set_down(true);
 
     // Past half-life the token is due: the refresh fails in the background
     // and the still-valid token keeps being used.
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     let during = credentials
         .access_token(Some(READER))
         .await
@@ -261,7 +261,7 @@ async fn a_failed_refresh_keeps_the_valid_token_then_answers_503() {
     assert!(iam.hits(READER) >= 2, "a refresh was attempted");
     assert_eq!(credentials.not_ready(), None, "a valid token is held");
 
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2800)).await;
     let err = credentials
         .access_token(Some(READER))
         .await

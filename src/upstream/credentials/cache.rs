@@ -287,14 +287,14 @@ mod tests {
     async fn a_due_token_is_served_while_one_refresh_runs_in_the_background() {
         let slot = Arc::new(Slot::default());
         let calls = Arc::new(AtomicUsize::new(0));
-        let ttl = Duration::from_secs(2);
+        let ttl = Duration::from_secs(4);
         let (first, how) = slot.get(counting(&calls, ttl)).await.expect("token");
         assert_eq!(how, Fetched::Waited);
         assert_eq!(first.authorization, "Bearer t0");
         let (_, how) = slot.get(counting(&calls, ttl)).await.expect("token");
         assert_eq!(how, Fetched::Cached);
 
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         let (token, how) = slot.get(counting(&calls, ttl)).await.expect("token");
         assert_eq!(how, Fetched::RefreshStarted);
         assert_eq!(token.authorization, "Bearer t0");
@@ -309,10 +309,10 @@ mod tests {
     async fn a_failed_refresh_keeps_the_valid_token_then_fails_closed() {
         let slot = Arc::new(Slot::default());
         let calls = Arc::new(AtomicUsize::new(0));
-        slot.get(counting(&calls, Duration::from_secs(2)))
+        slot.get(counting(&calls, Duration::from_secs(4)))
             .await
             .expect("token");
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         let (token, how) = slot.get(failing).await.expect("still valid");
         assert_eq!(how, Fetched::RefreshStarted);
         assert_eq!(token.authorization, "Bearer t0");
@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(how, Fetched::Cached);
         assert_eq!(token.authorization, "Bearer t0");
 
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         assert!(slot.valid().is_none());
         let err = slot.get(failing).await.err().expect("expired");
         assert!(matches!(err, CredentialsError::ImpersonationUnavailable));

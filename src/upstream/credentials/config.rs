@@ -141,11 +141,8 @@ impl CredentialsConfig {
                 "required with `source: service_account_key`",
             ),
             (Source::ServiceAccountKey, Some(path)) => {
-                if let Err(e) = std::fs::metadata(path) {
-                    errors.push(
-                        format!("{KEY}.service_account_key"),
-                        format!("cannot read `{}`: {e}", path.display()),
-                    );
+                if let Err(reason) = check_key_file(path) {
+                    errors.push(format!("{KEY}.service_account_key"), reason);
                 }
             }
             (_, Some(_)) => errors.push(
@@ -214,6 +211,28 @@ impl ImpersonationConfig {
             );
         }
     }
+}
+
+/// Whether `path` holds a service-account key, without ever quoting it.
+fn check_key_file(path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    // serde_json's message names a line and column, never the contents.
+    let key: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("`{}` is not JSON: {e}", path.display()))?;
+    let field = |name: &str| key.get(name).and_then(|v| v.as_str());
+    if field("type") != Some("service_account") {
+        return Err(format!(
+            "`{}` is not a service-account key (`type` must be `service_account`)",
+            path.display()
+        ));
+    }
+    for name in ["client_email", "private_key", "private_key_id"] {
+        if field(name).is_none_or(str::is_empty) {
+            return Err(format!("`{}` has no `{name}`", path.display()));
+        }
+    }
+    Ok(())
 }
 
 /// A service-account email as IAM names it: safe to put in a URL path as is.
@@ -305,6 +324,36 @@ mod tests {
                 "upstream.credentials.impersonation.iam_endpoint",
             ]
         );
+    }
+
+    #[test]
+    fn a_key_file_must_be_a_service_account_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let check = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            check_key_file(&path)
+        };
+        let secret = "-----BEGIN PRIVATE KEY-----\nsecret-material\n";
+        let bad =
+            check("garbled.json", &format!("{{\"private_key\": \"{secret}")).expect_err("not JSON");
+        assert!(!bad.contains("secret-material"), "{bad}");
+        assert!(check("user.json", r#"{"type": "authorized_user"}"#).is_err());
+        assert!(
+            check(
+                "partial.json",
+                r#"{"type": "service_account", "client_email": "a@b.c"}"#
+            )
+            .expect_err("no key")
+            .contains("private_key")
+        );
+        let key = serde_json::json!({
+            "type": "service_account",
+            "client_email": "a@b.iam.gserviceaccount.com",
+            "private_key": secret,
+            "private_key_id": "kid",
+        });
+        assert_eq!(check("key.json", &key.to_string()), Ok(()));
     }
 
     #[test]
