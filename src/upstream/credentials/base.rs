@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -48,6 +49,8 @@ pub struct GoogleBase {
     /// The account the tokens belong to, for the audit line.
     pub account: String,
     header: ArcSwapOption<Header>,
+    /// Set while the last call succeeded: spares the hot path the lock.
+    healthy: AtomicBool,
     health: Mutex<Health>,
 }
 
@@ -80,6 +83,7 @@ impl GoogleBase {
             scopes,
             account,
             header: ArcSwapOption::empty(),
+            healthy: AtomicBool::new(false),
             health: Mutex::new(Health::default()),
         })
     }
@@ -90,27 +94,41 @@ impl GoogleBase {
         match credentials.access_token().await {
             Ok(token) => {
                 let value = self.header_for(token.token)?;
+                if self.healthy.load(Ordering::Acquire) {
+                    return Ok(value);
+                }
                 let mut health = self.health_lock();
+                self.healthy.store(true, Ordering::Release);
+                if health.last_error.take().is_some() {
+                    tracing::info!(account = %self.account, "base Google credentials recovered");
+                }
                 health.ever_minted = true;
-                health.last_error = None;
                 Ok(value)
             }
             Err(e) => {
                 // `google-cloud-auth` only fails once its cached token (if
                 // any) has expired: there is no valid base token now.
-                tracing::warn!(account = %self.account, error = %e, "base Google credentials failed");
                 let error = CredentialsError::BaseUnavailable;
-                let rebuild = {
+                let (newly_failing, rebuild) = {
                     let mut health = self.health_lock();
+                    self.healthy.store(false, Ordering::Release);
+                    let newly_failing = health.last_error.is_none();
                     health.last_error = Some(error.clone());
                     let due = health
                         .rebuilt_at
                         .is_none_or(|at| at.elapsed() >= REBUILD_AFTER);
-                    if !e.is_transient() && due {
+                    let rebuild = !e.is_transient() && due;
+                    if rebuild {
                         health.rebuilt_at = Some(Instant::now());
                     }
-                    !e.is_transient() && due
+                    (newly_failing, rebuild)
                 };
+                // Warn on the change, not on every request of an outage.
+                if newly_failing {
+                    tracing::warn!(account = %self.account, error = %e, "base Google credentials failed");
+                } else {
+                    tracing::debug!(account = %self.account, error = %e, "base Google credentials still failing");
+                }
                 if rebuild {
                     match build(&self.recipe, &self.scopes) {
                         Ok(fresh) => self.credentials.store(fresh.into()),

@@ -138,10 +138,14 @@ impl Credentials {
     ) -> anyhow::Result<Self> {
         let metrics = Metrics::register(registry);
         let source = match config.credentials.source() {
-            Source::Emulator => Minter::Emulator(AccessToken {
-                authorization: HeaderValue::from_static("Bearer owner"),
-                account: EMULATOR_ACCOUNT.into(),
-            }),
+            Source::Emulator => {
+                let mut authorization = HeaderValue::from_static("Bearer owner");
+                authorization.set_sensitive(true);
+                Minter::Emulator(AccessToken {
+                    authorization,
+                    account: EMULATOR_ACCOUNT.into(),
+                })
+            }
             Source::Adc | Source::ServiceAccountKey | Source::Metadata => {
                 Minter::Google(Box::new(Google {
                     base: GoogleBase::new(&config.credentials)?,
