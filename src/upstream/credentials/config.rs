@@ -209,6 +209,11 @@ impl ImpersonationConfig {
                 format!("{KEY}.iam_endpoint"),
                 format!("`{}` is not an http(s) URL", self.iam_endpoint),
             );
+        } else if self.iam_endpoint.starts_with("http:") && !is_loopback_http(&self.iam_endpoint) {
+            errors.push(
+                format!("{KEY}.iam_endpoint"),
+                "firegate's own token is sent there: `https://`, or `http://` on loopback only",
+            );
         }
     }
 }
@@ -363,6 +368,25 @@ mod tests {
             ["upstream.credentials.source"]
         );
         assert!(problems("source: emulator", true).is_empty());
+    }
+
+    #[test]
+    fn the_base_token_never_travels_in_clear_text() {
+        assert_eq!(
+            problems(
+                "impersonation: {iam_endpoint: 'http://iam.example.com'}",
+                false
+            ),
+            ["upstream.credentials.impersonation.iam_endpoint"]
+        );
+        assert!(problems("impersonation: {iam_endpoint: 'http://127.0.0.1:9'}", false).is_empty());
+        assert!(
+            problems(
+                "impersonation: {iam_endpoint: 'https://iam.example.com'}",
+                false
+            )
+            .is_empty()
+        );
     }
 
     #[test]
