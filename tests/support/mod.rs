@@ -8,6 +8,8 @@ pub mod certs;
 pub mod issuer;
 pub mod oidc_provider;
 pub mod emulator;
+pub mod fake;
+pub mod google;
 pub mod proxy;
 pub mod upstream;
 
