@@ -54,7 +54,7 @@ impl FileSink {
     pub fn open(path: &Path, max_bytes: u64) -> io::Result<FileSink> {
         let mut file = open_append(path)?;
         let mut len = file.metadata()?.len();
-        if len > 0 && last_byte(&mut file, len)? != b'\n' {
+        if len > 0 && last_byte(path, len)? != b'\n' {
             file.write_all(b"\n")?;
             len += 1;
         }
@@ -105,8 +105,8 @@ fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-fn last_byte(file: &mut File, len: u64) -> io::Result<u8> {
-    let mut reader = file.try_clone()?;
+fn last_byte(path: &Path, len: u64) -> io::Result<u8> {
+    let mut reader = File::open(path)?;
     reader.seek(SeekFrom::Start(len - 1))?;
     let mut byte = [0u8; 1];
     reader.read_exact(&mut byte)?;
