@@ -38,6 +38,7 @@ fn record(n: u64) -> AuditRecord {
             access: "update".into(),
             allowed: true,
             rule: Some("team-deployments".into()),
+            why: Some("allowed".into()),
         }],
         decision: Outcome::Allow,
         reason: None,
@@ -233,6 +234,19 @@ async fn a_restart_continues_the_chain_in_the_same_file() {
     assert!(verdict.ok, "{}", verdict.stderr);
     assert!(verdict.stdout.contains("ok: 6 records in 1 files, seq 0..=5"), "{}", verdict.stdout);
     assert!(!verdict.stdout.contains("new chains"), "{}", verdict.stdout);
+}
+
+#[tokio::test]
+async fn a_restart_on_a_freshly_rotated_file_continues_from_the_rotated_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = audit_file(dir.path(), 3).await;
+    // As if the process stopped right after a rotation.
+    let rotated = dir.path().join("audit.log.20261128T130000.000000Z");
+    fs::rename(&path, &rotated).expect("rename");
+    write_records(&file_config(&path), 3..5).await;
+    let verdict = verify(&[&rotated, &path], &[]);
+    assert!(verdict.ok, "{}", verdict.stderr);
+    assert!(verdict.stdout.contains("ok: 5 records in 2 files, seq 0..=4"), "{}", verdict.stdout);
 }
 
 #[tokio::test]

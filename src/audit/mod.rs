@@ -45,6 +45,9 @@ pub struct AuditConfig {
     /// Rotate when the next line would take the file past this size.
     #[serde(default = "defaults::max_file_bytes")]
     pub max_file_bytes: u64,
+    /// With `sink: file`, `fdatasync` after every batch of lines.
+    #[serde(default)]
+    pub fsync: bool,
     /// A file holding a secret key: hashes become HMAC-SHA256.
     #[serde(default)]
     pub hmac_key_file: Option<PathBuf>,
@@ -71,6 +74,7 @@ impl Default for AuditConfig {
             sink: SinkKind::Stdout,
             path: None,
             max_file_bytes: defaults::max_file_bytes(),
+            fsync: false,
             hmac_key_file: None,
             fail_closed: false,
             queue_capacity: defaults::queue_capacity(),
@@ -101,6 +105,9 @@ impl AuditConfig {
                 }
             }
             (SinkKind::Stdout, None) => {}
+        }
+        if self.fsync && self.sink != SinkKind::File {
+            errors.push("audit.fsync", "only used with `sink: file`");
         }
         if self.max_file_bytes < MIN_FILE_BYTES {
             errors.push(
@@ -182,7 +189,8 @@ impl Auditor {
         let sink: Box<dyn Sink> = match (config.sink, &config.path) {
             (SinkKind::Stdout, _) => Box::new(StdoutSink),
             (SinkKind::File, Some(path)) => {
-                Box::new(FileSink::open(path, config.max_file_bytes).map_err(|e| {
+                let sink = FileSink::open_with(path, config.max_file_bytes, config.fsync);
+                Box::new(sink.map_err(|e| {
                     anyhow::anyhow!("cannot open audit file `{}`: {e}", path.display())
                 })?)
             }
@@ -293,5 +301,71 @@ impl Auditor {
     /// Records dropped so far (queue full without `fail_closed`).
     pub fn dropped(&self) -> u64 {
         self.shared.metrics.dropped.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(yaml: &str) -> Vec<(String, String)> {
+        let config: AuditConfig = match serde_yaml_ng::from_str(yaml) {
+            Ok(config) => config,
+            Err(e) => return vec![("(parse)".into(), e.to_string())],
+        };
+        let mut errors = ConfigErrors::default();
+        config.validate(&mut errors);
+        errors
+            .errors
+            .into_iter()
+            .map(|e| (e.key, e.reason))
+            .collect()
+    }
+
+    #[test]
+    fn the_default_is_stdout_and_valid() {
+        assert_eq!(errors("{}"), []);
+        let config = AuditConfig::default();
+        assert_eq!(config.sink, SinkKind::Stdout);
+        assert!(!config.fail_closed);
+    }
+
+    #[test]
+    fn a_file_sink_with_a_key_is_valid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("k");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").expect("key");
+        let yaml = format!(
+            "{{sink: file, path: {}, hmac_key_file: {}, fsync: true, fail_closed: true}}",
+            dir.path().join("audit.log").display(),
+            key.display()
+        );
+        assert_eq!(errors(&yaml), []);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let yaml = "{sink: stdout, path: /tmp/x.log, fsync: true, max_file_bytes: 10, queue_capacity: 0, hmac_key_file: /nonexistent/key}";
+        let keys: Vec<String> = errors(yaml).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "audit.path",
+                "audit.fsync",
+                "audit.max_file_bytes",
+                "audit.queue_capacity",
+                "audit.hmac_key_file"
+            ]
+        );
+        let found = errors("{sink: file}");
+        assert_eq!(found[0].0, "audit.path");
+        let found = errors("{sink: file, path: /nonexistent-dir/audit.log}");
+        assert!(found[0].1.contains("does not exist"), "{found:?}");
+    }
+
+    #[test]
+    fn unknown_keys_and_sinks_are_refused() {
+        assert!(errors("{fail_close: true}")[0].1.contains("fail_close"));
+        assert!(errors("{sink: syslog}")[0].1.contains("syslog"));
     }
 }

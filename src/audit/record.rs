@@ -14,12 +14,14 @@ pub enum Outcome {
     Error,
 }
 
+// Every field is always written (`null` when unknown), so that consumers can
+// rely on the keys.
+
 /// Who made the request (never raw claims or tokens).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditPrincipal {
     pub issuer: String,
     pub subject: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     pub groups: Vec<String>,
 }
@@ -31,8 +33,11 @@ pub struct AuditTarget {
     pub resource: String,
     pub access: String,
     pub allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The rule that decided it, if any.
     pub rule: Option<String>,
+    /// `allowed`, `deny_matched`, `no_rule_matched`, `condition_false`;
+    /// `null` when the request ended before the policy was asked.
+    pub why: Option<String>,
 }
 
 /// One line of the audit log. Field names are a stable contract (README).
@@ -87,6 +92,7 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
             access: "get".into(),
             allowed: true,
             rule: Some("team-deployments".into()),
+            why: Some("allowed".into()),
         }],
         decision: Outcome::Allow,
         reason: None,

@@ -21,7 +21,7 @@ use crate::audit::{AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
 use crate::body::{Body, BoxError};
 use crate::firestore::{Method, Operation};
-use crate::policy::Decision;
+use crate::policy::{Decision, Why};
 use crate::upstream::headers;
 
 /// The audit-relevant facts of one request, filled in step by step.
@@ -140,6 +140,7 @@ impl Exchange {
                     access: t.target.access.to_string(),
                     allowed: t.allowed,
                     rule: t.rule.clone(),
+                    why: Some(why_name(&t.why).to_owned()),
                 })
                 .collect(),
             (None, Some(op)) => op
@@ -150,6 +151,7 @@ impl Exchange {
                     access: t.access.to_string(),
                     allowed: false,
                     rule: None,
+                    why: None,
                 })
                 .collect(),
             (None, None) => Vec::new(),
@@ -188,6 +190,15 @@ impl Exchange {
             duration_ms: 0.0,
             client_disconnected: false,
         }
+    }
+}
+
+fn why_name(why: &Why) -> &'static str {
+    match why {
+        Why::Allowed => "allowed",
+        Why::DenyMatched => "deny_matched",
+        Why::NoRuleMatched => "no_rule_matched",
+        Why::ConditionFalse => "condition_false",
     }
 }
 
@@ -475,5 +486,73 @@ mod tests {
         assert_eq!(records[0]["decision"], "error");
         assert_eq!(records[0]["reason"], "audit_backlog");
         assert_eq!(records[0]["status"], 503);
+    }
+
+    #[tokio::test]
+    async fn a_policy_deny_names_every_target_its_rule_and_the_reason() {
+        use crate::firestore::{Access, Database, Scope, Target};
+        use crate::policy::TargetDecision;
+        let (auditor, sink) = auditor();
+        let mut ex = exchange();
+        let target = |path: &[&str], access| Target {
+            scope: Scope::Document {
+                path: path.iter().map(|s| s.to_string()).collect(),
+            },
+            access,
+        };
+        let allowed = target(&["teams", "a", "deployments", "d1"], Access::Update);
+        let refused = target(&["secrets", "s1"], Access::Get);
+        ex.route = Some((Method::Commit, "projects/p/databases/(default)".into()));
+        ex.operation = Some(Operation {
+            database: Database {
+                project: "p".into(),
+                database: "(default)".into(),
+            },
+            method: Method::Commit,
+            targets: vec![allowed.clone(), refused.clone()],
+        });
+        ex.decision = Some(Decision {
+            allowed: false,
+            targets: vec![
+                TargetDecision {
+                    target: allowed,
+                    allowed: true,
+                    rule: Some("team-deployments".into()),
+                    why: Why::Allowed,
+                },
+                TargetDecision {
+                    target: refused,
+                    allowed: false,
+                    rule: Some("no-secrets".into()),
+                    why: Why::DenyMatched,
+                },
+            ],
+            upstream_account: None,
+            reason: Some("rule:no-secrets".into()),
+        });
+        let err = PipelineError::Denied;
+        ex.refuse(err.reason(ex.decision.as_ref()), &err);
+        let response = ex.finish(err.api_error().to_response(), Arc::clone(&auditor));
+        response.into_body().collect().await.expect("body");
+
+        let records = written(&auditor, &sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        let r = &records[0];
+        assert_eq!(r["decision"], "deny");
+        assert_eq!(r["reason"], "rule:no-secrets");
+        assert_eq!(r["status"], 403);
+        assert_eq!(r["rpc"], "commit");
+        assert_eq!(r["database"], "projects/p/databases/(default)");
+        assert_eq!(
+            r["targets"],
+            serde_json::json!([
+                {"resource": "/teams/a/deployments/d1", "access": "update", "allowed": true,
+                 "rule": "team-deployments", "why": "allowed"},
+                {"resource": "/secrets/s1", "access": "get", "allowed": false,
+                 "rule": "no-secrets", "why": "deny_matched"},
+            ])
+        );
+        assert_eq!(r["upstream_account"], Value::Null);
+        assert_eq!(r["principal"], Value::Null);
     }
 }
