@@ -97,6 +97,10 @@ enum AuditCommand {
         /// HMAC key file, when the chain was written with one.
         #[arg(long)]
         hmac_key: Option<PathBuf>,
+        /// Accept a first record that continues an earlier chain (older
+        /// rotated files were removed on purpose).
+        #[arg(long)]
+        allow_partial: bool,
     },
 }
 
@@ -195,7 +199,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Audit { command } => match command {
-            AuditCommand::Verify { .. } => anyhow::bail!("audit verify not built yet"),
+            AuditCommand::Verify {
+                files,
+                hmac_key,
+                allow_partial,
+            } => audit_verify(&files, hmac_key.as_deref(), allow_partial),
         },
         Command::Config { command } => match command {
             ConfigCommand::Check { file } => match Config::load(&file, std::env::vars()) {
@@ -209,6 +217,29 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             },
         },
+    }
+}
+
+/// Check the chain across `files`; exit 1 at the first broken record.
+fn audit_verify(
+    files: &[PathBuf],
+    hmac_key: Option<&std::path::Path>,
+    allow_partial: bool,
+) -> anyhow::Result<ExitCode> {
+    use firegate::audit::{Hasher, load_hmac_key, verify};
+    let hasher = match hmac_key {
+        Some(path) => Hasher::Hmac(load_hmac_key(path)?),
+        None => Hasher::Sha256,
+    };
+    match verify::verify(files, &hasher, allow_partial) {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            eprintln!("firegate: audit verify: {broken}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 
