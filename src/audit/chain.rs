@@ -259,7 +259,8 @@ mod tests {
                 .expect("parse")
                 .hash_ok
         );
-        let edited = String::from_utf8_lossy(&sealed.line).replace("\"status\":200", "\"status\":201");
+        let edited =
+            String::from_utf8_lossy(&sealed.line).replace("\"status\":200", "\"status\":201");
         assert_ne!(edited.as_bytes(), sealed.line.as_slice());
         assert!(
             !ChainFields::check(edited.as_bytes(), &Hasher::Sha256)

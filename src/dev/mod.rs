@@ -42,6 +42,8 @@ pub struct DevOptions {
     pub extra_config: Option<String>,
     /// Upstream URL to use instead of the embedded emulator.
     pub upstream_override: Option<String>,
+    /// `FIREGATE_*` overrides applied to the generated config (tests use it).
+    pub overrides: Vec<(String, String)>,
 }
 
 impl Default for DevOptions {
@@ -55,6 +57,7 @@ impl Default for DevOptions {
             policies: "policies".into(),
             extra_config: None,
             upstream_override: None,
+            overrides: Vec::new(),
         }
     }
 }
@@ -113,7 +116,7 @@ impl Stack {
             .clone()
             .unwrap_or_else(|| format!("http://{emulator_addr}"));
         let yaml = dev_config(&options, issuer.issuer(), &upstream);
-        let config = Config::from_yaml(&yaml, Vec::new())
+        let config = Config::from_yaml(&yaml, options.overrides.clone())
             .map_err(|e| anyhow::anyhow!("dev config:\n{e}"))?;
 
         let mut registry = metrics::registry();

@@ -62,7 +62,11 @@ impl<'a> Object<'a> {
     }
 
     /// Refuse a member that the URL already binds (`name`, `parent`, …).
-    pub fn refuse(&mut self, camel: &'static str, snake: &'static str) -> Result<(), ClassifyError> {
+    pub fn refuse(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+    ) -> Result<(), ClassifyError> {
         let present = self
             .entries
             .iter()
@@ -76,7 +80,11 @@ impl<'a> Object<'a> {
 
     /// A member this proxy does not read but knows is harmless: only checked
     /// to be well-formed JSON without repeated keys.
-    pub fn opaque(&mut self, camel: &'static str, snake: &'static str) -> Result<(), ClassifyError> {
+    pub fn opaque(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+    ) -> Result<(), ClassifyError> {
         if let Some(raw) = self.take(camel, snake)? {
             check_no_duplicates(raw.get())?;
         }
@@ -113,7 +121,10 @@ pub fn boolean(raw: &RawValue, within: &'static str) -> Result<bool, ClassifyErr
 }
 
 /// The elements of an array member, each still raw.
-pub fn array<'a>(raw: &'a RawValue, within: &'static str) -> Result<Vec<&'a RawValue>, ClassifyError> {
+pub fn array<'a>(
+    raw: &'a RawValue,
+    within: &'static str,
+) -> Result<Vec<&'a RawValue>, ClassifyError> {
     serde_json::from_str(raw.get()).map_err(|_| ClassifyError::MalformedBody(within))
 }
 
@@ -130,8 +141,11 @@ struct ObjectEntries;
 impl ObjectEntries {
     fn parse(text: &str) -> Result<Vec<(String, &RawValue)>, ClassifyError> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let entries = de.deserialize_map(EntriesVisitor).map_err(classify_json_error)?;
-        de.end().map_err(|_| ClassifyError::MalformedBody("trailing data"))?;
+        let entries = de
+            .deserialize_map(EntriesVisitor)
+            .map_err(classify_json_error)?;
+        de.end()
+            .map_err(|_| ClassifyError::MalformedBody("trailing data"))?;
         Ok(entries)
     }
 }
@@ -175,7 +189,8 @@ pub fn check_no_duplicates(text: &str) -> Result<(), ClassifyError> {
     NoDuplicates
         .deserialize(&mut de)
         .map_err(classify_json_error)?;
-    de.end().map_err(|_| ClassifyError::MalformedBody("trailing data"))
+    de.end()
+        .map_err(|_| ClassifyError::MalformedBody("trailing data"))
 }
 
 #[derive(Clone, Copy)]
@@ -241,14 +256,19 @@ mod tests {
     fn both_spellings_are_read() {
         for text in [r#"{"structuredQuery":{}}"#, r#"{"structured_query":{}}"#] {
             let mut obj = Object::parse(text, "t").unwrap();
-            assert!(obj.take("structuredQuery", "structured_query").unwrap().is_some());
+            assert!(
+                obj.take("structuredQuery", "structured_query")
+                    .unwrap()
+                    .is_some()
+            );
             obj.finish().unwrap();
         }
     }
 
     #[test]
     fn mixed_spelling_is_refused() {
-        let mut obj = Object::parse(r#"{"structuredQuery":{},"structured_query":{}}"#, "t").unwrap();
+        let mut obj =
+            Object::parse(r#"{"structuredQuery":{},"structured_query":{}}"#, "t").unwrap();
         let err = obj.take("structuredQuery", "structured_query").unwrap_err();
         assert_eq!(err.reason(), "mixed_field_spelling");
     }
@@ -258,7 +278,9 @@ mod tests {
         let top = Object::parse(r#"{"a":1,"a":2}"#, "t").err().unwrap();
         assert_eq!(top.reason(), "duplicate_key");
         // The same key written with an escape is the same key.
-        let escaped = Object::parse(r#"{"name":1,"na\u006de":2}"#, "t").err().unwrap();
+        let escaped = Object::parse(r#"{"name":1,"na\u006de":2}"#, "t")
+            .err()
+            .unwrap();
         assert_eq!(escaped.reason(), "duplicate_key");
         let deep = check_no_duplicates(r#"{"x":[{"y":{"z":1,"z":1}}]}"#).unwrap_err();
         assert_eq!(deep.reason(), "duplicate_key");

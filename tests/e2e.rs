@@ -1,0 +1,635 @@
+//! The whole of firegate, end to end: the development issuer, the real
+//! pipeline, the example policies, and the emulator (or a recording upstream
+//! where a test must see exactly what was forwarded, or that nothing was).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use firegate::dev::{DevOptions, Identity, SAMPLE_DATABASE, Stack, samples};
+
+use support::{Gate, Step, upstream, within};
+
+const DOCS: &str = "/v1/projects/demo/databases/(default)/documents";
+
+fn any_port() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().expect("address")
+}
+
+fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+fn options() -> DevOptions {
+    DevOptions {
+        listen: any_port(),
+        issuer_listen: any_port(),
+        emulator_listen: any_port(),
+        admin_listen: any_port(),
+        policies: policies_dir(),
+        ..Default::default()
+    }
+}
+
+async fn start(options: DevOptions) -> Stack {
+    within("the dev stack", Stack::start(options))
+        .await
+        .expect("the dev stack starts")
+}
+
+/// A sample identity by its token variable (`ADMIN_TOKEN`, `ALICE_TOKEN`, `OUTSIDER_TOKEN`).
+fn identity(token_var: &str) -> Identity {
+    samples()
+        .into_iter()
+        .find(|s| s.token_var == token_var)
+        .map(|s| s.identity)
+        .expect("sample identity")
+}
+
+/// Sends requests to the proxy as one identity.
+struct Caller {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Caller {
+    fn new(stack: &Stack, token_var: &str) -> Caller {
+        Caller {
+            base: stack.url(),
+            token: stack.token(&identity(token_var)).expect("token"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = within("the proxy", req.send()).await.expect("response");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+fn error_status(body: &Value) -> &str {
+    body["error"]["status"].as_str().unwrap_or("")
+}
+
+fn doc_name(path: &str) -> String {
+    format!("{SAMPLE_DATABASE}/documents/{path}")
+}
+
+#[tokio::test]
+async fn the_dev_samples_are_allowed_and_refused_as_printed() {
+    let stack = start(options()).await;
+    for sample in samples() {
+        let caller = Caller::new(&stack, sample.token_var);
+        let ok = &sample.allowed;
+        let (status, body) = caller
+            .send(ok.method, &ok.url_path(), ok.body.clone())
+            .await;
+        assert_eq!(status, 200, "{}: {} → {body}", sample.title, ok.what);
+        assert!(body["name"].is_string(), "{body}");
+        let no = &sample.refused;
+        let (status, body) = caller
+            .send(no.method, &no.url_path(), no.body.clone())
+            .await;
+        assert_eq!(status, 403, "{}: {} → {body}", sample.title, no.what);
+        assert_eq!(error_status(&body), "PERMISSION_DENIED");
+        assert_eq!(
+            body["error"]["message"], "Missing or insufficient permissions.",
+            "the client sees a fixed message, never the policy"
+        );
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_commit_whose_second_write_is_forbidden_is_refused_whole_and_never_forwarded() {
+    let recording = upstream().start().await;
+    let stack = start(DevOptions {
+        upstream_override: Some(recording.url.clone()),
+        ..options()
+    })
+    .await;
+    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    let commit = json!({"writes": [
+        {"update": {"name": doc_name("teams/payments/deployments/d-9"), "fields": {"status": {"stringValue": "ok"}}}},
+        {"update": {"name": doc_name("teams/search/deployments/d-9"), "fields": {"status": {"stringValue": "pwned"}}}},
+    ]});
+    let (status, body) = alice
+        .send("POST", &format!("{DOCS}:commit"), Some(commit))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(recording.requests().is_empty(), "nothing reaches Firestore");
+
+    // The same commit without the foreign write goes through, with
+    // firegate's own upstream credential and not the caller's token.
+    let commit = json!({"writes": [
+        {"update": {"name": doc_name("teams/payments/deployments/d-9"), "fields": {"status": {"stringValue": "ok"}}}},
+    ]});
+    let (status, body) = alice
+        .send("POST", &format!("{DOCS}:commit"), Some(commit))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let forwarded = recording.single();
+    assert_eq!(forwarded.uri.path(), format!("{DOCS}:commit"));
+    assert_eq!(forwarded.headers["authorization"], "Bearer owner");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_collection_group_query_is_refused_when_only_one_team_is_allowed() {
+    let stack = start(options()).await;
+    let query = json!({"structuredQuery": {"from": [{"collectionId": "deployments", "allDescendants": true}]}});
+    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    let (status, body) = alice
+        .send("POST", &format!("{DOCS}:runQuery"), Some(query.clone()))
+        .await;
+    assert_eq!(status, 403, "{body}");
+
+    // Scoped to her own team, the same query is allowed and streams back
+    // only that team's deployments.
+    let (status, body) = alice
+        .send(
+            "POST",
+            &format!("{DOCS}/teams/payments:runQuery"),
+            Some(query.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .filter_map(|r| r["document"]["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{body}");
+    assert!(
+        names.iter().all(|n| n.contains("/teams/payments/")),
+        "{names:?}"
+    );
+
+    // Rules are not filters: even a platform admin's collection-group query
+    // over the whole database is refused, because its scope includes
+    // `/secrets/**`, which no one may read; below `/teams/...` it is allowed.
+    let admin = Caller::new(&stack, "ADMIN_TOKEN");
+    let (status, body) = admin
+        .send("POST", &format!("{DOCS}:runQuery"), Some(query.clone()))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = admin
+        .send(
+            "POST",
+            &format!("{DOCS}/teams/search:runQuery"),
+            Some(query),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_policy_change_takes_effect_without_a_restart_and_a_broken_one_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(policies_dir()).expect("policies") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let stack = start(DevOptions {
+        policies: dir.path().to_owned(),
+        ..options()
+    })
+    .await;
+    let mallory = Caller::new(&stack, "OUTSIDER_TOKEN");
+    let status_doc = format!("{DOCS}/status/payments-api");
+    assert_eq!(mallory.send("GET", &status_doc, None).await.0, 200);
+
+    // Close the status board to outsiders.
+    std::fs::write(
+        dir.path().join("status.yaml"),
+        "rules:\n  - id: status-board-readers\n    match: /status/{service}\n    allow: [read]\n    who: {groups: [group:default/engineering]}\n",
+    )
+    .expect("rewrite policy");
+    let refused = within("the reload", async {
+        loop {
+            if mallory.send("GET", &status_doc, None).await.0 == 403 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(refused);
+
+    // A broken file is refused; the last good table keeps deciding.
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "rules:\n  - id: x\n    mach: /a/{b}\n",
+    )
+    .expect("write broken policy");
+    within("the refused reload", async {
+        while stack.pipeline.policy.reload_error().is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(mallory.send("GET", &status_doc, None).await.0, 403);
+    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    assert_eq!(
+        alice
+            .send("GET", &format!("{DOCS}/catalog/payments-api"), None)
+            .await
+            .0,
+        200
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_routes_and_bad_paths_get_firestore_errors_and_are_never_forwarded() {
+    let recording = upstream().start().await;
+    let stack = start(DevOptions {
+        upstream_override: Some(recording.url.clone()),
+        ..options()
+    })
+    .await;
+    let admin = Caller::new(&stack, "ADMIN_TOKEN");
+    let db = "/v1/projects/demo/databases/(default)";
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("GET", format!("{DOCS}/catalog%2Fx/doc"), 400),
+        ("GET", format!("{DOCS}/catalog/%2E%2E"), 400),
+        ("GET", format!("{DOCS}/catalog/.."), 400),
+        ("GET", format!("{DOCS}/catalog/%252F"), 400),
+        ("GET", format!("{DOCS}/catalog//x"), 400),
+        ("GET", format!("{DOCS}/catalog/__x__"), 400),
+        (
+            "GET",
+            format!("{DOCS}/catalog/payments-api?$alt=media"),
+            400,
+        ),
+        (
+            "GET",
+            format!("{DOCS}/catalog/payments-api?callback=f"),
+            400,
+        ),
+        ("GET", format!("{DOCS}/catalog/payments-api?bogus=1"), 400),
+        ("POST", "/batch".to_string(), 404),
+        (
+            "GET",
+            format!("/v1beta1/projects/demo/databases/(default)/documents/catalog/x"),
+            501,
+        ),
+        ("POST", format!("{DOCS}:listen"), 501),
+        ("POST", format!("{db}:exportDocuments"), 404),
+    ];
+    for (method, path, expected) in &cases {
+        let body = (*method == "POST").then(|| json!({}));
+        let (status, body) = admin.send(method, path, body).await;
+        assert_eq!(status, *expected, "{method} {path} → {body}");
+        assert!(body["error"]["status"].is_string(), "{path}: {body}");
+        assert_eq!(body["error"]["code"], *expected, "{path}: {body}");
+    }
+
+    // A token in the URL is refused by authentication itself.
+    let (status, body) = admin
+        .send(
+            "GET",
+            &format!("{DOCS}/catalog/payments-api?access_token=abc"),
+            None,
+        )
+        .await;
+    assert_eq!((status, error_status(&body)), (401, "UNAUTHENTICATED"));
+
+    // X-HTTP-Method-Override would turn a harmless POST into something else.
+    let response = reqwest::Client::new()
+        .post(format!("{}{DOCS}:runQuery", stack.url()))
+        .bearer_auth(stack.token(&identity("ADMIN_TOKEN")).expect("token"))
+        .header("X-HTTP-Method-Override", "DELETE")
+        .json(&json!({"structuredQuery": {"from": [{"collectionId": "catalog"}]}}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 400);
+    assert!(
+        recording.requests().is_empty(),
+        "{:?}",
+        recording.requests()
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_oversized_batch_body_is_413_and_never_forwarded() {
+    let recording = upstream().start().await;
+    let stack = start(DevOptions {
+        upstream_override: Some(recording.url.clone()),
+        overrides: vec![(
+            "FIREGATE_SERVER__LIMITS__MAX_BODY_BYTES".into(),
+            "4096".into(),
+        )],
+        ..options()
+    })
+    .await;
+    let admin = Caller::new(&stack, "ADMIN_TOKEN");
+    let big = "x".repeat(8192);
+    let commit = json!({"writes": [{"update": {"name": doc_name("teams/search/deployments/d"), "fields": {"log": {"stringValue": big}}}}]});
+    let (status, body) = admin
+        .send("POST", &format!("{DOCS}:commit"), Some(commit))
+        .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], 413);
+    assert!(recording.requests().is_empty());
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_credentials_and_hop_by_hop_headers_never_reach_firestore() {
+    let recording = upstream().start().await;
+    let stack = start(DevOptions {
+        upstream_override: Some(recording.url.clone()),
+        ..options()
+    })
+    .await;
+    let token = stack.token(&identity("ALICE_TOKEN")).expect("token");
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}{DOCS}/catalog/payments-api?key=client-api-key",
+            stack.url()
+        ))
+        .bearer_auth(&token)
+        .header("Cookie", "session=secret-cookie")
+        .header("Proxy-Authorization", "Basic c2VjcmV0")
+        .header("X-Goog-Api-Key", "client-api-key")
+        .header("Connection", "x-private-hop")
+        .header("X-Private-Hop", "hop-value")
+        .header("X-Request-Id", "req-123")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "req-123");
+    let forwarded = recording.single();
+    assert_eq!(forwarded.headers["authorization"], "Bearer owner");
+    for name in [
+        "cookie",
+        "proxy-authorization",
+        "x-goog-api-key",
+        "x-private-hop",
+    ] {
+        assert!(
+            !forwarded.headers.contains_key(name),
+            "{name} was forwarded"
+        );
+    }
+    let everything = format!("{:?} {:?}", forwarded.uri, forwarded.headers);
+    assert!(
+        !everything.contains(&token),
+        "the caller's token was forwarded"
+    );
+    assert!(!everything.contains("client-api-key"), "{everything}");
+    assert_eq!(forwarded.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(forwarded.headers["x-request-id"], "req-123");
+    stack.shutdown().await;
+}
+
+/// Records written by the stack's file audit sink, after a flush.
+async fn audit_records(stack: &Stack, path: &Path) -> Vec<Value> {
+    stack.pipeline.audit.flush().await;
+    std::fs::read_to_string(path)
+        .expect("audit file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+fn by_request_id<'a>(records: &'a [Value], id: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["request_id"] == id).collect()
+}
+
+#[tokio::test]
+async fn every_path_through_the_pipeline_leaves_exactly_one_audit_record_without_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_path = dir.path().join("audit.log");
+    let gate = Gate::new();
+    let recording = upstream()
+        .steps(vec![
+            Step::chunk("[{\"document\":"),
+            Step::Wait(gate.clone()),
+            Step::chunk("{}}]"),
+        ])
+        .start()
+        .await;
+    let stack = start(DevOptions {
+        upstream_override: Some(recording.url.clone()),
+        extra_config: Some(format!(
+            "audit:\n  sink: file\n  path: \"{}\"\n",
+            audit_path.display()
+        )),
+        ..options()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let alice_token = stack.token(&identity("ALICE_TOKEN")).expect("token");
+    let send = |id: &'static str, method: reqwest::Method, path: String, token: Option<String>| {
+        let mut req = http
+            .request(method, format!("{}{path}", stack.url()))
+            .header("X-Request-Id", id);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req
+    };
+    let get = reqwest::Method::GET;
+
+    let missing = send("no-token", get.clone(), format!("{DOCS}/catalog/x"), None)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(missing.status(), 401);
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    let forged = send(
+        "bad-token",
+        get.clone(),
+        format!("{DOCS}/catalog/x"),
+        Some(tampered(&alice_token)),
+    )
+    .send()
+    .await
+    .expect("response");
+    assert_eq!(forged.status(), 401);
+    let bad = send(
+        "bad-path",
+        get.clone(),
+        format!("{DOCS}/catalog/%2E%2E"),
+        Some(alice_token.clone()),
+    )
+    .send()
+    .await
+    .expect("response");
+    assert_eq!(bad.status(), 400);
+    let denied = send(
+        "denied",
+        get.clone(),
+        format!("{DOCS}/secrets/stripe?key=api-key-value"),
+        Some(alice_token.clone()),
+    )
+    .send()
+    .await
+    .expect("response");
+    assert_eq!(denied.status(), 403);
+
+    // A streamed success the client abandons half-way.
+    let mut streaming = send(
+        "disconnect",
+        get.clone(),
+        format!("{DOCS}/catalog/payments-api"),
+        Some(alice_token.clone()),
+    )
+    .send()
+    .await
+    .expect("response");
+    assert_eq!(streaming.status(), 200);
+    let first = streaming.chunk().await.expect("first chunk");
+    assert!(first.is_some());
+    drop(streaming);
+    gate.open();
+
+    // A streamed success read to the end.
+    let ok = send(
+        "success",
+        get.clone(),
+        format!("{DOCS}/catalog/payments-api"),
+        Some(alice_token.clone()),
+    )
+    .send()
+    .await
+    .expect("response");
+    assert_eq!(ok.status(), 200);
+    ok.bytes().await.expect("whole body");
+    let records = within("the audit records", async {
+        loop {
+            let records = audit_records(&stack, &audit_path).await;
+            if !by_request_id(&records, "disconnect").is_empty() {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let one = |id: &str| {
+        let found = by_request_id(&records, id);
+        assert_eq!(found.len(), 1, "{id}: {found:?}");
+        found[0].clone()
+    };
+    let r = one("no-token");
+    assert_eq!(
+        (r["decision"].as_str(), r["status"].as_u64()),
+        (Some("error"), Some(401))
+    );
+    assert_eq!(r["reason"], "missing_token");
+    let r = one("bad-token");
+    assert_eq!(r["status"], 401);
+    assert_eq!(r["reason"], "bad_signature");
+    let r = one("bad-path");
+    assert_eq!(r["status"], 400);
+    assert_eq!(r["principal"]["subject"], "user:default/alice");
+    let r = one("denied");
+    assert_eq!(r["decision"], "deny");
+    assert_eq!(r["reason"], "rule:no-secrets");
+    assert_eq!(r["targets"][0]["resource"], "/secrets/stripe");
+    assert_eq!(r["targets"][0]["rule"], "no-secrets");
+    assert!(r["upstream_status"].is_null(), "never forwarded: {r}");
+    let r = one("disconnect");
+    assert_eq!(r["decision"], "allow");
+    assert_eq!(r["client_disconnected"], true, "{r}");
+    let r = one("success");
+    assert_eq!(r["decision"], "allow");
+    assert_eq!(r["client_disconnected"], false, "{r}");
+    assert_eq!(r["upstream_status"], 200);
+    assert_eq!(r["upstream_account"], "emulator");
+    assert!(r["bytes_out"].as_u64().unwrap_or(0) > 0, "{r}");
+    let text = std::fs::read_to_string(&audit_path).expect("audit file");
+    assert!(
+        !text.contains(&alice_token),
+        "a token reached the audit log"
+    );
+    for secret in ["api-key-value", "Bearer owner"] {
+        assert!(!text.contains(secret), "{secret} reached the audit log");
+    }
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
+        .args(["audit", "verify"])
+        .arg(&audit_path)
+        .output()
+        .expect("audit verify runs");
+    assert!(verify.status.success(), "{verify:?}");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_is_a_503_with_one_audit_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_path = dir.path().join("audit.log");
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let stack = start(DevOptions {
+        upstream_override: Some(format!("http://{closed}")),
+        extra_config: Some(format!(
+            "audit:\n  sink: file\n  path: \"{}\"\n",
+            audit_path.display()
+        )),
+        ..options()
+    })
+    .await;
+    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    let (status, body) = alice
+        .send("GET", &format!("{DOCS}/catalog/payments-api"), None)
+        .await;
+    assert!(status == 502 || status == 503, "{status} {body}");
+    assert_eq!(error_status(&body), "UNAVAILABLE");
+    let records = audit_records(&stack, &audit_path).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["decision"], "error", "{r}");
+    assert_eq!(r["targets"][0]["allowed"], true, "policy allowed it: {r}");
+    assert_eq!(r["status"], status);
+    assert!(r["upstream_status"].is_null(), "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("upstream")),
+        "{r}"
+    );
+    stack.shutdown().await;
+}
+
+/// The same token with its signature's last bytes changed.
+fn tampered(token: &str) -> String {
+    let cut = token.len() - 4;
+    let tail = if &token[cut..] == "AAAA" {
+        "BBBB"
+    } else {
+        "AAAA"
+    };
+    format!("{}{tail}", &token[..cut])
+}
