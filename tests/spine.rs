@@ -142,10 +142,23 @@ async fn certificate_reload_swaps_the_served_certificate() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
+    // Changing the files is enough once they are watched.
+    let _watcher = store.watch().unwrap();
+    let third = TestPki::new();
+    let trusts_third = third.client().pool_max_idle_per_host(0).build().unwrap();
+    std::fs::copy(&third.key_path, &files.key).unwrap();
+    std::fs::copy(&third.cert_path, &files.cert).unwrap();
+    within("the watcher to reload", async {
+        while trusts_third.get(&url).send().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
     // A broken file keeps the working certificate.
     std::fs::write(&files.key, "not a key").unwrap();
     assert!(store.reload().is_err());
-    assert!(trusts_new.get(&url).send().await.is_ok());
+    assert!(trusts_third.get(&url).send().await.is_ok());
 
     shutdown.trigger();
     within("drain", done).await.unwrap();

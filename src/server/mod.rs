@@ -251,9 +251,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     tracing::info!(listen = %main.local_addr(), admin = %admin.local_addr(), "listening");
-    if let Some(certs) = certs {
-        tokio::spawn(reload_on_hangup(certs));
-    }
+    // Both the SIGHUP task and the file watcher live as long as `serve`.
+    let _cert_watcher = match &certs {
+        Some(certs) => {
+            tokio::spawn(reload_on_hangup(Arc::clone(certs)));
+            certs
+                .watch()
+                .inspect_err(|err| {
+                    tracing::warn!(error = %format!("{err:#}"), "certificate files not watched; SIGHUP still reloads")
+                })
+                .ok()
+        }
+        None => None,
+    };
 
     let draining = Arc::new(AtomicBool::new(false));
     let readiness: admin::Readiness = {
