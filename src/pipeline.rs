@@ -269,9 +269,9 @@ impl Pipeline {
         let fingerprint = principal.fingerprint();
         let body = match body {
             RequestBody::Read(bytes) => {
-                let bytes = self
-                    .transactions
-                    .unseal_request(fingerprint, route, usage, Some(bytes))?;
+                let bytes =
+                    self.transactions
+                        .unseal_request(fingerprint, route, usage, Some(bytes))?;
                 body::full(bytes.unwrap_or_default())
             }
             RequestBody::Streaming(body) => {

@@ -1,8 +1,9 @@
 //! Proto3-JSON request bodies, read the way Google's parser reads them: both
 //! `camelCase` and `snake_case` field names, `null` meaning "unset" — and
-//! refused where a bypass could hide: a repeated key,
-//! a field spelled both ways, a field this proxy does not know.
+//! refused where a bypass could hide: a repeated key, a field spelled both
+//! ways, a field this proxy does not know.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -62,7 +63,11 @@ impl<'a> Object<'a> {
     }
 
     /// Refuse a member that the URL already binds (`name`, `parent`, …).
-    pub fn refuse(&mut self, camel: &'static str, snake: &'static str) -> Result<(), ClassifyError> {
+    pub fn refuse(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+    ) -> Result<(), ClassifyError> {
         let present = self
             .entries
             .iter()
@@ -76,7 +81,11 @@ impl<'a> Object<'a> {
 
     /// A member this proxy does not read but knows is harmless: only checked
     /// to be well-formed JSON without repeated keys.
-    pub fn opaque(&mut self, camel: &'static str, snake: &'static str) -> Result<(), ClassifyError> {
+    pub fn opaque(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+    ) -> Result<(), ClassifyError> {
         if let Some(raw) = self.take(camel, snake)? {
             check_no_duplicates(raw.get())?;
         }
@@ -113,7 +122,10 @@ pub fn boolean(raw: &RawValue, within: &'static str) -> Result<bool, ClassifyErr
 }
 
 /// The elements of an array member, each still raw.
-pub fn array<'a>(raw: &'a RawValue, within: &'static str) -> Result<Vec<&'a RawValue>, ClassifyError> {
+pub fn array<'a>(
+    raw: &'a RawValue,
+    within: &'static str,
+) -> Result<Vec<&'a RawValue>, ClassifyError> {
     serde_json::from_str(raw.get()).map_err(|_| ClassifyError::MalformedBody(within))
 }
 
@@ -130,8 +142,11 @@ struct ObjectEntries;
 impl ObjectEntries {
     fn parse(text: &str) -> Result<Vec<(String, &RawValue)>, ClassifyError> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let entries = de.deserialize_map(EntriesVisitor).map_err(classify_json_error)?;
-        de.end().map_err(|_| ClassifyError::MalformedBody("trailing data"))?;
+        let entries = de
+            .deserialize_map(EntriesVisitor)
+            .map_err(classify_json_error)?;
+        de.end()
+            .map_err(|_| ClassifyError::MalformedBody("trailing data"))?;
         Ok(entries)
     }
 }
@@ -147,8 +162,9 @@ impl<'de> Visitor<'de> for EntriesVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut entries: Vec<(String, &'de RawValue)> = Vec::new();
+        let mut keys = KeySet::default();
         while let Some(key) = map.next_key::<String>()? {
-            if entries.iter().any(|(k, _)| *k == key) {
+            if !keys.insert(&key) {
                 return Err(de::Error::custom(DUPLICATE));
             }
             let value: &'de RawValue = map.next_value()?;
@@ -175,7 +191,8 @@ pub fn check_no_duplicates(text: &str) -> Result<(), ClassifyError> {
     NoDuplicates
         .deserialize(&mut de)
         .map_err(classify_json_error)?;
-    de.end().map_err(|_| ClassifyError::MalformedBody("trailing data"))
+    de.end()
+        .map_err(|_| ClassifyError::MalformedBody("trailing data"))
 }
 
 #[derive(Clone, Copy)]
@@ -221,15 +238,42 @@ impl<'de> Visitor<'de> for NoDuplicates {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut keys: Vec<String> = Vec::new();
+        let mut keys = KeySet::default();
         while let Some(key) = map.next_key::<String>()? {
-            if keys.contains(&key) {
+            if !keys.insert(&key) {
                 return Err(de::Error::custom(DUPLICATE));
             }
-            keys.push(key);
             map.next_value_seed(NoDuplicates)?;
         }
         Ok(())
+    }
+}
+
+/// The keys of one object seen so far: a short list for the usual handful,
+/// a hash set once an object is large, so that a body of many keys costs
+/// linear time, not quadratic.
+#[derive(Default)]
+struct KeySet {
+    few: Vec<String>,
+    many: Option<HashSet<String>>,
+}
+
+impl KeySet {
+    const FEW: usize = 16;
+
+    /// False if `key` was already there.
+    fn insert(&mut self, key: &str) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.insert(key.to_owned());
+        }
+        if self.few.iter().any(|k| k == key) {
+            return false;
+        }
+        self.few.push(key.to_owned());
+        if self.few.len() > Self::FEW {
+            self.many = Some(self.few.drain(..).collect());
+        }
+        true
     }
 }
 
@@ -241,14 +285,19 @@ mod tests {
     fn both_spellings_are_read() {
         for text in [r#"{"structuredQuery":{}}"#, r#"{"structured_query":{}}"#] {
             let mut obj = Object::parse(text, "t").unwrap();
-            assert!(obj.take("structuredQuery", "structured_query").unwrap().is_some());
+            assert!(
+                obj.take("structuredQuery", "structured_query")
+                    .unwrap()
+                    .is_some()
+            );
             obj.finish().unwrap();
         }
     }
 
     #[test]
     fn mixed_spelling_is_refused() {
-        let mut obj = Object::parse(r#"{"structuredQuery":{},"structured_query":{}}"#, "t").unwrap();
+        let mut obj =
+            Object::parse(r#"{"structuredQuery":{},"structured_query":{}}"#, "t").unwrap();
         let err = obj.take("structuredQuery", "structured_query").unwrap_err();
         assert_eq!(err.reason(), "mixed_field_spelling");
     }
@@ -258,11 +307,26 @@ mod tests {
         let top = Object::parse(r#"{"a":1,"a":2}"#, "t").err().unwrap();
         assert_eq!(top.reason(), "duplicate_key");
         // The same key written with an escape is the same key.
-        let escaped = Object::parse(r#"{"name":1,"na\u006de":2}"#, "t").err().unwrap();
+        let escaped = Object::parse(r#"{"name":1,"na\u006de":2}"#, "t")
+            .err()
+            .unwrap();
         assert_eq!(escaped.reason(), "duplicate_key");
         let deep = check_no_duplicates(r#"{"x":[{"y":{"z":1,"z":1}}]}"#).unwrap_err();
         assert_eq!(deep.reason(), "duplicate_key");
         assert!(check_no_duplicates(r#"{"x":[{"z":1},{"z":1}]}"#).is_ok());
+        // Past the short list, the hash set still sees repeats.
+        let many: Vec<String> = (0..100).map(|i| format!(r#""k{i}":1"#)).collect();
+        let unique = format!("{{{}}}", many.join(","));
+        assert!(check_no_duplicates(&unique).is_ok());
+        let repeated = format!(r#"{{{},"k3":2}}"#, many.join(","));
+        assert_eq!(
+            check_no_duplicates(&repeated).unwrap_err().reason(),
+            "duplicate_key"
+        );
+        assert_eq!(
+            Object::parse(&repeated, "t").err().unwrap().reason(),
+            "duplicate_key"
+        );
     }
 
     #[test]

@@ -165,7 +165,12 @@ impl<'a> Classifier<'a> {
         if let Some(documents) = req.take("documents", "documents")? {
             for raw in body::array(documents, "documents")? {
                 let name = body::string(raw, "documents[]")?;
-                self.push(Scope::Document { path: document_name(self.database, &name)? }, Access::Get);
+                self.push(
+                    Scope::Document {
+                        path: document_name(self.database, &name)?,
+                    },
+                    Access::Get,
+                );
             }
         }
         req.opaque("mask", "mask")?;
@@ -266,7 +271,9 @@ impl<'a> Classifier<'a> {
         req.refuse("database", "database")?;
         let raw = req
             .take("transaction", "transaction")?
-            .ok_or(ClassifyError::MalformedBody("rollback without a transaction"))?;
+            .ok_or(ClassifyError::MalformedBody(
+                "rollback without a transaction",
+            ))?;
         self.present(raw)?;
         req.finish()
     }
@@ -333,7 +340,11 @@ impl<'a> Classifier<'a> {
 
     /// `structuredQuery.from[]` → one `list` target per selector; the rest
     /// of the query narrows results and cannot widen the scope.
-    fn structured_query(&mut self, parent: &[String], raw: &'a RawValue) -> Result<(), ClassifyError> {
+    fn structured_query(
+        &mut self,
+        parent: &[String],
+        raw: &'a RawValue,
+    ) -> Result<(), ClassifyError> {
         let mut q = body::object(raw, "structuredQuery")?;
         let from = q.take("from", "from")?;
         for (camel, snake) in [
@@ -393,9 +404,15 @@ impl<'a> Classifier<'a> {
         let transaction = req.take("transaction", "transaction")?;
         let new_transaction = req.take("newTransaction", "new_transaction")?;
         let read_time = req.take("readTime", "read_time")?;
-        let given = [transaction.is_some(), new_transaction.is_some(), read_time.is_some()];
+        let given = [
+            transaction.is_some(),
+            new_transaction.is_some(),
+            read_time.is_some(),
+        ];
         if given.iter().filter(|g| **g).count() > 1 {
-            return Err(ClassifyError::MalformedBody("more than one consistency selector"));
+            return Err(ClassifyError::MalformedBody(
+                "more than one consistency selector",
+            ));
         }
         if let Some(raw) = transaction {
             self.present(raw)?;

@@ -254,7 +254,10 @@ impl ClassifyError {
                 Code::InvalidArgument,
                 "Invalid request: a field is given in two spellings.",
             ),
-            E::UnknownField(_) => (Code::InvalidArgument, "Invalid JSON payload: unknown field."),
+            E::UnknownField(_) => (
+                Code::InvalidArgument,
+                "Invalid JSON payload: unknown field.",
+            ),
             E::PathFieldRespecified(_) => (
                 Code::InvalidArgument,
                 "Invalid request: a field bound by the URL is given again.",
@@ -277,10 +280,7 @@ impl ClassifyError {
             E::UnsupportedContentEncoding => {
                 (Code::InvalidArgument, "Unsupported content encoding.")
             }
-            E::BodyNotAllowed => (
-                Code::InvalidArgument,
-                "This method takes no request body.",
-            ),
+            E::BodyNotAllowed => (Code::InvalidArgument, "This method takes no request body."),
         };
         ApiError::new(code, message)
     }

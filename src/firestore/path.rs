@@ -39,7 +39,9 @@ pub fn decode_segment(raw: &str) -> Result<String, ClassifyError> {
         return Err(ClassifyError::BadPathEncoding("double percent-encoding"));
     }
     if decoded.contains('/') {
-        return Err(ClassifyError::BadPathEncoding("encoded '/' inside a segment"));
+        return Err(ClassifyError::BadPathEncoding(
+            "encoded '/' inside a segment",
+        ));
     }
     validate_id(&decoded)?;
     Ok(decoded)
@@ -253,14 +255,38 @@ mod tests {
     #[test]
     fn body_name_traps_are_refused() {
         let cases = [
-            ("projects/p/databases/(default)/documents/a", "resource_parity_mismatch"),
-            ("projects/p/databases/(default)/documents", "resource_parity_mismatch"),
-            ("projects/p/databases/(default)/documents/a//b", "invalid_resource_id"),
-            ("projects/p/databases/(default)/documents/a/..", "invalid_resource_id"),
-            ("projects/p/databases/(default)/documents/__x__/b", "invalid_resource_id"),
-            ("projects/p/databases/(default)/documents/a/b/", "invalid_resource_id"),
-            ("projects/p/databases/(default)/a/b", "invalid_resource_name"),
-            ("/projects/p/databases/(default)/documents/a/b", "invalid_resource_name"),
+            (
+                "projects/p/databases/(default)/documents/a",
+                "resource_parity_mismatch",
+            ),
+            (
+                "projects/p/databases/(default)/documents",
+                "resource_parity_mismatch",
+            ),
+            (
+                "projects/p/databases/(default)/documents/a//b",
+                "invalid_resource_id",
+            ),
+            (
+                "projects/p/databases/(default)/documents/a/..",
+                "invalid_resource_id",
+            ),
+            (
+                "projects/p/databases/(default)/documents/__x__/b",
+                "invalid_resource_id",
+            ),
+            (
+                "projects/p/databases/(default)/documents/a/b/",
+                "invalid_resource_id",
+            ),
+            (
+                "projects/p/databases/(default)/a/b",
+                "invalid_resource_name",
+            ),
+            (
+                "/projects/p/databases/(default)/documents/a/b",
+                "invalid_resource_name",
+            ),
             ("", "invalid_resource_name"),
         ];
         for (name, reason) in cases {

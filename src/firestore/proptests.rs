@@ -10,7 +10,12 @@ use super::path::validate_id;
 use super::transaction::TransactionSealer;
 use super::{Database, Scope, classify_request, route};
 
-fn run(method: &str, uri: &str, content_type: Option<&str>, body: &[u8]) -> Result<super::Classified, super::ClassifyError> {
+fn run(
+    method: &str,
+    uri: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<super::Classified, super::ClassifyError> {
     let Ok(method) = HttpMethod::from_bytes(method.as_bytes()) else {
         return Err(super::ClassifyError::RouteNotFound("bad method"));
     };
@@ -108,12 +113,40 @@ fn uri() -> impl Strategy<Value = String> {
 }
 
 const KEYS: &[&str] = &[
-    "writes", "update", "delete", "transform", "verify", "name", "fields", "document",
-    "currentDocument", "current_document", "exists", "updateTime", "documents", "transaction",
-    "newTransaction", "readWrite", "retryTransaction", "readOnly", "structuredQuery",
-    "structured_query", "from", "collectionId", "collection_id", "allDescendants",
-    "all_descendants", "where", "structuredAggregationQuery", "options", "database", "parent",
-    "mask", "readTime", "labels", "x",
+    "writes",
+    "update",
+    "delete",
+    "transform",
+    "verify",
+    "name",
+    "fields",
+    "document",
+    "currentDocument",
+    "current_document",
+    "exists",
+    "updateTime",
+    "documents",
+    "transaction",
+    "newTransaction",
+    "readWrite",
+    "retryTransaction",
+    "readOnly",
+    "structuredQuery",
+    "structured_query",
+    "from",
+    "collectionId",
+    "collection_id",
+    "allDescendants",
+    "all_descendants",
+    "where",
+    "structuredAggregationQuery",
+    "options",
+    "database",
+    "parent",
+    "mask",
+    "readTime",
+    "labels",
+    "x",
 ];
 
 fn json() -> impl Strategy<Value = serde_json::Value> {
@@ -144,8 +177,17 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// A modest run in `cargo test`; `FIREGATE_FUZZ_CASES=100000` runs longer.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("FIREGATE_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    ProptestConfig::with_cases(cases)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(config())]
 
     #[test]
     fn route_and_classify_never_panic(
@@ -204,23 +246,81 @@ fn regression_corpus() {
         "{\"x\":".repeat(5_000) + "1" + &"}".repeat(5_000)
     );
     let cases: Vec<(&str, String, Vec<u8>, Result<(), &str>)> = vec![
-        ("POST", format!("{db}:commit"), deep.into_bytes(), Err("malformed_body")),
-        ("POST", format!("{db}:runQuery"), deep_query.into_bytes(), Err("malformed_body")),
-        ("POST", format!("{db}:commit"), b"\xEF\xBB\xBF{}".to_vec(), Err("malformed_body")),
-        ("POST", format!("{db}:commit"), br#"{"writes":[{"delete":"\ud800"}]}"#.to_vec(), Err("malformed_body")),
-        ("POST", format!("{db}:commit"), b"{\"writes\":[],\"\\u0000\":1}".to_vec(), Err("unknown_field")),
-        ("POST", format!("{db}:commit"), br#"{"writes":[{"delete":"projects/p/databases/(default)/documents/a/b\u0000"}]}"#.to_vec(), Err("invalid_resource_id")),
-        ("POST", format!("{db}:commit"), br#"{"writes":[],"transaction":1e999}"#.to_vec(), Err("malformed_body")),
-        ("POST", format!("{db}:commit"), b"\xff\xfe".to_vec(), Err("malformed_body")),
+        (
+            "POST",
+            format!("{db}:commit"),
+            deep.into_bytes(),
+            Err("malformed_body"),
+        ),
+        (
+            "POST",
+            format!("{db}:runQuery"),
+            deep_query.into_bytes(),
+            Err("malformed_body"),
+        ),
+        (
+            "POST",
+            format!("{db}:commit"),
+            b"\xEF\xBB\xBF{}".to_vec(),
+            Err("malformed_body"),
+        ),
+        (
+            "POST",
+            format!("{db}:commit"),
+            br#"{"writes":[{"delete":"\ud800"}]}"#.to_vec(),
+            Err("malformed_body"),
+        ),
+        (
+            "POST",
+            format!("{db}:commit"),
+            b"{\"writes\":[],\"\\u0000\":1}".to_vec(),
+            Err("unknown_field"),
+        ),
+        (
+            "POST",
+            format!("{db}:commit"),
+            br#"{"writes":[{"delete":"projects/p/databases/(default)/documents/a/b\u0000"}]}"#
+                .to_vec(),
+            Err("invalid_resource_id"),
+        ),
+        (
+            "POST",
+            format!("{db}:commit"),
+            br#"{"writes":[],"transaction":1e999}"#.to_vec(),
+            Err("malformed_body"),
+        ),
+        (
+            "POST",
+            format!("{db}:commit"),
+            b"\xff\xfe".to_vec(),
+            Err("malformed_body"),
+        ),
         ("POST", format!("{db}:commit"), b"   ".to_vec(), Ok(())),
         ("GET", format!("{db}/a/%E2%80%AE"), vec![], Ok(())),
-        ("GET", format!("{db}/a/%C0%AF"), vec![], Err("bad_path_encoding")),
+        (
+            "GET",
+            format!("{db}/a/%C0%AF"),
+            vec![],
+            Err("bad_path_encoding"),
+        ),
         ("GET", format!("{db}/a/b?transaction="), vec![], Ok(())),
-        ("POST", format!("{db}:batchGet"), br#"{"documents":null}"#.to_vec(), Ok(())),
-        ("POST", format!("{db}:runQuery?$alt=json%3benum-encoding%3dint"), br#"{"structuredQuery":{"from":[{"collectionId":"a"}]}}"#.to_vec(), Ok(())),
+        (
+            "POST",
+            format!("{db}:batchGet"),
+            br#"{"documents":null}"#.to_vec(),
+            Ok(()),
+        ),
+        (
+            "POST",
+            format!("{db}:runQuery?$alt=json%3benum-encoding%3dint"),
+            br#"{"structuredQuery":{"from":[{"collectionId":"a"}]}}"#.to_vec(),
+            Ok(()),
+        ),
     ];
     for (method, uri, body, expected) in cases {
-        let got = run(method, &uri, Some("application/json"), &body).map(|_| ()).map_err(|e| e.reason());
+        let got = run(method, &uri, Some("application/json"), &body)
+            .map(|_| ())
+            .map_err(|e| e.reason());
         assert_eq!(got, expected, "{method} {}", &uri[..uri.len().min(120)]);
     }
 }

@@ -92,11 +92,13 @@ pub fn route(method: &HttpMethod, uri: &Uri, headers: &HeaderMap) -> Result<Rout
     check_headers(method, headers)?;
     let raw = uri.path();
     let Some(rest) = raw.strip_prefix("/v1/") else {
-        return Err(if raw.starts_with("/v1beta1/") || raw.starts_with("/v1beta2/") {
-            ClassifyError::Unsupported("v1beta API")
-        } else {
-            ClassifyError::RouteNotFound("not under /v1/")
-        });
+        return Err(
+            if raw.starts_with("/v1beta1/") || raw.starts_with("/v1beta2/") {
+                ClassifyError::Unsupported("v1beta API")
+            } else {
+                ClassifyError::RouteNotFound("not under /v1/")
+            },
+        );
     };
     let (rest, verb) = split_verb(rest)?;
     let raw_segments: Vec<&str> = rest.split('/').collect();
@@ -198,7 +200,11 @@ fn rpc(method: &HttpMethod, verb: Option<&str>, depth: usize) -> Result<Method, 
 
 /// Headers that change what a request means (§4).
 fn check_headers(method: &HttpMethod, headers: &HeaderMap) -> Result<(), ClassifyError> {
-    for name in ["x-http-method-override", "x-http-method", "x-method-override"] {
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
         if headers.contains_key(name) {
             return Err(ClassifyError::MethodOverride);
         }
@@ -319,7 +325,9 @@ impl Query {
                     return Err(ClassifyError::DuplicateParameter);
                 }
             }
-            seen.push((param, name));
+            if previous.is_none() {
+                seen.push((param, name));
+            }
             query.accept(param, value)?;
         }
         Ok(query)

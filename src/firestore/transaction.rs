@@ -306,7 +306,10 @@ impl Keys {
     }
 
     fn seal(&self, fingerprint: &Fingerprint, database: &str, expiry: u64, id: &[u8]) -> String {
-        let issuer = self.issuer_tag(expiry, database, id).finalize().into_bytes();
+        let issuer = self
+            .issuer_tag(expiry, database, id)
+            .finalize()
+            .into_bytes();
         let issuer = &issuer[..TAG_LEN];
         let owner = self.owner_tag(issuer, fingerprint).finalize().into_bytes();
         let mut out = Vec::with_capacity(1 + 8 + id.len() + 2 * TAG_LEN);

@@ -40,25 +40,90 @@ fn refused(method: &str, uri: &str, h: &HeaderMap) -> &'static str {
 #[test]
 fn every_route_of_section_1() {
     let cases: &[(&str, String, Method, &[&str])] = &[
-        ("GET", format!("{DB}/users/alice"), Method::Get, &["users", "alice"]),
+        (
+            "GET",
+            format!("{DB}/users/alice"),
+            Method::Get,
+            &["users", "alice"],
+        ),
         ("GET", format!("{DB}/users"), Method::List, &["users"]),
-        ("GET", format!("{DB}/users/alice/posts"), Method::List, &["users", "alice", "posts"]),
-        ("POST", format!("{DB}/users"), Method::CreateDocument, &["users"]),
-        ("POST", format!("{DB}/users/alice/posts"), Method::CreateDocument, &["users", "alice", "posts"]),
-        ("PATCH", format!("{DB}/users/alice"), Method::Patch, &["users", "alice"]),
-        ("DELETE", format!("{DB}/users/alice"), Method::Delete, &["users", "alice"]),
+        (
+            "GET",
+            format!("{DB}/users/alice/posts"),
+            Method::List,
+            &["users", "alice", "posts"],
+        ),
+        (
+            "POST",
+            format!("{DB}/users"),
+            Method::CreateDocument,
+            &["users"],
+        ),
+        (
+            "POST",
+            format!("{DB}/users/alice/posts"),
+            Method::CreateDocument,
+            &["users", "alice", "posts"],
+        ),
+        (
+            "PATCH",
+            format!("{DB}/users/alice"),
+            Method::Patch,
+            &["users", "alice"],
+        ),
+        (
+            "DELETE",
+            format!("{DB}/users/alice"),
+            Method::Delete,
+            &["users", "alice"],
+        ),
         ("POST", format!("{DB}:batchGet"), Method::BatchGet, &[]),
         ("POST", format!("{DB}:commit"), Method::Commit, &[]),
         ("POST", format!("{DB}:batchWrite"), Method::BatchWrite, &[]),
-        ("POST", format!("{DB}:beginTransaction"), Method::BeginTransaction, &[]),
+        (
+            "POST",
+            format!("{DB}:beginTransaction"),
+            Method::BeginTransaction,
+            &[],
+        ),
         ("POST", format!("{DB}:rollback"), Method::Rollback, &[]),
         ("POST", format!("{DB}:runQuery"), Method::RunQuery, &[]),
-        ("POST", format!("{DB}/users/alice:runQuery"), Method::RunQuery, &["users", "alice"]),
-        ("POST", format!("{DB}:runAggregationQuery"), Method::RunAggregationQuery, &[]),
-        ("POST", format!("{DB}/users/alice:runAggregationQuery"), Method::RunAggregationQuery, &["users", "alice"]),
-        ("POST", format!("{DB}:partitionQuery"), Method::PartitionQuery, &[]),
-        ("POST", format!("{DB}:listCollectionIds"), Method::ListCollectionIds, &[]),
-        ("POST", format!("{DB}/users/alice:listCollectionIds"), Method::ListCollectionIds, &["users", "alice"]),
+        (
+            "POST",
+            format!("{DB}/users/alice:runQuery"),
+            Method::RunQuery,
+            &["users", "alice"],
+        ),
+        (
+            "POST",
+            format!("{DB}:runAggregationQuery"),
+            Method::RunAggregationQuery,
+            &[],
+        ),
+        (
+            "POST",
+            format!("{DB}/users/alice:runAggregationQuery"),
+            Method::RunAggregationQuery,
+            &["users", "alice"],
+        ),
+        (
+            "POST",
+            format!("{DB}:partitionQuery"),
+            Method::PartitionQuery,
+            &[],
+        ),
+        (
+            "POST",
+            format!("{DB}:listCollectionIds"),
+            Method::ListCollectionIds,
+            &[],
+        ),
+        (
+            "POST",
+            format!("{DB}/users/alice:listCollectionIds"),
+            Method::ListCollectionIds,
+            &["users", "alice"],
+        ),
     ];
     for (method, uri, rpc, path) in cases {
         let r = ok(method, uri);
@@ -66,7 +131,10 @@ fn every_route_of_section_1() {
         assert_eq!(r.path, *path, "{method} {uri}");
         assert_eq!(r.database.project, "p");
         assert_eq!(r.database.database, "(default)");
-        assert_eq!(r.upstream_path_and_query, *uri, "canonical form is unchanged");
+        assert_eq!(
+            r.upstream_path_and_query, *uri,
+            "canonical form is unchanged"
+        );
     }
 }
 
@@ -81,18 +149,42 @@ fn routes_outside_the_table_are_refused() {
         ("HEAD", format!("{DB}/users/alice"), "route_not_found"),
         ("GET", format!("{DB}:batchGet"), "route_not_found"),
         ("POST", format!("{DB}/users:runQuery"), "route_not_found"),
-        ("POST", format!("{DB}/users/alice:commit"), "route_not_found"),
+        (
+            "POST",
+            format!("{DB}/users/alice:commit"),
+            "route_not_found",
+        ),
         ("POST", format!("{DB}:frobnicate"), "route_not_found"),
         ("POST", format!("{DB}:listen"), "unsupported_method"),
         ("POST", format!("{DB}:write"), "unsupported_method"),
-        ("POST", format!("{DB}:executePipeline"), "unsupported_method"),
-        ("POST", "/v1/projects/p/databases/(default):exportDocuments".into(), "unsupported_method"),
-        ("GET", "/v1/projects/p/databases/(default)".into(), "unsupported_method"),
-        ("POST", "/v1beta1/projects/p/databases/(default)/documents:commit".into(), "unsupported_method"),
+        (
+            "POST",
+            format!("{DB}:executePipeline"),
+            "unsupported_method",
+        ),
+        (
+            "POST",
+            "/v1/projects/p/databases/(default):exportDocuments".into(),
+            "unsupported_method",
+        ),
+        (
+            "GET",
+            "/v1/projects/p/databases/(default)".into(),
+            "unsupported_method",
+        ),
+        (
+            "POST",
+            "/v1beta1/projects/p/databases/(default)/documents:commit".into(),
+            "unsupported_method",
+        ),
         ("POST", "/batch".into(), "route_not_found"),
         ("GET", "/emulator/v1/projects/p".into(), "route_not_found"),
         ("POST", "/shutdown".into(), "route_not_found"),
-        ("GET", "/v1/projects/p/databases/(default)/%64ocuments/a/b".into(), "unsupported_method"),
+        (
+            "GET",
+            "/v1/projects/p/databases/(default)/%64ocuments/a/b".into(),
+            "unsupported_method",
+        ),
         ("GET", "/".into(), "route_not_found"),
     ];
     for (method, uri, reason) in cases {
@@ -127,7 +219,11 @@ fn path_encoding_traps_of_section_3() {
         "ambiguous_resource_name"
     );
     assert_eq!(
-        refused("GET", "/v1/projects/p/databases/%2E%2E/documents/a/b", &json()),
+        refused(
+            "GET",
+            "/v1/projects/p/databases/%2E%2E/documents/a/b",
+            &json()
+        ),
         "invalid_resource_id"
     );
 }
@@ -136,11 +232,11 @@ fn path_encoding_traps_of_section_3() {
 fn ids_decode_once_and_are_reencoded_upstream() {
     let r = ok("GET", &format!("{DB}/users/a%3Ab%20c"));
     assert_eq!(r.path, ["users", "a:b c"]);
-    assert_eq!(
-        r.upstream_path_and_query,
-        format!("{DB}/users/a%3Ab%20c")
+    assert_eq!(r.upstream_path_and_query, format!("{DB}/users/a%3Ab%20c"));
+    let r = ok(
+        "GET",
+        "/v1/projects/p/databases/%28default%29/documents/users/__id7__",
     );
-    let r = ok("GET", "/v1/projects/p/databases/%28default%29/documents/users/__id7__");
     assert_eq!(r.database.database, "(default)");
     assert_eq!(r.upstream_path_and_query, format!("{DB}/users/__id7__"));
     let r = ok("GET", &format!("{DB}/users/caf%C3%A9"));
@@ -149,13 +245,19 @@ fn ids_decode_once_and_are_reencoded_upstream() {
 
 #[test]
 fn allowed_system_parameters_are_forwarded_canonically() {
-    let node = ok("POST", &format!("{DB}:commit?$alt=json%3Benum-encoding=int"));
+    let node = ok(
+        "POST",
+        &format!("{DB}:commit?$alt=json%3Benum-encoding=int"),
+    );
     assert_eq!(
         node.upstream_path_and_query,
         format!("{DB}:commit?$alt=json%3Benum-encoding%3Dint")
     );
     let encoded_dollar = ok("POST", &format!("{DB}:commit?%24alt=json"));
-    assert_eq!(encoded_dollar.upstream_path_and_query, format!("{DB}:commit?$alt=json"));
+    assert_eq!(
+        encoded_dollar.upstream_path_and_query,
+        format!("{DB}:commit?$alt=json")
+    );
     let r = ok(
         "GET",
         &format!("{DB}/users/a?fields=name&prettyPrint=false&$.xgafv=2"),
@@ -168,12 +270,25 @@ fn allowed_system_parameters_are_forwarded_canonically() {
 
 #[test]
 fn api_keys_and_quota_user_are_stripped() {
-    for query in ["key=AIzaSyX", "$key=AIzaSyX", "%24key=k", "quotaUser=q", "key=a&key=b"] {
+    for query in [
+        "key=AIzaSyX",
+        "$key=AIzaSyX",
+        "%24key=k",
+        "quotaUser=q",
+        "key=a&key=b",
+    ] {
         let r = ok("POST", &format!("{DB}:runQuery?{query}"));
-        assert_eq!(r.upstream_path_and_query, format!("{DB}:runQuery"), "{query}");
+        assert_eq!(
+            r.upstream_path_and_query,
+            format!("{DB}:runQuery"),
+            "{query}"
+        );
     }
     let lite = ok("POST", &format!("{DB}:commit?key=AIzaSyX&$alt=json"));
-    assert_eq!(lite.upstream_path_and_query, format!("{DB}:commit?$alt=json"));
+    assert_eq!(
+        lite.upstream_path_and_query,
+        format!("{DB}:commit?$alt=json")
+    );
 }
 
 #[test]
@@ -212,49 +327,90 @@ fn system_parameters_of_section_4_are_refused() {
 
 #[test]
 fn method_parameters_in_both_spellings() {
-    let r = ok("GET", &format!("{DB}/users?page_size=10&pageToken=t&show_missing=true&mask.field_paths=a&mask.field_paths=b&order_by=name+desc"));
+    let r = ok(
+        "GET",
+        &format!(
+            "{DB}/users?page_size=10&pageToken=t&show_missing=true&mask.field_paths=a&mask.field_paths=b&order_by=name+desc"
+        ),
+    );
     assert_eq!(
         r.upstream_path_and_query,
-        format!("{DB}/users?pageSize=10&pageToken=t&showMissing=true&mask.fieldPaths=a&mask.fieldPaths=b&orderBy=name%20desc"),
+        format!(
+            "{DB}/users?pageSize=10&pageToken=t&showMissing=true&mask.fieldPaths=a&mask.fieldPaths=b&orderBy=name%20desc"
+        ),
         "snake_case is forwarded as camelCase"
     );
-    for mixed in ["pageSize=1&page_size=2", "mask.fieldPaths=a&mask.field_paths=b"] {
+    for mixed in [
+        "pageSize=1&page_size=2",
+        "mask.fieldPaths=a&mask.field_paths=b",
+    ] {
         let uri = format!("{DB}/users?{mixed}");
-        assert_eq!(refused("GET", &uri, &json()), "mixed_field_spelling", "{mixed}");
+        assert_eq!(
+            refused("GET", &uri, &json()),
+            "mixed_field_spelling",
+            "{mixed}"
+        );
     }
     let r = ok("POST", &format!("{DB}/users?document_id=alice"));
     assert_eq!(r.document_id.as_deref(), Some("alice"));
-    assert_eq!(r.upstream_path_and_query, format!("{DB}/users?documentId=alice"));
+    assert_eq!(
+        r.upstream_path_and_query,
+        format!("{DB}/users?documentId=alice")
+    );
 }
 
 #[test]
 fn preconditions_in_the_query() {
     let doc = format!("{DB}/users/a");
     assert_eq!(ok("PATCH", &doc).must_exist, None);
-    assert_eq!(ok("PATCH", &format!("{doc}?currentDocument.exists=true")).must_exist, Some(true));
-    assert_eq!(ok("PATCH", &format!("{doc}?current_document.exists=false")).must_exist, Some(false));
     assert_eq!(
-        ok("PATCH", &format!("{doc}?currentDocument.updateTime=2020-01-01T00:00:00Z")).must_exist,
+        ok("PATCH", &format!("{doc}?currentDocument.exists=true")).must_exist,
+        Some(true)
+    );
+    assert_eq!(
+        ok("PATCH", &format!("{doc}?current_document.exists=false")).must_exist,
+        Some(false)
+    );
+    assert_eq!(
+        ok(
+            "PATCH",
+            &format!("{doc}?currentDocument.updateTime=2020-01-01T00:00:00Z")
+        )
+        .must_exist,
         Some(true)
     );
     let both = format!("{doc}?currentDocument.exists=false&currentDocument.updateTime=x");
     assert_eq!(refused("PATCH", &both, &json()), "invalid_query_parameter");
     let maybe = format!("{doc}?currentDocument.exists=maybe");
     assert_eq!(refused("PATCH", &maybe, &json()), "invalid_query_parameter");
-    assert_eq!(refused("GET", &format!("{doc}?currentDocument.exists=true"), &json()), "unknown_query_parameter");
+    assert_eq!(
+        refused(
+            "GET",
+            &format!("{doc}?currentDocument.exists=true"),
+            &json()
+        ),
+        "unknown_query_parameter"
+    );
 }
 
 #[test]
 fn document_id_is_validated_as_an_id() {
     for id in ["a%2Fb", "..", "__x__", ""] {
         let uri = format!("{DB}/users?documentId={id}");
-        assert_eq!(refused("POST", &uri, &json()), "invalid_resource_id", "{id}");
+        assert_eq!(
+            refused("POST", &uri, &json()),
+            "invalid_resource_id",
+            "{id}"
+        );
     }
 }
 
 #[test]
 fn transaction_in_the_query_can_be_replaced() {
-    let mut r = ok("GET", &format!("{DB}/users/a?transaction=c2VhbGVk&fields=x"));
+    let mut r = ok(
+        "GET",
+        &format!("{DB}/users/a?transaction=c2VhbGVk&fields=x"),
+    );
     assert_eq!(r.query_transaction(), Some("c2VhbGVk"));
     r.set_query_transaction("dXA+/w==".into());
     assert_eq!(
@@ -270,19 +426,53 @@ fn headers_that_change_meaning_are_refused() {
         (&[("x-http-method-override", "DELETE")], "method_override"),
         (&[("X-HTTP-Method", "GET")], "method_override"),
         (&[("x-method-override", "PATCH")], "method_override"),
-        (&[("content-type", "application/x-protobuf")], "unsupported_content_type"),
-        (&[("content-type", "application/grpc")], "unsupported_content_type"),
-        (&[("content-type", "multipart/mixed")], "unsupported_content_type"),
-        (&[("content-type", "application/json; charset=utf-16")], "unsupported_content_type"),
-        (&[("content-type", "application/json"), ("content-type", "text/plain")], "unsupported_content_type"),
-        (&[("content-type", "application/json"), ("content-encoding", "gzip")], "unsupported_content_encoding"),
+        (
+            &[("content-type", "application/x-protobuf")],
+            "unsupported_content_type",
+        ),
+        (
+            &[("content-type", "application/grpc")],
+            "unsupported_content_type",
+        ),
+        (
+            &[("content-type", "multipart/mixed")],
+            "unsupported_content_type",
+        ),
+        (
+            &[("content-type", "application/json; charset=utf-16")],
+            "unsupported_content_type",
+        ),
+        (
+            &[
+                ("content-type", "application/json"),
+                ("content-type", "text/plain"),
+            ],
+            "unsupported_content_type",
+        ),
+        (
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            "unsupported_content_encoding",
+        ),
     ];
     for (h, reason) in cases {
         assert_eq!(refused("POST", &uri, &headers(h)), *reason, "{h:?}");
     }
     let get = format!("{DB}/users/a");
-    assert_eq!(refused("GET", &get, &headers(&[("content-length", "5")])), "body_not_allowed");
-    assert_eq!(refused("DELETE", &get, &headers(&[("transfer-encoding", "chunked")])), "body_not_allowed");
+    assert_eq!(
+        refused("GET", &get, &headers(&[("content-length", "5")])),
+        "body_not_allowed"
+    );
+    assert_eq!(
+        refused(
+            "DELETE",
+            &get,
+            &headers(&[("transfer-encoding", "chunked")])
+        ),
+        "body_not_allowed"
+    );
 }
 
 #[test]
@@ -308,7 +498,10 @@ fn json_content_types_are_accepted() {
 fn routing_hint_headers_do_not_change_the_route() {
     let h = headers(&[
         ("content-type", "application/json"),
-        ("x-goog-request-params", "database=projects%2Fq%2Fdatabases%2Fother"),
+        (
+            "x-goog-request-params",
+            "database=projects%2Fq%2Fdatabases%2Fother",
+        ),
         ("google-cloud-resource-prefix", "projects/q/databases/other"),
     ]);
     let r = route_of("POST", &format!("{DB}:commit"), &h).unwrap();

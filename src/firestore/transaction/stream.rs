@@ -265,7 +265,8 @@ mod tests {
     #[test]
     fn works_whatever_the_chunk_boundaries() {
         let input = r#"[{"found":{"name":"a\"b"},"transaction":"dHg\/=","readTime":"t"}]"#;
-        let expected = r#"[{"found":{"name":"a\"b"},"transaction":"SEALED(dHg/=)","readTime":"t"}]"#;
+        let expected =
+            r#"[{"found":{"name":"a\"b"},"transaction":"SEALED(dHg/=)","readTime":"t"}]"#;
         for split in 0..input.len() {
             let (a, b) = input.split_at(split);
             assert_eq!(run(&[a, b]), expected, "split at {split}");

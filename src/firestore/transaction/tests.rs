@@ -32,7 +32,10 @@ fn the_owner_gets_the_upstream_id_back() {
 fn another_principal_is_refused() {
     let s = sealer();
     let sealed = s.seal(&ALICE, &db(), b"upstream-tx");
-    assert_eq!(s.unseal(&sealed, &BOB, &db()), Err(TransactionError::NotOwned));
+    assert_eq!(
+        s.unseal(&sealed, &BOB, &db()),
+        Err(TransactionError::NotOwned)
+    );
 }
 
 #[test]
@@ -41,7 +44,10 @@ fn every_replica_with_the_key_accepts_the_seal() {
     let other_replica = sealer();
     assert_eq!(other_replica.unseal(&sealed, &ALICE, &db()).unwrap(), b"tx");
     let other_key = TransactionSealer::with_key(&[7; 32], Duration::from_secs(600)).unwrap();
-    assert_eq!(other_key.unseal(&sealed, &ALICE, &db()), Err(TransactionError::Forged));
+    assert_eq!(
+        other_key.unseal(&sealed, &ALICE, &db()),
+        Err(TransactionError::Forged)
+    );
 }
 
 #[test]
@@ -55,19 +61,29 @@ fn forgeries_are_refused() {
         tampered[i] ^= 0x01;
         let result = s.unseal(&STANDARD.encode(&tampered), &ALICE, &db());
         assert!(
-            matches!(result, Err(TransactionError::Forged | TransactionError::NotOwned)),
+            matches!(
+                result,
+                Err(TransactionError::Forged | TransactionError::NotOwned)
+            ),
             "byte {i}: {result:?}"
         );
     }
     // A raw upstream id, garbage, truncations, another database.
     for text in ["dXBzdHJlYW0tdHg=", "", "!!!", &sealed[..sealed.len() - 8]] {
-        assert_eq!(s.unseal(text, &ALICE, &db()), Err(TransactionError::Forged), "{text}");
+        assert_eq!(
+            s.unseal(text, &ALICE, &db()),
+            Err(TransactionError::Forged),
+            "{text}"
+        );
     }
     let other = Database {
         project: "p".into(),
         database: "other".into(),
     };
-    assert_eq!(s.unseal(&sealed, &ALICE, &other), Err(TransactionError::Forged));
+    assert_eq!(
+        s.unseal(&sealed, &ALICE, &other),
+        Err(TransactionError::Forged)
+    );
 }
 
 #[test]
@@ -105,7 +121,10 @@ fn url_safe_and_unpadded_forms_are_accepted() {
 
 fn route_for(method: &str, uri: &str) -> Route {
     let mut headers = http::HeaderMap::new();
-    headers.insert("content-type", http::HeaderValue::from_static("application/json"));
+    headers.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
     let method = http::Method::from_bytes(method.as_bytes()).unwrap();
     route(&method, &uri.parse().unwrap(), &headers).unwrap()
 }
@@ -115,7 +134,10 @@ fn the_body_carries_the_upstream_id_after_unsealing() {
     let s = sealer();
     let sealed = s.seal(&ALICE, &db(), b"up-id");
     let body = format!(r#"{{"writes":[],"transaction":"{sealed}"}}"#);
-    let mut route = route_for("POST", "/v1/projects/p/databases/(default)/documents:commit");
+    let mut route = route_for(
+        "POST",
+        "/v1/projects/p/databases/(default)/documents:commit",
+    );
     let bytes = Bytes::from(body.clone());
     let usage = crate::firestore::classify_request(&route, Some(&bytes))
         .unwrap()
@@ -124,7 +146,13 @@ fn the_body_carries_the_upstream_id_after_unsealing() {
         .unseal_request(&ALICE, &mut route, &usage, Some(bytes.clone()))
         .unwrap()
         .unwrap();
-    assert_eq!(out, format!(r#"{{"writes":[],"transaction":"{}"}}"#, STANDARD.encode("up-id")));
+    assert_eq!(
+        out,
+        format!(
+            r#"{{"writes":[],"transaction":"{}"}}"#,
+            STANDARD.encode("up-id")
+        )
+    );
     assert_eq!(
         s.unseal_request(&BOB, &mut route, &usage, Some(bytes)),
         Err(TransactionError::NotOwned)
@@ -147,7 +175,11 @@ fn the_query_carries_the_upstream_id_after_unsealing() {
         }),
         begins: false,
     };
-    assert!(s.unseal_request(&ALICE, &mut route, &usage, None).unwrap().is_none());
+    assert!(
+        s.unseal_request(&ALICE, &mut route, &usage, None)
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         route.upstream_path_and_query,
         "/v1/projects/p/databases/(default)/documents/a/b?transaction=dXAtaWQ%3D"
@@ -157,13 +189,24 @@ fn the_query_carries_the_upstream_id_after_unsealing() {
 #[test]
 fn a_request_without_transaction_is_untouched() {
     let s = sealer();
-    let mut route = route_for("POST", "/v1/projects/p/databases/(default)/documents:commit");
+    let mut route = route_for(
+        "POST",
+        "/v1/projects/p/databases/(default)/documents:commit",
+    );
     let body = Bytes::from_static(b"{\"writes\":[]}");
     let out = s
-        .unseal_request(&ALICE, &mut route, &TransactionUse::default(), Some(body.clone()))
+        .unseal_request(
+            &ALICE,
+            &mut route,
+            &TransactionUse::default(),
+            Some(body.clone()),
+        )
         .unwrap();
     assert_eq!(out, Some(body));
-    assert!(s.sealing(&ALICE, &db(), &TransactionUse::default()).is_none());
+    assert!(
+        s.sealing(&ALICE, &db(), &TransactionUse::default())
+            .is_none()
+    );
 }
 
 fn streamed(chunks: &[&'static str]) -> Body {
@@ -171,7 +214,9 @@ fn streamed(chunks: &[&'static str]) -> Body {
         .iter()
         .map(|c| Ok(http_body::Frame::data(Bytes::from_static(c.as_bytes()))))
         .collect();
-    crate::body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(frames)))
+    crate::body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+        frames,
+    )))
 }
 
 #[tokio::test]
@@ -197,7 +242,10 @@ async fn responses_are_sealed_for_the_principal_as_they_stream() {
     let sealed = value[0]["transaction"].as_str().unwrap();
     assert_ne!(sealed, "dXAtaWQ=");
     assert_eq!(s.unseal(sealed, &ALICE, &db()).unwrap(), b"up-id");
-    assert_eq!(s.unseal(sealed, &BOB, &db()), Err(TransactionError::NotOwned));
+    assert_eq!(
+        s.unseal(sealed, &BOB, &db()),
+        Err(TransactionError::NotOwned)
+    );
     assert_eq!(value[1]["document"]["name"], "n");
 }
 
@@ -214,9 +262,14 @@ async fn error_responses_pass_unchanged_and_compressed_ones_are_refused() {
     let error = sealing.clone().seal_response(error);
     assert_eq!(error.status(), StatusCode::CONFLICT);
     let mut gzip = Response::new(streamed(&["\x1f"]));
-    gzip.headers_mut()
-        .insert(header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
-    assert_eq!(sealing.seal_response(gzip).status(), StatusCode::BAD_GATEWAY);
+    gzip.headers_mut().insert(
+        header::CONTENT_ENCODING,
+        http::HeaderValue::from_static("gzip"),
+    );
+    assert_eq!(
+        sealing.seal_response(gzip).status(),
+        StatusCode::BAD_GATEWAY
+    );
 }
 
 #[test]
@@ -253,7 +306,11 @@ fn config_is_validated() {
     let a = TransactionSealer::new(&config).unwrap();
     let b = TransactionSealer::new(&config).unwrap();
     let sealed = a.seal(&ALICE, &db(), b"tx");
-    assert_eq!(b.unseal(&sealed, &ALICE, &db()).unwrap(), b"tx", "same key file, same key");
+    assert_eq!(
+        b.unseal(&sealed, &ALICE, &db()).unwrap(),
+        b"tx",
+        "same key file, same key"
+    );
 }
 
 #[test]
@@ -261,5 +318,8 @@ fn without_a_key_file_each_start_has_its_own_key() {
     let a = TransactionSealer::new(&TransactionConfig::default()).unwrap();
     let b = TransactionSealer::new(&TransactionConfig::default()).unwrap();
     let sealed = a.seal(&ALICE, &db(), b"tx");
-    assert_eq!(b.unseal(&sealed, &ALICE, &db()), Err(TransactionError::Forged));
+    assert_eq!(
+        b.unseal(&sealed, &ALICE, &db()),
+        Err(TransactionError::Forged)
+    );
 }
