@@ -1,8 +1,9 @@
 //! Proto3-JSON request bodies, read the way Google's parser reads them: both
 //! `camelCase` and `snake_case` field names, `null` meaning "unset" — and
-//! refused where a bypass could hide: a repeated key,
-//! a field spelled both ways, a field this proxy does not know.
+//! refused where a bypass could hide: a repeated key, a field spelled both
+//! ways, a field this proxy does not know.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -161,8 +162,9 @@ impl<'de> Visitor<'de> for EntriesVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut entries: Vec<(String, &'de RawValue)> = Vec::new();
+        let mut keys = KeySet::default();
         while let Some(key) = map.next_key::<String>()? {
-            if entries.iter().any(|(k, _)| *k == key) {
+            if !keys.insert(&key) {
                 return Err(de::Error::custom(DUPLICATE));
             }
             let value: &'de RawValue = map.next_value()?;
@@ -236,15 +238,42 @@ impl<'de> Visitor<'de> for NoDuplicates {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut keys: Vec<String> = Vec::new();
+        let mut keys = KeySet::default();
         while let Some(key) = map.next_key::<String>()? {
-            if keys.contains(&key) {
+            if !keys.insert(&key) {
                 return Err(de::Error::custom(DUPLICATE));
             }
-            keys.push(key);
             map.next_value_seed(NoDuplicates)?;
         }
         Ok(())
+    }
+}
+
+/// The keys of one object seen so far: a short list for the usual handful,
+/// a hash set once an object is large, so that a body of many keys costs
+/// linear time, not quadratic.
+#[derive(Default)]
+struct KeySet {
+    few: Vec<String>,
+    many: Option<HashSet<String>>,
+}
+
+impl KeySet {
+    const FEW: usize = 16;
+
+    /// False if `key` was already there.
+    fn insert(&mut self, key: &str) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.insert(key.to_owned());
+        }
+        if self.few.iter().any(|k| k == key) {
+            return false;
+        }
+        self.few.push(key.to_owned());
+        if self.few.len() > Self::FEW {
+            self.many = Some(self.few.drain(..).collect());
+        }
+        true
     }
 }
 
@@ -285,6 +314,19 @@ mod tests {
         let deep = check_no_duplicates(r#"{"x":[{"y":{"z":1,"z":1}}]}"#).unwrap_err();
         assert_eq!(deep.reason(), "duplicate_key");
         assert!(check_no_duplicates(r#"{"x":[{"z":1},{"z":1}]}"#).is_ok());
+        // Past the short list, the hash set still sees repeats.
+        let many: Vec<String> = (0..100).map(|i| format!(r#""k{i}":1"#)).collect();
+        let unique = format!("{{{}}}", many.join(","));
+        assert!(check_no_duplicates(&unique).is_ok());
+        let repeated = format!(r#"{{{},"k3":2}}"#, many.join(","));
+        assert_eq!(
+            check_no_duplicates(&repeated).unwrap_err().reason(),
+            "duplicate_key"
+        );
+        assert_eq!(
+            Object::parse(&repeated, "t").err().unwrap().reason(),
+            "duplicate_key"
+        );
     }
 
     #[test]

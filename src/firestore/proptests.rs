@@ -177,8 +177,17 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// A modest run in `cargo test`; `FIREGATE_FUZZ_CASES=100000` runs longer.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("FIREGATE_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    ProptestConfig::with_cases(cases)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(config())]
 
     #[test]
     fn route_and_classify_never_panic(

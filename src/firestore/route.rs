@@ -325,7 +325,9 @@ impl Query {
                     return Err(ClassifyError::DuplicateParameter);
                 }
             }
-            seen.push((param, name));
+            if previous.is_none() {
+                seen.push((param, name));
+            }
             query.accept(param, value)?;
         }
         Ok(query)
