@@ -49,9 +49,14 @@ impl PrincipalSpec {
 pub fn classify_request(method: &str, url: &str, body: Option<Bytes>) -> Result<Operation, String> {
     let method = HttpMethod::from_bytes(method.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("`{method}` is not an HTTP method"))?;
-    let uri: Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let route = firestore::route(&method, &uri, &headers)
         .map_err(|e| format!("request not classified ({}): {e}", e.reason()))?;
     let body = route.needs_body().then(|| body.unwrap_or_default());
@@ -209,7 +214,10 @@ pub fn run_tests(dir: &Path) -> anyhow::Result<TestSummary> {
             }
         };
         for (index, case) in tests.tests.iter().enumerate() {
-            let label = case.name.clone().unwrap_or_else(|| format!("#{}", index + 1));
+            let label = case
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("#{}", index + 1));
             match run_case(&table, &tests.principals, case) {
                 Ok(()) => {
                     summary.passed += 1;
@@ -230,7 +238,11 @@ pub fn run_tests(dir: &Path) -> anyhow::Result<TestSummary> {
     Ok(summary)
 }
 
-fn run_case(table: &Table, principals: &BTreeMap<String, PrincipalSpec>, case: &TestCase) -> Result<(), String> {
+fn run_case(
+    table: &Table,
+    principals: &BTreeMap<String, PrincipalSpec>,
+    case: &TestCase,
+) -> Result<(), String> {
     let principal = match &case.principal {
         PrincipalRef::Inline(spec) => spec.principal(),
         PrincipalRef::Named(name) => principals
@@ -254,14 +266,21 @@ fn run_case(table: &Table, principals: &BTreeMap<String, PrincipalSpec>, case: &
 }
 
 fn check_expectations(case: &TestCase, decision: &Decision) -> Result<(), String> {
-    let got = if decision.allowed { Expect::Allow } else { Expect::Deny };
+    let got = if decision.allowed {
+        Expect::Allow
+    } else {
+        Expect::Deny
+    };
     let summary = || {
         let targets: Vec<String> = decision
             .targets
             .iter()
             .map(|t| {
                 let rule = t.rule.as_deref().unwrap_or("-");
-                format!("{} {} → {:?} by {rule}", t.target.access, t.target.scope, t.why)
+                format!(
+                    "{} {} → {:?} by {rule}",
+                    t.target.access, t.target.scope, t.why
+                )
             })
             .collect();
         format!(
@@ -271,7 +290,11 @@ fn check_expectations(case: &TestCase, decision: &Decision) -> Result<(), String
         )
     };
     if got != case.expect {
-        return Err(format!("expected {:?}, got {got:?} ({})", case.expect, summary()));
+        return Err(format!(
+            "expected {:?}, got {got:?} ({})",
+            case.expect,
+            summary()
+        ));
     }
     if let Some(rule) = &case.rule {
         let deciding: Vec<Option<&str>> = match got {
@@ -354,10 +377,17 @@ fn target(spec: &TargetSpec) -> Result<Target, String> {
         "create" => Access::Create,
         "update" => Access::Update,
         "delete" => Access::Delete,
-        other => return Err(format!("unknown access `{other}` (get, list, create, update, delete)")),
+        other => {
+            return Err(format!(
+                "unknown access `{other}` (get, list, create, update, delete)"
+            ));
+        }
     };
     let segments = |p: &str| -> Vec<String> {
-        p.split('/').filter(|s| !s.is_empty()).map(String::from).collect()
+        p.split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     };
     let parent = segments(spec.parent.as_deref().unwrap_or(""));
     let given = [
@@ -394,10 +424,14 @@ fn target(spec: &TargetSpec) -> Result<Target, String> {
             collection: collection.clone(),
         }
     } else if let Some(p) = &spec.descendants {
-        Scope::Descendants { parent: segments(p) }
+        Scope::Descendants {
+            parent: segments(p),
+        }
     } else {
         let p = spec.collection_ids.as_deref().unwrap_or_default();
-        Scope::CollectionIds { parent: segments(p) }
+        Scope::CollectionIds {
+            parent: segments(p),
+        }
     };
     Ok(Target { scope, access })
 }
@@ -455,11 +489,33 @@ tests:
 "#,
         );
         let summary = run_tests(dir.path()).unwrap();
-        assert_eq!((summary.passed, summary.failed), (2, 3), "{}", summary.report);
-        assert!(summary.report.contains("FAIL") && summary.report.contains("wrong expectation: expected Allow, got Deny"));
-        assert!(summary.report.contains("expected rule `someone-else`"), "{}", summary.report);
-        assert!(summary.report.contains("unknown principal `nobody`"), "{}", summary.report);
-        assert!(summary.report.ends_with("2 passed, 3 failed\n"), "{}", summary.report);
+        assert_eq!(
+            (summary.passed, summary.failed),
+            (2, 3),
+            "{}",
+            summary.report
+        );
+        assert!(
+            summary.report.contains("FAIL")
+                && summary
+                    .report
+                    .contains("wrong expectation: expected Allow, got Deny")
+        );
+        assert!(
+            summary.report.contains("expected rule `someone-else`"),
+            "{}",
+            summary.report
+        );
+        assert!(
+            summary.report.contains("unknown principal `nobody`"),
+            "{}",
+            summary.report
+        );
+        assert!(
+            summary.report.ends_with("2 passed, 3 failed\n"),
+            "{}",
+            summary.report
+        );
     }
 
     /// The shipped example passes. Request-form cases need the classifier;
@@ -489,14 +545,20 @@ tests:
     fn target_forms() {
         let spec = |yaml: &str| serde_yaml_ng::from_str::<TargetSpec>(yaml).unwrap();
         assert_eq!(
-            target(&spec("{ access: list, collection_group: logs, parent: /teams/a }")).unwrap().scope,
+            target(&spec(
+                "{ access: list, collection_group: logs, parent: /teams/a }"
+            ))
+            .unwrap()
+            .scope,
             Scope::CollectionGroup {
                 parent: vec!["teams".into(), "a".into()],
                 collection: "logs".into()
             }
         );
         assert_eq!(
-            target(&spec("{ access: list, collection: /teams/a/logs }")).unwrap().scope,
+            target(&spec("{ access: list, collection: /teams/a/logs }"))
+                .unwrap()
+                .scope,
             Scope::Collection {
                 parent: vec!["teams".into(), "a".into()],
                 collection: "logs".into()

@@ -251,7 +251,10 @@ fn compile_who(raw: Option<&RawWho>, problems: &mut Problems) -> Option<Who> {
     let before = problems.len();
     for (name, flag) in [("authenticated", raw.authenticated), ("any", raw.any)] {
         if flag == Some(false) {
-            problems.push(("who", format!("`who.{name}: false` matches nobody; remove the rule")));
+            problems.push((
+                "who",
+                format!("`who.{name}: false` matches nobody; remove the rule"),
+            ));
         }
     }
     let everyone = raw.authenticated == Some(true) || raw.any == Some(true);
@@ -263,7 +266,10 @@ fn compile_who(raw: Option<&RawWho>, problems: &mut Problems) -> Option<Who> {
     ];
     for (name, list) in lists {
         if list.as_ref().is_some_and(Vec::is_empty) {
-            problems.push(("who", format!("`who.{name}` is empty and would match nobody")));
+            problems.push((
+                "who",
+                format!("`who.{name}` is empty and would match nobody"),
+            ));
         }
     }
     let claims: Vec<(String, ClaimTest)> = raw

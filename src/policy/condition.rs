@@ -118,7 +118,11 @@ impl Input {
 }
 
 /// Every free variable with the field selected on it directly, if any.
-fn collect_references(expr: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<(String, Option<String>)>) {
+fn collect_references(
+    expr: &IdedExpr,
+    bound: &mut Vec<String>,
+    out: &mut Vec<(String, Option<String>)>,
+) {
     match &expr.expr {
         Expr::Ident(name) => {
             if !bound.contains(name) && !name.starts_with('@') {
@@ -170,7 +174,11 @@ fn collect_references(expr: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<(S
     }
 }
 
-fn collect_entry(entry: &EntryExpr, bound: &mut Vec<String>, out: &mut Vec<(String, Option<String>)>) {
+fn collect_entry(
+    entry: &EntryExpr,
+    bound: &mut Vec<String>,
+    out: &mut Vec<(String, Option<String>)>,
+) {
     match entry {
         EntryExpr::StructField(f) => collect_references(&f.value, bound, out),
         EntryExpr::MapEntry(m) => {
@@ -221,15 +229,27 @@ mod tests {
 
     #[test]
     fn claim_bindings() {
-        assert_eq!(eval("principal.claims.team == path.team", &[("team", "payments")]), Ok(true));
+        assert_eq!(
+            eval(
+                "principal.claims.team == path.team",
+                &[("team", "payments")]
+            ),
+            Ok(true)
+        );
         assert_eq!(eval("principal.claims.level >= 3", &[]), Ok(true));
         assert_eq!(eval("principal.claims.level > 3", &[]), Ok(false));
     }
 
     #[test]
     fn request_fields() {
-        assert_eq!(eval("request.method == 'get' && request.rpc == 'get'", &[]), Ok(true));
-        assert_eq!(eval("request.time > timestamp('2000-01-01T00:00:00Z')", &[]), Ok(true));
+        assert_eq!(
+            eval("request.method == 'get' && request.rpc == 'get'", &[]),
+            Ok(true)
+        );
+        assert_eq!(
+            eval("request.time > timestamp('2000-01-01T00:00:00Z')", &[]),
+            Ok(true)
+        );
     }
 
     #[test]
@@ -248,7 +268,9 @@ mod tests {
         assert!(errors[0].contains("unknown variable `user`"), "{errors:?}");
         let errors = compile("path.org == 'x'").err().unwrap();
         assert!(errors[0].contains("path.org"), "{errors:?}");
-        let errors = compile("principal.role == 'x' || request.ip == 'y'").err().unwrap();
+        let errors = compile("principal.role == 'x' || request.ip == 'y'")
+            .err()
+            .unwrap();
         assert_eq!(errors.len(), 2, "{errors:?}");
     }
 
@@ -266,7 +288,12 @@ mod tests {
     #[test]
     fn time_reads_are_detected() {
         assert!(!compile("principal.subject == 'a'").ok().unwrap().reads_time);
-        assert!(compile("request.time < timestamp('2030-01-01T00:00:00Z')").ok().unwrap().reads_time);
+        assert!(
+            compile("request.time < timestamp('2030-01-01T00:00:00Z')")
+                .ok()
+                .unwrap()
+                .reads_time
+        );
         assert!(compile("request['time'] != null").ok().unwrap().reads_time);
         assert!(!compile("request.method == 'get'").ok().unwrap().reads_time);
     }

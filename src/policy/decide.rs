@@ -43,7 +43,8 @@ impl<'a> Request<'a> {
     }
 
     fn input(&self) -> &Input {
-        self.input.get_or_init(|| Input::new(self.principal, self.method))
+        self.input
+            .get_or_init(|| Input::new(self.principal, self.method))
     }
 }
 
@@ -51,7 +52,11 @@ impl Table {
     /// Judge a whole operation, uncached (`policy check`, `policy test`).
     pub fn decide(&self, principal: &Principal, op: &Operation) -> Decision {
         let req = Request::new(principal, op);
-        let verdicts: Vec<Verdict> = op.targets.iter().map(|t| self.decide_target(&req, t)).collect();
+        let verdicts: Vec<Verdict> = op
+            .targets
+            .iter()
+            .map(|t| self.decide_target(&req, t))
+            .collect();
         combine(&verdicts)
     }
 

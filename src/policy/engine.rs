@@ -40,9 +40,21 @@ impl Metrics {
             reload_refused: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("policy");
-        r.register("decisions", "Policy decisions by result", m.decisions.clone());
-        r.register("cache_lookups", "Per-target decision cache lookups by result", m.cache.clone());
-        r.register("reloads", "Policy reloads by result (ok, refused)", m.reloads.clone());
+        r.register(
+            "decisions",
+            "Policy decisions by result",
+            m.decisions.clone(),
+        );
+        r.register(
+            "cache_lookups",
+            "Per-target decision cache lookups by result",
+            m.cache.clone(),
+        );
+        r.register(
+            "reloads",
+            "Policy reloads by result (ok, refused)",
+            m.reloads.clone(),
+        );
         r.register("rules", "Rules in the serving table", m.rules.clone());
         r.register("epoch", "Epoch of the serving table", m.epoch.clone());
         r.register(
@@ -83,7 +95,10 @@ impl Shared {
                 self.install(table);
                 self.refused.store(None);
                 self.metrics.reload_refused.set(0);
-                self.metrics.reloads.get_or_create(&[("result", "ok")]).inc();
+                self.metrics
+                    .reloads
+                    .get_or_create(&[("result", "ok")])
+                    .inc();
                 tracing::info!(epoch, rules, "policy table reloaded");
                 Ok(epoch)
             }
@@ -92,7 +107,10 @@ impl Shared {
                 tracing::error!(errors = %errors, "policy reload refused; the previous table keeps serving");
                 self.refused.store(Some(Arc::new(detail)));
                 self.metrics.reload_refused.set(1);
-                self.metrics.reloads.get_or_create(&[("result", "refused")]).inc();
+                self.metrics
+                    .reloads
+                    .get_or_create(&[("result", "refused")])
+                    .inc();
                 Err(errors)
             }
         }
@@ -130,7 +148,12 @@ impl PolicyEngine {
             tokio::task::spawn_blocking(move || Table::from_dir(&dir, 1)).await?
         }
         .map_err(|errors| anyhow::anyhow!("invalid policy in {}:\n{errors}", dir.display()))?;
-        let shared = Arc::new(Shared::new(table, Some(dir.clone()), config.cache_capacity, registry));
+        let shared = Arc::new(Shared::new(
+            table,
+            Some(dir.clone()),
+            config.cache_capacity,
+            registry,
+        ));
         let reloader = reload::Reloader::start(Arc::clone(&shared), &dir, config.watch)?;
         tracing::info!(dir = %dir.display(), rules = shared.table.load().len(), "policy table loaded");
         Ok(PolicyEngine {

@@ -247,7 +247,11 @@ rules:
     fn unknown_key_is_reported_with_its_line() {
         let text = "rules:\n  - id: x\n    match: /a/{b}\n    alow: [read]\n".to_string();
         let err = Source::parse("p.yaml", text).err().unwrap();
-        assert!(err.message.contains("unknown field `alow`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field `alow`"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.line, Some(4));
     }
 

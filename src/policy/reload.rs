@@ -26,15 +26,15 @@ impl Reloader {
         let (tx, rx) = mpsc::unbounded_channel::<()>();
         let watcher = if watch {
             let tx = tx.clone();
-            let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                match event {
+            let mut watcher = notify::recommended_watcher(
+                move |event: notify::Result<notify::Event>| match event {
                     Ok(event) if event.kind.is_access() => {}
                     Ok(_) => {
                         let _ = tx.send(());
                     }
                     Err(e) => tracing::warn!(error = %e, "policy directory watch error"),
-                }
-            })?;
+                },
+            )?;
             watcher.watch(dir, RecursiveMode::NonRecursive)?;
             Some(watcher)
         } else {

@@ -86,7 +86,13 @@ impl Node {
         child.insert(rest, rule);
     }
 
-    fn walk(&self, tokens: &[Token], pos: usize, span: Option<(usize, usize)>, out: &mut Vec<Match>) {
+    fn walk(
+        &self,
+        tokens: &[Token],
+        pos: usize,
+        span: Option<(usize, usize)>,
+        out: &mut Vec<Match>,
+    ) {
         match tokens.get(pos) {
             None => out.extend(self.rules.iter().map(|&rule| Match { rule, span })),
             Some(Token::Id(id)) => {
@@ -189,7 +195,8 @@ impl Table {
 
     /// Load one YAML document (tests, embedded defaults).
     pub fn from_yaml(text: &str, epoch: u64) -> Result<Table, PolicyErrors> {
-        let source = Source::parse("<inline>", text.to_string()).map_err(|e| PolicyErrors(vec![e]))?;
+        let source =
+            Source::parse("<inline>", text.to_string()).map_err(|e| PolicyErrors(vec![e]))?;
         Table::compile(&[source], epoch)
     }
 
@@ -263,13 +270,18 @@ mod tests {
     fn table(patterns: &[&str]) -> Table {
         let mut yaml = String::from("rules:\n");
         for (i, p) in patterns.iter().enumerate() {
-            yaml += &format!("  - id: r{i}\n    match: {p}\n    allow: [read]\n    who: {{ any: true }}\n");
+            yaml += &format!(
+                "  - id: r{i}\n    match: {p}\n    allow: [read]\n    who: {{ any: true }}\n"
+            );
         }
         Table::from_yaml(&yaml, 0).unwrap()
     }
 
     fn ids(path: &str) -> Vec<String> {
-        path.split('/').filter(|s| !s.is_empty()).map(String::from).collect()
+        path.split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     }
 
     fn covering(t: &Table, scope: &Scope) -> Vec<String> {
@@ -285,7 +297,11 @@ mod tests {
 
     #[test]
     fn literal_and_wildcard_segments() {
-        let t = table(&["/catalog/{e}", "/catalog/fixed", "/teams/{t}/deployments/{d}"]);
+        let t = table(&[
+            "/catalog/{e}",
+            "/catalog/fixed",
+            "/teams/{t}/deployments/{d}",
+        ]);
         assert_eq!(covering(&t, &doc("/catalog/x")), ["r0"]);
         assert_eq!(covering(&t, &doc("/catalog/fixed")), ["r0", "r1"]);
         assert_eq!(covering(&t, &doc("/teams/a/deployments/d1")), ["r2"]);

@@ -24,11 +24,18 @@ fn principal(subject: &str, groups: &[&str], claims: serde_json::Value) -> Princ
 }
 
 fn alice() -> Principal {
-    principal("alice", &["group:default/payments"], serde_json::json!({"team": "payments", "roles": ["oncall"]}))
+    principal(
+        "alice",
+        &["group:default/payments"],
+        serde_json::json!({"team": "payments", "roles": ["oncall"]}),
+    )
 }
 
 fn ids(path: &str) -> Vec<String> {
-    path.split('/').filter(|s| !s.is_empty()).map(String::from).collect()
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn doc(path: &str, access: Access) -> Target {
@@ -80,11 +87,21 @@ rules:
 #[tokio::test]
 async fn deny_beats_allow_whatever_the_order() {
     let e = engine(TEAMS);
-    let d = decide(&e, &alice(), vec![doc("/teams/payments/secrets/k", Access::Get)]).await;
+    let d = decide(
+        &e,
+        &alice(),
+        vec![doc("/teams/payments/secrets/k", Access::Get)],
+    )
+    .await;
     assert!(!d.allowed);
     assert_eq!(d.reason.as_deref(), Some("rule:no-secrets"));
     assert_eq!(d.targets[0].why, Why::DenyMatched);
-    let d = decide(&e, &alice(), vec![doc("/teams/payments/deploys/d1", Access::Get)]).await;
+    let d = decide(
+        &e,
+        &alice(),
+        vec![doc("/teams/payments/deploys/d1", Access::Get)],
+    )
+    .await;
     assert!(d.allowed, "{d:?}");
     assert_eq!(d.targets[0].rule.as_deref(), Some("own-team"));
     assert_eq!(d.reason, None);
@@ -112,7 +129,11 @@ async fn aliases_expand_and_nothing_more() {
         let d = decide(&e, &a, vec![doc("/catalog/svc", access)]).await;
         assert!(!d.allowed, "{access}");
         assert_eq!(d.reason.as_deref(), Some("no_rule_matched"));
-        assert!(decide(&e, &a, vec![doc("/teams/payments/x/1", access)]).await.allowed);
+        assert!(
+            decide(&e, &a, vec![doc("/teams/payments/x/1", access)])
+                .await
+                .allowed
+        );
     }
 }
 
@@ -139,7 +160,9 @@ async fn every_target_must_be_allowed() {
 #[tokio::test]
 async fn no_targets_is_allowed_with_the_base_identity() {
     let e = engine(TEAMS);
-    let d = e.decide(&alice(), &op(Method::BeginTransaction, vec![])).await;
+    let d = e
+        .decide(&alice(), &op(Method::BeginTransaction, vec![]))
+        .await;
     assert!(d.allowed);
     assert_eq!(d.upstream_account, None);
 }
@@ -157,28 +180,55 @@ async fn collection_group_query_needs_a_rule_over_every_depth() {
     let d = decide(&e, &alice(), vec![group("")]).await;
     assert!(!d.allowed);
     assert_eq!(d.reason.as_deref(), Some("no_rule_matched"));
-    assert!(decide(&e, &alice(), vec![group("/teams/payments")]).await.allowed);
-    assert!(!decide(&e, &alice(), vec![group("/teams/search")]).await.allowed);
+    assert!(
+        decide(&e, &alice(), vec![group("/teams/payments")])
+            .await
+            .allowed
+    );
+    assert!(
+        !decide(&e, &alice(), vec![group("/teams/search")])
+            .await
+            .allowed
+    );
 }
 
 #[tokio::test]
 async fn kindless_and_collection_ids_scopes() {
     let e = engine(TEAMS);
     let below = |parent: &str| Target {
-        scope: Scope::Descendants { parent: ids(parent) },
+        scope: Scope::Descendants {
+            parent: ids(parent),
+        },
         access: Access::List,
     };
     // Rules are not filters: below the team there may be `secrets`.
     let d = decide(&e, &alice(), vec![below("/teams/payments")]).await;
-    assert_eq!((d.allowed, d.reason.as_deref()), (false, Some("rule:no-secrets")));
+    assert_eq!(
+        (d.allowed, d.reason.as_deref()),
+        (false, Some("rule:no-secrets"))
+    );
     let without_deny = engine(&TEAMS[..TEAMS.find("  - id: no-secrets").unwrap()]);
-    assert!(decide(&without_deny, &alice(), vec![below("/teams/payments")]).await.allowed);
-    assert!(!decide(&without_deny, &alice(), vec![below("")]).await.allowed);
+    assert!(
+        decide(&without_deny, &alice(), vec![below("/teams/payments")])
+            .await
+            .allowed
+    );
+    assert!(
+        !decide(&without_deny, &alice(), vec![below("")])
+            .await
+            .allowed
+    );
     let names = |parent: &str| Target {
-        scope: Scope::CollectionIds { parent: ids(parent) },
+        scope: Scope::CollectionIds {
+            parent: ids(parent),
+        },
         access: Access::List,
     };
-    assert!(decide(&e, &alice(), vec![names("/teams/payments")]).await.allowed);
+    assert!(
+        decide(&e, &alice(), vec![names("/teams/payments")])
+            .await
+            .allowed
+    );
     assert!(!decide(&e, &alice(), vec![names("")]).await.allowed);
 }
 
@@ -202,7 +252,11 @@ rules:
     };
     let d = decide(&e, &alice(), vec![list("", "catalog")]).await;
     assert_eq!(d.reason.as_deref(), Some("rule:hidden"));
-    assert!(decide(&e, &alice(), vec![doc("/catalog/shown", Access::Get)]).await.allowed);
+    assert!(
+        decide(&e, &alice(), vec![doc("/catalog/shown", Access::Get)])
+            .await
+            .allowed
+    );
     let group = |collection: &str| Target {
         scope: Scope::CollectionGroup {
             parent: vec![],
@@ -210,10 +264,24 @@ rules:
         },
         access: Access::List,
     };
-    assert_eq!(decide(&e, &alice(), vec![group("keys")]).await.reason.as_deref(), Some("rule:no-keys"));
+    assert_eq!(
+        decide(&e, &alice(), vec![group("keys")])
+            .await
+            .reason
+            .as_deref(),
+        Some("rule:no-keys")
+    );
     assert!(decide(&e, &alice(), vec![group("locks")]).await.allowed);
-    assert!(decide(&e, &alice(), vec![list("/vault/v1", "locks")]).await.allowed);
-    assert!(!decide(&e, &alice(), vec![list("/vault/v1", "keys")]).await.allowed);
+    assert!(
+        decide(&e, &alice(), vec![list("/vault/v1", "locks")])
+            .await
+            .allowed
+    );
+    assert!(
+        !decide(&e, &alice(), vec![list("/vault/v1", "keys")])
+            .await
+            .allowed
+    );
 }
 
 #[tokio::test]
@@ -231,12 +299,36 @@ rules:
 "#,
     );
     let alice = alice();
-    let bob = principal("bob", &["group:default/search"], serde_json::json!({"team": "search", "roles": []}));
-    for (collection, alice_ok) in [("g", true), ("e", true), ("s", true), ("i", true), ("c", true), ("k", true), ("b", false)] {
+    let bob = principal(
+        "bob",
+        &["group:default/search"],
+        serde_json::json!({"team": "search", "roles": []}),
+    );
+    for (collection, alice_ok) in [
+        ("g", true),
+        ("e", true),
+        ("s", true),
+        ("i", true),
+        ("c", true),
+        ("k", true),
+        ("b", false),
+    ] {
         let path = format!("/{collection}/x");
-        assert_eq!(decide(&e, &alice, vec![doc(&path, Access::Get)]).await.allowed, alice_ok, "{path}");
+        assert_eq!(
+            decide(&e, &alice, vec![doc(&path, Access::Get)])
+                .await
+                .allowed,
+            alice_ok,
+            "{path}"
+        );
         let bob_ok = collection == "i";
-        assert_eq!(decide(&e, &bob, vec![doc(&path, Access::Get)]).await.allowed, bob_ok, "{path} bob");
+        assert_eq!(
+            decide(&e, &bob, vec![doc(&path, Access::Get)])
+                .await
+                .allowed,
+            bob_ok,
+            "{path} bob"
+        );
     }
 }
 
@@ -253,7 +345,15 @@ rules:
 "#,
     );
     let a = alice();
-    assert!(decide(&e, &a, vec![doc("/teams/payments/deploys/1", Access::Create)]).await.allowed);
+    assert!(
+        decide(
+            &e,
+            &a,
+            vec![doc("/teams/payments/deploys/1", Access::Create)]
+        )
+        .await
+        .allowed
+    );
     let d = decide(&e, &a, vec![doc("/teams/search/deploys/1", Access::Create)]).await;
     assert_eq!(d.reason.as_deref(), Some("condition_false:claim-team"));
 }
@@ -267,8 +367,16 @@ rules:
   - { id: full-name, match: "/b/{d}", allow: [get], who: { any: true }, database: "projects/p/databases/(default)" }
 "#,
     );
-    assert!(!decide(&e, &alice(), vec![doc("/a/x", Access::Get)]).await.allowed);
-    assert!(decide(&e, &alice(), vec![doc("/b/x", Access::Get)]).await.allowed);
+    assert!(
+        !decide(&e, &alice(), vec![doc("/a/x", Access::Get)])
+            .await
+            .allowed
+    );
+    assert!(
+        decide(&e, &alice(), vec![doc("/b/x", Access::Get)])
+            .await
+            .allowed
+    );
 }
 
 const ACCOUNTS: &str = r#"
@@ -281,9 +389,17 @@ rules:
 #[tokio::test]
 async fn upstream_account_comes_from_the_allowing_rules() {
     let e = engine(ACCOUNTS);
-    let d = decide(&e, &alice(), vec![doc("/r/1", Access::Get), doc("/r/2", Access::Get)]).await;
+    let d = decide(
+        &e,
+        &alice(),
+        vec![doc("/r/1", Access::Get), doc("/r/2", Access::Get)],
+    )
+    .await;
     assert!(d.allowed);
-    assert_eq!(d.upstream_account.as_deref(), Some("reader@p.iam.gserviceaccount.com"));
+    assert_eq!(
+        d.upstream_account.as_deref(),
+        Some("reader@p.iam.gserviceaccount.com")
+    );
     let d = decide(&e, &alice(), vec![doc("/b/1", Access::Get)]).await;
     assert_eq!((d.allowed, d.upstream_account), (true, None));
 }
@@ -292,7 +408,12 @@ async fn upstream_account_comes_from_the_allowing_rules() {
 async fn mixed_upstream_accounts_are_refused() {
     let e = engine(ACCOUNTS);
     for second in ["/w/1", "/b/1"] {
-        let d = decide(&e, &alice(), vec![doc("/r/1", Access::Get), doc(second, Access::Get)]).await;
+        let d = decide(
+            &e,
+            &alice(),
+            vec![doc("/r/1", Access::Get), doc(second, Access::Get)],
+        )
+        .await;
         assert!(!d.allowed, "{second}");
         assert!(d.targets.iter().all(|t| t.allowed));
         assert_eq!(d.reason.as_deref(), Some("mixed_upstream_accounts"));
@@ -324,8 +445,10 @@ fn every_load_error_is_reported_with_its_line() {
         Err(e) => e.0,
         Ok(_) => panic!("invalid table accepted"),
     };
-    let lines: Vec<(Option<usize>, &str)> =
-        errors.iter().map(|e| (e.line, e.message.as_str())).collect();
+    let lines: Vec<(Option<usize>, &str)> = errors
+        .iter()
+        .map(|e| (e.line, e.message.as_str()))
+        .collect();
     assert_eq!(errors.len(), 5, "{lines:#?}");
     let has = |line: usize, text: &str| {
         lines
@@ -358,16 +481,32 @@ rules:
     let e = PolicyEngine::from_yaml(yaml, &mut registry).unwrap_or_else(|e| panic!("{e}"));
     let hits = "policy_cache_lookups_total{result=\"hit\"}";
     for _ in 0..3 {
-        assert!(decide(&e, &alice(), vec![doc("/a/1", Access::Get)]).await.allowed);
+        assert!(
+            decide(&e, &alice(), vec![doc("/a/1", Access::Get)])
+                .await
+                .allowed
+        );
     }
     assert_eq!(metric(&registry, hits).as_deref(), Some("2"));
     for _ in 0..3 {
-        assert!(decide(&e, &alice(), vec![doc("/t/1", Access::Get)]).await.allowed);
+        assert!(
+            decide(&e, &alice(), vec![doc("/t/1", Access::Get)])
+                .await
+                .allowed
+        );
     }
     assert_eq!(metric(&registry, hits).as_deref(), Some("2"));
     let other = principal("bob", &[], serde_json::json!({}));
-    assert!(decide(&e, &other, vec![doc("/a/1", Access::Get)]).await.allowed);
-    assert_eq!(metric(&registry, hits).as_deref(), Some("2"), "other principal");
+    assert!(
+        decide(&e, &other, vec![doc("/a/1", Access::Get)])
+            .await
+            .allowed
+    );
+    assert_eq!(
+        metric(&registry, hits).as_deref(),
+        Some("2"),
+        "other principal"
+    );
 }
 
 const V1: &str = "rules:\n  - { id: v1, match: '/a/{d}', allow: [get], who: { any: true } }\n";
@@ -400,7 +539,11 @@ async fn invalid_reload_is_refused_and_the_old_table_keeps_serving() {
     let target = || vec![doc("/a/1", Access::Get)];
     assert!(decide(&e, &alice(), target()).await.allowed);
 
-    std::fs::write(dir.path().join("broken.yaml"), "rules:\n  - id: x\n    match: nope\n").unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "rules:\n  - id: x\n    match: nope\n",
+    )
+    .unwrap();
     // (A SIGHUP from another test may reload too; from here on it is refused as well.)
     let epoch = e.epoch();
     let errors = e.reload().await.err().unwrap();
@@ -408,25 +551,44 @@ async fn invalid_reload_is_refused_and_the_old_table_keeps_serving() {
     assert_eq!(e.epoch(), epoch);
     assert!(e.not_ready().is_none());
     assert!(e.reload_error().unwrap().contains("broken.yaml"));
-    assert_eq!(metric(&registry, "policy_reload_refused").as_deref(), Some("1"));
+    assert_eq!(
+        metric(&registry, "policy_reload_refused").as_deref(),
+        Some("1")
+    );
     let d = decide(&e, &alice(), target()).await;
-    assert_eq!((d.allowed, d.targets[0].rule.as_deref()), (true, Some("v1")));
+    assert_eq!(
+        (d.allowed, d.targets[0].rule.as_deref()),
+        (true, Some("v1"))
+    );
 
     std::fs::remove_file(dir.path().join("broken.yaml")).unwrap();
     std::fs::write(dir.path().join("rules.yaml"), V2).unwrap();
     assert!(e.reload().await.ok() > Some(epoch));
     assert!(e.reload_error().is_none());
-    assert_eq!(metric(&registry, "policy_reload_refused").as_deref(), Some("0"));
+    assert_eq!(
+        metric(&registry, "policy_reload_refused").as_deref(),
+        Some("0")
+    );
     let d = decide(&e, &alice(), target()).await;
-    assert_eq!((d.allowed, d.reason.as_deref()), (false, Some("rule:v2")), "cached allow survived the reload");
+    assert_eq!(
+        (d.allowed, d.reason.as_deref()),
+        (false, Some("rule:v2")),
+        "cached allow survived the reload"
+    );
 }
 
 #[tokio::test]
 async fn file_changes_reload_the_table() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yaml"), V1).unwrap();
-    let e = PolicyEngine::from_dir(dir.path(), &mut Registry::default()).await.unwrap();
-    assert!(decide(&e, &alice(), vec![doc("/a/1", Access::Get)]).await.allowed);
+    let e = PolicyEngine::from_dir(dir.path(), &mut Registry::default())
+        .await
+        .unwrap();
+    assert!(
+        decide(&e, &alice(), vec![doc("/a/1", Access::Get)])
+            .await
+            .allowed
+    );
     std::fs::write(dir.path().join("rules.yaml"), V2).unwrap();
     wait_for_v2(&e).await;
 }
@@ -441,7 +603,9 @@ async fn sighup_reloads_the_table() {
         watch: false,
         ..PolicyConfig::default()
     };
-    let e = PolicyEngine::new(&config, &mut Registry::default()).await.unwrap();
+    let e = PolicyEngine::new(&config, &mut Registry::default())
+        .await
+        .unwrap();
     std::fs::write(dir.path().join("rules.yaml"), V2).unwrap();
     let status = std::process::Command::new("kill")
         .args(["-HUP", &std::process::id().to_string()])
@@ -455,8 +619,15 @@ async fn sighup_reloads_the_table() {
 async fn an_invalid_directory_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yaml"), "rules:\n  - id: x\n").unwrap();
-    let err = PolicyEngine::from_dir(dir.path(), &mut Registry::default()).await.err().unwrap();
+    let err = PolicyEngine::from_dir(dir.path(), &mut Registry::default())
+        .await
+        .err()
+        .unwrap();
     assert!(format!("{err:#}").contains("rules.yaml"), "{err:#}");
     let missing = dir.path().join("missing");
-    assert!(PolicyEngine::from_dir(&missing, &mut Registry::default()).await.is_err());
+    assert!(
+        PolicyEngine::from_dir(&missing, &mut Registry::default())
+            .await
+            .is_err()
+    );
 }
