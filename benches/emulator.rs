@@ -24,7 +24,12 @@ async fn post(emulator: &Emulator, verb: &str, body: &serde_json::Value) -> usiz
         .expect("request");
     let response = emulator.handle(request).await;
     assert!(response.status().is_success());
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     bytes.len()
 }
 
