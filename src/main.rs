@@ -29,8 +29,19 @@ enum Command {
     },
     /// Run everything locally: emulator, development issuer, example policies.
     Dev {
+        /// The proxy's address.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The development OIDC issuer's address.
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        issuer_listen: SocketAddr,
+        /// The embedded emulator's address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        emulator_listen: SocketAddr,
+        /// The admin listener's address (/healthz, /readyz, /metrics).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
+        /// Policy directory.
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
     },
@@ -86,6 +97,10 @@ enum AuditCommand {
         /// HMAC key file, when the chain was written with one.
         #[arg(long)]
         hmac_key: Option<PathBuf>,
+        /// Accept a first record that continues an earlier chain (older
+        /// rotated files were removed on purpose).
+        #[arg(long)]
+        allow_partial: bool,
     },
 }
 
@@ -124,8 +139,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             firegate::server::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dev { listen, policies } => {
-            firegate::dev::run(firegate::dev::DevOptions { listen, policies }).await?;
+        Command::Dev {
+            listen,
+            issuer_listen,
+            emulator_listen,
+            admin_listen,
+            policies,
+        } => {
+            firegate::dev::run(firegate::dev::DevOptions {
+                listen,
+                issuer_listen,
+                emulator_listen,
+                admin_listen,
+                policies,
+                ..Default::default()
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator { listen } => {
@@ -133,11 +162,48 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => match command {
-            PolicyCommand::Check { .. } => anyhow::bail!("policy check not built yet"),
-            PolicyCommand::Test { .. } => anyhow::bail!("policy test not built yet"),
+            PolicyCommand::Check {
+                policies,
+                principal,
+                method,
+                url,
+                body,
+            } => {
+                // Scripts can branch on the verdict: 0 allowed, 1 refused, 2 error.
+                let checked = firegate::policy::cli::check(
+                    &policies,
+                    &principal,
+                    &method,
+                    &url,
+                    body.as_deref(),
+                );
+                match checked {
+                    Ok((json, allowed)) => {
+                        println!("{json}");
+                        Ok(ExitCode::from(if allowed { 0 } else { 1 }))
+                    }
+                    Err(e) => {
+                        eprintln!("firegate: {e:#}");
+                        Ok(ExitCode::from(2))
+                    }
+                }
+            }
+            PolicyCommand::Test { dir } => {
+                let summary = firegate::policy::cli::run_tests(&dir)?;
+                print!("{}", summary.report);
+                Ok(if summary.failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
         },
         Command::Audit { command } => match command {
-            AuditCommand::Verify { .. } => anyhow::bail!("audit verify not built yet"),
+            AuditCommand::Verify {
+                files,
+                hmac_key,
+                allow_partial,
+            } => audit_verify(&files, hmac_key.as_deref(), allow_partial),
         },
         Command::Config { command } => match command {
             ConfigCommand::Check { file } => match Config::load(&file, std::env::vars()) {
@@ -151,6 +217,29 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             },
         },
+    }
+}
+
+/// Check the chain across `files`; exit 1 at the first broken record.
+fn audit_verify(
+    files: &[PathBuf],
+    hmac_key: Option<&std::path::Path>,
+    allow_partial: bool,
+) -> anyhow::Result<ExitCode> {
+    use firegate::audit::{Hasher, load_hmac_key, verify};
+    let hasher = match hmac_key {
+        Some(path) => Hasher::Hmac(load_hmac_key(path)?),
+        None => Hasher::Sha256,
+    };
+    match verify::verify(files, &hasher, allow_partial) {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            eprintln!("firegate: audit verify: {broken}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

@@ -19,8 +19,8 @@ use prometheus_client::registry::Registry;
 use crate::authn::{Authenticator, AuthnError, Principal};
 use crate::body::{self, Body};
 use crate::config::Config;
-use crate::firestore::transaction::TransactionSealer;
-use crate::firestore::{self, ApiError, ClassifyError, Code, Operation, Route};
+use crate::firestore::transaction::{Sealing, TransactionError, TransactionSealer};
+use crate::firestore::{self, ApiError, ClassifyError, Code, Operation, Route, TransactionUse};
 use crate::policy::{Decision, PolicyEngine};
 use crate::upstream::{
     AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError, headers,
@@ -64,6 +64,8 @@ pub enum PipelineError {
     Authn(#[from] AuthnError),
     #[error(transparent)]
     Classify(#[from] ClassifyError),
+    #[error(transparent)]
+    Transaction(#[from] TransactionError),
     #[error("request body over {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("request body could not be read: {0}")]
@@ -83,6 +85,7 @@ impl PipelineError {
             PipelineError::Audit(e) => e.api_error(),
             PipelineError::Authn(e) => e.api_error(),
             PipelineError::Classify(e) => e.api_error(),
+            PipelineError::Transaction(e) => e.api_error(),
             PipelineError::BodyTooLarge { .. } => ApiError::new(
                 Code::InvalidArgument,
                 "Request payload size exceeds the limit.",
@@ -106,6 +109,7 @@ impl PipelineError {
             PipelineError::Audit(e) => e.reason().into(),
             PipelineError::Authn(e) => e.reason().into(),
             PipelineError::Classify(e) => e.reason().into(),
+            PipelineError::Transaction(e) => e.reason().into(),
             PipelineError::BodyTooLarge { .. } => "body_too_large".into(),
             PipelineError::BodyRead(_) => "body_unreadable".into(),
             PipelineError::Denied => decision
@@ -115,6 +119,13 @@ impl PipelineError {
             PipelineError::Upstream(e) => e.reason().into(),
         }
     }
+}
+
+/// The request body after classification: read in full (its bytes were
+/// classified), or still streaming.
+enum RequestBody {
+    Read(Bytes),
+    Streaming(Body),
 }
 
 /// The six steps and what they need.
@@ -192,12 +203,21 @@ impl Pipeline {
         ex: &mut Exchange,
     ) -> Result<Response<Body>, PipelineError> {
         self.audit.admit()?;
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let principal = self.authenticate(&parts, ex).await?;
-        let (route, op, body) = self.classify(&parts, body, ex).await?;
+        let (mut route, op, usage, body) = self.classify(&parts, body, ex).await?;
+        let (body, sealing) = self.bind_transaction(&principal, &mut route, &usage, body)?;
+        if sealing.is_some() {
+            // The response is rewritten on the way back: ask for it uncompressed.
+            parts.headers.remove(header::ACCEPT_ENCODING);
+        }
         let decision = self.decide(&principal, &op, ex).await?;
         let token = self.access_token(&decision, ex).await?;
-        self.forward(&parts, &route, body, &token, ex).await
+        let response = self.forward(&parts, &route, body, &token, ex).await?;
+        Ok(match sealing {
+            Some(sealing) => sealing.seal_response(response),
+            None => response,
+        })
     }
 
     /// Step 1: bearer token → `Principal` (401).
@@ -218,19 +238,53 @@ impl Pipeline {
         parts: &http::request::Parts,
         body: Body,
         ex: &mut Exchange,
-    ) -> Result<(Route, Operation, Body), PipelineError> {
+    ) -> Result<(Route, Operation, TransactionUse, RequestBody), PipelineError> {
         let route = firestore::route(&parts.method, &parts.uri, &parts.headers)?;
         ex.route = Some((route.method, route.database.to_string()));
-        let (buffered, forward_body) = if route.needs_body() {
+        let body = if route.needs_body() {
             let bytes = self.read_body(body).await?;
             ex.add_bytes_in(bytes.len() as u64);
-            (Some(bytes.clone()), body::full(bytes))
+            RequestBody::Read(bytes)
         } else {
-            (None, ex.count_bytes_in(body))
+            RequestBody::Streaming(ex.count_bytes_in(body))
         };
-        let op = firestore::classify(&route, buffered.as_ref())?;
-        ex.operation = Some(op.clone());
-        Ok((route, op, forward_body))
+        let buffered = match &body {
+            RequestBody::Read(bytes) => Some(bytes),
+            RequestBody::Streaming(_) => None,
+        };
+        let classified = firestore::classify_request(&route, buffered)?;
+        ex.operation = Some(classified.operation.clone());
+        Ok((route, classified.operation, classified.transaction, body))
+    }
+
+    /// Between classify and decide: a presented transaction id must be a
+    /// seal owned by this principal and unexpired; it is replaced by the
+    /// upstream id. A response that will carry a new id gets a `Sealing`.
+    fn bind_transaction(
+        &self,
+        principal: &Principal,
+        route: &mut Route,
+        usage: &TransactionUse,
+        body: RequestBody,
+    ) -> Result<(Body, Option<Sealing>), PipelineError> {
+        let fingerprint = principal.fingerprint();
+        let body = match body {
+            RequestBody::Read(bytes) => {
+                let bytes = self
+                    .transactions
+                    .unseal_request(fingerprint, route, usage, Some(bytes))?;
+                body::full(bytes.unwrap_or_default())
+            }
+            RequestBody::Streaming(body) => {
+                self.transactions
+                    .unseal_request(fingerprint, route, usage, None)?;
+                body
+            }
+        };
+        let sealing = self
+            .transactions
+            .sealing(fingerprint, &route.database, usage);
+        Ok((body, sealing))
     }
 
     /// Step 3: `Principal` × `Operation` → `Decision` (403).

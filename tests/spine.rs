@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode, Version};
 use http_body_util::BodyExt;
+use serde::Deserialize as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -160,8 +161,9 @@ fn streaming_upstream_steps(first_sent: &Gate, release: &Gate) -> Vec<Step> {
 }
 
 fn upstream_config(url: &str) -> firegate::upstream::UpstreamConfig {
-    let yaml = format!("{}", plain_config(url, ""));
-    Config::from_yaml(&yaml, Vec::new()).unwrap().upstream
+    Config::from_yaml(&plain_config(url, ""), Vec::new())
+        .unwrap()
+        .upstream
 }
 
 #[tokio::test]
@@ -518,6 +520,44 @@ async fn slowloris_is_cut_off_after_header_read_timeout() {
 }
 
 #[tokio::test]
+async fn idle_connections_are_closed_after_idle_timeout() {
+    // The header timeout is long, so only the idle watchdog can close these.
+    let (addr, shutdown, done) = serve_echo(&plain_config(
+        "http://127.0.0.1:9",
+        "  limits: {header_read_timeout: 60s, idle_timeout: 300ms}\n",
+    ))
+    .await;
+    let mut h1 = TcpStream::connect(addr).await.unwrap();
+    h1.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = within("h1 idle close", read_until_closed(&mut h1)).await;
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+
+    // HTTP/2 (prior knowledge): the connection future ends after GOAWAY.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = http::Request::get("http://127.0.0.1/")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = within("h2 response", sender.send_request(request))
+        .await
+        .unwrap();
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(text, "HTTP/2.0 plain");
+    within("h2 idle close", conn).await.unwrap().unwrap();
+
+    shutdown.trigger();
+    within("drain", done).await.unwrap();
+}
+
+#[tokio::test]
 async fn stalled_tls_handshake_is_cut_off() {
     let pki = TestPki::new();
     let (addr, shutdown, done) = serve_echo(&tls_config(
@@ -751,12 +791,17 @@ async fn binary_serves_and_exits_zero_on_sigterm() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut warned_plain = false;
     let (listen, admin_addr) = within("the listening log line", async {
         while let Some(line) = lines.next_line().await.unwrap() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
             let fields = &v["fields"];
+            warned_plain |= v["level"] == "WARN"
+                && fields["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("plain_http"));
             if let (Some(l), Some(a)) = (fields["listen"].as_str(), fields["admin"].as_str()) {
                 return (l.to_owned(), a.to_owned());
             }
@@ -764,6 +809,7 @@ async fn binary_serves_and_exits_zero_on_sigterm() {
         panic!("firegate exited before listening");
     })
     .await;
+    assert!(warned_plain, "plain_http must be logged as a warning");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -820,6 +866,34 @@ fn config_check_reports_every_error_and_fails() {
     ] {
         assert!(stderr.contains(key), "{key} missing from {stderr}");
     }
+}
+
+/// The shipped samples load (with test certificates in place of the real ones).
+#[test]
+fn deploy_samples_are_valid_configs() {
+    let pki = TestPki::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let env = || {
+        vec![
+            (
+                "FIREGATE_SERVER__TLS__CERT".to_owned(),
+                pki.cert_path.display().to_string(),
+            ),
+            (
+                "FIREGATE_SERVER__TLS__KEY".to_owned(),
+                pki.key_path.display().to_string(),
+            ),
+        ]
+    };
+    let sample = Config::load(&root.join("firegate.yaml"), env()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sample.server.admin_listen.to_string(), "127.0.0.1:9090");
+
+    let manifests = std::fs::read_to_string(root.join("kubernetes/firegate.yaml")).unwrap();
+    let embedded = serde_yaml_ng::Deserializer::from_str(&manifests)
+        .filter_map(|doc| serde_yaml_ng::Value::deserialize(doc).ok())
+        .find_map(|doc| doc["data"]["firegate.yaml"].as_str().map(str::to_owned))
+        .expect("ConfigMap with firegate.yaml");
+    Config::from_yaml(&embedded, env()).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Hundreds of MiB through server + upstream client; prints the RSS growth.

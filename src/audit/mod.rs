@@ -1,67 +1,371 @@
 //! Audit: one structured, hash-chained line per request, whatever happened.
 
+mod chain;
 mod record;
+mod sink;
+pub mod verify;
+mod writer;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::registry::Registry;
 use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
 
+pub use chain::{GENESIS, Hasher, canonical};
 pub use record::{AuditPrincipal, AuditRecord, AuditTarget, Outcome};
+pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
 
+use crate::config::ConfigErrors;
 use crate::firestore::{ApiError, Code};
+use writer::{Message, Shared, Writer};
+
+/// Where records go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// One line per record on standard output (logs go to stderr).
+    #[default]
+    Stdout,
+    /// Appended to `path`, rotated by size.
+    File,
+}
 
 /// Raw `audit:` section of the config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditConfig {}
+pub struct AuditConfig {
+    #[serde(default)]
+    pub sink: SinkKind,
+    /// The active file, with `sink: file`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Rotate when the next line would take the file past this size.
+    #[serde(default = "defaults::max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// With `sink: file`, `fdatasync` after every batch of lines.
+    #[serde(default)]
+    pub fsync: bool,
+    /// A file holding a secret key: hashes become HMAC-SHA256.
+    #[serde(default)]
+    pub hmac_key_file: Option<PathBuf>,
+    /// Refuse new requests (503) while records cannot be written.
+    #[serde(default)]
+    pub fail_closed: bool,
+    /// Records that may wait for the writer.
+    #[serde(default = "defaults::queue_capacity")]
+    pub queue_capacity: usize,
+}
+
+mod defaults {
+    pub fn max_file_bytes() -> u64 {
+        100 * 1024 * 1024
+    }
+    pub fn queue_capacity() -> usize {
+        8192
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            sink: SinkKind::Stdout,
+            path: None,
+            max_file_bytes: defaults::max_file_bytes(),
+            fsync: false,
+            hmac_key_file: None,
+            fail_closed: false,
+            queue_capacity: defaults::queue_capacity(),
+        }
+    }
+}
+
+/// Smallest rotation size: a record with many targets must fit.
+const MIN_FILE_BYTES: u64 = 64 * 1024;
+/// Shortest HMAC key accepted (128 bits).
+const MIN_KEY_BYTES: usize = 16;
+
+impl AuditConfig {
+    /// Record every problem in the `audit:` section.
+    pub fn validate(&self, errors: &mut ConfigErrors) {
+        match (self.sink, &self.path) {
+            (SinkKind::File, None) => errors.push("audit.path", "required with `sink: file`"),
+            (SinkKind::Stdout, Some(_)) => {
+                errors.push("audit.path", "only used with `sink: file`")
+            }
+            (SinkKind::File, Some(path)) => {
+                let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+                if parent.is_some_and(|p| !p.is_dir()) {
+                    errors.push(
+                        "audit.path",
+                        format!("directory of `{}` does not exist", path.display()),
+                    );
+                }
+            }
+            (SinkKind::Stdout, None) => {}
+        }
+        if self.fsync && self.sink != SinkKind::File {
+            errors.push("audit.fsync", "only used with `sink: file`");
+        }
+        if self.max_file_bytes < MIN_FILE_BYTES {
+            errors.push(
+                "audit.max_file_bytes",
+                format!("must be at least {MIN_FILE_BYTES}"),
+            );
+        }
+        if self.queue_capacity == 0 {
+            errors.push("audit.queue_capacity", "must be at least 1");
+        }
+        if let Some(path) = &self.hmac_key_file
+            && let Err(e) = load_hmac_key(path)
+        {
+            errors.push("audit.hmac_key_file", e.to_string());
+        }
+    }
+
+    fn hasher(&self) -> anyhow::Result<Hasher> {
+        Ok(match &self.hmac_key_file {
+            Some(path) => Hasher::Hmac(load_hmac_key(path)?),
+            None => Hasher::Sha256,
+        })
+    }
+}
+
+/// Read an HMAC key file: its bytes, without trailing whitespace (so that
+/// `echo`-made files and `--hmac-key` agree), at least 16 of them.
+pub fn load_hmac_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut key = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+    while key.last().is_some_and(u8::is_ascii_whitespace) {
+        key.pop();
+    }
+    if key.len() < MIN_KEY_BYTES {
+        anyhow::bail!(
+            "key in `{}` is shorter than {MIN_KEY_BYTES} bytes",
+            path.display()
+        );
+    }
+    Ok(key)
+}
 
 /// Why a request was refused by the audit layer itself.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("audit sink is behind and fail_closed is set")]
+    #[error("audit queue is full and fail_closed is set")]
     SinkBackedUp,
+    #[error("audit sink cannot write and fail_closed is set")]
+    SinkUnwritable,
 }
 
 impl AuditError {
     pub fn api_error(&self) -> ApiError {
-        ApiError::new(Code::Unavailable, "The service is currently unavailable.")
+        match self {
+            AuditError::SinkBackedUp | AuditError::SinkUnwritable => {
+                ApiError::new(Code::Unavailable, "The service is currently unavailable.")
+            }
+        }
     }
 
     pub fn reason(&self) -> &'static str {
         match self {
-            AuditError::SinkBackedUp => "audit_unavailable",
+            AuditError::SinkBackedUp => "audit_backlog",
+            AuditError::SinkUnwritable => "audit_sink_unwritable",
         }
     }
 }
 
-/// Takes records off the request path and writes them to the sink.
-pub struct Auditor {}
+/// Takes records off the request path and hands them to the writer thread.
+pub struct Auditor {
+    tx: mpsc::Sender<Message>,
+    shared: Arc<Shared>,
+    fail_closed: bool,
+}
 
 impl Auditor {
-    pub async fn new(
-        _config: &AuditConfig,
-        _registry: &mut prometheus_client::registry::Registry,
+    /// Open the configured sink, continue its chain, start the writer.
+    pub async fn new(config: &AuditConfig, registry: &mut Registry) -> anyhow::Result<Self> {
+        let sink: Box<dyn Sink> = match (config.sink, &config.path) {
+            (SinkKind::Stdout, _) => Box::new(StdoutSink),
+            (SinkKind::File, Some(path)) => {
+                let sink = FileSink::open_with(path, config.max_file_bytes, config.fsync);
+                Box::new(sink.map_err(|e| {
+                    anyhow::anyhow!("cannot open audit file `{}`: {e}", path.display())
+                })?)
+            }
+            (SinkKind::File, None) => anyhow::bail!("audit.path is required with `sink: file`"),
+        };
+        Auditor::with_sink(config, sink, registry)
+    }
+
+    /// Like [`Auditor::new`] with any sink, e.g. a [`MemorySink`] whose
+    /// clone the caller keeps to read the records (tests) or make writes
+    /// fail. `config.sink` and `config.path` are ignored.
+    pub fn with_sink(
+        config: &AuditConfig,
+        mut sink: Box<dyn Sink>,
+        registry: &mut Registry,
     ) -> anyhow::Result<Self> {
-        Ok(Auditor {})
+        let chain = Writer::chain_start(sink.as_mut(), config.hasher()?);
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let shared = Arc::new(Shared::new(registry));
+        let writer = Writer {
+            rx,
+            sink,
+            chain,
+            shared: Arc::clone(&shared),
+        };
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer.run())?;
+        Ok(Auditor {
+            tx,
+            shared,
+            fail_closed: config.fail_closed,
+        })
     }
 
-    /// Called before any work: refuses new requests when the sink is behind
-    /// and `fail_closed` is set.
+    /// Called before any work: with `fail_closed`, refuses new requests
+    /// while the queue is full or the sink cannot write.
     pub fn admit(&self) -> Result<(), AuditError> {
-        Ok(())
-    }
-
-    /// Queue one record; never blocks.
-    pub fn record(&self, record: AuditRecord) {
-        if let Ok(line) = serde_json::to_string(&record) {
-            println!("{line}");
+        if !self.fail_closed {
+            return Ok(());
+        }
+        let refusal = if !self.shared.sink_ok.load(Ordering::Acquire) {
+            Some(AuditError::SinkUnwritable)
+        } else if self.tx.capacity() == 0 || self.shared.overflow_len.load(Ordering::Acquire) > 0
+        {
+            Some(AuditError::SinkBackedUp)
+        } else {
+            None
+        };
+        match refusal {
+            Some(err) => {
+                self.shared.metrics.refused.inc();
+                Err(err)
+            }
+            None => Ok(()),
         }
     }
 
+    /// Queue the record of an admitted request; never blocks. When the
+    /// queue is full: with `fail_closed` the record is kept aside and
+    /// written next (new requests are refused meanwhile); otherwise it is
+    /// dropped and counted.
+    pub fn record(&self, record: AuditRecord) {
+        match self.tx.try_send(Message::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(Message::Record(record))) if self.fail_closed => {
+                self.shared.push_overflow(*record);
+            }
+            Err(_) => self.shared.dropped(),
+        }
+    }
+
+    /// Queue the record of a request [`Auditor::admit`] refused: dropped
+    /// and counted when the queue is full, so that a flood of refusals
+    /// cannot grow memory.
+    pub fn record_refused(&self, record: AuditRecord) {
+        if self
+            .tx
+            .try_send(Message::Record(Box::new(record)))
+            .is_err()
+        {
+            self.shared.dropped();
+        }
+    }
+
+    /// Wait until every record queued before this call is written and the
+    /// sink flushed (for shutdown and tests). Waits as long as the sink
+    /// fails.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// `Some(reason)` while the sink cannot write, or while the queue is
+    /// full with `fail_closed` set (for `/readyz`).
     pub fn not_ready(&self) -> Option<String> {
-        None
+        if !self.shared.sink_ok.load(Ordering::Acquire) {
+            Some("audit sink cannot write".into())
+        } else if self.fail_closed && self.tx.capacity() == 0 {
+            Some("audit queue full".into())
+        } else {
+            None
+        }
+    }
+
+    /// Records dropped so far (queue full without `fail_closed`).
+    pub fn dropped(&self) -> u64 {
+        self.shared.metrics.dropped.get()
     }
 }
 
-impl AuditConfig {
-    /// Record every problem in the `audit:` section.
-    pub fn validate(&self, _errors: &mut crate::config::ConfigErrors) {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(yaml: &str) -> Vec<(String, String)> {
+        let config: AuditConfig = match serde_yaml_ng::from_str(yaml) {
+            Ok(config) => config,
+            Err(e) => return vec![("(parse)".into(), e.to_string())],
+        };
+        let mut errors = ConfigErrors::default();
+        config.validate(&mut errors);
+        errors
+            .errors
+            .into_iter()
+            .map(|e| (e.key, e.reason))
+            .collect()
+    }
+
+    #[test]
+    fn the_default_is_stdout_and_valid() {
+        assert_eq!(errors("{}"), []);
+        let config = AuditConfig::default();
+        assert_eq!(config.sink, SinkKind::Stdout);
+        assert!(!config.fail_closed);
+    }
+
+    #[test]
+    fn a_file_sink_with_a_key_is_valid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("k");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").expect("key");
+        let yaml = format!(
+            "{{sink: file, path: {}, hmac_key_file: {}, fsync: true, fail_closed: true}}",
+            dir.path().join("audit.log").display(),
+            key.display()
+        );
+        assert_eq!(errors(&yaml), []);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let yaml = "{sink: stdout, path: /tmp/x.log, fsync: true, max_file_bytes: 10, queue_capacity: 0, hmac_key_file: /nonexistent/key}";
+        let keys: Vec<String> = errors(yaml).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "audit.path",
+                "audit.fsync",
+                "audit.max_file_bytes",
+                "audit.queue_capacity",
+                "audit.hmac_key_file"
+            ]
+        );
+        let found = errors("{sink: file}");
+        assert_eq!(found[0].0, "audit.path");
+        let found = errors("{sink: file, path: /nonexistent-dir/audit.log}");
+        assert!(found[0].1.contains("does not exist"), "{found:?}");
+    }
+
+    #[test]
+    fn unknown_keys_and_sinks_are_refused() {
+        assert!(errors("{fail_close: true}")[0].1.contains("fail_close"));
+        assert!(errors("{sink: syslog}")[0].1.contains("syslog"));
+    }
 }

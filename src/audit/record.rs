@@ -14,12 +14,14 @@ pub enum Outcome {
     Error,
 }
 
+// Every field is always written (`null` when unknown), so that consumers can
+// rely on the keys.
+
 /// Who made the request (never raw claims or tokens).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditPrincipal {
     pub issuer: String,
     pub subject: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     pub groups: Vec<String>,
 }
@@ -31,8 +33,11 @@ pub struct AuditTarget {
     pub resource: String,
     pub access: String,
     pub allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The rule that decided it, if any.
     pub rule: Option<String>,
+    /// `allowed`, `deny_matched`, `no_rule_matched`, `condition_false`;
+    /// `null` when the request ended before the policy was asked.
+    pub why: Option<String>,
 }
 
 /// One line of the audit log. Field names are a stable contract (README).
@@ -62,4 +67,41 @@ pub struct AuditRecord {
     pub bytes_out: u64,
     pub duration_ms: f64,
     pub client_disconnected: bool,
+}
+
+/// A plausible record for unit tests; `n` varies the request id.
+#[cfg(test)]
+pub(crate) fn sample(n: u64) -> AuditRecord {
+    AuditRecord {
+        time: "2026-11-28T13:00:00Z".into(),
+        request_id: format!("req-{n}"),
+        client_ip: "127.0.0.1".into(),
+        tls: Some("TLSv1.3".into()),
+        http_version: "HTTP/2".into(),
+        principal: Some(AuditPrincipal {
+            issuer: "https://issuer.example".into(),
+            subject: "user:default/ada".into(),
+            email: Some("ada@example.com".into()),
+            groups: vec!["group:default/team-a".into()],
+        }),
+        http_method: "GET".into(),
+        rpc: Some("get".into()),
+        database: Some("projects/p/databases/(default)".into()),
+        targets: vec![AuditTarget {
+            resource: "/teams/a/deployments/d1".into(),
+            access: "get".into(),
+            allowed: true,
+            rule: Some("team-deployments".into()),
+            why: Some("allowed".into()),
+        }],
+        decision: Outcome::Allow,
+        reason: None,
+        upstream_account: Some("reader@p.iam.gserviceaccount.com".into()),
+        upstream_status: Some(200),
+        status: 200,
+        bytes_in: 0,
+        bytes_out: 512,
+        duration_ms: 3.25,
+        client_disconnected: false,
+    }
 }

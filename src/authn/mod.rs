@@ -1,33 +1,77 @@
 //! Authentication: a bearer token in, a [`Principal`] out, against the
 //! trusted issuers of the config.
 
+mod backstage;
+mod cache;
+mod config;
+mod introspection;
+mod issuer;
+mod jwks;
+mod metrics;
 mod principal;
+mod verify;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::{HeaderMap, Uri};
-use serde::Deserialize;
+use http::{HeaderMap, Uri, header};
 
+pub use config::{
+    AuthnConfig, BackstageConfig, ClaimsConfig, IntrospectionConfig, IssuerConfig, IssuerKind,
+    JwksRefreshConfig, TokenCacheConfig,
+};
 pub use principal::{Fingerprint, Principal};
 
 use crate::firestore::{ApiError, Code};
-
-/// Raw `authn:` section of the config.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthnConfig {
-    #[serde(default)]
-    pub issuers: Vec<serde_yaml_ng::Value>,
-}
+use cache::{VerifiedTokens, epoch, token_hash};
+use introspection::Introspected;
+use issuer::Issuer;
+use metrics::AuthnMetrics;
 
 /// Why a request was not authenticated. The variant is the audit reason;
-/// the client only ever sees a fixed 401.
+/// the client only ever sees a fixed 401. No variant carries any part of a
+/// token.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthnError {
     #[error("no bearer token")]
     MissingToken,
-    #[error("authentication not built yet")]
-    NotImplemented,
+    #[error("Authorization is not a Bearer credential")]
+    NotBearerScheme,
+    #[error("more than one Authorization header")]
+    MultipleAuthorizationHeaders,
+    #[error("token in the query string")]
+    TokenInQueryString,
+    #[error("token over the size limit")]
+    TokenTooLarge,
+    #[error("token is not a well-formed JWT")]
+    MalformedToken,
+    #[error("token type not accepted for its issuer")]
+    WrongTokenType,
+    #[error("issuer not trusted")]
+    UntrustedIssuer,
+    #[error("signing algorithm not allowed")]
+    AlgorithmNotAllowed,
+    #[error("token names a key the issuer does not publish")]
+    UnknownKeyId,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("token expired")]
+    TokenExpired,
+    #[error("token not valid yet")]
+    TokenNotYetValid,
+    #[error("token audience not accepted")]
+    WrongAudience,
+    #[error("token lacks a required scope")]
+    MissingScope,
+    #[error("token has no subject")]
+    MissingSubject,
+    #[error("introspection says the token is not active")]
+    IntrospectionInactive,
+    #[error("issuer keys or introspection unavailable")]
+    IssuerUnavailable,
+    #[error("Backstage userinfo unavailable")]
+    UserinfoUnavailable,
 }
 
 impl AuthnError {
@@ -42,38 +86,351 @@ impl AuthnError {
     pub fn reason(&self) -> &'static str {
         match self {
             AuthnError::MissingToken => "missing_token",
-            AuthnError::NotImplemented => "authn_unavailable",
+            AuthnError::NotBearerScheme => "not_bearer",
+            AuthnError::MultipleAuthorizationHeaders => "multiple_authorization_headers",
+            AuthnError::TokenInQueryString => "token_in_query_string",
+            AuthnError::TokenTooLarge => "token_too_large",
+            AuthnError::MalformedToken => "malformed_token",
+            AuthnError::WrongTokenType => "wrong_token_type",
+            AuthnError::UntrustedIssuer => "untrusted_issuer",
+            AuthnError::AlgorithmNotAllowed => "algorithm_not_allowed",
+            AuthnError::UnknownKeyId => "unknown_kid",
+            AuthnError::BadSignature => "bad_signature",
+            AuthnError::TokenExpired => "token_expired",
+            AuthnError::TokenNotYetValid => "token_not_yet_valid",
+            AuthnError::WrongAudience => "wrong_audience",
+            AuthnError::MissingScope => "missing_scope",
+            AuthnError::MissingSubject => "missing_subject",
+            AuthnError::IntrospectionInactive => "introspection_inactive",
+            AuthnError::IssuerUnavailable => "issuer_unavailable",
+            AuthnError::UserinfoUnavailable => "userinfo_unavailable",
         }
     }
 }
 
 /// Verifies bearer tokens against the configured issuers.
-pub struct Authenticator {}
+pub struct Authenticator {
+    /// By exact `iss`: finding the issuer costs one hash lookup whatever
+    /// their number.
+    by_iss: HashMap<String, Arc<Issuer>>,
+    /// Issuers that introspect opaque tokens, in config order.
+    introspecting: Vec<Arc<Issuer>>,
+    verified: VerifiedTokens,
+    max_token_bytes: usize,
+    metrics: AuthnMetrics,
+}
 
 impl Authenticator {
+    /// Build from the config and start fetching every issuer's keys in the
+    /// background: an unreachable issuer does not fail startup, it keeps
+    /// [`Authenticator::not_ready`] reporting until its keys load.
     pub async fn new(
-        _config: &AuthnConfig,
-        _registry: &mut prometheus_client::registry::Registry,
+        config: &AuthnConfig,
+        registry: &mut prometheus_client::registry::Registry,
     ) -> anyhow::Result<Self> {
-        Ok(Authenticator {})
+        let mut errors = crate::config::ConfigErrors::default();
+        let settings = config.settings(&mut errors);
+        let timeout =
+            crate::config::duration("authn.http_timeout", &config.http_timeout, &mut errors);
+        if !errors.is_empty() {
+            anyhow::bail!("invalid authn config:\n{errors}");
+        }
+        let client = http_client(timeout)?;
+        let metrics = AuthnMetrics::register(registry);
+        let mut by_iss = HashMap::with_capacity(settings.len());
+        let mut introspecting = Vec::new();
+        for s in settings {
+            let issuer = Arc::new(Issuer::start(
+                s,
+                &client,
+                config.token_cache.max_entries,
+                metrics.clone(),
+            )?);
+            if issuer.introspection.is_some() {
+                introspecting.push(Arc::clone(&issuer));
+            }
+            by_iss.insert(issuer.settings.issuer.clone(), issuer);
+        }
+        if by_iss.is_empty() {
+            tracing::warn!(
+                "no issuers configured under authn.issuers: every request will be refused"
+            );
+        }
+        Ok(Authenticator {
+            by_iss,
+            introspecting,
+            verified: VerifiedTokens::new(config.token_cache.max_entries),
+            max_token_bytes: config.max_token_bytes,
+            metrics,
+        })
     }
 
     /// Step 1 of the pipeline: who is calling.
     pub async fn authenticate(
         &self,
-        _headers: &HeaderMap,
-        _uri: &Uri,
+        headers: &HeaderMap,
+        uri: &Uri,
     ) -> Result<Arc<Principal>, AuthnError> {
-        Err(AuthnError::NotImplemented)
+        let result = self.authenticate_inner(headers, uri).await;
+        match &result {
+            Ok(_) => {}
+            Err(e) => self.metrics.outcome(e.reason()),
+        }
+        result
+    }
+
+    async fn authenticate_inner(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Arc<Principal>, AuthnError> {
+        let token = bearer_token(headers, uri, self.max_token_bytes)?;
+        let hash = token_hash(token);
+        if let Some(principal) = self.verified.get(&hash) {
+            self.metrics.outcome("cached");
+            return Ok(principal);
+        }
+        let (principal, until) = if verify::is_jwt(token) {
+            self.verify_jwt(token, hash).await?
+        } else {
+            self.introspect(token).await?
+        };
+        let principal = Arc::new(principal);
+        self.verified.insert(hash, Arc::clone(&principal), until);
+        self.metrics.outcome("verified");
+        Ok(principal)
+    }
+
+    async fn verify_jwt(
+        &self,
+        token: &str,
+        hash: cache::TokenHash,
+    ) -> Result<(Principal, std::time::SystemTime), AuthnError> {
+        let peeked = verify::peek(token)?;
+        let issuer = self
+            .by_iss
+            .get(&peeked.iss)
+            .ok_or(AuthnError::UntrustedIssuer)?;
+        let claims = verify::verify(issuer, token, &peeked).await?;
+        let exp = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(AuthnError::TokenExpired)?;
+        let until = epoch(exp.saturating_add(issuer.settings.leeway.as_secs()));
+        let groups = match &issuer.userinfo {
+            Some(userinfo) if !claims.contains_key("ent") => {
+                let subject = claims
+                    .get("sub")
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or(AuthnError::MissingSubject)?;
+                Some(
+                    userinfo
+                        .ownership(token, hash, subject, until)
+                        .await?
+                        .to_vec(),
+                )
+            }
+            Some(_) | None => None,
+        };
+        Ok((issuer.principal(claims, groups)?, until))
+    }
+
+    /// An opaque token: ask each introspecting issuer in turn; the first
+    /// that knows it as active decides.
+    async fn introspect(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, std::time::SystemTime), AuthnError> {
+        if self.introspecting.is_empty() {
+            return Err(AuthnError::MalformedToken);
+        }
+        for issuer in &self.introspecting {
+            let Some(introspector) = &issuer.introspection else {
+                continue;
+            };
+            match introspector.introspect(token, &issuer.settings).await? {
+                Introspected::Active { claims, exp } => {
+                    let until = epoch(exp.saturating_add(issuer.settings.leeway.as_secs()));
+                    return Ok((issuer.principal(claims, None)?, until));
+                }
+                Introspected::Inactive => continue,
+            }
+        }
+        Err(AuthnError::IntrospectionInactive)
     }
 
     /// `None` when ready; otherwise what is missing (for `/readyz`).
     pub fn not_ready(&self) -> Option<String> {
-        None
+        let mut waiting: Vec<&str> = self
+            .by_iss
+            .values()
+            .filter(|i| !i.jwks.is_loaded())
+            .map(|i| i.settings.name.as_str())
+            .collect();
+        if waiting.is_empty() {
+            return None;
+        }
+        waiting.sort_unstable();
+        Some(format!(
+            "authn: signing keys not loaded yet for issuer(s) {}",
+            waiting.join(", ")
+        ))
     }
 }
 
-impl AuthnConfig {
-    /// Record every problem in the `authn:` section.
-    pub fn validate(&self, _errors: &mut crate::config::ConfigErrors) {}
+/// An error and its causes on one line, for logs. reqwest errors name
+/// only issuer URLs, which hold no token.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// The one HTTP client for every issuer call.
+fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("firegate/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// The bearer token of a request (RFC 6750 §2.1), refusing every other
+/// way of sending one.
+fn bearer_token<'a>(
+    headers: &'a HeaderMap,
+    uri: &Uri,
+    max_bytes: usize,
+) -> Result<&'a str, AuthnError> {
+    // A token in a URL ends up in access logs and browser history
+    // (RFC 6750 §5.3): refuse it even when a header is present too.
+    if query_has_token(uri) {
+        return Err(AuthnError::TokenInQueryString);
+    }
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next().ok_or(AuthnError::MissingToken)?;
+    if values.next().is_some() {
+        return Err(AuthnError::MultipleAuthorizationHeaders);
+    }
+    if value.len() > max_bytes {
+        return Err(AuthnError::TokenTooLarge);
+    }
+    let value = value.to_str().map_err(|_| AuthnError::MalformedToken)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthnError::NotBearerScheme)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthnError::NotBearerScheme);
+    }
+    let token = token.trim_matches(' ');
+    if token.is_empty() {
+        return Err(AuthnError::MissingToken);
+    }
+    if !is_token68(token) {
+        return Err(AuthnError::MalformedToken);
+    }
+    Ok(token)
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+fn query_has_token(uri: &Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+            percent_encoding::percent_decode_str(name)
+                .decode_utf8_lossy()
+                .eq_ignore_ascii_case("access_token")
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn reason(values: &[&str], uri: &str) -> &'static str {
+        match bearer_token(&headers(values), &uri.parse().unwrap(), 64) {
+            Ok(_) => "ok",
+            Err(e) => e.reason(),
+        }
+    }
+
+    #[test]
+    fn bearer_token_extraction() {
+        assert_eq!(reason(&["Bearer abc.def.ghi"], "/"), "ok");
+        assert_eq!(reason(&["bearer abc"], "/"), "ok");
+        assert_eq!(reason(&[], "/"), "missing_token");
+        assert_eq!(reason(&["Bearer "], "/"), "missing_token");
+        assert_eq!(reason(&["Basic dXNlcjpwYXNz"], "/"), "not_bearer");
+        assert_eq!(reason(&["Bearer a b"], "/"), "malformed_token");
+        assert_eq!(
+            reason(&["Bearer a", "Bearer b"], "/"),
+            "multiple_authorization_headers"
+        );
+        assert_eq!(
+            reason(&["Bearer a"], "/v1/x?access_token=a"),
+            "token_in_query_string"
+        );
+        assert_eq!(
+            reason(&[], "/v1/x?key=1&ACCESS%5Ftoken"),
+            "token_in_query_string"
+        );
+        assert_eq!(reason(&["Bearer a"], "/v1/x?key=access_token"), "ok");
+        assert_eq!(
+            reason(&[&format!("Bearer {}", "a".repeat(64))], "/"),
+            "token_too_large"
+        );
+    }
+
+    #[test]
+    fn reasons_are_distinct() {
+        let all = [
+            AuthnError::MissingToken,
+            AuthnError::NotBearerScheme,
+            AuthnError::MultipleAuthorizationHeaders,
+            AuthnError::TokenInQueryString,
+            AuthnError::TokenTooLarge,
+            AuthnError::MalformedToken,
+            AuthnError::WrongTokenType,
+            AuthnError::UntrustedIssuer,
+            AuthnError::AlgorithmNotAllowed,
+            AuthnError::UnknownKeyId,
+            AuthnError::BadSignature,
+            AuthnError::TokenExpired,
+            AuthnError::TokenNotYetValid,
+            AuthnError::WrongAudience,
+            AuthnError::MissingScope,
+            AuthnError::MissingSubject,
+            AuthnError::IntrospectionInactive,
+            AuthnError::IssuerUnavailable,
+            AuthnError::UserinfoUnavailable,
+        ];
+        let reasons: std::collections::HashSet<_> = all.iter().map(AuthnError::reason).collect();
+        assert_eq!(reasons.len(), all.len());
+        let messages: std::collections::HashSet<_> = all
+            .iter()
+            .map(|e| e.api_error().message.to_string())
+            .collect();
+        assert_eq!(messages.len(), 1, "one fixed client message");
+    }
 }

@@ -1,19 +1,290 @@
 //! `firegate dev`: the embedded default. Emulator upstream, a development
 //! OIDC issuer, the example policies, and ready-to-paste `curl` commands.
+//!
+//! [`Stack`] is also how the end-to-end tests run a whole firegate.
 
 pub mod issuer;
+mod sample;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use tokio::task::JoinHandle;
+
+use crate::body::{self, Body};
+use crate::config::Config;
+use crate::emulator::Emulator;
+use crate::metrics;
+use crate::pipeline::Pipeline;
+use crate::server::{self, Server, Shutdown};
+
+pub use issuer::{DevIssuer, Identity};
+pub use sample::{SAMPLE_DATABASE, SAMPLE_PROJECT, Sample, samples};
 
 /// Flags of `firegate dev`.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
+    /// The proxy's address (`127.0.0.1:0` picks a free port).
     pub listen: SocketAddr,
+    /// The development issuer's address.
+    pub issuer_listen: SocketAddr,
+    /// The emulator's address.
+    pub emulator_listen: SocketAddr,
+    /// The admin listener's address.
+    pub admin_listen: SocketAddr,
+    /// Policy directory.
     pub policies: PathBuf,
+    /// Extra YAML merged over the generated config (tests use it).
+    pub extra_config: Option<String>,
+    /// Upstream URL to use instead of the embedded emulator.
+    pub upstream_override: Option<String>,
+}
+
+impl Default for DevOptions {
+    fn default() -> Self {
+        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        DevOptions {
+            listen: local(8080),
+            issuer_listen: local(8082),
+            emulator_listen: local(8081),
+            admin_listen: local(9090),
+            policies: "policies".into(),
+            extra_config: None,
+            upstream_override: None,
+        }
+    }
+}
+
+/// A running development stack: issuer, emulator and proxy.
+pub struct Stack {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub issuer: Arc<DevIssuer>,
+    pub emulator: Emulator,
+    pub emulator_addr: SocketAddr,
+    pub pipeline: Arc<Pipeline>,
+    stop: Shutdown,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Stack {
+    /// Start everything and seed the sample data.
+    pub async fn start(options: DevOptions) -> anyhow::Result<Stack> {
+        let stop = Shutdown::new();
+        let mut tasks = Vec::new();
+        let limits = Config::from_yaml("server: {plain_http: true}", Vec::new())
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .server
+            .limits;
+
+        let issuer_server = Server::bind_with(
+            options.issuer_listen,
+            None,
+            limits.clone(),
+            Default::default(),
+        )
+        .await
+        .context("development issuer")?;
+        let issuer = Arc::new(DevIssuer::generate(&format!(
+            "http://{}",
+            issuer_server.local_addr()
+        ))?);
+        tasks.push(issuer_server.serve(issuer_handler(Arc::clone(&issuer)), stop.signal()));
+
+        let emulator = Emulator::new();
+        let emulator_server = Server::bind_with(
+            options.emulator_listen,
+            None,
+            limits.clone(),
+            Default::default(),
+        )
+        .await
+        .context("emulator")?;
+        let emulator_addr = emulator_server.local_addr();
+        tasks.push(emulator_server.serve(emulator_handler(emulator.clone()), stop.signal()));
+        sample::seed(&emulator)?;
+
+        let upstream = options
+            .upstream_override
+            .clone()
+            .unwrap_or_else(|| format!("http://{emulator_addr}"));
+        let yaml = dev_config(&options, issuer.issuer(), &upstream);
+        let config = Config::from_yaml(&yaml, Vec::new())
+            .map_err(|e| anyhow::anyhow!("dev config:\n{e}"))?;
+
+        let mut registry = metrics::registry();
+        let pipeline = Arc::new(Pipeline::from_config(&config, &mut registry).await?);
+        let proxy_server = Server::bind(&config.server, &mut registry).await?;
+        let admin_server = Server::bind_admin(&config.server).await?;
+        let proxy = proxy_server.local_addr();
+        let admin = admin_server.local_addr();
+        let readiness: server::admin::Readiness = {
+            let pipeline = Arc::clone(&pipeline);
+            Arc::new(move || pipeline.not_ready())
+        };
+        tasks.push(admin_server.serve(
+            server::admin::handler(Arc::new(registry), readiness),
+            stop.signal(),
+        ));
+        tasks.push(proxy_server.serve(
+            server::pipeline_handler(Arc::clone(&pipeline)),
+            stop.signal(),
+        ));
+
+        let stack = Stack {
+            proxy,
+            admin,
+            issuer,
+            emulator,
+            emulator_addr,
+            pipeline,
+            stop,
+            tasks,
+        };
+        stack.wait_ready(Duration::from_secs(20)).await?;
+        Ok(stack)
+    }
+
+    /// The proxy's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.proxy)
+    }
+
+    /// A token for `who` from the development issuer, valid for a day.
+    pub fn token(&self, who: &Identity) -> anyhow::Result<String> {
+        self.issuer.mint(who, Duration::from_secs(24 * 3600))
+    }
+
+    async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.pipeline.not_ready() {
+                None => return Ok(()),
+                Some(reason) if tokio::time::Instant::now() >= deadline => {
+                    anyhow::bail!("not ready after {within:?}: {reason}")
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Stop accepting, drain, and wait for every listener.
+    pub async fn shutdown(self) {
+        self.stop.trigger();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 /// Run the whole development stack until interrupted.
-pub async fn run(_options: DevOptions) -> anyhow::Result<()> {
-    anyhow::bail!("dev mode not built yet")
+pub async fn run(options: DevOptions) -> anyhow::Result<()> {
+    let stack = Stack::start(options).await?;
+    print!("{}", banner(&stack)?);
+    server::shutdown::terminate().await?;
+    stack.shutdown().await;
+    Ok(())
+}
+
+/// What `firegate dev` prints: the URL, and per sample identity a token and
+/// one allowed and one refused `curl` command.
+pub fn banner(stack: &Stack) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let url = stack.url();
+    writeln!(
+        out,
+        "firegate dev — DEVELOPMENT ONLY: in-memory emulator, throwaway issuer, example policies"
+    )?;
+    writeln!(out, "proxy:    {url}")?;
+    writeln!(out, "admin:    http://{}/readyz", stack.admin)?;
+    writeln!(
+        out,
+        "issuer:   {} (tokens below are valid for 24h)",
+        stack.issuer.issuer()
+    )?;
+    writeln!(out, "emulator: http://{}", stack.emulator_addr)?;
+    for sample in samples() {
+        let token = stack.token(&sample.identity)?;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "# {} ({}, groups {:?})",
+            sample.title, sample.identity.subject, sample.identity.groups
+        )?;
+        writeln!(out, "export {}='{token}'", sample.token_var)?;
+        for (verdict, request) in [("allowed", &sample.allowed), ("refused", &sample.refused)] {
+            writeln!(out, "# {verdict}: {}", request.what)?;
+            writeln!(out, "{}", request.curl(&url, sample.token_var))?;
+        }
+    }
+    Ok(out)
+}
+
+fn dev_config(options: &DevOptions, issuer: &str, upstream: &str) -> String {
+    let mut yaml = format!(
+        r#"server:
+  listen: "{listen}"
+  admin_listen: "{admin}"
+  plain_http: true
+authn:
+  issuers:
+    - name: dev
+      issuer: "{issuer}"
+      audiences: ["{audience}"]
+      algorithms: [ES256]
+policy:
+  dir: "{policies}"
+upstream:
+  url: "{upstream}"
+  credentials: {{ source: emulator }}
+"#,
+        listen = options.listen,
+        admin = options.admin_listen,
+        audience = issuer::AUDIENCE,
+        policies = options.policies.display(),
+    );
+    if let Some(extra) = &options.extra_config {
+        yaml.push_str(extra);
+    }
+    yaml
+}
+
+fn issuer_handler(issuer: Arc<DevIssuer>) -> server::Handler {
+    server::handler(move |req, _conn| {
+        let issuer = Arc::clone(&issuer);
+        async move {
+            if req.method() != Method::GET {
+                return json(StatusCode::METHOD_NOT_ALLOWED, "{}".into());
+            }
+            match req.uri().path() {
+                "/.well-known/openid-configuration" => {
+                    json(StatusCode::OK, issuer.discovery_document().to_string())
+                }
+                "/jwks" => json(StatusCode::OK, issuer.jwks().to_string()),
+                _ => json(StatusCode::NOT_FOUND, "{}".into()),
+            }
+        }
+    })
+}
+
+fn emulator_handler(emulator: Emulator) -> server::Handler {
+    server::handler(move |req, _conn| {
+        let emulator = emulator.clone();
+        async move { emulator.handle(req).await }
+    })
+}
+
+fn json(status: StatusCode, text: String) -> Response<Body> {
+    let mut response = Response::new(body::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }

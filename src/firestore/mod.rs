@@ -2,15 +2,21 @@
 //! turns a request into the [`Operation`] naming every document and
 //! collection it touches.
 
+mod body;
+mod classify;
+pub mod path;
+#[cfg(test)]
+mod proptests;
+mod route;
 pub mod status;
 pub mod transaction;
 
 use std::fmt;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method as HttpMethod, Uri};
 use serde::Serialize;
 
+pub use classify::{Classified, Location, Presented, TransactionUse, classify, classify_request};
+pub use route::{Route, route};
 pub use status::{ApiError, Code};
 
 /// `projects/{project}/databases/{database}`.
@@ -173,83 +179,140 @@ pub struct Operation {
 }
 
 /// Why a request could not be classified. Each variant is a condition;
-/// [`ClassifyError::api_error`] gives the fixed client-facing answer.
-#[derive(Debug, thiserror::Error)]
+/// [`ClassifyError::api_error`] gives the fixed client-facing answer. Details
+/// are static descriptions, never request content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClassifyError {
     #[error("route not served: {0}")]
-    RouteNotFound(String),
+    RouteNotFound(&'static str),
     #[error("method not supported: {0}")]
-    Unsupported(String),
-    #[error("classifier not built yet")]
-    NotImplemented,
+    Unsupported(&'static str),
+    #[error("bad path encoding: {0}")]
+    BadPathEncoding(&'static str),
+    #[error("raw ':' inside the resource path")]
+    AmbiguousResourceName,
+    #[error("invalid resource id: {0}")]
+    InvalidResourceId(&'static str),
+    #[error("malformed resource name: {0}")]
+    MalformedResourceName(&'static str),
+    #[error("document/collection parity mismatch: {0}")]
+    ParityMismatch(&'static str),
+    #[error("a name in the request belongs to another database")]
+    ForeignDatabase,
+    #[error("repeated JSON key")]
+    DuplicateKey,
+    #[error("field given in both spellings: {0}")]
+    MixedFieldSpelling(&'static str),
+    #[error("unknown field in {0}")]
+    UnknownField(&'static str),
+    #[error("path-bound field re-specified in {0}")]
+    PathFieldRespecified(&'static str),
+    #[error("malformed body: {0}")]
+    MalformedBody(&'static str),
+    #[error("invalid write: {0}")]
+    InvalidWrite(&'static str),
+    #[error("invalid query: {0}")]
+    InvalidQuery(&'static str),
+    #[error("system parameter refused: {0}")]
+    SystemParameterRefused(&'static str),
+    #[error("credential in the query string")]
+    CredentialInQuery,
+    #[error("unknown query parameter")]
+    UnknownParameter,
+    #[error("repeated query parameter")]
+    DuplicateParameter,
+    #[error("invalid query parameter: {0}")]
+    InvalidParameter(&'static str),
+    #[error("X-HTTP-Method-Override present")]
+    MethodOverride,
+    #[error("unsupported content type")]
+    UnsupportedContentType,
+    #[error("unsupported content encoding")]
+    UnsupportedContentEncoding,
+    #[error("body on a method without one")]
+    BodyNotAllowed,
 }
 
 impl ClassifyError {
     /// The client-facing error.
     pub fn api_error(&self) -> ApiError {
-        match self {
-            ClassifyError::RouteNotFound(_) => ApiError::new(Code::NotFound, "Route not found."),
-            ClassifyError::Unsupported(_) => {
-                ApiError::new(Code::Unimplemented, "Method not supported by this proxy.")
+        use ClassifyError as E;
+        let (code, message) = match self {
+            E::RouteNotFound(_) => (Code::NotFound, "Route not found."),
+            E::Unsupported(_) => (Code::Unimplemented, "Method not supported by this proxy."),
+            E::BadPathEncoding(_)
+            | E::AmbiguousResourceName
+            | E::InvalidResourceId(_)
+            | E::MalformedResourceName(_)
+            | E::ParityMismatch(_) => (Code::InvalidArgument, "Invalid resource name."),
+            E::ForeignDatabase => (
+                Code::InvalidArgument,
+                "A resource name is not in the request's database.",
+            ),
+            E::DuplicateKey => (Code::InvalidArgument, "Invalid JSON payload: repeated key."),
+            E::MixedFieldSpelling(_) => (
+                Code::InvalidArgument,
+                "Invalid request: a field is given in two spellings.",
+            ),
+            E::UnknownField(_) => (Code::InvalidArgument, "Invalid JSON payload: unknown field."),
+            E::PathFieldRespecified(_) => (
+                Code::InvalidArgument,
+                "Invalid request: a field bound by the URL is given again.",
+            ),
+            E::MalformedBody(_) => (Code::InvalidArgument, "Invalid JSON payload."),
+            E::InvalidWrite(_) => (Code::InvalidArgument, "Invalid write."),
+            E::InvalidQuery(_) => (Code::InvalidArgument, "Invalid query."),
+            E::SystemParameterRefused(_) => {
+                (Code::InvalidArgument, "System parameter not allowed.")
             }
-            ClassifyError::NotImplemented => {
-                ApiError::new(Code::Unimplemented, "Method not supported by this proxy.")
+            E::CredentialInQuery => (
+                Code::InvalidArgument,
+                "Credentials are not accepted in the URL.",
+            ),
+            E::UnknownParameter => (Code::InvalidArgument, "Unknown query parameter."),
+            E::DuplicateParameter => (Code::InvalidArgument, "Repeated query parameter."),
+            E::InvalidParameter(_) => (Code::InvalidArgument, "Invalid query parameter value."),
+            E::MethodOverride => (Code::InvalidArgument, "Method override is not allowed."),
+            E::UnsupportedContentType => (Code::InvalidArgument, "Unsupported content type."),
+            E::UnsupportedContentEncoding => {
+                (Code::InvalidArgument, "Unsupported content encoding.")
             }
-        }
+            E::BodyNotAllowed => (
+                Code::InvalidArgument,
+                "This method takes no request body.",
+            ),
+        };
+        ApiError::new(code, message)
     }
 
     /// A short, stable reason for the audit line (`bad_path_encoding`, …).
     pub fn reason(&self) -> &'static str {
+        use ClassifyError as E;
         match self {
-            ClassifyError::RouteNotFound(_) => "route_not_found",
-            ClassifyError::Unsupported(_) => "unsupported_method",
-            ClassifyError::NotImplemented => "classifier_unavailable",
+            E::RouteNotFound(_) => "route_not_found",
+            E::Unsupported(_) => "unsupported_method",
+            E::BadPathEncoding(_) => "bad_path_encoding",
+            E::AmbiguousResourceName => "ambiguous_resource_name",
+            E::InvalidResourceId(_) => "invalid_resource_id",
+            E::MalformedResourceName(_) => "invalid_resource_name",
+            E::ParityMismatch(_) => "resource_parity_mismatch",
+            E::ForeignDatabase => "foreign_database",
+            E::DuplicateKey => "duplicate_key",
+            E::MixedFieldSpelling(_) => "mixed_field_spelling",
+            E::UnknownField(_) => "unknown_field",
+            E::PathFieldRespecified(_) => "path_field_respecified",
+            E::MalformedBody(_) => "malformed_body",
+            E::InvalidWrite(_) => "invalid_write",
+            E::InvalidQuery(_) => "invalid_query",
+            E::SystemParameterRefused(_) => "system_parameter_refused",
+            E::CredentialInQuery => "credential_in_query",
+            E::UnknownParameter => "unknown_query_parameter",
+            E::DuplicateParameter => "duplicate_query_parameter",
+            E::InvalidParameter(_) => "invalid_query_parameter",
+            E::MethodOverride => "method_override",
+            E::UnsupportedContentType => "unsupported_content_type",
+            E::UnsupportedContentEncoding => "unsupported_content_encoding",
+            E::BodyNotAllowed => "body_not_allowed",
         }
     }
-}
-
-/// The URL-level half of classification: which RPC, which database, and
-/// whether the body must be read to know the targets.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub database: Database,
-    pub method: Method,
-    /// Path and query to send upstream: canonical, with stripped parameters removed.
-    pub upstream_path_and_query: String,
-}
-
-impl Route {
-    /// True for the methods whose bodies name documents (§1–2): only these
-    /// bodies are buffered; everything else streams.
-    pub fn needs_body(&self) -> bool {
-        matches!(
-            self.method,
-            Method::BatchGet
-                | Method::Commit
-                | Method::BatchWrite
-                | Method::BeginTransaction
-                | Method::Rollback
-                | Method::RunQuery
-                | Method::RunAggregationQuery
-                | Method::PartitionQuery
-                | Method::ListCollectionIds
-                | Method::Patch
-                | Method::CreateDocument
-        )
-    }
-}
-
-/// Parse method, URL and headers into a [`Route`]; refuse everything outside
-/// the allowlist.
-pub fn route(
-    _method: &HttpMethod,
-    _uri: &Uri,
-    _headers: &HeaderMap,
-) -> Result<Route, ClassifyError> {
-    Err(ClassifyError::NotImplemented)
-}
-
-/// Finish classification with the (bounded) body, when the route needs it.
-pub fn classify(_route: &Route, _body: Option<&Bytes>) -> Result<Operation, ClassifyError> {
-    Err(ClassifyError::NotImplemented)
 }

@@ -1,27 +1,370 @@
 //! Transaction ids bound to the principal that began them, statelessly:
 //! the proxy hands out the upstream id sealed with an HMAC and unseals it on
 //! the way back, so any replica behind a load balancer can check it.
+//!
+//! A sealed id is `version ‖ expiry ‖ upstream id ‖ issuer tag ‖ owner tag`,
+//! written as proto3-JSON `bytes` (standard base64), because clients decode
+//! the id and re-encode it when they send it back. The issuer tag proves
+//! firegate made the seal (for this database, id and expiry); the owner tag
+//! binds it to the principal's fingerprint. Two tags let the audit line say
+//! `transaction_forged` or `transaction_not_owned`.
 
+mod stream;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use bytes::{Bytes, BytesMut};
+use hmac::{Hmac, Mac};
+use http::{Response, StatusCode, header};
 use serde::Deserialize;
+use sha2::Sha256;
+
+use super::{ApiError, Code, Database, Location, Route, TransactionUse};
+use crate::authn::Fingerprint;
+use crate::body::Body;
+use crate::config::ConfigErrors;
+
+pub use stream::SealStream;
+
+const VERSION: u8 = 1;
+const TAG_LEN: usize = 16;
+const MIN_KEY_LEN: usize = 32;
+const DEFAULT_TTL: &str = "10m";
+/// Shortest and longest accepted `ttl`: Firestore ends a transaction after
+/// 270 s anyway; a day bounds how long a leaked seal is worth anything.
+const TTL_RANGE: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(86_400));
 
 /// Raw `transactions:` section of the config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransactionConfig {
-    /// File holding the HMAC key shared by every replica.
-    pub key_file: Option<std::path::PathBuf>,
+    /// File holding the HMAC key shared by every replica (at least 32 bytes,
+    /// used as written, trailing whitespace removed).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// How long a sealed id stays valid (humantime, default `10m`).
+    #[serde(default = "default_ttl")]
+    pub ttl: String,
+}
+
+fn default_ttl() -> String {
+    DEFAULT_TTL.into()
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        TransactionConfig {
+            key_file: None,
+            ttl: default_ttl(),
+        }
+    }
 }
 
 impl TransactionConfig {
     /// Record every problem in the `transactions:` section.
-    pub fn validate(&self, _errors: &mut crate::config::ConfigErrors) {}
+    pub fn validate(&self, errors: &mut ConfigErrors) {
+        let ttl = crate::config::duration("transactions.ttl", &self.ttl, errors);
+        if ttl != Duration::ZERO && !(TTL_RANGE.0..=TTL_RANGE.1).contains(&ttl) {
+            errors.push("transactions.ttl", "must be between 10s and 24h");
+        }
+        if let Some(path) = &self.key_file
+            && let Err(reason) = read_key(path)
+        {
+            errors.push("transactions.key_file", reason);
+        }
+    }
+
+    fn ttl(&self) -> Duration {
+        humantime::parse_duration(&self.ttl)
+            .unwrap_or(Duration::from_secs(600))
+            .clamp(TTL_RANGE.0, TTL_RANGE.1)
+    }
+}
+
+fn read_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let mut key = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    while key.last().is_some_and(u8::is_ascii_whitespace) {
+        key.pop();
+    }
+    if key.len() < MIN_KEY_LEN {
+        return Err(format!("key must be at least {MIN_KEY_LEN} bytes"));
+    }
+    Ok(key)
+}
+
+/// Why a presented transaction id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransactionError {
+    /// Not a seal firegate made (or made for another database).
+    #[error("transaction id not issued by firegate")]
+    Forged,
+    /// A genuine seal, issued to another principal.
+    #[error("transaction id issued to another principal")]
+    NotOwned,
+    #[error("transaction id expired")]
+    Expired,
+}
+
+impl TransactionError {
+    /// Forged and expired ids are malformed arguments (400, as Firestore
+    /// answers an unknown or expired transaction); someone else's is 403.
+    pub fn api_error(&self) -> ApiError {
+        match self {
+            TransactionError::Forged => {
+                ApiError::new(Code::InvalidArgument, "Invalid transaction.")
+            }
+            TransactionError::NotOwned => ApiError::new(
+                Code::PermissionDenied,
+                "Missing or insufficient permissions.",
+            ),
+            TransactionError::Expired => ApiError::new(
+                Code::InvalidArgument,
+                "The referenced transaction has expired or is no longer valid.",
+            ),
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TransactionError::Forged => "transaction_forged",
+            TransactionError::NotOwned => "transaction_not_owned",
+            TransactionError::Expired => "transaction_expired",
+        }
+    }
 }
 
 /// Seals upstream transaction ids to the principal that obtained them.
-pub struct TransactionSealer {}
+pub struct TransactionSealer {
+    keys: Arc<Keys>,
+    ttl: Duration,
+}
 
 impl TransactionSealer {
-    pub fn new(_config: &TransactionConfig) -> anyhow::Result<Self> {
-        Ok(TransactionSealer {})
+    pub fn new(config: &TransactionConfig) -> anyhow::Result<Self> {
+        let key = match &config.key_file {
+            Some(path) => read_key(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None => {
+                tracing::warn!(
+                    "transactions.key_file not set: using a random key; transactions will not \
+                     survive a restart or work across replicas"
+                );
+                rand::random::<[u8; 32]>().to_vec()
+            }
+        };
+        Ok(TransactionSealer::with_key(&key, config.ttl())?)
+    }
+
+    /// A sealer with this key and lifetime.
+    pub fn with_key(key: &[u8], ttl: Duration) -> Result<Self, hmac::digest::InvalidLength> {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(key)?;
+        Ok(TransactionSealer {
+            keys: Arc::new(Keys { mac }),
+            ttl,
+        })
+    }
+
+    /// Request side: check the presented id (if any) is owned by
+    /// `fingerprint` and unexpired, and put the upstream id in its place, in
+    /// the query or in the (buffered) body.
+    pub fn unseal_request(
+        &self,
+        fingerprint: &Fingerprint,
+        route: &mut Route,
+        usage: &TransactionUse,
+        body: Option<Bytes>,
+    ) -> Result<Option<Bytes>, TransactionError> {
+        let Some(presented) = &usage.presented else {
+            return Ok(body);
+        };
+        let id = self
+            .keys
+            .unseal(&presented.sealed, fingerprint, &route.database, now())?;
+        let upstream = STANDARD.encode(id);
+        match &presented.at {
+            Location::Query => {
+                route.set_query_transaction(upstream);
+                Ok(body)
+            }
+            Location::Body(range) => {
+                let body = body.unwrap_or_default();
+                let (Some(before), Some(after)) = (body.get(..range.start), body.get(range.end..))
+                else {
+                    return Err(TransactionError::Forged);
+                };
+                let mut out = BytesMut::with_capacity(body.len());
+                out.extend_from_slice(before);
+                out.extend_from_slice(b"\"");
+                out.extend_from_slice(upstream.as_bytes());
+                out.extend_from_slice(b"\"");
+                out.extend_from_slice(after);
+                Ok(Some(out.freeze()))
+            }
+        }
+    }
+
+    /// What the response side needs, when the response will carry a new
+    /// transaction id.
+    pub fn sealing(
+        &self,
+        fingerprint: &Fingerprint,
+        database: &Database,
+        usage: &TransactionUse,
+    ) -> Option<Sealing> {
+        usage.begins.then(|| Sealing {
+            keys: Arc::clone(&self.keys),
+            fingerprint: *fingerprint,
+            database: database.to_string(),
+            expiry: now().saturating_add(self.ttl.as_secs()),
+        })
+    }
+
+    /// Seal one upstream id for `fingerprint` (tests, benches).
+    pub fn seal(&self, fingerprint: &Fingerprint, database: &Database, id: &[u8]) -> String {
+        let expiry = now().saturating_add(self.ttl.as_secs());
+        self.keys
+            .seal(fingerprint, &database.to_string(), expiry, id)
+    }
+
+    /// Unseal one id (tests, benches).
+    pub fn unseal(
+        &self,
+        sealed: &str,
+        fingerprint: &Fingerprint,
+        database: &Database,
+    ) -> Result<Vec<u8>, TransactionError> {
+        self.keys.unseal(sealed, fingerprint, database, now())
     }
 }
+
+/// The response-side half: seals the `transaction` of one response.
+#[derive(Clone)]
+pub struct Sealing {
+    keys: Arc<Keys>,
+    fingerprint: Fingerprint,
+    database: String,
+    expiry: u64,
+}
+
+impl Sealing {
+    /// Rewrite a successful response so every transaction id in it is
+    /// sealed; the body still streams. A compressed body cannot be
+    /// rewritten, so it is refused (firegate asks upstream for identity).
+    pub fn seal_response(self, response: Response<Body>) -> Response<Body> {
+        if !response.status().is_success() {
+            return response;
+        }
+        let encoded = response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes() != b"identity");
+        if encoded {
+            return ApiError::new(Code::Unavailable, "Upstream response could not be read.")
+                .with_http_status(StatusCode::BAD_GATEWAY)
+                .to_response();
+        }
+        let (mut parts, body) = response.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        Response::from_parts(parts, crate::body::boxed(SealStream::new(body, self)))
+    }
+
+    /// Seal one upstream id given as base64 text.
+    fn seal_text(&self, upstream: &str) -> Option<String> {
+        let id = decode_base64(upstream)?;
+        Some(
+            self.keys
+                .seal(&self.fingerprint, &self.database, self.expiry, &id),
+        )
+    }
+}
+
+struct Keys {
+    mac: Hmac<Sha256>,
+}
+
+impl Keys {
+    fn issuer_tag(&self, expiry: u64, database: &str, id: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        mac.update(b"firegate/transaction/issuer\0");
+        mac.update(&[VERSION]);
+        mac.update(&expiry.to_be_bytes());
+        mac.update(&(database.len() as u64).to_be_bytes());
+        mac.update(database.as_bytes());
+        mac.update(id);
+        mac
+    }
+
+    fn owner_tag(&self, issuer: &[u8], fingerprint: &Fingerprint) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        mac.update(b"firegate/transaction/owner\0");
+        mac.update(issuer);
+        mac.update(fingerprint);
+        mac
+    }
+
+    fn seal(&self, fingerprint: &Fingerprint, database: &str, expiry: u64, id: &[u8]) -> String {
+        let issuer = self.issuer_tag(expiry, database, id).finalize().into_bytes();
+        let issuer = &issuer[..TAG_LEN];
+        let owner = self.owner_tag(issuer, fingerprint).finalize().into_bytes();
+        let mut out = Vec::with_capacity(1 + 8 + id.len() + 2 * TAG_LEN);
+        out.push(VERSION);
+        out.extend_from_slice(&expiry.to_be_bytes());
+        out.extend_from_slice(id);
+        out.extend_from_slice(issuer);
+        out.extend_from_slice(&owner[..TAG_LEN]);
+        STANDARD.encode(out)
+    }
+
+    fn unseal(
+        &self,
+        sealed: &str,
+        fingerprint: &Fingerprint,
+        database: &Database,
+        now: u64,
+    ) -> Result<Vec<u8>, TransactionError> {
+        let raw = decode_base64(sealed).ok_or(TransactionError::Forged)?;
+        if raw.len() < 1 + 8 + 1 + 2 * TAG_LEN || raw[0] != VERSION {
+            return Err(TransactionError::Forged);
+        }
+        let (head, tags) = raw.split_at(raw.len() - 2 * TAG_LEN);
+        let (issuer, owner) = tags.split_at(TAG_LEN);
+        let mut expiry = [0u8; 8];
+        expiry.copy_from_slice(&head[1..9]);
+        let expiry = u64::from_be_bytes(expiry);
+        let id = &head[9..];
+        self.issuer_tag(expiry, &database.to_string(), id)
+            .verify_truncated_left(issuer)
+            .map_err(|_| TransactionError::Forged)?;
+        self.owner_tag(issuer, fingerprint)
+            .verify_truncated_left(owner)
+            .map_err(|_| TransactionError::NotOwned)?;
+        if expiry < now {
+            return Err(TransactionError::Expired);
+        }
+        Ok(id.to_vec())
+    }
+}
+
+const STANDARD: GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Proto3-JSON `bytes` accept either alphabet, padded or not.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    const LENIENT: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const STD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+    const URL: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+    STD.decode(text).or_else(|_| URL.decode(text)).ok()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

@@ -21,7 +21,7 @@ use crate::audit::{AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
 use crate::body::{Body, BoxError};
 use crate::firestore::{Method, Operation};
-use crate::policy::Decision;
+use crate::policy::{Decision, Why};
 use crate::upstream::headers;
 
 /// The audit-relevant facts of one request, filled in step by step.
@@ -42,6 +42,9 @@ pub struct Exchange {
     pub upstream_status: Option<u16>,
     reason: Option<String>,
     refused: bool,
+    /// False when `Auditor::admit` refused the request: its record is then
+    /// best-effort, so that a flood of refusals cannot queue without bound.
+    admitted: bool,
     bytes_in: Arc<AtomicU64>,
 }
 
@@ -72,6 +75,7 @@ impl Exchange {
             upstream_status: None,
             reason: None,
             refused: false,
+            admitted: true,
             bytes_in: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -97,9 +101,12 @@ impl Exchange {
         })
     }
 
-    pub(super) fn refuse(&mut self, reason: String, _err: &PipelineError) {
+    pub(super) fn refuse(&mut self, reason: String, err: &PipelineError) {
         self.reason = Some(reason);
         self.refused = true;
+        if matches!(err, PipelineError::Audit(_)) {
+            self.admitted = false;
+        }
     }
 
     /// Attach the audit record to the response body; it is written when the
@@ -108,12 +115,16 @@ impl Exchange {
         let status = response.status().as_u16();
         let (parts, body) = response.into_parts();
         let started = self.started;
+        let admitted = self.admitted;
+        let bytes_in = Arc::clone(&self.bytes_in);
         let record = self.into_record(status);
         let audited = Audited {
             inner: body,
             started,
+            bytes_in,
             bytes_out: 0,
             complete: false,
+            admitted,
             pending: Some((record, auditor)),
         };
         Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
@@ -129,6 +140,7 @@ impl Exchange {
                     access: t.target.access.to_string(),
                     allowed: t.allowed,
                     rule: t.rule.clone(),
+                    why: Some(why_name(&t.why).to_owned()),
                 })
                 .collect(),
             (None, Some(op)) => op
@@ -139,6 +151,7 @@ impl Exchange {
                     access: t.access.to_string(),
                     allowed: false,
                     rule: None,
+                    why: None,
                 })
                 .collect(),
             (None, None) => Vec::new(),
@@ -170,11 +183,22 @@ impl Exchange {
             upstream_account: self.upstream_account,
             upstream_status: self.upstream_status,
             status,
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            // Both byte counts and the duration are filled in when the
+            // response body ends: a streamed request body may still be read.
+            bytes_in: 0,
             bytes_out: 0,
             duration_ms: 0.0,
             client_disconnected: false,
         }
+    }
+}
+
+fn why_name(why: &Why) -> &'static str {
+    match why {
+        Why::Allowed => "allowed",
+        Why::DenyMatched => "deny_matched",
+        Why::NoRuleMatched => "no_rule_matched",
+        Why::ConditionFalse => "condition_false",
     }
 }
 
@@ -240,21 +264,28 @@ impl http_body::Body for Counted {
 struct Audited {
     inner: Body,
     started: Instant,
+    bytes_in: Arc<AtomicU64>,
     bytes_out: u64,
     complete: bool,
+    admitted: bool,
     pending: Option<(AuditRecord, Arc<Auditor>)>,
 }
 
 impl Audited {
     fn write(&mut self, disconnected: bool, upstream_failed: bool) {
         if let Some((mut record, auditor)) = self.pending.take() {
+            record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
             record.bytes_out = self.bytes_out;
             record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
             record.client_disconnected = disconnected;
             if upstream_failed && record.reason.is_none() {
                 record.reason = Some("upstream_stream_error".into());
             }
-            auditor.record(record);
+            if self.admitted {
+                auditor.record(record);
+            } else {
+                auditor.record_refused(record);
+            }
         }
     }
 }
@@ -306,5 +337,222 @@ impl Drop for Audited {
     fn drop(&mut self) {
         let disconnected = !self.complete && !http_body::Body::is_end_stream(&self.inner);
         self.write(disconnected, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use futures_util::StreamExt;
+    use futures_util::stream;
+    use http_body_util::{BodyExt, StreamBody};
+    use prometheus_client::registry::Registry;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::audit::{AuditConfig, MemorySink};
+
+    fn auditor() -> (Arc<Auditor>, MemorySink) {
+        let sink = MemorySink::new();
+        let auditor = Auditor::with_sink(
+            &AuditConfig::default(),
+            Box::new(sink.clone()),
+            &mut Registry::default(),
+        )
+        .expect("auditor");
+        (Arc::new(auditor), sink)
+    }
+
+    fn exchange() -> Exchange {
+        let req = Request::builder()
+            .method("GET")
+            .uri("/v1/projects/p/databases/(default)/documents/a/b")
+            .header("x-request-id", "req-1")
+            .body(())
+            .expect("request");
+        let conn = ConnInfo {
+            remote: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            tls: Some("TLSv1.3"),
+        };
+        Exchange::begin(&req, &conn, &[])
+    }
+
+    fn frames(chunks: &[&'static str]) -> Vec<Result<Frame<Bytes>, BoxError>> {
+        chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))
+            .collect()
+    }
+
+    /// Flush the writer and return every record written.
+    async fn written(auditor: &Auditor, sink: &MemorySink) -> Vec<Value> {
+        auditor.flush().await;
+        sink.records()
+    }
+
+    #[tokio::test]
+    async fn a_complete_stream_writes_one_record_with_its_size() {
+        let (auditor, sink) = auditor();
+        let body = BodyExt::boxed(StreamBody::new(stream::iter(frames(&["hello ", "world"]))));
+        let response = Response::builder().status(200).body(body).expect("response");
+        let response = exchange().finish(response, Arc::clone(&auditor));
+        assert!(written(&auditor, &sink).await.is_empty(), "written before the body ended");
+
+        let collected = response.into_body().collect().await.expect("body");
+        assert_eq!(collected.to_bytes(), "hello world");
+        let records = written(&auditor, &sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        let r = &records[0];
+        assert_eq!(r["status"], 200);
+        assert_eq!(r["bytes_out"], 11);
+        assert_eq!(r["client_disconnected"], false);
+        assert_eq!(r["request_id"], "req-1");
+        assert_eq!(r["tls"], "TLSv1.3");
+    }
+
+    #[tokio::test]
+    async fn dropping_mid_stream_writes_one_disconnected_record() {
+        let (auditor, sink) = auditor();
+        let endless = stream::iter(frames(&["first chunk"])).chain(stream::pending());
+        let response = Response::new(BodyExt::boxed(StreamBody::new(endless)));
+        let response = exchange().finish(response, Arc::clone(&auditor));
+        let mut body = response.into_body();
+        let frame = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(frame.data_ref().map(Bytes::len), Some(11));
+        assert!(written(&auditor, &sink).await.is_empty());
+
+        drop(body);
+        let records = written(&auditor, &sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["client_disconnected"], true);
+        assert_eq!(records[0]["bytes_out"], 11);
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_hyper_never_polls_is_recorded_once_on_drop() {
+        let (auditor, sink) = auditor();
+        let response = Response::builder()
+            .status(204)
+            .body(crate::body::empty())
+            .expect("response");
+        drop(exchange().finish(response, Arc::clone(&auditor)));
+        let records = written(&auditor, &sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["client_disconnected"], false);
+        assert_eq!(records[0]["status"], 204);
+    }
+
+    #[tokio::test]
+    async fn a_failing_upstream_stream_is_recorded_with_its_reason() {
+        let (auditor, sink) = auditor();
+        let mut items = frames(&["part"]);
+        items.push(Err("upstream reset".into()));
+        let response = Response::new(BodyExt::boxed(StreamBody::new(stream::iter(items))));
+        let response = exchange().finish(response, Arc::clone(&auditor));
+        assert!(response.into_body().collect().await.is_err());
+        let records = written(&auditor, &sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["reason"], "upstream_stream_error");
+        assert_eq!(records[0]["bytes_out"], 4);
+        assert_eq!(records[0]["client_disconnected"], false);
+    }
+
+    #[tokio::test]
+    async fn streamed_request_bytes_are_counted_when_the_response_ends() {
+        let (auditor, sink) = auditor();
+        let ex = exchange();
+        let request_body = ex.count_bytes_in(crate::body::full("twelve bytes"));
+        let response = ex.finish(Response::new(crate::body::full("ok")), Arc::clone(&auditor));
+        // The upstream reads the request body after the response was built.
+        request_body.collect().await.expect("request body");
+        response.into_body().collect().await.expect("response body");
+        let records = written(&auditor, &sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["bytes_in"], 12);
+        assert_eq!(records[0]["bytes_out"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_by_the_auditor_is_recorded_as_an_error() {
+        let (auditor, sink) = auditor();
+        let mut ex = exchange();
+        let err = PipelineError::Audit(crate::audit::AuditError::SinkBackedUp);
+        ex.refuse(err.reason(None), &err);
+        let response = ex.finish(err.api_error().to_response(), Arc::clone(&auditor));
+        response.into_body().collect().await.expect("body");
+        let records = written(&auditor, &sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["decision"], "error");
+        assert_eq!(records[0]["reason"], "audit_backlog");
+        assert_eq!(records[0]["status"], 503);
+    }
+
+    #[tokio::test]
+    async fn a_policy_deny_names_every_target_its_rule_and_the_reason() {
+        use crate::firestore::{Access, Database, Scope, Target};
+        use crate::policy::TargetDecision;
+        let (auditor, sink) = auditor();
+        let mut ex = exchange();
+        let target = |path: &[&str], access| Target {
+            scope: Scope::Document {
+                path: path.iter().map(|s| s.to_string()).collect(),
+            },
+            access,
+        };
+        let allowed = target(&["teams", "a", "deployments", "d1"], Access::Update);
+        let refused = target(&["secrets", "s1"], Access::Get);
+        ex.route = Some((Method::Commit, "projects/p/databases/(default)".into()));
+        ex.operation = Some(Operation {
+            database: Database {
+                project: "p".into(),
+                database: "(default)".into(),
+            },
+            method: Method::Commit,
+            targets: vec![allowed.clone(), refused.clone()],
+        });
+        ex.decision = Some(Decision {
+            allowed: false,
+            targets: vec![
+                TargetDecision {
+                    target: allowed,
+                    allowed: true,
+                    rule: Some("team-deployments".into()),
+                    why: Why::Allowed,
+                },
+                TargetDecision {
+                    target: refused,
+                    allowed: false,
+                    rule: Some("no-secrets".into()),
+                    why: Why::DenyMatched,
+                },
+            ],
+            upstream_account: None,
+            reason: Some("rule:no-secrets".into()),
+        });
+        let err = PipelineError::Denied;
+        ex.refuse(err.reason(ex.decision.as_ref()), &err);
+        let response = ex.finish(err.api_error().to_response(), Arc::clone(&auditor));
+        response.into_body().collect().await.expect("body");
+
+        let records = written(&auditor, &sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        let r = &records[0];
+        assert_eq!(r["decision"], "deny");
+        assert_eq!(r["reason"], "rule:no-secrets");
+        assert_eq!(r["status"], 403);
+        assert_eq!(r["rpc"], "commit");
+        assert_eq!(r["database"], "projects/p/databases/(default)");
+        assert_eq!(
+            r["targets"],
+            serde_json::json!([
+                {"resource": "/teams/a/deployments/d1", "access": "update", "allowed": true,
+                 "rule": "team-deployments", "why": "allowed"},
+                {"resource": "/secrets/s1", "access": "get", "allowed": false,
+                 "rule": "no-secrets", "why": "deny_matched"},
+            ])
+        );
+        assert_eq!(r["upstream_account"], Value::Null);
+        assert_eq!(r["principal"], Value::Null);
     }
 }

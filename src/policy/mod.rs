@@ -1,9 +1,25 @@
 //! The per-collection policy table: `Principal` × `Operation` → `Decision`.
 
+mod cache;
+pub mod cli;
+mod compile;
+mod condition;
+mod decide;
+mod engine;
+pub mod format;
+pub mod pattern;
+mod reload;
+mod table;
+#[cfg(test)]
+mod tests;
+
 use serde::{Deserialize, Serialize};
 
-use crate::authn::Principal;
 use crate::firestore::{Operation, Target};
+
+pub use engine::PolicyEngine;
+pub use format::{PolicyError, PolicyErrors};
+pub use table::Table;
 
 /// Raw `policy:` section of the config.
 #[derive(Debug, Clone, Deserialize)]
@@ -12,6 +28,20 @@ pub struct PolicyConfig {
     /// Directory of `*.yaml` policy files.
     #[serde(default = "default_dir")]
     pub dir: std::path::PathBuf,
+    /// Reload when a file in `dir` changes (SIGHUP always reloads).
+    #[serde(default = "default_watch")]
+    pub watch: bool,
+    /// Most per-target decisions kept in the cache.
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: u64,
+}
+
+fn default_watch() -> bool {
+    true
+}
+
+fn default_cache_capacity() -> u64 {
+    100_000
 }
 
 fn default_dir() -> std::path::PathBuf {
@@ -20,7 +50,11 @@ fn default_dir() -> std::path::PathBuf {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        PolicyConfig { dir: default_dir() }
+        PolicyConfig {
+            dir: default_dir(),
+            watch: default_watch(),
+            cache_capacity: default_cache_capacity(),
+        }
     }
 }
 
@@ -82,29 +116,14 @@ impl Decision {
     }
 }
 
-/// The compiled, hot-reloadable policy table and its decision cache.
-pub struct PolicyEngine {}
-
-impl PolicyEngine {
-    pub async fn new(
-        _config: &PolicyConfig,
-        _registry: &mut prometheus_client::registry::Registry,
-    ) -> anyhow::Result<Self> {
-        Ok(PolicyEngine {})
-    }
-
-    /// Step 3 of the pipeline. A deny is a value, not an error.
-    pub async fn decide(&self, _principal: &Principal, op: &Operation) -> Decision {
-        Decision::deny_all(op, "policy_unavailable")
-    }
-
-    /// `None` when ready; otherwise what is wrong (for `/readyz`).
-    pub fn not_ready(&self) -> Option<String> {
-        None
-    }
-}
-
 impl PolicyConfig {
     /// Record every problem in the `policy:` section.
-    pub fn validate(&self, _errors: &mut crate::config::ConfigErrors) {}
+    pub fn validate(&self, errors: &mut crate::config::ConfigErrors) {
+        if self.dir.as_os_str().is_empty() {
+            errors.push("policy.dir", "must name the policy directory");
+        }
+        if self.cache_capacity == 0 {
+            errors.push("policy.cache_capacity", "must be at least 1");
+        }
+    }
 }

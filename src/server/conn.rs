@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -165,7 +165,7 @@ where
 /// Requests in flight on one connection and when it last went quiet.
 struct Activity {
     in_flight: AtomicUsize,
-    seen_request: std::sync::atomic::AtomicBool,
+    seen_request: AtomicBool,
     quiet_since: Mutex<Instant>,
     /// Woken when the last in-flight response ends, to re-arm the idle timer.
     settled: Notify,
@@ -175,7 +175,7 @@ impl Default for Activity {
     fn default() -> Self {
         Activity {
             in_flight: AtomicUsize::new(0),
-            seen_request: std::sync::atomic::AtomicBool::new(false),
+            seen_request: AtomicBool::new(false),
             quiet_since: Mutex::new(Instant::now()),
             settled: Notify::new(),
         }

@@ -289,3 +289,61 @@ impl Upstream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_uri_accepts_scheme_host_port_only() {
+        assert!(base_uri("https://firestore.googleapis.com").is_ok());
+        assert!(base_uri("http://127.0.0.1:8081/").is_ok());
+        for bad in [
+            "ftp://x",
+            "firestore.googleapis.com",
+            "https://u:p@firestore.googleapis.com",
+            "https://firestore.googleapis.com/v1",
+            "https://firestore.googleapis.com?x=1",
+            "",
+        ] {
+            assert!(base_uri(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn each_condition_has_its_status() {
+        let cases = [
+            (UpstreamError::ConnectTimeout, 504, "DEADLINE_EXCEEDED"),
+            (
+                UpstreamError::ResponseHeaderTimeout,
+                504,
+                "DEADLINE_EXCEEDED",
+            ),
+            (
+                UpstreamError::ConnectFailed("secret-detail".into()),
+                503,
+                "UNAVAILABLE",
+            ),
+            (
+                UpstreamError::ProtocolError("secret-detail".into()),
+                502,
+                "UNAVAILABLE",
+            ),
+            (
+                UpstreamError::InvalidRequest("secret-detail".into()),
+                500,
+                "INTERNAL",
+            ),
+        ];
+        for (err, status, code) in cases {
+            let api = err.api_error();
+            assert_eq!(api.http_status.as_u16(), status, "{err}");
+            assert_eq!(api.code.as_str(), code, "{err}");
+            assert!(
+                !api.message.contains("secret"),
+                "detail leaked: {}",
+                api.message
+            );
+        }
+    }
+}

@@ -11,7 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use client::{Outbound, Upstream, UpstreamError};
-pub use credentials::{AccessToken, Credentials, CredentialsConfig, CredentialsError};
+pub use credentials::{
+    AccessToken, Credentials, CredentialsConfig, CredentialsError, EMULATOR_ACCOUNT,
+    ImpersonationConfig, Source as CredentialsSource, is_service_account,
+};
 
 use crate::config::ConfigErrors;
 
@@ -36,6 +39,10 @@ pub struct UpstreamConfig {
     /// the system and webpki roots (a private emulator, a corporate proxy).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The upstream is a Firestore emulator: allows `credentials.source:
+    /// emulator` (a fixed owner token) on a non-loopback or `https` URL.
+    #[serde(default)]
+    pub emulator: bool,
 }
 
 fn default_url() -> String {
@@ -58,6 +65,7 @@ impl Default for UpstreamConfig {
             connect_timeout: default_connect_timeout(),
             response_header_timeout: default_response_header_timeout(),
             ca_file: None,
+            emulator: false,
         }
     }
 }
@@ -65,6 +73,8 @@ impl Default for UpstreamConfig {
 impl UpstreamConfig {
     /// Record every problem in the `upstream:` section.
     pub fn validate(&self, errors: &mut ConfigErrors) {
+        let emulator_allowed = self.emulator || credentials::is_loopback_http(&self.url);
+        self.credentials.validate(emulator_allowed, errors);
         if let Err(reason) = client::base_uri(&self.url) {
             errors.push("upstream.url", reason);
         }
@@ -100,5 +110,44 @@ impl UpstreamConfig {
             parse("connect_timeout", &self.connect_timeout)?,
             parse("response_header_timeout", &self.response_header_timeout)?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_upstream_problem_is_reported() {
+        let config = UpstreamConfig {
+            url: "ftp://x".into(),
+            connect_timeout: "0s".into(),
+            response_header_timeout: "soon".into(),
+            ca_file: Some("/nonexistent/roots.pem".into()),
+            ..UpstreamConfig::default()
+        };
+        let mut errors = ConfigErrors::default();
+        config.validate(&mut errors);
+        let keys: Vec<&str> = errors.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstream.url",
+                "upstream.connect_timeout",
+                "upstream.response_header_timeout",
+                "upstream.ca_file"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let mut errors = ConfigErrors::default();
+        UpstreamConfig::default().validate(&mut errors);
+        assert!(errors.is_empty(), "{errors}");
+        assert_eq!(
+            UpstreamConfig::default().timeouts().unwrap(),
+            (Duration::from_secs(5), Duration::from_secs(60))
+        );
     }
 }

@@ -1,9 +1,15 @@
-//! Shared fakes for integration tests and benches: key material made at
-//! test time, a builder-style recording upstream, a proxy to put between.
-#![allow(dead_code)]
+//! Shared fakes and real peers for integration tests and benches: key
+//! material made at test time, a builder-style recording upstream, a test
+//! OIDC issuer, the real oidc-provider, a proxy to put between.
+// Each test binary uses a different subset.
+#![allow(dead_code, unused_imports)]
 
 pub mod certs;
+pub mod issuer;
+pub mod oidc_provider;
 pub mod emulator;
+pub mod fake;
+pub mod google;
 pub mod proxy;
 pub mod upstream;
 

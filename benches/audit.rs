@@ -1,0 +1,144 @@
+//! Records per second through the audit writer: queue, canonical form,
+//! SHA-256 or HMAC chain, and the sink.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use firegate::audit::{
+    AuditConfig, AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome, Sink, SinkKind,
+};
+use prometheus_client::registry::Registry;
+
+/// Records per measured batch; the queue holds them all, so none drop.
+const BATCH: u64 = 5_000;
+
+struct NullSink;
+
+impl Sink for NullSink {
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        std::hint::black_box(line);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn record() -> AuditRecord {
+    AuditRecord {
+        time: "2026-11-28T13:00:00.123456Z".into(),
+        request_id: "4f1c2b7d9a0e4c3fa1b2c3d4e5f60718".into(),
+        client_ip: "203.0.113.7".into(),
+        tls: Some("TLSv1.3".into()),
+        http_version: "HTTP/2".into(),
+        principal: Some(AuditPrincipal {
+            issuer: "https://backstage.example.com/api/auth".into(),
+            subject: "user:default/ada".into(),
+            email: Some("ada@example.com".into()),
+            groups: vec!["group:default/team-a".into(), "group:default/sre".into()],
+        }),
+        http_method: "POST".into(),
+        rpc: Some("commit".into()),
+        database: Some("projects/p/databases/(default)".into()),
+        targets: (0..3)
+            .map(|i| AuditTarget {
+                resource: format!("/teams/a/deployments/d{i}"),
+                access: "update".into(),
+                allowed: true,
+                rule: Some("team-deployments".into()),
+                why: Some("allowed".into()),
+            })
+            .collect(),
+        decision: Outcome::Allow,
+        reason: None,
+        upstream_account: Some("writer@p.iam.gserviceaccount.com".into()),
+        upstream_status: Some(200),
+        status: 200,
+        bytes_in: 812,
+        bytes_out: 240,
+        duration_ms: 12.375,
+        client_disconnected: false,
+    }
+}
+
+/// Time `iters` batches of `BATCH` records: queue them all, wait until
+/// written. `after` runs untimed after each batch.
+fn run(
+    rt: &tokio::runtime::Runtime,
+    auditor: &Auditor,
+    iters: u64,
+    after: &dyn Fn(),
+) -> Duration {
+    let template = record();
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            auditor.record(template.clone());
+        }
+        rt.block_on(auditor.flush());
+        total += start.elapsed();
+        after();
+    }
+    assert_eq!(auditor.dropped(), 0, "the bench must not drop records");
+    total
+}
+
+fn remove_rotated(dir: &Path, active: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path() != active {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn writer(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let config = AuditConfig {
+        queue_capacity: BATCH as usize + 16,
+        ..AuditConfig::default()
+    };
+    let mut group = c.benchmark_group("audit_writer");
+    group.throughput(Throughput::Elements(BATCH));
+
+    let null = Auditor::with_sink(&config, Box::new(NullSink), &mut Registry::default())
+        .expect("auditor");
+    group.bench_function("sha256_null_sink", |b| {
+        b.iter_custom(|iters| run(&rt, &null, iters, &|| {}))
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef").expect("key");
+    let hmac = AuditConfig {
+        hmac_key_file: Some(key),
+        ..config.clone()
+    };
+    let hmac_null =
+        Auditor::with_sink(&hmac, Box::new(NullSink), &mut Registry::default()).expect("auditor");
+    group.bench_function("hmac_null_sink", |b| {
+        b.iter_custom(|iters| run(&rt, &hmac_null, iters, &|| {}))
+    });
+
+    let files = tempfile::tempdir().expect("tempdir");
+    let active = files.path().join("audit.log");
+    let file_config = AuditConfig {
+        sink: SinkKind::File,
+        path: Some(active.clone()),
+        max_file_bytes: 16 * 1024 * 1024,
+        ..config.clone()
+    };
+    let file = rt
+        .block_on(Auditor::new(&file_config, &mut Registry::default()))
+        .expect("auditor");
+    group.bench_function("sha256_file_sink", |b| {
+        b.iter_custom(|iters| run(&rt, &file, iters, &|| remove_rotated(files.path(), &active)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, writer);
+criterion_main!(benches);

@@ -1,0 +1,295 @@
+//! The hash chain: a canonical form for records, and the `seq`/`prev`/`hash`
+//! fields that link each line to the one before it.
+
+use std::fmt::Write as _;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::AuditRecord;
+
+/// `prev` of the first record of a chain: the explicit "new chain" marker.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How a record's `hash` is computed from its canonical form.
+#[derive(Clone)]
+pub enum Hasher {
+    /// Plain SHA-256: detects edits by anyone who cannot recompute the rest
+    /// of the chain.
+    Sha256,
+    /// HMAC-SHA256 with a secret key: unforgeable without the key.
+    Hmac(Vec<u8>),
+}
+
+impl std::fmt::Debug for Hasher {
+    // The key never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hasher::Sha256 => f.write_str("Sha256"),
+            Hasher::Hmac(_) => f.write_str("Hmac(<redacted>)"),
+        }
+    }
+}
+
+impl Hasher {
+    /// Lower-case hex digest of `canonical`.
+    pub fn digest(&self, canonical: &[u8]) -> String {
+        let bytes: [u8; 32] = match self {
+            Hasher::Sha256 => Sha256::digest(canonical).into(),
+            Hasher::Hmac(key) => match Hmac::<Sha256>::new_from_slice(key) {
+                Ok(mut mac) => {
+                    mac.update(canonical);
+                    mac.finalize().into_bytes().into()
+                }
+                // HMAC accepts keys of any length; this arm cannot be taken.
+                Err(_) => [0; 32],
+            },
+        };
+        hex::encode(bytes)
+    }
+
+    /// The hash a line's fields (everything but `hash`) should carry.
+    pub fn hash_fields(&self, fields: &Map<String, Value>) -> Result<String, serde_json::Error> {
+        let mut canonical_bytes = Vec::with_capacity(1024);
+        canonical_object(fields, &mut canonical_bytes)?;
+        Ok(self.digest(&canonical_bytes))
+    }
+}
+
+/// Canonical JSON: object keys sorted by their UTF-8 bytes, no whitespace,
+/// strings and numbers as serde_json writes them. Reformatting a line (key
+/// order, spacing) keeps its hash; changing any value does not.
+pub fn canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    match value {
+        Value::Object(map) => canonical_object(map, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(item, out)?;
+            }
+            out.push(b']');
+            Ok(())
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar),
+    }
+}
+
+fn canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, key)?;
+        out.push(b':');
+        canonical(value, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// One record ready to write: the line (with its newline) and its hash.
+pub struct Sealed {
+    pub line: Vec<u8>,
+    pub hash: String,
+}
+
+/// Where the chain stands: the next record's `seq` and `prev`.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    hasher: Hasher,
+    seq: u64,
+    prev: String,
+}
+
+/// Why a chain could not continue from what is already in the sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewChain {
+    /// The sink was empty.
+    Empty,
+    /// The last line is not a record whose hash checks out with this key.
+    UnverifiableTail,
+}
+
+impl Chain {
+    /// Continue after `last_line` (the last complete line already in the
+    /// sink) when it is a record this hasher can verify; otherwise start a
+    /// new chain and say why.
+    pub fn resume(hasher: Hasher, last_line: Option<&[u8]>) -> (Chain, Option<NewChain>) {
+        let fresh = |hasher: Hasher| Chain {
+            hasher,
+            seq: 0,
+            prev: GENESIS.to_owned(),
+        };
+        let Some(line) = last_line else {
+            return (fresh(hasher), Some(NewChain::Empty));
+        };
+        match ChainFields::check(line, &hasher) {
+            Some(last) if last.hash_ok => {
+                let chain = Chain {
+                    hasher,
+                    seq: last.seq.saturating_add(1),
+                    prev: last.hash,
+                };
+                (chain, None)
+            }
+            _ => (fresh(hasher), Some(NewChain::UnverifiableTail)),
+        }
+    }
+
+    /// The `seq` the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Serialize `record` with the next `seq` and `prev`, and hash it. The
+    /// chain moves on only when [`Chain::advance`] is called, after the line
+    /// is safely written.
+    pub fn seal(&self, record: &AuditRecord) -> Result<Sealed, serde_json::Error> {
+        let mut fields = match serde_json::to_value(record)? {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        fields.insert("seq".into(), Value::from(self.seq));
+        fields.insert("prev".into(), Value::from(self.prev.as_str()));
+        let hash = self.hasher.hash_fields(&fields)?;
+
+        // The line keeps the record's own field order (time first, for people
+        // reading it) and appends the chain fields.
+        let mut line = serde_json::to_vec(record)?;
+        if line.last() == Some(&b'}') {
+            line.pop();
+        }
+        let mut tail = String::with_capacity(180);
+        let _ = writeln!(
+            tail,
+            ",\"seq\":{},\"prev\":\"{}\",\"hash\":\"{}\"}}",
+            self.seq, self.prev, hash
+        );
+        line.extend_from_slice(tail.as_bytes());
+        Ok(Sealed { line, hash })
+    }
+
+    /// The sealed record was written: the next one links to it.
+    pub fn advance(&mut self, sealed: Sealed) {
+        self.seq = self.seq.saturating_add(1);
+        self.prev = sealed.hash;
+    }
+}
+
+/// The chain fields of one line, and whether its hash checks out.
+#[derive(Debug, Clone)]
+pub struct ChainFields {
+    pub seq: u64,
+    pub prev: String,
+    pub hash: String,
+    pub hash_ok: bool,
+}
+
+impl ChainFields {
+    /// Parse a line; `None` when it is not a JSON object with `seq`, `prev`
+    /// and `hash`.
+    pub fn check(line: &[u8], hasher: &Hasher) -> Option<ChainFields> {
+        let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(line) else {
+            return None;
+        };
+        let hash = match fields.remove("hash") {
+            Some(Value::String(h)) => h,
+            _ => return None,
+        };
+        let seq = fields.get("seq").and_then(Value::as_u64)?;
+        let prev = fields.get("prev").and_then(Value::as_str)?.to_owned();
+        let hash_ok = hasher.hash_fields(&fields).is_ok_and(|h| h == hash);
+        Some(ChainFields {
+            seq,
+            prev,
+            hash,
+            hash_ok,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::sample;
+
+    #[test]
+    fn canonical_form_sorts_keys_at_every_depth() {
+        let value: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":"x"}}"#)
+            .expect("valid json");
+        let mut out = Vec::new();
+        canonical(&value, &mut out).expect("canonical");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"{"a":{"c":"x","d":[{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn sealed_line_verifies_and_links() {
+        let (mut chain, why) = Chain::resume(Hasher::Sha256, None);
+        assert_eq!(why, Some(NewChain::Empty));
+        let first = chain.seal(&sample(1)).expect("seal");
+        let first_hash = first.hash.clone();
+        let checked = ChainFields::check(&first.line, &Hasher::Sha256).expect("parse");
+        assert!(checked.hash_ok);
+        assert_eq!((checked.seq, checked.prev.as_str()), (0, GENESIS));
+        chain.advance(first);
+        let second = chain.seal(&sample(2)).expect("seal");
+        let checked = ChainFields::check(&second.line, &Hasher::Sha256).expect("parse");
+        assert!(checked.hash_ok);
+        assert_eq!((checked.seq, checked.prev), (1, first_hash));
+    }
+
+    #[test]
+    fn reformatting_keeps_the_hash_and_editing_breaks_it() {
+        let (chain, _) = Chain::resume(Hasher::Sha256, None);
+        let sealed = chain.seal(&sample(7)).expect("seal");
+        let value: Value = serde_json::from_slice(&sealed.line).expect("json");
+        let pretty = serde_json::to_vec_pretty(&value).expect("pretty");
+        assert!(
+            ChainFields::check(&pretty, &Hasher::Sha256)
+                .expect("parse")
+                .hash_ok
+        );
+        let edited = String::from_utf8_lossy(&sealed.line).replace("\"status\":200", "\"status\":201");
+        assert_ne!(edited.as_bytes(), sealed.line.as_slice());
+        assert!(
+            !ChainFields::check(edited.as_bytes(), &Hasher::Sha256)
+                .expect("parse")
+                .hash_ok
+        );
+    }
+
+    #[test]
+    fn hmac_and_sha256_disagree_and_keys_matter() {
+        let (chain, _) = Chain::resume(Hasher::Hmac(b"0123456789abcdef".to_vec()), None);
+        let sealed = chain.seal(&sample(1)).expect("seal");
+        let with = |h: Hasher| ChainFields::check(&sealed.line, &h).expect("parse").hash_ok;
+        assert!(with(Hasher::Hmac(b"0123456789abcdef".to_vec())));
+        assert!(!with(Hasher::Hmac(b"0123456789abcdeX".to_vec())));
+        assert!(!with(Hasher::Sha256));
+    }
+
+    #[test]
+    fn resume_continues_after_a_valid_tail_and_restarts_otherwise() {
+        let (mut chain, _) = Chain::resume(Hasher::Sha256, None);
+        let sealed = chain.seal(&sample(1)).expect("seal");
+        let line = sealed.line.clone();
+        let hash = sealed.hash.clone();
+        chain.advance(sealed);
+        let (resumed, why) = Chain::resume(Hasher::Sha256, Some(&line));
+        assert_eq!(why, None);
+        assert_eq!((resumed.seq, resumed.prev.as_str()), (1, hash.as_str()));
+        let (restarted, why) = Chain::resume(Hasher::Sha256, Some(b"{\"half\":"));
+        assert_eq!(why, Some(NewChain::UnverifiableTail));
+        assert_eq!((restarted.seq, restarted.prev.as_str()), (0, GENESIS));
+    }
+}

@@ -1,0 +1,244 @@
+//! `firegate audit verify`: walk the chain across files, in the order
+//! given, and name the first record that is edited, missing or out of place.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use super::chain::{ChainFields, GENESIS, Hasher};
+
+/// What a clean run saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub files: usize,
+    pub records: u64,
+    /// Where a new chain began (`prev` is the zero marker), first included.
+    pub chain_starts: Vec<Location>,
+    /// The first record's `seq` (non-zero when older files were left out).
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub last_hash: Option<String>,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ok: {} records in {} files", self.records, self.files)?;
+        if let (Some(first), Some(last)) = (self.first_seq, self.last_seq) {
+            write!(f, ", seq {first}..={last}")?;
+        }
+        if let Some(hash) = &self.last_hash {
+            write!(f, ", last hash {hash}")?;
+        }
+        if self.chain_starts.len() > 1 {
+            write!(f, "\nnew chains began at:")?;
+            for at in &self.chain_starts {
+                write!(f, " {at}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A line in a file (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: u64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// The first problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{at}: {problem}")]
+    Broken { at: Location, problem: Problem },
+    #[error("{}: {source}", .file.display())]
+    Io { file: PathBuf, source: io::Error },
+}
+
+impl VerifyError {
+    /// Where the chain broke, if it did (not for I/O errors).
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            VerifyError::Broken { at, .. } => Some(at),
+            VerifyError::Io { .. } => None,
+        }
+    }
+}
+
+/// How a record fails the chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("not an audit record (not JSON with seq, prev and hash)")]
+    NotARecord,
+    #[error("line is not terminated: the file was truncated or a write was cut short")]
+    Unterminated,
+    #[error("hash does not match the record: it was edited (or written with a different HMAC key)")]
+    HashMismatch,
+    #[error("chain does not start here (seq {seq}): earlier records are missing; pass --allow-partial if older files were removed on purpose")]
+    NoChainStart { seq: u64 },
+    #[error("record seq {found} where seq {expected} was due: records are missing")]
+    Missing { expected: u64, found: u64 },
+    #[error("record seq {found} where seq {expected} was due: records are out of order{}", .expected_line.map(|l| format!(" (seq {expected} is at line {l})")).unwrap_or_default())]
+    Reordered {
+        expected: u64,
+        found: u64,
+        /// Where the due record sits later in the same file, if it does.
+        expected_line: Option<u64>,
+    },
+    #[error("prev does not match the hash of the record before: the chain is broken")]
+    BrokenLink,
+    #[error("a new chain starts with seq {seq}, not 0")]
+    BadChainStart { seq: u64 },
+}
+
+/// Check `files` as one chain, in order. `allow_partial` accepts a first
+/// record that continues an earlier chain (older rotated files deleted).
+pub fn verify(
+    files: &[PathBuf],
+    hasher: &Hasher,
+    allow_partial: bool,
+) -> Result<Summary, VerifyError> {
+    let mut walk = Walk {
+        hasher,
+        allow_partial,
+        summary: Summary {
+            files: files.len(),
+            records: 0,
+            chain_starts: Vec::new(),
+            first_seq: None,
+            last_seq: None,
+            last_hash: None,
+        },
+    };
+    for file in files {
+        walk.file(file)?;
+    }
+    Ok(walk.summary)
+}
+
+struct Walk<'a> {
+    hasher: &'a Hasher,
+    allow_partial: bool,
+    summary: Summary,
+}
+
+impl Walk<'_> {
+    fn file(&mut self, path: &Path) -> Result<(), VerifyError> {
+        let io_error = |source| VerifyError::Io {
+            file: path.to_owned(),
+            source,
+        };
+        let mut reader = BufReader::new(File::open(path).map_err(io_error)?);
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(io_error)? == 0 {
+                return Ok(());
+            }
+            number += 1;
+            let at = Location {
+                file: path.to_owned(),
+                line: number,
+            };
+            if let Err(problem) = self.line(&line, &at) {
+                let problem = match problem {
+                    Problem::Missing { expected, found } => {
+                        // A record due here that shows up further down was
+                        // moved, not deleted.
+                        match find_seq(&mut reader, expected, number) {
+                            Some(line) => Problem::Reordered {
+                                expected,
+                                found,
+                                expected_line: Some(line),
+                            },
+                            None => Problem::Missing { expected, found },
+                        }
+                    }
+                    other => other,
+                };
+                return Err(VerifyError::Broken { at, problem });
+            }
+        }
+    }
+
+    fn line(&mut self, line: &[u8], at: &Location) -> Result<(), Problem> {
+        let Some(body) = line.strip_suffix(b"\n") else {
+            return Err(Problem::Unterminated);
+        };
+        let record = ChainFields::check(body, self.hasher).ok_or(Problem::NotARecord)?;
+        if !record.hash_ok {
+            return Err(Problem::HashMismatch);
+        }
+        self.link(&record, at)?;
+        let s = &mut self.summary;
+        s.records += 1;
+        s.first_seq.get_or_insert(record.seq);
+        s.last_seq = Some(record.seq);
+        s.last_hash = Some(record.hash);
+        Ok(())
+    }
+
+    /// Does `record` follow the one before it?
+    fn link(&mut self, record: &ChainFields, at: &Location) -> Result<(), Problem> {
+        if record.prev == GENESIS {
+            if record.seq != 0 {
+                return Err(Problem::BadChainStart { seq: record.seq });
+            }
+            self.summary.chain_starts.push(at.clone());
+            return Ok(());
+        }
+        let (Some(last_seq), Some(last_hash)) = (self.summary.last_seq, &self.summary.last_hash)
+        else {
+            return if self.allow_partial {
+                Ok(())
+            } else {
+                Err(Problem::NoChainStart { seq: record.seq })
+            };
+        };
+        let expected = last_seq.saturating_add(1);
+        if record.seq > expected {
+            Err(Problem::Missing {
+                expected,
+                found: record.seq,
+            })
+        } else if record.seq < expected {
+            Err(Problem::Reordered {
+                expected,
+                found: record.seq,
+                expected_line: None,
+            })
+        } else if &record.prev != last_hash {
+            Err(Problem::BrokenLink)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The line number, after `from`, of the first record with `seq` in the
+/// rest of `reader`.
+fn find_seq(reader: &mut impl BufRead, seq: u64, from: u64) -> Option<u64> {
+    let mut line = Vec::new();
+    let mut number = from;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => number += 1,
+        }
+        let found = serde_json::from_slice::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64));
+        if found == Some(seq) {
+            return Some(number);
+        }
+    }
+}

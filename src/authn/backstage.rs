@@ -1,0 +1,88 @@
+//! Backstage user tokens without an `ent` claim: the ownership entity refs
+//! come from `<base>/api/auth/v1/userinfo`, asked with the same token and
+//! cached for the token's lifetime.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use super::AuthnError;
+use super::cache::{TokenCache, TokenHash};
+use super::issuer::string_list;
+
+/// Largest userinfo answer read.
+const MAX_USERINFO_BYTES: usize = 256 * 1024;
+
+pub struct Userinfo {
+    url: String,
+    client: reqwest::Client,
+    cache: TokenCache<Arc<Vec<String>>>,
+}
+
+impl Userinfo {
+    pub fn new(base_url: &str, client: reqwest::Client, max_entries: u64) -> Userinfo {
+        Userinfo {
+            url: format!("{base_url}/api/auth/v1/userinfo"),
+            client,
+            cache: TokenCache::new(max_entries),
+        }
+    }
+
+    /// The ownership refs of the (already verified) token's user. The
+    /// answer must name the same `sub` as the token.
+    pub async fn ownership(
+        &self,
+        token: &str,
+        hash: TokenHash,
+        subject: &str,
+        until: SystemTime,
+    ) -> Result<Arc<Vec<String>>, AuthnError> {
+        if let Some(refs) = self.cache.get(&hash) {
+            return Ok(refs);
+        }
+        let refs = Arc::new(self.fetch(token, subject).await?);
+        self.cache.insert(hash, Arc::clone(&refs), until);
+        Ok(refs)
+    }
+
+    async fn fetch(&self, token: &str, subject: &str) -> Result<Vec<String>, AuthnError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            claims: Claims,
+        }
+        #[derive(Deserialize)]
+        struct Claims {
+            sub: String,
+            #[serde(default)]
+            ent: Option<serde_json::Value>,
+        }
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "Backstage userinfo lookup failed");
+            AuthnError::UserinfoUnavailable
+        };
+        let response = self
+            .client
+            .get(&self.url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| unavailable(&super::error_chain(&e)))?;
+        if !response.status().is_success() {
+            return Err(unavailable(&format!("HTTP {}", response.status())));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| unavailable(&super::error_chain(&e)))?;
+        if body.len() > MAX_USERINFO_BYTES {
+            return Err(unavailable(&"answer too large"));
+        }
+        let answer: Answer =
+            serde_json::from_slice(&body).map_err(|_| unavailable(&"not a userinfo answer"))?;
+        if answer.claims.sub != subject {
+            return Err(unavailable(&"userinfo names another subject"));
+        }
+        Ok(string_list(answer.claims.ent.as_ref()))
+    }
+}

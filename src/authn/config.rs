@@ -1,0 +1,550 @@
+//! The `authn:` config section: raw serde structs and their validation into
+//! per-issuer [`IssuerSettings`].
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+
+use crate::config::{ConfigErrors, duration};
+
+/// Raw `authn:` section of the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthnConfig {
+    /// Longer `Authorization` values are refused before any parsing.
+    #[serde(default = "defaults::max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Timeout for every call to an issuer (discovery, JWKS, userinfo,
+    /// introspection).
+    #[serde(default = "defaults::http_timeout")]
+    pub http_timeout: String,
+    #[serde(default)]
+    pub token_cache: TokenCacheConfig,
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+impl Default for AuthnConfig {
+    fn default() -> Self {
+        AuthnConfig {
+            max_token_bytes: defaults::max_token_bytes(),
+            http_timeout: defaults::http_timeout(),
+            token_cache: TokenCacheConfig::default(),
+            issuers: Vec::new(),
+        }
+    }
+}
+
+/// `authn.token_cache:` — verified tokens, keyed by SHA-256 of the token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCacheConfig {
+    #[serde(default = "defaults::max_entries")]
+    pub max_entries: u64,
+}
+
+impl Default for TokenCacheConfig {
+    fn default() -> Self {
+        TokenCacheConfig {
+            max_entries: defaults::max_entries(),
+        }
+    }
+}
+
+/// What kind of issuer an entry is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssuerKind {
+    #[default]
+    Oidc,
+    Backstage,
+}
+
+/// One entry of `authn.issuers:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Short name for logs and metrics.
+    pub name: String,
+    #[serde(default)]
+    pub kind: IssuerKind,
+    /// The exact `iss` value. Derived from `backstage.base_url` for Backstage.
+    pub issuer: Option<String>,
+    /// Fetch `<issuer>/.well-known/openid-configuration` to find `jwks_uri`.
+    #[serde(default = "defaults::yes")]
+    pub discovery: bool,
+    /// Overrides discovery.
+    pub jwks_uri: Option<String>,
+    /// Accepted `aud` values; at least one. Backstage defaults to `backstage`.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Accepted `alg` values. Default RS256, ES256, PS256, EdDSA (ES256 for
+    /// Backstage). HS* only with `shared_secret_file`; `none` never.
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    #[serde(default = "defaults::leeway")]
+    pub leeway: String,
+    /// Every one of these must appear in `scope` / `scp`.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+    pub introspection: Option<IntrospectionConfig>,
+    /// HMAC secret for HS256/384/512 tokens of this issuer.
+    pub shared_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub jwks_refresh: JwksRefreshConfig,
+    pub backstage: Option<BackstageConfig>,
+}
+
+/// `claims:` — where the principal's fields come from (dotted paths).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsConfig {
+    #[serde(default = "defaults::subject")]
+    pub subject: String,
+    #[serde(default = "defaults::email")]
+    pub email: String,
+    #[serde(default = "defaults::groups")]
+    pub groups: String,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        ClaimsConfig {
+            subject: defaults::subject(),
+            email: defaults::email(),
+            groups: defaults::groups(),
+        }
+    }
+}
+
+/// `introspection:` — RFC 7662 for opaque tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    pub endpoint: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+}
+
+/// `jwks_refresh:` — bounds on the refresh schedule and the unknown-`kid`
+/// refresh rate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksRefreshConfig {
+    #[serde(default = "defaults::min_interval")]
+    pub min_interval: String,
+    #[serde(default = "defaults::max_interval")]
+    pub max_interval: String,
+}
+
+impl Default for JwksRefreshConfig {
+    fn default() -> Self {
+        JwksRefreshConfig {
+            min_interval: defaults::min_interval(),
+            max_interval: defaults::max_interval(),
+        }
+    }
+}
+
+/// `backstage:` — the Backstage backend whose user tokens are accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackstageConfig {
+    pub base_url: String,
+}
+
+mod defaults {
+    pub fn max_token_bytes() -> usize {
+        8 * 1024
+    }
+    pub fn http_timeout() -> String {
+        "5s".into()
+    }
+    pub fn max_entries() -> u64 {
+        10_000
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn leeway() -> String {
+        "30s".into()
+    }
+    pub fn subject() -> String {
+        "sub".into()
+    }
+    pub fn email() -> String {
+        "email".into()
+    }
+    pub fn groups() -> String {
+        "groups".into()
+    }
+    pub fn min_interval() -> String {
+        "10s".into()
+    }
+    pub fn max_interval() -> String {
+        "1h".into()
+    }
+}
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Jwks(String),
+    Discovery(String),
+}
+
+/// One issuer, validated.
+#[derive(Debug, Clone)]
+pub struct IssuerSettings {
+    pub name: String,
+    pub kind: IssuerKind,
+    pub issuer: String,
+    pub keys: KeySource,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub required_scopes: Vec<String>,
+    pub claims: ClaimsConfig,
+    pub introspection: Option<IntrospectionConfig>,
+    pub shared_secret_file: Option<PathBuf>,
+    pub min_refresh: Duration,
+    pub max_refresh: Duration,
+    /// Backstage base URL without a trailing slash.
+    pub backstage: Option<String>,
+}
+
+const DEFAULT_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::RS256,
+    Algorithm::ES256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+
+impl AuthnConfig {
+    /// Record every problem in the `authn:` section.
+    pub fn validate(&self, errors: &mut ConfigErrors) {
+        self.settings(errors);
+    }
+
+    /// The validated issuers, recording every problem under its key.
+    pub fn settings(&self, errors: &mut ConfigErrors) -> Vec<IssuerSettings> {
+        duration("authn.http_timeout", &self.http_timeout, errors);
+        if self.max_token_bytes < 256 {
+            errors.push("authn.max_token_bytes", "must be at least 256");
+        }
+        if self.token_cache.max_entries == 0 {
+            errors.push(
+                "authn.token_cache.max_entries",
+                "must be at least 1 (every request would verify a signature)",
+            );
+        }
+        let mut names = HashSet::new();
+        let mut issuers = HashSet::new();
+        let mut out = Vec::with_capacity(self.issuers.len());
+        for (i, raw) in self.issuers.iter().enumerate() {
+            let key = format!("authn.issuers[{i}]");
+            let settings = raw.settings(&key, errors);
+            if !names.insert(raw.name.clone()) {
+                errors.push(
+                    format!("{key}.name"),
+                    format!("`{}` is used twice", raw.name),
+                );
+            }
+            if let Some(s) = settings {
+                if !issuers.insert(s.issuer.clone()) {
+                    errors.push(
+                        format!("{key}.issuer"),
+                        format!("`{}` is configured twice", s.issuer),
+                    );
+                }
+                out.push(s);
+            }
+        }
+        out
+    }
+}
+
+impl IssuerConfig {
+    fn settings(&self, key: &str, errors: &mut ConfigErrors) -> Option<IssuerSettings> {
+        let before = errors.errors.len();
+        if self.name.trim().is_empty() {
+            errors.push(format!("{key}.name"), "must not be empty");
+        }
+        let backstage = self.backstage_base(key, errors);
+        let issuer = match (&backstage, &self.issuer) {
+            (Some(base), None) => format!("{base}/api/auth"),
+            (Some(base), Some(given)) if *given == format!("{base}/api/auth") => given.clone(),
+            (Some(base), Some(_)) => {
+                errors.push(
+                    format!("{key}.issuer"),
+                    format!("a Backstage issuer is `{base}/api/auth`; leave `issuer` out"),
+                );
+                String::new()
+            }
+            (None, Some(given)) => {
+                check_url(&format!("{key}.issuer"), given, errors);
+                given.clone()
+            }
+            // Already reported as a missing `backstage.base_url`.
+            (None, None) if self.kind == IssuerKind::Backstage => String::new(),
+            (None, None) => {
+                errors.push(format!("{key}.issuer"), "required");
+                String::new()
+            }
+        };
+        let keys = match (&self.jwks_uri, &backstage) {
+            (Some(uri), _) => {
+                check_url(&format!("{key}.jwks_uri"), uri, errors);
+                KeySource::Jwks(uri.clone())
+            }
+            (None, Some(base)) => KeySource::Jwks(format!("{base}/api/auth/.well-known/jwks.json")),
+            (None, None) if self.discovery => KeySource::Discovery(format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            )),
+            (None, None) => {
+                errors.push(
+                    format!("{key}.jwks_uri"),
+                    "required when `discovery: false`",
+                );
+                KeySource::Jwks(String::new())
+            }
+        };
+        let audiences = if self.audiences.is_empty() && backstage.is_some() {
+            vec!["backstage".to_string()]
+        } else {
+            self.audiences.clone()
+        };
+        if audiences.is_empty() {
+            errors.push(
+                format!("{key}.audiences"),
+                "give at least one accepted `aud`: a token minted for another service must not pass",
+            );
+        }
+        let algorithms = self.algorithms(key, backstage.is_some(), errors);
+        let leeway = duration(&format!("{key}.leeway"), &self.leeway, errors);
+        if leeway > Duration::from_secs(300) {
+            errors.push(format!("{key}.leeway"), "at most 5m");
+        }
+        let min_refresh = duration(
+            &format!("{key}.jwks_refresh.min_interval"),
+            &self.jwks_refresh.min_interval,
+            errors,
+        );
+        let max_refresh = duration(
+            &format!("{key}.jwks_refresh.max_interval"),
+            &self.jwks_refresh.max_interval,
+            errors,
+        );
+        if min_refresh > max_refresh {
+            errors.push(
+                format!("{key}.jwks_refresh.min_interval"),
+                "must not exceed `max_interval`",
+            );
+        }
+        if max_refresh.is_zero() {
+            errors.push(
+                format!("{key}.jwks_refresh.max_interval"),
+                "must be above zero",
+            );
+        }
+        for (field, path) in [
+            ("subject", &self.claims.subject),
+            ("email", &self.claims.email),
+            ("groups", &self.claims.groups),
+        ] {
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                errors.push(
+                    format!("{key}.claims.{field}"),
+                    format!("`{path}` is not a claim path like `realm_access.roles`"),
+                );
+            }
+        }
+        if let Some(i) = &self.introspection {
+            check_url(
+                &format!("{key}.introspection.endpoint"),
+                &i.endpoint,
+                errors,
+            );
+            check_file(
+                &format!("{key}.introspection.client_secret_file"),
+                &i.client_secret_file,
+                errors,
+            );
+        }
+        if let Some(path) = &self.shared_secret_file {
+            check_file(&format!("{key}.shared_secret_file"), path, errors);
+        }
+        (errors.errors.len() == before).then(|| IssuerSettings {
+            name: self.name.clone(),
+            kind: self.kind,
+            issuer,
+            keys,
+            audiences,
+            algorithms,
+            leeway,
+            required_scopes: self.required_scopes.clone(),
+            claims: self.claims.clone(),
+            introspection: self.introspection.clone(),
+            shared_secret_file: self.shared_secret_file.clone(),
+            min_refresh,
+            max_refresh,
+            backstage,
+        })
+    }
+
+    fn backstage_base(&self, key: &str, errors: &mut ConfigErrors) -> Option<String> {
+        match (self.kind, &self.backstage) {
+            (IssuerKind::Backstage, Some(b)) => {
+                check_url(&format!("{key}.backstage.base_url"), &b.base_url, errors);
+                Some(b.base_url.trim_end_matches('/').to_string())
+            }
+            (IssuerKind::Backstage, None) => {
+                errors.push(
+                    format!("{key}.backstage.base_url"),
+                    "required for `kind: backstage`",
+                );
+                None
+            }
+            (IssuerKind::Oidc, Some(_)) => {
+                errors.push(format!("{key}.backstage"), "only for `kind: backstage`");
+                None
+            }
+            (IssuerKind::Oidc, None) => None,
+        }
+    }
+
+    fn algorithms(&self, key: &str, backstage: bool, errors: &mut ConfigErrors) -> Vec<Algorithm> {
+        if self.algorithms.is_empty() {
+            return if backstage {
+                vec![Algorithm::ES256]
+            } else {
+                DEFAULT_ALGORITHMS.to_vec()
+            };
+        }
+        let mut out = Vec::new();
+        for (i, name) in self.algorithms.iter().enumerate() {
+            let k = format!("{key}.algorithms[{i}]");
+            match name.parse::<Algorithm>() {
+                Ok(alg) if is_hmac(alg) && self.shared_secret_file.is_none() => errors.push(
+                    k,
+                    format!("`{name}` needs `shared_secret_file` for this issuer"),
+                ),
+                Ok(alg) => out.push(alg),
+                Err(_) => errors.push(
+                    k,
+                    format!(
+                        "`{name}` is not an accepted algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA, HS256/384/512; never `none`)"
+                    ),
+                ),
+            }
+        }
+        out
+    }
+}
+
+/// HMAC algorithms use a shared secret, never a published key.
+pub fn is_hmac(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+fn check_url(key: &str, value: &str, errors: &mut ConfigErrors) {
+    match value.parse::<http::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("https" | "http")) && uri.host().is_some() => {}
+        _ => errors.push(key, format!("`{value}` is not an http(s) URL")),
+    }
+}
+
+fn check_file(key: &str, path: &std::path::Path, errors: &mut ConfigErrors) {
+    if let Err(e) = std::fs::metadata(path) {
+        errors.push(key, format!("cannot read `{}`: {e}", path.display()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(yaml: &str) -> Vec<String> {
+        let config: AuthnConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        let mut errors = ConfigErrors::default();
+        config.validate(&mut errors);
+        errors.errors.into_iter().map(|e| e.key).collect()
+    }
+
+    #[test]
+    fn minimal_oidc_issuer_discovers_its_keys() {
+        let config: AuthnConfig = serde_yaml_ng::from_str(
+            "issuers: [{name: a, issuer: 'https://id.example.com/', audiences: [x]}]",
+        )
+        .unwrap();
+        let mut errors = ConfigErrors::default();
+        let s = config.settings(&mut errors);
+        assert!(errors.is_empty(), "{errors}");
+        assert_eq!(
+            s[0].keys,
+            KeySource::Discovery("https://id.example.com/.well-known/openid-configuration".into())
+        );
+        assert_eq!(s[0].algorithms, DEFAULT_ALGORITHMS);
+        assert_eq!(s[0].leeway, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn backstage_issuer_is_derived_from_base_url() {
+        let config: AuthnConfig = serde_yaml_ng::from_str(
+            "issuers: [{name: bs, kind: backstage, backstage: {base_url: 'http://bs:7007/'}}]",
+        )
+        .unwrap();
+        let mut errors = ConfigErrors::default();
+        let s = config.settings(&mut errors);
+        assert!(errors.is_empty(), "{errors}");
+        assert_eq!(s[0].issuer, "http://bs:7007/api/auth");
+        assert_eq!(
+            s[0].keys,
+            KeySource::Jwks("http://bs:7007/api/auth/.well-known/jwks.json".into())
+        );
+        assert_eq!(s[0].audiences, ["backstage"]);
+        assert_eq!(s[0].algorithms, [Algorithm::ES256]);
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let keys = errors_of(
+            "issuers:\n- {name: a, issuer: 'nope', audiences: [], algorithms: [none, HS256], leeway: forever, claims: {groups: 'a..b'}}\n- {name: a, kind: backstage}\n",
+        );
+        assert_eq!(
+            keys,
+            [
+                "authn.issuers[0].issuer",
+                "authn.issuers[0].audiences",
+                "authn.issuers[0].algorithms[0]",
+                "authn.issuers[0].algorithms[1]",
+                "authn.issuers[0].leeway",
+                "authn.issuers[0].claims.groups",
+                "authn.issuers[1].backstage.base_url",
+                "authn.issuers[1].audiences",
+                "authn.issuers[1].name",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_fail() {
+        let r: Result<AuthnConfig, _> =
+            serde_yaml_ng::from_str("issuers: [{name: a, issuer: 'https://x', audence: [x]}]");
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn same_issuer_twice_is_an_error() {
+        let keys = errors_of(
+            "issuers: [{name: a, issuer: 'https://x', audiences: [x]}, {name: b, issuer: 'https://x', audiences: [y]}]",
+        );
+        assert_eq!(keys, ["authn.issuers[1].issuer"]);
+    }
+}

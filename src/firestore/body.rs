@@ -1,0 +1,296 @@
+//! Proto3-JSON request bodies, read the way Google's parser reads them: both
+//! `camelCase` and `snake_case` field names, `null` meaning "unset" — and
+//! refused where a bypass could hide: a repeated key,
+//! a field spelled both ways, a field this proxy does not know.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::ClassifyError;
+
+/// One JSON object whose members are still raw text, so that each can be
+/// read on demand and located in the original body (for transaction ids).
+pub struct Object<'a> {
+    entries: Vec<(String, &'a RawValue)>,
+    used: Vec<bool>,
+    within: &'static str,
+}
+
+impl<'a> Object<'a> {
+    /// Parse `text` as a JSON object, refusing repeated keys. An empty body
+    /// is the empty object (Google treats it so).
+    pub fn parse(text: &'a str, within: &'static str) -> Result<Self, ClassifyError> {
+        if text.trim().is_empty() {
+            return Ok(Object::empty(within));
+        }
+        let entries = ObjectEntries::parse(text)?;
+        Ok(Object {
+            used: vec![false; entries.len()],
+            entries,
+            within,
+        })
+    }
+
+    fn empty(within: &'static str) -> Self {
+        Object {
+            entries: Vec::new(),
+            used: Vec::new(),
+            within,
+        }
+    }
+
+    /// The member spelled `camel` or `snake` (proto3 JSON accepts both);
+    /// `null` reads as absent. Both spellings at once are refused.
+    pub fn take(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+    ) -> Result<Option<&'a RawValue>, ClassifyError> {
+        let mut found: Option<&'a RawValue> = None;
+        for (i, (key, value)) in self.entries.iter().enumerate() {
+            if key == camel || key == snake {
+                if found.is_some() {
+                    return Err(ClassifyError::MixedFieldSpelling(camel));
+                }
+                self.used[i] = true;
+                found = Some(*value);
+            }
+        }
+        Ok(found.filter(|v| v.get() != "null"))
+    }
+
+    /// Refuse a member that the URL already binds (`name`, `parent`, …).
+    pub fn refuse(&mut self, camel: &'static str, snake: &'static str) -> Result<(), ClassifyError> {
+        let present = self
+            .entries
+            .iter()
+            .any(|(key, _)| key == camel || key == snake);
+        if present {
+            Err(ClassifyError::PathFieldRespecified(camel))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A member this proxy does not read but knows is harmless: only checked
+    /// to be well-formed JSON without repeated keys.
+    pub fn opaque(&mut self, camel: &'static str, snake: &'static str) -> Result<(), ClassifyError> {
+        if let Some(raw) = self.take(camel, snake)? {
+            check_no_duplicates(raw.get())?;
+        }
+        Ok(())
+    }
+
+    /// Every member must have been read: unknown fields are refused.
+    pub fn finish(self) -> Result<(), ClassifyError> {
+        if self.used.iter().all(|u| *u) {
+            Ok(())
+        } else {
+            Err(ClassifyError::UnknownField(self.within))
+        }
+    }
+}
+
+/// A nested object member.
+pub fn object<'a>(raw: &'a RawValue, within: &'static str) -> Result<Object<'a>, ClassifyError> {
+    if !raw.get().starts_with('{') {
+        return Err(ClassifyError::MalformedBody(within));
+    }
+    Object::parse(raw.get(), within)
+}
+
+/// A string member.
+pub fn string(raw: &RawValue, within: &'static str) -> Result<String, ClassifyError> {
+    serde_json::from_str(raw.get()).map_err(|_| ClassifyError::MalformedBody(within))
+}
+
+/// A bool member. Only JSON `true`/`false` (proto3 parsers differ on
+/// `"true"`; refusing it is the safe reading).
+pub fn boolean(raw: &RawValue, within: &'static str) -> Result<bool, ClassifyError> {
+    serde_json::from_str(raw.get()).map_err(|_| ClassifyError::MalformedBody(within))
+}
+
+/// The elements of an array member, each still raw.
+pub fn array<'a>(raw: &'a RawValue, within: &'static str) -> Result<Vec<&'a RawValue>, ClassifyError> {
+    serde_json::from_str(raw.get()).map_err(|_| ClassifyError::MalformedBody(within))
+}
+
+/// Where `raw` sits in `text` (which it must borrow from), as a byte range.
+pub fn span(text: &str, raw: &RawValue) -> Option<std::ops::Range<usize>> {
+    let start = (raw.get().as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let end = start.checked_add(raw.get().len())?;
+    (end <= text.len()).then_some(start..end)
+}
+
+/// The top-level members of one object, duplicates refused.
+struct ObjectEntries;
+
+impl ObjectEntries {
+    fn parse(text: &str) -> Result<Vec<(String, &RawValue)>, ClassifyError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let entries = de.deserialize_map(EntriesVisitor).map_err(classify_json_error)?;
+        de.end().map_err(|_| ClassifyError::MalformedBody("trailing data"))?;
+        Ok(entries)
+    }
+}
+
+struct EntriesVisitor;
+
+impl<'de> Visitor<'de> for EntriesVisitor {
+    type Value = Vec<(String, &'de RawValue)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries: Vec<(String, &'de RawValue)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if entries.iter().any(|(k, _)| *k == key) {
+                return Err(de::Error::custom(DUPLICATE));
+            }
+            let value: &'de RawValue = map.next_value()?;
+            entries.push((key, value));
+        }
+        Ok(entries)
+    }
+}
+
+const DUPLICATE: &str = "firegate: duplicate key";
+
+fn classify_json_error(err: serde_json::Error) -> ClassifyError {
+    if err.to_string().starts_with(DUPLICATE) {
+        ClassifyError::DuplicateKey
+    } else {
+        ClassifyError::MalformedBody("not a JSON object")
+    }
+}
+
+/// Walk any JSON value and refuse a repeated key at any depth, without
+/// building the value.
+pub fn check_no_duplicates(text: &str) -> Result<(), ClassifyError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    NoDuplicates
+        .deserialize(&mut de)
+        .map_err(classify_json_error)?;
+    de.end().map_err(|_| ClassifyError::MalformedBody("trailing data"))
+}
+
+#[derive(Clone, Copy)]
+struct NoDuplicates;
+
+impl<'de> DeserializeSeed<'de> for NoDuplicates {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicates {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicates)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys: Vec<String> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if keys.contains(&key) {
+                return Err(de::Error::custom(DUPLICATE));
+            }
+            keys.push(key);
+            map.next_value_seed(NoDuplicates)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_spellings_are_read() {
+        for text in [r#"{"structuredQuery":{}}"#, r#"{"structured_query":{}}"#] {
+            let mut obj = Object::parse(text, "t").unwrap();
+            assert!(obj.take("structuredQuery", "structured_query").unwrap().is_some());
+            obj.finish().unwrap();
+        }
+    }
+
+    #[test]
+    fn mixed_spelling_is_refused() {
+        let mut obj = Object::parse(r#"{"structuredQuery":{},"structured_query":{}}"#, "t").unwrap();
+        let err = obj.take("structuredQuery", "structured_query").unwrap_err();
+        assert_eq!(err.reason(), "mixed_field_spelling");
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_at_any_depth() {
+        let top = Object::parse(r#"{"a":1,"a":2}"#, "t").err().unwrap();
+        assert_eq!(top.reason(), "duplicate_key");
+        // The same key written with an escape is the same key.
+        let escaped = Object::parse(r#"{"name":1,"na\u006de":2}"#, "t").err().unwrap();
+        assert_eq!(escaped.reason(), "duplicate_key");
+        let deep = check_no_duplicates(r#"{"x":[{"y":{"z":1,"z":1}}]}"#).unwrap_err();
+        assert_eq!(deep.reason(), "duplicate_key");
+        assert!(check_no_duplicates(r#"{"x":[{"z":1},{"z":1}]}"#).is_ok());
+    }
+
+    #[test]
+    fn unknown_members_are_refused() {
+        let mut obj = Object::parse(r#"{"a":1,"b":2}"#, "t").unwrap();
+        obj.take("a", "a").unwrap();
+        assert_eq!(obj.finish().unwrap_err().reason(), "unknown_field");
+    }
+
+    #[test]
+    fn null_reads_as_absent() {
+        let mut obj = Object::parse(r#"{"transaction":null}"#, "t").unwrap();
+        assert!(obj.take("transaction", "transaction").unwrap().is_none());
+        obj.finish().unwrap();
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused() {
+        for text in ["[]", "1", "{", r#"{"a":1} x"#, "\"s\"", "{\"a\":}"] {
+            assert!(Object::parse(text, "t").is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn spans_point_into_the_body() {
+        let text = r#"{"a": "xyz", "b": 1}"#;
+        let mut obj = Object::parse(text, "t").unwrap();
+        let a = obj.take("a", "a").unwrap().unwrap();
+        assert_eq!(&text[span(text, a).unwrap()], r#""xyz""#);
+    }
+}

@@ -1,0 +1,485 @@
+//! `classify`: a [`Route`] and its (bounded) body → the [`Operation`] naming
+//! every document and collection the request touches (firestore-rest.md §2).
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use super::body::{self, Object};
+use super::path::{document_name, validate_id};
+use super::{Access, ClassifyError, Database, Method, Operation, Route, Scope, Target};
+
+/// Classification in full: the operation for policy, and how the request
+/// uses transactions, for the sealing hooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub operation: Operation,
+    pub transaction: TransactionUse,
+}
+
+/// How a request uses transactions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransactionUse {
+    /// A transaction id the client presented (sealed, as the client sent it).
+    pub presented: Option<Presented>,
+    /// The response carries a new transaction id (`beginTransaction`, or a
+    /// read with `newTransaction`).
+    pub begins: bool,
+}
+
+/// A presented transaction id and where it sits in the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub sealed: String,
+    pub at: Location,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The `transaction=` query parameter.
+    Query,
+    /// The JSON string (quotes included) at this byte range of the body.
+    Body(Range<usize>),
+}
+
+/// Finish classification with the (bounded) body, when the route needs it.
+pub fn classify(route: &Route, body: Option<&Bytes>) -> Result<Operation, ClassifyError> {
+    classify_request(route, body).map(|c| c.operation)
+}
+
+/// [`classify`], keeping what the transaction hooks need.
+pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classified, ClassifyError> {
+    let bytes = body.map(|b| b.as_ref()).unwrap_or_default();
+    let text = std::str::from_utf8(bytes).map_err(|_| ClassifyError::MalformedBody("not UTF-8"))?;
+    if route.untyped_body && !text.trim().is_empty() {
+        return Err(ClassifyError::UnsupportedContentType);
+    }
+    let mut c = Classifier {
+        database: &route.database,
+        text,
+        targets: Vec::new(),
+        transaction: TransactionUse::default(),
+    };
+    c.run(route)?;
+    Ok(Classified {
+        operation: Operation {
+            database: route.database.clone(),
+            method: route.method,
+            targets: c.targets,
+        },
+        transaction: c.transaction,
+    })
+}
+
+struct Classifier<'a> {
+    database: &'a Database,
+    text: &'a str,
+    targets: Vec<Target>,
+    transaction: TransactionUse,
+}
+
+impl<'a> Classifier<'a> {
+    fn run(&mut self, route: &Route) -> Result<(), ClassifyError> {
+        let path = &route.path;
+        match route.method {
+            Method::Get => {
+                self.push(document(path), Access::Get);
+                self.query_transaction(route);
+            }
+            Method::List => {
+                self.push(collection(path), Access::List);
+                self.query_transaction(route);
+            }
+            Method::Delete => self.push(document(path), Access::Delete),
+            Method::CreateDocument => {
+                self.document_body()?;
+                match &route.document_id {
+                    Some(id) => {
+                        let mut doc = path.clone();
+                        doc.push(id.clone());
+                        self.push(document(&doc), Access::Create);
+                    }
+                    None => self.push(collection(path), Access::Create),
+                }
+            }
+            Method::Patch => {
+                self.document_body()?;
+                self.upsert(document(path), route.must_exist);
+            }
+            Method::BatchGet => self.batch_get()?,
+            Method::Commit => self.writes(Method::Commit)?,
+            Method::BatchWrite => self.writes(Method::BatchWrite)?,
+            Method::BeginTransaction => self.begin_transaction()?,
+            Method::Rollback => self.rollback()?,
+            Method::RunQuery => self.run_query(path)?,
+            Method::RunAggregationQuery => self.run_aggregation_query(path)?,
+            Method::PartitionQuery => self.partition_query(path)?,
+            Method::ListCollectionIds => self.list_collection_ids(path)?,
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, scope: Scope, access: Access) {
+        self.targets.push(Target { scope, access });
+    }
+
+    /// A write without precondition is an upsert: it needs both.
+    fn upsert(&mut self, scope: Scope, must_exist: Option<bool>) {
+        match must_exist {
+            Some(true) => self.push(scope, Access::Update),
+            Some(false) => self.push(scope, Access::Create),
+            None => {
+                self.push(scope.clone(), Access::Create);
+                self.push(scope, Access::Update);
+            }
+        }
+    }
+
+    fn query_transaction(&mut self, route: &Route) {
+        if let Some(sealed) = route.query_transaction() {
+            self.transaction.presented = Some(Presented {
+                sealed: sealed.to_owned(),
+                at: Location::Query,
+            });
+        }
+    }
+
+    fn top(&self, within: &'static str) -> Result<Object<'a>, ClassifyError> {
+        Object::parse(self.text, within)
+    }
+
+    /// The `Document` body of createDocument/patch: the URL names it.
+    fn document_body(&mut self) -> Result<(), ClassifyError> {
+        let mut doc = self.top("document")?;
+        doc.refuse("name", "name")?;
+        doc.opaque("fields", "fields")?;
+        doc.opaque("createTime", "create_time")?;
+        doc.opaque("updateTime", "update_time")?;
+        doc.finish()
+    }
+
+    fn batch_get(&mut self) -> Result<(), ClassifyError> {
+        let mut req = self.top("batchGet request")?;
+        req.refuse("database", "database")?;
+        if let Some(documents) = req.take("documents", "documents")? {
+            for raw in body::array(documents, "documents")? {
+                let name = body::string(raw, "documents[]")?;
+                self.push(Scope::Document { path: document_name(self.database, &name)? }, Access::Get);
+            }
+        }
+        req.opaque("mask", "mask")?;
+        self.consistency(&mut req)?;
+        req.finish()
+    }
+
+    fn writes(&mut self, method: Method) -> Result<(), ClassifyError> {
+        let mut req = self.top("write request")?;
+        req.refuse("database", "database")?;
+        if let Some(writes) = req.take("writes", "writes")? {
+            for raw in body::array(writes, "writes")? {
+                self.write(raw)?;
+            }
+        }
+        match method {
+            Method::Commit => {
+                if let Some(raw) = req.take("transaction", "transaction")? {
+                    self.present(raw)?;
+                }
+            }
+            _ => req.opaque("labels", "labels")?,
+        }
+        req.finish()
+    }
+
+    /// One `Write`: exactly one of update, delete, transform, verify (§2).
+    fn write(&mut self, raw: &'a RawValue) -> Result<(), ClassifyError> {
+        let mut w = body::object(raw, "write")?;
+        let update = w.take("update", "update")?;
+        let delete = w.take("delete", "delete")?;
+        let transform = w.take("transform", "transform")?;
+        let verify = w.take("verify", "verify")?;
+        w.opaque("updateMask", "update_mask")?;
+        w.opaque("updateTransforms", "update_transforms")?;
+        let must_exist = match w.take("currentDocument", "current_document")? {
+            Some(raw) => precondition(raw)?,
+            None => None,
+        };
+        w.finish()?;
+        match (update, delete, transform, verify) {
+            (Some(doc), None, None, None) => {
+                let mut doc = body::object(doc, "write.update")?;
+                let name = doc
+                    .take("name", "name")?
+                    .ok_or(ClassifyError::InvalidWrite("update without a name"))?;
+                let name = body::string(name, "write.update.name")?;
+                doc.opaque("fields", "fields")?;
+                doc.opaque("createTime", "create_time")?;
+                doc.opaque("updateTime", "update_time")?;
+                doc.finish()?;
+                let path = document_name(self.database, &name)?;
+                self.upsert(Scope::Document { path }, must_exist);
+            }
+            (None, Some(name), None, None) => {
+                let path = document_name(self.database, &body::string(name, "write.delete")?)?;
+                self.push(Scope::Document { path }, Access::Delete);
+            }
+            (None, None, Some(t), None) => {
+                let mut t = body::object(t, "write.transform")?;
+                let name = t
+                    .take("document", "document")?
+                    .ok_or(ClassifyError::InvalidWrite("transform without a document"))?;
+                let name = body::string(name, "write.transform.document")?;
+                t.opaque("fieldTransforms", "field_transforms")?;
+                t.finish()?;
+                // A transform of a missing document creates it.
+                let path = document_name(self.database, &name)?;
+                self.upsert(Scope::Document { path }, must_exist);
+            }
+            (None, None, None, Some(name)) => {
+                // Firebase's transaction read check: a read of that document.
+                let path = document_name(self.database, &body::string(name, "write.verify")?)?;
+                self.push(Scope::Document { path }, Access::Get);
+            }
+            _ => {
+                return Err(ClassifyError::InvalidWrite(
+                    "not exactly one of update, delete, transform, verify",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn begin_transaction(&mut self) -> Result<(), ClassifyError> {
+        let mut req = self.top("beginTransaction request")?;
+        req.refuse("database", "database")?;
+        if let Some(options) = req.take("options", "options")? {
+            self.transaction_options(options)?;
+        }
+        req.finish()?;
+        self.transaction.begins = true;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(), ClassifyError> {
+        let mut req = self.top("rollback request")?;
+        req.refuse("database", "database")?;
+        let raw = req
+            .take("transaction", "transaction")?
+            .ok_or(ClassifyError::MalformedBody("rollback without a transaction"))?;
+        self.present(raw)?;
+        req.finish()
+    }
+
+    fn run_query(&mut self, parent: &[String]) -> Result<(), ClassifyError> {
+        let mut req = self.top("runQuery request")?;
+        req.refuse("parent", "parent")?;
+        let query = req
+            .take("structuredQuery", "structured_query")?
+            .ok_or(ClassifyError::InvalidQuery("no structuredQuery"))?;
+        self.structured_query(parent, query)?;
+        self.consistency(&mut req)?;
+        req.opaque("explainOptions", "explain_options")?;
+        req.finish()
+    }
+
+    fn run_aggregation_query(&mut self, parent: &[String]) -> Result<(), ClassifyError> {
+        let mut req = self.top("runAggregationQuery request")?;
+        req.refuse("parent", "parent")?;
+        let aggregation = req
+            .take("structuredAggregationQuery", "structured_aggregation_query")?
+            .ok_or(ClassifyError::InvalidQuery("no structuredAggregationQuery"))?;
+        let mut aggregation = body::object(aggregation, "structuredAggregationQuery")?;
+        let query = aggregation
+            .take("structuredQuery", "structured_query")?
+            .ok_or(ClassifyError::InvalidQuery("no structuredQuery"))?;
+        self.structured_query(parent, query)?;
+        aggregation.opaque("aggregations", "aggregations")?;
+        aggregation.finish()?;
+        self.consistency(&mut req)?;
+        req.opaque("explainOptions", "explain_options")?;
+        req.finish()
+    }
+
+    fn partition_query(&mut self, parent: &[String]) -> Result<(), ClassifyError> {
+        let mut req = self.top("partitionQuery request")?;
+        req.refuse("parent", "parent")?;
+        let query = req
+            .take("structuredQuery", "structured_query")?
+            .ok_or(ClassifyError::InvalidQuery("no structuredQuery"))?;
+        self.structured_query(parent, query)?;
+        req.opaque("partitionCount", "partition_count")?;
+        req.opaque("pageToken", "page_token")?;
+        req.opaque("pageSize", "page_size")?;
+        req.opaque("readTime", "read_time")?;
+        req.finish()
+    }
+
+    fn list_collection_ids(&mut self, parent: &[String]) -> Result<(), ClassifyError> {
+        let mut req = self.top("listCollectionIds request")?;
+        req.refuse("parent", "parent")?;
+        req.opaque("pageSize", "page_size")?;
+        req.opaque("pageToken", "page_token")?;
+        req.opaque("readTime", "read_time")?;
+        req.finish()?;
+        self.push(
+            Scope::CollectionIds {
+                parent: parent.to_vec(),
+            },
+            Access::List,
+        );
+        Ok(())
+    }
+
+    /// `structuredQuery.from[]` → one `list` target per selector; the rest
+    /// of the query narrows results and cannot widen the scope.
+    fn structured_query(&mut self, parent: &[String], raw: &'a RawValue) -> Result<(), ClassifyError> {
+        let mut q = body::object(raw, "structuredQuery")?;
+        let from = q.take("from", "from")?;
+        for (camel, snake) in [
+            ("select", "select"),
+            ("where", "where"),
+            ("orderBy", "order_by"),
+            ("startAt", "start_at"),
+            ("endAt", "end_at"),
+            ("offset", "offset"),
+            ("limit", "limit"),
+            ("findNearest", "find_nearest"),
+        ] {
+            q.opaque(camel, snake)?;
+        }
+        q.finish()?;
+        let selectors = match from {
+            Some(from) => body::array(from, "structuredQuery.from")?,
+            None => Vec::new(),
+        };
+        if selectors.is_empty() {
+            return Err(ClassifyError::InvalidQuery("no collection selector"));
+        }
+        for raw in selectors {
+            let mut s = body::object(raw, "structuredQuery.from[]")?;
+            let collection = match s.take("collectionId", "collection_id")? {
+                Some(raw) => body::string(raw, "from[].collectionId")?,
+                None => String::new(),
+            };
+            let all_descendants = match s.take("allDescendants", "all_descendants")? {
+                Some(raw) => body::boolean(raw, "from[].allDescendants")?,
+                None => false,
+            };
+            s.finish()?;
+            let parent = parent.to_vec();
+            let scope = match (collection.is_empty(), all_descendants) {
+                (true, true) => Scope::Descendants { parent },
+                (true, false) => {
+                    return Err(ClassifyError::InvalidQuery("selector without a collection"));
+                }
+                (false, descendants) => {
+                    validate_id(&collection)?;
+                    if descendants {
+                        Scope::CollectionGroup { parent, collection }
+                    } else {
+                        Scope::Collection { parent, collection }
+                    }
+                }
+            };
+            self.push(scope, Access::List);
+        }
+        Ok(())
+    }
+
+    /// The consistency selector of reads: `transaction`, `newTransaction` or
+    /// `readTime`, at most one.
+    fn consistency(&mut self, req: &mut Object<'a>) -> Result<(), ClassifyError> {
+        let transaction = req.take("transaction", "transaction")?;
+        let new_transaction = req.take("newTransaction", "new_transaction")?;
+        let read_time = req.take("readTime", "read_time")?;
+        let given = [transaction.is_some(), new_transaction.is_some(), read_time.is_some()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(ClassifyError::MalformedBody("more than one consistency selector"));
+        }
+        if let Some(raw) = transaction {
+            self.present(raw)?;
+        }
+        if let Some(options) = new_transaction {
+            self.transaction_options(options)?;
+            self.transaction.begins = true;
+        }
+        if let Some(raw) = read_time {
+            body::check_no_duplicates(raw.get())?;
+        }
+        Ok(())
+    }
+
+    /// `TransactionOptions`: `readOnly {readTime}` or
+    /// `readWrite {retryTransaction}`; a retried id must be the caller's.
+    fn transaction_options(&mut self, raw: &'a RawValue) -> Result<(), ClassifyError> {
+        let mut options = body::object(raw, "transactionOptions")?;
+        let read_only = options.take("readOnly", "read_only")?;
+        let read_write = options.take("readWrite", "read_write")?;
+        options.finish()?;
+        match (read_only, read_write) {
+            (Some(_), Some(_)) => Err(ClassifyError::MalformedBody("readOnly and readWrite")),
+            (Some(ro), None) => {
+                let mut ro = body::object(ro, "transactionOptions.readOnly")?;
+                ro.opaque("readTime", "read_time")?;
+                ro.finish()
+            }
+            (None, Some(rw)) => {
+                let mut rw = body::object(rw, "transactionOptions.readWrite")?;
+                if let Some(retry) = rw.take("retryTransaction", "retry_transaction")? {
+                    self.present(retry)?;
+                }
+                rw.finish()
+            }
+            (None, None) => Ok(()),
+        }
+    }
+
+    fn present(&mut self, raw: &'a RawValue) -> Result<(), ClassifyError> {
+        let sealed = body::string(raw, "transaction")?;
+        let span = body::span(self.text, raw).ok_or(ClassifyError::MalformedBody("transaction"))?;
+        if self.transaction.presented.is_some() {
+            return Err(ClassifyError::MalformedBody("two transactions"));
+        }
+        self.transaction.presented = Some(Presented {
+            sealed,
+            at: Location::Body(span),
+        });
+        Ok(())
+    }
+}
+
+/// `Precondition`: `exists` or `updateTime` (which implies existence).
+fn precondition(raw: &RawValue) -> Result<Option<bool>, ClassifyError> {
+    let mut p = body::object(raw, "currentDocument")?;
+    let exists = p.take("exists", "exists")?;
+    let update_time = p.take("updateTime", "update_time")?;
+    p.finish()?;
+    match (exists, update_time) {
+        (Some(_), Some(_)) => Err(ClassifyError::InvalidWrite("exists and updateTime")),
+        (Some(raw), None) => body::boolean(raw, "currentDocument.exists").map(Some),
+        (None, Some(raw)) => {
+            body::string(raw, "currentDocument.updateTime")?;
+            Ok(Some(true))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn document(path: &[String]) -> Scope {
+    Scope::Document {
+        path: path.to_vec(),
+    }
+}
+
+/// `path` ends in a collection id (odd length, checked by the route table).
+fn collection(path: &[String]) -> Scope {
+    let (collection, parent) = match path.split_last() {
+        Some((last, parent)) => (last.clone(), parent.to_vec()),
+        None => (String::new(), Vec::new()),
+    };
+    Scope::Collection { parent, collection }
+}
+
+#[cfg(test)]
+mod tests;

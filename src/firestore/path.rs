@@ -1,0 +1,271 @@
+//! Resource names: URL segments decoded exactly once, body names split, and
+//! every id checked against Firestore's rules (firestore-rest.md §3).
+
+use std::borrow::Cow;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::{ClassifyError, Database};
+
+/// Firestore refuses ids longer than this many bytes.
+pub const MAX_ID_BYTES: usize = 1500;
+
+/// Everything but RFC 3986 unreserved characters and the parentheses of
+/// `(default)` is encoded on the way upstream; a `:` inside an id must be
+/// `%3A` there, since a raw `:` starts the verb.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'(')
+    .remove(b')');
+
+/// Query values are encoded the same way (`;` in `json;enum-encoding=int`
+/// becomes `%3B`, as the Node client sends it).
+pub const QUERY: &AsciiSet = SEGMENT;
+
+/// Percent-encode one decoded segment for the upstream URL.
+pub fn encode_segment(segment: &str) -> Cow<'_, str> {
+    utf8_percent_encode(segment, SEGMENT).into()
+}
+
+/// Decode one raw URL path segment exactly once and validate it as an id.
+pub fn decode_segment(raw: &str) -> Result<String, ClassifyError> {
+    let decoded = percent_decode_strict(raw, false)?;
+    if raw.contains('%') && looks_percent_encoded(&decoded) {
+        // `%2541` decodes to `%41`: a second decoder somewhere downstream
+        // would see a different name than the one we authorized.
+        return Err(ClassifyError::BadPathEncoding("double percent-encoding"));
+    }
+    if decoded.contains('/') {
+        return Err(ClassifyError::BadPathEncoding("encoded '/' inside a segment"));
+    }
+    validate_id(&decoded)?;
+    Ok(decoded)
+}
+
+/// Percent-decode `raw`, refusing malformed escapes and invalid UTF-8.
+/// With `plus_is_space`, `+` decodes to a space (query strings).
+pub fn percent_decode_strict(raw: &str, plus_is_space: bool) -> Result<String, ClassifyError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hi = bytes.get(i + 1).and_then(|b| hex_value(*b));
+                let lo = bytes.get(i + 2).and_then(|b| hex_value(*b));
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                    _ => return Err(ClassifyError::BadPathEncoding("malformed percent escape")),
+                }
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| ClassifyError::BadPathEncoding("not UTF-8 after decoding"))
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn looks_percent_encoded(s: &str) -> bool {
+    s.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex_value(w[1]).is_some() && hex_value(w[2]).is_some())
+}
+
+/// Firestore's id rules: not empty, not `.` or `..`, no `/`, at most 1,500
+/// bytes, not `__…__` (reserved) except `__id<digits>__`; control characters
+/// are refused too, so that ids are safe to show in audit lines.
+pub fn validate_id(id: &str) -> Result<(), ClassifyError> {
+    let reason = if id.is_empty() {
+        "empty id"
+    } else if id == "." || id == ".." {
+        "dot segment"
+    } else if id.contains('/') {
+        "'/' inside an id"
+    } else if id.len() > MAX_ID_BYTES {
+        "id over 1500 bytes"
+    } else if is_reserved(id) {
+        "reserved __id__"
+    } else if id.chars().any(char::is_control) {
+        "control character in id"
+    } else {
+        return Ok(());
+    };
+    Err(ClassifyError::InvalidResourceId(reason))
+}
+
+fn is_reserved(id: &str) -> bool {
+    if id.len() < 4 || !id.starts_with("__") || !id.ends_with("__") {
+        return false;
+    }
+    let inner = &id[2..id.len() - 2];
+    let numeric_id = inner
+        .strip_prefix("id")
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    !numeric_id
+}
+
+/// A full document or collection name from a body, split into the segments
+/// below `{database}/documents`, after checking it is in `database`.
+pub fn split_name(database: &Database, name: &str) -> Result<Vec<String>, ClassifyError> {
+    let mut parts = name.split('/');
+    let head = [
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ];
+    let [
+        Some("projects"),
+        Some(project),
+        Some("databases"),
+        Some(db),
+        Some("documents"),
+    ] = head
+    else {
+        return Err(ClassifyError::MalformedResourceName(
+            "not projects/*/databases/*/documents/…",
+        ));
+    };
+    if project != database.project || db != database.database {
+        return Err(ClassifyError::ForeignDatabase);
+    }
+    let segments = parts
+        .map(|s| validate_id(s).map(|()| s.to_owned()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(segments)
+}
+
+/// A document name from a body: in `database`, an even number of segments.
+pub fn document_name(database: &Database, name: &str) -> Result<Vec<String>, ClassifyError> {
+    let path = split_name(database, name)?;
+    if path.is_empty() || path.len() % 2 != 0 {
+        return Err(ClassifyError::ParityMismatch("expected a document name"));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Database {
+        Database {
+            project: "p".into(),
+            database: "(default)".into(),
+        }
+    }
+
+    #[test]
+    fn segments_decode_exactly_once() {
+        assert_eq!(decode_segment("a%3Ab").unwrap(), "a:b");
+        assert_eq!(decode_segment("%28default%29").unwrap(), "(default)");
+        assert_eq!(decode_segment("caf%C3%A9").unwrap(), "café");
+    }
+
+    #[test]
+    fn segment_traps_are_refused() {
+        let cases = [
+            ("a%2Fb", "bad_path_encoding"),
+            ("a%2fb", "bad_path_encoding"),
+            ("%2541", "bad_path_encoding"),
+            ("%252F", "bad_path_encoding"),
+            ("%zz", "bad_path_encoding"),
+            ("%4", "bad_path_encoding"),
+            ("%FF", "bad_path_encoding"),
+            ("", "invalid_resource_id"),
+            (".", "invalid_resource_id"),
+            ("..", "invalid_resource_id"),
+            ("%2E", "invalid_resource_id"),
+            ("%2E%2e", "invalid_resource_id"),
+            ("__x__", "invalid_resource_id"),
+            ("____", "invalid_resource_id"),
+            ("__id__", "invalid_resource_id"),
+            ("__ida1__", "invalid_resource_id"),
+            ("a%00b", "invalid_resource_id"),
+        ];
+        for (raw, reason) in cases {
+            let err = decode_segment(raw).expect_err(raw);
+            assert_eq!(err.reason(), reason, "{raw}");
+        }
+    }
+
+    #[test]
+    fn length_limit_is_1500_bytes() {
+        assert!(validate_id(&"a".repeat(1500)).is_ok());
+        assert!(validate_id(&"a".repeat(1501)).is_err());
+        // Multi-byte characters count as bytes, not chars.
+        assert!(validate_id(&"é".repeat(751)).is_err());
+    }
+
+    #[test]
+    fn numeric_id_escape_and_plain_underscores_are_ids() {
+        for id in ["__id123__", "__", "___", "_a_", "__a", "a__"] {
+            assert!(validate_id(id).is_ok(), "{id}");
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips_through_decoding() {
+        for id in ["a:b", "(default)", "a b", "café", "a%b", "x?y#z&"] {
+            let encoded = encode_segment(id);
+            assert!(!encoded.contains(':') && !encoded.contains('/'));
+            assert_eq!(percent_decode_strict(&encoded, false).unwrap(), id);
+        }
+        assert_eq!(encode_segment("(default)"), "(default)");
+    }
+
+    #[test]
+    fn body_names_must_be_in_the_url_database() {
+        let name = "projects/p/databases/(default)/documents/a/b";
+        assert_eq!(document_name(&db(), name).unwrap(), ["a", "b"]);
+        let other = "projects/q/databases/(default)/documents/a/b";
+        assert_eq!(
+            document_name(&db(), other).unwrap_err().reason(),
+            "foreign_database"
+        );
+        let other_db = "projects/p/databases/other/documents/a/b";
+        assert_eq!(
+            document_name(&db(), other_db).unwrap_err().reason(),
+            "foreign_database"
+        );
+    }
+
+    #[test]
+    fn body_name_traps_are_refused() {
+        let cases = [
+            ("projects/p/databases/(default)/documents/a", "resource_parity_mismatch"),
+            ("projects/p/databases/(default)/documents", "resource_parity_mismatch"),
+            ("projects/p/databases/(default)/documents/a//b", "invalid_resource_id"),
+            ("projects/p/databases/(default)/documents/a/..", "invalid_resource_id"),
+            ("projects/p/databases/(default)/documents/__x__/b", "invalid_resource_id"),
+            ("projects/p/databases/(default)/documents/a/b/", "invalid_resource_id"),
+            ("projects/p/databases/(default)/a/b", "invalid_resource_name"),
+            ("/projects/p/databases/(default)/documents/a/b", "invalid_resource_name"),
+            ("", "invalid_resource_name"),
+        ];
+        for (name, reason) in cases {
+            let err = document_name(&db(), name).expect_err(name);
+            assert_eq!(err.reason(), reason, "{name}");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Property tests: nothing in route, classify or the transaction seal panics
+//! on any input, and what is accepted is canonical. The `regression_corpus`
+//! keeps the interesting inputs found while writing them.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method as HttpMethod, Uri};
+use proptest::prelude::*;
+
+use super::path::validate_id;
+use super::transaction::TransactionSealer;
+use super::{Database, Scope, classify_request, route};
+
+fn run(method: &str, uri: &str, content_type: Option<&str>, body: &[u8]) -> Result<super::Classified, super::ClassifyError> {
+    let Ok(method) = HttpMethod::from_bytes(method.as_bytes()) else {
+        return Err(super::ClassifyError::RouteNotFound("bad method"));
+    };
+    let Ok(uri) = uri.parse::<Uri>() else {
+        return Err(super::ClassifyError::RouteNotFound("bad uri"));
+    };
+    let mut headers = HeaderMap::new();
+    if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert("content-type", ct);
+    }
+    let route = route(&method, &uri, &headers)?;
+    let body = Bytes::copy_from_slice(body);
+    let classified = classify_request(&route, route.needs_body().then_some(&body))?;
+    check_accepted(&route, &classified);
+    Ok(classified)
+}
+
+/// What any accepted request must satisfy.
+fn check_accepted(route: &super::Route, classified: &super::Classified) {
+    for target in &classified.operation.targets {
+        let (parent, last): (&[String], Option<&String>) = match &target.scope {
+            Scope::Document { path } => {
+                assert!(path.len() >= 2 && path.len() % 2 == 0, "document {path:?}");
+                (path, None)
+            }
+            Scope::Collection { parent, collection }
+            | Scope::CollectionGroup { parent, collection } => (parent, Some(collection)),
+            Scope::Descendants { parent } | Scope::CollectionIds { parent } => (parent, None),
+        };
+        if !matches!(target.scope, Scope::Document { .. }) {
+            assert!(parent.len() % 2 == 0, "parent {parent:?}");
+        }
+        for id in parent.iter().chain(last) {
+            assert!(validate_id(id).is_ok(), "id {id:?}");
+        }
+    }
+    // The forwarded URL routes to the same thing: canonical form is a fixpoint.
+    let uri: Uri = route
+        .upstream_path_and_query
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", route.upstream_path_and_query));
+    let method = match route.method {
+        super::Method::Get | super::Method::List => HttpMethod::GET,
+        super::Method::Patch => HttpMethod::PATCH,
+        super::Method::Delete => HttpMethod::DELETE,
+        _ => HttpMethod::POST,
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let again = route::route(&method, &uri, &headers).expect("canonical URL re-routes");
+    assert_eq!(again.method, route.method);
+    assert_eq!(again.path, route.path);
+    assert_eq!(again.database, route.database);
+    assert_eq!(again.upstream_path_and_query, route.upstream_path_and_query);
+}
+
+fn segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z]{1,4}",
+        "(%2F|%2f|%25|%3A|%2E|%C3%A9|%FF|%|\\.|_|:|~|\\(|\\)|a|b){0,5}",
+        Just("__id1__".to_owned()),
+        Just("__x__".to_owned()),
+    ]
+}
+
+fn uri() -> impl Strategy<Value = String> {
+    let verb = prop_oneof![
+        Just(String::new()),
+        Just(":commit".to_owned()),
+        Just(":batchGet".to_owned()),
+        Just(":runQuery".to_owned()),
+        Just(":runAggregationQuery".to_owned()),
+        Just(":listCollectionIds".to_owned()),
+        Just(":beginTransaction".to_owned()),
+        ":[a-zA-Z:/]{0,8}",
+    ];
+    let query = prop_oneof![
+        Just(String::new()),
+        "\\?(key|\\$alt|alt|fields|documentId|transaction|currentDocument.exists|mask.fieldPaths|%24key|access_token)=[a-z%;=+0-9]{0,8}(&(key|pageSize|fields)=[a-z0-9]{0,3}){0,2}",
+    ];
+    (
+        prop_oneof![Just("(default)".to_owned()), segment()],
+        prop::collection::vec(segment(), 0..6),
+        verb,
+        query,
+    )
+        .prop_map(|(db, segments, verb, query)| {
+            let mut uri = format!("/v1/projects/p/databases/{db}/documents");
+            for s in segments {
+                uri.push('/');
+                uri.push_str(&s);
+            }
+            uri + &verb + &query
+        })
+}
+
+const KEYS: &[&str] = &[
+    "writes", "update", "delete", "transform", "verify", "name", "fields", "document",
+    "currentDocument", "current_document", "exists", "updateTime", "documents", "transaction",
+    "newTransaction", "readWrite", "retryTransaction", "readOnly", "structuredQuery",
+    "structured_query", "from", "collectionId", "collection_id", "allDescendants",
+    "all_descendants", "where", "structuredAggregationQuery", "options", "database", "parent",
+    "mask", "readTime", "labels", "x",
+];
+
+fn json() -> impl Strategy<Value = serde_json::Value> {
+    let name = prop_oneof![
+        Just("projects/p/databases/(default)/documents/a/b".to_owned()),
+        Just("projects/p/databases/(default)/documents/a".to_owned()),
+        Just("projects/q/databases/(default)/documents/a/b".to_owned()),
+        "[a-z/_.]{0,12}",
+    ];
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        name.prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(5, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+            prop::collection::vec((prop::sample::select(KEYS), inner), 0..5).prop_map(|entries| {
+                serde_json::Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect(),
+                )
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn route_and_classify_never_panic(
+        method in prop::sample::select(&["GET", "POST", "PATCH", "DELETE", "PUT"][..]),
+        uri in uri(),
+        body in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let _ = run(method, &uri, Some("application/json"), &body);
+        let _ = run(method, &uri, None, &body);
+    }
+
+    #[test]
+    fn structured_bodies_never_panic(
+        verb in prop::sample::select(&[":commit", ":batchWrite", ":batchGet", ":runQuery",
+            ":runAggregationQuery", ":partitionQuery", ":beginTransaction", ":rollback",
+            ":listCollectionIds"][..]),
+        body in json(),
+    ) {
+        let uri = format!("/v1/projects/p/databases/(default)/documents{verb}");
+        let text = body.to_string();
+        if let Ok(classified) = run("POST", &uri, Some("text/plain"), text.as_bytes()) {
+            if let Some(super::Presented { at: super::Location::Body(range), .. }) =
+                &classified.transaction.presented
+            {
+                prop_assert!(text.get(range.clone()).is_some_and(|s| s.starts_with('"')));
+            }
+        }
+    }
+
+    #[test]
+    fn seal_round_trips_and_binds(
+        id in prop::collection::vec(any::<u8>(), 1..64),
+        owner in any::<[u8; 32]>(),
+        other in any::<[u8; 32]>(),
+        garbage in ".{0,80}",
+    ) {
+        let db = Database { project: "p".into(), database: "d".into() };
+        let sealer = TransactionSealer::with_key(&[9; 32], std::time::Duration::from_secs(60))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let sealed = sealer.seal(&owner, &db, &id);
+        prop_assert_eq!(sealer.unseal(&sealed, &owner, &db).ok(), Some(id));
+        if other != owner {
+            prop_assert!(sealer.unseal(&sealed, &other, &db).is_err());
+        }
+        prop_assert!(sealer.unseal(&garbage, &owner, &db).is_err());
+    }
+}
+
+/// Inputs worth keeping: each once broke an assumption, or nearly did.
+#[test]
+fn regression_corpus() {
+    let db = "/v1/projects/p/databases/(default)/documents";
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_query = format!(
+        r#"{{"structuredQuery":{{"from":[{{"collectionId":"a"}}],"where":{}}}}}"#,
+        "{\"x\":".repeat(5_000) + "1" + &"}".repeat(5_000)
+    );
+    let cases: Vec<(&str, String, Vec<u8>, Result<(), &str>)> = vec![
+        ("POST", format!("{db}:commit"), deep.into_bytes(), Err("malformed_body")),
+        ("POST", format!("{db}:runQuery"), deep_query.into_bytes(), Err("malformed_body")),
+        ("POST", format!("{db}:commit"), b"\xEF\xBB\xBF{}".to_vec(), Err("malformed_body")),
+        ("POST", format!("{db}:commit"), br#"{"writes":[{"delete":"\ud800"}]}"#.to_vec(), Err("malformed_body")),
+        ("POST", format!("{db}:commit"), b"{\"writes\":[],\"\\u0000\":1}".to_vec(), Err("unknown_field")),
+        ("POST", format!("{db}:commit"), br#"{"writes":[{"delete":"projects/p/databases/(default)/documents/a/b\u0000"}]}"#.to_vec(), Err("invalid_resource_id")),
+        ("POST", format!("{db}:commit"), br#"{"writes":[],"transaction":1e999}"#.to_vec(), Err("malformed_body")),
+        ("POST", format!("{db}:commit"), b"\xff\xfe".to_vec(), Err("malformed_body")),
+        ("POST", format!("{db}:commit"), b"   ".to_vec(), Ok(())),
+        ("GET", format!("{db}/a/%E2%80%AE"), vec![], Ok(())),
+        ("GET", format!("{db}/a/%C0%AF"), vec![], Err("bad_path_encoding")),
+        ("GET", format!("{db}/a/b?transaction="), vec![], Ok(())),
+        ("POST", format!("{db}:batchGet"), br#"{"documents":null}"#.to_vec(), Ok(())),
+        ("POST", format!("{db}:runQuery?$alt=json%3benum-encoding%3dint"), br#"{"structuredQuery":{"from":[{"collectionId":"a"}]}}"#.to_vec(), Ok(())),
+    ];
+    for (method, uri, body, expected) in cases {
+        let got = run(method, &uri, Some("application/json"), &body).map(|_| ()).map_err(|e| e.reason());
+        assert_eq!(got, expected, "{method} {}", &uri[..uri.len().min(120)]);
+    }
+}

@@ -1,0 +1,298 @@
+//! The response-side seal as a streaming transform: the JSON passes through
+//! chunk by chunk, and only the `transaction` member of each top-level
+//! element (or of the top-level object, for `beginTransaction`) is held back
+//! and rewritten.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
+use super::Sealing;
+use crate::body::{Body, BoxError};
+
+/// Longest key or transaction string held back while scanning; upstream ids
+/// are a few dozen bytes.
+const MAX_HELD: usize = 4096;
+
+/// Why a response could not be sealed (the stream then fails: fail closed).
+#[derive(Debug, thiserror::Error)]
+pub enum SealStreamError {
+    #[error("transaction id in the response is not base64")]
+    BadUpstreamId,
+    #[error("string member too long to hold")]
+    Oversized,
+    #[error("response ended inside a string")]
+    Truncated,
+}
+
+/// A body that seals every element-level `transaction` as it streams.
+pub struct SealStream {
+    inner: Body,
+    scanner: Scanner,
+    sealing: Sealing,
+    done: bool,
+}
+
+impl SealStream {
+    pub fn new(inner: Body, sealing: Sealing) -> Self {
+        SealStream {
+            inner,
+            scanner: Scanner::default(),
+            sealing,
+            done: false,
+        }
+    }
+}
+
+impl http_body::Body for SealStream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let sealing = &this.sealing;
+                        let out = this
+                            .scanner
+                            .feed(&data, |id| sealing.seal_text(id))
+                            .map_err(BoxError::from)?;
+                        if out.is_empty() {
+                            // Everything was held back; wait for more.
+                            continue;
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    if this.scanner.holding() {
+                        return Poll::Ready(Some(Err(SealStreamError::Truncated.into())));
+                    }
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || (self.inner.is_end_stream() && !self.scanner.holding())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// An incremental JSON scanner that knows only nesting and strings.
+#[derive(Default)]
+pub struct Scanner {
+    depth: u32,
+    /// 1 when the top level is an object, 2 when it is an array of objects.
+    element_depth: Option<u32>,
+    in_string: bool,
+    escaped: bool,
+    /// At element depth: the next string is a key.
+    expect_key: bool,
+    /// The last key at element depth was `transaction`.
+    after_transaction_key: bool,
+    /// Holding back the current string; `Some(true)` for a key.
+    holding_key: Option<bool>,
+    held: Vec<u8>,
+}
+
+impl Scanner {
+    pub fn holding(&self) -> bool {
+        self.holding_key.is_some()
+    }
+
+    /// Scan one chunk; returns what can be sent on now.
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        mut seal: impl FnMut(&str) -> Option<String>,
+    ) -> Result<Vec<u8>, SealStreamError> {
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        for &b in chunk {
+            if self.in_string {
+                self.string_byte(b, &mut out, &mut seal)?;
+                continue;
+            }
+            let at_element = Some(self.depth) == self.element_depth;
+            match b {
+                b'"' => {
+                    self.in_string = true;
+                    let hold_key = at_element && self.expect_key;
+                    let hold_value = at_element && !self.expect_key && self.after_transaction_key;
+                    if hold_key || hold_value {
+                        self.holding_key = Some(hold_key);
+                        self.held.clear();
+                        self.held.push(b);
+                    } else {
+                        out.push(b);
+                    }
+                }
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    if self.element_depth.is_none() {
+                        self.element_depth = Some(if b == b'[' { 2 } else { 1 });
+                    }
+                    if Some(self.depth) == self.element_depth {
+                        self.expect_key = b == b'{';
+                        self.after_transaction_key = false;
+                    }
+                    out.push(b);
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    out.push(b);
+                }
+                b':' if at_element => {
+                    self.expect_key = false;
+                    out.push(b);
+                }
+                b',' if at_element => {
+                    self.expect_key = true;
+                    self.after_transaction_key = false;
+                    out.push(b);
+                }
+                _ => out.push(b),
+            }
+        }
+        Ok(out)
+    }
+
+    fn string_byte(
+        &mut self,
+        b: u8,
+        out: &mut Vec<u8>,
+        seal: &mut impl FnMut(&str) -> Option<String>,
+    ) -> Result<(), SealStreamError> {
+        if self.holding_key.is_some() {
+            if self.held.len() >= MAX_HELD {
+                return Err(SealStreamError::Oversized);
+            }
+            self.held.push(b);
+        } else {
+            out.push(b);
+        }
+        if self.escaped {
+            self.escaped = false;
+        } else if b == b'\\' {
+            self.escaped = true;
+        } else if b == b'"' {
+            self.in_string = false;
+            if let Some(is_key) = self.holding_key.take() {
+                self.release(is_key, out, seal)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn release(
+        &mut self,
+        is_key: bool,
+        out: &mut Vec<u8>,
+        seal: &mut impl FnMut(&str) -> Option<String>,
+    ) -> Result<(), SealStreamError> {
+        if is_key {
+            let key: Option<String> = serde_json::from_slice(&self.held).ok();
+            self.after_transaction_key = key.as_deref() == Some("transaction");
+            out.extend_from_slice(&self.held);
+            return Ok(());
+        }
+        self.after_transaction_key = false;
+        let upstream: String =
+            serde_json::from_slice(&self.held).map_err(|_| SealStreamError::BadUpstreamId)?;
+        let sealed = seal(&upstream).ok_or(SealStreamError::BadUpstreamId)?;
+        out.push(b'"');
+        out.extend_from_slice(sealed.as_bytes());
+        out.push(b'"');
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&str]) -> String {
+        let mut scanner = Scanner::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.extend(
+                scanner
+                    .feed(chunk.as_bytes(), |id| Some(format!("SEALED({id})")))
+                    .unwrap(),
+            );
+        }
+        assert!(!scanner.holding());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn seals_the_transaction_of_begin_transaction() {
+        assert_eq!(
+            run(&[r#"{"transaction": "abc="}"#]),
+            r#"{"transaction": "SEALED(abc=)"}"#
+        );
+    }
+
+    #[test]
+    fn seals_only_element_level_transactions_in_a_stream() {
+        let input = r#"[{"transaction":"dHg=","document":{"name":"n","fields":{"transaction":{"stringValue":"x"}}},"readTime":"t"}
+,{"document":{"fields":{"transaction":{"stringValue":"y"}}},"readTime":"t"}]"#;
+        let expected = input.replacen(r#""dHg=""#, r#""SEALED(dHg=)""#, 1);
+        assert_eq!(run(&[input]), expected);
+    }
+
+    #[test]
+    fn works_whatever_the_chunk_boundaries() {
+        let input = r#"[{"found":{"name":"a\"b"},"transaction":"dHg\/=","readTime":"t"}]"#;
+        let expected = r#"[{"found":{"name":"a\"b"},"transaction":"SEALED(dHg/=)","readTime":"t"}]"#;
+        for split in 0..input.len() {
+            let (a, b) = input.split_at(split);
+            assert_eq!(run(&[a, b]), expected, "split at {split}");
+        }
+        let bytes: Vec<String> = input.chars().map(String::from).collect();
+        let refs: Vec<&str> = bytes.iter().map(String::as_str).collect();
+        assert_eq!(run(&refs), expected);
+    }
+
+    #[test]
+    fn a_value_equal_to_transaction_is_not_a_key() {
+        let input = r#"{"missing":"transaction","readTime":"x"}"#;
+        assert_eq!(run(&[input]), input);
+    }
+
+    #[test]
+    fn errors_pass_through() {
+        let input = r#"[{"error":{"code":400,"message":"m","status":"INVALID_ARGUMENT"}}]"#;
+        assert_eq!(run(&[input]), input);
+    }
+
+    #[test]
+    fn unsealable_id_fails_the_stream() {
+        let mut scanner = Scanner::default();
+        let err = scanner
+            .feed(br#"{"transaction":"x"}"#, |_| None)
+            .unwrap_err();
+        assert!(matches!(err, SealStreamError::BadUpstreamId));
+    }
+}

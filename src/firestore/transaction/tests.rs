@@ -1,0 +1,265 @@
+//! Seal and unseal with two principals, forgery, expiry, and both hooks.
+
+use http_body_util::BodyExt;
+
+use super::*;
+use crate::firestore::{Presented, route};
+
+fn db() -> Database {
+    Database {
+        project: "p".into(),
+        database: "(default)".into(),
+    }
+}
+
+const ALICE: Fingerprint = [1; 32];
+const BOB: Fingerprint = [2; 32];
+const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn sealer() -> TransactionSealer {
+    TransactionSealer::with_key(KEY, Duration::from_secs(600)).unwrap()
+}
+
+#[test]
+fn the_owner_gets_the_upstream_id_back() {
+    let s = sealer();
+    let sealed = s.seal(&ALICE, &db(), b"upstream-tx");
+    assert_eq!(s.unseal(&sealed, &ALICE, &db()).unwrap(), b"upstream-tx");
+    assert_ne!(sealed, STANDARD.encode(b"upstream-tx"));
+}
+
+#[test]
+fn another_principal_is_refused() {
+    let s = sealer();
+    let sealed = s.seal(&ALICE, &db(), b"upstream-tx");
+    assert_eq!(s.unseal(&sealed, &BOB, &db()), Err(TransactionError::NotOwned));
+}
+
+#[test]
+fn every_replica_with_the_key_accepts_the_seal() {
+    let sealed = sealer().seal(&ALICE, &db(), b"tx");
+    let other_replica = sealer();
+    assert_eq!(other_replica.unseal(&sealed, &ALICE, &db()).unwrap(), b"tx");
+    let other_key = TransactionSealer::with_key(&[7; 32], Duration::from_secs(600)).unwrap();
+    assert_eq!(other_key.unseal(&sealed, &ALICE, &db()), Err(TransactionError::Forged));
+}
+
+#[test]
+fn forgeries_are_refused() {
+    let s = sealer();
+    let sealed = s.seal(&ALICE, &db(), b"upstream-tx");
+    let raw = STANDARD.decode(&sealed).unwrap();
+    // Flip each byte in turn: every tampering is caught.
+    for i in 0..raw.len() {
+        let mut tampered = raw.clone();
+        tampered[i] ^= 0x01;
+        let result = s.unseal(&STANDARD.encode(&tampered), &ALICE, &db());
+        assert!(
+            matches!(result, Err(TransactionError::Forged | TransactionError::NotOwned)),
+            "byte {i}: {result:?}"
+        );
+    }
+    // A raw upstream id, garbage, truncations, another database.
+    for text in ["dXBzdHJlYW0tdHg=", "", "!!!", &sealed[..sealed.len() - 8]] {
+        assert_eq!(s.unseal(text, &ALICE, &db()), Err(TransactionError::Forged), "{text}");
+    }
+    let other = Database {
+        project: "p".into(),
+        database: "other".into(),
+    };
+    assert_eq!(s.unseal(&sealed, &ALICE, &other), Err(TransactionError::Forged));
+}
+
+#[test]
+fn changing_the_id_inside_a_seal_is_a_forgery() {
+    let s = sealer();
+    let raw = STANDARD.decode(s.seal(&ALICE, &db(), b"aaaa")).unwrap();
+    let mut swapped = raw.clone();
+    swapped[9..13].copy_from_slice(b"bbbb");
+    assert_eq!(
+        s.unseal(&STANDARD.encode(swapped), &ALICE, &db()),
+        Err(TransactionError::Forged)
+    );
+}
+
+#[test]
+fn expired_seals_are_refused() {
+    let s = sealer();
+    let sealed = s.seal(&ALICE, &db(), b"tx");
+    let later = now() + 601;
+    assert_eq!(
+        s.keys.unseal(&sealed, &ALICE, &db(), later),
+        Err(TransactionError::Expired)
+    );
+    assert!(s.keys.unseal(&sealed, &ALICE, &db(), now() + 599).is_ok());
+}
+
+#[test]
+fn url_safe_and_unpadded_forms_are_accepted() {
+    let s = sealer();
+    let sealed = s.seal(&ALICE, &db(), b"\xfb\xff\xfe-tx");
+    let bytes = STANDARD.decode(&sealed).unwrap();
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    assert_eq!(s.unseal(&url, &ALICE, &db()).unwrap(), b"\xfb\xff\xfe-tx");
+}
+
+fn route_for(method: &str, uri: &str) -> Route {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", http::HeaderValue::from_static("application/json"));
+    let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+    route(&method, &uri.parse().unwrap(), &headers).unwrap()
+}
+
+#[test]
+fn the_body_carries_the_upstream_id_after_unsealing() {
+    let s = sealer();
+    let sealed = s.seal(&ALICE, &db(), b"up-id");
+    let body = format!(r#"{{"writes":[],"transaction":"{sealed}"}}"#);
+    let mut route = route_for("POST", "/v1/projects/p/databases/(default)/documents:commit");
+    let bytes = Bytes::from(body.clone());
+    let usage = crate::firestore::classify_request(&route, Some(&bytes))
+        .unwrap()
+        .transaction;
+    let out = s
+        .unseal_request(&ALICE, &mut route, &usage, Some(bytes.clone()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(out, format!(r#"{{"writes":[],"transaction":"{}"}}"#, STANDARD.encode("up-id")));
+    assert_eq!(
+        s.unseal_request(&BOB, &mut route, &usage, Some(bytes)),
+        Err(TransactionError::NotOwned)
+    );
+}
+
+#[test]
+fn the_query_carries_the_upstream_id_after_unsealing() {
+    let s = sealer();
+    let sealed = s.seal(&ALICE, &db(), b"up-id");
+    let uri = format!(
+        "/v1/projects/p/databases/(default)/documents/a/b?transaction={}",
+        percent_encoding::utf8_percent_encode(&sealed, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut route = route_for("GET", &uri);
+    let usage = TransactionUse {
+        presented: Some(Presented {
+            sealed: route.query_transaction().unwrap().to_owned(),
+            at: Location::Query,
+        }),
+        begins: false,
+    };
+    assert!(s.unseal_request(&ALICE, &mut route, &usage, None).unwrap().is_none());
+    assert_eq!(
+        route.upstream_path_and_query,
+        "/v1/projects/p/databases/(default)/documents/a/b?transaction=dXAtaWQ%3D"
+    );
+}
+
+#[test]
+fn a_request_without_transaction_is_untouched() {
+    let s = sealer();
+    let mut route = route_for("POST", "/v1/projects/p/databases/(default)/documents:commit");
+    let body = Bytes::from_static(b"{\"writes\":[]}");
+    let out = s
+        .unseal_request(&ALICE, &mut route, &TransactionUse::default(), Some(body.clone()))
+        .unwrap();
+    assert_eq!(out, Some(body));
+    assert!(s.sealing(&ALICE, &db(), &TransactionUse::default()).is_none());
+}
+
+fn streamed(chunks: &[&'static str]) -> Body {
+    let frames: Vec<Result<http_body::Frame<Bytes>, crate::body::BoxError>> = chunks
+        .iter()
+        .map(|c| Ok(http_body::Frame::data(Bytes::from_static(c.as_bytes()))))
+        .collect();
+    crate::body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(frames)))
+}
+
+#[tokio::test]
+async fn responses_are_sealed_for_the_principal_as_they_stream() {
+    let s = sealer();
+    let usage = TransactionUse {
+        presented: None,
+        begins: true,
+    };
+    let sealing = s.sealing(&ALICE, &db(), &usage).unwrap();
+    let mut response = Response::new(streamed(&[
+        "[{\"transaction\": \"dXAt",
+        "aWQ=\", \"readTime\": \"t\"}\n,{\"document\":{\"name\":\"n\"},\"readTime\":\"t\"}",
+        "]",
+    ]));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("99"));
+    let response = sealing.seal_response(response);
+    assert!(response.headers().get(header::CONTENT_LENGTH).is_none());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let sealed = value[0]["transaction"].as_str().unwrap();
+    assert_ne!(sealed, "dXAtaWQ=");
+    assert_eq!(s.unseal(sealed, &ALICE, &db()).unwrap(), b"up-id");
+    assert_eq!(s.unseal(sealed, &BOB, &db()), Err(TransactionError::NotOwned));
+    assert_eq!(value[1]["document"]["name"], "n");
+}
+
+#[tokio::test]
+async fn error_responses_pass_unchanged_and_compressed_ones_are_refused() {
+    let s = sealer();
+    let usage = TransactionUse {
+        presented: None,
+        begins: true,
+    };
+    let sealing = s.sealing(&ALICE, &db(), &usage).unwrap();
+    let mut error = Response::new(streamed(&["{\"error\":{}}"]));
+    *error.status_mut() = StatusCode::CONFLICT;
+    let error = sealing.clone().seal_response(error);
+    assert_eq!(error.status(), StatusCode::CONFLICT);
+    let mut gzip = Response::new(streamed(&["\x1f"]));
+    gzip.headers_mut()
+        .insert(header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+    assert_eq!(sealing.seal_response(gzip).status(), StatusCode::BAD_GATEWAY);
+}
+
+#[test]
+fn config_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "too short\n").unwrap();
+    let config = TransactionConfig {
+        key_file: Some(short),
+        ttl: "forever".into(),
+    };
+    let mut errors = ConfigErrors::default();
+    config.validate(&mut errors);
+    let keys: Vec<&str> = errors.errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["transactions.ttl", "transactions.key_file"]);
+
+    let good = dir.path().join("good");
+    std::fs::write(&good, format!("{}\n", "k".repeat(44))).unwrap();
+    let config = TransactionConfig {
+        key_file: Some(good.clone()),
+        ttl: "48h".into(),
+    };
+    let mut errors = ConfigErrors::default();
+    config.validate(&mut errors);
+    assert_eq!(errors.errors.len(), 1, "ttl out of range");
+
+    let config = TransactionConfig {
+        key_file: Some(good),
+        ttl: "5m".into(),
+    };
+    let mut errors = ConfigErrors::default();
+    config.validate(&mut errors);
+    assert!(errors.is_empty());
+    let a = TransactionSealer::new(&config).unwrap();
+    let b = TransactionSealer::new(&config).unwrap();
+    let sealed = a.seal(&ALICE, &db(), b"tx");
+    assert_eq!(b.unseal(&sealed, &ALICE, &db()).unwrap(), b"tx", "same key file, same key");
+}
+
+#[test]
+fn without_a_key_file_each_start_has_its_own_key() {
+    let a = TransactionSealer::new(&TransactionConfig::default()).unwrap();
+    let b = TransactionSealer::new(&TransactionConfig::default()).unwrap();
+    let sealed = a.seal(&ALICE, &db(), b"tx");
+    assert_eq!(b.unseal(&sealed, &ALICE, &db()), Err(TransactionError::Forged));
+}

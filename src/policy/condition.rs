@@ -1,0 +1,273 @@
+//! `when:` conditions: CEL compiled once at load, checked against the
+//! variables a rule may read, and evaluated per decision.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::{Context, Env, Program, Value};
+
+use crate::authn::Principal;
+use crate::firestore::{Access, Method};
+
+/// The fields of `principal` a condition may read.
+const PRINCIPAL_FIELDS: &[&str] = &["subject", "email", "groups", "issuer", "claims"];
+/// The fields of `request` a condition may read.
+const REQUEST_FIELDS: &[&str] = &["method", "rpc", "time"];
+
+/// A compiled `when:` expression.
+pub struct Condition {
+    program: Program,
+    /// Reads `request.time`: its decisions are not cached.
+    pub reads_time: bool,
+}
+
+impl Condition {
+    /// Compile `source`, refusing references to anything but `principal`,
+    /// `request` and the wildcards the rule's pattern binds (`path.<name>`).
+    /// Returns every problem found.
+    pub fn compile(env: &Env, source: &str, bindings: &[&str]) -> Result<Condition, Vec<String>> {
+        let program = env
+            .compile(source)
+            .map_err(|e| vec![format!("`when` is not valid CEL: {e}")])?;
+        let mut refs = Vec::new();
+        collect_references(program.expression(), &mut Vec::new(), &mut refs);
+        let mut errors = Vec::new();
+        let mut reads_time = false;
+        for (var, field) in refs {
+            let allowed: &[&str] = match var.as_str() {
+                "principal" => PRINCIPAL_FIELDS,
+                "request" => {
+                    // Reading `request` whole (e.g. `request['time']`) may read the time.
+                    reads_time |= field.as_deref().is_none_or(|f| f == "time");
+                    REQUEST_FIELDS
+                }
+                "path" => bindings,
+                other => {
+                    errors.push(format!(
+                        "`when` references unknown variable `{other}` \
+                         (known: principal, path, request)"
+                    ));
+                    continue;
+                }
+            };
+            if let Some(field) = field
+                && !allowed.contains(&field.as_str())
+            {
+                errors.push(if var == "path" {
+                    format!("`when` reads `path.{field}`, which `match` does not bind")
+                } else {
+                    format!(
+                        "`when` reads unknown field `{var}.{field}` (known: {})",
+                        allowed.join(", ")
+                    )
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(Condition {
+                program,
+                reads_time,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// True only when the expression yields `true`; an error or a non-bool
+    /// result is reported as `Err` so the caller can fail closed.
+    pub fn eval(
+        &self,
+        env: &Arc<Env>,
+        input: &Input,
+        access: Access,
+        path: Value,
+    ) -> Result<bool, String> {
+        let request: HashMap<&str, Value> = HashMap::from([
+            ("method", Value::from(access.as_str())),
+            ("rpc", input.rpc.clone()),
+            ("time", input.time.clone()),
+        ]);
+        let mut context = Context::with_env(Arc::clone(env));
+        context.add_variable_from_value("principal", input.principal.clone());
+        context.add_variable_from_value("request", request);
+        context.add_variable_from_value("path", path);
+        match self.program.execute(&context) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("condition yielded {other:?}, not a bool")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The per-request CEL variables, built once per decision.
+pub struct Input {
+    principal: Value,
+    rpc: Value,
+    time: Value,
+}
+
+impl Input {
+    pub fn new(principal: &Principal, method: Method) -> Input {
+        Input {
+            principal: cel::to_value(principal).unwrap_or(Value::Null),
+            rpc: Value::from(method.as_str()),
+            time: Value::Timestamp(chrono::Utc::now().fixed_offset()),
+        }
+    }
+}
+
+/// Every free variable with the field selected on it directly, if any.
+fn collect_references(expr: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<(String, Option<String>)>) {
+    match &expr.expr {
+        Expr::Ident(name) => {
+            if !bound.contains(name) && !name.starts_with('@') {
+                out.push((name.clone(), None));
+            }
+        }
+        Expr::Select(select) => match &select.operand.expr {
+            Expr::Ident(name) if !bound.contains(name) => {
+                out.push((name.clone(), Some(select.field.clone())));
+            }
+            _ => collect_references(&select.operand, bound, out),
+        },
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                collect_references(target, bound, out);
+            }
+            for arg in &call.args {
+                collect_references(arg, bound, out);
+            }
+        }
+        Expr::List(list) => {
+            for e in &list.elements {
+                collect_references(e, bound, out);
+            }
+        }
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                collect_entry(&entry.expr, bound, out);
+            }
+        }
+        Expr::Struct(s) => {
+            for entry in &s.entries {
+                collect_entry(&entry.expr, bound, out);
+            }
+        }
+        Expr::Comprehension(comp) => {
+            collect_references(&comp.iter_range, bound, out);
+            collect_references(&comp.accu_init, bound, out);
+            let depth = bound.len();
+            bound.push(comp.iter_var.clone());
+            bound.extend(comp.iter_var2.clone());
+            bound.push(comp.accu_var.clone());
+            collect_references(&comp.loop_cond, bound, out);
+            collect_references(&comp.loop_step, bound, out);
+            collect_references(&comp.result, bound, out);
+            bound.truncate(depth);
+        }
+        Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+fn collect_entry(entry: &EntryExpr, bound: &mut Vec<String>, out: &mut Vec<(String, Option<String>)>) {
+    match entry {
+        EntryExpr::StructField(f) => collect_references(&f.value, bound, out),
+        EntryExpr::MapEntry(m) => {
+            collect_references(&m.key, bound, out);
+            collect_references(&m.value, bound, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(source: &str) -> Result<Condition, Vec<String>> {
+        Condition::compile(&Env::stdlib(), source, &["team", "rest"])
+    }
+
+    fn principal() -> Principal {
+        let mut claims = serde_json::Map::new();
+        claims.insert("team".into(), "payments".into());
+        claims.insert("level".into(), 3.into());
+        Principal::new(
+            "https://issuer".into(),
+            "alice".into(),
+            Some("alice@example.com".into()),
+            vec!["group:default/payments".into()],
+            claims,
+        )
+    }
+
+    fn eval(source: &str, path: &[(&str, &str)]) -> Result<bool, String> {
+        let env = Arc::new(Env::stdlib());
+        let condition = Condition::compile(&env, source, &["team", "rest"]).unwrap();
+        let input = Input::new(&principal(), Method::Get);
+        let path: HashMap<String, Value> = path
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        condition.eval(&env, &input, Access::Get, path.into())
+    }
+
+    #[test]
+    fn path_and_group_bindings() {
+        let src = "'group:default/' + path.team in principal.groups";
+        assert_eq!(eval(src, &[("team", "payments")]), Ok(true));
+        assert_eq!(eval(src, &[("team", "search")]), Ok(false));
+    }
+
+    #[test]
+    fn claim_bindings() {
+        assert_eq!(eval("principal.claims.team == path.team", &[("team", "payments")]), Ok(true));
+        assert_eq!(eval("principal.claims.level >= 3", &[]), Ok(true));
+        assert_eq!(eval("principal.claims.level > 3", &[]), Ok(false));
+    }
+
+    #[test]
+    fn request_fields() {
+        assert_eq!(eval("request.method == 'get' && request.rpc == 'get'", &[]), Ok(true));
+        assert_eq!(eval("request.time > timestamp('2000-01-01T00:00:00Z')", &[]), Ok(true));
+    }
+
+    #[test]
+    fn unbound_path_variable_is_an_error_not_a_match() {
+        assert!(eval("path.team == 'payments'", &[]).is_err());
+    }
+
+    #[test]
+    fn non_bool_result_is_an_error() {
+        assert!(eval("principal.subject", &[]).is_err());
+    }
+
+    #[test]
+    fn unknown_variables_are_load_errors() {
+        let errors = compile("user.name == 'x'").err().unwrap();
+        assert!(errors[0].contains("unknown variable `user`"), "{errors:?}");
+        let errors = compile("path.org == 'x'").err().unwrap();
+        assert!(errors[0].contains("path.org"), "{errors:?}");
+        let errors = compile("principal.role == 'x' || request.ip == 'y'").err().unwrap();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    #[test]
+    fn comprehension_variables_are_not_unknown() {
+        let c = compile("principal.groups.exists(g, g.startsWith('group:default/' + path.team))");
+        assert!(c.is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_are_load_errors() {
+        assert!(compile("principal.subject ==").is_err());
+    }
+
+    #[test]
+    fn time_reads_are_detected() {
+        assert!(!compile("principal.subject == 'a'").ok().unwrap().reads_time);
+        assert!(compile("request.time < timestamp('2030-01-01T00:00:00Z')").ok().unwrap().reads_time);
+        assert!(compile("request['time'] != null").ok().unwrap().reads_time);
+        assert!(!compile("request.method == 'get'").ok().unwrap().reads_time);
+    }
+}

@@ -1,0 +1,156 @@
+//! Judging targets against a [`Table`]: an applicable deny beats any allow,
+//! default deny, and every target of a request must be allowed.
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+use cel::Value;
+
+use super::compile::{Effect, Rule};
+use super::condition::Input;
+use super::table::{Match, Table, tokens};
+use super::{Decision, TargetDecision, Why};
+use crate::authn::Principal;
+use crate::firestore::{Database, Method, Operation, Target};
+
+/// The verdict on one target, with what the cache and the upstream need.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub decision: TargetDecision,
+    /// The allowing rule's `as:`.
+    pub upstream_account: Option<String>,
+    /// False when a condition that reads `request.time` was evaluated.
+    pub cacheable: bool,
+}
+
+/// The per-request context shared by all targets, built lazily: only
+/// conditions need it.
+pub struct Request<'a> {
+    pub principal: &'a Principal,
+    pub database: &'a Database,
+    pub method: Method,
+    input: OnceCell<Input>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(principal: &'a Principal, op: &'a Operation) -> Request<'a> {
+        Request {
+            principal,
+            database: &op.database,
+            method: op.method,
+            input: OnceCell::new(),
+        }
+    }
+
+    fn input(&self) -> &Input {
+        self.input.get_or_init(|| Input::new(self.principal, self.method))
+    }
+}
+
+impl Table {
+    /// Judge a whole operation, uncached (`policy check`, `policy test`).
+    pub fn decide(&self, principal: &Principal, op: &Operation) -> Decision {
+        let req = Request::new(principal, op);
+        let verdicts: Vec<Verdict> = op.targets.iter().map(|t| self.decide_target(&req, t)).collect();
+        combine(&verdicts)
+    }
+
+    /// Judge one target. A deny rule applies when its pattern touches any
+    /// path of the scope; an allow rule only when it covers all of them.
+    pub fn decide_target(&self, req: &Request, target: &Target) -> Verdict {
+        let tokens = tokens(&target.scope);
+        let covering = self.lookup(&tokens);
+        let applies = |rule: &Rule| {
+            rule.actions.contains(target.access)
+                && rule.applies_to(req.database)
+                && rule.who.matches(req.principal)
+        };
+        let mut cacheable = true;
+        let mut holds = |rule: &Rule, m: Option<&Match>| -> Result<bool, String> {
+            let Some(condition) = &rule.when else {
+                return Ok(true);
+            };
+            cacheable &= !condition.reads_time;
+            // A deny that only overlaps the scope has no concrete bindings:
+            // a condition reading `path` then fails, and the deny applies.
+            let path = match m {
+                Some(m) => self.bindings(m, &tokens),
+                None => Value::from(HashMap::<String, Value>::new()),
+            };
+            condition.eval(&self.env, req.input(), target.access, path)
+        };
+        let mut outcome: Option<(bool, &str, Why, Option<&String>)> = None;
+        for index in self.deny_overlaps(&tokens) {
+            let rule = &self.rules[index];
+            if !applies(rule) {
+                continue;
+            }
+            let m = covering.iter().find(|m| m.rule == index);
+            // A deny whose condition cannot be evaluated still applies: fail closed.
+            if holds(rule, m).unwrap_or(true) {
+                outcome = Some((false, &rule.id, Why::DenyMatched, None));
+                break;
+            }
+        }
+        let mut condition_false: Option<&str> = None;
+        if outcome.is_none() {
+            for m in &covering {
+                let rule = &self.rules[m.rule];
+                if rule.effect != Effect::Allow || !applies(rule) {
+                    continue;
+                }
+                if holds(rule, Some(m)).unwrap_or(false) {
+                    outcome = Some((true, &rule.id, Why::Allowed, rule.upstream_account.as_ref()));
+                    break;
+                }
+                condition_false.get_or_insert(&rule.id);
+            }
+        }
+        let (allowed, rule, why, account) = match (outcome, condition_false) {
+            (Some((allowed, id, why, account)), _) => (allowed, Some(id), why, account),
+            (None, Some(id)) => (false, Some(id), Why::ConditionFalse, None),
+            (None, None) => (false, None, Why::NoRuleMatched, None),
+        };
+        Verdict {
+            decision: TargetDecision {
+                target: target.clone(),
+                allowed,
+                rule: rule.map(String::from),
+                why,
+            },
+            upstream_account: account.cloned(),
+            cacheable,
+        }
+    }
+}
+
+/// Combine per-target verdicts: allowed only if every target is and all
+/// allowing rules agree on the upstream account.
+pub fn combine<V: AsRef<Verdict>>(verdicts: &[V]) -> Decision {
+    let verdicts: Vec<&Verdict> = verdicts.iter().map(AsRef::as_ref).collect();
+    let refusal = verdicts.iter().find(|v| !v.decision.allowed).map(|v| {
+        let d = &v.decision;
+        let id = d.rule.as_deref().unwrap_or_default();
+        match d.why {
+            Why::DenyMatched => format!("rule:{id}"),
+            Why::ConditionFalse => format!("condition_false:{id}"),
+            Why::NoRuleMatched | Why::Allowed => "no_rule_matched".to_string(),
+        }
+    });
+    let mut accounts = verdicts.iter().map(|v| &v.upstream_account);
+    let first = accounts.next().cloned().flatten();
+    let mixed = accounts.any(|a| *a != first);
+    let reason = refusal.or_else(|| mixed.then(|| "mixed_upstream_accounts".to_string()));
+    Decision {
+        allowed: reason.is_none(),
+        targets: verdicts.iter().map(|v| v.decision.clone()).collect(),
+        upstream_account: if reason.is_none() { first } else { None },
+        reason,
+    }
+}
+
+impl AsRef<Verdict> for Verdict {
+    fn as_ref(&self) -> &Verdict {
+        self
+    }
+}

@@ -1,0 +1,224 @@
+//! `PolicyEngine`: the current table behind an `ArcSwap`, the decision
+//! cache, reloads and their metrics.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::cache::{DecisionCache, Lookup};
+use super::decide::{Request, combine};
+use super::format::PolicyErrors;
+use super::table::Table;
+use super::{Decision, PolicyConfig, reload};
+use crate::authn::Principal;
+use crate::firestore::Operation;
+
+type Labels = [(&'static str, &'static str); 1];
+
+struct Metrics {
+    decisions: Family<Labels, Counter>,
+    cache: Family<Labels, Counter>,
+    reloads: Family<Labels, Counter>,
+    rules: Gauge,
+    epoch: Gauge,
+    reload_refused: Gauge,
+}
+
+impl Metrics {
+    fn new(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            decisions: Family::default(),
+            cache: Family::default(),
+            reloads: Family::default(),
+            rules: Gauge::default(),
+            epoch: Gauge::default(),
+            reload_refused: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("policy");
+        r.register("decisions", "Policy decisions by result", m.decisions.clone());
+        r.register("cache_lookups", "Per-target decision cache lookups by result", m.cache.clone());
+        r.register("reloads", "Policy reloads by result (ok, refused)", m.reloads.clone());
+        r.register("rules", "Rules in the serving table", m.rules.clone());
+        r.register("epoch", "Epoch of the serving table", m.epoch.clone());
+        r.register(
+            "reload_refused",
+            "1 while the latest reload attempt was refused (the previous table keeps serving)",
+            m.reload_refused.clone(),
+        );
+        m
+    }
+}
+
+/// State shared with the reload tasks.
+pub(super) struct Shared {
+    table: ArcSwap<Table>,
+    cache: DecisionCache,
+    dir: Option<PathBuf>,
+    refused: ArcSwapOption<String>,
+    metrics: Metrics,
+    /// Serializes reloads so epochs stay in order.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    /// Compile the directory off the request path and swap it in, or keep
+    /// the serving table and record why not.
+    pub(super) async fn reload(&self) -> Result<u64, PolicyErrors> {
+        let Some(dir) = self.dir.clone() else {
+            return Ok(self.table.load().epoch);
+        };
+        let _guard = self.reloading.lock().await;
+        let epoch = self.table.load().epoch + 1;
+        let compiled = tokio::task::spawn_blocking(move || Table::from_dir(&dir, epoch))
+            .await
+            .unwrap_or_else(|e| Err(internal(format!("policy compilation failed: {e}"))));
+        match compiled {
+            Ok(table) => {
+                let rules = table.len();
+                self.install(table);
+                self.refused.store(None);
+                self.metrics.reload_refused.set(0);
+                self.metrics.reloads.get_or_create(&[("result", "ok")]).inc();
+                tracing::info!(epoch, rules, "policy table reloaded");
+                Ok(epoch)
+            }
+            Err(errors) => {
+                let detail = format!("policy reload refused, previous table kept: {errors}");
+                tracing::error!(errors = %errors, "policy reload refused; the previous table keeps serving");
+                self.refused.store(Some(Arc::new(detail)));
+                self.metrics.reload_refused.set(1);
+                self.metrics.reloads.get_or_create(&[("result", "refused")]).inc();
+                Err(errors)
+            }
+        }
+    }
+
+    fn install(&self, table: Table) {
+        self.metrics.rules.set(table.len() as i64);
+        self.metrics.epoch.set(table.epoch as i64);
+        self.table.store(Arc::new(table));
+        self.cache.clear();
+    }
+}
+
+fn internal(message: String) -> PolicyErrors {
+    PolicyErrors(vec![super::format::PolicyError {
+        file: "(reload)".into(),
+        line: None,
+        message,
+    }])
+}
+
+/// The compiled, hot-reloadable policy table and its decision cache.
+pub struct PolicyEngine {
+    shared: Arc<Shared>,
+    _reloader: Option<reload::Reloader>,
+}
+
+impl PolicyEngine {
+    /// Load `config.dir`; refuse to start on an invalid table. Watches the
+    /// directory (when `config.watch`) and reloads on SIGHUP.
+    pub async fn new(config: &PolicyConfig, registry: &mut Registry) -> anyhow::Result<Self> {
+        let dir = config.dir.clone();
+        let table = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || Table::from_dir(&dir, 1)).await?
+        }
+        .map_err(|errors| anyhow::anyhow!("invalid policy in {}:\n{errors}", dir.display()))?;
+        let shared = Arc::new(Shared::new(table, Some(dir.clone()), config.cache_capacity, registry));
+        let reloader = reload::Reloader::start(Arc::clone(&shared), &dir, config.watch)?;
+        tracing::info!(dir = %dir.display(), rules = shared.table.load().len(), "policy table loaded");
+        Ok(PolicyEngine {
+            shared,
+            _reloader: Some(reloader),
+        })
+    }
+
+    /// [`PolicyEngine::new`] for a directory with default settings.
+    pub async fn from_dir(dir: impl AsRef<Path>, registry: &mut Registry) -> anyhow::Result<Self> {
+        let config = PolicyConfig {
+            dir: dir.as_ref().to_owned(),
+            ..PolicyConfig::default()
+        };
+        PolicyEngine::new(&config, registry).await
+    }
+
+    /// A fixed table from one YAML document; never reloads.
+    pub fn from_yaml(text: &str, registry: &mut Registry) -> Result<Self, PolicyErrors> {
+        let table = Table::from_yaml(text, 1)?;
+        let capacity = PolicyConfig::default().cache_capacity;
+        Ok(PolicyEngine {
+            shared: Arc::new(Shared::new(table, None, capacity, registry)),
+            _reloader: None,
+        })
+    }
+
+    /// Step 3 of the pipeline. A deny is a value, not an error.
+    pub async fn decide(&self, principal: &Principal, op: &Operation) -> Decision {
+        let table = self.shared.table.load_full();
+        let req = Request::new(principal, op);
+        let metrics = &self.shared.metrics;
+        let verdicts: Vec<_> = op
+            .targets
+            .iter()
+            .map(|target| {
+                let (verdict, lookup) = self.shared.cache.decide(&table, &req, target);
+                let label = match lookup {
+                    Lookup::Hit => "hit",
+                    Lookup::Miss => "miss",
+                };
+                metrics.cache.get_or_create(&[("result", label)]).inc();
+                verdict
+            })
+            .collect();
+        let decision = combine(&verdicts);
+        let label = if decision.allowed { "allow" } else { "deny" };
+        metrics.decisions.get_or_create(&[("result", label)]).inc();
+        decision
+    }
+
+    /// Reload the directory now (what a file change or SIGHUP does).
+    pub async fn reload(&self) -> Result<u64, PolicyErrors> {
+        self.shared.reload().await
+    }
+
+    /// The serving table's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.shared.table.load().epoch
+    }
+
+    /// `None` when ready; otherwise what is wrong (for `/readyz`). A table
+    /// always serves once the engine exists, so a refused reload does not
+    /// make the proxy unready (it would take every replica out of service
+    /// for a bad push); it is reported by [`PolicyEngine::reload_error`].
+    pub fn not_ready(&self) -> Option<String> {
+        None
+    }
+
+    /// Why the latest reload was refused, while the previous table serves;
+    /// `None` once a reload succeeds. For `/readyz` detail.
+    pub fn reload_error(&self) -> Option<String> {
+        self.shared.refused.load_full().map(|s| s.as_ref().clone())
+    }
+}
+
+impl Shared {
+    fn new(table: Table, dir: Option<PathBuf>, capacity: u64, registry: &mut Registry) -> Shared {
+        let metrics = Metrics::new(registry);
+        metrics.rules.set(table.len() as i64);
+        metrics.epoch.set(table.epoch as i64);
+        Shared {
+            table: ArcSwap::from_pointee(table),
+            cache: DecisionCache::new(capacity),
+            dir,
+            refused: ArcSwapOption::empty(),
+            metrics,
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Authentication end to end: a real `oidc-provider`, and an in-process
+//! issuer for every way a token can be bad.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use firegate::authn::{Authenticator, AuthnConfig, AuthnError, Principal};
+use http::{HeaderMap, HeaderValue, Uri, header};
+use jsonwebtoken::Algorithm;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use support::issuer::{AUDIENCE, SigningKey, TestIssuer, tamper};
+use support::oidc_provider::{INTROSPECTION_SECRET, OPAQUE_AUDIENCE, OidcProvider};
+
+/// An authenticator over `issuers` (YAML list items), with its registry.
+async fn authenticator(issuers: &[String]) -> (Authenticator, Registry) {
+    // Logs show only for failing tests.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+    let yaml = format!("issuers:\n{}", issuers.join(""));
+    let config: AuthnConfig = serde_yaml_ng::from_str(&yaml).expect("authn yaml");
+    let mut errors = firegate::config::ConfigErrors::default();
+    config.validate(&mut errors);
+    assert!(errors.is_empty(), "{errors}");
+    let mut registry = Registry::default();
+    let authn = Authenticator::new(&config, &mut registry)
+        .await
+        .expect("authenticator");
+    (authn, registry)
+}
+
+/// YAML for an OIDC issuer entry found by discovery, with `extra` keys.
+fn oidc(name: &str, issuer: &str, extra: &str) -> String {
+    format!(
+        "- name: {name}\n  issuer: '{issuer}'\n  audiences: ['{AUDIENCE}']\n  jwks_refresh: {{min_interval: 1h, max_interval: 1h}}\n{extra}"
+    )
+}
+
+fn backstage(name: &str, base: &str) -> String {
+    format!(
+        "- name: {name}\n  kind: backstage\n  backstage: {{base_url: '{base}'}}\n  jwks_refresh: {{min_interval: 1h, max_interval: 1h}}\n"
+    )
+}
+
+async fn ready(authn: &Authenticator) {
+    for _ in 0..500 {
+        if authn.not_ready().is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not ready: {:?}", authn.not_ready());
+}
+
+fn bearer(token: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header value"),
+    );
+    headers
+}
+
+fn uri() -> Uri {
+    Uri::from_static("/v1/projects/p/databases/(default)/documents/a/b")
+}
+
+async fn check(authn: &Authenticator, token: &str) -> Result<Arc<Principal>, AuthnError> {
+    authn.authenticate(&bearer(token), &uri()).await
+}
+
+async fn reason(authn: &Authenticator, token: &str) -> &'static str {
+    match check(authn, token).await {
+        Ok(_) => "accepted",
+        Err(e) => e.reason(),
+    }
+}
+
+fn metrics(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).expect("encode");
+    out
+}
+
+#[tokio::test]
+async fn real_oidc_provider_client_credentials_token_passes() {
+    let provider = OidcProvider::start().await;
+    let (authn, _registry) = authenticator(&[oidc(
+        "op",
+        &provider.issuer,
+        "  required_scopes: [firestore.read]\n",
+    )])
+    .await;
+    ready(&authn).await;
+
+    let token = provider
+        .client_credentials("svc-reader", "reader-secret", "firestore.read")
+        .await;
+    let principal = check(&authn, &token).await.expect("reader token accepted");
+    assert_eq!(principal.issuer, provider.issuer);
+    assert_eq!(principal.subject, "svc-reader");
+    assert_eq!(principal.email.as_deref(), Some("reader@firegate.test"));
+    assert_eq!(principal.groups, ["team-a", "readers"]);
+    assert_eq!(principal.claims["client_id"], "svc-reader");
+    assert!(
+        !principal.claims.contains_key("exp"),
+        "volatile claims dropped"
+    );
+
+    let writer = provider
+        .client_credentials("svc-writer", "writer-secret", "firestore.write")
+        .await;
+    assert_eq!(
+        reason(&authn, &writer).await,
+        "missing_scope",
+        "a token without the required scope is refused"
+    );
+
+    // The same real token against a config that expects another audience.
+    let (strict, _r) = authenticator(&[format!(
+        "- name: op\n  issuer: '{}'\n  audiences: [someone-else]\n",
+        provider.issuer
+    )])
+    .await;
+    ready(&strict).await;
+    assert_eq!(reason(&strict, &token).await, "wrong_audience");
+}
+
+#[tokio::test]
+async fn real_oidc_provider_opaque_token_is_introspected() {
+    let provider = OidcProvider::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, INTROSPECTION_SECRET).expect("write secret");
+    let (authn, registry) = authenticator(&[format!(
+        "- name: op\n  issuer: '{issuer}'\n  audiences: ['{OPAQUE_AUDIENCE}']\n  claims: {{subject: client_id}}\n  introspection:\n    endpoint: '{issuer}/token/introspection'\n    client_id: firegate\n    client_secret_file: '{secret}'\n",
+        issuer = provider.issuer,
+        secret = secret.display(),
+    )])
+    .await;
+    ready(&authn).await;
+
+    let token = provider
+        .client_credentials_for(
+            "svc-reader",
+            "reader-secret",
+            "firestore.read",
+            OPAQUE_AUDIENCE,
+        )
+        .await;
+    assert!(!token.contains('.'), "an opaque token, not a JWT");
+    let principal = check(&authn, &token).await.expect("introspected as active");
+    assert_eq!(principal.subject, "svc-reader");
+    assert_eq!(principal.email.as_deref(), Some("reader@firegate.test"));
+    assert_eq!(principal.groups, ["team-a", "readers"]);
+    assert!(!principal.claims.contains_key("active"));
+    check(&authn, &token).await.expect("again");
+    assert!(metrics(&registry).contains("outcome=\"cached\"} 1"));
+
+    assert_eq!(
+        reason(&authn, "NotAnIssuedToken0123456789abcdef").await,
+        "introspection_inactive"
+    );
+}
+
+#[tokio::test]
+async fn good_token_passes_once_verified_then_from_cache() {
+    let issuer = TestIssuer::builder().start().await;
+    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    ready(&authn).await;
+    assert_eq!(issuer.discovery_fetches(), 1);
+
+    let token = issuer.token().sign();
+    let first = check(&authn, &token).await.expect("accepted");
+    assert_eq!(first.subject, "alice");
+    assert_eq!(first.email.as_deref(), Some("alice@firegate.test"));
+    assert_eq!(first.groups, ["team-a", "readers"]);
+    let second = check(&authn, &token).await.expect("accepted again");
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "second use comes from the cache"
+    );
+
+    let text = metrics(&registry);
+    assert!(text.contains("outcome=\"verified\"} 1"), "{text}");
+    assert!(text.contains("outcome=\"cached\"} 1"), "{text}");
+    assert!(!text.contains(&token[..20]), "no token in metrics");
+}
+
+#[tokio::test]
+async fn every_bad_token_is_refused_with_its_reason() {
+    let issuer = TestIssuer::builder().start().await;
+    let other = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .await;
+    let (authn, _registry) = authenticator(&[
+        oidc(
+            "corp",
+            &issuer.issuer,
+            "  required_scopes: [firestore.read]\n",
+        ),
+        oidc("other", &other.issuer, ""),
+    ])
+    .await;
+    ready(&authn).await;
+    let key = issuer.current_key();
+    let good = issuer.token().sign();
+    let impostor = SigningKey::generate(Algorithm::RS256, &key.kid);
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "expired",
+            issuer.token().expires_in(-120).sign(),
+            "token_expired",
+        ),
+        (
+            "no exp",
+            issuer.token().without("exp").sign(),
+            "token_expired",
+        ),
+        (
+            "nbf in the future",
+            issuer.token().not_before_in(600).sign(),
+            "token_not_yet_valid",
+        ),
+        (
+            "unknown iss",
+            issuer
+                .token()
+                .claim("iss", json!("https://evil.test"))
+                .sign(),
+            "untrusted_issuer",
+        ),
+        (
+            "no iss",
+            issuer.token().without("iss").sign(),
+            "untrusted_issuer",
+        ),
+        (
+            "wrong aud",
+            issuer
+                .token()
+                .claim("aud", json!("https://elsewhere"))
+                .sign(),
+            "wrong_audience",
+        ),
+        (
+            "no aud",
+            issuer.token().without("aud").sign(),
+            "wrong_audience",
+        ),
+        (
+            "alg none",
+            issuer.token().unsigned(),
+            "algorithm_not_allowed",
+        ),
+        (
+            "HS256 keyed with the RSA public key",
+            issuer.token().sign_hs256(key.public_pem.as_bytes()),
+            "algorithm_not_allowed",
+        ),
+        (
+            "tampered payload",
+            tamper(&good, |c| {
+                c.insert("groups".into(), json!(["admins"]));
+            }),
+            "bad_signature",
+        ),
+        (
+            "same kid, another key",
+            issuer.token().signed_by(&impostor).sign(),
+            "bad_signature",
+        ),
+        (
+            "other issuer's key under this iss",
+            issuer.token().signed_by(&other.current_key()).sign(),
+            "unknown_kid",
+        ),
+        (
+            "iss of one issuer, ES256 alg, RSA kid",
+            issuer
+                .token()
+                .signed_by(&other.current_key())
+                .kid(&key.kid)
+                .sign(),
+            "algorithm_not_allowed",
+        ),
+        (
+            "missing scope",
+            issuer
+                .token()
+                .claim("scope", json!("firestore.write"))
+                .sign(),
+            "missing_scope",
+        ),
+        (
+            "Backstage token type",
+            issuer.token().typ(Some("vnd.backstage.user")).sign(),
+            "wrong_token_type",
+        ),
+        (
+            "no sub",
+            issuer.token().without("sub").sign(),
+            "missing_subject",
+        ),
+        (
+            "malformed base64",
+            format!("{}.!!!.abc", good.split('.').next().unwrap_or_default()),
+            "malformed_token",
+        ),
+        ("two parts", "abc.def".to_string(), "malformed_token"),
+        (
+            "oversized",
+            format!("{good}{}", "A".repeat(10_000)),
+            "token_too_large",
+        ),
+    ];
+    for (name, token, expected) in cases {
+        assert_eq!(reason(&authn, &token).await, expected, "case: {name}");
+    }
+    assert_eq!(
+        reason(&authn, &good).await,
+        "accepted",
+        "the good token still passes"
+    );
+}
+
+#[tokio::test]
+async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
+    let issuer = TestIssuer::builder().start().await;
+    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    ready(&authn).await;
+    let token = issuer.token().sign();
+
+    let mut two = bearer(&token);
+    two.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+    let refused = authn
+        .authenticate(&two, &uri())
+        .await
+        .expect_err("two headers");
+    assert_eq!(refused.reason(), "multiple_authorization_headers");
+
+    let in_query: Uri =
+        format!("/v1/projects/p/databases/(default)/documents/a/b?access_token={token}")
+            .parse()
+            .expect("uri");
+    let refused = authn
+        .authenticate(&HeaderMap::new(), &in_query)
+        .await
+        .expect_err("query token");
+    assert_eq!(refused.reason(), "token_in_query_string");
+    let refused = authn
+        .authenticate(&bearer(&token), &in_query)
+        .await
+        .expect_err("query token beside a header");
+    assert_eq!(refused.reason(), "token_in_query_string");
+
+    let refused = authn
+        .authenticate(&HeaderMap::new(), &uri())
+        .await
+        .expect_err("no token");
+    assert_eq!(refused.reason(), "missing_token");
+    let message = refused.api_error().message.to_string();
+    assert!(!message.contains(&token[..10]));
+
+    let mut basic = HeaderMap::new();
+    basic.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Basic YTpi"),
+    );
+    let refused = authn.authenticate(&basic, &uri()).await.expect_err("basic");
+    assert_eq!(refused.reason(), "not_bearer");
+}
+
+#[tokio::test]
+async fn rotated_key_is_accepted_after_one_refresh() {
+    let issuer = TestIssuer::builder().start().await;
+    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    ready(&authn).await;
+    assert_eq!(issuer.jwks_fetches(), 1);
+
+    let new_key = issuer.rotate(false);
+    let token = issuer.token().sign();
+    assert!(token.split('.').next().is_some());
+    let principal = check(&authn, &token).await.expect("new kid accepted");
+    assert_eq!(principal.subject, "alice");
+    assert_eq!(
+        issuer.jwks_fetches(),
+        2,
+        "exactly one refresh for {}",
+        new_key.kid
+    );
+
+    // The next token under the new key needs no fetch at all.
+    let again = issuer.token().claim("sub", json!("bob")).sign();
+    assert_eq!(reason(&authn, &again).await, "accepted");
+    assert_eq!(issuer.jwks_fetches(), 2);
+}
+
+#[tokio::test]
+async fn unknown_kid_flood_contacts_the_issuer_at_most_at_the_configured_rate() {
+    let issuer = TestIssuer::builder().start().await;
+    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    ready(&authn).await;
+    assert_eq!(issuer.jwks_fetches(), 1);
+
+    let tokens: Vec<String> = (0..200)
+        .map(|i| issuer.token().kid(&format!("random-{i}")).sign())
+        .collect();
+    let results = futures_util::future::join_all(tokens.iter().map(|t| reason(&authn, t))).await;
+    assert!(results.iter().all(|r| *r == "unknown_kid"), "{results:?}");
+    // One start-up fetch plus at most one on-demand refresh per
+    // `min_interval` (1h here).
+    assert_eq!(issuer.jwks_fetches(), 2);
+    let text = metrics(&registry);
+    assert!(
+        text.contains("firegate_authn_jwks_refresh_rate_limited_total{issuer=\"corp\"}")
+            || text.contains("authn_jwks_refresh_rate_limited_total{issuer=\"corp\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn jwks_down_after_start_keeps_the_cached_keys() {
+    let issuer = TestIssuer::builder().start().await;
+    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    ready(&authn).await;
+
+    issuer.set_available(false);
+    // An unknown kid forces a refresh, which fails...
+    let unknown = issuer.token().kid("not-published").sign();
+    assert_eq!(reason(&authn, &unknown).await, "unknown_kid");
+    assert_eq!(issuer.jwks_fetches(), 1, "503s are not counted as served");
+    let text = metrics(&registry);
+    assert!(
+        text.contains("issuer=\"corp\",outcome=\"error\"} 1"),
+        "{text}"
+    );
+    // ...and the keys held keep verifying new tokens.
+    let fresh = issuer.token().claim("sub", json!("carol")).sign();
+    let principal = check(&authn, &fresh).await.expect("still verifies");
+    assert_eq!(principal.subject, "carol");
+    assert!(authn.not_ready().is_none(), "held keys keep it ready");
+}
+
+#[tokio::test]
+async fn unreachable_issuer_at_start_is_not_ready_until_its_keys_load() {
+    let issuer = TestIssuer::builder().down().start().await;
+    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let waiting = authn
+        .not_ready()
+        .expect("not ready while the issuer is down");
+    assert!(waiting.contains("corp"), "{waiting}");
+    let token = issuer.token().sign();
+    assert_eq!(reason(&authn, &token).await, "issuer_unavailable");
+
+    issuer.set_available(true);
+    ready(&authn).await;
+    assert_eq!(reason(&authn, &token).await, "accepted");
+}
+
+#[tokio::test]
+async fn cached_token_is_rechecked_for_expiry() {
+    let issuer = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .await;
+    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "  leeway: 0s\n")]).await;
+    ready(&authn).await;
+    let token = issuer.token().expires_in(1).sign();
+    assert_eq!(reason(&authn, &token).await, "accepted");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(reason(&authn, &token).await, "token_expired");
+}
+
+#[tokio::test]
+async fn es256_ps256_and_eddsa_tokens_pass() {
+    for alg in [Algorithm::ES256, Algorithm::PS256, Algorithm::EdDSA] {
+        let issuer = TestIssuer::builder().algorithm(alg).start().await;
+        let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+        ready(&authn).await;
+        let token = issuer.token().sign();
+        assert_eq!(reason(&authn, &token).await, "accepted", "{alg:?}");
+    }
+}
+
+#[tokio::test]
+async fn groups_come_from_a_dotted_claim_path() {
+    let issuer = TestIssuer::builder()
+        .algorithm(Algorithm::EdDSA)
+        .start()
+        .await;
+    let (authn, _registry) = authenticator(&[oidc(
+        "kc",
+        &issuer.issuer,
+        "  claims: {groups: realm_access.roles, email: mail}\n",
+    )])
+    .await;
+    ready(&authn).await;
+    let token = issuer
+        .token()
+        .claim("realm_access", json!({"roles": ["ops", "dev"]}))
+        .claim("mail", json!("a@kc.test"))
+        .sign();
+    let principal = check(&authn, &token).await.expect("accepted");
+    assert_eq!(principal.groups, ["ops", "dev"]);
+    assert_eq!(principal.email.as_deref(), Some("a@kc.test"));
+}
+
+#[tokio::test]
+async fn hs256_passes_only_with_the_configured_shared_secret() {
+    let issuer = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .await;
+    let secret = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(secret.path(), "a-long-shared-secret-for-tests\n").expect("write");
+    let (authn, _registry) = authenticator(&[oidc(
+        "legacy",
+        &issuer.issuer,
+        &format!(
+            "  algorithms: [HS256]\n  shared_secret_file: '{}'\n",
+            secret.path().display()
+        ),
+    )])
+    .await;
+    ready(&authn).await;
+    let good = issuer.token().sign_hs256(b"a-long-shared-secret-for-tests");
+    assert_eq!(reason(&authn, &good).await, "accepted");
+    let wrong = issuer.token().sign_hs256(b"another-secret");
+    assert_eq!(reason(&authn, &wrong).await, "bad_signature");
+    let es = issuer.token().sign();
+    assert_eq!(reason(&authn, &es).await, "algorithm_not_allowed");
+}
+
+#[tokio::test]
+async fn backstage_user_token_with_ent_needs_no_userinfo() {
+    let bs = TestIssuer::builder().backstage().start().await;
+    let (authn, _registry) = authenticator(&[backstage("backstage", &bs.base)]).await;
+    ready(&authn).await;
+    let token = bs.token().sign();
+    let principal = check(&authn, &token).await.expect("accepted");
+    assert_eq!(principal.issuer, format!("{}/api/auth", bs.base));
+    assert_eq!(principal.subject, "user:default/alice");
+    assert_eq!(
+        principal.groups,
+        ["user:default/alice", "group:default/team-a"]
+    );
+    assert_eq!(bs.userinfo_calls(), 0);
+
+    let plugin = bs.token().typ(Some("vnd.backstage.plugin")).sign();
+    assert_eq!(reason(&authn, &plugin).await, "wrong_token_type");
+    let wrong_aud = bs.token().claim("aud", json!("firegate")).sign();
+    assert_eq!(reason(&authn, &wrong_aud).await, "wrong_audience");
+}
+
+#[tokio::test]
+async fn backstage_user_token_without_ent_asks_userinfo_once() {
+    let bs = TestIssuer::builder().backstage().start().await;
+    bs.set_ownership(
+        "user:default/alice",
+        &["user:default/alice", "group:default/platform"],
+    );
+    let (authn, _registry) = authenticator(&[backstage("backstage", &bs.base)]).await;
+    ready(&authn).await;
+    let token = bs.token().without("ent").sign();
+    let principal = check(&authn, &token).await.expect("accepted");
+    assert_eq!(
+        principal.groups,
+        ["user:default/alice", "group:default/platform"]
+    );
+    assert_eq!(bs.userinfo_calls(), 1);
+    check(&authn, &token).await.expect("accepted again");
+    assert_eq!(
+        bs.userinfo_calls(),
+        1,
+        "ownership cached for the token's life"
+    );
+
+    // Userinfo down: the token cannot be given its groups, so it is refused
+    // rather than passed with none.
+    let other = bs
+        .token()
+        .without("ent")
+        .claim("sub", json!("user:default/bob"))
+        .sign();
+    bs.set_available(false);
+    assert_eq!(reason(&authn, &other).await, "userinfo_unavailable");
+}
