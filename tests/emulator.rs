@@ -1,7 +1,6 @@
 //! Conformance of the in-memory Firestore emulator, method by method, over
 //! real sockets: each table row is a request and what Firestore answers.
 
-#[allow(unused_imports)]
 mod support;
 
 use reqwest::Method;

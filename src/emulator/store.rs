@@ -196,3 +196,62 @@ pub fn document_json(
         "updateTime": doc.update_time.to_rfc3339(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DB: &str = "projects/p/databases/d";
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp { seconds, nanos: 0 }
+    }
+
+    fn doc(seconds: i64) -> Doc {
+        Doc {
+            fields: Fields::new(),
+            create_time: at(1),
+            update_time: at(seconds),
+        }
+    }
+
+    #[test]
+    fn snapshots_undo_later_changes() {
+        let mut state = State::default();
+        let a: DocPath = vec!["c".into(), "a".into()];
+        let b: DocPath = vec!["c".into(), "b".into()];
+        state.apply(DB, at(1), a.clone(), Some(doc(1)));
+        state.apply(DB, at(2), b.clone(), Some(doc(2)));
+        state.apply(DB, at(3), a.clone(), Some(doc(3)));
+        state.apply(DB, at(4), b.clone(), None);
+
+        let then = state.snapshot(DB, Some(at(2))).unwrap();
+        assert_eq!(then.get(&a).unwrap().update_time, at(1));
+        assert!(then.contains_key(&b));
+        let first = state.snapshot(DB, Some(at(1))).unwrap();
+        assert_eq!(first.keys().collect::<Vec<_>>(), [&a]);
+        let now = state.snapshot(DB, None).unwrap();
+        assert_eq!(now.get(&a).unwrap().update_time, at(3));
+        assert!(!now.contains_key(&b));
+        assert!(matches!(
+            state.snapshot(DB, Some(at(9))),
+            Some(Cow::Borrowed(_))
+        ));
+    }
+
+    #[test]
+    fn names_must_belong_to_the_database() {
+        assert_eq!(
+            parse_document_name(DB, &format!("{DB}/documents/c/a")).unwrap(),
+            vec!["c", "a"]
+        );
+        assert!(parse_document_name(DB, "projects/p/databases/other/documents/c/a").is_err());
+        assert!(parse_document_name(DB, &format!("{DB}/documents/c")).is_err());
+        assert!(parse_document_name(DB, &format!("{DB}/documentsX/c/a")).is_err());
+        assert!(
+            parse_parent_name(DB, &format!("{DB}/documents"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
