@@ -98,6 +98,7 @@ fn writer(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("audit_writer");
     group.throughput(Throughput::Elements(BATCH));
+    group.sample_size(10);
 
     let null =
         Auditor::with_sink(&config, Box::new(NullSink), &mut Registry::default()).expect("auditor");
@@ -135,5 +136,29 @@ fn writer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, writer);
+/// The parts of sealing one record, to see where the writer's time goes.
+fn seal_parts(c: &mut Criterion) {
+    let rec = record();
+    let mut group = c.benchmark_group("audit_seal");
+    group.sample_size(10);
+    group.bench_function("clone", |b| b.iter(|| rec.clone()));
+    group.bench_function("to_vec", |b| b.iter(|| serde_json::to_vec(&rec)));
+    group.bench_function("to_value", |b| b.iter(|| serde_json::to_value(&rec)));
+    let value = serde_json::to_value(&rec).expect("value");
+    let mut canonical_bytes = Vec::new();
+    firegate::audit::canonical(&value, &mut canonical_bytes).expect("canonical");
+    group.bench_function("canonical", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(1024);
+            firegate::audit::canonical(&value, &mut out).map(|()| out)
+        })
+    });
+    let sha = firegate::audit::Hasher::Sha256;
+    group.bench_function("sha256", |b| b.iter(|| sha.digest(&canonical_bytes)));
+    let hmac = firegate::audit::Hasher::Hmac(b"0123456789abcdef0123456789abcdef".to_vec());
+    group.bench_function("hmac", |b| b.iter(|| hmac.digest(&canonical_bytes)));
+    group.finish();
+}
+
+criterion_group!(benches, seal_parts, writer);
 criterion_main!(benches);

@@ -176,6 +176,22 @@ async fn verify_fails_at_swapped_lines() {
 }
 
 #[tokio::test]
+async fn verify_fails_at_a_replayed_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = audit_file(dir.path(), 4).await;
+    let mut content = lines(&path);
+    let copy = content[1].clone();
+    content.insert(3, copy);
+    write_lines(&path, &content);
+    assert_broken_at(
+        &verify(&[&path], &[]),
+        &path,
+        4,
+        "seq 1 where seq 3 was due: records are out of order",
+    );
+}
+
+#[tokio::test]
 async fn verify_fails_at_a_truncated_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = audit_file(dir.path(), 5).await;

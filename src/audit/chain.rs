@@ -7,7 +7,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::AuditRecord;
+use serde::Serialize;
+
+use super::{AuditPrincipal, AuditRecord, AuditTarget, Outcome};
 
 /// `prev` of the first record of a chain: the explicit "new chain" marker.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -152,26 +154,16 @@ impl Chain {
     /// chain moves on only when [`Chain::advance`] is called, after the line
     /// is safely written.
     pub fn seal(&self, record: &AuditRecord) -> Result<Sealed, serde_json::Error> {
-        let mut fields = match serde_json::to_value(record)? {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        };
-        fields.insert("seq".into(), Value::from(self.seq));
-        fields.insert("prev".into(), Value::from(self.prev.as_str()));
-        let hash = self.hasher.hash_fields(&fields)?;
-
-        // The line keeps the record's own field order (time first, for people
-        // reading it) and appends the chain fields.
-        let mut line = serde_json::to_vec(record)?;
+        // The line is the canonical form itself, with `hash` appended: one
+        // serialization, no intermediate `Value` (the writer's hot path).
+        let mut line = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut line, &Canonical::of(record, self.seq, &self.prev))?;
+        let hash = self.hasher.digest(&line);
         if line.last() == Some(&b'}') {
             line.pop();
         }
-        let mut tail = String::with_capacity(180);
-        let _ = writeln!(
-            tail,
-            ",\"seq\":{},\"prev\":\"{}\",\"hash\":\"{}\"}}",
-            self.seq, self.prev, hash
-        );
+        let mut tail = String::with_capacity(80);
+        let _ = writeln!(tail, ",\"hash\":\"{hash}\"}}");
         line.extend_from_slice(tail.as_bytes());
         Ok(Sealed { line, hash })
     }
@@ -180,6 +172,85 @@ impl Chain {
     pub fn advance(&mut self, sealed: Sealed) {
         self.seq = self.seq.saturating_add(1);
         self.prev = sealed.hash;
+    }
+}
+
+/// A record plus its chain fields, declared in sorted key order so that
+/// serde_json's compact output is the canonical form. The test
+/// `seal_matches_the_generic_canonical_form` fails if a field of
+/// [`AuditRecord`] is missing here or out of order.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    bytes_in: u64,
+    bytes_out: u64,
+    client_disconnected: bool,
+    client_ip: &'a str,
+    database: &'a Option<String>,
+    decision: Outcome,
+    duration_ms: f64,
+    http_method: &'a str,
+    http_version: &'a str,
+    prev: &'a str,
+    principal: &'a Option<AuditPrincipal>,
+    reason: &'a Option<String>,
+    request_id: &'a str,
+    rpc: &'a Option<String>,
+    seq: u64,
+    status: u16,
+    targets: &'a [AuditTarget],
+    time: &'a str,
+    tls: &'a Option<String>,
+    upstream_account: &'a Option<String>,
+    upstream_status: Option<u16>,
+}
+
+impl<'a> Canonical<'a> {
+    fn of(r: &'a AuditRecord, seq: u64, prev: &'a str) -> Canonical<'a> {
+        // Destructured so that a new field is a compile error here.
+        let AuditRecord {
+            time,
+            request_id,
+            client_ip,
+            tls,
+            http_version,
+            principal,
+            http_method,
+            rpc,
+            database,
+            targets,
+            decision,
+            reason,
+            upstream_account,
+            upstream_status,
+            status,
+            bytes_in,
+            bytes_out,
+            duration_ms,
+            client_disconnected,
+        } = r;
+        Canonical {
+            bytes_in: *bytes_in,
+            bytes_out: *bytes_out,
+            client_disconnected: *client_disconnected,
+            client_ip,
+            database,
+            decision: *decision,
+            duration_ms: *duration_ms,
+            http_method,
+            http_version,
+            prev,
+            principal,
+            reason,
+            request_id,
+            rpc,
+            seq,
+            status: *status,
+            targets,
+            time,
+            tls,
+            upstream_account,
+            upstream_status: *upstream_status,
+        }
     }
 }
 
@@ -230,6 +301,47 @@ mod tests {
             String::from_utf8_lossy(&out),
             r#"{"a":{"c":"x","d":[{"y":2,"z":1}]},"b":1}"#
         );
+    }
+
+    /// The fast path (`Canonical`) and the generic form `verify` uses agree
+    /// byte for byte, with every optional field set and unset.
+    #[test]
+    fn seal_matches_the_generic_canonical_form() {
+        let full = sample(3);
+        let mut empty = sample(4);
+        empty.principal = None;
+        empty.tls = None;
+        empty.rpc = None;
+        empty.database = None;
+        empty.targets.clear();
+        empty.reason = Some("token_expired".into());
+        empty.upstream_account = None;
+        empty.upstream_status = None;
+        let mut odd = sample(5);
+        odd.principal = odd.principal.map(|mut p| {
+            p.email = None;
+            p.subject = "quote\" and \u{e9}\u{1f600} and \u{1}".into();
+            p
+        });
+        odd.duration_ms = 1e-7;
+        for record in [full, empty, odd] {
+            let (chain, _) = Chain::resume(Hasher::Sha256, None);
+            let sealed = chain.seal(&record).expect("seal");
+            let mut value = serde_json::to_value(&record).expect("value");
+            let fields = value.as_object_mut().expect("object");
+            fields.insert("seq".into(), Value::from(0u64));
+            fields.insert("prev".into(), Value::from(GENESIS));
+            let mut generic = Vec::new();
+            canonical(&value, &mut generic).expect("canonical");
+            let line = String::from_utf8_lossy(&sealed.line);
+            let expected = format!(
+                "{},\"hash\":\"{}\"}}\n",
+                String::from_utf8_lossy(&generic[..generic.len() - 1]),
+                sealed.hash
+            );
+            assert_eq!(line, expected);
+            assert_eq!(sealed.hash, Hasher::Sha256.digest(&generic));
+        }
     }
 
     #[test]

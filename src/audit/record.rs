@@ -15,24 +15,26 @@ pub enum Outcome {
 }
 
 // Every field is always written (`null` when unknown), so that consumers can
-// rely on the keys.
+// rely on the keys. The nested types declare their fields in sorted order:
+// their serialization is then already the chain's canonical form (see
+// `chain::Canonical`, and the test that holds the two together).
 
 /// Who made the request (never raw claims or tokens).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditPrincipal {
-    pub issuer: String,
-    pub subject: String,
     pub email: Option<String>,
     pub groups: Vec<String>,
+    pub issuer: String,
+    pub subject: String,
 }
 
 /// One target and its verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditTarget {
-    /// Resource path or scope, e.g. `/teams/a/deployments/d1`, `/**/logs`.
-    pub resource: String,
     pub access: String,
     pub allowed: bool,
+    /// Resource path or scope, e.g. `/teams/a/deployments/d1`, `/**/logs`.
+    pub resource: String,
     /// The rule that decided it, if any.
     pub rule: Option<String>,
     /// `allowed`, `deny_matched`, `no_rule_matched`, `condition_false`;
