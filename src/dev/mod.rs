@@ -181,6 +181,7 @@ impl Stack {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.pipeline.audit.flush().await;
     }
 }
 

@@ -283,7 +283,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         admin::handler(Arc::new(registry), readiness),
         stop_admin.signal(),
     );
-    let main_task = main.serve(pipeline_handler(pipeline), stop_main.signal());
+    let main_task = main.serve(pipeline_handler(Arc::clone(&pipeline)), stop_main.signal());
 
     shutdown::terminate().await?;
     // `/readyz` turns 503 first so a load balancer stops sending; the admin
@@ -291,6 +291,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     draining.store(true, Ordering::Relaxed);
     stop_main.trigger();
     main_task.await.context("main listener task")?;
+    // Records of the drained requests may still be queued.
+    pipeline.audit.flush().await;
     stop_admin.trigger();
     admin_task.await.context("admin listener task")?;
     tracing::info!("drained; exiting");
