@@ -595,3 +595,53 @@ async fn backstage_user_token_without_ent_asks_userinfo_once() {
     bs.set_available(false);
     assert_eq!(reason(&authn, &other).await, "userinfo_unavailable");
 }
+
+#[tokio::test]
+async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
+    use http_body_util::BodyExt;
+    let issuer = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .await;
+    let yaml = format!(
+        "server: {{plain_http: true}}\nauthn:\n  issuers:\n{}",
+        oidc("corp", &issuer.issuer, "")
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    let config = firegate::config::Config::from_yaml(&yaml, Vec::new()).expect("config");
+    let mut registry = Registry::default();
+    let pipeline = firegate::pipeline::Pipeline::from_config(&config, &mut registry)
+        .await
+        .expect("pipeline");
+    let conn = firegate::pipeline::ConnInfo {
+        remote: "127.0.0.1:5555".parse().expect("addr"),
+        tls: None,
+    };
+    let expired = issuer.token().expires_in(-3600).sign();
+    let request = http::Request::builder()
+        .uri("/v1/projects/p/databases/(default)/documents/a/b")
+        .header(header::AUTHORIZATION, format!("Bearer {expired}"))
+        .body(firegate::body::empty())
+        .expect("request");
+    let response = pipeline.handle(request, &conn).await;
+    assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        "Bearer error=\"invalid_token\""
+    );
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("json error");
+    assert_eq!(json["error"]["status"], "UNAUTHENTICATED");
+    assert_eq!(json["error"]["code"], 401);
+    let text = String::from_utf8_lossy(&body);
+    for part in expired.split('.') {
+        assert!(!text.contains(part), "no part of the token is echoed");
+    }
+}

@@ -172,9 +172,8 @@ impl Authenticator {
         uri: &Uri,
     ) -> Result<Arc<Principal>, AuthnError> {
         let result = self.authenticate_inner(headers, uri).await;
-        match &result {
-            Ok(_) => {}
-            Err(e) => self.metrics.outcome(e.reason()),
+        if let Err(e) = &result {
+            self.metrics.outcome(e.reason());
         }
         result
     }
@@ -212,9 +211,10 @@ impl Authenticator {
             .get(&peeked.iss)
             .ok_or(AuthnError::UntrustedIssuer)?;
         let claims = verify::verify(issuer, token, &peeked).await?;
+        // Verified present and numeric; RFC 7519 allows a fraction.
         let exp = claims
             .get("exp")
-            .and_then(serde_json::Value::as_u64)
+            .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
             .ok_or(AuthnError::TokenExpired)?;
         let until = epoch(exp.saturating_add(issuer.settings.leeway.as_secs()));
         let groups = match &issuer.userinfo {
