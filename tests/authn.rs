@@ -331,6 +331,49 @@ async fn every_bad_token_is_refused_with_its_reason() {
         "accepted",
         "the good token still passes"
     );
+    // ID tokens: `typ: JWT` or no `typ` at all.
+    let id_token = issuer
+        .token()
+        .typ(Some("JWT"))
+        .claim("nonce", json!("n"))
+        .sign();
+    assert_eq!(reason(&authn, &id_token).await, "accepted");
+    let untyped = issuer.token().typ(None).sign();
+    assert_eq!(reason(&authn, &untyped).await, "accepted");
+}
+
+#[tokio::test]
+async fn keys_are_refreshed_on_the_issuers_cache_control() {
+    let issuer = TestIssuer::builder()
+        .cache_control("public, max-age=1")
+        .start()
+        .await;
+    let (authn, _registry) = authenticator(&[format!(
+        "- name: corp\n  issuer: '{}'\n  audiences: ['{AUDIENCE}']\n  jwks_refresh: {{min_interval: 1s, max_interval: 1h}}\n",
+        issuer.issuer
+    )])
+    .await;
+    ready(&authn).await;
+    // Without Cache-Control the next refresh would be an hour away.
+    for _ in 0..100 {
+        if issuer.jwks_fetches() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(issuer.jwks_fetches() >= 3, "{}", issuer.jwks_fetches());
+    // A rotated key is then picked up by the schedule: no unknown-kid
+    // refresh is needed.
+    issuer.rotate(false);
+    let before = issuer.jwks_fetches();
+    for _ in 0..100 {
+        if issuer.jwks_fetches() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(issuer.jwks_fetches() > before, "the schedule fetched again");
+    assert_eq!(reason(&authn, &issuer.token().sign()).await, "accepted");
 }
 
 #[tokio::test]
