@@ -599,8 +599,13 @@ async fn backstage_user_token_with_ent_needs_no_userinfo() {
     );
     assert_eq!(bs.userinfo_calls(), 0);
 
-    let plugin = bs.token().typ(Some("vnd.backstage.plugin")).sign();
-    assert_eq!(reason(&authn, &plugin).await, "wrong_token_type");
+    // Plugin tokens are not accepted unless `plugin_tokens` is configured.
+    let plugin = bs.plugin_token("catalog", "firegate").sign();
+    assert_eq!(reason(&authn, &plugin).await, "untrusted_issuer");
+    let limited = bs.limited_user_token("user:default/alice").sign();
+    assert_eq!(reason(&authn, &limited).await, "untrusted_issuer");
+    let retyped = bs.token().typ(Some("vnd.backstage.limited-user")).sign();
+    assert_eq!(reason(&authn, &retyped).await, "wrong_token_type");
     let wrong_aud = bs.token().claim("aud", json!("firegate")).sign();
     assert_eq!(reason(&authn, &wrong_aud).await, "wrong_audience");
 }
@@ -686,5 +691,104 @@ async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
     let text = String::from_utf8_lossy(&body);
     for part in expired.split('.') {
         assert!(!text.contains(part), "no part of the token is echoed");
+    }
+}
+
+#[tokio::test]
+async fn backstage_plugin_tokens_act_for_the_plugin_or_its_user() {
+    let bs = TestIssuer::builder().backstage().start().await;
+    let (authn, _registry) = authenticator(&[format!(
+        "- name: backstage\n  kind: backstage\n  backstage:\n    base_url: '{}'\n    plugin_tokens: {{audience: firegate, plugins: [catalog]}}\n  jwks_refresh: {{min_interval: 1h, max_interval: 1h}}\n",
+        bs.base
+    )])
+    .await;
+    ready(&authn).await;
+
+    let plugin = bs.plugin_token("catalog", "firegate").sign();
+    let principal = check(&authn, &plugin).await.expect("plugin token");
+    assert_eq!(principal.subject, "plugin:catalog");
+    assert_eq!(principal.claims["backstage_plugin"], "catalog");
+
+    let user = bs.limited_user_token("user:default/alice").sign();
+    let obo = bs
+        .plugin_token("catalog", "firegate")
+        .claim("obo", json!(user))
+        .sign();
+    let principal = check(&authn, &obo).await.expect("on-behalf-of token");
+    assert_eq!(principal.subject, "user:default/alice");
+    assert!(
+        !principal.claims.contains_key("obo"),
+        "no credential in claims"
+    );
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "another target",
+            bs.plugin_token("catalog", "scaffolder").sign(),
+            "wrong_audience",
+        ),
+        (
+            "plugin not accepted",
+            bs.plugin_token("scaffolder", "firegate").sign(),
+            "untrusted_issuer",
+        ),
+        (
+            "expired",
+            bs.plugin_token("catalog", "firegate")
+                .expires_in(-120)
+                .sign(),
+            "token_expired",
+        ),
+        (
+            "obo signed by a plugin key",
+            bs.plugin_token("catalog", "firegate")
+                .claim(
+                    "obo",
+                    json!(
+                        bs.plugin_token("catalog", "firegate")
+                            .typ(Some("vnd.backstage.limited-user"))
+                            .sign()
+                    ),
+                )
+                .sign(),
+            "unknown_kid",
+        ),
+        (
+            "obo expired",
+            bs.plugin_token("catalog", "firegate")
+                .claim(
+                    "obo",
+                    json!(
+                        bs.limited_user_token("user:default/alice")
+                            .expires_in(-120)
+                            .sign()
+                    ),
+                )
+                .sign(),
+            "token_expired",
+        ),
+        (
+            "obo tampered",
+            bs.plugin_token("catalog", "firegate")
+                .claim(
+                    "obo",
+                    json!(tamper(&user, |c| {
+                        c.insert("sub".into(), json!("user:default/admin"));
+                    })),
+                )
+                .sign(),
+            "bad_signature",
+        ),
+        (
+            "user token signed by a plugin key",
+            bs.token()
+                .signed_by(&bs.plugin_token("catalog", "x").signing_key())
+                .typ(Some("vnd.backstage.user"))
+                .sign(),
+            "unknown_kid",
+        ),
+    ];
+    for (name, token, expected) in cases {
+        assert_eq!(reason(&authn, &token).await, expected, "case: {name}");
     }
 }
