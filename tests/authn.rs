@@ -331,6 +331,49 @@ async fn every_bad_token_is_refused_with_its_reason() {
         "accepted",
         "the good token still passes"
     );
+    // ID tokens: `typ: JWT` or no `typ` at all.
+    let id_token = issuer
+        .token()
+        .typ(Some("JWT"))
+        .claim("nonce", json!("n"))
+        .sign();
+    assert_eq!(reason(&authn, &id_token).await, "accepted");
+    let untyped = issuer.token().typ(None).sign();
+    assert_eq!(reason(&authn, &untyped).await, "accepted");
+}
+
+#[tokio::test]
+async fn keys_are_refreshed_on_the_issuers_cache_control() {
+    let issuer = TestIssuer::builder()
+        .cache_control("public, max-age=1")
+        .start()
+        .await;
+    let (authn, _registry) = authenticator(&[format!(
+        "- name: corp\n  issuer: '{}'\n  audiences: ['{AUDIENCE}']\n  jwks_refresh: {{min_interval: 1s, max_interval: 1h}}\n",
+        issuer.issuer
+    )])
+    .await;
+    ready(&authn).await;
+    // Without Cache-Control the next refresh would be an hour away.
+    for _ in 0..100 {
+        if issuer.jwks_fetches() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(issuer.jwks_fetches() >= 3, "{}", issuer.jwks_fetches());
+    // A rotated key is then picked up by the schedule: no unknown-kid
+    // refresh is needed.
+    issuer.rotate(false);
+    let before = issuer.jwks_fetches();
+    for _ in 0..100 {
+        if issuer.jwks_fetches() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(issuer.jwks_fetches() > before, "the schedule fetched again");
+    assert_eq!(reason(&authn, &issuer.token().sign()).await, "accepted");
 }
 
 #[tokio::test]
@@ -556,8 +599,13 @@ async fn backstage_user_token_with_ent_needs_no_userinfo() {
     );
     assert_eq!(bs.userinfo_calls(), 0);
 
-    let plugin = bs.token().typ(Some("vnd.backstage.plugin")).sign();
-    assert_eq!(reason(&authn, &plugin).await, "wrong_token_type");
+    // Plugin tokens are not accepted unless `plugin_tokens` is configured.
+    let plugin = bs.plugin_token("catalog", "firegate").sign();
+    assert_eq!(reason(&authn, &plugin).await, "untrusted_issuer");
+    let limited = bs.limited_user_token("user:default/alice").sign();
+    assert_eq!(reason(&authn, &limited).await, "untrusted_issuer");
+    let retyped = bs.token().typ(Some("vnd.backstage.limited-user")).sign();
+    assert_eq!(reason(&authn, &retyped).await, "wrong_token_type");
     let wrong_aud = bs.token().claim("aud", json!("firegate")).sign();
     assert_eq!(reason(&authn, &wrong_aud).await, "wrong_audience");
 }
@@ -594,4 +642,153 @@ async fn backstage_user_token_without_ent_asks_userinfo_once() {
         .sign();
     bs.set_available(false);
     assert_eq!(reason(&authn, &other).await, "userinfo_unavailable");
+}
+
+#[tokio::test]
+async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
+    use http_body_util::BodyExt;
+    let issuer = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .await;
+    let yaml = format!(
+        "server: {{plain_http: true}}\nauthn:\n  issuers:\n{}",
+        oidc("corp", &issuer.issuer, "")
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    let config = firegate::config::Config::from_yaml(&yaml, Vec::new()).expect("config");
+    let mut registry = Registry::default();
+    let pipeline = firegate::pipeline::Pipeline::from_config(&config, &mut registry)
+        .await
+        .expect("pipeline");
+    let conn = firegate::pipeline::ConnInfo {
+        remote: "127.0.0.1:5555".parse().expect("addr"),
+        tls: None,
+    };
+    let expired = issuer.token().expires_in(-3600).sign();
+    let request = http::Request::builder()
+        .uri("/v1/projects/p/databases/(default)/documents/a/b")
+        .header(header::AUTHORIZATION, format!("Bearer {expired}"))
+        .body(firegate::body::empty())
+        .expect("request");
+    let response = pipeline.handle(request, &conn).await;
+    assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        "Bearer error=\"invalid_token\""
+    );
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("json error");
+    assert_eq!(json["error"]["status"], "UNAUTHENTICATED");
+    assert_eq!(json["error"]["code"], 401);
+    let text = String::from_utf8_lossy(&body);
+    for part in expired.split('.') {
+        assert!(!text.contains(part), "no part of the token is echoed");
+    }
+}
+
+#[tokio::test]
+async fn backstage_plugin_tokens_act_for_the_plugin_or_its_user() {
+    let bs = TestIssuer::builder().backstage().start().await;
+    let (authn, _registry) = authenticator(&[format!(
+        "- name: backstage\n  kind: backstage\n  backstage:\n    base_url: '{}'\n    plugin_tokens: {{audience: firegate, plugins: [catalog]}}\n  jwks_refresh: {{min_interval: 1h, max_interval: 1h}}\n",
+        bs.base
+    )])
+    .await;
+    ready(&authn).await;
+
+    let plugin = bs.plugin_token("catalog", "firegate").sign();
+    let principal = check(&authn, &plugin).await.expect("plugin token");
+    assert_eq!(principal.subject, "plugin:catalog");
+    assert_eq!(principal.claims["backstage_plugin"], "catalog");
+
+    let user = bs.limited_user_token("user:default/alice").sign();
+    let obo = bs
+        .plugin_token("catalog", "firegate")
+        .claim("obo", json!(user))
+        .sign();
+    let principal = check(&authn, &obo).await.expect("on-behalf-of token");
+    assert_eq!(principal.subject, "user:default/alice");
+    assert!(
+        !principal.claims.contains_key("obo"),
+        "no credential in claims"
+    );
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "another target",
+            bs.plugin_token("catalog", "scaffolder").sign(),
+            "wrong_audience",
+        ),
+        (
+            "plugin not accepted",
+            bs.plugin_token("scaffolder", "firegate").sign(),
+            "untrusted_issuer",
+        ),
+        (
+            "expired",
+            bs.plugin_token("catalog", "firegate")
+                .expires_in(-120)
+                .sign(),
+            "token_expired",
+        ),
+        (
+            "obo signed by a plugin key",
+            bs.plugin_token("catalog", "firegate")
+                .claim(
+                    "obo",
+                    json!(
+                        bs.plugin_token("catalog", "firegate")
+                            .typ(Some("vnd.backstage.limited-user"))
+                            .sign()
+                    ),
+                )
+                .sign(),
+            "unknown_kid",
+        ),
+        (
+            "obo expired",
+            bs.plugin_token("catalog", "firegate")
+                .claim(
+                    "obo",
+                    json!(
+                        bs.limited_user_token("user:default/alice")
+                            .expires_in(-120)
+                            .sign()
+                    ),
+                )
+                .sign(),
+            "token_expired",
+        ),
+        (
+            "obo tampered",
+            bs.plugin_token("catalog", "firegate")
+                .claim(
+                    "obo",
+                    json!(tamper(&user, |c| {
+                        c.insert("sub".into(), json!("user:default/admin"));
+                    })),
+                )
+                .sign(),
+            "bad_signature",
+        ),
+        (
+            "user token signed by a plugin key",
+            bs.token()
+                .signed_by(&bs.plugin_token("catalog", "x").signing_key())
+                .typ(Some("vnd.backstage.user"))
+                .sign(),
+            "unknown_kid",
+        ),
+    ];
+    for (name, token, expected) in cases {
+        assert_eq!(reason(&authn, &token).await, expected, "case: {name}");
+    }
 }

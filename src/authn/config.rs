@@ -156,6 +156,17 @@ impl Default for JwksRefreshConfig {
 #[serde(deny_unknown_fields)]
 pub struct BackstageConfig {
     pub base_url: String,
+    /// Also accept plugin (service-to-service) tokens.
+    pub plugin_tokens: Option<PluginTokensConfig>,
+}
+
+/// `backstage.plugin_tokens:` — which Backstage plugins may call, and the
+/// `aud` (target plugin id) their tokens must name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginTokensConfig {
+    pub audience: String,
+    pub plugins: Vec<String>,
 }
 
 mod defaults {
@@ -216,6 +227,7 @@ pub struct IssuerSettings {
     pub max_refresh: Duration,
     /// Backstage base URL without a trailing slash.
     pub backstage: Option<String>,
+    pub plugin_tokens: Option<PluginTokensConfig>,
 }
 
 const DEFAULT_ALGORITHMS: [Algorithm; 4] = [
@@ -256,6 +268,17 @@ impl AuthnConfig {
                 );
             }
             if let Some(s) = settings {
+                // Plugin tokens carry no `iss`: only one Backstage can own them.
+                if s.plugin_tokens.is_some()
+                    && out
+                        .iter()
+                        .any(|o: &IssuerSettings| o.plugin_tokens.is_some())
+                {
+                    errors.push(
+                        format!("{key}.backstage.plugin_tokens"),
+                        "only one issuer may accept plugin tokens (they name no issuer)",
+                    );
+                }
                 if !issuers.insert(s.issuer.clone()) {
                     errors.push(
                         format!("{key}.issuer"),
@@ -395,6 +418,10 @@ impl IssuerConfig {
             min_refresh,
             max_refresh,
             backstage,
+            plugin_tokens: self
+                .backstage
+                .as_ref()
+                .and_then(|b| b.plugin_tokens.clone()),
         })
     }
 
@@ -402,6 +429,9 @@ impl IssuerConfig {
         match (self.kind, &self.backstage) {
             (IssuerKind::Backstage, Some(b)) => {
                 check_url(&format!("{key}.backstage.base_url"), &b.base_url, errors);
+                if let Some(p) = &b.plugin_tokens {
+                    check_plugin_tokens(&format!("{key}.backstage.plugin_tokens"), p, errors);
+                }
                 Some(b.base_url.trim_end_matches('/').to_string())
             }
             (IssuerKind::Backstage, None) => {
@@ -445,6 +475,34 @@ impl IssuerConfig {
             }
         }
         out
+    }
+}
+
+/// Backstage's own rule for plugin ids; they become URL path segments.
+pub fn is_plugin_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+fn check_plugin_tokens(key: &str, p: &PluginTokensConfig, errors: &mut ConfigErrors) {
+    if !is_plugin_id(&p.audience) {
+        errors.push(
+            format!("{key}.audience"),
+            "the plugin id callers target, like `firegate`",
+        );
+    }
+    if p.plugins.is_empty() {
+        errors.push(format!("{key}.plugins"), "name at least one calling plugin");
+    }
+    for (i, id) in p.plugins.iter().enumerate() {
+        if !is_plugin_id(id) {
+            errors.push(
+                format!("{key}.plugins[{i}]"),
+                format!("`{id}` is not a plugin id (letters, digits, `_`, `-`)"),
+            );
+        }
     }
 }
 
@@ -531,6 +589,24 @@ mod tests {
                 "authn.issuers[1].name",
             ]
         );
+    }
+
+    #[test]
+    fn plugin_tokens_are_validated() {
+        let keys = errors_of(
+            "issuers:\n- {name: a, kind: backstage, backstage: {base_url: 'http://a', plugin_tokens: {audience: 'fire gate', plugins: [catalog, '../x']}}}\n- {name: b, kind: backstage, backstage: {base_url: 'http://b', plugin_tokens: {audience: firegate, plugins: [catalog]}}}\n",
+        );
+        assert_eq!(
+            keys,
+            [
+                "authn.issuers[0].backstage.plugin_tokens.audience",
+                "authn.issuers[0].backstage.plugin_tokens.plugins[1]",
+            ]
+        );
+        let keys = errors_of(
+            "issuers:\n- {name: a, kind: backstage, backstage: {base_url: 'http://a', plugin_tokens: {audience: firegate, plugins: [catalog]}}}\n- {name: b, kind: backstage, backstage: {base_url: 'http://b', plugin_tokens: {audience: firegate, plugins: [catalog]}}}\n",
+        );
+        assert_eq!(keys, ["authn.issuers[1].backstage.plugin_tokens"]);
     }
 
     #[test]

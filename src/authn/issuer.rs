@@ -2,6 +2,7 @@
 //! Backstage userinfo and introspection clients, and the claim mapping to a
 //! [`Principal`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use jsonwebtoken::DecodingKey;
@@ -9,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::AuthnError;
 use super::backstage::Userinfo;
-use super::config::{IssuerKind, IssuerSettings};
+use super::config::{IssuerKind, IssuerSettings, KeySource};
 use super::introspection::Introspector;
 use super::jwks::{Jwks, Key};
 use super::metrics::AuthnMetrics;
@@ -22,6 +23,8 @@ pub struct Issuer {
     pub shared_secret: Option<Arc<Key>>,
     pub userinfo: Option<Userinfo>,
     pub introspection: Option<Introspector>,
+    /// Backstage plugin id → that plugin's keys, for accepted plugins.
+    pub plugins: HashMap<String, Arc<Jwks>>,
 }
 
 impl Issuer {
@@ -62,12 +65,29 @@ impl Issuer {
             metrics,
         );
         jwks.spawn_refresher();
+        let mut plugins = HashMap::new();
+        if let (Some(base), Some(p)) = (&settings.backstage, &settings.plugin_tokens) {
+            for id in &p.plugins {
+                let keys = Jwks::new(
+                    format!("{}/{id}", settings.name),
+                    String::new(),
+                    KeySource::Jwks(format!("{base}/api/{id}/.backstage/auth/v1/jwks.json")),
+                    client.clone(),
+                    settings.min_refresh,
+                    settings.max_refresh,
+                    jwks.metrics(),
+                );
+                keys.spawn_refresher();
+                plugins.insert(id.clone(), keys);
+            }
+        }
         Ok(Issuer {
             settings,
             jwks,
             shared_secret,
             userinfo,
             introspection,
+            plugins,
         })
     }
 

@@ -173,6 +173,10 @@ impl Jwks {
         })
     }
 
+    pub fn metrics(&self) -> AuthnMetrics {
+        self.metrics.clone()
+    }
+
     /// Whether keys have loaded at least once.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)

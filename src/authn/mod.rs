@@ -19,7 +19,7 @@ use http::{HeaderMap, Uri, header};
 
 pub use config::{
     AuthnConfig, BackstageConfig, ClaimsConfig, IntrospectionConfig, IssuerConfig, IssuerKind,
-    JwksRefreshConfig, TokenCacheConfig,
+    JwksRefreshConfig, PluginTokensConfig, TokenCacheConfig,
 };
 pub use principal::{Fingerprint, Principal};
 
@@ -115,6 +115,8 @@ pub struct Authenticator {
     by_iss: HashMap<String, Arc<Issuer>>,
     /// Issuers that introspect opaque tokens, in config order.
     introspecting: Vec<Arc<Issuer>>,
+    /// The Backstage whose plugin tokens (which carry no `iss`) are accepted.
+    plugin_issuer: Option<Arc<Issuer>>,
     verified: VerifiedTokens,
     max_token_bytes: usize,
     metrics: AuthnMetrics,
@@ -139,6 +141,7 @@ impl Authenticator {
         let metrics = AuthnMetrics::register(registry);
         let mut by_iss = HashMap::with_capacity(settings.len());
         let mut introspecting = Vec::new();
+        let mut plugin_issuer = None;
         for s in settings {
             let issuer = Arc::new(Issuer::start(
                 s,
@@ -148,6 +151,9 @@ impl Authenticator {
             )?);
             if issuer.introspection.is_some() {
                 introspecting.push(Arc::clone(&issuer));
+            }
+            if issuer.settings.plugin_tokens.is_some() {
+                plugin_issuer = Some(Arc::clone(&issuer));
             }
             by_iss.insert(issuer.settings.issuer.clone(), issuer);
         }
@@ -159,6 +165,7 @@ impl Authenticator {
         Ok(Authenticator {
             by_iss,
             introspecting,
+            plugin_issuer,
             verified: VerifiedTokens::new(config.token_cache.max_entries),
             max_token_bytes: config.max_token_bytes,
             metrics,
@@ -172,9 +179,8 @@ impl Authenticator {
         uri: &Uri,
     ) -> Result<Arc<Principal>, AuthnError> {
         let result = self.authenticate_inner(headers, uri).await;
-        match &result {
-            Ok(_) => {}
-            Err(e) => self.metrics.outcome(e.reason()),
+        if let Err(e) = &result {
+            self.metrics.outcome(e.reason());
         }
         result
     }
@@ -207,15 +213,20 @@ impl Authenticator {
         hash: cache::TokenHash,
     ) -> Result<(Principal, std::time::SystemTime), AuthnError> {
         let peeked = verify::peek(token)?;
-        let issuer = self
-            .by_iss
-            .get(&peeked.iss)
+        if peeked.is_backstage_plugin() {
+            let issuer = self
+                .plugin_issuer
+                .as_ref()
+                .ok_or(AuthnError::UntrustedIssuer)?;
+            return verify::verify_plugin(issuer, token, &peeked).await;
+        }
+        let issuer = peeked
+            .iss
+            .as_ref()
+            .and_then(|iss| self.by_iss.get(iss))
             .ok_or(AuthnError::UntrustedIssuer)?;
         let claims = verify::verify(issuer, token, &peeked).await?;
-        let exp = claims
-            .get("exp")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or(AuthnError::TokenExpired)?;
+        let exp = verify::expiry(&claims)?;
         let until = epoch(exp.saturating_add(issuer.settings.leeway.as_secs()));
         let groups = match &issuer.userinfo {
             Some(userinfo) if !claims.contains_key("ent") => {

@@ -9,10 +9,14 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::AuthnError;
-use super::config::{IssuerKind, is_hmac};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::cache::epoch;
+use super::config::{IssuerKind, IssuerSettings, is_hmac};
 use super::issuer::Issuer;
-use super::jwks::Lookup;
+use super::jwks::{Jwks, Key, Lookup};
+use super::{AuthnError, Principal};
 
 /// The JOSE header fields read before verification.
 #[derive(Debug, Deserialize)]
@@ -25,10 +29,23 @@ pub struct PeekedHeader {
     pub crit: Option<Value>,
 }
 
-/// A token's header and `iss`, read without trusting them.
+/// A token's header, `iss` and `sub`, read without trusting them.
 pub struct Peeked {
     pub header: PeekedHeader,
-    pub iss: String,
+    pub iss: Option<String>,
+    /// The calling plugin's id, for Backstage plugin tokens.
+    pub sub: Option<String>,
+}
+
+const BACKSTAGE_PLUGIN: &str = "vnd.backstage.plugin";
+const BACKSTAGE_LIMITED_USER: &str = "vnd.backstage.limited-user";
+const BACKSTAGE_USER: &str = "vnd.backstage.user";
+
+impl Peeked {
+    /// Backstage plugin tokens name no issuer; their `typ` routes them.
+    pub fn is_backstage_plugin(&self) -> bool {
+        self.header.typ.as_deref() == Some(BACKSTAGE_PLUGIN)
+    }
 }
 
 /// Whether `token` has the JWS compact shape (three dot-separated parts).
@@ -50,12 +67,16 @@ pub fn peek(token: &str) -> Result<Peeked, AuthnError> {
     }
     let header: PeekedHeader = decode_part(header)?;
     #[derive(Deserialize)]
-    struct IssOnly {
+    struct Routing {
         iss: Option<String>,
+        sub: Option<String>,
     }
-    let claims: IssOnly = decode_part(payload)?;
-    let iss = claims.iss.ok_or(AuthnError::UntrustedIssuer)?;
-    Ok(Peeked { header, iss })
+    let claims: Routing = decode_part(payload)?;
+    Ok(Peeked {
+        header,
+        iss: claims.iss,
+        sub: claims.sub,
+    })
 }
 
 fn decode_part<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, AuthnError> {
@@ -92,11 +113,9 @@ pub async fn verify(
             .clone()
             .ok_or(AuthnError::AlgorithmNotAllowed)?
     } else {
-        signing_key(issuer, header.kid.as_deref()).await?
+        signing_key(&issuer.jwks, header.kid.as_deref()).await?
     };
-    if key.alg.is_some_and(|pinned| pinned != alg) || key.key.family() != alg.family() {
-        return Err(AuthnError::AlgorithmNotAllowed);
-    }
+    check_key(&key, alg)?;
 
     let mut validation = Validation::new(alg);
     validation.leeway = settings.leeway.as_secs();
@@ -110,20 +129,131 @@ pub async fn verify(
     Ok(data.claims)
 }
 
-/// The issuer's key for `kid`, refreshing once if it is unknown.
-async fn signing_key(
-    issuer: &Issuer,
-    kid: Option<&str>,
-) -> Result<std::sync::Arc<super::jwks::Key>, AuthnError> {
-    let lookup = match issuer.jwks.lookup(kid) {
+/// The key for `kid`, refreshing once if it is unknown.
+async fn signing_key(jwks: &Jwks, kid: Option<&str>) -> Result<Arc<Key>, AuthnError> {
+    let lookup = match jwks.lookup(kid) {
         Lookup::Found(key) => return Ok(key),
-        Lookup::Missing | Lookup::NotLoaded => issuer.jwks.refresh_for(kid).await,
+        Lookup::Missing | Lookup::NotLoaded => jwks.refresh_for(kid).await,
     };
     match lookup {
         Lookup::Found(key) => Ok(key),
         Lookup::Missing => Err(AuthnError::UnknownKeyId),
         Lookup::NotLoaded => Err(AuthnError::IssuerUnavailable),
     }
+}
+
+/// A key verifies only the algorithm family it belongs to (and the one
+/// `alg` its JWK pins, if any).
+fn check_key(key: &Key, alg: Algorithm) -> Result<(), AuthnError> {
+    if key.alg.is_some_and(|pinned| pinned != alg) || key.key.family() != alg.family() {
+        Err(AuthnError::AlgorithmNotAllowed)
+    } else {
+        Ok(())
+    }
+}
+
+/// A Backstage plugin token (`typ: vnd.backstage.plugin`): `sub` is the
+/// calling plugin, whose own keys sign it; `aud` must be the configured
+/// target. With `obo`, the principal is the user the plugin acts for (that
+/// limited user token is verified with the Backstage user keys); without,
+/// it is `plugin:<id>`. Returns the principal and when it stops being valid.
+pub async fn verify_plugin(
+    issuer: &Issuer,
+    token: &str,
+    peeked: &Peeked,
+) -> Result<(Principal, SystemTime), AuthnError> {
+    let settings = &issuer.settings;
+    let Some(target) = &settings.plugin_tokens else {
+        return Err(AuthnError::UntrustedIssuer);
+    };
+    let plugin = peeked.sub.as_deref().ok_or(AuthnError::MissingSubject)?;
+    let keys = issuer
+        .plugins
+        .get(plugin)
+        .ok_or(AuthnError::UntrustedIssuer)?;
+    let alg = allowed_alg(settings, &peeked.header)?;
+    let key = signing_key(keys, peeked.header.kid.as_deref()).await?;
+    check_key(&key, alg)?;
+    let mut validation = Validation::new(alg);
+    validation.leeway = settings.leeway.as_secs();
+    validation.validate_nbf = true;
+    validation.set_audience(&[&target.audience]);
+    validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+    let mut claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+        .map_err(|e| rejection(e.kind()))?
+        .claims;
+    let mut exp = expiry(&claims)?;
+    // The user token is a credential: it must not reach policies or audit.
+    let obo = claims.remove("obo");
+    claims.insert("backstage_plugin".into(), Value::String(plugin.to_string()));
+    let (subject, groups) = match obo {
+        Some(Value::String(user_token)) => {
+            let user = verify_limited_user(issuer, &user_token).await?;
+            exp = exp.min(expiry(&user)?);
+            let subject = user
+                .get("sub")
+                .and_then(Value::as_str)
+                .ok_or(AuthnError::MissingSubject)?
+                .to_string();
+            (subject, super::issuer::string_list(user.get("ent")))
+        }
+        Some(_) => return Err(AuthnError::MalformedToken),
+        None => (format!("plugin:{plugin}"), Vec::new()),
+    };
+    let principal = Principal::new(settings.issuer.clone(), subject, None, groups, claims);
+    Ok((
+        principal,
+        epoch(exp.saturating_add(settings.leeway.as_secs())),
+    ))
+}
+
+/// The `obo` user token of a plugin token: a Backstage limited user token
+/// (`sub`, `iat`, `exp`, signed with the user keys), or a full user token.
+async fn verify_limited_user(
+    issuer: &Issuer,
+    token: &str,
+) -> Result<Map<String, Value>, AuthnError> {
+    let peeked = peek(token)?;
+    match peeked.header.typ.as_deref() {
+        Some(BACKSTAGE_LIMITED_USER | BACKSTAGE_USER) => {}
+        _ => return Err(AuthnError::WrongTokenType),
+    }
+    let alg = allowed_alg(&issuer.settings, &peeked.header)?;
+    let key = signing_key(&issuer.jwks, peeked.header.kid.as_deref()).await?;
+    check_key(&key, alg)?;
+    let mut validation = Validation::new(alg);
+    validation.leeway = issuer.settings.leeway.as_secs();
+    validation.validate_nbf = true;
+    // A limited token keeps only `sub`, `iat` and `exp`; its signature is
+    // the full token's proof over exactly those.
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| rejection(e.kind()))
+}
+
+fn allowed_alg(settings: &IssuerSettings, header: &PeekedHeader) -> Result<Algorithm, AuthnError> {
+    let alg: Algorithm = header
+        .alg
+        .parse()
+        .map_err(|_| AuthnError::AlgorithmNotAllowed)?;
+    if !settings.algorithms.contains(&alg) || is_hmac(alg) {
+        return Err(AuthnError::AlgorithmNotAllowed);
+    }
+    if header.crit.is_some() {
+        return Err(AuthnError::MalformedToken);
+    }
+    Ok(alg)
+}
+
+/// `exp` of verified claims (present and numeric; RFC 7519 allows a
+/// fraction).
+pub fn expiry(claims: &Map<String, Value>) -> Result<u64, AuthnError> {
+    claims
+        .get("exp")
+        .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
+        .ok_or(AuthnError::TokenExpired)
 }
 
 /// JWT access tokens (RFC 9068 `at+jwt`) and ID tokens (`JWT` or no `typ`)
@@ -135,7 +265,7 @@ fn check_type(kind: IssuerKind, typ: Option<&str>) -> Result<(), AuthnError> {
         (IssuerKind::Oidc, Some(t)) => ["JWT", "at+jwt", "application/at+jwt"]
             .iter()
             .any(|accepted| t.eq_ignore_ascii_case(accepted)),
-        (IssuerKind::Backstage, Some(t)) => t.eq_ignore_ascii_case("vnd.backstage.user"),
+        (IssuerKind::Backstage, Some(t)) => t == BACKSTAGE_USER,
         (IssuerKind::Backstage, None) => false,
     };
     if ok {
@@ -210,7 +340,7 @@ mod tests {
             b64("sig")
         );
         let p = peek(&token).unwrap();
-        assert_eq!(p.iss, "https://id");
+        assert_eq!(p.iss.as_deref(), Some("https://id"));
         assert_eq!(p.header.kid.as_deref(), Some("k1"));
     }
 
@@ -232,7 +362,7 @@ mod tests {
             );
         }
         let no_iss = format!("{header}.{}.sig", b64("{}"));
-        assert!(matches!(peek(&no_iss), Err(AuthnError::UntrustedIssuer)));
+        assert!(peek(&no_iss).is_ok_and(|p| p.iss.is_none()));
     }
 
     #[test]

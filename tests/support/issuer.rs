@@ -140,6 +140,7 @@ impl TestIssuerBuilder {
             discovery_fetches: AtomicUsize::new(0),
             userinfo_calls: AtomicUsize::new(0),
             ownership: Mutex::new(HashMap::new()),
+            plugin_keys: Mutex::new(HashMap::new()),
         });
         let serving = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -181,6 +182,8 @@ struct State {
     userinfo_calls: AtomicUsize,
     /// Backstage `sub` → ownership refs returned by userinfo.
     ownership: Mutex<HashMap<String, Vec<String>>>,
+    /// Backstage plugin id → the key its plugin tokens are signed with.
+    plugin_keys: Mutex<HashMap<String, SigningKey>>,
 }
 
 impl State {
@@ -221,6 +224,18 @@ impl State {
             }
             return response;
         }
+        if let Some(plugin) = self.backstage.then(|| plugin_jwks_path(path)).flatten() {
+            self.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+            let keys = self.plugin_keys.lock().expect("plugin keys");
+            let set = JwkSet {
+                keys: keys
+                    .get(plugin)
+                    .map(|k| k.jwk.clone())
+                    .into_iter()
+                    .collect(),
+            };
+            return reply(StatusCode::OK, serde_json::to_value(set).expect("jwks"));
+        }
         if self.backstage && path == "/api/auth/v1/userinfo" {
             self.userinfo_calls.fetch_add(1, Ordering::SeqCst);
             return self.userinfo(&req);
@@ -253,6 +268,13 @@ impl State {
             .unwrap_or_else(|| vec![sub.clone()]);
         reply(StatusCode::OK, json!({"claims": {"sub": sub, "ent": ent}}))
     }
+}
+
+/// `/api/<plugin>/.backstage/auth/v1/jwks.json` → `<plugin>`.
+fn plugin_jwks_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/api/")?
+        .strip_suffix("/.backstage/auth/v1/jwks.json")
+        .filter(|id| !id.contains('/'))
 }
 
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
@@ -386,6 +408,61 @@ impl TestIssuer {
     }
 }
 
+impl TestIssuer {
+    /// A Backstage plugin token from `plugin` for the target `aud`, signed
+    /// with that plugin's own key (made on first use and published at
+    /// `/api/<plugin>/.backstage/auth/v1/jwks.json`).
+    pub fn plugin_token(&self, plugin: &str, aud: &str) -> TokenBuilder {
+        let key = self
+            .state
+            .plugin_keys
+            .lock()
+            .expect("plugin keys")
+            .entry(plugin.to_string())
+            .or_insert_with(|| {
+                SigningKey::generate(
+                    Algorithm::ES256,
+                    &format!("{plugin}-{:08x}", rand::random::<u32>()),
+                )
+            })
+            .clone();
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("vnd.backstage.plugin".into());
+        header.kid = Some(key.kid.clone());
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!(plugin));
+        claims.insert("aud".into(), json!(aud));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("exp".into(), json!(now + 300));
+        TokenBuilder {
+            header,
+            claims,
+            key,
+        }
+    }
+
+    /// A Backstage limited user token for `sub` (`typ:
+    /// vnd.backstage.limited-user`, only `sub`, `iat`, `exp`), signed with
+    /// the user key: what a plugin token carries as `obo`.
+    pub fn limited_user_token(&self, sub: &str) -> TokenBuilder {
+        let key = self.current_key();
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let mut header = Header::new(key.alg);
+        header.typ = Some("vnd.backstage.limited-user".into());
+        header.kid = Some(key.kid.clone());
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!(sub));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("exp".into(), json!(now + 300));
+        TokenBuilder {
+            header,
+            claims,
+            key,
+        }
+    }
+}
+
 /// One token being made; every field can be bent to make it bad.
 pub struct TokenBuilder {
     pub header: Header,
@@ -414,6 +491,11 @@ impl TokenBuilder {
     pub fn not_before_in(self, seconds: i64) -> Self {
         let now = jsonwebtoken::get_current_timestamp() as i64;
         self.claim("nbf", json!(now + seconds))
+    }
+
+    /// The key this token will be signed with.
+    pub fn signing_key(&self) -> SigningKey {
+        self.key.clone()
     }
 
     pub fn kid(mut self, kid: &str) -> Self {
