@@ -9,10 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use firegate::firestore::{Method, classify_request, route};
+use firegate::authn::Principal;
+use firegate::firestore::transaction::{TransactionError, TransactionSealer};
+use firegate::firestore::{Database, Method, classify_request, route};
 use http::{HeaderMap, HeaderValue, Uri};
 
-fn capture() -> Vec<serde_json::Value> {
+fn capture(sealed_tx: &str) -> Vec<serde_json::Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/classify-peers");
     assert!(
         dir.join("node_modules").is_dir(),
@@ -21,6 +23,7 @@ fn capture() -> Vec<serde_json::Value> {
     );
     let mut child = Command::new("node")
         .arg("capture.mjs")
+        .env("FIREGATE_SEALED_TX", sealed_tx)
         .current_dir(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -92,7 +95,14 @@ fn real_client_requests_classify_to_their_targets() {
         ("lite", Method::BatchGet, &["get /catalog/a"]),
         ("lite", Method::Commit, &["create /catalog/a"]),
     ];
-    let captures = capture();
+    let sealer = TransactionSealer::with_key(&[42; 32], Duration::from_secs(600)).expect("key");
+    let alice = principal("alice");
+    let db = Database {
+        project: "p".into(),
+        database: "(default)".into(),
+    };
+    let sealed = sealer.seal(alice.fingerprint(), &db, b"upstream-tx-1");
+    let captures = capture(&sealed);
     assert_eq!(captures.len(), expected.len(), "{captures:#?}");
     let mut began = 0;
     let mut presented = 0;
@@ -130,8 +140,44 @@ fn real_client_requests_classify_to_their_targets() {
             );
         }
         began += usize::from(classified.transaction.begins);
-        presented += usize::from(classified.transaction.presented.is_some());
+        if classified.transaction.presented.is_some() {
+            presented += 1;
+            // The client decoded the sealed id and re-encoded it: it must
+            // still unseal for its owner, and only for its owner.
+            let mut route = route;
+            let unsealed = sealer
+                .unseal_request(
+                    alice.fingerprint(),
+                    &mut route,
+                    &classified.transaction,
+                    Some(body.clone()),
+                )
+                .expect("the owner's seal unseals")
+                .expect("body");
+            let forwarded: serde_json::Value = serde_json::from_slice(&unsealed).expect("json");
+            assert_eq!(forwarded["transaction"], "dXBzdHJlYW0tdHgtMQ==");
+            let bob = principal("bob");
+            assert_eq!(
+                sealer.unseal_request(
+                    bob.fingerprint(),
+                    &mut route,
+                    &classified.transaction,
+                    Some(body)
+                ),
+                Err(TransactionError::NotOwned)
+            );
+        }
     }
     // The Node transaction: batchGet with newTransaction, then commit with it.
     assert_eq!((began, presented), (1, 1));
+}
+
+fn principal(subject: &str) -> Principal {
+    Principal::new(
+        "https://issuer.test".into(),
+        subject.into(),
+        None,
+        vec![],
+        serde_json::Map::new(),
+    )
 }

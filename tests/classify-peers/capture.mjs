@@ -11,6 +11,8 @@ import {
 } from 'firebase/firestore/lite';
 
 const T = '2024-01-01T00:00:00.000000Z';
+// The transaction id handed out, as firegate would seal it (set by the test).
+const TX = process.env.FIREGATE_SEALED_TX || 'dHgtMQ==';
 let client = 'node';
 
 function reply(rpc, req) {
@@ -18,7 +20,7 @@ function reply(rpc, req) {
     case 'batchGet':
       return (req.documents || []).map((name, i) => ({
         missing: name, readTime: T,
-        ...(i === 0 && req.newTransaction ? { transaction: 'dHgtMQ==' } : {}),
+        ...(i === 0 && req.newTransaction ? { transaction: TX } : {}),
       }));
     case 'commit':
       return { writeResults: (req.writes || []).map(() => ({ updateTime: T })), commitTime: T };
@@ -26,11 +28,11 @@ function reply(rpc, req) {
       return { writeResults: (req.writes || []).map(() => ({ updateTime: T })),
                status: (req.writes || []).map(() => ({})) };
     case 'beginTransaction':
-      return { transaction: 'dHgtMQ==' };
+      return { transaction: TX };
     case 'rollback':
       return {};
     case 'runQuery':
-      return [{ readTime: T, ...(req.newTransaction ? { transaction: 'dHgtMQ==' } : {}) }];
+      return [{ readTime: T, ...(req.newTransaction ? { transaction: TX } : {}) }];
     case 'runAggregationQuery':
       return [{
         result: { aggregateFields: Object.fromEntries(
