@@ -160,7 +160,7 @@ pub fn split_name(database: &Database, name: &str) -> Result<Vec<String>, Classi
 /// A document name from a body: in `database`, an even number of segments.
 pub fn document_name(database: &Database, name: &str) -> Result<Vec<String>, ClassifyError> {
     let path = split_name(database, name)?;
-    if path.is_empty() || path.len() % 2 != 0 {
+    if path.is_empty() || !path.len().is_multiple_of(2) {
         return Err(ClassifyError::ParityMismatch("expected a document name"));
     }
     Ok(path)

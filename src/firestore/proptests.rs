@@ -38,7 +38,10 @@ fn check_accepted(route: &super::Route, classified: &super::Classified) {
     for target in &classified.operation.targets {
         let (parent, last): (&[String], Option<&String>) = match &target.scope {
             Scope::Document { path } => {
-                assert!(path.len() >= 2 && path.len() % 2 == 0, "document {path:?}");
+                assert!(
+                    path.len() >= 2 && path.len().is_multiple_of(2),
+                    "document {path:?}"
+                );
                 (path, None)
             }
             Scope::Collection { parent, collection }
@@ -46,7 +49,7 @@ fn check_accepted(route: &super::Route, classified: &super::Classified) {
             Scope::Descendants { parent } | Scope::CollectionIds { parent } => (parent, None),
         };
         if !matches!(target.scope, Scope::Document { .. }) {
-            assert!(parent.len() % 2 == 0, "parent {parent:?}");
+            assert!(parent.len().is_multiple_of(2), "parent {parent:?}");
         }
         for id in parent.iter().chain(last) {
             assert!(validate_id(id).is_ok(), "id {id:?}");
@@ -208,12 +211,16 @@ proptest! {
     ) {
         let uri = format!("/v1/projects/p/databases/(default)/documents{verb}");
         let text = body.to_string();
-        if let Ok(classified) = run("POST", &uri, Some("text/plain"), text.as_bytes()) {
-            if let Some(super::Presented { at: super::Location::Body(range), .. }) =
-                &classified.transaction.presented
-            {
-                prop_assert!(text.get(range.clone()).is_some_and(|s| s.starts_with('"')));
-            }
+        let classified = run("POST", &uri, Some("text/plain"), text.as_bytes());
+        if let Ok(super::Classified {
+            transaction: super::TransactionUse {
+                presented: Some(super::Presented { at: super::Location::Body(range), .. }),
+                ..
+            },
+            ..
+        }) = &classified
+        {
+            prop_assert!(text.get(range.clone()).is_some_and(|s| s.starts_with('"')));
         }
     }
 
@@ -245,7 +252,8 @@ fn regression_corpus() {
         r#"{{"structuredQuery":{{"from":[{{"collectionId":"a"}}],"where":{}}}}}"#,
         "{\"x\":".repeat(5_000) + "1" + &"}".repeat(5_000)
     );
-    let cases: Vec<(&str, String, Vec<u8>, Result<(), &str>)> = vec![
+    type Case = (&'static str, String, Vec<u8>, Result<(), &'static str>);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             format!("{db}:commit"),
