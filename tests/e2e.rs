@@ -296,7 +296,7 @@ async fn refused_routes_and_bad_paths_get_firestore_errors_and_are_never_forward
             501,
         ),
         ("POST", format!("{DOCS}:listen"), 501),
-        ("POST", format!("{db}:exportDocuments"), 404),
+        ("POST", format!("{db}:exportDocuments"), 501),
     ];
     for (method, path, expected) in &cases {
         let body = (*method == "POST").then(|| json!({}));

@@ -786,14 +786,45 @@ async fn admin_routes_answer_health_readiness_and_metrics() {
     within("admin drain", admin_done).await.unwrap();
 }
 
-/// The real binary: starts, reports ready, refuses what the pipeline cannot
-/// yet allow with a Firestore JSON error, and exits 0 on SIGTERM.
+/// The real binary with a complete config (test issuer, an allow-all
+/// policy, emulator credentials in front of a slow upstream): SIGTERM in the
+/// middle of a streamed response lets it finish, then the process exits 0.
 #[tokio::test]
-async fn binary_serves_and_exits_zero_on_sigterm() {
+async fn binary_finishes_a_stream_in_flight_on_sigterm_then_exits_zero() {
     use tokio::io::AsyncBufReadExt;
+    let issuer = support::issuer::TestIssuer::builder().start().await;
+    let first_sent = Gate::new();
+    let release = Gate::new();
+    let upstream = upstream()
+        .steps(vec![
+            Step::chunk("[{\"document\":{}}"),
+            Step::Signal(first_sent.clone()),
+            Step::Wait(release.clone()),
+            Step::chunk(",{\"readTime\":\"2026-01-01T00:00:00Z\"}]"),
+        ])
+        .start()
+        .await;
     let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("all.yaml"),
+        "rules:\n  - id: everything\n    match: /{rest=**}\n    allow: [read, write]\n    who: {authenticated: true}\n",
+    )
+    .unwrap();
     let config = dir.path().join("firegate.yaml");
-    std::fs::write(&config, plain_config("http://127.0.0.1:9", "")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{}authn:\n  issuers:\n    - name: test\n      issuer: \"{}\"\n      audiences: [\"{}\"]\npolicy:\n  dir: \"{}\"\n",
+            plain_config(&upstream.url, "")
+                .replace("upstream:\n", "upstream:\n  credentials: {source: emulator}\n"),
+            issuer.issuer,
+            support::issuer::AUDIENCE,
+            policies.display(),
+        ),
+    )
+    .unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -805,8 +836,10 @@ async fn binary_serves_and_exits_zero_on_sigterm() {
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut warned_plain = false;
+    let mut log = Vec::new();
     let (listen, admin_addr) = within("the listening log line", async {
         while let Some(line) = lines.next_line().await.unwrap() {
+            log.push(line.clone());
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
@@ -819,32 +852,52 @@ async fn binary_serves_and_exits_zero_on_sigterm() {
                 return (l.to_owned(), a.to_owned());
             }
         }
-        panic!("firegate exited before listening");
+        panic!("firegate exited before listening: {log:#?}");
     })
     .await;
     assert!(warned_plain, "plain_http must be logged as a warning");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let ready = within(
-        "readyz",
-        client.get(format!("http://{admin_addr}/readyz")).send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(ready.status(), StatusCode::OK);
-    let refused = within(
-        "a refused request",
-        client
-            .get(format!(
-                "http://{listen}/v1/projects/p/databases/(default)/documents/a/b"
-            ))
-            .send(),
-    )
-    .await
-    .unwrap();
-    assert!(refused.status().is_client_error() || refused.status().is_server_error());
-    assert!(!error_status(&refused.text().await.unwrap()).is_empty());
+    within("readyz", async {
+        loop {
+            let ready = client
+                .get(format!("http://{admin_addr}/readyz"))
+                .send()
+                .await
+                .unwrap();
+            if ready.status() == StatusCode::OK {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let unauthenticated = client
+        .get(format!("http://{listen}/v1/{DATABASE}/documents/a/b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        error_status(&unauthenticated.text().await.unwrap()),
+        "UNAUTHENTICATED"
+    );
+
+    let mut streaming = client
+        .post(format!("http://{listen}/v1/{DATABASE}/documents:runQuery"))
+        .bearer_auth(issuer.token().sign())
+        .json(&serde_json::json!({"structuredQuery": {"from": [{"collectionId": "a"}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streaming.status(), StatusCode::OK);
+    within("the upstream's first chunk", first_sent.wait()).await;
+    let first = within("the first chunk", streaming.chunk())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"[{\"document\":{}}");
 
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
@@ -852,8 +905,18 @@ async fn binary_serves_and_exits_zero_on_sigterm() {
         .status()
         .unwrap();
     assert!(killed.success());
+    // The process drains rather than exits while the stream is open.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(child.try_wait().unwrap().is_none(), "exited mid-stream");
+    release.open();
+    let mut rest = Vec::new();
+    while let Some(chunk) = within("the rest", streaming.chunk()).await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b",{\"readTime\":\"2026-01-01T00:00:00Z\"}]");
     let status = within("exit", child.wait()).await.unwrap();
     assert!(status.success(), "exit status {status:?}");
+    assert_eq!(upstream.requests().len(), 1);
 }
 
 #[test]
