@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use cel::Env;
 
 use super::condition::Condition;
-use super::format::{PolicyError, PolicyErrors, RawClaim, RawRule, RawWho, Source};
+use super::format::{PolicyErrors, RawClaim, RawRule, RawWho, Source};
 use super::pattern::Pattern;
 use crate::authn::Principal;
 use crate::firestore::{Access, Database};
