@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use cel::Env;
 
 use super::condition::Condition;
-use super::format::{PolicyError, PolicyErrors, RawClaim, RawRule, RawWho, Source};
+use super::format::{PolicyErrors, RawClaim, RawRule, RawWho, Source};
 use super::pattern::Pattern;
 use crate::authn::Principal;
 use crate::firestore::{Access, Database};
@@ -130,21 +130,21 @@ impl Rule {
 pub fn compile_rules(env: &Env, sources: &[Source]) -> Result<Vec<Rule>, PolicyErrors> {
     let mut rules = Vec::new();
     let mut errors = Vec::new();
-    let mut seen: HashMap<String, String> = HashMap::new();
+    // Where each id was first defined; lines are only looked up for errors,
+    // since finding one scans the file.
+    let mut seen: HashMap<&str, (&Source, usize)> = HashMap::new();
     for source in sources {
         for (index, raw) in source.file.rules.iter().enumerate() {
-            let here = source.error(index, Some("id"), String::new());
-            if let Some(first) = seen.get(&raw.id) {
-                errors.push(PolicyError {
-                    message: format!("duplicate rule id `{}` (first defined at {first})", raw.id),
-                    ..here.clone()
-                });
-            } else {
-                let at = match here.line {
-                    Some(line) => format!("{}:{line}", here.file),
-                    None => here.file.clone(),
+            if let Some(&(first, first_index)) = seen.get(raw.id.as_str()) {
+                let at = first.error(first_index, Some("id"), String::new());
+                let at = match at.line {
+                    Some(line) => format!("{}:{line}", at.file),
+                    None => at.file,
                 };
-                seen.insert(raw.id.clone(), at);
+                let message = format!("duplicate rule id `{}` (first defined at {at})", raw.id);
+                errors.push(source.error(index, Some("id"), message));
+            } else {
+                seen.insert(&raw.id, (source, index));
             }
             let mut problems = Vec::new();
             let rule = compile_rule(env, raw, &mut problems);

@@ -265,6 +265,7 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pattern::Pattern;
     use super::*;
 
     fn table(patterns: &[&str]) -> Table {
@@ -402,6 +403,61 @@ mod tests {
         match t.bindings(&matches[1], &tokens) {
             Value::Map(m) => assert_eq!(m.map.len(), 1, "only `team` is bound"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Reference semantics: does `segments` match `path`, by backtracking.
+    fn brute(segments: &[Segment], path: &[String]) -> bool {
+        match segments.split_first() {
+            None => path.is_empty(),
+            Some((Segment::Recursive(_), rest)) => {
+                (0..=path.len()).any(|n| brute(rest, &path[n..]))
+            }
+            Some((segment, rest)) => match path.split_first() {
+                None => false,
+                Some((id, tail)) => {
+                    let ok = match segment {
+                        Segment::Literal(l) => l == id,
+                        _ => true,
+                    };
+                    ok && brute(rest, tail)
+                }
+            },
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn trie_lookup_agrees_with_backtracking(
+            patterns in proptest::collection::vec(
+                proptest::collection::vec(0usize..4, 1..6), 1..12),
+            path in proptest::collection::vec(0usize..3, 1..4),
+        ) {
+            let names = ["a", "b", "c"];
+            let mut texts = Vec::new();
+            for p in &patterns {
+                let mut recursive = false;
+                let mut text = String::new();
+                for (i, &k) in p.iter().enumerate() {
+                    text += &match k {
+                        0 | 1 => format!("/{}", names[k]),
+                        3 if !recursive => { recursive = true; format!("/{{r{i}=**}}") }
+                        _ => format!("/{{w{i}}}"),
+                    };
+                }
+                if Pattern::parse(&text).is_ok() {
+                    texts.push(text);
+                }
+            }
+            proptest::prop_assume!(!texts.is_empty());
+            let t = table(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+            let path: Vec<String> = path.iter().flat_map(|&k| [names[k].to_string(), "d".to_string()]).collect();
+            let scope = Scope::Document { path: path.clone() };
+            let got: Vec<usize> = t.lookup(&tokens(&scope)).iter().map(|m| m.rule).collect();
+            let want: Vec<usize> = (0..t.rules.len())
+                .filter(|&i| brute(&t.rules[i].pattern.segments, &path))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
         }
     }
 }

@@ -631,3 +631,52 @@ async fn an_invalid_directory_refuses_to_start() {
             .is_err()
     );
 }
+
+#[test]
+fn rule_shape_errors() {
+    let cases = [
+        (
+            "{ id: x, match: '/a/{b}', allow: [get], deny: [get], who: { any: true } }",
+            "not both",
+        ),
+        (
+            "{ id: x, match: '/a/{b}', deny: [get], who: { any: true }, as: a@b.c }",
+            "only makes sense on an allow rule",
+        ),
+        (
+            "{ id: x, match: '/a/{b}', allow: [get], who: { any: true }, as: nobody }",
+            "not a service-account email",
+        ),
+        (
+            "{ id: x, match: '/a/{b}', allow: [], who: { any: true } }",
+            "lists no action",
+        ),
+        (
+            "{ id: x, match: '/a/{b}', allow: [get], who: { authenticated: false } }",
+            "matches nobody",
+        ),
+        (
+            "{ id: x, match: '/a/{b}', allow: [get], who: { groups: [] } }",
+            "would match nobody",
+        ),
+        (
+            "{ id: x, match: '/a/{b}', allow: [get], who: {} }",
+            "selects nobody",
+        ),
+        (
+            "{ id: 'x y', match: '/a/{b}', allow: [get], who: { any: true } }",
+            "without spaces",
+        ),
+        (
+            "{ id: x, match: '/a/{b}', allow: [get], who: { any: true }, when: 'path.c == 1' }",
+            "does not bind",
+        ),
+    ];
+    for (rule, want) in cases {
+        let yaml = format!("rules:\n  - {rule}\n");
+        match Table::from_yaml(&yaml, 1) {
+            Ok(_) => panic!("accepted: {rule}"),
+            Err(e) => assert!(e.to_string().contains(want), "{rule}: {e}"),
+        }
+    }
+}
