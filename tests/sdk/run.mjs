@@ -71,6 +71,9 @@ function adminSteps(args, token) {
   authClient.setCredentials({ access_token: token ?? 'owner', expiry_date: Date.now() + 3600_000 });
   const db = new AdminFirestore({
     projectId: args.project, host: args.host, port: args.port, ssl: args.ssl, preferRest: true, authClient,
+    // With ssl: false the client is in emulator mode and sends `Bearer owner`
+    // unless told otherwise: a real token must be given as a header too.
+    ...(token ? { customHeaders: { Authorization: `Bearer ${token}` } } : {}),
   });
   const col = db.collection(`${args.prefix}_admin`);
   const sub = `${args.prefix}_admin_sub`;
