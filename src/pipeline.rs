@@ -156,6 +156,14 @@ impl Pipeline {
         })
     }
 
+    /// Problems that do not stop traffic but an operator must see on
+    /// `/readyz` (a refused policy reload).
+    pub fn readiness_notes(&self) -> Option<String> {
+        self.policy
+            .reload_error()
+            .map(|e| format!("policy reload refused; serving the last good table: {e}"))
+    }
+
     /// `None` when every step is ready; otherwise what is not (for `/readyz`).
     pub fn not_ready(&self) -> Option<String> {
         let reasons: Vec<String> = [

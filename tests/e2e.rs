@@ -250,6 +250,15 @@ async fn a_policy_change_takes_effect_without_a_restart_and_a_broken_one_does_no
     })
     .await;
     assert_eq!(mallory.send("GET", &status_doc, None).await.0, 403);
+    // The refusal shows on /readyz, which stays 200: every replica still
+    // serves the last good table.
+    let readyz = reqwest::get(format!("http://{}/readyz", stack.admin))
+        .await
+        .expect("readyz");
+    assert_eq!(readyz.status(), 200);
+    let text = readyz.text().await.expect("body");
+    assert!(text.contains("policy reload refused"), "{text}");
+    assert!(text.contains("broken.yaml"), "{text}");
     let alice = Caller::new(&stack, "ALICE_TOKEN");
     assert_eq!(
         alice

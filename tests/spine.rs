@@ -751,7 +751,11 @@ async fn admin_routes_answer_health_readiness_and_metrics() {
     let ready = Arc::new(AtomicBool::new(false));
     let readiness: admin::Readiness = {
         let ready = Arc::clone(&ready);
-        Arc::new(move || (!ready.load(Ordering::Relaxed)).then(|| "policy: not loaded".to_owned()))
+        Arc::new(move || {
+            (!ready.load(Ordering::Relaxed))
+                .then(|| "policy: not loaded".to_owned())
+                .into()
+        })
     };
     let shutdown = Shutdown::new();
     let main_done = main.serve(echo_handler(), shutdown.signal());

@@ -127,7 +127,10 @@ impl Stack {
         let admin = admin_server.local_addr();
         let readiness: server::admin::Readiness = {
             let pipeline = Arc::clone(&pipeline);
-            Arc::new(move || pipeline.not_ready())
+            Arc::new(move || server::admin::Ready {
+                blocking: pipeline.not_ready(),
+                notes: pipeline.readiness_notes(),
+            })
         };
         tasks.push(admin_server.serve(
             server::admin::handler(Arc::new(registry), readiness),

@@ -9,8 +9,28 @@ use super::{Handler, handler as make_handler};
 use crate::body::{self, Body};
 use crate::metrics;
 
-/// `None` when ready to serve; otherwise why not (shown by `/readyz`).
-pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+/// What `/readyz` reports: whether to take traffic, and notes an operator
+/// should see that do not stop it (a refused policy reload: every replica
+/// still serves the last good table, so none should leave the pool).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// `Some(why)` when not ready.
+    pub blocking: Option<String>,
+    /// Shown in the `/readyz` body either way.
+    pub notes: Option<String>,
+}
+
+impl From<Option<String>> for Ready {
+    fn from(blocking: Option<String>) -> Self {
+        Ready {
+            blocking,
+            notes: None,
+        }
+    }
+}
+
+/// Asked on every `/readyz`.
+pub type Readiness = Arc<dyn Fn() -> Ready + Send + Sync>;
 
 /// The admin routes. The listener is bound before this runs, so "listeners
 /// bound" is already true when `/readyz` can answer at all.
@@ -32,10 +52,17 @@ fn route(
     }
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
-        "/readyz" => match readiness() {
-            None => text(StatusCode::OK, "ready\n".into()),
-            Some(reasons) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reasons}\n")),
-        },
+        "/readyz" => {
+            let ready = readiness();
+            let notes = ready.notes.map(|n| format!("{n}\n")).unwrap_or_default();
+            match ready.blocking {
+                None => text(StatusCode::OK, format!("ready\n{notes}")),
+                Some(reasons) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{reasons}\n{notes}"),
+                ),
+            }
+        }
         "/metrics" => {
             let mut response = text(StatusCode::OK, metrics::render(registry));
             response.headers_mut().insert(

@@ -269,12 +269,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let readiness: admin::Readiness = {
         let pipeline = Arc::clone(&pipeline);
         let draining = Arc::clone(&draining);
-        Arc::new(move || {
-            if draining.load(Ordering::Relaxed) {
+        Arc::new(move || admin::Ready {
+            blocking: if draining.load(Ordering::Relaxed) {
                 Some("shutting down".to_owned())
             } else {
                 pipeline.not_ready()
-            }
+            },
+            notes: pipeline.readiness_notes(),
         })
     };
     let stop_main = Shutdown::new();
