@@ -513,3 +513,142 @@ async fn adc_workload_identity_federation_exchanges_then_impersonates() {
 async fn child_adc_external_account() {
     child_prints_the_adc_token("child_adc_external_account").await;
 }
+
+/// Per-rule upstream identity through the whole proxy: two rules naming
+/// different service accounts; each request reaches Firestore with its own
+/// account's impersonated token, a request spanning both is refused
+/// before anything is forwarded, and the audit line names the account.
+#[tokio::test]
+async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_refused() {
+    let metadata = FakeMetadata::start().await;
+    let iam = FakeIam::start(IamExpect {
+        authorization: "Bearer mds-token-1".into(),
+        scope: vec![DATASTORE.into()],
+        lifetime: "3600s".into(),
+        delegates: Vec::new(),
+    })
+    .await;
+    let firestore = support::upstream()
+        .body(r#"{"name":"x","fields":{}}"#)
+        .start()
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("dir");
+    std::fs::write(
+        policies.join("accounts.yaml"),
+        format!(
+            "rules:
+  - id: catalog-readers
+    match: /catalog/{{doc}}
+    allow: [read]
+    who: {{authenticated: true}}
+    as: {READER}
+  - id: log-writers
+    match: /logs/{{doc}}
+    allow: [read, write]
+    who: {{authenticated: true}}
+    as: {WRITER}
+"
+        ),
+    )
+    .expect("policy");
+    let audit = dir.path().join("audit.log");
+    let any = || "127.0.0.1:0".parse().expect("address");
+    let env = |k: &str, v: String| (format!("FIREGATE_UPSTREAM__CREDENTIALS__{k}"), v);
+    let stack = firegate::dev::Stack::start(firegate::dev::DevOptions {
+        listen: any(),
+        issuer_listen: any(),
+        emulator_listen: any(),
+        admin_listen: any(),
+        policies,
+        upstream_override: Some(firestore.url.clone()),
+        extra_config: Some(format!(
+            "audit: {{sink: file, path: \"{}\"}}\n",
+            audit.display()
+        )),
+        overrides: vec![
+            env("SOURCE", "metadata".into()),
+            env("METADATA_ENDPOINT", metadata.server.url()),
+            env("IMPERSONATION__IAM_ENDPOINT", iam.server.url()),
+            env("IMPERSONATION__LIFETIME", "3600s".into()),
+        ],
+    })
+    .await
+    .expect("stack");
+    let token = stack
+        .token(&firegate::dev::Identity {
+            subject: "svc:deployer".into(),
+            email: "deployer@example.com".into(),
+            groups: Vec::new(),
+        })
+        .expect("token");
+    let http = reqwest::Client::new();
+    let docs = format!(
+        "{}/v1/projects/p/databases/(default)/documents",
+        stack.url()
+    );
+    let get = |path: &str| {
+        http.get(format!("{docs}/{path}"))
+            .bearer_auth(&token)
+            .send()
+    };
+
+    assert_eq!(get("catalog/a").await.expect("catalog").status(), 200);
+    assert_eq!(get("logs/a").await.expect("logs").status(), 200);
+    let seen: Vec<String> = firestore
+        .requests()
+        .iter()
+        .map(|r| {
+            r.headers["authorization"]
+                .to_str()
+                .expect("ascii")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            format!("Bearer iam:{READER}:1"),
+            format!("Bearer iam:{WRITER}:1")
+        ]
+    );
+
+    let both = serde_json::json!({"documents": [
+        "projects/p/databases/(default)/documents/catalog/a",
+        "projects/p/databases/(default)/documents/logs/a",
+    ]});
+    let mixed = http
+        .post(format!("{docs}:batchGet"))
+        .bearer_auth(&token)
+        .json(&both)
+        .send()
+        .await
+        .expect("batchGet");
+    assert_eq!(mixed.status(), 403);
+    assert_eq!(
+        firestore.requests().len(),
+        2,
+        "the mixed request was not forwarded"
+    );
+    assert_eq!(iam.deviations.all(), Vec::<String>::new());
+
+    stack.pipeline.audit.flush().await;
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .expect("audit")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let accounts: Vec<&str> = records
+        .iter()
+        .map(|r| r["upstream_account"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(accounts, [READER, WRITER, "-"]);
+    assert_eq!(records[2]["reason"], "mixed_upstream_accounts");
+    let text = std::fs::read_to_string(&audit).expect("audit");
+    assert!(
+        !text.contains("iam:"),
+        "an upstream token reached the audit log"
+    );
+    stack.shutdown().await;
+}
