@@ -1,9 +1,7 @@
 //! The emulator on a socket of its own: plain HTTP/1.1 and h2c.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -17,12 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::Emulator;
-use crate::body::{self, Body};
-use http::Response;
-
-/// A boxed reply future: naming the type keeps the connection future `Send`
-/// for every lifetime, which hyper's auto builder requires.
-type Reply = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+use crate::body;
 
 /// How long open connections get to finish once the emulator stops.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -108,9 +101,9 @@ async fn accept_loop(
             _ = &mut stopped => break,
         };
         let emulator = emulator.clone();
-        let service = service_fn(move |request: hyper::Request<Incoming>| -> Reply {
+        let service = service_fn(move |request: hyper::Request<Incoming>| {
             let emulator = emulator.clone();
-            Box::pin(async move { Ok(emulator.handle(request.map(body::boxed)).await) })
+            async move { Ok::<_, Infallible>(emulator.handle(request.map(body::boxed)).await) }
         });
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
