@@ -301,7 +301,7 @@ async fn refused_routes_and_bad_paths_get_firestore_errors_and_are_never_forward
         ("POST", "/batch".to_string(), 404),
         (
             "GET",
-            format!("/v1beta1/projects/demo/databases/(default)/documents/catalog/x"),
+            "/v1beta1/projects/demo/databases/(default)/documents/catalog/x".to_string(),
             501,
         ),
         ("POST", format!("{DOCS}:listen"), 501),
