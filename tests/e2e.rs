@@ -642,3 +642,73 @@ fn tampered(token: &str) -> String {
     };
     format!("{}{tail}", &token[..cut])
 }
+
+/// `firegate dev` as a newcomer runs it: the binary starts, and every
+/// command it prints, run by bash and curl exactly as printed, does what
+/// its comment says (allowed → 200, refused → 403).
+#[tokio::test]
+async fn firegate_dev_prints_commands_that_do_what_they_say() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer-listen",
+            "127.0.0.1:0",
+            "--emulator-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--policies",
+        ])
+        .arg(policies_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("firegate dev starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut exports = Vec::new();
+    let mut commands: Vec<(String, String)> = Vec::new();
+    let mut verdict = None;
+    within("the banner", async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            if line.starts_with("export ") {
+                exports.push(line);
+            } else if let Some(rest) = line.strip_prefix("# allowed: ") {
+                verdict = Some(("allowed", rest.to_owned()));
+            } else if let Some(rest) = line.strip_prefix("# refused: ") {
+                verdict = Some(("refused", rest.to_owned()));
+            } else if line.starts_with("curl ") {
+                let (kind, what) = verdict.take().expect("a comment before each command");
+                commands.push((format!("{kind}: {what}"), line));
+                if commands.len() == 6 {
+                    return;
+                }
+            }
+        }
+        panic!("firegate dev stopped printing");
+    })
+    .await;
+    assert_eq!(exports.len(), 3, "a token per sample identity");
+    for (what, command) in &commands {
+        let script = format!(
+            "{}\n{command} -o /dev/null -w '%{{http_code}}'",
+            exports.join("\n")
+        );
+        let out = tokio::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .await
+            .expect("bash runs");
+        let code = String::from_utf8_lossy(&out.stdout).into_owned();
+        let expected = if what.starts_with("allowed") {
+            "200"
+        } else {
+            "403"
+        };
+        assert_eq!(code, expected, "{what}: {command}");
+    }
+    child.kill().await.expect("stop firegate dev");
+}
