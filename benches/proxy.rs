@@ -1,6 +1,9 @@
-//! Requests per second and latency through firegate's server and upstream
-//! client (no authn, no policy) to a local fake upstream, HTTP/1.1
-//! keep-alive, against the same upstream called directly.
+//! Requests per second and latency to a local fake upstream, HTTP/1.1
+//! keep-alive: called directly; through firegate's server and upstream
+//! client only (`proxied`: no authn, no policy); and through the whole
+//! pipeline (`pipeline`: bearer token verified — a cache hit after the
+//! first —, classified, decided by the example policies — cached —, audited
+//! to a file, forwarded with the emulator credential).
 //!
 //! `cargo bench --bench proxy -- --warm-up-time 1 --measurement-time 3`
 
@@ -10,6 +13,7 @@ mod support;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
+use firegate::dev::{DevOptions, Stack, samples};
 use support::proxy::plain_config;
 use support::{TestProxy, upstream};
 
@@ -28,7 +32,35 @@ fn bench_proxy(c: &mut Criterion) {
         let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
         (up, proxy)
     });
+    let audit_dir = tempfile::tempdir().expect("tempdir");
+    let any = || "127.0.0.1:0".parse().expect("address");
+    let stack = rt
+        .block_on(Stack::start(DevOptions {
+            listen: any(),
+            issuer_listen: any(),
+            emulator_listen: any(),
+            admin_listen: any(),
+            policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
+            upstream_override: Some(up.url.clone()),
+            extra_config: Some(format!(
+                "audit: {{sink: file, path: \"{}\"}}\n",
+                audit_dir.path().join("audit.log").display()
+            )),
+            ..Default::default()
+        }))
+        .expect("the full stack starts");
+    let alice = samples()
+        .into_iter()
+        .find(|s| s.token_var == "ALICE_TOKEN")
+        .expect("sample");
+    let token = stack.token(&alice.identity).expect("token");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .http1_only()
         .pool_max_idle_per_host(CONCURRENCY)
@@ -36,10 +68,15 @@ fn bench_proxy(c: &mut Criterion) {
         .expect("client");
     let direct = format!("{}{PATH}", up.url);
     let proxied = proxy.http(PATH);
+    let pipeline = format!("{}{PATH}", stack.url());
 
     let mut group = c.benchmark_group("get");
     group.throughput(Throughput::Elements(1));
-    for (name, url) in [("direct", &direct), ("proxied", &proxied)] {
+    for (name, url) in [
+        ("direct", &direct),
+        ("proxied", &proxied),
+        ("pipeline", &pipeline),
+    ] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
                 let response = client.get(url).send().await.expect("send");
@@ -51,7 +88,11 @@ fn bench_proxy(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("get_concurrent");
     group.throughput(Throughput::Elements(CONCURRENCY as u64));
-    for (name, url) in [("direct", &direct), ("proxied", &proxied)] {
+    for (name, url) in [
+        ("direct", &direct),
+        ("proxied", &proxied),
+        ("pipeline", &pipeline),
+    ] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
                 let calls = (0..CONCURRENCY).map(|_| {
@@ -68,6 +109,7 @@ fn bench_proxy(c: &mut Criterion) {
         });
     }
     group.finish();
+    rt.block_on(stack.shutdown());
     drop(up);
 }
 
