@@ -455,67 +455,35 @@ async fn every_path_through_the_pipeline_leaves_exactly_one_audit_record_without
     .await;
     let http = reqwest::Client::new();
     let alice_token = stack.token(&identity("ALICE_TOKEN")).expect("token");
-    let send = |id: &'static str, method: reqwest::Method, path: String, token: Option<String>| {
+    // Every request is a GET with a request id the records are found by.
+    let get = |id: &'static str, path: &str, token: Option<&str>| {
         let mut req = http
-            .request(method, format!("{}{path}", stack.url()))
+            .get(format!("{}{DOCS}/{path}", stack.url()))
             .header("X-Request-Id", id);
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
-        req
+        async move { req.send().await.expect("response") }
     };
-    let get = reqwest::Method::GET;
+    let alice = Some(alice_token.as_str());
 
-    let missing = send("no-token", get.clone(), format!("{DOCS}/catalog/x"), None)
-        .send()
-        .await
-        .expect("response");
+    let missing = get("no-token", "catalog/x", None).await;
     assert_eq!(missing.status(), 401);
     assert_eq!(
         missing.headers()["www-authenticate"],
         "Bearer error=\"invalid_token\""
     );
-    let forged = send(
-        "bad-token",
-        get.clone(),
-        format!("{DOCS}/catalog/x"),
-        Some(tampered(&alice_token)),
-    )
-    .send()
-    .await
-    .expect("response");
-    assert_eq!(forged.status(), 401);
-    let bad = send(
-        "bad-path",
-        get.clone(),
-        format!("{DOCS}/catalog/%2E%2E"),
-        Some(alice_token.clone()),
-    )
-    .send()
-    .await
-    .expect("response");
-    assert_eq!(bad.status(), 400);
-    let denied = send(
-        "denied",
-        get.clone(),
-        format!("{DOCS}/secrets/stripe?key=api-key-value"),
-        Some(alice_token.clone()),
-    )
-    .send()
-    .await
-    .expect("response");
+    let forged = tampered(&alice_token);
+    assert_eq!(
+        get("bad-token", "catalog/x", Some(&forged)).await.status(),
+        401
+    );
+    assert_eq!(get("bad-path", "catalog/%2E%2E", alice).await.status(), 400);
+    let denied = get("denied", "secrets/stripe?key=api-key-value", alice).await;
     assert_eq!(denied.status(), 403);
 
     // A streamed success the client abandons half-way.
-    let mut streaming = send(
-        "disconnect",
-        get.clone(),
-        format!("{DOCS}/catalog/payments-api"),
-        Some(alice_token.clone()),
-    )
-    .send()
-    .await
-    .expect("response");
+    let mut streaming = get("disconnect", "catalog/payments-api", alice).await;
     assert_eq!(streaming.status(), 200);
     let first = streaming.chunk().await.expect("first chunk");
     assert!(first.is_some());
@@ -523,15 +491,7 @@ async fn every_path_through_the_pipeline_leaves_exactly_one_audit_record_without
     gate.open();
 
     // A streamed success read to the end.
-    let ok = send(
-        "success",
-        get.clone(),
-        format!("{DOCS}/catalog/payments-api"),
-        Some(alice_token.clone()),
-    )
-    .send()
-    .await
-    .expect("response");
+    let ok = get("success", "catalog/payments-api", alice).await;
     assert_eq!(ok.status(), 200);
     ok.bytes().await.expect("whole body");
     let records = within("the audit records", async {
