@@ -162,6 +162,22 @@ pub struct Limits {
     pub drain_timeout: Duration,
 }
 
+impl Default for Limits {
+    /// The documented defaults of `server.limits`.
+    fn default() -> Self {
+        let mut errors = ConfigErrors::default();
+        let l = RawLimits::default();
+        Limits {
+            max_body_bytes: l.max_body_bytes,
+            max_header_bytes: l.max_header_bytes,
+            header_read_timeout: duration("", &l.header_read_timeout, &mut errors),
+            idle_timeout: duration("", &l.idle_timeout, &mut errors),
+            max_connections: l.max_connections,
+            drain_timeout: duration("", &l.drain_timeout, &mut errors),
+        }
+    }
+}
+
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

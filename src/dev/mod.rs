@@ -16,8 +16,8 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use tokio::task::JoinHandle;
 
 use crate::body::{self, Body};
-use crate::config::Config;
-use crate::emulator::Emulator;
+use crate::config::{Config, Limits};
+use crate::emulator::{self, Emulator};
 use crate::metrics;
 use crate::pipeline::Pipeline;
 use crate::server::{self, Server, Shutdown};
@@ -70,6 +70,7 @@ pub struct Stack {
     pub emulator: Emulator,
     pub emulator_addr: SocketAddr,
     pub pipeline: Arc<Pipeline>,
+    emulator_running: emulator::Running,
     stop: Shutdown,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -79,15 +80,10 @@ impl Stack {
     pub async fn start(options: DevOptions) -> anyhow::Result<Stack> {
         let stop = Shutdown::new();
         let mut tasks = Vec::new();
-        let limits = Config::from_yaml("server: {plain_http: true}", Vec::new())
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .server
-            .limits;
-
         let issuer_server = Server::bind_with(
             options.issuer_listen,
             None,
-            limits.clone(),
+            Limits::default(),
             Default::default(),
         )
         .await
@@ -99,16 +95,11 @@ impl Stack {
         tasks.push(issuer_server.serve(issuer_handler(Arc::clone(&issuer)), stop.signal()));
 
         let emulator = Emulator::new();
-        let emulator_server = Server::bind_with(
-            options.emulator_listen,
-            None,
-            limits.clone(),
-            Default::default(),
-        )
-        .await
-        .context("emulator")?;
-        let emulator_addr = emulator_server.local_addr();
-        tasks.push(emulator_server.serve(emulator_handler(emulator.clone()), stop.signal()));
+        let emulator_running = emulator
+            .spawn(options.emulator_listen)
+            .await
+            .context("emulator")?;
+        let emulator_addr = emulator_running.local_addr();
         sample::seed(&emulator)?;
 
         let upstream = options
@@ -148,6 +139,7 @@ impl Stack {
             emulator,
             emulator_addr,
             pipeline,
+            emulator_running,
             stop,
             tasks,
         };
@@ -185,6 +177,7 @@ impl Stack {
             let _ = task.await;
         }
         self.pipeline.audit.flush().await;
+        self.emulator_running.shutdown().await;
     }
 }
 
@@ -276,13 +269,6 @@ fn issuer_handler(issuer: Arc<DevIssuer>) -> server::Handler {
                 _ => json(StatusCode::NOT_FOUND, "{}".into()),
             }
         }
-    })
-}
-
-fn emulator_handler(emulator: Emulator) -> server::Handler {
-    server::handler(move |req, _conn| {
-        let emulator = emulator.clone();
-        async move { emulator.handle(req).await }
     })
 }
 

@@ -1,32 +1,30 @@
-//! The emulator on a socket of its own: plain HTTP/1.1 and h2c.
+//! The emulator on a socket of its own, served by firegate's own listener
+//! code (plain HTTP/1.1 and h2c).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::Emulator;
-use crate::body;
+use crate::config::Limits;
+use crate::server::{self, Server, Shutdown};
 
 /// How long open connections get to finish once the emulator stops.
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// A running emulator; it stops when dropped or on [`Running::shutdown`].
-#[derive(Debug)]
 pub struct Running {
     addr: SocketAddr,
     emulator: Emulator,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Shutdown,
     task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("addr", &self.addr).finish()
+    }
 }
 
 impl Running {
@@ -42,9 +40,7 @@ impl Running {
 
     /// Stop accepting, let open connections finish briefly, and wait.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.trigger();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -53,9 +49,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.trigger();
     }
 }
 
@@ -67,55 +61,26 @@ pub async fn spawn(addr: SocketAddr) -> anyhow::Result<Running> {
 impl Emulator {
     /// Serve this emulator (and its data) on `addr`.
     pub async fn spawn(&self, addr: SocketAddr) -> anyhow::Result<Running> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, self.clone(), stopped));
+        let limits = Limits {
+            drain_timeout: DRAIN,
+            ..Limits::default()
+        };
+        let listener = Server::bind_with(addr, None, limits, Default::default()).await?;
+        let addr = listener.local_addr();
+        let emulator = self.clone();
+        let handler = server::handler(move |request, _conn| {
+            let emulator = emulator.clone();
+            async move { emulator.handle(request).await }
+        });
+        let stop = Shutdown::new();
+        let task = listener.serve(handler, stop.signal());
         Ok(Running {
             addr,
             emulator: self.clone(),
-            stop: Some(stop),
+            stop,
             task: Some(task),
         })
     }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    emulator: Emulator,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let graceful = GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "emulator accept failed");
-                    continue;
-                }
-            },
-            _ = &mut stopped => break,
-        };
-        let emulator = emulator.clone();
-        let service = service_fn(move |request: hyper::Request<Incoming>| {
-            let emulator = emulator.clone();
-            async move { Ok::<_, Infallible>(emulator.handle(request.map(body::boxed)).await) }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "emulator connection ended");
-            }
-        });
-    }
-    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
 }
 
 /// Run the emulator on `listen` until SIGINT or SIGTERM.
@@ -126,17 +91,7 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
         "firegate emulator: Firestore REST on http://{} (in memory; any token accepted)",
         running.local_addr()
     );
-    wait_for_signal().await?;
+    server::shutdown::terminate().await?;
     running.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
-        _ = terminate.recv() => {}
-    }
     Ok(())
 }
