@@ -3,17 +3,17 @@
 //! configured issuers to show that finding the issuer does not grow with
 //! their number.
 
-#[path = "../tests/support/issuer.rs"]
-mod issuer;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use firegate::authn::{Authenticator, AuthnConfig};
 use http::{HeaderMap, HeaderValue, Uri, header};
-use issuer::{AUDIENCE, TestIssuer};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
+use support::issuer::{AUDIENCE, TestIssuer};
 
 /// Tokens cycled through by the cold benchmarks.
 const POOL: usize = 512;

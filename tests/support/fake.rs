@@ -70,26 +70,12 @@ impl FakeServer {
     pub async fn start(
         handler: impl Fn(Received) -> (StatusCode, serde_json::Value) + Send + Sync + 'static,
     ) -> FakeServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let handler: Arc<Handler> = Arc::new(handler);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let handler = Arc::clone(&handler);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let handler = Arc::clone(&handler);
-                        async move { Ok::<_, Infallible>(answer(&*handler, req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, task) = super::listen::spawn(move |req| {
+            let handler = Arc::clone(&handler);
+            async move { answer(&*handler, req).await }
+        })
+        .await;
         FakeServer { addr, task }
     }
 

@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod fake;
 pub mod google;
 pub mod issuer;
+pub mod listen;
 pub mod oidc_provider;
 pub mod proxy;
 pub mod upstream;
