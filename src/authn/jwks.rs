@@ -108,7 +108,7 @@ pub enum FetchError {
     TooLarge,
     #[error("not a JWKS document")]
     NotAJwks,
-    #[error("discovery document has no `jwks_uri`")]
+    #[error("discovery document is not valid OpenID provider metadata (no `jwks_uri`?)")]
     NoJwksUri,
     #[error("discovery document names issuer `{0}`, not the configured one")]
     DiscoveryIssuerMismatch(String),
@@ -262,19 +262,20 @@ impl Jwks {
     }
 
     /// Read `jwks_uri` from the discovery document, checking that it is
-    /// this issuer's (OpenID Connect Discovery 1.0 §4.3).
+    /// this issuer's (OpenID Connect Discovery 1.0 §4.3). The document is
+    /// fetched with firegate's own client (size limit, timeout) and read as
+    /// `openidconnect`'s typed provider metadata, so a document missing a
+    /// field the specification requires is refused.
     async fn discover(&self, doc_uri: &str) -> Result<String, FetchError> {
-        #[derive(Deserialize)]
-        struct Discovery {
-            issuer: String,
-            jwks_uri: Option<String>,
-        }
         let (body, _) = get(&self.client, doc_uri).await?;
-        let doc: Discovery = serde_json::from_slice(&body).map_err(|_| FetchError::NoJwksUri)?;
-        if doc.issuer != self.issuer {
-            return Err(FetchError::DiscoveryIssuerMismatch(doc.issuer));
+        let doc: openidconnect::core::CoreProviderMetadata =
+            serde_json::from_slice(&body).map_err(|_| FetchError::NoJwksUri)?;
+        if doc.issuer().as_str() != self.issuer {
+            return Err(FetchError::DiscoveryIssuerMismatch(
+                doc.issuer().to_string(),
+            ));
         }
-        doc.jwks_uri.ok_or(FetchError::NoJwksUri)
+        Ok(doc.jwks_uri().to_string())
     }
 
     /// Delay before the next scheduled fetch.

@@ -190,7 +190,10 @@ impl State {
                 StatusCode::OK,
                 json!({
                     "issuer": self.issuer,
+                    "authorization_endpoint": format!("{}/authorize", self.issuer),
                     "jwks_uri": format!("{base}{jwks_path}"),
+                    "response_types_supported": ["code"],
+                    "subject_types_supported": ["public"],
                     "id_token_signing_alg_values_supported": ["RS256", "ES256", "PS256", "EdDSA"],
                 }),
             );
