@@ -61,23 +61,10 @@ impl Userinfo {
             tracing::warn!(error = %e, "Backstage userinfo lookup failed");
             AuthnError::UserinfoUnavailable
         };
-        let response = self
-            .client
-            .get(&self.url)
-            .bearer_auth(token)
-            .send()
+        let request = self.client.get(&self.url).bearer_auth(token);
+        let (_, body) = super::fetch::answer(request, MAX_USERINFO_BYTES)
             .await
-            .map_err(|e| unavailable(&super::error_chain(&e)))?;
-        if !response.status().is_success() {
-            return Err(unavailable(&format!("HTTP {}", response.status())));
-        }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(&super::error_chain(&e)))?;
-        if body.len() > MAX_USERINFO_BYTES {
-            return Err(unavailable(&"answer too large"));
-        }
+            .map_err(|e| unavailable(&e))?;
         let answer: Answer =
             serde_json::from_slice(&body).map_err(|_| unavailable(&"not a userinfo answer"))?;
         if answer.claims.sub != subject {

@@ -52,24 +52,14 @@ impl Introspector {
             tracing::warn!(issuer = %settings.name, error = %e, "token introspection failed");
             AuthnError::IssuerUnavailable
         };
-        let response = self
+        let request = self
             .client
             .post(&self.endpoint)
             .basic_auth(&self.client_id, Some(&self.client_secret))
-            .form(&[("token", token), ("token_type_hint", "access_token")])
-            .send()
+            .form(&[("token", token), ("token_type_hint", "access_token")]);
+        let (_, body) = super::fetch::answer(request, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| unavailable(&super::error_chain(&e)))?;
-        if !response.status().is_success() {
-            return Err(unavailable(&format!("HTTP {}", response.status())));
-        }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(&super::error_chain(&e)))?;
-        if body.len() > MAX_ANSWER_BYTES {
-            return Err(unavailable(&"answer too large"));
-        }
+            .map_err(|e| unavailable(&e))?;
         let claims: Map<String, Value> =
             serde_json::from_slice(&body).map_err(|_| unavailable(&"answer is not JSON"))?;
         judge(claims, settings, now())

@@ -100,12 +100,8 @@ impl KeySet {
 /// Why a fetch failed (for logs; never shown to clients).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("request failed: {}", super::error_chain(.0))]
-    Http(#[from] reqwest::Error),
-    #[error("answered HTTP {0}")]
-    Status(u16),
-    #[error("document over {MAX_DOCUMENT_BYTES} bytes")]
-    TooLarge,
+    #[error(transparent)]
+    Answer(#[from] super::fetch::AnswerError),
     #[error("not a JWKS document")]
     NotAJwks,
     #[error("discovery document is not valid OpenID provider metadata (no `jwks_uri`?)")]
@@ -328,26 +324,12 @@ async fn get(
     client: &reqwest::Client,
     uri: &str,
 ) -> Result<(bytes::Bytes, Option<Duration>), FetchError> {
-    let response = client.get(uri).send().await?;
-    if !response.status().is_success() {
-        return Err(FetchError::Status(response.status().as_u16()));
-    }
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
-    {
-        return Err(FetchError::TooLarge);
-    }
-    let max_age = response
-        .headers()
+    let (headers, body) = super::fetch::answer(client.get(uri), MAX_DOCUMENT_BYTES).await?;
+    let max_age = headers
         .get_all(http::header::CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(max_age);
-    let body = response.bytes().await?;
-    if body.len() > MAX_DOCUMENT_BYTES {
-        return Err(FetchError::TooLarge);
-    }
     Ok((body, max_age))
 }
 

@@ -4,6 +4,7 @@
 mod backstage;
 mod cache;
 mod config;
+mod fetch;
 mod introspection;
 mod issuer;
 mod jwks;
