@@ -188,7 +188,13 @@ impl Pipeline {
             Err(err) => {
                 let reason = err.reason(ex.decision.as_ref());
                 ex.refuse(reason, &err);
-                let mut response = err.api_error().to_response();
+                let mut api_error = err.api_error();
+                if matches!(err, PipelineError::Denied) {
+                    // The id finds the audit line that says which rule refused.
+                    api_error.message =
+                        format!("{} Request id: {}.", api_error.message, ex.request_id).into();
+                }
+                let mut response = api_error.to_response();
                 if matches!(err, PipelineError::Authn(_)) {
                     response.headers_mut().insert(
                         header::WWW_AUTHENTICATE,
