@@ -66,12 +66,7 @@ fn record() -> AuditRecord {
 
 /// Time `iters` batches of `BATCH` records: queue them all, wait until
 /// written. `after` runs untimed after each batch.
-fn run(
-    rt: &tokio::runtime::Runtime,
-    auditor: &Auditor,
-    iters: u64,
-    after: &dyn Fn(),
-) -> Duration {
+fn run(rt: &tokio::runtime::Runtime, auditor: &Auditor, iters: u64, after: &dyn Fn()) -> Duration {
     let template = record();
     let mut total = Duration::ZERO;
     for _ in 0..iters {
@@ -105,8 +100,8 @@ fn writer(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH));
     group.sample_size(10);
 
-    let null = Auditor::with_sink(&config, Box::new(NullSink), &mut Registry::default())
-        .expect("auditor");
+    let null =
+        Auditor::with_sink(&config, Box::new(NullSink), &mut Registry::default()).expect("auditor");
     group.bench_function("sha256_null_sink", |b| {
         b.iter_custom(|iters| run(&rt, &null, iters, &|| {}))
     });

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use firegate::audit::{
-    AuditConfig, AuditError, AuditPrincipal, AuditRecord, AuditTarget, Auditor,
-    MemorySink, Outcome, SinkKind, canonical,
+    AuditConfig, AuditError, AuditPrincipal, AuditRecord, AuditTarget, Auditor, MemorySink,
+    Outcome, SinkKind, canonical,
 };
 use prometheus_client::registry::Registry;
 use serde_json::Value;
@@ -126,7 +126,13 @@ async fn verify_passes_an_untouched_file() {
     assert_eq!(lines(&path).len(), 5);
     let verdict = verify(&[&path], &[]);
     assert!(verdict.ok, "{}", verdict.stderr);
-    assert!(verdict.stdout.contains("ok: 5 records in 1 files, seq 0..=4"), "{}", verdict.stdout);
+    assert!(
+        verdict
+            .stdout
+            .contains("ok: 5 records in 1 files, seq 0..=4"),
+        "{}",
+        verdict.stdout
+    );
 }
 
 #[tokio::test]
@@ -146,7 +152,12 @@ async fn verify_fails_after_a_deleted_line() {
     let mut content = lines(&path);
     content.remove(1);
     write_lines(&path, &content);
-    assert_broken_at(&verify(&[&path], &[]), &path, 2, "seq 2 where seq 1 was due: records are missing");
+    assert_broken_at(
+        &verify(&[&path], &[]),
+        &path,
+        2,
+        "seq 2 where seq 1 was due: records are missing",
+    );
 }
 
 #[tokio::test]
@@ -196,7 +207,12 @@ async fn verify_refuses_a_file_whose_head_was_cut_unless_told() {
     let path = audit_file(dir.path(), 4).await;
     let content = lines(&path);
     write_lines(&path, &content[1..]);
-    assert_broken_at(&verify(&[&path], &[]), &path, 1, "chain does not start here");
+    assert_broken_at(
+        &verify(&[&path], &[]),
+        &path,
+        1,
+        "chain does not start here",
+    );
     let verdict = verify(&[&path], &["--allow-partial"]);
     assert!(verdict.ok, "{}", verdict.stderr);
     assert!(verdict.stdout.contains("seq 1..=3"), "{}", verdict.stdout);
@@ -217,7 +233,10 @@ async fn rotation_keeps_the_chain_verifiable_across_files() {
         .filter(|p| p != &path)
         .collect();
     rotated.sort();
-    assert!(rotated.len() >= 3, "expected several rotations: {rotated:?}");
+    assert!(
+        rotated.len() >= 3,
+        "expected several rotations: {rotated:?}"
+    );
     for file in rotated.iter().chain([&path]) {
         let size = fs::metadata(file).expect("metadata").len();
         assert!(size <= 2000, "{} is {size} bytes", file.display());
@@ -226,16 +245,26 @@ async fn rotation_keeps_the_chain_verifiable_across_files() {
     in_order.push(&path);
     let verdict = verify(&in_order, &[]);
     assert!(verdict.ok, "{}", verdict.stderr);
-    assert!(verdict.stdout.contains("ok: 20 records"), "{}", verdict.stdout);
+    assert!(
+        verdict.stdout.contains("ok: 20 records"),
+        "{}",
+        verdict.stdout
+    );
 
     // Leaving a middle file out is a gap in the chain.
     let mut gap = in_order.clone();
     let left_out = gap.remove(1);
     let first_after = gap[1];
     let verdict = verify(&gap, &[]);
-    assert!(!verdict.ok, "a missing file {} went unnoticed", left_out.display());
     assert!(
-        verdict.stderr.contains(&format!("{}:1: ", first_after.display())),
+        !verdict.ok,
+        "a missing file {} went unnoticed",
+        left_out.display()
+    );
+    assert!(
+        verdict
+            .stderr
+            .contains(&format!("{}:1: ", first_after.display())),
         "{}",
         verdict.stderr
     );
@@ -248,7 +277,13 @@ async fn a_restart_continues_the_chain_in_the_same_file() {
     write_records(&file_config(&path), 3..6).await;
     let verdict = verify(&[&path], &[]);
     assert!(verdict.ok, "{}", verdict.stderr);
-    assert!(verdict.stdout.contains("ok: 6 records in 1 files, seq 0..=5"), "{}", verdict.stdout);
+    assert!(
+        verdict
+            .stdout
+            .contains("ok: 6 records in 1 files, seq 0..=5"),
+        "{}",
+        verdict.stdout
+    );
     assert!(!verdict.stdout.contains("new chains"), "{}", verdict.stdout);
 }
 
@@ -262,7 +297,13 @@ async fn a_restart_on_a_freshly_rotated_file_continues_from_the_rotated_one() {
     write_records(&file_config(&path), 3..5).await;
     let verdict = verify(&[&rotated, &path], &[]);
     assert!(verdict.ok, "{}", verdict.stderr);
-    assert!(verdict.stdout.contains("ok: 5 records in 2 files, seq 0..=4"), "{}", verdict.stdout);
+    assert!(
+        verdict
+            .stdout
+            .contains("ok: 5 records in 2 files, seq 0..=4"),
+        "{}",
+        verdict.stdout
+    );
 }
 
 #[tokio::test]
@@ -351,7 +392,10 @@ async fn until_admit(auditor: &Auditor, want_ok: bool) -> Result<(), AuditError>
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("admit() never became {}", if want_ok { "Ok" } else { "Err" });
+    panic!(
+        "admit() never became {}",
+        if want_ok { "Ok" } else { "Err" }
+    );
 }
 
 fn metrics(registry: &Registry) -> String {
@@ -378,7 +422,10 @@ async fn fail_closed_refuses_while_the_sink_cannot_write_then_recovers() {
     sink.set_failing(true);
     auditor.record(record(1));
     let refused = until_admit(&auditor, false).await;
-    assert!(matches!(refused, Err(AuditError::SinkUnwritable)), "{refused:?}");
+    assert!(
+        matches!(refused, Err(AuditError::SinkUnwritable)),
+        "{refused:?}"
+    );
     assert!(auditor.not_ready().is_some());
     // Requests admitted before the failure still finish: their records are
     // kept even though they overflow the queue of 4.
@@ -439,7 +486,10 @@ async fn without_fail_closed_a_full_queue_drops_and_counts() {
         text.contains(&format!("audit_records_dropped_total {dropped}")),
         "{text}"
     );
-    assert!(text.contains(&format!("audit_records_written_total {written}")), "{text}");
+    assert!(
+        text.contains(&format!("audit_records_written_total {written}")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -92,9 +92,7 @@ impl AuditConfig {
     pub fn validate(&self, errors: &mut ConfigErrors) {
         match (self.sink, &self.path) {
             (SinkKind::File, None) => errors.push("audit.path", "required with `sink: file`"),
-            (SinkKind::Stdout, Some(_)) => {
-                errors.push("audit.path", "only used with `sink: file`")
-            }
+            (SinkKind::Stdout, Some(_)) => errors.push("audit.path", "only used with `sink: file`"),
             (SinkKind::File, Some(path)) => {
                 let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
                 if parent.is_some_and(|p| !p.is_dir()) {
@@ -234,8 +232,7 @@ impl Auditor {
         }
         let refusal = if !self.shared.sink_ok.load(Ordering::Acquire) {
             Some(AuditError::SinkUnwritable)
-        } else if self.tx.capacity() == 0 || self.shared.overflow_len.load(Ordering::Acquire) > 0
-        {
+        } else if self.tx.capacity() == 0 || self.shared.overflow_len.load(Ordering::Acquire) > 0 {
             Some(AuditError::SinkBackedUp)
         } else {
             None
@@ -267,11 +264,7 @@ impl Auditor {
     /// and counted when the queue is full, so that a flood of refusals
     /// cannot grow memory.
     pub fn record_refused(&self, record: AuditRecord) {
-        if self
-            .tx
-            .try_send(Message::Record(Box::new(record)))
-            .is_err()
-        {
+        if self.tx.try_send(Message::Record(Box::new(record))).is_err() {
             self.shared.dropped();
         }
     }

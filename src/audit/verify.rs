@@ -81,7 +81,9 @@ pub enum Problem {
     Unterminated,
     #[error("hash does not match the record: it was edited (or written with a different HMAC key)")]
     HashMismatch,
-    #[error("chain does not start here (seq {seq}): earlier records are missing; pass --allow-partial if older files were removed on purpose")]
+    #[error(
+        "chain does not start here (seq {seq}): earlier records are missing; pass --allow-partial if older files were removed on purpose"
+    )]
     NoChainStart { seq: u64 },
     #[error("record seq {found} where seq {expected} was due: records are missing")]
     Missing { expected: u64, found: u64 },

@@ -395,9 +395,15 @@ mod tests {
     async fn a_complete_stream_writes_one_record_with_its_size() {
         let (auditor, sink) = auditor();
         let body = BodyExt::boxed(StreamBody::new(stream::iter(frames(&["hello ", "world"]))));
-        let response = Response::builder().status(200).body(body).expect("response");
+        let response = Response::builder()
+            .status(200)
+            .body(body)
+            .expect("response");
         let response = exchange().finish(response, Arc::clone(&auditor));
-        assert!(written(&auditor, &sink).await.is_empty(), "written before the body ended");
+        assert!(
+            written(&auditor, &sink).await.is_empty(),
+            "written before the body ended"
+        );
 
         let collected = response.into_body().collect().await.expect("body");
         assert_eq!(collected.to_bytes(), "hello world");
