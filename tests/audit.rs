@@ -323,6 +323,40 @@ async fn a_restart_after_a_damaged_tail_starts_a_marked_new_chain() {
     assert_broken_at(&verify(&[&path], &[]), &path, 3, "not an audit record");
 }
 
+#[tokio::test]
+async fn chains_restarted_by_stdout_sinks_verify_and_are_listed() {
+    // A stdout sink cannot read back its output: each start begins a new
+    // chain, and a collector concatenating them gets several in one file.
+    let mut all = Vec::new();
+    for run in 0..2u64 {
+        let sink = MemorySink::new();
+        let auditor = Auditor::with_sink(
+            &AuditConfig::default(),
+            Box::new(sink.clone()),
+            &mut Registry::default(),
+        )
+        .expect("auditor");
+        for n in 0..3 {
+            auditor.record(record(run * 10 + n));
+        }
+        auditor.flush().await;
+        all.extend(sink.lines());
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("collected.log");
+    write_lines(&path, &all);
+    let verdict = verify(&[&path], &[]);
+    assert!(verdict.ok, "{}", verdict.stderr);
+    assert!(
+        verdict.stdout.contains(&format!(
+            "new chains began at: {p}:1 {p}:4",
+            p = path.display()
+        )),
+        "{}",
+        verdict.stdout
+    );
+}
+
 /// Re-hash a line with plain SHA-256 after setting `prev`, as someone who
 /// can edit the file but does not hold the key would.
 fn forge(line: &str, prev: &str) -> (String, String) {
