@@ -495,6 +495,37 @@ async fn fail_closed_refuses_while_the_sink_cannot_write_then_recovers() {
 }
 
 #[tokio::test]
+async fn fail_closed_keeps_admitted_records_but_not_those_of_refused_requests() {
+    let sink = MemorySink::new();
+    let config = AuditConfig {
+        fail_closed: true,
+        queue_capacity: 1,
+        ..AuditConfig::default()
+    };
+    let auditor = Auditor::with_sink(&config, Box::new(sink.clone()), &mut Registry::default())
+        .expect("auditor");
+    sink.set_failing(true);
+    auditor.record(record(0));
+    until_admit(&auditor, false).await.expect_err("refused");
+    auditor.record(record(1));
+    auditor.record(record(2));
+    // A refused request's record must not pile up while the sink is down.
+    auditor.record_refused(record(3));
+    assert_eq!(auditor.dropped(), 1);
+
+    sink.set_failing(false);
+    until_admit(&auditor, true).await.expect("admitted again");
+    auditor.flush().await;
+    let mut ids: Vec<String> = sink
+        .records()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["req-0", "req-1", "req-2"]);
+}
+
+#[tokio::test]
 async fn without_fail_closed_a_full_queue_drops_and_counts() {
     let sink = MemorySink::new();
     let mut registry = Registry::default();
