@@ -323,6 +323,40 @@ async fn a_restart_after_a_damaged_tail_starts_a_marked_new_chain() {
     assert_broken_at(&verify(&[&path], &[]), &path, 3, "not an audit record");
 }
 
+#[tokio::test]
+async fn chains_restarted_by_stdout_sinks_verify_and_are_listed() {
+    // A stdout sink cannot read back its output: each start begins a new
+    // chain, and a collector concatenating them gets several in one file.
+    let mut all = Vec::new();
+    for run in 0..2u64 {
+        let sink = MemorySink::new();
+        let auditor = Auditor::with_sink(
+            &AuditConfig::default(),
+            Box::new(sink.clone()),
+            &mut Registry::default(),
+        )
+        .expect("auditor");
+        for n in 0..3 {
+            auditor.record(record(run * 10 + n));
+        }
+        auditor.flush().await;
+        all.extend(sink.lines());
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("collected.log");
+    write_lines(&path, &all);
+    let verdict = verify(&[&path], &[]);
+    assert!(verdict.ok, "{}", verdict.stderr);
+    assert!(
+        verdict.stdout.contains(&format!(
+            "new chains began at: {p}:1 {p}:4",
+            p = path.display()
+        )),
+        "{}",
+        verdict.stdout
+    );
+}
+
 /// Re-hash a line with plain SHA-256 after setting `prev`, as someone who
 /// can edit the file but does not hold the key would.
 fn forge(line: &str, prev: &str) -> (String, String) {
@@ -461,6 +495,37 @@ async fn fail_closed_refuses_while_the_sink_cannot_write_then_recovers() {
 }
 
 #[tokio::test]
+async fn fail_closed_keeps_admitted_records_but_not_those_of_refused_requests() {
+    let sink = MemorySink::new();
+    let config = AuditConfig {
+        fail_closed: true,
+        queue_capacity: 1,
+        ..AuditConfig::default()
+    };
+    let auditor = Auditor::with_sink(&config, Box::new(sink.clone()), &mut Registry::default())
+        .expect("auditor");
+    sink.set_failing(true);
+    auditor.record(record(0));
+    until_admit(&auditor, false).await.expect_err("refused");
+    auditor.record(record(1));
+    auditor.record(record(2));
+    // A refused request's record must not pile up while the sink is down.
+    auditor.record_refused(record(3));
+    assert_eq!(auditor.dropped(), 1);
+
+    sink.set_failing(false);
+    until_admit(&auditor, true).await.expect("admitted again");
+    auditor.flush().await;
+    let mut ids: Vec<String> = sink
+        .records()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["req-0", "req-1", "req-2"]);
+}
+
+#[tokio::test]
 async fn without_fail_closed_a_full_queue_drops_and_counts() {
     let sink = MemorySink::new();
     let mut registry = Registry::default();
@@ -503,4 +568,144 @@ fn the_hasher_ignores_whitespace_around_a_key_file() {
     assert_eq!(load(&a), load(&b));
     fs::write(&a, "short\n").expect("key");
     assert!(firegate::audit::load_hmac_key(&a).is_err());
+}
+
+mod over_a_socket {
+    //! The `Audited` body under a real hyper server: hyper drops the body
+    //! when the client goes away, and that drop writes the record.
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use firegate::audit::{AuditConfig, Auditor, MemorySink};
+    use firegate::body::{Body, BoxError};
+    use firegate::pipeline::{ConnInfo, Exchange};
+    use futures_util::stream;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use prometheus_client::registry::Registry;
+    use serde_json::Value;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A body that sends `chunk` every 10 ms, forever.
+    fn endless(chunk: &'static str) -> Body {
+        let frames = stream::unfold((), move |()| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let frame: Result<Frame<Bytes>, BoxError> = Ok(Frame::data(Bytes::from(chunk)));
+            Some((frame, ()))
+        });
+        BodyExt::boxed(StreamBody::new(frames))
+    }
+
+    /// Serve one connection: `/endless` streams forever, anything else
+    /// answers `hello` (5 bytes).
+    async fn serve(auditor: Arc<Auditor>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((stream, remote)) = listener.accept().await {
+                let auditor = Arc::clone(&auditor);
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let auditor = Arc::clone(&auditor);
+                    async move {
+                        let conn = ConnInfo { remote, tls: None };
+                        let ex = Exchange::begin(&req, &conn, &[]);
+                        let body = if req.uri().path() == "/endless" {
+                            endless("tick\n")
+                        } else {
+                            firegate::body::full("hello")
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            ex.finish(http::Response::new(body), auditor),
+                        )
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        addr
+    }
+
+    async fn records_when(sink: &MemorySink, auditor: &Auditor, count: usize) -> Vec<Value> {
+        for _ in 0..500 {
+            auditor.flush().await;
+            let records = sink.records();
+            if records.len() >= count {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sink.records()
+    }
+
+    fn auditor() -> (Arc<Auditor>, MemorySink) {
+        let sink = MemorySink::new();
+        let auditor = Auditor::with_sink(
+            &AuditConfig::default(),
+            Box::new(sink.clone()),
+            &mut Registry::default(),
+        )
+        .expect("auditor");
+        (Arc::new(auditor), sink)
+    }
+
+    #[tokio::test]
+    async fn a_client_leaving_mid_stream_gets_one_disconnected_record() {
+        let (auditor, sink) = auditor();
+        let addr = serve(Arc::clone(&auditor)).await;
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        client
+            .write_all(b"GET /endless HTTP/1.1\r\nhost: firegate\r\nx-request-id: leaver\r\n\r\n")
+            .await
+            .expect("send");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("tick\n") {
+            let n = client.read(&mut buf).await.expect("read");
+            assert!(n > 0, "server closed first");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        drop(client);
+
+        let records = records_when(&sink, &auditor, 1).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        let r = &records[0];
+        assert_eq!(r["request_id"], "leaver");
+        assert_eq!(r["client_disconnected"], true);
+        assert_eq!(r["status"], 200);
+        assert_eq!(r["http_version"], "HTTP/1.1");
+        assert!(r["bytes_out"].as_u64().unwrap_or(0) >= 5, "{r}");
+        // No second record turns up later.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        auditor.flush().await;
+        assert_eq!(sink.records().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_complete_response_gets_one_record_with_its_size() {
+        let (auditor, sink) = auditor();
+        let addr = serve(Arc::clone(&auditor)).await;
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        client
+            .write_all(b"GET /hello HTTP/1.1\r\nhost: firegate\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("send");
+        let mut response = Vec::new();
+        client.read_to_end(&mut response).await.expect("read");
+        assert!(String::from_utf8_lossy(&response).ends_with("hello"));
+
+        let records = records_when(&sink, &auditor, 1).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["client_disconnected"], false);
+        assert_eq!(records[0]["bytes_out"], 5);
+        assert_eq!(records[0]["client_ip"], "127.0.0.1");
+    }
 }

@@ -230,7 +230,7 @@ impl Auditor {
         if !self.fail_closed {
             return Ok(());
         }
-        let refusal = if !self.shared.sink_ok.load(Ordering::Acquire) {
+        let refusal = if !self.writing() {
             Some(AuditError::SinkUnwritable)
         } else if self.tx.capacity() == 0 || self.shared.overflow_len.load(Ordering::Acquire) > 0 {
             Some(AuditError::SinkBackedUp)
@@ -282,13 +282,18 @@ impl Auditor {
     /// `Some(reason)` while the sink cannot write, or while the queue is
     /// full with `fail_closed` set (for `/readyz`).
     pub fn not_ready(&self) -> Option<String> {
-        if !self.shared.sink_ok.load(Ordering::Acquire) {
+        if !self.writing() {
             Some("audit sink cannot write".into())
         } else if self.fail_closed && self.tx.capacity() == 0 {
             Some("audit queue full".into())
         } else {
             None
         }
+    }
+
+    /// The writer is alive and its last write succeeded.
+    fn writing(&self) -> bool {
+        !self.tx.is_closed() && self.shared.sink_ok.load(Ordering::Acquire)
     }
 
     /// Records dropped so far (queue full without `fail_closed`).

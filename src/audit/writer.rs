@@ -142,7 +142,11 @@ impl RateLimit {
     }
 
     fn ready(&self) -> bool {
-        let now = self.origin.elapsed().as_millis() as u64 + 1;
+        self.ready_at(self.origin.elapsed().as_millis() as u64 + 1)
+    }
+
+    /// `now`: milliseconds since `origin`, plus one.
+    fn ready_at(&self, now: u64) -> bool {
         let last = self.last.load(Ordering::Relaxed);
         let due = last == 0 || now.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;
         due && self
@@ -260,5 +264,22 @@ impl Writer {
                 tracing::warn!(error = %err, "cannot flush the audit sink");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_lets_one_event_through_per_interval() {
+        let every = WARN_EVERY.as_millis() as u64;
+        let limit = RateLimit::new();
+        assert!(limit.ready_at(1));
+        assert!(!limit.ready_at(2));
+        assert!(!limit.ready_at(every));
+        assert!(limit.ready_at(every + 1));
+        assert!(!limit.ready_at(every + 2));
+        assert!(limit.ready_at(3 * every));
     }
 }
