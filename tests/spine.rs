@@ -173,6 +173,58 @@ fn streaming_upstream_steps(first_sent: &Gate, release: &Gate) -> Vec<Step> {
     ]
 }
 
+/// A proxy in front of an upstream that streams `[{"document":1}`, waits
+/// for `release`, then sends the rest; a `:runQuery` through it has already
+/// delivered its first chunk when this returns.
+struct GatedStream {
+    first_sent: Gate,
+    release: Gate,
+    _up: support::upstream::RecordingUpstream,
+    proxy: TestProxy,
+    response: reqwest::Response,
+}
+
+async fn gated_stream(server_extra: &str) -> GatedStream {
+    let first_sent = Gate::new();
+    let release = Gate::new();
+    let up = upstream()
+        .steps(streaming_upstream_steps(&first_sent, &release))
+        .start()
+        .await;
+    let proxy = TestProxy::start(&plain_config(&up.url, server_extra)).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut response = within(
+        "response head",
+        client
+            .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
+            .body("{}")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let first = within("first chunk", response.chunk())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, "[{\"document\":1}");
+    GatedStream {
+        first_sent,
+        release,
+        _up: up,
+        proxy,
+        response,
+    }
+}
+
+async fn rest_of(response: &mut reqwest::Response) -> Vec<u8> {
+    let mut rest = Vec::new();
+    while let Some(chunk) = within("rest", response.chunk()).await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    rest
+}
+
 fn upstream_config(url: &str) -> firegate::upstream::UpstreamConfig {
     Config::from_yaml(&plain_config(url, ""), Vec::new())
         .unwrap()
@@ -226,37 +278,11 @@ async fn upstream_forward_streams_the_first_chunk_before_the_last_is_sent() {
 
 #[tokio::test]
 async fn proxy_streams_the_first_chunk_before_the_last_is_sent() {
-    let first_sent = Gate::new();
-    let release = Gate::new();
-    let up = upstream()
-        .steps(streaming_upstream_steps(&first_sent, &release))
-        .start()
-        .await;
-    let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let mut response = within(
-        "response head",
-        client
-            .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
-            .body("{}")
-            .send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let first = within("first chunk", response.chunk())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(first, "[{\"document\":1}");
-    assert!(first_sent.is_open());
-    assert!(!release.is_open());
-    release.open();
-    let mut rest = Vec::new();
-    while let Some(chunk) = within("rest", response.chunk()).await.unwrap() {
-        rest.extend_from_slice(&chunk);
-    }
-    assert_eq!(rest, b",{\"document\":2}]");
+    let mut stream = gated_stream("").await;
+    assert!(stream.first_sent.is_open());
+    assert!(!stream.release.is_open());
+    stream.release.open();
+    assert_eq!(rest_of(&mut stream.response).await, b",{\"document\":2}]");
 }
 
 #[tokio::test]
@@ -397,70 +423,26 @@ async fn wait_until_refused(addr: std::net::SocketAddr) {
 
 #[tokio::test]
 async fn drain_lets_a_slow_stream_finish_and_refuses_new_connections() {
-    let first_sent = Gate::new();
-    let release = Gate::new();
-    let up = upstream()
-        .steps(streaming_upstream_steps(&first_sent, &release))
-        .start()
-        .await;
-    let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let mut response = within(
-        "response head",
-        client
-            .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
-            .send(),
-    )
-    .await
-    .unwrap();
-    let first = within("first chunk", response.chunk())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(first, "[{\"document\":1}");
-
-    proxy.shutdown.trigger();
-    wait_until_refused(proxy.addr).await;
+    let mut stream = gated_stream("").await;
+    stream.proxy.shutdown.trigger();
+    wait_until_refused(stream.proxy.addr).await;
     assert!(
-        !proxy.done.is_finished(),
+        !stream.proxy.done.is_finished(),
         "drain must wait for the open stream"
     );
 
-    release.open();
-    let mut rest = Vec::new();
-    while let Some(chunk) = within("rest", response.chunk()).await.unwrap() {
-        rest.extend_from_slice(&chunk);
-    }
-    assert_eq!(rest, b",{\"document\":2}]");
-    within("drain to finish", proxy.done).await.unwrap();
+    stream.release.open();
+    assert_eq!(rest_of(&mut stream.response).await, b",{\"document\":2}]");
+    within("drain to finish", stream.proxy.done).await.unwrap();
 }
 
 #[tokio::test]
 async fn drain_timeout_closes_a_stuck_stream() {
-    let first_sent = Gate::new();
-    let never = Gate::new();
-    let up = upstream()
-        .steps(streaming_upstream_steps(&first_sent, &never))
-        .start()
-        .await;
-    let proxy =
-        TestProxy::start(&plain_config(&up.url, "  limits: {drain_timeout: 200ms}\n")).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let mut response = within(
-        "response head",
-        client
-            .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
-            .send(),
-    )
-    .await
-    .unwrap();
-    within("first chunk", response.chunk())
-        .await
-        .unwrap()
-        .unwrap();
-    proxy.shutdown.trigger();
-    within("drain to give up", proxy.done).await.unwrap();
-    let cut = within("body end", response.chunk()).await;
+    // `release` is never opened: the stream is stuck.
+    let mut stream = gated_stream("  limits: {drain_timeout: 200ms}\n").await;
+    stream.proxy.shutdown.trigger();
+    within("drain to give up", stream.proxy.done).await.unwrap();
+    let cut = within("body end", stream.response.chunk()).await;
     assert!(
         cut.is_err(),
         "the stuck stream must end as an error, got {cut:?}"
