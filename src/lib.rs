@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod authn;
 pub mod body;
+pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod emulator;
@@ -16,4 +17,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod server;
+pub mod transaction;
 pub mod upstream;

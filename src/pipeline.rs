@@ -2,6 +2,7 @@
 //! response and always leaves one audit record; [`Pipeline::run`] is the six
 //! steps, in order, as plain `?` calls. The order is a security property.
 
+mod audited;
 mod exchange;
 
 use std::net::SocketAddr;
@@ -19,9 +20,9 @@ use prometheus_client::registry::Registry;
 use crate::authn::{Authenticator, AuthnError, Principal};
 use crate::body::{self, Body};
 use crate::config::Config;
-use crate::firestore::transaction::{Sealing, TransactionError, TransactionSealer};
 use crate::firestore::{self, ApiError, ClassifyError, Code, Operation, Route, TransactionUse};
 use crate::policy::{Decision, PolicyEngine};
+use crate::transaction::{Sealing, TransactionError, TransactionSealer};
 use crate::upstream::{
     AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError, headers,
 };

@@ -109,7 +109,7 @@ async fn plain_http_config_round_trip() {
 async fn certificate_reload_swaps_the_served_certificate() {
     let old = TestPki::new();
     let new = TestPki::new();
-    let files = firegate::config::RawTls {
+    let files = firegate::server::config::RawTls {
         cert: old.dir.path().join("live-cert.pem"),
         key: old.dir.path().join("live-key.pem"),
     };

@@ -16,10 +16,11 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use tokio::task::JoinHandle;
 
 use crate::body::{self, Body};
-use crate::config::{Config, Limits};
+use crate::config::Config;
 use crate::emulator::{self, Emulator};
 use crate::metrics;
 use crate::pipeline::Pipeline;
+use crate::server::Limits;
 use crate::server::{self, Server, Shutdown};
 
 pub use issuer::{DevIssuer, Identity};

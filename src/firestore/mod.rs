@@ -9,7 +9,6 @@ pub mod path;
 mod proptests;
 mod route;
 pub mod status;
-pub mod transaction;
 
 use std::fmt;
 

@@ -1,6 +1,5 @@
-//! `Exchange`: what the pipeline learns about one request as it goes, and the
-//! response body wrapper that writes the audit record exactly once, when the
-//! body ends or the client goes away.
+//! `Exchange`: what the pipeline learns about one request as it goes, turned
+//! into its audit record when the response is ready.
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -16,6 +15,7 @@ use ipnet::IpNet;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::audited::Audited;
 use super::{ConnInfo, PipelineError};
 use crate::audit::{AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
@@ -118,15 +118,7 @@ impl Exchange {
         let admitted = self.admitted;
         let bytes_in = Arc::clone(&self.bytes_in);
         let record = self.into_record(status);
-        let audited = Audited {
-            inner: body,
-            started,
-            bytes_in,
-            bytes_out: 0,
-            complete: false,
-            admitted,
-            pending: Some((record, auditor)),
-        };
+        let audited = Audited::new(body, started, bytes_in, admitted, record, auditor);
         Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
     }
 
@@ -255,88 +247,6 @@ impl http_body::Body for Counted {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// The response body: streams `inner`, counts bytes, and writes the audit
-/// record exactly once — at the end of the stream, or on drop, which means
-/// the client went away mid-stream.
-struct Audited {
-    inner: Body,
-    started: Instant,
-    bytes_in: Arc<AtomicU64>,
-    bytes_out: u64,
-    complete: bool,
-    admitted: bool,
-    pending: Option<(AuditRecord, Arc<Auditor>)>,
-}
-
-impl Audited {
-    fn write(&mut self, disconnected: bool, upstream_failed: bool) {
-        if let Some((mut record, auditor)) = self.pending.take() {
-            record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
-            record.bytes_out = self.bytes_out;
-            record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-            record.client_disconnected = disconnected;
-            if upstream_failed && record.reason.is_none() {
-                record.reason = Some("upstream_stream_error".into());
-            }
-            if self.admitted {
-                auditor.record(record);
-            } else {
-                auditor.record_refused(record);
-            }
-        }
-    }
-}
-
-impl http_body::Body for Audited {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.bytes_out += data.len() as u64;
-                }
-                // hyper stops polling once `is_end_stream` is true, so the end
-                // must be noticed here, not only on `None`.
-                if self.inner.is_end_stream() {
-                    self.complete = true;
-                    self.write(false, false);
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                self.complete = true;
-                self.write(false, true);
-            }
-            Poll::Ready(None) => {
-                self.complete = true;
-                self.write(false, false);
-            }
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Audited {
-    fn drop(&mut self) {
-        let disconnected = !self.complete && !http_body::Body::is_end_stream(&self.inner);
-        self.write(disconnected, false);
     }
 }
 

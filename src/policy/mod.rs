@@ -1,7 +1,6 @@
 //! The per-collection policy table: `Principal` × `Operation` → `Decision`.
 
 mod cache;
-pub mod cli;
 mod compile;
 mod condition;
 mod decide;

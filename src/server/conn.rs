@@ -26,8 +26,8 @@ use tokio_rustls::TlsAcceptor;
 use super::shutdown::ShutdownSignal;
 use super::{Handler, ServerMetrics, tls};
 use crate::body::{self, Body, BoxError};
-use crate::config::Limits;
 use crate::pipeline::ConnInfo;
+use crate::server::Limits;
 
 /// What every connection of one listener shares.
 pub(super) struct Shared {

@@ -2,6 +2,7 @@
 //! connection limits, graceful drain, and the admin listener.
 
 pub mod admin;
+pub mod config;
 mod conn;
 pub mod shutdown;
 pub mod tls;
@@ -24,9 +25,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
-use crate::config::{Config, Limits, ServerConfig};
+use crate::config::Config;
 use crate::metrics;
 use crate::pipeline::{ConnInfo, Pipeline};
+pub use config::{Limits, ServerConfig};
 
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use tls::CertStore;

@@ -14,7 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::RawTls;
+use super::config::RawTls;
 
 /// The one crypto provider firegate uses (aws-lc-rs), passed explicitly so
 /// no process-wide default is ever consulted.

@@ -23,10 +23,10 @@ use http::{Response, StatusCode, header};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{ApiError, Code, Database, Location, Route, TransactionUse};
 use crate::authn::Fingerprint;
 use crate::body::Body;
 use crate::config::ConfigErrors;
+use crate::firestore::{ApiError, Code, Database, Location, Route, TransactionUse};
 
 pub use stream::SealStream;
 

@@ -1,6 +1,7 @@
 //! Seal and unseal with two principals, forgery, expiry, and both hooks.
 
 use http_body_util::BodyExt;
+use proptest::prelude::*;
 
 use super::*;
 use crate::firestore::{Presented, route};
@@ -322,4 +323,26 @@ fn without_a_key_file_each_start_has_its_own_key() {
         b.unseal(&sealed, &ALICE, &db()),
         Err(TransactionError::Forged)
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn seal_round_trips_and_binds(
+        id in prop::collection::vec(any::<u8>(), 1..64),
+        owner in any::<[u8; 32]>(),
+        other in any::<[u8; 32]>(),
+        garbage in ".{0,80}",
+    ) {
+        let db = Database { project: "p".into(), database: "d".into() };
+        let sealer = TransactionSealer::with_key(&[9; 32], std::time::Duration::from_secs(60))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let sealed = sealer.seal(&owner, &db, &id);
+        prop_assert_eq!(sealer.unseal(&sealed, &owner, &db).ok(), Some(id));
+        if other != owner {
+            prop_assert!(sealer.unseal(&sealed, &other, &db).is_err());
+        }
+        prop_assert!(sealer.unseal(&garbage, &owner, &db).is_err());
+    }
 }
