@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod emulator;
+pub mod error;
+pub mod fetch;
 pub mod firestore;
 pub mod metrics;
 pub mod pipeline;

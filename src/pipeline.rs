@@ -10,21 +10,19 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body::Body as _;
-use http_body_util::BodyExt;
 use ipnet::IpNet;
 
 use crate::audit::{AuditError, Auditor};
 use prometheus_client::registry::Registry;
 
 use crate::authn::{Authenticator, AuthnError, Principal};
-use crate::body::{self, Body};
+use crate::body::{self, Body, ReadError};
 use crate::config::Config;
 use crate::firestore::{self, ApiError, ClassifyError, Code, Operation, Route, TransactionUse};
 use crate::policy::{Decision, PolicyEngine};
 use crate::transaction::{Sealing, TransactionError, TransactionSealer};
 use crate::upstream::{
-    AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError, headers,
+    AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError,
 };
 
 pub use exchange::Exchange;
@@ -358,29 +356,16 @@ impl Pipeline {
             })
             .await?;
         ex.upstream_status = Some(response.status().as_u16());
-        let (mut parts, incoming) = response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body::boxed(incoming)))
+        Ok(response.map(body::boxed))
     }
 
-    /// Buffer a body up to `max_body_bytes`. Written as a plain frame loop:
-    /// `Limited::collect` makes this future non-`Send` for the server's
-    /// spawned tasks (a rustc higher-ranked lifetime limitation).
-    async fn read_body(&self, mut body: Body) -> Result<Bytes, PipelineError> {
-        let limit = self.settings.max_body_bytes;
-        if body.size_hint().lower() > limit as u64 {
-            return Err(PipelineError::BodyTooLarge { limit });
-        }
-        let mut buffered = bytes::BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|err| PipelineError::BodyRead(err.to_string()))?;
-            if let Ok(data) = frame.into_data() {
-                if buffered.len() + data.len() > limit {
-                    return Err(PipelineError::BodyTooLarge { limit });
-                }
-                buffered.extend_from_slice(&data);
-            }
-        }
-        Ok(buffered.freeze())
+    /// Buffer a body up to `max_body_bytes`.
+    async fn read_body(&self, body: Body) -> Result<Bytes, PipelineError> {
+        body::read_limited(body, self.settings.max_body_bytes)
+            .await
+            .map_err(|err| match err {
+                ReadError::TooLarge { limit } => PipelineError::BodyTooLarge { limit },
+                ReadError::Failed(err) => PipelineError::BodyRead(crate::error::chain(&*err)),
+            })
     }
 }

@@ -4,7 +4,6 @@
 mod backstage;
 mod cache;
 mod config;
-mod fetch;
 mod introspection;
 mod issuer;
 mod jwks;
@@ -17,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Uri, header};
+
+// Issuer answers are read through the shared bounded reader.
+use crate::fetch;
 
 pub use config::{
     AuthnConfig, BackstageConfig, ClaimsConfig, IntrospectionConfig, IssuerConfig, IssuerKind,
@@ -288,19 +290,6 @@ impl Authenticator {
             waiting.join(", ")
         ))
     }
-}
-
-/// An error and its causes on one line, for logs. reqwest errors name
-/// only issuer URLs, which hold no token.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// The one HTTP client for every issuer call.

@@ -72,7 +72,7 @@ impl UpstreamError {
     }
 
     fn from_client(err: hyper_util::client::legacy::Error) -> Self {
-        let detail = chain(&err);
+        let detail = crate::error::chain(&err);
         if !err.is_connect() {
             return UpstreamError::ProtocolError(detail);
         }
@@ -87,17 +87,6 @@ impl UpstreamError {
         }
         UpstreamError::ConnectFailed(detail)
     }
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Everything `forward` needs to build the upstream request.
