@@ -1,15 +1,17 @@
 //! The request pipeline. [`Pipeline::handle`] turns the outcome into a
-//! response and always leaves one audit record; [`Pipeline::run`] is the six
-//! steps, in order, as plain `?` calls. The order is a security property.
+//! response (an error through [`respond`], the one mapping) and always
+//! leaves one audit record; [`Pipeline::run`] is the six steps, in order, as
+//! plain `?` calls. The order is a security property.
 
 mod audited;
 mod exchange;
+pub mod respond;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, header};
 use ipnet::IpNet;
 
 use crate::audit::{AuditError, Auditor};
@@ -18,9 +20,9 @@ use prometheus_client::registry::Registry;
 use crate::authn::{Authenticator, AuthnError, Principal};
 use crate::body::{self, Body, ReadError};
 use crate::config::Config;
-use crate::firestore::{self, ApiError, ClassifyError, Code, Operation, Route, TransactionUse};
+use crate::firestore::{self, ClassifyError, Operation, Route, TransactionUse};
 use crate::policy::{Decision, PolicyEngine};
-use crate::transaction::{Sealing, TransactionError, TransactionSealer};
+use crate::transaction::{SealError, Sealing, TransactionError, TransactionSealer};
 use crate::upstream::{
     AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError,
 };
@@ -53,8 +55,8 @@ impl Default for PipelineSettings {
     }
 }
 
-/// Every way a request can end without being forwarded. One exhaustive
-/// mapping below turns each into a Firestore-shaped error.
+/// Every way a request can end without its upstream answer passed on.
+/// [`respond::answer`] turns each into a Firestore-shaped error.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
@@ -75,33 +77,11 @@ pub enum PipelineError {
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
 }
 
 impl PipelineError {
-    /// The fixed, safe answer the client sees.
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            PipelineError::Audit(e) => e.api_error(),
-            PipelineError::Authn(e) => e.api_error(),
-            PipelineError::Classify(e) => e.api_error(),
-            PipelineError::Transaction(e) => e.api_error(),
-            PipelineError::BodyTooLarge { .. } => ApiError::new(
-                Code::InvalidArgument,
-                "Request payload size exceeds the limit.",
-            )
-            .with_http_status(StatusCode::PAYLOAD_TOO_LARGE),
-            PipelineError::BodyRead(_) => {
-                ApiError::new(Code::InvalidArgument, "Request body could not be read.")
-            }
-            PipelineError::Denied => ApiError::new(
-                Code::PermissionDenied,
-                "Missing or insufficient permissions.",
-            ),
-            PipelineError::Credentials(e) => e.api_error(),
-            PipelineError::Upstream(e) => e.api_error(),
-        }
-    }
-
     /// The precise reason, for the audit line only.
     pub fn reason(&self, decision: Option<&Decision>) -> String {
         match self {
@@ -116,6 +96,7 @@ impl PipelineError {
                 .unwrap_or_else(|| "denied".into()),
             PipelineError::Credentials(e) => e.reason().into(),
             PipelineError::Upstream(e) => e.reason().into(),
+            PipelineError::Seal(e) => e.reason().into(),
         }
     }
 }
@@ -187,20 +168,7 @@ impl Pipeline {
             Err(err) => {
                 let reason = err.reason(ex.decision.as_ref());
                 ex.refuse(reason, &err);
-                let mut api_error = err.api_error();
-                if matches!(err, PipelineError::Denied) {
-                    // The id finds the audit line that says which rule refused.
-                    api_error.message =
-                        format!("{} Request id: {}.", api_error.message, ex.request_id).into();
-                }
-                let mut response = api_error.to_response();
-                if matches!(err, PipelineError::Authn(_)) {
-                    response.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                    );
-                }
-                response
+                respond::error_response(&err, &ex.request_id)
             }
         };
         if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
@@ -228,12 +196,12 @@ impl Pipeline {
         let token = self.access_token(&decision, ex).await?;
         let response = self.forward(&parts, &route, body, &token, ex).await?;
         Ok(match sealing {
-            Some(sealing) => sealing.seal_response(response),
+            Some(sealing) => sealing.seal_response(response)?,
             None => response,
         })
     }
 
-    /// Step 1: bearer token → `Principal` (401).
+    /// Step 1: bearer token → `Principal` (401; 503 when the issuer cannot be asked).
     async fn authenticate(
         &self,
         parts: &http::request::Parts,

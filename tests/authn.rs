@@ -411,7 +411,11 @@ async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
         .await
         .expect_err("no token");
     assert_eq!(refused.reason(), "missing_token");
-    let message = refused.api_error().message.to_string();
+    let refused = firegate::pipeline::PipelineError::from(refused);
+    let message = firegate::pipeline::respond::answer(&refused)
+        .api_error("id")
+        .message
+        .to_string();
     assert!(!message.contains(&token[..10]));
 
     let mut basic = HeaderMap::new();
@@ -478,9 +482,10 @@ async fn jwks_down_after_start_keeps_the_cached_keys() {
     ready(&authn).await;
 
     issuer.set_available(false);
-    // An unknown kid forces a refresh, which fails...
+    // An unknown kid forces a refresh, which fails: the kid may be a key
+    // that could not be fetched, so the issuer is at fault, not the token...
     let unknown = issuer.token().kid("not-published").sign();
-    assert_eq!(reason(&authn, &unknown).await, "unknown_kid");
+    assert_eq!(reason(&authn, &unknown).await, "issuer_unreachable");
     assert_eq!(issuer.jwks_fetches(), 1, "503s are not counted as served");
     let text = metrics(&registry);
     assert!(
@@ -644,13 +649,9 @@ async fn backstage_user_token_without_ent_asks_userinfo_once() {
     assert_eq!(reason(&authn, &other).await, "userinfo_unavailable");
 }
 
-#[tokio::test]
-async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
+/// The whole pipeline over one OIDC issuer, and its answer to `token`.
+async fn pipeline_answer(issuer: &TestIssuer, token: &str) -> (http::response::Parts, Vec<u8>) {
     use http_body_util::BodyExt;
-    let issuer = TestIssuer::builder()
-        .algorithm(Algorithm::ES256)
-        .start()
-        .await;
     let yaml = format!(
         "server: {{plain_http: true}}\nauthn:\n  issuers:\n{}",
         oidc("corp", &issuer.issuer, "")
@@ -667,24 +668,46 @@ async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
         remote: "127.0.0.1:5555".parse().expect("addr"),
         tls: None,
     };
-    let expired = issuer.token().expires_in(-3600).sign();
     let request = http::Request::builder()
         .uri("/v1/projects/p/databases/(default)/documents/a/b")
-        .header(header::AUTHORIZATION, format!("Bearer {expired}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(firegate::body::empty())
         .expect("request");
-    let response = pipeline.handle(request, &conn).await;
-    assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+    let (parts, body) = pipeline.handle(request, &conn).await.into_parts();
+    let body = body.collect().await.expect("body").to_bytes().to_vec();
+    (parts, body)
+}
+
+#[tokio::test]
+async fn pipeline_answers_an_issuer_outage_with_503_and_retry_after() {
+    let issuer = TestIssuer::builder().down().start().await;
+    let token = issuer.token().sign();
+    let (response, body) = pipeline_answer(&issuer, &token).await;
+    assert_eq!(response.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers[header::RETRY_AFTER], "5");
+    assert!(
+        response.headers.get(header::WWW_AUTHENTICATE).is_none(),
+        "an outage is not the caller's credentials"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("json error");
+    assert_eq!(json["error"]["status"], "UNAVAILABLE");
+    assert_eq!(json["error"]["code"], 503);
+}
+
+#[tokio::test]
+async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
+    let issuer = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .await;
+    let expired = issuer.token().expires_in(-3600).sign();
+    let (response, body) = pipeline_answer(&issuer, &expired).await;
+    assert_eq!(response.status, http::StatusCode::UNAUTHORIZED);
     assert_eq!(
-        response.headers()[header::WWW_AUTHENTICATE],
+        response.headers[header::WWW_AUTHENTICATE],
         "Bearer error=\"invalid_token\""
     );
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    assert!(response.headers.get(header::RETRY_AFTER).is_none());
     let json: serde_json::Value = serde_json::from_slice(&body).expect("json error");
     assert_eq!(json["error"]["status"], "UNAUTHENTICATED");
     assert_eq!(json["error"]["code"], 401);

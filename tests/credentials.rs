@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use firegate::config::ConfigErrors;
-use firegate::firestore::Code;
+use firegate::firestore::status::Code;
+use firegate::pipeline::respond;
 use firegate::upstream::{Credentials, CredentialsError, UpstreamConfig};
 use prometheus_client::registry::Registry;
 use support::google::{
@@ -188,7 +189,7 @@ async fn refused_impersonation_and_bad_names_fail_closed_with_503() {
         CredentialsError::ImpersonationDenied { status: 403 }
     ));
     assert_eq!(err.reason(), "credentials_impersonation_denied");
-    let api = err.api_error();
+    let api = respond::answer(&err.into()).api_error("id");
     assert_eq!(api.code, Code::Unavailable);
     assert_eq!(api.http_status, 503);
     assert!(!api.message.contains(denied), "the client is not told why");
@@ -267,7 +268,10 @@ async fn a_failed_refresh_keeps_the_valid_token_then_answers_503() {
         .await
         .expect_err("expired, no new token");
     assert!(matches!(err, CredentialsError::ImpersonationUnavailable));
-    assert_eq!(err.api_error().http_status, 503);
+    assert_eq!(
+        respond::answer(&err.into()).api_error("id").http_status,
+        503
+    );
     let not_ready = credentials.not_ready().expect("not ready");
     assert!(not_ready.contains(READER), "{not_ready}");
     let text = metrics(&registry);
@@ -305,7 +309,10 @@ async fn base_credentials_failing_is_503_and_not_ready_until_they_recover() {
         .await
         .expect_err("no base token");
     assert!(matches!(err, CredentialsError::BaseUnavailable));
-    assert_eq!(err.api_error().http_status, 503);
+    assert_eq!(
+        respond::answer(&err.into()).api_error("id").http_status,
+        503
+    );
     let not_ready = credentials.not_ready().expect("not ready");
     assert!(
         not_ready.contains("credentials_base_unavailable"),

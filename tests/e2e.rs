@@ -594,6 +594,47 @@ async fn an_upstream_that_is_down_is_a_503_with_one_audit_record() {
     stack.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_compressed_answer_to_begin_transaction_is_a_502_audited_as_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_path = dir.path().join("audit.log");
+    // firegate asks for an identity body; an upstream that compresses anyway
+    // hands out an id that cannot be sealed, so nothing of it may pass.
+    let recording = upstream()
+        .header("content-encoding", "gzip")
+        .body("\x1f compressed transaction id")
+        .start()
+        .await;
+    let stack = start(DevOptions {
+        upstream_override: Some(recording.url.clone()),
+        extra_config: Some(format!(
+            "audit:\n  sink: file\n  path: \"{}\"\n",
+            audit_path.display()
+        )),
+        ..options()
+    })
+    .await;
+    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    let (status, body) = alice
+        .send("POST", &format!("{DOCS}:beginTransaction"), Some(json!({})))
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(error_status(&body), "UNAVAILABLE");
+    assert!(!body.to_string().contains("compressed"), "{body}");
+    let forwarded = recording.requests();
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    assert!(forwarded[0].headers.get("accept-encoding").is_none());
+
+    let records = audit_records(&stack, &audit_path).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["decision"], "error", "{r}");
+    assert_eq!(r["reason"], "response_not_sealable", "{r}");
+    assert_eq!(r["status"], 502, "{r}");
+    assert_eq!(r["upstream_status"], 200, "{r}");
+    stack.shutdown().await;
+}
+
 /// The same token with its signature's last bytes changed.
 fn tampered(token: &str) -> String {
     let cut = token.len() - 4;

@@ -19,7 +19,6 @@ pub use record::{AuditPrincipal, AuditRecord, AuditTarget, Outcome};
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
 
 use crate::config::ConfigErrors;
-use crate::firestore::{ApiError, Code};
 use writer::{Message, Shared, Writer};
 
 /// Where records go.
@@ -158,14 +157,7 @@ pub enum AuditError {
 }
 
 impl AuditError {
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            AuditError::SinkBackedUp | AuditError::SinkUnwritable => {
-                ApiError::new(Code::Unavailable, "The service is currently unavailable.")
-            }
-        }
-    }
-
+    /// A short, stable reason for the audit line.
     pub fn reason(&self) -> &'static str {
         match self {
             AuditError::SinkBackedUp => "audit_backlog",

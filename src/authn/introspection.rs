@@ -50,7 +50,7 @@ impl Introspector {
     ) -> Result<Introspected, AuthnError> {
         let unavailable = |e: &dyn std::fmt::Display| {
             tracing::warn!(issuer = %settings.name, error = %e, "token introspection failed");
-            AuthnError::IssuerUnavailable
+            AuthnError::IntrospectionUnreachable
         };
         let request = self
             .client

@@ -26,15 +26,15 @@ pub use config::{
 };
 pub use principal::{Fingerprint, Principal};
 
-use crate::firestore::{ApiError, Code};
 use cache::{VerifiedTokens, epoch, token_hash};
 use introspection::Introspected;
 use issuer::Issuer;
 use metrics::AuthnMetrics;
 
-/// Why a request was not authenticated. The variant is the audit reason;
-/// the client only ever sees a fixed 401. No variant carries any part of a
-/// token.
+/// Why a request was not authenticated. The variant is the audit reason.
+/// A bad, expired or untrusted token is the caller's fault (401); an issuer
+/// that cannot be asked is not (`pipeline::respond` answers 503 with
+/// `Retry-After`). No variant carries any part of a token.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthnError {
     #[error("no bearer token")]
@@ -71,20 +71,19 @@ pub enum AuthnError {
     MissingSubject,
     #[error("introspection says the token is not active")]
     IntrospectionInactive,
-    #[error("issuer keys or introspection unavailable")]
-    IssuerUnavailable,
-    #[error("Backstage userinfo unavailable")]
-    UserinfoUnavailable,
+    #[error("Backstage userinfo refused the token")]
+    UserinfoRefused,
+    #[error("the issuer's signing keys have not loaded yet")]
+    KeysNotLoaded,
+    #[error("the token names an unknown key and the issuer could not be asked for new ones")]
+    IssuerUnreachable,
+    #[error("Backstage userinfo unreachable or answering something unusable")]
+    UserinfoUnreachable,
+    #[error("the introspection endpoint is unreachable or answering something unusable")]
+    IntrospectionUnreachable,
 }
 
 impl AuthnError {
-    pub fn api_error(&self) -> ApiError {
-        ApiError::new(
-            Code::Unauthenticated,
-            "Request had invalid authentication credentials.",
-        )
-    }
-
     /// A short, stable reason for the audit line (`token_expired`, `unknown_kid`, …).
     pub fn reason(&self) -> &'static str {
         match self {
@@ -105,8 +104,11 @@ impl AuthnError {
             AuthnError::MissingScope => "missing_scope",
             AuthnError::MissingSubject => "missing_subject",
             AuthnError::IntrospectionInactive => "introspection_inactive",
-            AuthnError::IssuerUnavailable => "issuer_unavailable",
-            AuthnError::UserinfoUnavailable => "userinfo_unavailable",
+            AuthnError::UserinfoRefused => "userinfo_refused",
+            AuthnError::KeysNotLoaded => "issuer_unavailable",
+            AuthnError::IssuerUnreachable => "issuer_unreachable",
+            AuthnError::UserinfoUnreachable => "userinfo_unavailable",
+            AuthnError::IntrospectionUnreachable => "introspection_unavailable",
         }
     }
 }
@@ -423,15 +425,13 @@ mod tests {
             AuthnError::MissingScope,
             AuthnError::MissingSubject,
             AuthnError::IntrospectionInactive,
-            AuthnError::IssuerUnavailable,
-            AuthnError::UserinfoUnavailable,
+            AuthnError::UserinfoRefused,
+            AuthnError::KeysNotLoaded,
+            AuthnError::IssuerUnreachable,
+            AuthnError::UserinfoUnreachable,
+            AuthnError::IntrospectionUnreachable,
         ];
         let reasons: std::collections::HashSet<_> = all.iter().map(AuthnError::reason).collect();
         assert_eq!(reasons.len(), all.len());
-        let messages: std::collections::HashSet<_> = all
-            .iter()
-            .map(|e| e.api_error().message.to_string())
-            .collect();
-        assert_eq!(messages.len(), 1, "one fixed client message");
     }
 }

@@ -11,8 +11,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
-use crate::audit::{AuditRecord, Auditor};
+use crate::audit::{AuditRecord, Auditor, Outcome};
 use crate::body::{Body, BoxError};
+use crate::transaction::SealError;
 
 /// The response body: streams `inner`, counts bytes, and writes the audit
 /// record exactly once — at the end of the stream, or on drop, which means
@@ -47,14 +48,14 @@ impl Audited {
         }
     }
 
-    fn write(&mut self, disconnected: bool, upstream_failed: bool) {
+    fn write(&mut self, disconnected: bool, failed: Option<&BoxError>) {
         if let Some((mut record, auditor)) = self.pending.take() {
             record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
             record.bytes_out = self.bytes_out;
             record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
             record.client_disconnected = disconnected;
-            if upstream_failed && record.reason.is_none() {
-                record.reason = Some("upstream_stream_error".into());
+            if let Some(err) = failed {
+                stream_failed(&mut record, err);
             }
             if self.admitted {
                 auditor.record(record);
@@ -62,6 +63,18 @@ impl Audited {
                 auditor.record_refused(record);
             }
         }
+    }
+}
+
+/// Record why the response stream broke. A transaction id that could not
+/// be sealed is firegate refusing the answer (an error with the seal's
+/// reason); anything else is the upstream's stream failing.
+fn stream_failed(record: &mut AuditRecord, err: &BoxError) {
+    if let Some(seal) = err.downcast_ref::<SealError>() {
+        record.decision = Outcome::Error;
+        record.reason = Some(seal.reason().into());
+    } else if record.reason.is_none() {
+        record.reason = Some("upstream_stream_error".into());
     }
 }
 
@@ -83,16 +96,16 @@ impl http_body::Body for Audited {
                 // must be noticed here, not only on `None`.
                 if self.inner.is_end_stream() {
                     self.complete = true;
-                    self.write(false, false);
+                    self.write(false, None);
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(err))) => {
                 self.complete = true;
-                self.write(false, true);
+                self.write(false, Some(err));
             }
             Poll::Ready(None) => {
                 self.complete = true;
-                self.write(false, false);
+                self.write(false, None);
             }
             Poll::Pending => {}
         }
@@ -111,6 +124,6 @@ impl http_body::Body for Audited {
 impl Drop for Audited {
     fn drop(&mut self) {
         let disconnected = !self.complete && !http_body::Body::is_end_stream(&self.inner);
-        self.write(disconnected, false);
+        self.write(disconnected, None);
     }
 }

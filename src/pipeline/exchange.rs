@@ -375,6 +375,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_seal_failing_mid_stream_is_recorded_as_an_error_with_its_reason() {
+        let (auditor, sink) = auditor();
+        let mut items = frames(&["{\"transaction\":"]);
+        items.push(Err(crate::transaction::SealError::Truncated.into()));
+        let response = Response::new(BodyExt::boxed(StreamBody::new(stream::iter(items))));
+        let mut ex = exchange();
+        ex.decision = Some(Decision {
+            allowed: true,
+            targets: Vec::new(),
+            upstream_account: None,
+            reason: None,
+        });
+        let response = ex.finish(response, Arc::clone(&auditor));
+        assert!(response.into_body().collect().await.is_err());
+        let records = written(&auditor, &sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["decision"], "error");
+        assert_eq!(records[0]["reason"], "response_truncated");
+    }
+
+    #[tokio::test]
     async fn streamed_request_bytes_are_counted_when_the_response_ends() {
         let (auditor, sink) = auditor();
         let ex = exchange();
@@ -395,7 +416,10 @@ mod tests {
         let mut ex = exchange();
         let err = PipelineError::Audit(crate::audit::AuditError::SinkBackedUp);
         ex.refuse(err.reason(None), &err);
-        let response = ex.finish(err.api_error().to_response(), Arc::clone(&auditor));
+        let response = ex.finish(
+            crate::pipeline::respond::error_response(&err, "req-1"),
+            Arc::clone(&auditor),
+        );
         response.into_body().collect().await.expect("body");
         let records = written(&auditor, &sink).await;
         assert_eq!(records.len(), 1, "{records:?}");
@@ -448,7 +472,10 @@ mod tests {
         });
         let err = PipelineError::Denied;
         ex.refuse(err.reason(ex.decision.as_ref()), &err);
-        let response = ex.finish(err.api_error().to_response(), Arc::clone(&auditor));
+        let response = ex.finish(
+            crate::pipeline::respond::error_response(&err, "req-1"),
+            Arc::clone(&auditor),
+        );
         response.into_body().collect().await.expect("body");
 
         let records = written(&auditor, &sink).await;

@@ -19,16 +19,16 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::{Bytes, BytesMut};
 use hmac::{Hmac, Mac};
-use http::{Response, StatusCode, header};
+use http::{Response, header};
 use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::authn::Fingerprint;
 use crate::body::Body;
 use crate::config::ConfigErrors;
-use crate::firestore::{ApiError, Code, Database, Location, Route, TransactionUse};
+use crate::firestore::{Database, Location, Route, TransactionUse};
 
-pub use stream::SealStream;
+pub use stream::{SealError, SealStream};
 
 const VERSION: u8 = 1;
 const TAG_LEN: usize = 16;
@@ -110,24 +110,6 @@ pub enum TransactionError {
 }
 
 impl TransactionError {
-    /// Forged and expired ids are malformed arguments (400, as Firestore
-    /// answers an unknown or expired transaction); someone else's is 403.
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            TransactionError::Forged => {
-                ApiError::new(Code::InvalidArgument, "Invalid transaction.")
-            }
-            TransactionError::NotOwned => ApiError::new(
-                Code::PermissionDenied,
-                "Missing or insufficient permissions.",
-            ),
-            TransactionError::Expired => ApiError::new(
-                Code::InvalidArgument,
-                "The referenced transaction has expired or is no longer valid.",
-            ),
-        }
-    }
-
     pub fn reason(&self) -> &'static str {
         match self {
             TransactionError::Forged => "transaction_forged",
@@ -252,23 +234,25 @@ pub struct Sealing {
 impl Sealing {
     /// Rewrite a successful response so every transaction id in it is
     /// sealed; the body still streams. A compressed body cannot be
-    /// rewritten, so it is refused (firegate asks upstream for identity).
-    pub fn seal_response(self, response: Response<Body>) -> Response<Body> {
+    /// rewritten, so it is refused (firegate asks upstream for identity):
+    /// passing it on would hand out an unsealed id.
+    pub fn seal_response(self, response: Response<Body>) -> Result<Response<Body>, SealError> {
         if !response.status().is_success() {
-            return response;
+            return Ok(response);
         }
         let encoded = response
             .headers()
             .get(header::CONTENT_ENCODING)
             .is_some_and(|v| v.as_bytes() != b"identity");
         if encoded {
-            return ApiError::new(Code::Unavailable, "Upstream response could not be read.")
-                .with_http_status(StatusCode::BAD_GATEWAY)
-                .to_response();
+            return Err(SealError::EncodedResponse);
         }
         let (mut parts, body) = response.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
-        Response::from_parts(parts, crate::body::boxed(SealStream::new(body, self)))
+        Ok(Response::from_parts(
+            parts,
+            crate::body::boxed(SealStream::new(body, self)),
+        ))
     }
 
     /// Seal one upstream id given as base64 text.

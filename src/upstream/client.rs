@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, Request, Response, StatusCode, Uri, header};
+use http::{HeaderMap, Request, Response, Uri, header};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -25,11 +25,10 @@ use rustls_pki_types::pem::PemObject;
 use super::headers::{self, Forwarding};
 use super::{AccessToken, UpstreamConfig};
 use crate::body::Body;
-use crate::firestore::{ApiError, Code};
 use crate::server::tls;
 
-/// Why forwarding failed, by condition. The client sees a fixed message;
-/// the reason goes to the audit line.
+/// Why forwarding failed, by condition. The client sees a fixed message
+/// (`pipeline::respond`); the reason goes to the audit line.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("no TCP connection to the upstream within connect_timeout")]
@@ -45,22 +44,7 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            UpstreamError::ConnectTimeout | UpstreamError::ResponseHeaderTimeout => {
-                ApiError::new(Code::DeadlineExceeded, "Deadline exceeded.")
-            }
-            UpstreamError::ConnectFailed(_) => {
-                ApiError::new(Code::Unavailable, "The service is currently unavailable.")
-            }
-            UpstreamError::ProtocolError(_) => {
-                ApiError::new(Code::Unavailable, "The service is currently unavailable.")
-                    .with_http_status(StatusCode::BAD_GATEWAY)
-            }
-            UpstreamError::InvalidRequest(_) => ApiError::new(Code::Internal, "Internal error."),
-        }
-    }
-
+    /// A short, stable reason for the audit line.
     pub fn reason(&self) -> &'static str {
         match self {
             UpstreamError::ConnectTimeout => "upstream_connect_timeout",
@@ -296,43 +280,6 @@ mod tests {
             "",
         ] {
             assert!(base_uri(bad).is_err(), "{bad} accepted");
-        }
-    }
-
-    #[test]
-    fn each_condition_has_its_status() {
-        let cases = [
-            (UpstreamError::ConnectTimeout, 504, "DEADLINE_EXCEEDED"),
-            (
-                UpstreamError::ResponseHeaderTimeout,
-                504,
-                "DEADLINE_EXCEEDED",
-            ),
-            (
-                UpstreamError::ConnectFailed("secret-detail".into()),
-                503,
-                "UNAVAILABLE",
-            ),
-            (
-                UpstreamError::ProtocolError("secret-detail".into()),
-                502,
-                "UNAVAILABLE",
-            ),
-            (
-                UpstreamError::InvalidRequest("secret-detail".into()),
-                500,
-                "INTERNAL",
-            ),
-        ];
-        for (err, status, code) in cases {
-            let api = err.api_error();
-            assert_eq!(api.http_status.as_u16(), status, "{err}");
-            assert_eq!(api.code.as_str(), code, "{err}");
-            assert!(
-                !api.message.contains("secret"),
-                "detail leaked: {}",
-                api.message
-            );
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use firegate::body;
 use firegate::config::Config;
+use firegate::pipeline::respond;
 use firegate::server::{self, Handler, Server, Shutdown};
 use firegate::upstream::{AccessToken, Outbound, Upstream};
 
@@ -52,7 +53,7 @@ pub fn forwarding_handler(upstream: Arc<Upstream>, trusted: Vec<IpNet>) -> Handl
                 .await;
             match forwarded {
                 Ok(response) => response.map(body::boxed),
-                Err(err) => err.api_error().to_response(),
+                Err(err) => respond::error_response(&err.into(), "test-request-id"),
             }
         }
     })
