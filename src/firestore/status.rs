@@ -1,4 +1,5 @@
-//! Firestore-shaped errors: `{"error":{"code","message","status"}}`.
+//! Firestore-shaped errors, `{"error":{"code","message","status"}}`: written
+//! only by `pipeline::respond` and by the emulator (its own server).
 
 use std::borrow::Cow;
 
