@@ -129,13 +129,13 @@ enum RequestBody {
 
 /// The six steps and what they need.
 pub struct Pipeline {
-    pub authn: Authenticator,
-    pub transactions: TransactionSealer,
-    pub policy: PolicyEngine,
-    pub credentials: Credentials,
-    pub upstream: Upstream,
-    pub audit: Arc<Auditor>,
-    pub settings: PipelineSettings,
+    authn: Authenticator,
+    transactions: TransactionSealer,
+    policy: PolicyEngine,
+    credentials: Credentials,
+    upstream: Upstream,
+    audit: Arc<Auditor>,
+    settings: PipelineSettings,
 }
 
 impl Pipeline {
@@ -153,6 +153,18 @@ impl Pipeline {
                 trusted_proxies: config.server.trusted_proxies.clone(),
             },
         })
+    }
+
+    /// Reload the policy directory (what SIGHUP or a file change does); on
+    /// error the last good table keeps serving.
+    pub async fn reload_policy(&self) -> anyhow::Result<()> {
+        self.policy.reload().await?;
+        Ok(())
+    }
+
+    /// Write every queued audit record.
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
     }
 
     /// Problems that do not stop traffic but an operator must see on

@@ -563,10 +563,7 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
         admin_listen: any(),
         policies,
         upstream_override: Some(firestore.url.clone()),
-        extra_config: Some(format!(
-            "audit: {{sink: file, path: \"{}\"}}\n",
-            audit.display()
-        )),
+        extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit}})),
         overrides: vec![
             env("SOURCE", "metadata".into()),
             env("METADATA_ENDPOINT", metadata.server.url()),
@@ -633,7 +630,7 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
     );
     assert_eq!(iam.deviations.all(), Vec::<String>::new());
 
-    stack.pipeline.audit.flush().await;
+    stack.app.flush_audit().await;
     let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
         .expect("audit")
         .lines()

@@ -82,8 +82,7 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
-        let mut errors = ConfigErrors::default();
-        let mut value: Value = if text.trim().is_empty() {
+        let value: Value = if text.trim().is_empty() {
             Value::Mapping(Default::default())
         } else {
             serde_yaml_ng::from_str(text).map_err(|e| {
@@ -92,6 +91,16 @@ impl Config {
                 errors
             })?
         };
+        Config::from_value(value, env)
+    }
+
+    /// Validate a config given as a YAML value (built by `firegate dev` and
+    /// the tests), with overrides.
+    pub fn from_value(
+        mut value: Value,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
         env::apply_env(&mut value, env, &mut errors);
         let raw: RawConfig = serde_yaml_ng::from_value(value).map_err(|e| {
             errors.push(location(&e), e.to_string());
@@ -120,6 +129,24 @@ impl Config {
             audit: raw.audit,
             transactions: raw.transactions,
         }
+    }
+}
+
+/// Merge `overlay` into `base`: mappings merge key by key, anything else
+/// in `overlay` replaces what `base` had.
+pub fn merge(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Mapping(base), Value::Mapping(overlay)) => {
+            for (key, value) in overlay {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
     }
 }
 
@@ -168,6 +195,18 @@ mod tests {
                 "server.limits.idle_timeout"
             ]
         );
+    }
+
+    #[test]
+    fn merge_overlays_nested_keys_and_keeps_the_rest() {
+        let mut base: Value =
+            serde_yaml_ng::from_str("server: {plain_http: true, listen: '127.0.0.1:1'}").unwrap();
+        let overlay: Value =
+            serde_yaml_ng::from_str("server: {listen: '127.0.0.1:2'}\naudit: {sink: stdout}")
+                .unwrap();
+        merge(&mut base, overlay);
+        let c = Config::from_value(base, env(&[])).unwrap();
+        assert_eq!(c.server.listen.port(), 2);
     }
 
     #[test]

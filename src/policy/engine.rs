@@ -14,7 +14,7 @@ use super::cache::{DecisionCache, Lookup};
 use super::decide::{Request, combine};
 use super::format::PolicyErrors;
 use super::table::Table;
-use super::{Decision, PolicyConfig, reload};
+use super::{Decision, PolicyConfig};
 use crate::authn::Principal;
 use crate::firestore::Operation;
 
@@ -135,12 +135,11 @@ fn internal(message: String) -> PolicyErrors {
 /// The compiled, hot-reloadable policy table and its decision cache.
 pub struct PolicyEngine {
     shared: Arc<Shared>,
-    _reloader: Option<reload::Reloader>,
 }
 
 impl PolicyEngine {
-    /// Load `config.dir`; refuse to start on an invalid table. Watches the
-    /// directory (when `config.watch`) and reloads on SIGHUP.
+    /// Load `config.dir`; refuse to start on an invalid table. The app's
+    /// reload hub calls [`PolicyEngine::reload`] on SIGHUP and file changes.
     pub async fn new(config: &PolicyConfig, registry: &mut Registry) -> anyhow::Result<Self> {
         let dir = config.dir.clone();
         let table = {
@@ -154,12 +153,8 @@ impl PolicyEngine {
             config.cache_capacity,
             registry,
         ));
-        let reloader = reload::Reloader::start(Arc::clone(&shared), &dir, config.watch)?;
         tracing::info!(dir = %dir.display(), rules = shared.table.load().len(), "policy table loaded");
-        Ok(PolicyEngine {
-            shared,
-            _reloader: Some(reloader),
-        })
+        Ok(PolicyEngine { shared })
     }
 
     /// [`PolicyEngine::new`] for a directory with default settings.
@@ -177,7 +172,6 @@ impl PolicyEngine {
         let capacity = PolicyConfig::default().cache_capacity;
         Ok(PolicyEngine {
             shared: Arc::new(Shared::new(table, None, capacity, registry)),
-            _reloader: None,
         })
     }
 

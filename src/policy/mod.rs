@@ -7,7 +7,6 @@ mod decide;
 mod engine;
 pub mod format;
 pub mod pattern;
-mod reload;
 mod table;
 #[cfg(test)]
 mod tests;
