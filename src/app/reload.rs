@@ -194,6 +194,10 @@ mod tests {
 
     use super::*;
 
+    /// SIGHUP reaches every hub in the process: the tests that count
+    /// reloads take turns.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// A target that counts its reloads.
     fn counting(name: &'static str, watch: Vec<PathBuf>) -> (Reloadable, Arc<AtomicUsize>) {
         let count = Arc::new(AtomicUsize::new(0));
@@ -226,6 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_change_reloads_only_the_target_that_watches_it() {
+        let _serial = SERIAL.lock().await;
         let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (a, a_count) = counting("a", vec![a_dir.path().to_owned()]);
         let (b, b_count) = counting("b", vec![b_dir.path().to_owned()]);
@@ -241,6 +246,7 @@ mod tests {
     #[cfg(unix)]
     #[tokio::test]
     async fn sighup_reloads_every_target() {
+        let _serial = SERIAL.lock().await;
         let dir = tempfile::tempdir().unwrap();
         let (a, a_count) = counting("a", vec![dir.path().to_owned()]);
         let (b, b_count) = counting("b", Vec::new());
