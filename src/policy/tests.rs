@@ -530,11 +530,7 @@ async fn invalid_reload_is_refused_and_the_old_table_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yaml"), V1).unwrap();
     let mut registry = Registry::default();
-    let config = PolicyConfig {
-        dir: dir.path().to_owned(),
-        watch: false,
-        ..PolicyConfig::default()
-    };
+    let config = unwatched(dir.path());
     let e = PolicyEngine::new(&config, &mut registry).await.unwrap();
     let target = || vec![doc("/a/1", Access::Get)];
     assert!(decide(&e, &alice(), target()).await.allowed);
@@ -598,11 +594,7 @@ async fn file_changes_reload_the_table() {
 async fn sighup_reloads_the_table() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yaml"), V1).unwrap();
-    let config = PolicyConfig {
-        dir: dir.path().to_owned(),
-        watch: false,
-        ..PolicyConfig::default()
-    };
+    let config = unwatched(dir.path());
     let e = PolicyEngine::new(&config, &mut Registry::default())
         .await
         .unwrap();
@@ -679,4 +671,14 @@ fn rule_shape_errors() {
             Err(e) => assert!(e.to_string().contains(want), "{rule}: {e}"),
         }
     }
+}
+
+/// Settings for `dir` without the file watcher, through the config's validation.
+fn unwatched(dir: &std::path::Path) -> PolicySettings {
+    let config = PolicyConfig {
+        dir: dir.to_owned(),
+        watch: false,
+        ..PolicyConfig::default()
+    };
+    crate::config::ConfigErrors::collect(|errors| config.validate(errors)).unwrap()
 }
