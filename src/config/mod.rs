@@ -163,6 +163,37 @@ mod tests {
     }
 
     #[test]
+    fn sections_carry_the_values_written_and_refuse_bad_ones() {
+        let c = Config::from_yaml(
+            "server: {plain_http: true}\ntransactions: {ttl: 90s}\n\
+             upstream: {connect_timeout: 250ms}\naudit: {queue_capacity: 3}\n\
+             authn: {http_timeout: 2s}\npolicy: {cache_capacity: 9, watch: false}",
+            env(&[]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.transactions.ttl, Duration::from_secs(90));
+        assert_eq!(c.upstream.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.audit.queue_capacity.get(), 3);
+        assert_eq!(c.authn.http_timeout, Duration::from_secs(2));
+        assert_eq!((c.policy.cache_capacity, c.policy.watch), (9, false));
+
+        let err = Config::from_yaml(
+            "server: {plain_http: true}\ntransactions: {ttl: 0s}\n\
+             upstream: {credentials: {impersonation: {lifetime: 13h}}}",
+            env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstream.credentials.impersonation.lifetime",
+                "transactions.ttl"
+            ]
+        );
+    }
+
+    #[test]
     fn tls_or_plain_http_is_required() {
         let err = Config::from_yaml("", env(&[])).unwrap_err();
         assert_eq!(err.errors[0].key, "server.tls");

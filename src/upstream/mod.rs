@@ -99,9 +99,7 @@ impl UpstreamConfig {
             (Scheme::HTTPS, Authority::from_static("invalid"))
         });
         let mut positive = |key: &str, value: &str| {
-            let d = humantime::parse_duration(value)
-                .map_err(|err| errors.push(key, format!("not a duration ({err}); write e.g. `5s`")))
-                .ok();
+            let d = crate::config::duration(key, value, errors);
             if d.is_some_and(|d| d.is_zero()) {
                 errors.push(key, "must be more than zero");
             }
