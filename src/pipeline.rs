@@ -145,7 +145,7 @@ impl Pipeline {
             authn: Authenticator::new(&config.authn, registry).await?,
             transactions: TransactionSealer::new(&config.transactions)?,
             policy: PolicyEngine::new(&config.policy, registry).await?,
-            credentials: Credentials::new(&config.upstream, registry).await?,
+            credentials: Credentials::new(&config.upstream.credentials, registry).await?,
             upstream: Upstream::new(&config.upstream, registry)?,
             audit: Arc::new(Auditor::new(&config.audit, registry).await?),
             settings: PipelineSettings {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use firegate::config::ConfigErrors;
 use firegate::firestore::Code;
-use firegate::upstream::{Credentials, CredentialsError, UpstreamConfig};
+use firegate::upstream::{Credentials, CredentialsError, UpstreamConfig, UpstreamSettings};
 use prometheus_client::registry::Registry;
 use support::google::{
     DATASTORE, FakeIam, FakeMetadata, FakeSts, IAM_SCOPE, IamExpect, StsExpect, TestKey,
@@ -23,12 +23,10 @@ use support::google::{
 const READER: &str = "reader@test-project.iam.gserviceaccount.com";
 const WRITER: &str = "writer@test-project.iam.gserviceaccount.com";
 
-fn upstream(yaml: &str) -> UpstreamConfig {
+fn upstream(yaml: &str) -> UpstreamSettings {
     let config: UpstreamConfig = serde_yaml_ng::from_str(yaml).expect("upstream config parses");
-    let mut errors = ConfigErrors::default();
-    config.validate(&mut errors);
-    assert!(errors.is_empty(), "config errors: {errors}");
-    config
+    ConfigErrors::collect(|errors| config.validate(errors))
+        .unwrap_or_else(|errors| panic!("config errors: {errors}"))
 }
 
 async fn credentials(yaml: &str) -> (Credentials, Registry) {
@@ -38,7 +36,7 @@ async fn credentials(yaml: &str) -> (Credentials, Registry) {
         .with_test_writer()
         .try_init();
     let mut registry = Registry::default();
-    let credentials = Credentials::new(&upstream(yaml), &mut registry)
+    let credentials = Credentials::new(&upstream(yaml).credentials, &mut registry)
         .await
         .expect("credentials build");
     (credentials, registry)

@@ -226,7 +226,7 @@ async fn rest_of(response: &mut reqwest::Response) -> Vec<u8> {
     rest
 }
 
-fn upstream_config(url: &str) -> firegate::upstream::UpstreamConfig {
+fn upstream_config(url: &str) -> firegate::upstream::UpstreamSettings {
     Config::from_yaml(&plain_config(url, ""), Vec::new())
         .unwrap()
         .upstream

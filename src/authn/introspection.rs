@@ -118,7 +118,10 @@ mod tests {
             "issuers: [{name: a, issuer: 'https://id', audiences: [api], required_scopes: [read]}]",
         )
         .unwrap();
-        config.settings(&mut ConfigErrors::default()).remove(0)
+        ConfigErrors::collect(|errors| config.validate(errors))
+            .unwrap()
+            .issuers
+            .remove(0)
     }
 
     fn answer(json: &str) -> Map<String, Value> {

@@ -1,24 +1,25 @@
 //! Configuration: one YAML file, `FIREGATE_*` environment overrides, raw
-//! serde structs (`deny_unknown_fields`) validated into a typed [`Config`]
-//! with every error reported at once.
+//! serde structs (`deny_unknown_fields`) validated once, section by section,
+//! into the typed settings of a [`Config`], with every error reported at once.
 
 mod env;
 mod errors;
+mod value;
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 pub use errors::{ConfigError, ConfigErrors};
+pub use value::{default_duration, duration};
 
-use crate::audit::AuditConfig;
-use crate::authn::AuthnConfig;
-use crate::policy::PolicyConfig;
-use crate::server::config::{RawServer, ServerConfig, validate_server};
-use crate::transaction::TransactionConfig;
-use crate::upstream::UpstreamConfig;
+use crate::audit::{AuditConfig, AuditSettings};
+use crate::authn::{AuthnConfig, AuthnSettings};
+use crate::policy::{PolicyConfig, PolicySettings};
+use crate::server::config::{RawServer, ServerSettings};
+use crate::transaction::{TransactionConfig, TransactionSettings};
+use crate::upstream::{UpstreamConfig, UpstreamSettings};
 
 /// The whole file, as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,23 +39,16 @@ pub struct RawConfig {
     pub transactions: TransactionConfig,
 }
 
-/// The validated configuration.
+/// The validated configuration: every section's typed settings, each
+/// parsed once; constructors take them as they are.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server: ServerConfig,
-    pub authn: AuthnConfig,
-    pub policy: PolicyConfig,
-    pub upstream: UpstreamConfig,
-    pub audit: AuditConfig,
-    pub transactions: TransactionConfig,
-}
-
-/// Parse a humantime duration, recording an error under `key`.
-pub fn duration(key: &str, value: &str, errors: &mut ConfigErrors) -> Duration {
-    humantime::parse_duration(value).unwrap_or_else(|e| {
-        errors.push(key, format!("not a duration ({e}); write e.g. `30s`"));
-        Duration::ZERO
-    })
+    pub server: ServerSettings,
+    pub authn: AuthnSettings,
+    pub policy: PolicySettings,
+    pub upstream: UpstreamSettings,
+    pub audit: AuditSettings,
+    pub transactions: TransactionSettings,
 }
 
 impl Config {
@@ -114,20 +108,16 @@ impl Config {
         }
     }
 
+    /// Every section validated, in file order. Only returned to callers
+    /// when `errors` stays empty, so no placeholder of a bad value escapes.
     fn validate(raw: RawConfig, errors: &mut ConfigErrors) -> Config {
-        let server = validate_server(raw.server, errors);
-        raw.authn.validate(errors);
-        raw.policy.validate(errors);
-        raw.upstream.validate(errors);
-        raw.audit.validate(errors);
-        raw.transactions.validate(errors);
         Config {
-            server,
-            authn: raw.authn,
-            policy: raw.policy,
-            upstream: raw.upstream,
-            audit: raw.audit,
-            transactions: raw.transactions,
+            server: raw.server.validate(errors),
+            authn: raw.authn.validate(errors),
+            policy: raw.policy.validate(errors),
+            upstream: raw.upstream.validate(errors),
+            audit: raw.audit.validate(errors),
+            transactions: raw.transactions.validate(errors),
         }
     }
 }
@@ -159,6 +149,8 @@ fn location(e: &serde_yaml_ng::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -207,6 +199,37 @@ mod tests {
         merge(&mut base, overlay);
         let c = Config::from_value(base, env(&[])).unwrap();
         assert_eq!(c.server.listen.port(), 2);
+    }
+
+    #[test]
+    fn sections_carry_the_values_written_and_refuse_bad_ones() {
+        let c = Config::from_yaml(
+            "server: {plain_http: true}\ntransactions: {ttl: 90s}\n\
+             upstream: {connect_timeout: 250ms}\naudit: {queue_capacity: 3}\n\
+             authn: {http_timeout: 2s}\npolicy: {cache_capacity: 9, watch: false}",
+            env(&[]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.transactions.ttl, Duration::from_secs(90));
+        assert_eq!(c.upstream.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.audit.queue_capacity.get(), 3);
+        assert_eq!(c.authn.http_timeout, Duration::from_secs(2));
+        assert_eq!((c.policy.cache_capacity, c.policy.watch), (9, false));
+
+        let err = Config::from_yaml(
+            "server: {plain_http: true}\ntransactions: {ttl: 0s}\n\
+             upstream: {credentials: {impersonation: {lifetime: 13h}}}",
+            env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstream.credentials.impersonation.lifetime",
+                "transactions.ttl"
+            ]
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::cache::{DecisionCache, Lookup};
 use super::decide::{Request, combine};
 use super::format::PolicyErrors;
 use super::table::Table;
-use super::{Decision, PolicyConfig};
+use super::{CACHE_CAPACITY, Decision, PolicyConfig, PolicySettings};
 use crate::authn::Principal;
 use crate::firestore::Operation;
 
@@ -138,10 +138,10 @@ pub struct PolicyEngine {
 }
 
 impl PolicyEngine {
-    /// Load `config.dir`; refuse to start on an invalid table. The app's
+    /// Load `settings.dir`; refuse to start on an invalid table. The app's
     /// reload hub calls [`PolicyEngine::reload`] on SIGHUP and file changes.
-    pub async fn new(config: &PolicyConfig, registry: &mut Registry) -> anyhow::Result<Self> {
-        let dir = config.dir.clone();
+    pub async fn new(settings: &PolicySettings, registry: &mut Registry) -> anyhow::Result<Self> {
+        let dir = settings.dir.clone();
         let table = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || Table::from_dir(&dir, 1)).await?
@@ -150,7 +150,7 @@ impl PolicyEngine {
         let shared = Arc::new(Shared::new(
             table,
             Some(dir.clone()),
-            config.cache_capacity,
+            settings.cache_capacity,
             registry,
         ));
         tracing::info!(dir = %dir.display(), rules = shared.table.load().len(), "policy table loaded");
@@ -163,13 +163,15 @@ impl PolicyEngine {
             dir: dir.as_ref().to_owned(),
             ..PolicyConfig::default()
         };
-        PolicyEngine::new(&config, registry).await
+        let settings = crate::config::ConfigErrors::collect(|errors| config.validate(errors))
+            .map_err(|errors| anyhow::anyhow!("invalid policy settings:\n{errors}"))?;
+        PolicyEngine::new(&settings, registry).await
     }
 
     /// A fixed table from one YAML document; never reloads.
     pub fn from_yaml(text: &str, registry: &mut Registry) -> Result<Self, PolicyErrors> {
         let table = Table::from_yaml(text, 1)?;
-        let capacity = PolicyConfig::default().cache_capacity;
+        let capacity = CACHE_CAPACITY;
         Ok(PolicyEngine {
             shared: Arc::new(Shared::new(table, None, capacity, registry)),
         })

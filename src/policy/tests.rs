@@ -515,11 +515,7 @@ async fn invalid_reload_is_refused_and_the_old_table_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yaml"), V1).unwrap();
     let mut registry = Registry::default();
-    let config = PolicyConfig {
-        dir: dir.path().to_owned(),
-        watch: false,
-        ..PolicyConfig::default()
-    };
+    let config = unwatched(dir.path());
     let e = PolicyEngine::new(&config, &mut registry).await.unwrap();
     let target = || vec![doc("/a/1", Access::Get)];
     assert!(decide(&e, &alice(), target()).await.allowed);
@@ -626,4 +622,14 @@ fn rule_shape_errors() {
             Err(e) => assert!(e.to_string().contains(want), "{rule}: {e}"),
         }
     }
+}
+
+/// Settings for `dir` without the file watcher, through the config's validation.
+fn unwatched(dir: &std::path::Path) -> PolicySettings {
+    let config = PolicyConfig {
+        dir: dir.to_owned(),
+        watch: false,
+        ..PolicyConfig::default()
+    };
+    crate::config::ConfigErrors::collect(|errors| config.validate(errors)).unwrap()
 }

@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
 use crate::pipeline::{ConnInfo, Pipeline};
-pub use config::{Limits, ServerConfig};
+pub use config::{Limits, ServerSettings};
 
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use tls::CertStore;
@@ -113,7 +113,7 @@ pub struct Server {
 
 impl Server {
     /// Bind the main listener (`server.listen`), with TLS unless `plain_http`.
-    pub async fn bind(config: &ServerConfig, registry: &mut Registry) -> anyhow::Result<Server> {
+    pub async fn bind(config: &ServerSettings, registry: &mut Registry) -> anyhow::Result<Server> {
         let tls = match &config.tls {
             Some(files) => Some(CertStore::load(files)?.acceptor()?),
             None => None,
@@ -145,7 +145,7 @@ impl Server {
 
     /// Bind the admin listener (`server.admin_listen`): plain HTTP, the same
     /// limits, metrics not counted with the main listener's.
-    pub async fn bind_admin(config: &ServerConfig) -> anyhow::Result<Server> {
+    pub async fn bind_admin(config: &ServerSettings) -> anyhow::Result<Server> {
         Server::bind_with(
             config.admin_listen,
             None,
