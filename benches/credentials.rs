@@ -6,6 +6,7 @@
 mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use firegate::config::ConfigErrors;
 use firegate::upstream::{Credentials, UpstreamConfig};
 use prometheus_client::registry::Registry;
 use support::google::{DATASTORE, FakeIam, FakeMetadata, IamExpect};
@@ -14,7 +15,9 @@ const READER: &str = "reader@test-project.iam.gserviceaccount.com";
 
 async fn build(yaml: &str) -> Credentials {
     let config: UpstreamConfig = serde_yaml_ng::from_str(yaml).expect("parses");
-    Credentials::new(&config, &mut Registry::default())
+    let settings =
+        ConfigErrors::collect(|errors| config.validate(errors)).unwrap_or_else(|e| panic!("{e}"));
+    Credentials::new(&settings.credentials, &mut Registry::default())
         .await
         .expect("builds")
 }

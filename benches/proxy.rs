@@ -42,10 +42,9 @@ fn bench_proxy(c: &mut Criterion) {
             admin_listen: any(),
             policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
             upstream_override: Some(up.url.clone()),
-            extra_config: Some(format!(
-                "audit: {{sink: file, path: \"{}\"}}\n",
-                audit_dir.path().join("audit.log").display()
-            )),
+            extra_config: Some(serde_json::json!({
+                "audit": {"sink": "file", "path": audit_dir.path().join("audit.log")}
+            })),
             ..Default::default()
         }))
         .expect("the full stack starts");

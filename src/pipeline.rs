@@ -110,13 +110,13 @@ enum RequestBody {
 
 /// The six steps and what they need.
 pub struct Pipeline {
-    pub authn: Authenticator,
-    pub transactions: TransactionSealer,
-    pub policy: PolicyEngine,
-    pub credentials: Credentials,
-    pub upstream: Upstream,
-    pub audit: Arc<Auditor>,
-    pub settings: PipelineSettings,
+    authn: Authenticator,
+    transactions: TransactionSealer,
+    policy: PolicyEngine,
+    credentials: Credentials,
+    upstream: Upstream,
+    audit: Arc<Auditor>,
+    settings: PipelineSettings,
 }
 
 impl Pipeline {
@@ -126,7 +126,7 @@ impl Pipeline {
             authn: Authenticator::new(&config.authn, registry).await?,
             transactions: TransactionSealer::new(&config.transactions)?,
             policy: PolicyEngine::new(&config.policy, registry).await?,
-            credentials: Credentials::new(&config.upstream, registry).await?,
+            credentials: Credentials::new(&config.upstream.credentials, registry).await?,
             upstream: Upstream::new(&config.upstream, registry)?,
             audit: Arc::new(Auditor::new(&config.audit, registry).await?),
             settings: PipelineSettings {
@@ -134,6 +134,18 @@ impl Pipeline {
                 trusted_proxies: config.server.trusted_proxies.clone(),
             },
         })
+    }
+
+    /// Reload the policy directory (what SIGHUP or a file change does); on
+    /// error the last good table keeps serving.
+    pub async fn reload_policy(&self) -> anyhow::Result<()> {
+        self.policy.reload().await?;
+        Ok(())
+    }
+
+    /// Write every queued audit record.
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
     }
 
     /// Problems that do not stop traffic but an operator must see on

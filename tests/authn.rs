@@ -26,11 +26,10 @@ async fn authenticator(issuers: &[String]) -> (Authenticator, Registry) {
         .try_init();
     let yaml = format!("issuers:\n{}", issuers.join(""));
     let config: AuthnConfig = serde_yaml_ng::from_str(&yaml).expect("authn yaml");
-    let mut errors = firegate::config::ConfigErrors::default();
-    config.validate(&mut errors);
-    assert!(errors.is_empty(), "{errors}");
+    let settings = firegate::config::ConfigErrors::collect(|errors| config.validate(errors))
+        .unwrap_or_else(|errors| panic!("{errors}"));
     let mut registry = Registry::default();
-    let authn = Authenticator::new(&config, &mut registry)
+    let authn = Authenticator::new(&settings, &mut registry)
         .await
         .expect("authenticator");
     (authn, registry)

@@ -15,7 +15,7 @@ use std::time::Duration;
 use firegate::config::ConfigErrors;
 use firegate::firestore::status::Code;
 use firegate::pipeline::respond;
-use firegate::upstream::{Credentials, CredentialsError, UpstreamConfig};
+use firegate::upstream::{Credentials, CredentialsError, UpstreamConfig, UpstreamSettings};
 use prometheus_client::registry::Registry;
 use support::google::{
     DATASTORE, FakeIam, FakeMetadata, FakeSts, IAM_SCOPE, IamExpect, StsExpect, TestKey,
@@ -24,12 +24,10 @@ use support::google::{
 const READER: &str = "reader@test-project.iam.gserviceaccount.com";
 const WRITER: &str = "writer@test-project.iam.gserviceaccount.com";
 
-fn upstream(yaml: &str) -> UpstreamConfig {
+fn upstream(yaml: &str) -> UpstreamSettings {
     let config: UpstreamConfig = serde_yaml_ng::from_str(yaml).expect("upstream config parses");
-    let mut errors = ConfigErrors::default();
-    config.validate(&mut errors);
-    assert!(errors.is_empty(), "config errors: {errors}");
-    config
+    ConfigErrors::collect(|errors| config.validate(errors))
+        .unwrap_or_else(|errors| panic!("config errors: {errors}"))
 }
 
 async fn credentials(yaml: &str) -> (Credentials, Registry) {
@@ -39,7 +37,7 @@ async fn credentials(yaml: &str) -> (Credentials, Registry) {
         .with_test_writer()
         .try_init();
     let mut registry = Registry::default();
-    let credentials = Credentials::new(&upstream(yaml), &mut registry)
+    let credentials = Credentials::new(&upstream(yaml).credentials, &mut registry)
         .await
         .expect("credentials build");
     (credentials, registry)
@@ -570,10 +568,7 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
         admin_listen: any(),
         policies,
         upstream_override: Some(firestore.url.clone()),
-        extra_config: Some(format!(
-            "audit: {{sink: file, path: \"{}\"}}\n",
-            audit.display()
-        )),
+        extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit}})),
         overrides: vec![
             env("SOURCE", "metadata".into()),
             env("METADATA_ENDPOINT", metadata.server.url()),
@@ -640,7 +635,7 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
     );
     assert_eq!(iam.deviations.all(), Vec::<String>::new());
 
-    stack.pipeline.audit.flush().await;
+    stack.app.flush_audit().await;
     let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
         .expect("audit")
         .lines()

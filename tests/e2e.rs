@@ -246,7 +246,7 @@ async fn a_policy_change_takes_effect_without_a_restart_and_a_broken_one_does_no
     )
     .expect("write broken policy");
     within("the refused reload", async {
-        while stack.pipeline.policy.reload_error().is_none() {
+        while stack.app.readiness().notes.is_none() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -421,7 +421,7 @@ async fn client_credentials_and_hop_by_hop_headers_never_reach_firestore() {
 
 /// Records written by the stack's file audit sink, after a flush.
 async fn audit_records(stack: &Stack, path: &Path) -> Vec<Value> {
-    stack.pipeline.audit.flush().await;
+    stack.app.flush_audit().await;
     std::fs::read_to_string(path)
         .expect("audit file")
         .lines()
@@ -448,10 +448,7 @@ async fn every_path_through_the_pipeline_leaves_exactly_one_audit_record_without
         .await;
     let stack = start(DevOptions {
         upstream_override: Some(recording.url.clone()),
-        extra_config: Some(format!(
-            "audit:\n  sink: file\n  path: \"{}\"\n",
-            audit_path.display()
-        )),
+        extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit_path}})),
         ..options()
     })
     .await;
@@ -565,10 +562,7 @@ async fn an_upstream_that_is_down_is_a_503_with_one_audit_record() {
         .expect("free port");
     let stack = start(DevOptions {
         upstream_override: Some(format!("http://{closed}")),
-        extra_config: Some(format!(
-            "audit:\n  sink: file\n  path: \"{}\"\n",
-            audit_path.display()
-        )),
+        extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit_path}})),
         ..options()
     })
     .await;
@@ -607,10 +601,7 @@ async fn a_compressed_answer_to_begin_transaction_is_a_502_audited_as_an_error()
         .await;
     let stack = start(DevOptions {
         upstream_override: Some(recording.url.clone()),
-        extra_config: Some(format!(
-            "audit:\n  sink: file\n  path: \"{}\"\n",
-            audit_path.display()
-        )),
+        extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit_path}})),
         ..options()
     })
     .await;

@@ -15,6 +15,7 @@ use serde::Deserialize as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use firegate::app::{ReloadHub, Reloadable};
 use firegate::config::Config;
 use firegate::server::{self, Handler, Server, Shutdown, admin};
 use firegate::upstream::{AccessToken, Outbound, Upstream};
@@ -142,8 +143,8 @@ async fn certificate_reload_swaps_the_served_certificate() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    // Changing the files is enough once they are watched.
-    let _watcher = store.watch().unwrap();
+    // Changing the files is enough once the reload hub watches them.
+    let _hub = ReloadHub::start(vec![Reloadable::certificate(Arc::clone(&store))]).unwrap();
     let third = TestPki::new();
     let trusts_third = third.client().pool_max_idle_per_host(0).build().unwrap();
     std::fs::copy(&third.key_path, &files.key).unwrap();
@@ -225,7 +226,7 @@ async fn rest_of(response: &mut reqwest::Response) -> Vec<u8> {
     rest
 }
 
-fn upstream_config(url: &str) -> firegate::upstream::UpstreamConfig {
+fn upstream_config(url: &str) -> firegate::upstream::UpstreamSettings {
     Config::from_yaml(&plain_config(url, ""), Vec::new())
         .unwrap()
         .upstream

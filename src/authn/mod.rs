@@ -21,8 +21,8 @@ use http::{HeaderMap, Uri, header};
 use crate::fetch;
 
 pub use config::{
-    AuthnConfig, BackstageConfig, ClaimsConfig, IntrospectionConfig, IssuerConfig, IssuerKind,
-    JwksRefreshConfig, PluginTokensConfig, TokenCacheConfig,
+    AuthnConfig, AuthnSettings, BackstageConfig, ClaimsConfig, IntrospectionConfig, IssuerConfig,
+    IssuerKind, IssuerSettings, JwksRefreshConfig, KeySource, PluginTokensConfig, TokenCacheConfig,
 };
 pub use principal::{Fingerprint, Principal};
 
@@ -128,30 +128,23 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Build from the config and start fetching every issuer's keys in the
-    /// background: an unreachable issuer does not fail startup, it keeps
-    /// [`Authenticator::not_ready`] reporting until its keys load.
+    /// Build from the validated section and start fetching every issuer's
+    /// keys in the background: an unreachable issuer does not fail startup,
+    /// it keeps [`Authenticator::not_ready`] reporting until its keys load.
     pub async fn new(
-        config: &AuthnConfig,
+        settings: &AuthnSettings,
         registry: &mut prometheus_client::registry::Registry,
     ) -> anyhow::Result<Self> {
-        let mut errors = crate::config::ConfigErrors::default();
-        let settings = config.settings(&mut errors);
-        let timeout =
-            crate::config::duration("authn.http_timeout", &config.http_timeout, &mut errors);
-        if !errors.is_empty() {
-            anyhow::bail!("invalid authn config:\n{errors}");
-        }
-        let client = http_client(timeout)?;
+        let client = http_client(settings.http_timeout)?;
         let metrics = AuthnMetrics::register(registry);
-        let mut by_iss = HashMap::with_capacity(settings.len());
+        let mut by_iss = HashMap::with_capacity(settings.issuers.len());
         let mut introspecting = Vec::new();
         let mut plugin_issuer = None;
-        for s in settings {
+        for s in &settings.issuers {
             let issuer = Arc::new(Issuer::start(
-                s,
+                s.clone(),
                 &client,
-                config.token_cache.max_entries,
+                settings.token_cache_entries,
                 metrics.clone(),
             )?);
             if issuer.introspection.is_some() {
@@ -171,8 +164,8 @@ impl Authenticator {
             by_iss,
             introspecting,
             plugin_issuer,
-            verified: VerifiedTokens::new(config.token_cache.max_entries),
-            max_token_bytes: config.max_token_bytes,
+            verified: VerifiedTokens::new(settings.token_cache_entries),
+            max_token_bytes: settings.max_token_bytes,
             metrics,
         })
     }

@@ -348,10 +348,10 @@ fn target(spec: &TargetSpec) -> Result<Target, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const POLICY: &str = r#"
+    pub(crate) const POLICY: &str = r#"
 rules:
   - id: catalog-readers
     match: /catalog/{entity}

@@ -73,15 +73,8 @@ pub fn explain(table: &Table, principal: &Principal, op: &Operation) -> (String,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::cases::tests::POLICY;
     use crate::firestore::{Access, Database, Method, Scope, Target};
-
-    const POLICY: &str = r#"
-rules:
-  - id: catalog-readers
-    match: /catalog/{entity}
-    allow: [read]
-    who: { groups: [engineers] }
-"#;
 
     #[test]
     fn explain_names_the_rule_per_target() {

@@ -119,7 +119,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => {
             let config = Config::load(&config, std::env::vars())?;
-            crate::server::serve(config).await?;
+            crate::app::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev {

@@ -30,6 +30,18 @@ impl ConfigErrors {
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }
+
+    /// Run one validation and keep its result only if it recorded nothing:
+    /// `ConfigErrors::collect(|errors| raw.validate(errors))`.
+    pub fn collect<T>(validate: impl FnOnce(&mut ConfigErrors) -> T) -> Result<T, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let value = validate(&mut errors);
+        if errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(errors)
+        }
+    }
 }
 
 impl fmt::Display for ConfigErrors {

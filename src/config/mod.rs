@@ -1,24 +1,25 @@
 //! Configuration: one YAML file, `FIREGATE_*` environment overrides, raw
-//! serde structs (`deny_unknown_fields`) validated into a typed [`Config`]
-//! with every error reported at once.
+//! serde structs (`deny_unknown_fields`) validated once, section by section,
+//! into the typed settings of a [`Config`], with every error reported at once.
 
 mod env;
 mod errors;
+mod value;
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 pub use errors::{ConfigError, ConfigErrors};
+pub use value::{default_duration, duration};
 
-use crate::audit::AuditConfig;
-use crate::authn::AuthnConfig;
-use crate::policy::PolicyConfig;
-use crate::server::config::{RawServer, ServerConfig, validate_server};
-use crate::transaction::TransactionConfig;
-use crate::upstream::UpstreamConfig;
+use crate::audit::{AuditConfig, AuditSettings};
+use crate::authn::{AuthnConfig, AuthnSettings};
+use crate::policy::{PolicyConfig, PolicySettings};
+use crate::server::config::{RawServer, ServerSettings};
+use crate::transaction::{TransactionConfig, TransactionSettings};
+use crate::upstream::{UpstreamConfig, UpstreamSettings};
 
 /// The whole file, as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,23 +39,16 @@ pub struct RawConfig {
     pub transactions: TransactionConfig,
 }
 
-/// The validated configuration.
+/// The validated configuration: every section's typed settings, each
+/// parsed once; constructors take them as they are.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server: ServerConfig,
-    pub authn: AuthnConfig,
-    pub policy: PolicyConfig,
-    pub upstream: UpstreamConfig,
-    pub audit: AuditConfig,
-    pub transactions: TransactionConfig,
-}
-
-/// Parse a humantime duration, recording an error under `key`.
-pub fn duration(key: &str, value: &str, errors: &mut ConfigErrors) -> Duration {
-    humantime::parse_duration(value).unwrap_or_else(|e| {
-        errors.push(key, format!("not a duration ({e}); write e.g. `30s`"));
-        Duration::ZERO
-    })
+    pub server: ServerSettings,
+    pub authn: AuthnSettings,
+    pub policy: PolicySettings,
+    pub upstream: UpstreamSettings,
+    pub audit: AuditSettings,
+    pub transactions: TransactionSettings,
 }
 
 impl Config {
@@ -82,8 +76,7 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
-        let mut errors = ConfigErrors::default();
-        let mut value: Value = if text.trim().is_empty() {
+        let value: Value = if text.trim().is_empty() {
             Value::Mapping(Default::default())
         } else {
             serde_yaml_ng::from_str(text).map_err(|e| {
@@ -92,6 +85,16 @@ impl Config {
                 errors
             })?
         };
+        Config::from_value(value, env)
+    }
+
+    /// Validate a config given as a YAML value (built by `firegate dev` and
+    /// the tests), with overrides.
+    pub fn from_value(
+        mut value: Value,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
         env::apply_env(&mut value, env, &mut errors);
         let raw: RawConfig = serde_yaml_ng::from_value(value).map_err(|e| {
             errors.push(location(&e), e.to_string());
@@ -105,21 +108,35 @@ impl Config {
         }
     }
 
+    /// Every section validated, in file order. Only returned to callers
+    /// when `errors` stays empty, so no placeholder of a bad value escapes.
     fn validate(raw: RawConfig, errors: &mut ConfigErrors) -> Config {
-        let server = validate_server(raw.server, errors);
-        raw.authn.validate(errors);
-        raw.policy.validate(errors);
-        raw.upstream.validate(errors);
-        raw.audit.validate(errors);
-        raw.transactions.validate(errors);
         Config {
-            server,
-            authn: raw.authn,
-            policy: raw.policy,
-            upstream: raw.upstream,
-            audit: raw.audit,
-            transactions: raw.transactions,
+            server: raw.server.validate(errors),
+            authn: raw.authn.validate(errors),
+            policy: raw.policy.validate(errors),
+            upstream: raw.upstream.validate(errors),
+            audit: raw.audit.validate(errors),
+            transactions: raw.transactions.validate(errors),
         }
+    }
+}
+
+/// Merge `overlay` into `base`: mappings merge key by key, anything else
+/// in `overlay` replaces what `base` had.
+pub fn merge(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Mapping(base), Value::Mapping(overlay)) => {
+            for (key, value) in overlay {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
     }
 }
 
@@ -132,6 +149,8 @@ fn location(e: &serde_yaml_ng::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -166,6 +185,49 @@ mod tests {
                 "server.admin_listen",
                 "server.trusted_proxies[0]",
                 "server.limits.idle_timeout"
+            ]
+        );
+    }
+
+    #[test]
+    fn merge_overlays_nested_keys_and_keeps_the_rest() {
+        let mut base: Value =
+            serde_yaml_ng::from_str("server: {plain_http: true, listen: '127.0.0.1:1'}").unwrap();
+        let overlay: Value =
+            serde_yaml_ng::from_str("server: {listen: '127.0.0.1:2'}\naudit: {sink: stdout}")
+                .unwrap();
+        merge(&mut base, overlay);
+        let c = Config::from_value(base, env(&[])).unwrap();
+        assert_eq!(c.server.listen.port(), 2);
+    }
+
+    #[test]
+    fn sections_carry_the_values_written_and_refuse_bad_ones() {
+        let c = Config::from_yaml(
+            "server: {plain_http: true}\ntransactions: {ttl: 90s}\n\
+             upstream: {connect_timeout: 250ms}\naudit: {queue_capacity: 3}\n\
+             authn: {http_timeout: 2s}\npolicy: {cache_capacity: 9, watch: false}",
+            env(&[]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.transactions.ttl, Duration::from_secs(90));
+        assert_eq!(c.upstream.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.audit.queue_capacity.get(), 3);
+        assert_eq!(c.authn.http_timeout, Duration::from_secs(2));
+        assert_eq!((c.policy.cache_capacity, c.policy.watch), (9, false));
+
+        let err = Config::from_yaml(
+            "server: {plain_http: true}\ntransactions: {ttl: 0s}\n\
+             upstream: {credentials: {impersonation: {lifetime: 13h}}}",
+            env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstream.credentials.impersonation.lifetime",
+                "transactions.ttl"
             ]
         );
     }

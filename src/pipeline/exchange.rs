@@ -265,12 +265,12 @@ mod tests {
 
     fn auditor() -> (Arc<Auditor>, MemorySink) {
         let sink = MemorySink::new();
-        let auditor = Auditor::with_sink(
-            &AuditConfig::default(),
-            Box::new(sink.clone()),
-            &mut Registry::default(),
-        )
-        .expect("auditor");
+        let settings =
+            crate::config::ConfigErrors::collect(|errors| AuditConfig::default().validate(errors))
+                .expect("default audit settings");
+        let auditor =
+            Auditor::with_sink(&settings, Box::new(sink.clone()), &mut Registry::default())
+                .expect("auditor");
         (Arc::new(auditor), sink)
     }
 

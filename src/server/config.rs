@@ -80,6 +80,17 @@ impl Default for RawLimits {
 }
 
 mod defaults {
+    use std::time::Duration;
+
+    use crate::config::default_duration;
+
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+    pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+    pub const MAX_CONNECTIONS: usize = 10_000;
+
     pub fn listen() -> String {
         "0.0.0.0:8443".into()
     }
@@ -87,27 +98,28 @@ mod defaults {
         "127.0.0.1:9090".into()
     }
     pub fn max_body_bytes() -> usize {
-        10 * 1024 * 1024
+        MAX_BODY_BYTES
     }
     pub fn max_header_bytes() -> usize {
-        64 * 1024
+        MAX_HEADER_BYTES
     }
     pub fn header_read_timeout() -> String {
-        "10s".into()
+        default_duration(HEADER_READ_TIMEOUT)
     }
     pub fn idle_timeout() -> String {
-        "60s".into()
+        default_duration(IDLE_TIMEOUT)
     }
     pub fn max_connections() -> usize {
-        10_000
+        MAX_CONNECTIONS
     }
     pub fn drain_timeout() -> String {
-        "30s".into()
+        default_duration(DRAIN_TIMEOUT)
     }
 }
 
+/// The validated `server:` section.
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
+pub struct ServerSettings {
     pub listen: SocketAddr,
     pub tls: Option<RawTls>,
     pub admin_listen: SocketAddr,
@@ -115,6 +127,7 @@ pub struct ServerConfig {
     pub limits: Limits,
 }
 
+/// The validated `server.limits:`.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
@@ -128,96 +141,136 @@ pub struct Limits {
 impl Default for Limits {
     /// The documented defaults of `server.limits`.
     fn default() -> Self {
-        let mut errors = ConfigErrors::default();
-        let l = RawLimits::default();
         Limits {
-            max_body_bytes: l.max_body_bytes,
-            max_header_bytes: l.max_header_bytes,
-            header_read_timeout: duration("", &l.header_read_timeout, &mut errors),
-            idle_timeout: duration("", &l.idle_timeout, &mut errors),
-            max_connections: l.max_connections,
-            drain_timeout: duration("", &l.drain_timeout, &mut errors),
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            max_header_bytes: defaults::MAX_HEADER_BYTES,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            max_connections: defaults::MAX_CONNECTIONS,
+            drain_timeout: defaults::DRAIN_TIMEOUT,
         }
     }
 }
 
-pub(crate) fn validate_server(raw: RawServer, errors: &mut ConfigErrors) -> ServerConfig {
-    let addr = |key: &str, v: &str, errors: &mut ConfigErrors| {
-        v.parse::<SocketAddr>().unwrap_or_else(|_| {
-            errors.push(key, format!("`{v}` is not an address like 0.0.0.0:8443"));
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        })
-    };
-    let listen = addr("server.listen", &raw.listen, errors);
-    let admin_listen = addr("server.admin_listen", &raw.admin_listen, errors);
-    match (&raw.tls, raw.plain_http) {
-        (None, false) => errors.push(
-            "server.tls",
-            "required: give `cert` and `key`, or set `plain_http: true` behind a TLS-terminating load balancer",
-        ),
-        (Some(_), true) => errors.push("server.plain_http", "set either `tls` or `plain_http`, not both"),
-        _ => {}
-    }
-    let trusted_proxies = raw
-        .trusted_proxies
-        .iter()
-        .enumerate()
-        .filter_map(|(i, cidr)| {
-            cidr.parse::<IpNet>()
-                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    errors.push(
-                        format!("server.trusted_proxies[{i}]"),
-                        format!("`{cidr}` is not a CIDR"),
-                    )
-                })
-                .ok()
-        })
-        .collect();
-    let l = raw.limits;
-    let limits = Limits {
-        max_body_bytes: l.max_body_bytes,
-        max_header_bytes: l.max_header_bytes,
-        header_read_timeout: duration(
-            "server.limits.header_read_timeout",
-            &l.header_read_timeout,
-            errors,
-        ),
-        idle_timeout: duration("server.limits.idle_timeout", &l.idle_timeout, errors),
-        max_connections: l.max_connections,
-        drain_timeout: duration("server.limits.drain_timeout", &l.drain_timeout, errors),
-    };
-    if limits.max_connections == 0 {
-        errors.push("server.limits.max_connections", "must be at least 1");
-    }
-    if limits.max_header_bytes < 8192 {
-        // hyper's HTTP/1.1 read buffer cannot be smaller.
-        errors.push("server.limits.max_header_bytes", "must be at least 8192");
-    }
-    if limits.max_body_bytes == 0 {
-        errors.push("server.limits.max_body_bytes", "must be at least 1");
-    }
-    for (key, value) in [
-        (
-            "server.limits.header_read_timeout",
-            limits.header_read_timeout,
-        ),
-        ("server.limits.idle_timeout", limits.idle_timeout),
-    ] {
-        if value.is_zero() && !errors.errors.iter().any(|e| e.key == key) {
-            errors.push(key, "must be more than zero");
+impl RawServer {
+    /// The typed `server:` section, recording every problem. Values under a
+    /// recorded error are placeholders: a [`crate::config::Config`] is only
+    /// built when there are none.
+    pub fn validate(self, errors: &mut ConfigErrors) -> ServerSettings {
+        let listen = address("server.listen", &self.listen, errors);
+        let admin_listen = address("server.admin_listen", &self.admin_listen, errors);
+        match (&self.tls, self.plain_http) {
+            (None, false) => errors.push(
+                "server.tls",
+                "required: give `cert` and `key`, or set `plain_http: true` behind a TLS-terminating load balancer",
+            ),
+            (Some(_), true) => errors.push("server.plain_http", "set either `tls` or `plain_http`, not both"),
+            _ => {}
+        }
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, cidr)| {
+                cidr.parse::<IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        errors.push(
+                            format!("server.trusted_proxies[{i}]"),
+                            format!("`{cidr}` is not a CIDR"),
+                        )
+                    })
+                    .ok()
+            })
+            .collect();
+        let limits = self.limits.validate(errors);
+        if let Some(tls) = &self.tls
+            && let Err(err) = crate::server::tls::load_certified_key(tls)
+        {
+            errors.push("server.tls", format!("{err:#}"));
+        }
+        ServerSettings {
+            listen,
+            tls: self.tls,
+            admin_listen,
+            trusted_proxies,
+            limits,
         }
     }
-    if let Some(tls) = &raw.tls
-        && let Err(err) = crate::server::tls::load_certified_key(tls)
-    {
-        errors.push("server.tls", format!("{err:#}"));
+}
+
+impl RawLimits {
+    fn validate(self, errors: &mut ConfigErrors) -> Limits {
+        const KEY: &str = "server.limits";
+        let mut positive = |name: &str, value: &str| {
+            let key = format!("{KEY}.{name}");
+            let d = duration(&key, value, errors);
+            if d.is_some_and(|d| d.is_zero()) {
+                errors.push(key, "must be more than zero");
+            }
+            d.unwrap_or_default()
+        };
+        let header_read_timeout = positive("header_read_timeout", &self.header_read_timeout);
+        let idle_timeout = positive("idle_timeout", &self.idle_timeout);
+        let drain_timeout = duration(&format!("{KEY}.drain_timeout"), &self.drain_timeout, errors)
+            .unwrap_or_default();
+        if self.max_connections == 0 {
+            errors.push("server.limits.max_connections", "must be at least 1");
+        }
+        if self.max_header_bytes < 8192 {
+            // hyper's HTTP/1.1 read buffer cannot be smaller.
+            errors.push("server.limits.max_header_bytes", "must be at least 8192");
+        }
+        if self.max_body_bytes == 0 {
+            errors.push("server.limits.max_body_bytes", "must be at least 1");
+        }
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_header_bytes: self.max_header_bytes,
+            header_read_timeout,
+            idle_timeout,
+            max_connections: self.max_connections,
+            drain_timeout,
+        }
     }
-    ServerConfig {
-        listen,
-        tls: raw.tls,
-        admin_listen,
-        trusted_proxies,
-        limits,
+}
+
+fn address(key: &str, value: &str, errors: &mut ConfigErrors) -> SocketAddr {
+    value.parse::<SocketAddr>().unwrap_or_else(|_| {
+        errors.push(
+            key,
+            format!("`{value}` is not an address like 0.0.0.0:8443"),
+        );
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_raw_defaults_validate_to_the_typed_defaults() {
+        let limits = ConfigErrors::collect(|errors| RawLimits::default().validate(errors))
+            .expect("defaults are valid");
+        let typed = Limits::default();
+        assert_eq!(
+            (
+                limits.header_read_timeout,
+                limits.idle_timeout,
+                limits.drain_timeout,
+                limits.max_body_bytes,
+                limits.max_header_bytes,
+                limits.max_connections,
+            ),
+            (
+                typed.header_read_timeout,
+                typed.idle_timeout,
+                typed.drain_timeout,
+                typed.max_body_bytes,
+                typed.max_header_bytes,
+                typed.max_connections,
+            )
+        );
     }
 }

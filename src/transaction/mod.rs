@@ -33,7 +33,7 @@ pub use stream::{SealError, SealStream};
 const VERSION: u8 = 1;
 const TAG_LEN: usize = 16;
 const MIN_KEY_LEN: usize = 32;
-const DEFAULT_TTL: &str = "10m";
+const DEFAULT_TTL: Duration = Duration::from_secs(600);
 /// Shortest and longest accepted `ttl`: Firestore ends a transaction after
 /// 270 s anyway; a day bounds how long a leaked seal is worth anything.
 const TTL_RANGE: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(86_400));
@@ -52,7 +52,7 @@ pub struct TransactionConfig {
 }
 
 fn default_ttl() -> String {
-    DEFAULT_TTL.into()
+    crate::config::default_duration(DEFAULT_TTL)
 }
 
 impl Default for TransactionConfig {
@@ -64,11 +64,20 @@ impl Default for TransactionConfig {
     }
 }
 
+/// The validated `transactions:` section.
+#[derive(Debug, Clone)]
+pub struct TransactionSettings {
+    /// Read when the sealer is built; `None`: a random key per process.
+    pub key_file: Option<PathBuf>,
+    /// Within [`TTL_RANGE`], used as is.
+    pub ttl: Duration,
+}
+
 impl TransactionConfig {
-    /// Record every problem in the `transactions:` section.
-    pub fn validate(&self, errors: &mut ConfigErrors) {
+    /// The typed `transactions:` section, recording every problem.
+    pub fn validate(self, errors: &mut ConfigErrors) -> TransactionSettings {
         let ttl = crate::config::duration("transactions.ttl", &self.ttl, errors);
-        if ttl != Duration::ZERO && !(TTL_RANGE.0..=TTL_RANGE.1).contains(&ttl) {
+        if ttl.is_some_and(|ttl| !(TTL_RANGE.0..=TTL_RANGE.1).contains(&ttl)) {
             errors.push("transactions.ttl", "must be between 10s and 24h");
         }
         if let Some(path) = &self.key_file
@@ -76,12 +85,10 @@ impl TransactionConfig {
         {
             errors.push("transactions.key_file", reason);
         }
-    }
-
-    fn ttl(&self) -> Duration {
-        humantime::parse_duration(&self.ttl)
-            .unwrap_or(Duration::from_secs(600))
-            .clamp(TTL_RANGE.0, TTL_RANGE.1)
+        TransactionSettings {
+            key_file: self.key_file,
+            ttl: ttl.unwrap_or_default(),
+        }
     }
 }
 
@@ -126,8 +133,8 @@ pub struct TransactionSealer {
 }
 
 impl TransactionSealer {
-    pub fn new(config: &TransactionConfig) -> anyhow::Result<Self> {
-        let key = match &config.key_file {
+    pub fn new(settings: &TransactionSettings) -> anyhow::Result<Self> {
+        let key = match &settings.key_file {
             Some(path) => read_key(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
             None => {
                 tracing::warn!(
@@ -137,7 +144,7 @@ impl TransactionSealer {
                 rand::random::<[u8; 32]>().to_vec()
             }
         };
-        Ok(TransactionSealer::with_key(&key, config.ttl())?)
+        Ok(TransactionSealer::with_key(&key, settings.ttl)?)
     }
 
     /// A sealer with this key and lifetime.

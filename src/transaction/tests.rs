@@ -271,39 +271,34 @@ async fn error_responses_pass_unchanged_and_compressed_ones_are_refused() {
     assert_eq!(refused.reason(), "response_not_sealable");
 }
 
+fn validated(config: TransactionConfig) -> Result<TransactionSettings, Vec<String>> {
+    ConfigErrors::collect(|errors| config.validate(errors))
+        .map_err(|e| e.errors.into_iter().map(|e| e.key).collect())
+}
+
 #[test]
 fn config_is_validated() {
     let dir = tempfile::tempdir().unwrap();
     let short = dir.path().join("short");
     std::fs::write(&short, "too short\n").unwrap();
-    let config = TransactionConfig {
+    let found = validated(TransactionConfig {
         key_file: Some(short),
         ttl: "forever".into(),
-    };
-    let mut errors = ConfigErrors::default();
-    config.validate(&mut errors);
-    let keys: Vec<&str> = errors.errors.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(keys, ["transactions.ttl", "transactions.key_file"]);
+    });
+    assert_eq!(
+        found.unwrap_err(),
+        ["transactions.ttl", "transactions.key_file"]
+    );
 
     let good = dir.path().join("good");
     std::fs::write(&good, format!("{}\n", "k".repeat(44))).unwrap();
-    let config = TransactionConfig {
-        key_file: Some(good.clone()),
-        ttl: "48h".into(),
-    };
-    let mut errors = ConfigErrors::default();
-    config.validate(&mut errors);
-    assert_eq!(errors.errors.len(), 1, "ttl out of range");
-
-    let config = TransactionConfig {
+    let settings = validated(TransactionConfig {
         key_file: Some(good),
         ttl: "5m".into(),
-    };
-    let mut errors = ConfigErrors::default();
-    config.validate(&mut errors);
-    assert!(errors.is_empty());
-    let a = TransactionSealer::new(&config).unwrap();
-    let b = TransactionSealer::new(&config).unwrap();
+    })
+    .unwrap();
+    let a = TransactionSealer::new(&settings).unwrap();
+    let b = TransactionSealer::new(&settings).unwrap();
     let sealed = a.seal(&ALICE, &db(), b"tx");
     assert_eq!(
         b.unseal(&sealed, &ALICE, &db()).unwrap(),
@@ -313,9 +308,47 @@ fn config_is_validated() {
 }
 
 #[test]
+fn a_ttl_out_of_range_is_an_error_not_clamped() {
+    for ttl in ["0s", "9s", "24h 1s", "48h"] {
+        let found = validated(TransactionConfig {
+            ttl: ttl.into(),
+            ..TransactionConfig::default()
+        });
+        assert_eq!(found.unwrap_err(), ["transactions.ttl"], "ttl {ttl}");
+    }
+}
+
+#[test]
+fn the_sealer_gets_the_validated_ttl_unchanged() {
+    for (ttl, secs) in [("10s", 10), ("90s", 90), ("24h", 86_400)] {
+        let settings = validated(TransactionConfig {
+            ttl: ttl.into(),
+            ..TransactionConfig::default()
+        })
+        .unwrap();
+        assert_eq!(settings.ttl, Duration::from_secs(secs));
+        let sealer = TransactionSealer::new(&settings).unwrap();
+        assert_eq!(sealer.ttl, settings.ttl, "ttl {ttl}");
+        let usage = TransactionUse {
+            begins: true,
+            ..TransactionUse::default()
+        };
+        let before = now();
+        let sealing = sealer.sealing(&ALICE, &db(), &usage).unwrap();
+        assert!(
+            (before + secs..=now() + secs).contains(&sealing.expiry),
+            "ttl {ttl}"
+        );
+    }
+    let default = validated(TransactionConfig::default()).unwrap();
+    assert_eq!(default.ttl, DEFAULT_TTL);
+}
+
+#[test]
 fn without_a_key_file_each_start_has_its_own_key() {
-    let a = TransactionSealer::new(&TransactionConfig::default()).unwrap();
-    let b = TransactionSealer::new(&TransactionConfig::default()).unwrap();
+    let settings = validated(TransactionConfig::default()).unwrap();
+    let a = TransactionSealer::new(&settings).unwrap();
+    let b = TransactionSealer::new(&settings).unwrap();
     let sealed = a.seal(&ALICE, &db(), b"tx");
     assert_eq!(
         b.unseal(&sealed, &ALICE, &db()),

@@ -23,7 +23,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::headers::{self, Forwarding};
-use super::{AccessToken, UpstreamConfig};
+use super::{AccessToken, UpstreamSettings};
 use crate::body::Body;
 use crate::server::tls;
 
@@ -126,19 +126,17 @@ pub(super) fn load_roots(path: &Path) -> anyhow::Result<Vec<CertificateDer<'stat
     Ok(roots)
 }
 
-fn root_store(extra: Option<&Path>) -> anyhow::Result<RootCertStore> {
+fn root_store(extra: &[CertificateDer<'static>]) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     // Native roots add a corporate CA when the system has one; a broken
     // system store must not stop firegate, the webpki set is enough for Google.
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
-    if let Some(path) = extra {
-        for root in load_roots(path)? {
-            roots
-                .add(root)
-                .with_context(|| format!("{}: unusable root", path.display()))?;
-        }
+    for root in extra {
+        roots
+            .add(root.clone())
+            .context("upstream.ca_file: unusable root")?;
     }
     Ok(roots)
 }
@@ -177,19 +175,16 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig, registry: &mut Registry) -> anyhow::Result<Self> {
-        let (scheme, authority) =
-            base_uri(&config.url).map_err(|reason| anyhow::anyhow!("upstream.url: {reason}"))?;
-        let (connect_timeout, response_header_timeout) = config.timeouts()?;
+    pub fn new(settings: &UpstreamSettings, registry: &mut Registry) -> anyhow::Result<Self> {
         let tls = rustls::ClientConfig::builder_with_provider(tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .context("TLS 1.2/1.3 with the aws-lc-rs provider")?
-            .with_root_certificates(root_store(config.ca_file.as_deref())?)
+            .with_root_certificates(root_store(&settings.ca_roots)?)
             .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
+        http.set_connect_timeout(Some(settings.connect_timeout));
         // ALPN offers h2 first: Google answers HTTP/2; `http://` stays HTTP/1.1.
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -204,9 +199,9 @@ impl Upstream {
             .build(connector);
         Ok(Upstream {
             client,
-            scheme,
-            authority,
-            response_header_timeout,
+            scheme: settings.scheme.clone(),
+            authority: settings.authority.clone(),
+            response_header_timeout: settings.response_header_timeout,
             metrics: UpstreamMetrics::register(registry),
         })
     }

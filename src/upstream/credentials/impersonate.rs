@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::CredentialsError;
 use super::base::bearer;
 use super::cache::Minted;
-use super::config::CredentialsConfig;
+use super::config::CredentialsSettings;
 use crate::fetch::{self, AnswerError};
 
 /// A slow IAM endpoint must not hold requests for long: they fail closed.
@@ -45,7 +45,7 @@ pub struct Impersonator {
 }
 
 impl Impersonator {
-    pub fn new(config: &CredentialsConfig) -> anyhow::Result<Self> {
+    pub fn new(settings: &CredentialsSettings) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             // A redirect would carry the base token somewhere unplanned.
@@ -53,19 +53,15 @@ impl Impersonator {
             .build()?;
         Ok(Impersonator {
             client,
-            endpoint: config
-                .impersonation
-                .iam_endpoint
-                .trim_end_matches('/')
-                .to_owned(),
-            scopes: config.scopes.clone(),
-            delegates: config
+            endpoint: settings.impersonation.iam_endpoint.clone(),
+            scopes: settings.scopes.clone(),
+            delegates: settings
                 .impersonation
                 .delegates
                 .iter()
                 .map(|d| format!("projects/-/serviceAccounts/{d}"))
                 .collect(),
-            lifetime: config.lifetime(),
+            lifetime: settings.impersonation.lifetime,
         })
     }
 

@@ -22,14 +22,14 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::UpstreamConfig;
 use base::GoogleBase;
 use cache::{Fetched, Slot};
 use impersonate::Impersonator;
 use metrics::Metrics;
 
 pub use config::{
-    CredentialsConfig, ImpersonationConfig, Source, is_loopback_http, is_service_account,
+    BaseCredentials, CredentialsConfig, CredentialsSettings, ImpersonationConfig,
+    ImpersonationSettings, Source, is_loopback_http, is_service_account,
 };
 
 /// The account name audit lines show for the emulator's owner token.
@@ -118,15 +118,15 @@ struct Google {
 }
 
 impl Credentials {
-    /// Build from the validated `upstream` config. Starts fetching the base
-    /// token at once; `not_ready` says so until one arrives.
+    /// Build from the validated `upstream.credentials`. Starts fetching the
+    /// base token at once; `not_ready` says so until one arrives.
     pub async fn new(
-        config: &UpstreamConfig,
+        settings: &CredentialsSettings,
         registry: &mut prometheus_client::registry::Registry,
     ) -> anyhow::Result<Self> {
         let metrics = Metrics::register(registry);
-        let source = match config.credentials.source() {
-            Source::Emulator => {
+        let source = match &settings.base {
+            BaseCredentials::Emulator => {
                 let mut authorization = HeaderValue::from_static("Bearer owner");
                 authorization.set_sensitive(true);
                 Minter::Emulator(AccessToken {
@@ -134,13 +134,13 @@ impl Credentials {
                     account: EMULATOR_ACCOUNT.into(),
                 })
             }
-            Source::Adc | Source::ServiceAccountKey | Source::Metadata => {
-                Minter::Google(Box::new(Google {
-                    base: GoogleBase::new(&config.credentials)?,
-                    impersonator: Impersonator::new(&config.credentials)?,
-                    accounts: RwLock::new(HashMap::new()),
-                }))
-            }
+            BaseCredentials::Adc
+            | BaseCredentials::ServiceAccountKey(_)
+            | BaseCredentials::Metadata(_) => Minter::Google(Box::new(Google {
+                base: GoogleBase::new(settings)?,
+                impersonator: Impersonator::new(settings)?,
+                accounts: RwLock::new(HashMap::new()),
+            })),
         };
         let base_account = match &source {
             Minter::Emulator(token) => token.account.clone(),
