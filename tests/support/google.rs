@@ -1,7 +1,8 @@
 //! Fakes of Google's token endpoints (metadata server, STS, IAM Credentials)
-//! and service-account keys made at test time. Each fake checks what it
-//! receives and records every deviation, so a test fails if firegate sends
-//! anything else.
+//! and service-account keys made at test time. Each fake runs on the one
+//! [`fake`](super::fake) server, checks what it receives and records every
+//! deviation (answering 400) rather than panicking, so a test fails on the
+//! deviation it names if firegate sends anything else.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::fake::{FakeServer, Received};
+use super::fake::{self, FakeServer, Received};
 
 pub const DATASTORE: &str = "https://www.googleapis.com/auth/datastore";
 pub const IAM_SCOPE: &str = "https://www.googleapis.com/auth/iam";
@@ -58,7 +59,8 @@ impl FakeMetadata {
         let hits = Arc::new(AtomicUsize::new(0));
         let broken = Arc::new(AtomicBool::new(false));
         let (d, h, b) = (deviations.clone(), Arc::clone(&hits), Arc::clone(&broken));
-        let server = FakeServer::start(move |req: Received| {
+        let server = fake::server()
+            .fallback(move |req: Received| {
             if req.header("metadata-flavor") != Some("Google") {
                 d.push(format!("{} without Metadata-Flavor: Google", req.path));
                 return (StatusCode::FORBIDDEN, json!({}));
@@ -85,8 +87,9 @@ impl FakeMetadata {
                 StatusCode::OK,
                 json!({"access_token": format!("mds-token-{n}"), "expires_in": 3600, "token_type": "Bearer"}),
             )
-        })
-        .await;
+            })
+            .start()
+            .await;
         FakeMetadata {
             server,
             deviations,
@@ -124,7 +127,8 @@ impl FakeSts {
         let deviations = Deviations::default();
         let hits = Arc::new(AtomicUsize::new(0));
         let (d, h) = (deviations.clone(), Arc::clone(&hits));
-        let server = FakeServer::start(move |req: Received| {
+        let server = fake::server()
+            .fallback(move |req: Received| {
             h.fetch_add(1, Ordering::SeqCst);
             if req.method != Method::POST || req.path != "/v1/token" {
                 return refuse(&d, format!("{} {}", req.method, req.path));
@@ -158,8 +162,9 @@ impl FakeSts {
                     "expires_in": 3600,
                 }),
             )
-        })
-        .await;
+            })
+            .start()
+            .await;
         FakeSts {
             server,
             deviations,
@@ -210,7 +215,8 @@ impl FakeIam {
             Arc::clone(&ttl),
             Arc::clone(&down),
         );
-        let server = FakeServer::start(move |req: Received| {
+        let server = fake::server()
+            .fallback(move |req: Received| {
             let Some(account) = req
                 .path
                 .strip_prefix("/v1/projects/-/serviceAccounts/")
@@ -266,8 +272,9 @@ impl FakeIam {
                     "expireTime": expire.format(&Rfc3339).expect("formats"),
                 }),
             )
-        })
-        .await;
+            })
+            .start()
+            .await;
         FakeIam {
             server,
             deviations,

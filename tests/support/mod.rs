@@ -5,11 +5,11 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod certs;
+pub mod config;
 pub mod emulator;
 pub mod fake;
 pub mod google;
 pub mod issuer;
-pub mod listen;
 pub mod oidc_provider;
 pub mod proxy;
 pub mod upstream;
