@@ -19,17 +19,24 @@ use support::issuer::{AUDIENCE, TestIssuer};
 const POOL: usize = 512;
 
 fn config(issuer: &TestIssuer, extra_issuers: usize, cache: u64) -> AuthnConfig {
-    let mut yaml = format!(
-        "token_cache: {{max_entries: {cache}}}\nissuers:\n- {{name: main, issuer: '{}', audiences: ['{AUDIENCE}'], jwks_uri: '{}'}}\n",
-        issuer.issuer,
-        issuer.jwks_uri()
-    );
+    let mut issuers = vec![json!({
+        "name": "main",
+        "issuer": issuer.issuer,
+        "audiences": [AUDIENCE],
+        "jwks_uri": issuer.jwks_uri(),
+    })];
     for i in 0..extra_issuers {
-        yaml.push_str(&format!(
-            "- {{name: other{i}, issuer: 'https://other-{i}.example', audiences: [x], jwks_uri: '{}'}}\n",
-            issuer.jwks_uri()
-        ));
+        issuers.push(json!({
+            "name": format!("other{i}"),
+            "issuer": format!("https://other-{i}.example"),
+            "audiences": ["x"],
+            "jwks_uri": issuer.jwks_uri(),
+        }));
     }
+    let yaml = support::config::yaml(&json!({
+        "token_cache": {"max_entries": cache},
+        "issuers": issuers,
+    }));
     serde_yaml_ng::from_str(&yaml).expect("config")
 }
 

@@ -14,7 +14,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
 use firegate::dev::{DevOptions, Stack, samples};
-use support::proxy::plain_config;
+use serde_json::json;
+use support::config;
 use support::{TestProxy, upstream};
 
 const PATH: &str = "/v1/projects/p/databases/(default)/documents/catalog/entity";
@@ -29,7 +30,7 @@ fn bench_proxy(c: &mut Criterion) {
             )
             .start()
             .await;
-        let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
+        let proxy = TestProxy::start(&config::plain(&up.url).yaml()).await;
         (up, proxy)
     });
     let audit_dir = tempfile::tempdir().expect("tempdir");
@@ -42,10 +43,9 @@ fn bench_proxy(c: &mut Criterion) {
             admin_listen: any(),
             policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
             upstream_override: Some(up.url.clone()),
-            extra_config: Some(format!(
-                "audit: {{sink: file, path: \"{}\"}}\n",
-                audit_dir.path().join("audit.log").display()
-            )),
+            extra_config: Some(config::yaml(&json!({
+                "audit": {"sink": "file", "path": audit_dir.path().join("audit.log")},
+            }))),
             ..Default::default()
         }))
         .expect("the full stack starts");

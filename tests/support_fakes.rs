@@ -14,7 +14,9 @@ use support::{TestPki, upstream};
 async fn routes_pick_by_method_and_path_and_the_rest_falls_back() {
     let fake = fake::server()
         .route(Method::GET, "/hello", |_| "hello")
-        .any("/any", |req| (StatusCode::CREATED, json!({"m": req.method.as_str()})))
+        .any("/any", |req| {
+            (StatusCode::CREATED, json!({"m": req.method.as_str()}))
+        })
         .fallback(|req| (StatusCode::IM_A_TEAPOT, json!({"path": req.path})))
         .start()
         .await;
@@ -33,7 +35,10 @@ async fn routes_pick_by_method_and_path_and_the_rest_falls_back() {
 #[tokio::test]
 async fn without_a_fallback_an_unknown_path_is_404() {
     let fake = fake::server().start().await;
-    let status = reqwest::get(fake.url() + "/nothing").await.unwrap().status();
+    let status = reqwest::get(fake.url() + "/nothing")
+        .await
+        .unwrap()
+        .status();
     assert_eq!(status, 404);
 }
 
@@ -77,12 +82,19 @@ async fn recording_upstream_join_re_raises_its_panic_instead_of_a_bare_500() {
 
 #[tokio::test]
 async fn a_dropped_fake_stops_accepting() {
-    let fake = fake::server().route(Method::GET, "/", |_| "up").start().await;
+    let fake = fake::server()
+        .route(Method::GET, "/", |_| "up")
+        .start()
+        .await;
     let url = fake.url() + "/";
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
     drop(fake);
     tokio::task::yield_now().await;
-    let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     assert!(client.get(&url).send().await.is_err(), "still answering");
 }
 

@@ -129,39 +129,39 @@ impl FakeSts {
         let (d, h) = (deviations.clone(), Arc::clone(&hits));
         let server = fake::server()
             .fallback(move |req: Received| {
-            h.fetch_add(1, Ordering::SeqCst);
-            if req.method != Method::POST || req.path != "/v1/token" {
-                return refuse(&d, format!("{} {}", req.method, req.path));
-            }
-            let wanted = [
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                (
-                    "requested_token_type",
-                    "urn:ietf:params:oauth:token-type:access_token",
-                ),
-                ("subject_token", expect.subject_token.as_str()),
-                ("subject_token_type", expect.subject_token_type.as_str()),
-                ("audience", expect.audience.as_str()),
-                ("scope", expect.scope.as_str()),
-            ];
-            for (field, value) in wanted {
-                let got = req.form_field(field);
-                if got.as_deref() != Some(value) {
-                    return refuse(&d, format!("STS {field} = {got:?}, want {value:?}"));
+                h.fetch_add(1, Ordering::SeqCst);
+                if req.method != Method::POST || req.path != "/v1/token" {
+                    return refuse(&d, format!("{} {}", req.method, req.path));
                 }
-            }
-            (
-                StatusCode::OK,
-                json!({
-                    "access_token": "sts-token",
-                    "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
-                    "token_type": "Bearer",
-                    "expires_in": 3600,
-                }),
-            )
+                let wanted = [
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ),
+                    (
+                        "requested_token_type",
+                        "urn:ietf:params:oauth:token-type:access_token",
+                    ),
+                    ("subject_token", expect.subject_token.as_str()),
+                    ("subject_token_type", expect.subject_token_type.as_str()),
+                    ("audience", expect.audience.as_str()),
+                    ("scope", expect.scope.as_str()),
+                ];
+                for (field, value) in wanted {
+                    let got = req.form_field(field);
+                    if got.as_deref() != Some(value) {
+                        return refuse(&d, format!("STS {field} = {got:?}, want {value:?}"));
+                    }
+                }
+                (
+                    StatusCode::OK,
+                    json!({
+                        "access_token": "sts-token",
+                        "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                        "token_type": "Bearer",
+                        "expires_in": 3600,
+                    }),
+                )
             })
             .start()
             .await;
@@ -217,61 +217,61 @@ impl FakeIam {
         );
         let server = fake::server()
             .fallback(move |req: Received| {
-            let Some(account) = req
-                .path
-                .strip_prefix("/v1/projects/-/serviceAccounts/")
-                .and_then(|rest| rest.strip_suffix(":generateAccessToken"))
-                .map(str::to_owned)
-            else {
-                return refuse(&d, format!("{} {}", req.method, req.path));
-            };
-            let n = {
-                let mut hits = h.lock().expect("lock");
-                let n = hits.entry(account.clone()).or_default();
-                *n += 1;
-                *n
-            };
-            if dn.load(Ordering::SeqCst) {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({"error": {"code": 503}}),
-                );
-            }
-            if req.method != Method::POST {
-                return refuse(&d, format!("generateAccessToken with {}", req.method));
-            }
-            if req.header("authorization") != Some(expect.authorization.as_str()) {
-                return refuse(&d, format!("{account}: wrong Authorization"));
-            }
-            let Some(body) = req.json() else {
-                return refuse(&d, format!("{account}: body is not JSON"));
-            };
-            let delegates = match body.get("delegates") {
-                None | Some(Value::Null) => json!([]),
-                Some(v) => v.clone(),
-            };
-            let want = json!({"scope": expect.scope, "lifetime": expect.lifetime});
-            if body.get("scope") != want.get("scope")
-                || body.get("lifetime") != want.get("lifetime")
-                || delegates != json!(expect.delegates)
-            {
-                return refuse(&d, format!("{account}: body {body}"));
-            }
-            if account.starts_with("denied") {
-                return (
-                    StatusCode::FORBIDDEN,
-                    json!({"error": {"code": 403, "status": "PERMISSION_DENIED"}}),
-                );
-            }
-            let ttl = Duration::from_millis(t.load(Ordering::SeqCst));
-            let expire = OffsetDateTime::now_utc() + ttl;
-            (
-                StatusCode::OK,
-                json!({
-                    "accessToken": format!("iam:{account}:{n}"),
-                    "expireTime": expire.format(&Rfc3339).expect("formats"),
-                }),
-            )
+                let Some(account) = req
+                    .path
+                    .strip_prefix("/v1/projects/-/serviceAccounts/")
+                    .and_then(|rest| rest.strip_suffix(":generateAccessToken"))
+                    .map(str::to_owned)
+                else {
+                    return refuse(&d, format!("{} {}", req.method, req.path));
+                };
+                let n = {
+                    let mut hits = h.lock().expect("lock");
+                    let n = hits.entry(account.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                if dn.load(Ordering::SeqCst) {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": {"code": 503}}),
+                    );
+                }
+                if req.method != Method::POST {
+                    return refuse(&d, format!("generateAccessToken with {}", req.method));
+                }
+                if req.header("authorization") != Some(expect.authorization.as_str()) {
+                    return refuse(&d, format!("{account}: wrong Authorization"));
+                }
+                let Some(body) = req.json() else {
+                    return refuse(&d, format!("{account}: body is not JSON"));
+                };
+                let delegates = match body.get("delegates") {
+                    None | Some(Value::Null) => json!([]),
+                    Some(v) => v.clone(),
+                };
+                let want = json!({"scope": expect.scope, "lifetime": expect.lifetime});
+                if body.get("scope") != want.get("scope")
+                    || body.get("lifetime") != want.get("lifetime")
+                    || delegates != json!(expect.delegates)
+                {
+                    return refuse(&d, format!("{account}: body {body}"));
+                }
+                if account.starts_with("denied") {
+                    return (
+                        StatusCode::FORBIDDEN,
+                        json!({"error": {"code": 403, "status": "PERMISSION_DENIED"}}),
+                    );
+                }
+                let ttl = Duration::from_millis(t.load(Ordering::SeqCst));
+                let expire = OffsetDateTime::now_utc() + ttl;
+                (
+                    StatusCode::OK,
+                    json!({
+                        "accessToken": format!("iam:{account}:{n}"),
+                        "expireTime": expire.format(&Rfc3339).expect("formats"),
+                    }),
+                )
             })
             .start()
             .await;

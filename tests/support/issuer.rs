@@ -122,7 +122,10 @@ impl TestIssuerBuilder {
         let server = fake::server()
             .fallback(move |req: Received| match serving.get() {
                 Some(state) => state.answer(&req),
-                None => reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "starting"})),
+                None => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "starting"}),
+                ),
             })
             .start()
             .await;
