@@ -14,7 +14,6 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
 use firegate::dev::{DevOptions, Stack, samples};
-use serde_json::json;
 use support::config;
 use support::{TestProxy, upstream};
 
@@ -43,9 +42,10 @@ fn bench_proxy(c: &mut Criterion) {
             admin_listen: any(),
             policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
             upstream_override: Some(up.url.clone()),
-            extra_config: Some(config::yaml(&json!({
-                "audit": {"sink": "file", "path": audit_dir.path().join("audit.log")},
-            }))),
+            extra_config: Some(format!(
+                "audit: {{sink: file, path: \"{}\"}}\n",
+                audit_dir.path().join("audit.log").display()
+            )),
             ..Default::default()
         }))
         .expect("the full stack starts");

@@ -561,8 +561,9 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
         admin_listen: any(),
         policies,
         upstream_override: Some(firestore.url.clone()),
-        extra_config: Some(config::yaml(
-            &json!({"audit": {"sink": "file", "path": audit}}),
+        extra_config: Some(format!(
+            "audit: {{sink: file, path: \"{}\"}}\n",
+            audit.display()
         )),
         overrides: vec![
             env("SOURCE", "metadata".into()),

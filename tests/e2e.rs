@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use firegate::dev::{DevOptions, Identity, SAMPLE_DATABASE, Stack, samples};
 
-use support::{Gate, Step, config, upstream, within};
+use support::{Gate, Step, upstream, within};
 
 const DOCS: &str = "/v1/projects/demo/databases/(default)/documents";
 
@@ -448,9 +448,10 @@ async fn every_path_through_the_pipeline_leaves_exactly_one_audit_record_without
         .await;
     let stack = start(DevOptions {
         upstream_override: Some(recording.url.clone()),
-        extra_config: Some(config::yaml(&json!({
-            "audit": {"sink": "file", "path": audit_path},
-        }))),
+        extra_config: Some(format!(
+            "audit:\n  sink: file\n  path: \"{}\"\n",
+            audit_path.display()
+        )),
         ..options()
     })
     .await;
@@ -564,9 +565,10 @@ async fn an_upstream_that_is_down_is_a_503_with_one_audit_record() {
         .expect("free port");
     let stack = start(DevOptions {
         upstream_override: Some(format!("http://{closed}")),
-        extra_config: Some(config::yaml(&json!({
-            "audit": {"sink": "file", "path": audit_path},
-        }))),
+        extra_config: Some(format!(
+            "audit:\n  sink: file\n  path: \"{}\"\n",
+            audit_path.display()
+        )),
         ..options()
     })
     .await;
