@@ -14,7 +14,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
 use firegate::dev::{DevOptions, Stack, samples};
-use support::proxy::plain_config;
+use support::config;
 use support::{TestProxy, upstream};
 
 const PATH: &str = "/v1/projects/p/databases/(default)/documents/catalog/entity";
@@ -29,7 +29,7 @@ fn bench_proxy(c: &mut Criterion) {
             )
             .start()
             .await;
-        let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
+        let proxy = TestProxy::start(&config::plain(&up.url).yaml()).await;
         (up, proxy)
     });
     let audit_dir = tempfile::tempdir().expect("tempdir");

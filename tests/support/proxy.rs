@@ -99,19 +99,3 @@ impl TestProxy {
         format!("https://127.0.0.1:{}{path}", self.addr.port())
     }
 }
-
-/// A plain-HTTP config in front of `upstream_url`, with extra `server:` lines.
-pub fn plain_config(upstream_url: &str, server_extra: &str) -> String {
-    format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  plain_http: true\n{server_extra}upstream:\n  url: {upstream_url}\n"
-    )
-}
-
-/// A TLS config in front of `upstream_url`.
-pub fn tls_config(pki: &super::TestPki, upstream_url: &str, server_extra: &str) -> String {
-    format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  tls:\n    cert: {}\n    key: {}\n{server_extra}upstream:\n  url: {upstream_url}\n",
-        pki.cert_path.display(),
-        pki.key_path.display()
-    )
-}
