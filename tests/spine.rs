@@ -201,11 +201,12 @@ async fn gated_stream(server: Value) -> GatedStream {
             .yaml(),
     )
     .await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut response = within(
         "response head",
-        client
+        proxy
+            .client()
             .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
+            .header("content-type", "application/json")
             .body("{}")
             .send(),
     )
@@ -309,10 +310,10 @@ async fn upstream_over_tls_speaks_http2_and_names_itself_as_host() {
         .merge(json!({"upstream": {"ca_file": pki.ca_path}}))
         .yaml();
     let proxy = TestProxy::start(&yaml).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = within(
         "response",
-        client
+        proxy
+            .client()
             .get(proxy.http("/v1/projects/p/databases/(default)/documents/a/b"))
             .header("host", "firegate.example")
             .send(),
@@ -343,11 +344,12 @@ async fn credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
         .await;
     let proxy = TestProxy::start(&config::plain(&up.url).yaml()).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client_token = proxy.bearer();
     let response = within(
         "response",
         client
             .get(proxy.http("/v1/projects/p/databases/(default)/documents/a/b"))
-            .header("authorization", "Bearer client-secret")
+            .header("authorization", &client_token)
             .header("proxy-authorization", "Basic c2VjcmV0")
             .header("cookie", "session=secret")
             .header("x-http-method-override", "DELETE")
@@ -374,7 +376,8 @@ async fn credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
     let h = &seen.headers;
     assert_eq!(
         h.get_all("authorization").iter().collect::<Vec<_>>(),
-        [UPSTREAM_TOKEN]
+        [UPSTREAM_TOKEN],
+        "the client's own token must be replaced"
     );
     for name in [
         "proxy-authorization",
@@ -409,7 +412,7 @@ async fn trusted_proxy_forwarded_for_is_extended() {
             .yaml(),
     )
     .await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = proxy.client();
     let response = within(
         "response",
         client
@@ -439,24 +442,21 @@ async fn wait_until_refused(addr: std::net::SocketAddr) {
 #[tokio::test]
 async fn drain_lets_a_slow_stream_finish_and_refuses_new_connections() {
     let mut stream = gated_stream(json!({})).await;
-    stream.proxy.shutdown.trigger();
+    let done = stream.proxy.shutdown();
     wait_until_refused(stream.proxy.addr).await;
-    assert!(
-        !stream.proxy.done.is_finished(),
-        "drain must wait for the open stream"
-    );
+    assert!(!done.is_finished(), "drain must wait for the open stream");
 
     stream.release.open();
     assert_eq!(rest_of(&mut stream.response).await, b",{\"document\":2}]");
-    within("drain to finish", stream.proxy.done).await.unwrap();
+    within("drain to finish", done).await.unwrap().unwrap();
 }
 
 #[tokio::test]
 async fn drain_timeout_closes_a_stuck_stream() {
     // `release` is never opened: the stream is stuck.
     let mut stream = gated_stream(json!({"limits": {"drain_timeout": "200ms"}})).await;
-    stream.proxy.shutdown.trigger();
-    within("drain to give up", stream.proxy.done).await.unwrap();
+    let done = stream.proxy.shutdown();
+    within("drain to give up", done).await.unwrap().unwrap();
     let cut = within("body end", stream.response.chunk()).await;
     assert!(
         cut.is_err(),
@@ -661,10 +661,10 @@ async fn proxy_error(upstream_url: &str, upstream: Value) -> (StatusCode, String
         .merge(json!({"upstream": upstream}))
         .yaml();
     let proxy = TestProxy::start(&yaml).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = within(
         "error response",
-        client
+        proxy
+            .client()
             .get(proxy.http("/v1/projects/p/databases/(default)/documents/a/b"))
             .send(),
     )
@@ -994,7 +994,7 @@ async fn large_response_streams_in_constant_memory() {
         .start()
         .await;
     let proxy = TestProxy::start(&config::plain(&up.url).yaml()).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = proxy.client();
     let before = vm_rss_kib();
     let mut response = client
         .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
