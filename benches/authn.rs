@@ -20,17 +20,24 @@ use support::issuer::{AUDIENCE, TestIssuer};
 const POOL: usize = 512;
 
 fn config(issuer: &TestIssuer, extra_issuers: usize, cache: u64) -> AuthnSettings {
-    let mut yaml = format!(
-        "token_cache: {{max_entries: {cache}}}\nissuers:\n- {{name: main, issuer: '{}', audiences: ['{AUDIENCE}'], jwks_uri: '{}'}}\n",
-        issuer.issuer,
-        issuer.jwks_uri()
-    );
+    let mut issuers = vec![json!({
+        "name": "main",
+        "issuer": issuer.issuer,
+        "audiences": [AUDIENCE],
+        "jwks_uri": issuer.jwks_uri(),
+    })];
     for i in 0..extra_issuers {
-        yaml.push_str(&format!(
-            "- {{name: other{i}, issuer: 'https://other-{i}.example', audiences: [x], jwks_uri: '{}'}}\n",
-            issuer.jwks_uri()
-        ));
+        issuers.push(json!({
+            "name": format!("other{i}"),
+            "issuer": format!("https://other-{i}.example"),
+            "audiences": ["x"],
+            "jwks_uri": issuer.jwks_uri(),
+        }));
     }
+    let yaml = support::config::yaml(&json!({
+        "token_cache": {"max_entries": cache},
+        "issuers": issuers,
+    }));
     let config: AuthnConfig = serde_yaml_ng::from_str(&yaml).expect("config");
     ConfigErrors::collect(|errors| config.validate(errors)).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -10,12 +10,13 @@ use firegate::authn::{Authenticator, AuthnConfig, AuthnError, Principal};
 use http::{HeaderMap, HeaderValue, Uri, header};
 use jsonwebtoken::Algorithm;
 use prometheus_client::registry::Registry;
-use serde_json::json;
+use serde_json::{Value, json};
+use support::config;
 use support::issuer::{AUDIENCE, SigningKey, TestIssuer, tamper};
 use support::oidc_provider::{INTROSPECTION_SECRET, OPAQUE_AUDIENCE, OidcProvider};
 
-/// An authenticator over `issuers` (YAML list items), with its registry.
-async fn authenticator(issuers: &[String]) -> (Authenticator, Registry) {
+/// An authenticator over `issuers` (`authn.issuers` entries), with its registry.
+async fn authenticator(issuers: &[Value]) -> (Authenticator, Registry) {
     // Logs show only for failing tests.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -24,7 +25,7 @@ async fn authenticator(issuers: &[String]) -> (Authenticator, Registry) {
         )
         .with_test_writer()
         .try_init();
-    let yaml = format!("issuers:\n{}", issuers.join(""));
+    let yaml = config::yaml(&json!({"issuers": issuers}));
     let config: AuthnConfig = serde_yaml_ng::from_str(&yaml).expect("authn yaml");
     let settings = firegate::config::ConfigErrors::collect(|errors| config.validate(errors))
         .unwrap_or_else(|errors| panic!("{errors}"));
@@ -35,17 +36,22 @@ async fn authenticator(issuers: &[String]) -> (Authenticator, Registry) {
     (authn, registry)
 }
 
-/// YAML for an OIDC issuer entry found by discovery, with `extra` keys.
-fn oidc(name: &str, issuer: &str, extra: &str) -> String {
-    format!(
-        "- name: {name}\n  issuer: '{issuer}'\n  audiences: ['{AUDIENCE}']\n  jwks_refresh: {{min_interval: 1h, max_interval: 1h}}\n{extra}"
-    )
+/// An OIDC issuer entry found by discovery, with `extra` keys merged in.
+fn oidc(name: &str, issuer: &str, extra: Value) -> Value {
+    config::oidc_issuer(name, issuer, AUDIENCE)
+        .merge(json!({"jwks_refresh": {"min_interval": "1h", "max_interval": "1h"}}))
+        .merge(extra)
+        .value()
+        .clone()
 }
 
-fn backstage(name: &str, base: &str) -> String {
-    format!(
-        "- name: {name}\n  kind: backstage\n  backstage: {{base_url: '{base}'}}\n  jwks_refresh: {{min_interval: 1h, max_interval: 1h}}\n"
-    )
+fn backstage(name: &str, base: &str) -> Value {
+    json!({
+        "name": name,
+        "kind": "backstage",
+        "backstage": {"base_url": base},
+        "jwks_refresh": {"min_interval": "1h", "max_interval": "1h"},
+    })
 }
 
 async fn ready(authn: &Authenticator) {
@@ -94,7 +100,7 @@ async fn real_oidc_provider_client_credentials_token_passes() {
     let (authn, _registry) = authenticator(&[oidc(
         "op",
         &provider.issuer,
-        "  required_scopes: [firestore.read]\n",
+        json!({"required_scopes": ["firestore.read"]}),
     )])
     .await;
     ready(&authn).await;
@@ -123,11 +129,8 @@ async fn real_oidc_provider_client_credentials_token_passes() {
     );
 
     // The same real token against a config that expects another audience.
-    let (strict, _r) = authenticator(&[format!(
-        "- name: op\n  issuer: '{}'\n  audiences: [someone-else]\n",
-        provider.issuer
-    )])
-    .await;
+    let strict = config::oidc_issuer("op", &provider.issuer, "someone-else");
+    let (strict, _r) = authenticator(&[strict.value().clone()]).await;
     ready(&strict).await;
     assert_eq!(reason(&strict, &token).await, "wrong_audience");
 }
@@ -138,12 +141,15 @@ async fn real_oidc_provider_opaque_token_is_introspected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("secret");
     std::fs::write(&secret, INTROSPECTION_SECRET).expect("write secret");
-    let (authn, registry) = authenticator(&[format!(
-        "- name: op\n  issuer: '{issuer}'\n  audiences: ['{OPAQUE_AUDIENCE}']\n  claims: {{subject: client_id}}\n  introspection:\n    endpoint: '{issuer}/token/introspection'\n    client_id: firegate\n    client_secret_file: '{secret}'\n",
-        issuer = provider.issuer,
-        secret = secret.display(),
-    )])
-    .await;
+    let introspected = config::oidc_issuer("op", &provider.issuer, OPAQUE_AUDIENCE).merge(json!({
+        "claims": {"subject": "client_id"},
+        "introspection": {
+            "endpoint": format!("{}/token/introspection", provider.issuer),
+            "client_id": "firegate",
+            "client_secret_file": secret,
+        },
+    }));
+    let (authn, registry) = authenticator(&[introspected.value().clone()]).await;
     ready(&authn).await;
 
     let token = provider
@@ -172,7 +178,7 @@ async fn real_oidc_provider_opaque_token_is_introspected() {
 #[tokio::test]
 async fn good_token_passes_once_verified_then_from_cache() {
     let issuer = TestIssuer::builder().start().await;
-    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     ready(&authn).await;
     assert_eq!(issuer.discovery_fetches(), 1);
 
@@ -204,9 +210,9 @@ async fn every_bad_token_is_refused_with_its_reason() {
         oidc(
             "corp",
             &issuer.issuer,
-            "  required_scopes: [firestore.read]\n",
+            json!({"required_scopes": ["firestore.read"]}),
         ),
-        oidc("other", &other.issuer, ""),
+        oidc("other", &other.issuer, json!({})),
     ])
     .await;
     ready(&authn).await;
@@ -347,9 +353,10 @@ async fn keys_are_refreshed_on_the_issuers_cache_control() {
         .cache_control("public, max-age=1")
         .start()
         .await;
-    let (authn, _registry) = authenticator(&[format!(
-        "- name: corp\n  issuer: '{}'\n  audiences: ['{AUDIENCE}']\n  jwks_refresh: {{min_interval: 1s, max_interval: 1h}}\n",
-        issuer.issuer
+    let (authn, _registry) = authenticator(&[oidc(
+        "corp",
+        &issuer.issuer,
+        json!({"jwks_refresh": {"min_interval": "1s"}}),
     )])
     .await;
     ready(&authn).await;
@@ -378,7 +385,7 @@ async fn keys_are_refreshed_on_the_issuers_cache_control() {
 #[tokio::test]
 async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
     let issuer = TestIssuer::builder().start().await;
-    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     ready(&authn).await;
     let token = issuer.token().sign();
 
@@ -429,7 +436,7 @@ async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
 #[tokio::test]
 async fn rotated_key_is_accepted_after_one_refresh() {
     let issuer = TestIssuer::builder().start().await;
-    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     ready(&authn).await;
     assert_eq!(issuer.jwks_fetches(), 1);
 
@@ -454,7 +461,7 @@ async fn rotated_key_is_accepted_after_one_refresh() {
 #[tokio::test]
 async fn unknown_kid_flood_contacts_the_issuer_at_most_at_the_configured_rate() {
     let issuer = TestIssuer::builder().start().await;
-    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     ready(&authn).await;
     assert_eq!(issuer.jwks_fetches(), 1);
 
@@ -477,7 +484,7 @@ async fn unknown_kid_flood_contacts_the_issuer_at_most_at_the_configured_rate() 
 #[tokio::test]
 async fn jwks_down_after_start_keeps_the_cached_keys() {
     let issuer = TestIssuer::builder().start().await;
-    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     ready(&authn).await;
 
     issuer.set_available(false);
@@ -501,7 +508,7 @@ async fn jwks_down_after_start_keeps_the_cached_keys() {
 #[tokio::test]
 async fn unreachable_issuer_at_start_is_not_ready_until_its_keys_load() {
     let issuer = TestIssuer::builder().down().start().await;
-    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     let waiting = authn
         .not_ready()
         .expect("not ready while the issuer is down");
@@ -520,7 +527,8 @@ async fn cached_token_is_rechecked_for_expiry() {
         .algorithm(Algorithm::ES256)
         .start()
         .await;
-    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "  leeway: 0s\n")]).await;
+    let (authn, _registry) =
+        authenticator(&[oidc("corp", &issuer.issuer, json!({"leeway": "0s"}))]).await;
     ready(&authn).await;
     let token = issuer.token().expires_in(1).sign();
     assert_eq!(reason(&authn, &token).await, "accepted");
@@ -532,7 +540,7 @@ async fn cached_token_is_rechecked_for_expiry() {
 async fn es256_ps256_and_eddsa_tokens_pass() {
     for alg in [Algorithm::ES256, Algorithm::PS256, Algorithm::EdDSA] {
         let issuer = TestIssuer::builder().algorithm(alg).start().await;
-        let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+        let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
         ready(&authn).await;
         let token = issuer.token().sign();
         assert_eq!(reason(&authn, &token).await, "accepted", "{alg:?}");
@@ -548,7 +556,7 @@ async fn groups_come_from_a_dotted_claim_path() {
     let (authn, _registry) = authenticator(&[oidc(
         "kc",
         &issuer.issuer,
-        "  claims: {groups: realm_access.roles, email: mail}\n",
+        json!({"claims": {"groups": "realm_access.roles", "email": "mail"}}),
     )])
     .await;
     ready(&authn).await;
@@ -573,10 +581,7 @@ async fn hs256_passes_only_with_the_configured_shared_secret() {
     let (authn, _registry) = authenticator(&[oidc(
         "legacy",
         &issuer.issuer,
-        &format!(
-            "  algorithms: [HS256]\n  shared_secret_file: '{}'\n",
-            secret.path().display()
-        ),
+        json!({"algorithms": ["HS256"], "shared_secret_file": secret.path()}),
     )])
     .await;
     ready(&authn).await;
@@ -651,13 +656,10 @@ async fn backstage_user_token_without_ent_asks_userinfo_once() {
 /// The whole pipeline over one OIDC issuer, and its answer to `token`.
 async fn pipeline_answer(issuer: &TestIssuer, token: &str) -> (http::response::Parts, Vec<u8>) {
     use http_body_util::BodyExt;
-    let yaml = format!(
-        "server: {{plain_http: true}}\nauthn:\n  issuers:\n{}",
-        oidc("corp", &issuer.issuer, "")
-            .lines()
-            .map(|l| format!("  {l}\n"))
-            .collect::<String>()
-    );
+    let yaml = config::yaml(&json!({
+        "server": {"plain_http": true},
+        "authn": {"issuers": [oidc("corp", &issuer.issuer, json!({}))]},
+    }));
     let config = firegate::config::Config::from_yaml(&yaml, Vec::new()).expect("config");
     let mut registry = Registry::default();
     let pipeline = firegate::pipeline::Pipeline::from_config(&config, &mut registry)
@@ -719,11 +721,12 @@ async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
 #[tokio::test]
 async fn backstage_plugin_tokens_act_for_the_plugin_or_its_user() {
     let bs = TestIssuer::builder().backstage().start().await;
-    let (authn, _registry) = authenticator(&[format!(
-        "- name: backstage\n  kind: backstage\n  backstage:\n    base_url: '{}'\n    plugin_tokens: {{audience: firegate, plugins: [catalog]}}\n  jwks_refresh: {{min_interval: 1h, max_interval: 1h}}\n",
-        bs.base
-    )])
-    .await;
+    let mut entry = backstage("backstage", &bs.base);
+    config::merge(
+        &mut entry,
+        json!({"backstage": {"plugin_tokens": {"audience": "firegate", "plugins": ["catalog"]}}}),
+    );
+    let (authn, _registry) = authenticator(&[entry]).await;
     ready(&authn).await;
 
     let plugin = bs.plugin_token("catalog", "firegate").sign();
