@@ -34,7 +34,7 @@ fn bench_proxy(c: &mut Criterion) {
             issuer_listen: any(),
             emulator_listen: any(),
             admin_listen: any(),
-            policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
+            policies: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into()),
             upstream_override: Some(up.url.clone()),
             extra_config: Some(serde_json::json!({
                 "audit": {"sink": "file", "path": audit_dir.path().join("audit.log")}

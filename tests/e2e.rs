@@ -29,7 +29,7 @@ fn options() -> DevOptions {
         issuer_listen: any_port(),
         emulator_listen: any_port(),
         admin_listen: any_port(),
-        policies: policies_dir(),
+        policies: Some(policies_dir()),
         ..Default::default()
     }
 }
@@ -214,7 +214,7 @@ async fn a_policy_change_takes_effect_without_a_restart_and_a_broken_one_does_no
         }
     }
     let stack = start(DevOptions {
-        policies: dir.path().to_owned(),
+        policies: Some(dir.path().to_owned()),
         ..options()
     })
     .await;
@@ -642,6 +642,37 @@ fn tampered(token: &str) -> String {
 /// its comment says (allowed → 200, refused → 403).
 #[tokio::test]
 async fn firegate_dev_prints_commands_that_do_what_they_say() {
+    let policies = policies_dir();
+    let banner = dev_commands_do_what_they_say(
+        &std::env::temp_dir(),
+        &["--policies".as_ref(), policies.as_os_str()],
+    )
+    .await;
+    assert!(
+        banner.contains(&format!("policies: {}", policies.display())),
+        "{banner}"
+    );
+}
+
+/// From a directory with no `policies/` and without `--policies`, `firegate
+/// dev` serves the example policies built into the binary, with the same
+/// allowed and refused commands.
+#[tokio::test]
+async fn firegate_dev_from_anywhere_uses_the_built_in_policies() {
+    let anywhere = tempfile::tempdir().expect("temp dir");
+    let banner = dev_commands_do_what_they_say(anywhere.path(), &[]).await;
+    assert!(
+        banner.contains("policies: the examples built into the binary"),
+        "{banner}"
+    );
+}
+
+/// Run `firegate dev` in `cwd` with `extra` arguments, run every printed
+/// command, and return the banner up to the last command.
+async fn dev_commands_do_what_they_say(
+    cwd: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> String {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
         .args([
@@ -654,9 +685,9 @@ async fn firegate_dev_prints_commands_that_do_what_they_say() {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
-            "--policies",
         ])
-        .arg(policies_dir())
+        .args(extra)
+        .current_dir(cwd)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -666,8 +697,11 @@ async fn firegate_dev_prints_commands_that_do_what_they_say() {
     let mut exports = Vec::new();
     let mut commands: Vec<(String, String)> = Vec::new();
     let mut verdict = None;
+    let mut banner = String::new();
     within("the banner", async {
         while let Some(line) = lines.next_line().await.expect("stdout") {
+            banner.push_str(&line);
+            banner.push('\n');
             if line.starts_with("export ") {
                 exports.push(line);
             } else if let Some(rest) = line.strip_prefix("# allowed: ") {
@@ -705,4 +739,5 @@ async fn firegate_dev_prints_commands_that_do_what_they_say() {
         assert_eq!(code, expected, "{what}: {command}");
     }
     child.kill().await.expect("stop firegate dev");
+    banner
 }

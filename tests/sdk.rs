@@ -160,7 +160,7 @@ async fn official_clients_work_through_firegate_and_see_refusals_as_permission_d
         issuer_listen: any(),
         emulator_listen: any(),
         admin_listen: any(),
-        policies: policies.path().to_owned(),
+        policies: Some(policies.path().to_owned()),
         ..Default::default()
     })
     .await

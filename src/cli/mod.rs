@@ -45,9 +45,10 @@ pub enum Command {
         /// The admin listener's address (/healthz, /readyz, /metrics).
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: SocketAddr,
-        /// Policy directory.
-        #[arg(long, default_value = "policies")]
-        policies: PathBuf,
+        /// Policy directory [default: ./policies if present, else the
+        /// example policies built into the binary].
+        #[arg(long)]
+        policies: Option<PathBuf>,
     },
     /// Run the in-memory Firestore emulator alone.
     Emulator {

@@ -4,6 +4,7 @@
 //! [`Stack`] is also how the end-to-end tests run a whole firegate.
 
 pub mod issuer;
+pub mod policies;
 mod sample;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use crate::server::Limits;
 use crate::server::{self, Server, Shutdown};
 
 pub use issuer::{DevIssuer, Identity};
+pub use policies::PolicySource;
 pub use sample::{SAMPLE_DATABASE, SAMPLE_PROJECT, Sample, samples};
 
 /// Flags of `firegate dev`.
@@ -37,8 +39,9 @@ pub struct DevOptions {
     pub emulator_listen: SocketAddr,
     /// The admin listener's address.
     pub admin_listen: SocketAddr,
-    /// Policy directory.
-    pub policies: PathBuf,
+    /// Policy directory; `None`: `./policies` if present, else the examples
+    /// built into the binary.
+    pub policies: Option<PathBuf>,
     /// Config merged over the generated one, key by key (tests use it).
     pub extra_config: Option<serde_json::Value>,
     /// Upstream URL to use instead of the embedded emulator.
@@ -55,7 +58,7 @@ impl Default for DevOptions {
             issuer_listen: local(8082),
             emulator_listen: local(8081),
             admin_listen: local(9090),
-            policies: "policies".into(),
+            policies: None,
             extra_config: None,
             upstream_override: None,
             overrides: Vec::new(),
@@ -71,6 +74,8 @@ pub struct Stack {
     pub emulator: Emulator,
     pub emulator_addr: SocketAddr,
     pub app: App,
+    /// Kept so built-in policies stay on disk while the stack runs.
+    pub policies: PolicySource,
     emulator_running: emulator::Running,
     stop: Shutdown,
     tasks: Vec<JoinHandle<()>>,
@@ -107,7 +112,8 @@ impl Stack {
             .upstream_override
             .clone()
             .unwrap_or_else(|| format!("http://{emulator_addr}"));
-        let generated = dev_config(&options, issuer.issuer(), &upstream)?;
+        let policies = PolicySource::resolve(options.policies.as_deref())?;
+        let generated = dev_config(&options, policies.dir(), issuer.issuer(), &upstream)?;
         let config = Config::from_value(generated, options.overrides.clone())
             .map_err(|e| anyhow::anyhow!("dev config:\n{e}"))?;
 
@@ -119,6 +125,7 @@ impl Stack {
             emulator,
             emulator_addr,
             app,
+            policies,
             emulator_running,
             stop,
             tasks,
@@ -177,6 +184,7 @@ pub fn banner(stack: &Stack) -> anyhow::Result<String> {
         stack.issuer.issuer()
     )?;
     writeln!(out, "emulator: http://{}", stack.emulator_addr)?;
+    writeln!(out, "policies: {}", stack.policies.describe())?;
     for sample in samples() {
         let token = stack.token(&sample.identity)?;
         writeln!(out)?;
@@ -195,7 +203,12 @@ pub fn banner(stack: &Stack) -> anyhow::Result<String> {
 }
 
 /// The generated config, as a value: `extra_config` merges over it.
-fn dev_config(options: &DevOptions, issuer: &str, upstream: &str) -> anyhow::Result<Value> {
+fn dev_config(
+    options: &DevOptions,
+    policies: &std::path::Path,
+    issuer: &str,
+    upstream: &str,
+) -> anyhow::Result<Value> {
     let generated = serde_json::json!({
         "server": {
             "listen": options.listen.to_string(),
@@ -210,7 +223,7 @@ fn dev_config(options: &DevOptions, issuer: &str, upstream: &str) -> anyhow::Res
                 "algorithms": ["ES256"],
             }],
         },
-        "policy": { "dir": options.policies },
+        "policy": { "dir": policies },
         "upstream": { "url": upstream, "credentials": { "source": "emulator" } },
     });
     let mut config = serde_yaml_ng::to_value(generated)?;
