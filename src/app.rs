@@ -17,7 +17,7 @@ pub use reload::{ReloadFn, ReloadHub, Reloadable};
 use crate::config::Config;
 use crate::metrics;
 use crate::pipeline::Pipeline;
-use crate::server::admin::{self, Ready};
+use crate::server::admin::{self, Check, Ready};
 use crate::server::{self, CertStore, Server, ServerMetrics, Shutdown};
 
 /// A running firegate.
@@ -109,7 +109,7 @@ impl App {
     pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            match self.readiness().blocking {
+            match self.readiness().blocking() {
                 None => return Ok(()),
                 Some(reason) if tokio::time::Instant::now() >= deadline => {
                     anyhow::bail!("not ready after {within:?}: {reason}")
@@ -154,14 +154,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 fn readiness(pipeline: &Pipeline, draining: &AtomicBool) -> Ready {
-    Ready {
-        blocking: if draining.load(Ordering::Relaxed) {
-            Some("shutting down".to_owned())
-        } else {
-            pipeline.not_ready()
-        },
-        notes: pipeline.readiness_notes(),
-    }
+    let mut checks = pipeline.readiness();
+    let draining = draining.load(Ordering::Relaxed);
+    checks.push(Check::required(
+        "draining",
+        draining.then(|| "shutting down".to_owned()),
+    ));
+    Ready { checks }
 }
 
 /// What the hub reloads: the certificate (when serving TLS) and the policy

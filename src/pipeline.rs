@@ -22,6 +22,7 @@ use crate::body::{self, Body, ReadError};
 use crate::config::Config;
 use crate::firestore::{self, ClassifyError, Operation, Route, TransactionUse};
 use crate::policy::{Decision, PolicyEngine};
+use crate::server::admin::Check;
 use crate::transaction::{SealError, Sealing, TransactionError, TransactionSealer};
 use crate::upstream::{
     AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError,
@@ -148,26 +149,22 @@ impl Pipeline {
         self.audit.flush().await;
     }
 
-    /// Problems that do not stop traffic but an operator must see on
-    /// `/readyz` (a refused policy reload).
-    pub fn readiness_notes(&self) -> Option<String> {
-        self.policy
-            .reload_error()
-            .map(|e| format!("policy reload refused; serving the last good table: {e}"))
-    }
-
-    /// `None` when every step is ready; otherwise what is not (for `/readyz`).
-    pub fn not_ready(&self) -> Option<String> {
-        let reasons: Vec<String> = [
-            self.authn.not_ready(),
-            self.policy.not_ready(),
-            self.credentials.not_ready(),
-            self.audit.not_ready(),
+    /// One `/readyz` check per dependency of the steps. A refused policy
+    /// reload is a note on a ready `policy_table`: the last good table serves.
+    pub fn readiness(&self) -> Vec<Check> {
+        let mut policy = Check::required("policy_table", self.policy.not_ready());
+        if policy.ready {
+            policy.detail = self
+                .policy
+                .reload_error()
+                .map(|e| format!("policy reload refused; serving the last good table: {e}"));
+        }
+        vec![
+            Check::required("issuer_keys", self.authn.not_ready()),
+            Check::required("upstream_token", self.credentials.not_ready()),
+            policy,
+            Check::required("audit_sink", self.audit.not_ready()),
         ]
-        .into_iter()
-        .flatten()
-        .collect();
-        (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
     /// Answer one request. Never fails: every error becomes a Firestore JSON

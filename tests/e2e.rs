@@ -246,7 +246,13 @@ async fn a_policy_change_takes_effect_without_a_restart_and_a_broken_one_does_no
     )
     .expect("write broken policy");
     within("the refused reload", async {
-        while stack.app.readiness().notes.is_none() {
+        while stack
+            .app
+            .readiness()
+            .check("policy_table")
+            .and_then(|c| c.detail.as_ref())
+            .is_none()
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -258,9 +264,16 @@ async fn a_policy_change_takes_effect_without_a_restart_and_a_broken_one_does_no
         .await
         .expect("readyz");
     assert_eq!(readyz.status(), 200);
-    let text = readyz.text().await.expect("body");
-    assert!(text.contains("policy reload refused"), "{text}");
-    assert!(text.contains("broken.yaml"), "{text}");
+    let body: serde_json::Value = readyz.json().await.expect("JSON body");
+    let policy = &body["checks"]["policy_table"];
+    assert_eq!(
+        (&body["ready"], &policy["ready"]),
+        (&true.into(), &true.into()),
+        "{body}"
+    );
+    let detail = policy["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("policy reload refused"), "{body}");
+    assert!(detail.contains("broken.yaml"), "{body}");
     let alice = Caller::new(&stack, "ALICE_TOKEN");
     assert_eq!(
         alice

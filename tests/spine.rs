@@ -753,10 +753,14 @@ async fn admin_routes_answer_health_readiness_and_metrics() {
     let ready = Arc::new(AtomicBool::new(false));
     let readiness: admin::Readiness = {
         let ready = Arc::clone(&ready);
-        Arc::new(move || {
-            (!ready.load(Ordering::Relaxed))
-                .then(|| "policy: not loaded".to_owned())
-                .into()
+        Arc::new(move || admin::Ready {
+            checks: vec![
+                admin::Check::required("issuer_keys", None),
+                admin::Check::required(
+                    "policy_table",
+                    (!ready.load(Ordering::Relaxed)).then(|| "not loaded".to_owned()),
+                ),
+            ],
         })
     };
     let shutdown = Shutdown::new();
@@ -777,9 +781,20 @@ async fn admin_routes_answer_health_readiness_and_metrics() {
     assert_eq!(get("/healthz").await.0, StatusCode::OK);
     let (status, body) = get("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(body.contains("policy: not loaded"));
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"ready": false, "checks": {
+            "issuer_keys": {"ready": true, "required": true},
+            "policy_table": {"ready": false, "required": true, "detail": "not loaded"},
+        }})
+    );
     ready.store(true, Ordering::Relaxed);
-    assert_eq!(get("/readyz").await.0, StatusCode::OK);
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["ready"], true, "{body}");
+    assert_eq!(body["checks"]["policy_table"]["ready"], true, "{body}");
     let (status, metrics) = get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(

@@ -1,4 +1,5 @@
-//! The admin listener's routes: `/healthz`, `/readyz`, `/metrics`.
+//! The admin listener's routes: `/healthz` (trivial), `/readyz` (JSON, one
+//! entry per dependency), `/metrics`.
 
 use std::sync::Arc;
 
@@ -9,23 +10,68 @@ use super::{Handler, handler as make_handler};
 use crate::body::{self, Body};
 use crate::metrics;
 
-/// What `/readyz` reports: whether to take traffic, and notes an operator
-/// should see that do not stop it (a refused policy reload: every replica
-/// still serves the last good table, so none should leave the pool).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ready {
-    /// `Some(why)` when not ready.
-    pub blocking: Option<String>,
-    /// Shown in the `/readyz` body either way.
-    pub notes: Option<String>,
+/// One dependency's state on `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Check {
+    /// `issuer_keys`, `upstream_token`, `policy_table`, `audit_sink`, `draining`.
+    #[serde(skip)]
+    pub name: &'static str,
+    pub ready: bool,
+    /// A required check that is not ready makes `/readyz` answer 503.
+    pub required: bool,
+    /// Why not ready, or a note an operator should see that does not stop
+    /// traffic (a refused policy reload: every replica still serves the
+    /// last good table, so none should leave the pool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
-impl From<Option<String>> for Ready {
-    fn from(blocking: Option<String>) -> Self {
-        Ready {
-            blocking,
-            notes: None,
+impl Check {
+    /// A required check: ready unless `problem` says why not.
+    pub fn required(name: &'static str, problem: Option<String>) -> Check {
+        Check {
+            name,
+            ready: problem.is_none(),
+            required: true,
+            detail: problem,
         }
+    }
+}
+
+/// What `/readyz` reports: one [`Check`] per dependency.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ready {
+    pub checks: Vec<Check>,
+}
+
+impl Ready {
+    /// `Some(why)` when a required check is not ready.
+    pub fn blocking(&self) -> Option<String> {
+        let reasons: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| c.required && !c.ready)
+            .map(|c| match &c.detail {
+                Some(detail) => format!("{}: {detail}", c.name),
+                None => c.name.to_owned(),
+            })
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// The check called `name`.
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+
+    /// `{"ready": bool, "checks": {name: {ready, required, detail?}}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let checks: serde_json::Map<String, serde_json::Value> = self
+            .checks
+            .iter()
+            .map(|c| (c.name.to_owned(), serde_json::json!(c)))
+            .collect();
+        serde_json::json!({ "ready": self.blocking().is_none(), "checks": checks })
     }
 }
 
@@ -54,14 +100,16 @@ fn route(
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
             let ready = readiness();
-            let notes = ready.notes.map(|n| format!("{n}\n")).unwrap_or_default();
-            match ready.blocking {
-                None => text(StatusCode::OK, format!("ready\n{notes}")),
-                Some(reasons) => text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("{reasons}\n{notes}"),
-                ),
-            }
+            let status = match ready.blocking() {
+                None => StatusCode::OK,
+                Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let mut response = text(status, format!("{}\n", ready.to_json()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
         }
         "/metrics" => {
             let mut response = text(StatusCode::OK, metrics::render(registry));
@@ -85,4 +133,81 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn get(path: &str, ready: Ready) -> (StatusCode, String) {
+        let readiness: Readiness = Arc::new(move || ready.clone());
+        let response = route(&Method::GET, path, &Registry::default(), &readiness);
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn optional(name: &'static str, ready: bool) -> Check {
+        Check {
+            name,
+            ready,
+            required: false,
+            detail: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_is_json_per_dependency_and_503_when_a_required_one_is_not_ready() {
+        let ready = Ready {
+            checks: vec![
+                Check::required("issuer_keys", Some("keys not loaded for dev".into())),
+                Check::required("draining", None),
+            ],
+        };
+        assert_eq!(
+            ready.blocking().as_deref(),
+            Some("issuer_keys: keys not loaded for dev")
+        );
+        let (status, body) = get("/readyz", ready).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({"ready": false, "checks": {
+                "issuer_keys": {"ready": false, "required": true, "detail": "keys not loaded for dev"},
+                "draining": {"ready": true, "required": true},
+            }})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_optional_check_not_ready_does_not_take_traffic_away() {
+        let ready = Ready {
+            checks: vec![
+                Check::required("audit_sink", None),
+                optional("extra", false),
+            ],
+        };
+        let (status, body) = get("/readyz", ready).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("\"ready\":true"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn healthz_stays_trivial_even_when_not_ready() {
+        let ready = Ready {
+            checks: vec![Check::required("draining", Some("shutting down".into()))],
+        };
+        assert_eq!(
+            get("/healthz", ready).await,
+            (StatusCode::OK, "ok\n".to_owned())
+        );
+    }
 }
