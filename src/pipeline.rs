@@ -5,10 +5,12 @@
 
 mod audited;
 mod exchange;
+mod metrics;
 pub mod respond;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
@@ -29,6 +31,8 @@ use crate::upstream::{
 };
 
 pub use exchange::Exchange;
+pub use metrics::RequestMetrics;
+use metrics::Step;
 
 /// What the server knows of the connection a request came on.
 #[derive(Debug, Clone)]
@@ -118,6 +122,7 @@ pub struct Pipeline {
     upstream: Upstream,
     audit: Arc<Auditor>,
     settings: PipelineSettings,
+    metrics: RequestMetrics,
 }
 
 impl Pipeline {
@@ -134,6 +139,7 @@ impl Pipeline {
                 max_body_bytes: config.server.limits.max_body_bytes,
                 trusted_proxies: config.server.trusted_proxies.clone(),
             },
+            metrics: RequestMetrics::register(registry),
         })
     }
 
@@ -183,6 +189,12 @@ impl Pipeline {
         if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
             response.headers_mut().insert("x-request-id", id);
         }
+        self.metrics.request(
+            ex.rpc(),
+            ex.outcome(),
+            response.status().as_u16(),
+            ex.started().elapsed(),
+        );
         ex.finish(response, Arc::clone(&self.audit))
     }
 
@@ -194,16 +206,31 @@ impl Pipeline {
     ) -> Result<Response<Body>, PipelineError> {
         self.audit.admit()?;
         let (mut parts, body) = req.into_parts();
-        let principal = self.authenticate(&parts, ex).await?;
-        let (mut route, op, usage, body) = self.classify(&parts, body, ex).await?;
+        let t = Instant::now();
+        let principal = self.authenticate(&parts, ex).await;
+        self.metrics.step(Step::Authenticate, t);
+        let principal = principal?;
+        let t = Instant::now();
+        let classified = self.classify(&parts, body, ex).await;
+        self.metrics.step(Step::Classify, t);
+        let (mut route, op, usage, body) = classified?;
         let (body, sealing) = self.bind_transaction(&principal, &mut route, &usage, body)?;
         if sealing.is_some() {
             // The response is rewritten on the way back: ask for it uncompressed.
             parts.headers.remove(header::ACCEPT_ENCODING);
         }
-        let decision = self.decide(&principal, &op, ex).await?;
-        let token = self.access_token(&decision, ex).await?;
-        let response = self.forward(&parts, &route, body, &token, ex).await?;
+        let t = Instant::now();
+        let decision = self.decide(&principal, &op, ex).await;
+        self.metrics.step(Step::Decide, t);
+        let decision = decision?;
+        let t = Instant::now();
+        let token = self.access_token(&decision, ex).await;
+        self.metrics.step(Step::Token, t);
+        let token = token?;
+        let t = Instant::now();
+        let response = self.forward(&parts, &route, body, &token, ex).await;
+        self.metrics.step(Step::UpstreamHead, t);
+        let response = response?;
         Ok(match sealing {
             Some(sealing) => sealing.seal_response(response)?,
             None => response,

@@ -175,6 +175,11 @@ impl Jwks {
         })
     }
 
+    /// Count a signing-key lookup in the held keys (hit or miss).
+    pub fn count_lookup(&self, hit: bool) {
+        self.metrics.key_lookup(hit);
+    }
+
     pub fn metrics(&self) -> AuthnMetrics {
         self.metrics.clone()
     }

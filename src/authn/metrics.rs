@@ -22,17 +22,25 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
 /// Handles to the registered metrics (cheap to clone).
 #[derive(Clone, Default)]
 pub struct AuthnMetrics {
     jwks_fetches: Family<FetchLabels, Counter>,
     jwks_refresh_limited: Family<IssuerLabels, Counter>,
     requests: Family<OutcomeLabels, Counter>,
+    /// Signing-key cache: `hit` (the kid was held), `miss` (a refresh was asked).
+    key_hits: Counter,
+    key_misses: Counter,
 }
 
 impl AuthnMetrics {
     pub fn register(registry: &mut Registry) -> AuthnMetrics {
-        let metrics = AuthnMetrics::default();
+        let mut metrics = AuthnMetrics::default();
         let sub = registry.sub_registry_with_prefix("authn");
         sub.register(
             "jwks_fetches",
@@ -49,7 +57,24 @@ impl AuthnMetrics {
             "Authentication outcomes: `cached`, `verified`, or the refusal reason",
             metrics.requests.clone(),
         );
+        let keys = Family::<ResultLabels, Counter>::default();
+        sub.register(
+            "jwks_key_lookups",
+            "Signing-key lookups in the held JWKS by result (hit, miss: a refresh was asked)",
+            keys.clone(),
+        );
+        // Pre-created: the hot path increments without a label lookup.
+        metrics.key_hits = keys.get_or_create(&ResultLabels { result: "hit" }).clone();
+        metrics.key_misses = keys.get_or_create(&ResultLabels { result: "miss" }).clone();
         metrics
+    }
+
+    pub fn key_lookup(&self, hit: bool) {
+        if hit {
+            self.key_hits.inc();
+        } else {
+            self.key_misses.inc();
+        }
     }
 
     pub fn jwks_fetch(&self, issuer: &str, outcome: &'static str) {

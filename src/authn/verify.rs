@@ -132,8 +132,14 @@ pub async fn verify(
 /// The key for `kid`, refreshing once if it is unknown.
 async fn signing_key(jwks: &Jwks, kid: Option<&str>) -> Result<Arc<Key>, AuthnError> {
     let lookup = match jwks.lookup(kid) {
-        Lookup::Found(key) => return Ok(key),
-        Lookup::Missing | Lookup::NotLoaded | Lookup::Unreachable => jwks.refresh_for(kid).await,
+        Lookup::Found(key) => {
+            jwks.count_lookup(true);
+            return Ok(key);
+        }
+        Lookup::Missing | Lookup::NotLoaded | Lookup::Unreachable => {
+            jwks.count_lookup(false);
+            jwks.refresh_for(kid).await
+        }
     };
     match lookup {
         Lookup::Found(key) => Ok(key),

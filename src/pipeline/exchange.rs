@@ -101,6 +101,26 @@ impl Exchange {
         })
     }
 
+    /// The decision as the audit line and the metrics name it.
+    pub fn outcome(&self) -> Outcome {
+        match (&self.decision, self.refused) {
+            (Some(d), _) if !d.allowed => Outcome::Deny,
+            (_, true) => Outcome::Error,
+            (Some(_), false) => Outcome::Allow,
+            (None, false) => Outcome::Error,
+        }
+    }
+
+    /// The RPC, once routed.
+    pub fn rpc(&self) -> Option<Method> {
+        self.route.as_ref().map(|(m, _)| *m)
+    }
+
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     pub(super) fn refuse(&mut self, reason: String, err: &PipelineError) {
         self.reason = Some(reason);
         self.refused = true;
@@ -148,12 +168,7 @@ impl Exchange {
                 .collect(),
             (None, None) => Vec::new(),
         };
-        let decision = match (&self.decision, self.refused) {
-            (Some(d), _) if !d.allowed => Outcome::Deny,
-            (_, true) => Outcome::Error,
-            (Some(_), false) => Outcome::Allow,
-            (None, false) => Outcome::Error,
-        };
+        let decision = self.outcome();
         AuditRecord {
             time: self.time.format(&Rfc3339).unwrap_or_default(),
             request_id: self.request_id,

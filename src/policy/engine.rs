@@ -55,6 +55,10 @@ impl Metrics {
             "Policy reloads by result (ok, refused)",
             m.reloads.clone(),
         );
+        // Shown at 0 from the start, so an alert on `refused` has a series.
+        for result in ["ok", "refused"] {
+            let _ = m.reloads.get_or_create(&[("result", result)]);
+        }
         r.register("rules", "Rules in the serving table", m.rules.clone());
         r.register("epoch", "Epoch of the serving table", m.epoch.clone());
         r.register(

@@ -22,6 +22,11 @@ struct Refusal {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Lookup {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Account {
     account: String,
 }
@@ -30,6 +35,9 @@ pub struct Metrics {
     fetches: Family<Fetch, Counter>,
     refused: Family<Refusal, Counter>,
     valid: Family<Account, Gauge>,
+    /// Token cache: `hit` (a held token served), `miss` (the caller waited for a fetch).
+    hits: Counter,
+    misses: Counter,
 }
 
 impl Metrics {
@@ -38,7 +46,19 @@ impl Metrics {
             fetches: Family::default(),
             refused: Family::default(),
             valid: Family::default(),
+            hits: Counter::default(),
+            misses: Counter::default(),
         };
+        let lookups = Family::<Lookup, Counter>::default();
+        registry.register(
+            "upstream_token_cache_lookups",
+            "Impersonated-token cache lookups by result (hit, miss: the request waited for a fetch)",
+            lookups.clone(),
+        );
+        let mut metrics = metrics;
+        // Pre-created: the hot path increments without a label lookup.
+        metrics.hits = lookups.get_or_create(&Lookup { result: "hit" }).clone();
+        metrics.misses = lookups.get_or_create(&Lookup { result: "miss" }).clone();
         registry.register(
             "upstream_token_fetches",
             "Impersonated-token fetches from IAM Credentials, by account and result",
@@ -65,6 +85,14 @@ impl Metrics {
                 result,
             })
             .inc();
+    }
+
+    pub fn cache_lookup(&self, hit: bool) {
+        if hit {
+            self.hits.inc();
+        } else {
+            self.misses.inc();
+        }
     }
 
     pub fn refused(&self, account: &str, error: &CredentialsError) {

@@ -227,10 +227,12 @@ impl Inner {
         let (cached, how) = match slot.get(mint).await {
             Ok(got) => got,
             Err(e) => {
+                self.metrics.cache_lookup(false);
                 self.metrics.account_valid(account, false);
                 return Err(e);
             }
         };
+        self.metrics.cache_lookup(how != Fetched::Waited);
         if how == Fetched::Waited {
             self.metrics.account_valid(account, true);
         }
