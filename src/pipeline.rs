@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::firestore::{self, ClassifyError, Operation, Route, TransactionUse};
 use crate::policy::{Decision, PolicyEngine};
 use crate::server::admin::Check;
+use crate::server::cors::{self, Cors};
 use crate::transaction::{SealError, Sealing, TransactionError, TransactionSealer};
 use crate::upstream::{
     AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError,
@@ -49,6 +50,8 @@ pub struct PipelineSettings {
     pub max_body_bytes: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Browser origins allowed to read answers (`server.cors`).
+    pub cors: Option<Cors>,
 }
 
 impl Default for PipelineSettings {
@@ -56,6 +59,7 @@ impl Default for PipelineSettings {
         PipelineSettings {
             max_body_bytes: 10 * 1024 * 1024,
             trusted_proxies: Vec::new(),
+            cors: None,
         }
     }
 }
@@ -138,6 +142,7 @@ impl Pipeline {
             settings: PipelineSettings {
                 max_body_bytes: config.server.limits.max_body_bytes,
                 trusted_proxies: config.server.trusted_proxies.clone(),
+                cors: config.server.cors.clone(),
             },
             metrics: RequestMetrics::register(registry),
         })
@@ -177,6 +182,11 @@ impl Pipeline {
     /// error, and the audit record is written when the response body ends
     /// (or the client goes away).
     pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+        let cors = self.settings.cors.as_ref();
+        if let Some(preflight) = cors::preflight(cors, &req) {
+            return preflight;
+        }
+        let origin = cors::origin(&req);
         let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
         let mut response = match self.run(req, &mut ex).await {
             Ok(response) => response,
@@ -189,6 +199,7 @@ impl Pipeline {
         if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
             response.headers_mut().insert("x-request-id", id);
         }
+        cors::decorate(cors, origin.as_ref(), &mut response);
         self.metrics.request(
             ex.rpc(),
             ex.outcome(),

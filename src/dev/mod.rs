@@ -214,6 +214,8 @@ fn dev_config(
             "listen": options.listen.to_string(),
             "admin_listen": options.admin_listen.to_string(),
             "plain_http": true,
+            // Pages served from any local port (a Vite or webpack dev server).
+            "cors": { "origins": ["http://localhost:*", "http://127.0.0.1:*"] },
         },
         "authn": {
             "issuers": [{

@@ -1,4 +1,4 @@
-//! The `server:` config section: listeners, TLS and limits.
+//! The `server:` config section: listeners, TLS, limits and CORS.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::cors::{Cors, RawCors};
 use crate::config::{ConfigErrors, duration};
 
 /// `server:` — listeners, TLS and limits.
@@ -26,6 +27,8 @@ pub struct RawServer {
     pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub cors: RawCors,
 }
 
 impl Default for RawServer {
@@ -37,6 +40,7 @@ impl Default for RawServer {
             admin_listen: defaults::admin_listen(),
             trusted_proxies: Vec::new(),
             limits: RawLimits::default(),
+            cors: RawCors::default(),
         }
     }
 }
@@ -125,6 +129,8 @@ pub struct ServerSettings {
     pub admin_listen: SocketAddr,
     pub trusted_proxies: Vec<IpNet>,
     pub limits: Limits,
+    /// `None`: no origin configured, no CORS header is ever sent.
+    pub cors: Option<Cors>,
 }
 
 /// The validated `server.limits:`.
@@ -184,6 +190,7 @@ impl RawServer {
             })
             .collect();
         let limits = self.limits.validate(errors);
+        let cors = self.cors.validate(errors);
         if let Some(tls) = &self.tls
             && let Err(err) = crate::server::tls::load_certified_key(tls)
         {
@@ -195,6 +202,7 @@ impl RawServer {
             admin_listen,
             trusted_proxies,
             limits,
+            cors,
         }
     }
 }

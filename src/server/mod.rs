@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 mod conn;
+pub mod cors;
 pub mod shutdown;
 pub mod tls;
 
