@@ -16,6 +16,7 @@ pub mod emulator;
 pub mod error;
 pub mod fetch;
 pub mod firestore;
+pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

@@ -5,11 +5,14 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use firegate::cli::{Cli, run};
+use firegate::cli::{Cli, Command, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // `serve` logs as its config says, once the config is read.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        firegate::logging::init(&Default::default());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -27,15 +30,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs go to stderr as JSON lines (stdout belongs to the audit stream).
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .json()
-        .init();
 }

@@ -15,6 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use ipnet::IpNet;
+use tracing::Instrument as _;
 
 use crate::audit::{AuditError, Auditor};
 use prometheus_client::registry::Registry;
@@ -188,7 +189,10 @@ impl Pipeline {
         }
         let origin = cors::origin(&req);
         let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
-        let mut response = match self.run(req, &mut ex).await {
+        // One span per request: every log line of its steps carries the id.
+        let span = tracing::info_span!("request", request_id = %ex.request_id);
+        let outcome = self.run(req, &mut ex).instrument(span).await;
+        let mut response = match outcome {
             Ok(response) => response,
             Err(err) => {
                 let reason = err.reason(ex.decision.as_ref());

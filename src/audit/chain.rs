@@ -200,6 +200,7 @@ struct Canonical<'a> {
     targets: &'a [AuditTarget],
     time: &'a str,
     tls: &'a Option<String>,
+    traceparent: &'a Option<String>,
     upstream_account: &'a Option<String>,
     upstream_status: Option<u16>,
 }
@@ -227,6 +228,7 @@ impl<'a> Canonical<'a> {
             bytes_out,
             duration_ms,
             client_disconnected,
+            traceparent,
         } = r;
         Canonical {
             bytes_in: *bytes_in,
@@ -248,6 +250,7 @@ impl<'a> Canonical<'a> {
             targets,
             time,
             tls,
+            traceparent,
             upstream_account,
             upstream_status: *upstream_status,
         }

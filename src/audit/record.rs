@@ -69,6 +69,8 @@ pub struct AuditRecord {
     pub bytes_out: u64,
     pub duration_ms: f64,
     pub client_disconnected: bool,
+    /// The client's W3C `traceparent`, when well-formed (it was forwarded).
+    pub traceparent: Option<String>,
 }
 
 /// A plausible record for unit tests; `n` varies the request id.
@@ -105,5 +107,6 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
         bytes_out: 512,
         duration_ms: 3.25,
         client_disconnected: false,
+        traceparent: None,
     }
 }

@@ -120,6 +120,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => {
             let config = Config::load(&config, std::env::vars())?;
+            crate::logging::init(&config.log);
             crate::app::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -4,6 +4,7 @@
 
 mod env;
 mod errors;
+mod log;
 mod value;
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 pub use errors::{ConfigError, ConfigErrors};
+pub use log::{LogFormat, LogSettings, RawLog};
 pub use value::{default_duration, duration};
 
 use crate::audit::{AuditConfig, AuditSettings};
@@ -37,6 +39,8 @@ pub struct RawConfig {
     pub audit: AuditConfig,
     #[serde(default)]
     pub transactions: TransactionConfig,
+    #[serde(default)]
+    pub log: RawLog,
 }
 
 /// The validated configuration: every section's typed settings, each
@@ -49,6 +53,7 @@ pub struct Config {
     pub upstream: UpstreamSettings,
     pub audit: AuditSettings,
     pub transactions: TransactionSettings,
+    pub log: LogSettings,
 }
 
 impl Config {
@@ -118,6 +123,7 @@ impl Config {
             upstream: raw.upstream.validate(errors),
             audit: raw.audit.validate(errors),
             transactions: raw.transactions.validate(errors),
+            log: raw.log.validate(errors),
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Exchange {
     /// best-effort, so that a flood of refusals cannot queue without bound.
     admitted: bool,
     bytes_in: Arc<AtomicU64>,
+    /// The client's `traceparent`, when well-formed.
+    pub traceparent: Option<String>,
 }
 
 impl Exchange {
@@ -77,6 +79,7 @@ impl Exchange {
             refused: false,
             admitted: true,
             bytes_in: Arc::new(AtomicU64::new(0)),
+            traceparent: headers::traceparent(req.headers()).map(str::to_owned),
         }
     }
 
@@ -196,6 +199,7 @@ impl Exchange {
             bytes_out: 0,
             duration_ms: 0.0,
             client_disconnected: false,
+            traceparent: self.traceparent,
         }
     }
 }

@@ -35,6 +35,32 @@ const FORWARDED: &[&str] = &[
     "x-goog-api-client",
 ];
 
+const TRACEPARENT: &str = "traceparent";
+
+/// The request's W3C `traceparent` (version `00`:
+/// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lower-case, ids
+/// not all zero), or `None` when absent, repeated or malformed.
+pub fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(TRACEPARENT).iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let b = value.as_bytes();
+    let hex = |s: &[u8]| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |s: &[u8]| s.iter().any(|c| *c != b'0');
+    let well_formed = b.len() == 55
+        && &b[..3] == b"00-"
+        && b[35] == b'-'
+        && b[52] == b'-'
+        && hex(&b[3..35])
+        && hex(&b[36..52])
+        && hex(&b[53..55])
+        && nonzero(&b[3..35])
+        && nonzero(&b[36..52]);
+    well_formed.then_some(value)
+}
+
 /// RFC 3986 unreserved characters stay; everything else is percent-encoded,
 /// as Google's clients encode `x-goog-request-params` values.
 const PARAM_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -139,6 +165,14 @@ pub fn outbound(client: &HeaderMap, fwd: &Forwarding<'_>) -> HeaderMap {
     if let Ok(v) = HeaderValue::from_str(fwd.request_id) {
         out.insert("x-request-id", v);
     }
+    // Trace context continues upstream only when well-formed; a malformed
+    // one is dropped, as W3C Trace Context asks of a vendor that cannot parse it.
+    if let Some(v) = client
+        .get(TRACEPARENT)
+        .filter(|_| traceparent(client).is_some())
+    {
+        out.insert(TRACEPARENT, v.clone());
+    }
     let params = format!(
         "database={}",
         utf8_percent_encode(fwd.database, PARAM_VALUE)
@@ -179,6 +213,44 @@ mod tests {
             request_id: "req-1",
             database: "projects/p/databases/(default)",
         }
+    }
+
+    #[test]
+    fn a_well_formed_traceparent_goes_upstream_and_a_malformed_one_is_dropped() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let out = outbound(&map(&[("traceparent", good)]), &fwd("10.0.0.1", &[]));
+        assert_eq!(
+            out.get("traceparent").map(|v| v.to_str().unwrap()),
+            Some(good)
+        );
+        for bad in [
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "",
+        ] {
+            let client = map(&[("traceparent", bad)]);
+            assert_eq!(traceparent(&client), None, "{bad}");
+            let out = outbound(&client, &fwd("10.0.0.1", &[]));
+            assert!(out.get("traceparent").is_none(), "{bad} was forwarded");
+        }
+        let twice = map(&[("traceparent", good), ("traceparent", good)]);
+        assert_eq!(traceparent(&twice), None, "a repeated header is ambiguous");
+        assert!(
+            outbound(&twice, &fwd("10.0.0.1", &[]))
+                .get("traceparent")
+                .is_none()
+        );
+        let tracestate = map(&[("tracestate", "vendor=secret")]);
+        assert!(
+            outbound(&tracestate, &fwd("10.0.0.1", &[]))
+                .get("tracestate")
+                .is_none()
+        );
     }
 
     #[test]
