@@ -8,14 +8,19 @@ use std::path::Path;
 
 use firegate::dev::{DevOptions, Stack, samples};
 
-use support::within;
+use support::{upstream, within};
 
 fn any_port() -> std::net::SocketAddr {
     "127.0.0.1:0".parse().expect("address")
 }
 
 async fn start(extra_config: Option<serde_json::Value>) -> Stack {
+    start_with(extra_config, None).await
+}
+
+async fn start_with(extra_config: Option<serde_json::Value>, upstream: Option<String>) -> Stack {
     let options = DevOptions {
+        upstream_override: upstream,
         listen: any_port(),
         issuer_listen: any_port(),
         emulator_listen: any_port(),
@@ -188,5 +193,139 @@ async fn readyz_of_a_running_stack_lists_every_dependency_as_json() {
         .await
         .expect("healthz");
     assert_eq!(healthz.text().await.expect("body"), "ok\n");
+    stack.shutdown().await;
+}
+
+const RUN_QUERY: &str = "/v1/projects/demo/databases/(default)/documents:runQuery";
+
+fn alice(stack: &Stack) -> String {
+    let alice = samples()
+        .into_iter()
+        .find(|s| s.token_var == "ALICE_TOKEN")
+        .expect("alice");
+    stack.token(&alice.identity).expect("token")
+}
+
+/// What a browser sends before Firebase lite's `text/plain` POST, and the
+/// POST itself, from an allowed and from a foreign origin.
+#[tokio::test]
+async fn cors_preflight_is_answered_before_authentication_for_allowed_origins_only() {
+    let stack = start(None).await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(
+            reqwest::Method::OPTIONS,
+            format!("{}{RUN_QUERY}", stack.url()),
+        )
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,x-goog-api-client",
+        )
+        .send()
+    };
+    // No token: a preflight never carries one.
+    let allowed = preflight("http://localhost:5173").await.expect("preflight");
+    assert_eq!(allowed.status(), 204);
+    let h = allowed.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://localhost:5173");
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    let allow_headers = h["access-control-allow-headers"].to_str().unwrap();
+    for needed in ["authorization", "content-type", "x-goog-api-client"] {
+        assert!(allow_headers.contains(needed), "{needed}: {allow_headers}");
+    }
+    assert!(h.contains_key("access-control-max-age"));
+
+    let foreign = preflight("https://evil.example").await.expect("preflight");
+    assert_eq!(foreign.status(), 204);
+    assert!(
+        foreign
+            .headers()
+            .keys()
+            .all(|k| !k.as_str().starts_with("access-control-")),
+        "{:?}",
+        foreign.headers()
+    );
+
+    let query = r#"{"structuredQuery":{"from":[{"collectionId":"catalog"}]}}"#;
+    let post = |origin: &'static str| {
+        http.post(format!("{}{RUN_QUERY}", stack.url()))
+            .bearer_auth(alice(&stack))
+            .header("origin", origin)
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(query)
+            .send()
+    };
+    let answer = post("http://127.0.0.1:3000").await.expect("runQuery");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "http://127.0.0.1:3000"
+    );
+    assert_eq!(
+        answer.headers()["access-control-expose-headers"],
+        "x-request-id"
+    );
+    let answer = post("https://evil.example").await.expect("runQuery");
+    // The policy still answers; the browser just does not hand it to the page.
+    assert_eq!(answer.status(), 200);
+    assert!(!answer.headers().contains_key("access-control-allow-origin"));
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_well_formed_traceparent_reaches_the_upstream_and_the_audit_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_path = dir.path().join("audit.log");
+    let recording = upstream().start().await;
+    let stack = start_with(
+        Some(serde_json::json!({"audit": {"sink": "file", "path": audit_path}})),
+        Some(recording.url.clone()),
+    )
+    .await;
+    let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let http = reqwest::Client::new();
+    for traceparent in [good, "00-not-a-trace-01"] {
+        let status = http
+            .get(format!(
+                "{}/v1/projects/demo/databases/(default)/documents/catalog/payments-api",
+                stack.url()
+            ))
+            .bearer_auth(alice(&stack))
+            .header("traceparent", traceparent)
+            .send()
+            .await
+            .expect("get")
+            .status();
+        assert_eq!(status, 200);
+    }
+    let forwarded = recording.requests();
+    assert_eq!(forwarded.len(), 2);
+    assert_eq!(
+        forwarded[0]
+            .headers
+            .get("traceparent")
+            .map(|v| v.to_str().unwrap()),
+        Some(good)
+    );
+    assert!(
+        forwarded[1].headers.get("traceparent").is_none(),
+        "a malformed one is dropped"
+    );
+    stack.app.flush_audit().await;
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit_path)
+        .expect("audit file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["traceparent"], good);
+    assert_eq!(records[1]["traceparent"], serde_json::Value::Null);
     stack.shutdown().await;
 }
