@@ -565,7 +565,7 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
         issuer_listen: any(),
         emulator_listen: any(),
         admin_listen: any(),
-        policies,
+        policies: Some(policies),
         upstream_override: Some(firestore.url.clone()),
         extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit}})),
         overrides: vec![
