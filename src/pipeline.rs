@@ -191,7 +191,7 @@ impl Pipeline {
         let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
         // One span per request: every log line of its steps carries the id.
         let span = tracing::info_span!("request", request_id = %ex.request_id);
-        let outcome = self.run(req, &mut ex).instrument(span).await;
+        let outcome = self.run(req, &mut ex).instrument(span.clone()).await;
         let mut response = match outcome {
             Ok(response) => response,
             Err(err) => {
@@ -204,12 +204,16 @@ impl Pipeline {
             response.headers_mut().insert("x-request-id", id);
         }
         cors::decorate(cors, origin.as_ref(), &mut response);
-        self.metrics.request(
-            ex.rpc(),
-            ex.outcome(),
-            response.status().as_u16(),
-            ex.started().elapsed(),
-        );
+        let status = response.status().as_u16();
+        self.metrics
+            .request(ex.rpc(), ex.outcome(), status, ex.started().elapsed());
+        span.in_scope(|| {
+            tracing::debug!(
+                status,
+                rpc = ex.rpc().map(|m| m.as_str()),
+                "request answered"
+            )
+        });
         ex.finish(response, Arc::clone(&self.audit))
     }
 
