@@ -1,5 +1,6 @@
 //! The per-collection policy table: `Principal` × `Operation` → `Decision`.
 
+pub mod analysis;
 mod cache;
 pub mod cli;
 mod compile;
