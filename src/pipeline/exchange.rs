@@ -162,6 +162,7 @@ impl Exchange {
             (Some(_), false) => Outcome::Allow,
             (None, false) => Outcome::Error,
         };
+        let shadow = self.decision.as_ref().and_then(|d| d.shadow.clone());
         AuditRecord {
             time: self.time.format(&Rfc3339).unwrap_or_default(),
             request_id: self.request_id,
@@ -181,6 +182,14 @@ impl Exchange {
             decision,
             reason: self.reason,
             upstream_account: self.upstream_account,
+            shadow_decision: shadow.as_ref().map(|s| {
+                if s.allowed {
+                    Outcome::Allow
+                } else {
+                    Outcome::Deny
+                }
+            }),
+            shadow_rule: shadow.map(|s| s.rule),
             upstream_status: self.upstream_status,
             status,
             // Both byte counts and the duration are filled in when the
@@ -525,16 +534,19 @@ mod tests {
                     allowed: true,
                     rule: Some("team-deployments".into()),
                     why: Why::Allowed,
+                    shadow: None,
                 },
                 TargetDecision {
                     target: refused,
                     allowed: false,
                     rule: Some("no-secrets".into()),
                     why: Why::DenyMatched,
+                    shadow: None,
                 },
             ],
             upstream_account: None,
             reason: Some("rule:no-secrets".into()),
+            shadow: None,
         });
         let err = PipelineError::Denied;
         ex.refuse(err.reason(ex.decision.as_ref()), &err);
