@@ -5,6 +5,7 @@ mod cache;
 pub mod cli;
 mod compile;
 mod condition;
+pub mod coverage;
 mod decide;
 mod engine;
 pub mod format;
