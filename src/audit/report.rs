@@ -208,7 +208,6 @@ fn section(out: &mut String, title: &str, rows: &BTreeMap<String, Tally>) {
 pub fn collection_of(resource: &str) -> String {
     let segments: Vec<&str> = resource.split('/').filter(|s| !s.is_empty()).collect();
     let mut out = String::new();
-    let mut depth = 0;
     for (i, s) in segments.iter().enumerate() {
         if *s == "**" || s.starts_with(':') {
             out.push('/');
@@ -218,13 +217,12 @@ pub fn collection_of(resource: &str) -> String {
         }
         let last = i + 1 == segments.len();
         // Even positions are collection ids; a trailing document id goes.
-        if depth % 2 == 0 {
+        if i.is_multiple_of(2) {
             out.push('/');
             out.push_str(s);
         } else if !last {
             out.push_str("/*");
         }
-        depth += 1;
     }
     if out.is_empty() { "/".into() } else { out }
 }
@@ -281,7 +279,8 @@ mod tests {
         denied.shadow_decision = Some(Outcome::Deny);
         denied.shadow_rule = Some("hide".into());
         let (_dir, path) = write(&[allowed, denied]);
-        let (summary, report) = report(&[path.clone()], &Hasher::Sha256, false).unwrap();
+        let (summary, report) =
+            report(std::slice::from_ref(&path), &Hasher::Sha256, false).unwrap();
         assert_eq!(summary.records, 2);
         assert_eq!(report.records, 2);
         let ada =

@@ -63,7 +63,7 @@ impl PathSet {
 
     /// Whether some even-length (document) path is in the set.
     pub fn has_documents(&self) -> bool {
-        self.many().is_some() || (!self.segs.is_empty() && self.segs.len() % 2 == 0)
+        self.many().is_some() || (!self.segs.is_empty() && self.segs.len().is_multiple_of(2))
     }
 
     /// Does the set hold this concrete path (any parity)?
@@ -221,7 +221,7 @@ impl PathSet {
         };
         lengths
             .into_iter()
-            .filter(|n| *n > 0 && n % 2 == 0)
+            .filter(|n| *n > 0 && n.is_multiple_of(2))
             .filter_map(|n| self.fixed_at(n))
             .map(|segs| {
                 segs.iter()
@@ -402,13 +402,13 @@ mod tests {
             let path: Vec<String> = path.iter().map(|&k| names[k].to_string()).collect();
             let inter = a.intersect(&b);
             let got = inter.iter().any(|s| s.matches(&path));
-            let want = brute(&a, &b, &path) && path.len() % 2 == 0;
-            if path.len() % 2 == 0 {
+            let want = brute(&a, &b, &path) && path.len().is_multiple_of(2);
+            if path.len().is_multiple_of(2) {
                 proptest::prop_assert_eq!(got, want, "{} ∩ {} at {:?}: {:?}", a, b, path, inter);
             }
             if let Some(w) = a.witness(&[&b]) {
                 proptest::prop_assert!(a.matches(&w) && !b.matches(&w));
-            } else if path.len() % 2 == 0 && a.matches(&path) {
+            } else if path.len().is_multiple_of(2) && a.matches(&path) {
                 proptest::prop_assert!(b.matches(&path), "no witness, yet {:?}", path);
             }
         }

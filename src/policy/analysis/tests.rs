@@ -121,7 +121,7 @@ fn paths() -> Vec<Vec<String>> {
             out.push(vec![x.to_string(), y.to_string()]);
             for z in ids {
                 for w in ids {
-                    out.push(vec![x, y, z, w].iter().map(|s| s.to_string()).collect());
+                    out.push([x, y, z, w].iter().map(|s| s.to_string()).collect());
                 }
             }
         }
