@@ -370,3 +370,4 @@ fn diff_names_gains_with_their_rules() {
     let back = diff(&new, &old, None);
     assert!(back.fails(FailOn::Lost) && !back.fails(FailOn::Gained));
 }
+
