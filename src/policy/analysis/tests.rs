@@ -26,6 +26,8 @@ const WHO: &[&str] = &[
 ];
 const ACTIONS: &[&str] = &["[get]", "[create]", "[get, create]", "[read]", "[write]"];
 const TESTED: [Access; 2] = [Access::Get, Access::Create];
+/// The database the brute force judges in.
+const DB: Option<&str> = Some("(default)");
 
 /// A rule as generated: pattern segments, effect, `who`, actions, condition kind.
 type Spec = (Vec<usize>, bool, usize, usize, usize);
@@ -75,6 +77,12 @@ fn table(specs: &[Spec], conditions: bool) -> Table {
         );
         if conditions && let Some(when) = condition(*cond, &pattern) {
             yaml += &format!("    when: \"{when}\"\n");
+        }
+        // Some rules are about one database: the one judged, or another.
+        match (i + actions) % 5 {
+            0 => yaml += "    database: \"(default)\"\n",
+            1 => yaml += "    database: other\n",
+            _ => {}
         }
     }
     match Table::from_yaml(&yaml, 0) {
@@ -187,7 +195,7 @@ proptest! {
             Some(q) => PathSet::of(&Pattern::parse(&q).unwrap()),
             None => PathSet::everything(),
         };
-        let answer = who_can(&t, &TESTED, &query, None);
+        let answer = who_can(&t, &TESTED, &query, DB);
         for g in &answer.allowed {
             if let (Some((p, path)), None) = (&g.piece.witness, &g.when) {
                 prop_assert!(allowed(&t, p, path, g.action) || conditions, "witness of {g:?}");
@@ -220,7 +228,7 @@ proptest! {
         let t = table(&specs, conditions);
         let everyone = principals();
         let p = &everyone[who % everyone.len()];
-        let answer = what_can(&t, p, None);
+        let answer = what_can(&t, p, DB);
         for access in TESTED {
             for path in &paths() {
                 let truth = allowed(&t, p, path, access);
@@ -256,7 +264,7 @@ proptest! {
             .collect();
         new.extend(edits);
         let (a, b) = (table(&old, conditions), table(&new, conditions));
-        let d = diff(&a, &b, None);
+        let d = diff(&a, &b, DB);
         for c in &d.changes {
             if let (Some((p, path)), None, false) = (&c.piece.witness, &c.when, conditions) {
                 let (was, is) = (allowed(&a, p, path, c.action), allowed(&b, p, path, c.action));
@@ -370,4 +378,3 @@ fn diff_names_gains_with_their_rules() {
     let back = diff(&new, &old, None);
     assert!(back.fails(FailOn::Lost) && !back.fails(FailOn::Gained));
 }
-
