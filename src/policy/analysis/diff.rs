@@ -2,6 +2,7 @@
 //! decision changes between two tables, gained or lost, with the rules
 //! responsible.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -157,24 +158,47 @@ pub fn diff(old: &Table, new: &Table, database: Option<&str>) -> Diff {
     Diff { changes }
 }
 
-/// Where `to` allows and `from` did not.
+/// Where `to` allows and `from` did not. A region present unchanged on
+/// both sides contributes nothing (an allow already allowed, a deny still
+/// denying), so only regions that changed are carved: a diff costs the
+/// size of the change times the table, not the table squared.
 fn one_way(
     to_allow: &[Region],
     to_deny: &[Region],
     from_allow: &[Region],
     from_deny: &[Region],
 ) -> Vec<Piece> {
+    let still_allowed: HashSet<String> = from_allow.iter().map(signature).collect();
+    let still_denied: HashSet<String> = to_deny.iter().map(signature).collect();
+    let lifted: Vec<&Region> = from_deny
+        .iter()
+        .filter(|d| !still_denied.contains(&signature(d)))
+        .collect();
     let to_deny_refs: Vec<&Region> = to_deny.iter().collect();
     let mut newly_blocked: Vec<&Region> = to_deny_refs.clone();
     newly_blocked.extend(from_allow.iter());
     let mut out = Vec::new();
     for allow in to_allow {
-        out.extend(Piece::of(allow).carve(&newly_blocked));
-        for deny in from_deny {
+        if !still_allowed.contains(&signature(allow)) {
+            out.extend(Piece::of(allow).carve(&newly_blocked));
+        }
+        for deny in &lifted {
             for piece in Piece::meet(allow, deny) {
                 out.extend(piece.carve(&to_deny_refs));
             }
         }
     }
     out
+}
+
+/// Equal exactly when two regions hold the same points under the same
+/// conditions.
+fn signature(r: &Region) -> String {
+    let keys: Vec<&str> = r.conditions.iter().map(|c| c.key.as_str()).collect();
+    format!(
+        "{}\u{0}{}\u{0}{:?}\u{0}{keys:?}",
+        serde_json::to_string(&r.class).unwrap_or_default(),
+        r.paths,
+        r.database
+    )
 }

@@ -246,6 +246,9 @@ impl Piece {
 
     /// Where both regions apply: one piece per path set of the meet.
     pub fn meet(a: &Region, b: &Region) -> Vec<Piece> {
+        if a.paths.surely_disjoint(&b.paths) {
+            return Vec::new();
+        }
         let (Some(class), Some(database)) = (
             a.class.meet(&b.class),
             meet_database(a.database.as_deref(), b.database.as_deref()),
@@ -285,7 +288,8 @@ impl Piece {
             .iter()
             .copied()
             .filter(|e| {
-                self.class.meet(&e.class).is_some()
+                !self.paths.surely_disjoint(&e.paths)
+                    && self.class.meet(&e.class).is_some()
                     && meet_database(self.database.as_deref(), e.database.as_deref()).is_some()
                     && !self.paths.intersect(&e.paths).is_empty()
             })
