@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method as HttpMethod, Uri, header};
 use serde::{Deserialize, Serialize};
 
+use super::coverage::{Coverage, CoverageReport};
 use super::format::is_test_file;
 use super::{Decision, Table};
 use crate::authn::Principal;
@@ -184,10 +185,18 @@ pub struct TestSummary {
     pub failed: usize,
     /// One line per case, then the summary line.
     pub report: String,
+    /// With `--coverage`: what no case exercised.
+    pub coverage: Option<CoverageReport>,
 }
 
 /// `policy test DIR`: run every `*.test.yaml` of `dir` against its policies.
 pub fn run_tests(dir: &Path) -> anyhow::Result<TestSummary> {
+    run_tests_with(dir, false)
+}
+
+/// [`run_tests`], and with `coverage` which rules and condition branches
+/// no case exercised.
+pub fn run_tests_with(dir: &Path, coverage: bool) -> anyhow::Result<TestSummary> {
     let table = Table::from_dir(dir, 1)
         .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", dir.display()))?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -200,6 +209,7 @@ pub fn run_tests(dir: &Path) -> anyhow::Result<TestSummary> {
         anyhow::bail!("no *.test.yaml files in {}", dir.display());
     }
     let mut summary = TestSummary::default();
+    let mut covered = coverage.then(|| Coverage::new(&table));
     for file in files {
         let name = file.display().to_string();
         let parsed = std::fs::read_to_string(&file)
@@ -218,7 +228,7 @@ pub fn run_tests(dir: &Path) -> anyhow::Result<TestSummary> {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("#{}", index + 1));
-            match run_case(&table, &tests.principals, case) {
+            match run_case(&table, &tests.principals, case, covered.as_mut()) {
                 Ok(()) => {
                     summary.passed += 1;
                     let _ = writeln!(summary.report, "ok   {name}: {label}");
@@ -235,6 +245,7 @@ pub fn run_tests(dir: &Path) -> anyhow::Result<TestSummary> {
         "{} passed, {} failed",
         summary.passed, summary.failed
     );
+    summary.coverage = covered.map(|c| c.report());
     Ok(summary)
 }
 
@@ -242,6 +253,7 @@ fn run_case(
     table: &Table,
     principals: &BTreeMap<String, PrincipalSpec>,
     case: &TestCase,
+    coverage: Option<&mut Coverage>,
 ) -> Result<(), String> {
     let principal = match &case.principal {
         PrincipalRef::Inline(spec) => spec.principal(),
@@ -262,6 +274,9 @@ fn run_case(
         _ => return Err("a case has `request` or `targets`, exactly one".into()),
     };
     let decision = table.decide(&principal, &op);
+    if let Some(coverage) = coverage {
+        coverage.record(&principal, &op, &decision);
+    }
     check_expectations(case, &decision)
 }
 

@@ -14,6 +14,7 @@ mod reload;
 mod table;
 #[cfg(test)]
 mod tests;
+pub mod tools;
 
 use serde::{Deserialize, Serialize};
 
