@@ -239,9 +239,10 @@ mod tests {
 
     fn auditor() -> (Arc<Auditor>, MemorySink) {
         let sink = MemorySink::new();
-        let settings =
-            crate::config::ConfigErrors::collect(|errors| AuditConfig::default().validate(errors))
-                .expect("default audit settings");
+        let settings = crate::config::errors::ConfigErrors::collect(|errors| {
+            AuditConfig::default().validate(errors)
+        })
+        .expect("default audit settings");
         let auditor =
             Auditor::with_sink(&settings, Box::new(sink.clone()), &mut Registry::default())
                 .expect("auditor");

@@ -19,9 +19,8 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::shutdown::ShutdownSignal;
-use super::{Handler, ServerMetrics, tls};
+use super::{ConnInfo, Handler, ServerMetrics, tls};
 use crate::body;
-use crate::pipeline::ConnInfo;
 use crate::server::Limits;
 
 /// What every connection of one listener shares.
