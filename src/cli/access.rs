@@ -6,7 +6,7 @@ use std::path::Path;
 
 use clap::ValueEnum;
 
-use super::cli::PrincipalSpec;
+use super::principal::PrincipalSpec;
 use crate::policy::Table;
 use crate::policy::analysis::diff::{FailOn, diff};
 use crate::policy::analysis::what_can::what_can;

@@ -1,0 +1,377 @@
+//! The `firegate` command line: the commands, and the tools that sit above
+//! both the classifier and the policy table (`policy check`, `policy test`,
+//! the access analyses).
+
+pub mod access;
+pub mod cases;
+pub mod check;
+pub mod principal;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use access::Format;
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "firegate",
+    version,
+    about = "Identity-aware proxy for the Firestore REST API"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the proxy (production entry point).
+    Serve {
+        #[arg(long, short, default_value = "firegate.yaml")]
+        config: PathBuf,
+    },
+    /// Run everything locally: emulator, development issuer, example policies.
+    Dev {
+        /// The proxy's address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The development OIDC issuer's address.
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        issuer_listen: SocketAddr,
+        /// The embedded emulator's address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        emulator_listen: SocketAddr,
+        /// The admin listener's address (/healthz, /readyz, /metrics).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
+        /// Policy directory.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+    /// Run the in-memory Firestore emulator alone.
+    Emulator {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+    },
+    /// Policy authoring tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Explain one decision and name the rule that made it.
+    Check {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// JSON file describing the principal.
+        #[arg(long)]
+        principal: PathBuf,
+        /// HTTP method.
+        method: String,
+        /// Request URL or path (`/v1/projects/...`).
+        url: String,
+        /// Request body file.
+        #[arg(long)]
+        body: Option<PathBuf>,
+    },
+    /// Run the `*.test.yaml` cases kept beside the policies.
+    Test {
+        dir: PathBuf,
+        /// Also list the rules and condition branches no case exercises.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// Which principal classes may take ACTION on PATH, by which rule, and
+    /// which deny rules refuse whom.
+    WhoCan {
+        dir: PathBuf,
+        /// get, list, create, update, delete, read or write.
+        action: String,
+        /// A document path, or a pattern for a subtree (`/secrets/{x=**}`).
+        path: String,
+        /// Only rules that apply to this database (id or full name).
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Every path pattern and action one principal gets, with the rules.
+    WhatCan {
+        dir: PathBuf,
+        /// JSON file describing the principal (the test-case keys).
+        principal: PathBuf,
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Every access that changes between two policy directories.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Exit 1 when a change of this kind exists: gained, lost or any.
+        #[arg(long)]
+        fail_on: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of audit files.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// HMAC key file, when the chain was written with one.
+        #[arg(long)]
+        hmac_key: Option<PathBuf>,
+        /// Accept a first record that continues an earlier chain (older
+        /// rotated files were removed on purpose).
+        #[arg(long)]
+        allow_partial: bool,
+    },
+    /// Requests per principal and collection, denials by rule and reason,
+    /// from audit files whose chain verifies.
+    Report {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        hmac_key: Option<PathBuf>,
+        #[arg(long)]
+        allow_partial: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file and print every error.
+    Check { file: PathBuf },
+}
+
+/// Run one command; the exit code is the command's verdict.
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let config = Config::load(&config, std::env::vars())?;
+            crate::app::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev {
+            listen,
+            issuer_listen,
+            emulator_listen,
+            admin_listen,
+            policies,
+        } => {
+            crate::dev::run(crate::dev::DevOptions {
+                listen,
+                issuer_listen,
+                emulator_listen,
+                admin_listen,
+                policies,
+                ..Default::default()
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Emulator { listen } => {
+            crate::emulator::serve(listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy { command } => match command {
+            PolicyCommand::Check {
+                policies,
+                principal,
+                method,
+                url,
+                body,
+            } => {
+                // Scripts can branch on the verdict: 0 allowed, 1 refused, 2 error.
+                let checked = check::check(&policies, &principal, &method, &url, body.as_deref());
+                match checked {
+                    Ok((json, allowed)) => {
+                        println!("{json}");
+                        Ok(ExitCode::from(if allowed { 0 } else { 1 }))
+                    }
+                    Err(e) => {
+                        eprintln!("firegate: {e:#}");
+                        Ok(ExitCode::from(2))
+                    }
+                }
+            }
+            PolicyCommand::Test { dir, coverage } => {
+                let summary = cases::run_tests_with(&dir, coverage)?;
+                print!("{}", summary.report);
+                if let Some(coverage) = &summary.coverage {
+                    print!("{}", coverage.text());
+                }
+                Ok(if summary.failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            PolicyCommand::WhoCan {
+                dir,
+                action,
+                path,
+                database,
+                format,
+            } => tool(access::who_can_command(
+                &dir,
+                &action,
+                &path,
+                database.as_deref(),
+                format,
+            )),
+            PolicyCommand::WhatCan {
+                dir,
+                principal,
+                database,
+                format,
+            } => tool(access::what_can_command(
+                &dir,
+                &principal,
+                database.as_deref(),
+                format,
+            )),
+            PolicyCommand::Diff {
+                old,
+                new,
+                database,
+                format,
+                fail_on,
+            } => {
+                // A CI gate: 0 pass, 1 a change of the `--fail-on` kind, 2 error.
+                match access::diff_command(
+                    &old,
+                    &new,
+                    database.as_deref(),
+                    format,
+                    fail_on.as_deref(),
+                ) {
+                    Ok((out, failed)) => {
+                        print!("{out}");
+                        Ok(ExitCode::from(u8::from(failed)))
+                    }
+                    Err(e) => {
+                        eprintln!("firegate: {e:#}");
+                        Ok(ExitCode::from(2))
+                    }
+                }
+            }
+        },
+        Command::Audit { command } => match command {
+            AuditCommand::Verify {
+                files,
+                hmac_key,
+                allow_partial,
+            } => audit_verify(&files, hmac_key.as_deref(), allow_partial),
+            AuditCommand::Report {
+                files,
+                hmac_key,
+                allow_partial,
+                format,
+            } => audit_report(&files, hmac_key.as_deref(), allow_partial, format),
+        },
+        Command::Config { command } => match command {
+            ConfigCommand::Check { file } => match Config::load(&file, std::env::vars()) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprint!("{errors}");
+                    Ok(ExitCode::FAILURE)
+                }
+            },
+        },
+    }
+}
+
+/// Check the chain across `files`; exit 1 at the first broken record.
+fn audit_verify(
+    files: &[PathBuf],
+    hmac_key: Option<&std::path::Path>,
+    allow_partial: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::audit::{Hasher, load_hmac_key, verify};
+    let hasher = match hmac_key {
+        Some(path) => Hasher::Hmac(load_hmac_key(path)?),
+        None => Hasher::Sha256,
+    };
+    match verify::verify(files, &hasher, allow_partial) {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            eprintln!("firegate: audit verify: {broken}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Print a tool's answer (exit 0), or its error (exit 2).
+fn tool(answer: anyhow::Result<String>) -> anyhow::Result<ExitCode> {
+    match answer {
+        Ok(out) => {
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("firegate: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// Report on `files` once their chain verifies; exit 1 when it does not.
+fn audit_report(
+    files: &[PathBuf],
+    hmac_key: Option<&std::path::Path>,
+    allow_partial: bool,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    use crate::audit::{Hasher, load_hmac_key, report};
+    let hasher = match hmac_key {
+        Some(path) => Hasher::Hmac(load_hmac_key(path)?),
+        None => Hasher::Sha256,
+    };
+    match report::report(files, &hasher, allow_partial) {
+        Ok((_, report)) => {
+            match format {
+                Format::Text => print!("{}", report.text()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("firegate: audit report: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
