@@ -372,12 +372,19 @@ mod tests {
             targets: Vec::new(),
             upstream_account: None,
             reason: None,
+            shadow: Some(crate::policy::Shadow {
+                allowed: false,
+                rule: "watch-drafts".into(),
+            }),
         });
         let response = ex.finish(response, Arc::clone(&auditor));
         assert!(response.into_body().collect().await.is_err());
         let record = only_record(&auditor, &sink).await;
         assert_eq!(record["decision"], "error");
         assert_eq!(record["reason"], "response_truncated");
+        // What a shadow rule would have decided is audited either way.
+        assert_eq!(record["shadow_decision"], "deny");
+        assert_eq!(record["shadow_rule"], "watch-drafts");
     }
 
     #[tokio::test]
@@ -481,5 +488,7 @@ mod tests {
         );
         assert_eq!(r["upstream_account"], Value::Null);
         assert_eq!(r["principal"], Value::Null);
+        assert_eq!(r["shadow_decision"], Value::Null);
+        assert_eq!(r["shadow_rule"], Value::Null);
     }
 }
