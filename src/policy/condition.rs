@@ -89,16 +89,7 @@ impl Condition {
         access: Access,
         path: Value,
     ) -> Result<bool, String> {
-        let request: HashMap<&str, Value> = HashMap::from([
-            ("method", Value::from(access.as_str())),
-            ("rpc", input.rpc.clone()),
-            ("time", input.time.clone()),
-        ]);
-        let mut context = Context::with_env(Arc::clone(env));
-        context.add_variable_from_value("principal", input.principal.clone());
-        context.add_variable_from_value("request", request);
-        context.add_variable_from_value("path", path);
-        as_bool(self.program.execute(&context))
+        self.eval_parts(env, input, access, path, &[]).0
     }
 
     /// The whole expression and each of `parts` (sub-expressions of it, for
