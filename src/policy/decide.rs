@@ -23,6 +23,9 @@ pub struct Verdict {
     pub cacheable: bool,
 }
 
+/// Allowed, the deciding rule, why, and the allowing rule's `as:`.
+type Judged<'t> = (bool, Option<&'t str>, Why, Option<&'t String>);
+
 /// The per-request context shared by all targets, built lazily: only
 /// conditions need it.
 pub struct Request<'a> {
@@ -101,7 +104,7 @@ impl Table {
         covering: &[Match],
         shadow: bool,
         cacheable: &mut bool,
-    ) -> (bool, Option<&'t str>, Why, Option<&'t String>) {
+    ) -> Judged<'t> {
         let applies = |rule: &Rule| {
             (shadow || !rule.shadow)
                 && rule.actions.contains(target.access)
