@@ -796,8 +796,8 @@ async fn wire_variants_and_errors() {
             Method::POST,
             ":partitionQuery",
             Some(json!({})),
-            501,
-            "UNIMPLEMENTED",
+            400,
+            "INVALID_ARGUMENT",
         ),
         (Method::PUT, "/cities/sf", Some(json!({})), 404, "NOT_FOUND"),
         (

@@ -7,6 +7,10 @@
 mod aggregate;
 mod clock;
 mod documents;
+mod explain;
+mod ids;
+mod nearest;
+mod partition;
 mod query;
 mod routes;
 mod rpc;
@@ -14,6 +18,7 @@ mod server;
 mod store;
 mod stream;
 mod values;
+mod vector;
 mod wire;
 mod write;
 
