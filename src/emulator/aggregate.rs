@@ -208,12 +208,14 @@ mod tests {
     fn sum_turns_double_on_overflow_and_avg_of_nothing_is_null() {
         let docs = [doc(Value::Integer(i64::MAX)), doc(Value::Integer(1))];
         let refs: Vec<&Doc> = docs.iter().collect();
-        let sum = Aggregations::parse(&json!([{"alias": "s", "sum": {"field": {"fieldPath": "n"}}}]))
-            .unwrap();
-        assert!(sum.compute(&refs)["s"]["doubleValue"].is_number());
-        let avg =
-            Aggregations::parse(&json!([{"alias": "a", "avg": {"field": {"fieldPath": "missing"}}}]))
+        let sum =
+            Aggregations::parse(&json!([{"alias": "s", "sum": {"field": {"fieldPath": "n"}}}]))
                 .unwrap();
+        assert!(sum.compute(&refs)["s"]["doubleValue"].is_number());
+        let avg = Aggregations::parse(
+            &json!([{"alias": "a", "avg": {"field": {"fieldPath": "missing"}}}]),
+        )
+        .unwrap();
         assert_eq!(avg.compute(&refs)["a"], json!({"nullValue": null}));
     }
 }

@@ -146,7 +146,10 @@ mod tests {
         };
         let analyzed = Explain { analyze: true }.metrics(&query, Some(run));
         assert_eq!(analyzed["executionStats"]["readOperations"], "3");
-        assert_eq!(analyzed["executionStats"]["executionDuration"], "0.001500000s");
+        assert_eq!(
+            analyzed["executionStats"]["executionDuration"],
+            "0.001500000s"
+        );
         assert_eq!(analyzed["executionStats"]["resultsReturned"], "0");
         assert!(Explain::parse(&json!({"explainOptions": {"analyze": "yes"}})).is_err());
         assert!(Explain::parse(&json!({})).unwrap().is_none());

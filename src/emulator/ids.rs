@@ -76,7 +76,14 @@ mod tests {
     fn numeric_ids_parse_with_sign_and_nothing_else() {
         assert_eq!(numeric_id("__id42__"), Some(42));
         assert_eq!(numeric_id("__id-7__"), Some(-7));
-        for not in ["__id__", "__id-__", "__idx__", "id42", "__id4 2__", "__id99999999999999999999__"] {
+        for not in [
+            "__id__",
+            "__id-__",
+            "__idx__",
+            "id42",
+            "__id4 2__",
+            "__id99999999999999999999__",
+        ] {
             assert_eq!(numeric_id(not), None, "{not}");
         }
     }
@@ -86,7 +93,10 @@ mod tests {
         let mut ids = ["b", "__id10__", "A", "__id-3__", "__id2__", "__x"];
         ids.sort_by(|a, b| compare_segments(a, b));
         assert_eq!(ids, ["__id-3__", "__id2__", "__id10__", "A", "__x", "b"]);
-        assert_eq!(compare_paths(["c", "a"], ["c", "a", "s", "x"]), Ordering::Less);
+        assert_eq!(
+            compare_paths(["c", "a"], ["c", "a", "s", "x"]),
+            Ordering::Less
+        );
         assert_eq!(compare_paths(["c", "__id9__"], ["c", "a"]), Ordering::Less);
     }
 

@@ -40,7 +40,11 @@ impl Nearest {
         let field = field_reference(json.get("vectorField"))?;
         let query = match json.get("queryVector").map(Value::from_json).transpose()? {
             Some(Value::Vector(values)) if !values.is_empty() => values,
-            _ => return Err(invalid("findNearest.queryVector must be a non-empty vector")),
+            _ => {
+                return Err(invalid(
+                    "findNearest.queryVector must be a non-empty vector",
+                ));
+            }
         };
         if query.len() > MAX_DIMENSION {
             return Err(invalid(format!(
@@ -71,9 +75,10 @@ impl Nearest {
             })?;
         let threshold = match json.get("distanceThreshold") {
             None | Some(Json::Null) => None,
-            Some(t) => Some(double(t.get("value").unwrap_or(t)).ok_or_else(|| {
-                invalid("findNearest.distanceThreshold must be a number")
-            })?),
+            Some(t) => Some(
+                double(t.get("value").unwrap_or(t))
+                    .ok_or_else(|| invalid("findNearest.distanceThreshold must be a number"))?,
+            ),
         };
         let distance_field = match json.get("distanceResultField") {
             None | Some(Json::Null) => None,

@@ -21,9 +21,10 @@ const MIN_PARTITION_SIZE: usize = 128;
 
 /// `:partitionQuery` below the call's parent.
 pub fn partition_query(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
-    let query = Query::parse(call.body.get("structuredQuery").ok_or_else(|| {
-        EmulatorError::InvalidArgument("structuredQuery is required".into())
-    })?)?;
+    let query =
+        Query::parse(call.body.get("structuredQuery").ok_or_else(|| {
+            EmulatorError::InvalidArgument("structuredQuery is required".into())
+        })?)?;
     query.check_partitionable()?;
     let wanted = match call.body.get("partitionCount") {
         None | Some(Json::Null) => 0,
@@ -51,7 +52,11 @@ pub fn partition_query(shared: &Shared, call: &Call) -> Result<Response<Body>, E
     let snapshot = state.snapshot(&call.database, at);
     if let Some(documents) = snapshot.as_deref() {
         let results = query.run(&call.database, &call.path, documents);
-        names = results.documents.iter().map(|(p, _)| p.as_slice()).collect();
+        names = results
+            .documents
+            .iter()
+            .map(|(p, _)| p.as_slice())
+            .collect();
     }
     names.sort_by(|a, b| compare_paths(a.iter().map(String::as_str), b.iter().map(String::as_str)));
     let points = split_points(names.len(), wanted);

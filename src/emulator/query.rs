@@ -409,7 +409,10 @@ fn parse_cursor(json: &Json) -> Result<Cursor, EmulatorError> {
 fn equality_fields(filter: &Filter, out: &mut Vec<FieldPath>) {
     match filter {
         Filter::Field { path, op, .. } => {
-            if matches!(*op, "EQUAL" | "IN" | "ARRAY_CONTAINS" | "ARRAY_CONTAINS_ANY") {
+            if matches!(
+                *op,
+                "EQUAL" | "IN" | "ARRAY_CONTAINS" | "ARRAY_CONTAINS_ANY"
+            ) {
                 out.push(path.clone());
             }
         }

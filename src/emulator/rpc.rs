@@ -10,12 +10,12 @@ use serde_json::{Value as Json, json};
 use std::time::Instant;
 
 use super::aggregate::Aggregations;
-use super::explain::{Execution, Explain};
-use super::values::{FieldPath, Value, fields_from_json, fields_to_json, set_path};
 use super::clock::Timestamp;
+use super::explain::{Execution, Explain};
 use super::query::Query;
 use super::routes::Call;
 use super::store::{Doc, State, Transaction, document_json, parse_document_name};
+use super::values::{FieldPath, Value, fields_from_json, fields_to_json, set_path};
 use super::wire::mask;
 use super::write::{Write, commit as commit_writes};
 use super::{EmulatorError, Shared, json_response, stream};
@@ -184,11 +184,13 @@ pub fn run_query(shared: &Shared, call: &Call) -> Result<Response<Body>, Emulato
         let distances = results.distances.iter().flatten().map(Some);
         let distances = distances.chain(std::iter::repeat(None));
         for ((path, doc), distance) in results.documents.into_iter().zip(distances) {
-            let mut document =
-                document_json(&call.database, path, doc, query.select.as_deref());
+            let mut document = document_json(&call.database, path, doc, query.select.as_deref());
             if let (Some(distance), Some(field)) = (
                 distance,
-                query.nearest.as_ref().and_then(|n| n.distance_field.as_ref()),
+                query
+                    .nearest
+                    .as_ref()
+                    .and_then(|n| n.distance_field.as_ref()),
             ) {
                 with_distance(&mut document, field, *distance);
             }
