@@ -48,8 +48,6 @@ pub enum EmulatorError {
     FailedPrecondition(String),
     #[error("aborted: {0}")]
     Aborted(String),
-    #[error("unimplemented: {0}")]
-    Unimplemented(String),
 }
 
 impl EmulatorError {
@@ -66,7 +64,6 @@ impl EmulatorError {
                 ApiError::new(Code::FailedPrecondition, m.clone())
             }
             EmulatorError::Aborted(m) => ApiError::new(Code::Aborted, m.clone()),
-            EmulatorError::Unimplemented(m) => ApiError::new(Code::Unimplemented, m.clone()),
         }
     }
 
@@ -79,7 +76,6 @@ impl EmulatorError {
             EmulatorError::AlreadyExists(_) => "document_already_exists",
             EmulatorError::FailedPrecondition(_) => "precondition_failed",
             EmulatorError::Aborted(_) => "transaction_aborted",
-            EmulatorError::Unimplemented(_) => "method_not_emulated",
         }
     }
 
@@ -91,7 +87,6 @@ impl EmulatorError {
             EmulatorError::AlreadyExists(_) => 6,
             EmulatorError::FailedPrecondition(_) => 9,
             EmulatorError::Aborted(_) => 10,
-            EmulatorError::Unimplemented(_) => 12,
         }
     }
 }
