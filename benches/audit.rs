@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use firegate::audit::{
-    AuditConfig, AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome, Sink, SinkKind,
+    AuditConfig, AuditPrincipal, AuditRecord, AuditSettings, AuditTarget, Auditor, Outcome, Sink,
+    SinkKind,
 };
+use firegate::config::ConfigErrors;
 use prometheus_client::registry::Registry;
 
 /// Records per measured batch; the queue holds them all, so none drop.
@@ -90,6 +92,10 @@ fn remove_rotated(dir: &Path, active: &Path) {
     }
 }
 
+fn settings(config: AuditConfig) -> AuditSettings {
+    ConfigErrors::collect(|errors| config.validate(errors)).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn writer(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let config = AuditConfig {
@@ -100,8 +106,12 @@ fn writer(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH));
     group.sample_size(10);
 
-    let null =
-        Auditor::with_sink(&config, Box::new(NullSink), &mut Registry::default()).expect("auditor");
+    let null = Auditor::with_sink(
+        &settings(config.clone()),
+        Box::new(NullSink),
+        &mut Registry::default(),
+    )
+    .expect("auditor");
     group.bench_function("sha256_null_sink", |b| {
         b.iter_custom(|iters| run(&rt, &null, iters, &|| {}))
     });
@@ -113,8 +123,12 @@ fn writer(c: &mut Criterion) {
         hmac_key_file: Some(key),
         ..config.clone()
     };
-    let hmac_null =
-        Auditor::with_sink(&hmac, Box::new(NullSink), &mut Registry::default()).expect("auditor");
+    let hmac_null = Auditor::with_sink(
+        &settings(hmac),
+        Box::new(NullSink),
+        &mut Registry::default(),
+    )
+    .expect("auditor");
     group.bench_function("hmac_null_sink", |b| {
         b.iter_custom(|iters| run(&rt, &hmac_null, iters, &|| {}))
     });
@@ -128,7 +142,10 @@ fn writer(c: &mut Criterion) {
         ..config.clone()
     };
     let file = rt
-        .block_on(Auditor::new(&file_config, &mut Registry::default()))
+        .block_on(Auditor::new(
+            &settings(file_config),
+            &mut Registry::default(),
+        ))
         .expect("auditor");
     group.bench_function("sha256_file_sink", |b| {
         b.iter_custom(|iters| run(&rt, &file, iters, &|| remove_rotated(files.path(), &active)))

@@ -9,7 +9,8 @@ mod support;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use firegate::authn::{Authenticator, AuthnConfig};
+use firegate::authn::{Authenticator, AuthnConfig, AuthnSettings};
+use firegate::config::ConfigErrors;
 use http::{HeaderMap, HeaderValue, Uri, header};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
@@ -18,22 +19,30 @@ use support::issuer::{AUDIENCE, TestIssuer};
 /// Tokens cycled through by the cold benchmarks.
 const POOL: usize = 512;
 
-fn config(issuer: &TestIssuer, extra_issuers: usize, cache: u64) -> AuthnConfig {
-    let mut yaml = format!(
-        "token_cache: {{max_entries: {cache}}}\nissuers:\n- {{name: main, issuer: '{}', audiences: ['{AUDIENCE}'], jwks_uri: '{}'}}\n",
-        issuer.issuer,
-        issuer.jwks_uri()
-    );
+fn config(issuer: &TestIssuer, extra_issuers: usize, cache: u64) -> AuthnSettings {
+    let mut issuers = vec![json!({
+        "name": "main",
+        "issuer": issuer.issuer,
+        "audiences": [AUDIENCE],
+        "jwks_uri": issuer.jwks_uri(),
+    })];
     for i in 0..extra_issuers {
-        yaml.push_str(&format!(
-            "- {{name: other{i}, issuer: 'https://other-{i}.example', audiences: [x], jwks_uri: '{}'}}\n",
-            issuer.jwks_uri()
-        ));
+        issuers.push(json!({
+            "name": format!("other{i}"),
+            "issuer": format!("https://other-{i}.example"),
+            "audiences": ["x"],
+            "jwks_uri": issuer.jwks_uri(),
+        }));
     }
-    serde_yaml_ng::from_str(&yaml).expect("config")
+    let yaml = support::config::yaml(&json!({
+        "token_cache": {"max_entries": cache},
+        "issuers": issuers,
+    }));
+    let config: AuthnConfig = serde_yaml_ng::from_str(&yaml).expect("config");
+    ConfigErrors::collect(|errors| config.validate(errors)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn ready(config: &AuthnConfig) -> Authenticator {
+async fn ready(config: &AuthnSettings) -> Authenticator {
     let mut registry = prometheus_client::registry::Registry::default();
     let authn = Authenticator::new(config, &mut registry)
         .await

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use firegate::firestore::transaction::TransactionSealer;
 use firegate::firestore::{Database, classify, route};
+use firegate::transaction::TransactionSealer;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
 const NAME: &str = "projects/p/databases/(default)/documents";

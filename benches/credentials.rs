@@ -6,15 +6,20 @@
 mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use firegate::config::ConfigErrors;
 use firegate::upstream::{Credentials, UpstreamConfig};
 use prometheus_client::registry::Registry;
+use serde_json::json;
 use support::google::{DATASTORE, FakeIam, FakeMetadata, IamExpect};
 
 const READER: &str = "reader@test-project.iam.gserviceaccount.com";
 
-async fn build(yaml: &str) -> Credentials {
-    let config: UpstreamConfig = serde_yaml_ng::from_str(yaml).expect("parses");
-    Credentials::new(&config, &mut Registry::default())
+async fn build(section: serde_json::Value) -> Credentials {
+    let yaml = support::config::yaml(&section);
+    let config: UpstreamConfig = serde_yaml_ng::from_str(&yaml).expect("parses");
+    let settings =
+        ConfigErrors::collect(|errors| config.validate(errors)).unwrap_or_else(|e| panic!("{e}"));
+    Credentials::new(&settings.credentials, &mut Registry::default())
         .await
         .expect("builds")
 }
@@ -30,16 +35,21 @@ fn cache_hit(c: &mut Criterion) {
             delegates: vec![],
         })
         .await;
-        let google = build(&format!(
-            "credentials: {{source: metadata, metadata_endpoint: {}, impersonation: {{iam_endpoint: {}}}}}",
-            metadata.server.url(),
-            iam.server.url()
-        ))
+        let google = build(json!({"credentials": {
+            "source": "metadata",
+            "metadata_endpoint": metadata.server.url(),
+            "impersonation": {"iam_endpoint": iam.server.url()},
+        }}))
         .await;
         // Warm both caches.
         google.access_token(None).await.expect("base");
-        google.access_token(Some(READER)).await.expect("impersonated");
-        let emulator = build("url: http://127.0.0.1:1\ncredentials: {source: emulator}").await;
+        google
+            .access_token(Some(READER))
+            .await
+            .expect("impersonated");
+        let emulator =
+            build(json!({"url": "http://127.0.0.1:1", "credentials": {"source": "emulator"}}))
+                .await;
         (metadata, iam, google, emulator)
     });
 

@@ -1,7 +1,5 @@
 //! Requests per second and latency to a local fake upstream, HTTP/1.1
-//! keep-alive: called directly; through firegate's server and upstream
-//! client only (`proxied`: no authn, no policy); and through the whole
-//! pipeline (`pipeline`: bearer token verified — a cache hit after the
+//! keep-alive: called directly, and through the whole pipeline (`pipeline`: bearer token verified — a cache hit after the
 //! first —, classified, decided by the example policies — cached —, audited
 //! to a file, forwarded with the emulator credential).
 //!
@@ -14,24 +12,20 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
 use firegate::dev::{DevOptions, Stack, samples};
-use support::proxy::plain_config;
-use support::{TestProxy, upstream};
+use support::upstream;
 
 const PATH: &str = "/v1/projects/p/databases/(default)/documents/catalog/entity";
 const CONCURRENCY: usize = 32;
 
 fn bench_proxy(c: &mut Criterion) {
     let rt = Runtime::new().expect("runtime");
-    let (up, proxy) = rt.block_on(async {
-        let up = upstream()
+    let up = rt.block_on(
+        upstream()
             .body(
                 r#"{"name":"projects/p/databases/(default)/documents/catalog/entity","fields":{}}"#,
             )
-            .start()
-            .await;
-        let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
-        (up, proxy)
-    });
+            .start(),
+    );
     let audit_dir = tempfile::tempdir().expect("tempdir");
     let any = || "127.0.0.1:0".parse().expect("address");
     let stack = rt
@@ -42,10 +36,9 @@ fn bench_proxy(c: &mut Criterion) {
             admin_listen: any(),
             policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
             upstream_override: Some(up.url.clone()),
-            extra_config: Some(format!(
-                "audit: {{sink: file, path: \"{}\"}}\n",
-                audit_dir.path().join("audit.log").display()
-            )),
+            extra_config: Some(serde_json::json!({
+                "audit": {"sink": "file", "path": audit_dir.path().join("audit.log")}
+            })),
             ..Default::default()
         }))
         .expect("the full stack starts");
@@ -67,16 +60,11 @@ fn bench_proxy(c: &mut Criterion) {
         .build()
         .expect("client");
     let direct = format!("{}{PATH}", up.url);
-    let proxied = proxy.http(PATH);
     let pipeline = format!("{}{PATH}", stack.url());
 
     let mut group = c.benchmark_group("get");
     group.throughput(Throughput::Elements(1));
-    for (name, url) in [
-        ("direct", &direct),
-        ("proxied", &proxied),
-        ("pipeline", &pipeline),
-    ] {
+    for (name, url) in [("direct", &direct), ("pipeline", &pipeline)] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
                 let response = client.get(url).send().await.expect("send");
@@ -88,11 +76,7 @@ fn bench_proxy(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("get_concurrent");
     group.throughput(Throughput::Elements(CONCURRENCY as u64));
-    for (name, url) in [
-        ("direct", &direct),
-        ("proxied", &proxied),
-        ("pipeline", &pipeline),
-    ] {
+    for (name, url) in [("direct", &direct), ("pipeline", &pipeline)] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
                 let calls = (0..CONCURRENCY).map(|_| {

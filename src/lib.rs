@@ -5,15 +5,21 @@
 //! ([`upstream`]), and always leave one record ([`audit`]).
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod audit;
 pub mod authn;
 pub mod body;
+pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod dev;
 pub mod emulator;
+pub mod error;
+pub mod fetch;
 pub mod firestore;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod server;
+pub mod transaction;
 pub mod upstream;

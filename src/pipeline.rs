@@ -1,40 +1,35 @@
 //! The request pipeline. [`Pipeline::handle`] turns the outcome into a
-//! response and always leaves one audit record; [`Pipeline::run`] is the six
-//! steps, in order, as plain `?` calls. The order is a security property.
+//! response (an error through [`respond`], the one mapping) and always
+//! leaves one audit record; [`Pipeline::run`] is the steps, in order, as
+//! plain `?` calls — admit, authenticate, classify, bind (transaction ids),
+//! decide, access_token, forward, and seal on the way back. The order is a
+//! security property.
 
+mod audited;
 mod exchange;
+pub mod respond;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body::Body as _;
-use http_body_util::BodyExt;
+use http::{HeaderValue, Request, Response, header};
 use ipnet::IpNet;
 
 use crate::audit::{AuditError, Auditor};
 use prometheus_client::registry::Registry;
 
 use crate::authn::{Authenticator, AuthnError, Principal};
-use crate::body::{self, Body};
+use crate::body::{self, Body, ReadError};
 use crate::config::Config;
-use crate::firestore::transaction::{Sealing, TransactionError, TransactionSealer};
-use crate::firestore::{self, ApiError, ClassifyError, Code, Operation, Route, TransactionUse};
+use crate::firestore::{self, ClassifyError, Operation, Route, TransactionUse};
 use crate::policy::{Decision, PolicyEngine};
+use crate::transaction::{SealError, Sealing, TransactionError, TransactionSealer};
 use crate::upstream::{
-    AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError, headers,
+    AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError,
 };
 
+pub use crate::server::ConnInfo;
 pub use exchange::Exchange;
-
-/// What the server knows of the connection a request came on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    /// Negotiated TLS version (`TLSv1.3`), `None` for plain HTTP.
-    pub tls: Option<&'static str>,
-}
 
 /// Limits and settings the pipeline itself applies.
 #[derive(Debug, Clone)]
@@ -54,8 +49,8 @@ impl Default for PipelineSettings {
     }
 }
 
-/// Every way a request can end without being forwarded. One exhaustive
-/// mapping below turns each into a Firestore-shaped error.
+/// Every way a request can end without its upstream answer passed on.
+/// [`respond::answer`] turns each into a Firestore-shaped error.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
@@ -76,33 +71,11 @@ pub enum PipelineError {
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
 }
 
 impl PipelineError {
-    /// The fixed, safe answer the client sees.
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            PipelineError::Audit(e) => e.api_error(),
-            PipelineError::Authn(e) => e.api_error(),
-            PipelineError::Classify(e) => e.api_error(),
-            PipelineError::Transaction(e) => e.api_error(),
-            PipelineError::BodyTooLarge { .. } => ApiError::new(
-                Code::InvalidArgument,
-                "Request payload size exceeds the limit.",
-            )
-            .with_http_status(StatusCode::PAYLOAD_TOO_LARGE),
-            PipelineError::BodyRead(_) => {
-                ApiError::new(Code::InvalidArgument, "Request body could not be read.")
-            }
-            PipelineError::Denied => ApiError::new(
-                Code::PermissionDenied,
-                "Missing or insufficient permissions.",
-            ),
-            PipelineError::Credentials(e) => e.api_error(),
-            PipelineError::Upstream(e) => e.api_error(),
-        }
-    }
-
     /// The precise reason, for the audit line only.
     pub fn reason(&self, decision: Option<&Decision>) -> String {
         match self {
@@ -117,6 +90,7 @@ impl PipelineError {
                 .unwrap_or_else(|| "denied".into()),
             PipelineError::Credentials(e) => e.reason().into(),
             PipelineError::Upstream(e) => e.reason().into(),
+            PipelineError::Seal(e) => e.reason().into(),
         }
     }
 }
@@ -130,13 +104,13 @@ enum RequestBody {
 
 /// The six steps and what they need.
 pub struct Pipeline {
-    pub authn: Authenticator,
-    pub transactions: TransactionSealer,
-    pub policy: PolicyEngine,
-    pub credentials: Credentials,
-    pub upstream: Upstream,
-    pub audit: Arc<Auditor>,
-    pub settings: PipelineSettings,
+    authn: Authenticator,
+    transactions: TransactionSealer,
+    policy: PolicyEngine,
+    credentials: Credentials,
+    upstream: Upstream,
+    audit: Arc<Auditor>,
+    settings: PipelineSettings,
 }
 
 impl Pipeline {
@@ -146,7 +120,7 @@ impl Pipeline {
             authn: Authenticator::new(&config.authn, registry).await?,
             transactions: TransactionSealer::new(&config.transactions)?,
             policy: PolicyEngine::new(&config.policy, registry).await?,
-            credentials: Credentials::new(&config.upstream, registry).await?,
+            credentials: Credentials::new(&config.upstream.credentials, registry).await?,
             upstream: Upstream::new(&config.upstream, registry)?,
             audit: Arc::new(Auditor::new(&config.audit, registry).await?),
             settings: PipelineSettings {
@@ -154,6 +128,18 @@ impl Pipeline {
                 trusted_proxies: config.server.trusted_proxies.clone(),
             },
         })
+    }
+
+    /// Reload the policy directory (what SIGHUP or a file change does); on
+    /// error the last good table keeps serving.
+    pub async fn reload_policy(&self) -> anyhow::Result<()> {
+        self.policy.reload().await?;
+        Ok(())
+    }
+
+    /// Write every queued audit record.
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
     }
 
     /// Problems that do not stop traffic but an operator must see on
@@ -188,20 +174,7 @@ impl Pipeline {
             Err(err) => {
                 let reason = err.reason(ex.decision.as_ref());
                 ex.refuse(reason, &err);
-                let mut api_error = err.api_error();
-                if matches!(err, PipelineError::Denied) {
-                    // The id finds the audit line that says which rule refused.
-                    api_error.message =
-                        format!("{} Request id: {}.", api_error.message, ex.request_id).into();
-                }
-                let mut response = api_error.to_response();
-                if matches!(err, PipelineError::Authn(_)) {
-                    response.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                    );
-                }
-                response
+                respond::error_response(&err, &ex.request_id)
             }
         };
         if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
@@ -229,12 +202,12 @@ impl Pipeline {
         let token = self.access_token(&decision, ex).await?;
         let response = self.forward(&parts, &route, body, &token, ex).await?;
         Ok(match sealing {
-            Some(sealing) => sealing.seal_response(response),
+            Some(sealing) => sealing.seal_response(response)?,
             None => response,
         })
     }
 
-    /// Step 1: bearer token → `Principal` (401).
+    /// Step 1: bearer token → `Principal` (401; 503 when the issuer cannot be asked).
     async fn authenticate(
         &self,
         parts: &http::request::Parts,
@@ -357,29 +330,16 @@ impl Pipeline {
             })
             .await?;
         ex.upstream_status = Some(response.status().as_u16());
-        let (mut parts, incoming) = response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body::boxed(incoming)))
+        Ok(response.map(body::boxed))
     }
 
-    /// Buffer a body up to `max_body_bytes`. Written as a plain frame loop:
-    /// `Limited::collect` makes this future non-`Send` for the server's
-    /// spawned tasks (a rustc higher-ranked lifetime limitation).
-    async fn read_body(&self, mut body: Body) -> Result<Bytes, PipelineError> {
-        let limit = self.settings.max_body_bytes;
-        if body.size_hint().lower() > limit as u64 {
-            return Err(PipelineError::BodyTooLarge { limit });
-        }
-        let mut buffered = bytes::BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|err| PipelineError::BodyRead(err.to_string()))?;
-            if let Ok(data) = frame.into_data() {
-                if buffered.len() + data.len() > limit {
-                    return Err(PipelineError::BodyTooLarge { limit });
-                }
-                buffered.extend_from_slice(&data);
-            }
-        }
-        Ok(buffered.freeze())
+    /// Buffer a body up to `max_body_bytes`.
+    async fn read_body(&self, body: Body) -> Result<Bytes, PipelineError> {
+        body::read_limited(body, self.settings.max_body_bytes)
+            .await
+            .map_err(|err| match err {
+                ReadError::TooLarge { limit } => PipelineError::BodyTooLarge { limit },
+                ReadError::Failed(err) => PipelineError::BodyRead(crate::error::chain(&*err)),
+            })
     }
 }

@@ -8,9 +8,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use firegate::audit::{
-    AuditConfig, AuditError, AuditPrincipal, AuditRecord, AuditTarget, Auditor, MemorySink,
-    Outcome, SinkKind, canonical,
+    AuditConfig, AuditError, AuditPrincipal, AuditRecord, AuditSettings, AuditTarget, Auditor,
+    MemorySink, Outcome, SinkKind, SinkSettings, canonical,
 };
+use firegate::config::ConfigErrors;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -60,9 +61,18 @@ fn file_config(path: &Path) -> AuditConfig {
     }
 }
 
+/// The settings `config` validates to.
+fn settings(config: AuditConfig) -> AuditSettings {
+    ConfigErrors::collect(|errors| config.validate(errors)).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Write records `range` through a fresh `Auditor`, and wait for them.
 async fn write_records(config: &AuditConfig, range: std::ops::Range<u64>) {
-    let auditor = Auditor::new(config, &mut Registry::default())
+    write_with(&settings(config.clone()), range).await;
+}
+
+async fn write_with(settings: &AuditSettings, range: std::ops::Range<u64>) {
+    let auditor = Auditor::new(settings, &mut Registry::default())
         .await
         .expect("auditor");
     for n in range {
@@ -222,11 +232,14 @@ async fn verify_refuses_a_file_whose_head_was_cut_unless_told() {
 async fn rotation_keeps_the_chain_verifiable_across_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.log");
-    let config = AuditConfig {
+    let mut settings = settings(file_config(&path));
+    // Below the configurable minimum, so that twenty records rotate.
+    settings.sink = SinkSettings::File {
+        path: path.clone(),
         max_file_bytes: 2000,
-        ..file_config(&path)
+        fsync: false,
     };
-    write_records(&config, 0..20).await;
+    write_with(&settings, 0..20).await;
     let mut rotated: Vec<PathBuf> = fs::read_dir(dir.path())
         .expect("dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -331,7 +344,7 @@ async fn chains_restarted_by_stdout_sinks_verify_and_are_listed() {
     for run in 0..2u64 {
         let sink = MemorySink::new();
         let auditor = Auditor::with_sink(
-            &AuditConfig::default(),
+            &settings(AuditConfig::default()),
             Box::new(sink.clone()),
             &mut Registry::default(),
         )
@@ -447,8 +460,8 @@ async fn fail_closed_refuses_while_the_sink_cannot_write_then_recovers() {
         queue_capacity: 4,
         ..AuditConfig::default()
     };
-    let auditor =
-        Auditor::with_sink(&config, Box::new(sink.clone()), &mut registry).expect("auditor");
+    let auditor = Auditor::with_sink(&settings(config), Box::new(sink.clone()), &mut registry)
+        .expect("auditor");
     assert!(auditor.admit().is_ok());
     auditor.record(record(0));
     auditor.flush().await;
@@ -502,8 +515,12 @@ async fn fail_closed_keeps_admitted_records_but_not_those_of_refused_requests() 
         queue_capacity: 1,
         ..AuditConfig::default()
     };
-    let auditor = Auditor::with_sink(&config, Box::new(sink.clone()), &mut Registry::default())
-        .expect("auditor");
+    let auditor = Auditor::with_sink(
+        &settings(config),
+        Box::new(sink.clone()),
+        &mut Registry::default(),
+    )
+    .expect("auditor");
     sink.set_failing(true);
     auditor.record(record(0));
     until_admit(&auditor, false).await.expect_err("refused");
@@ -533,8 +550,8 @@ async fn without_fail_closed_a_full_queue_drops_and_counts() {
         queue_capacity: 2,
         ..AuditConfig::default()
     };
-    let auditor =
-        Auditor::with_sink(&config, Box::new(sink.clone()), &mut registry).expect("auditor");
+    let auditor = Auditor::with_sink(&settings(config), Box::new(sink.clone()), &mut registry)
+        .expect("auditor");
     sink.set_failing(true);
     for n in 0..20 {
         assert!(auditor.admit().is_ok(), "admit refused without fail_closed");
@@ -581,6 +598,8 @@ mod over_a_socket {
     use bytes::Bytes;
     use firegate::audit::{AuditConfig, Auditor, MemorySink};
     use firegate::body::{Body, BoxError};
+
+    use super::settings;
     use firegate::pipeline::{ConnInfo, Exchange};
     use futures_util::stream;
     use http_body::Frame;
@@ -649,7 +668,7 @@ mod over_a_socket {
     fn auditor() -> (Arc<Auditor>, MemorySink) {
         let sink = MemorySink::new();
         let auditor = Auditor::with_sink(
-            &AuditConfig::default(),
+            &settings(AuditConfig::default()),
             Box::new(sink.clone()),
             &mut Registry::default(),
         )

@@ -10,12 +10,13 @@ use firegate::authn::{Authenticator, AuthnConfig, AuthnError, Principal};
 use http::{HeaderMap, HeaderValue, Uri, header};
 use jsonwebtoken::Algorithm;
 use prometheus_client::registry::Registry;
-use serde_json::json;
+use serde_json::{Value, json};
+use support::config;
 use support::issuer::{AUDIENCE, SigningKey, TestIssuer, tamper};
 use support::oidc_provider::{INTROSPECTION_SECRET, OPAQUE_AUDIENCE, OidcProvider};
 
-/// An authenticator over `issuers` (YAML list items), with its registry.
-async fn authenticator(issuers: &[String]) -> (Authenticator, Registry) {
+/// An authenticator over `issuers` (`authn.issuers` entries), with its registry.
+async fn authenticator(issuers: &[Value]) -> (Authenticator, Registry) {
     // Logs show only for failing tests.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -24,29 +25,33 @@ async fn authenticator(issuers: &[String]) -> (Authenticator, Registry) {
         )
         .with_test_writer()
         .try_init();
-    let yaml = format!("issuers:\n{}", issuers.join(""));
+    let yaml = config::yaml(&json!({"issuers": issuers}));
     let config: AuthnConfig = serde_yaml_ng::from_str(&yaml).expect("authn yaml");
-    let mut errors = firegate::config::ConfigErrors::default();
-    config.validate(&mut errors);
-    assert!(errors.is_empty(), "{errors}");
+    let settings = firegate::config::ConfigErrors::collect(|errors| config.validate(errors))
+        .unwrap_or_else(|errors| panic!("{errors}"));
     let mut registry = Registry::default();
-    let authn = Authenticator::new(&config, &mut registry)
+    let authn = Authenticator::new(&settings, &mut registry)
         .await
         .expect("authenticator");
     (authn, registry)
 }
 
-/// YAML for an OIDC issuer entry found by discovery, with `extra` keys.
-fn oidc(name: &str, issuer: &str, extra: &str) -> String {
-    format!(
-        "- name: {name}\n  issuer: '{issuer}'\n  audiences: ['{AUDIENCE}']\n  jwks_refresh: {{min_interval: 1h, max_interval: 1h}}\n{extra}"
-    )
+/// An OIDC issuer entry found by discovery, with `extra` keys merged in.
+fn oidc(name: &str, issuer: &str, extra: Value) -> Value {
+    config::oidc_issuer(name, issuer, AUDIENCE)
+        .merge(json!({"jwks_refresh": {"min_interval": "1h", "max_interval": "1h"}}))
+        .merge(extra)
+        .value()
+        .clone()
 }
 
-fn backstage(name: &str, base: &str) -> String {
-    format!(
-        "- name: {name}\n  kind: backstage\n  backstage: {{base_url: '{base}'}}\n  jwks_refresh: {{min_interval: 1h, max_interval: 1h}}\n"
-    )
+fn backstage(name: &str, base: &str) -> Value {
+    json!({
+        "name": name,
+        "kind": "backstage",
+        "backstage": {"base_url": base},
+        "jwks_refresh": {"min_interval": "1h", "max_interval": "1h"},
+    })
 }
 
 async fn ready(authn: &Authenticator) {
@@ -95,7 +100,7 @@ async fn real_oidc_provider_client_credentials_token_passes() {
     let (authn, _registry) = authenticator(&[oidc(
         "op",
         &provider.issuer,
-        "  required_scopes: [firestore.read]\n",
+        json!({"required_scopes": ["firestore.read"]}),
     )])
     .await;
     ready(&authn).await;
@@ -124,11 +129,8 @@ async fn real_oidc_provider_client_credentials_token_passes() {
     );
 
     // The same real token against a config that expects another audience.
-    let (strict, _r) = authenticator(&[format!(
-        "- name: op\n  issuer: '{}'\n  audiences: [someone-else]\n",
-        provider.issuer
-    )])
-    .await;
+    let strict = config::oidc_issuer("op", &provider.issuer, "someone-else");
+    let (strict, _r) = authenticator(&[strict.value().clone()]).await;
     ready(&strict).await;
     assert_eq!(reason(&strict, &token).await, "wrong_audience");
 }
@@ -139,12 +141,15 @@ async fn real_oidc_provider_opaque_token_is_introspected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("secret");
     std::fs::write(&secret, INTROSPECTION_SECRET).expect("write secret");
-    let (authn, registry) = authenticator(&[format!(
-        "- name: op\n  issuer: '{issuer}'\n  audiences: ['{OPAQUE_AUDIENCE}']\n  claims: {{subject: client_id}}\n  introspection:\n    endpoint: '{issuer}/token/introspection'\n    client_id: firegate\n    client_secret_file: '{secret}'\n",
-        issuer = provider.issuer,
-        secret = secret.display(),
-    )])
-    .await;
+    let introspected = config::oidc_issuer("op", &provider.issuer, OPAQUE_AUDIENCE).merge(json!({
+        "claims": {"subject": "client_id"},
+        "introspection": {
+            "endpoint": format!("{}/token/introspection", provider.issuer),
+            "client_id": "firegate",
+            "client_secret_file": secret,
+        },
+    }));
+    let (authn, registry) = authenticator(&[introspected.value().clone()]).await;
     ready(&authn).await;
 
     let token = provider
@@ -173,7 +178,7 @@ async fn real_oidc_provider_opaque_token_is_introspected() {
 #[tokio::test]
 async fn good_token_passes_once_verified_then_from_cache() {
     let issuer = TestIssuer::builder().start().await;
-    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     ready(&authn).await;
     assert_eq!(issuer.discovery_fetches(), 1);
 
@@ -205,9 +210,9 @@ async fn every_bad_token_is_refused_with_its_reason() {
         oidc(
             "corp",
             &issuer.issuer,
-            "  required_scopes: [firestore.read]\n",
+            json!({"required_scopes": ["firestore.read"]}),
         ),
-        oidc("other", &other.issuer, ""),
+        oidc("other", &other.issuer, json!({})),
     ])
     .await;
     ready(&authn).await;
@@ -348,9 +353,10 @@ async fn keys_are_refreshed_on_the_issuers_cache_control() {
         .cache_control("public, max-age=1")
         .start()
         .await;
-    let (authn, _registry) = authenticator(&[format!(
-        "- name: corp\n  issuer: '{}'\n  audiences: ['{AUDIENCE}']\n  jwks_refresh: {{min_interval: 1s, max_interval: 1h}}\n",
-        issuer.issuer
+    let (authn, _registry) = authenticator(&[oidc(
+        "corp",
+        &issuer.issuer,
+        json!({"jwks_refresh": {"min_interval": "1s"}}),
     )])
     .await;
     ready(&authn).await;
@@ -379,7 +385,7 @@ async fn keys_are_refreshed_on_the_issuers_cache_control() {
 #[tokio::test]
 async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
     let issuer = TestIssuer::builder().start().await;
-    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     ready(&authn).await;
     let token = issuer.token().sign();
 
@@ -411,7 +417,11 @@ async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
         .await
         .expect_err("no token");
     assert_eq!(refused.reason(), "missing_token");
-    let message = refused.api_error().message.to_string();
+    let refused = firegate::pipeline::PipelineError::from(refused);
+    let message = firegate::pipeline::respond::answer(&refused)
+        .api_error("id")
+        .message
+        .to_string();
     assert!(!message.contains(&token[..10]));
 
     let mut basic = HeaderMap::new();
@@ -426,7 +436,7 @@ async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
 #[tokio::test]
 async fn rotated_key_is_accepted_after_one_refresh() {
     let issuer = TestIssuer::builder().start().await;
-    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     ready(&authn).await;
     assert_eq!(issuer.jwks_fetches(), 1);
 
@@ -451,7 +461,7 @@ async fn rotated_key_is_accepted_after_one_refresh() {
 #[tokio::test]
 async fn unknown_kid_flood_contacts_the_issuer_at_most_at_the_configured_rate() {
     let issuer = TestIssuer::builder().start().await;
-    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     ready(&authn).await;
     assert_eq!(issuer.jwks_fetches(), 1);
 
@@ -474,13 +484,14 @@ async fn unknown_kid_flood_contacts_the_issuer_at_most_at_the_configured_rate() 
 #[tokio::test]
 async fn jwks_down_after_start_keeps_the_cached_keys() {
     let issuer = TestIssuer::builder().start().await;
-    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     ready(&authn).await;
 
     issuer.set_available(false);
-    // An unknown kid forces a refresh, which fails...
+    // An unknown kid forces a refresh, which fails: the kid may be a key
+    // that could not be fetched, so the issuer is at fault, not the token...
     let unknown = issuer.token().kid("not-published").sign();
-    assert_eq!(reason(&authn, &unknown).await, "unknown_kid");
+    assert_eq!(reason(&authn, &unknown).await, "issuer_unreachable");
     assert_eq!(issuer.jwks_fetches(), 1, "503s are not counted as served");
     let text = metrics(&registry);
     assert!(
@@ -497,7 +508,7 @@ async fn jwks_down_after_start_keeps_the_cached_keys() {
 #[tokio::test]
 async fn unreachable_issuer_at_start_is_not_ready_until_its_keys_load() {
     let issuer = TestIssuer::builder().down().start().await;
-    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
     let waiting = authn
         .not_ready()
         .expect("not ready while the issuer is down");
@@ -516,7 +527,8 @@ async fn cached_token_is_rechecked_for_expiry() {
         .algorithm(Algorithm::ES256)
         .start()
         .await;
-    let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "  leeway: 0s\n")]).await;
+    let (authn, _registry) =
+        authenticator(&[oidc("corp", &issuer.issuer, json!({"leeway": "0s"}))]).await;
     ready(&authn).await;
     let token = issuer.token().expires_in(1).sign();
     assert_eq!(reason(&authn, &token).await, "accepted");
@@ -528,7 +540,7 @@ async fn cached_token_is_rechecked_for_expiry() {
 async fn es256_ps256_and_eddsa_tokens_pass() {
     for alg in [Algorithm::ES256, Algorithm::PS256, Algorithm::EdDSA] {
         let issuer = TestIssuer::builder().algorithm(alg).start().await;
-        let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, "")]).await;
+        let (authn, _registry) = authenticator(&[oidc("corp", &issuer.issuer, json!({}))]).await;
         ready(&authn).await;
         let token = issuer.token().sign();
         assert_eq!(reason(&authn, &token).await, "accepted", "{alg:?}");
@@ -544,7 +556,7 @@ async fn groups_come_from_a_dotted_claim_path() {
     let (authn, _registry) = authenticator(&[oidc(
         "kc",
         &issuer.issuer,
-        "  claims: {groups: realm_access.roles, email: mail}\n",
+        json!({"claims": {"groups": "realm_access.roles", "email": "mail"}}),
     )])
     .await;
     ready(&authn).await;
@@ -569,10 +581,7 @@ async fn hs256_passes_only_with_the_configured_shared_secret() {
     let (authn, _registry) = authenticator(&[oidc(
         "legacy",
         &issuer.issuer,
-        &format!(
-            "  algorithms: [HS256]\n  shared_secret_file: '{}'\n",
-            secret.path().display()
-        ),
+        json!({"algorithms": ["HS256"], "shared_secret_file": secret.path()}),
     )])
     .await;
     ready(&authn).await;
@@ -644,20 +653,13 @@ async fn backstage_user_token_without_ent_asks_userinfo_once() {
     assert_eq!(reason(&authn, &other).await, "userinfo_unavailable");
 }
 
-#[tokio::test]
-async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
+/// The whole pipeline over one OIDC issuer, and its answer to `token`.
+async fn pipeline_answer(issuer: &TestIssuer, token: &str) -> (http::response::Parts, Vec<u8>) {
     use http_body_util::BodyExt;
-    let issuer = TestIssuer::builder()
-        .algorithm(Algorithm::ES256)
-        .start()
-        .await;
-    let yaml = format!(
-        "server: {{plain_http: true}}\nauthn:\n  issuers:\n{}",
-        oidc("corp", &issuer.issuer, "")
-            .lines()
-            .map(|l| format!("  {l}\n"))
-            .collect::<String>()
-    );
+    let yaml = config::yaml(&json!({
+        "server": {"plain_http": true},
+        "authn": {"issuers": [oidc("corp", &issuer.issuer, json!({}))]},
+    }));
     let config = firegate::config::Config::from_yaml(&yaml, Vec::new()).expect("config");
     let mut registry = Registry::default();
     let pipeline = firegate::pipeline::Pipeline::from_config(&config, &mut registry)
@@ -667,24 +669,46 @@ async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
         remote: "127.0.0.1:5555".parse().expect("addr"),
         tls: None,
     };
-    let expired = issuer.token().expires_in(-3600).sign();
     let request = http::Request::builder()
         .uri("/v1/projects/p/databases/(default)/documents/a/b")
-        .header(header::AUTHORIZATION, format!("Bearer {expired}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(firegate::body::empty())
         .expect("request");
-    let response = pipeline.handle(request, &conn).await;
-    assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+    let (parts, body) = pipeline.handle(request, &conn).await.into_parts();
+    let body = body.collect().await.expect("body").to_bytes().to_vec();
+    (parts, body)
+}
+
+#[tokio::test]
+async fn pipeline_answers_an_issuer_outage_with_503_and_retry_after() {
+    let issuer = TestIssuer::builder().down().start().await;
+    let token = issuer.token().sign();
+    let (response, body) = pipeline_answer(&issuer, &token).await;
+    assert_eq!(response.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers[header::RETRY_AFTER], "5");
+    assert!(
+        response.headers.get(header::WWW_AUTHENTICATE).is_none(),
+        "an outage is not the caller's credentials"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("json error");
+    assert_eq!(json["error"]["status"], "UNAVAILABLE");
+    assert_eq!(json["error"]["code"], 503);
+}
+
+#[tokio::test]
+async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
+    let issuer = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .await;
+    let expired = issuer.token().expires_in(-3600).sign();
+    let (response, body) = pipeline_answer(&issuer, &expired).await;
+    assert_eq!(response.status, http::StatusCode::UNAUTHORIZED);
     assert_eq!(
-        response.headers()[header::WWW_AUTHENTICATE],
+        response.headers[header::WWW_AUTHENTICATE],
         "Bearer error=\"invalid_token\""
     );
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    assert!(response.headers.get(header::RETRY_AFTER).is_none());
     let json: serde_json::Value = serde_json::from_slice(&body).expect("json error");
     assert_eq!(json["error"]["status"], "UNAUTHENTICATED");
     assert_eq!(json["error"]["code"], 401);
@@ -697,11 +721,12 @@ async fn pipeline_answers_refusals_with_a_fixed_firestore_401() {
 #[tokio::test]
 async fn backstage_plugin_tokens_act_for_the_plugin_or_its_user() {
     let bs = TestIssuer::builder().backstage().start().await;
-    let (authn, _registry) = authenticator(&[format!(
-        "- name: backstage\n  kind: backstage\n  backstage:\n    base_url: '{}'\n    plugin_tokens: {{audience: firegate, plugins: [catalog]}}\n  jwks_refresh: {{min_interval: 1h, max_interval: 1h}}\n",
-        bs.base
-    )])
-    .await;
+    let mut entry = backstage("backstage", &bs.base);
+    config::merge(
+        &mut entry,
+        json!({"backstage": {"plugin_tokens": {"audience": "firegate", "plugins": ["catalog"]}}}),
+    );
+    let (authn, _registry) = authenticator(&[entry]).await;
     ready(&authn).await;
 
     let plugin = bs.plugin_token("catalog", "firegate").sign();

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use firegate::authn::Principal;
-use firegate::firestore::transaction::{TransactionError, TransactionSealer};
 use firegate::firestore::{Database, Method, classify_request, route};
+use firegate::transaction::{TransactionError, TransactionSealer};
 use http::{HeaderMap, HeaderValue, Uri};
 
 fn capture(sealed_tx: &str) -> Vec<serde_json::Value> {

@@ -13,9 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use firegate::config::ConfigErrors;
-use firegate::firestore::Code;
-use firegate::upstream::{Credentials, CredentialsError, UpstreamConfig};
+use firegate::firestore::status::Code;
+use firegate::pipeline::respond;
+use firegate::upstream::{Credentials, CredentialsError, UpstreamConfig, UpstreamSettings};
 use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use support::config;
 use support::google::{
     DATASTORE, FakeIam, FakeMetadata, FakeSts, IAM_SCOPE, IamExpect, StsExpect, TestKey,
 };
@@ -23,22 +26,23 @@ use support::google::{
 const READER: &str = "reader@test-project.iam.gserviceaccount.com";
 const WRITER: &str = "writer@test-project.iam.gserviceaccount.com";
 
-fn upstream(yaml: &str) -> UpstreamConfig {
-    let config: UpstreamConfig = serde_yaml_ng::from_str(yaml).expect("upstream config parses");
-    let mut errors = ConfigErrors::default();
-    config.validate(&mut errors);
-    assert!(errors.is_empty(), "config errors: {errors}");
-    config
+/// The `upstream` section `section` gives, parsed from YAML and validated
+/// as firegate reads it.
+fn upstream(section: &Value) -> UpstreamSettings {
+    let config: UpstreamConfig =
+        serde_yaml_ng::from_str(&config::yaml(section)).expect("upstream config parses");
+    ConfigErrors::collect(|errors| config.validate(errors))
+        .unwrap_or_else(|errors| panic!("config errors: {errors}"))
 }
 
-async fn credentials(yaml: &str) -> (Credentials, Registry) {
+async fn credentials(section: Value) -> (Credentials, Registry) {
     // Failures are logged (never with tokens): show them with the test output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter("firegate=debug,google_cloud_auth=debug")
         .with_test_writer()
         .try_init();
     let mut registry = Registry::default();
-    let credentials = Credentials::new(&upstream(yaml), &mut registry)
+    let credentials = Credentials::new(&upstream(&section).credentials, &mut registry)
         .await
         .expect("credentials build");
     (credentials, registry)
@@ -67,17 +71,15 @@ async fn impersonation_setup(lifetime: &str) -> (FakeMetadata, FakeIam, Credenti
         ],
     })
     .await;
-    let (credentials, registry) = credentials(&format!(
-        "credentials:
-           source: metadata
-           metadata_endpoint: {}
-           impersonation:
-             lifetime: {lifetime}
-             delegates: [hop@test-project.iam.gserviceaccount.com]
-             iam_endpoint: {}",
-        metadata.server.url(),
-        iam.server.url()
-    ))
+    let (credentials, registry) = credentials(json!({"credentials": {
+        "source": "metadata",
+        "metadata_endpoint": metadata.server.url(),
+        "impersonation": {
+            "lifetime": lifetime,
+            "delegates": ["hop@test-project.iam.gserviceaccount.com"],
+            "iam_endpoint": iam.server.url(),
+        },
+    }}))
     .await;
     (metadata, iam, credentials, registry)
 }
@@ -87,11 +89,8 @@ async fn service_account_key_sends_a_jwt_signed_by_that_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = TestKey::generate("firegate@test-project.iam.gserviceaccount.com");
     let path = key.write(dir.path(), "key.json");
-    let (credentials, _registry) = credentials(&format!(
-        "credentials: {{service_account_key: {}}}",
-        path.display()
-    ))
-    .await;
+    let (credentials, _registry) =
+        credentials(json!({"credentials": {"service_account_key": path}})).await;
 
     let token = credentials.access_token(None).await.expect("token");
     assert_eq!(token.account, key.email);
@@ -112,10 +111,9 @@ async fn service_account_key_sends_a_jwt_signed_by_that_key() {
 #[tokio::test]
 async fn metadata_server_is_asked_with_metadata_flavor_once_for_a_burst() {
     let metadata = FakeMetadata::start().await;
-    let (credentials, _registry) = credentials(&format!(
-        "credentials: {{source: metadata, metadata_endpoint: {}}}",
-        metadata.server.url()
-    ))
+    let (credentials, _registry) = credentials(
+        json!({"credentials": {"source": "metadata", "metadata_endpoint": metadata.server.url()}}),
+    )
     .await;
     let credentials = Arc::new(credentials);
     let burst: Vec<_> = (0..100)
@@ -188,7 +186,7 @@ async fn refused_impersonation_and_bad_names_fail_closed_with_503() {
         CredentialsError::ImpersonationDenied { status: 403 }
     ));
     assert_eq!(err.reason(), "credentials_impersonation_denied");
-    let api = err.api_error();
+    let api = respond::answer(&err.into()).api_error("id");
     assert_eq!(api.code, Code::Unavailable);
     assert_eq!(api.http_status, 503);
     assert!(!api.message.contains(denied), "the client is not told why");
@@ -267,7 +265,10 @@ async fn a_failed_refresh_keeps_the_valid_token_then_answers_503() {
         .await
         .expect_err("expired, no new token");
     assert!(matches!(err, CredentialsError::ImpersonationUnavailable));
-    assert_eq!(err.api_error().http_status, 503);
+    assert_eq!(
+        respond::answer(&err.into()).api_error("id").http_status,
+        503
+    );
     let not_ready = credentials.not_ready().expect("not ready");
     assert!(not_ready.contains(READER), "{not_ready}");
     let text = metrics(&registry);
@@ -295,17 +296,19 @@ async fn base_credentials_failing_is_503_and_not_ready_until_they_recover() {
     metadata
         .broken
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let (credentials, _registry) = credentials(&format!(
-        "credentials: {{source: metadata, metadata_endpoint: {}}}",
-        metadata.server.url()
-    ))
+    let (credentials, _registry) = credentials(
+        json!({"credentials": {"source": "metadata", "metadata_endpoint": metadata.server.url()}}),
+    )
     .await;
     let err = credentials
         .access_token(None)
         .await
         .expect_err("no base token");
     assert!(matches!(err, CredentialsError::BaseUnavailable));
-    assert_eq!(err.api_error().http_status, 503);
+    assert_eq!(
+        respond::answer(&err.into()).api_error("id").http_status,
+        503
+    );
     let not_ready = credentials.not_ready().expect("not ready");
     assert!(
         not_ready.contains("credentials_base_unavailable"),
@@ -343,7 +346,8 @@ async fn base_credentials_failing_is_503_and_not_ready_until_they_recover() {
 #[tokio::test]
 async fn emulator_sends_the_owner_token_only_to_a_loopback_emulator() {
     let (credentials, _registry) =
-        credentials("url: http://127.0.0.1:8080\ncredentials: {source: emulator}").await;
+        credentials(json!({"url": "http://127.0.0.1:8080", "credentials": {"source": "emulator"}}))
+            .await;
     for account in [None, Some(READER)] {
         let token = credentials.access_token(account).await.expect("token");
         assert_eq!(token.authorization, "Bearer owner");
@@ -351,24 +355,24 @@ async fn emulator_sends_the_owner_token_only_to_a_loopback_emulator() {
     }
     assert_eq!(credentials.not_ready(), None);
 
-    let refused = |yaml: &str| {
-        let config: UpstreamConfig = serde_yaml_ng::from_str(yaml).expect("parses");
+    let refused = |url: &str, extra: Value| {
+        let section =
+            config::TestConfig::new(json!({"url": url, "credentials": {"source": "emulator"}}))
+                .merge(extra);
+        let config: UpstreamConfig = serde_yaml_ng::from_str(&section.yaml()).expect("parses");
         let mut errors = ConfigErrors::default();
         config.validate(&mut errors);
         errors.errors.into_iter().map(|e| e.key).collect::<Vec<_>>()
     };
     assert_eq!(
-        refused("url: https://firestore.googleapis.com\ncredentials: {source: emulator}"),
+        refused("https://firestore.googleapis.com", json!({})),
         ["upstream.credentials.source"]
     );
     assert_eq!(
-        refused("url: http://10.1.2.3:8080\ncredentials: {source: emulator}"),
+        refused("http://10.1.2.3:8080", json!({})),
         ["upstream.credentials.source"]
     );
-    assert!(
-        refused("url: http://emulator:8080\nemulator: true\ncredentials: {source: emulator}")
-            .is_empty()
-    );
+    assert!(refused("http://emulator:8080", json!({"emulator": true})).is_empty());
 }
 
 // --- ADC, in child processes ------------------------------------------------
@@ -415,7 +419,7 @@ async fn child_prints_the_adc_token(name: &str) {
     if std::env::var("FIREGATE_TEST_CHILD").as_deref() != Ok(name) {
         return;
     }
-    let (credentials, _registry) = credentials("credentials: {source: adc}").await;
+    let (credentials, _registry) = credentials(json!({"credentials": {"source": "adc"}})).await;
     let token = credentials.access_token(None).await.expect("ADC token");
     println!("BEARER={} ACCOUNT={}", bearer(&token), token.account);
 }
@@ -563,10 +567,7 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
         admin_listen: any(),
         policies,
         upstream_override: Some(firestore.url.clone()),
-        extra_config: Some(format!(
-            "audit: {{sink: file, path: \"{}\"}}\n",
-            audit.display()
-        )),
+        extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit}})),
         overrides: vec![
             env("SOURCE", "metadata".into()),
             env("METADATA_ENDPOINT", metadata.server.url()),
@@ -633,7 +634,7 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
     );
     assert_eq!(iam.deviations.all(), Vec::<String>::new());
 
-    stack.pipeline.audit.flush().await;
+    stack.app.flush_audit().await;
     let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
         .expect("audit")
         .lines()

@@ -246,7 +246,7 @@ async fn a_policy_change_takes_effect_without_a_restart_and_a_broken_one_does_no
     )
     .expect("write broken policy");
     within("the refused reload", async {
-        while stack.pipeline.policy.reload_error().is_none() {
+        while stack.app.readiness().notes.is_none() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -421,7 +421,7 @@ async fn client_credentials_and_hop_by_hop_headers_never_reach_firestore() {
 
 /// Records written by the stack's file audit sink, after a flush.
 async fn audit_records(stack: &Stack, path: &Path) -> Vec<Value> {
-    stack.pipeline.audit.flush().await;
+    stack.app.flush_audit().await;
     std::fs::read_to_string(path)
         .expect("audit file")
         .lines()
@@ -448,10 +448,7 @@ async fn every_path_through_the_pipeline_leaves_exactly_one_audit_record_without
         .await;
     let stack = start(DevOptions {
         upstream_override: Some(recording.url.clone()),
-        extra_config: Some(format!(
-            "audit:\n  sink: file\n  path: \"{}\"\n",
-            audit_path.display()
-        )),
+        extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit_path}})),
         ..options()
     })
     .await;
@@ -565,10 +562,7 @@ async fn an_upstream_that_is_down_is_a_503_with_one_audit_record() {
         .expect("free port");
     let stack = start(DevOptions {
         upstream_override: Some(format!("http://{closed}")),
-        extra_config: Some(format!(
-            "audit:\n  sink: file\n  path: \"{}\"\n",
-            audit_path.display()
-        )),
+        extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit_path}})),
         ..options()
     })
     .await;
@@ -591,6 +585,44 @@ async fn an_upstream_that_is_down_is_a_503_with_one_audit_record() {
             .is_some_and(|s| s.starts_with("upstream")),
         "{r}"
     );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_compressed_answer_to_begin_transaction_is_a_502_audited_as_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_path = dir.path().join("audit.log");
+    // firegate asks for an identity body; an upstream that compresses anyway
+    // hands out an id that cannot be sealed, so nothing of it may pass.
+    let recording = upstream()
+        .header("content-encoding", "gzip")
+        .body("\x1f compressed transaction id")
+        .start()
+        .await;
+    let stack = start(DevOptions {
+        upstream_override: Some(recording.url.clone()),
+        extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit_path}})),
+        ..options()
+    })
+    .await;
+    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    let (status, body) = alice
+        .send("POST", &format!("{DOCS}:beginTransaction"), Some(json!({})))
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(error_status(&body), "UNAVAILABLE");
+    assert!(!body.to_string().contains("compressed"), "{body}");
+    let forwarded = recording.requests();
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    assert!(forwarded[0].headers.get("accept-encoding").is_none());
+
+    let records = audit_records(&stack, &audit_path).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["decision"], "error", "{r}");
+    assert_eq!(r["reason"], "response_not_sealable", "{r}");
+    assert_eq!(r["status"], 502, "{r}");
+    assert_eq!(r["upstream_status"], 200, "{r}");
     stack.shutdown().await;
 }
 

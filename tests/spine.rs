@@ -15,11 +15,14 @@ use serde::Deserialize as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use firegate::app::{ReloadHub, Reloadable};
 use firegate::config::Config;
 use firegate::server::{self, Handler, Server, Shutdown, admin};
 use firegate::upstream::{AccessToken, Outbound, Upstream};
 
-use support::proxy::{DATABASE, UPSTREAM_TOKEN, plain_config, tls_config};
+use serde_json::{Value, json};
+use support::config;
+use support::proxy::{DATABASE, UPSTREAM_TOKEN};
 use support::*;
 
 /// Answers `"<http version> <tls version|plain>"`.
@@ -50,7 +53,7 @@ fn error_status(body: &str) -> String {
 #[tokio::test]
 async fn tls_round_trip_over_http1_and_http2() {
     let pki = TestPki::new();
-    let (addr, shutdown, done) = serve_echo(&tls_config(&pki, "http://127.0.0.1:9", "")).await;
+    let (addr, shutdown, done) = serve_echo(&config::tls(&pki, "http://127.0.0.1:9").yaml()).await;
     let url = format!("https://127.0.0.1:{}/", addr.port());
 
     let h1 = pki.client().http1_only().build().unwrap();
@@ -90,7 +93,7 @@ async fn tls_round_trip_over_http1_and_http2() {
 
 #[tokio::test]
 async fn plain_http_config_round_trip() {
-    let (addr, shutdown, done) = serve_echo(&plain_config("http://127.0.0.1:9", "")).await;
+    let (addr, shutdown, done) = serve_echo(&config::plain("http://127.0.0.1:9").yaml()).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = within(
         "plain response",
@@ -109,14 +112,15 @@ async fn plain_http_config_round_trip() {
 async fn certificate_reload_swaps_the_served_certificate() {
     let old = TestPki::new();
     let new = TestPki::new();
-    let files = firegate::config::RawTls {
+    let files = firegate::server::config::RawTls {
         cert: old.dir.path().join("live-cert.pem"),
         key: old.dir.path().join("live-key.pem"),
     };
     std::fs::copy(&old.cert_path, &files.cert).unwrap();
     std::fs::copy(&old.key_path, &files.key).unwrap();
     let store = server::CertStore::load(&files).unwrap();
-    let config = Config::from_yaml(&plain_config("http://127.0.0.1:9", ""), Vec::new()).unwrap();
+    let config =
+        Config::from_yaml(&config::plain("http://127.0.0.1:9").yaml(), Vec::new()).unwrap();
     let server = Server::bind_with(
         "127.0.0.1:0".parse().unwrap(),
         Some(store.acceptor().unwrap()),
@@ -142,8 +146,8 @@ async fn certificate_reload_swaps_the_served_certificate() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    // Changing the files is enough once they are watched.
-    let _watcher = store.watch().unwrap();
+    // Changing the files is enough once the reload hub watches them.
+    let _hub = ReloadHub::start(vec![Reloadable::certificate(Arc::clone(&store))]).unwrap();
     let third = TestPki::new();
     let trusts_third = third.client().pool_max_idle_per_host(0).build().unwrap();
     std::fs::copy(&third.key_path, &files.key).unwrap();
@@ -184,20 +188,26 @@ struct GatedStream {
     response: reqwest::Response,
 }
 
-async fn gated_stream(server_extra: &str) -> GatedStream {
+async fn gated_stream(server: Value) -> GatedStream {
     let first_sent = Gate::new();
     let release = Gate::new();
     let up = upstream()
         .steps(streaming_upstream_steps(&first_sent, &release))
         .start()
         .await;
-    let proxy = TestProxy::start(&plain_config(&up.url, server_extra)).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let proxy = TestProxy::start(
+        &config::plain(&up.url)
+            .merge(json!({"server": server}))
+            .yaml(),
+    )
+    .await;
     let mut response = within(
         "response head",
-        client
+        proxy
+            .client()
             .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))
-            .body("{}")
+            .header("content-type", "application/json")
+            .body(r#"{"structuredQuery":{"from":[{"collectionId":"a"}]}}"#)
             .send(),
     )
     .await
@@ -225,8 +235,15 @@ async fn rest_of(response: &mut reqwest::Response) -> Vec<u8> {
     rest
 }
 
-fn upstream_config(url: &str) -> firegate::upstream::UpstreamConfig {
-    Config::from_yaml(&plain_config(url, ""), Vec::new())
+/// A plain config with these `server.limits`.
+fn limits_config(limits: Value) -> String {
+    config::plain("http://127.0.0.1:9")
+        .merge(json!({"server": {"limits": limits}}))
+        .yaml()
+}
+
+fn upstream_config(url: &str) -> firegate::upstream::UpstreamSettings {
+    Config::from_yaml(&config::plain(url).yaml(), Vec::new())
         .unwrap()
         .upstream
 }
@@ -278,7 +295,7 @@ async fn upstream_forward_streams_the_first_chunk_before_the_last_is_sent() {
 
 #[tokio::test]
 async fn proxy_streams_the_first_chunk_before_the_last_is_sent() {
-    let mut stream = gated_stream("").await;
+    let mut stream = gated_stream(json!({})).await;
     assert!(stream.first_sent.is_open());
     assert!(!stream.release.is_open());
     stream.release.open();
@@ -289,16 +306,19 @@ async fn proxy_streams_the_first_chunk_before_the_last_is_sent() {
 async fn upstream_over_tls_speaks_http2_and_names_itself_as_host() {
     let pki = TestPki::new();
     let up = upstream().body("{\"ok\":true}").tls(&pki).start().await;
-    let yaml = format!(
-        "{}  ca_file: {}\n",
-        plain_config(&up.url, ""),
-        pki.ca_path.display()
-    );
+    // Emulator credentials never travel over TLS: a metadata server's token does.
+    let metadata = support::google::FakeMetadata::start().await;
+    let yaml = config::plain(&up.url)
+        .merge(json!({"upstream": {
+            "ca_file": pki.ca_path,
+            "credentials": {"source": "metadata", "metadata_endpoint": metadata.server.url()},
+        }}))
+        .yaml();
     let proxy = TestProxy::start(&yaml).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = within(
         "response",
-        client
+        proxy
+            .client()
             .get(proxy.http("/v1/projects/p/databases/(default)/documents/a/b"))
             .header("host", "firegate.example")
             .send(),
@@ -327,16 +347,16 @@ async fn credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
         .header("connection", "x-hop")
         .start()
         .await;
-    let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
+    let proxy = TestProxy::start(&config::plain(&up.url).yaml()).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client_token = proxy.bearer();
     let response = within(
         "response",
         client
             .get(proxy.http("/v1/projects/p/databases/(default)/documents/a/b"))
-            .header("authorization", "Bearer client-secret")
+            .header("authorization", &client_token)
             .header("proxy-authorization", "Basic c2VjcmV0")
             .header("cookie", "session=secret")
-            .header("x-http-method-override", "DELETE")
             .header("x-goog-api-key", "client-key")
             .header("x-goog-user-project", "someone-else")
             .header("x-goog-request-params", "database=projects%2Fevil")
@@ -360,12 +380,12 @@ async fn credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
     let h = &seen.headers;
     assert_eq!(
         h.get_all("authorization").iter().collect::<Vec<_>>(),
-        [UPSTREAM_TOKEN]
+        [UPSTREAM_TOKEN],
+        "the client's own token must be replaced"
     );
     for name in [
         "proxy-authorization",
         "cookie",
-        "x-http-method-override",
         "x-goog-api-key",
         "x-goog-user-project",
         "x-named-hop",
@@ -389,12 +409,13 @@ async fn credentials_and_hop_by_hop_headers_never_reach_the_upstream() {
 #[tokio::test]
 async fn trusted_proxy_forwarded_for_is_extended() {
     let up = upstream().start().await;
-    let proxy = TestProxy::start(&plain_config(
-        &up.url,
-        "  trusted_proxies: [127.0.0.1/32]\n",
-    ))
+    let proxy = TestProxy::start(
+        &config::plain(&up.url)
+            .merge(json!({"server": {"trusted_proxies": ["127.0.0.1/32"]}}))
+            .yaml(),
+    )
     .await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = proxy.client();
     let response = within(
         "response",
         client
@@ -423,25 +444,22 @@ async fn wait_until_refused(addr: std::net::SocketAddr) {
 
 #[tokio::test]
 async fn drain_lets_a_slow_stream_finish_and_refuses_new_connections() {
-    let mut stream = gated_stream("").await;
-    stream.proxy.shutdown.trigger();
+    let mut stream = gated_stream(json!({})).await;
+    let done = stream.proxy.shutdown();
     wait_until_refused(stream.proxy.addr).await;
-    assert!(
-        !stream.proxy.done.is_finished(),
-        "drain must wait for the open stream"
-    );
+    assert!(!done.is_finished(), "drain must wait for the open stream");
 
     stream.release.open();
     assert_eq!(rest_of(&mut stream.response).await, b",{\"document\":2}]");
-    within("drain to finish", stream.proxy.done).await.unwrap();
+    within("drain to finish", done).await.unwrap().unwrap();
 }
 
 #[tokio::test]
 async fn drain_timeout_closes_a_stuck_stream() {
     // `release` is never opened: the stream is stuck.
-    let mut stream = gated_stream("  limits: {drain_timeout: 200ms}\n").await;
-    stream.proxy.shutdown.trigger();
-    within("drain to give up", stream.proxy.done).await.unwrap();
+    let mut stream = gated_stream(json!({"limits": {"drain_timeout": "200ms"}})).await;
+    let done = stream.proxy.shutdown();
+    within("drain to give up", done).await.unwrap().unwrap();
     let cut = within("body end", stream.response.chunk()).await;
     assert!(
         cut.is_err(),
@@ -462,9 +480,8 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn slowloris_is_cut_off_after_header_read_timeout() {
-    let (addr, shutdown, done) = serve_echo(&plain_config(
-        "http://127.0.0.1:9",
-        "  limits: {header_read_timeout: 300ms, idle_timeout: 60s}\n",
+    let (addr, shutdown, done) = serve_echo(&limits_config(
+        json!({"header_read_timeout": "300ms", "idle_timeout": "60s"}),
     ))
     .await;
     // Half a request head, then silence.
@@ -517,9 +534,8 @@ async fn slowloris_is_cut_off_after_header_read_timeout() {
 #[tokio::test]
 async fn idle_connections_are_closed_after_idle_timeout() {
     // The header timeout is long, so only the idle watchdog can close these.
-    let (addr, shutdown, done) = serve_echo(&plain_config(
-        "http://127.0.0.1:9",
-        "  limits: {header_read_timeout: 60s, idle_timeout: 300ms}\n",
+    let (addr, shutdown, done) = serve_echo(&limits_config(
+        json!({"header_read_timeout": "60s", "idle_timeout": "300ms"}),
     ))
     .await;
     let mut h1 = TcpStream::connect(addr).await.unwrap();
@@ -555,11 +571,11 @@ async fn idle_connections_are_closed_after_idle_timeout() {
 #[tokio::test]
 async fn stalled_tls_handshake_is_cut_off() {
     let pki = TestPki::new();
-    let (addr, shutdown, done) = serve_echo(&tls_config(
-        &pki,
-        "http://127.0.0.1:9",
-        "  limits: {header_read_timeout: 300ms}\n",
-    ))
+    let (addr, shutdown, done) = serve_echo(
+        &config::tls(&pki, "http://127.0.0.1:9")
+            .merge(json!({"server": {"limits": {"header_read_timeout": "300ms"}}}))
+            .yaml(),
+    )
     .await;
     let mut stalled = TcpStream::connect(addr).await.unwrap();
     stalled.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
@@ -574,11 +590,8 @@ async fn stalled_tls_handshake_is_cut_off() {
 
 #[tokio::test]
 async fn oversized_request_head_is_refused() {
-    let (addr, shutdown, done) = serve_echo(&plain_config(
-        "http://127.0.0.1:9",
-        "  limits: {max_header_bytes: 8192}\n",
-    ))
-    .await;
+    let (addr, shutdown, done) =
+        serve_echo(&limits_config(json!({"max_header_bytes": 8192}))).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let big = "a".repeat(16 * 1024);
     stream
@@ -597,7 +610,7 @@ async fn oversized_request_head_is_refused() {
 
 #[tokio::test]
 async fn connections_over_max_connections_are_refused() {
-    let yaml = plain_config("http://127.0.0.1:9", "  limits: {max_connections: 1}\n");
+    let yaml = limits_config(json!({"max_connections": 1}));
     let config = Config::from_yaml(&yaml, Vec::new()).unwrap();
     let mut registry = firegate::metrics::registry();
     let server = Server::bind(&config.server, &mut registry).await.unwrap();
@@ -646,13 +659,15 @@ async fn connections_over_max_connections_are_refused() {
     within("drain", done).await.unwrap();
 }
 
-async fn proxy_error(upstream_url: &str, upstream_extra: &str) -> (StatusCode, String) {
-    let yaml = format!("{}{upstream_extra}", plain_config(upstream_url, ""));
+async fn proxy_error(upstream_url: &str, upstream: Value) -> (StatusCode, String) {
+    let yaml = config::plain(upstream_url)
+        .merge(json!({"upstream": upstream}))
+        .yaml();
     let proxy = TestProxy::start(&yaml).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = within(
         "error response",
-        client
+        proxy
+            .client()
             .get(proxy.http("/v1/projects/p/databases/(default)/documents/a/b"))
             .send(),
     )
@@ -671,7 +686,7 @@ async fn refused_upstream_connection_is_503_unavailable() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let (status, body) = proxy_error(&format!("http://127.0.0.1:{port}"), "").await;
+    let (status, body) = proxy_error(&format!("http://127.0.0.1:{port}"), json!({})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_status(&body), "UNAVAILABLE");
 }
@@ -693,7 +708,11 @@ async fn upstream_connect_timeout_is_504_deadline_exceeded() {
         }
         assert!(fillers.len() < 64, "backlog never filled");
     }
-    let (status, body) = proxy_error(&format!("http://{addr}"), "  connect_timeout: 300ms\n").await;
+    let (status, body) = proxy_error(
+        &format!("http://{addr}"),
+        json!({"connect_timeout": "300ms"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert_eq!(error_status(&body), "DEADLINE_EXCEEDED");
     drop(listener);
@@ -702,7 +721,7 @@ async fn upstream_connect_timeout_is_504_deadline_exceeded() {
 #[tokio::test]
 async fn slow_upstream_head_is_504_deadline_exceeded() {
     let up = upstream().head_delay(Duration::from_secs(30)).start().await;
-    let (status, body) = proxy_error(&up.url, "  response_header_timeout: 300ms\n").await;
+    let (status, body) = proxy_error(&up.url, json!({"response_header_timeout": "300ms"})).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(error_status(&body), "DEADLINE_EXCEEDED");
 }
@@ -718,14 +737,15 @@ async fn garbage_from_upstream_is_502_unavailable() {
             let _ = stream.write_all(b"SMTP READY\r\n\r\n").await;
         }
     });
-    let (status, body) = proxy_error(&format!("http://{addr}"), "").await;
+    let (status, body) = proxy_error(&format!("http://{addr}"), json!({})).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(error_status(&body), "UNAVAILABLE");
 }
 
 #[tokio::test]
 async fn admin_routes_answer_health_readiness_and_metrics() {
-    let config = Config::from_yaml(&plain_config("http://127.0.0.1:9", ""), Vec::new()).unwrap();
+    let config =
+        Config::from_yaml(&config::plain("http://127.0.0.1:9").yaml(), Vec::new()).unwrap();
     let mut registry = firegate::metrics::registry();
     let main = Server::bind(&config.server, &mut registry).await.unwrap();
     let admin_server = Server::bind_admin(&config.server).await.unwrap();
@@ -801,14 +821,15 @@ async fn binary_finishes_a_stream_in_flight_on_sigterm_then_exits_zero() {
     let config = dir.path().join("firegate.yaml");
     std::fs::write(
         &config,
-        format!(
-            "{}authn:\n  issuers:\n    - name: test\n      issuer: \"{}\"\n      audiences: [\"{}\"]\npolicy:\n  dir: \"{}\"\n",
-            plain_config(&upstream.url, "")
-                .replace("upstream:\n", "upstream:\n  credentials: {source: emulator}\n"),
-            issuer.issuer,
-            support::issuer::AUDIENCE,
-            policies.display(),
-        ),
+        config::plain(&upstream.url)
+            .merge(json!({
+                "upstream": {"credentials": {"source": "emulator"}},
+                "authn": {"issuers": [
+                    config::oidc_issuer("test", &issuer.issuer, support::issuer::AUDIENCE).value(),
+                ]},
+                "policy": {"dir": policies},
+            }))
+            .yaml(),
     )
     .unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
@@ -911,7 +932,10 @@ fn config_check_reports_every_error_and_fails() {
     let config = dir.path().join("bad.yaml");
     std::fs::write(
         &config,
-        "server:\n  listen: nowhere\n  plain_http: true\n  limits: {idle_timeout: forever}\nupstream:\n  url: ftp://x\n",
+        config::yaml(&json!({
+            "server": {"listen": "nowhere", "plain_http": true, "limits": {"idle_timeout": "forever"}},
+            "upstream": {"url": "ftp://x"},
+        })),
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
@@ -972,8 +996,8 @@ async fn large_response_streams_in_constant_memory() {
         }])
         .start()
         .await;
-    let proxy = TestProxy::start(&plain_config(&up.url, "")).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let proxy = TestProxy::start(&config::plain(&up.url).yaml()).await;
+    let client = proxy.client();
     let before = vm_rss_kib();
     let mut response = client
         .post(proxy.http("/v1/projects/p/databases/(default)/documents:runQuery"))

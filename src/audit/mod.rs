@@ -6,6 +6,7 @@ mod sink;
 pub mod verify;
 mod writer;
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,8 +19,7 @@ pub use chain::{GENESIS, Hasher, canonical};
 pub use record::{AuditPrincipal, AuditRecord, AuditTarget, Outcome};
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
 
-use crate::config::ConfigErrors;
-use crate::firestore::{ApiError, Code};
+use crate::config::errors::ConfigErrors;
 use writer::{Message, Shared, Writer};
 
 /// Where records go.
@@ -87,12 +87,39 @@ const MIN_FILE_BYTES: u64 = 64 * 1024;
 /// Shortest HMAC key accepted (128 bits).
 const MIN_KEY_BYTES: usize = 16;
 
+/// Where the validated section sends records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSettings {
+    Stdout,
+    File {
+        path: PathBuf,
+        max_file_bytes: u64,
+        fsync: bool,
+    },
+}
+
+/// The validated `audit:` section.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub sink: SinkSettings,
+    /// Read when the auditor starts: hashes become HMAC-SHA256.
+    pub hmac_key_file: Option<PathBuf>,
+    pub fail_closed: bool,
+    pub queue_capacity: NonZeroUsize,
+}
+
 impl AuditConfig {
-    /// Record every problem in the `audit:` section.
-    pub fn validate(&self, errors: &mut ConfigErrors) {
-        match (self.sink, &self.path) {
-            (SinkKind::File, None) => errors.push("audit.path", "required with `sink: file`"),
-            (SinkKind::Stdout, Some(_)) => errors.push("audit.path", "only used with `sink: file`"),
+    /// The typed `audit:` section, recording every problem.
+    pub fn validate(self, errors: &mut ConfigErrors) -> AuditSettings {
+        let sink = match (self.sink, self.path) {
+            (SinkKind::File, None) => {
+                errors.push("audit.path", "required with `sink: file`");
+                SinkSettings::Stdout
+            }
+            (SinkKind::Stdout, Some(_)) => {
+                errors.push("audit.path", "only used with `sink: file`");
+                SinkSettings::Stdout
+            }
             (SinkKind::File, Some(path)) => {
                 let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
                 if parent.is_some_and(|p| !p.is_dir()) {
@@ -101,9 +128,14 @@ impl AuditConfig {
                         format!("directory of `{}` does not exist", path.display()),
                     );
                 }
+                SinkSettings::File {
+                    path,
+                    max_file_bytes: self.max_file_bytes,
+                    fsync: self.fsync,
+                }
             }
-            (SinkKind::Stdout, None) => {}
-        }
+            (SinkKind::Stdout, None) => SinkSettings::Stdout,
+        };
         if self.fsync && self.sink != SinkKind::File {
             errors.push("audit.fsync", "only used with `sink: file`");
         }
@@ -113,16 +145,25 @@ impl AuditConfig {
                 format!("must be at least {MIN_FILE_BYTES}"),
             );
         }
-        if self.queue_capacity == 0 {
+        let queue_capacity = NonZeroUsize::new(self.queue_capacity).unwrap_or_else(|| {
             errors.push("audit.queue_capacity", "must be at least 1");
-        }
+            NonZeroUsize::MIN
+        });
         if let Some(path) = &self.hmac_key_file
             && let Err(e) = load_hmac_key(path)
         {
             errors.push("audit.hmac_key_file", e.to_string());
         }
+        AuditSettings {
+            sink,
+            hmac_key_file: self.hmac_key_file,
+            fail_closed: self.fail_closed,
+            queue_capacity,
+        }
     }
+}
 
+impl AuditSettings {
     fn hasher(&self) -> anyhow::Result<Hasher> {
         Ok(match &self.hmac_key_file {
             Some(path) => Hasher::Hmac(load_hmac_key(path)?),
@@ -158,14 +199,7 @@ pub enum AuditError {
 }
 
 impl AuditError {
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            AuditError::SinkBackedUp | AuditError::SinkUnwritable => {
-                ApiError::new(Code::Unavailable, "The service is currently unavailable.")
-            }
-        }
-    }
-
+    /// A short, stable reason for the audit line.
     pub fn reason(&self) -> &'static str {
         match self {
             AuditError::SinkBackedUp => "audit_backlog",
@@ -183,30 +217,33 @@ pub struct Auditor {
 
 impl Auditor {
     /// Open the configured sink, continue its chain, start the writer.
-    pub async fn new(config: &AuditConfig, registry: &mut Registry) -> anyhow::Result<Self> {
-        let sink: Box<dyn Sink> = match (config.sink, &config.path) {
-            (SinkKind::Stdout, _) => Box::new(StdoutSink),
-            (SinkKind::File, Some(path)) => {
-                let sink = FileSink::open_with(path, config.max_file_bytes, config.fsync);
+    pub async fn new(settings: &AuditSettings, registry: &mut Registry) -> anyhow::Result<Self> {
+        let sink: Box<dyn Sink> = match &settings.sink {
+            SinkSettings::Stdout => Box::new(StdoutSink),
+            SinkSettings::File {
+                path,
+                max_file_bytes,
+                fsync,
+            } => {
+                let sink = FileSink::open_with(path, *max_file_bytes, *fsync);
                 Box::new(sink.map_err(|e| {
                     anyhow::anyhow!("cannot open audit file `{}`: {e}", path.display())
                 })?)
             }
-            (SinkKind::File, None) => anyhow::bail!("audit.path is required with `sink: file`"),
         };
-        Auditor::with_sink(config, sink, registry)
+        Auditor::with_sink(settings, sink, registry)
     }
 
     /// Like [`Auditor::new`] with any sink, e.g. a [`MemorySink`] whose
     /// clone the caller keeps to read the records (tests) or make writes
-    /// fail. `config.sink` and `config.path` are ignored.
+    /// fail. `settings.sink` is ignored.
     pub fn with_sink(
-        config: &AuditConfig,
+        settings: &AuditSettings,
         mut sink: Box<dyn Sink>,
         registry: &mut Registry,
     ) -> anyhow::Result<Self> {
-        let chain = Writer::chain_start(sink.as_mut(), config.hasher()?);
-        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let chain = Writer::chain_start(sink.as_mut(), settings.hasher()?);
+        let (tx, rx) = mpsc::channel(settings.queue_capacity.get());
         let shared = Arc::new(Shared::new(registry));
         let writer = Writer {
             rx,
@@ -220,7 +257,7 @@ impl Auditor {
         Ok(Auditor {
             tx,
             shared,
-            fail_closed: config.fail_closed,
+            fail_closed: settings.fail_closed,
         })
     }
 
@@ -323,9 +360,11 @@ mod tests {
     #[test]
     fn the_default_is_stdout_and_valid() {
         assert_eq!(errors("{}"), []);
-        let config = AuditConfig::default();
-        assert_eq!(config.sink, SinkKind::Stdout);
-        assert!(!config.fail_closed);
+        let settings =
+            ConfigErrors::collect(|errors| AuditConfig::default().validate(errors)).expect("valid");
+        assert_eq!(settings.sink, SinkSettings::Stdout);
+        assert!(!settings.fail_closed);
+        assert_eq!(settings.queue_capacity.get(), defaults::queue_capacity());
     }
 
     #[test]
@@ -339,6 +378,23 @@ mod tests {
             key.display()
         );
         assert_eq!(errors(&yaml), []);
+        let config: AuditConfig = serde_yaml_ng::from_str(&format!(
+            "{{max_file_bytes: 65536, queue_capacity: 3, {}",
+            &yaml[1..]
+        ))
+        .expect("parses");
+        let settings = ConfigErrors::collect(|errors| config.validate(errors)).expect("valid");
+        assert_eq!(
+            settings.sink,
+            SinkSettings::File {
+                path: dir.path().join("audit.log"),
+                max_file_bytes: 65536,
+                fsync: true
+            }
+        );
+        assert_eq!(settings.queue_capacity.get(), 3);
+        assert_eq!(settings.hmac_key_file.as_deref(), Some(key.as_path()));
+        assert!(settings.fail_closed);
     }
 
     #[test]

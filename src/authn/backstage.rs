@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::AuthnError;
 use super::cache::{TokenCache, TokenHash};
 use super::issuer::string_list;
+use crate::fetch::AnswerError;
 
 /// Largest userinfo answer read.
 const MAX_USERINFO_BYTES: usize = 256 * 1024;
@@ -59,12 +60,17 @@ impl Userinfo {
         }
         let unavailable = |e: &dyn std::fmt::Display| {
             tracing::warn!(error = %e, "Backstage userinfo lookup failed");
-            AuthnError::UserinfoUnavailable
+            AuthnError::UserinfoUnreachable
         };
         let request = self.client.get(&self.url).bearer_auth(token);
         let (_, body) = super::fetch::answer(request, MAX_USERINFO_BYTES)
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| match e {
+                // Backstage verified the token itself and said no: the
+                // token is bad, not the service.
+                AnswerError::Status(status) if refuses_token(status) => AuthnError::UserinfoRefused,
+                e => unavailable(&e),
+            })?;
         let answer: Answer =
             serde_json::from_slice(&body).map_err(|_| unavailable(&"not a userinfo answer"))?;
         if answer.claims.sub != subject {
@@ -72,4 +78,9 @@ impl Userinfo {
         }
         Ok(string_list(answer.claims.ent.as_ref()))
     }
+}
+
+/// A 4xx other than a timeout or rate limit: Backstage refused this token.
+fn refuses_token(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
 }

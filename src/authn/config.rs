@@ -8,7 +8,8 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use crate::config::{ConfigErrors, duration};
+use crate::config::errors::ConfigErrors;
+use crate::config::value::duration;
 
 /// Raw `authn:` section of the config.
 #[derive(Debug, Clone, Deserialize)]
@@ -237,15 +238,24 @@ const DEFAULT_ALGORITHMS: [Algorithm; 4] = [
     Algorithm::EdDSA,
 ];
 
-impl AuthnConfig {
-    /// Record every problem in the `authn:` section.
-    pub fn validate(&self, errors: &mut ConfigErrors) {
-        self.settings(errors);
-    }
+/// The validated `authn:` section.
+#[derive(Debug, Clone)]
+pub struct AuthnSettings {
+    pub max_token_bytes: usize,
+    pub http_timeout: Duration,
+    /// Verified tokens kept (and Backstage ownership answers).
+    pub token_cache_entries: u64,
+    /// Only the issuers that validated, in config order.
+    pub issuers: Vec<IssuerSettings>,
+}
 
-    /// The validated issuers, recording every problem under its key.
-    pub fn settings(&self, errors: &mut ConfigErrors) -> Vec<IssuerSettings> {
-        duration("authn.http_timeout", &self.http_timeout, errors);
+impl AuthnConfig {
+    /// The typed `authn:` section, recording every problem under its key.
+    pub fn validate(self, errors: &mut ConfigErrors) -> AuthnSettings {
+        let http_timeout = duration("authn.http_timeout", &self.http_timeout, errors);
+        if http_timeout.is_some_and(|t| t.is_zero()) {
+            errors.push("authn.http_timeout", "must be more than zero");
+        }
         if self.max_token_bytes < 256 {
             errors.push("authn.max_token_bytes", "must be at least 256");
         }
@@ -288,7 +298,12 @@ impl AuthnConfig {
                 out.push(s);
             }
         }
-        out
+        AuthnSettings {
+            max_token_bytes: self.max_token_bytes,
+            http_timeout: http_timeout.unwrap_or_default(),
+            token_cache_entries: self.token_cache.max_entries,
+            issuers: out,
+        }
     }
 }
 
@@ -351,7 +366,7 @@ impl IssuerConfig {
         }
         let algorithms = self.algorithms(key, backstage.is_some(), errors);
         let leeway = duration(&format!("{key}.leeway"), &self.leeway, errors);
-        if leeway > Duration::from_secs(300) {
+        if leeway.is_some_and(|l| l > Duration::from_secs(300)) {
             errors.push(format!("{key}.leeway"), "at most 5m");
         }
         let min_refresh = duration(
@@ -364,13 +379,15 @@ impl IssuerConfig {
             &self.jwks_refresh.max_interval,
             errors,
         );
-        if min_refresh > max_refresh {
+        if let (Some(min), Some(max)) = (min_refresh, max_refresh)
+            && min > max
+        {
             errors.push(
                 format!("{key}.jwks_refresh.min_interval"),
                 "must not exceed `max_interval`",
             );
         }
-        if max_refresh.is_zero() {
+        if max_refresh.is_some_and(|max| max.is_zero()) {
             errors.push(
                 format!("{key}.jwks_refresh.max_interval"),
                 "must be above zero",
@@ -403,20 +420,23 @@ impl IssuerConfig {
         if let Some(path) = &self.shared_secret_file {
             check_file(&format!("{key}.shared_secret_file"), path, errors);
         }
-        (errors.errors.len() == before).then(|| IssuerSettings {
+        if errors.errors.len() != before {
+            return None;
+        }
+        Some(IssuerSettings {
             name: self.name.clone(),
             kind: self.kind,
             issuer,
             keys,
             audiences,
             algorithms,
-            leeway,
+            leeway: leeway?,
             required_scopes: self.required_scopes.clone(),
             claims: self.claims.clone(),
             introspection: self.introspection.clone(),
             shared_secret_file: self.shared_secret_file.clone(),
-            min_refresh,
-            max_refresh,
+            min_refresh: min_refresh?,
+            max_refresh: max_refresh?,
             backstage,
             plugin_tokens: self
                 .backstage
@@ -535,15 +555,16 @@ mod tests {
         errors.errors.into_iter().map(|e| e.key).collect()
     }
 
+    fn settings_of(yaml: &str) -> AuthnSettings {
+        let config: AuthnConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        ConfigErrors::collect(|errors| config.validate(errors)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn minimal_oidc_issuer_discovers_its_keys() {
-        let config: AuthnConfig = serde_yaml_ng::from_str(
-            "issuers: [{name: a, issuer: 'https://id.example.com/', audiences: [x]}]",
-        )
-        .unwrap();
-        let mut errors = ConfigErrors::default();
-        let s = config.settings(&mut errors);
-        assert!(errors.is_empty(), "{errors}");
+        let s =
+            settings_of("issuers: [{name: a, issuer: 'https://id.example.com/', audiences: [x]}]")
+                .issuers;
         assert_eq!(
             s[0].keys,
             KeySource::Discovery("https://id.example.com/.well-known/openid-configuration".into())
@@ -554,13 +575,10 @@ mod tests {
 
     #[test]
     fn backstage_issuer_is_derived_from_base_url() {
-        let config: AuthnConfig = serde_yaml_ng::from_str(
+        let s = settings_of(
             "issuers: [{name: bs, kind: backstage, backstage: {base_url: 'http://bs:7007/'}}]",
         )
-        .unwrap();
-        let mut errors = ConfigErrors::default();
-        let s = config.settings(&mut errors);
-        assert!(errors.is_empty(), "{errors}");
+        .issuers;
         assert_eq!(s[0].issuer, "http://bs:7007/api/auth");
         assert_eq!(
             s[0].keys,
@@ -607,6 +625,31 @@ mod tests {
             "issuers:\n- {name: a, kind: backstage, backstage: {base_url: 'http://a', plugin_tokens: {audience: firegate, plugins: [catalog]}}}\n- {name: b, kind: backstage, backstage: {base_url: 'http://b', plugin_tokens: {audience: firegate, plugins: [catalog]}}}\n",
         );
         assert_eq!(keys, ["authn.issuers[1].backstage.plugin_tokens"]);
+    }
+
+    #[test]
+    fn the_validated_values_are_the_ones_written() {
+        let s = settings_of(
+            "max_token_bytes: 4096\nhttp_timeout: 1500ms\ntoken_cache: {max_entries: 7}\n\
+             issuers: [{name: a, issuer: 'https://x', audiences: [x], leeway: 45s, \
+             jwks_refresh: {min_interval: 2s, max_interval: 3m}}]",
+        );
+        assert_eq!(s.max_token_bytes, 4096);
+        assert_eq!(s.http_timeout, Duration::from_millis(1500));
+        assert_eq!(s.token_cache_entries, 7);
+        let issuer = &s.issuers[0];
+        assert_eq!(issuer.leeway, Duration::from_secs(45));
+        assert_eq!(
+            (issuer.min_refresh, issuer.max_refresh),
+            (Duration::from_secs(2), Duration::from_secs(180))
+        );
+        assert_eq!(errors_of("http_timeout: 0s"), ["authn.http_timeout"]);
+        assert_eq!(
+            errors_of(
+                "issuers: [{name: a, issuer: 'https://x', audiences: [x], jwks_refresh: {min_interval: soon}}]"
+            ),
+            ["authn.issuers[0].jwks_refresh.min_interval"]
+        );
     }
 
     #[test]

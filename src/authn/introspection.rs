@@ -50,7 +50,7 @@ impl Introspector {
     ) -> Result<Introspected, AuthnError> {
         let unavailable = |e: &dyn std::fmt::Display| {
             tracing::warn!(issuer = %settings.name, error = %e, "token introspection failed");
-            AuthnError::IssuerUnavailable
+            AuthnError::IntrospectionUnreachable
         };
         let request = self
             .client
@@ -111,14 +111,17 @@ fn judge(
 mod tests {
     use super::*;
     use crate::authn::AuthnConfig;
-    use crate::config::ConfigErrors;
+    use crate::config::errors::ConfigErrors;
 
     fn settings() -> IssuerSettings {
         let config: AuthnConfig = serde_yaml_ng::from_str(
             "issuers: [{name: a, issuer: 'https://id', audiences: [api], required_scopes: [read]}]",
         )
         .unwrap();
-        config.settings(&mut ConfigErrors::default()).remove(0)
+        ConfigErrors::collect(|errors| config.validate(errors))
+            .unwrap()
+            .issuers
+            .remove(0)
     }
 
     fn answer(json: &str) -> Map<String, Value> {
@@ -148,47 +151,30 @@ mod tests {
             judge(answer(r#"{"active":"true"}"#), &s, 1000),
             Ok(Introspected::Inactive)
         ));
-        assert!(matches!(
-            judge(
-                answer(r#"{"active":true,"aud":"api","scope":"read"}"#),
-                &s,
-                1000
+        let refused = [
+            (
+                r#"{"active":true,"aud":"api","scope":"read"}"#,
+                "introspection_inactive",
             ),
-            Err(AuthnError::IntrospectionInactive)
-        ));
-        assert!(matches!(
-            judge(
-                answer(r#"{"active":true,"exp":10,"aud":"api","scope":"read"}"#),
-                &s,
-                1000
+            (
+                r#"{"active":true,"exp":10,"aud":"api","scope":"read"}"#,
+                "token_expired",
             ),
-            Err(AuthnError::TokenExpired)
-        ));
-        assert!(matches!(
-            judge(
-                answer(r#"{"active":true,"exp":2000,"aud":"other","scope":"read"}"#),
-                &s,
-                1000
+            (
+                r#"{"active":true,"exp":2000,"aud":"other","scope":"read"}"#,
+                "wrong_audience",
             ),
-            Err(AuthnError::WrongAudience)
-        ));
-        assert!(matches!(
-            judge(
-                answer(
-                    r#"{"active":true,"exp":2000,"aud":"api","iss":"https://evil","scope":"read"}"#
-                ),
-                &s,
-                1000
+            (
+                r#"{"active":true,"exp":2000,"aud":"api","iss":"https://evil","scope":"read"}"#,
+                "untrusted_issuer",
             ),
-            Err(AuthnError::UntrustedIssuer)
-        ));
-        assert!(matches!(
-            judge(
-                answer(r#"{"active":true,"exp":2000,"aud":"api"}"#),
-                &s,
-                1000
-            ),
-            Err(AuthnError::MissingScope)
-        ));
+            (r#"{"active":true,"exp":2000,"aud":"api"}"#, "missing_scope"),
+        ];
+        for (json, reason) in refused {
+            match judge(answer(json), &s, 1000) {
+                Err(err) => assert_eq!(err.reason(), reason, "{json}"),
+                Ok(_) => panic!("{json} was accepted"),
+            }
+        }
     }
 }

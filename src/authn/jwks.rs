@@ -119,6 +119,9 @@ pub enum Lookup {
     Missing,
     /// Keys have never loaded.
     NotLoaded,
+    /// Keys are loaded but none matches, and the refresh that might have
+    /// found it failed: the issuer, not the token, is the problem.
+    Unreachable,
 }
 
 /// Refresh state, behind the single-flight lock.
@@ -126,6 +129,8 @@ struct RefreshState {
     jwks_uri: Option<String>,
     /// Last fetch caused by an unknown `kid`, for the rate limit.
     last_on_demand: Option<Instant>,
+    /// The last fetch failed: an unknown `kid` may be a key not fetched.
+    failing: bool,
 }
 
 /// One issuer's key cache.
@@ -162,6 +167,7 @@ impl Jwks {
             refresh: Mutex::new(RefreshState {
                 jwks_uri: None,
                 last_on_demand: None,
+                failing: false,
             }),
             min_refresh,
             max_refresh,
@@ -190,12 +196,13 @@ impl Jwks {
     /// callers share one fetch (they wait on the lock, then find the new
     /// keys); beyond one fetch per `min_interval` the answer is `Missing`
     /// without contacting the issuer, so a flood of random `kid`s cannot
-    /// hammer it.
+    /// hammer it. While the issuer's last fetch failed, a `kid` not held is
+    /// `Unreachable`: it may be a key that could not be fetched.
     pub async fn refresh_for(&self, kid: Option<&str>) -> Lookup {
         let mut state = self.refresh.lock().await;
         match self.lookup(kid) {
             Lookup::Found(key) => return Lookup::Found(key),
-            Lookup::Missing | Lookup::NotLoaded => {}
+            Lookup::Missing | Lookup::NotLoaded | Lookup::Unreachable => {}
         }
         let now = Instant::now();
         if state
@@ -203,12 +210,15 @@ impl Jwks {
             .is_some_and(|last| now.duration_since(last) < self.min_refresh)
         {
             self.metrics.jwks_refresh_limited(&self.name);
-            return self.lookup(kid);
+        } else {
+            state.last_on_demand = Some(now);
+            // Failure is already logged and counted; the held keys stay.
+            let _ = self.fetch(&mut state).await;
         }
-        state.last_on_demand = Some(now);
-        // Failure is already logged and counted; the held keys stay.
-        let _ = self.fetch(&mut state).await;
-        self.lookup(kid)
+        match self.lookup(kid) {
+            Lookup::Missing if state.failing => Lookup::Unreachable,
+            lookup => lookup,
+        }
     }
 
     /// Start the background refresher; it stops when the `Jwks` is dropped.
@@ -226,6 +236,7 @@ impl Jwks {
 
     async fn fetch(&self, state: &mut RefreshState) -> Result<Option<Duration>, FetchError> {
         let result = self.fetch_inner(state).await;
+        state.failing = result.is_err();
         match &result {
             Ok(_) => self.metrics.jwks_fetch(&self.name, "ok"),
             Err(e) => {

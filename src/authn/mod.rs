@@ -4,7 +4,6 @@
 mod backstage;
 mod cache;
 mod config;
-mod fetch;
 mod introspection;
 mod issuer;
 mod jwks;
@@ -18,21 +17,24 @@ use std::time::Duration;
 
 use http::{HeaderMap, Uri, header};
 
+// Issuer answers are read through the shared bounded reader.
+use crate::fetch;
+
 pub use config::{
-    AuthnConfig, BackstageConfig, ClaimsConfig, IntrospectionConfig, IssuerConfig, IssuerKind,
-    JwksRefreshConfig, PluginTokensConfig, TokenCacheConfig,
+    AuthnConfig, AuthnSettings, BackstageConfig, ClaimsConfig, IntrospectionConfig, IssuerConfig,
+    IssuerKind, IssuerSettings, JwksRefreshConfig, KeySource, PluginTokensConfig, TokenCacheConfig,
 };
 pub use principal::{Fingerprint, Principal};
 
-use crate::firestore::{ApiError, Code};
 use cache::{VerifiedTokens, epoch, token_hash};
 use introspection::Introspected;
 use issuer::Issuer;
 use metrics::AuthnMetrics;
 
-/// Why a request was not authenticated. The variant is the audit reason;
-/// the client only ever sees a fixed 401. No variant carries any part of a
-/// token.
+/// Why a request was not authenticated. The variant is the audit reason.
+/// A bad, expired or untrusted token is the caller's fault (401); an issuer
+/// that cannot be asked is not (`pipeline::respond` answers 503 with
+/// `Retry-After`). No variant carries any part of a token.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthnError {
     #[error("no bearer token")]
@@ -69,20 +71,19 @@ pub enum AuthnError {
     MissingSubject,
     #[error("introspection says the token is not active")]
     IntrospectionInactive,
-    #[error("issuer keys or introspection unavailable")]
-    IssuerUnavailable,
-    #[error("Backstage userinfo unavailable")]
-    UserinfoUnavailable,
+    #[error("Backstage userinfo refused the token")]
+    UserinfoRefused,
+    #[error("the issuer's signing keys have not loaded yet")]
+    KeysNotLoaded,
+    #[error("the token names an unknown key and the issuer could not be asked for new ones")]
+    IssuerUnreachable,
+    #[error("Backstage userinfo unreachable or answering something unusable")]
+    UserinfoUnreachable,
+    #[error("the introspection endpoint is unreachable or answering something unusable")]
+    IntrospectionUnreachable,
 }
 
 impl AuthnError {
-    pub fn api_error(&self) -> ApiError {
-        ApiError::new(
-            Code::Unauthenticated,
-            "Request had invalid authentication credentials.",
-        )
-    }
-
     /// A short, stable reason for the audit line (`token_expired`, `unknown_kid`, …).
     pub fn reason(&self) -> &'static str {
         match self {
@@ -103,8 +104,11 @@ impl AuthnError {
             AuthnError::MissingScope => "missing_scope",
             AuthnError::MissingSubject => "missing_subject",
             AuthnError::IntrospectionInactive => "introspection_inactive",
-            AuthnError::IssuerUnavailable => "issuer_unavailable",
-            AuthnError::UserinfoUnavailable => "userinfo_unavailable",
+            AuthnError::UserinfoRefused => "userinfo_refused",
+            AuthnError::KeysNotLoaded => "issuer_unavailable",
+            AuthnError::IssuerUnreachable => "issuer_unreachable",
+            AuthnError::UserinfoUnreachable => "userinfo_unavailable",
+            AuthnError::IntrospectionUnreachable => "introspection_unavailable",
         }
     }
 }
@@ -124,30 +128,23 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Build from the config and start fetching every issuer's keys in the
-    /// background: an unreachable issuer does not fail startup, it keeps
-    /// [`Authenticator::not_ready`] reporting until its keys load.
+    /// Build from the validated section and start fetching every issuer's
+    /// keys in the background: an unreachable issuer does not fail startup,
+    /// it keeps [`Authenticator::not_ready`] reporting until its keys load.
     pub async fn new(
-        config: &AuthnConfig,
+        settings: &AuthnSettings,
         registry: &mut prometheus_client::registry::Registry,
     ) -> anyhow::Result<Self> {
-        let mut errors = crate::config::ConfigErrors::default();
-        let settings = config.settings(&mut errors);
-        let timeout =
-            crate::config::duration("authn.http_timeout", &config.http_timeout, &mut errors);
-        if !errors.is_empty() {
-            anyhow::bail!("invalid authn config:\n{errors}");
-        }
-        let client = http_client(timeout)?;
+        let client = http_client(settings.http_timeout)?;
         let metrics = AuthnMetrics::register(registry);
-        let mut by_iss = HashMap::with_capacity(settings.len());
+        let mut by_iss = HashMap::with_capacity(settings.issuers.len());
         let mut introspecting = Vec::new();
         let mut plugin_issuer = None;
-        for s in settings {
+        for s in &settings.issuers {
             let issuer = Arc::new(Issuer::start(
-                s,
+                s.clone(),
                 &client,
-                config.token_cache.max_entries,
+                settings.token_cache_entries,
                 metrics.clone(),
             )?);
             if issuer.introspection.is_some() {
@@ -167,8 +164,8 @@ impl Authenticator {
             by_iss,
             introspecting,
             plugin_issuer,
-            verified: VerifiedTokens::new(config.token_cache.max_entries),
-            max_token_bytes: config.max_token_bytes,
+            verified: VerifiedTokens::new(settings.token_cache_entries),
+            max_token_bytes: settings.max_token_bytes,
             metrics,
         })
     }
@@ -288,19 +285,6 @@ impl Authenticator {
             waiting.join(", ")
         ))
     }
-}
-
-/// An error and its causes on one line, for logs. reqwest errors name
-/// only issuer URLs, which hold no token.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// The one HTTP client for every issuer call.
@@ -434,15 +418,13 @@ mod tests {
             AuthnError::MissingScope,
             AuthnError::MissingSubject,
             AuthnError::IntrospectionInactive,
-            AuthnError::IssuerUnavailable,
-            AuthnError::UserinfoUnavailable,
+            AuthnError::UserinfoRefused,
+            AuthnError::KeysNotLoaded,
+            AuthnError::IssuerUnreachable,
+            AuthnError::UserinfoUnreachable,
+            AuthnError::IntrospectionUnreachable,
         ];
         let reasons: std::collections::HashSet<_> = all.iter().map(AuthnError::reason).collect();
         assert_eq!(reasons.len(), all.len());
-        let messages: std::collections::HashSet<_> = all
-            .iter()
-            .map(|e| e.api_error().message.to_string())
-            .collect();
-        assert_eq!(messages.len(), 1, "one fixed client message");
     }
 }

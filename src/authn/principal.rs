@@ -1,6 +1,7 @@
 //! `Principal`: the only thing the rest of the pipeline knows of a caller.
 
 use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// SHA-256 over everything a policy may read of a principal.
@@ -50,11 +51,71 @@ impl Principal {
         &self.fingerprint
     }
 
+    /// A canonical, length-prefixed encoding of every field, hashed. No
+    /// step can fail, so no fallback can ever make two principals equal;
+    /// object keys are sorted here rather than trusting the map's order
+    /// (a dependency enabling serde_json's `preserve_order` would change it).
     fn compute_fingerprint(&self) -> Fingerprint {
-        // serde_json::Map is ordered (BTreeMap without `preserve_order`), so
-        // the serialization is canonical.
-        let canonical = serde_json::to_vec(self).unwrap_or_default();
-        Sha256::digest(canonical).into()
+        let mut hash = Sha256::new();
+        hash.update(b"firegate/principal/v1\0");
+        put_str(&mut hash, &self.issuer);
+        put_str(&mut hash, &self.subject);
+        match &self.email {
+            Some(email) => {
+                hash.update([1]);
+                put_str(&mut hash, email);
+            }
+            None => hash.update([0]),
+        }
+        put_len(&mut hash, self.groups.len());
+        for group in &self.groups {
+            put_str(&mut hash, group);
+        }
+        put_object(&mut hash, &self.claims);
+        hash.finalize().into()
+    }
+}
+
+fn put_len(hash: &mut Sha256, n: usize) {
+    hash.update((n as u64).to_be_bytes());
+}
+
+fn put_str(hash: &mut Sha256, s: &str) {
+    put_len(hash, s.len());
+    hash.update(s.as_bytes());
+}
+
+fn put_object(hash: &mut Sha256, map: &serde_json::Map<String, Value>) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_unstable();
+    hash.update([b'o']);
+    put_len(hash, keys.len());
+    for key in keys {
+        put_str(hash, key);
+        put_value(hash, &map[key]);
+    }
+}
+
+fn put_value(hash: &mut Sha256, value: &Value) {
+    match value {
+        Value::Null => hash.update([b'n']),
+        Value::Bool(b) => hash.update([b'b', u8::from(*b)]),
+        Value::Number(n) => {
+            hash.update([b'#']);
+            put_str(hash, &n.to_string());
+        }
+        Value::String(s) => {
+            hash.update([b's']);
+            put_str(hash, s);
+        }
+        Value::Array(items) => {
+            hash.update([b'a']);
+            put_len(hash, items.len());
+            for item in items {
+                put_value(hash, item);
+            }
+        }
+        Value::Object(map) => put_object(hash, map),
     }
 }
 
@@ -81,6 +142,45 @@ mod tests {
             principal(&["a"], 1).fingerprint(),
             principal(&["a"], 2).fingerprint()
         );
+    }
+
+    #[test]
+    fn claim_order_does_not_change_the_fingerprint() {
+        let ordered: serde_json::Map<String, Value> =
+            serde_json::from_str(r#"{"a": 1, "b": {"x": [1, 2], "y": null}}"#).unwrap();
+        let mut reversed = serde_json::Map::new();
+        let mut inner = serde_json::Map::new();
+        inner.insert("y".into(), Value::Null);
+        inner.insert("x".into(), serde_json::json!([1, 2]));
+        reversed.insert("b".into(), Value::Object(inner));
+        reversed.insert("a".into(), 1.into());
+        let with = |claims| Principal::new("i".into(), "s".into(), None, vec![], claims);
+        assert_eq!(with(ordered).fingerprint(), with(reversed).fingerprint());
+    }
+
+    #[test]
+    fn fields_cannot_run_into_each_other() {
+        let p = |issuer: &str, subject: &str, email: Option<&str>, groups: &[&str]| {
+            Principal::new(
+                issuer.into(),
+                subject.into(),
+                email.map(str::to_owned),
+                groups.iter().map(|g| g.to_string()).collect(),
+                serde_json::Map::new(),
+            )
+        };
+        let all = [
+            p("ab", "c", None, &[]),
+            p("a", "bc", None, &[]),
+            p("a", "bc", Some(""), &[]),
+            p("a", "bc", None, &[""]),
+            p("a", "bc", None, &["", ""]),
+        ];
+        for (i, x) in all.iter().enumerate() {
+            for y in &all[i + 1..] {
+                assert_ne!(x.fingerprint(), y.fingerprint(), "{x:?} ~ {y:?}");
+            }
+        }
     }
 
     #[test]

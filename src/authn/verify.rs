@@ -133,12 +133,13 @@ pub async fn verify(
 async fn signing_key(jwks: &Jwks, kid: Option<&str>) -> Result<Arc<Key>, AuthnError> {
     let lookup = match jwks.lookup(kid) {
         Lookup::Found(key) => return Ok(key),
-        Lookup::Missing | Lookup::NotLoaded => jwks.refresh_for(kid).await,
+        Lookup::Missing | Lookup::NotLoaded | Lookup::Unreachable => jwks.refresh_for(kid).await,
     };
     match lookup {
         Lookup::Found(key) => Ok(key),
         Lookup::Missing => Err(AuthnError::UnknownKeyId),
-        Lookup::NotLoaded => Err(AuthnError::IssuerUnavailable),
+        Lookup::NotLoaded => Err(AuthnError::KeysNotLoaded),
+        Lookup::Unreachable => Err(AuthnError::IssuerUnreachable),
     }
 }
 

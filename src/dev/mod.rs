@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{Method, StatusCode};
+use serde_yaml_ng::Value;
 use tokio::task::JoinHandle;
 
-use crate::body::{self, Body};
-use crate::config::{Config, Limits};
+use crate::app::App;
+use crate::body;
+use crate::config::{self, Config};
 use crate::emulator::{self, Emulator};
-use crate::metrics;
-use crate::pipeline::Pipeline;
+use crate::server::Limits;
 use crate::server::{self, Server, Shutdown};
 
 pub use issuer::{DevIssuer, Identity};
@@ -38,8 +39,8 @@ pub struct DevOptions {
     pub admin_listen: SocketAddr,
     /// Policy directory.
     pub policies: PathBuf,
-    /// Extra YAML merged over the generated config (tests use it).
-    pub extra_config: Option<String>,
+    /// Config merged over the generated one, key by key (tests use it).
+    pub extra_config: Option<serde_json::Value>,
     /// Upstream URL to use instead of the embedded emulator.
     pub upstream_override: Option<String>,
     /// `FIREGATE_*` overrides applied to the generated config (tests use it).
@@ -69,7 +70,7 @@ pub struct Stack {
     pub issuer: Arc<DevIssuer>,
     pub emulator: Emulator,
     pub emulator_addr: SocketAddr,
-    pub pipeline: Arc<Pipeline>,
+    pub app: App,
     emulator_running: emulator::Running,
     stop: Shutdown,
     tasks: Vec<JoinHandle<()>>,
@@ -106,44 +107,23 @@ impl Stack {
             .upstream_override
             .clone()
             .unwrap_or_else(|| format!("http://{emulator_addr}"));
-        let yaml = dev_config(&options, issuer.issuer(), &upstream);
-        let config = Config::from_yaml(&yaml, options.overrides.clone())
+        let generated = dev_config(&options, issuer.issuer(), &upstream)?;
+        let config = Config::from_value(generated, options.overrides.clone())
             .map_err(|e| anyhow::anyhow!("dev config:\n{e}"))?;
 
-        let mut registry = metrics::registry();
-        let pipeline = Arc::new(Pipeline::from_config(&config, &mut registry).await?);
-        let proxy_server = Server::bind(&config.server, &mut registry).await?;
-        let admin_server = Server::bind_admin(&config.server).await?;
-        let proxy = proxy_server.local_addr();
-        let admin = admin_server.local_addr();
-        let readiness: server::admin::Readiness = {
-            let pipeline = Arc::clone(&pipeline);
-            Arc::new(move || server::admin::Ready {
-                blocking: pipeline.not_ready(),
-                notes: pipeline.readiness_notes(),
-            })
-        };
-        tasks.push(admin_server.serve(
-            server::admin::handler(Arc::new(registry), readiness),
-            stop.signal(),
-        ));
-        tasks.push(proxy_server.serve(
-            server::pipeline_handler(Arc::clone(&pipeline)),
-            stop.signal(),
-        ));
-
+        let app = App::start(&config).await?;
         let stack = Stack {
-            proxy,
-            admin,
+            proxy: app.proxy_addr(),
+            admin: app.admin_addr(),
             issuer,
             emulator,
             emulator_addr,
-            pipeline,
+            app,
             emulator_running,
             stop,
             tasks,
         };
-        stack.wait_ready(Duration::from_secs(20)).await?;
+        stack.app.wait_ready(Duration::from_secs(20)).await?;
         Ok(stack)
     }
 
@@ -157,26 +137,15 @@ impl Stack {
         self.issuer.mint(who, Duration::from_secs(24 * 3600))
     }
 
-    async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match self.pipeline.not_ready() {
-                None => return Ok(()),
-                Some(reason) if tokio::time::Instant::now() >= deadline => {
-                    anyhow::bail!("not ready after {within:?}: {reason}")
-                }
-                Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    }
-
     /// Stop accepting, drain, and wait for every listener.
     pub async fn shutdown(self) {
+        if let Err(err) = self.app.shutdown().await {
+            tracing::warn!(error = %format!("{err:#}"), "firegate did not stop cleanly");
+        }
         self.stop.trigger();
         for task in self.tasks {
             let _ = task.await;
         }
-        self.pipeline.audit.flush().await;
         self.emulator_running.shutdown().await;
     }
 }
@@ -225,33 +194,30 @@ pub fn banner(stack: &Stack) -> anyhow::Result<String> {
     Ok(out)
 }
 
-fn dev_config(options: &DevOptions, issuer: &str, upstream: &str) -> String {
-    let mut yaml = format!(
-        r#"server:
-  listen: "{listen}"
-  admin_listen: "{admin}"
-  plain_http: true
-authn:
-  issuers:
-    - name: dev
-      issuer: "{issuer}"
-      audiences: ["{audience}"]
-      algorithms: [ES256]
-policy:
-  dir: "{policies}"
-upstream:
-  url: "{upstream}"
-  credentials: {{ source: emulator }}
-"#,
-        listen = options.listen,
-        admin = options.admin_listen,
-        audience = issuer::AUDIENCE,
-        policies = options.policies.display(),
-    );
+/// The generated config, as a value: `extra_config` merges over it.
+fn dev_config(options: &DevOptions, issuer: &str, upstream: &str) -> anyhow::Result<Value> {
+    let generated = serde_json::json!({
+        "server": {
+            "listen": options.listen.to_string(),
+            "admin_listen": options.admin_listen.to_string(),
+            "plain_http": true,
+        },
+        "authn": {
+            "issuers": [{
+                "name": "dev",
+                "issuer": issuer,
+                "audiences": [issuer::AUDIENCE],
+                "algorithms": ["ES256"],
+            }],
+        },
+        "policy": { "dir": options.policies },
+        "upstream": { "url": upstream, "credentials": { "source": "emulator" } },
+    });
+    let mut config = serde_yaml_ng::to_value(generated)?;
     if let Some(extra) = &options.extra_config {
-        yaml.push_str(extra);
+        config::merge(&mut config, serde_yaml_ng::to_value(extra)?);
     }
-    yaml
+    Ok(config)
 }
 
 fn issuer_handler(issuer: Arc<DevIssuer>) -> server::Handler {
@@ -259,25 +225,15 @@ fn issuer_handler(issuer: Arc<DevIssuer>) -> server::Handler {
         let issuer = Arc::clone(&issuer);
         async move {
             if req.method() != Method::GET {
-                return json(StatusCode::METHOD_NOT_ALLOWED, "{}".into());
+                return body::json(StatusCode::METHOD_NOT_ALLOWED, "{}");
             }
             match req.uri().path() {
                 "/.well-known/openid-configuration" => {
-                    json(StatusCode::OK, issuer.discovery_document().to_string())
+                    body::json(StatusCode::OK, issuer.discovery_document().to_string())
                 }
-                "/jwks" => json(StatusCode::OK, issuer.jwks().to_string()),
-                _ => json(StatusCode::NOT_FOUND, "{}".into()),
+                "/jwks" => body::json(StatusCode::OK, issuer.jwks().to_string()),
+                _ => body::json(StatusCode::NOT_FOUND, "{}"),
             }
         }
     })
-}
-
-fn json(status: StatusCode, text: String) -> Response<Body> {
-    let mut response = Response::new(body::full(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::Emulator;
-use crate::config::Limits;
+use crate::server::Limits;
 use crate::server::{self, Server, Shutdown};
 
 /// How long open connections get to finish once the emulator stops.

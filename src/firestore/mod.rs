@@ -9,7 +9,6 @@ pub mod path;
 mod proptests;
 mod route;
 pub mod status;
-pub mod transaction;
 
 use std::fmt;
 
@@ -17,7 +16,6 @@ use serde::Serialize;
 
 pub use classify::{Classified, Location, Presented, TransactionUse, classify, classify_request};
 pub use route::{Route, route};
-pub use status::{ApiError, Code};
 
 /// `projects/{project}/databases/{database}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -179,8 +177,8 @@ pub struct Operation {
 }
 
 /// Why a request could not be classified. Each variant is a condition;
-/// [`ClassifyError::api_error`] gives the fixed client-facing answer. Details
-/// are static descriptions, never request content.
+/// `pipeline::respond` gives the fixed client-facing answer. Details are
+/// static descriptions, never request content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClassifyError {
     #[error("route not served: {0}")]
@@ -234,57 +232,6 @@ pub enum ClassifyError {
 }
 
 impl ClassifyError {
-    /// The client-facing error.
-    pub fn api_error(&self) -> ApiError {
-        use ClassifyError as E;
-        let (code, message) = match self {
-            E::RouteNotFound(_) => (Code::NotFound, "Route not found."),
-            E::Unsupported(_) => (Code::Unimplemented, "Method not supported by this proxy."),
-            E::BadPathEncoding(_)
-            | E::AmbiguousResourceName
-            | E::InvalidResourceId(_)
-            | E::MalformedResourceName(_)
-            | E::ParityMismatch(_) => (Code::InvalidArgument, "Invalid resource name."),
-            E::ForeignDatabase => (
-                Code::InvalidArgument,
-                "A resource name is not in the request's database.",
-            ),
-            E::DuplicateKey => (Code::InvalidArgument, "Invalid JSON payload: repeated key."),
-            E::MixedFieldSpelling(_) => (
-                Code::InvalidArgument,
-                "Invalid request: a field is given in two spellings.",
-            ),
-            E::UnknownField(_) => (
-                Code::InvalidArgument,
-                "Invalid JSON payload: unknown field.",
-            ),
-            E::PathFieldRespecified(_) => (
-                Code::InvalidArgument,
-                "Invalid request: a field bound by the URL is given again.",
-            ),
-            E::MalformedBody(_) => (Code::InvalidArgument, "Invalid JSON payload."),
-            E::InvalidWrite(_) => (Code::InvalidArgument, "Invalid write."),
-            E::InvalidQuery(_) => (Code::InvalidArgument, "Invalid query."),
-            E::SystemParameterRefused(_) => {
-                (Code::InvalidArgument, "System parameter not allowed.")
-            }
-            E::CredentialInQuery => (
-                Code::InvalidArgument,
-                "Credentials are not accepted in the URL.",
-            ),
-            E::UnknownParameter => (Code::InvalidArgument, "Unknown query parameter."),
-            E::DuplicateParameter => (Code::InvalidArgument, "Repeated query parameter."),
-            E::InvalidParameter(_) => (Code::InvalidArgument, "Invalid query parameter value."),
-            E::MethodOverride => (Code::InvalidArgument, "Method override is not allowed."),
-            E::UnsupportedContentType => (Code::InvalidArgument, "Unsupported content type."),
-            E::UnsupportedContentEncoding => {
-                (Code::InvalidArgument, "Unsupported content encoding.")
-            }
-            E::BodyNotAllowed => (Code::InvalidArgument, "This method takes no request body."),
-        };
-        ApiError::new(code, message)
-    }
-
     /// A short, stable reason for the audit line (`bad_path_encoding`, …).
     pub fn reason(&self) -> &'static str {
         use ClassifyError as E;

@@ -41,20 +41,7 @@ impl Route {
     /// re-specify the document `name`, which is refused rather than leaving
     /// upstream to pick between the URL and the body. Everything else streams.
     pub fn needs_body(&self) -> bool {
-        match self.method {
-            Method::BatchGet
-            | Method::Commit
-            | Method::BatchWrite
-            | Method::BeginTransaction
-            | Method::Rollback
-            | Method::RunQuery
-            | Method::RunAggregationQuery
-            | Method::PartitionQuery
-            | Method::ListCollectionIds
-            | Method::Patch
-            | Method::CreateDocument => true,
-            Method::Get | Method::List | Method::Delete => false,
-        }
+        has_body(self.method)
     }
 
     /// The `transaction=` query parameter of get/list, still sealed.
@@ -233,8 +220,9 @@ fn check_headers(method: &HttpMethod, headers: &HeaderMap) -> Result<(), Classif
 /// JSON bodies only: `application/json`, or `text/plain` as Firebase lite
 /// sends it to avoid a CORS preflight; UTF-8 only. Returns whether the
 /// request declared no type at all.
-fn content_type(method: Method, headers: &HeaderMap) -> Result<bool, ClassifyError> {
-    let has_body = match method {
+/// The methods that carry a body: every one but get, list and delete.
+fn has_body(method: Method) -> bool {
+    match method {
         Method::Get | Method::List | Method::Delete => false,
         Method::CreateDocument
         | Method::Patch
@@ -247,8 +235,11 @@ fn content_type(method: Method, headers: &HeaderMap) -> Result<bool, ClassifyErr
         | Method::RunAggregationQuery
         | Method::PartitionQuery
         | Method::ListCollectionIds => true,
-    };
-    if !has_body {
+    }
+}
+
+fn content_type(method: Method, headers: &HeaderMap) -> Result<bool, ClassifyError> {
+    if !has_body(method) {
         return Ok(false);
     }
     let mut values = headers.get_all(header::CONTENT_TYPE).iter();

@@ -14,7 +14,7 @@ use super::cache::{DecisionCache, Lookup};
 use super::decide::{Request, combine};
 use super::format::PolicyErrors;
 use super::table::Table;
-use super::{Decision, PolicyConfig, reload};
+use super::{CACHE_CAPACITY, Decision, PolicyConfig, PolicySettings};
 use crate::authn::Principal;
 use crate::firestore::Operation;
 
@@ -135,14 +135,13 @@ fn internal(message: String) -> PolicyErrors {
 /// The compiled, hot-reloadable policy table and its decision cache.
 pub struct PolicyEngine {
     shared: Arc<Shared>,
-    _reloader: Option<reload::Reloader>,
 }
 
 impl PolicyEngine {
-    /// Load `config.dir`; refuse to start on an invalid table. Watches the
-    /// directory (when `config.watch`) and reloads on SIGHUP.
-    pub async fn new(config: &PolicyConfig, registry: &mut Registry) -> anyhow::Result<Self> {
-        let dir = config.dir.clone();
+    /// Load `settings.dir`; refuse to start on an invalid table. The app's
+    /// reload hub calls [`PolicyEngine::reload`] on SIGHUP and file changes.
+    pub async fn new(settings: &PolicySettings, registry: &mut Registry) -> anyhow::Result<Self> {
+        let dir = settings.dir.clone();
         let table = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || Table::from_dir(&dir, 1)).await?
@@ -151,15 +150,11 @@ impl PolicyEngine {
         let shared = Arc::new(Shared::new(
             table,
             Some(dir.clone()),
-            config.cache_capacity,
+            settings.cache_capacity,
             registry,
         ));
-        let reloader = reload::Reloader::start(Arc::clone(&shared), &dir, config.watch)?;
         tracing::info!(dir = %dir.display(), rules = shared.table.load().len(), "policy table loaded");
-        Ok(PolicyEngine {
-            shared,
-            _reloader: Some(reloader),
-        })
+        Ok(PolicyEngine { shared })
     }
 
     /// [`PolicyEngine::new`] for a directory with default settings.
@@ -168,16 +163,18 @@ impl PolicyEngine {
             dir: dir.as_ref().to_owned(),
             ..PolicyConfig::default()
         };
-        PolicyEngine::new(&config, registry).await
+        let settings =
+            crate::config::errors::ConfigErrors::collect(|errors| config.validate(errors))
+                .map_err(|errors| anyhow::anyhow!("invalid policy settings:\n{errors}"))?;
+        PolicyEngine::new(&settings, registry).await
     }
 
     /// A fixed table from one YAML document; never reloads.
     pub fn from_yaml(text: &str, registry: &mut Registry) -> Result<Self, PolicyErrors> {
         let table = Table::from_yaml(text, 1)?;
-        let capacity = PolicyConfig::default().cache_capacity;
+        let capacity = CACHE_CAPACITY;
         Ok(PolicyEngine {
             shared: Arc::new(Shared::new(table, None, capacity, registry)),
-            _reloader: None,
         })
     }
 

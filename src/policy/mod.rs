@@ -1,14 +1,12 @@
 //! The per-collection policy table: `Principal` × `Operation` → `Decision`.
 
 mod cache;
-pub mod cli;
 mod compile;
 mod condition;
 mod decide;
 mod engine;
 pub mod format;
 pub mod pattern;
-mod reload;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -40,8 +38,11 @@ fn default_watch() -> bool {
     true
 }
 
+/// Default `cache_capacity`.
+const CACHE_CAPACITY: u64 = 100_000;
+
 fn default_cache_capacity() -> u64 {
-    100_000
+    CACHE_CAPACITY
 }
 
 fn default_dir() -> std::path::PathBuf {
@@ -116,14 +117,27 @@ impl Decision {
     }
 }
 
+/// The validated `policy:` section.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    pub dir: std::path::PathBuf,
+    pub watch: bool,
+    pub cache_capacity: u64,
+}
+
 impl PolicyConfig {
-    /// Record every problem in the `policy:` section.
-    pub fn validate(&self, errors: &mut crate::config::ConfigErrors) {
+    /// The typed `policy:` section, recording every problem.
+    pub fn validate(self, errors: &mut crate::config::errors::ConfigErrors) -> PolicySettings {
         if self.dir.as_os_str().is_empty() {
             errors.push("policy.dir", "must name the policy directory");
         }
         if self.cache_capacity == 0 {
             errors.push("policy.cache_capacity", "must be at least 1");
+        }
+        PolicySettings {
+            dir: self.dir,
+            watch: self.watch,
+            cache_capacity: self.cache_capacity,
         }
     }
 }

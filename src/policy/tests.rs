@@ -1,8 +1,6 @@
 //! Decision semantics through the engine: precedence, aliases, every target,
 //! `who`, `when`, `as`, caching and reload.
 
-use std::time::Duration;
-
 use prometheus_client::registry::Registry;
 
 use super::*;
@@ -512,29 +510,12 @@ rules:
 const V1: &str = "rules:\n  - { id: v1, match: '/a/{d}', allow: [get], who: { any: true } }\n";
 const V2: &str = "rules:\n  - { id: v2, match: '/a/{d}', deny: [get], who: { any: true } }\n";
 
-/// Poll until the V2 table serves. Other tests in this process may send
-/// SIGHUP, so wait for the decision, not for a particular epoch.
-async fn wait_for_v2(e: &PolicyEngine) {
-    for _ in 0..200 {
-        let d = decide(e, &alice(), vec![doc("/a/1", Access::Get)]).await;
-        if d.reason.as_deref() == Some("rule:v2") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the new table never served (epoch {})", e.epoch());
-}
-
 #[tokio::test]
 async fn invalid_reload_is_refused_and_the_old_table_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yaml"), V1).unwrap();
     let mut registry = Registry::default();
-    let config = PolicyConfig {
-        dir: dir.path().to_owned(),
-        watch: false,
-        ..PolicyConfig::default()
-    };
+    let config = unwatched(dir.path());
     let e = PolicyEngine::new(&config, &mut registry).await.unwrap();
     let target = || vec![doc("/a/1", Access::Get)];
     assert!(decide(&e, &alice(), target()).await.allowed);
@@ -575,44 +556,6 @@ async fn invalid_reload_is_refused_and_the_old_table_keeps_serving() {
         (false, Some("rule:v2")),
         "cached allow survived the reload"
     );
-}
-
-#[tokio::test]
-async fn file_changes_reload_the_table() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), V1).unwrap();
-    let e = PolicyEngine::from_dir(dir.path(), &mut Registry::default())
-        .await
-        .unwrap();
-    assert!(
-        decide(&e, &alice(), vec![doc("/a/1", Access::Get)])
-            .await
-            .allowed
-    );
-    std::fs::write(dir.path().join("rules.yaml"), V2).unwrap();
-    wait_for_v2(&e).await;
-}
-
-#[cfg(unix)]
-#[tokio::test]
-async fn sighup_reloads_the_table() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), V1).unwrap();
-    let config = PolicyConfig {
-        dir: dir.path().to_owned(),
-        watch: false,
-        ..PolicyConfig::default()
-    };
-    let e = PolicyEngine::new(&config, &mut Registry::default())
-        .await
-        .unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), V2).unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &std::process::id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    wait_for_v2(&e).await;
 }
 
 #[tokio::test]
@@ -679,4 +622,14 @@ fn rule_shape_errors() {
             Err(e) => assert!(e.to_string().contains(want), "{rule}: {e}"),
         }
     }
+}
+
+/// Settings for `dir` without the file watcher, through the config's validation.
+fn unwatched(dir: &std::path::Path) -> PolicySettings {
+    let config = PolicyConfig {
+        dir: dir.to_owned(),
+        watch: false,
+        ..PolicyConfig::default()
+    };
+    crate::config::errors::ConfigErrors::collect(|errors| config.validate(errors)).unwrap()
 }

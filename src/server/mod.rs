@@ -2,6 +2,7 @@
 //! connection limits, graceful drain, and the admin listener.
 
 pub mod admin;
+pub mod config;
 mod conn;
 pub mod shutdown;
 pub mod tls;
@@ -9,7 +10,6 @@ pub mod tls;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use futures_util::future::BoxFuture;
@@ -24,9 +24,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
-use crate::config::{Config, Limits, ServerConfig};
-use crate::metrics;
-use crate::pipeline::{ConnInfo, Pipeline};
+pub use config::{Limits, ServerSettings};
 
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use tls::CertStore;
@@ -44,12 +42,12 @@ where
     Arc::new(move |req, conn| Box::pin(f(req, conn)))
 }
 
-/// The pipeline as a [`Handler`].
-pub fn pipeline_handler(pipeline: Arc<Pipeline>) -> Handler {
-    handler(move |req, conn| {
-        let pipeline = Arc::clone(&pipeline);
-        async move { pipeline.handle(req, &conn).await }
-    })
+/// What the server knows of the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// Negotiated TLS version (`TLSv1.3`), `None` for plain HTTP.
+    pub tls: Option<&'static str>,
 }
 
 /// Connection and request counters of one listener.
@@ -114,7 +112,7 @@ pub struct Server {
 
 impl Server {
     /// Bind the main listener (`server.listen`), with TLS unless `plain_http`.
-    pub async fn bind(config: &ServerConfig, registry: &mut Registry) -> anyhow::Result<Server> {
+    pub async fn bind(config: &ServerSettings, registry: &mut Registry) -> anyhow::Result<Server> {
         let tls = match &config.tls {
             Some(files) => Some(CertStore::load(files)?.acceptor()?),
             None => None,
@@ -146,7 +144,7 @@ impl Server {
 
     /// Bind the admin listener (`server.admin_listen`): plain HTTP, the same
     /// limits, metrics not counted with the main listener's.
-    pub async fn bind_admin(config: &ServerConfig) -> anyhow::Result<Server> {
+    pub async fn bind_admin(config: &ServerSettings) -> anyhow::Result<Server> {
         Server::bind_with(
             config.admin_listen,
             None,
@@ -221,99 +219,6 @@ impl Server {
                 "drain timeout reached; closing the remaining connections"
             );
             connections.shutdown().await;
-        }
-    }
-}
-
-/// Run `firegate serve` until SIGTERM or SIGINT, then drain and return.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let mut registry = metrics::registry();
-    let pipeline = Arc::new(Pipeline::from_config(&config, &mut registry).await?);
-    let certs = config
-        .server
-        .tls
-        .as_ref()
-        .map(CertStore::load)
-        .transpose()?;
-    let tls = certs.as_ref().map(CertStore::acceptor).transpose()?;
-    let server_metrics = ServerMetrics::register(&mut registry);
-    let main = Server::bind_with(
-        config.server.listen,
-        tls,
-        config.server.limits.clone(),
-        server_metrics,
-    )
-    .await?;
-    let admin = Server::bind_admin(&config.server).await?;
-    if certs.is_none() {
-        tracing::warn!(
-            "plain_http is set: serving without TLS; only behind a TLS-terminating load balancer"
-        );
-    }
-    tracing::info!(listen = %main.local_addr(), admin = %admin.local_addr(), "listening");
-    // Both the SIGHUP task and the file watcher live as long as `serve`.
-    let _cert_watcher = match &certs {
-        Some(certs) => {
-            tokio::spawn(reload_on_hangup(Arc::clone(certs)));
-            certs
-                .watch()
-                .inspect_err(|err| {
-                    tracing::warn!(error = %format!("{err:#}"), "certificate files not watched; SIGHUP still reloads")
-                })
-                .ok()
-        }
-        None => None,
-    };
-
-    let draining = Arc::new(AtomicBool::new(false));
-    let readiness: admin::Readiness = {
-        let pipeline = Arc::clone(&pipeline);
-        let draining = Arc::clone(&draining);
-        Arc::new(move || admin::Ready {
-            blocking: if draining.load(Ordering::Relaxed) {
-                Some("shutting down".to_owned())
-            } else {
-                pipeline.not_ready()
-            },
-            notes: pipeline.readiness_notes(),
-        })
-    };
-    let stop_main = Shutdown::new();
-    let stop_admin = Shutdown::new();
-    let admin_task = admin.serve(
-        admin::handler(Arc::new(registry), readiness),
-        stop_admin.signal(),
-    );
-    let main_task = main.serve(pipeline_handler(Arc::clone(&pipeline)), stop_main.signal());
-
-    shutdown::terminate().await?;
-    // `/readyz` turns 503 first so a load balancer stops sending; the admin
-    // listener stays up until the main one has drained.
-    draining.store(true, Ordering::Relaxed);
-    stop_main.trigger();
-    main_task.await.context("main listener task")?;
-    // Records of the drained requests may still be queued.
-    pipeline.audit.flush().await;
-    stop_admin.trigger();
-    admin_task.await.context("admin listener task")?;
-    tracing::info!("drained; exiting");
-    Ok(())
-}
-
-async fn reload_on_hangup(certs: Arc<CertStore>) {
-    let mut hangups = match shutdown::hangups() {
-        Ok(hangups) => hangups,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot watch SIGHUP; certificate reload disabled");
-            return;
-        }
-    };
-    while hangups.recv().await.is_some() {
-        match certs.reload() {
-            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-            Err(err) => {
-                tracing::error!(error = %format!("{err:#}"), "SIGHUP: certificate reload failed; keeping the old one")
-            }
         }
     }
 }

@@ -2,25 +2,20 @@
 //! 1.3 only, ALPN `h2` + `http/1.1`, and a certificate that can be swapped
 //! without a restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::RawTls;
+use super::config::RawTls;
 
-/// The one crypto provider firegate uses (aws-lc-rs), passed explicitly so
-/// no process-wide default is ever consulted.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
+use crate::crypto::provider;
 
 /// Read and check a certificate chain and its private key.
 pub fn load_certified_key(tls: &RawTls) -> anyhow::Result<CertifiedKey> {
@@ -66,42 +61,21 @@ impl CertStore {
         Ok(())
     }
 
-    /// Reload whenever a file in the certificate's or key's directory
-    /// changes (Kubernetes swaps Secret files by renaming a symlink there).
-    /// Reloading stops when the returned watcher is dropped.
-    pub fn watch(self: &Arc<Self>) -> anyhow::Result<notify::RecommendedWatcher> {
-        use notify::Watcher as _;
-        let store = Arc::downgrade(self);
-        let mut watcher = notify::recommended_watcher(
-            move |event: notify::Result<notify::Event>| {
-                let Some(store) = store.upgrade() else { return };
-                if event.is_ok_and(|e| !e.kind.is_access()) {
-                    // The cert and key are rarely replaced in one step: a failure
-                    // between the two writes keeps the old pair until the next event.
-                    match store.reload() {
-                        Ok(()) => tracing::info!("TLS certificate reloaded after a file change"),
-                        Err(err) => {
-                            tracing::warn!(error = %format!("{err:#}"), "TLS files changed but do not load; keeping the old pair")
-                        }
-                    }
-                }
-            },
-        )?;
-        let mut dirs: Vec<&Path> = [&self.files.cert, &self.files.key]
+    /// The directories holding the certificate and the key: the reload hub
+    /// watches them (Kubernetes swaps Secret files by renaming a symlink
+    /// there).
+    pub fn watched_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = [&self.files.cert, &self.files.key]
             .into_iter()
             .map(|f| {
                 f.parent()
                     .filter(|d| !d.as_os_str().is_empty())
                     .unwrap_or(Path::new("."))
+                    .to_owned()
             })
             .collect();
         dirs.dedup();
-        for dir in dirs {
-            watcher
-                .watch(dir, notify::RecursiveMode::NonRecursive)
-                .with_context(|| format!("cannot watch {}", dir.display()))?;
-        }
-        Ok(watcher)
+        dirs
     }
 
     /// A TLS acceptor presenting this store's current certificate.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, Request, Response, StatusCode, Uri, header};
+use http::{HeaderMap, Request, Response, Uri, header};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -23,13 +23,11 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::headers::{self, Forwarding};
-use super::{AccessToken, UpstreamConfig};
+use super::{AccessToken, UpstreamSettings};
 use crate::body::Body;
-use crate::firestore::{ApiError, Code};
-use crate::server::tls;
 
-/// Why forwarding failed, by condition. The client sees a fixed message;
-/// the reason goes to the audit line.
+/// Why forwarding failed, by condition. The client sees a fixed message
+/// (`pipeline::respond`); the reason goes to the audit line.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("no TCP connection to the upstream within connect_timeout")]
@@ -45,22 +43,7 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            UpstreamError::ConnectTimeout | UpstreamError::ResponseHeaderTimeout => {
-                ApiError::new(Code::DeadlineExceeded, "Deadline exceeded.")
-            }
-            UpstreamError::ConnectFailed(_) => {
-                ApiError::new(Code::Unavailable, "The service is currently unavailable.")
-            }
-            UpstreamError::ProtocolError(_) => {
-                ApiError::new(Code::Unavailable, "The service is currently unavailable.")
-                    .with_http_status(StatusCode::BAD_GATEWAY)
-            }
-            UpstreamError::InvalidRequest(_) => ApiError::new(Code::Internal, "Internal error."),
-        }
-    }
-
+    /// A short, stable reason for the audit line.
     pub fn reason(&self) -> &'static str {
         match self {
             UpstreamError::ConnectTimeout => "upstream_connect_timeout",
@@ -72,7 +55,7 @@ impl UpstreamError {
     }
 
     fn from_client(err: hyper_util::client::legacy::Error) -> Self {
-        let detail = chain(&err);
+        let detail = crate::error::chain(&err);
         if !err.is_connect() {
             return UpstreamError::ProtocolError(detail);
         }
@@ -87,17 +70,6 @@ impl UpstreamError {
         }
         UpstreamError::ConnectFailed(detail)
     }
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Everything `forward` needs to build the upstream request.
@@ -153,19 +125,17 @@ pub(super) fn load_roots(path: &Path) -> anyhow::Result<Vec<CertificateDer<'stat
     Ok(roots)
 }
 
-fn root_store(extra: Option<&Path>) -> anyhow::Result<RootCertStore> {
+fn root_store(extra: &[CertificateDer<'static>]) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     // Native roots add a corporate CA when the system has one; a broken
     // system store must not stop firegate, the webpki set is enough for Google.
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
-    if let Some(path) = extra {
-        for root in load_roots(path)? {
-            roots
-                .add(root)
-                .with_context(|| format!("{}: unusable root", path.display()))?;
-        }
+    for root in extra {
+        roots
+            .add(root.clone())
+            .context("upstream.ca_file: unusable root")?;
     }
     Ok(roots)
 }
@@ -204,19 +174,16 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig, registry: &mut Registry) -> anyhow::Result<Self> {
-        let (scheme, authority) =
-            base_uri(&config.url).map_err(|reason| anyhow::anyhow!("upstream.url: {reason}"))?;
-        let (connect_timeout, response_header_timeout) = config.timeouts()?;
-        let tls = rustls::ClientConfig::builder_with_provider(tls::provider())
+    pub fn new(settings: &UpstreamSettings, registry: &mut Registry) -> anyhow::Result<Self> {
+        let tls = rustls::ClientConfig::builder_with_provider(crate::crypto::provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .context("TLS 1.2/1.3 with the aws-lc-rs provider")?
-            .with_root_certificates(root_store(config.ca_file.as_deref())?)
+            .with_root_certificates(root_store(&settings.ca_roots)?)
             .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
+        http.set_connect_timeout(Some(settings.connect_timeout));
         // ALPN offers h2 first: Google answers HTTP/2; `http://` stays HTTP/1.1.
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -231,9 +198,9 @@ impl Upstream {
             .build(connector);
         Ok(Upstream {
             client,
-            scheme,
-            authority,
-            response_header_timeout,
+            scheme: settings.scheme.clone(),
+            authority: settings.authority.clone(),
+            response_header_timeout: settings.response_header_timeout,
             metrics: UpstreamMetrics::register(registry),
         })
     }
@@ -307,43 +274,6 @@ mod tests {
             "",
         ] {
             assert!(base_uri(bad).is_err(), "{bad} accepted");
-        }
-    }
-
-    #[test]
-    fn each_condition_has_its_status() {
-        let cases = [
-            (UpstreamError::ConnectTimeout, 504, "DEADLINE_EXCEEDED"),
-            (
-                UpstreamError::ResponseHeaderTimeout,
-                504,
-                "DEADLINE_EXCEEDED",
-            ),
-            (
-                UpstreamError::ConnectFailed("secret-detail".into()),
-                503,
-                "UNAVAILABLE",
-            ),
-            (
-                UpstreamError::ProtocolError("secret-detail".into()),
-                502,
-                "UNAVAILABLE",
-            ),
-            (
-                UpstreamError::InvalidRequest("secret-detail".into()),
-                500,
-                "INTERNAL",
-            ),
-        ];
-        for (err, status, code) in cases {
-            let api = err.api_error();
-            assert_eq!(api.http_status.as_u16(), status, "{err}");
-            assert_eq!(api.code.as_str(), code, "{err}");
-            assert!(
-                !api.message.contains("secret"),
-                "detail leaked: {}",
-                api.message
-            );
         }
     }
 }

@@ -8,15 +8,18 @@ pub mod headers;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use http::uri::{Authority, Scheme};
+use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
 pub use client::{Outbound, Upstream, UpstreamError};
 pub use credentials::{
-    AccessToken, Credentials, CredentialsConfig, CredentialsError, EMULATOR_ACCOUNT,
-    ImpersonationConfig, Source as CredentialsSource, is_service_account,
+    AccessToken, BaseCredentials, Credentials, CredentialsConfig, CredentialsError,
+    CredentialsSettings, EMULATOR_ACCOUNT, ImpersonationConfig, ImpersonationSettings,
+    Source as CredentialsSource, is_service_account,
 };
 
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
 
 /// Raw `upstream:` section of the config.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,12 +52,15 @@ fn default_url() -> String {
     "https://firestore.googleapis.com".into()
 }
 
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn default_connect_timeout() -> String {
-    "5s".into()
+    crate::config::value::default_duration(CONNECT_TIMEOUT)
 }
 
 fn default_response_header_timeout() -> String {
-    "60s".into()
+    crate::config::value::default_duration(RESPONSE_HEADER_TIMEOUT)
 }
 
 impl Default for UpstreamConfig {
@@ -70,46 +76,55 @@ impl Default for UpstreamConfig {
     }
 }
 
-impl UpstreamConfig {
-    /// Record every problem in the `upstream:` section.
-    pub fn validate(&self, errors: &mut ConfigErrors) {
-        let emulator_allowed = self.emulator || credentials::is_loopback_http(&self.url);
-        self.credentials.validate(emulator_allowed, errors);
-        if let Err(reason) = client::base_uri(&self.url) {
-            errors.push("upstream.url", reason);
-        }
-        for (key, value) in [
-            ("upstream.connect_timeout", &self.connect_timeout),
-            (
-                "upstream.response_header_timeout",
-                &self.response_header_timeout,
-            ),
-        ] {
-            match humantime::parse_duration(value) {
-                Err(err) => errors.push(key, format!("not a duration ({err}); write e.g. `5s`")),
-                Ok(d) if d.is_zero() => errors.push(key, "must be more than zero"),
-                Ok(_) => {}
-            }
-        }
-        if let Some(path) = &self.ca_file
-            && let Err(err) = client::load_roots(path)
-        {
-            errors.push("upstream.ca_file", format!("{err:#}"));
-        }
-    }
+/// The validated `upstream:` section.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub credentials: CredentialsSettings,
+    pub connect_timeout: Duration,
+    pub response_header_timeout: Duration,
+    /// Extra roots read from `ca_file`, trusted besides the system's.
+    pub ca_roots: Vec<CertificateDer<'static>>,
+}
 
-    /// `(connect_timeout, response_header_timeout)`.
-    fn timeouts(&self) -> anyhow::Result<(Duration, Duration)> {
-        let parse = |key: &str, v: &str| {
-            humantime::parse_duration(v)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| anyhow::anyhow!("upstream.{key}: `{v}` is not a positive duration"))
+impl UpstreamConfig {
+    /// The typed `upstream:` section, recording every problem.
+    pub fn validate(self, errors: &mut ConfigErrors) -> UpstreamSettings {
+        let emulator_allowed = self.emulator || credentials::is_loopback_http(&self.url);
+        let credentials = self.credentials.validate(emulator_allowed, errors);
+        let (scheme, authority) = client::base_uri(&self.url).unwrap_or_else(|reason| {
+            errors.push("upstream.url", reason);
+            // Never used: a config with an error is never built.
+            (Scheme::HTTPS, Authority::from_static("invalid"))
+        });
+        let mut positive = |key: &str, value: &str| {
+            let d = crate::config::value::duration(key, value, errors);
+            if d.is_some_and(|d| d.is_zero()) {
+                errors.push(key, "must be more than zero");
+            }
+            d.unwrap_or_default()
         };
-        Ok((
-            parse("connect_timeout", &self.connect_timeout)?,
-            parse("response_header_timeout", &self.response_header_timeout)?,
-        ))
+        let connect_timeout = positive("upstream.connect_timeout", &self.connect_timeout);
+        let response_header_timeout = positive(
+            "upstream.response_header_timeout",
+            &self.response_header_timeout,
+        );
+        let ca_roots = match &self.ca_file {
+            Some(path) => client::load_roots(path).unwrap_or_else(|err| {
+                errors.push("upstream.ca_file", format!("{err:#}"));
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        UpstreamSettings {
+            scheme,
+            authority,
+            credentials,
+            connect_timeout,
+            response_header_timeout,
+            ca_roots,
+        }
     }
 }
 
@@ -142,12 +157,32 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let mut errors = ConfigErrors::default();
-        UpstreamConfig::default().validate(&mut errors);
-        assert!(errors.is_empty(), "{errors}");
+        let s = ConfigErrors::collect(|errors| UpstreamConfig::default().validate(errors))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            UpstreamConfig::default().timeouts().unwrap(),
+            (s.connect_timeout, s.response_header_timeout),
             (Duration::from_secs(5), Duration::from_secs(60))
         );
+        assert_eq!(
+            (s.scheme, s.authority.as_str()),
+            (Scheme::HTTPS, "firestore.googleapis.com")
+        );
+        assert!(s.ca_roots.is_empty());
+    }
+
+    #[test]
+    fn the_validated_values_are_the_ones_written() {
+        let config: UpstreamConfig = serde_yaml_ng::from_str(
+            "{url: 'http://127.0.0.1:8080', connect_timeout: 250ms, response_header_timeout: 2m}",
+        )
+        .expect("parses");
+        let s = ConfigErrors::collect(|errors| config.validate(errors))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (s.scheme, s.authority.as_str()),
+            (Scheme::HTTP, "127.0.0.1:8080")
+        );
+        assert_eq!(s.connect_timeout, Duration::from_millis(250));
+        assert_eq!(s.response_header_timeout, Duration::from_secs(120));
     }
 }

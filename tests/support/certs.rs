@@ -61,7 +61,7 @@ impl TestPki {
 
     /// rustls acceptor for a fake TLS upstream (ALPN h2 + http/1.1).
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let store = firegate::server::CertStore::load(&firegate::config::RawTls {
+        let store = firegate::server::CertStore::load(&firegate::server::config::RawTls {
             cert: self.cert_path.clone(),
             key: self.key_path.clone(),
         })

@@ -1,7 +1,8 @@
 //! Fakes of Google's token endpoints (metadata server, STS, IAM Credentials)
-//! and service-account keys made at test time. Each fake checks what it
-//! receives and records every deviation, so a test fails if firegate sends
-//! anything else.
+//! and service-account keys made at test time. Each fake runs on the one
+//! [`fake`](super::fake) server, checks what it receives and records every
+//! deviation (answering 400) rather than panicking, so a test fails on the
+//! deviation it names if firegate sends anything else.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::fake::{FakeServer, Received};
+use super::fake::{self, FakeServer, Received};
 
 pub const DATASTORE: &str = "https://www.googleapis.com/auth/datastore";
 pub const IAM_SCOPE: &str = "https://www.googleapis.com/auth/iam";
@@ -58,7 +59,8 @@ impl FakeMetadata {
         let hits = Arc::new(AtomicUsize::new(0));
         let broken = Arc::new(AtomicBool::new(false));
         let (d, h, b) = (deviations.clone(), Arc::clone(&hits), Arc::clone(&broken));
-        let server = FakeServer::start(move |req: Received| {
+        let server = fake::server()
+            .fallback(move |req: Received| {
             if req.header("metadata-flavor") != Some("Google") {
                 d.push(format!("{} without Metadata-Flavor: Google", req.path));
                 return (StatusCode::FORBIDDEN, json!({}));
@@ -85,8 +87,9 @@ impl FakeMetadata {
                 StatusCode::OK,
                 json!({"access_token": format!("mds-token-{n}"), "expires_in": 3600, "token_type": "Bearer"}),
             )
-        })
-        .await;
+            })
+            .start()
+            .await;
         FakeMetadata {
             server,
             deviations,
@@ -124,42 +127,44 @@ impl FakeSts {
         let deviations = Deviations::default();
         let hits = Arc::new(AtomicUsize::new(0));
         let (d, h) = (deviations.clone(), Arc::clone(&hits));
-        let server = FakeServer::start(move |req: Received| {
-            h.fetch_add(1, Ordering::SeqCst);
-            if req.method != Method::POST || req.path != "/v1/token" {
-                return refuse(&d, format!("{} {}", req.method, req.path));
-            }
-            let wanted = [
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                (
-                    "requested_token_type",
-                    "urn:ietf:params:oauth:token-type:access_token",
-                ),
-                ("subject_token", expect.subject_token.as_str()),
-                ("subject_token_type", expect.subject_token_type.as_str()),
-                ("audience", expect.audience.as_str()),
-                ("scope", expect.scope.as_str()),
-            ];
-            for (field, value) in wanted {
-                let got = req.form_field(field);
-                if got.as_deref() != Some(value) {
-                    return refuse(&d, format!("STS {field} = {got:?}, want {value:?}"));
+        let server = fake::server()
+            .fallback(move |req: Received| {
+                h.fetch_add(1, Ordering::SeqCst);
+                if req.method != Method::POST || req.path != "/v1/token" {
+                    return refuse(&d, format!("{} {}", req.method, req.path));
                 }
-            }
-            (
-                StatusCode::OK,
-                json!({
-                    "access_token": "sts-token",
-                    "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
-                    "token_type": "Bearer",
-                    "expires_in": 3600,
-                }),
-            )
-        })
-        .await;
+                let wanted = [
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ),
+                    (
+                        "requested_token_type",
+                        "urn:ietf:params:oauth:token-type:access_token",
+                    ),
+                    ("subject_token", expect.subject_token.as_str()),
+                    ("subject_token_type", expect.subject_token_type.as_str()),
+                    ("audience", expect.audience.as_str()),
+                    ("scope", expect.scope.as_str()),
+                ];
+                for (field, value) in wanted {
+                    let got = req.form_field(field);
+                    if got.as_deref() != Some(value) {
+                        return refuse(&d, format!("STS {field} = {got:?}, want {value:?}"));
+                    }
+                }
+                (
+                    StatusCode::OK,
+                    json!({
+                        "access_token": "sts-token",
+                        "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                        "token_type": "Bearer",
+                        "expires_in": 3600,
+                    }),
+                )
+            })
+            .start()
+            .await;
         FakeSts {
             server,
             deviations,
@@ -210,64 +215,66 @@ impl FakeIam {
             Arc::clone(&ttl),
             Arc::clone(&down),
         );
-        let server = FakeServer::start(move |req: Received| {
-            let Some(account) = req
-                .path
-                .strip_prefix("/v1/projects/-/serviceAccounts/")
-                .and_then(|rest| rest.strip_suffix(":generateAccessToken"))
-                .map(str::to_owned)
-            else {
-                return refuse(&d, format!("{} {}", req.method, req.path));
-            };
-            let n = {
-                let mut hits = h.lock().expect("lock");
-                let n = hits.entry(account.clone()).or_default();
-                *n += 1;
-                *n
-            };
-            if dn.load(Ordering::SeqCst) {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({"error": {"code": 503}}),
-                );
-            }
-            if req.method != Method::POST {
-                return refuse(&d, format!("generateAccessToken with {}", req.method));
-            }
-            if req.header("authorization") != Some(expect.authorization.as_str()) {
-                return refuse(&d, format!("{account}: wrong Authorization"));
-            }
-            let Some(body) = req.json() else {
-                return refuse(&d, format!("{account}: body is not JSON"));
-            };
-            let delegates = match body.get("delegates") {
-                None | Some(Value::Null) => json!([]),
-                Some(v) => v.clone(),
-            };
-            let want = json!({"scope": expect.scope, "lifetime": expect.lifetime});
-            if body.get("scope") != want.get("scope")
-                || body.get("lifetime") != want.get("lifetime")
-                || delegates != json!(expect.delegates)
-            {
-                return refuse(&d, format!("{account}: body {body}"));
-            }
-            if account.starts_with("denied") {
-                return (
-                    StatusCode::FORBIDDEN,
-                    json!({"error": {"code": 403, "status": "PERMISSION_DENIED"}}),
-                );
-            }
-            let ttl = Duration::from_millis(t.load(Ordering::SeqCst));
-            let expire = OffsetDateTime::now_utc() + ttl;
-            (
-                StatusCode::OK,
-                json!({
-                    "accessToken": format!("iam:{account}:{n}"),
-                    "expireTime": expire.format(&Rfc3339).expect("formats"),
-                }),
-            )
-        })
-        .await;
+        let server = fake::server()
+            .fallback(move |req: Received| {
+                let Some(account) = req
+                    .path
+                    .strip_prefix("/v1/projects/-/serviceAccounts/")
+                    .and_then(|rest| rest.strip_suffix(":generateAccessToken"))
+                    .map(str::to_owned)
+                else {
+                    return refuse(&d, format!("{} {}", req.method, req.path));
+                };
+                let n = {
+                    let mut hits = h.lock().expect("lock");
+                    let n = hits.entry(account.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                if dn.load(Ordering::SeqCst) {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": {"code": 503}}),
+                    );
+                }
+                if req.method != Method::POST {
+                    return refuse(&d, format!("generateAccessToken with {}", req.method));
+                }
+                if req.header("authorization") != Some(expect.authorization.as_str()) {
+                    return refuse(&d, format!("{account}: wrong Authorization"));
+                }
+                let Some(body) = req.json() else {
+                    return refuse(&d, format!("{account}: body is not JSON"));
+                };
+                let delegates = match body.get("delegates") {
+                    None | Some(Value::Null) => json!([]),
+                    Some(v) => v.clone(),
+                };
+                let want = json!({"scope": expect.scope, "lifetime": expect.lifetime});
+                if body.get("scope") != want.get("scope")
+                    || body.get("lifetime") != want.get("lifetime")
+                    || delegates != json!(expect.delegates)
+                {
+                    return refuse(&d, format!("{account}: body {body}"));
+                }
+                if account.starts_with("denied") {
+                    return (
+                        StatusCode::FORBIDDEN,
+                        json!({"error": {"code": 403, "status": "PERMISSION_DENIED"}}),
+                    );
+                }
+                let ttl = Duration::from_millis(t.load(Ordering::SeqCst));
+                let expire = OffsetDateTime::now_utc() + ttl;
+                (
+                    StatusCode::OK,
+                    json!({
+                        "accessToken": format!("iam:{account}:{n}"),
+                        "expireTime": expire.format(&Rfc3339).expect("formats"),
+                    }),
+                )
+            })
+            .start()
+            .await;
         FakeIam {
             server,
             deviations,

@@ -1,4 +1,4 @@
-//! An in-process OIDC / JWKS issuer on 127.0.0.1:0 that mints good and
+//! An in-process OIDC / JWKS issuer on the one fake server that mints good and
 //! deliberately bad tokens, rotates keys, counts JWKS fetches, can be taken
 //! down, and (as a Backstage backend) answers `/api/auth/v1/userinfo`.
 //!
@@ -12,18 +12,16 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use http::StatusCode;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
+
+use super::fake::{self, FakeServer, Received, Reply};
 
 /// Default audience of minted tokens.
 pub const AUDIENCE: &str = "https://firegate.test";
@@ -117,9 +115,22 @@ impl TestIssuerBuilder {
     }
 
     pub async fn start(self) -> TestIssuer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let base = format!("http://{addr}");
+        // The issuer's URLs name its own port, so the state is made once
+        // the fake is bound and reached through a cell.
+        let cell: Arc<OnceLock<Arc<State>>> = Arc::default();
+        let serving = Arc::clone(&cell);
+        let server = fake::server()
+            .fallback(move |req: Received| match serving.get() {
+                Some(state) => state.answer(&req),
+                None => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "starting"}),
+                ),
+            })
+            .start()
+            .await;
+        let addr = server.addr();
+        let base = server.url();
         let issuer = if self.backstage {
             format!("{base}/api/auth")
         } else {
@@ -140,17 +151,13 @@ impl TestIssuerBuilder {
             ownership: Mutex::new(HashMap::new()),
             plugin_keys: Mutex::new(HashMap::new()),
         });
-        let serving = Arc::clone(&state);
-        let task = super::listen::serve(listener, move |req| {
-            let answer = serving.answer(req);
-            async move { answer }
-        });
+        let _ = cell.set(Arc::clone(&state));
         TestIssuer {
             addr,
             base,
             issuer,
             state,
-            task,
+            server,
         }
     }
 }
@@ -172,12 +179,12 @@ struct State {
 }
 
 impl State {
-    fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    fn answer(&self, req: &Received) -> Reply {
         if !self.available.load(Ordering::SeqCst) {
             return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "down"}));
         }
         let prefix = if self.backstage { "/api/auth" } else { "" };
-        let path = req.uri().path();
+        let path = req.path.as_str();
         let jwks_path = if self.backstage {
             "/api/auth/.well-known/jwks.json"
         } else {
@@ -204,13 +211,11 @@ impl State {
             let set = JwkSet {
                 keys: keys.iter().map(|k| k.jwk.clone()).collect(),
             };
-            let mut response = reply(StatusCode::OK, serde_json::to_value(set).expect("jwks"));
-            if let Some(cc) = &self.cache_control {
-                response
-                    .headers_mut()
-                    .insert(http::header::CACHE_CONTROL, cc.parse().expect("header"));
-            }
-            return response;
+            let response = reply(StatusCode::OK, serde_json::to_value(set).expect("jwks"));
+            return match &self.cache_control {
+                Some(cc) => response.header("cache-control", cc),
+                None => response,
+            };
         }
         if let Some(plugin) = self.backstage.then(|| plugin_jwks_path(path)).flatten() {
             self.jwks_fetches.fetch_add(1, Ordering::SeqCst);
@@ -226,7 +231,7 @@ impl State {
         }
         if self.backstage && path == "/api/auth/v1/userinfo" {
             self.userinfo_calls.fetch_add(1, Ordering::SeqCst);
-            return self.userinfo(&req);
+            return self.userinfo(req);
         }
         reply(StatusCode::NOT_FOUND, json!({"error": "not found"}))
     }
@@ -234,11 +239,9 @@ impl State {
     /// Backstage answers with the caller's `sub` and ownership refs. Here
     /// the token's payload is read without checking it: the test issuer is
     /// the one that signed it.
-    fn userinfo(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    fn userinfo(&self, req: &Received) -> Reply {
         let sub = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+            .header("authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
             .and_then(|t| t.split('.').nth(1))
             .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
@@ -265,17 +268,11 @@ fn plugin_jwks_path(path: &str) -> Option<&str> {
         .filter(|id| !id.contains('/'))
 }
 
-fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
+fn reply(status: StatusCode, body: Value) -> Reply {
+    Reply::json(status, &body)
 }
 
-/// A running issuer; stops when dropped.
+/// A running issuer; stops when dropped or joined.
 pub struct TestIssuer {
     pub addr: SocketAddr,
     /// `http://127.0.0.1:PORT`.
@@ -283,16 +280,15 @@ pub struct TestIssuer {
     /// The `iss` of its tokens (`<base>/api/auth` for Backstage).
     pub issuer: String,
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TestIssuer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    server: FakeServer,
 }
 
 impl TestIssuer {
+    /// Stop it and fail with its panic, if it had one.
+    pub async fn join(self) {
+        self.server.join().await;
+    }
+
     pub fn builder() -> TestIssuerBuilder {
         TestIssuerBuilder {
             alg: Algorithm::RS256,

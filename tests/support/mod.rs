@@ -1,15 +1,16 @@
 //! Shared fakes and real peers for integration tests and benches: key
-//! material made at test time, a builder-style recording upstream, a test
-//! OIDC issuer, the real oidc-provider, a proxy to put between.
+//! material made at test time, one builder fake server (under the recording
+//! upstream, the test OIDC issuer and the Google fakes), configs as values,
+//! the real oidc-provider, a proxy to put between.
 // Each test binary uses a different subset.
 #![allow(dead_code, unused_imports)]
 
 pub mod certs;
+pub mod config;
 pub mod emulator;
 pub mod fake;
 pub mod google;
 pub mod issuer;
-pub mod listen;
 pub mod oidc_provider;
 pub mod proxy;
 pub mod upstream;

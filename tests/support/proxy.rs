@@ -1,94 +1,89 @@
-//! A firegate listener with a handler that forwards through the real
-//! [`Upstream`] client (no authn/policy): the server and client halves of the
-//! pipeline, end to end.
+//! A whole firegate for integration tests, built by the same composition
+//! root as `firegate serve` ([`App`]): the test issuer, an allow-all policy
+//! emulator credentials and an audit file added to the config a test gives.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::time::Duration;
 
-use http::HeaderValue;
-use ipnet::IpNet;
-use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use firegate::body;
+use firegate::app::App;
 use firegate::config::Config;
-use firegate::server::{self, Handler, Server, Shutdown};
-use firegate::upstream::{AccessToken, Outbound, Upstream};
 
-/// The token the fake credentials step "mints"; tests look for it upstream.
-pub const UPSTREAM_TOKEN: &str = "Bearer upstream-token";
+use super::config::{self, TestConfig};
+use super::issuer::{AUDIENCE, TestIssuer};
+
+/// What the emulator credentials put upstream; tests look for it there.
+pub const UPSTREAM_TOKEN: &str = "Bearer owner";
 pub const DATABASE: &str = "projects/p/databases/(default)";
 
-/// Forward every request as the pipeline's `forward` step would.
-pub fn forwarding_handler(upstream: Arc<Upstream>, trusted: Vec<IpNet>) -> Handler {
-    let trusted = Arc::new(trusted);
-    server::handler(move |req, conn| {
-        let upstream = Arc::clone(&upstream);
-        let trusted = Arc::clone(&trusted);
-        async move {
-            let (parts, body) = req.into_parts();
-            let token = AccessToken {
-                authorization: HeaderValue::from_static(UPSTREAM_TOKEN),
-                account: "test@example.iam.gserviceaccount.com".into(),
-            };
-            let path = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            let forwarded = upstream
-                .forward(Outbound {
-                    method: parts.method.clone(),
-                    path_and_query: path,
-                    client_headers: &parts.headers,
-                    client_ip: conn.remote.ip(),
-                    trusted_proxies: &trusted,
-                    client_proto: if conn.tls.is_some() { "https" } else { "http" },
-                    request_id: "test-request-id",
-                    database: DATABASE,
-                    token: &token,
-                    body,
-                })
-                .await;
-            match forwarded {
-                Ok(response) => response.map(body::boxed),
-                Err(err) => err.api_error().to_response(),
-            }
-        }
-    })
-}
-
-/// A running listener; `stop` drains it.
+/// A running firegate in front of a test's upstream.
 pub struct TestProxy {
     pub addr: SocketAddr,
-    pub shutdown: Shutdown,
-    pub done: JoinHandle<()>,
-    pub registry: Arc<Registry>,
+    app: Option<App>,
+    issuer: TestIssuer,
+    _policies: tempfile::TempDir,
 }
 
 impl TestProxy {
-    /// Start from a full YAML config (its `server.listen` should use port 0).
+    /// Start from the YAML a test gives (server and upstream sections, on
+    /// port 0), with the test issuer trusted, every path allowed to any
+    /// authenticated caller, and emulator credentials.
     pub async fn start(yaml: &str) -> TestProxy {
-        let config = Config::from_yaml(yaml, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-        TestProxy::start_config(&config).await
+        let given: Value = serde_yaml_ng::from_str(yaml).expect("test config is YAML");
+        let issuer = TestIssuer::builder().start().await;
+        let policies = tempfile::tempdir().expect("policy dir");
+        std::fs::write(
+            policies.path().join("all.yaml"),
+            "rules:\n  - id: everything\n    match: /{rest=**}\n    allow: [read, write]\n    who: {authenticated: true}\n",
+        )
+        .expect("write policy");
+        let complete = TestConfig::new(json!({
+            "upstream": {"credentials": {"source": "emulator"}},
+            "authn": {"issuers": [config::oidc_issuer("test", &issuer.issuer, AUDIENCE).value()]},
+            "policy": {"dir": policies.path(), "watch": false},
+            "audit": {"sink": "file", "path": policies.path().join("audit.log")},
+        }))
+        .merge(given);
+        let config =
+            Config::from_yaml(&complete.yaml(), Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let app = App::start(&config).await.expect("firegate starts");
+        app.wait_ready(Duration::from_secs(20))
+            .await
+            .expect("firegate ready");
+        TestProxy {
+            addr: app.proxy_addr(),
+            app: Some(app),
+            issuer,
+            _policies: policies,
+        }
     }
 
-    pub async fn start_config(config: &Config) -> TestProxy {
-        let mut registry = firegate::metrics::registry();
-        let upstream = Arc::new(Upstream::new(&config.upstream, &mut registry).expect("upstream"));
-        let server = Server::bind(&config.server, &mut registry)
-            .await
-            .expect("bind");
-        let addr = server.local_addr();
-        let shutdown = Shutdown::new();
-        let handler = forwarding_handler(upstream, config.server.trusted_proxies.clone());
-        let done = server.serve(handler, shutdown.signal());
-        TestProxy {
-            addr,
-            shutdown,
-            done,
-            registry: Arc::new(registry),
-        }
+    /// `Authorization` for a caller the policy allows everything.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.issuer.token().sign())
+    }
+
+    /// A client that sends [`TestProxy::bearer`] on every request.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            self.bearer().parse().expect("header value"),
+        );
+        reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(headers)
+            .build()
+            .expect("client")
+    }
+
+    /// Begin the drain `firegate serve` does on SIGTERM; the handle ends
+    /// when it is done.
+    pub fn shutdown(&mut self) -> JoinHandle<anyhow::Result<()>> {
+        let app = self.app.take().expect("shut down once");
+        tokio::spawn(app.shutdown())
     }
 
     pub fn http(&self, path: &str) -> String {
@@ -98,20 +93,4 @@ impl TestProxy {
     pub fn https(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.addr.port())
     }
-}
-
-/// A plain-HTTP config in front of `upstream_url`, with extra `server:` lines.
-pub fn plain_config(upstream_url: &str, server_extra: &str) -> String {
-    format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  plain_http: true\n{server_extra}upstream:\n  url: {upstream_url}\n"
-    )
-}
-
-/// A TLS config in front of `upstream_url`.
-pub fn tls_config(pki: &super::TestPki, upstream_url: &str, server_extra: &str) -> String {
-    format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  tls:\n    cert: {}\n    key: {}\n{server_extra}upstream:\n  url: {upstream_url}\n",
-        pki.cert_path.display(),
-        pki.key_path.display()
-    )
 }

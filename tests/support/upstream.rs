@@ -1,5 +1,6 @@
 //! A recording upstream: answers with a scripted response (status, headers,
-//! chunks, waits on gates) and keeps every request it received.
+//! chunks, waits on gates) and keeps every request it received; it runs on
+//! the one [`fake`](super::fake) server.
 //!
 //! ```ignore
 //! let gate = Gate::new();
@@ -17,19 +18,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{Response, StatusCode};
 use http_body::Frame;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use super::TestPki;
+use super::fake::{self, FakeBuilder, FakeServer, Received};
 
 /// A one-way latch a scripted response can wait on.
 #[derive(Clone)]
@@ -82,14 +76,7 @@ impl Step {
 }
 
 /// What arrived at the upstream.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: Method,
-    pub uri: Uri,
-    pub version: Version,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
+pub type Recorded = Received;
 
 pub fn upstream() -> UpstreamBuilder {
     UpstreamBuilder {
@@ -97,7 +84,7 @@ pub fn upstream() -> UpstreamBuilder {
         headers: vec![("content-type".into(), "application/json".into())],
         steps: vec![Step::chunk("{}")],
         head_delay: None,
-        tls: None,
+        fake: fake::server(),
     }
 }
 
@@ -106,7 +93,8 @@ pub struct UpstreamBuilder {
     headers: Vec<(String, String)>,
     steps: Vec<Step>,
     head_delay: Option<Duration>,
-    tls: Option<TlsAcceptor>,
+    /// The fake it runs on, TLS already chosen.
+    fake: FakeBuilder,
 }
 
 impl UpstreamBuilder {
@@ -138,16 +126,11 @@ impl UpstreamBuilder {
 
     /// Serve TLS (ALPN h2 + http/1.1) with the test PKI's certificate.
     pub fn tls(mut self, pki: &TestPki) -> Self {
-        self.tls = Some(pki.acceptor());
+        self.fake = self.fake.tls(pki);
         self
     }
 
     pub async fn start(self) -> RecordingUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let addr = listener.local_addr().expect("upstream addr");
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let requests = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Script {
             status: self.status,
@@ -156,45 +139,19 @@ impl UpstreamBuilder {
             head_delay: self.head_delay,
             requests: Arc::clone(&requests),
         });
-        let tls = self.tls;
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                // Head and body go out in separate writes; Nagle would hold
-                // the body back for a delayed ACK (~40 ms per request).
-                let _ = stream.set_nodelay(true);
+        let server = self
+            .fake
+            .fallback_stream(move |req| {
                 let script = Arc::clone(&script);
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let script = Arc::clone(&script);
-                        async move { Ok::<_, Infallible>(script.answer(req).await) }
-                    });
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    match tls {
-                        Some(acceptor) => {
-                            if let Ok(stream) = acceptor.accept(stream).await {
-                                let _ = builder
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
-                            }
-                        }
-                        None => {
-                            let _ = builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
-                        }
-                    }
-                });
-            }
-        });
+                async move { script.answer(req).await }
+            })
+            .start()
+            .await;
         RecordingUpstream {
-            addr,
-            url: format!("{scheme}://127.0.0.1:{}", addr.port()),
+            addr: server.addr(),
+            url: server.url(),
             requests,
-            task,
+            server,
         }
     }
 }
@@ -208,20 +165,8 @@ struct Script {
 }
 
 impl Script {
-    async fn answer(&self, req: Request<Incoming>) -> Response<ChannelBody> {
-        let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        self.requests.lock().expect("requests").push(Recorded {
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            headers: parts.headers,
-            body,
-        });
+    async fn answer(&self, req: Received) -> Response<ChannelBody> {
+        self.requests.lock().expect("requests").push(req);
         if let Some(delay) = self.head_delay {
             tokio::time::sleep(delay).await;
         }
@@ -277,12 +222,12 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-/// A running recording upstream; stops when dropped.
+/// A running recording upstream; stops when dropped or joined.
 pub struct RecordingUpstream {
     pub addr: SocketAddr,
     pub url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
-    task: JoinHandle<()>,
+    server: FakeServer,
 }
 
 impl RecordingUpstream {
@@ -297,10 +242,9 @@ impl RecordingUpstream {
         assert_eq!(requests.len(), 1, "upstream requests: {requests:?}");
         requests.into_iter().next().expect("one request")
     }
-}
 
-impl Drop for RecordingUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
+    /// Stop it and fail with its panic, if it had one.
+    pub async fn join(self) {
+        self.server.join().await;
     }
 }

@@ -13,7 +13,7 @@ use http::HeaderValue;
 use tokio::time::Instant;
 
 use super::CredentialsError;
-use super::config::{CredentialsConfig, Source};
+use super::config::{BaseCredentials, CredentialsSettings};
 
 /// A permanent error stops `google-cloud-auth`'s refresh task for good (it
 /// never retries), so the credentials are rebuilt — at most this often.
@@ -57,25 +57,21 @@ pub struct GoogleBase {
 impl GoogleBase {
     /// Build from config. Must run inside a Tokio runtime: the crate starts
     /// its refresh task (and the first fetch) at once.
-    pub fn new(config: &CredentialsConfig) -> anyhow::Result<Self> {
-        let (recipe, account) = match config.source() {
-            Source::ServiceAccountKey => {
-                let path = config
-                    .service_account_key
-                    .as_deref()
-                    .context("upstream.credentials.service_account_key is required")?;
+    pub fn new(settings: &CredentialsSettings) -> anyhow::Result<Self> {
+        let (recipe, account) = match &settings.base {
+            BaseCredentials::ServiceAccountKey(path) => {
                 let key = read_json(path)?;
                 let account = key_account(&key)
                     .with_context(|| format!("{}: not a service-account key", path.display()))?;
                 (Recipe::Key(key), account)
             }
-            Source::Metadata => (
-                Recipe::Metadata(config.metadata_endpoint.clone()),
+            BaseCredentials::Metadata(endpoint) => (
+                Recipe::Metadata(endpoint.clone()),
                 METADATA_ACCOUNT.to_owned(),
             ),
-            Source::Adc | Source::Emulator => (Recipe::Adc, adc_account()),
+            BaseCredentials::Adc | BaseCredentials::Emulator => (Recipe::Adc, adc_account()),
         };
-        let scopes = config.scopes.clone();
+        let scopes = settings.scopes.clone();
         let credentials = build(&recipe, &scopes)?;
         Ok(GoogleBase {
             credentials: ArcSwap::from_pointee(credentials),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
 
 /// The OAuth scope Firestore needs.
 pub const DATASTORE_SCOPE: &str = "https://www.googleapis.com/auth/datastore";
@@ -76,8 +76,11 @@ fn default_scopes() -> Vec<String> {
     vec![DATASTORE_SCOPE.into()]
 }
 
+/// Default `impersonation.lifetime`.
+const LIFETIME: Duration = Duration::from_secs(3600);
+
 fn default_lifetime() -> String {
-    "1h".into()
+    crate::config::value::default_duration(LIFETIME)
 }
 
 fn default_iam_endpoint() -> String {
@@ -124,15 +127,14 @@ impl CredentialsConfig {
         }
     }
 
-    /// The impersonated-token lifetime; one hour if the value is invalid
-    /// (validation has reported it).
-    pub fn lifetime(&self) -> Duration {
-        humantime::parse_duration(&self.impersonation.lifetime).unwrap_or(Duration::from_secs(3600))
-    }
-
-    /// Record every problem in `upstream.credentials`. `emulator_allowed`
-    /// says whether the upstream may receive the emulator's owner token.
-    pub fn validate(&self, emulator_allowed: bool, errors: &mut ConfigErrors) {
+    /// The typed `upstream.credentials`, recording every problem.
+    /// `emulator_allowed` says whether the upstream may receive the
+    /// emulator's owner token.
+    pub fn validate(
+        self,
+        emulator_allowed: bool,
+        errors: &mut ConfigErrors,
+    ) -> CredentialsSettings {
         const KEY: &str = "upstream.credentials";
         let source = self.source();
         match (source, &self.service_account_key) {
@@ -182,15 +184,56 @@ impl CredentialsConfig {
                 );
             }
         }
-        self.impersonation.validate(errors);
+        let base = match source {
+            Source::Adc => BaseCredentials::Adc,
+            Source::ServiceAccountKey => {
+                BaseCredentials::ServiceAccountKey(self.service_account_key.unwrap_or_default())
+            }
+            Source::Metadata => BaseCredentials::Metadata(self.metadata_endpoint),
+            Source::Emulator => BaseCredentials::Emulator,
+        };
+        CredentialsSettings {
+            base,
+            scopes: self.scopes,
+            impersonation: self.impersonation.validate(errors),
+        }
     }
 }
 
+/// Where the validated base identity comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseCredentials {
+    Adc,
+    ServiceAccountKey(PathBuf),
+    /// The metadata server, at this base URL if given.
+    Metadata(Option<String>),
+    Emulator,
+}
+
+/// The validated `upstream.credentials:`.
+#[derive(Debug, Clone)]
+pub struct CredentialsSettings {
+    pub base: BaseCredentials,
+    pub scopes: Vec<String>,
+    pub impersonation: ImpersonationSettings,
+}
+
+/// The validated `upstream.credentials.impersonation:`.
+#[derive(Debug, Clone)]
+pub struct ImpersonationSettings {
+    /// Whole seconds, 1s to 12h.
+    pub lifetime: Duration,
+    pub delegates: Vec<String>,
+    /// Without a trailing slash.
+    pub iam_endpoint: String,
+}
+
 impl ImpersonationConfig {
-    fn validate(&self, errors: &mut ConfigErrors) {
+    fn validate(self, errors: &mut ConfigErrors) -> ImpersonationSettings {
         const KEY: &str = "upstream.credentials.impersonation";
-        let lifetime = crate::config::duration(&format!("{KEY}.lifetime"), &self.lifetime, errors);
-        if lifetime.as_secs() == 0 || lifetime > MAX_LIFETIME || lifetime.subsec_nanos() != 0 {
+        let lifetime =
+            crate::config::value::duration(&format!("{KEY}.lifetime"), &self.lifetime, errors);
+        if lifetime.is_some_and(|l| l.is_zero() || l > MAX_LIFETIME || l.subsec_nanos() != 0) {
             errors.push(
                 format!("{KEY}.lifetime"),
                 "must be whole seconds between 1s and 12h",
@@ -214,6 +257,11 @@ impl ImpersonationConfig {
                 format!("{KEY}.iam_endpoint"),
                 "firegate's own token is sent there: `https://`, or `http://` on loopback only",
             );
+        }
+        ImpersonationSettings {
+            lifetime: lifetime.unwrap_or_default(),
+            iam_endpoint: self.iam_endpoint.trim_end_matches('/').to_owned(),
+            delegates: self.delegates,
         }
     }
 }
@@ -285,6 +333,11 @@ pub fn is_loopback_http(url: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn settings(yaml: &str) -> CredentialsSettings {
+        let config: CredentialsConfig = serde_yaml_ng::from_str(yaml).expect("parses");
+        ConfigErrors::collect(|errors| config.validate(true, errors)).expect("valid")
+    }
+
     fn problems(yaml: &str, emulator_allowed: bool) -> Vec<String> {
         let config: CredentialsConfig = serde_yaml_ng::from_str(yaml).expect("parses");
         let mut errors = ConfigErrors::default();
@@ -296,9 +349,36 @@ mod tests {
     fn defaults_are_adc_with_the_datastore_scope() {
         let config = CredentialsConfig::default();
         assert_eq!(config.source(), Source::Adc);
-        assert_eq!(config.scopes, vec![DATASTORE_SCOPE.to_string()]);
-        assert_eq!(config.lifetime(), Duration::from_secs(3600));
+        let s = settings("{}");
+        assert_eq!(s.base, BaseCredentials::Adc);
+        assert_eq!(s.scopes, vec![DATASTORE_SCOPE.to_string()]);
+        assert_eq!(s.impersonation.lifetime, Duration::from_secs(3600));
+        assert_eq!(s.impersonation.iam_endpoint, IAM_ENDPOINT);
         assert!(problems("{}", false).is_empty());
+    }
+
+    #[test]
+    fn the_validated_values_are_the_ones_written() {
+        let s = settings(
+            "source: metadata\nmetadata_endpoint: 'http://169.254.169.254'\nscopes: [a, b]\n\
+             impersonation: {lifetime: 15m, delegates: [d@p.iam.gserviceaccount.com], \
+             iam_endpoint: 'https://iam.example.com/'}",
+        );
+        assert_eq!(
+            s.base,
+            BaseCredentials::Metadata(Some("http://169.254.169.254".into()))
+        );
+        assert_eq!(s.scopes, ["a", "b"]);
+        assert_eq!(s.impersonation.lifetime, Duration::from_secs(900));
+        assert_eq!(s.impersonation.delegates, ["d@p.iam.gserviceaccount.com"]);
+        assert_eq!(s.impersonation.iam_endpoint, "https://iam.example.com");
+        for lifetime in ["0s", "1500ms", "13h", "soon"] {
+            assert_eq!(
+                problems(&format!("impersonation: {{lifetime: {lifetime}}}"), false),
+                ["upstream.credentials.impersonation.lifetime"],
+                "{lifetime}"
+            );
+        }
     }
 
     #[test]

@@ -12,10 +12,14 @@ use tokio::time::Instant;
 use super::CredentialsError;
 use super::base::bearer;
 use super::cache::Minted;
-use super::config::CredentialsConfig;
+use super::config::CredentialsSettings;
+use crate::fetch::{self, AnswerError};
 
 /// A slow IAM endpoint must not hold requests for long: they fail closed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An access token answer is a few kilobytes; anything far larger is not one.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 #[derive(Serialize)]
 struct GenerateAccessTokenRequest<'a> {
@@ -41,7 +45,7 @@ pub struct Impersonator {
 }
 
 impl Impersonator {
-    pub fn new(config: &CredentialsConfig) -> anyhow::Result<Self> {
+    pub fn new(settings: &CredentialsSettings) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             // A redirect would carry the base token somewhere unplanned.
@@ -49,19 +53,15 @@ impl Impersonator {
             .build()?;
         Ok(Impersonator {
             client,
-            endpoint: config
-                .impersonation
-                .iam_endpoint
-                .trim_end_matches('/')
-                .to_owned(),
-            scopes: config.scopes.clone(),
-            delegates: config
+            endpoint: settings.impersonation.iam_endpoint.clone(),
+            scopes: settings.scopes.clone(),
+            delegates: settings
                 .impersonation
                 .delegates
                 .iter()
                 .map(|d| format!("projects/-/serviceAccounts/{d}"))
                 .collect(),
-            lifetime: config.lifetime(),
+            lifetime: settings.impersonation.lifetime,
         })
     }
 
@@ -80,34 +80,40 @@ impl Impersonator {
             scope: &self.scopes,
             lifetime: format!("{}s", self.lifetime.as_secs()),
         };
-        let response = self
+        let request = self
             .client
             .post(url)
             .header(http::header::AUTHORIZATION, base)
-            .json(&body)
-            .send()
+            .json(&body);
+        let (_, answer) = fetch::answer(request, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| {
-                tracing::warn!(%account, error = %e.without_url(), "IAM Credentials unreachable");
-                CredentialsError::ImpersonationUnavailable
+            .map_err(|err| match err {
+                AnswerError::Status(status)
+                    if (400..500).contains(&status) && status != 429 =>
+                {
+                    // The body explains (missing Token Creator role, unknown
+                    // account); it names no secret, but only the status is kept.
+                    tracing::warn!(%account, status, "IAM Credentials refused to impersonate");
+                    CredentialsError::ImpersonationDenied { status }
+                }
+                AnswerError::TooLarge(_) => {
+                    tracing::warn!(%account, "IAM Credentials answered an oversized token response");
+                    CredentialsError::MalformedTokenResponse
+                }
+                AnswerError::Http(e) => {
+                    tracing::warn!(%account, error = %e.without_url(), "IAM Credentials unreachable");
+                    CredentialsError::ImpersonationUnavailable
+                }
+                other => {
+                    tracing::warn!(%account, error = %other, "IAM Credentials failed");
+                    CredentialsError::ImpersonationUnavailable
+                }
             })?;
-        let status = response.status();
-        if status.is_client_error() && status != http::StatusCode::TOO_MANY_REQUESTS {
-            // The body explains (missing Token Creator role, unknown account);
-            // it names no secret, but only the status is kept.
-            tracing::warn!(%account, %status, "IAM Credentials refused to impersonate");
-            return Err(CredentialsError::ImpersonationDenied {
-                status: status.as_u16(),
-            });
-        }
-        if !status.is_success() {
-            tracing::warn!(%account, %status, "IAM Credentials failed");
-            return Err(CredentialsError::ImpersonationUnavailable);
-        }
-        let minted: GenerateAccessTokenResponse = response.json().await.map_err(|_| {
-            tracing::warn!(%account, "IAM Credentials answered an unreadable token");
-            CredentialsError::MalformedTokenResponse
-        })?;
+        let minted: GenerateAccessTokenResponse =
+            serde_json::from_slice(&answer).map_err(|_| {
+                tracing::warn!(%account, "IAM Credentials answered an unreadable token");
+                CredentialsError::MalformedTokenResponse
+            })?;
         Ok(Minted {
             authorization: bearer(&minted.access_token)?,
             expires_at: expires_at(&minted.expire_time)?,

@@ -22,15 +22,14 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::UpstreamConfig;
-use crate::firestore::{ApiError, Code};
 use base::GoogleBase;
 use cache::{Fetched, Slot};
 use impersonate::Impersonator;
 use metrics::Metrics;
 
 pub use config::{
-    CredentialsConfig, ImpersonationConfig, Source, is_loopback_http, is_service_account,
+    BaseCredentials, CredentialsConfig, CredentialsSettings, ImpersonationConfig,
+    ImpersonationSettings, Source, is_loopback_http, is_service_account,
 };
 
 /// The account name audit lines show for the emulator's owner token.
@@ -57,8 +56,9 @@ impl std::fmt::Debug for AccessToken {
     }
 }
 
-/// Why no upstream token could be had. Clients always see the same 503; the
-/// reason goes to the audit line. No variant carries a token or key.
+/// Why no upstream token could be had. Clients always see the same 503
+/// (`pipeline::respond`); the reason goes to the audit line. No variant
+/// carries a token or key.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CredentialsError {
     #[error("the base Google credentials have no valid token")]
@@ -76,19 +76,7 @@ pub enum CredentialsError {
 }
 
 impl CredentialsError {
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            CredentialsError::BaseUnavailable
-            | CredentialsError::InvalidAccount { .. }
-            | CredentialsError::ImpersonationDenied { .. }
-            | CredentialsError::ImpersonationUnavailable
-            | CredentialsError::MalformedTokenResponse
-            | CredentialsError::ExpiredTokenIssued => {
-                ApiError::new(Code::Unavailable, "The service is currently unavailable.")
-            }
-        }
-    }
-
+    /// A short, stable reason for the audit line.
     pub fn reason(&self) -> &'static str {
         match self {
             CredentialsError::BaseUnavailable => "credentials_base_unavailable",
@@ -130,15 +118,15 @@ struct Google {
 }
 
 impl Credentials {
-    /// Build from the validated `upstream` config. Starts fetching the base
-    /// token at once; `not_ready` says so until one arrives.
+    /// Build from the validated `upstream.credentials`. Starts fetching the
+    /// base token at once; `not_ready` says so until one arrives.
     pub async fn new(
-        config: &UpstreamConfig,
+        settings: &CredentialsSettings,
         registry: &mut prometheus_client::registry::Registry,
     ) -> anyhow::Result<Self> {
         let metrics = Metrics::register(registry);
-        let source = match config.credentials.source() {
-            Source::Emulator => {
+        let source = match &settings.base {
+            BaseCredentials::Emulator => {
                 let mut authorization = HeaderValue::from_static("Bearer owner");
                 authorization.set_sensitive(true);
                 Minter::Emulator(AccessToken {
@@ -146,13 +134,13 @@ impl Credentials {
                     account: EMULATOR_ACCOUNT.into(),
                 })
             }
-            Source::Adc | Source::ServiceAccountKey | Source::Metadata => {
-                Minter::Google(Box::new(Google {
-                    base: GoogleBase::new(&config.credentials)?,
-                    impersonator: Impersonator::new(&config.credentials)?,
-                    accounts: RwLock::new(HashMap::new()),
-                }))
-            }
+            BaseCredentials::Adc
+            | BaseCredentials::ServiceAccountKey(_)
+            | BaseCredentials::Metadata(_) => Minter::Google(Box::new(Google {
+                base: GoogleBase::new(settings)?,
+                impersonator: Impersonator::new(settings)?,
+                accounts: RwLock::new(HashMap::new()),
+            })),
         };
         let base_account = match &source {
             Minter::Emulator(token) => token.account.clone(),
@@ -334,14 +322,10 @@ mod tests {
     }
 
     #[test]
-    fn every_error_is_the_same_503_with_its_own_reason() {
+    fn every_error_has_its_own_reason() {
         let errors = every_error();
         let mut reasons: Vec<&str> = errors.iter().map(CredentialsError::reason).collect();
         for error in &errors {
-            let api = error.api_error();
-            assert_eq!(api.code, Code::Unavailable);
-            assert_eq!(api.http_status, http::StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(api.message, "The service is currently unavailable.");
             assert!(error.reason().starts_with("credentials_"));
         }
         reasons.sort_unstable();

@@ -19,21 +19,21 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::{Bytes, BytesMut};
 use hmac::{Hmac, Mac};
-use http::{Response, StatusCode, header};
+use http::{Response, header};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{ApiError, Code, Database, Location, Route, TransactionUse};
 use crate::authn::Fingerprint;
 use crate::body::Body;
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
+use crate::firestore::{Database, Location, Route, TransactionUse};
 
-pub use stream::SealStream;
+pub use stream::{SealError, SealStream};
 
 const VERSION: u8 = 1;
 const TAG_LEN: usize = 16;
 const MIN_KEY_LEN: usize = 32;
-const DEFAULT_TTL: &str = "10m";
+const DEFAULT_TTL: Duration = Duration::from_secs(600);
 /// Shortest and longest accepted `ttl`: Firestore ends a transaction after
 /// 270 s anyway; a day bounds how long a leaked seal is worth anything.
 const TTL_RANGE: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(86_400));
@@ -52,7 +52,7 @@ pub struct TransactionConfig {
 }
 
 fn default_ttl() -> String {
-    DEFAULT_TTL.into()
+    crate::config::value::default_duration(DEFAULT_TTL)
 }
 
 impl Default for TransactionConfig {
@@ -64,11 +64,20 @@ impl Default for TransactionConfig {
     }
 }
 
+/// The validated `transactions:` section.
+#[derive(Debug, Clone)]
+pub struct TransactionSettings {
+    /// Read when the sealer is built; `None`: a random key per process.
+    pub key_file: Option<PathBuf>,
+    /// Within [`TTL_RANGE`], used as is.
+    pub ttl: Duration,
+}
+
 impl TransactionConfig {
-    /// Record every problem in the `transactions:` section.
-    pub fn validate(&self, errors: &mut ConfigErrors) {
-        let ttl = crate::config::duration("transactions.ttl", &self.ttl, errors);
-        if ttl != Duration::ZERO && !(TTL_RANGE.0..=TTL_RANGE.1).contains(&ttl) {
+    /// The typed `transactions:` section, recording every problem.
+    pub fn validate(self, errors: &mut ConfigErrors) -> TransactionSettings {
+        let ttl = crate::config::value::duration("transactions.ttl", &self.ttl, errors);
+        if ttl.is_some_and(|ttl| !(TTL_RANGE.0..=TTL_RANGE.1).contains(&ttl)) {
             errors.push("transactions.ttl", "must be between 10s and 24h");
         }
         if let Some(path) = &self.key_file
@@ -76,12 +85,10 @@ impl TransactionConfig {
         {
             errors.push("transactions.key_file", reason);
         }
-    }
-
-    fn ttl(&self) -> Duration {
-        humantime::parse_duration(&self.ttl)
-            .unwrap_or(Duration::from_secs(600))
-            .clamp(TTL_RANGE.0, TTL_RANGE.1)
+        TransactionSettings {
+            key_file: self.key_file,
+            ttl: ttl.unwrap_or_default(),
+        }
     }
 }
 
@@ -110,24 +117,6 @@ pub enum TransactionError {
 }
 
 impl TransactionError {
-    /// Forged and expired ids are malformed arguments (400, as Firestore
-    /// answers an unknown or expired transaction); someone else's is 403.
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            TransactionError::Forged => {
-                ApiError::new(Code::InvalidArgument, "Invalid transaction.")
-            }
-            TransactionError::NotOwned => ApiError::new(
-                Code::PermissionDenied,
-                "Missing or insufficient permissions.",
-            ),
-            TransactionError::Expired => ApiError::new(
-                Code::InvalidArgument,
-                "The referenced transaction has expired or is no longer valid.",
-            ),
-        }
-    }
-
     pub fn reason(&self) -> &'static str {
         match self {
             TransactionError::Forged => "transaction_forged",
@@ -144,8 +133,8 @@ pub struct TransactionSealer {
 }
 
 impl TransactionSealer {
-    pub fn new(config: &TransactionConfig) -> anyhow::Result<Self> {
-        let key = match &config.key_file {
+    pub fn new(settings: &TransactionSettings) -> anyhow::Result<Self> {
+        let key = match &settings.key_file {
             Some(path) => read_key(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
             None => {
                 tracing::warn!(
@@ -155,7 +144,7 @@ impl TransactionSealer {
                 rand::random::<[u8; 32]>().to_vec()
             }
         };
-        Ok(TransactionSealer::with_key(&key, config.ttl())?)
+        Ok(TransactionSealer::with_key(&key, settings.ttl)?)
     }
 
     /// A sealer with this key and lifetime.
@@ -252,23 +241,25 @@ pub struct Sealing {
 impl Sealing {
     /// Rewrite a successful response so every transaction id in it is
     /// sealed; the body still streams. A compressed body cannot be
-    /// rewritten, so it is refused (firegate asks upstream for identity).
-    pub fn seal_response(self, response: Response<Body>) -> Response<Body> {
+    /// rewritten, so it is refused (firegate asks upstream for identity):
+    /// passing it on would hand out an unsealed id.
+    pub fn seal_response(self, response: Response<Body>) -> Result<Response<Body>, SealError> {
         if !response.status().is_success() {
-            return response;
+            return Ok(response);
         }
         let encoded = response
             .headers()
             .get(header::CONTENT_ENCODING)
             .is_some_and(|v| v.as_bytes() != b"identity");
         if encoded {
-            return ApiError::new(Code::Unavailable, "Upstream response could not be read.")
-                .with_http_status(StatusCode::BAD_GATEWAY)
-                .to_response();
+            return Err(SealError::EncodedResponse);
         }
         let (mut parts, body) = response.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
-        Response::from_parts(parts, crate::body::boxed(SealStream::new(body, self)))
+        Ok(Response::from_parts(
+            parts,
+            crate::body::boxed(SealStream::new(body, self)),
+        ))
     }
 
     /// Seal one upstream id given as base64 text.

@@ -16,15 +16,31 @@ use crate::body::{Body, BoxError};
 /// are a few dozen bytes.
 const MAX_HELD: usize = 4096;
 
-/// Why a response could not be sealed (the stream then fails: fail closed).
+/// Why a response could not be sealed: before its head is sent (the client
+/// gets an error instead), or mid-stream (the stream then fails: fail
+/// closed). Either way no unsealed id reaches the client.
 #[derive(Debug, thiserror::Error)]
-pub enum SealStreamError {
+pub enum SealError {
+    #[error("the response is compressed and cannot be rewritten")]
+    EncodedResponse,
     #[error("transaction id in the response is not base64")]
     BadUpstreamId,
     #[error("string member too long to hold")]
     Oversized,
     #[error("response ended inside a string")]
     Truncated,
+}
+
+impl SealError {
+    /// A short, stable reason for the audit line.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SealError::EncodedResponse => "response_not_sealable",
+            SealError::BadUpstreamId => "response_transaction_not_base64",
+            SealError::Oversized => "response_member_too_long",
+            SealError::Truncated => "response_truncated",
+        }
+    }
 }
 
 /// A body that seals every element-level `transaction` as it streams.
@@ -82,7 +98,7 @@ impl http_body::Body for SealStream {
                 Poll::Ready(None) => {
                     this.done = true;
                     if this.scanner.holding() {
-                        return Poll::Ready(Some(Err(SealStreamError::Truncated.into())));
+                        return Poll::Ready(Some(Err(SealError::Truncated.into())));
                     }
                     return Poll::Ready(None);
                 }
@@ -127,7 +143,7 @@ impl Scanner {
         &mut self,
         chunk: &[u8],
         mut seal: impl FnMut(&str) -> Option<String>,
-    ) -> Result<Vec<u8>, SealStreamError> {
+    ) -> Result<Vec<u8>, SealError> {
         let mut out = Vec::with_capacity(chunk.len() + 64);
         for &b in chunk {
             if self.in_string {
@@ -183,10 +199,10 @@ impl Scanner {
         b: u8,
         out: &mut Vec<u8>,
         seal: &mut impl FnMut(&str) -> Option<String>,
-    ) -> Result<(), SealStreamError> {
+    ) -> Result<(), SealError> {
         if self.holding_key.is_some() {
             if self.held.len() >= MAX_HELD {
-                return Err(SealStreamError::Oversized);
+                return Err(SealError::Oversized);
             }
             self.held.push(b);
         } else {
@@ -210,7 +226,7 @@ impl Scanner {
         is_key: bool,
         out: &mut Vec<u8>,
         seal: &mut impl FnMut(&str) -> Option<String>,
-    ) -> Result<(), SealStreamError> {
+    ) -> Result<(), SealError> {
         if is_key {
             let key: Option<String> = serde_json::from_slice(&self.held).ok();
             self.after_transaction_key = key.as_deref() == Some("transaction");
@@ -219,8 +235,8 @@ impl Scanner {
         }
         self.after_transaction_key = false;
         let upstream: String =
-            serde_json::from_slice(&self.held).map_err(|_| SealStreamError::BadUpstreamId)?;
-        let sealed = seal(&upstream).ok_or(SealStreamError::BadUpstreamId)?;
+            serde_json::from_slice(&self.held).map_err(|_| SealError::BadUpstreamId)?;
+        let sealed = seal(&upstream).ok_or(SealError::BadUpstreamId)?;
         out.push(b'"');
         out.extend_from_slice(sealed.as_bytes());
         out.push(b'"');
@@ -294,6 +310,6 @@ mod tests {
         let err = scanner
             .feed(br#"{"transaction":"x"}"#, |_| None)
             .unwrap_err();
-        assert!(matches!(err, SealStreamError::BadUpstreamId));
+        assert!(matches!(err, SealError::BadUpstreamId));
     }
 }

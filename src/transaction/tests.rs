@@ -1,6 +1,7 @@
 //! Seal and unseal with two principals, forgery, expiry, and both hooks.
 
 use http_body_util::BodyExt;
+use proptest::prelude::*;
 
 use super::*;
 use crate::firestore::{Presented, route};
@@ -235,7 +236,7 @@ async fn responses_are_sealed_for_the_principal_as_they_stream() {
     response
         .headers_mut()
         .insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("99"));
-    let response = sealing.seal_response(response);
+    let response = sealing.seal_response(response).expect("sealable");
     assert!(response.headers().get(header::CONTENT_LENGTH).is_none());
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -258,18 +259,21 @@ async fn error_responses_pass_unchanged_and_compressed_ones_are_refused() {
     };
     let sealing = s.sealing(&ALICE, &db(), &usage).unwrap();
     let mut error = Response::new(streamed(&["{\"error\":{}}"]));
-    *error.status_mut() = StatusCode::CONFLICT;
-    let error = sealing.clone().seal_response(error);
-    assert_eq!(error.status(), StatusCode::CONFLICT);
+    *error.status_mut() = http::StatusCode::CONFLICT;
+    let error = sealing.clone().seal_response(error).expect("passed on");
+    assert_eq!(error.status(), http::StatusCode::CONFLICT);
     let mut gzip = Response::new(streamed(&["\x1f"]));
     gzip.headers_mut().insert(
         header::CONTENT_ENCODING,
         http::HeaderValue::from_static("gzip"),
     );
-    assert_eq!(
-        sealing.seal_response(gzip).status(),
-        StatusCode::BAD_GATEWAY
-    );
+    let refused = sealing.seal_response(gzip).expect_err("compressed");
+    assert_eq!(refused.reason(), "response_not_sealable");
+}
+
+fn validated(config: TransactionConfig) -> Result<TransactionSettings, Vec<String>> {
+    ConfigErrors::collect(|errors| config.validate(errors))
+        .map_err(|e| e.errors.into_iter().map(|e| e.key).collect())
 }
 
 #[test]
@@ -277,34 +281,24 @@ fn config_is_validated() {
     let dir = tempfile::tempdir().unwrap();
     let short = dir.path().join("short");
     std::fs::write(&short, "too short\n").unwrap();
-    let config = TransactionConfig {
+    let found = validated(TransactionConfig {
         key_file: Some(short),
         ttl: "forever".into(),
-    };
-    let mut errors = ConfigErrors::default();
-    config.validate(&mut errors);
-    let keys: Vec<&str> = errors.errors.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(keys, ["transactions.ttl", "transactions.key_file"]);
+    });
+    assert_eq!(
+        found.unwrap_err(),
+        ["transactions.ttl", "transactions.key_file"]
+    );
 
     let good = dir.path().join("good");
     std::fs::write(&good, format!("{}\n", "k".repeat(44))).unwrap();
-    let config = TransactionConfig {
-        key_file: Some(good.clone()),
-        ttl: "48h".into(),
-    };
-    let mut errors = ConfigErrors::default();
-    config.validate(&mut errors);
-    assert_eq!(errors.errors.len(), 1, "ttl out of range");
-
-    let config = TransactionConfig {
+    let settings = validated(TransactionConfig {
         key_file: Some(good),
         ttl: "5m".into(),
-    };
-    let mut errors = ConfigErrors::default();
-    config.validate(&mut errors);
-    assert!(errors.is_empty());
-    let a = TransactionSealer::new(&config).unwrap();
-    let b = TransactionSealer::new(&config).unwrap();
+    })
+    .unwrap();
+    let a = TransactionSealer::new(&settings).unwrap();
+    let b = TransactionSealer::new(&settings).unwrap();
     let sealed = a.seal(&ALICE, &db(), b"tx");
     assert_eq!(
         b.unseal(&sealed, &ALICE, &db()).unwrap(),
@@ -314,12 +308,72 @@ fn config_is_validated() {
 }
 
 #[test]
+fn a_ttl_out_of_range_is_an_error_not_clamped() {
+    for ttl in ["0s", "9s", "24h 1s", "48h"] {
+        let found = validated(TransactionConfig {
+            ttl: ttl.into(),
+            ..TransactionConfig::default()
+        });
+        assert_eq!(found.unwrap_err(), ["transactions.ttl"], "ttl {ttl}");
+    }
+}
+
+#[test]
+fn the_sealer_gets_the_validated_ttl_unchanged() {
+    for (ttl, secs) in [("10s", 10), ("90s", 90), ("24h", 86_400)] {
+        let settings = validated(TransactionConfig {
+            ttl: ttl.into(),
+            ..TransactionConfig::default()
+        })
+        .unwrap();
+        assert_eq!(settings.ttl, Duration::from_secs(secs));
+        let sealer = TransactionSealer::new(&settings).unwrap();
+        assert_eq!(sealer.ttl, settings.ttl, "ttl {ttl}");
+        let usage = TransactionUse {
+            begins: true,
+            ..TransactionUse::default()
+        };
+        let before = now();
+        let sealing = sealer.sealing(&ALICE, &db(), &usage).unwrap();
+        assert!(
+            (before + secs..=now() + secs).contains(&sealing.expiry),
+            "ttl {ttl}"
+        );
+    }
+    let default = validated(TransactionConfig::default()).unwrap();
+    assert_eq!(default.ttl, DEFAULT_TTL);
+}
+
+#[test]
 fn without_a_key_file_each_start_has_its_own_key() {
-    let a = TransactionSealer::new(&TransactionConfig::default()).unwrap();
-    let b = TransactionSealer::new(&TransactionConfig::default()).unwrap();
+    let settings = validated(TransactionConfig::default()).unwrap();
+    let a = TransactionSealer::new(&settings).unwrap();
+    let b = TransactionSealer::new(&settings).unwrap();
     let sealed = a.seal(&ALICE, &db(), b"tx");
     assert_eq!(
         b.unseal(&sealed, &ALICE, &db()),
         Err(TransactionError::Forged)
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn seal_round_trips_and_binds(
+        id in prop::collection::vec(any::<u8>(), 1..64),
+        owner in any::<[u8; 32]>(),
+        other in any::<[u8; 32]>(),
+        garbage in ".{0,80}",
+    ) {
+        let db = Database { project: "p".into(), database: "d".into() };
+        let sealer = TransactionSealer::with_key(&[9; 32], std::time::Duration::from_secs(60))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let sealed = sealer.seal(&owner, &db, &id);
+        prop_assert_eq!(sealer.unseal(&sealed, &owner, &db).ok(), Some(id));
+        if other != owner {
+            prop_assert!(sealer.unseal(&sealed, &other, &db).is_err());
+        }
+        prop_assert!(sealer.unseal(&garbage, &owner, &db).is_err());
+    }
 }

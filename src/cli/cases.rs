@@ -1,107 +1,18 @@
-//! `firegate policy check` (explain one decision) and `firegate policy test`
-//! (run the `*.test.yaml` cases kept beside the policies).
+//! `firegate policy test`: run the `*.test.yaml` allow/deny cases kept
+//! beside the policies, as `opa test` would.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method as HttpMethod, Uri, header};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::format::is_test_file;
-use super::{Decision, Table};
-use crate::authn::Principal;
-use crate::firestore::{self, Access, Database, Method, Operation, Scope, Target};
-
-/// A principal as written in `principal.json` or a test file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrincipalSpec {
-    #[serde(default = "default_issuer")]
-    pub issuer: String,
-    pub subject: String,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub groups: Vec<String>,
-    #[serde(default)]
-    pub claims: serde_json::Map<String, serde_json::Value>,
-}
-
-fn default_issuer() -> String {
-    "https://issuer.invalid".into()
-}
-
-impl PrincipalSpec {
-    pub fn principal(&self) -> Principal {
-        Principal::new(
-            self.issuer.clone(),
-            self.subject.clone(),
-            self.email.clone(),
-            self.groups.clone(),
-            self.claims.clone(),
-        )
-    }
-}
-
-/// Classify an HTTP request the way the proxy does.
-pub fn classify_request(method: &str, url: &str, body: Option<Bytes>) -> Result<Operation, String> {
-    let method = HttpMethod::from_bytes(method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| format!("`{method}` is not an HTTP method"))?;
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let route = firestore::route(&method, &uri, &headers)
-        .map_err(|e| format!("request not classified ({}): {e}", e.reason()))?;
-    let body = route.needs_body().then(|| body.unwrap_or_default());
-    firestore::classify(&route, body.as_ref())
-        .map_err(|e| format!("request not classified ({}): {e}", e.reason()))
-}
-
-#[derive(Serialize)]
-struct CheckOutput<'a> {
-    operation: &'a Operation,
-    decision: &'a Decision,
-}
-
-/// `policy check`: the decision as pretty JSON, and whether it allowed.
-pub fn check(
-    policies: &Path,
-    principal_file: &Path,
-    method: &str,
-    url: &str,
-    body_file: Option<&Path>,
-) -> anyhow::Result<(String, bool)> {
-    let table = Table::from_dir(policies, 1)
-        .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", policies.display()))?;
-    let text = std::fs::read_to_string(principal_file)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", principal_file.display()))?;
-    let spec: PrincipalSpec = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", principal_file.display()))?;
-    let body = body_file
-        .map(|f| std::fs::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display())))
-        .transpose()?
-        .map(Bytes::from);
-    let op = classify_request(method, url, body).map_err(anyhow::Error::msg)?;
-    Ok(explain(&table, &spec.principal(), &op))
-}
-
-/// The `policy check` output for an already classified operation.
-pub fn explain(table: &Table, principal: &Principal, op: &Operation) -> (String, bool) {
-    let decision = table.decide(principal, op);
-    let output = CheckOutput {
-        operation: op,
-        decision: &decision,
-    };
-    let json = serde_json::to_string_pretty(&output).unwrap_or_default();
-    (json, decision.allowed)
-}
+use super::check::classify_request;
+use super::principal::PrincipalSpec;
+use crate::firestore::{Access, Database, Method, Operation, Scope, Target};
+use crate::policy::format::is_test_file;
+use crate::policy::{Decision, Table};
 
 /// A `*.test.yaml` file.
 #[derive(Debug, Deserialize)]
@@ -437,10 +348,10 @@ fn target(spec: &TargetSpec) -> Result<Target, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const POLICY: &str = r#"
+    pub(crate) const POLICY: &str = r#"
 rules:
   - id: catalog-readers
     match: /catalog/{entity}
@@ -567,55 +478,5 @@ tests:
         assert!(target(&spec("{ access: get, document: /teams }")).is_err());
         assert!(target(&spec("{ access: get, document: /a/b, collection: /c }")).is_err());
         assert!(target(&spec("{ access: read, document: /a/b }")).is_err());
-    }
-
-    #[test]
-    fn explain_names_the_rule_per_target() {
-        let table = Table::from_yaml(POLICY, 1).unwrap();
-        let eng = PrincipalSpec {
-            issuer: default_issuer(),
-            subject: "e".into(),
-            email: None,
-            groups: vec!["engineers".into()],
-            claims: Default::default(),
-        };
-        let op = Operation {
-            database: Database {
-                project: "p".into(),
-                database: "(default)".into(),
-            },
-            method: Method::BatchGet,
-            targets: vec![
-                Target {
-                    scope: Scope::Document {
-                        path: vec!["catalog".into(), "a".into()],
-                    },
-                    access: Access::Get,
-                },
-                Target {
-                    scope: Scope::Document {
-                        path: vec!["secrets".into(), "a".into()],
-                    },
-                    access: Access::Get,
-                },
-            ],
-        };
-        let (json, allowed) = explain(&table, &eng.principal(), &op);
-        assert!(!allowed);
-        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let targets = &value["decision"]["targets"];
-        assert_eq!(targets[0]["rule"], "catalog-readers");
-        assert_eq!(targets[0]["why"], "allowed");
-        assert_eq!(targets[1]["why"], "no_rule_matched");
-        assert_eq!(value["decision"]["reason"], "no_rule_matched");
-        assert_eq!(value["operation"]["method"], "batchGet");
-    }
-
-    #[test]
-    fn malformed_requests_are_reported() {
-        let err = classify_request("NOT A METHOD", "/", None).unwrap_err();
-        assert!(err.contains("not an HTTP method"), "{err}");
-        let err = classify_request("GET", "/with space", None).unwrap_err();
-        assert!(err.contains("not a URL"), "{err}");
     }
 }

@@ -1,0 +1,75 @@
+//! The audit record's observer on the response body: it writes the
+//! request's record exactly once, when the body ends or when it is dropped
+//! because the client went away (pingora's "logging always runs").
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::audit::{AuditRecord, Auditor, Outcome};
+use crate::body::{BodyEnd, BoxError, Observer};
+use crate::transaction::SealError;
+
+/// Counts the bytes out and writes the record when the body ends.
+pub(super) struct Audited {
+    started: Instant,
+    bytes_in: Arc<AtomicU64>,
+    bytes_out: u64,
+    admitted: bool,
+    pending: Option<(AuditRecord, Arc<Auditor>)>,
+}
+
+impl Audited {
+    pub(super) fn new(
+        started: Instant,
+        bytes_in: Arc<AtomicU64>,
+        admitted: bool,
+        record: AuditRecord,
+        auditor: Arc<Auditor>,
+    ) -> Self {
+        Audited {
+            started,
+            bytes_in,
+            bytes_out: 0,
+            admitted,
+            pending: Some((record, auditor)),
+        }
+    }
+}
+
+impl Observer for Audited {
+    fn data(&mut self, len: usize) {
+        self.bytes_out += len as u64;
+    }
+
+    fn end(&mut self, end: BodyEnd<'_>) {
+        let Some((mut record, auditor)) = self.pending.take() else {
+            return;
+        };
+        record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        record.bytes_out = self.bytes_out;
+        record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        match end {
+            BodyEnd::Complete => {}
+            BodyEnd::Failed(err) => stream_failed(&mut record, err),
+            BodyEnd::Dropped { mid_stream } => record.client_disconnected = mid_stream,
+        }
+        if self.admitted {
+            auditor.record(record);
+        } else {
+            auditor.record_refused(record);
+        }
+    }
+}
+
+/// Record why the response stream broke. A transaction id that could not
+/// be sealed is firegate refusing the answer (an error with the seal's
+/// reason); anything else is the upstream's stream failing.
+fn stream_failed(record: &mut AuditRecord, err: &BoxError) {
+    if let Some(seal) = err.downcast_ref::<SealError>() {
+        record.decision = Outcome::Error;
+        record.reason = Some(seal.reason().into());
+    } else if record.reason.is_none() {
+        record.reason = Some("upstream_stream_error".into());
+    }
+}

@@ -1,0 +1,413 @@
+//! The one place a failed request becomes the client's answer: [`answer`]
+//! names the answer for every failure condition in one exhaustive match, and
+//! [`Answer::into_response`] writes it as Firestore does — status, JSON
+//! body, `WWW-Authenticate` on a 401, `Retry-After` on a 503, the request id
+//! in a 403's message.
+
+use std::time::Duration;
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::PipelineError;
+use crate::audit::AuditError;
+use crate::authn::AuthnError;
+use crate::body::Body;
+use crate::firestore::ClassifyError;
+use crate::firestore::status::{ApiError, Code};
+use crate::transaction::{SealError, TransactionError};
+use crate::upstream::{CredentialsError, UpstreamError};
+
+/// How long a client is asked to wait after an outage (every 503). Long
+/// enough for a failed issuer fetch or token mint to be retried (firegate
+/// retries those within a few seconds), short enough that a client does
+/// not idle once the service is back.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// What the client is told. Messages are fixed and safe: nothing from the
+/// request or from the failure's detail reaches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// 401, with `WWW-Authenticate`: the caller's credentials are at fault.
+    Unauthenticated,
+    /// 403: the message ends with the request id, which finds the audit line.
+    PermissionDenied,
+    /// 400.
+    InvalidArgument(&'static str),
+    /// 413 (Google's front end answers `INVALID_ARGUMENT` in the body).
+    PayloadTooLarge,
+    /// 404.
+    NotFound(&'static str),
+    /// 501.
+    Unimplemented(&'static str),
+    /// 500: firegate's own bug.
+    Internal,
+    /// 502: the upstream answered, but not usably.
+    BadGateway(&'static str),
+    /// 503, with `Retry-After`: an outage, not the caller's fault.
+    Unavailable,
+    /// 504.
+    DeadlineExceeded,
+}
+
+/// The client's answer to `err`. Exhaustive over every step's conditions, so
+/// a new condition does not compile until someone decides what it means to
+/// the client.
+pub fn answer(err: &PipelineError) -> Answer {
+    use Answer as A;
+    match err {
+        PipelineError::Audit(e) => match e {
+            AuditError::SinkBackedUp | AuditError::SinkUnwritable => A::Unavailable,
+        },
+        PipelineError::Authn(e) => match e {
+            AuthnError::MissingToken
+            | AuthnError::NotBearerScheme
+            | AuthnError::MultipleAuthorizationHeaders
+            | AuthnError::TokenInQueryString
+            | AuthnError::TokenTooLarge
+            | AuthnError::MalformedToken
+            | AuthnError::WrongTokenType
+            | AuthnError::UntrustedIssuer
+            | AuthnError::AlgorithmNotAllowed
+            | AuthnError::UnknownKeyId
+            | AuthnError::BadSignature
+            | AuthnError::TokenExpired
+            | AuthnError::TokenNotYetValid
+            | AuthnError::WrongAudience
+            | AuthnError::MissingScope
+            | AuthnError::MissingSubject
+            | AuthnError::IntrospectionInactive
+            | AuthnError::UserinfoRefused => A::Unauthenticated,
+            AuthnError::KeysNotLoaded
+            | AuthnError::IssuerUnreachable
+            | AuthnError::UserinfoUnreachable
+            | AuthnError::IntrospectionUnreachable => A::Unavailable,
+        },
+        PipelineError::Classify(e) => match e {
+            ClassifyError::RouteNotFound(_) => A::NotFound("Route not found."),
+            ClassifyError::Unsupported(_) => {
+                A::Unimplemented("Method not supported by this proxy.")
+            }
+            ClassifyError::BadPathEncoding(_)
+            | ClassifyError::AmbiguousResourceName
+            | ClassifyError::InvalidResourceId(_)
+            | ClassifyError::MalformedResourceName(_)
+            | ClassifyError::ParityMismatch(_) => A::InvalidArgument("Invalid resource name."),
+            ClassifyError::ForeignDatabase => {
+                A::InvalidArgument("A resource name is not in the request's database.")
+            }
+            ClassifyError::DuplicateKey => {
+                A::InvalidArgument("Invalid JSON payload: repeated key.")
+            }
+            ClassifyError::MixedFieldSpelling(_) => {
+                A::InvalidArgument("Invalid request: a field is given in two spellings.")
+            }
+            ClassifyError::UnknownField(_) => {
+                A::InvalidArgument("Invalid JSON payload: unknown field.")
+            }
+            ClassifyError::PathFieldRespecified(_) => {
+                A::InvalidArgument("Invalid request: a field bound by the URL is given again.")
+            }
+            ClassifyError::MalformedBody(_) => A::InvalidArgument("Invalid JSON payload."),
+            ClassifyError::InvalidWrite(_) => A::InvalidArgument("Invalid write."),
+            ClassifyError::InvalidQuery(_) => A::InvalidArgument("Invalid query."),
+            ClassifyError::SystemParameterRefused(_) => {
+                A::InvalidArgument("System parameter not allowed.")
+            }
+            ClassifyError::CredentialInQuery => {
+                A::InvalidArgument("Credentials are not accepted in the URL.")
+            }
+            ClassifyError::UnknownParameter => A::InvalidArgument("Unknown query parameter."),
+            ClassifyError::DuplicateParameter => A::InvalidArgument("Repeated query parameter."),
+            ClassifyError::InvalidParameter(_) => {
+                A::InvalidArgument("Invalid query parameter value.")
+            }
+            ClassifyError::MethodOverride => A::InvalidArgument("Method override is not allowed."),
+            ClassifyError::UnsupportedContentType => {
+                A::InvalidArgument("Unsupported content type.")
+            }
+            ClassifyError::UnsupportedContentEncoding => {
+                A::InvalidArgument("Unsupported content encoding.")
+            }
+            ClassifyError::BodyNotAllowed => {
+                A::InvalidArgument("This method takes no request body.")
+            }
+        },
+        PipelineError::BodyTooLarge { .. } => A::PayloadTooLarge,
+        PipelineError::BodyRead(_) => A::InvalidArgument("Request body could not be read."),
+        // Forged and expired ids are malformed arguments, as Firestore answers
+        // an unknown or expired transaction; someone else's is a refusal.
+        PipelineError::Transaction(e) => match e {
+            TransactionError::Forged => A::InvalidArgument("Invalid transaction."),
+            TransactionError::NotOwned => A::PermissionDenied,
+            TransactionError::Expired => {
+                A::InvalidArgument("The referenced transaction has expired or is no longer valid.")
+            }
+        },
+        PipelineError::Denied => A::PermissionDenied,
+        PipelineError::Credentials(e) => match e {
+            CredentialsError::BaseUnavailable
+            | CredentialsError::InvalidAccount { .. }
+            | CredentialsError::ImpersonationDenied { .. }
+            | CredentialsError::ImpersonationUnavailable
+            | CredentialsError::MalformedTokenResponse
+            | CredentialsError::ExpiredTokenIssued => A::Unavailable,
+        },
+        PipelineError::Upstream(e) => match e {
+            UpstreamError::ConnectTimeout | UpstreamError::ResponseHeaderTimeout => {
+                A::DeadlineExceeded
+            }
+            UpstreamError::ConnectFailed(_) => A::Unavailable,
+            UpstreamError::ProtocolError(_) => {
+                A::BadGateway("The service is currently unavailable.")
+            }
+            UpstreamError::InvalidRequest(_) => A::Internal,
+        },
+        PipelineError::Seal(e) => match e {
+            SealError::EncodedResponse
+            | SealError::BadUpstreamId
+            | SealError::Oversized
+            | SealError::Truncated => A::BadGateway("Upstream response could not be read."),
+        },
+    }
+}
+
+/// The complete error response for `err` on the request `request_id`.
+pub fn error_response(err: &PipelineError, request_id: &str) -> Response<Body> {
+    answer(err).into_response(request_id)
+}
+
+impl Answer {
+    /// The Firestore error body and status.
+    pub fn api_error(self, request_id: &str) -> ApiError {
+        const UNAVAILABLE: &str = "The service is currently unavailable.";
+        match self {
+            Answer::Unauthenticated => ApiError::new(
+                Code::Unauthenticated,
+                "Request had invalid authentication credentials.",
+            ),
+            Answer::PermissionDenied => ApiError::new(
+                Code::PermissionDenied,
+                format!("Missing or insufficient permissions. Request id: {request_id}."),
+            ),
+            Answer::InvalidArgument(message) => ApiError::new(Code::InvalidArgument, message),
+            Answer::PayloadTooLarge => ApiError::new(
+                Code::InvalidArgument,
+                "Request payload size exceeds the limit.",
+            )
+            .with_http_status(StatusCode::PAYLOAD_TOO_LARGE),
+            Answer::NotFound(message) => ApiError::new(Code::NotFound, message),
+            Answer::Unimplemented(message) => ApiError::new(Code::Unimplemented, message),
+            Answer::Internal => ApiError::new(Code::Internal, "Internal error."),
+            Answer::BadGateway(message) => {
+                ApiError::new(Code::Unavailable, message).with_http_status(StatusCode::BAD_GATEWAY)
+            }
+            Answer::Unavailable => ApiError::new(Code::Unavailable, UNAVAILABLE),
+            Answer::DeadlineExceeded => ApiError::new(Code::DeadlineExceeded, "Deadline exceeded."),
+        }
+    }
+
+    /// The response: body and status, plus the headers the answer calls for.
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        let mut response = self.api_error(request_id).to_response();
+        let headers = response.headers_mut();
+        match self {
+            // RFC 6750 §3: a 401 names the scheme the caller must use.
+            Answer::Unauthenticated => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            // RFC 9110 §10.2.3: tells well-behaved clients when to come back.
+            Answer::Unavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(RETRY_AFTER.as_secs()),
+                );
+            }
+            Answer::PermissionDenied
+            | Answer::InvalidArgument(_)
+            | Answer::PayloadTooLarge
+            | Answer::NotFound(_)
+            | Answer::Unimplemented(_)
+            | Answer::Internal
+            | Answer::BadGateway(_)
+            | Answer::DeadlineExceeded => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Status, headers and JSON body of the response for `err`.
+    async fn respond(err: PipelineError) -> (StatusCode, HeaderMap, Value) {
+        let (parts, body) = error_response(&err, "req-42").into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&bytes).expect("JSON body");
+        (parts.status, parts.headers, json)
+    }
+
+    fn check_body(json: &Value, status: StatusCode, code: &str) {
+        assert_eq!(json["error"]["code"], status.as_u16(), "{json}");
+        assert_eq!(json["error"]["status"], code, "{json}");
+        assert!(json["error"]["message"].is_string(), "{json}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_token_is_401_with_the_bearer_challenge() {
+        for err in [
+            AuthnError::MissingToken,
+            AuthnError::TokenExpired,
+            AuthnError::BadSignature,
+            AuthnError::UntrustedIssuer,
+            AuthnError::UnknownKeyId,
+            AuthnError::IntrospectionInactive,
+            AuthnError::UserinfoRefused,
+        ] {
+            let (status, headers, json) = respond(err.into()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            check_body(&json, status, "UNAUTHENTICATED");
+            assert_eq!(
+                headers[header::WWW_AUTHENTICATE],
+                "Bearer error=\"invalid_token\""
+            );
+            assert!(headers.get(header::RETRY_AFTER).is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn every_outage_is_503_with_retry_after_and_no_challenge() {
+        let outages: Vec<PipelineError> = vec![
+            AuthnError::KeysNotLoaded.into(),
+            AuthnError::IssuerUnreachable.into(),
+            AuthnError::UserinfoUnreachable.into(),
+            AuthnError::IntrospectionUnreachable.into(),
+            AuditError::SinkBackedUp.into(),
+            AuditError::SinkUnwritable.into(),
+            CredentialsError::BaseUnavailable.into(),
+            CredentialsError::ImpersonationDenied { status: 403 }.into(),
+            UpstreamError::ConnectFailed("10.0.0.1 refused".into()).into(),
+        ];
+        for err in outages {
+            let shown = err.to_string();
+            let (status, headers, json) = respond(err).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{shown}");
+            check_body(&json, status, "UNAVAILABLE");
+            assert_eq!(headers[header::RETRY_AFTER], "5", "{shown}");
+            assert!(headers.get(header::WWW_AUTHENTICATE).is_none(), "{shown}");
+            assert!(!json.to_string().contains("10.0.0.1"), "detail leaked");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_403_naming_the_request_id() {
+        for err in [PipelineError::Denied, TransactionError::NotOwned.into()] {
+            let (status, headers, json) = respond(err).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            check_body(&json, status, "PERMISSION_DENIED");
+            assert_eq!(
+                json["error"]["message"],
+                "Missing or insufficient permissions. Request id: req-42."
+            );
+            assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_413_and_an_unreadable_one_400() {
+        let (status, headers, json) = respond(PipelineError::BodyTooLarge { limit: 10 }).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        check_body(&json, status, "INVALID_ARGUMENT");
+        assert!(headers.get(header::RETRY_AFTER).is_none());
+        for err in [
+            PipelineError::BodyRead("reset".into()),
+            TransactionError::Forged.into(),
+            TransactionError::Expired.into(),
+        ] {
+            let (status, _, json) = respond(err).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            check_body(&json, status, "INVALID_ARGUMENT");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unsealable_upstream_answer_is_502() {
+        let (status, headers, json) = respond(SealError::EncodedResponse.into()).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        check_body(&json, status, "UNAVAILABLE");
+        assert!(headers.get(header::RETRY_AFTER).is_none());
+    }
+
+    #[tokio::test]
+    async fn upstream_failures_keep_their_statuses_without_their_detail() {
+        let cases: [(PipelineError, StatusCode, &str); 4] = [
+            (
+                UpstreamError::ConnectTimeout.into(),
+                StatusCode::GATEWAY_TIMEOUT,
+                "DEADLINE_EXCEEDED",
+            ),
+            (
+                UpstreamError::ResponseHeaderTimeout.into(),
+                StatusCode::GATEWAY_TIMEOUT,
+                "DEADLINE_EXCEEDED",
+            ),
+            (
+                UpstreamError::ProtocolError("secret-detail".into()).into(),
+                StatusCode::BAD_GATEWAY,
+                "UNAVAILABLE",
+            ),
+            (
+                UpstreamError::InvalidRequest("secret-detail".into()).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+            ),
+        ];
+        for (err, expected, code) in cases {
+            let (status, _, json) = respond(err).await;
+            assert_eq!(status, expected);
+            check_body(&json, status, code);
+            assert!(
+                !json.to_string().contains("secret"),
+                "detail leaked: {json}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn classification_failures_are_404_501_or_400() {
+        let cases: [(ClassifyError, StatusCode, &str); 4] = [
+            (
+                ClassifyError::RouteNotFound("x"),
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+            ),
+            (
+                ClassifyError::Unsupported(":listen"),
+                StatusCode::NOT_IMPLEMENTED,
+                "UNIMPLEMENTED",
+            ),
+            (
+                ClassifyError::AmbiguousResourceName,
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                ClassifyError::CredentialInQuery,
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+            ),
+        ];
+        for (err, expected, code) in cases {
+            let (status, _, json) = respond(err.into()).await;
+            assert_eq!(status, expected);
+            check_body(&json, status, code);
+        }
+    }
+}
