@@ -2,6 +2,7 @@
 
 mod chain;
 mod record;
+pub mod report;
 mod sink;
 pub mod verify;
 mod writer;
@@ -19,7 +20,7 @@ pub use chain::{GENESIS, Hasher, canonical};
 pub use record::{AuditPrincipal, AuditRecord, AuditTarget, Outcome};
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
 
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
 use writer::{Message, Shared, Writer};
 
 /// Where records go.

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
-use super::ConfigErrors;
+use super::errors::ConfigErrors;
 
 /// `log:` as written.
 #[derive(Debug, Clone, Deserialize)]

@@ -3,9 +3,9 @@
 //! into the typed settings of a [`Config`], with every error reported at once.
 
 mod env;
-mod errors;
+pub mod errors;
 mod log;
-mod value;
+pub mod value;
 
 use std::path::Path;
 

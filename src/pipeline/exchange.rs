@@ -2,15 +2,11 @@
 //! into its audit record when the response is ready.
 
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Frame, SizeHint};
 use ipnet::IpNet;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -19,7 +15,7 @@ use super::audited::Audited;
 use super::{ConnInfo, PipelineError};
 use crate::audit::{AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
-use crate::body::{Body, BoxError};
+use crate::body::{self, Body, Observer};
 use crate::firestore::{Method, Operation};
 use crate::policy::{Decision, Why};
 use crate::upstream::headers;
@@ -98,10 +94,7 @@ impl Exchange {
 
     /// Wrap a streamed request body so its size reaches the audit record.
     pub fn count_bytes_in(&self, body: Body) -> Body {
-        http_body_util::BodyExt::boxed(Counted {
-            inner: body,
-            counter: Arc::clone(&self.bytes_in),
-        })
+        body::observed(body, Counted(Arc::clone(&self.bytes_in)))
     }
 
     /// The decision as the audit line and the metrics name it.
@@ -141,8 +134,8 @@ impl Exchange {
         let admitted = self.admitted;
         let bytes_in = Arc::clone(&self.bytes_in);
         let record = self.into_record(status);
-        let audited = Audited::new(body, started, bytes_in, admitted, record, auditor);
-        Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
+        let audited = Audited::new(started, bytes_in, admitted, record, auditor);
+        Response::from_parts(parts, body::observed(body, audited))
     }
 
     fn into_record(self, status: u16) -> AuditRecord {
@@ -172,6 +165,7 @@ impl Exchange {
             (None, None) => Vec::new(),
         };
         let decision = self.outcome();
+        let shadow = self.decision.as_ref().and_then(|d| d.shadow.clone());
         AuditRecord {
             time: self.time.format(&Rfc3339).unwrap_or_default(),
             request_id: self.request_id,
@@ -191,6 +185,14 @@ impl Exchange {
             decision,
             reason: self.reason,
             upstream_account: self.upstream_account,
+            shadow_decision: shadow.as_ref().map(|s| {
+                if s.allowed {
+                    Outcome::Allow
+                } else {
+                    Outcome::Deny
+                }
+            }),
+            shadow_rule: shadow.map(|s| s.rule),
             upstream_status: self.upstream_status,
             status,
             // Both byte counts and the duration are filled in when the
@@ -238,34 +240,11 @@ fn new_request_id() -> String {
 }
 
 /// Counts the bytes of a streamed request body.
-struct Counted {
-    inner: Body,
-    counter: Arc<AtomicU64>,
-}
+struct Counted(Arc<AtomicU64>);
 
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+impl Observer for Counted {
+    fn data(&mut self, len: usize) {
+        self.0.fetch_add(len as u64, Ordering::Relaxed);
     }
 }
 
@@ -279,14 +258,19 @@ mod tests {
     use prometheus_client::registry::Registry;
     use serde_json::Value;
 
+    use bytes::Bytes;
+    use http_body::Frame;
+
     use super::*;
     use crate::audit::{AuditConfig, MemorySink};
+    use crate::body::BoxError;
 
     fn auditor() -> (Arc<Auditor>, MemorySink) {
         let sink = MemorySink::new();
-        let settings =
-            crate::config::ConfigErrors::collect(|errors| AuditConfig::default().validate(errors))
-                .expect("default audit settings");
+        let settings = crate::config::errors::ConfigErrors::collect(|errors| {
+            AuditConfig::default().validate(errors)
+        })
+        .expect("default audit settings");
         let auditor =
             Auditor::with_sink(&settings, Box::new(sink.clone()), &mut Registry::default())
                 .expect("auditor");
@@ -314,6 +298,13 @@ mod tests {
             .collect()
     }
 
+    /// Flush the writer and return the one record written.
+    async fn only_record(auditor: &Auditor, sink: &MemorySink) -> Value {
+        let mut records = written(auditor, sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        records.remove(0)
+    }
+
     /// Flush the writer and return every record written.
     async fn written(auditor: &Auditor, sink: &MemorySink) -> Vec<Value> {
         auditor.flush().await;
@@ -336,9 +327,7 @@ mod tests {
 
         let collected = response.into_body().collect().await.expect("body");
         assert_eq!(collected.to_bytes(), "hello world");
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        let r = &records[0];
+        let r = &only_record(&auditor, &sink).await;
         assert_eq!(r["status"], 200);
         assert_eq!(r["bytes_out"], 11);
         assert_eq!(r["client_disconnected"], false);
@@ -358,10 +347,9 @@ mod tests {
         assert!(written(&auditor, &sink).await.is_empty());
 
         drop(body);
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["client_disconnected"], true);
-        assert_eq!(records[0]["bytes_out"], 11);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["client_disconnected"], true);
+        assert_eq!(record["bytes_out"], 11);
     }
 
     #[tokio::test]
@@ -372,10 +360,9 @@ mod tests {
             .body(crate::body::empty())
             .expect("response");
         drop(exchange().finish(response, Arc::clone(&auditor)));
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["client_disconnected"], false);
-        assert_eq!(records[0]["status"], 204);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["client_disconnected"], false);
+        assert_eq!(record["status"], 204);
     }
 
     #[tokio::test]
@@ -386,11 +373,10 @@ mod tests {
         let response = Response::new(BodyExt::boxed(StreamBody::new(stream::iter(items))));
         let response = exchange().finish(response, Arc::clone(&auditor));
         assert!(response.into_body().collect().await.is_err());
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["reason"], "upstream_stream_error");
-        assert_eq!(records[0]["bytes_out"], 4);
-        assert_eq!(records[0]["client_disconnected"], false);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["reason"], "upstream_stream_error");
+        assert_eq!(record["bytes_out"], 4);
+        assert_eq!(record["client_disconnected"], false);
     }
 
     #[tokio::test]
@@ -405,13 +391,19 @@ mod tests {
             targets: Vec::new(),
             upstream_account: None,
             reason: None,
+            shadow: Some(crate::policy::Shadow {
+                allowed: false,
+                rule: "watch-drafts".into(),
+            }),
         });
         let response = ex.finish(response, Arc::clone(&auditor));
         assert!(response.into_body().collect().await.is_err());
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["decision"], "error");
-        assert_eq!(records[0]["reason"], "response_truncated");
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["decision"], "error");
+        assert_eq!(record["reason"], "response_truncated");
+        // What a shadow rule would have decided is audited either way.
+        assert_eq!(record["shadow_decision"], "deny");
+        assert_eq!(record["shadow_rule"], "watch-drafts");
     }
 
     #[tokio::test]
@@ -423,10 +415,9 @@ mod tests {
         // The upstream reads the request body after the response was built.
         request_body.collect().await.expect("request body");
         response.into_body().collect().await.expect("response body");
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["bytes_in"], 12);
-        assert_eq!(records[0]["bytes_out"], 2);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["bytes_in"], 12);
+        assert_eq!(record["bytes_out"], 2);
     }
 
     #[tokio::test]
@@ -440,11 +431,10 @@ mod tests {
             Arc::clone(&auditor),
         );
         response.into_body().collect().await.expect("body");
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["decision"], "error");
-        assert_eq!(records[0]["reason"], "audit_backlog");
-        assert_eq!(records[0]["status"], 503);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["decision"], "error");
+        assert_eq!(record["reason"], "audit_backlog");
+        assert_eq!(record["status"], 503);
     }
 
     #[tokio::test]
@@ -478,16 +468,19 @@ mod tests {
                     allowed: true,
                     rule: Some("team-deployments".into()),
                     why: Why::Allowed,
+                    shadow: None,
                 },
                 TargetDecision {
                     target: refused,
                     allowed: false,
                     rule: Some("no-secrets".into()),
                     why: Why::DenyMatched,
+                    shadow: None,
                 },
             ],
             upstream_account: None,
             reason: Some("rule:no-secrets".into()),
+            shadow: None,
         });
         let err = PipelineError::Denied;
         ex.refuse(err.reason(ex.decision.as_ref()), &err);
@@ -497,9 +490,7 @@ mod tests {
         );
         response.into_body().collect().await.expect("body");
 
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        let r = &records[0];
+        let r = &only_record(&auditor, &sink).await;
         assert_eq!(r["decision"], "deny");
         assert_eq!(r["reason"], "rule:no-secrets");
         assert_eq!(r["status"], 403);
@@ -516,5 +507,7 @@ mod tests {
         );
         assert_eq!(r["upstream_account"], Value::Null);
         assert_eq!(r["principal"], Value::Null);
+        assert_eq!(r["shadow_decision"], Value::Null);
+        assert_eq!(r["shadow_rule"], Value::Null);
     }
 }

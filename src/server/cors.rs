@@ -8,7 +8,8 @@ use http::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 
 use crate::body::{self, Body};
-use crate::config::{ConfigErrors, default_duration, duration};
+use crate::config::errors::ConfigErrors;
+use crate::config::value::{default_duration, duration};
 
 /// `server.cors:` as written.
 #[derive(Debug, Clone, Deserialize)]
