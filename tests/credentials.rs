@@ -142,7 +142,7 @@ async fn metadata_server_is_asked_with_metadata_flavor_once_for_a_burst() {
 
 #[tokio::test]
 async fn each_account_gets_its_own_impersonated_token() {
-    let (_metadata, iam, credentials, _registry) = impersonation_setup("600s").await;
+    let (_metadata, iam, credentials, registry) = impersonation_setup("600s").await;
 
     let reader = credentials
         .access_token(Some(READER))
@@ -170,6 +170,16 @@ async fn each_account_gets_its_own_impersonated_token() {
     assert_eq!(iam.hits(READER), 1);
     assert_eq!(iam.hits(WRITER), 1);
     assert_eq!(iam.deviations.all(), Vec::<String>::new());
+    // Two first requests waited for a fetch; the third was served from the cache.
+    let text = firegate::metrics::render(&registry);
+    assert!(
+        text.contains("upstream_token_cache_lookups_total{result=\"miss\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("upstream_token_cache_lookups_total{result=\"hit\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

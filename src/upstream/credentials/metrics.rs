@@ -42,23 +42,25 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Metrics {
-            fetches: Family::default(),
-            refused: Family::default(),
-            valid: Family::default(),
-            hits: Counter::default(),
-            misses: Counter::default(),
-        };
         let lookups = Family::<Lookup, Counter>::default();
         registry.register(
             "upstream_token_cache_lookups",
             "Impersonated-token cache lookups by result (hit, miss: the request waited for a fetch)",
             lookups.clone(),
         );
-        let mut metrics = metrics;
-        // Pre-created: the hot path increments without a label lookup.
-        metrics.hits = lookups.get_or_create(&Lookup { result: "hit" }).clone();
-        metrics.misses = lookups.get_or_create(&Lookup { result: "miss" }).clone();
+        // Pre-created: the hot path increments without a label lookup. One
+        // statement each: `get_or_create` holds the family's lock until the
+        // end of the statement, and a second one in the same statement would
+        // wait for it forever.
+        let hits = lookups.get_or_create(&Lookup { result: "hit" }).clone();
+        let misses = lookups.get_or_create(&Lookup { result: "miss" }).clone();
+        let metrics = Metrics {
+            fetches: Family::default(),
+            refused: Family::default(),
+            valid: Family::default(),
+            hits,
+            misses,
+        };
         registry.register(
             "upstream_token_fetches",
             "Impersonated-token fetches from IAM Credentials, by account and result",
