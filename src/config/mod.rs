@@ -206,7 +206,7 @@ mod tests {
         let c = Config::from_yaml(
             "server: {plain_http: true}\ntransactions: {ttl: 90s}\n\
              upstream: {connect_timeout: 250ms}\naudit: {queue_capacity: 3}\n\
-             authn: {http_timeout: 2s}\npolicy: {cache_capacity: 9, watch: false}",
+             authn: {http_timeout: 2s}\npolicy: {cache_max_bytes: 9000, watch: false}",
             env(&[]),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(c.upstream.connect_timeout, Duration::from_millis(250));
         assert_eq!(c.audit.queue_capacity.get(), 3);
         assert_eq!(c.authn.http_timeout, Duration::from_secs(2));
-        assert_eq!((c.policy.cache_capacity, c.policy.watch), (9, false));
+        assert_eq!((c.policy.cache.max_bytes, c.policy.watch), (9000, false));
 
         let err = Config::from_yaml(
             "server: {plain_http: true}\ntransactions: {ttl: 0s}\n\

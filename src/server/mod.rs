@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
 use crate::pipeline::{ConnInfo, Pipeline};
-pub use config::{Limits, ServerSettings};
+pub use config::{BodyRate, Limits, ServerSettings};
 
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use tls::CertStore;
