@@ -54,6 +54,7 @@ fn record() -> AuditRecord {
                 why: Some("allowed".into()),
             })
             .collect(),
+        targets_summary: None,
         decision: Outcome::Allow,
         reason: None,
         upstream_account: Some("writer@p.iam.gserviceaccount.com".into()),

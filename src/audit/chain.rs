@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use serde::Serialize;
 
-use super::{AuditPrincipal, AuditRecord, AuditTarget, Outcome};
+use super::{AuditPrincipal, AuditRecord, AuditTarget, Outcome, TargetsSummary};
 
 /// `prev` of the first record of a chain: the explicit "new chain" marker.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -198,6 +198,7 @@ struct Canonical<'a> {
     seq: u64,
     status: u16,
     targets: &'a [AuditTarget],
+    targets_summary: &'a Option<TargetsSummary>,
     time: &'a str,
     tls: &'a Option<String>,
     upstream_account: &'a Option<String>,
@@ -218,6 +219,7 @@ impl<'a> Canonical<'a> {
             rpc,
             database,
             targets,
+            targets_summary,
             decision,
             reason,
             upstream_account,
@@ -246,6 +248,7 @@ impl<'a> Canonical<'a> {
             seq,
             status: *status,
             targets,
+            targets_summary,
             time,
             tls,
             upstream_account,

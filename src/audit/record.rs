@@ -42,6 +42,28 @@ pub struct AuditTarget {
     pub why: Option<String>,
 }
 
+/// What a record with more than `audit.max_listed_targets` targets says of
+/// all of them: how many, per access how many were allowed and refused, and
+/// the SHA-256 of the full list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetsSummary {
+    /// Per access (`get`, `update`, …); sorted, so canonical as written.
+    pub by_access: std::collections::BTreeMap<String, AccessCounts>,
+    pub count: u64,
+    /// Hex SHA-256 of the full target list as it would have been written:
+    /// a compact JSON array of the target objects, keys sorted.
+    pub digest: String,
+    /// How many targets the record still lists (the refused ones, capped).
+    pub listed: u64,
+}
+
+/// Allowed and refused targets of one access.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AccessCounts {
+    pub allowed: u64,
+    pub refused: u64,
+}
+
 /// One line of the audit log. Field names are a stable contract (README).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRecord {
@@ -59,6 +81,8 @@ pub struct AuditRecord {
     pub rpc: Option<String>,
     pub database: Option<String>,
     pub targets: Vec<AuditTarget>,
+    /// Set only when `targets` was cut to the refused ones.
+    pub targets_summary: Option<TargetsSummary>,
     pub decision: Outcome,
     /// Precise refusal or failure reason (`token_expired`, `rule:no-secrets`, …).
     pub reason: Option<String>,
@@ -96,6 +120,7 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
             rule: Some("team-deployments".into()),
             why: Some("allowed".into()),
         }],
+        targets_summary: None,
         decision: Outcome::Allow,
         reason: None,
         upstream_account: Some("reader@p.iam.gserviceaccount.com".into()),

@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::audited::Audited;
 use super::{ConnInfo, PipelineError};
-use crate::audit::{AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
+use crate::audit::{self, AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
 use crate::body::{Body, BoxError};
 use crate::firestore::{Method, Operation};
@@ -117,12 +117,12 @@ impl Exchange {
         let started = self.started;
         let admitted = self.admitted;
         let bytes_in = Arc::clone(&self.bytes_in);
-        let record = self.into_record(status);
+        let record = self.into_record(status, auditor.max_listed_targets());
         let audited = Audited::new(body, started, bytes_in, admitted, record, auditor);
         Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
     }
 
-    fn into_record(self, status: u16) -> AuditRecord {
+    fn into_record(self, status: u16, max_listed_targets: usize) -> AuditRecord {
         let targets = match (&self.decision, &self.operation) {
             (Some(decision), _) => decision
                 .targets
@@ -148,6 +148,7 @@ impl Exchange {
                 .collect(),
             (None, None) => Vec::new(),
         };
+        let (targets, targets_summary) = audit::bound_targets(targets, max_listed_targets);
         let decision = match (&self.decision, self.refused) {
             (Some(d), _) if !d.allowed => Outcome::Deny,
             (_, true) => Outcome::Error,
@@ -170,6 +171,7 @@ impl Exchange {
             rpc: self.route.as_ref().map(|(m, _)| m.as_str().to_owned()),
             database: self.route.map(|(_, db)| db),
             targets,
+            targets_summary,
             decision,
             reason: self.reason,
             upstream_account: self.upstream_account,
