@@ -659,6 +659,7 @@ async fn pipeline_answer(issuer: &TestIssuer, token: &str) -> (http::response::P
     let yaml = config::yaml(&json!({
         "server": {"plain_http": true},
         "authn": {"issuers": [oidc("corp", &issuer.issuer, json!({}))]},
+        "upstream": {"databases": ["projects/p/databases/(default)"]},
     }));
     let config = firegate::config::Config::from_yaml(&yaml, Vec::new()).expect("config");
     let mut registry = Registry::default();

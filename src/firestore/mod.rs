@@ -15,7 +15,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use classify::{Classified, Location, Presented, TransactionUse, classify, classify_request};
-pub use route::{Route, route};
+pub use route::{Route, refuse_grpc, route};
 
 /// `projects/{project}/databases/{database}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -229,6 +229,8 @@ pub enum ClassifyError {
     UnsupportedContentEncoding,
     #[error("body on a method without one")]
     BodyNotAllowed,
+    #[error("gRPC request; only REST is served")]
+    GrpcNotServed,
 }
 
 impl ClassifyError {
@@ -260,6 +262,7 @@ impl ClassifyError {
             E::UnsupportedContentType => "unsupported_content_type",
             E::UnsupportedContentEncoding => "unsupported_content_encoding",
             E::BodyNotAllowed => "body_not_allowed",
+            E::GrpcNotServed => "grpc_not_served",
         }
     }
 }

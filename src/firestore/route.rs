@@ -185,6 +185,23 @@ fn rpc(method: &HttpMethod, verb: Option<&str>, depth: usize) -> Result<Method, 
     Ok(found)
 }
 
+/// gRPC is not served (yet): a gRPC caller is told so at once, before its
+/// token or body is looked at, so that it stops instead of retrying a 404.
+/// `application/grpc`, `application/grpc+proto`, `application/grpc-web…`.
+pub fn refuse_grpc(headers: &HeaderMap) -> Result<(), ClassifyError> {
+    let grpc = headers.get_all(header::CONTENT_TYPE).iter().any(|value| {
+        value
+            .as_bytes()
+            .get(..16)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"application/grpc"))
+    });
+    if grpc {
+        Err(ClassifyError::GrpcNotServed)
+    } else {
+        Ok(())
+    }
+}
+
 /// Headers that change what a request means (§4).
 fn check_headers(method: &HttpMethod, headers: &HeaderMap) -> Result<(), ClassifyError> {
     for name in [

@@ -11,6 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
+use super::fairness::Slot;
 use crate::audit::{AuditRecord, Auditor, Outcome};
 use crate::body::{Body, BoxError};
 use crate::transaction::SealError;
@@ -26,6 +27,9 @@ pub(super) struct Audited {
     complete: bool,
     admitted: bool,
     pending: Option<(AuditRecord, Arc<Auditor>)>,
+    /// The principal's in-flight slot: the request counts until its
+    /// response body is done.
+    _slot: Option<Slot>,
 }
 
 impl Audited {
@@ -36,6 +40,7 @@ impl Audited {
         admitted: bool,
         record: AuditRecord,
         auditor: Arc<Auditor>,
+        slot: Option<Slot>,
     ) -> Self {
         Audited {
             inner,
@@ -45,6 +50,7 @@ impl Audited {
             complete: false,
             admitted,
             pending: Some((record, auditor)),
+            _slot: slot,
         }
     }
 

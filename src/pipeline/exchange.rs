@@ -2,24 +2,21 @@
 //! into its audit record when the response is ready.
 
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Frame, SizeHint};
 use ipnet::IpNet;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::audited::Audited;
+use super::fairness::Slot;
 use super::{ConnInfo, PipelineError};
 use crate::audit::{self, AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
-use crate::body::{Body, BoxError};
+use crate::body::Body;
 use crate::firestore::{Method, Operation};
 use crate::policy::{Decision, Why};
 use crate::upstream::headers;
@@ -46,6 +43,8 @@ pub struct Exchange {
     /// best-effort, so that a flood of refusals cannot queue without bound.
     admitted: bool,
     bytes_in: Arc<AtomicU64>,
+    /// The principal's in-flight slot, released when the response ends.
+    slot: Option<Slot>,
 }
 
 impl Exchange {
@@ -77,6 +76,7 @@ impl Exchange {
             refused: false,
             admitted: true,
             bytes_in: Arc::new(AtomicU64::new(0)),
+            slot: None,
         }
     }
 
@@ -93,12 +93,9 @@ impl Exchange {
         self.bytes_in.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Wrap a streamed request body so its size reaches the audit record.
-    pub fn count_bytes_in(&self, body: Body) -> Body {
-        http_body_util::BodyExt::boxed(Counted {
-            inner: body,
-            counter: Arc::clone(&self.bytes_in),
-        })
+    /// Keep the principal's in-flight slot until the response body ends.
+    pub(super) fn hold(&mut self, slot: Slot) {
+        self.slot = Some(slot);
     }
 
     pub(super) fn refuse(&mut self, reason: String, err: &PipelineError) {
@@ -111,14 +108,15 @@ impl Exchange {
 
     /// Attach the audit record to the response body; it is written when the
     /// body ends or is dropped.
-    pub fn finish(self, response: Response<Body>, auditor: Arc<Auditor>) -> Response<Body> {
+    pub fn finish(mut self, response: Response<Body>, auditor: Arc<Auditor>) -> Response<Body> {
         let status = response.status().as_u16();
         let (parts, body) = response.into_parts();
         let started = self.started;
         let admitted = self.admitted;
         let bytes_in = Arc::clone(&self.bytes_in);
+        let slot = self.slot.take();
         let record = self.into_record(status, auditor.max_listed_targets());
-        let audited = Audited::new(body, started, bytes_in, admitted, record, auditor);
+        let audited = Audited::new(body, started, bytes_in, admitted, record, auditor, slot);
         Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
     }
 
@@ -220,38 +218,6 @@ fn new_request_id() -> String {
     hex::encode(bytes)
 }
 
-/// Counts the bytes of a streamed request body.
-struct Counted {
-    inner: Body,
-    counter: Arc<AtomicU64>,
-}
-
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
@@ -262,8 +228,12 @@ mod tests {
     use prometheus_client::registry::Registry;
     use serde_json::Value;
 
+    use bytes::Bytes;
+    use http_body::Frame;
+
     use super::*;
     use crate::audit::{AuditConfig, MemorySink};
+    use crate::body::BoxError;
 
     fn auditor() -> (Arc<Auditor>, MemorySink) {
         let sink = MemorySink::new();
@@ -395,21 +365,6 @@ mod tests {
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(records[0]["decision"], "error");
         assert_eq!(records[0]["reason"], "response_truncated");
-    }
-
-    #[tokio::test]
-    async fn streamed_request_bytes_are_counted_when_the_response_ends() {
-        let (auditor, sink) = auditor();
-        let ex = exchange();
-        let request_body = ex.count_bytes_in(crate::body::full("twelve bytes"));
-        let response = ex.finish(Response::new(crate::body::full("ok")), Arc::clone(&auditor));
-        // The upstream reads the request body after the response was built.
-        request_body.collect().await.expect("request body");
-        response.into_body().collect().await.expect("response body");
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["bytes_in"], 12);
-        assert_eq!(records[0]["bytes_out"], 2);
     }
 
     #[tokio::test]

@@ -1,14 +1,15 @@
 //! The one place a failed request becomes the client's answer: [`answer`]
 //! names the answer for every failure condition in one exhaustive match, and
 //! [`Answer::into_response`] writes it as Firestore does — status, JSON
-//! body, `WWW-Authenticate` on a 401, `Retry-After` on a 503, the request id
-//! in a 403's message.
+//! body, `WWW-Authenticate` on a 401, `Retry-After` on a 429 and a 503, the
+//! request id in a 403's message, a connection close after a 408 — or, for a
+//! gRPC caller, a trailers-only gRPC status.
 
 use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use super::PipelineError;
+use super::{CloseConnection, PipelineError};
 use crate::audit::AuditError;
 use crate::authn::AuthnError;
 use crate::body::Body;
@@ -23,6 +24,10 @@ use crate::upstream::{CredentialsError, UpstreamError};
 /// not idle once the service is back.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 
+/// How long a principal over its in-flight cap is asked to wait: its own
+/// requests end at their own pace; a second is enough to see one finish.
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// What the client is told. Messages are fixed and safe: nothing from the
 /// request or from the failure's detail reaches them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +36,21 @@ pub enum Answer {
     Unauthenticated,
     /// 403: the message ends with the request id, which finds the audit line.
     PermissionDenied,
+    /// 403 for a database outside `upstream.databases`: a refusal every
+    /// client reports as one, where a 404 would read as a missing document.
+    DatabaseNotServed,
     /// 400.
     InvalidArgument(&'static str),
     /// 413 (Google's front end answers `INVALID_ARGUMENT` in the body).
     PayloadTooLarge,
+    /// 400 naming `server.limits.max_targets` (config, not request content).
+    TooManyTargets(usize),
     /// 404.
     NotFound(&'static str),
+    /// 408, and the connection is closed: the body did not come in time.
+    RequestTimeout,
+    /// 429, with `Retry-After`: the principal has its fill of requests in flight.
+    ResourceExhausted,
     /// 501.
     Unimplemented(&'static str),
     /// 500: firegate's own bug.
@@ -47,6 +61,8 @@ pub enum Answer {
     Unavailable,
     /// 504.
     DeadlineExceeded,
+    /// A gRPC caller: HTTP 200, trailers-only, `grpc-status: 12`.
+    GrpcUnimplemented,
 }
 
 /// The client's answer to `err`. Exhaustive over every step's conditions, so
@@ -131,9 +147,14 @@ pub fn answer(err: &PipelineError) -> Answer {
             ClassifyError::BodyNotAllowed => {
                 A::InvalidArgument("This method takes no request body.")
             }
+            ClassifyError::GrpcNotServed => A::GrpcUnimplemented,
         },
         PipelineError::BodyTooLarge { .. } => A::PayloadTooLarge,
         PipelineError::BodyRead(_) => A::InvalidArgument("Request body could not be read."),
+        PipelineError::BodyReadTimeout | PipelineError::BodyTooSlow => A::RequestTimeout,
+        PipelineError::PrincipalBusy { .. } => A::ResourceExhausted,
+        PipelineError::TooManyTargets { limit, .. } => A::TooManyTargets(*limit),
+        PipelineError::DatabaseNotServed => A::DatabaseNotServed,
         // Forged and expired ids are malformed arguments, as Firestore answers
         // an unknown or expired transaction; someone else's is a refusal.
         PipelineError::Transaction(e) => match e {
@@ -189,7 +210,26 @@ impl Answer {
                 Code::PermissionDenied,
                 format!("Missing or insufficient permissions. Request id: {request_id}."),
             ),
+            Answer::DatabaseNotServed => ApiError::new(
+                Code::PermissionDenied,
+                format!("This database is not served by this proxy. Request id: {request_id}."),
+            ),
             Answer::InvalidArgument(message) => ApiError::new(Code::InvalidArgument, message),
+            Answer::TooManyTargets(limit) => ApiError::new(
+                Code::InvalidArgument,
+                format!(
+                    "The request names more than {limit} documents or scopes; split it into smaller requests."
+                ),
+            ),
+            Answer::RequestTimeout => ApiError::new(
+                Code::DeadlineExceeded,
+                "The request body was not received in time.",
+            )
+            .with_http_status(StatusCode::REQUEST_TIMEOUT),
+            Answer::ResourceExhausted => ApiError::new(
+                Code::ResourceExhausted,
+                "Too many concurrent requests from this caller.",
+            ),
             Answer::PayloadTooLarge => ApiError::new(
                 Code::InvalidArgument,
                 "Request payload size exceeds the limit.",
@@ -203,11 +243,15 @@ impl Answer {
             }
             Answer::Unavailable => ApiError::new(Code::Unavailable, UNAVAILABLE),
             Answer::DeadlineExceeded => ApiError::new(Code::DeadlineExceeded, "Deadline exceeded."),
+            Answer::GrpcUnimplemented => ApiError::new(Code::Unimplemented, GRPC_MESSAGE),
         }
     }
 
     /// The response: body and status, plus the headers the answer calls for.
     pub fn into_response(self, request_id: &str) -> Response<Body> {
+        if self == Answer::GrpcUnimplemented {
+            return grpc_unimplemented();
+        }
         let mut response = self.api_error(request_id).to_response();
         let headers = response.headers_mut();
         match self {
@@ -225,17 +269,50 @@ impl Answer {
                     HeaderValue::from(RETRY_AFTER.as_secs()),
                 );
             }
+            Answer::ResourceExhausted => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(BUSY_RETRY_AFTER.as_secs()),
+                );
+            }
+            // A client that stalls its body is not worth a kept-alive
+            // connection; the server turns this into `Connection: close` on
+            // HTTP/1.1 and a GOAWAY on HTTP/2.
+            Answer::RequestTimeout => {
+                response.extensions_mut().insert(CloseConnection);
+            }
             Answer::PermissionDenied
+            | Answer::DatabaseNotServed
             | Answer::InvalidArgument(_)
+            | Answer::TooManyTargets(_)
             | Answer::PayloadTooLarge
             | Answer::NotFound(_)
             | Answer::Unimplemented(_)
             | Answer::Internal
             | Answer::BadGateway(_)
-            | Answer::DeadlineExceeded => {}
+            | Answer::DeadlineExceeded
+            | Answer::GrpcUnimplemented => {}
         }
         response
     }
+}
+
+/// What a gRPC caller is told (percent-encoding not needed: plain ASCII).
+const GRPC_MESSAGE: &str = "firegate serves the Firestore REST API only; gRPC is not served";
+
+/// A trailers-only gRPC response (gRPC over HTTP/2: status in the headers,
+/// no body): HTTP 200 and `grpc-status: 12` (UNIMPLEMENTED), which every gRPC
+/// client treats as final rather than retrying.
+fn grpc_unimplemented() -> Response<Body> {
+    let mut response = Response::new(crate::body::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from_static("12"));
+    headers.insert("grpc-message", HeaderValue::from_static(GRPC_MESSAGE));
+    response
 }
 
 #[cfg(test)]

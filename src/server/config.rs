@@ -7,6 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use crate::body::BodyRate;
 use crate::config::{ConfigErrors, duration};
 
 /// `server:` — listeners, TLS and limits.
@@ -183,14 +184,6 @@ pub struct Limits {
     pub max_in_flight_per_principal: usize,
     /// Most targets (documents and scopes) one request may name.
     pub max_targets: usize,
-}
-
-/// A floor on how fast a request body arrives: at least `bytes` in every
-/// `window`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyRate {
-    pub bytes: u64,
-    pub window: Duration,
 }
 
 impl Default for Limits {

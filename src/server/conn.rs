@@ -26,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use super::shutdown::ShutdownSignal;
 use super::{Handler, ServerMetrics, tls};
 use crate::body::{self, Body, BoxError};
-use crate::pipeline::ConnInfo;
+use crate::pipeline::{CloseConnection, ConnInfo};
 use crate::server::Limits;
 
 /// What every connection of one listener shares.
@@ -127,8 +127,19 @@ where
                 // Dropped with the response body, or with this future if the
                 // client resets the stream first.
                 let busy = Activity::begin(&activity);
-                let response = (shared.handler)(req.map(body::boxed), info).await;
+                let version = req.version();
+                let mut response = (shared.handler)(req.map(body::boxed), info).await;
                 shared.metrics.count_response(response.status());
+                if response.extensions().get::<CloseConnection>().is_some() {
+                    if version < http::Version::HTTP_2 {
+                        response.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    } else {
+                        activity.close.notify_one();
+                    }
+                }
                 Ok::<_, Infallible>(response.map(|inner| InFlight { inner, _busy: busy }.boxed()))
             }
         })
@@ -158,6 +169,12 @@ where
                 }
             }
             _ = activity.settled.notified(), if !closing => {}
+            // The pipeline gave up on a client (a stalled body): GOAWAY; the
+            // streams in flight, that answer included, still finish.
+            _ = activity.close.notified(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
         }
     }
 }
@@ -169,6 +186,8 @@ struct Activity {
     quiet_since: Mutex<Instant>,
     /// Woken when the last in-flight response ends, to re-arm the idle timer.
     settled: Notify,
+    /// Woken when a response asks for the connection to be closed.
+    close: Notify,
 }
 
 impl Default for Activity {
@@ -178,6 +197,7 @@ impl Default for Activity {
             seen_request: AtomicBool::new(false),
             quiet_since: Mutex::new(Instant::now()),
             settled: Notify::new(),
+            close: Notify::new(),
         }
     }
 }
