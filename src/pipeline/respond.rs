@@ -487,4 +487,50 @@ mod tests {
             check_body(&json, status, code);
         }
     }
+
+    #[tokio::test]
+    async fn a_late_body_is_408_and_asks_for_the_connection_to_close() {
+        for err in [PipelineError::BodyReadTimeout, PipelineError::BodyTooSlow] {
+            let response = error_response(&err, "req-42");
+            assert!(response.extensions().get::<CloseConnection>().is_some());
+            let (status, _, json) = respond(err).await;
+            assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+            check_body(&json, status, "DEADLINE_EXCEEDED");
+        }
+        let other = error_response(&PipelineError::Denied, "req-42");
+        assert!(other.extensions().get::<CloseConnection>().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_busy_principal_is_429_with_a_short_retry_after() {
+        let (status, headers, json) = respond(PipelineError::PrincipalBusy { limit: 2 }).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        check_body(&json, status, "RESOURCE_EXHAUSTED");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn too_many_targets_is_400_naming_the_limit_and_a_foreign_database_403() {
+        let err = PipelineError::TooManyTargets {
+            count: 7,
+            limit: 5,
+        };
+        let (status, _, json) = respond(err).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        check_body(&json, status, "INVALID_ARGUMENT");
+        assert!(json["error"]["message"].as_str().unwrap().contains("more than 5"));
+        let (status, _, json) = respond(PipelineError::DatabaseNotServed).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        check_body(&json, status, "PERMISSION_DENIED");
+        assert!(json["error"]["message"].as_str().unwrap().ends_with("Request id: req-42."));
+    }
+
+    #[tokio::test]
+    async fn a_grpc_caller_gets_a_trailers_only_unimplemented() {
+        let response = error_response(&ClassifyError::GrpcNotServed.into(), "req-42");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/grpc");
+        assert_eq!(response.headers()["grpc-status"], "12");
+        assert!(http_body::Body::is_end_stream(response.body()));
+    }
 }
