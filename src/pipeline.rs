@@ -248,7 +248,11 @@ impl Pipeline {
 
     /// After step 1: the principal's place under
     /// `max_in_flight_per_principal`, held until the response ends (429).
-    fn admit_principal(&self, principal: &Principal, ex: &mut Exchange) -> Result<(), PipelineError> {
+    fn admit_principal(
+        &self,
+        principal: &Principal,
+        ex: &mut Exchange,
+    ) -> Result<(), PipelineError> {
         let slot = self
             .in_flight
             .admit(principal)

@@ -96,7 +96,9 @@ fn undeclared_body(text: &'static str) -> Body {
     BodyExt::boxed(StreamBody::new(chunks))
 }
 
-async fn json_of(response: http::Response<hyper::body::Incoming>) -> (http::response::Parts, Value) {
+async fn json_of(
+    response: http::Response<hyper::body::Incoming>,
+) -> (http::response::Parts, Value) {
     let (parts, body) = response.into_parts();
     let bytes = within("body", body.collect()).await.unwrap().to_bytes();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -128,7 +130,9 @@ async fn a_stalled_body_is_answered_408_and_the_connection_closed_over_http1() {
     let up = upstream().start().await;
     let proxy = TestProxy::start(
         &config::plain(&up.url)
-            .merge(json!({"server": {"limits": {"body_read_timeout": "300ms", "min_body_rate": 0}}}))
+            .merge(
+                json!({"server": {"limits": {"body_read_timeout": "300ms", "min_body_rate": 0}}}),
+            )
             .yaml(),
     )
     .await;
@@ -146,8 +150,14 @@ async fn a_stalled_body_is_answered_408_and_the_connection_closed_over_http1() {
         .unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
-    assert!(answer.contains("\"status\":\"DEADLINE_EXCEEDED\""), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("\"status\":\"DEADLINE_EXCEEDED\""),
+        "{answer}"
+    );
     let r = record(&proxy, "stall-h1").await;
     assert_eq!(r["reason"], "body_read_timeout");
     assert_eq!(r["status"], 408);
@@ -189,7 +199,11 @@ async fn a_trickling_body_is_answered_408_and_goaway_over_http2() {
 async fn one_principal_cannot_hold_more_than_its_in_flight_cap() {
     let gate = Gate::new();
     let up = upstream()
-        .steps(vec![Step::chunk("{"), Step::Wait(gate.clone()), Step::chunk("}")])
+        .steps(vec![
+            Step::chunk("{"),
+            Step::Wait(gate.clone()),
+            Step::chunk("}"),
+        ])
         .start()
         .await;
     let proxy = TestProxy::start(
@@ -207,15 +221,21 @@ async fn one_principal_cannot_hold_more_than_its_in_flight_cap() {
             .send()
     };
     // Two responses held open upstream: both of alice's slots taken.
-    let first = within("first", get(proxy.bearer(), "held-1")).await.unwrap();
-    let second = within("second", get(proxy.bearer(), "held-2")).await.unwrap();
+    let first = within("first", get(proxy.bearer(), "held-1"))
+        .await
+        .unwrap();
+    let second = within("second", get(proxy.bearer(), "held-2"))
+        .await
+        .unwrap();
     let third = within("third", get(proxy.bearer(), "busy")).await.unwrap();
     assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(third.headers()["retry-after"], "1");
     let body: Value = third.json().await.unwrap();
     assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
     // Someone else is not affected.
-    let other = within("other", get(proxy.bearer_for("bob"), "bob")).await.unwrap();
+    let other = within("other", get(proxy.bearer_for("bob"), "bob"))
+        .await
+        .unwrap();
     assert_eq!(other.status(), StatusCode::OK);
     gate.open();
     for response in [first, second, other] {
@@ -223,14 +243,22 @@ async fn one_principal_cannot_hold_more_than_its_in_flight_cap() {
     }
     let again = within("again", get(proxy.bearer(), "again")).await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
-    assert_eq!(record(&proxy, "busy").await["reason"], "principal_in_flight_limit");
+    assert_eq!(
+        record(&proxy, "busy").await["reason"],
+        "principal_in_flight_limit"
+    );
 }
 
 // ---- 2. targets ----------------------------------------------------------
 
 fn batch_get(n: usize) -> Value {
     let documents: Vec<String> = (0..n)
-        .map(|i| format!("{}/logs/d{i}", support::proxy::DATABASE.to_owned() + "/documents"))
+        .map(|i| {
+            format!(
+                "{}/logs/d{i}",
+                support::proxy::DATABASE.to_owned() + "/documents"
+            )
+        })
         .collect();
     json!({ "documents": documents })
 }
@@ -269,14 +297,24 @@ async fn too_many_targets_are_refused_and_long_audit_lists_are_summarized() {
 
     let six = record(&proxy, "six").await;
     assert_eq!(six["reason"], "too_many_targets");
-    assert_eq!(six["targets"], json!([]), "undecided targets are not listed");
+    assert_eq!(
+        six["targets"],
+        json!([]),
+        "undecided targets are not listed"
+    );
     assert_eq!(six["targets_summary"]["count"], 6);
     assert_eq!(six["targets_summary"]["by_access"]["get"]["refused"], 6);
     let five = record(&proxy, "five").await;
     assert_eq!(five["decision"], "allow");
     assert_eq!(five["targets"], json!([]));
-    assert_eq!(five["targets_summary"]["by_access"]["get"], json!({"allowed": 5, "refused": 0}));
-    assert_eq!(five["targets_summary"]["digest"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        five["targets_summary"]["by_access"]["get"],
+        json!({"allowed": 5, "refused": 0})
+    );
+    assert_eq!(
+        five["targets_summary"]["digest"].as_str().map(str::len),
+        Some(64)
+    );
 }
 
 // ---- 3. bodies on bodiless methods over HTTP/2 -------------------------
@@ -297,9 +335,15 @@ async fn bodies_on_bodiless_methods_never_reach_upstream_over_http2() {
             .header("authorization", proxy.bearer())
             .body(undeclared_body("{\"smuggled\":true}"))
             .unwrap();
-        let response = within("answer", sender.send_request(request)).await.unwrap();
+        let response = within("answer", sender.send_request(request))
+            .await
+            .unwrap();
         let (parts, json) = json_of(response).await;
-        assert_eq!(parts.status, StatusCode::BAD_REQUEST, "{method} {path}: {json}");
+        assert_eq!(
+            parts.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path}: {json}"
+        );
         assert_eq!(json["error"]["status"], "INVALID_ARGUMENT");
     }
     assert!(up.requests().is_empty(), "forwarded: {:?}", up.requests());
@@ -308,15 +352,22 @@ async fn bodies_on_bodiless_methods_never_reach_upstream_over_http2() {
     let request = http::Request::delete(format!("http://x{DOCS}/a/b"))
         .header("authorization", proxy.bearer())
         .header("x-request-id", "clean-delete")
-        .body(BodyExt::boxed(Empty::<Bytes>::new().map_err(|never| match never {})))
+        .body(BodyExt::boxed(
+            Empty::<Bytes>::new().map_err(|never| match never {}),
+        ))
         .unwrap();
-    let response = within("answer", sender.send_request(request)).await.unwrap();
+    let response = within("answer", sender.send_request(request))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let seen = up.single();
     assert_eq!(seen.method, http::Method::DELETE);
     assert!(seen.body.is_empty());
     let audit = proxy.audit().await;
-    let refused: Vec<&Value> = audit.iter().filter(|r| r["reason"] == "body_not_allowed").collect();
+    let refused: Vec<&Value> = audit
+        .iter()
+        .filter(|r| r["reason"] == "body_not_allowed")
+        .collect();
     assert_eq!(refused.len(), 3, "{audit:?}");
 }
 
@@ -334,12 +385,16 @@ async fn grpc_callers_get_a_final_trailers_only_unimplemented_at_once() {
         .header("x-request-id", "grpc-listen")
         .body(stalled_body("\0\0\0\0\x05hello"))
         .unwrap();
-    let response = within("gRPC answer", sender.send_request(request)).await.unwrap();
+    let response = within("gRPC answer", sender.send_request(request))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/grpc");
     assert_eq!(response.headers()["grpc-status"], "12");
     assert!(response.headers().contains_key("grpc-message"));
-    let body = within("empty body", response.into_body().collect()).await.unwrap();
+    let body = within("empty body", response.into_body().collect())
+        .await
+        .unwrap();
     assert!(body.trailers().is_none() && body.to_bytes().is_empty());
     let r = record(&proxy, "grpc-listen").await;
     assert_eq!(r["reason"], "grpc_not_served");
@@ -355,8 +410,14 @@ async fn a_database_not_served_is_refused_before_policy() {
     let proxy = TestProxy::start(&config::plain(&up.url).yaml()).await;
     let client = proxy.client();
     for (path, id) in [
-        ("/v1/projects/other/databases/(default)/documents/a/b", "other-project"),
-        ("/v1/projects/p/databases/logs/documents/a/b", "other-database"),
+        (
+            "/v1/projects/other/databases/(default)/documents/a/b",
+            "other-project",
+        ),
+        (
+            "/v1/projects/p/databases/logs/documents/a/b",
+            "other-database",
+        ),
     ] {
         let response = client
             .get(proxy.http(path))
@@ -372,7 +433,11 @@ async fn a_database_not_served_is_refused_before_policy() {
         assert_eq!(r["targets"], json!([]), "the policy was never asked");
     }
     assert!(up.requests().is_empty());
-    let served = client.get(proxy.http(&format!("{DOCS}/a/b"))).send().await.unwrap();
+    let served = client
+        .get(proxy.http(&format!("{DOCS}/a/b")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(served.status(), StatusCode::OK);
 }
 

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use chain::{GENESIS, Hasher, canonical};
 pub use record::{AccessCounts, AuditPrincipal, AuditRecord, AuditTarget, Outcome, TargetsSummary};
-pub use targets::bound_targets;
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
+pub use targets::bound_targets;
 
 use crate::config::ConfigErrors;
 use writer::{Message, Shared, Writer};

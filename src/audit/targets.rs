@@ -63,7 +63,14 @@ mod tests {
             allowed,
             resource: format!("/logs/{i}"),
             rule: allowed.then(|| "logs".to_owned()),
-            why: Some(if allowed { "allowed" } else { "no_rule_matched" }.into()),
+            why: Some(
+                if allowed {
+                    "allowed"
+                } else {
+                    "no_rule_matched"
+                }
+                .into(),
+            ),
         }
     }
 

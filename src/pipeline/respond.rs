@@ -511,18 +511,25 @@ mod tests {
 
     #[tokio::test]
     async fn too_many_targets_is_400_naming_the_limit_and_a_foreign_database_403() {
-        let err = PipelineError::TooManyTargets {
-            count: 7,
-            limit: 5,
-        };
+        let err = PipelineError::TooManyTargets { count: 7, limit: 5 };
         let (status, _, json) = respond(err).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         check_body(&json, status, "INVALID_ARGUMENT");
-        assert!(json["error"]["message"].as_str().unwrap().contains("more than 5"));
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("more than 5")
+        );
         let (status, _, json) = respond(PipelineError::DatabaseNotServed).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         check_body(&json, status, "PERMISSION_DENIED");
-        assert!(json["error"]["message"].as_str().unwrap().ends_with("Request id: req-42."));
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("Request id: req-42.")
+        );
     }
 
     #[tokio::test]

@@ -72,13 +72,21 @@ mod tests {
 
     #[test]
     fn full_names_are_read_and_anything_else_is_explained() {
-        let dbs = check(&["projects/p/databases/(default)", "projects/q/databases/logs"])
-            .expect("valid");
+        let dbs = check(&[
+            "projects/p/databases/(default)",
+            "projects/q/databases/logs",
+        ])
+        .expect("valid");
         assert_eq!(dbs[1].to_string(), "projects/q/databases/logs");
         assert_eq!(check(&[]).unwrap_err(), ["upstream.databases"]);
         assert_eq!(
-            check(&["projects/p", "p/(default)", "projects/p/databases/d/documents", "projects//databases/d"])
-                .unwrap_err(),
+            check(&[
+                "projects/p",
+                "p/(default)",
+                "projects/p/databases/d/documents",
+                "projects//databases/d"
+            ])
+            .unwrap_err(),
             [
                 "upstream.databases[0]",
                 "upstream.databases[1]",

@@ -77,8 +77,8 @@ impl TestProxy {
         if let Some(app) = &self.app {
             app.flush_audit().await;
         }
-        let text = std::fs::read_to_string(self._policies.path().join("audit.log"))
-            .unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self._policies.path().join("audit.log")).unwrap_or_default();
         text.lines()
             .map(|line| serde_json::from_str(line).expect("audit line is JSON"))
             .collect()
