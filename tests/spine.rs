@@ -1000,9 +1000,8 @@ fn deploy_samples_are_valid_configs() {
 fn kubernetes_secret_placeholders_are_refused() {
     let keys = tempfile::tempdir().expect("keys");
     let placeholders = secret_keys(keys.path(), |placeholder| placeholder.to_owned());
-    let errors = kubernetes_config(&TestPki::new(), &placeholders)
-        .err()
-        .expect("placeholder keys refused");
+    let errors =
+        kubernetes_config(&TestPki::new(), &placeholders).expect_err("placeholder keys refused");
     assert!(errors.contains("transactions.key_file"), "{errors}");
     assert!(errors.contains("audit.hmac_key_file"), "{errors}");
 }
