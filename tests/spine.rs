@@ -994,6 +994,29 @@ fn deploy_samples_are_valid_configs() {
     assert_eq!(cloud_run.server.listen.to_string(), "0.0.0.0:8080");
 }
 
+/// The policies shipped in the `firegate-policies` ConfigMap compile, as the
+/// pod would load them from the mounted directory.
+#[tokio::test]
+async fn kubernetes_policies_compile() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let text = std::fs::read_to_string(root.join("configmap.yaml")).unwrap();
+    let policies = serde_yaml_ng::Deserializer::from_str(&text)
+        .filter_map(|doc| serde_yaml_ng::Value::deserialize(doc).ok())
+        .find(|doc| doc["metadata"]["name"] == "firegate-policies")
+        .expect("ConfigMap firegate-policies");
+    let dir = tempfile::tempdir().expect("policy dir");
+    let files = policies["data"].as_mapping().expect("policy files");
+    assert!(!files.is_empty());
+    for (name, body) in files {
+        let (name, body) = (name.as_str().unwrap(), body.as_str().unwrap());
+        std::fs::write(dir.path().join(name), body).expect("write policy");
+    }
+    let mut registry = firegate::metrics::registry();
+    firegate::policy::PolicyEngine::from_dir(dir.path(), &mut registry)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
 /// The Secret's placeholders are refused: a firegate deployed without real
 /// keys does not start, rather than run with keys anyone can read.
 #[test]
