@@ -19,7 +19,7 @@ pub use chain::{GENESIS, Hasher, canonical};
 pub use record::{AuditPrincipal, AuditRecord, AuditTarget, Outcome};
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
 
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
 use writer::{Message, Shared, Writer};
 
 /// Where records go.
