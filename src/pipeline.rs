@@ -1,14 +1,15 @@
 //! The request pipeline. [`Pipeline::handle`] turns the outcome into a
 //! response (an error through [`respond`], the one mapping) and always
-//! leaves one audit record; [`Pipeline::run`] is the six steps, in order, as
-//! plain `?` calls. The order is a security property.
+//! leaves one audit record; [`Pipeline::run`] is the steps, in order, as
+//! plain `?` calls — admit, authenticate, classify, bind (transaction ids),
+//! decide, access_token, forward, and seal on the way back. The order is a
+//! security property.
 
 mod audited;
 mod exchange;
 mod fairness;
 pub mod respond;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,15 +29,8 @@ use crate::upstream::{
     AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError,
 };
 
+pub use crate::server::ConnInfo;
 pub use exchange::Exchange;
-
-/// What the server knows of the connection a request came on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    /// Negotiated TLS version (`TLSv1.3`), `None` for plain HTTP.
-    pub tls: Option<&'static str>,
-}
 
 /// Limits and settings the pipeline itself applies.
 #[derive(Debug, Clone)]
@@ -52,12 +46,6 @@ pub struct PipelineSettings {
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
 }
-
-/// A response extension asking the server to close the connection after
-/// this response (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY): the client
-/// was too slow with its body, and its connection is not worth keeping.
-#[derive(Debug, Clone, Copy)]
-pub struct CloseConnection;
 
 /// Every way a request can end without its upstream answer passed on.
 /// [`respond::answer`] turns each into a Firestore-shaped error.

@@ -2,6 +2,7 @@
 
 mod chain;
 mod record;
+pub mod report;
 mod sink;
 mod targets;
 pub mod verify;
@@ -21,7 +22,7 @@ pub use record::{AccessCounts, AuditPrincipal, AuditRecord, AuditTarget, Outcome
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
 pub use targets::bound_targets;
 
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
 use writer::{Message, Shared, Writer};
 
 /// Where records go.

@@ -16,7 +16,7 @@ use super::fairness::Slot;
 use super::{ConnInfo, PipelineError};
 use crate::audit::{self, AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
-use crate::body::Body;
+use crate::body::{self, Body};
 use crate::firestore::{Method, Operation};
 use crate::policy::{Decision, Why};
 use crate::upstream::headers;
@@ -116,8 +116,8 @@ impl Exchange {
         let bytes_in = Arc::clone(&self.bytes_in);
         let slot = self.slot.take();
         let record = self.into_record(status, auditor.max_listed_targets());
-        let audited = Audited::new(body, started, bytes_in, admitted, record, auditor, slot);
-        Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
+        let audited = Audited::new(started, bytes_in, admitted, record, auditor, slot);
+        Response::from_parts(parts, body::observed(body, audited))
     }
 
     fn into_record(self, status: u16, max_listed_targets: usize) -> AuditRecord {
@@ -153,6 +153,7 @@ impl Exchange {
             (Some(_), false) => Outcome::Allow,
             (None, false) => Outcome::Error,
         };
+        let shadow = self.decision.as_ref().and_then(|d| d.shadow.clone());
         AuditRecord {
             time: self.time.format(&Rfc3339).unwrap_or_default(),
             request_id: self.request_id,
@@ -173,6 +174,14 @@ impl Exchange {
             decision,
             reason: self.reason,
             upstream_account: self.upstream_account,
+            shadow_decision: shadow.as_ref().map(|s| {
+                if s.allowed {
+                    Outcome::Allow
+                } else {
+                    Outcome::Deny
+                }
+            }),
+            shadow_rule: shadow.map(|s| s.rule),
             upstream_status: self.upstream_status,
             status,
             // Both byte counts and the duration are filled in when the
@@ -237,9 +246,10 @@ mod tests {
 
     fn auditor() -> (Arc<Auditor>, MemorySink) {
         let sink = MemorySink::new();
-        let settings =
-            crate::config::ConfigErrors::collect(|errors| AuditConfig::default().validate(errors))
-                .expect("default audit settings");
+        let settings = crate::config::errors::ConfigErrors::collect(|errors| {
+            AuditConfig::default().validate(errors)
+        })
+        .expect("default audit settings");
         let auditor =
             Auditor::with_sink(&settings, Box::new(sink.clone()), &mut Registry::default())
                 .expect("auditor");
@@ -267,6 +277,13 @@ mod tests {
             .collect()
     }
 
+    /// Flush the writer and return the one record written.
+    async fn only_record(auditor: &Auditor, sink: &MemorySink) -> Value {
+        let mut records = written(auditor, sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        records.remove(0)
+    }
+
     /// Flush the writer and return every record written.
     async fn written(auditor: &Auditor, sink: &MemorySink) -> Vec<Value> {
         auditor.flush().await;
@@ -289,9 +306,7 @@ mod tests {
 
         let collected = response.into_body().collect().await.expect("body");
         assert_eq!(collected.to_bytes(), "hello world");
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        let r = &records[0];
+        let r = &only_record(&auditor, &sink).await;
         assert_eq!(r["status"], 200);
         assert_eq!(r["bytes_out"], 11);
         assert_eq!(r["client_disconnected"], false);
@@ -311,10 +326,9 @@ mod tests {
         assert!(written(&auditor, &sink).await.is_empty());
 
         drop(body);
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["client_disconnected"], true);
-        assert_eq!(records[0]["bytes_out"], 11);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["client_disconnected"], true);
+        assert_eq!(record["bytes_out"], 11);
     }
 
     #[tokio::test]
@@ -325,10 +339,9 @@ mod tests {
             .body(crate::body::empty())
             .expect("response");
         drop(exchange().finish(response, Arc::clone(&auditor)));
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["client_disconnected"], false);
-        assert_eq!(records[0]["status"], 204);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["client_disconnected"], false);
+        assert_eq!(record["status"], 204);
     }
 
     #[tokio::test]
@@ -339,11 +352,10 @@ mod tests {
         let response = Response::new(BodyExt::boxed(StreamBody::new(stream::iter(items))));
         let response = exchange().finish(response, Arc::clone(&auditor));
         assert!(response.into_body().collect().await.is_err());
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["reason"], "upstream_stream_error");
-        assert_eq!(records[0]["bytes_out"], 4);
-        assert_eq!(records[0]["client_disconnected"], false);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["reason"], "upstream_stream_error");
+        assert_eq!(record["bytes_out"], 4);
+        assert_eq!(record["client_disconnected"], false);
     }
 
     #[tokio::test]
@@ -358,13 +370,19 @@ mod tests {
             targets: Vec::new(),
             upstream_account: None,
             reason: None,
+            shadow: Some(crate::policy::Shadow {
+                allowed: false,
+                rule: "watch-drafts".into(),
+            }),
         });
         let response = ex.finish(response, Arc::clone(&auditor));
         assert!(response.into_body().collect().await.is_err());
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["decision"], "error");
-        assert_eq!(records[0]["reason"], "response_truncated");
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["decision"], "error");
+        assert_eq!(record["reason"], "response_truncated");
+        // What a shadow rule would have decided is audited either way.
+        assert_eq!(record["shadow_decision"], "deny");
+        assert_eq!(record["shadow_rule"], "watch-drafts");
     }
 
     #[tokio::test]
@@ -378,11 +396,10 @@ mod tests {
             Arc::clone(&auditor),
         );
         response.into_body().collect().await.expect("body");
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["decision"], "error");
-        assert_eq!(records[0]["reason"], "audit_backlog");
-        assert_eq!(records[0]["status"], 503);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["decision"], "error");
+        assert_eq!(record["reason"], "audit_backlog");
+        assert_eq!(record["status"], 503);
     }
 
     #[tokio::test]
@@ -416,16 +433,19 @@ mod tests {
                     allowed: true,
                     rule: Some("team-deployments".into()),
                     why: Why::Allowed,
+                    shadow: None,
                 },
                 TargetDecision {
                     target: refused,
                     allowed: false,
                     rule: Some("no-secrets".into()),
                     why: Why::DenyMatched,
+                    shadow: None,
                 },
             ],
             upstream_account: None,
             reason: Some("rule:no-secrets".into()),
+            shadow: None,
         });
         let err = PipelineError::Denied;
         ex.refuse(err.reason(ex.decision.as_ref()), &err);
@@ -435,9 +455,7 @@ mod tests {
         );
         response.into_body().collect().await.expect("body");
 
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        let r = &records[0];
+        let r = &only_record(&auditor, &sink).await;
         assert_eq!(r["decision"], "deny");
         assert_eq!(r["reason"], "rule:no-secrets");
         assert_eq!(r["status"], 403);
@@ -454,5 +472,7 @@ mod tests {
         );
         assert_eq!(r["upstream_account"], Value::Null);
         assert_eq!(r["principal"], Value::Null);
+        assert_eq!(r["shadow_decision"], Value::Null);
+        assert_eq!(r["shadow_rule"], Value::Null);
     }
 }

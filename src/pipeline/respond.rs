@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use super::{CloseConnection, PipelineError};
+use super::PipelineError;
+use crate::server::CloseConnection;
 use crate::audit::AuditError;
 use crate::authn::AuthnError;
 use crate::body::Body;

@@ -2,7 +2,7 @@
 //! without `database:` matches every database, so without this pin a
 //! caller could reach any project firegate's service account can.
 
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
 use crate::firestore::Database;
 
 const KEY: &str = "upstream.databases";
