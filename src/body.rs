@@ -147,8 +147,12 @@ where
                 return Poll::Ready(Some(Err(Box::new(Slow(rate)))));
             }
             this.in_window = 0;
-            let next = this.window_end.deadline() + rate.window;
-            this.window_end.as_mut().reset(next);
+            // From now, not from the missed boundary: a body that kept the
+            // task busy with frames past several boundaries must not be
+            // judged on the windows it was never checked in.
+            this.window_end
+                .as_mut()
+                .reset(tokio::time::Instant::now() + rate.window);
         }
         Poll::Pending
     }
@@ -346,6 +350,20 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(read, "hello");
+    }
+
+    #[tokio::test]
+    async fn a_steady_body_over_many_windows_meets_the_floor() {
+        use futures_util::StreamExt;
+        let chunks = futures_util::stream::iter(0..6).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, BoxError>(http_body::Frame::data(Bytes::from_static(&[b'x'; 20])))
+        });
+        let body = BodyExt::boxed(http_body_util::StreamBody::new(chunks));
+        let read = read_paced(body, 1000, pace(20_000, Some((10, 500))))
+            .await
+            .expect("read");
+        assert_eq!(read.len(), 120);
     }
 
     #[tokio::test]

@@ -10,12 +10,12 @@ use std::time::Duration;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::PipelineError;
-use crate::server::CloseConnection;
 use crate::audit::AuditError;
 use crate::authn::AuthnError;
 use crate::body::Body;
 use crate::firestore::ClassifyError;
 use crate::firestore::status::{ApiError, Code};
+use crate::server::CloseConnection;
 use crate::transaction::{SealError, TransactionError};
 use crate::upstream::{CredentialsError, UpstreamError};
 
