@@ -247,6 +247,7 @@ impl Pipeline {
         };
         let classified = firestore::classify_request(&route, buffered)?;
         ex.operation = Some(classified.operation.clone());
+        ex.request_tags = crate::audit::request_tags(&classified.request_tags);
         Ok((route, classified.operation, classified.transaction, body))
     }
 

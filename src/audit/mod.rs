@@ -16,7 +16,10 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub use chain::{GENESIS, Hasher, canonical};
-pub use record::{AuditPrincipal, AuditRecord, AuditTarget, Outcome};
+pub use record::{
+    AuditPrincipal, AuditRecord, AuditTarget, MAX_AUDIT_TAG_CHARS, MAX_AUDIT_TAGS, Outcome,
+    request_tags,
+};
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
 
 use crate::config::ConfigErrors;

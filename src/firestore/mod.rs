@@ -4,10 +4,12 @@
 
 mod body;
 mod classify;
+mod messages;
 pub mod path;
 #[cfg(test)]
 mod proptests;
 mod route;
+mod shape;
 pub mod status;
 
 use std::fmt;
@@ -229,6 +231,8 @@ pub enum ClassifyError {
     UnsupportedContentEncoding,
     #[error("body on a method without one")]
     BodyNotAllowed,
+    #[error("a pipeline expression value ({0}) outside executePipeline")]
+    PipelineValue(&'static str),
 }
 
 impl ClassifyError {
@@ -260,6 +264,7 @@ impl ClassifyError {
             E::UnsupportedContentType => "unsupported_content_type",
             E::UnsupportedContentEncoding => "unsupported_content_encoding",
             E::BodyNotAllowed => "body_not_allowed",
+            E::PipelineValue(_) => "pipeline_value_refused",
         }
     }
 }
