@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::metrics;
 use crate::pipeline::Pipeline;
 use crate::server::admin::{self, Ready};
-use crate::server::{self, CertStore, Server, ServerMetrics, Shutdown};
+use crate::server::{self, CertStore, Handler, Server, ServerMetrics, Shutdown};
 
 /// A running firegate.
 pub struct App {
@@ -72,10 +72,7 @@ impl App {
             admin::handler(Arc::new(registry), readiness),
             stop_admin.signal(),
         );
-        let main_task = main.serve(
-            server::pipeline_handler(Arc::clone(&pipeline)),
-            stop_main.signal(),
-        );
+        let main_task = main.serve(pipeline_handler(Arc::clone(&pipeline)), stop_main.signal());
         tracing::info!(listen = %proxy_addr, admin = %admin_addr, "listening");
         Ok(App {
             proxy_addr,
@@ -151,6 +148,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     app.shutdown().await?;
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// The pipeline as the proxy listener's [`Handler`].
+fn pipeline_handler(pipeline: Arc<Pipeline>) -> Handler {
+    server::handler(move |req, conn| {
+        let pipeline = Arc::clone(&pipeline);
+        async move { pipeline.handle(req, &conn).await }
+    })
 }
 
 fn readiness(pipeline: &Pipeline, draining: &AtomicBool) -> Ready {

@@ -22,6 +22,17 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// A response carrying `body` as `application/json; charset=UTF-8`.
+pub fn json(status: http::StatusCode, body: impl Into<Bytes>) -> http::Response<Body> {
+    let mut response = http::Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    response
+}
+
 /// Box any body whose error converts into [`BoxError`].
 pub fn boxed<B>(body: B) -> Body
 where
@@ -64,6 +75,95 @@ where
         }
     }
     Ok(buffered.freeze())
+}
+
+/// How an [`observed`] body ended.
+#[derive(Debug)]
+pub enum BodyEnd<'a> {
+    /// The last frame was read.
+    Complete,
+    /// The stream yielded an error.
+    Failed(&'a BoxError),
+    /// Dropped before its end was read; `mid_stream` when data was still to
+    /// come (the peer went away).
+    Dropped { mid_stream: bool },
+}
+
+/// Told by an [`observed`] body about each data frame and, exactly once, how
+/// it ended.
+pub trait Observer: Send + Sync + Unpin + 'static {
+    fn data(&mut self, _len: usize) {}
+    fn end(&mut self, _end: BodyEnd<'_>) {}
+}
+
+/// `inner`, streamed unchanged, with `observer` watching.
+pub fn observed(inner: Body, observer: impl Observer) -> Body {
+    Observed {
+        inner,
+        observer,
+        ended: false,
+    }
+    .boxed()
+}
+
+struct Observed<O: Observer> {
+    inner: Body,
+    observer: O,
+    ended: bool,
+}
+
+impl<O: Observer> Observed<O> {
+    fn end(&mut self, end: BodyEnd<'_>) {
+        if !self.ended {
+            self.ended = true;
+            self.observer.end(end);
+        }
+    }
+}
+
+impl<O: Observer> http_body::Body for Observed<O> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.observer.data(data.len());
+                }
+                // hyper stops polling once `is_end_stream` is true, so the end
+                // must be noticed here, not only on `None`.
+                if this.inner.is_end_stream() {
+                    this.end(BodyEnd::Complete);
+                }
+            }
+            Poll::Ready(Some(Err(err))) => this.end(BodyEnd::Failed(err)),
+            Poll::Ready(None) => this.end(BodyEnd::Complete),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<O: Observer> Drop for Observed<O> {
+    fn drop(&mut self) {
+        let mid_stream = !http_body::Body::is_end_stream(&self.inner);
+        self.end(BodyEnd::Dropped { mid_stream });
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod authn;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod dev;
 pub mod emulator;
 pub mod error;

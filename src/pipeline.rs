@@ -1,13 +1,14 @@
 //! The request pipeline. [`Pipeline::handle`] turns the outcome into a
 //! response (an error through [`respond`], the one mapping) and always
-//! leaves one audit record; [`Pipeline::run`] is the six steps, in order, as
-//! plain `?` calls. The order is a security property.
+//! leaves one audit record; [`Pipeline::run`] is the steps, in order, as
+//! plain `?` calls — admit, authenticate, classify, bind (transaction ids),
+//! decide, access_token, forward, and seal on the way back. The order is a
+//! security property.
 
 mod audited;
 mod exchange;
 pub mod respond;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,15 +28,8 @@ use crate::upstream::{
     AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError,
 };
 
+pub use crate::server::ConnInfo;
 pub use exchange::Exchange;
-
-/// What the server knows of the connection a request came on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    /// Negotiated TLS version (`TLSv1.3`), `None` for plain HTTP.
-    pub tls: Option<&'static str>,
-}
 
 /// Limits and settings the pipeline itself applies.
 #[derive(Debug, Clone)]

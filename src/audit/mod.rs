@@ -22,7 +22,7 @@ pub use record::{
 };
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
 
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
 use writer::{Message, Shared, Writer};
 
 /// Where records go.

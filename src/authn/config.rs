@@ -8,7 +8,8 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use crate::config::{ConfigErrors, duration};
+use crate::config::errors::ConfigErrors;
+use crate::config::value::duration;
 
 /// Raw `authn:` section of the config.
 #[derive(Debug, Clone, Deserialize)]

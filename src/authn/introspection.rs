@@ -111,7 +111,7 @@ fn judge(
 mod tests {
     use super::*;
     use crate::authn::AuthnConfig;
-    use crate::config::ConfigErrors;
+    use crate::config::errors::ConfigErrors;
 
     fn settings() -> IssuerSettings {
         let config: AuthnConfig = serde_yaml_ng::from_str(

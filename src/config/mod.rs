@@ -3,8 +3,8 @@
 //! into the typed settings of a [`Config`], with every error reported at once.
 
 mod env;
-mod errors;
-mod value;
+pub mod errors;
+pub mod value;
 
 use std::path::Path;
 

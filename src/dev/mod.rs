@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{Method, StatusCode};
 use serde_yaml_ng::Value;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
-use crate::body::{self, Body};
+use crate::body;
 use crate::config::{self, Config};
 use crate::emulator::{self, Emulator};
 use crate::server::Limits;
@@ -225,25 +225,15 @@ fn issuer_handler(issuer: Arc<DevIssuer>) -> server::Handler {
         let issuer = Arc::clone(&issuer);
         async move {
             if req.method() != Method::GET {
-                return json(StatusCode::METHOD_NOT_ALLOWED, "{}".into());
+                return body::json(StatusCode::METHOD_NOT_ALLOWED, "{}");
             }
             match req.uri().path() {
                 "/.well-known/openid-configuration" => {
-                    json(StatusCode::OK, issuer.discovery_document().to_string())
+                    body::json(StatusCode::OK, issuer.discovery_document().to_string())
                 }
-                "/jwks" => json(StatusCode::OK, issuer.jwks().to_string()),
-                _ => json(StatusCode::NOT_FOUND, "{}".into()),
+                "/jwks" => body::json(StatusCode::OK, issuer.jwks().to_string()),
+                _ => body::json(StatusCode::NOT_FOUND, "{}"),
             }
         }
     })
-}
-
-fn json(status: StatusCode, text: String) -> Response<Body> {
-    let mut response = Response::new(body::full(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::body::{self, Body};
@@ -117,13 +117,7 @@ impl ApiError {
 
     /// A complete response carrying this error.
     pub fn to_response(&self) -> Response<Body> {
-        let mut response = Response::new(body::full(self.to_json()));
-        *response.status_mut() = self.http_status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=UTF-8"),
-        );
-        response
+        body::json(self.http_status, self.to_json())
     }
 }
 

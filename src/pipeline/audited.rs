@@ -1,36 +1,26 @@
-//! The audited response body: it streams the response and writes the
-//! request's audit record exactly once, when the body ends or when it is
-//! dropped because the client went away (pingora's "logging always runs").
+//! The audit record's observer on the response body: it writes the
+//! request's record exactly once, when the body ends or when it is dropped
+//! because the client went away (pingora's "logging always runs").
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
-
 use crate::audit::{AuditRecord, Auditor, Outcome};
-use crate::body::{Body, BoxError};
+use crate::body::{BodyEnd, BoxError, Observer};
 use crate::transaction::SealError;
 
-/// The response body: streams `inner`, counts bytes, and writes the audit
-/// record exactly once — at the end of the stream, or on drop, which means
-/// the client went away mid-stream.
+/// Counts the bytes out and writes the record when the body ends.
 pub(super) struct Audited {
-    inner: Body,
     started: Instant,
     bytes_in: Arc<AtomicU64>,
     bytes_out: u64,
-    complete: bool,
     admitted: bool,
     pending: Option<(AuditRecord, Arc<Auditor>)>,
 }
 
 impl Audited {
     pub(super) fn new(
-        inner: Body,
         started: Instant,
         bytes_in: Arc<AtomicU64>,
         admitted: bool,
@@ -38,30 +28,36 @@ impl Audited {
         auditor: Arc<Auditor>,
     ) -> Self {
         Audited {
-            inner,
             started,
             bytes_in,
             bytes_out: 0,
-            complete: false,
             admitted,
             pending: Some((record, auditor)),
         }
     }
+}
 
-    fn write(&mut self, disconnected: bool, failed: Option<&BoxError>) {
-        if let Some((mut record, auditor)) = self.pending.take() {
-            record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
-            record.bytes_out = self.bytes_out;
-            record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-            record.client_disconnected = disconnected;
-            if let Some(err) = failed {
-                stream_failed(&mut record, err);
-            }
-            if self.admitted {
-                auditor.record(record);
-            } else {
-                auditor.record_refused(record);
-            }
+impl Observer for Audited {
+    fn data(&mut self, len: usize) {
+        self.bytes_out += len as u64;
+    }
+
+    fn end(&mut self, end: BodyEnd<'_>) {
+        let Some((mut record, auditor)) = self.pending.take() else {
+            return;
+        };
+        record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        record.bytes_out = self.bytes_out;
+        record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        match end {
+            BodyEnd::Complete => {}
+            BodyEnd::Failed(err) => stream_failed(&mut record, err),
+            BodyEnd::Dropped { mid_stream } => record.client_disconnected = mid_stream,
+        }
+        if self.admitted {
+            auditor.record(record);
+        } else {
+            auditor.record_refused(record);
         }
     }
 }
@@ -75,55 +71,5 @@ fn stream_failed(record: &mut AuditRecord, err: &BoxError) {
         record.reason = Some(seal.reason().into());
     } else if record.reason.is_none() {
         record.reason = Some("upstream_stream_error".into());
-    }
-}
-
-impl http_body::Body for Audited {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.bytes_out += data.len() as u64;
-                }
-                // hyper stops polling once `is_end_stream` is true, so the end
-                // must be noticed here, not only on `None`.
-                if self.inner.is_end_stream() {
-                    self.complete = true;
-                    self.write(false, None);
-                }
-            }
-            Poll::Ready(Some(Err(err))) => {
-                self.complete = true;
-                self.write(false, Some(err));
-            }
-            Poll::Ready(None) => {
-                self.complete = true;
-                self.write(false, None);
-            }
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Audited {
-    fn drop(&mut self) {
-        let disconnected = !self.complete && !http_body::Body::is_end_stream(&self.inner);
-        self.write(disconnected, None);
     }
 }

@@ -2,15 +2,11 @@
 //! into its audit record when the response is ready.
 
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Frame, SizeHint};
 use ipnet::IpNet;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -19,7 +15,7 @@ use super::audited::Audited;
 use super::{ConnInfo, PipelineError};
 use crate::audit::{AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
-use crate::body::{Body, BoxError};
+use crate::body::{self, Body, Observer};
 use crate::firestore::{Method, Operation};
 use crate::policy::{Decision, Why};
 use crate::upstream::headers;
@@ -98,10 +94,7 @@ impl Exchange {
 
     /// Wrap a streamed request body so its size reaches the audit record.
     pub fn count_bytes_in(&self, body: Body) -> Body {
-        http_body_util::BodyExt::boxed(Counted {
-            inner: body,
-            counter: Arc::clone(&self.bytes_in),
-        })
+        body::observed(body, Counted(Arc::clone(&self.bytes_in)))
     }
 
     pub(super) fn refuse(&mut self, reason: String, err: &PipelineError) {
@@ -121,8 +114,8 @@ impl Exchange {
         let admitted = self.admitted;
         let bytes_in = Arc::clone(&self.bytes_in);
         let record = self.into_record(status);
-        let audited = Audited::new(body, started, bytes_in, admitted, record, auditor);
-        Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
+        let audited = Audited::new(started, bytes_in, admitted, record, auditor);
+        Response::from_parts(parts, body::observed(body, audited))
     }
 
     fn into_record(self, status: u16) -> AuditRecord {
@@ -223,34 +216,11 @@ fn new_request_id() -> String {
 }
 
 /// Counts the bytes of a streamed request body.
-struct Counted {
-    inner: Body,
-    counter: Arc<AtomicU64>,
-}
+struct Counted(Arc<AtomicU64>);
 
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+impl Observer for Counted {
+    fn data(&mut self, len: usize) {
+        self.0.fetch_add(len as u64, Ordering::Relaxed);
     }
 }
 
@@ -264,14 +234,19 @@ mod tests {
     use prometheus_client::registry::Registry;
     use serde_json::Value;
 
+    use bytes::Bytes;
+    use http_body::Frame;
+
     use super::*;
     use crate::audit::{AuditConfig, MemorySink};
+    use crate::body::BoxError;
 
     fn auditor() -> (Arc<Auditor>, MemorySink) {
         let sink = MemorySink::new();
-        let settings =
-            crate::config::ConfigErrors::collect(|errors| AuditConfig::default().validate(errors))
-                .expect("default audit settings");
+        let settings = crate::config::errors::ConfigErrors::collect(|errors| {
+            AuditConfig::default().validate(errors)
+        })
+        .expect("default audit settings");
         let auditor =
             Auditor::with_sink(&settings, Box::new(sink.clone()), &mut Registry::default())
                 .expect("auditor");
@@ -299,6 +274,13 @@ mod tests {
             .collect()
     }
 
+    /// Flush the writer and return the one record written.
+    async fn only_record(auditor: &Auditor, sink: &MemorySink) -> Value {
+        let mut records = written(auditor, sink).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        records.remove(0)
+    }
+
     /// Flush the writer and return every record written.
     async fn written(auditor: &Auditor, sink: &MemorySink) -> Vec<Value> {
         auditor.flush().await;
@@ -321,9 +303,7 @@ mod tests {
 
         let collected = response.into_body().collect().await.expect("body");
         assert_eq!(collected.to_bytes(), "hello world");
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        let r = &records[0];
+        let r = &only_record(&auditor, &sink).await;
         assert_eq!(r["status"], 200);
         assert_eq!(r["bytes_out"], 11);
         assert_eq!(r["client_disconnected"], false);
@@ -343,10 +323,9 @@ mod tests {
         assert!(written(&auditor, &sink).await.is_empty());
 
         drop(body);
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["client_disconnected"], true);
-        assert_eq!(records[0]["bytes_out"], 11);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["client_disconnected"], true);
+        assert_eq!(record["bytes_out"], 11);
     }
 
     #[tokio::test]
@@ -357,10 +336,9 @@ mod tests {
             .body(crate::body::empty())
             .expect("response");
         drop(exchange().finish(response, Arc::clone(&auditor)));
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["client_disconnected"], false);
-        assert_eq!(records[0]["status"], 204);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["client_disconnected"], false);
+        assert_eq!(record["status"], 204);
     }
 
     #[tokio::test]
@@ -371,11 +349,10 @@ mod tests {
         let response = Response::new(BodyExt::boxed(StreamBody::new(stream::iter(items))));
         let response = exchange().finish(response, Arc::clone(&auditor));
         assert!(response.into_body().collect().await.is_err());
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["reason"], "upstream_stream_error");
-        assert_eq!(records[0]["bytes_out"], 4);
-        assert_eq!(records[0]["client_disconnected"], false);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["reason"], "upstream_stream_error");
+        assert_eq!(record["bytes_out"], 4);
+        assert_eq!(record["client_disconnected"], false);
     }
 
     #[tokio::test]
@@ -393,10 +370,9 @@ mod tests {
         });
         let response = ex.finish(response, Arc::clone(&auditor));
         assert!(response.into_body().collect().await.is_err());
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["decision"], "error");
-        assert_eq!(records[0]["reason"], "response_truncated");
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["decision"], "error");
+        assert_eq!(record["reason"], "response_truncated");
     }
 
     #[tokio::test]
@@ -408,10 +384,9 @@ mod tests {
         // The upstream reads the request body after the response was built.
         request_body.collect().await.expect("request body");
         response.into_body().collect().await.expect("response body");
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["bytes_in"], 12);
-        assert_eq!(records[0]["bytes_out"], 2);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["bytes_in"], 12);
+        assert_eq!(record["bytes_out"], 2);
     }
 
     #[tokio::test]
@@ -425,11 +400,10 @@ mod tests {
             Arc::clone(&auditor),
         );
         response.into_body().collect().await.expect("body");
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0]["decision"], "error");
-        assert_eq!(records[0]["reason"], "audit_backlog");
-        assert_eq!(records[0]["status"], 503);
+        let record = only_record(&auditor, &sink).await;
+        assert_eq!(record["decision"], "error");
+        assert_eq!(record["reason"], "audit_backlog");
+        assert_eq!(record["status"], 503);
     }
 
     #[tokio::test]
@@ -482,9 +456,7 @@ mod tests {
         );
         response.into_body().collect().await.expect("body");
 
-        let records = written(&auditor, &sink).await;
-        assert_eq!(records.len(), 1, "{records:?}");
-        let r = &records[0];
+        let r = &only_record(&auditor, &sink).await;
         assert_eq!(r["decision"], "deny");
         assert_eq!(r["reason"], "rule:no-secrets");
         assert_eq!(r["status"], 403);

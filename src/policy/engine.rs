@@ -163,8 +163,9 @@ impl PolicyEngine {
             dir: dir.as_ref().to_owned(),
             ..PolicyConfig::default()
         };
-        let settings = crate::config::ConfigErrors::collect(|errors| config.validate(errors))
-            .map_err(|errors| anyhow::anyhow!("invalid policy settings:\n{errors}"))?;
+        let settings =
+            crate::config::errors::ConfigErrors::collect(|errors| config.validate(errors))
+                .map_err(|errors| anyhow::anyhow!("invalid policy settings:\n{errors}"))?;
         PolicyEngine::new(&settings, registry).await
     }
 

@@ -127,7 +127,7 @@ pub struct PolicySettings {
 
 impl PolicyConfig {
     /// The typed `policy:` section, recording every problem.
-    pub fn validate(self, errors: &mut crate::config::ConfigErrors) -> PolicySettings {
+    pub fn validate(self, errors: &mut crate::config::errors::ConfigErrors) -> PolicySettings {
         if self.dir.as_os_str().is_empty() {
             errors.push("policy.dir", "must name the policy directory");
         }

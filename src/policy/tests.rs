@@ -631,5 +631,5 @@ fn unwatched(dir: &std::path::Path) -> PolicySettings {
         watch: false,
         ..PolicyConfig::default()
     };
-    crate::config::ConfigErrors::collect(|errors| config.validate(errors)).unwrap()
+    crate::config::errors::ConfigErrors::collect(|errors| config.validate(errors)).unwrap()
 }

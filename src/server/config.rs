@@ -7,7 +7,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::config::{ConfigErrors, duration};
+use crate::config::errors::ConfigErrors;
+use crate::config::value::duration;
 
 /// `server:` — listeners, TLS and limits.
 #[derive(Debug, Clone, Deserialize)]
@@ -82,7 +83,7 @@ impl Default for RawLimits {
 mod defaults {
     use std::time::Duration;
 
-    use crate::config::default_duration;
+    use crate::config::value::default_duration;
 
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -154,7 +155,7 @@ impl Default for Limits {
 
 impl RawServer {
     /// The typed `server:` section, recording every problem. Values under a
-    /// recorded error are placeholders: a [`crate::config::Config`] is only
+    /// recorded error are placeholders: a `Config` is only
     /// built when there are none.
     pub fn validate(self, errors: &mut ConfigErrors) -> ServerSettings {
         let listen = address("server.listen", &self.listen, errors);

@@ -3,16 +3,11 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Request;
-use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
@@ -24,9 +19,8 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::shutdown::ShutdownSignal;
-use super::{Handler, ServerMetrics, tls};
-use crate::body::{self, Body, BoxError};
-use crate::pipeline::ConnInfo;
+use super::{ConnInfo, Handler, ServerMetrics, tls};
+use crate::body;
 use crate::server::Limits;
 
 /// What every connection of one listener shares.
@@ -129,7 +123,7 @@ where
                 let busy = Activity::begin(&activity);
                 let response = (shared.handler)(req.map(body::boxed), info).await;
                 shared.metrics.count_response(response.status());
-                Ok::<_, Infallible>(response.map(|inner| InFlight { inner, _busy: busy }.boxed()))
+                Ok::<_, Infallible>(response.map(|inner| crate::body::observed(inner, busy)))
             }
         })
     };
@@ -226,32 +220,9 @@ impl Drop for Busy {
     }
 }
 
-/// A response body that keeps its request counted as in flight until it
-/// is done (or dropped).
-struct InFlight {
-    inner: Body,
-    _busy: Busy,
-}
-
-impl http_body::Body for InFlight {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+/// Keeps a response's request counted as in flight until its body is done
+/// (or dropped): observing the body is holding the [`Busy`].
+impl crate::body::Observer for Busy {}
 
 /// Keeps the open-connections gauge honest whichever way a connection ends.
 struct OpenConnection(ServerMetrics);

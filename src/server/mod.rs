@@ -24,7 +24,6 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
-use crate::pipeline::{ConnInfo, Pipeline};
 pub use config::{Limits, ServerSettings};
 
 pub use shutdown::{Shutdown, ShutdownSignal};
@@ -43,12 +42,12 @@ where
     Arc::new(move |req, conn| Box::pin(f(req, conn)))
 }
 
-/// The pipeline as a [`Handler`].
-pub fn pipeline_handler(pipeline: Arc<Pipeline>) -> Handler {
-    handler(move |req, conn| {
-        let pipeline = Arc::clone(&pipeline);
-        async move { pipeline.handle(req, &conn).await }
-    })
+/// What the server knows of the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// Negotiated TLS version (`TLSv1.3`), `None` for plain HTTP.
+    pub tls: Option<&'static str>,
 }
 
 /// Connection and request counters of one listener.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -16,11 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::config::RawTls;
 
-/// The one crypto provider firegate uses (aws-lc-rs), passed explicitly so
-/// no process-wide default is ever consulted.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
+use crate::crypto::provider;
 
 /// Read and check a certificate chain and its private key.
 pub fn load_certified_key(tls: &RawTls) -> anyhow::Result<CertifiedKey> {

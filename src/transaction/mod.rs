@@ -25,7 +25,7 @@ use sha2::Sha256;
 
 use crate::authn::Fingerprint;
 use crate::body::Body;
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
 use crate::firestore::{Database, Location, Route, TransactionUse};
 
 pub use stream::{SealError, SealStream};
@@ -52,7 +52,7 @@ pub struct TransactionConfig {
 }
 
 fn default_ttl() -> String {
-    crate::config::default_duration(DEFAULT_TTL)
+    crate::config::value::default_duration(DEFAULT_TTL)
 }
 
 impl Default for TransactionConfig {
@@ -76,7 +76,7 @@ pub struct TransactionSettings {
 impl TransactionConfig {
     /// The typed `transactions:` section, recording every problem.
     pub fn validate(self, errors: &mut ConfigErrors) -> TransactionSettings {
-        let ttl = crate::config::duration("transactions.ttl", &self.ttl, errors);
+        let ttl = crate::config::value::duration("transactions.ttl", &self.ttl, errors);
         if ttl.is_some_and(|ttl| !(TTL_RANGE.0..=TTL_RANGE.1).contains(&ttl)) {
             errors.push("transactions.ttl", "must be between 10s and 24h");
         }

@@ -25,7 +25,6 @@ use rustls_pki_types::pem::PemObject;
 use super::headers::{self, Forwarding};
 use super::{AccessToken, UpstreamSettings};
 use crate::body::Body;
-use crate::server::tls;
 
 /// Why forwarding failed, by condition. The client sees a fixed message
 /// (`pipeline::respond`); the reason goes to the audit line.
@@ -176,7 +175,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(settings: &UpstreamSettings, registry: &mut Registry) -> anyhow::Result<Self> {
-        let tls = rustls::ClientConfig::builder_with_provider(tls::provider())
+        let tls = rustls::ClientConfig::builder_with_provider(crate::crypto::provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .context("TLS 1.2/1.3 with the aws-lc-rs provider")?
             .with_root_certificates(root_store(&settings.ca_roots)?)

@@ -19,7 +19,7 @@ pub use credentials::{
     Source as CredentialsSource, is_service_account,
 };
 
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
 
 /// Raw `upstream:` section of the config.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,11 +56,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn default_connect_timeout() -> String {
-    crate::config::default_duration(CONNECT_TIMEOUT)
+    crate::config::value::default_duration(CONNECT_TIMEOUT)
 }
 
 fn default_response_header_timeout() -> String {
-    crate::config::default_duration(RESPONSE_HEADER_TIMEOUT)
+    crate::config::value::default_duration(RESPONSE_HEADER_TIMEOUT)
 }
 
 impl Default for UpstreamConfig {
@@ -99,7 +99,7 @@ impl UpstreamConfig {
             (Scheme::HTTPS, Authority::from_static("invalid"))
         });
         let mut positive = |key: &str, value: &str| {
-            let d = crate::config::duration(key, value, errors);
+            let d = crate::config::value::duration(key, value, errors);
             if d.is_some_and(|d| d.is_zero()) {
                 errors.push(key, "must be more than zero");
             }

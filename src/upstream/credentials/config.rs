@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigErrors;
+use crate::config::errors::ConfigErrors;
 
 /// The OAuth scope Firestore needs.
 pub const DATASTORE_SCOPE: &str = "https://www.googleapis.com/auth/datastore";
@@ -80,7 +80,7 @@ fn default_scopes() -> Vec<String> {
 const LIFETIME: Duration = Duration::from_secs(3600);
 
 fn default_lifetime() -> String {
-    crate::config::default_duration(LIFETIME)
+    crate::config::value::default_duration(LIFETIME)
 }
 
 fn default_iam_endpoint() -> String {
@@ -231,7 +231,8 @@ pub struct ImpersonationSettings {
 impl ImpersonationConfig {
     fn validate(self, errors: &mut ConfigErrors) -> ImpersonationSettings {
         const KEY: &str = "upstream.credentials.impersonation";
-        let lifetime = crate::config::duration(&format!("{KEY}.lifetime"), &self.lifetime, errors);
+        let lifetime =
+            crate::config::value::duration(&format!("{KEY}.lifetime"), &self.lifetime, errors);
         if lifetime.is_some_and(|l| l.is_zero() || l > MAX_LIFETIME || l.subsec_nanos() != 0) {
             errors.push(
                 format!("{KEY}.lifetime"),
