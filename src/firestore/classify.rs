@@ -571,12 +571,12 @@ fn int32_wrapper(raw: &RawValue) -> Option<i64> {
         serde_json::Value::Object(o) if o.len() == 1 => o.get("value")?,
         other => other,
     };
-    match inner {
-        serde_json::Value::Number(n) => n.as_i64(),
-        serde_json::Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-    .filter(|n| i32::try_from(*n).is_ok())
+    let n: i64 = match inner {
+        serde_json::Value::Number(n) => n.as_i64()?,
+        serde_json::Value::String(s) => s.parse().ok()?,
+        _ => return None,
+    };
+    i32::try_from(n).is_ok().then_some(n)
 }
 
 /// `TransactionOptions.ConcurrencyMode`, by name or number.
