@@ -944,7 +944,9 @@ async fn backstage_on_behalf_of_token_gets_the_users_groups_from_userinfo() {
     );
     assert_eq!(bs.userinfo_calls(), 1);
     // Another plugin token for the same user token shares the lookup.
-    let again = check(&authn, &obo("two")).await.expect("second plugin token");
+    let again = check(&authn, &obo("two"))
+        .await
+        .expect("second plugin token");
     assert_eq!(again.groups, principal.groups);
     assert_eq!(bs.userinfo_calls(), 1, "cached for the user token's life");
 

@@ -114,10 +114,7 @@ static FIELD_FILTER: Shape = Shape::Message(Message {
 
 static UNARY_FILTER: Shape = Shape::Message(Message {
     name: "unaryFilter",
-    members: &[
-        is("op", "op", ANY),
-        is("field", "field", &FIELD_REFERENCE),
-    ],
+    members: &[is("op", "op", ANY), is("field", "field", &FIELD_REFERENCE)],
     oneof: &[],
 });
 
@@ -248,7 +245,10 @@ mod tests {
         );
         assert_eq!(reason(&VALUE, r#"{"madeUpValue": 1}"#), "unknown_field");
         assert_eq!(
-            reason(&FIELDS, r#"{"a": {"stringValue": "1"}, "a": {"stringValue": "2"}}"#),
+            reason(
+                &FIELDS,
+                r#"{"a": {"stringValue": "1"}, "a": {"stringValue": "2"}}"#
+            ),
             "duplicate_key"
         );
         assert_eq!(reason(&FIELDS, r#"["not", "a", "map"]"#), "malformed_body");

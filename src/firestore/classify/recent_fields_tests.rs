@@ -42,7 +42,9 @@ fn bodies() -> Vec<(String, String, Vec<Target>)> {
         ),
         (
             format!("{DB}:runAggregationQuery"),
-            format!(r#"{{"structuredAggregationQuery":{{{query},"aggregations":[{{"count":{{}}}}]}}"#),
+            format!(
+                r#"{{"structuredAggregationQuery":{{{query},"aggregations":[{{"count":{{}}}}]}}"#
+            ),
             vec![coll(&[], "posts", Access::List)],
         ),
         (
@@ -82,7 +84,11 @@ fn request_options_pass_on_every_rpc_and_their_tags_are_kept() {
             assert_eq!(tagged.request_tags, ["checkout", "p1"], "{body}");
         }
         let unknown = format!(r#"{open_body},"requestOptions":{{"priority":1}}}}"#);
-        assert_eq!(refused("POST", &uri, &unknown), "unknown_field", "{unknown}");
+        assert_eq!(
+            refused("POST", &uri, &unknown),
+            "unknown_field",
+            "{unknown}"
+        );
         let not_text = format!(r#"{open_body},"requestOptions":{{"requestTags":[1]}}}}"#);
         assert_eq!(refused("POST", &uri, &not_text), "malformed_body");
     }
@@ -95,7 +101,11 @@ fn request_tags_in_the_query_string_of_the_document_rpcs() {
         ("GET", format!("{DB}/users/alice?{tags}"), ""),
         ("GET", format!("{DB}/users?{tags}"), ""),
         ("DELETE", format!("{DB}/users/alice?{tags}"), ""),
-        ("PATCH", format!("{DB}/users/alice?{tags}"), r#"{"fields":{}}"#),
+        (
+            "PATCH",
+            format!("{DB}/users/alice?{tags}"),
+            r#"{"fields":{}}"#,
+        ),
         ("POST", format!("{DB}/users?documentId=x&{tags}"), "{}"),
     ];
     for (method, uri, body) in cases {
@@ -113,9 +123,11 @@ fn request_tags_in_the_query_string_of_the_document_rpcs() {
 fn concurrency_mode_passes_in_read_write_options() {
     for mode in [r#""OPTIMISTIC""#, r#""PESSIMISTIC""#, "1", "0"] {
         let begin = format!(r#"{{"options":{{"readWrite":{{"concurrencyMode":{mode}}}}}}}"#);
-        assert!(classified("POST", &format!("{DB}:beginTransaction"), &begin)
-            .transaction
-            .begins);
+        assert!(
+            classified("POST", &format!("{DB}:beginTransaction"), &begin)
+                .transaction
+                .begins
+        );
         let query = format!(
             r#"{{"structuredQuery":{{"from":[{{"collectionId":"a"}}]}},"newTransaction":{{"readWrite":{{"concurrency_mode":{mode}}}}}}}"#
         );
@@ -145,7 +157,10 @@ fn explain_options_are_authorized_exactly_as_their_query() {
     let aggregation = format!(
         r#""structuredAggregationQuery":{{{query},"aggregations":[{{"alias":"n","count":{{}}}}]}}"#
     );
-    for (rpc, inner) in [("runQuery", query.to_owned()), ("runAggregationQuery", aggregation)] {
+    for (rpc, inner) in [
+        ("runQuery", query.to_owned()),
+        ("runAggregationQuery", aggregation),
+    ] {
         let uri = format!("{DB}/users/alice:{rpc}");
         let plain = classified("POST", &uri, &format!("{{{inner}}}"));
         for explain in [r#"{"analyze":true}"#, r#"{"analyze":false}"#, "{}"] {
@@ -178,7 +193,15 @@ fn find_nearest_passes_with_its_limit_bounded_as_firestore_bounds_it() {
             "{limit}"
         );
     }
-    for limit in ["0", "1001", "-1", "1.5", r#""x""#, "4294967297", r#"{"value":0}"#] {
+    for limit in [
+        "0",
+        "1001",
+        "-1",
+        "1.5",
+        r#""x""#,
+        "4294967297",
+        r#"{"value":0}"#,
+    ] {
         let body = nearest(&format!(
             r#"{{"vectorField":{{"fieldPath":"e"}},"queryVector":{VECTOR},"distanceMeasure":3,"limit":{limit}}}"#
         ));
@@ -209,7 +232,11 @@ fn pipeline_values_are_refused_in_documents_and_queries() {
         ("POST", format!("{DB}:runQuery"), nearest(&format!(r#"{{"vectorField":{{"fieldPath":"e"}},"queryVector":{field},"distanceMeasure":1,"limit":3}}"#))),
     ];
     for (method, uri, body) in &cases {
-        assert_eq!(refused(method, uri, body), "pipeline_value_refused", "{body}");
+        assert_eq!(
+            refused(method, uri, body),
+            "pipeline_value_refused",
+            "{body}"
+        );
     }
     // The same places with stored kinds pass.
     let fine = format!(
