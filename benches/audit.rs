@@ -57,6 +57,8 @@ fn record() -> AuditRecord {
         decision: Outcome::Allow,
         reason: None,
         upstream_account: Some("writer@p.iam.gserviceaccount.com".into()),
+        shadow_decision: None,
+        shadow_rule: None,
         upstream_status: Some(200),
         status: 200,
         bytes_in: 812,

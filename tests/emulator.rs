@@ -3,6 +3,15 @@
 
 mod support;
 
+#[path = "emulator/explain_partition.rs"]
+mod explain_partition;
+#[path = "emulator/ids_and_order.rs"]
+mod ids_and_order;
+#[path = "emulator/vectors.rs"]
+mod vectors;
+#[path = "emulator/writes_and_aggregations.rs"]
+mod writes_and_aggregations;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -796,8 +805,8 @@ async fn wire_variants_and_errors() {
             Method::POST,
             ":partitionQuery",
             Some(json!({})),
-            501,
-            "UNIMPLEMENTED",
+            400,
+            "INVALID_ARGUMENT",
         ),
         (Method::PUT, "/cities/sf", Some(json!({})), 404, "NOT_FOUND"),
         (

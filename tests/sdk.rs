@@ -1,5 +1,6 @@
-//! The official Firestore clients (`@google-cloud/firestore` over REST and
-//! `firebase/firestore/lite`) against the emulator, in-process on a free port.
+//! The official Firestore clients (`@google-cloud/firestore` 8.x and 7.x over
+//! REST, and `firebase/firestore/lite`) against the emulator, in-process on
+//! a free port, and through firegate.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -8,7 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::process::Command;
 
-const STEPS: [&str; 11] = [
+/// The steps of `run.mjs` every client runs, in order (then `cleanup`).
+const COMMON: [&str; 11] = [
     "set",
     "get",
     "update",
@@ -19,8 +21,22 @@ const STEPS: [&str; 11] = [
     "batch",
     "transaction",
     "listCollections",
-    "cleanup",
+    "vector",
 ];
+/// What only the Node admin clients can do (lite has no such calls).
+const ADMIN_ONLY: [&str; 3] = ["findNearest", "explain", "partitions"];
+/// `admin` is `@google-cloud/firestore` 8.x, `admin7` its 7.x line.
+const CLIENTS: [&str; 3] = ["admin", "admin7", "lite"];
+
+/// The steps `client` runs, in order.
+fn steps(client: &str) -> Vec<&'static str> {
+    let mut steps = COMMON.to_vec();
+    if client != "lite" {
+        steps.extend(ADMIN_ONLY);
+    }
+    steps.push("cleanup");
+    steps
+}
 
 struct Outcome {
     success: bool,
@@ -68,6 +84,18 @@ async fn run_script(port: u16, args: &[&str]) -> Outcome {
     }
 }
 
+/// Every step of every one of `clients` ran and did what was expected.
+fn assert_all_pass(outcome: &Outcome, clients: &[&str]) {
+    let failed: Vec<String> = clients
+        .iter()
+        .flat_map(|client| steps(client).into_iter().map(move |step| (*client, step)))
+        .map(|(client, step)| line(outcome, client, step))
+        .filter(|line| line["pass"] != true)
+        .map(Value::to_string)
+        .collect();
+    assert!(failed.is_empty(), "failed steps:\n{}", failed.join("\n"));
+}
+
 fn line<'a>(outcome: &'a Outcome, client: &str, step: &str) -> &'a Value {
     outcome
         .lines
@@ -82,13 +110,9 @@ async fn official_clients_work_unchanged_against_the_emulator() {
         .await
         .unwrap();
     let outcome = run_script(running.local_addr().port(), &["--prefix", "sdk"]).await;
-    for client in ["admin", "lite"] {
-        for step in STEPS {
-            let line = line(&outcome, client, step);
-            assert_eq!(line["pass"], true, "{client}:{step}: {line}");
-        }
-    }
-    assert_eq!(outcome.lines.len(), 2 * STEPS.len());
+    assert_all_pass(&outcome, &CLIENTS);
+    let all: usize = CLIENTS.iter().map(|c| steps(c).len()).sum();
+    assert_eq!(outcome.lines.len(), all);
     assert!(outcome.success, "script failed: {}", outcome.stderr);
 
     // The clients' deletes really emptied the store.
@@ -96,8 +120,12 @@ async fn official_clients_work_unchanged_against_the_emulator() {
     for path in [
         "sdk_admin/alpha",
         "sdk_admin/delta",
+        "sdk_admin7/alpha",
+        "sdk_admin/alpha/sdk_admin_parts/p000",
+        "sdk_admin/alpha/sdk_admin_vec/a",
         "sdk_lite/alpha",
         "sdk_lite/delta",
+        "sdk_lite/vec",
     ] {
         assert!(running.emulator().fields(db, path).is_none(), "{path} left");
     }
@@ -184,12 +212,7 @@ async fn official_clients_work_through_firegate_and_see_refusals_as_permission_d
         ],
     )
     .await;
-    for client in ["admin", "lite"] {
-        for step in STEPS {
-            let line = line(&outcome, client, step);
-            assert_eq!(line["pass"], true, "{client}:{step}: {line}");
-        }
-    }
+    assert_all_pass(&outcome, &CLIENTS);
     assert_eq!(
         line(&outcome, "admin", "count")["expected"],
         "PERMISSION_DENIED"
@@ -203,7 +226,7 @@ async fn official_clients_work_through_firegate_and_see_refusals_as_permission_d
             groups: Vec::new(),
         })
         .expect("token");
-    let every_step = STEPS.join(",");
+    let every_step = steps("lite").join(",");
     let outcome = run_script(
         stack.proxy.port(),
         &[
@@ -220,7 +243,7 @@ async fn official_clients_work_through_firegate_and_see_refusals_as_permission_d
     .await;
     // (The admin client's BulkWriter swallows per-write errors in its
     // cleanup step, so the lite client stands for both here.)
-    for step in STEPS {
+    for step in steps("lite") {
         let line = line(&outcome, "lite", step);
         assert_eq!(line["pass"], true, "lite:{step}: {line}");
         assert_eq!(line["expected"], "PERMISSION_DENIED", "{line}");

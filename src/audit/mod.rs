@@ -2,6 +2,7 @@
 
 mod chain;
 mod record;
+pub mod report;
 mod sink;
 pub mod verify;
 mod writer;

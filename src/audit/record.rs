@@ -63,6 +63,11 @@ pub struct AuditRecord {
     /// Precise refusal or failure reason (`token_expired`, `rule:no-secrets`, …).
     pub reason: Option<String>,
     pub upstream_account: Option<String>,
+    /// With shadow rules enforced, what the decision would have been
+    /// (`null` unless a `mode: shadow` rule would decide a target).
+    pub shadow_decision: Option<Outcome>,
+    /// The shadow rule that would have decided.
+    pub shadow_rule: Option<String>,
     pub upstream_status: Option<u16>,
     pub status: u16,
     pub bytes_in: u64,
@@ -153,6 +158,8 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
         decision: Outcome::Allow,
         reason: None,
         upstream_account: Some("reader@p.iam.gserviceaccount.com".into()),
+        shadow_decision: None,
+        shadow_rule: None,
         upstream_status: Some(200),
         status: 200,
         bytes_in: 0,

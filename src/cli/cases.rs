@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::check::classify_request;
 use super::principal::PrincipalSpec;
 use crate::firestore::{Access, Database, Method, Operation, Scope, Target};
+use crate::policy::coverage::{Coverage, CoverageReport};
 use crate::policy::format::is_test_file;
 use crate::policy::{Decision, Table};
 
@@ -95,10 +96,18 @@ pub struct TestSummary {
     pub failed: usize,
     /// One line per case, then the summary line.
     pub report: String,
+    /// With `--coverage`: what no case exercised.
+    pub coverage: Option<CoverageReport>,
 }
 
 /// `policy test DIR`: run every `*.test.yaml` of `dir` against its policies.
 pub fn run_tests(dir: &Path) -> anyhow::Result<TestSummary> {
+    run_tests_with(dir, false)
+}
+
+/// [`run_tests`], and with `coverage` which rules and condition branches
+/// no case exercised.
+pub fn run_tests_with(dir: &Path, coverage: bool) -> anyhow::Result<TestSummary> {
     let table = Table::from_dir(dir, 1)
         .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", dir.display()))?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -111,6 +120,7 @@ pub fn run_tests(dir: &Path) -> anyhow::Result<TestSummary> {
         anyhow::bail!("no *.test.yaml files in {}", dir.display());
     }
     let mut summary = TestSummary::default();
+    let mut covered = coverage.then(|| Coverage::new(&table));
     for file in files {
         let name = file.display().to_string();
         let parsed = std::fs::read_to_string(&file)
@@ -129,7 +139,7 @@ pub fn run_tests(dir: &Path) -> anyhow::Result<TestSummary> {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("#{}", index + 1));
-            match run_case(&table, &tests.principals, case) {
+            match run_case(&table, &tests.principals, case, covered.as_mut()) {
                 Ok(()) => {
                     summary.passed += 1;
                     let _ = writeln!(summary.report, "ok   {name}: {label}");
@@ -146,6 +156,7 @@ pub fn run_tests(dir: &Path) -> anyhow::Result<TestSummary> {
         "{} passed, {} failed",
         summary.passed, summary.failed
     );
+    summary.coverage = covered.map(|c| c.report());
     Ok(summary)
 }
 
@@ -153,6 +164,7 @@ fn run_case(
     table: &Table,
     principals: &BTreeMap<String, PrincipalSpec>,
     case: &TestCase,
+    coverage: Option<&mut Coverage>,
 ) -> Result<(), String> {
     let principal = match &case.principal {
         PrincipalRef::Inline(spec) => spec.principal(),
@@ -173,6 +185,9 @@ fn run_case(
         _ => return Err("a case has `request` or `targets`, exactly one".into()),
     };
     let decision = table.decide(&principal, &op);
+    if let Some(coverage) = coverage {
+        coverage.record(&principal, &op, &decision);
+    }
     check_expectations(case, &decision)
 }
 

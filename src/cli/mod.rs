@@ -1,6 +1,8 @@
 //! The `firegate` command line: the commands, and the tools that sit above
-//! both the classifier and the policy table (`policy check`, `policy test`).
+//! both the classifier and the policy table (`policy check`, `policy test`,
+//! the access analyses).
 
+pub mod access;
 pub mod cases;
 pub mod check;
 pub mod principal;
@@ -10,6 +12,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use access::Format;
 
 use crate::config::Config;
 
@@ -89,7 +93,48 @@ pub enum PolicyCommand {
         body: Option<PathBuf>,
     },
     /// Run the `*.test.yaml` cases kept beside the policies.
-    Test { dir: PathBuf },
+    Test {
+        dir: PathBuf,
+        /// Also list the rules and condition branches no case exercises.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// Which principal classes may take ACTION on PATH, by which rule, and
+    /// which deny rules refuse whom.
+    WhoCan {
+        dir: PathBuf,
+        /// get, list, create, update, delete, read or write.
+        action: String,
+        /// A document path, or a pattern for a subtree (`/secrets/{x=**}`).
+        path: String,
+        /// Only rules that apply to this database (id or full name).
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Every path pattern and action one principal gets, with the rules.
+    WhatCan {
+        dir: PathBuf,
+        /// JSON file describing the principal (the test-case keys).
+        principal: PathBuf,
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Every access that changes between two policy directories.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Exit 1 when a change of this kind exists: gained, lost or any.
+        #[arg(long)]
+        fail_on: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -105,6 +150,18 @@ pub enum AuditCommand {
         /// rotated files were removed on purpose).
         #[arg(long)]
         allow_partial: bool,
+    },
+    /// Requests per principal and collection, denials by rule and reason,
+    /// from audit files whose chain verifies.
+    Report {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        hmac_key: Option<PathBuf>,
+        #[arg(long)]
+        allow_partial: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
 }
 
@@ -165,14 +222,66 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            PolicyCommand::Test { dir } => {
-                let summary = cases::run_tests(&dir)?;
+            PolicyCommand::Test { dir, coverage } => {
+                let summary = cases::run_tests_with(&dir, coverage)?;
                 print!("{}", summary.report);
+                if let Some(coverage) = &summary.coverage {
+                    print!("{}", coverage.text());
+                }
                 Ok(if summary.failed == 0 {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
                 })
+            }
+            PolicyCommand::WhoCan {
+                dir,
+                action,
+                path,
+                database,
+                format,
+            } => tool(access::who_can_command(
+                &dir,
+                &action,
+                &path,
+                database.as_deref(),
+                format,
+            )),
+            PolicyCommand::WhatCan {
+                dir,
+                principal,
+                database,
+                format,
+            } => tool(access::what_can_command(
+                &dir,
+                &principal,
+                database.as_deref(),
+                format,
+            )),
+            PolicyCommand::Diff {
+                old,
+                new,
+                database,
+                format,
+                fail_on,
+            } => {
+                // A CI gate: 0 pass, 1 a change of the `--fail-on` kind, 2 error.
+                match access::diff_command(
+                    &old,
+                    &new,
+                    database.as_deref(),
+                    format,
+                    fail_on.as_deref(),
+                ) {
+                    Ok((out, failed)) => {
+                        print!("{out}");
+                        Ok(ExitCode::from(u8::from(failed)))
+                    }
+                    Err(e) => {
+                        eprintln!("firegate: {e:#}");
+                        Ok(ExitCode::from(2))
+                    }
+                }
             }
         },
         Command::Audit { command } => match command {
@@ -181,6 +290,12 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 hmac_key,
                 allow_partial,
             } => audit_verify(&files, hmac_key.as_deref(), allow_partial),
+            AuditCommand::Report {
+                files,
+                hmac_key,
+                allow_partial,
+                format,
+            } => audit_report(&files, hmac_key.as_deref(), allow_partial, format),
         },
         Command::Config { command } => match command {
             ConfigCommand::Check { file } => match Config::load(&file, std::env::vars()) {
@@ -215,6 +330,47 @@ fn audit_verify(
         }
         Err(broken) => {
             eprintln!("firegate: audit verify: {broken}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Print a tool's answer (exit 0), or its error (exit 2).
+fn tool(answer: anyhow::Result<String>) -> anyhow::Result<ExitCode> {
+    match answer {
+        Ok(out) => {
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("firegate: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// Report on `files` once their chain verifies; exit 1 when it does not.
+fn audit_report(
+    files: &[PathBuf],
+    hmac_key: Option<&std::path::Path>,
+    allow_partial: bool,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    use crate::audit::{Hasher, load_hmac_key, report};
+    let hasher = match hmac_key {
+        Some(path) => Hasher::Hmac(load_hmac_key(path)?),
+        None => Hasher::Sha256,
+    };
+    match report::report(files, &hasher, allow_partial) {
+        Ok((_, report)) => {
+            match format {
+                Format::Text => print!("{}", report.text()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("firegate: audit report: {e}");
             Ok(ExitCode::FAILURE)
         }
     }

@@ -62,8 +62,24 @@ impl Aggregations {
         Ok(Aggregations(out))
     }
 
-    /// `aggregateFields`: alias → value.
+    /// `aggregateFields`: alias → value. Firestore answers an aggregation
+    /// from an index holding every aggregated field, so a document that
+    /// lacks any of them counts for none of the aggregations (count too).
     pub fn compute(&self, documents: &[&Doc]) -> Json {
+        let aggregated: Vec<&FieldPath> = self
+            .0
+            .iter()
+            .filter_map(|(_, function)| match function {
+                Function::Sum(path) | Function::Avg(path) => Some(path),
+                Function::Count { .. } => None,
+            })
+            .collect();
+        let documents: Vec<&Doc> = documents
+            .iter()
+            .copied()
+            .filter(|doc| aggregated.iter().all(|p| lookup(&doc.fields, p).is_some()))
+            .collect();
+        let documents = documents.as_slice();
         let mut fields = Map::new();
         for (alias, function) in &self.0 {
             let value = match function {
@@ -171,16 +187,35 @@ mod tests {
     }
 
     #[test]
+    fn documents_missing_an_aggregated_field_count_for_none() {
+        let mut both = doc(Value::Integer(100));
+        both.fields.insert("year".into(), Value::Integer(2000));
+        let docs = [both, doc(Value::Integer(50))];
+        let refs: Vec<&Doc> = docs.iter().collect();
+        let aggs = Aggregations::parse(&json!([
+            {"alias": "c", "count": {}},
+            {"alias": "s", "sum": {"field": {"fieldPath": "n"}}},
+            {"alias": "y", "avg": {"field": {"fieldPath": "year"}}}
+        ]))
+        .unwrap();
+        assert_eq!(
+            aggs.compute(&refs),
+            json!({"c": {"integerValue": "1"}, "s": {"integerValue": "100"}, "y": {"doubleValue": 2000.0}})
+        );
+    }
+
+    #[test]
     fn sum_turns_double_on_overflow_and_avg_of_nothing_is_null() {
         let docs = [doc(Value::Integer(i64::MAX)), doc(Value::Integer(1))];
         let refs: Vec<&Doc> = docs.iter().collect();
-        let aggs = Aggregations::parse(&json!([
-            {"alias": "s", "sum": {"field": {"fieldPath": "n"}}},
-            {"alias": "a", "avg": {"field": {"fieldPath": "missing"}}}
-        ]))
+        let sum =
+            Aggregations::parse(&json!([{"alias": "s", "sum": {"field": {"fieldPath": "n"}}}]))
+                .unwrap();
+        assert!(sum.compute(&refs)["s"]["doubleValue"].is_number());
+        let avg = Aggregations::parse(
+            &json!([{"alias": "a", "avg": {"field": {"fieldPath": "missing"}}}]),
+        )
         .unwrap();
-        let got = aggs.compute(&refs);
-        assert!(got["s"]["doubleValue"].is_number());
-        assert_eq!(got["a"], json!({"nullValue": null}));
+        assert_eq!(avg.compute(&refs)["a"], json!({"nullValue": null}));
     }
 }

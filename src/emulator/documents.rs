@@ -9,6 +9,7 @@ use rand::distr::Alphanumeric;
 use serde_json::{Value as Json, json};
 
 use super::clock::Timestamp;
+use super::ids::{check_path, compare_paths};
 use super::routes::{Call, Params};
 use super::store::{Doc, DocPath, document_json, document_name};
 use super::values::{FieldPath, fields_from_json};
@@ -83,9 +84,8 @@ pub fn list(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorErro
             }
         }
     }
-    if !order.is_empty() {
-        sort_rows(&mut rows, &order);
-    }
+    // By name (numeric ids first) unless `orderBy` says otherwise.
+    sort_rows(&mut rows, &order);
     let end = start.saturating_add(page_size).min(rows.len());
     let page: Vec<Json> = rows
         .get(start.min(end)..end)
@@ -117,6 +117,7 @@ pub fn create(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorEr
     }
     let mut path = call.path.clone();
     path.push(id);
+    check_path(&path)?;
     let fields = fields_from_json(call.body.get("fields"))?;
     check_field_names(&fields)?;
     let write = Write::update(path.clone(), fields, None, Precondition::Exists(false));
@@ -293,15 +294,15 @@ fn sort_rows(rows: &mut [(DocPath, Option<&Doc>)], order: &[(FieldPath, bool)]) 
                 return ord;
             }
         }
-        pa.cmp(pb)
+        compare_paths(pa.iter().map(String::as_str), pb.iter().map(String::as_str))
     });
 }
 
-fn encode_page_token(offset: usize) -> String {
+pub fn encode_page_token(offset: usize) -> String {
     URL_SAFE_NO_PAD.encode(offset.to_string())
 }
 
-fn decode_page_token(token: &str) -> Result<usize, EmulatorError> {
+pub fn decode_page_token(token: &str) -> Result<usize, EmulatorError> {
     URL_SAFE_NO_PAD
         .decode(token)
         .ok()

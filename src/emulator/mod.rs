@@ -7,6 +7,10 @@
 mod aggregate;
 mod clock;
 mod documents;
+mod explain;
+mod ids;
+mod nearest;
+mod partition;
 mod query;
 mod routes;
 mod rpc;
@@ -14,6 +18,7 @@ mod server;
 mod store;
 mod stream;
 mod values;
+mod vector;
 mod wire;
 mod write;
 
@@ -43,8 +48,6 @@ pub enum EmulatorError {
     FailedPrecondition(String),
     #[error("aborted: {0}")]
     Aborted(String),
-    #[error("unimplemented: {0}")]
-    Unimplemented(String),
 }
 
 impl EmulatorError {
@@ -61,7 +64,6 @@ impl EmulatorError {
                 ApiError::new(Code::FailedPrecondition, m.clone())
             }
             EmulatorError::Aborted(m) => ApiError::new(Code::Aborted, m.clone()),
-            EmulatorError::Unimplemented(m) => ApiError::new(Code::Unimplemented, m.clone()),
         }
     }
 
@@ -74,7 +76,6 @@ impl EmulatorError {
             EmulatorError::AlreadyExists(_) => "document_already_exists",
             EmulatorError::FailedPrecondition(_) => "precondition_failed",
             EmulatorError::Aborted(_) => "transaction_aborted",
-            EmulatorError::Unimplemented(_) => "method_not_emulated",
         }
     }
 
@@ -86,7 +87,6 @@ impl EmulatorError {
             EmulatorError::AlreadyExists(_) => 6,
             EmulatorError::FailedPrecondition(_) => 9,
             EmulatorError::Aborted(_) => 10,
-            EmulatorError::Unimplemented(_) => 12,
         }
     }
 }

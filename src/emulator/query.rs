@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use serde_json::Value as Json;
 
 use super::EmulatorError;
+use super::nearest::Nearest;
 use super::store::{Doc, DocPath, Documents, document_name};
 use super::values::{FieldPath, Value, compare, lookup};
 use super::wire::{count, enum_name, field_reference};
@@ -68,12 +69,18 @@ pub struct Query {
     limit: Option<usize>,
     /// The projection; `None` returns whole documents.
     pub select: Option<Vec<FieldPath>>,
+    /// Vector search over what the filters let through.
+    pub nearest: Option<Nearest>,
 }
 
-/// A query's answer: the documents in order, and how many `offset` skipped.
+/// A query's answer: the documents in order, how many `offset` skipped,
+/// how many documents the scan looked at, and, for vector search, each
+/// result's distance.
 pub struct Results<'a> {
     pub documents: Vec<(&'a DocPath, &'a Doc)>,
     pub skipped: usize,
+    pub scanned: usize,
+    pub distances: Option<Vec<f64>>,
 }
 
 impl Query {
@@ -150,7 +157,23 @@ impl Query {
                 .map(|l| count(l, "limit"))
                 .transpose()?,
             select,
+            nearest: json
+                .get("findNearest")
+                .filter(|n| !n.is_null())
+                .map(Nearest::parse)
+                .transpose()?,
         };
+        if query.nearest.is_some()
+            && (!query.order_by.is_empty()
+                || query.start_at.is_some()
+                || query.end_at.is_some()
+                || query.offset > 0
+                || query.limit.is_some())
+        {
+            return Err(invalid(
+                "findNearest cannot be combined with orderBy, startAt, endAt, offset or limit",
+            ));
+        }
         let order_len = query.effective_order().len();
         for cursor in [&query.start_at, &query.end_at].into_iter().flatten() {
             if cursor.values.len() > order_len {
@@ -170,9 +193,30 @@ impl Query {
         documents: &'a Documents,
     ) -> Results<'a> {
         let order = self.effective_order();
-        let mut rows: Vec<(Vec<Value>, &'a DocPath, &'a Doc)> = documents
+        let mut scanned = 0;
+        let selected = documents
             .iter()
             .filter(|(path, _)| self.selects(parent, path))
+            .inspect(|_| scanned += 1);
+        if let Some(nearest) = &self.nearest {
+            let filtered = selected.filter(|(path, doc)| {
+                self.filter
+                    .as_ref()
+                    .is_none_or(|f| matches(f, database, path, doc))
+            });
+            let (distances, documents) = nearest
+                .select(filtered)
+                .into_iter()
+                .map(|(distance, path, doc)| (distance, (path, doc)))
+                .unzip();
+            return Results {
+                documents,
+                skipped: 0,
+                scanned,
+                distances: Some(distances),
+            };
+        }
+        let mut rows: Vec<(Vec<Value>, &'a DocPath, &'a Doc)> = selected
             .filter_map(|(path, doc)| {
                 let values = order
                     .iter()
@@ -204,7 +248,12 @@ impl Query {
             .take(self.limit.unwrap_or(usize::MAX))
             .map(|(_, path, doc)| (path, doc))
             .collect();
-        Results { documents, skipped }
+        Results {
+            documents,
+            skipped,
+            scanned,
+            distances: None,
+        }
     }
 
     /// Whether `path` is in the collection(s) this query reads below `parent`.
@@ -223,9 +272,12 @@ impl Query {
     }
 
     /// Explicit orders, then inequality fields not yet ordered (by path),
-    /// then `__name__` in the direction of the last order.
-    fn effective_order(&self) -> Vec<(FieldPath, bool)> {
+    /// then `__name__`; the implicit ones all take the direction of the last
+    /// explicit order (ascending without one). A `__name__` inequality does
+    /// not join the fields: the name always comes last.
+    pub fn effective_order(&self) -> Vec<(FieldPath, bool)> {
         let mut order = self.order_by.clone();
+        let descending = order.last().is_some_and(|(_, d)| *d);
         let mut inequality = Vec::new();
         if let Some(filter) = &self.filter {
             inequality_fields(filter, &mut inequality);
@@ -233,15 +285,57 @@ impl Query {
         inequality.sort();
         inequality.dedup();
         for path in inequality {
-            if !order.iter().any(|(p, _)| *p == path) {
-                order.push((path, false));
+            if !path.is_document_name() && !order.iter().any(|(p, _)| *p == path) {
+                order.push((path, descending));
             }
         }
         if !order.iter().any(|(p, _)| p.is_document_name()) {
-            let descending = order.last().is_some_and(|(_, d)| *d);
             order.push((FieldPath(vec!["__name__".into()]), descending));
         }
         order
+    }
+
+    /// Fields with equality-style filters (`==`, `in`, `array-contains…`,
+    /// `is null/NaN`), in path order: the leading fields of the index
+    /// Firestore would choose.
+    pub fn equality_fields(&self) -> Vec<FieldPath> {
+        let mut fields = Vec::new();
+        if let Some(filter) = &self.filter {
+            equality_fields(filter, &mut fields);
+        }
+        fields.sort();
+        fields.dedup();
+        fields
+    }
+
+    /// Whether this is a collection-group query (`allDescendants`).
+    pub fn is_collection_group(&self) -> bool {
+        self.all_descendants
+    }
+
+    /// The shape `partitionQuery` takes: one collection group, no filter, no
+    /// cursors, offset, limit, projection or vector search, and at most an
+    /// ascending order by `__name__`.
+    pub fn check_partitionable(&self) -> Result<(), EmulatorError> {
+        let by_name = match self.order_by.as_slice() {
+            [] => true,
+            [(path, descending)] => path.is_document_name() && !descending,
+            _ => false,
+        };
+        let plain = self.filter.is_none()
+            && self.start_at.is_none()
+            && self.end_at.is_none()
+            && self.offset == 0
+            && self.limit.is_none()
+            && self.select.is_none()
+            && self.nearest.is_none();
+        if self.collection_id.is_none() || !self.all_descendants || !by_name || !plain {
+            return Err(invalid(
+                "partitionQuery needs a collection group query ordered by __name__ ascending, \
+                 without filters, cursors, offset, limit or projection",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -310,6 +404,29 @@ fn parse_cursor(json: &Json) -> Result<Cursor, EmulatorError> {
         values,
         before: json.get("before").and_then(Json::as_bool).unwrap_or(false),
     })
+}
+
+fn equality_fields(filter: &Filter, out: &mut Vec<FieldPath>) {
+    match filter {
+        Filter::Field { path, op, .. } => {
+            if matches!(
+                *op,
+                "EQUAL" | "IN" | "ARRAY_CONTAINS" | "ARRAY_CONTAINS_ANY"
+            ) {
+                out.push(path.clone());
+            }
+        }
+        Filter::Unary { path, op } => {
+            if matches!(*op, "IS_NAN" | "IS_NULL") {
+                out.push(path.clone());
+            }
+        }
+        Filter::And(filters) | Filter::Or(filters) => {
+            for f in filters {
+                equality_fields(f, out);
+            }
+        }
+    }
 }
 
 fn inequality_fields(filter: &Filter, out: &mut Vec<FieldPath>) {

@@ -8,9 +8,10 @@ use http_body_util::BodyExt;
 use percent_encoding::percent_decode_str;
 use serde_json::Value as Json;
 
+use super::ids::check_path;
 use super::store::DocPath;
 use super::wire::{camel_case, normalize};
-use super::{EmulatorError, Shared, documents, rpc};
+use super::{EmulatorError, Shared, documents, partition, rpc};
 use crate::body::Body;
 
 /// Bodies above this are refused; the emulator keeps everything in memory.
@@ -139,6 +140,9 @@ pub fn route(
             documents::list_collection_ids(shared, &call)
         }
         (&Method::POST, Some("runQuery")) if parent_path => rpc::run_query(shared, &call),
+        (&Method::POST, Some("partitionQuery")) if parent_path => {
+            partition::partition_query(shared, &call)
+        }
         (&Method::POST, Some("runAggregationQuery")) if parent_path => {
             rpc::run_aggregation_query(shared, &call)
         }
@@ -148,9 +152,6 @@ pub fn route(
             "batchWrite" => rpc::batch_write(shared, &call),
             "beginTransaction" => rpc::begin_transaction(shared, &call),
             "rollback" => rpc::rollback(shared, &call),
-            "partitionQuery" => Err(EmulatorError::Unimplemented(
-                "partitionQuery is not emulated".into(),
-            )),
             _ => Err(EmulatorError::RouteNotFound(raw_path)),
         },
         _ => Err(EmulatorError::RouteNotFound(raw_path)),
@@ -205,6 +206,7 @@ fn split_path(raw: &str) -> Result<(String, DocPath, Option<String>), EmulatorEr
                     "bad resource path {raw:?}"
                 )));
             }
+            check_path(path)?;
             Ok((
                 format!("projects/{project}/databases/{database}"),
                 path.to_vec(),

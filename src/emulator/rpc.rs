@@ -7,11 +7,15 @@ use http::Response;
 use rand::RngCore as _;
 use serde_json::{Value as Json, json};
 
+use std::time::Instant;
+
 use super::aggregate::Aggregations;
 use super::clock::Timestamp;
+use super::explain::{Execution, Explain};
 use super::query::Query;
 use super::routes::Call;
 use super::store::{Doc, State, Transaction, document_json, parse_document_name};
+use super::values::{FieldPath, Value, fields_from_json, fields_to_json, set_path};
 use super::wire::mask;
 use super::write::{Write, commit as commit_writes};
 use super::{EmulatorError, Shared, json_response, stream};
@@ -62,7 +66,7 @@ pub fn batch_get(shared: &Shared, call: &Call) -> Result<Response<Body>, Emulato
             None => json!({ "missing": name, "readTime": read_time }),
         });
     }
-    announce_transaction(&mut elements, call, transaction, &read_time);
+    announce_transaction(&mut elements, call, transaction, Some(&read_time));
     Ok(stream::json_array(elements))
 }
 
@@ -157,24 +161,44 @@ pub fn run_query(shared: &Shared, call: &Call) -> Result<Response<Body>, Emulato
         Query::parse(call.body.get("structuredQuery").ok_or_else(|| {
             EmulatorError::InvalidArgument("structuredQuery is required".into())
         })?)?;
+    let explain = Explain::parse(&call.body)?;
+    let started = Instant::now();
     let now = shared.clock.now();
     let mut state = shared.lock();
     let (transaction, at) = read_transaction(&mut state, call)?;
+    if let Some(explain) = explain.filter(|e| !e.analyze) {
+        // Planned, not run: no documents and no read time.
+        let mut elements = vec![json!({ "explainMetrics": explain.metrics(&query, None) })];
+        announce_transaction(&mut elements, call, transaction, None);
+        return Ok(stream::json_array(elements));
+    }
     let read_time = at.unwrap_or(now).to_rfc3339();
     let mut read = Vec::new();
     let mut elements = Vec::new();
     let mut skipped = 0;
+    let mut scanned = 0;
     if let Some(documents) = state.snapshot(&call.database, at) {
         let results = query.run(&call.database, &call.path, &documents);
         skipped = results.skipped;
-        for (path, doc) in results.documents {
-            elements.push(json!({
-                "document": document_json(&call.database, path, doc, query.select.as_deref()),
-                "readTime": read_time,
-            }));
+        scanned = results.scanned;
+        let distances = results.distances.iter().flatten().map(Some);
+        let distances = distances.chain(std::iter::repeat(None));
+        for ((path, doc), distance) in results.documents.into_iter().zip(distances) {
+            let mut document = document_json(&call.database, path, doc, query.select.as_deref());
+            if let (Some(distance), Some(field)) = (
+                distance,
+                query
+                    .nearest
+                    .as_ref()
+                    .and_then(|n| n.distance_field.as_ref()),
+            ) {
+                with_distance(&mut document, field, *distance);
+            }
+            elements.push(json!({ "document": document, "readTime": read_time }));
             read.push((path.clone(), doc.clone()));
         }
     }
+    let returned = read.len();
     if let Some(id) = &transaction {
         let tx = state.transaction_mut(&call.database, id)?;
         for (path, doc) in &read {
@@ -187,8 +211,26 @@ pub fn run_query(shared: &Shared, call: &Call) -> Result<Response<Body>, Emulato
     if skipped > 0 {
         elements[0]["skippedResults"] = Json::from(skipped);
     }
-    announce_transaction(&mut elements, call, transaction, &read_time);
+    if let (Some(explain), Some(last)) = (explain, elements.last_mut()) {
+        let execution = Execution {
+            results: returned,
+            scanned,
+            aggregation: false,
+            elapsed: started.elapsed(),
+        };
+        last["explainMetrics"] = explain.metrics(&query, Some(execution));
+    }
+    announce_transaction(&mut elements, call, transaction, Some(&read_time));
     Ok(stream::json_array(elements))
+}
+
+/// Put a vector search's distance into a result document at `field`.
+fn with_distance(document: &mut Json, field: &FieldPath, distance: f64) {
+    let Ok(mut fields) = fields_from_json(document.get("fields")) else {
+        return;
+    };
+    set_path(&mut fields, field, Value::Double(distance));
+    document["fields"] = fields_to_json(&fields);
 }
 
 /// `:runAggregationQuery`: one element with every aggregate under its alias.
@@ -205,23 +247,39 @@ pub fn run_aggregation_query(
         )
     })?)?;
     let aggregations = Aggregations::parse(aggregation.get("aggregations").unwrap_or(&Json::Null))?;
+    let explain = Explain::parse(&call.body)?;
+    let started = Instant::now();
     let now = shared.clock.now();
     let mut state = shared.lock();
     let (transaction, at) = read_transaction(&mut state, call)?;
+    if let Some(explain) = explain.filter(|e| !e.analyze) {
+        let mut elements = vec![json!({ "explainMetrics": explain.metrics(&query, None) })];
+        announce_transaction(&mut elements, call, transaction, None);
+        return Ok(stream::json_array(elements));
+    }
     let read_time = at.unwrap_or(now).to_rfc3339();
-    let fields = match state.snapshot(&call.database, at) {
+    let (fields, scanned) = match state.snapshot(&call.database, at) {
         Some(documents) => {
             let results = query.run(&call.database, &call.path, &documents);
             let docs: Vec<_> = results.documents.iter().map(|(_, doc)| *doc).collect();
-            aggregations.compute(&docs)
+            (aggregations.compute(&docs), results.documents.len())
         }
-        None => aggregations.compute(&[]),
+        None => (aggregations.compute(&[]), 0),
     };
     let mut elements = vec![json!({
         "result": { "aggregateFields": fields },
         "readTime": read_time,
     })];
-    announce_transaction(&mut elements, call, transaction, &read_time);
+    if let Some(explain) = explain {
+        let execution = Execution {
+            results: 1,
+            scanned,
+            aggregation: true,
+            elapsed: started.elapsed(),
+        };
+        elements[0]["explainMetrics"] = explain.metrics(&query, Some(execution));
+    }
+    announce_transaction(&mut elements, call, transaction, Some(&read_time));
     Ok(stream::json_array(elements))
 }
 
@@ -279,7 +337,7 @@ fn announce_transaction(
     elements: &mut Vec<Json>,
     call: &Call,
     transaction: Option<String>,
-    read_time: &str,
+    read_time: Option<&str>,
 ) {
     let begun = call
         .body
@@ -287,7 +345,7 @@ fn announce_transaction(
         .is_some_and(|o| !o.is_null());
     if let (true, Some(id)) = (begun, transaction) {
         if elements.is_empty() {
-            elements.push(json!({ "readTime": read_time }));
+            elements.push(read_time.map_or_else(|| json!({}), |t| json!({ "readTime": t })));
         }
         elements[0]["transaction"] = Json::from(id);
     }

@@ -8,10 +8,12 @@ use serde_json::{Value as Json, json};
 
 use super::EmulatorError;
 use super::clock::Timestamp;
+use super::ids::check_path;
 use super::values::{FieldPath, Fields, fields_to_json, project};
 
-/// A document's path below `…/documents`, one entry per segment. Vectors of
-/// segments order exactly as Firestore orders document names.
+/// A document's path below `…/documents`, one entry per segment. Maps keep
+/// them in byte order; where Firestore's order shows (numeric ids first),
+/// results are sorted with [`super::ids::compare_paths`].
 pub type DocPath = Vec<String>;
 
 /// A stored document.
@@ -175,6 +177,7 @@ pub fn parse_parent_name(database: &str, name: &str) -> Result<DocPath, Emulator
     if segments.iter().any(String::is_empty) || !segments.len().is_multiple_of(2) {
         return Err(bad());
     }
+    check_path(&segments)?;
     Ok(segments)
 }
 

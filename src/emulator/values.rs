@@ -10,6 +10,8 @@ use serde_json::{Map, Value as Json, json};
 
 use super::EmulatorError;
 use super::clock::Timestamp;
+use super::ids::compare_paths;
+use super::vector;
 
 /// A document's fields: field name → value.
 pub type Fields = BTreeMap<String, Value>;
@@ -27,6 +29,8 @@ pub enum Value {
     Reference(String),
     GeoPoint(f64, f64),
     Array(Vec<Value>),
+    /// `FieldValue.vector(…)`: stored as a reserved map, ordered on its own.
+    Vector(Vec<f64>),
     Map(Fields),
 }
 
@@ -83,7 +87,13 @@ impl Value {
                 };
                 Ok(Value::Array(values))
             }
-            "mapValue" => Ok(Value::Map(fields_from_json(inner.get("fields"))?)),
+            "mapValue" => {
+                let fields = fields_from_json(inner.get("fields"))?;
+                Ok(match vector::from_fields(&fields)? {
+                    Some(values) => Value::Vector(values),
+                    None => Value::Map(fields),
+                })
+            }
             other => Err(invalid(format!("unknown value type {other:?}"))),
         }
     }
@@ -105,6 +115,9 @@ impl Value {
             Value::Array(values) => {
                 let values: Vec<Json> = values.iter().map(Value::to_json).collect();
                 json!({ "arrayValue": { "values": values } })
+            }
+            Value::Vector(values) => {
+                json!({ "mapValue": { "fields": fields_to_json(&vector::to_fields(values)) } })
             }
             Value::Map(fields) => json!({ "mapValue": { "fields": fields_to_json(fields) } }),
         }
@@ -131,7 +144,8 @@ impl Value {
             Value::Reference(_) => 6,
             Value::GeoPoint(..) => 7,
             Value::Array(_) => 8,
-            Value::Map(_) => 9,
+            Value::Vector(_) => 9,
+            Value::Map(_) => 10,
         }
     }
 
@@ -154,7 +168,7 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
         (Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
         (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
         (Value::Bytes(x), Value::Bytes(y)) => x.cmp(y),
-        (Value::Reference(x), Value::Reference(y)) => x.split('/').cmp(y.split('/')),
+        (Value::Reference(x), Value::Reference(y)) => compare_paths(x.split('/'), y.split('/')),
         (Value::GeoPoint(a1, o1), Value::GeoPoint(a2, o2)) => {
             compare_doubles(*a1, *a2).then_with(|| compare_doubles(*o1, *o2))
         }
@@ -167,6 +181,7 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
             }
             x.len().cmp(&y.len())
         }
+        (Value::Vector(x), Value::Vector(y)) => vector::compare(x, y, compare_doubles),
         (Value::Map(x), Value::Map(y)) => {
             for ((lk, lv), (rk, rv)) in x.iter().zip(y) {
                 let ord = lk
@@ -408,6 +423,25 @@ mod tests {
         }
     }
 
+    fn vector_json(values: &[f64]) -> Json {
+        json!({"mapValue": {"fields": {
+            "__type__": {"stringValue": "__vector__"},
+            "value": {"arrayValue": {"values": values.iter().map(|d| json!({"doubleValue": d})).collect::<Vec<_>>()}}
+        }}})
+    }
+
+    #[test]
+    fn vectors_round_trip_and_other_reserved_maps_are_refused() {
+        let vector = vector_json(&[1.0, -0.5]);
+        assert!(matches!(v(vector.clone()), Value::Vector(ref d) if d == &[1.0, -0.5]));
+        assert_eq!(v(vector.clone()).to_json(), vector);
+        let mut extra = vector.clone();
+        extra["mapValue"]["fields"]["more"] = json!({"nullValue": null});
+        assert!(Value::from_json(&extra).is_err());
+        let other = json!({"mapValue": {"fields": {"__type__": {"stringValue": "__other__"}}}});
+        assert!(Value::from_json(&other).is_err());
+    }
+
     #[test]
     fn integers_may_arrive_as_numbers() {
         assert!(matches!(v(json!({"integerValue": 7})), Value::Integer(7)));
@@ -432,6 +466,9 @@ mod tests {
             json!({"geoPointValue": {"latitude": 0, "longitude": 0}}),
             json!({"arrayValue": {}}),
             json!({"arrayValue": {"values": [{"nullValue": null}]}}),
+            vector_json(&[9.0]),
+            vector_json(&[1.0, 2.0]),
+            vector_json(&[1.0, 3.0]),
             json!({"mapValue": {}}),
         ];
         for pair in ordered.windows(2) {

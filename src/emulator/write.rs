@@ -135,8 +135,16 @@ impl Write {
         self.check_precondition(database, current)?;
         let mut result = json!({ "updateTime": now.to_rfc3339() });
         let mut fields = match &self.kind {
-            Kind::Delete => return Ok((Effect::Remove, result)),
-            Kind::Verify => return Ok((Effect::Unchanged, result)),
+            // A delete leaves no version behind, so its result has no time;
+            // a write that changes nothing reports the version it left.
+            Kind::Delete => return Ok((Effect::Remove, json!({}))),
+            Kind::Verify => {
+                let unchanged = match current {
+                    Some(doc) => json!({ "updateTime": doc.update_time.to_rfc3339() }),
+                    None => json!({}),
+                };
+                return Ok((Effect::Unchanged, unchanged));
+            }
             Kind::Update { fields, mask: None } => fields.clone(),
             Kind::Update {
                 fields: new,

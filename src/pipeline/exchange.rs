@@ -150,6 +150,7 @@ impl Exchange {
             (Some(_), false) => Outcome::Allow,
             (None, false) => Outcome::Error,
         };
+        let shadow = self.decision.as_ref().and_then(|d| d.shadow.clone());
         AuditRecord {
             time: self.time.format(&Rfc3339).unwrap_or_default(),
             request_id: self.request_id,
@@ -169,6 +170,14 @@ impl Exchange {
             decision,
             reason: self.reason,
             upstream_account: self.upstream_account,
+            shadow_decision: shadow.as_ref().map(|s| {
+                if s.allowed {
+                    Outcome::Allow
+                } else {
+                    Outcome::Deny
+                }
+            }),
+            shadow_rule: shadow.map(|s| s.rule),
             upstream_status: self.upstream_status,
             status,
             // Both byte counts and the duration are filled in when the
@@ -367,12 +376,19 @@ mod tests {
             targets: Vec::new(),
             upstream_account: None,
             reason: None,
+            shadow: Some(crate::policy::Shadow {
+                allowed: false,
+                rule: "watch-drafts".into(),
+            }),
         });
         let response = ex.finish(response, Arc::clone(&auditor));
         assert!(response.into_body().collect().await.is_err());
         let record = only_record(&auditor, &sink).await;
         assert_eq!(record["decision"], "error");
         assert_eq!(record["reason"], "response_truncated");
+        // What a shadow rule would have decided is audited either way.
+        assert_eq!(record["shadow_decision"], "deny");
+        assert_eq!(record["shadow_rule"], "watch-drafts");
     }
 
     #[tokio::test]
@@ -437,16 +453,19 @@ mod tests {
                     allowed: true,
                     rule: Some("team-deployments".into()),
                     why: Why::Allowed,
+                    shadow: None,
                 },
                 TargetDecision {
                     target: refused,
                     allowed: false,
                     rule: Some("no-secrets".into()),
                     why: Why::DenyMatched,
+                    shadow: None,
                 },
             ],
             upstream_account: None,
             reason: Some("rule:no-secrets".into()),
+            shadow: None,
         });
         let err = PipelineError::Denied;
         ex.refuse(err.reason(ex.decision.as_ref()), &err);
@@ -473,5 +492,7 @@ mod tests {
         );
         assert_eq!(r["upstream_account"], Value::Null);
         assert_eq!(r["principal"], Value::Null);
+        assert_eq!(r["shadow_decision"], Value::Null);
+        assert_eq!(r["shadow_rule"], Value::Null);
     }
 }

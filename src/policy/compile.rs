@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use cel::Env;
 
 use super::condition::Condition;
-use super::format::{PolicyErrors, RawClaim, RawRule, RawWho, Source};
+use super::format::{PolicyErrors, RawClaim, RawMode, RawRule, RawWho, Source};
 use super::pattern::Pattern;
 use crate::authn::Principal;
 use crate::firestore::{Access, Database};
@@ -54,7 +54,7 @@ pub enum Effect {
 
 /// A claim test of `who.claims`.
 #[derive(Debug)]
-enum ClaimTest {
+pub(crate) enum ClaimTest {
     Equals(serde_json::Value),
     /// An array claim holding this element.
     Contains(serde_json::Value),
@@ -64,12 +64,12 @@ enum ClaimTest {
 /// any entry.
 #[derive(Debug, Default)]
 pub struct Who {
-    issuers: Option<Vec<String>>,
-    subjects: Option<Vec<String>>,
+    pub(crate) issuers: Option<Vec<String>>,
+    pub(crate) subjects: Option<Vec<String>>,
     /// Lower-cased: email addresses compare case-insensitively.
-    emails: Option<Vec<String>>,
-    groups: Option<Vec<String>>,
-    claims: Vec<(String, ClaimTest)>,
+    pub(crate) emails: Option<Vec<String>>,
+    pub(crate) groups: Option<Vec<String>>,
+    pub(crate) claims: Vec<(String, ClaimTest)>,
 }
 
 impl Who {
@@ -112,6 +112,9 @@ pub struct Rule {
     /// (`projects/p/databases/d`), otherwise a database id.
     pub database: Option<String>,
     pub upstream_account: Option<String>,
+    /// `mode: shadow`: judged beside the enforced rules, for the audit
+    /// record only.
+    pub shadow: bool,
 }
 
 impl Rule {
@@ -206,6 +209,7 @@ fn compile_rule(env: &Env, raw: &RawRule, problems: &mut Problems) -> Option<Rul
         when,
         database: raw.database.clone(),
         upstream_account: raw.upstream_account.clone(),
+        shadow: raw.mode == RawMode::Shadow,
     })
 }
 

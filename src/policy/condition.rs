@@ -20,6 +20,10 @@ pub struct Condition {
     program: Program,
     /// Reads `request.time`: its decisions are not cached.
     pub reads_time: bool,
+    /// The expression as written (for analysis output).
+    pub source: String,
+    /// Every free variable read, with the field selected on it, if any.
+    pub references: Vec<(String, Option<String>)>,
 }
 
 impl Condition {
@@ -34,7 +38,7 @@ impl Condition {
         collect_references(program.expression(), &mut Vec::new(), &mut refs);
         let mut errors = Vec::new();
         let mut reads_time = false;
-        for (var, field) in refs {
+        for (var, field) in refs.iter().cloned() {
             let allowed: &[&str] = match var.as_str() {
                 "principal" => PRINCIPAL_FIELDS,
                 "request" => {
@@ -68,6 +72,8 @@ impl Condition {
             Ok(Condition {
                 program,
                 reads_time,
+                source: source.to_string(),
+                references: refs,
             })
         } else {
             Err(errors)
@@ -83,6 +89,19 @@ impl Condition {
         access: Access,
         path: Value,
     ) -> Result<bool, String> {
+        self.eval_parts(env, input, access, path, &[]).0
+    }
+
+    /// The whole expression and each of `parts` (sub-expressions of it, for
+    /// coverage), evaluated in one context.
+    pub fn eval_parts(
+        &self,
+        env: &Arc<Env>,
+        input: &Input,
+        access: Access,
+        path: Value,
+        parts: &[&IdedExpr],
+    ) -> (Result<bool, String>, Vec<Result<bool, String>>) {
         let request: HashMap<&str, Value> = HashMap::from([
             ("method", Value::from(access.as_str())),
             ("rpc", input.rpc.clone()),
@@ -92,11 +111,72 @@ impl Condition {
         context.add_variable_from_value("principal", input.principal.clone());
         context.add_variable_from_value("request", request);
         context.add_variable_from_value("path", path);
-        match self.program.execute(&context) {
-            Ok(Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!("condition yielded {other:?}, not a bool")),
-            Err(e) => Err(e.to_string()),
+        let whole = as_bool(self.program.execute(&context));
+        let parts = parts
+            .iter()
+            .map(|e| as_bool(Value::resolve(e, &context)))
+            .collect();
+        (whole, parts)
+    }
+
+    /// The compiled expression and where its nodes start in the source.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+fn as_bool(result: cel::ResolveResult) -> Result<bool, String> {
+    match result {
+        Ok(Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!("condition yielded {other:?}, not a bool")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Condition {
+    /// Evaluate with only some inputs known (analysis): `None` unless every
+    /// variable the expression reads is among them, so a result is never a
+    /// guess. `principal` of `None` means unknown; `path` holds the bound
+    /// wildcards; `request.method` is the access; `rpc` and `time` unknown.
+    pub fn eval_known(
+        &self,
+        env: &Arc<Env>,
+        principal: Option<&Principal>,
+        access: Access,
+        path: &HashMap<String, String>,
+    ) -> Option<Result<bool, String>> {
+        let known = self
+            .references
+            .iter()
+            .all(|(var, field)| match var.as_str() {
+                "principal" => principal.is_some(),
+                "path" => field.as_ref().is_some_and(|f| path.contains_key(f)),
+                "request" => field.as_deref() == Some("method"),
+                _ => false,
+            });
+        if !known {
+            return None;
         }
+        let placeholder;
+        let principal = match principal {
+            Some(p) => p,
+            None => {
+                placeholder = Principal::new(
+                    String::new(),
+                    String::new(),
+                    None,
+                    Vec::new(),
+                    serde_json::Map::new(),
+                );
+                &placeholder
+            }
+        };
+        let input = Input::new(principal, Method::Get);
+        let vars: HashMap<String, Value> = path
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect();
+        Some(self.eval(env, &input, access, vars.into()))
     }
 }
 

@@ -8,8 +8,8 @@ use cel::Value;
 
 use super::compile::{Effect, Rule};
 use super::condition::Input;
-use super::table::{Match, Table, tokens};
-use super::{Decision, TargetDecision, Why};
+use super::table::{Match, Table, Token, tokens};
+use super::{Decision, Shadow, TargetDecision, Why};
 use crate::authn::Principal;
 use crate::firestore::{Database, Method, Operation, Target};
 
@@ -22,6 +22,9 @@ pub struct Verdict {
     /// False when a condition that reads `request.time` was evaluated.
     pub cacheable: bool,
 }
+
+/// Allowed, the deciding rule, why, and the allowing rule's `as:`.
+type Judged<'t> = (bool, Option<&'t str>, Why, Option<&'t String>);
 
 /// The per-request context shared by all targets, built lazily: only
 /// conditions need it.
@@ -62,30 +65,66 @@ impl Table {
 
     /// Judge one target. A deny rule applies when its pattern touches any
     /// path of the scope; an allow rule only when it covers all of them.
+    /// Shadow rules are judged apart and never change the verdict.
     pub fn decide_target(&self, req: &Request, target: &Target) -> Verdict {
         let tokens = tokens(&target.scope);
         let covering = self.lookup(&tokens);
+        let mut cacheable = true;
+        let enforced = self.judge(req, target, &tokens, &covering, false, &mut cacheable);
+        let shadow = self
+            .has_shadow()
+            .then(|| self.judge(req, target, &tokens, &covering, true, &mut cacheable));
+        let (allowed, rule, why, account) = enforced;
+        let shadow = shadow.and_then(|(allowed, rule, _, _)| {
+            let rule = rule.filter(|id| self.is_shadow(id))?;
+            Some(Shadow {
+                allowed,
+                rule: rule.to_string(),
+            })
+        });
+        Verdict {
+            decision: TargetDecision {
+                target: target.clone(),
+                allowed,
+                rule: rule.map(String::from),
+                why,
+                shadow,
+            },
+            upstream_account: account.cloned(),
+            cacheable,
+        }
+    }
+
+    /// The verdict of the enforced rules, or of every rule with `shadow`.
+    fn judge<'t>(
+        &'t self,
+        req: &Request,
+        target: &Target,
+        tokens: &[Token],
+        covering: &[Match],
+        shadow: bool,
+        cacheable: &mut bool,
+    ) -> Judged<'t> {
         let applies = |rule: &Rule| {
-            rule.actions.contains(target.access)
+            (shadow || !rule.shadow)
+                && rule.actions.contains(target.access)
                 && rule.applies_to(req.database)
                 && rule.who.matches(req.principal)
         };
-        let mut cacheable = true;
         let mut holds = |rule: &Rule, m: Option<&Match>| -> Result<bool, String> {
             let Some(condition) = &rule.when else {
                 return Ok(true);
             };
-            cacheable &= !condition.reads_time;
+            *cacheable &= !condition.reads_time;
             // A deny that only overlaps the scope has no concrete bindings:
             // a condition reading `path` then fails, and the deny applies.
             let path = match m {
-                Some(m) => self.bindings(m, &tokens),
+                Some(m) => self.bindings(m, tokens),
                 None => Value::from(HashMap::<String, Value>::new()),
             };
             condition.eval(&self.env, req.input(), target.access, path)
         };
-        let mut outcome: Option<(bool, &str, Why, Option<&String>)> = None;
-        for index in self.deny_overlaps(&tokens) {
+        for index in self.deny_overlaps(tokens) {
             let rule = &self.rules[index];
             if !applies(rule) {
                 continue;
@@ -93,38 +132,28 @@ impl Table {
             let m = covering.iter().find(|m| m.rule == index);
             // A deny whose condition cannot be evaluated still applies: fail closed.
             if holds(rule, m).unwrap_or(true) {
-                outcome = Some((false, &rule.id, Why::DenyMatched, None));
-                break;
+                return (false, Some(&rule.id), Why::DenyMatched, None);
             }
         }
         let mut condition_false: Option<&str> = None;
-        if outcome.is_none() {
-            for m in &covering {
-                let rule = &self.rules[m.rule];
-                if rule.effect != Effect::Allow || !applies(rule) {
-                    continue;
-                }
-                if holds(rule, Some(m)).unwrap_or(false) {
-                    outcome = Some((true, &rule.id, Why::Allowed, rule.upstream_account.as_ref()));
-                    break;
-                }
-                condition_false.get_or_insert(&rule.id);
+        for m in covering {
+            let rule = &self.rules[m.rule];
+            if rule.effect != Effect::Allow || !applies(rule) {
+                continue;
             }
+            if holds(rule, Some(m)).unwrap_or(false) {
+                return (
+                    true,
+                    Some(&rule.id),
+                    Why::Allowed,
+                    rule.upstream_account.as_ref(),
+                );
+            }
+            condition_false.get_or_insert(&rule.id);
         }
-        let (allowed, rule, why, account) = match (outcome, condition_false) {
-            (Some((allowed, id, why, account)), _) => (allowed, Some(id), why, account),
-            (None, Some(id)) => (false, Some(id), Why::ConditionFalse, None),
-            (None, None) => (false, None, Why::NoRuleMatched, None),
-        };
-        Verdict {
-            decision: TargetDecision {
-                target: target.clone(),
-                allowed,
-                rule: rule.map(String::from),
-                why,
-            },
-            upstream_account: account.cloned(),
-            cacheable,
+        match condition_false {
+            Some(id) => (false, Some(id), Why::ConditionFalse, None),
+            None => (false, None, Why::NoRuleMatched, None),
         }
     }
 }
@@ -151,6 +180,7 @@ pub fn combine<V: AsRef<Verdict>>(verdicts: &[V]) -> Decision {
         targets: verdicts.iter().map(|v| v.decision.clone()).collect(),
         upstream_account: if reason.is_none() { first } else { None },
         reason,
+        shadow: shadow_decision(&verdicts),
     }
 }
 
@@ -158,4 +188,24 @@ impl AsRef<Verdict> for Verdict {
     fn as_ref(&self) -> &Verdict {
         self
     }
+}
+
+/// What the request's decision would be with the shadow rules enforced,
+/// when a shadow rule would decide some target; the rule named is one that
+/// would refuse, if any does.
+fn shadow_decision(verdicts: &[&Verdict]) -> Option<Shadow> {
+    let shadows: Vec<&Shadow> = verdicts
+        .iter()
+        .filter_map(|v| v.decision.shadow.as_ref())
+        .collect();
+    let first = shadows.first()?;
+    let allowed = verdicts.iter().all(|v| match &v.decision.shadow {
+        Some(s) => s.allowed,
+        None => v.decision.allowed,
+    });
+    let rule = match shadows.iter().find(|s| !s.allowed) {
+        Some(refusing) if !allowed => refusing.rule.clone(),
+        _ => first.rule.clone(),
+    };
+    Some(Shadow { allowed, rule })
 }

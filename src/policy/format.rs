@@ -37,6 +37,18 @@ pub struct RawRule {
     /// The service account the allowed request runs as upstream.
     #[serde(default, rename = "as")]
     pub upstream_account: Option<String>,
+    /// `shadow`: evaluated and audited, never deciding.
+    #[serde(default)]
+    pub mode: RawMode,
+}
+
+/// Whether a rule decides (`enforce`, the default) or is only watched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMode {
+    #[default]
+    Enforce,
+    Shadow,
 }
 
 /// The `who:` selector as written. Keys combine with AND; list entries with OR.

@@ -1,8 +1,10 @@
 //! The per-collection policy table: `Principal` × `Operation` → `Decision`.
 
+pub mod analysis;
 mod cache;
 mod compile;
 mod condition;
+pub mod coverage;
 mod decide;
 mod engine;
 pub mod format;
@@ -81,6 +83,17 @@ pub struct TargetDecision {
     /// The rule that decided it, if any.
     pub rule: Option<String>,
     pub why: Why,
+    /// The verdict with the shadow rules enforced, when a shadow rule
+    /// would decide this target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Shadow>,
+}
+
+/// What a `mode: shadow` rule would have decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shadow {
+    pub allowed: bool,
+    pub rule: String,
 }
 
 /// The verdict on a whole request: allowed only if every target is.
@@ -94,6 +107,10 @@ pub struct Decision {
     /// For a refusal, the precise reason for the audit line
     /// (`rule:no-secrets`, `no_rule_matched`, `mixed_upstream_accounts`).
     pub reason: Option<String>,
+    /// The decision with the shadow rules enforced, when one would decide
+    /// a target (audited as `shadow_decision` and `shadow_rule`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Shadow>,
 }
 
 impl Decision {
@@ -109,10 +126,12 @@ impl Decision {
                     allowed: false,
                     rule: None,
                     why: Why::NoRuleMatched,
+                    shadow: None,
                 })
                 .collect(),
             upstream_account: None,
             reason: Some(reason.to_string()),
+            shadow: None,
         }
     }
 }

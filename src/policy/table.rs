@@ -165,6 +165,8 @@ pub struct Table {
     pub(super) env: Arc<Env>,
     /// Bumped by every successful reload; part of every cache key.
     pub epoch: u64,
+    /// Some rule is `mode: shadow`.
+    shadowed: bool,
 }
 
 impl Table {
@@ -180,6 +182,7 @@ impl Table {
             }
         }
         Ok(Table {
+            shadowed: rules.iter().any(|r| r.shadow),
             rules,
             root,
             deny_root,
@@ -206,6 +209,16 @@ impl Table {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Whether any rule is `mode: shadow` (only then is the shadow verdict
+    /// computed).
+    pub fn has_shadow(&self) -> bool {
+        self.shadowed
+    }
+
+    pub fn is_shadow(&self, id: &str) -> bool {
+        self.rules.iter().any(|r| r.shadow && r.id == id)
     }
 
     /// Every rule whose pattern covers all of `tokens`, in table order.

@@ -624,6 +624,71 @@ fn rule_shape_errors() {
     }
 }
 
+const SHADOWED: &str = r#"
+rules:
+  - id: catalog-readers
+    match: /catalog/{entity}
+    allow: [read]
+    who: { authenticated: true }
+  - id: hide-drafts
+    mode: shadow
+    match: /catalog/{entity}
+    deny: [read]
+    who: { any: true }
+    when: "path.entity.startsWith('draft-')"
+  - id: open-teams
+    mode: shadow
+    match: /teams/{team}
+    allow: [get]
+    who: { any: true }
+"#;
+
+#[tokio::test]
+async fn shadow_rules_are_judged_but_never_decide() {
+    let e = engine(SHADOWED);
+    let d = decide(&e, &alice(), vec![doc("/catalog/draft-x", Access::Get)]).await;
+    assert!(d.allowed, "a shadow deny does not refuse");
+    assert_eq!(d.targets[0].rule.as_deref(), Some("catalog-readers"));
+    let shadow = d.shadow.expect("the shadow deny would decide");
+    assert_eq!(
+        (shadow.allowed, shadow.rule.as_str()),
+        (false, "hide-drafts")
+    );
+    let d = decide(&e, &alice(), vec![doc("/catalog/final", Access::Get)]).await;
+    assert!(d.allowed);
+    assert_eq!(d.shadow, None, "no shadow rule decides here");
+    let d = decide(&e, &alice(), vec![doc("/teams/a", Access::Get)]).await;
+    assert!(!d.allowed, "a shadow allow does not allow");
+    let shadow = d.shadow.expect("the shadow allow would decide");
+    assert_eq!((shadow.allowed, shadow.rule.as_str()), (true, "open-teams"));
+    // Mixed: the request would be refused with the shadow deny enforced.
+    let d = decide(
+        &e,
+        &alice(),
+        vec![
+            doc("/teams/a", Access::Get),
+            doc("/catalog/draft-y", Access::Get),
+        ],
+    )
+    .await;
+    let shadow = d.shadow.expect("shadow");
+    assert_eq!(
+        (shadow.allowed, shadow.rule.as_str()),
+        (false, "hide-drafts")
+    );
+}
+
+#[test]
+fn unknown_modes_are_refused() {
+    let err = Table::from_yaml(
+        "rules:\n  - { id: x, mode: audit, match: \"/a/{b}\", allow: [get], who: { any: true } }\n",
+        0,
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("audit"), "{err}");
+}
+
 /// Settings for `dir` without the file watcher, through the config's validation.
 fn unwatched(dir: &std::path::Path) -> PolicySettings {
     let config = PolicyConfig {

@@ -2,8 +2,10 @@
 // (firegate's emulator, or firegate in front of it) and checks every answer.
 //
 //   node run.mjs --host 127.0.0.1 --port 8081 --project demo --prefix run1 \
-//                [--token JWT] [--clients admin,lite] [--deny set,lite:query]
+//                [--token JWT] [--clients admin,admin7,lite] [--deny set,lite:query]
 //
+// --clients admin: @google-cloud/firestore 8.x (the newest major on Node 20),
+//           admin7: its 7.x line, lite: firebase/firestore/lite 12.x
 // --token   bearer token to send (default: none for lite, "owner" for admin)
 // --ssl     true: the admin client speaks HTTPS (trust the CA through
 //           NODE_EXTRA_CA_CERTS); lite always uses plain HTTP (emulator mode)
@@ -12,15 +14,23 @@
 // Prints one JSON line per step; exits 1 if any expectation failed.
 // Steps run in order and later ones read what earlier ones wrote.
 
-import { Firestore as AdminFirestore, FieldValue as AdminFieldValue } from '@google-cloud/firestore';
+import * as admin8 from '@google-cloud/firestore';
+import * as admin7 from '@google-cloud/firestore-7';
 import { OAuth2Client } from 'google-auth-library';
 import { initializeApp, deleteApp } from 'firebase/app';
 import * as lite from 'firebase/firestore/lite';
 
-const STEPS = ['set', 'get', 'update', 'delete', 'query', 'collectionGroup', 'count', 'batch', 'transaction', 'listCollections', 'cleanup'];
+const COMMON = ['set', 'get', 'update', 'delete', 'query', 'collectionGroup', 'count', 'batch', 'transaction', 'listCollections', 'vector'];
+// firebase/firestore/lite has no vector search, explain or partitions.
+const STEPS = {
+  admin: [...COMMON, 'findNearest', 'explain', 'partitions', 'cleanup'],
+  admin7: [...COMMON, 'findNearest', 'explain', 'partitions', 'cleanup'],
+  lite: [...COMMON, 'cleanup'],
+};
+const ADMIN = { admin: admin8, admin7 };
 
 function parseArgs(argv) {
-  const args = { host: '127.0.0.1', project: 'demo-firegate', prefix: `run${Date.now()}`, clients: 'admin,lite', deny: '', ssl: 'false' };
+  const args = { host: '127.0.0.1', project: 'demo-firegate', prefix: `run${Date.now()}`, clients: 'admin,admin7,lite', deny: '', ssl: 'false' };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
     if (!(key in args) && !['port', 'token'].includes(key)) throw new Error(`unknown argument ${argv[i]}`);
@@ -46,9 +56,20 @@ function same(actual, wanted, what) {
   expect(a === w, `${what}: got ${a}, want ${w}`);
 }
 
-// The code an error carries, as a canonical status name.
+// The status an error carries, as a canonical status name.
+//  - admin (8.x) over REST puts the raw HTTP status in `code` (409, 400…)
+//    and the raw response body in `message`: the body names the status.
+//  - admin7 (7.x) derives a gRPC code from the HTTP status alone.
+//  - lite gives string codes (`permission-denied`).
 function statusOf(client, error) {
   if (client === 'admin') {
+    try {
+      return JSON.parse(error?.message).error.status;
+    } catch {
+      return `HTTP ${error?.code ?? error}`;
+    }
+  }
+  if (client === 'admin7') {
     const names = { 3: 'INVALID_ARGUMENT', 5: 'NOT_FOUND', 6: 'ALREADY_EXISTS', 7: 'PERMISSION_DENIED', 9: 'FAILED_PRECONDITION', 10: 'ABORTED', 16: 'UNAUTHENTICATED' };
     return names[error?.code] ?? String(error?.code ?? error);
   }
@@ -66,7 +87,8 @@ async function expectRefusal(client, promise, status, what) {
   throw new Expectation(`${what}: want ${wanted}, but it succeeded`);
 }
 
-function adminSteps(args, token) {
+function adminSteps(client, args, token) {
+  const { Firestore: AdminFirestore, FieldValue: AdminFieldValue, VectorValue } = ADMIN[client];
   const authClient = new OAuth2Client();
   authClient.setCredentials({ access_token: token ?? 'owner', expiry_date: Date.now() + 3600_000 });
   const db = new AdminFirestore({
@@ -75,9 +97,12 @@ function adminSteps(args, token) {
     // unless told otherwise: a real token must be given as a header too.
     ...(token ? { customHeaders: { Authorization: `Bearer ${token}` } } : {}),
   });
-  const col = db.collection(`${args.prefix}_admin`);
-  const sub = `${args.prefix}_admin_sub`;
+  const col = db.collection(`${args.prefix}_${client}`);
+  const sub = `${args.prefix}_${client}_sub`;
   const alpha = col.doc('alpha');
+  // Below alpha, so recursiveDelete in cleanup takes them too.
+  const vecs = alpha.collection(`${args.prefix}_${client}_vec`);
+  const parts = `${args.prefix}_${client}_parts`;
   return {
     close: () => db.terminate(),
     set: async () => {
@@ -96,13 +121,19 @@ function adminSteps(args, token) {
     update: async () => {
       const before = await alpha.get();
       await alpha.update({ n: 10 }, { lastUpdateTime: before.updateTime });
-      // Over REST, google-gax derives the code from the HTTP status alone, and
-      // FAILED_PRECONDITION travels as 400: the client reports INVALID_ARGUMENT.
-      await expectRefusal('admin', alpha.update({ n: 99 }, { lastUpdateTime: before.updateTime }), ['FAILED_PRECONDITION', 'INVALID_ARGUMENT'], 'stale lastUpdateTime');
-      await expectRefusal('admin', col.doc('nope').update({ n: 1 }), 'NOT_FOUND', 'update of a missing document');
-      // Not tried here: create() over an existing document. ALREADY_EXISTS
-      // travels as HTTP 409, which google-gax reads as ABORTED, and the client
-      // retries ABORTED commits until its deadline (so it does against Google).
+      // 7.x derives the code from the HTTP status alone, and FAILED_PRECONDITION
+      // travels as 400: it reports INVALID_ARGUMENT. 8.x hands over the body.
+      const stale = client === 'admin' ? 'FAILED_PRECONDITION' : 'INVALID_ARGUMENT';
+      await expectRefusal(client, alpha.update({ n: 99 }, { lastUpdateTime: before.updateTime }), stale, 'stale lastUpdateTime');
+      await expectRefusal(client, col.doc('nope').update({ n: 1 }), 'NOT_FOUND', 'update of a missing document');
+      if (client === 'admin') {
+        // 8.x reports the 409 as it came, at once. (7.x reads 409 as ABORTED
+        // and retries the commit until its deadline, against Google too, so
+        // it is not tried there.)
+        const code = await alpha.create({ n: 0 }).then(() => 'created', (e) => e.code);
+        same(code, 409, 'create over an existing document (raw HTTP code, no retry)');
+        await expectRefusal(client, alpha.create({ n: 0 }), 'ALREADY_EXISTS', 'create over an existing document');
+      }
       same((await alpha.get()).get('n'), 10, 'alpha.n after update');
     },
     delete: async () => {
@@ -150,6 +181,62 @@ function adminSteps(args, token) {
       const top = (await db.listCollections()).map((c) => c.id);
       expect(top.includes(col.id), `listCollections has ${col.id}: ${top}`);
       same((await alpha.listCollections()).map((c) => c.id), [sub], 'alpha.listCollections()');
+    },
+    vector: async () => {
+      const rows = { a: [1, 0], b: [0, 3], c: [2, 2], d: [-1, 0], short: [1] };
+      for (const [id, v] of Object.entries(rows)) {
+        await vecs.doc(id).set({ v: AdminFieldValue.vector(v), color: id === 'c' ? 'blue' : 'red' });
+      }
+      await vecs.doc('plain').set({ v: [1, 0], color: 'red' });
+      const got = (await vecs.doc('b').get()).get('v');
+      expect(got instanceof VectorValue, `b.v reads back as a VectorValue: ${got}`);
+      same(got.toArray(), [0, 3], 'b.v');
+      // Arrays before vectors; vectors by dimension, then element by element.
+      same((await vecs.orderBy('v').get()).docs.map((d) => d.id), ['plain', 'short', 'd', 'b', 'a', 'c'], 'orderBy a vector field');
+    },
+    findNearest: async () => {
+      const red = await vecs.where('color', '==', 'red')
+        .findNearest({ vectorField: 'v', queryVector: [1, 0], limit: 3, distanceMeasure: 'EUCLIDEAN', distanceResultField: 'dist' }).get();
+      same(red.docs.map((d) => [d.id, d.get('dist')]), [['a', 0], ['d', 2], ['b', Math.sqrt(10)]], 'EUCLIDEAN, prefiltered, with distances');
+      const dot = await vecs.findNearest({ vectorField: 'v', queryVector: [1, 0], limit: 10, distanceMeasure: 'DOT_PRODUCT', distanceThreshold: 1 }).get();
+      same(dot.docs.map((d) => d.id), ['c', 'a'], 'DOT_PRODUCT >= 1, largest first');
+      const cosine = await vecs.findNearest({ vectorField: 'v', queryVector: [1, 0], limit: 10, distanceMeasure: 'COSINE', distanceThreshold: 0.5 }).get();
+      same(cosine.docs.map((d) => d.id), ['a', 'c'], 'COSINE <= 0.5, nearest first');
+    },
+    explain: async () => {
+      const query = col.where('n', '>=', 2);
+      const planned = await query.explain({ analyze: false });
+      expect(planned.snapshot === null, 'a planned query returns no snapshot');
+      expect(planned.metrics.planSummary.indexesUsed.length > 0, 'the plan names an index');
+      expect(planned.metrics.executionStats === null, 'a planned query has no execution stats');
+      const analyzed = await query.explain({ analyze: true });
+      same(analyzed.snapshot.docs.map((d) => d.id), ['delta', 'alpha'], 'analyzed results');
+      same(analyzed.metrics.executionStats.resultsReturned, 2, 'resultsReturned');
+      expect(analyzed.metrics.executionStats.readOperations > 0, 'readOperations');
+      // (On the vectors: through firegate, tests/sdk.rs refuses aggregations
+      // on admin's top-level collection.)
+      const counted = await vecs.count().explain({ analyze: true });
+      same(counted.snapshot.data().count, 6, 'analyzed count()');
+      expect(counted.metrics.executionStats.readOperations > 0, 'aggregation readOperations');
+    },
+    partitions: async () => {
+      // 300 documents, partitions of at least 128: three partitions.
+      const batch = db.batch();
+      for (let i = 0; i < 300; i += 1) {
+        batch.set(alpha.collection(parts).doc(`p${String(i).padStart(3, '0')}`), { i });
+      }
+      await batch.commit();
+      const partitions = [];
+      for await (const partition of db.collectionGroup(parts).getPartitions(5)) {
+        partitions.push(partition);
+      }
+      same(partitions.length, 3, 'getPartitions(5) over 300 documents');
+      expect(partitions[0].startAt === undefined && partitions[2].endBefore === undefined, 'the ends are open');
+      let seen = 0;
+      for (const partition of partitions) {
+        seen += (await partition.toQuery().get()).size;
+      }
+      same(seen, 300, 'documents read through the partitions');
     },
     // BulkWriter (batchWrite, per-write status), listDocuments (showMissing)
     // and recursiveDelete (kindless query + batchWrite) leave nothing behind.
@@ -246,6 +333,14 @@ function liteSteps(args, token) {
       const left = await lite.getDocs(lite.query(col, lite.orderBy(lite.documentId())));
       same(left.docs.map((d) => d.id), ['alpha', 'delta'], 'documents left');
     },
+    vector: async () => {
+      const ref = lite.doc(col, 'vec');
+      await lite.setDoc(ref, { v: lite.vector([1, 2.5]) });
+      const got = (await lite.getDoc(ref)).get('v');
+      expect(got instanceof lite.VectorValue, `v reads back as a VectorValue: ${got}`);
+      same(got.toArray(), [1, 2.5], 'v');
+      await lite.deleteDoc(ref);
+    },
     cleanup: async () => {
       const batch = lite.writeBatch(db);
       for (const path of ['alpha', `alpha/${sub}/s1`, 'delta', `beta/${sub}/s2`, `beta/${sub}/s3`]) {
@@ -262,9 +357,9 @@ async function main() {
   const args = parseArgs(process.argv.slice(2));
   let failed = 0;
   for (const client of args.clients) {
-    const steps = client === 'admin' ? adminSteps(args, args.token) : client === 'lite' ? liteSteps(args, args.token) : null;
+    const steps = client in ADMIN ? adminSteps(client, args, args.token) : client === 'lite' ? liteSteps(args, args.token) : null;
     if (!steps) throw new Error(`unknown client ${client}`);
-    for (const step of STEPS) {
+    for (const step of STEPS[client]) {
       const denied = args.deny.has(step) || args.deny.has(`${client}:${step}`);
       const line = { client, step, expected: denied ? 'PERMISSION_DENIED' : 'ok' };
       try {

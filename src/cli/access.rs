@@ -1,0 +1,94 @@
+//! `firegate policy who-can`, `what-can` and `diff`: the access analyses
+//! of `policy::analysis` read from policy directories and printed as text
+//! or JSON.
+
+use std::path::Path;
+
+use clap::ValueEnum;
+
+use super::principal::PrincipalSpec;
+use crate::policy::Table;
+use crate::policy::analysis::diff::{FailOn, diff};
+use crate::policy::analysis::what_can::what_can;
+use crate::policy::analysis::who_can::who_can;
+use crate::policy::analysis::{PathSet, accesses};
+use crate::policy::pattern::Pattern;
+
+/// How a tool prints its answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+fn load(dir: &Path) -> anyhow::Result<Table> {
+    Table::from_dir(dir, 1)
+        .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", dir.display()))
+}
+
+fn print<T: serde::Serialize>(format: Format, value: &T, text: impl FnOnce() -> String) -> String {
+    match format {
+        Format::Text => text(),
+        Format::Json => {
+            let mut json = serde_json::to_string_pretty(value).unwrap_or_default();
+            json.push('\n');
+            json
+        }
+    }
+}
+
+/// `policy who-can DIR ACTION PATH`.
+pub fn who_can_command(
+    dir: &Path,
+    action: &str,
+    path: &str,
+    database: Option<&str>,
+    format: Format,
+) -> anyhow::Result<String> {
+    let accesses = accesses(action).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown action `{action}` (known: get, list, create, update, delete, read, write)"
+        )
+    })?;
+    let pattern = Pattern::parse(path).map_err(|e| anyhow::anyhow!("path `{path}` {e}"))?;
+    let table = load(dir)?;
+    let answer = who_can(&table, &accesses, &PathSet::of(&pattern), database);
+    Ok(print(format, &answer, || answer.text()))
+}
+
+/// `policy what-can DIR PRINCIPAL-FILE`.
+pub fn what_can_command(
+    dir: &Path,
+    principal_file: &Path,
+    database: Option<&str>,
+    format: Format,
+) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(principal_file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", principal_file.display()))?;
+    let spec: PrincipalSpec = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", principal_file.display()))?;
+    let table = load(dir)?;
+    let answer = what_can(&table, &spec.principal(), database);
+    Ok(print(format, &answer, || answer.text()))
+}
+
+/// `policy diff OLD NEW`: the output, and whether `--fail-on` fails it.
+pub fn diff_command(
+    old: &Path,
+    new: &Path,
+    database: Option<&str>,
+    format: Format,
+    fail_on: Option<&str>,
+) -> anyhow::Result<(String, bool)> {
+    let fail_on = fail_on
+        .map(|f| {
+            FailOn::parse(f)
+                .ok_or_else(|| anyhow::anyhow!("--fail-on `{f}`: use gained, lost or any"))
+        })
+        .transpose()?;
+    let (old, new) = (load(old)?, load(new)?);
+    let changes = diff(&old, &new, database);
+    let failed = fail_on.is_some_and(|f| changes.fails(f));
+    Ok((print(format, &changes, || changes.text()), failed))
+}
