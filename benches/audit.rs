@@ -66,6 +66,7 @@ fn record() -> AuditRecord {
         bytes_out: 240,
         duration_ms: 12.375,
         client_disconnected: false,
+        request_tags: vec!["checkout".into()],
     }
 }
 

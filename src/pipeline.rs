@@ -279,6 +279,7 @@ impl Pipeline {
         let classified = firestore::classify_request(&route, Some(&bytes))?;
         let count = classified.operation.targets.len();
         ex.operation = Some(classified.operation.clone());
+        ex.request_tags = crate::audit::request_tags(&classified.request_tags);
         if count > self.settings.max_targets {
             return Err(PipelineError::TooManyTargets {
                 count,

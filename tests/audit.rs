@@ -53,6 +53,7 @@ fn record(n: u64) -> AuditRecord {
         bytes_out: 340,
         duration_ms: 4.5,
         client_disconnected: false,
+        request_tags: Vec::new(),
     }
 }
 

@@ -279,13 +279,10 @@ async fn backstage_users_and_plugins_reach_firestore_through_firegate() {
     within("firegate to stop", stack.shutdown()).await;
 }
 
-/// KNOWN GAP: firegate takes an on-behalf-of principal's groups from the
-/// limited user token's `ent`, which Backstage never puts there, so the user
-/// arrives with no groups and team rules refuse them (403). The fix (groups
-/// from userinfo for the limited token) is on branch harden-fidelity;
-/// remove the `ignore` when it lands.
+/// A real Backstage never puts `ent` in the limited user token an
+/// on-behalf-of plugin token carries: firegate asks userinfo for it, so the
+/// user keeps their groups and team rules apply.
 #[tokio::test]
-#[ignore = "on-behalf-of calls lose the user's groups until harden-fidelity lands"]
 async fn on_behalf_of_keeps_the_users_groups() {
     let scene = start().await;
     let obo_write = json!({

@@ -194,6 +194,7 @@ struct Canonical<'a> {
     principal: &'a Option<AuditPrincipal>,
     reason: &'a Option<String>,
     request_id: &'a str,
+    request_tags: &'a [String],
     rpc: &'a Option<String>,
     seq: u64,
     shadow_decision: Option<Outcome>,
@@ -233,6 +234,7 @@ impl<'a> Canonical<'a> {
             bytes_out,
             duration_ms,
             client_disconnected,
+            request_tags,
         } = r;
         Canonical {
             bytes_in: *bytes_in,
@@ -248,6 +250,7 @@ impl<'a> Canonical<'a> {
             principal,
             reason,
             request_id,
+            request_tags,
             rpc,
             seq,
             shadow_decision: *shadow_decision,

@@ -18,7 +18,10 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub use chain::{GENESIS, Hasher, canonical};
-pub use record::{AccessCounts, AuditPrincipal, AuditRecord, AuditTarget, Outcome, TargetsSummary};
+pub use record::{
+    AccessCounts, AuditPrincipal, AuditRecord, AuditTarget, MAX_AUDIT_TAG_CHARS, MAX_AUDIT_TAGS,
+    Outcome, TargetsSummary, request_tags,
+};
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
 pub use targets::bound_targets;
 

@@ -4,10 +4,12 @@
 
 mod body;
 mod classify;
+mod messages;
 pub mod path;
 #[cfg(test)]
 mod proptests;
 mod route;
+mod shape;
 pub mod status;
 
 use std::fmt;
@@ -231,6 +233,8 @@ pub enum ClassifyError {
     BodyNotAllowed,
     #[error("gRPC request; only REST is served")]
     GrpcNotServed,
+    #[error("a pipeline expression value ({0}) outside executePipeline")]
+    PipelineValue(&'static str),
 }
 
 impl ClassifyError {
@@ -263,6 +267,7 @@ impl ClassifyError {
             E::UnsupportedContentEncoding => "unsupported_content_encoding",
             E::BodyNotAllowed => "body_not_allowed",
             E::GrpcNotServed => "grpc_not_served",
+            E::PipelineValue(_) => "pipeline_value_refused",
         }
     }
 }

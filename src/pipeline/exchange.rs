@@ -37,6 +37,8 @@ pub struct Exchange {
     pub decision: Option<Decision>,
     pub upstream_account: Option<String>,
     pub upstream_status: Option<u16>,
+    /// Already bounded and escaped for the record (`audit::request_tags`).
+    pub request_tags: Vec<String>,
     reason: Option<String>,
     refused: bool,
     /// False when `Auditor::admit` refused the request: its record is then
@@ -72,6 +74,7 @@ impl Exchange {
             decision: None,
             upstream_account: None,
             upstream_status: None,
+            request_tags: Vec::new(),
             reason: None,
             refused: false,
             admitted: true,
@@ -190,6 +193,7 @@ impl Exchange {
             bytes_out: 0,
             duration_ms: 0.0,
             client_disconnected: false,
+            request_tags: self.request_tags,
         }
     }
 }

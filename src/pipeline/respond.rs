@@ -149,6 +149,9 @@ pub fn answer(err: &PipelineError) -> Answer {
                 A::InvalidArgument("This method takes no request body.")
             }
             ClassifyError::GrpcNotServed => A::GrpcUnimplemented,
+            ClassifyError::PipelineValue(_) => A::InvalidArgument(
+                "Expression values are accepted only by pipelines, which this proxy does not serve.",
+            ),
         },
         PipelineError::BodyTooLarge { .. } => A::PayloadTooLarge,
         PipelineError::BodyRead(_) => A::InvalidArgument("Request body could not be read."),
