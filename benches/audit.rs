@@ -54,6 +54,7 @@ fn record() -> AuditRecord {
                 why: Some("allowed".into()),
             })
             .collect(),
+        targets_summary: None,
         decision: Outcome::Allow,
         reason: None,
         upstream_account: Some("writer@p.iam.gserviceaccount.com".into()),
@@ -66,6 +67,7 @@ fn record() -> AuditRecord {
         duration_ms: 12.375,
         client_disconnected: false,
         traceparent: None,
+        request_tags: vec!["checkout".into()],
     }
 }
 

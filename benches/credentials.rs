@@ -15,6 +15,11 @@ use support::google::{DATASTORE, FakeIam, FakeMetadata, IamExpect};
 const READER: &str = "reader@test-project.iam.gserviceaccount.com";
 
 async fn build(section: serde_json::Value) -> Credentials {
+    let mut section = section;
+    support::config::merge(
+        &mut section,
+        json!({"databases": ["projects/p/databases/(default)"]}),
+    );
     let yaml = support::config::yaml(&section);
     let config: UpstreamConfig = serde_yaml_ng::from_str(&yaml).expect("parses");
     let settings =

@@ -37,7 +37,8 @@ fn bench_proxy(c: &mut Criterion) {
             policies: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into()),
             upstream_override: Some(up.url.clone()),
             extra_config: Some(serde_json::json!({
-                "audit": {"sink": "file", "path": audit_dir.path().join("audit.log")}
+                "audit": {"sink": "file", "path": audit_dir.path().join("audit.log")},
+                "upstream": {"databases": ["projects/p/databases/(default)"]},
             })),
             ..Default::default()
         }))

@@ -1,5 +1,8 @@
 //! The one body type every response and forwarded request uses (boxed,
-//! streaming), and the one bounded reader for every body firegate buffers.
+//! streaming), and the one bounded reader for every body firegate buffers,
+//! with an optional deadline and transfer-rate floor for client bodies.
+
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
@@ -42,14 +45,131 @@ where
     body.map_err(Into::into).boxed()
 }
 
-/// Why [`read_limited`] stopped.
+/// Why [`read_limited`] or [`read_paced`] stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("body over {limit} bytes")]
     TooLarge { limit: usize },
     #[error("body could not be read: {0}")]
     Failed(BoxError),
+    #[error("body not complete within {0:?}")]
+    TimedOut(Duration),
+    #[error("body arrived slower than {} bytes per {:?}", .0.bytes, .0.window)]
+    TooSlow(BodyRate),
 }
+
+/// A floor on how fast a body arrives: at least `bytes` in every `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyRate {
+    pub bytes: u64,
+    pub window: Duration,
+}
+
+/// How long a client may take over its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// The whole body must have arrived by then.
+    pub deadline: Duration,
+    /// And it must keep arriving at least this fast.
+    pub min_rate: Option<BodyRate>,
+}
+
+/// [`read_limited`] under a [`Pace`]: a client that sends part of a body
+/// and stalls (a slowloris on the body, after a valid head) loses its slot
+/// at the deadline, or sooner if it trickles below the rate floor.
+pub async fn read_paced<B>(body: B, limit: usize, pace: Pace) -> Result<Bytes, ReadError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let start = tokio::time::Instant::now();
+    let deadline = tokio::time::sleep_until(start + pace.deadline);
+    let read = read_limited(RateFloor::new(body, pace.min_rate), limit);
+    tokio::pin!(deadline, read);
+    tokio::select! {
+        read = &mut read => read,
+        _ = &mut deadline => Err(ReadError::TimedOut(pace.deadline)),
+    }
+}
+
+/// Fails the body when fewer than `rate.bytes` arrived in a window.
+struct RateFloor<B> {
+    inner: B,
+    rate: Option<BodyRate>,
+    window_end: std::pin::Pin<Box<tokio::time::Sleep>>,
+    in_window: u64,
+}
+
+impl<B> RateFloor<B> {
+    fn new(inner: B, rate: Option<BodyRate>) -> Self {
+        let window = rate.map_or(Duration::from_secs(3600), |r| r.window);
+        RateFloor {
+            inner,
+            rate,
+            window_end: Box::pin(tokio::time::sleep(window)),
+            in_window: 0,
+        }
+    }
+}
+
+impl<B> http_body::Body for RateFloor<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.in_window += data.len() as u64;
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        let Some(rate) = this.rate else {
+            return Poll::Pending;
+        };
+        // Checked whenever a window closes; the timer is re-armed here so the
+        // task is woken at the next boundary even if no byte comes.
+        while this.window_end.as_mut().poll(cx).is_ready() {
+            if this.in_window < rate.bytes {
+                return Poll::Ready(Some(Err(Box::new(Slow(rate)))));
+            }
+            this.in_window = 0;
+            // From now, not from the missed boundary: a body that kept the
+            // task busy with frames past several boundaries must not be
+            // judged on the windows it was never checked in.
+            this.window_end
+                .as_mut()
+                .reset(tokio::time::Instant::now() + rate.window);
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The rate floor's failure, recognized by [`read_paced`].
+#[derive(Debug, thiserror::Error)]
+#[error("body below the rate floor")]
+struct Slow(BodyRate);
 
 /// Buffer `body`, refusing it as soon as it is known to exceed `limit`
 /// bytes (from its declared size, or while reading). Written as a plain
@@ -66,7 +186,13 @@ where
     let mut body = std::pin::pin!(body);
     let mut buffered = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| ReadError::Failed(err.into()))?;
+        let frame = frame.map_err(|err| {
+            let err: BoxError = err.into();
+            match err.downcast_ref::<Slow>() {
+                Some(Slow(rate)) => ReadError::TooSlow(*rate),
+                None => ReadError::Failed(err),
+            }
+        })?;
         if let Ok(data) = frame.into_data() {
             if buffered.len() + data.len() > limit {
                 return Err(ReadError::TooLarge { limit });
@@ -180,6 +306,64 @@ mod tests {
     async fn a_declared_size_over_the_limit_is_refused_before_reading() {
         let err = read_limited(full("hello!"), 5).await.unwrap_err();
         assert!(matches!(err, ReadError::TooLarge { limit: 5 }), "{err}");
+    }
+
+    fn pace(deadline_ms: u64, rate: Option<(u64, u64)>) -> Pace {
+        Pace {
+            deadline: Duration::from_millis(deadline_ms),
+            min_rate: rate.map(|(bytes, ms)| BodyRate {
+                bytes,
+                window: Duration::from_millis(ms),
+            }),
+        }
+    }
+
+    /// `first`, then nothing, forever: a client that stalls mid-body.
+    fn stalled(first: &'static str) -> Body {
+        use futures_util::StreamExt;
+        let chunks = futures_util::stream::iter([Ok::<_, BoxError>(http_body::Frame::data(
+            Bytes::from(first),
+        ))])
+        .chain(futures_util::stream::pending());
+        BodyExt::boxed(http_body_util::StreamBody::new(chunks))
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_times_out_at_the_deadline() {
+        let err = read_paced(stalled("a"), 100, pace(200, None))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ReadError::TimedOut(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_trickling_body_falls_below_the_rate_floor() {
+        let err = read_paced(stalled("abc"), 100, pace(20_000, Some((10, 50))))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ReadError::TooSlow(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_prompt_body_meets_both() {
+        let read = read_paced(full("hello"), 100, pace(1000, Some((10, 100))))
+            .await
+            .expect("read");
+        assert_eq!(read, "hello");
+    }
+
+    #[tokio::test]
+    async fn a_steady_body_over_many_windows_meets_the_floor() {
+        use futures_util::StreamExt;
+        let chunks = futures_util::stream::iter(0..6).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, BoxError>(http_body::Frame::data(Bytes::from_static(&[b'x'; 20])))
+        });
+        let body = BodyExt::boxed(http_body_util::StreamBody::new(chunks));
+        let read = read_paced(body, 1000, pace(20_000, Some((10, 500))))
+            .await
+            .expect("read");
+        assert_eq!(read.len(), 120);
     }
 
     #[tokio::test]

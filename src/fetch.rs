@@ -35,6 +35,10 @@ pub async fn answer(
         .map_err(|err| match err {
             ReadError::TooLarge { limit } => AnswerError::TooLarge(limit),
             ReadError::Failed(err) => AnswerError::Unreadable(crate::error::chain(&*err)),
+            // Not paced: the HTTP client's own timeout bounds these reads.
+            err @ (ReadError::TimedOut(_) | ReadError::TooSlow(_)) => {
+                AnswerError::Unreadable(err.to_string())
+            }
         })?;
     Ok((parts.headers, body))
 }

@@ -7,6 +7,7 @@
 
 mod audited;
 mod exchange;
+mod fairness;
 mod metrics;
 pub mod respond;
 
@@ -22,11 +23,11 @@ use crate::audit::{AuditError, Auditor};
 use prometheus_client::registry::Registry;
 
 use crate::authn::{Authenticator, AuthnError, Principal};
-use crate::body::{self, Body, ReadError};
+use crate::body::{self, Body, Pace, ReadError};
 use crate::config::Config;
-use crate::firestore::{self, ClassifyError, Operation, Route, TransactionUse};
+use crate::firestore::{self, ClassifyError, Database, Operation, Route, TransactionUse};
 use crate::policy::{Decision, PolicyEngine};
-use crate::server::admin::Check;
+use crate::server::admin::{Check, Ready};
 use crate::server::cors::{self, Cors};
 use crate::transaction::{SealError, Sealing, TransactionError, TransactionSealer};
 use crate::upstream::{
@@ -43,20 +44,16 @@ use metrics::Step;
 pub struct PipelineSettings {
     /// Largest request body buffered for classification.
     pub max_body_bytes: usize,
+    /// How long a client may take over its body.
+    pub body_pace: Pace,
+    /// Most targets one request may name.
+    pub max_targets: usize,
+    /// The databases served (`upstream.databases`).
+    pub databases: Vec<Database>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Browser origins allowed to read answers (`server.cors`).
     pub cors: Option<Cors>,
-}
-
-impl Default for PipelineSettings {
-    fn default() -> Self {
-        PipelineSettings {
-            max_body_bytes: 10 * 1024 * 1024,
-            trusted_proxies: Vec::new(),
-            cors: None,
-        }
-    }
 }
 
 /// Every way a request can end without its upstream answer passed on.
@@ -75,6 +72,16 @@ pub enum PipelineError {
     BodyTooLarge { limit: usize },
     #[error("request body could not be read: {0}")]
     BodyRead(String),
+    #[error("request body not complete within the read timeout")]
+    BodyReadTimeout,
+    #[error("request body arrived below the minimum rate")]
+    BodyTooSlow,
+    #[error("principal already has {limit} requests in flight")]
+    PrincipalBusy { limit: usize },
+    #[error("request names {count} targets, over the limit of {limit}")]
+    TooManyTargets { count: usize, limit: usize },
+    #[error("database not served by this proxy")]
+    DatabaseNotServed,
     #[error("refused by policy")]
     Denied,
     #[error(transparent)]
@@ -95,6 +102,11 @@ impl PipelineError {
             PipelineError::Transaction(e) => e.reason().into(),
             PipelineError::BodyTooLarge { .. } => "body_too_large".into(),
             PipelineError::BodyRead(_) => "body_unreadable".into(),
+            PipelineError::BodyReadTimeout => "body_read_timeout".into(),
+            PipelineError::BodyTooSlow => "body_too_slow".into(),
+            PipelineError::PrincipalBusy { .. } => "principal_in_flight_limit".into(),
+            PipelineError::TooManyTargets { .. } => "too_many_targets".into(),
+            PipelineError::DatabaseNotServed => "database_not_served".into(),
             PipelineError::Denied => decision
                 .and_then(|d| d.reason.clone())
                 .unwrap_or_else(|| "denied".into()),
@@ -105,13 +117,6 @@ impl PipelineError {
     }
 }
 
-/// The request body after classification: read in full (its bytes were
-/// classified), or still streaming.
-enum RequestBody {
-    Read(Bytes),
-    Streaming(Body),
-}
-
 /// The six steps and what they need.
 pub struct Pipeline {
     authn: Authenticator,
@@ -120,6 +125,7 @@ pub struct Pipeline {
     credentials: Credentials,
     upstream: Upstream,
     audit: Arc<Auditor>,
+    in_flight: fairness::InFlight,
     settings: PipelineSettings,
     metrics: RequestMetrics,
 }
@@ -134,8 +140,15 @@ impl Pipeline {
             credentials: Credentials::new(&config.upstream.credentials, registry).await?,
             upstream: Upstream::new(&config.upstream, registry)?,
             audit: Arc::new(Auditor::new(&config.audit, registry).await?),
+            in_flight: fairness::InFlight::new(config.server.limits.max_in_flight_per_principal),
             settings: PipelineSettings {
                 max_body_bytes: config.server.limits.max_body_bytes,
+                body_pace: Pace {
+                    deadline: config.server.limits.body_read_timeout,
+                    min_rate: config.server.limits.min_body_rate,
+                },
+                max_targets: config.server.limits.max_targets,
+                databases: config.upstream.databases.clone(),
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 cors: config.server.cors.clone(),
             },
@@ -153,6 +166,14 @@ impl Pipeline {
     /// Write every queued audit record.
     pub async fn flush_audit(&self) {
         self.audit.flush().await;
+    }
+
+    /// `None` when every step is ready; otherwise what is not.
+    pub fn not_ready(&self) -> Option<String> {
+        Ready {
+            checks: self.readiness(),
+        }
+        .blocking()
     }
 
     /// One `/readyz` check per dependency of the steps. A refused policy
@@ -219,10 +240,12 @@ impl Pipeline {
     ) -> Result<Response<Body>, PipelineError> {
         self.audit.admit()?;
         let (mut parts, body) = req.into_parts();
+        firestore::refuse_grpc(&parts.headers)?;
         let t = Instant::now();
         let principal = self.authenticate(&parts, ex).await;
         self.metrics.step(Step::Authenticate, t);
         let principal = principal?;
+        self.admit_principal(&principal, ex)?;
         let t = Instant::now();
         let classified = self.classify(&parts, body, ex).await;
         self.metrics.step(Step::Classify, t);
@@ -261,30 +284,59 @@ impl Pipeline {
         Ok(principal)
     }
 
-    /// Step 2: method + URL + body → `Operation` (400/404/413). Reads the
-    /// body only for the methods whose bodies name documents.
+    /// After step 1: the principal's place under
+    /// `max_in_flight_per_principal`, held until the response ends (429).
+    fn admit_principal(
+        &self,
+        principal: &Principal,
+        ex: &mut Exchange,
+    ) -> Result<(), PipelineError> {
+        let slot = self
+            .in_flight
+            .admit(principal)
+            .ok_or(PipelineError::PrincipalBusy {
+                limit: self.in_flight.limit(),
+            })?;
+        ex.hold(slot);
+        Ok(())
+    }
+
+    /// Step 2: method + URL + body → `Operation` (400/403/404/408/413).
+    /// Only a database in `upstream.databases` gets this far. Every body is
+    /// read under the body deadline: in full for the methods whose bodies
+    /// name documents, and for get, list and delete only to make sure there
+    /// is none (HTTP/2 can send DATA without declaring a length).
     async fn classify(
         &self,
         parts: &http::request::Parts,
         body: Body,
         ex: &mut Exchange,
-    ) -> Result<(Route, Operation, TransactionUse, RequestBody), PipelineError> {
+    ) -> Result<(Route, Operation, TransactionUse, Bytes), PipelineError> {
         let route = firestore::route(&parts.method, &parts.uri, &parts.headers)?;
         ex.route = Some((route.method, route.database.to_string()));
-        let body = if route.needs_body() {
-            let bytes = self.read_body(body).await?;
-            ex.add_bytes_in(bytes.len() as u64);
-            RequestBody::Read(bytes)
+        if !self.settings.databases.contains(&route.database) {
+            return Err(PipelineError::DatabaseNotServed);
+        }
+        let bytes = if route.needs_body() {
+            self.read_body(body, self.settings.max_body_bytes).await?
         } else {
-            RequestBody::Streaming(ex.count_bytes_in(body))
+            self.read_body(body, 0).await.map_err(|err| match err {
+                PipelineError::BodyTooLarge { .. } => ClassifyError::BodyNotAllowed.into(),
+                err => err,
+            })?
         };
-        let buffered = match &body {
-            RequestBody::Read(bytes) => Some(bytes),
-            RequestBody::Streaming(_) => None,
-        };
-        let classified = firestore::classify_request(&route, buffered)?;
+        ex.add_bytes_in(bytes.len() as u64);
+        let classified = firestore::classify_request(&route, Some(&bytes))?;
+        let count = classified.operation.targets.len();
         ex.operation = Some(classified.operation.clone());
-        Ok((route, classified.operation, classified.transaction, body))
+        ex.request_tags = crate::audit::request_tags(&classified.request_tags);
+        if count > self.settings.max_targets {
+            return Err(PipelineError::TooManyTargets {
+                count,
+                limit: self.settings.max_targets,
+            });
+        }
+        Ok((route, classified.operation, classified.transaction, bytes))
     }
 
     /// Between classify and decide: a presented transaction id must be a
@@ -295,21 +347,18 @@ impl Pipeline {
         principal: &Principal,
         route: &mut Route,
         usage: &TransactionUse,
-        body: RequestBody,
+        bytes: Bytes,
     ) -> Result<(Body, Option<Sealing>), PipelineError> {
         let fingerprint = principal.fingerprint();
-        let body = match body {
-            RequestBody::Read(bytes) => {
-                let bytes =
-                    self.transactions
-                        .unseal_request(fingerprint, route, usage, Some(bytes))?;
-                body::full(bytes.unwrap_or_default())
-            }
-            RequestBody::Streaming(body) => {
-                self.transactions
-                    .unseal_request(fingerprint, route, usage, None)?;
-                body
-            }
+        let bytes = self
+            .transactions
+            .unseal_request(fingerprint, route, usage, Some(bytes))?
+            .unwrap_or_default();
+        // A bodiless method goes upstream as it came, with no body at all.
+        let body = if route.needs_body() {
+            body::full(bytes)
+        } else {
+            body::empty()
         };
         let sealing = self
             .transactions
@@ -376,13 +425,15 @@ impl Pipeline {
         Ok(response.map(body::boxed))
     }
 
-    /// Buffer a body up to `max_body_bytes`.
-    async fn read_body(&self, body: Body) -> Result<Bytes, PipelineError> {
-        body::read_limited(body, self.settings.max_body_bytes)
+    /// Buffer a body up to `limit` bytes under the body deadline and rate.
+    async fn read_body(&self, body: Body, limit: usize) -> Result<Bytes, PipelineError> {
+        body::read_paced(body, limit, self.settings.body_pace)
             .await
             .map_err(|err| match err {
                 ReadError::TooLarge { limit } => PipelineError::BodyTooLarge { limit },
                 ReadError::Failed(err) => PipelineError::BodyRead(crate::error::chain(&*err)),
+                ReadError::TimedOut(_) => PipelineError::BodyReadTimeout,
+                ReadError::TooSlow(_) => PipelineError::BodyTooSlow,
             })
     }
 }

@@ -41,6 +41,7 @@ fn record(n: u64) -> AuditRecord {
             rule: Some("team-deployments".into()),
             why: Some("allowed".into()),
         }],
+        targets_summary: None,
         decision: Outcome::Allow,
         reason: None,
         upstream_account: Some("writer@p.iam.gserviceaccount.com".into()),
@@ -53,6 +54,7 @@ fn record(n: u64) -> AuditRecord {
         duration_ms: 4.5,
         client_disconnected: false,
         traceparent: None,
+        request_tags: Vec::new(),
     }
 }
 

@@ -655,28 +655,78 @@ async fn backstage_user_token_without_ent_asks_userinfo_once() {
 
 /// The whole pipeline over one OIDC issuer, and its answer to `token`.
 async fn pipeline_answer(issuer: &TestIssuer, token: &str) -> (http::response::Parts, Vec<u8>) {
-    use http_body_util::BodyExt;
-    let yaml = config::yaml(&json!({
-        "server": {"plain_http": true},
-        "authn": {"issuers": [oidc("corp", &issuer.issuer, json!({}))]},
-    }));
-    let config = firegate::config::Config::from_yaml(&yaml, Vec::new()).expect("config");
-    let mut registry = Registry::default();
-    let pipeline = firegate::pipeline::Pipeline::from_config(&config, &mut registry)
-        .await
-        .expect("pipeline");
-    let conn = firegate::pipeline::ConnInfo {
-        remote: "127.0.0.1:5555".parse().expect("addr"),
-        tls: None,
-    };
-    let request = http::Request::builder()
-        .uri("/v1/projects/p/databases/(default)/documents/a/b")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(firegate::body::empty())
-        .expect("request");
-    let (parts, body) = pipeline.handle(request, &conn).await.into_parts();
-    let body = body.collect().await.expect("body").to_bytes().to_vec();
-    (parts, body)
+    let gate = AuditedPipeline::over(oidc("corp", &issuer.issuer, json!({}))).await;
+    gate.answer(token).await
+}
+
+/// The whole pipeline over one issuer entry, auditing to a file.
+struct AuditedPipeline {
+    pipeline: firegate::pipeline::Pipeline,
+    audit: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl AuditedPipeline {
+    async fn over(entry: Value) -> AuditedPipeline {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let audit = dir.path().join("audit.log");
+        let yaml = config::yaml(&json!({
+            "server": {"plain_http": true},
+            "authn": {"issuers": [entry]},
+            "audit": {"sink": "file", "path": audit},
+            "upstream": {"databases": ["projects/p/databases/(default)"]},
+        }));
+        let config = firegate::config::Config::from_yaml(&yaml, Vec::new()).expect("config");
+        let mut registry = Registry::default();
+        let pipeline = firegate::pipeline::Pipeline::from_config(&config, &mut registry)
+            .await
+            .expect("pipeline");
+        AuditedPipeline {
+            pipeline,
+            audit,
+            _dir: dir,
+        }
+    }
+
+    /// The answer to a GET with `token`.
+    async fn answer(&self, token: &str) -> (http::response::Parts, Vec<u8>) {
+        use http_body_util::BodyExt;
+        let conn = firegate::pipeline::ConnInfo {
+            remote: "127.0.0.1:5555".parse().expect("addr"),
+            tls: None,
+        };
+        let request = http::Request::builder()
+            .uri("/v1/projects/p/databases/(default)/documents/a/b")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(firegate::body::empty())
+            .expect("request");
+        let (parts, body) = self.pipeline.handle(request, &conn).await.into_parts();
+        let body = body.collect().await.expect("body").to_bytes().to_vec();
+        (parts, body)
+    }
+
+    /// The last audit record written.
+    async fn last_record(&self) -> Value {
+        self.pipeline.flush_audit().await;
+        let lines = std::fs::read_to_string(&self.audit).expect("audit file");
+        serde_json::from_str(lines.lines().last().expect("one record")).expect("record")
+    }
+
+    /// Until the authenticator's keys have loaded (readiness of the other
+    /// steps does not matter here).
+    async fn keys_loaded(&self) {
+        for _ in 0..500 {
+            if !self
+                .pipeline
+                .not_ready()
+                .is_some_and(|why| why.contains("authn"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("keys not loaded: {:?}", self.pipeline.not_ready());
+    }
 }
 
 #[tokio::test]
@@ -816,4 +866,136 @@ async fn backstage_plugin_tokens_act_for_the_plugin_or_its_user() {
     for (name, token, expected) in cases {
         assert_eq!(reason(&authn, &token).await, expected, "case: {name}");
     }
+}
+
+#[tokio::test]
+async fn pipeline_answers_a_backstage_userinfo_outage_with_503() {
+    let bs = TestIssuer::builder().backstage().start().await;
+    let token = bs.token().without("ent").sign();
+    let gate = AuditedPipeline::over(backstage("backstage", &bs.base)).await;
+    gate.keys_loaded().await;
+    bs.set_available(false);
+    let (response, body) = gate.answer(&token).await;
+    let record = gate.last_record().await;
+    assert_eq!(response.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers[header::RETRY_AFTER], "5");
+    assert!(response.headers.get(header::WWW_AUTHENTICATE).is_none());
+    let json: Value = serde_json::from_slice(&body).expect("json error");
+    assert_eq!(json["error"]["status"], "UNAVAILABLE");
+    assert_eq!(record["reason"], "userinfo_unavailable", "{record}");
+    assert_eq!(record["status"], 503, "{record}");
+}
+
+#[tokio::test]
+async fn backstage_plugin_token_without_plugin_tokens_is_an_untrusted_issuer() {
+    let bs = TestIssuer::builder().backstage().start().await;
+    let (authn, _registry) = authenticator(&[backstage("backstage", &bs.base)]).await;
+    ready(&authn).await;
+    let plugin = bs.plugin_token("catalog", "firegate").sign();
+    assert_eq!(reason(&authn, &plugin).await, "untrusted_issuer");
+    // Naming the trusted Backstage as its issuer changes nothing: the
+    // plugin type routes it, and no issuer takes plugin tokens.
+    let with_iss = bs
+        .plugin_token("catalog", "backstage")
+        .claim("iss", json!(bs.issuer))
+        .sign();
+    assert_eq!(reason(&authn, &with_iss).await, "untrusted_issuer");
+    let user = bs.limited_user_token("user:default/alice").sign();
+    let obo = bs
+        .plugin_token("catalog", "firegate")
+        .claim("obo", json!(user))
+        .sign();
+    assert_eq!(reason(&authn, &obo).await, "untrusted_issuer");
+}
+
+/// A Backstage issuer that accepts plugin tokens from `catalog` for `firegate`.
+fn backstage_with_plugins(base: &str) -> Value {
+    let mut entry = backstage("backstage", base);
+    config::merge(
+        &mut entry,
+        json!({"backstage": {"plugin_tokens": {"audience": "firegate", "plugins": ["catalog"]}}}),
+    );
+    entry
+}
+
+#[tokio::test]
+async fn backstage_on_behalf_of_token_gets_the_users_groups_from_userinfo() {
+    let bs = TestIssuer::builder().backstage().start().await;
+    bs.set_ownership(
+        "user:default/alice",
+        &["user:default/alice", "group:default/platform"],
+    );
+    let (authn, _registry) = authenticator(&[backstage_with_plugins(&bs.base)]).await;
+    ready(&authn).await;
+
+    // What a real Backstage sends: a limited user token (no `ent`) inside
+    // the plugin token.
+    let limited = bs.limited_user_token("user:default/alice").sign();
+    let obo = |jti: &str| {
+        bs.plugin_token("catalog", "firegate")
+            .claim("obo", json!(limited))
+            .claim("jti", json!(jti))
+            .sign()
+    };
+    let principal = check(&authn, &obo("one")).await.expect("on-behalf-of");
+    assert_eq!(principal.subject, "user:default/alice");
+    assert_eq!(
+        principal.groups,
+        ["user:default/alice", "group:default/platform"]
+    );
+    assert_eq!(bs.userinfo_calls(), 1);
+    // Another plugin token for the same user token shares the lookup.
+    let again = check(&authn, &obo("two"))
+        .await
+        .expect("second plugin token");
+    assert_eq!(again.groups, principal.groups);
+    assert_eq!(bs.userinfo_calls(), 1, "cached for the user token's life");
+
+    // A full user token that carries `ent` needs no lookup.
+    let full = bs.token().sign();
+    let with_ent = bs
+        .plugin_token("catalog", "firegate")
+        .claim("obo", json!(full))
+        .sign();
+    let principal = check(&authn, &with_ent).await.expect("full user token");
+    assert_eq!(
+        principal.groups,
+        ["user:default/alice", "group:default/team-a"]
+    );
+    assert_eq!(bs.userinfo_calls(), 1);
+
+    // Userinfo down: refused as an outage, never passed without groups.
+    bs.set_available(false);
+    let bob = bs.limited_user_token("user:default/bob").sign();
+    let for_bob = bs
+        .plugin_token("catalog", "firegate")
+        .claim("obo", json!(bob))
+        .sign();
+    assert_eq!(reason(&authn, &for_bob).await, "userinfo_unavailable");
+}
+
+#[tokio::test]
+async fn an_empty_backstage_key_set_is_loaded_and_refreshed_for_an_unknown_kid() {
+    let bs = TestIssuer::builder().backstage().empty_jwks().start().await;
+    let (authn, registry) = authenticator(&[backstage("backstage", &bs.base)]).await;
+    ready(&authn).await;
+    // Loaded means scheduled on `max_interval` (1h), not retried as a failure.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(bs.jwks_fetches(), 1, "no retries of a valid empty set");
+    let text = metrics(&registry);
+    assert!(
+        text.contains("issuer=\"backstage\",outcome=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("outcome=\"error\""), "{text}");
+
+    // The first sign-in publishes a key: a token under it refreshes once.
+    bs.set_publishing(true);
+    let token = bs.token().sign();
+    assert_eq!(reason(&authn, &token).await, "accepted");
+    assert_eq!(bs.jwks_fetches(), 2);
+    // Further unknown kids stay within the rate limit.
+    let unknown = bs.token().kid("never-published").sign();
+    assert_eq!(reason(&authn, &unknown).await, "unknown_kid");
+    assert_eq!(bs.jwks_fetches(), 2);
 }

@@ -29,8 +29,13 @@ const WRITER: &str = "writer@test-project.iam.gserviceaccount.com";
 /// The `upstream` section `section` gives, parsed from YAML and validated
 /// as firegate reads it.
 fn upstream(section: &Value) -> UpstreamSettings {
+    let mut section = section.clone();
+    config::merge(
+        &mut section,
+        serde_json::json!({"databases": ["projects/p/databases/(default)"]}),
+    );
     let config: UpstreamConfig =
-        serde_yaml_ng::from_str(&config::yaml(section)).expect("upstream config parses");
+        serde_yaml_ng::from_str(&config::yaml(&section)).expect("upstream config parses");
     ConfigErrors::collect(|errors| config.validate(errors))
         .unwrap_or_else(|errors| panic!("config errors: {errors}"))
 }
@@ -367,8 +372,9 @@ async fn emulator_sends_the_owner_token_only_to_a_loopback_emulator() {
 
     let refused = |url: &str, extra: Value| {
         let section =
-            config::TestConfig::new(json!({"url": url, "credentials": {"source": "emulator"}}))
-                .merge(extra);
+            config::TestConfig::new(json!({"url": url, "credentials": {"source": "emulator"},
+                                           "databases": ["projects/p/databases/(default)"]}))
+            .merge(extra);
         let config: UpstreamConfig = serde_yaml_ng::from_str(&section.yaml()).expect("parses");
         let mut errors = ConfigErrors::default();
         config.validate(&mut errors);
@@ -577,7 +583,10 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
         admin_listen: any(),
         policies: Some(policies),
         upstream_override: Some(firestore.url.clone()),
-        extra_config: Some(serde_json::json!({"audit": {"sink": "file", "path": audit}})),
+        extra_config: Some(serde_json::json!({
+            "audit": {"sink": "file", "path": audit},
+            "upstream": {"databases": ["projects/p/databases/(default)"]},
+        })),
         overrides: vec![
             env("SOURCE", "metadata".into()),
             env("METADATA_ENDPOINT", metadata.server.url()),

@@ -566,6 +566,74 @@ async fn every_path_through_the_pipeline_leaves_exactly_one_audit_record_without
 }
 
 #[tokio::test]
+async fn request_tags_reach_the_audit_line_escaped_and_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_path = dir.path().join("audit.log");
+    let recording = upstream().steps(vec![Step::chunk("[]")]).start().await;
+    let stack = start(DevOptions {
+        upstream_override: Some(recording.url.clone()),
+        extra_config: Some(json!({"audit": {"sink": "file", "path": audit_path}})),
+        ..options()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let token = stack.token(&identity("ALICE_TOKEN")).expect("token");
+    let mut tags: Vec<String> = vec![
+        "checkout".into(),
+        "forged\"}\n{\"decision\":\"allow".into(),
+        "x".repeat(500),
+    ];
+    tags.extend((0..30).map(|i| format!("t{i}")));
+    let query = json!({
+        "structuredQuery": {"from": [{"collectionId": "catalog"}]},
+        "requestOptions": {"requestTags": tags},
+    });
+    let answer = http
+        .post(format!("{}{DOCS}:runQuery", stack.url()))
+        .header("X-Request-Id", "tagged-query")
+        .bearer_auth(&token)
+        .json(&query)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(answer.status(), 200);
+    let get = http
+        .get(format!(
+            "{}{DOCS}/catalog/a?requestOptions.requestTags=from-url",
+            stack.url()
+        ))
+        .header("X-Request-Id", "tagged-get")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(get.status(), 200);
+    // The tags went upstream as sent: Firestore records them too.
+    let forwarded = recording.requests();
+    assert!(
+        String::from_utf8_lossy(&forwarded[0].body).contains("requestTags"),
+        "{:?}",
+        forwarded[0]
+    );
+    let records = audit_records(&stack, &audit_path).await;
+    let r = by_request_id(&records, "tagged-query")[0];
+    let kept = r["request_tags"].as_array().expect("tags");
+    assert_eq!(kept.len(), firegate::audit::MAX_AUDIT_TAGS + 1, "{r}");
+    assert_eq!(kept[0], "checkout");
+    assert_eq!(kept[1], "forged\"}\\u{a}{\"decision\":\"allow");
+    let long = kept[2].as_str().expect("a string");
+    assert!(long.ends_with('…') && long.len() < 200, "{long}");
+    assert_eq!(kept[firegate::audit::MAX_AUDIT_TAGS], "…17 more");
+    assert_eq!(r["decision"], "allow");
+    let r = by_request_id(&records, "tagged-get")[0];
+    assert_eq!(r["request_tags"], json!(["from-url"]));
+    // One record per line still: the forged tag broke nothing.
+    let text = std::fs::read_to_string(&audit_path).expect("audit file");
+    assert_eq!(text.lines().count(), records.len());
+    stack.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_upstream_that_is_down_is_a_503_with_one_audit_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     let audit_path = dir.path().join("audit.log");

@@ -189,6 +189,10 @@ async fn official_clients_work_through_firegate_and_see_refusals_as_permission_d
         emulator_listen: any(),
         admin_listen: any(),
         policies: Some(policies.path().to_owned()),
+        extra_config: Some(serde_json::json!({"upstream": {"databases": [
+            firegate::dev::SAMPLE_DATABASE,
+            "projects/sdk-test/databases/(default)",
+        ]}})),
         ..Default::default()
     })
     .await

@@ -989,12 +989,143 @@ fn deploy_samples_are_valid_configs() {
     let sample = Config::load(&root.join("firegate.yaml"), env()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(sample.server.admin_listen.to_string(), "127.0.0.1:9090");
 
-    let manifests = std::fs::read_to_string(root.join("kubernetes/firegate.yaml")).unwrap();
+    let keys = tempfile::tempdir().expect("keys");
+    let kubernetes = kubernetes_config(&pki, &secret_keys(keys.path(), |_| random_key()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The probes reach the admin port from outside the pod.
+    assert_eq!(kubernetes.server.admin_listen.to_string(), "0.0.0.0:9090");
+    assert_eq!(kubernetes.authn.issuers.len(), 2);
+
+    // Cloud Run terminates TLS itself; the key comes from Secret Manager.
+    let transaction_key = keys.path().join("cloud-run-transaction.key");
+    std::fs::write(&transaction_key, random_key()).expect("write key");
+    let key_override = vec![(
+        "FIREGATE_TRANSACTIONS__KEY_FILE".to_owned(),
+        transaction_key.display().to_string(),
+    )];
+    let cloud_run = Config::load(&root.join("cloudrun/firegate.yaml"), key_override)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(cloud_run.server.tls.is_none());
+    assert_eq!(cloud_run.server.listen.to_string(), "0.0.0.0:8080");
+}
+
+/// The policies shipped in the `firegate-policies` ConfigMap compile, as the
+/// pod would load them from the mounted directory.
+#[tokio::test]
+async fn kubernetes_policies_compile() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let text = std::fs::read_to_string(root.join("configmap.yaml")).unwrap();
+    let policies = serde_yaml_ng::Deserializer::from_str(&text)
+        .filter_map(|doc| serde_yaml_ng::Value::deserialize(doc).ok())
+        .find(|doc| doc["metadata"]["name"] == "firegate-policies")
+        .expect("ConfigMap firegate-policies");
+    let dir = tempfile::tempdir().expect("policy dir");
+    let files = policies["data"].as_mapping().expect("policy files");
+    assert!(!files.is_empty());
+    for (name, body) in files {
+        let (name, body) = (name.as_str().unwrap(), body.as_str().unwrap());
+        std::fs::write(dir.path().join(name), body).expect("write policy");
+    }
+    let mut registry = firegate::metrics::registry();
+    firegate::policy::PolicyEngine::from_dir(dir.path(), &mut registry)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// The Secret's placeholders are refused: a firegate deployed without real
+/// keys does not start, rather than run with keys anyone can read.
+#[test]
+fn kubernetes_secret_placeholders_are_refused() {
+    let keys = tempfile::tempdir().expect("keys");
+    let placeholders = secret_keys(keys.path(), |placeholder| placeholder.to_owned());
+    let errors =
+        kubernetes_config(&TestPki::new(), &placeholders).expect_err("placeholder keys refused");
+    assert!(errors.contains("transactions.key_file"), "{errors}");
+    assert!(errors.contains("audit.hmac_key_file"), "{errors}");
+}
+
+/// The config inside deploy/kubernetes/configmap.yaml, with the TLS pair
+/// and the key files (mounted from Secrets in a cluster) at `keys`.
+fn kubernetes_config(pki: &TestPki, keys: &[(String, String)]) -> Result<Config, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let manifests = std::fs::read_to_string(root.join("configmap.yaml")).unwrap();
     let embedded = serde_yaml_ng::Deserializer::from_str(&manifests)
         .filter_map(|doc| serde_yaml_ng::Value::deserialize(doc).ok())
         .find_map(|doc| doc["data"]["firegate.yaml"].as_str().map(str::to_owned))
         .expect("ConfigMap with firegate.yaml");
-    Config::from_yaml(&embedded, env()).unwrap_or_else(|e| panic!("{e}"));
+    let mut env = vec![
+        (
+            "FIREGATE_SERVER__TLS__CERT".to_owned(),
+            pki.cert_path.display().to_string(),
+        ),
+        (
+            "FIREGATE_SERVER__TLS__KEY".to_owned(),
+            pki.key_path.display().to_string(),
+        ),
+    ];
+    env.extend_from_slice(keys);
+    Config::from_yaml(&embedded, env).map_err(|e| e.to_string())
+}
+
+/// Key files written from deploy/kubernetes/secret.yaml's `firegate-keys`
+/// (each value passed through `value`), as overrides of the config's paths.
+fn secret_keys(dir: &std::path::Path, value: impl Fn(&str) -> String) -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let text = std::fs::read_to_string(root.join("secret.yaml")).unwrap();
+    let secret = serde_yaml_ng::Deserializer::from_str(&text)
+        .filter_map(|doc| serde_yaml_ng::Value::deserialize(doc).ok())
+        .find(|doc| doc["metadata"]["name"] == "firegate-keys")
+        .expect("Secret firegate-keys");
+    [
+        ("transaction.key", "FIREGATE_TRANSACTIONS__KEY_FILE"),
+        ("audit.key", "FIREGATE_AUDIT__HMAC_KEY_FILE"),
+    ]
+    .into_iter()
+    .map(|(name, var)| {
+        let placeholder = secret["stringData"][name].as_str().expect("placeholder");
+        let path = dir.join(name);
+        std::fs::write(&path, value(placeholder)).expect("write key");
+        (var.to_owned(), path.display().to_string())
+    })
+    .collect()
+}
+
+fn random_key() -> String {
+    use rand::RngCore as _;
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Deployment's grace period covers its preStop pause plus the drain
+/// the ConfigMap's config asks for, so Kubernetes never kills a drain.
+#[test]
+fn kubernetes_grace_period_covers_the_drain() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let read = |name: &str| -> serde_yaml_ng::Value {
+        let text = std::fs::read_to_string(root.join(name)).unwrap();
+        serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let deployment = read("deployment.yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace period");
+    let pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap_or(0);
+    let keys = tempfile::tempdir().expect("keys");
+    let config = kubernetes_config(&TestPki::new(), &secret_keys(keys.path(), |_| random_key()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let drain = config.server.limits.drain_timeout.as_secs();
+    assert!(
+        grace >= pre_stop + drain + 5,
+        "terminationGracePeriodSeconds {grace} < preStop {pre_stop} + drain {drain} + 5"
+    );
+    assert_eq!(pod["enableServiceLinks"].as_bool(), Some(false));
+    let security = &pod["containers"][0]["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(security["capabilities"]["drop"][0].as_str(), Some("ALL"));
 }
 
 /// Hundreds of MiB through server + upstream client; prints the RSS growth.

@@ -111,7 +111,8 @@ fn config_values_merge_deeply_and_null_removes() {
         back,
         json!({
             "server": {"listen": "127.0.0.1:0", "plain_http": true, "limits": {"max_connections": 1}},
-            "upstream": {"url": "http://127.0.0.1:9", "credentials": {"source": "emulator"}},
+            "upstream": {"url": "http://127.0.0.1:9", "credentials": {"source": "emulator"},
+                         "databases": ["projects/p/databases/(default)"]},
         })
     );
     firegate::config::Config::from_yaml(&yaml, Vec::new()).expect("firegate reads it");

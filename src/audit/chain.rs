@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use serde::Serialize;
 
-use super::{AuditPrincipal, AuditRecord, AuditTarget, Outcome};
+use super::{AuditPrincipal, AuditRecord, AuditTarget, Outcome, TargetsSummary};
 
 /// `prev` of the first record of a chain: the explicit "new chain" marker.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -194,12 +194,14 @@ struct Canonical<'a> {
     principal: &'a Option<AuditPrincipal>,
     reason: &'a Option<String>,
     request_id: &'a str,
+    request_tags: &'a [String],
     rpc: &'a Option<String>,
     seq: u64,
     shadow_decision: Option<Outcome>,
     shadow_rule: &'a Option<String>,
     status: u16,
     targets: &'a [AuditTarget],
+    targets_summary: &'a Option<TargetsSummary>,
     time: &'a str,
     tls: &'a Option<String>,
     traceparent: &'a Option<String>,
@@ -221,6 +223,7 @@ impl<'a> Canonical<'a> {
             rpc,
             database,
             targets,
+            targets_summary,
             decision,
             reason,
             upstream_account,
@@ -233,6 +236,7 @@ impl<'a> Canonical<'a> {
             duration_ms,
             client_disconnected,
             traceparent,
+            request_tags,
         } = r;
         Canonical {
             bytes_in: *bytes_in,
@@ -248,12 +252,14 @@ impl<'a> Canonical<'a> {
             principal,
             reason,
             request_id,
+            request_tags,
             rpc,
             seq,
             shadow_decision: *shadow_decision,
             shadow_rule,
             status: *status,
             targets,
+            targets_summary,
             time,
             tls,
             traceparent,

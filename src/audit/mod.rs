@@ -4,6 +4,7 @@ mod chain;
 mod record;
 pub mod report;
 mod sink;
+mod targets;
 pub mod verify;
 mod writer;
 
@@ -17,8 +18,12 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub use chain::{GENESIS, Hasher, canonical};
-pub use record::{AuditPrincipal, AuditRecord, AuditTarget, Outcome};
+pub use record::{
+    AccessCounts, AuditPrincipal, AuditRecord, AuditTarget, MAX_AUDIT_TAG_CHARS, MAX_AUDIT_TAGS,
+    Outcome, TargetsSummary, request_tags,
+};
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
+pub use targets::bound_targets;
 
 use crate::config::errors::ConfigErrors;
 use writer::{Message, Shared, Writer};
@@ -58,6 +63,10 @@ pub struct AuditConfig {
     /// Records that may wait for the writer.
     #[serde(default = "defaults::queue_capacity")]
     pub queue_capacity: usize,
+    /// Beyond this many targets a record lists only the refused ones (at
+    /// most this many) and summarizes the rest.
+    #[serde(default = "defaults::max_listed_targets")]
+    pub max_listed_targets: usize,
 }
 
 mod defaults {
@@ -66,6 +75,9 @@ mod defaults {
     }
     pub fn queue_capacity() -> usize {
         8192
+    }
+    pub fn max_listed_targets() -> usize {
+        100
     }
 }
 
@@ -79,6 +91,7 @@ impl Default for AuditConfig {
             hmac_key_file: None,
             fail_closed: false,
             queue_capacity: defaults::queue_capacity(),
+            max_listed_targets: defaults::max_listed_targets(),
         }
     }
 }
@@ -107,6 +120,7 @@ pub struct AuditSettings {
     pub hmac_key_file: Option<PathBuf>,
     pub fail_closed: bool,
     pub queue_capacity: NonZeroUsize,
+    pub max_listed_targets: usize,
 }
 
 impl AuditConfig {
@@ -160,6 +174,7 @@ impl AuditConfig {
             hmac_key_file: self.hmac_key_file,
             fail_closed: self.fail_closed,
             queue_capacity,
+            max_listed_targets: self.max_listed_targets,
         }
     }
 }
@@ -214,6 +229,7 @@ pub struct Auditor {
     tx: mpsc::Sender<Message>,
     shared: Arc<Shared>,
     fail_closed: bool,
+    max_listed_targets: usize,
 }
 
 impl Auditor {
@@ -259,7 +275,13 @@ impl Auditor {
             tx,
             shared,
             fail_closed: settings.fail_closed,
+            max_listed_targets: settings.max_listed_targets,
         })
+    }
+
+    /// How many targets a record lists in full (`audit.max_listed_targets`).
+    pub fn max_listed_targets(&self) -> usize {
+        self.max_listed_targets
     }
 
     /// Called before any work: with `fail_closed`, refuses new requests

@@ -42,6 +42,28 @@ pub struct AuditTarget {
     pub why: Option<String>,
 }
 
+/// What a record with more than `audit.max_listed_targets` targets says of
+/// all of them: how many, per access how many were allowed and refused, and
+/// the SHA-256 of the full list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetsSummary {
+    /// Per access (`get`, `update`, …); sorted, so canonical as written.
+    pub by_access: std::collections::BTreeMap<String, AccessCounts>,
+    pub count: u64,
+    /// Hex SHA-256 of the full target list as it would have been written:
+    /// a compact JSON array of the target objects, keys sorted.
+    pub digest: String,
+    /// How many targets the record still lists (the refused ones, capped).
+    pub listed: u64,
+}
+
+/// Allowed and refused targets of one access.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AccessCounts {
+    pub allowed: u64,
+    pub refused: u64,
+}
+
 /// One line of the audit log. Field names are a stable contract (README).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRecord {
@@ -59,6 +81,8 @@ pub struct AuditRecord {
     pub rpc: Option<String>,
     pub database: Option<String>,
     pub targets: Vec<AuditTarget>,
+    /// Set only when `targets` was cut to the refused ones.
+    pub targets_summary: Option<TargetsSummary>,
     pub decision: Outcome,
     /// Precise refusal or failure reason (`token_expired`, `rule:no-secrets`, …).
     pub reason: Option<String>,
@@ -76,6 +100,60 @@ pub struct AuditRecord {
     pub client_disconnected: bool,
     /// The client's W3C `traceparent`, when well-formed (it was forwarded).
     pub traceparent: Option<String>,
+    /// The request's `requestOptions.requestTags`, through [`request_tags`].
+    pub request_tags: Vec<String>,
+}
+
+/// Request tags kept in one record (Firestore itself keeps 50).
+pub const MAX_AUDIT_TAGS: usize = 16;
+/// Characters kept of one tag, escapes counted as written.
+pub const MAX_AUDIT_TAG_CHARS: usize = 128;
+/// Ends a cut tag, and opens the count of tags left out. Clients cannot
+/// write it themselves: every non-ASCII character of theirs is escaped.
+const CUT: char = '…';
+
+/// The request tags as a record holds them: empty ones dropped and repeats
+/// merged (as Firestore does); `\` and every character outside printable
+/// ASCII written as `\u{…}`, so that no tag can fake a line, a field or a
+/// terminal control; each cut to [`MAX_AUDIT_TAG_CHARS`] (then ending in
+/// `…`); at most [`MAX_AUDIT_TAGS`], then one `…N more`.
+pub fn request_tags(tags: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::new();
+    let mut more = 0usize;
+    for tag in tags.iter().filter(|t| !t.is_empty()) {
+        if !seen.insert(tag.as_str()) {
+            continue;
+        }
+        if kept.len() < MAX_AUDIT_TAGS {
+            kept.push(escaped(tag));
+        } else {
+            more += 1;
+        }
+    }
+    if more > 0 {
+        kept.push(format!("{CUT}{more} more"));
+    }
+    kept
+}
+
+fn escaped(tag: &str) -> String {
+    let mut out = String::new();
+    let mut len = 0;
+    for c in tag.chars() {
+        let piece = match c {
+            '\\' => "\\\\".to_owned(),
+            ' '..='~' => c.to_string(),
+            _ => format!("\\u{{{:x}}}", u32::from(c)),
+        };
+        if len + piece.len() > MAX_AUDIT_TAG_CHARS {
+            out.push(CUT);
+            break;
+        }
+        len += piece.len();
+        out.push_str(&piece);
+    }
+    out
 }
 
 /// A plausible record for unit tests; `n` varies the request id.
@@ -103,6 +181,7 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
             rule: Some("team-deployments".into()),
             why: Some("allowed".into()),
         }],
+        targets_summary: None,
         decision: Outcome::Allow,
         reason: None,
         upstream_account: Some("reader@p.iam.gserviceaccount.com".into()),
@@ -115,5 +194,47 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
         duration_ms: 3.25,
         client_disconnected: false,
         traceparent: None,
+        request_tags: vec!["checkout".into()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_tags_are_escaped_and_bounded() {
+        let tags: Vec<String> = [
+            "checkout",
+            "",
+            "checkout",
+            "quote\"and\\back",
+            "line\nbreak\u{1b}[31m",
+            "caf\u{e9} \u{202e}rtl",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+        assert_eq!(
+            request_tags(&tags),
+            [
+                "checkout",
+                "quote\"and\\\\back",
+                "line\\u{a}break\\u{1b}[31m",
+                "caf\\u{e9} \\u{202e}rtl",
+            ]
+        );
+        let long = request_tags(&["x".repeat(1000)]);
+        assert_eq!(long[0].chars().count(), MAX_AUDIT_TAG_CHARS + 1);
+        assert!(long[0].ends_with(CUT));
+        // An escape is never cut in half.
+        let escapes = request_tags(&["\u{e9}".repeat(100)]);
+        assert!(escapes[0].ends_with("}…"), "{}", escapes[0]);
+        // A client's own `…` is escaped, so only firegate writes one.
+        assert_eq!(request_tags(&["…3 more".into()]), ["\\u{2026}3 more"]);
+        let many: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+        let kept = request_tags(&many);
+        assert_eq!(kept.len(), MAX_AUDIT_TAGS + 1);
+        assert_eq!(kept[MAX_AUDIT_TAGS], "…84 more");
     }
 }

@@ -398,7 +398,10 @@ impl IssuerConfig {
             ("email", &self.claims.email),
             ("groups", &self.claims.groups),
         ] {
-            if path.is_empty() || path.split('.').any(str::is_empty) {
+            if crate::authn::issuer::claim_path(path)
+                .iter()
+                .any(String::is_empty)
+            {
                 errors.push(
                     format!("{key}.claims.{field}"),
                     format!("`{path}` is not a claim path like `realm_access.roles`"),

@@ -124,19 +124,38 @@ impl Issuer {
     }
 }
 
-/// Follow a dotted path (`realm_access.roles`) through nested objects. A
-/// key that itself contains a dot (`https://example.com/groups`) is tried
-/// whole first.
+/// Follow a dotted path (`realm_access.roles`) through nested objects, and
+/// only that: a top-level claim literally named `realm_access.roles` is
+/// never read in its place, since some IdPs let users set claims of any
+/// name. A claim whose own name holds dots (`https://example.com/groups`)
+/// is written with each such dot escaped: `https://example\.com/groups`.
 pub fn claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(v) = claims.get(path) {
-        return Some(v);
-    }
-    let mut parts = path.split('.');
-    let mut node = claims.get(parts.next()?)?;
-    for part in parts {
-        node = node.as_object()?.get(part)?;
+    let mut segments = claim_path(path).into_iter();
+    let mut node = claims.get(&segments.next()?)?;
+    for segment in segments {
+        node = node.as_object()?.get(&segment)?;
     }
     Some(node)
+}
+
+/// The keys of a claim path: split at every `.` not escaped as `\.`.
+pub fn claim_path(path: &str) -> Vec<String> {
+    let mut segments = vec![String::new()];
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
+        let literal = match c {
+            '\\' if chars.peek() == Some(&'.') => chars.next().unwrap_or('.'),
+            '.' => {
+                segments.push(String::new());
+                continue;
+            }
+            c => c,
+        };
+        if let Some(segment) = segments.last_mut() {
+            segment.push(literal);
+        }
+    }
+    segments
 }
 
 /// Strings from an array claim (other items ignored) or a single string.
@@ -179,9 +198,24 @@ mod tests {
             string_list(claim(&claims, "realm_access.roles")),
             ["a", "b"]
         );
-        assert_eq!(string_list(claim(&claims, "https://x.io/g")), ["solo"]);
+        assert_eq!(string_list(claim(&claims, r"https://x\.io/g")), ["solo"]);
         assert_eq!(string_list(claim(&claims, "groups")), ["one"]);
         assert!(claim(&claims, "realm_access.missing").is_none());
         assert!(claim(&claims, "groups.deeper").is_none());
+    }
+
+    #[test]
+    fn a_literal_dotted_claim_never_shadows_the_nested_path() {
+        // A user-settable top-level claim named like the configured path.
+        let claims: Map<String, Value> = serde_json::from_str(
+            r#"{"realm_access.roles":["admins"],"realm_access":{"roles":["staff"]},
+                "a.b":"forged"}"#,
+        )
+        .unwrap();
+        assert_eq!(string_list(claim(&claims, "realm_access.roles")), ["staff"]);
+        // Absent nested path: still nothing, not the literal key.
+        assert!(claim(&claims, "a.b").is_none());
+        assert_eq!(string_list(claim(&claims, r"a\.b")), ["forged"]);
+        assert_eq!(claim_path(r"x\.y.z"), ["x.y", "z"]);
     }
 }

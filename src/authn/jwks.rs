@@ -61,13 +61,17 @@ impl KeySet {
 
     /// Parse a JWKS document, skipping keys that cannot verify signatures
     /// (encryption keys, unsupported types, and symmetric `oct` keys: a
-    /// published secret is no secret).
+    /// published secret is no secret). An empty `keys` list is a valid,
+    /// empty set — a fresh Backstage publishes one until its first sign-in
+    /// and again once its keys age out — but a list with no usable key is
+    /// an issuer misconfigured, not one that has nothing to say.
     pub fn parse(body: &[u8]) -> Result<KeySet, FetchError> {
         #[derive(Deserialize)]
         struct Document {
             keys: Vec<serde_json::Value>,
         }
         let doc: Document = serde_json::from_slice(body).map_err(|_| FetchError::NotAJwks)?;
+        let published = doc.keys.len();
         let mut set = KeySet::default();
         for value in doc.keys {
             let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
@@ -92,6 +96,9 @@ impl KeySet {
                 }
                 None => set.anonymous.push(key),
             }
+        }
+        if published > 0 && set.is_empty() {
+            return Err(FetchError::NoUsableKey);
         }
         Ok(set)
     }
@@ -264,9 +271,6 @@ impl Jwks {
         };
         let (body, max_age) = get(&self.client, &uri).await?;
         let set = KeySet::parse(&body)?;
-        if set.is_empty() {
-            return Err(FetchError::NoUsableKey);
-        }
         tracing::debug!(issuer = %self.name, keys = set.len(), "JWKS loaded");
         self.keys.store(Some(Arc::new(set)));
         self.loaded.store(true, Ordering::Release);
@@ -393,6 +397,17 @@ mod tests {
         assert!(set.find(Some("s")).is_none());
         // A single key serves a token without a kid.
         assert!(set.find(None).is_some());
+    }
+
+    #[test]
+    fn an_empty_key_list_is_a_set_but_only_unusable_keys_are_not() {
+        let empty = KeySet::parse(br#"{"keys":[]}"#).expect("an empty JWKS is valid");
+        assert!(empty.is_empty());
+        assert!(empty.find(None).is_none());
+        assert!(matches!(
+            KeySet::parse(br#"{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}"#),
+            Err(FetchError::NoUsableKey)
+        ));
     }
 
     #[test]

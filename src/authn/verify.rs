@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::cache::epoch;
+use super::cache::{epoch, token_hash};
 use super::config::{IssuerKind, IssuerSettings, is_hmac};
 use super::issuer::Issuer;
 use super::jwks::{Jwks, Key, Lookup};
@@ -196,13 +196,16 @@ pub async fn verify_plugin(
     let (subject, groups) = match obo {
         Some(Value::String(user_token)) => {
             let user = verify_limited_user(issuer, &user_token).await?;
-            exp = exp.min(expiry(&user)?);
+            let user_exp = expiry(&user)?;
+            exp = exp.min(user_exp);
             let subject = user
                 .get("sub")
                 .and_then(Value::as_str)
                 .ok_or(AuthnError::MissingSubject)?
                 .to_string();
-            (subject, super::issuer::string_list(user.get("ent")))
+            let until = epoch(user_exp.saturating_add(settings.leeway.as_secs()));
+            let groups = user_groups(issuer, &user_token, &user, &subject, until).await?;
+            (subject, groups)
         }
         Some(_) => return Err(AuthnError::MalformedToken),
         None => (format!("plugin:{plugin}"), Vec::new()),
@@ -212,6 +215,30 @@ pub async fn verify_plugin(
         principal,
         epoch(exp.saturating_add(settings.leeway.as_secs())),
     ))
+}
+
+/// The ownership refs of the user a plugin acts for: its token's `ent`, or
+/// — a limited token never carries one — Backstage userinfo asked with that
+/// user token (it accepts limited tokens), cached for the user token's life
+/// so every plugin token carrying it shares one lookup.
+async fn user_groups(
+    issuer: &Issuer,
+    user_token: &str,
+    user: &Map<String, Value>,
+    subject: &str,
+    until: SystemTime,
+) -> Result<Vec<String>, AuthnError> {
+    match (user.get("ent"), &issuer.userinfo) {
+        (Some(ent), _) => Ok(super::issuer::string_list(Some(ent))),
+        (None, Some(userinfo)) => Ok(userinfo
+            .ownership(user_token, token_hash(user_token), subject, until)
+            .await?
+            .to_vec()),
+        // Plugin tokens are configured on Backstage issuers only, which
+        // always have userinfo. Were one missing, passing the user with no
+        // groups would slip past every deny rule naming a group: refuse.
+        (None, None) => Err(AuthnError::UserinfoUnreachable),
+    }
 }
 
 /// The `obo` user token of a plugin token: a Backstage limited user token

@@ -5,9 +5,23 @@ use serde_yaml_ng::Value;
 
 use super::ConfigErrors;
 
+/// The top-level sections an override may name. Anything else under the
+/// prefix is someone else's variable: Kubernetes injects
+/// `FIREGATE_SERVICE_HOST`, `FIREGATE_PORT_8443_TCP_ADDR`, … for a Service
+/// named `firegate`, and reading those as config would stop the pod.
+const SECTIONS: &[&str] = &[
+    "server",
+    "authn",
+    "policy",
+    "upstream",
+    "audit",
+    "transactions",
+];
+
 /// `FIREGATE_SERVER__LIMITS__IDLE_TIMEOUT=5s` sets `server.limits.idle_timeout`:
 /// the prefix is dropped, `__` separates keys, names are lower-cased, and the
-/// value is read as a YAML scalar.
+/// value is read as a YAML scalar. Only `FIREGATE_<SECTION>__…` naming one
+/// of [`SECTIONS`] is config; other `FIREGATE_*` variables are ignored.
 pub(super) fn apply_env(
     root: &mut Value,
     env: impl IntoIterator<Item = (String, String)>,
@@ -18,6 +32,10 @@ pub(super) fn apply_env(
             continue;
         };
         let keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        if keys.len() < 2 || !SECTIONS.contains(&keys[0].as_str()) {
+            tracing::debug!(variable = %name, "not a FIREGATE_<SECTION>__<KEY> override; ignored");
+            continue;
+        }
         if keys.iter().any(String::is_empty) {
             errors.push(name.clone(), "malformed override name");
             continue;
@@ -40,5 +58,45 @@ pub(super) fn apply_env(
             }
             _ => errors.push(name, "overrides a key below a non-mapping value"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(pairs: &[(&str, &str)]) -> (Value, ConfigErrors) {
+        let mut root = Value::Mapping(Default::default());
+        let mut errors = ConfigErrors::default();
+        let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        apply_env(&mut root, env, &mut errors);
+        (root, errors)
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_config() {
+        let (root, errors) = apply(&[
+            ("FIREGATE_SERVICE_HOST", "10.96.0.12"),
+            ("FIREGATE_SERVICE_PORT", "8443"),
+            ("FIREGATE_SERVICE_PORT_HTTPS", "8443"),
+            ("FIREGATE_PORT", "tcp://10.96.0.12:8443"),
+            ("FIREGATE_PORT_8443_TCP_ADDR", "10.96.0.12"),
+            ("FIREGATE_PORT_8443_TCP", "tcp://10.96.0.12:8443"),
+            ("FIREGATE_SERVER", "x"),
+            ("FIREGATE_SERVERX__LISTEN", "x"),
+        ]);
+        assert!(errors.is_empty(), "{errors}");
+        assert_eq!(root, Value::Mapping(Default::default()));
+    }
+
+    #[test]
+    fn section_overrides_still_apply_and_bad_names_are_errors() {
+        let (root, errors) = apply(&[
+            ("FIREGATE_SERVER__LIMITS__IDLE_TIMEOUT", "5s"),
+            ("FIREGATE_AUDIT____SINK", "file"),
+        ]);
+        assert_eq!(root["server"]["limits"]["idle_timeout"], "5s");
+        let keys: Vec<_> = errors.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["FIREGATE_AUDIT____SINK"]);
     }
 }

@@ -166,15 +166,23 @@ mod tests {
             .collect()
     }
 
+    /// The smallest valid config: plain HTTP, one database.
+    const MINIMAL: &str =
+        "server: {plain_http: true}\nupstream: {databases: ['projects/p/databases/(default)']}";
+
     #[test]
     fn plain_http_minimal_config_loads() {
-        let c = Config::from_yaml("server: {plain_http: true}", env(&[])).unwrap();
+        let c = Config::from_yaml(MINIMAL, env(&[])).unwrap();
         assert_eq!(c.server.listen.port(), 8443);
         assert_eq!(c.server.limits.max_body_bytes, 10 * 1024 * 1024);
     }
 
     #[test]
     fn unknown_key_fails_loudly() {
+        let err = Config::from_yaml("server: {plain_http: true, lisen: x}", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err = Config::from_yaml("server: {plain_http: true}", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("upstream.databases"), "{err}");
         let err = Config::from_yaml("server: {plain_http: true, lisen: x}", env(&[])).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
     }
@@ -190,15 +198,19 @@ mod tests {
                 "server.listen",
                 "server.admin_listen",
                 "server.trusted_proxies[0]",
-                "server.limits.idle_timeout"
+                "server.limits.idle_timeout",
+                "upstream.databases",
             ]
         );
     }
 
     #[test]
     fn merge_overlays_nested_keys_and_keeps_the_rest() {
-        let mut base: Value =
-            serde_yaml_ng::from_str("server: {plain_http: true, listen: '127.0.0.1:1'}").unwrap();
+        let mut base: Value = serde_yaml_ng::from_str(
+            "server: {plain_http: true, listen: '127.0.0.1:1'}\n\
+             upstream: {databases: ['projects/p/databases/d']}",
+        )
+        .unwrap();
         let overlay: Value =
             serde_yaml_ng::from_str("server: {listen: '127.0.0.1:2'}\naudit: {sink: stdout}")
                 .unwrap();
@@ -211,8 +223,9 @@ mod tests {
     fn sections_carry_the_values_written_and_refuse_bad_ones() {
         let c = Config::from_yaml(
             "server: {plain_http: true}\ntransactions: {ttl: 90s}\n\
-             upstream: {connect_timeout: 250ms}\naudit: {queue_capacity: 3}\n\
-             authn: {http_timeout: 2s}\npolicy: {cache_capacity: 9, watch: false}",
+             upstream: {connect_timeout: 250ms, databases: [projects/p/databases/d]}\n\
+             audit: {queue_capacity: 3}\n\
+             authn: {http_timeout: 2s}\npolicy: {cache_max_bytes: 9000, watch: false}",
             env(&[]),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -220,11 +233,11 @@ mod tests {
         assert_eq!(c.upstream.connect_timeout, Duration::from_millis(250));
         assert_eq!(c.audit.queue_capacity.get(), 3);
         assert_eq!(c.authn.http_timeout, Duration::from_secs(2));
-        assert_eq!((c.policy.cache_capacity, c.policy.watch), (9, false));
+        assert_eq!((c.policy.cache.max_bytes, c.policy.watch), (9000, false));
 
         let err = Config::from_yaml(
             "server: {plain_http: true}\ntransactions: {ttl: 0s}\n\
-             upstream: {credentials: {impersonation: {lifetime: 13h}}}",
+             upstream: {credentials: {impersonation: {lifetime: 13h}}, databases: [projects/p/databases/d]}",
             env(&[]),
         )
         .unwrap_err();
@@ -247,7 +260,7 @@ mod tests {
     #[test]
     fn environment_overrides_nested_keys() {
         let c = Config::from_yaml(
-            "server: {plain_http: true}",
+            MINIMAL,
             env(&[
                 ("FIREGATE_SERVER__LIMITS__IDLE_TIMEOUT", "5s"),
                 ("FIREGATE_SERVER__LISTEN", "127.0.0.1:1234"),

@@ -226,7 +226,11 @@ fn dev_config(
             }],
         },
         "policy": { "dir": policies },
-        "upstream": { "url": upstream, "credentials": { "source": "emulator" } },
+        "upstream": {
+            "url": upstream,
+            "credentials": { "source": "emulator" },
+            "databases": [SAMPLE_DATABASE],
+        },
     });
     let mut config = serde_yaml_ng::to_value(generated)?;
     if let Some(extra) = &options.extra_config {

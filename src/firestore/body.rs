@@ -10,6 +10,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::value::RawValue;
 
 use super::ClassifyError;
+use super::shape::Shape;
 
 /// One JSON object whose members are still raw text, so that each can be
 /// read on demand and located in the original body (for transaction ids).
@@ -90,6 +91,20 @@ impl<'a> Object<'a> {
             check_no_duplicates(raw.get())?;
         }
         Ok(())
+    }
+
+    /// A member checked in full against its message's shape (one that
+    /// carries Firestore values).
+    pub fn shaped(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+        shape: &'static Shape,
+    ) -> Result<(), ClassifyError> {
+        match self.take(camel, snake)? {
+            Some(raw) => super::shape::check(raw, shape),
+            None => Ok(()),
+        }
     }
 
     /// Every member must have been read: unknown fields are refused.
@@ -253,7 +268,7 @@ impl<'de> Visitor<'de> for NoDuplicates {
 /// a hash set once an object is large, so that a body of many keys costs
 /// linear time, not quadratic.
 #[derive(Default)]
-struct KeySet {
+pub(super) struct KeySet {
     few: Vec<String>,
     many: Option<HashSet<String>>,
 }
@@ -262,7 +277,7 @@ impl KeySet {
     const FEW: usize = 16;
 
     /// False if `key` was already there.
-    fn insert(&mut self, key: &str) -> bool {
+    pub(super) fn insert(&mut self, key: &str) -> bool {
         if let Some(many) = &mut self.many {
             return many.insert(key.to_owned());
         }
@@ -274,6 +289,13 @@ impl KeySet {
             self.many = Some(self.few.drain(..).collect());
         }
         true
+    }
+
+    pub(super) fn contains(&self, key: &str) -> bool {
+        match &self.many {
+            Some(many) => many.contains(key),
+            None => self.few.iter().any(|k| k == key),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::body::{self, Object};
+use super::messages;
 use super::path::{document_name, validate_id};
 use super::{Access, ClassifyError, Database, Method, Operation, Route, Scope, Target};
 
@@ -16,6 +17,9 @@ use super::{Access, ClassifyError, Database, Method, Operation, Route, Scope, Ta
 pub struct Classified {
     pub operation: Operation,
     pub transaction: TransactionUse,
+    /// `requestOptions.requestTags`, as the client sent them (for the audit
+    /// line, which bounds and escapes them; they change nothing else).
+    pub request_tags: Vec<String>,
 }
 
 /// How a request uses transactions.
@@ -60,6 +64,7 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
         text,
         targets: Vec::new(),
         transaction: TransactionUse::default(),
+        request_tags: route.request_tags().map(str::to_owned).collect(),
     };
     c.run(route)?;
     Ok(Classified {
@@ -69,6 +74,7 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
             targets: c.targets,
         },
         transaction: c.transaction,
+        request_tags: c.request_tags,
     })
 }
 
@@ -77,7 +83,12 @@ struct Classifier<'a> {
     text: &'a str,
     targets: Vec<Target>,
     transaction: TransactionUse,
+    request_tags: Vec<String>,
 }
+
+/// Firestore's bound on `findNearest.limit` (query.proto: "a positive
+/// integer of no more than 1000").
+const MAX_NEAREST_NEIGHBORS: i64 = 1000;
 
 impl<'a> Classifier<'a> {
     fn run(&mut self, route: &Route) -> Result<(), ClassifyError> {
@@ -153,7 +164,7 @@ impl<'a> Classifier<'a> {
     fn document_body(&mut self) -> Result<(), ClassifyError> {
         let mut doc = self.top("document")?;
         doc.refuse("name", "name")?;
-        doc.opaque("fields", "fields")?;
+        doc.shaped("fields", "fields", &messages::FIELDS)?;
         doc.opaque("createTime", "create_time")?;
         doc.opaque("updateTime", "update_time")?;
         doc.finish()
@@ -175,6 +186,7 @@ impl<'a> Classifier<'a> {
         }
         req.opaque("mask", "mask")?;
         self.consistency(&mut req)?;
+        self.request_options(&mut req)?;
         req.finish()
     }
 
@@ -194,6 +206,7 @@ impl<'a> Classifier<'a> {
             }
             _ => req.opaque("labels", "labels")?,
         }
+        self.request_options(&mut req)?;
         req.finish()
     }
 
@@ -205,7 +218,11 @@ impl<'a> Classifier<'a> {
         let transform = w.take("transform", "transform")?;
         let verify = w.take("verify", "verify")?;
         w.opaque("updateMask", "update_mask")?;
-        w.opaque("updateTransforms", "update_transforms")?;
+        w.shaped(
+            "updateTransforms",
+            "update_transforms",
+            &messages::FIELD_TRANSFORMS,
+        )?;
         let must_exist = match w.take("currentDocument", "current_document")? {
             Some(raw) => precondition(raw)?,
             None => None,
@@ -218,7 +235,7 @@ impl<'a> Classifier<'a> {
                     .take("name", "name")?
                     .ok_or(ClassifyError::InvalidWrite("update without a name"))?;
                 let name = body::string(name, "write.update.name")?;
-                doc.opaque("fields", "fields")?;
+                doc.shaped("fields", "fields", &messages::FIELDS)?;
                 doc.opaque("createTime", "create_time")?;
                 doc.opaque("updateTime", "update_time")?;
                 doc.finish()?;
@@ -235,7 +252,11 @@ impl<'a> Classifier<'a> {
                     .take("document", "document")?
                     .ok_or(ClassifyError::InvalidWrite("transform without a document"))?;
                 let name = body::string(name, "write.transform.document")?;
-                t.opaque("fieldTransforms", "field_transforms")?;
+                t.shaped(
+                    "fieldTransforms",
+                    "field_transforms",
+                    &messages::FIELD_TRANSFORMS,
+                )?;
                 t.finish()?;
                 // A transform of a missing document creates it.
                 let path = document_name(self.database, &name)?;
@@ -261,6 +282,7 @@ impl<'a> Classifier<'a> {
         if let Some(options) = req.take("options", "options")? {
             self.transaction_options(options)?;
         }
+        self.request_options(&mut req)?;
         req.finish()?;
         self.transaction.begins = true;
         Ok(())
@@ -275,6 +297,7 @@ impl<'a> Classifier<'a> {
                 "rollback without a transaction",
             ))?;
         self.present(raw)?;
+        self.request_options(&mut req)?;
         req.finish()
     }
 
@@ -286,7 +309,12 @@ impl<'a> Classifier<'a> {
             .ok_or(ClassifyError::InvalidQuery("no structuredQuery"))?;
         self.structured_query(parent, query)?;
         self.consistency(&mut req)?;
-        req.opaque("explainOptions", "explain_options")?;
+        req.shaped(
+            "explainOptions",
+            "explain_options",
+            &messages::EXPLAIN_OPTIONS,
+        )?;
+        self.request_options(&mut req)?;
         req.finish()
     }
 
@@ -304,7 +332,12 @@ impl<'a> Classifier<'a> {
         aggregation.opaque("aggregations", "aggregations")?;
         aggregation.finish()?;
         self.consistency(&mut req)?;
-        req.opaque("explainOptions", "explain_options")?;
+        req.shaped(
+            "explainOptions",
+            "explain_options",
+            &messages::EXPLAIN_OPTIONS,
+        )?;
+        self.request_options(&mut req)?;
         req.finish()
     }
 
@@ -319,6 +352,7 @@ impl<'a> Classifier<'a> {
         req.opaque("pageToken", "page_token")?;
         req.opaque("pageSize", "page_size")?;
         req.opaque("readTime", "read_time")?;
+        self.request_options(&mut req)?;
         req.finish()
     }
 
@@ -328,6 +362,7 @@ impl<'a> Classifier<'a> {
         req.opaque("pageSize", "page_size")?;
         req.opaque("pageToken", "page_token")?;
         req.opaque("readTime", "read_time")?;
+        self.request_options(&mut req)?;
         req.finish()?;
         self.push(
             Scope::CollectionIds {
@@ -349,15 +384,19 @@ impl<'a> Classifier<'a> {
         let from = q.take("from", "from")?;
         for (camel, snake) in [
             ("select", "select"),
-            ("where", "where"),
             ("orderBy", "order_by"),
-            ("startAt", "start_at"),
-            ("endAt", "end_at"),
             ("offset", "offset"),
             ("limit", "limit"),
-            ("findNearest", "find_nearest"),
         ] {
             q.opaque(camel, snake)?;
+        }
+        // The members that carry values: none may smuggle in a pipeline
+        // expression.
+        q.shaped("where", "where", &messages::FILTER)?;
+        q.shaped("startAt", "start_at", &messages::CURSOR)?;
+        q.shaped("endAt", "end_at", &messages::CURSOR)?;
+        if let Some(nearest) = q.take("findNearest", "find_nearest")? {
+            find_nearest(nearest)?;
         }
         q.finish()?;
         let selectors = match from {
@@ -446,10 +485,29 @@ impl<'a> Classifier<'a> {
                 if let Some(retry) = rw.take("retryTransaction", "retry_transaction")? {
                     self.present(retry)?;
                 }
+                if let Some(mode) = rw.take("concurrencyMode", "concurrency_mode")? {
+                    concurrency_mode(mode)?;
+                }
                 rw.finish()
             }
             (None, None) => Ok(()),
         }
+    }
+
+    /// `RequestOptions`, which every RPC takes: only `requestTags`, labels
+    /// for the caller's own observability, kept for the audit line.
+    fn request_options(&mut self, req: &mut Object<'a>) -> Result<(), ClassifyError> {
+        let Some(raw) = req.take("requestOptions", "request_options")? else {
+            return Ok(());
+        };
+        let mut options = body::object(raw, "requestOptions")?;
+        if let Some(tags) = options.take("requestTags", "request_tags")? {
+            for tag in body::array(tags, "requestOptions.requestTags")? {
+                let tag = body::string(tag, "requestOptions.requestTags[]")?;
+                self.request_tags.push(tag);
+            }
+        }
+        options.finish()
     }
 
     fn present(&mut self, raw: &'a RawValue) -> Result<(), ClassifyError> {
@@ -483,6 +541,62 @@ fn precondition(raw: &RawValue) -> Result<Option<bool>, ClassifyError> {
     }
 }
 
+/// `StructuredQuery.FindNearest`: a vector search that returns at most
+/// `limit` documents of the query's collections — the query's targets, no
+/// more. `limit` is required and bounded as Firestore bounds it; the query
+/// vector is a value like any other.
+fn find_nearest(raw: &RawValue) -> Result<(), ClassifyError> {
+    let mut f = body::object(raw, "findNearest")?;
+    f.shaped("vectorField", "vector_field", &messages::FIELD_REFERENCE)?;
+    f.shaped("queryVector", "query_vector", &messages::VALUE)?;
+    f.opaque("distanceMeasure", "distance_measure")?;
+    let limit = f.take("limit", "limit")?;
+    f.opaque("distanceResultField", "distance_result_field")?;
+    f.opaque("distanceThreshold", "distance_threshold")?;
+    f.finish()?;
+    let limit = limit.ok_or(ClassifyError::InvalidQuery("findNearest without a limit"))?;
+    match int32_wrapper(limit) {
+        Some(n) if (1..=MAX_NEAREST_NEIGHBORS).contains(&n) => Ok(()),
+        _ => Err(ClassifyError::InvalidQuery(
+            "findNearest.limit is not an integer from 1 to 1000",
+        )),
+    }
+}
+
+/// An `Int32Value` as clients write it: a JSON integer, a decimal string
+/// (proto3 JSON), or `{"value": …}` (the Node client's REST encoding).
+fn int32_wrapper(raw: &RawValue) -> Option<i64> {
+    let value: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+    let inner = match &value {
+        serde_json::Value::Object(o) if o.len() == 1 => o.get("value")?,
+        other => other,
+    };
+    let n: i64 = match inner {
+        serde_json::Value::Number(n) => n.as_i64()?,
+        serde_json::Value::String(s) => s.parse().ok()?,
+        _ => return None,
+    };
+    i32::try_from(n).is_ok().then_some(n)
+}
+
+/// `TransactionOptions.ConcurrencyMode`, by name or number.
+fn concurrency_mode(raw: &RawValue) -> Result<(), ClassifyError> {
+    let value: serde_json::Value = serde_json::from_str(raw.get())
+        .map_err(|_| ClassifyError::MalformedBody("concurrencyMode"))?;
+    let known = match &value {
+        serde_json::Value::String(name) => {
+            ["CONCURRENCY_MODE_UNSPECIFIED", "OPTIMISTIC", "PESSIMISTIC"].contains(&name.as_str())
+        }
+        serde_json::Value::Number(n) => n.as_u64().is_some_and(|n| n <= 2),
+        _ => false,
+    };
+    if known {
+        Ok(())
+    } else {
+        Err(ClassifyError::MalformedBody("concurrencyMode"))
+    }
+}
+
 fn document(path: &[String]) -> Scope {
     Scope::Document {
         path: path.to_vec(),
@@ -498,5 +612,7 @@ fn collection(path: &[String]) -> Scope {
     Scope::Collection { parent, collection }
 }
 
+#[cfg(test)]
+mod recent_fields_tests;
 #[cfg(test)]
 mod tests;

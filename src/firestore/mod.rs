@@ -4,10 +4,12 @@
 
 mod body;
 mod classify;
+mod messages;
 pub mod path;
 #[cfg(test)]
 mod proptests;
 mod route;
+mod shape;
 pub mod status;
 
 use std::fmt;
@@ -15,7 +17,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use classify::{Classified, Location, Presented, TransactionUse, classify, classify_request};
-pub use route::{Route, route};
+pub use route::{Route, refuse_grpc, route};
 
 /// `projects/{project}/databases/{database}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -229,6 +231,10 @@ pub enum ClassifyError {
     UnsupportedContentEncoding,
     #[error("body on a method without one")]
     BodyNotAllowed,
+    #[error("gRPC request; only REST is served")]
+    GrpcNotServed,
+    #[error("a pipeline expression value ({0}) outside executePipeline")]
+    PipelineValue(&'static str),
 }
 
 impl ClassifyError {
@@ -260,6 +266,8 @@ impl ClassifyError {
             E::UnsupportedContentType => "unsupported_content_type",
             E::UnsupportedContentEncoding => "unsupported_content_encoding",
             E::BodyNotAllowed => "body_not_allowed",
+            E::GrpcNotServed => "grpc_not_served",
+            E::PipelineValue(_) => "pipeline_value_refused",
         }
     }
 }

@@ -93,8 +93,9 @@ fn looks_percent_encoded(s: &str) -> bool {
 }
 
 /// Firestore's id rules: not empty, not `.` or `..`, no `/`, at most 1,500
-/// bytes, not `__…__` (reserved) except `__id<digits>__`; control characters
-/// are refused too, so that ids are safe to show in audit lines.
+/// bytes, not `__…__` (reserved) except the numeric ids `__id<n>__` of
+/// Datastore entities, `n` a signed 64-bit integer; control characters are
+/// refused too, so that ids are safe to show in audit lines.
 pub fn validate_id(id: &str) -> Result<(), ClassifyError> {
     let reason = if id.is_empty() {
         "empty id"
@@ -119,10 +120,15 @@ fn is_reserved(id: &str) -> bool {
         return false;
     }
     let inner = &id[2..id.len() - 2];
-    let numeric_id = inner
-        .strip_prefix("id")
-        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
-    !numeric_id
+    !inner.strip_prefix("id").is_some_and(is_canonical_i64)
+}
+
+/// `n` written as Firestore writes a numeric id: an `i64` in its one
+/// canonical form. `__id007__`, `__id-0__` or `__id+7__` would be a second
+/// name for the entity `__id7__` (or `__id0__`) if upstream reads the number,
+/// so a policy on one spelling could be passed with another: refused.
+fn is_canonical_i64(n: &str) -> bool {
+    n.parse::<i64>().is_ok_and(|v| v.to_string() == n)
 }
 
 /// A full document or collection name from a body, split into the segments
@@ -223,6 +229,36 @@ mod tests {
     fn numeric_id_escape_and_plain_underscores_are_ids() {
         for id in ["__id123__", "__", "___", "_a_", "__a", "a__"] {
             assert!(validate_id(id).is_ok(), "{id}");
+        }
+    }
+
+    #[test]
+    fn negative_numeric_ids_are_ids_in_their_one_spelling() {
+        for id in [
+            "__id-2__",
+            "__id-9223372036854775808__",
+            "__id9223372036854775807__",
+            "__id0__",
+        ] {
+            assert!(validate_id(id).is_ok(), "{id}");
+            assert_eq!(decode_segment(id).as_deref(), Ok(id));
+        }
+        // Second spellings of a number, and numbers no i64 holds.
+        for id in [
+            "__id007__",
+            "__id-0__",
+            "__id+7__",
+            "__id--2__",
+            "__id-__",
+            "__id9223372036854775808__",
+            "__id-9223372036854775809__",
+            "__id 1__",
+        ] {
+            assert_eq!(
+                validate_id(id).map_err(|e| e.reason()),
+                Err("invalid_resource_id"),
+                "{id}"
+            );
         }
     }
 

@@ -233,6 +233,17 @@ fn regression_corpus() {
         r#"{{"structuredQuery":{{"from":[{{"collectionId":"a"}}],"where":{}}}}}"#,
         "{\"x\":".repeat(5_000) + "1" + &"}".repeat(5_000)
     );
+    // Filters nested past serde_json's recursion limit, each level valid.
+    let deep_filter = format!(
+        r#"{{"structuredQuery":{{"from":[{{"collectionId":"a"}}],"where":{}{}}}}}"#,
+        r#"{"compositeFilter":{"op":"AND","filters":["#.repeat(5_000),
+        "]}}".repeat(5_000)
+    );
+    let deep_value = format!(
+        r#"{{"fields":{{"a":{}{{"nullValue":null}}{}}}}}"#,
+        r#"{"mapValue":{"fields":{"a":"#.repeat(5_000),
+        "}}}".repeat(5_000)
+    );
     type Case = (&'static str, String, Vec<u8>, Result<(), &'static str>);
     let cases: Vec<Case> = vec![
         (
@@ -245,6 +256,18 @@ fn regression_corpus() {
             "POST",
             format!("{db}:runQuery"),
             deep_query.into_bytes(),
+            Err("unknown_field"),
+        ),
+        (
+            "POST",
+            format!("{db}:runQuery"),
+            deep_filter.into_bytes(),
+            Err("malformed_body"),
+        ),
+        (
+            "PATCH",
+            format!("{db}/a/b"),
+            deep_value.into_bytes(),
             Err("malformed_body"),
         ),
         (

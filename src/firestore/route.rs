@@ -52,6 +52,15 @@ impl Route {
             .map(|(_, value)| value.as_str())
     }
 
+    /// `requestOptions.requestTags` from the query string (the RPCs whose
+    /// body, if any, is the document).
+    pub fn request_tags(&self) -> impl Iterator<Item = &str> {
+        self.query
+            .iter()
+            .filter(|(name, _)| *name == REQUEST_TAGS)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// Replace the `transaction=` query parameter (with the unsealed id).
     pub fn set_query_transaction(&mut self, value: String) {
         for (name, v) in &mut self.query {
@@ -62,6 +71,9 @@ impl Route {
         self.upstream_path_and_query = upstream(&self.encoded_path, &self.query);
     }
 }
+
+/// The query-string spelling of `RequestOptions.request_tags`.
+const REQUEST_TAGS: &str = "requestOptions.requestTags";
 
 /// RPCs Firestore has but firegate does not serve (501, not 404).
 const NOT_SERVED_VERBS: &[&str] = &[
@@ -183,6 +195,23 @@ fn rpc(method: &HttpMethod, verb: Option<&str>, depth: usize) -> Result<Method, 
         _ => return Err(ClassifyError::RouteNotFound("no such route")),
     };
     Ok(found)
+}
+
+/// gRPC is not served (yet): a gRPC caller is told so at once, before its
+/// token or body is looked at, so that it stops instead of retrying a 404.
+/// `application/grpc`, `application/grpc+proto`, `application/grpc-web…`.
+pub fn refuse_grpc(headers: &HeaderMap) -> Result<(), ClassifyError> {
+    let grpc = headers.get_all(header::CONTENT_TYPE).iter().any(|value| {
+        value
+            .as_bytes()
+            .get(..16)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"application/grpc"))
+    });
+    if grpc {
+        Err(ClassifyError::GrpcNotServed)
+    } else {
+        Ok(())
+    }
 }
 
 /// Headers that change what a request means (§4).
@@ -409,7 +438,13 @@ fn param(method: Method, name: &str) -> Result<Param, ClassifyError> {
     let exists = ("currentDocument.exists", "current_document.exists");
     let update_time = ("currentDocument.updateTime", "current_document.update_time");
     let is = |(camel, snake): (&str, &str)| name == camel || name == snake;
+    let tags = (REQUEST_TAGS, "request_options.request_tags");
     let found = match method {
+        Method::Get | Method::List | Method::CreateDocument | Method::Patch | Method::Delete
+            if is(tags) =>
+        {
+            Param::Repeated(REQUEST_TAGS)
+        }
         Method::Get if is(mask) => Param::Repeated("mask.fieldPaths"),
         Method::Get if is(transaction) => Param::Forward("transaction"),
         Method::Get if is(read_time) => Param::Forward("readTime"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use super::fairness::Slot;
 use crate::audit::{AuditRecord, Auditor, Outcome};
 use crate::body::{BodyEnd, BoxError, Observer};
 use crate::transaction::SealError;
@@ -17,6 +18,9 @@ pub(super) struct Audited {
     bytes_out: u64,
     admitted: bool,
     pending: Option<(AuditRecord, Arc<Auditor>)>,
+    /// The principal's in-flight slot: the request counts until its
+    /// response body is done.
+    _slot: Option<Slot>,
 }
 
 impl Audited {
@@ -26,6 +30,7 @@ impl Audited {
         admitted: bool,
         record: AuditRecord,
         auditor: Arc<Auditor>,
+        slot: Option<Slot>,
     ) -> Self {
         Audited {
             started,
@@ -33,6 +38,7 @@ impl Audited {
             bytes_out: 0,
             admitted,
             pending: Some((record, auditor)),
+            _slot: slot,
         }
     }
 }

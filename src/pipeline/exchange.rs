@@ -12,10 +12,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::audited::Audited;
+use super::fairness::Slot;
 use super::{ConnInfo, PipelineError};
-use crate::audit::{AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
+use crate::audit::{self, AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
-use crate::body::{self, Body, Observer};
+use crate::body::{self, Body};
 use crate::firestore::{Method, Operation};
 use crate::policy::{Decision, Why};
 use crate::upstream::headers;
@@ -36,6 +37,8 @@ pub struct Exchange {
     pub decision: Option<Decision>,
     pub upstream_account: Option<String>,
     pub upstream_status: Option<u16>,
+    /// Already bounded and escaped for the record (`audit::request_tags`).
+    pub request_tags: Vec<String>,
     reason: Option<String>,
     refused: bool,
     /// False when `Auditor::admit` refused the request: its record is then
@@ -44,6 +47,8 @@ pub struct Exchange {
     bytes_in: Arc<AtomicU64>,
     /// The client's `traceparent`, when well-formed.
     pub traceparent: Option<String>,
+    /// The principal's in-flight slot, released when the response ends.
+    slot: Option<Slot>,
 }
 
 impl Exchange {
@@ -71,11 +76,13 @@ impl Exchange {
             decision: None,
             upstream_account: None,
             upstream_status: None,
+            request_tags: Vec::new(),
             reason: None,
             refused: false,
             admitted: true,
             bytes_in: Arc::new(AtomicU64::new(0)),
             traceparent: headers::traceparent(req.headers()).map(str::to_owned),
+            slot: None,
         }
     }
 
@@ -92,9 +99,9 @@ impl Exchange {
         self.bytes_in.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Wrap a streamed request body so its size reaches the audit record.
-    pub fn count_bytes_in(&self, body: Body) -> Body {
-        body::observed(body, Counted(Arc::clone(&self.bytes_in)))
+    /// Keep the principal's in-flight slot until the response body ends.
+    pub(super) fn hold(&mut self, slot: Slot) {
+        self.slot = Some(slot);
     }
 
     /// The decision as the audit line and the metrics name it.
@@ -127,18 +134,19 @@ impl Exchange {
 
     /// Attach the audit record to the response body; it is written when the
     /// body ends or is dropped.
-    pub fn finish(self, response: Response<Body>, auditor: Arc<Auditor>) -> Response<Body> {
+    pub fn finish(mut self, response: Response<Body>, auditor: Arc<Auditor>) -> Response<Body> {
         let status = response.status().as_u16();
         let (parts, body) = response.into_parts();
         let started = self.started;
         let admitted = self.admitted;
         let bytes_in = Arc::clone(&self.bytes_in);
-        let record = self.into_record(status);
-        let audited = Audited::new(started, bytes_in, admitted, record, auditor);
+        let slot = self.slot.take();
+        let record = self.into_record(status, auditor.max_listed_targets());
+        let audited = Audited::new(started, bytes_in, admitted, record, auditor, slot);
         Response::from_parts(parts, body::observed(body, audited))
     }
 
-    fn into_record(self, status: u16) -> AuditRecord {
+    fn into_record(self, status: u16, max_listed_targets: usize) -> AuditRecord {
         let targets = match (&self.decision, &self.operation) {
             (Some(decision), _) => decision
                 .targets
@@ -164,6 +172,7 @@ impl Exchange {
                 .collect(),
             (None, None) => Vec::new(),
         };
+        let (targets, targets_summary) = audit::bound_targets(targets, max_listed_targets);
         let decision = self.outcome();
         let shadow = self.decision.as_ref().and_then(|d| d.shadow.clone());
         AuditRecord {
@@ -182,6 +191,7 @@ impl Exchange {
             rpc: self.route.as_ref().map(|(m, _)| m.as_str().to_owned()),
             database: self.route.map(|(_, db)| db),
             targets,
+            targets_summary,
             decision,
             reason: self.reason,
             upstream_account: self.upstream_account,
@@ -202,6 +212,7 @@ impl Exchange {
             duration_ms: 0.0,
             client_disconnected: false,
             traceparent: self.traceparent,
+            request_tags: self.request_tags,
         }
     }
 }
@@ -237,15 +248,6 @@ fn is_safe_request_id(v: &str) -> bool {
 fn new_request_id() -> String {
     let bytes: [u8; 16] = rand::random();
     hex::encode(bytes)
-}
-
-/// Counts the bytes of a streamed request body.
-struct Counted(Arc<AtomicU64>);
-
-impl Observer for Counted {
-    fn data(&mut self, len: usize) {
-        self.0.fetch_add(len as u64, Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]
@@ -404,20 +406,6 @@ mod tests {
         // What a shadow rule would have decided is audited either way.
         assert_eq!(record["shadow_decision"], "deny");
         assert_eq!(record["shadow_rule"], "watch-drafts");
-    }
-
-    #[tokio::test]
-    async fn streamed_request_bytes_are_counted_when_the_response_ends() {
-        let (auditor, sink) = auditor();
-        let ex = exchange();
-        let request_body = ex.count_bytes_in(crate::body::full("twelve bytes"));
-        let response = ex.finish(Response::new(crate::body::full("ok")), Arc::clone(&auditor));
-        // The upstream reads the request body after the response was built.
-        request_body.collect().await.expect("request body");
-        response.into_body().collect().await.expect("response body");
-        let record = only_record(&auditor, &sink).await;
-        assert_eq!(record["bytes_in"], 12);
-        assert_eq!(record["bytes_out"], 2);
     }
 
     #[tokio::test]

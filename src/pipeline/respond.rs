@@ -1,8 +1,9 @@
 //! The one place a failed request becomes the client's answer: [`answer`]
 //! names the answer for every failure condition in one exhaustive match, and
 //! [`Answer::into_response`] writes it as Firestore does — status, JSON
-//! body, `WWW-Authenticate` on a 401, `Retry-After` on a 503, the request id
-//! in a 403's message.
+//! body, `WWW-Authenticate` on a 401, `Retry-After` on a 429 and a 503, the
+//! request id in a 403's message, a connection close after a 408 — or, for a
+//! gRPC caller, a trailers-only gRPC status.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::authn::AuthnError;
 use crate::body::Body;
 use crate::firestore::ClassifyError;
 use crate::firestore::status::{ApiError, Code};
+use crate::server::CloseConnection;
 use crate::transaction::{SealError, TransactionError};
 use crate::upstream::{CredentialsError, UpstreamError};
 
@@ -23,6 +25,10 @@ use crate::upstream::{CredentialsError, UpstreamError};
 /// not idle once the service is back.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 
+/// How long a principal over its in-flight cap is asked to wait: its own
+/// requests end at their own pace; a second is enough to see one finish.
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// What the client is told. Messages are fixed and safe: nothing from the
 /// request or from the failure's detail reaches them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +37,21 @@ pub enum Answer {
     Unauthenticated,
     /// 403: the message ends with the request id, which finds the audit line.
     PermissionDenied,
+    /// 403 for a database outside `upstream.databases`: a refusal every
+    /// client reports as one, where a 404 would read as a missing document.
+    DatabaseNotServed,
     /// 400.
     InvalidArgument(&'static str),
     /// 413 (Google's front end answers `INVALID_ARGUMENT` in the body).
     PayloadTooLarge,
+    /// 400 naming `server.limits.max_targets` (config, not request content).
+    TooManyTargets(usize),
     /// 404.
     NotFound(&'static str),
+    /// 408, and the connection is closed: the body did not come in time.
+    RequestTimeout,
+    /// 429, with `Retry-After`: the principal has its fill of requests in flight.
+    ResourceExhausted,
     /// 501.
     Unimplemented(&'static str),
     /// 500: firegate's own bug.
@@ -47,6 +62,8 @@ pub enum Answer {
     Unavailable,
     /// 504.
     DeadlineExceeded,
+    /// A gRPC caller: HTTP 200, trailers-only, `grpc-status: 12`.
+    GrpcUnimplemented,
 }
 
 /// The client's answer to `err`. Exhaustive over every step's conditions, so
@@ -131,9 +148,17 @@ pub fn answer(err: &PipelineError) -> Answer {
             ClassifyError::BodyNotAllowed => {
                 A::InvalidArgument("This method takes no request body.")
             }
+            ClassifyError::GrpcNotServed => A::GrpcUnimplemented,
+            ClassifyError::PipelineValue(_) => A::InvalidArgument(
+                "Expression values are accepted only by pipelines, which this proxy does not serve.",
+            ),
         },
         PipelineError::BodyTooLarge { .. } => A::PayloadTooLarge,
         PipelineError::BodyRead(_) => A::InvalidArgument("Request body could not be read."),
+        PipelineError::BodyReadTimeout | PipelineError::BodyTooSlow => A::RequestTimeout,
+        PipelineError::PrincipalBusy { .. } => A::ResourceExhausted,
+        PipelineError::TooManyTargets { limit, .. } => A::TooManyTargets(*limit),
+        PipelineError::DatabaseNotServed => A::DatabaseNotServed,
         // Forged and expired ids are malformed arguments, as Firestore answers
         // an unknown or expired transaction; someone else's is a refusal.
         PipelineError::Transaction(e) => match e {
@@ -189,7 +214,26 @@ impl Answer {
                 Code::PermissionDenied,
                 format!("Missing or insufficient permissions. Request id: {request_id}."),
             ),
+            Answer::DatabaseNotServed => ApiError::new(
+                Code::PermissionDenied,
+                format!("This database is not served by this proxy. Request id: {request_id}."),
+            ),
             Answer::InvalidArgument(message) => ApiError::new(Code::InvalidArgument, message),
+            Answer::TooManyTargets(limit) => ApiError::new(
+                Code::InvalidArgument,
+                format!(
+                    "The request names more than {limit} documents or scopes; split it into smaller requests."
+                ),
+            ),
+            Answer::RequestTimeout => ApiError::new(
+                Code::DeadlineExceeded,
+                "The request body was not received in time.",
+            )
+            .with_http_status(StatusCode::REQUEST_TIMEOUT),
+            Answer::ResourceExhausted => ApiError::new(
+                Code::ResourceExhausted,
+                "Too many concurrent requests from this caller.",
+            ),
             Answer::PayloadTooLarge => ApiError::new(
                 Code::InvalidArgument,
                 "Request payload size exceeds the limit.",
@@ -203,11 +247,15 @@ impl Answer {
             }
             Answer::Unavailable => ApiError::new(Code::Unavailable, UNAVAILABLE),
             Answer::DeadlineExceeded => ApiError::new(Code::DeadlineExceeded, "Deadline exceeded."),
+            Answer::GrpcUnimplemented => ApiError::new(Code::Unimplemented, GRPC_MESSAGE),
         }
     }
 
     /// The response: body and status, plus the headers the answer calls for.
     pub fn into_response(self, request_id: &str) -> Response<Body> {
+        if self == Answer::GrpcUnimplemented {
+            return grpc_unimplemented();
+        }
         let mut response = self.api_error(request_id).to_response();
         let headers = response.headers_mut();
         match self {
@@ -225,17 +273,50 @@ impl Answer {
                     HeaderValue::from(RETRY_AFTER.as_secs()),
                 );
             }
+            Answer::ResourceExhausted => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(BUSY_RETRY_AFTER.as_secs()),
+                );
+            }
+            // A client that stalls its body is not worth a kept-alive
+            // connection; the server turns this into `Connection: close` on
+            // HTTP/1.1 and a GOAWAY on HTTP/2.
+            Answer::RequestTimeout => {
+                response.extensions_mut().insert(CloseConnection);
+            }
             Answer::PermissionDenied
+            | Answer::DatabaseNotServed
             | Answer::InvalidArgument(_)
+            | Answer::TooManyTargets(_)
             | Answer::PayloadTooLarge
             | Answer::NotFound(_)
             | Answer::Unimplemented(_)
             | Answer::Internal
             | Answer::BadGateway(_)
-            | Answer::DeadlineExceeded => {}
+            | Answer::DeadlineExceeded
+            | Answer::GrpcUnimplemented => {}
         }
         response
     }
+}
+
+/// What a gRPC caller is told (percent-encoding not needed: plain ASCII).
+const GRPC_MESSAGE: &str = "firegate serves the Firestore REST API only; gRPC is not served";
+
+/// A trailers-only gRPC response (gRPC over HTTP/2: status in the headers,
+/// no body): HTTP 200 and `grpc-status: 12` (UNIMPLEMENTED), which every gRPC
+/// client treats as final rather than retrying.
+fn grpc_unimplemented() -> Response<Body> {
+    let mut response = Response::new(crate::body::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from_static("12"));
+    headers.insert("grpc-message", HeaderValue::from_static(GRPC_MESSAGE));
+    response
 }
 
 #[cfg(test)]
@@ -409,5 +490,58 @@ mod tests {
             assert_eq!(status, expected);
             check_body(&json, status, code);
         }
+    }
+
+    #[tokio::test]
+    async fn a_late_body_is_408_and_asks_for_the_connection_to_close() {
+        for err in [PipelineError::BodyReadTimeout, PipelineError::BodyTooSlow] {
+            let response = error_response(&err, "req-42");
+            assert!(response.extensions().get::<CloseConnection>().is_some());
+            let (status, _, json) = respond(err).await;
+            assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+            check_body(&json, status, "DEADLINE_EXCEEDED");
+        }
+        let other = error_response(&PipelineError::Denied, "req-42");
+        assert!(other.extensions().get::<CloseConnection>().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_busy_principal_is_429_with_a_short_retry_after() {
+        let (status, headers, json) = respond(PipelineError::PrincipalBusy { limit: 2 }).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        check_body(&json, status, "RESOURCE_EXHAUSTED");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn too_many_targets_is_400_naming_the_limit_and_a_foreign_database_403() {
+        let err = PipelineError::TooManyTargets { count: 7, limit: 5 };
+        let (status, _, json) = respond(err).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        check_body(&json, status, "INVALID_ARGUMENT");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("more than 5")
+        );
+        let (status, _, json) = respond(PipelineError::DatabaseNotServed).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        check_body(&json, status, "PERMISSION_DENIED");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("Request id: req-42.")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_grpc_caller_gets_a_trailers_only_unimplemented() {
+        let response = error_response(&ClassifyError::GrpcNotServed.into(), "req-42");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/grpc");
+        assert_eq!(response.headers()["grpc-status"], "12");
+        assert!(http_body::Body::is_end_stream(response.body()));
     }
 }

@@ -1,14 +1,16 @@
 //! The bounded decision cache: per-target verdicts keyed by table epoch,
-//! principal fingerprint, database, RPC and target.
+//! principal fingerprint, database, RPC and target, bounded by the bytes
+//! its entries hold, with a per-request admission budget.
 
 use std::sync::Arc;
 
 use moka::sync::Cache;
 
+use super::CacheSettings;
 use super::decide::{Request, Verdict};
 use super::table::Table;
 use crate::authn::Fingerprint;
-use crate::firestore::{Database, Method, Target};
+use crate::firestore::{Database, Method, Scope, Target};
 
 /// Everything a verdict depends on. The epoch makes a reload invalidate
 /// every older entry even before they are evicted.
@@ -23,7 +25,11 @@ struct Key {
 
 pub struct DecisionCache {
     cache: Cache<Key, Arc<Verdict>>,
+    admit_per_request: usize,
 }
+
+/// How many more new entries the current request may add.
+pub struct Admission(usize);
 
 /// Whether a verdict came from the cache, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,14 +39,33 @@ pub enum Lookup {
 }
 
 impl DecisionCache {
-    pub fn new(capacity: u64) -> DecisionCache {
+    pub fn new(settings: CacheSettings) -> DecisionCache {
         DecisionCache {
-            cache: Cache::builder().max_capacity(capacity).build(),
+            // Weighed, not counted: an entry with a 1,500-byte path holds far
+            // more than one with a short one, and one request could name
+            // thousands of either.
+            cache: Cache::builder()
+                .max_capacity(settings.max_bytes)
+                .weigher(|key: &Key, verdict: &Arc<Verdict>| weight(key, verdict))
+                .build(),
+            admit_per_request: settings.admit_per_request,
         }
     }
 
-    /// The cached verdict, or a fresh one (stored unless it read the clock).
-    pub fn decide(&self, table: &Table, req: &Request, target: &Target) -> (Arc<Verdict>, Lookup) {
+    /// The admission budget of one request.
+    pub fn admission(&self) -> Admission {
+        Admission(self.admit_per_request)
+    }
+
+    /// The cached verdict, or a fresh one, stored unless it read the clock
+    /// or the request has used up its admission budget.
+    pub fn decide(
+        &self,
+        table: &Table,
+        req: &Request,
+        target: &Target,
+        admission: &mut Admission,
+    ) -> (Arc<Verdict>, Lookup) {
         let key = Key {
             epoch: table.epoch,
             principal: *req.principal.fingerprint(),
@@ -52,7 +77,8 @@ impl DecisionCache {
             return (hit, Lookup::Hit);
         }
         let verdict = Arc::new(table.decide_target(req, target));
-        if verdict.cacheable {
+        if verdict.cacheable && admission.0 > 0 {
+            admission.0 -= 1;
             self.cache.insert(key, Arc::clone(&verdict));
         }
         (verdict, Lookup::Miss)
@@ -61,5 +87,132 @@ impl DecisionCache {
     /// Drop every entry (after a reload; the epoch already hides them).
     pub fn clear(&self) {
         self.cache.invalidate_all();
+    }
+
+    /// The estimated bytes held now (after pending maintenance).
+    #[cfg(test)]
+    fn weighed_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
+    }
+}
+
+/// Roughly the bytes one entry holds: the fixed parts, every string on the
+/// heap, and moka's own bookkeeping per entry.
+fn weight(key: &Key, verdict: &Verdict) -> u32 {
+    const OVERHEAD: usize = 128;
+    let database = key.database.project.len() + key.database.database.len();
+    let target = scope_bytes(&key.target.scope);
+    let decision = scope_bytes(&verdict.decision.target.scope)
+        + verdict.decision.rule.as_ref().map_or(0, String::len)
+        + verdict.upstream_account.as_ref().map_or(0, String::len);
+    let total = OVERHEAD
+        + std::mem::size_of::<Key>()
+        + std::mem::size_of::<Verdict>()
+        + database
+        + target
+        + decision;
+    u32::try_from(total).unwrap_or(u32::MAX)
+}
+
+fn scope_bytes(scope: &Scope) -> usize {
+    let strings = |segments: &[String]| -> usize {
+        segments
+            .iter()
+            .map(|s| s.len() + std::mem::size_of::<String>())
+            .sum()
+    };
+    match scope {
+        Scope::Document { path } => strings(path),
+        Scope::Collection { parent, collection }
+        | Scope::CollectionGroup { parent, collection } => strings(parent) + collection.len(),
+        Scope::Descendants { parent } | Scope::CollectionIds { parent } => strings(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::Principal;
+    use crate::firestore::{Access, Operation};
+
+    fn table() -> Table {
+        Table::from_yaml(
+            "rules:\n  - id: all\n    match: /{rest=**}\n    allow: [read]\n    who: {any: true}\n",
+            1,
+        )
+        .expect("table")
+    }
+
+    fn principal() -> Principal {
+        Principal::new(
+            "https://idp.example".into(),
+            "alice".into(),
+            None,
+            Vec::new(),
+            serde_json::Map::new(),
+        )
+    }
+
+    /// A `batchGet` of `n` documents with long ids, numbered from `from`.
+    fn batch_get(from: usize, n: usize) -> Operation {
+        Operation {
+            database: Database {
+                project: "p".into(),
+                database: "(default)".into(),
+            },
+            method: Method::BatchGet,
+            targets: (from..from + n)
+                .map(|i| Target {
+                    scope: Scope::Document {
+                        path: vec!["logs".into(), format!("{i:0>200}")],
+                    },
+                    access: Access::Get,
+                })
+                .collect(),
+        }
+    }
+
+    fn judge(cache: &DecisionCache, op: &Operation) {
+        let (table, principal) = (table(), principal());
+        let req = Request::new(&principal, op);
+        let mut admission = cache.admission();
+        for target in &op.targets {
+            let (verdict, _) = cache.decide(&table, &req, target, &mut admission);
+            assert!(verdict.decision.allowed);
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_bytes_not_entries() {
+        let max_bytes = 64 * 1024;
+        let cache = DecisionCache::new(CacheSettings {
+            max_bytes,
+            admit_per_request: 10,
+        });
+        for request in 0..1000 {
+            judge(&cache, &batch_get(request * 10, 10));
+        }
+        let size = cache.weighed_size();
+        let entries = cache.cache.entry_count();
+        assert!(size <= max_bytes, "{size} bytes held");
+        // Each entry weighs well over 400 bytes (two 200-byte ids).
+        assert!(entries <= max_bytes / 400, "{entries} entries held");
+        assert!(entries > 0, "nothing cached");
+    }
+
+    #[test]
+    fn one_request_admits_at_most_its_budget() {
+        let cache = DecisionCache::new(CacheSettings {
+            max_bytes: 64 * 1024 * 1024,
+            admit_per_request: 64,
+        });
+        judge(&cache, &batch_get(0, 5000));
+        cache.cache.run_pending_tasks();
+        assert_eq!(cache.cache.entry_count(), 64);
+        // The next request gets a budget of its own.
+        judge(&cache, &batch_get(5000, 10));
+        cache.cache.run_pending_tasks();
+        assert_eq!(cache.cache.entry_count(), 74);
     }
 }

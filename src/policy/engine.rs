@@ -14,7 +14,7 @@ use super::cache::{DecisionCache, Lookup};
 use super::decide::{Request, combine};
 use super::format::PolicyErrors;
 use super::table::Table;
-use super::{CACHE_CAPACITY, Decision, PolicyConfig, PolicySettings};
+use super::{CacheSettings, Decision, PolicyConfig, PolicySettings};
 use crate::authn::Principal;
 use crate::firestore::Operation;
 
@@ -154,7 +154,7 @@ impl PolicyEngine {
         let shared = Arc::new(Shared::new(
             table,
             Some(dir.clone()),
-            settings.cache_capacity,
+            settings.cache,
             registry,
         ));
         tracing::info!(dir = %dir.display(), rules = shared.table.load().len(), "policy table loaded");
@@ -176,9 +176,8 @@ impl PolicyEngine {
     /// A fixed table from one YAML document; never reloads.
     pub fn from_yaml(text: &str, registry: &mut Registry) -> Result<Self, PolicyErrors> {
         let table = Table::from_yaml(text, 1)?;
-        let capacity = CACHE_CAPACITY;
         Ok(PolicyEngine {
-            shared: Arc::new(Shared::new(table, None, capacity, registry)),
+            shared: Arc::new(Shared::new(table, None, CacheSettings::default(), registry)),
         })
     }
 
@@ -187,11 +186,15 @@ impl PolicyEngine {
         let table = self.shared.table.load_full();
         let req = Request::new(principal, op);
         let metrics = &self.shared.metrics;
+        let mut admission = self.shared.cache.admission();
         let verdicts: Vec<_> = op
             .targets
             .iter()
             .map(|target| {
-                let (verdict, lookup) = self.shared.cache.decide(&table, &req, target);
+                let (verdict, lookup) =
+                    self.shared
+                        .cache
+                        .decide(&table, &req, target, &mut admission);
                 let label = match lookup {
                     Lookup::Hit => "hit",
                     Lookup::Miss => "miss",
@@ -232,13 +235,18 @@ impl PolicyEngine {
 }
 
 impl Shared {
-    fn new(table: Table, dir: Option<PathBuf>, capacity: u64, registry: &mut Registry) -> Shared {
+    fn new(
+        table: Table,
+        dir: Option<PathBuf>,
+        cache: CacheSettings,
+        registry: &mut Registry,
+    ) -> Shared {
         let metrics = Metrics::new(registry);
         metrics.rules.set(table.len() as i64);
         metrics.epoch.set(table.epoch as i64);
         Shared {
             table: ArcSwap::from_pointee(table),
-            cache: DecisionCache::new(capacity),
+            cache: DecisionCache::new(cache),
             dir,
             refused: ArcSwapOption::empty(),
             metrics,

@@ -31,20 +31,31 @@ pub struct PolicyConfig {
     /// Reload when a file in `dir` changes (SIGHUP always reloads).
     #[serde(default = "default_watch")]
     pub watch: bool,
-    /// Most per-target decisions kept in the cache.
-    #[serde(default = "default_cache_capacity")]
-    pub cache_capacity: u64,
+    /// Bytes of per-target decisions kept in the cache (estimated per entry).
+    #[serde(default = "default_cache_max_bytes")]
+    pub cache_max_bytes: u64,
+    /// New decisions one request may add to the cache; its other targets
+    /// are judged uncached, so one huge request cannot flush the cache.
+    #[serde(default = "default_cache_admit_per_request")]
+    pub cache_admit_per_request: usize,
 }
 
 fn default_watch() -> bool {
     true
 }
 
-/// Default `cache_capacity`.
-const CACHE_CAPACITY: u64 = 100_000;
+/// Default `cache_max_bytes`: 64 MiB, some 200,000 typical entries.
+const CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
-fn default_cache_capacity() -> u64 {
-    CACHE_CAPACITY
+/// Default `cache_admit_per_request`.
+const CACHE_ADMIT_PER_REQUEST: usize = 64;
+
+fn default_cache_max_bytes() -> u64 {
+    CACHE_MAX_BYTES
+}
+
+fn default_cache_admit_per_request() -> usize {
+    CACHE_ADMIT_PER_REQUEST
 }
 
 fn default_dir() -> std::path::PathBuf {
@@ -56,7 +67,8 @@ impl Default for PolicyConfig {
         PolicyConfig {
             dir: default_dir(),
             watch: default_watch(),
-            cache_capacity: default_cache_capacity(),
+            cache_max_bytes: default_cache_max_bytes(),
+            cache_admit_per_request: default_cache_admit_per_request(),
         }
     }
 }
@@ -141,7 +153,23 @@ impl Decision {
 pub struct PolicySettings {
     pub dir: std::path::PathBuf,
     pub watch: bool,
-    pub cache_capacity: u64,
+    pub cache: CacheSettings,
+}
+
+/// The decision cache's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub max_bytes: u64,
+    pub admit_per_request: usize,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            max_bytes: CACHE_MAX_BYTES,
+            admit_per_request: CACHE_ADMIT_PER_REQUEST,
+        }
+    }
 }
 
 impl PolicyConfig {
@@ -150,13 +178,17 @@ impl PolicyConfig {
         if self.dir.as_os_str().is_empty() {
             errors.push("policy.dir", "must name the policy directory");
         }
-        if self.cache_capacity == 0 {
-            errors.push("policy.cache_capacity", "must be at least 1");
+        // Below this no entry fits (one weighs a few hundred bytes).
+        if self.cache_max_bytes < 4096 {
+            errors.push("policy.cache_max_bytes", "must be at least 4096");
         }
         PolicySettings {
             dir: self.dir,
             watch: self.watch,
-            cache_capacity: self.cache_capacity,
+            cache: CacheSettings {
+                max_bytes: self.cache_max_bytes,
+                admit_per_request: self.cache_admit_per_request,
+            },
         }
     }
 }

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::cors::{Cors, RawCors};
+pub use crate::body::BodyRate;
 use crate::config::errors::ConfigErrors;
 use crate::config::value::duration;
 
@@ -69,6 +70,16 @@ pub struct RawLimits {
     pub max_connections: usize,
     #[serde(default = "defaults::drain_timeout")]
     pub drain_timeout: String,
+    #[serde(default = "defaults::body_read_timeout")]
+    pub body_read_timeout: String,
+    #[serde(default = "defaults::min_body_rate")]
+    pub min_body_rate: u64,
+    #[serde(default = "defaults::body_rate_window")]
+    pub body_rate_window: String,
+    #[serde(default = "defaults::max_in_flight_per_principal")]
+    pub max_in_flight_per_principal: usize,
+    #[serde(default = "defaults::max_targets")]
+    pub max_targets: usize,
 }
 
 impl Default for RawLimits {
@@ -80,6 +91,11 @@ impl Default for RawLimits {
             idle_timeout: defaults::idle_timeout(),
             max_connections: defaults::max_connections(),
             drain_timeout: defaults::drain_timeout(),
+            body_read_timeout: defaults::body_read_timeout(),
+            min_body_rate: defaults::min_body_rate(),
+            body_rate_window: defaults::body_rate_window(),
+            max_in_flight_per_principal: defaults::max_in_flight_per_principal(),
+            max_targets: defaults::max_targets(),
         }
     }
 }
@@ -95,6 +111,14 @@ mod defaults {
     pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
     pub const MAX_HEADER_BYTES: usize = 64 * 1024;
     pub const MAX_CONNECTIONS: usize = 10_000;
+    pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// 1 KiB/s: a phone on a bad link manages it; a slowloris that trickles
+    /// a byte a second does not.
+    pub const MIN_BODY_RATE: u64 = 1024;
+    pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(5);
+    pub const MAX_IN_FLIGHT_PER_PRINCIPAL: usize = 256;
+    /// A full 500-write `:commit` of upserts names 1,000 targets.
+    pub const MAX_TARGETS: usize = 1000;
 
     pub fn listen() -> String {
         "0.0.0.0:8443".into()
@@ -120,6 +144,21 @@ mod defaults {
     pub fn drain_timeout() -> String {
         default_duration(DRAIN_TIMEOUT)
     }
+    pub fn body_read_timeout() -> String {
+        default_duration(BODY_READ_TIMEOUT)
+    }
+    pub fn min_body_rate() -> u64 {
+        MIN_BODY_RATE
+    }
+    pub fn body_rate_window() -> String {
+        default_duration(BODY_RATE_WINDOW)
+    }
+    pub fn max_in_flight_per_principal() -> usize {
+        MAX_IN_FLIGHT_PER_PRINCIPAL
+    }
+    pub fn max_targets() -> usize {
+        MAX_TARGETS
+    }
 }
 
 /// The validated `server:` section.
@@ -143,6 +182,15 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
+    /// The whole buffered request body must arrive within this.
+    pub body_read_timeout: Duration,
+    /// Slowest request body accepted, averaged over each `body_rate_window`
+    /// (`None`: no floor).
+    pub min_body_rate: Option<BodyRate>,
+    /// Requests one principal may have in flight at once.
+    pub max_in_flight_per_principal: usize,
+    /// Most targets (documents and scopes) one request may name.
+    pub max_targets: usize,
 }
 
 impl Default for Limits {
@@ -155,6 +203,13 @@ impl Default for Limits {
             idle_timeout: defaults::IDLE_TIMEOUT,
             max_connections: defaults::MAX_CONNECTIONS,
             drain_timeout: defaults::DRAIN_TIMEOUT,
+            body_read_timeout: defaults::BODY_READ_TIMEOUT,
+            min_body_rate: Some(BodyRate {
+                bytes: defaults::MIN_BODY_RATE * defaults::BODY_RATE_WINDOW.as_secs(),
+                window: defaults::BODY_RATE_WINDOW,
+            }),
+            max_in_flight_per_principal: defaults::MAX_IN_FLIGHT_PER_PRINCIPAL,
+            max_targets: defaults::MAX_TARGETS,
         }
     }
 }
@@ -221,6 +276,8 @@ impl RawLimits {
         };
         let header_read_timeout = positive("header_read_timeout", &self.header_read_timeout);
         let idle_timeout = positive("idle_timeout", &self.idle_timeout);
+        let body_read_timeout = positive("body_read_timeout", &self.body_read_timeout);
+        let body_rate_window = positive("body_rate_window", &self.body_rate_window);
         let drain_timeout = duration(&format!("{KEY}.drain_timeout"), &self.drain_timeout, errors)
             .unwrap_or_default();
         if self.max_connections == 0 {
@@ -233,6 +290,20 @@ impl RawLimits {
         if self.max_body_bytes == 0 {
             errors.push("server.limits.max_body_bytes", "must be at least 1");
         }
+        // The floor is counted per window, in whole bytes.
+        let min_body_rate = (self.min_body_rate > 0).then(|| BodyRate {
+            bytes: (self.min_body_rate as f64 * body_rate_window.as_secs_f64()).ceil() as u64,
+            window: body_rate_window,
+        });
+        if self.max_in_flight_per_principal == 0 {
+            errors.push(
+                "server.limits.max_in_flight_per_principal",
+                "must be at least 1",
+            );
+        }
+        if self.max_targets == 0 {
+            errors.push("server.limits.max_targets", "must be at least 1");
+        }
         Limits {
             max_body_bytes: self.max_body_bytes,
             max_header_bytes: self.max_header_bytes,
@@ -240,6 +311,10 @@ impl RawLimits {
             idle_timeout,
             max_connections: self.max_connections,
             drain_timeout,
+            body_read_timeout,
+            min_body_rate,
+            max_in_flight_per_principal: self.max_in_flight_per_principal,
+            max_targets: self.max_targets,
         }
     }
 }
@@ -271,6 +346,10 @@ mod tests {
                 limits.max_body_bytes,
                 limits.max_header_bytes,
                 limits.max_connections,
+                limits.body_read_timeout,
+                limits.min_body_rate,
+                limits.max_in_flight_per_principal,
+                limits.max_targets,
             ),
             (
                 typed.header_read_timeout,
@@ -279,6 +358,10 @@ mod tests {
                 typed.max_body_bytes,
                 typed.max_header_bytes,
                 typed.max_connections,
+                typed.body_read_timeout,
+                typed.min_body_rate,
+                typed.max_in_flight_per_principal,
+                typed.max_targets,
             )
         );
     }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::shutdown::ShutdownSignal;
-use super::{ConnInfo, Handler, ServerMetrics, tls};
+use super::{CloseConnection, ConnInfo, Handler, ServerMetrics, tls};
 use crate::body;
 use crate::server::Limits;
 
@@ -121,8 +121,19 @@ where
                 // Dropped with the response body, or with this future if the
                 // client resets the stream first.
                 let busy = Activity::begin(&activity);
-                let response = (shared.handler)(req.map(body::boxed), info).await;
+                let version = req.version();
+                let mut response = (shared.handler)(req.map(body::boxed), info).await;
                 shared.metrics.count_response(response.status());
+                if response.extensions().get::<CloseConnection>().is_some() {
+                    if version < http::Version::HTTP_2 {
+                        response.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    } else {
+                        activity.close.notify_one();
+                    }
+                }
                 Ok::<_, Infallible>(response.map(|inner| crate::body::observed(inner, busy)))
             }
         })
@@ -152,6 +163,12 @@ where
                 }
             }
             _ = activity.settled.notified(), if !closing => {}
+            // The pipeline gave up on a client (a stalled body): GOAWAY; the
+            // streams in flight, that answer included, still finish.
+            _ = activity.close.notified(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
         }
     }
 }
@@ -163,6 +180,8 @@ struct Activity {
     quiet_since: Mutex<Instant>,
     /// Woken when the last in-flight response ends, to re-arm the idle timer.
     settled: Notify,
+    /// Woken when a response asks for the connection to be closed.
+    close: Notify,
 }
 
 impl Default for Activity {
@@ -172,6 +191,7 @@ impl Default for Activity {
             seen_request: AtomicBool::new(false),
             quiet_since: Mutex::new(Instant::now()),
             settled: Notify::new(),
+            close: Notify::new(),
         }
     }
 }

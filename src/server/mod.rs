@@ -25,7 +25,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
-pub use config::{Limits, ServerSettings};
+pub use config::{BodyRate, Limits, ServerSettings};
 
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use tls::CertStore;
@@ -50,6 +50,12 @@ pub struct ConnInfo {
     /// Negotiated TLS version (`TLSv1.3`), `None` for plain HTTP.
     pub tls: Option<&'static str>,
 }
+
+/// A response extension asking the server to close the connection after
+/// this response (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY): the client
+/// was too slow with its body, and its connection is not worth keeping.
+#[derive(Debug, Clone, Copy)]
+pub struct CloseConnection;
 
 /// Connection and request counters of one listener.
 #[derive(Clone, Default)]

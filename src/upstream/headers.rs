@@ -69,15 +69,21 @@ const PARAM_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Remove hop-by-hop headers, including every header named in `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// The header names listed in every `Connection` header (case-folded by
+/// `HeaderName`).
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+        .collect()
+}
+
+/// Remove hop-by-hop headers, including every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named = connection_named(headers);
     for name in named {
         headers.remove(name);
     }
@@ -132,7 +138,13 @@ pub struct Forwarding<'a> {
 /// `Authorization` are set by the client from the config and the minted token.
 pub fn outbound(client: &HeaderMap, fwd: &Forwarding<'_>) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(FORWARDED.len() + 5);
+    // RFC 9110 §7.6.1: a header the client named in `Connection` is meant for
+    // this hop only, whatever its name; the allowlist does not bring it back.
+    let hop_only = connection_named(client);
     for name in FORWARDED {
+        if hop_only.iter().any(|hop| hop == name) {
+            continue;
+        }
         for value in client.get_all(*name) {
             out.append(*name, value.clone());
         }
@@ -301,6 +313,23 @@ mod tests {
             out["google-cloud-resource-prefix"],
             "projects/p/databases/(default)"
         );
+    }
+
+    #[test]
+    fn allowlisted_headers_named_in_connection_stay_on_this_hop() {
+        let client = map(&[
+            ("connection", "User-Agent, X-Goog-Api-Client"),
+            ("connection", "accept"),
+            ("user-agent", "test/1"),
+            ("x-goog-api-client", "gl-node/20"),
+            ("accept", "application/json"),
+            ("content-type", "application/json"),
+        ]);
+        let out = outbound(&client, &fwd("10.0.0.9", &[]));
+        for name in ["user-agent", "x-goog-api-client", "accept", "connection"] {
+            assert!(out.get(name).is_none(), "{name} forwarded: {out:?}");
+        }
+        assert_eq!(out["content-type"], "application/json");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod client;
 mod credentials;
+mod databases;
 pub mod headers;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ pub use credentials::{
 };
 
 use crate::config::errors::ConfigErrors;
+use crate::firestore::Database;
 
 /// Raw `upstream:` section of the config.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +48,10 @@ pub struct UpstreamConfig {
     /// emulator` (a fixed owner token) on a non-loopback or `https` URL.
     #[serde(default)]
     pub emulator: bool,
+    /// The databases firegate fronts, as full names
+    /// (`projects/P/databases/D`); any other is refused.
+    #[serde(default)]
+    pub databases: Vec<String>,
 }
 
 fn default_url() -> String {
@@ -72,6 +78,7 @@ impl Default for UpstreamConfig {
             response_header_timeout: default_response_header_timeout(),
             ca_file: None,
             emulator: false,
+            databases: Vec::new(),
         }
     }
 }
@@ -86,6 +93,8 @@ pub struct UpstreamSettings {
     pub response_header_timeout: Duration,
     /// Extra roots read from `ca_file`, trusted besides the system's.
     pub ca_roots: Vec<CertificateDer<'static>>,
+    /// The databases served; never empty.
+    pub databases: Vec<Database>,
 }
 
 impl UpstreamConfig {
@@ -117,6 +126,7 @@ impl UpstreamConfig {
             }),
             None => Vec::new(),
         };
+        let databases = databases::validate(&self.databases, errors);
         UpstreamSettings {
             scheme,
             authority,
@@ -124,6 +134,7 @@ impl UpstreamConfig {
             connect_timeout,
             response_header_timeout,
             ca_roots,
+            databases,
         }
     }
 }
@@ -139,7 +150,7 @@ mod tests {
             connect_timeout: "0s".into(),
             response_header_timeout: "soon".into(),
             ca_file: Some("/nonexistent/roots.pem".into()),
-            ..UpstreamConfig::default()
+            ..served()
         };
         let mut errors = ConfigErrors::default();
         config.validate(&mut errors);
@@ -155,9 +166,17 @@ mod tests {
         );
     }
 
+    /// The defaults plus the one key without a default.
+    fn served() -> UpstreamConfig {
+        UpstreamConfig {
+            databases: vec!["projects/p/databases/(default)".into()],
+            ..UpstreamConfig::default()
+        }
+    }
+
     #[test]
     fn defaults_are_valid() {
-        let s = ConfigErrors::collect(|errors| UpstreamConfig::default().validate(errors))
+        let s = ConfigErrors::collect(|errors| served().validate(errors))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (s.connect_timeout, s.response_header_timeout),
@@ -173,7 +192,8 @@ mod tests {
     #[test]
     fn the_validated_values_are_the_ones_written() {
         let config: UpstreamConfig = serde_yaml_ng::from_str(
-            "{url: 'http://127.0.0.1:8080', connect_timeout: 250ms, response_header_timeout: 2m}",
+            "{url: 'http://127.0.0.1:8080', connect_timeout: 250ms, response_header_timeout: 2m, \
+             databases: ['projects/p/databases/(default)']}",
         )
         .expect("parses");
         let s = ConfigErrors::collect(|errors| config.validate(errors))

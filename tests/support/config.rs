@@ -10,6 +10,7 @@
 use serde_json::{Value, json};
 
 use super::TestPki;
+use super::proxy::DATABASE;
 
 /// A config (or one section of it) being built.
 #[derive(Debug, Clone)]
@@ -66,7 +67,7 @@ pub fn plain(upstream_url: &str) -> TestConfig {
             "admin_listen": "127.0.0.1:0",
             "plain_http": true,
         },
-        "upstream": {"url": upstream_url},
+        "upstream": {"url": upstream_url, "databases": [DATABASE]},
     }))
 }
 
@@ -79,7 +80,7 @@ pub fn tls(pki: &TestPki, upstream_url: &str) -> TestConfig {
             "admin_listen": "127.0.0.1:0",
             "tls": {"cert": pki.cert_path, "key": pki.key_path},
         },
-        "upstream": {"url": upstream_url},
+        "upstream": {"url": upstream_url, "databases": [DATABASE]},
     }))
 }
 

@@ -84,6 +84,7 @@ pub struct TestIssuerBuilder {
     backstage: bool,
     cache_control: Option<String>,
     available: bool,
+    publishing: bool,
 }
 
 impl TestIssuerBuilder {
@@ -114,6 +115,13 @@ impl TestIssuerBuilder {
         self
     }
 
+    /// Publish `{"keys":[]}` until [`TestIssuer::set_publishing`]`(true)`,
+    /// as a fresh Backstage does before its first sign-in.
+    pub fn empty_jwks(mut self) -> Self {
+        self.publishing = false;
+        self
+    }
+
     pub async fn start(self) -> TestIssuer {
         // The issuer's URLs name its own port, so the state is made once
         // the fake is bound and reached through a cell.
@@ -141,6 +149,7 @@ impl TestIssuerBuilder {
             backstage: self.backstage,
             cache_control: self.cache_control,
             available: AtomicBool::new(self.available),
+            publishing: AtomicBool::new(self.publishing),
             keys: Mutex::new(vec![SigningKey::generate(
                 self.alg,
                 &format!("key-1-{:08x}", rand::random::<u32>()),
@@ -167,6 +176,8 @@ struct State {
     backstage: bool,
     cache_control: Option<String>,
     available: AtomicBool,
+    /// `false`: the JWKS lists no keys (the last one still signs).
+    publishing: AtomicBool,
     /// Published keys; the last one signs.
     keys: Mutex<Vec<SigningKey>>,
     jwks_fetches: AtomicUsize,
@@ -208,8 +219,13 @@ impl State {
         if path == jwks_path {
             self.jwks_fetches.fetch_add(1, Ordering::SeqCst);
             let keys = self.keys.lock().expect("keys");
+            let publishing = self.publishing.load(Ordering::SeqCst);
             let set = JwkSet {
-                keys: keys.iter().map(|k| k.jwk.clone()).collect(),
+                keys: keys
+                    .iter()
+                    .filter(|_| publishing)
+                    .map(|k| k.jwk.clone())
+                    .collect(),
             };
             let response = reply(StatusCode::OK, serde_json::to_value(set).expect("jwks"));
             return match &self.cache_control {
@@ -295,6 +311,7 @@ impl TestIssuer {
             backstage: false,
             cache_control: None,
             available: true,
+            publishing: true,
         }
     }
 
@@ -322,6 +339,11 @@ impl TestIssuer {
     /// Answer every request with 503 (`false`) or normally (`true`).
     pub fn set_available(&self, available: bool) {
         self.state.available.store(available, Ordering::SeqCst);
+    }
+
+    /// List the keys in the JWKS (`true`) or publish an empty set.
+    pub fn set_publishing(&self, publishing: bool) {
+        self.state.publishing.store(publishing, Ordering::SeqCst);
     }
 
     /// What Backstage userinfo returns as `ent` for `sub`.

@@ -65,6 +65,25 @@ impl TestProxy {
         format!("Bearer {}", self.issuer.token().sign())
     }
 
+    /// `Authorization` for another caller (subject `subject`), also allowed
+    /// everything.
+    pub fn bearer_for(&self, subject: &str) -> String {
+        let token = self.issuer.token().claim("sub", json!(subject)).sign();
+        format!("Bearer {token}")
+    }
+
+    /// Every audit record written so far (queued ones flushed first).
+    pub async fn audit(&self) -> Vec<Value> {
+        if let Some(app) = &self.app {
+            app.flush_audit().await;
+        }
+        let text =
+            std::fs::read_to_string(self._policies.path().join("audit.log")).unwrap_or_default();
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("audit line is JSON"))
+            .collect()
+    }
+
     /// A client that sends [`TestProxy::bearer`] on every request.
     pub fn client(&self) -> reqwest::Client {
         let mut headers = http::HeaderMap::new();

@@ -7,10 +7,10 @@ use http::{HeaderMap, HeaderValue, Method as HttpMethod, Uri};
 use super::*;
 use crate::firestore::route;
 
-const DB: &str = "/v1/projects/p/databases/(default)/documents";
-const NAME: &str = "projects/p/databases/(default)/documents";
+pub(super) const DB: &str = "/v1/projects/p/databases/(default)/documents";
+pub(super) const NAME: &str = "projects/p/databases/(default)/documents";
 
-fn request(
+pub(super) fn request(
     method: &str,
     uri: &str,
     content_type: Option<&str>,
@@ -27,14 +27,14 @@ fn request(
     classify_request(&route, route.needs_body().then_some(&body))
 }
 
-fn targets(method: &str, uri: &str, body: &str) -> Vec<Target> {
+pub(super) fn targets(method: &str, uri: &str, body: &str) -> Vec<Target> {
     match request(method, uri, Some("application/json"), body) {
         Ok(c) => c.operation.targets,
         Err(e) => panic!("{method} {uri} {body}: {e}"),
     }
 }
 
-fn refused(method: &str, uri: &str, body: &str) -> &'static str {
+pub(super) fn refused(method: &str, uri: &str, body: &str) -> &'static str {
     match request(method, uri, Some("application/json"), body) {
         Ok(c) => panic!(
             "{method} {uri} {body}: accepted as {:?}",
@@ -44,18 +44,18 @@ fn refused(method: &str, uri: &str, body: &str) -> &'static str {
     }
 }
 
-fn segs(path: &[&str]) -> Vec<String> {
+pub(super) fn segs(path: &[&str]) -> Vec<String> {
     path.iter().map(|s| s.to_string()).collect()
 }
 
-fn doc(path: &[&str], access: Access) -> Target {
+pub(super) fn doc(path: &[&str], access: Access) -> Target {
     Target {
         scope: Scope::Document { path: segs(path) },
         access,
     }
 }
 
-fn coll(parent: &[&str], collection: &str, access: Access) -> Target {
+pub(super) fn coll(parent: &[&str], collection: &str, access: Access) -> Target {
     Target {
         scope: Scope::Collection {
             parent: segs(parent),
@@ -65,7 +65,7 @@ fn coll(parent: &[&str], collection: &str, access: Access) -> Target {
     }
 }
 
-fn group(parent: &[&str], collection: &str) -> Target {
+pub(super) fn group(parent: &[&str], collection: &str) -> Target {
     Target {
         scope: Scope::CollectionGroup {
             parent: segs(parent),

@@ -1,0 +1,255 @@
+//! A body member checked against the shape of its proto message in one
+//! pass over its text: every member known (both spellings, never both at
+//! once), no key repeated, at most one member of a `oneof`, and members that
+//! belong elsewhere refused. Used where a body carries Firestore `Value`s
+//! (documents, filters, cursors, transforms), whose nesting is too deep to
+//! walk by re-reading each level.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::ClassifyError;
+
+/// What a JSON value must look like.
+pub enum Shape {
+    /// Any JSON value without repeated keys (scalars, timestamps, field
+    /// paths: read by Firestore, not by firegate).
+    Any,
+    /// An array of this shape.
+    List(&'static Shape),
+    /// An object whose keys are names of the caller's choosing (document
+    /// field names) and whose values have this shape.
+    Map(&'static Shape),
+    Message(Message),
+}
+
+/// A proto message: its members and, where it has one, its `oneof`.
+pub struct Message {
+    /// For refusals: `value`, `filter`, ….
+    pub name: &'static str,
+    pub members: &'static [Member],
+    /// Members of which at most one may be set (`null` is unset).
+    pub oneof: &'static [&'static str],
+}
+
+/// One member of a message, in its proto3 JSON spellings.
+pub struct Member {
+    pub camel: &'static str,
+    pub snake: &'static str,
+    pub shape: Role,
+}
+
+/// What a member is to firegate.
+pub enum Role {
+    Is(&'static Shape),
+    /// A member that is valid proto but not here: the `Value` kinds of
+    /// `executePipeline` expressions.
+    Refused(ClassifyError),
+}
+
+/// Check `raw` against `shape`.
+pub fn check(raw: &RawValue, shape: &'static Shape) -> Result<(), ClassifyError> {
+    let failure = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let walked = Walk {
+        shape,
+        failure: &failure,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match (walked, failure.take()) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(err)) => Err(err),
+        // Only a body that is not JSON fails without naming why.
+        (Err(_), None) => Err(ClassifyError::MalformedBody("not JSON")),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Walk<'f> {
+    shape: &'static Shape,
+    failure: &'f Cell<Option<ClassifyError>>,
+}
+
+impl Walk<'_> {
+    fn with(self, shape: &'static Shape) -> Self {
+        Walk { shape, ..self }
+    }
+
+    /// Record why and stop the walk.
+    fn fail<E: de::Error>(self, err: ClassifyError) -> E {
+        let text = err.to_string();
+        self.failure.set(Some(err));
+        E::custom(text)
+    }
+
+    fn expected<E: de::Error>(self) -> E {
+        let within = match self.shape {
+            Shape::Message(m) => m.name,
+            Shape::List(_) => "a list",
+            Shape::Map(_) => "a map of fields",
+            Shape::Any => "a value",
+        };
+        self.fail(ClassifyError::MalformedBody(within))
+    }
+
+    fn scalar<E: de::Error>(self) -> Result<(), E> {
+        match self.shape {
+            Shape::Any => Ok(()),
+            Shape::List(_) | Shape::Map(_) | Shape::Message(_) => Err(self.expected()),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Firestore request member")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.scalar()
+    }
+    // proto3 JSON: `null` is the default value, whatever the shape.
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let item = match self.shape {
+            Shape::Any => &Shape::Any,
+            Shape::List(item) => *item,
+            Shape::Map(_) | Shape::Message(_) => return Err(self.expected()),
+        };
+        while seq.next_element_seed(self.with(item))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys = super::body::KeySet::default();
+        let mut oneof_set: Option<&'static str> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if !keys.insert(&key) {
+                return Err(self.fail(ClassifyError::DuplicateKey));
+            }
+            let message = match self.shape {
+                Shape::Any => {
+                    map.next_value_seed(self)?;
+                    continue;
+                }
+                Shape::Map(value) => {
+                    map.next_value_seed(self.with(value))?;
+                    continue;
+                }
+                Shape::List(_) => return Err(self.expected()),
+                Shape::Message(message) => message,
+            };
+            let Some(member) = message
+                .members
+                .iter()
+                .find(|m| m.camel == key || m.snake == key)
+            else {
+                return Err(self.fail(ClassifyError::UnknownField(message.name)));
+            };
+            let other_spelling = if key == member.camel {
+                member.snake
+            } else {
+                member.camel
+            };
+            if other_spelling != key && keys.contains(other_spelling) {
+                return Err(self.fail(ClassifyError::MixedFieldSpelling(member.camel)));
+            }
+            let shape = match &member.shape {
+                Role::Is(shape) => *shape,
+                Role::Refused(err) => return Err(self.fail(err.clone())),
+            };
+            let null = NullSeen::default();
+            map.next_value_seed(MemberValue {
+                walk: self.with(shape),
+                null: &null,
+            })?;
+            if message.oneof.contains(&member.camel) && !null.0.get() {
+                if oneof_set.is_some() {
+                    return Err(self.fail(ClassifyError::MalformedBody(message.name)));
+                }
+                oneof_set = Some(member.camel);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a member's value was `null` (unset, so it does not take the
+/// `oneof`).
+#[derive(Default)]
+struct NullSeen(Cell<bool>);
+
+struct MemberValue<'a, 'f> {
+    walk: Walk<'f>,
+    null: &'a NullSeen,
+}
+
+impl<'de> DeserializeSeed<'de> for MemberValue<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberValue<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.walk.expecting(f)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.walk.visit_bool(v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.walk.visit_i64(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.walk.visit_u64(v)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.walk.visit_f64(v)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.walk.visit_str(v)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.null.0.set(true);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        self.walk.visit_seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.walk.visit_map(map)
+    }
+}

@@ -1,0 +1,77 @@
+// A real Backstage backend for tests/backstage.rs: auth (guest provider),
+// proxy, and a small plugin that calls firegate with plugin tokens.
+// Config comes from the file the test writes (`--config FILE`); prints
+// `ready <baseUrl>` once it serves.
+'use strict';
+
+const { createBackend } = require('@backstage/backend-defaults');
+const {
+  createBackendPlugin,
+  coreServices,
+} = require('@backstage/backend-plugin-api');
+const express = require('express');
+
+// The plugin of deploy/backstage/firegate-caller.ts in plain CommonJS: it
+// asks Backstage for a token aimed at `firegate` and calls firegate itself,
+// since the proxy plugin refuses plugin tokens.
+const firegateCaller = createBackendPlugin({
+  pluginId: 'firegate-caller',
+  register(env) {
+    env.registerInit({
+      deps: {
+        auth: coreServices.auth,
+        httpAuth: coreServices.httpAuth,
+        router: coreServices.httpRouter,
+        config: coreServices.rootConfig,
+      },
+      async init({ auth, httpAuth, router, config }) {
+        const firegate = config.getString('firegate.baseUrl');
+        const app = express.Router();
+        app.use(express.json());
+        // POST {path, method?, body?, requestId?}: `as` is `plugin` (the plugin's own
+        // identity) or `user` (on behalf of the calling user).
+        app.post('/call/:as', async (req, res) => {
+          try {
+            const onBehalfOf =
+              req.params.as === 'user'
+                ? await httpAuth.credentials(req, { allow: ['user'] })
+                : await auth.getOwnServiceCredentials();
+            const { token } = await auth.getPluginRequestToken({
+              onBehalfOf,
+              targetPluginId: 'firegate',
+            });
+            const answer = await fetch(`${firegate}${req.body.path}`, {
+              method: req.body.method || 'GET',
+              headers: {
+                authorization: `Bearer ${token}`,
+                'content-type': 'application/json',
+                'x-request-id': req.body.requestId || '',
+              },
+              body: req.body.body ? JSON.stringify(req.body.body) : undefined,
+            });
+            res.status(200).json({
+              status: answer.status,
+              body: await answer.text(),
+            });
+          } catch (err) {
+            res.status(500).json({ error: String(err) });
+          }
+        });
+        router.use(app);
+      },
+    });
+  },
+});
+
+const backend = createBackend();
+backend.add(require('@backstage/plugin-auth-backend'));
+backend.add(require('@backstage/plugin-auth-backend-module-guest-provider'));
+backend.add(require('@backstage/plugin-proxy-backend'));
+backend.add(firegateCaller);
+backend
+  .start()
+  .then(() => console.log('ready'))
+  .catch(err => {
+    console.error(err);
+    process.exit(1);
+  });
