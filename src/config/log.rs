@@ -75,26 +75,29 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    const BASE: &str =
+        "server: {plain_http: true}\nupstream: {databases: ['projects/p/databases/(default)']}\n";
+
     #[test]
     fn the_section_is_read_and_a_bad_level_or_format_is_refused() {
         let c = Config::from_yaml(
-            "server: {plain_http: true}\nlog: {format: pretty, level: 'firegate=debug,warn'}",
+            &format!("{BASE}log: {{format: pretty, level: 'firegate=debug,warn'}}"),
             Vec::new(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.log.format, LogFormat::Pretty);
         assert_eq!(c.log.level, "firegate=debug,warn");
-        let defaults = Config::from_yaml("server: {plain_http: true}", Vec::new()).expect("ok");
+        let defaults = Config::from_yaml(BASE, Vec::new()).expect("ok");
         assert_eq!(defaults.log, LogSettings::default());
 
         let err = Config::from_yaml(
-            "server: {plain_http: true}\nlog: {level: 'firegate=loud'}",
+            &format!("{BASE}log: {{level: 'firegate=loud'}}"),
             Vec::new(),
         )
         .unwrap_err();
         assert_eq!(err.errors[0].key, "log.level", "{err}");
-        let err = Config::from_yaml("server: {plain_http: true}\nlog: {format: xml}", Vec::new())
-            .unwrap_err();
+        let err =
+            Config::from_yaml(&format!("{BASE}log: {{format: xml}}"), Vec::new()).unwrap_err();
         assert!(err.to_string().contains("xml"), "{err}");
     }
 }
