@@ -27,11 +27,20 @@ pub fn empty() -> Body {
 
 /// A response carrying `body` as `application/json; charset=UTF-8`.
 pub fn json(status: http::StatusCode, body: impl Into<Bytes>) -> http::Response<Body> {
-    let mut response = http::Response::new(full(body));
+    typed(status, full(body), "application/json; charset=UTF-8")
+}
+
+/// A response carrying `body` with this `Content-Type`.
+pub fn typed(
+    status: http::StatusCode,
+    body: Body,
+    content_type: &'static str,
+) -> http::Response<Body> {
+    let mut response = http::Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json; charset=UTF-8"),
+        http::HeaderValue::from_static(content_type),
     );
     response
 }

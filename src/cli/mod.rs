@@ -142,28 +142,31 @@ pub enum PolicyCommand {
 pub enum AuditCommand {
     /// Check the hash chain of audit files.
     Verify {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// HMAC key file, when the chain was written with one.
-        #[arg(long)]
-        hmac_key: Option<PathBuf>,
-        /// Accept a first record that continues an earlier chain (older
-        /// rotated files were removed on purpose).
-        #[arg(long)]
-        allow_partial: bool,
+        #[command(flatten)]
+        chain: ChainArgs,
     },
     /// Requests per principal and collection, denials by rule and reason,
     /// from audit files whose chain verifies.
     Report {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        #[arg(long)]
-        hmac_key: Option<PathBuf>,
-        #[arg(long)]
-        allow_partial: bool,
+        #[command(flatten)]
+        chain: ChainArgs,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+}
+
+/// Which audit files, and how their chain was written.
+#[derive(clap::Args)]
+pub struct ChainArgs {
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// HMAC key file, when the chain was written with one.
+    #[arg(long)]
+    hmac_key: Option<PathBuf>,
+    /// Accept a first record that continues an earlier chain (older
+    /// rotated files were removed on purpose).
+    #[arg(long)]
+    allow_partial: bool,
 }
 
 #[derive(Subcommand)]
@@ -287,17 +290,15 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Audit { command } => match command {
-            AuditCommand::Verify {
-                files,
-                hmac_key,
-                allow_partial,
-            } => audit_verify(&files, hmac_key.as_deref(), allow_partial),
-            AuditCommand::Report {
-                files,
-                hmac_key,
-                allow_partial,
+            AuditCommand::Verify { chain } => {
+                audit_verify(&chain.files, chain.hmac_key.as_deref(), chain.allow_partial)
+            }
+            AuditCommand::Report { chain, format } => audit_report(
+                &chain.files,
+                chain.hmac_key.as_deref(),
+                chain.allow_partial,
                 format,
-            } => audit_report(&files, hmac_key.as_deref(), allow_partial, format),
+            ),
         },
         Command::Config { command } => match command {
             ConfigCommand::Check { file } => match Config::load(&file, std::env::vars()) {

@@ -165,12 +165,9 @@ pub fn run_query(shared: &Shared, call: &Call) -> Result<Response<Body>, Emulato
     let started = Instant::now();
     let now = shared.clock.now();
     let mut state = shared.lock();
-    let (transaction, at) = read_transaction(&mut state, call)?;
-    if let Some(explain) = explain.filter(|e| !e.analyze) {
-        // Planned, not run: no documents and no read time.
-        let mut elements = vec![json!({ "explainMetrics": explain.metrics(&query, None) })];
-        announce_transaction(&mut elements, call, transaction, None);
-        return Ok(stream::json_array(elements));
+    let (mut transaction, at) = read_transaction(&mut state, call)?;
+    if let Some(planned) = plan_only(explain.as_ref(), &query, call, &mut transaction) {
+        return Ok(planned);
     }
     let read_time = at.unwrap_or(now).to_rfc3339();
     let mut read = Vec::new();
@@ -251,11 +248,9 @@ pub fn run_aggregation_query(
     let started = Instant::now();
     let now = shared.clock.now();
     let mut state = shared.lock();
-    let (transaction, at) = read_transaction(&mut state, call)?;
-    if let Some(explain) = explain.filter(|e| !e.analyze) {
-        let mut elements = vec![json!({ "explainMetrics": explain.metrics(&query, None) })];
-        announce_transaction(&mut elements, call, transaction, None);
-        return Ok(stream::json_array(elements));
+    let (mut transaction, at) = read_transaction(&mut state, call)?;
+    if let Some(planned) = plan_only(explain.as_ref(), &query, call, &mut transaction) {
+        return Ok(planned);
     }
     let read_time = at.unwrap_or(now).to_rfc3339();
     let (fields, scanned) = match state.snapshot(&call.database, at) {
@@ -333,6 +328,20 @@ pub fn read_time(json: Option<&Json>) -> Result<Option<Timestamp>, EmulatorError
 }
 
 /// A transaction begun by this read is reported in the first element.
+/// `explainOptions` without `analyze`: the plan, not run — no documents and
+/// no read time.
+fn plan_only(
+    explain: Option<&Explain>,
+    query: &Query,
+    call: &Call,
+    transaction: &mut Option<String>,
+) -> Option<Response<Body>> {
+    let explain = explain.filter(|e| !e.analyze)?;
+    let mut elements = vec![json!({ "explainMetrics": explain.metrics(query, None) })];
+    announce_transaction(&mut elements, call, transaction.take(), None);
+    Some(stream::json_array(elements))
+}
+
 fn announce_transaction(
     elements: &mut Vec<Json>,
     call: &Call,

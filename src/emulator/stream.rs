@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use futures_util::stream;
-use http::{HeaderValue, Response, header};
+use http::Response;
 use http_body::Frame;
 use http_body_util::StreamBody;
 use serde_json::Value as Json;
@@ -24,12 +24,11 @@ pub fn json_array(elements: Vec<Json>) -> Response<Body> {
         frames.push(Ok(Frame::data(Bytes::from(chunk))));
     }
     frames.push(Ok(Frame::data(Bytes::from_static(b"]"))));
-    let mut response = Response::new(body::boxed(StreamBody::new(stream::iter(frames))));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=UTF-8"),
-    );
-    response
+    body::typed(
+        http::StatusCode::OK,
+        body::boxed(StreamBody::new(stream::iter(frames))),
+        "application/json; charset=UTF-8",
+    )
 }
 
 #[cfg(test)]

@@ -308,14 +308,7 @@ impl<'a> Classifier<'a> {
             .take("structuredQuery", "structured_query")?
             .ok_or(ClassifyError::InvalidQuery("no structuredQuery"))?;
         self.structured_query(parent, query)?;
-        self.consistency(&mut req)?;
-        req.shaped(
-            "explainOptions",
-            "explain_options",
-            &messages::EXPLAIN_OPTIONS,
-        )?;
-        self.request_options(&mut req)?;
-        req.finish()
+        self.query_options(req)
     }
 
     fn run_aggregation_query(&mut self, parent: &[String]) -> Result<(), ClassifyError> {
@@ -331,6 +324,13 @@ impl<'a> Classifier<'a> {
         self.structured_query(parent, query)?;
         aggregation.opaque("aggregations", "aggregations")?;
         aggregation.finish()?;
+        self.query_options(req)
+    }
+
+    /// What both query RPCs take after the query: read consistency,
+    /// `explainOptions` (authorized as the query it explains) and
+    /// `requestOptions`.
+    fn query_options(&mut self, mut req: Object<'a>) -> Result<(), ClassifyError> {
         self.consistency(&mut req)?;
         req.shaped(
             "explainOptions",

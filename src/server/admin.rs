@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{Method, Response, StatusCode};
 use prometheus_client::registry::Registry;
 
 use super::{Handler, handler as make_handler};
@@ -104,35 +104,23 @@ fn route(
                 None => StatusCode::OK,
                 Some(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
-            let mut response = text(status, format!("{}\n", ready.to_json()));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
+            body::typed(
+                status,
+                body::full(format!("{}\n", ready.to_json())),
+                "application/json",
+            )
         }
-        "/metrics" => {
-            let mut response = text(StatusCode::OK, metrics::render(registry));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            response
-        }
+        "/metrics" => body::typed(
+            StatusCode::OK,
+            body::full(metrics::render(registry)),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     }
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(body::full(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    body::typed(status, body::full(body), "text/plain; charset=utf-8")
 }
 
 #[cfg(test)]
