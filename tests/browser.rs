@@ -8,7 +8,7 @@ mod support;
 
 use std::path::Path;
 
-use firegate::dev::{DevOptions, SAMPLE_PROJECT, Stack, samples};
+use firegate::dev::{SAMPLE_PROJECT, samples};
 use serde_json::Value;
 
 use support::within;
@@ -24,23 +24,10 @@ async fn firebase_lite_in_chromium_reads_through_firegate_dev_with_cors() {
         std::env::var("FIREGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),
-        "{chromium} missing: apt-get install chromium (.ci/run does)"
+        "{chromium} missing: apt-get install chromium (scripts/test does)"
     );
-    let any = || "127.0.0.1:0".parse().expect("address");
     // The dev stack as `firegate dev` builds it: its CORS origins included.
-    let stack = within(
-        "the dev stack",
-        Stack::start(DevOptions {
-            listen: any(),
-            issuer_listen: any(),
-            emulator_listen: any(),
-            admin_listen: any(),
-            policies: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("the dev stack starts");
+    let stack = support::dev_stack().await;
     let alice = samples()
         .into_iter()
         .find(|s| s.token_var == "ALICE_TOKEN")

@@ -5,12 +5,7 @@
 mod support;
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
-
-use firegate::dev::{DevOptions, Stack};
-
-use support::within;
 
 /// Collects everything the subscriber writes.
 #[derive(Clone, Default)]
@@ -35,20 +30,7 @@ async fn a_requests_log_lines_carry_its_request_id_in_the_request_span() {
         .with_writer(move || writer.clone())
         .json()
         .init();
-    let any = || "127.0.0.1:0".parse().expect("address");
-    let stack = within(
-        "the dev stack",
-        Stack::start(DevOptions {
-            listen: any(),
-            issuer_listen: any(),
-            emulator_listen: any(),
-            admin_listen: any(),
-            policies: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("the dev stack starts");
+    let stack = support::dev_stack().await;
     let status = reqwest::Client::new()
         .get(format!(
             "{}/v1/projects/demo/databases/(default)/documents/catalog/payments-api",
