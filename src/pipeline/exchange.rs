@@ -146,6 +146,44 @@ impl Exchange {
         Response::from_parts(parts, body::observed(body, audited))
     }
 
+    /// The record of one event of a long-lived stream (Listen's opening and
+    /// each target decision) with what is known so far; the stream's end is
+    /// the record [`Exchange::finish`] writes, with its bytes and duration.
+    pub(super) fn event(
+        &self,
+        operation: Option<&Operation>,
+        decision: Option<&Decision>,
+        reason: Option<&str>,
+        max_listed_targets: usize,
+    ) -> AuditRecord {
+        let snapshot = Exchange {
+            request_id: self.request_id.clone(),
+            started: self.started,
+            time: OffsetDateTime::now_utc(),
+            remote: self.remote,
+            client_ip: self.client_ip,
+            tls: self.tls,
+            http_version: self.http_version,
+            http_method: self.http_method.clone(),
+            principal: self.principal.clone(),
+            route: self.route.clone(),
+            operation: operation.cloned(),
+            decision: decision.cloned(),
+            upstream_account: self.upstream_account.clone(),
+            upstream_status: self.upstream_status,
+            request_tags: Vec::new(),
+            reason: reason.map(str::to_owned),
+            refused: reason.is_some(),
+            admitted: self.admitted,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            traceparent: self.traceparent.clone(),
+            slot: None,
+        };
+        let mut record = snapshot.into_record(200, max_listed_targets);
+        record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        record
+    }
+
     fn into_record(self, status: u16, max_listed_targets: usize) -> AuditRecord {
         let targets = match (&self.decision, &self.operation) {
             (Some(decision), _) => decision

@@ -60,6 +60,11 @@ impl TestProxy {
         }
     }
 
+    /// The test issuer firegate trusts (to sign odd tokens, or go down).
+    pub fn issuer(&self) -> &TestIssuer {
+        &self.issuer
+    }
+
     /// `Authorization` for a caller the policy allows everything.
     pub fn bearer(&self) -> String {
         format!("Bearer {}", self.issuer.token().sign())
