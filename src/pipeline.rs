@@ -9,6 +9,7 @@ mod audited;
 mod exchange;
 mod fairness;
 mod grpc_call;
+mod listen;
 mod metrics;
 pub mod respond;
 

@@ -588,3 +588,229 @@ async fn grpc_over_tls_negotiates_h2_by_alpn() {
     assert_eq!(err.code(), Code::PermissionDenied);
     assert_eq!(up.calls().len(), 1);
 }
+
+// ---- Listen ---------------------------------------------------------------------
+
+mod listen {
+    use std::time::Duration;
+
+    use super::*;
+    use grpc::{ListenUpstream, add_documents, change_of, listen};
+    use proto::target_change::TargetChangeType as T;
+
+    struct ListenStack {
+        up: ListenUpstream,
+        proxy: TestProxy,
+        policies: tempfile::TempDir,
+    }
+
+    async fn listen_stack() -> ListenStack {
+        let up = ListenUpstream::start().await;
+        let policies = tempfile::tempdir().expect("policy dir");
+        std::fs::write(policies.path().join("rules.yaml"), POLICY).expect("policy");
+        let yaml = config::plain(&up.url())
+            .merge(json!({"policy": {"dir": policies.path(), "watch": false}}))
+            .yaml();
+        let proxy = TestProxy::start(&yaml).await;
+        ListenStack {
+            up,
+            proxy,
+            policies,
+        }
+    }
+
+    async fn next_change(call: &mut grpc::ListenCall) -> (i32, Vec<i32>, Option<i32>) {
+        let message = within("a Listen response", call.responses.message())
+            .await
+            .expect("stream open")
+            .expect("a message");
+        change_of(&message).expect("a target change")
+    }
+
+    async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+        within(what, async {
+            while !ok() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_target_is_removed_with_permission_denied_and_never_forwarded() {
+        let s = listen_stack().await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        let first = add_documents(DB, 1, &[name("rooms/a")]);
+        let mut call = listen(&mut client, &s.proxy.bearer(), "listen-refused", first)
+            .await
+            .expect("Listen opens");
+        assert_eq!(next_change(&mut call).await, (T::Add as i32, vec![1], None));
+        assert_eq!(
+            next_change(&mut call).await,
+            (T::Current as i32, vec![1], None)
+        );
+
+        call.requests
+            .send(add_documents(DB, 2, &[name("rooms/b"), name("secret/x")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_change(&mut call).await,
+            (
+                T::Remove as i32,
+                vec![2],
+                Some(Code::PermissionDenied as i32)
+            )
+        );
+        // A query target is judged as the list it is.
+        call.requests
+            .send(proto::ListenRequest {
+                database: DB.into(),
+                labels: Default::default(),
+                target_change: Some(proto::listen_request::TargetChange::AddTarget(
+                    proto::Target {
+                        target_id: 3,
+                        target_type: Some(proto::target::TargetType::Query(
+                            proto::target::QueryTarget {
+                                parent: name("secret/s"),
+                                query_type: Some(
+                                    proto::target::query_target::QueryType::StructuredQuery(
+                                        proto::StructuredQuery {
+                                            from: vec![
+                                                proto::structured_query::CollectionSelector {
+                                                    collection_id: "c".into(),
+                                                    all_descendants: false,
+                                                },
+                                            ],
+                                            ..Default::default()
+                                        },
+                                    ),
+                                ),
+                            },
+                        )),
+                        ..Default::default()
+                    },
+                )),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            next_change(&mut call).await,
+            (
+                T::Remove as i32,
+                vec![3],
+                Some(Code::PermissionDenied as i32)
+            )
+        );
+        assert_eq!(
+            s.up.target_changes(),
+            [1],
+            "only the allowed target went upstream"
+        );
+        let metadata = s.up.metadata();
+        assert_eq!(metadata[0]["authorization"], UPSTREAM_TOKEN);
+
+        drop(call);
+        let records: Vec<Value> = s
+            .proxy
+            .audit()
+            .await
+            .into_iter()
+            .filter(|r| r["request_id"] == "listen-refused")
+            .collect();
+        let decisions: Vec<&Value> = records.iter().map(|r| &r["decision"]).collect();
+        assert!(records.len() >= 4, "open + three targets: {records:?}");
+        assert_eq!(records[0]["rpc"], "listen");
+        assert_eq!(
+            decisions[1..4],
+            [&json!("allow"), &json!("deny"), &json!("deny")]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_policy_change_revokes_an_open_target() {
+        let s = listen_stack().await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        let first = add_documents(DB, 7, &[name("rooms/a")]);
+        let mut call = listen(&mut client, &s.proxy.bearer(), "listen-revoked", first)
+            .await
+            .expect("Listen opens");
+        assert_eq!(next_change(&mut call).await, (T::Add as i32, vec![7], None));
+        assert_eq!(
+            next_change(&mut call).await,
+            (T::Current as i32, vec![7], None)
+        );
+
+        std::fs::write(
+            s.policies.path().join("rules.yaml"),
+            "rules:\n  - id: nothing-left\n    match: /other/{rest=**}\n    allow: [read]\n    who: {authenticated: true}\n",
+        )
+        .unwrap();
+        s.proxy.reload();
+        assert_eq!(
+            next_change(&mut call).await,
+            (
+                T::Remove as i32,
+                vec![7],
+                Some(Code::PermissionDenied as i32)
+            )
+        );
+        wait_for("remove_target upstream", || {
+            s.up.target_changes() == [7, -7]
+        })
+        .await;
+        let audit = s.proxy.audit().await;
+        assert!(
+            audit
+                .iter()
+                .any(|r| r["request_id"] == "listen-revoked"
+                    && r["reason"] == "listen_target_revoked"),
+            "{audit:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_stream_ends_unauthenticated_when_the_token_expires() {
+        let s = listen_stack().await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        // Accepted within the issuer's 30 s leeway, for about two more seconds.
+        let token = s.proxy.issuer().token().expires_in(-28).sign();
+        let first = add_documents(DB, 1, &[name("rooms/a")]);
+        let mut call = listen(
+            &mut client,
+            &format!("Bearer {token}"),
+            "listen-expiry",
+            first,
+        )
+        .await
+        .expect("Listen opens");
+        assert_eq!(next_change(&mut call).await, (T::Add as i32, vec![1], None));
+        assert_eq!(
+            next_change(&mut call).await,
+            (T::Current as i32, vec![1], None)
+        );
+        let end = within("the stream's end", call.responses.message())
+            .await
+            .expect_err("ended with a status");
+        assert_eq!(end.code(), Code::Unauthenticated, "{end:?}");
+    }
+
+    #[tokio::test]
+    async fn a_listen_without_a_valid_token_is_refused_at_once() {
+        let s = listen_stack().await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        let first = add_documents(DB, 1, &[name("rooms/a")]);
+        let err = listen(&mut client, "Bearer nope", "listen-no-token", first)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(err.code(), Code::Unauthenticated);
+        let other = add_documents("projects/p/databases/other", 1, &[name("rooms/a")]);
+        let err = listen(&mut client, &s.proxy.bearer(), "listen-other-db", other)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(err.code(), Code::PermissionDenied);
+        assert!(s.up.requests().is_empty());
+    }
+}

@@ -32,6 +32,15 @@ pub fn encode(message: &impl prost::Message) -> Bytes {
     out.freeze()
 }
 
+/// An already-encoded message with its length prefix, uncompressed.
+pub fn encode_raw(message: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER + message.len());
+    out.put_u8(0);
+    out.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
+    out.put_slice(message);
+    out.freeze()
+}
+
 /// Splits a byte stream into messages as they complete.
 #[derive(Debug)]
 pub struct Deframer {

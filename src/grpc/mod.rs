@@ -16,6 +16,7 @@ mod timeout;
 use http::{HeaderMap, Version, header};
 
 pub use googleapis_tonic_google_firestore_v1::google::firestore::v1 as proto;
+pub use googleapis_tonic_google_firestore_v1::google::rpc;
 
 pub use classify::{GrpcClassified, classify, listen_target};
 pub use error::GrpcError;

@@ -346,6 +346,12 @@ pub fn grpc_error_trailers(err: &PipelineError, request_id: &str) -> http::Heade
     trailers
 }
 
+/// True when `err` means the caller's credentials no longer hold (an open
+/// stream ends then); an outage does not end a stream already judged.
+pub fn is_unauthenticated(err: &PipelineError) -> bool {
+    answer(err) == Answer::Unauthenticated
+}
+
 /// A `google.rpc.Status` code and message for `err`, for a `cause` inside
 /// a message (Listen's REMOVE of a refused target).
 pub fn grpc_cause(err: &PipelineError, request_id: &str) -> (i32, String) {

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message as _;
 use tokio::net::TcpStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
@@ -214,5 +215,215 @@ pub async fn raw_call(
         headers: parts.headers,
         body: collected.to_bytes(),
         trailers,
+    }
+}
+
+/// A fake Firestore `Listen`: it acknowledges each added target with `ADD`
+/// and `CURRENT`, each removed one with `REMOVE`, records every request
+/// message it gets and the metadata of each call.
+pub struct ListenUpstream {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<proto::ListenRequest>>>,
+    metadata: Arc<Mutex<Vec<HeaderMap>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ListenUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type ListenBody =
+    StreamBody<futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
+
+impl ListenUpstream {
+    pub async fn start() -> ListenUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let requests: Arc<Mutex<Vec<proto::ListenRequest>>> = Arc::default();
+        let metadata: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+        let (r, m) = (Arc::clone(&requests), Arc::clone(&metadata));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (r, m) = (Arc::clone(&r), Arc::clone(&m));
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let (r, m) = (Arc::clone(&r), Arc::clone(&m));
+                            async move { Ok::<_, Infallible>(listen_answer(req, r, m)) }
+                        },
+                    );
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        ListenUpstream {
+            addr,
+            requests,
+            metadata,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every Listen request message received so far.
+    pub fn requests(&self) -> Vec<proto::ListenRequest> {
+        self.requests.lock().expect("requests").clone()
+    }
+
+    /// The metadata of every call.
+    pub fn metadata(&self) -> Vec<HeaderMap> {
+        self.metadata.lock().expect("metadata").clone()
+    }
+
+    /// Target ids added (positive) and removed (negative), in order.
+    pub fn target_changes(&self) -> Vec<i32> {
+        self.requests()
+            .into_iter()
+            .filter_map(|r| match r.target_change? {
+                proto::listen_request::TargetChange::AddTarget(t) => Some(t.target_id),
+                proto::listen_request::TargetChange::RemoveTarget(id) => Some(-id),
+            })
+            .collect()
+    }
+}
+
+fn target_change(kind: proto::target_change::TargetChangeType, id: i32) -> Bytes {
+    framed(&proto::ListenResponse {
+        response_type: Some(proto::listen_response::ResponseType::TargetChange(
+            proto::TargetChange {
+                target_change_type: kind as i32,
+                target_ids: vec![id],
+                ..Default::default()
+            },
+        )),
+    })
+}
+
+fn listen_answer(
+    req: http::Request<hyper::body::Incoming>,
+    requests: Arc<Mutex<Vec<proto::ListenRequest>>>,
+    metadata: Arc<Mutex<Vec<HeaderMap>>>,
+) -> Response<ListenBody> {
+    use futures_util::StreamExt as _;
+    use proto::target_change::TargetChangeType as T;
+    metadata
+        .lock()
+        .expect("metadata")
+        .push(req.headers().clone());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
+    let mut body = req.into_body();
+    tokio::spawn(async move {
+        let mut buffer = BytesMut::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buffer.extend_from_slice(&data);
+            while buffer.len() >= 5 {
+                let len = u32::from_be_bytes([buffer[1], buffer[2], buffer[3], buffer[4]]) as usize;
+                if buffer.len() < 5 + len {
+                    break;
+                }
+                let message = buffer.split_to(5 + len);
+                let request = proto::ListenRequest::decode(&message[5..]).expect("a ListenRequest");
+                let answers = match &request.target_change {
+                    Some(proto::listen_request::TargetChange::AddTarget(t)) => vec![
+                        target_change(T::Add, t.target_id),
+                        target_change(T::Current, t.target_id),
+                    ],
+                    Some(proto::listen_request::TargetChange::RemoveTarget(id)) => {
+                        vec![target_change(T::Remove, *id)]
+                    }
+                    None => Vec::new(),
+                };
+                requests.lock().expect("requests").push(request);
+                for a in answers {
+                    let _ = tx.send(Ok(Frame::data(a))).await;
+                }
+            }
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) })
+            .boxed();
+    let mut response = Response::new(StreamBody::new(stream));
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/grpc"));
+    response
+}
+
+/// An open Listen call through firegate: send requests, read responses.
+pub struct ListenCall {
+    pub requests: tokio::sync::mpsc::Sender<proto::ListenRequest>,
+    pub responses: tonic::Streaming<proto::ListenResponse>,
+}
+
+/// Open `Listen` with `authorization`, sending `first` (firegate reads the
+/// database from it before it answers).
+pub async fn listen(
+    client: &mut Client,
+    authorization: &str,
+    request_id: &str,
+    first: proto::ListenRequest,
+) -> Result<ListenCall, tonic::Status> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<proto::ListenRequest>(16);
+    tx.send(first).await.expect("queue the first request");
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let mut request = with_auth(stream, authorization);
+    request
+        .metadata_mut()
+        .insert("x-request-id", request_id.parse().expect("id"));
+    let responses = client.listen(request).await?.into_inner();
+    Ok(ListenCall {
+        requests: tx,
+        responses,
+    })
+}
+
+/// A Listen request adding a documents target.
+pub fn add_documents(database: &str, id: i32, documents: &[String]) -> proto::ListenRequest {
+    proto::ListenRequest {
+        database: database.into(),
+        labels: Default::default(),
+        target_change: Some(proto::listen_request::TargetChange::AddTarget(
+            proto::Target {
+                target_id: id,
+                target_type: Some(proto::target::TargetType::Documents(
+                    proto::target::DocumentsTarget {
+                        documents: documents.to_vec(),
+                    },
+                )),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+/// The target change of a Listen response: (kind, ids, cause code).
+pub fn change_of(response: &proto::ListenResponse) -> Option<(i32, Vec<i32>, Option<i32>)> {
+    match &response.response_type {
+        Some(proto::listen_response::ResponseType::TargetChange(c)) => Some((
+            c.target_change_type,
+            c.target_ids.clone(),
+            c.cause.as_ref().map(|s| s.code),
+        )),
+        _ => None,
     }
 }

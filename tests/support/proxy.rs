@@ -77,6 +77,13 @@ impl TestProxy {
         format!("Bearer {token}")
     }
 
+    /// Reload what SIGHUP reloads (the policy directory among them).
+    pub fn reload(&self) {
+        if let Some(app) = &self.app {
+            app.reload();
+        }
+    }
+
     /// Every audit record written so far (queued ones flushed first).
     pub async fn audit(&self) -> Vec<Value> {
         if let Some(app) = &self.app {
