@@ -113,9 +113,9 @@ impl GrpcUpstream {
     }
 }
 
-fn grpc_response(
-    messages: Vec<Bytes>,
-) -> Response<StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>> {
+type Scripted = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+fn grpc_response(messages: Vec<Bytes>) -> Response<Scripted> {
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let mut frames: Vec<Result<Frame<Bytes>, Infallible>> =
