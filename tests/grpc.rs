@@ -710,7 +710,9 @@ mod listen {
         let metadata = s.up.metadata();
         assert_eq!(metadata[0]["authorization"], UPSTREAM_TOKEN);
 
+        // The caller going away ends the upstream stream too.
         drop(call);
+        wait_for("the upstream stream to end", || s.up.ended() == 1).await;
         let records: Vec<Value> = s
             .proxy
             .audit()

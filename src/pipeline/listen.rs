@@ -92,6 +92,14 @@ impl Pipeline {
         if !self.settings.databases.contains(&database) {
             return Err(PipelineError::DatabaseNotServed);
         }
+        // The stream itself is admitted; each target's decision is its own line.
+        ex.decision = Some(Decision {
+            allowed: true,
+            targets: Vec::new(),
+            upstream_account: None,
+            reason: None,
+            shadow: None,
+        });
         let events = ex.events();
         self.audit
             .record(events.record(None, None, None, self.audit.max_listed_targets()));

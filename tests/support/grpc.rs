@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -225,6 +226,7 @@ pub struct ListenUpstream {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<proto::ListenRequest>>>,
     metadata: Arc<Mutex<Vec<HeaderMap>>>,
+    ended: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -245,18 +247,23 @@ impl ListenUpstream {
         let addr = listener.local_addr().expect("addr");
         let requests: Arc<Mutex<Vec<proto::ListenRequest>>> = Arc::default();
         let metadata: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
-        let (r, m) = (Arc::clone(&requests), Arc::clone(&metadata));
+        let ended: Arc<AtomicUsize> = Arc::default();
+        let (r, m, e) = (
+            Arc::clone(&requests),
+            Arc::clone(&metadata),
+            Arc::clone(&ended),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let (r, m) = (Arc::clone(&r), Arc::clone(&m));
+                let (r, m, e) = (Arc::clone(&r), Arc::clone(&m), Arc::clone(&e));
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: http::Request<hyper::body::Incoming>| {
-                            let (r, m) = (Arc::clone(&r), Arc::clone(&m));
-                            async move { Ok::<_, Infallible>(listen_answer(req, r, m)) }
+                            let (r, m, e) = (Arc::clone(&r), Arc::clone(&m), Arc::clone(&e));
+                            async move { Ok::<_, Infallible>(listen_answer(req, r, m, e)) }
                         },
                     );
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -269,6 +276,7 @@ impl ListenUpstream {
             addr,
             requests,
             metadata,
+            ended,
             task,
         }
     }
@@ -280,6 +288,11 @@ impl ListenUpstream {
     /// Every Listen request message received so far.
     pub fn requests(&self) -> Vec<proto::ListenRequest> {
         self.requests.lock().expect("requests").clone()
+    }
+
+    /// How many calls have seen their request stream end (half-close or reset).
+    pub fn ended(&self) -> usize {
+        self.ended.load(Ordering::SeqCst)
     }
 
     /// The metadata of every call.
@@ -315,6 +328,7 @@ fn listen_answer(
     req: http::Request<hyper::body::Incoming>,
     requests: Arc<Mutex<Vec<proto::ListenRequest>>>,
     metadata: Arc<Mutex<Vec<HeaderMap>>>,
+    ended: Arc<AtomicUsize>,
 ) -> Response<ListenBody> {
     use futures_util::StreamExt as _;
     use proto::target_change::TargetChangeType as T;
@@ -354,6 +368,7 @@ fn listen_answer(
                 }
             }
         }
+        ended.fetch_add(1, Ordering::SeqCst);
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
         let _ = tx.send(Ok(Frame::trailers(trailers))).await;
