@@ -119,6 +119,7 @@ impl Pipeline {
             upstream: Upstream::Closed,
             targets: HashMap::new(),
             epoch: self.policy.epoch(),
+            client_done: false,
         };
         tokio::spawn(listener.run(requests, first));
         let body = StreamBody::new(stream::unfold(rx, |mut rx| async move {
@@ -231,6 +232,8 @@ struct Listener {
     /// The targets forwarded, by id, with the operation they were judged as.
     targets: HashMap<i32, Operation>,
     epoch: u64,
+    /// The client half-closed: so is the upstream request, once open.
+    client_done: bool,
 }
 
 /// How the stream ends: the trailers the client gets.
@@ -247,7 +250,6 @@ impl Listener {
             return self.fail(&err);
         }
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
-        let mut client_done = false;
         loop {
             tokio::select! {
                 event = upstream_event(&mut self.upstream) => {
@@ -259,7 +261,7 @@ impl Listener {
                         return end;
                     }
                 }
-                request = requests.next(), if !client_done => match request {
+                request = requests.next(), if !self.client_done => match request {
                     Some(Ok(r)) => {
                         if let Err(err) = self.on_request(r).await {
                             return self.fail(&err);
@@ -267,7 +269,7 @@ impl Listener {
                     }
                     Some(Err(e)) => return self.fail(&e.into()),
                     None => {
-                        client_done = true;
+                        self.client_done = true;
                         // Half-close upstream too; with nothing forwarded, done.
                         match &mut self.upstream {
                             Upstream::Closed => return ok(),
@@ -493,7 +495,7 @@ impl Listener {
         };
         self.upstream = Upstream::Open {
             account,
-            tx: Some(tx),
+            tx: (!self.client_done).then_some(tx),
             body,
             deframer: frame::Deframer::new(self.pipeline.settings.max_grpc_message_bytes),
         };
