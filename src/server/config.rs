@@ -371,6 +371,7 @@ mod tests {
                 limits.min_body_rate,
                 limits.max_in_flight_per_principal,
                 limits.max_targets,
+                limits.max_grpc_message_bytes,
             ),
             (
                 typed.header_read_timeout,
@@ -383,7 +384,20 @@ mod tests {
                 typed.min_body_rate,
                 typed.max_in_flight_per_principal,
                 typed.max_targets,
+                typed.max_grpc_message_bytes,
             )
         );
+    }
+
+    #[test]
+    fn the_grpc_message_limit_is_bounded() {
+        for (bytes, ok) in [(1023, false), (1024, true), (u32::MAX as usize + 1, false)] {
+            let raw = RawLimits {
+                max_grpc_message_bytes: bytes,
+                ..RawLimits::default()
+            };
+            let result = ConfigErrors::collect(|errors| raw.validate(errors));
+            assert_eq!(result.is_ok(), ok, "{bytes}");
+        }
     }
 }
