@@ -10,6 +10,7 @@ mod error;
 pub mod frame;
 mod method;
 mod request;
+mod requests;
 mod seal;
 mod timeout;
 
@@ -22,6 +23,7 @@ pub use classify::{GrpcClassified, classify, listen_target};
 pub use error::GrpcError;
 pub use method::{GrpcMethod, LISTEN_PATH};
 pub use request::GrpcRequest;
+pub use requests::ListenRequests;
 pub use seal::seal_response;
 pub use timeout::GrpcTimeout;
 
