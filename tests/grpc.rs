@@ -640,7 +640,13 @@ mod listen {
     async fn a_refused_target_is_removed_with_permission_denied_and_never_forwarded() {
         let s = listen_stack().await;
         let mut client = grpc::client(s.proxy.addr).await;
-        let first = add_documents(DB, 1, &[name("rooms/a")]);
+        let mut first = add_documents(DB, 1, &[name("rooms/a")]);
+        // A resume token passes with its target.
+        if let Some(proto::listen_request::TargetChange::AddTarget(t)) = &mut first.target_change {
+            t.resume_type = Some(proto::target::ResumeType::ResumeToken(
+                b"resume-here".to_vec(),
+            ));
+        }
         let mut call = listen(&mut client, &s.proxy.bearer(), "listen-refused", first)
             .await
             .expect("Listen opens");
@@ -709,6 +715,18 @@ mod listen {
         );
         let metadata = s.up.metadata();
         assert_eq!(metadata[0]["authorization"], UPSTREAM_TOKEN);
+        let Some(proto::listen_request::TargetChange::AddTarget(forwarded)) =
+            &s.up.requests()[0].target_change
+        else {
+            panic!("the first request upstream adds the target");
+        };
+        assert_eq!(
+            forwarded.resume_type,
+            Some(proto::target::ResumeType::ResumeToken(
+                b"resume-here".to_vec()
+            ))
+        );
+        assert!(metadata[0].get("cookie").is_none());
 
         // The caller going away ends the upstream stream too.
         drop(call);
