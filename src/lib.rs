@@ -17,6 +17,7 @@ pub mod emulator;
 pub mod error;
 pub mod fetch;
 pub mod firestore;
+pub mod grpc;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

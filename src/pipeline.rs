@@ -8,6 +8,8 @@
 mod audited;
 mod exchange;
 mod fairness;
+mod grpc_call;
+mod listen;
 mod metrics;
 pub mod respond;
 
@@ -54,6 +56,8 @@ pub struct PipelineSettings {
     pub trusted_proxies: Vec<IpNet>,
     /// Browser origins allowed to read answers (`server.cors`).
     pub cors: Option<Cors>,
+    /// Largest gRPC message decoded (`server.limits.max_grpc_message_bytes`).
+    pub max_grpc_message_bytes: usize,
 }
 
 /// Every way a request can end without its upstream answer passed on.
@@ -90,6 +94,8 @@ pub enum PipelineError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Seal(#[from] SealError),
+    #[error(transparent)]
+    Grpc(#[from] crate::grpc::GrpcError),
 }
 
 impl PipelineError {
@@ -113,6 +119,7 @@ impl PipelineError {
             PipelineError::Credentials(e) => e.reason().into(),
             PipelineError::Upstream(e) => e.reason().into(),
             PipelineError::Seal(e) => e.reason().into(),
+            PipelineError::Grpc(e) => e.reason().into(),
         }
     }
 }
@@ -124,6 +131,7 @@ pub struct Pipeline {
     policy: PolicyEngine,
     credentials: Credentials,
     upstream: Upstream,
+    grpc_upstream: crate::upstream::GrpcUpstream,
     audit: Arc<Auditor>,
     in_flight: fairness::InFlight,
     settings: PipelineSettings,
@@ -139,6 +147,7 @@ impl Pipeline {
             policy: PolicyEngine::new(&config.policy, registry).await?,
             credentials: Credentials::new(&config.upstream.credentials, registry).await?,
             upstream: Upstream::new(&config.upstream, registry)?,
+            grpc_upstream: crate::upstream::GrpcUpstream::new(&config.upstream)?,
             audit: Arc::new(Auditor::new(&config.audit, registry).await?),
             in_flight: fairness::InFlight::new(config.server.limits.max_in_flight_per_principal),
             settings: PipelineSettings {
@@ -151,6 +160,7 @@ impl Pipeline {
                 databases: config.upstream.databases.clone(),
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 cors: config.server.cors.clone(),
+                max_grpc_message_bytes: config.server.limits.max_grpc_message_bytes,
             },
             metrics: RequestMetrics::register(registry),
         })
@@ -198,6 +208,9 @@ impl Pipeline {
     /// error, and the audit record is written when the response body ends
     /// (or the client goes away).
     pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+        if crate::grpc::is_grpc(req.version(), req.headers()) {
+            return self.handle_grpc(req, conn).await;
+        }
         let cors = self.settings.cors.as_ref();
         if let Some(preflight) = cors::preflight(cors, &req) {
             return preflight;

@@ -374,13 +374,14 @@ async fn bodies_on_bodiless_methods_never_reach_upstream_over_http2() {
 // ---- 5. gRPC callers -----------------------------------------------------
 
 #[tokio::test]
-async fn grpc_callers_get_a_final_trailers_only_unimplemented_at_once() {
+async fn grpc_web_callers_get_a_final_trailers_only_unimplemented_at_once() {
     let up = upstream().start().await;
     let proxy = TestProxy::start(&config::plain(&up.url).yaml()).await;
     let (mut sender, _conn) = h2(proxy.addr).await;
-    // No token, and a body that never ends: neither is waited for.
+    // gRPC-Web is not served (gRPC over HTTP/2 is, see tests/grpc.rs). No
+    // token, and a body that never ends: neither is waited for.
     let request = http::Request::post("http://x/google.firestore.v1.Firestore/Listen")
-        .header("content-type", "application/grpc")
+        .header("content-type", "application/grpc-web+proto")
         .header("te", "trailers")
         .header("x-request-id", "grpc-listen")
         .body(stalled_body("\0\0\0\0\x05hello"))

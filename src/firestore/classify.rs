@@ -127,6 +127,8 @@ impl<'a> Classifier<'a> {
             Method::RunAggregationQuery => self.run_aggregation_query(path)?,
             Method::PartitionQuery => self.partition_query(path)?,
             Method::ListCollectionIds => self.list_collection_ids(path)?,
+            // The route table never yields it: Listen is gRPC only.
+            Method::Listen => return Err(ClassifyError::Unsupported("listen")),
         }
         Ok(())
     }
@@ -135,16 +137,8 @@ impl<'a> Classifier<'a> {
         self.targets.push(Target { scope, access });
     }
 
-    /// A write without precondition is an upsert: it needs both.
     fn upsert(&mut self, scope: Scope, must_exist: Option<bool>) {
-        match must_exist {
-            Some(true) => self.push(scope, Access::Update),
-            Some(false) => self.push(scope, Access::Create),
-            None => {
-                self.push(scope.clone(), Access::Create);
-                self.push(scope, Access::Update);
-            }
-        }
+        upsert(&mut self.targets, scope, must_exist);
     }
 
     fn query_transaction(&mut self, route: &Route) {
@@ -417,22 +411,10 @@ impl<'a> Classifier<'a> {
                 None => false,
             };
             s.finish()?;
-            let parent = parent.to_vec();
-            let scope = match (collection.is_empty(), all_descendants) {
-                (true, true) => Scope::Descendants { parent },
-                (true, false) => {
-                    return Err(ClassifyError::InvalidQuery("selector without a collection"));
-                }
-                (false, descendants) => {
-                    validate_id(&collection)?;
-                    if descendants {
-                        Scope::CollectionGroup { parent, collection }
-                    } else {
-                        Scope::Collection { parent, collection }
-                    }
-                }
-            };
-            self.push(scope, Access::List);
+            self.push(
+                selector_scope(parent, collection, all_descendants)?,
+                Access::List,
+            );
         }
         Ok(())
     }
@@ -524,6 +506,46 @@ impl<'a> Classifier<'a> {
     }
 }
 
+/// A write without precondition is an upsert: it needs both create and
+/// update; `must_exist` is what a precondition said.
+pub(crate) fn upsert(targets: &mut Vec<Target>, scope: Scope, must_exist: Option<bool>) {
+    let mut push = |scope, access| targets.push(Target { scope, access });
+    match must_exist {
+        Some(true) => push(scope, Access::Update),
+        Some(false) => push(scope, Access::Create),
+        None => {
+            push(scope.clone(), Access::Create);
+            push(scope, Access::Update);
+        }
+    }
+}
+
+/// One `structuredQuery.from[]` selector below `parent` → its scope.
+pub(crate) fn selector_scope(
+    parent: &[String],
+    collection: String,
+    all_descendants: bool,
+) -> Result<Scope, ClassifyError> {
+    let parent = parent.to_vec();
+    match (collection.is_empty(), all_descendants) {
+        (true, true) => Ok(Scope::Descendants { parent }),
+        (true, false) => Err(ClassifyError::InvalidQuery("selector without a collection")),
+        (false, descendants) => {
+            validate_id(&collection)?;
+            Ok(if descendants {
+                Scope::CollectionGroup { parent, collection }
+            } else {
+                Scope::Collection { parent, collection }
+            })
+        }
+    }
+}
+
+/// `findNearest.limit` as Firestore bounds it.
+pub(crate) fn nearest_limit_ok(limit: i64) -> bool {
+    (1..=MAX_NEAREST_NEIGHBORS).contains(&limit)
+}
+
 /// `Precondition`: `exists` or `updateTime` (which implies existence).
 fn precondition(raw: &RawValue) -> Result<Option<bool>, ClassifyError> {
     let mut p = body::object(raw, "currentDocument")?;
@@ -556,7 +578,7 @@ fn find_nearest(raw: &RawValue) -> Result<(), ClassifyError> {
     f.finish()?;
     let limit = limit.ok_or(ClassifyError::InvalidQuery("findNearest without a limit"))?;
     match int32_wrapper(limit) {
-        Some(n) if (1..=MAX_NEAREST_NEIGHBORS).contains(&n) => Ok(()),
+        Some(n) if nearest_limit_ok(n) => Ok(()),
         _ => Err(ClassifyError::InvalidQuery(
             "findNearest.limit is not an integer from 1 to 1000",
         )),

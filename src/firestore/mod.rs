@@ -17,6 +17,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use classify::{Classified, Location, Presented, TransactionUse, classify, classify_request};
+pub(crate) use classify::{nearest_limit_ok, selector_scope, upsert};
 pub use route::{Route, refuse_grpc, route};
 
 /// `projects/{project}/databases/{database}`.
@@ -50,6 +51,9 @@ pub enum Method {
     RunAggregationQuery,
     PartitionQuery,
     ListCollectionIds,
+    /// The gRPC `Listen` stream (no REST twin): each target is judged as
+    /// the `get`/`list` it would be as a read.
+    Listen,
 }
 
 impl Method {
@@ -69,6 +73,7 @@ impl Method {
             Method::RunAggregationQuery => "runAggregationQuery",
             Method::PartitionQuery => "partitionQuery",
             Method::ListCollectionIds => "listCollectionIds",
+            Method::Listen => "listen",
         }
     }
 }

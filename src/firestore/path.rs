@@ -163,6 +163,51 @@ pub fn split_name(database: &Database, name: &str) -> Result<Vec<String>, Classi
     Ok(segments)
 }
 
+/// The database a full resource name names (`projects/P/databases/D`,
+/// optionally followed by `/documents…`). A gRPC message carries its
+/// database in such a name rather than in a URL; the rest of the name is
+/// then checked by [`split_name`] against this database. Names in protobuf
+/// are not percent-encoded: each id is validated as written.
+pub fn database_of(name: &str) -> Result<Database, ClassifyError> {
+    let mut parts = name.splitn(5, '/');
+    let head = [parts.next(), parts.next(), parts.next(), parts.next()];
+    let [Some("projects"), Some(project), Some("databases"), Some(db)] = head else {
+        return Err(ClassifyError::MalformedResourceName(
+            "not projects/*/databases/*",
+        ));
+    };
+    validate_id(project)?;
+    validate_id(db)?;
+    Ok(Database {
+        project: project.to_owned(),
+        database: db.to_owned(),
+    })
+}
+
+/// A `database` field: exactly `projects/P/databases/D`.
+pub fn database_name(name: &str) -> Result<Database, ClassifyError> {
+    let database = database_of(name)?;
+    if name.len() != database.to_string().len() {
+        return Err(ClassifyError::MalformedResourceName(
+            "not projects/*/databases/*",
+        ));
+    }
+    Ok(database)
+}
+
+/// A `parent` field of a query or listing: the database root
+/// (`…/documents`) or a document below it, split into segments.
+pub fn parent_name(name: &str) -> Result<(Database, Vec<String>), ClassifyError> {
+    let database = database_of(name)?;
+    let path = split_name(&database, name)?;
+    if !path.len().is_multiple_of(2) {
+        return Err(ClassifyError::ParityMismatch(
+            "expected a document or the root",
+        ));
+    }
+    Ok((database, path))
+}
+
 /// A document name from a body: in `database`, an even number of segments.
 pub fn document_name(database: &Database, name: &str) -> Result<Vec<String>, ClassifyError> {
     let path = split_name(database, name)?;

@@ -263,7 +263,8 @@ fn has_body(method: Method) -> bool {
         | Method::RunQuery
         | Method::RunAggregationQuery
         | Method::PartitionQuery
-        | Method::ListCollectionIds => true,
+        | Method::ListCollectionIds
+        | Method::Listen => true,
     }
 }
 

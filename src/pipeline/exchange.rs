@@ -146,6 +146,43 @@ impl Exchange {
         Response::from_parts(parts, body::observed(body, audited))
     }
 
+    /// What a long-lived stream (Listen) needs to write the records of its
+    /// events after this exchange has become the stream's response.
+    pub(super) fn events(&self) -> StreamEvents {
+        StreamEvents(self.snapshot())
+    }
+
+    /// The bytes-in counter of the record [`Exchange::finish`] writes.
+    pub(super) fn bytes_in(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.bytes_in)
+    }
+
+    fn snapshot(&self) -> Exchange {
+        Exchange {
+            request_id: self.request_id.clone(),
+            started: self.started,
+            time: OffsetDateTime::now_utc(),
+            remote: self.remote,
+            client_ip: self.client_ip,
+            tls: self.tls,
+            http_version: self.http_version,
+            http_method: self.http_method.clone(),
+            principal: self.principal.clone(),
+            route: self.route.clone(),
+            operation: self.operation.clone(),
+            decision: self.decision.clone(),
+            upstream_account: self.upstream_account.clone(),
+            upstream_status: self.upstream_status,
+            request_tags: self.request_tags.clone(),
+            reason: self.reason.clone(),
+            refused: self.refused,
+            admitted: self.admitted,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            traceparent: self.traceparent.clone(),
+            slot: None,
+        }
+    }
+
     fn into_record(self, status: u16, max_listed_targets: usize) -> AuditRecord {
         let targets = match (&self.decision, &self.operation) {
             (Some(decision), _) => decision
@@ -214,6 +251,32 @@ impl Exchange {
             traceparent: self.traceparent,
             request_tags: self.request_tags,
         }
+    }
+}
+
+/// The records of one stream's events (Listen: its opening, each target
+/// decision), each one line like a request's, sharing its request id.
+pub struct StreamEvents(Exchange);
+
+impl StreamEvents {
+    /// The record of one event: what `operation` asked, how `decision`
+    /// answered, `reason` when refused.
+    pub fn record(
+        &self,
+        operation: Option<&Operation>,
+        decision: Option<&Decision>,
+        reason: Option<String>,
+        max_listed_targets: usize,
+    ) -> AuditRecord {
+        let mut event = self.0.snapshot();
+        event.time = OffsetDateTime::now_utc();
+        event.operation = operation.cloned();
+        event.decision = decision.cloned();
+        event.refused = reason.is_some();
+        event.reason = reason;
+        let mut record = event.into_record(200, max_listed_targets);
+        record.duration_ms = self.0.started.elapsed().as_secs_f64() * 1000.0;
+        record
     }
 }
 

@@ -15,6 +15,7 @@ use crate::authn::AuthnError;
 use crate::body::Body;
 use crate::firestore::ClassifyError;
 use crate::firestore::status::{ApiError, Code};
+use crate::grpc::GrpcError;
 use crate::server::CloseConnection;
 use crate::transaction::{SealError, TransactionError};
 use crate::upstream::{CredentialsError, UpstreamError};
@@ -193,7 +194,28 @@ pub fn answer(err: &PipelineError) -> Answer {
             | SealError::Oversized
             | SealError::Truncated => A::BadGateway("Upstream response could not be read."),
         },
+        PipelineError::Grpc(e) => match e {
+            GrpcError::UnknownMethod => A::Unimplemented("Method not found."),
+            GrpcError::MethodNotServed(_) => {
+                A::Unimplemented("Method not supported by this proxy.")
+            }
+            GrpcError::CompressedMessage => {
+                A::Unimplemented("Message compression is not supported; send identity.")
+            }
+            GrpcError::MalformedFrame(_) | GrpcError::MalformedMessage => {
+                A::InvalidArgument("Invalid protobuf message.")
+            }
+            GrpcError::MessageTooLarge { .. } => A::PayloadTooLarge,
+            GrpcError::MalformedTimeout => A::InvalidArgument("Invalid grpc-timeout."),
+            GrpcError::DeadlineExceeded => A::DeadlineExceeded,
+        },
     }
+}
+
+/// The gRPC answer for `err` on the call `request_id`: the same [`Answer`]
+/// as REST, written as a trailers-only gRPC status.
+pub fn grpc_error_response(err: &PipelineError, request_id: &str) -> Response<Body> {
+    answer(err).into_grpc_response(request_id)
 }
 
 /// The complete error response for `err` on the request `request_id`.
@@ -251,6 +273,17 @@ impl Answer {
         }
     }
 
+    /// The answer as a trailers-only gRPC response (HTTP 200, no body,
+    /// `grpc-status` and `grpc-message` in the headers): the code REST
+    /// names in its body, the same fixed message.
+    pub fn into_grpc_response(self, request_id: &str) -> Response<Body> {
+        if self == Answer::GrpcUnimplemented {
+            return grpc_unimplemented();
+        }
+        let error = self.api_error(request_id);
+        grpc_status(grpc_code(error.code), &error.message)
+    }
+
     /// The response: body and status, plus the headers the answer calls for.
     pub fn into_response(self, request_id: &str) -> Response<Body> {
         if self == Answer::GrpcUnimplemented {
@@ -302,21 +335,74 @@ impl Answer {
 }
 
 /// What a gRPC caller is told (percent-encoding not needed: plain ASCII).
-const GRPC_MESSAGE: &str = "firegate serves the Firestore REST API only; gRPC is not served";
+const GRPC_MESSAGE: &str = "firegate serves gRPC over HTTP/2 with application/grpc only; gRPC-Web and gRPC over HTTP/1.1 are not served";
 
-/// A trailers-only gRPC response (gRPC over HTTP/2: status in the headers,
-/// no body): HTTP 200 and `grpc-status: 12` (UNIMPLEMENTED), which every gRPC
-/// client treats as final rather than retrying.
-fn grpc_unimplemented() -> Response<Body> {
+/// The same answer as the trailers that end a stream already under way
+/// (Listen): `grpc-status` and `grpc-message`.
+pub fn grpc_error_trailers(err: &PipelineError, request_id: &str) -> http::HeaderMap {
+    let (parts, _) = answer(err).into_grpc_response(request_id).into_parts();
+    let mut trailers = parts.headers;
+    trailers.remove(header::CONTENT_TYPE);
+    trailers
+}
+
+/// True when `err` means the caller's credentials no longer hold (an open
+/// stream ends then); an outage does not end a stream already judged.
+pub fn is_unauthenticated(err: &PipelineError) -> bool {
+    answer(err) == Answer::Unauthenticated
+}
+
+/// A `google.rpc.Status` code and message for `err`, for a `cause` inside
+/// a message (Listen's REMOVE of a refused target).
+pub fn grpc_cause(err: &PipelineError, request_id: &str) -> (i32, String) {
+    let error = answer(err).api_error(request_id);
+    (i32::from(grpc_code(error.code)), error.message.into_owned())
+}
+
+/// The numeric gRPC code of a Firestore status (google.rpc.Code).
+fn grpc_code(code: Code) -> u8 {
+    match code {
+        Code::Cancelled => 1,
+        Code::InvalidArgument => 3,
+        Code::DeadlineExceeded => 4,
+        Code::NotFound => 5,
+        Code::AlreadyExists => 6,
+        Code::PermissionDenied => 7,
+        Code::ResourceExhausted => 8,
+        Code::FailedPrecondition => 9,
+        Code::Aborted => 10,
+        Code::OutOfRange => 11,
+        Code::Unimplemented => 12,
+        Code::Internal => 13,
+        Code::Unavailable => 14,
+        Code::Unauthenticated => 16,
+    }
+}
+
+/// gRPC over HTTP/2: `grpc-message` is percent-encoded outside printable ASCII.
+const GRPC_MESSAGE_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+/// A trailers-only gRPC status response.
+fn grpc_status(code: u8, message: &str) -> Response<Body> {
     let mut response = Response::new(crate::body::empty());
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    headers.insert("grpc-status", HeaderValue::from_static("12"));
-    headers.insert("grpc-message", HeaderValue::from_static(GRPC_MESSAGE));
+    headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    let message = percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE_ESCAPED).to_string();
+    if let Ok(value) = HeaderValue::from_str(&message) {
+        headers.insert("grpc-message", value);
+    }
     response
+}
+
+/// A trailers-only gRPC response (gRPC over HTTP/2: status in the headers,
+/// no body): HTTP 200 and `grpc-status: 12` (UNIMPLEMENTED), which every gRPC
+/// client treats as final rather than retrying.
+fn grpc_unimplemented() -> Response<Body> {
+    grpc_status(12, GRPC_MESSAGE)
 }
 
 #[cfg(test)]

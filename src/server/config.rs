@@ -80,6 +80,8 @@ pub struct RawLimits {
     pub max_in_flight_per_principal: usize,
     #[serde(default = "defaults::max_targets")]
     pub max_targets: usize,
+    #[serde(default = "defaults::max_grpc_message_bytes")]
+    pub max_grpc_message_bytes: usize,
 }
 
 impl Default for RawLimits {
@@ -96,6 +98,7 @@ impl Default for RawLimits {
             body_rate_window: defaults::body_rate_window(),
             max_in_flight_per_principal: defaults::max_in_flight_per_principal(),
             max_targets: defaults::max_targets(),
+            max_grpc_message_bytes: defaults::max_grpc_message_bytes(),
         }
     }
 }
@@ -119,6 +122,9 @@ mod defaults {
     pub const MAX_IN_FLIGHT_PER_PRINCIPAL: usize = 256;
     /// A full 500-write `:commit` of upserts names 1,000 targets.
     pub const MAX_TARGETS: usize = 1000;
+    /// gRPC's own default receive limit (4 MiB); Firestore's largest
+    /// document is 1 MiB, a full commit of them fits in `max_body_bytes`.
+    pub const MAX_GRPC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
     pub fn listen() -> String {
         "0.0.0.0:8443".into()
@@ -159,6 +165,9 @@ mod defaults {
     pub fn max_targets() -> usize {
         MAX_TARGETS
     }
+    pub fn max_grpc_message_bytes() -> usize {
+        MAX_GRPC_MESSAGE_BYTES
+    }
 }
 
 /// The validated `server:` section.
@@ -191,6 +200,9 @@ pub struct Limits {
     pub max_in_flight_per_principal: usize,
     /// Most targets (documents and scopes) one request may name.
     pub max_targets: usize,
+    /// Largest gRPC message, either way, that firegate decodes (requests,
+    /// Listen messages, responses it re-seals).
+    pub max_grpc_message_bytes: usize,
 }
 
 impl Default for Limits {
@@ -210,6 +222,7 @@ impl Default for Limits {
             }),
             max_in_flight_per_principal: defaults::MAX_IN_FLIGHT_PER_PRINCIPAL,
             max_targets: defaults::MAX_TARGETS,
+            max_grpc_message_bytes: defaults::MAX_GRPC_MESSAGE_BYTES,
         }
     }
 }
@@ -290,6 +303,13 @@ impl RawLimits {
         if self.max_body_bytes == 0 {
             errors.push("server.limits.max_body_bytes", "must be at least 1");
         }
+        // The length prefix of a gRPC message is 32 bits.
+        if !(1024..=u32::MAX as usize).contains(&self.max_grpc_message_bytes) {
+            errors.push(
+                "server.limits.max_grpc_message_bytes",
+                "must be between 1024 and 4294967295",
+            );
+        }
         // The floor is counted per window, in whole bytes.
         let min_body_rate = (self.min_body_rate > 0).then(|| BodyRate {
             bytes: (self.min_body_rate as f64 * body_rate_window.as_secs_f64()).ceil() as u64,
@@ -315,6 +335,7 @@ impl RawLimits {
             min_body_rate,
             max_in_flight_per_principal: self.max_in_flight_per_principal,
             max_targets: self.max_targets,
+            max_grpc_message_bytes: self.max_grpc_message_bytes,
         }
     }
 }
@@ -350,6 +371,7 @@ mod tests {
                 limits.min_body_rate,
                 limits.max_in_flight_per_principal,
                 limits.max_targets,
+                limits.max_grpc_message_bytes,
             ),
             (
                 typed.header_read_timeout,
@@ -362,7 +384,20 @@ mod tests {
                 typed.min_body_rate,
                 typed.max_in_flight_per_principal,
                 typed.max_targets,
+                typed.max_grpc_message_bytes,
             )
         );
+    }
+
+    #[test]
+    fn the_grpc_message_limit_is_bounded() {
+        for (bytes, ok) in [(1023, false), (1024, true), (u32::MAX as usize + 1, false)] {
+            let raw = RawLimits {
+                max_grpc_message_bytes: bytes,
+                ..RawLimits::default()
+            };
+            let result = ConfigErrors::collect(|errors| raw.validate(errors));
+            assert_eq!(result.is_ok(), ok, "{bytes}");
+        }
     }
 }

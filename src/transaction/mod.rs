@@ -211,6 +211,19 @@ impl TransactionSealer {
         })
     }
 
+    /// A gRPC request's `bytes transaction`: the seal's raw bytes (what the
+    /// base64 text of REST decodes to), checked as [`Self::unseal_request`]
+    /// checks a REST one; the upstream id comes back.
+    pub fn unseal_bytes(
+        &self,
+        sealed: &[u8],
+        fingerprint: &Fingerprint,
+        database: &Database,
+    ) -> Result<Vec<u8>, TransactionError> {
+        self.keys
+            .unseal_raw(sealed, fingerprint, &database.to_string(), now())
+    }
+
     /// Seal one upstream id for `fingerprint` (tests, benches).
     pub fn seal(&self, fingerprint: &Fingerprint, database: &Database, id: &[u8]) -> String {
         let expiry = now().saturating_add(self.ttl.as_secs());
@@ -262,6 +275,13 @@ impl Sealing {
         ))
     }
 
+    /// Seal one upstream id given as raw bytes (a gRPC response's
+    /// `bytes transaction`); the seal is raw bytes too.
+    pub fn seal_bytes(&self, upstream: &[u8]) -> Vec<u8> {
+        self.keys
+            .seal_raw(&self.fingerprint, &self.database, self.expiry, upstream)
+    }
+
     /// Seal one upstream id given as base64 text.
     fn seal_text(&self, upstream: &str) -> Option<String> {
         let id = decode_base64(upstream)?;
@@ -297,6 +317,16 @@ impl Keys {
     }
 
     fn seal(&self, fingerprint: &Fingerprint, database: &str, expiry: u64, id: &[u8]) -> String {
+        STANDARD.encode(self.seal_raw(fingerprint, database, expiry, id))
+    }
+
+    fn seal_raw(
+        &self,
+        fingerprint: &Fingerprint,
+        database: &str,
+        expiry: u64,
+        id: &[u8],
+    ) -> Vec<u8> {
         let issuer = self
             .issuer_tag(expiry, database, id)
             .finalize()
@@ -309,7 +339,7 @@ impl Keys {
         out.extend_from_slice(id);
         out.extend_from_slice(issuer);
         out.extend_from_slice(&owner[..TAG_LEN]);
-        STANDARD.encode(out)
+        out
     }
 
     fn unseal(
@@ -320,6 +350,16 @@ impl Keys {
         now: u64,
     ) -> Result<Vec<u8>, TransactionError> {
         let raw = decode_base64(sealed).ok_or(TransactionError::Forged)?;
+        self.unseal_raw(&raw, fingerprint, &database.to_string(), now)
+    }
+
+    fn unseal_raw(
+        &self,
+        raw: &[u8],
+        fingerprint: &Fingerprint,
+        database: &str,
+        now: u64,
+    ) -> Result<Vec<u8>, TransactionError> {
         if raw.len() < 1 + 8 + 1 + 2 * TAG_LEN || raw[0] != VERSION {
             return Err(TransactionError::Forged);
         }
@@ -329,7 +369,7 @@ impl Keys {
         expiry.copy_from_slice(&head[1..9]);
         let expiry = u64::from_be_bytes(expiry);
         let id = &head[9..];
-        self.issuer_tag(expiry, &database.to_string(), id)
+        self.issuer_tag(expiry, database, id)
             .verify_truncated_left(issuer)
             .map_err(|_| TransactionError::Forged)?;
         self.owner_tag(issuer, fingerprint)

@@ -54,7 +54,7 @@ impl UpstreamError {
         }
     }
 
-    fn from_client(err: hyper_util::client::legacy::Error) -> Self {
+    pub(super) fn from_client(err: hyper_util::client::legacy::Error) -> Self {
         let detail = crate::error::chain(&err);
         if !err.is_connect() {
             return UpstreamError::ProtocolError(detail);
@@ -125,7 +125,7 @@ pub(super) fn load_roots(path: &Path) -> anyhow::Result<Vec<CertificateDer<'stat
     Ok(roots)
 }
 
-fn root_store(extra: &[CertificateDer<'static>]) -> anyhow::Result<RootCertStore> {
+pub(super) fn root_store(extra: &[CertificateDer<'static>]) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     // Native roots add a corporate CA when the system has one; a broken

@@ -198,6 +198,27 @@ pub fn outbound(client: &HeaderMap, fwd: &Forwarding<'_>) -> HeaderMap {
     out
 }
 
+/// The upstream headers of a gRPC call: [`outbound`]'s allowlist, forwarding
+/// and regenerated routing headers, with HTTP-level content negotiation
+/// dropped (gRPC does not use it) and the gRPC framing fixed: messages are
+/// re-encoded uncompressed, and responses are asked for uncompressed so a
+/// transaction id in them can be sealed. `grpc-timeout` is set by the caller
+/// from what is left of the deadline.
+pub fn grpc_outbound(client: &HeaderMap, fwd: &Forwarding<'_>) -> HeaderMap {
+    let mut out = outbound(client, fwd);
+    for name in ["accept", "accept-encoding", "accept-language"] {
+        out.remove(name);
+    }
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    // The one `TE` value HTTP/2 allows, and the one gRPC servers require.
+    out.insert(header::TE, HeaderValue::from_static("trailers"));
+    out.insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

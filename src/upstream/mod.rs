@@ -4,6 +4,7 @@
 mod client;
 mod credentials;
 mod databases;
+mod grpc;
 pub mod headers;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ pub use credentials::{
     CredentialsSettings, EMULATOR_ACCOUNT, ImpersonationConfig, ImpersonationSettings,
     Source as CredentialsSource, is_service_account,
 };
+pub use grpc::{GrpcOutbound, GrpcUpstream};
 
 use crate::config::errors::ConfigErrors;
 use crate::firestore::Database;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod emulator;
 pub mod fake;
 pub mod google;
+pub mod grpc;
 pub mod issuer;
 pub mod oidc_provider;
 pub mod proxy;

@@ -60,6 +60,11 @@ impl TestProxy {
         }
     }
 
+    /// The test issuer firegate trusts (to sign odd tokens, or go down).
+    pub fn issuer(&self) -> &TestIssuer {
+        &self.issuer
+    }
+
     /// `Authorization` for a caller the policy allows everything.
     pub fn bearer(&self) -> String {
         format!("Bearer {}", self.issuer.token().sign())
@@ -70,6 +75,13 @@ impl TestProxy {
     pub fn bearer_for(&self, subject: &str) -> String {
         let token = self.issuer.token().claim("sub", json!(subject)).sign();
         format!("Bearer {token}")
+    }
+
+    /// Reload what SIGHUP reloads (the policy directory among them).
+    pub fn reload(&self) {
+        if let Some(app) = &self.app {
+            app.reload();
+        }
     }
 
     /// Every audit record written so far (queued ones flushed first).

@@ -1,0 +1,379 @@
+//! `classify` for gRPC: a typed request message → the same [`Operation`] its
+//! REST twin yields, through the same name validation (`firestore::path`)
+//! and the same target rules (`firestore::{upsert, selector_scope}`).
+
+use super::GrpcRequest;
+use super::proto::{
+    self, Value, document_transform::field_transform, precondition, structured_query,
+    structured_query::filter, value, write,
+};
+use crate::firestore::path::{database_name, database_of, document_name, parent_name, validate_id};
+use crate::firestore::{
+    Access, ClassifyError, Database, Operation, Scope, Target, nearest_limit_ok, selector_scope,
+    upsert,
+};
+
+/// The operation, and whether the response will carry a new transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcClassified {
+    pub operation: Operation,
+    pub begins_transaction: bool,
+}
+
+/// Classify one request message.
+pub fn classify(request: &GrpcRequest) -> Result<GrpcClassified, ClassifyError> {
+    let mut c = Classifier::default();
+    let database = c.run(request)?;
+    Ok(GrpcClassified {
+        operation: Operation {
+            database,
+            method: method_of(request),
+            targets: c.targets,
+        },
+        begins_transaction: request.begins_transaction(),
+    })
+}
+
+/// One `Listen` target in `database` → the operation that must be allowed
+/// before it is forwarded: a documents target is a `get` of each document,
+/// a query target the `list` of its query, as `RunQuery` would be.
+pub fn listen_target(
+    database: &Database,
+    target: &proto::Target,
+) -> Result<Operation, ClassifyError> {
+    let mut c = Classifier::default();
+    match &target.target_type {
+        Some(proto::target::TargetType::Documents(d)) => {
+            for name in &d.documents {
+                let path = document_name(database, name)?;
+                c.push(Scope::Document { path }, Access::Get);
+            }
+        }
+        Some(proto::target::TargetType::Query(q)) => {
+            let (named, parent) = parent_name(&q.parent)?;
+            if &named != database {
+                return Err(ClassifyError::ForeignDatabase);
+            }
+            let Some(proto::target::query_target::QueryType::StructuredQuery(query)) =
+                &q.query_type
+            else {
+                return Err(ClassifyError::InvalidQuery("no structuredQuery"));
+            };
+            c.query(&parent, query)?;
+        }
+        None => {
+            return Err(ClassifyError::MalformedBody(
+                "target without documents or query",
+            ));
+        }
+    }
+    if c.targets.is_empty() {
+        return Err(ClassifyError::MalformedBody("target names no document"));
+    }
+    Ok(Operation {
+        database: database.clone(),
+        method: crate::firestore::Method::Listen,
+        targets: c.targets,
+    })
+}
+
+fn method_of(request: &GrpcRequest) -> crate::firestore::Method {
+    use crate::firestore::Method as M;
+    use GrpcRequest as R;
+    match request {
+        R::GetDocument(_) => M::Get,
+        R::ListDocuments(_) => M::List,
+        R::CreateDocument(_) => M::CreateDocument,
+        R::UpdateDocument(_) => M::Patch,
+        R::DeleteDocument(_) => M::Delete,
+        R::BatchGetDocuments(_) => M::BatchGet,
+        R::BeginTransaction(_) => M::BeginTransaction,
+        R::Commit(_) => M::Commit,
+        R::Rollback(_) => M::Rollback,
+        R::RunQuery(_) => M::RunQuery,
+        R::RunAggregationQuery(_) => M::RunAggregationQuery,
+        R::PartitionQuery(_) => M::PartitionQuery,
+        R::ListCollectionIds(_) => M::ListCollectionIds,
+        R::BatchWrite(_) => M::BatchWrite,
+    }
+}
+
+#[derive(Default)]
+struct Classifier {
+    targets: Vec<Target>,
+}
+
+impl Classifier {
+    /// Push every target; the database is the one the message names.
+    fn run(&mut self, request: &GrpcRequest) -> Result<Database, ClassifyError> {
+        use GrpcRequest as R;
+        match request {
+            R::GetDocument(m) => self.document(&m.name, Access::Get),
+            R::DeleteDocument(m) => self.document(&m.name, Access::Delete),
+            R::ListDocuments(m) => {
+                let (database, parent) = parent_name(&m.parent)?;
+                // Firestore lists every collection under `parent` when the
+                // id is empty; REST always names one, and so must this.
+                if m.collection_id.is_empty() {
+                    return Err(ClassifyError::MalformedResourceName(
+                        "ListDocuments without a collection id",
+                    ));
+                }
+                validate_id(&m.collection_id)?;
+                self.push(
+                    Scope::Collection {
+                        parent,
+                        collection: m.collection_id.clone(),
+                    },
+                    Access::List,
+                );
+                Ok(database)
+            }
+            R::CreateDocument(m) => {
+                let (database, mut path) = parent_name(&m.parent)?;
+                validate_id(&m.collection_id)?;
+                let document = m.document.as_ref();
+                if document.is_some_and(|d| !d.name.is_empty()) {
+                    return Err(ClassifyError::PathFieldRespecified("document"));
+                }
+                fields(document.map(|d| &d.fields))?;
+                if m.document_id.is_empty() {
+                    self.push(
+                        Scope::Collection {
+                            parent: path,
+                            collection: m.collection_id.clone(),
+                        },
+                        Access::Create,
+                    );
+                } else {
+                    validate_id(&m.document_id)?;
+                    path.push(m.collection_id.clone());
+                    path.push(m.document_id.clone());
+                    self.push(Scope::Document { path }, Access::Create);
+                }
+                Ok(database)
+            }
+            R::UpdateDocument(m) => {
+                let document = m.document.as_ref().ok_or(ClassifyError::InvalidWrite(
+                    "UpdateDocument without a document",
+                ))?;
+                let database = database_of(&document.name)?;
+                let path = document_name(&database, &document.name)?;
+                fields(Some(&document.fields))?;
+                let must_exist = must_exist(m.current_document.as_ref());
+                upsert(&mut self.targets, Scope::Document { path }, must_exist);
+                Ok(database)
+            }
+            R::BatchGetDocuments(m) => {
+                let database = database_name(&m.database)?;
+                for name in &m.documents {
+                    let path = document_name(&database, name)?;
+                    self.push(Scope::Document { path }, Access::Get);
+                }
+                Ok(database)
+            }
+            R::BeginTransaction(m) => database_name(&m.database),
+            R::Rollback(m) => {
+                if m.transaction.is_empty() {
+                    return Err(ClassifyError::MalformedBody(
+                        "rollback without a transaction",
+                    ));
+                }
+                database_name(&m.database)
+            }
+            R::Commit(m) => self.writes(&m.database, &m.writes),
+            R::BatchWrite(m) => self.writes(&m.database, &m.writes),
+            R::RunQuery(m) => {
+                let (database, parent) = parent_name(&m.parent)?;
+                let Some(proto::run_query_request::QueryType::StructuredQuery(q)) = &m.query_type
+                else {
+                    return Err(ClassifyError::InvalidQuery("no structuredQuery"));
+                };
+                self.query(&parent, q)?;
+                Ok(database)
+            }
+            R::RunAggregationQuery(m) => {
+                let (database, parent) = parent_name(&m.parent)?;
+                let Some(
+                    proto::run_aggregation_query_request::QueryType::StructuredAggregationQuery(
+                        aggregation,
+                    ),
+                ) = &m.query_type
+                else {
+                    return Err(ClassifyError::InvalidQuery("no structuredAggregationQuery"));
+                };
+                let Some(proto::structured_aggregation_query::QueryType::StructuredQuery(q)) =
+                    &aggregation.query_type
+                else {
+                    return Err(ClassifyError::InvalidQuery("no structuredQuery"));
+                };
+                self.query(&parent, q)?;
+                Ok(database)
+            }
+            R::PartitionQuery(m) => {
+                let (database, parent) = parent_name(&m.parent)?;
+                let Some(proto::partition_query_request::QueryType::StructuredQuery(q)) =
+                    &m.query_type
+                else {
+                    return Err(ClassifyError::InvalidQuery("no structuredQuery"));
+                };
+                self.query(&parent, q)?;
+                Ok(database)
+            }
+            R::ListCollectionIds(m) => {
+                let (database, parent) = parent_name(&m.parent)?;
+                self.push(Scope::CollectionIds { parent }, Access::List);
+                Ok(database)
+            }
+        }
+    }
+
+    fn push(&mut self, scope: Scope, access: Access) {
+        self.targets.push(Target { scope, access });
+    }
+
+    fn document(&mut self, name: &str, access: Access) -> Result<Database, ClassifyError> {
+        let database = database_of(name)?;
+        let path = document_name(&database, name)?;
+        self.push(Scope::Document { path }, access);
+        Ok(database)
+    }
+
+    fn writes(
+        &mut self,
+        database: &str,
+        writes: &[proto::Write],
+    ) -> Result<Database, ClassifyError> {
+        let database = database_name(database)?;
+        for w in writes {
+            self.write(&database, w)?;
+        }
+        Ok(database)
+    }
+
+    /// One `Write`, as the REST classifier reads it: an update or transform
+    /// is an upsert unless its precondition says which; a delete deletes.
+    fn write(&mut self, database: &Database, w: &proto::Write) -> Result<(), ClassifyError> {
+        transforms(&w.update_transforms)?;
+        let must_exist = must_exist(w.current_document.as_ref());
+        match &w.operation {
+            Some(write::Operation::Update(doc)) => {
+                fields(Some(&doc.fields))?;
+                let path = document_name(database, &doc.name)?;
+                upsert(&mut self.targets, Scope::Document { path }, must_exist);
+            }
+            Some(write::Operation::Delete(name)) => {
+                let path = document_name(database, name)?;
+                self.push(Scope::Document { path }, Access::Delete);
+            }
+            Some(write::Operation::Transform(t)) => {
+                transforms(&t.field_transforms)?;
+                // A transform of a missing document creates it.
+                let path = document_name(database, &t.document)?;
+                upsert(&mut self.targets, Scope::Document { path }, must_exist);
+            }
+            None => {
+                return Err(ClassifyError::InvalidWrite(
+                    "not exactly one of update, delete, transform",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `from[]` → one `list` target per selector; the rest narrows.
+    fn query(
+        &mut self,
+        parent: &[String],
+        q: &proto::StructuredQuery,
+    ) -> Result<(), ClassifyError> {
+        if q.from.is_empty() {
+            return Err(ClassifyError::InvalidQuery("no collection selector"));
+        }
+        if let Some(f) = &q.r#where {
+            filter_values(f)?;
+        }
+        for cursor in [&q.start_at, &q.end_at].into_iter().flatten() {
+            cursor.values.iter().try_for_each(plain_value)?;
+        }
+        if let Some(nearest) = &q.find_nearest {
+            if let Some(v) = &nearest.query_vector {
+                plain_value(v)?;
+            }
+            if !nearest
+                .limit
+                .is_some_and(|n| nearest_limit_ok(i64::from(n)))
+            {
+                return Err(ClassifyError::InvalidQuery(
+                    "findNearest.limit is not an integer from 1 to 1000",
+                ));
+            }
+        }
+        for s in &q.from {
+            let scope = selector_scope(parent, s.collection_id.clone(), s.all_descendants)?;
+            self.push(scope, Access::List);
+        }
+        Ok(())
+    }
+}
+
+/// `currentDocument`: `exists` or `updateTime` (which implies existence).
+fn must_exist(p: Option<&proto::Precondition>) -> Option<bool> {
+    match p?.condition_type.as_ref()? {
+        precondition::ConditionType::Exists(e) => Some(*e),
+        precondition::ConditionType::UpdateTime(_) => Some(true),
+    }
+}
+
+fn fields(fields: Option<&std::collections::HashMap<String, Value>>) -> Result<(), ClassifyError> {
+    fields
+        .into_iter()
+        .flat_map(|f| f.values())
+        .try_for_each(plain_value)
+}
+
+fn transforms(
+    transforms: &[proto::document_transform::FieldTransform],
+) -> Result<(), ClassifyError> {
+    use field_transform::TransformType as T;
+    for t in transforms {
+        match &t.transform_type {
+            Some(T::Increment(v) | T::Maximum(v) | T::Minimum(v)) => plain_value(v)?,
+            Some(T::AppendMissingElements(a) | T::RemoveAllFromArray(a)) => {
+                a.values.iter().try_for_each(plain_value)?
+            }
+            Some(T::SetToServerValue(_)) | None => {}
+        }
+    }
+    Ok(())
+}
+
+fn filter_values(f: &structured_query::Filter) -> Result<(), ClassifyError> {
+    match &f.filter_type {
+        Some(filter::FilterType::CompositeFilter(c)) => {
+            c.filters.iter().try_for_each(filter_values)
+        }
+        Some(filter::FilterType::FieldFilter(f)) => f.value.as_ref().map_or(Ok(()), plain_value),
+        Some(filter::FilterType::UnaryFilter(_)) | None => Ok(()),
+    }
+}
+
+/// A value outside a pipeline is data: the expression kinds (field and
+/// variable references, functions, pipelines) are refused, as REST does.
+fn plain_value(v: &Value) -> Result<(), ClassifyError> {
+    use value::ValueType as V;
+    match &v.value_type {
+        Some(V::ArrayValue(a)) => a.values.iter().try_for_each(plain_value),
+        Some(V::MapValue(m)) => m.fields.values().try_for_each(plain_value),
+        Some(V::FieldReferenceValue(_)) => Err(ClassifyError::PipelineValue("fieldReferenceValue")),
+        Some(V::VariableReferenceValue(_)) => {
+            Err(ClassifyError::PipelineValue("variableReferenceValue"))
+        }
+        Some(V::FunctionValue(_)) => Err(ClassifyError::PipelineValue("functionValue")),
+        Some(V::PipelineValue(_)) => Err(ClassifyError::PipelineValue("pipelineValue")),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! The pipeline for a gRPC call: the same steps as REST, in the same order —
+//! admit, authenticate, classify (the typed message), bind the transaction,
+//! decide, access_token, forward, seal on the way back — with errors
+//! answered as gRPC statuses by the one mapping in [`respond`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use tracing::Instrument as _;
+
+use super::metrics::Step;
+use super::{ConnInfo, Exchange, Pipeline, PipelineError, respond};
+use crate::authn::Principal;
+use crate::body::{self, Body};
+use crate::firestore::{Database, Operation};
+use crate::grpc::{self, GrpcMethod, GrpcRequest, GrpcTimeout};
+use crate::transaction::Sealing;
+use crate::upstream::GrpcOutbound;
+use crate::upstream::headers::Forwarding;
+
+/// A classified call, ready to be bound and judged.
+struct Call {
+    method: GrpcMethod,
+    request: GrpcRequest,
+    operation: Operation,
+    begins_transaction: bool,
+}
+
+impl Pipeline {
+    /// Answer one gRPC call; never fails, always audited (when the response
+    /// stream ends, or the caller goes away).
+    pub(super) async fn handle_grpc(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+        let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
+        let span = tracing::info_span!("request", request_id = %ex.request_id, grpc = true);
+        let outcome = self.run_grpc(req, &mut ex).instrument(span.clone()).await;
+        let mut response = match outcome {
+            Ok(response) => response,
+            Err(err) => {
+                let reason = err.reason(ex.decision.as_ref());
+                ex.refuse(reason, &err);
+                respond::grpc_error_response(&err, &ex.request_id)
+            }
+        };
+        if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
+            response.headers_mut().insert("x-request-id", id);
+        }
+        let status = response.status().as_u16();
+        self.metrics
+            .request(ex.rpc(), ex.outcome(), status, ex.started().elapsed());
+        span.in_scope(|| tracing::debug!(rpc = ex.rpc().map(|m| m.as_str()), "gRPC call answered"));
+        ex.finish(response, Arc::clone(&self.audit))
+    }
+
+    /// The steps, in order, as for REST.
+    async fn run_grpc(
+        &self,
+        req: Request<Body>,
+        ex: &mut Exchange,
+    ) -> Result<Response<Body>, PipelineError> {
+        self.audit.admit()?;
+        let (parts, body) = req.into_parts();
+        let timeout = GrpcTimeout::from_headers(&parts.headers)?;
+        let t = Instant::now();
+        let principal = self.authenticate(&parts, ex).await;
+        self.metrics.step(Step::Authenticate, t);
+        let principal = principal?;
+        self.admit_principal(&principal, ex)?;
+        let t = Instant::now();
+        let call = self.classify_grpc(&parts, body, ex).await;
+        self.metrics.step(Step::Classify, t);
+        let mut call = call?;
+        let sealing = self.bind_grpc_transaction(&principal, &mut call)?;
+        let t = Instant::now();
+        let decision = self.decide(&principal, &call.operation, ex).await;
+        self.metrics.step(Step::Decide, t);
+        let decision = decision?;
+        let t = Instant::now();
+        let token = self.access_token(&decision, ex).await;
+        self.metrics.step(Step::Token, t);
+        let token = token?;
+        let remaining = timeout
+            .map(|t| t.remaining(ex.started().elapsed()))
+            .transpose()?;
+        let t = Instant::now();
+        let response = self
+            .forward_grpc(&parts.headers, &call, remaining, &token, ex)
+            .await;
+        self.metrics.step(Step::UpstreamHead, t);
+        let response = response?;
+        Ok(match sealing {
+            Some(sealing) => grpc::seal_response(
+                call.method,
+                response,
+                sealing,
+                self.settings.max_grpc_message_bytes,
+            ),
+            None => response,
+        })
+    }
+
+    /// Step 2 for gRPC: path → method, the one request message (bounded,
+    /// under the body deadline) → typed request → `Operation`. Only a
+    /// database in `upstream.databases` gets this far.
+    async fn classify_grpc(
+        &self,
+        parts: &http::request::Parts,
+        body: Body,
+        ex: &mut Exchange,
+    ) -> Result<Call, PipelineError> {
+        let method = GrpcMethod::from_path(parts.uri.path())?;
+        // The frame header rides on top of the message limit.
+        let limit = self.settings.max_grpc_message_bytes.saturating_add(5);
+        let bytes: Bytes = self.read_body(body, limit).await.map_err(|err| match err {
+            PipelineError::BodyTooLarge { .. } => grpc::GrpcError::MessageTooLarge {
+                limit: self.settings.max_grpc_message_bytes,
+            }
+            .into(),
+            err => err,
+        })?;
+        ex.add_bytes_in(bytes.len() as u64);
+        let message = grpc::frame::single(&bytes, self.settings.max_grpc_message_bytes)?;
+        let request = GrpcRequest::decode(method, message)?;
+        let classified = grpc::classify(&request)?;
+        let operation = classified.operation;
+        ex.route = Some((operation.method, operation.database.to_string()));
+        ex.operation = Some(operation.clone());
+        if !self.settings.databases.contains(&operation.database) {
+            return Err(PipelineError::DatabaseNotServed);
+        }
+        let count = operation.targets.len();
+        if count > self.settings.max_targets {
+            return Err(PipelineError::TooManyTargets {
+                count,
+                limit: self.settings.max_targets,
+            });
+        }
+        Ok(Call {
+            method,
+            request,
+            operation,
+            begins_transaction: classified.begins_transaction,
+        })
+    }
+
+    /// Between classify and decide: the presented `bytes transaction` must
+    /// be a seal owned by this principal and unexpired; the upstream id takes
+    /// its place in the message. A response that will carry a new id gets a
+    /// `Sealing`.
+    fn bind_grpc_transaction(
+        &self,
+        principal: &Principal,
+        call: &mut Call,
+    ) -> Result<Option<Sealing>, PipelineError> {
+        let fingerprint = principal.fingerprint();
+        let database: &Database = &call.operation.database;
+        if let Some(sealed) = call.request.presented_transaction() {
+            *sealed = self
+                .transactions
+                .unseal_bytes(sealed, fingerprint, database)?;
+        }
+        let usage = crate::firestore::TransactionUse {
+            presented: None,
+            begins: call.begins_transaction,
+        };
+        Ok(self.transactions.sealing(fingerprint, database, &usage))
+    }
+
+    /// Step 5 for gRPC: the re-encoded message over the pooled HTTP/2
+    /// channel; the response (messages, then trailers) streams back.
+    async fn forward_grpc(
+        &self,
+        client_headers: &http::HeaderMap,
+        call: &Call,
+        timeout: Option<HeaderValue>,
+        token: &crate::upstream::AccessToken,
+        ex: &mut Exchange,
+    ) -> Result<Response<Body>, PipelineError> {
+        let database = call.operation.database.to_string();
+        let response = self
+            .grpc_upstream
+            .forward(GrpcOutbound {
+                path: call.method.path(),
+                client_headers,
+                forwarding: Forwarding {
+                    remote: ex.remote_ip(),
+                    trusted: &self.settings.trusted_proxies,
+                    proto: ex.proto(),
+                    request_id: &ex.request_id,
+                    database: &database,
+                },
+                timeout,
+                token,
+                body: body::full(call.request.encode()),
+            })
+            .await?;
+        ex.upstream_status = Some(response.status().as_u16());
+        Ok(response.map(body::boxed))
+    }
+}

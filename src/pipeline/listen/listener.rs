@@ -1,0 +1,426 @@
+//! One open Listen stream: the loop over the client's messages, the
+//! upstream's frames and the periodic re-check, until one of them ends it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{HeaderMap, HeaderValue, Response};
+use http_body::Frame;
+use http_body_util::StreamBody;
+use hyper::body::Incoming;
+use tokio::sync::mpsc;
+
+use super::upstream::{AbortOnDrop, Upstream, UpstreamEvent, grpc_status_of, upstream_event};
+use super::{ClientFrame, RECHECK};
+use crate::authn::Principal;
+use crate::body::{self, BoxError};
+use crate::firestore::{ClassifyError, Database, Operation};
+use crate::grpc::proto::{listen_request, listen_response, target_change};
+use crate::grpc::{self, ListenRequests, frame, proto};
+use crate::pipeline::exchange::StreamEvents;
+use crate::pipeline::{Pipeline, PipelineError, respond};
+use crate::policy::Decision;
+use crate::upstream::headers::Forwarding;
+use crate::upstream::{GrpcOutbound, UpstreamError};
+
+pub(super) struct Listener {
+    pub(super) pipeline: Arc<Pipeline>,
+    pub(super) principal: Arc<Principal>,
+    pub(super) headers: HeaderMap,
+    pub(super) uri: http::Uri,
+    pub(super) database: Database,
+    pub(super) database_name: String,
+    pub(super) events: StreamEvents,
+    pub(super) request_id: String,
+    pub(super) remote: IpAddr,
+    pub(super) proto: &'static str,
+    pub(super) out: mpsc::Sender<ClientFrame>,
+    pub(super) upstream: Upstream,
+    /// The targets forwarded, by id, with the operation they were judged as.
+    pub(super) targets: HashMap<i32, Operation>,
+    pub(super) epoch: u64,
+    /// The client half-closed: so is the upstream request, once open.
+    pub(super) client_done: bool,
+}
+
+/// How the stream ends: the trailers the client gets.
+type End = HeaderMap;
+
+impl Listener {
+    pub(super) async fn run(mut self, requests: ListenRequests, first: proto::ListenRequest) {
+        let end = self.serve(requests, first).await;
+        let _ = self.out.send(Ok(Frame::trailers(end))).await;
+    }
+
+    async fn serve(&mut self, mut requests: ListenRequests, first: proto::ListenRequest) -> End {
+        if let Err(err) = self.on_request(first).await {
+            return self.fail(&err);
+        }
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+        loop {
+            tokio::select! {
+                event = upstream_event(&mut self.upstream) => {
+                    let end = match event {
+                        UpstreamEvent::Opened(opened) => self.on_opened(opened),
+                        UpstreamEvent::Frame(frame) => self.on_upstream_frame(frame).await,
+                    };
+                    if let Some(end) = end {
+                        return end;
+                    }
+                }
+                request = requests.next(), if !self.client_done => match request {
+                    Some(Ok(r)) => {
+                        if let Err(err) = self.on_request(r).await {
+                            return self.fail(&err);
+                        }
+                    }
+                    Some(Err(e)) => return self.fail(&e.into()),
+                    None => {
+                        self.client_done = true;
+                        // Half-close upstream too; with nothing forwarded, done.
+                        match &mut self.upstream {
+                            Upstream::Closed => return ok(),
+                            Upstream::Opening { .. } => {}
+                            Upstream::Open { tx, .. } => *tx = None,
+                        }
+                    }
+                },
+                _ = tick.tick() => {
+                    if let Err(err) = self.recheck().await {
+                        return self.fail(&err);
+                    }
+                }
+                _ = self.out.closed() => return HeaderMap::new(),
+            }
+        }
+    }
+
+    /// One client message: the database must stay the stream's; a new
+    /// target is judged, a removal passes.
+    async fn on_request(&mut self, r: proto::ListenRequest) -> Result<(), PipelineError> {
+        if r.database != self.database_name {
+            return Err(ClassifyError::ForeignDatabase.into());
+        }
+        match r.target_change {
+            Some(listen_request::TargetChange::AddTarget(target)) => {
+                self.add_target(r.labels, target).await
+            }
+            Some(listen_request::TargetChange::RemoveTarget(id)) => {
+                self.targets.remove(&id);
+                self.forward(proto::ListenRequest {
+                    database: r.database,
+                    labels: r.labels,
+                    target_change: Some(listen_request::TargetChange::RemoveTarget(id)),
+                })
+                .await;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn add_target(
+        &mut self,
+        labels: HashMap<String, String>,
+        target: proto::Target,
+    ) -> Result<(), PipelineError> {
+        let id = target.target_id;
+        let op = match grpc::listen_target(&self.database, &target) {
+            Ok(op) => op,
+            Err(err) => return self.refuse(id, None, None, &err.into()).await,
+        };
+        let max = self.pipeline.settings.max_targets;
+        if op.targets.len() > max {
+            let err = PipelineError::TooManyTargets {
+                count: op.targets.len(),
+                limit: max,
+            };
+            return self.refuse(id, Some(&op), None, &err).await;
+        }
+        let decision = self.pipeline.policy.decide(&self.principal, &op).await;
+        if !decision.allowed {
+            return self
+                .refuse(id, Some(&op), Some(&decision), &PipelineError::Denied)
+                .await;
+        }
+        // One stream, one upstream identity: a target whose rule names
+        // another account cannot ride on this stream's token.
+        let account = decision.upstream_account.clone();
+        match &self.upstream {
+            Upstream::Closed => self.open(account).await?,
+            Upstream::Opening { account: a, .. } | Upstream::Open { account: a, .. }
+                if *a != account =>
+            {
+                let err = PipelineError::Denied;
+                let reason = Some("listen_upstream_account_differs".to_owned());
+                self.audit(Some(&op), Some(&decision), reason);
+                return self.remove_on_client(id, &err).await;
+            }
+            _ => {}
+        }
+        self.audit(Some(&op), Some(&decision), None);
+        self.targets.insert(id, op);
+        self.forward(proto::ListenRequest {
+            database: self.database_name.clone(),
+            labels,
+            target_change: Some(listen_request::TargetChange::AddTarget(target)),
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Refuse one target: audited, and the client told with a `REMOVE`.
+    async fn refuse(
+        &mut self,
+        id: i32,
+        op: Option<&Operation>,
+        decision: Option<&Decision>,
+        err: &PipelineError,
+    ) -> Result<(), PipelineError> {
+        self.audit(op, decision, Some(err.reason(decision)));
+        self.remove_on_client(id, err).await
+    }
+
+    /// Why a `REMOVE` with a `cause` rather than ending the stream: the
+    /// stream may carry other, allowed targets (the web SDKs multiplex), and
+    /// the server clients treat it as final — Node's `watch.ts` and Python's
+    /// `watch.py` close the listener with "Error 7: …" and do not retry,
+    /// where some stream-level codes would be retried with backoff.
+    async fn remove_on_client(
+        &mut self,
+        id: i32,
+        err: &PipelineError,
+    ) -> Result<(), PipelineError> {
+        let (code, message) = respond::grpc_cause(err, &self.request_id);
+        let remove = proto::ListenResponse {
+            response_type: Some(listen_response::ResponseType::TargetChange(
+                proto::TargetChange {
+                    target_change_type: target_change::TargetChangeType::Remove as i32,
+                    target_ids: vec![id],
+                    cause: Some(grpc::rpc::Status {
+                        code,
+                        message,
+                        details: Vec::new(),
+                    }),
+                    resume_token: Vec::new(),
+                    read_time: None,
+                },
+            )),
+        };
+        let _ = self.out.send(Ok(Frame::data(frame::encode(&remove)))).await;
+        Ok(())
+    }
+
+    fn audit(&self, op: Option<&Operation>, decision: Option<&Decision>, reason: Option<String>) {
+        let audit = &self.pipeline.audit;
+        audit.record(
+            self.events
+                .record(op, decision, reason, audit.max_listed_targets()),
+        );
+    }
+
+    /// Mint the token for `account` and open the upstream call; messages
+    /// queue in the request channel until it is connected.
+    async fn open(&mut self, account: Option<String>) -> Result<(), PipelineError> {
+        let token = self
+            .pipeline
+            .credentials
+            .access_token(account.as_deref())
+            .await?;
+        let (tx, rx) = mpsc::channel::<Bytes>(32);
+        let body = StreamBody::new(stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|bytes| (Ok::<_, BoxError>(Frame::data(bytes)), rx))
+        }));
+        let pipeline = Arc::clone(&self.pipeline);
+        let headers = self.headers.clone();
+        let (remote, proto, request_id) = (self.remote, self.proto, self.request_id.clone());
+        let database = self.database_name.clone();
+        let call = tokio::spawn(async move {
+            pipeline
+                .grpc_upstream
+                .open_stream(GrpcOutbound {
+                    path: grpc::LISTEN_PATH,
+                    client_headers: &headers,
+                    forwarding: Forwarding {
+                        remote,
+                        trusted: &pipeline.settings.trusted_proxies,
+                        proto,
+                        request_id: &request_id,
+                        database: &database,
+                    },
+                    timeout: None,
+                    token: &token,
+                    body: body::boxed(body),
+                })
+                .await
+        });
+        self.upstream = Upstream::Opening {
+            account,
+            tx,
+            call: AbortOnDrop(call),
+        };
+        Ok(())
+    }
+
+    /// Send one (re-encoded) message upstream. A closed upstream shows up
+    /// as the end of its response, which ends the stream.
+    async fn forward(&mut self, message: proto::ListenRequest) {
+        let tx = match &self.upstream {
+            Upstream::Opening { tx, .. } => Some(tx),
+            Upstream::Open { tx, .. } => tx.as_ref(),
+            Upstream::Closed => None,
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send(frame::encode(&message)).await;
+        }
+    }
+
+    fn on_opened(
+        &mut self,
+        opened: Result<Result<Response<Incoming>, UpstreamError>, tokio::task::JoinError>,
+    ) -> Option<End> {
+        let response = match opened {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => return Some(self.fail(&err.into())),
+            Err(_) => {
+                return Some(
+                    self.fail(&UpstreamError::ProtocolError("the call task failed".into()).into()),
+                );
+            }
+        };
+        let (parts, body) = response.into_parts();
+        // Trailers-only: upstream refused the stream; its status is the end.
+        if parts.headers.contains_key("grpc-status") {
+            return Some(grpc_status_of(&parts.headers));
+        }
+        let Upstream::Opening { account, tx, .. } =
+            std::mem::replace(&mut self.upstream, Upstream::Closed)
+        else {
+            return None;
+        };
+        self.upstream = Upstream::Open {
+            account,
+            tx: (!self.client_done).then_some(tx),
+            body,
+            deframer: frame::Deframer::new(self.pipeline.settings.max_grpc_message_bytes),
+        };
+        None
+    }
+
+    /// Upstream messages pass to the client one by one; its trailers end it.
+    async fn on_upstream_frame(
+        &mut self,
+        frame: Option<Result<Frame<Bytes>, hyper::Error>>,
+    ) -> Option<End> {
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            Some(Err(err)) => {
+                return Some(self.fail(&UpstreamError::ProtocolError(err.to_string()).into()));
+            }
+            None => {
+                return Some(
+                    self.fail(
+                        &UpstreamError::ProtocolError("the stream ended without a status".into())
+                            .into(),
+                    ),
+                );
+            }
+        };
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                return Some(
+                    frame
+                        .into_trailers()
+                        .map(|t| grpc_status_of(&t))
+                        .unwrap_or_default(),
+                );
+            }
+        };
+        let Upstream::Open { deframer, .. } = &mut self.upstream else {
+            return None;
+        };
+        deframer.push(&data);
+        let mut messages = Vec::new();
+        loop {
+            match deframer.next_message() {
+                Ok(Some(m)) => messages.push(frame::encode_raw(&m)),
+                Ok(None) => break,
+                Err(_) => {
+                    return Some(self.fail(
+                        &UpstreamError::ProtocolError("unreadable upstream message".into()).into(),
+                    ));
+                }
+            }
+        }
+        for m in messages {
+            if self.out.send(Ok(Frame::data(m))).await.is_err() {
+                return Some(HeaderMap::new());
+            }
+        }
+        None
+    }
+
+    /// The token must still hold; a changed policy table re-judges every
+    /// target, and a revoked one is removed on both sides.
+    async fn recheck(&mut self) -> Result<(), PipelineError> {
+        if let Err(err) = self
+            .pipeline
+            .authn
+            .authenticate(&self.headers, &self.uri)
+            .await
+        {
+            let err = PipelineError::Authn(err);
+            if respond::is_unauthenticated(&err) {
+                self.audit(None, None, Some(err.reason(None)));
+                return Err(err);
+            }
+        }
+        let epoch = self.pipeline.policy.epoch();
+        if epoch == self.epoch {
+            return Ok(());
+        }
+        self.epoch = epoch;
+        let mut ids: Vec<i32> = self.targets.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(op) = self.targets.get(&id).cloned() else {
+                continue;
+            };
+            let decision = self.pipeline.policy.decide(&self.principal, &op).await;
+            if decision.allowed {
+                continue;
+            }
+            self.targets.remove(&id);
+            self.audit(
+                Some(&op),
+                Some(&decision),
+                Some("listen_target_revoked".into()),
+            );
+            self.remove_on_client(id, &PipelineError::Denied).await?;
+            self.forward(proto::ListenRequest {
+                database: self.database_name.clone(),
+                labels: HashMap::new(),
+                target_change: Some(listen_request::TargetChange::RemoveTarget(id)),
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    fn fail(&self, err: &PipelineError) -> End {
+        tracing::debug!(reason = %err.reason(None), "Listen stream ended");
+        respond::grpc_error_trailers(err, &self.request_id)
+    }
+}
+
+fn ok() -> End {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    trailers
+}
