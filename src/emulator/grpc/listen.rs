@@ -350,6 +350,134 @@ fn decode_token(token: &[u8]) -> Result<Timestamp, EmulatorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::emulator::Emulator;
+    use crate::emulator::write::{Precondition, Write, commit};
+    use serde_json::json;
+
+    const DB: &str = "projects/p/databases/d";
+
+    fn put(emulator: &Emulator, path: &str, n: i64) {
+        emulator
+            .put(DB, path, json!({ "n": { "integerValue": n.to_string() } }))
+            .unwrap();
+    }
+
+    fn kinds(messages: &[proto::ListenResponse]) -> Vec<(&'static str, String)> {
+        messages
+            .iter()
+            .map(|m| match &m.response_type {
+                Some(ResponseType::DocumentChange(c)) => {
+                    ("change", c.document.as_ref().unwrap().name.clone())
+                }
+                Some(ResponseType::DocumentRemove(r)) => ("remove", r.document.clone()),
+                Some(ResponseType::DocumentDelete(d)) => ("delete", d.document.clone()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    fn name(path: &str) -> String {
+        format!("{DB}/documents/{path}")
+    }
+
+    #[test]
+    fn a_query_target_hears_joins_changes_leaves_and_deletes() {
+        let emulator = Emulator::new();
+        put(&emulator, "c/a", 7);
+        put(&emulator, "c/b", 1);
+        let query = Query::parse(&json!({
+            "from": [{"collectionId": "c"}],
+            "where": {"fieldFilter": {"field": {"fieldPath": "n"}, "op": "GREATER_THAN_OR_EQUAL", "value": {"integerValue": "5"}}},
+        }))
+        .unwrap();
+        let mut target = Target {
+            database: DB.into(),
+            watch: Watch::Query {
+                parent: Vec::new(),
+                query: Box::new(query),
+            },
+            known: HashMap::new(),
+        };
+        let shared = &emulator.shared;
+        let at = || shared.clock.now();
+        let first = diff(&shared.lock(), 1, &mut target, at());
+        assert_eq!(kinds(&first), [("change", name("c/a"))]);
+        assert!(diff(&shared.lock(), 1, &mut target, at()).is_empty());
+
+        put(&emulator, "c/b", 9);
+        put(&emulator, "c/a", 0);
+        let now = emulator.shared.clock.now();
+        commit(
+            &mut shared.lock(),
+            DB,
+            &[Write::delete(
+                vec!["c".into(), "b".into()],
+                Precondition::None,
+            )],
+            now,
+        )
+        .unwrap();
+        put(&emulator, "c/z", 5);
+        let later = diff(&shared.lock(), 1, &mut target, at());
+        // b joined and was deleted between two looks: the client never held it.
+        assert_eq!(
+            kinds(&later),
+            [("change", name("c/z")), ("remove", name("c/a"))]
+        );
+        commit(
+            &mut shared.lock(),
+            DB,
+            &[Write::delete(
+                vec!["c".into(), "z".into()],
+                Precondition::None,
+            )],
+            at(),
+        )
+        .unwrap();
+        assert_eq!(
+            kinds(&diff(&shared.lock(), 1, &mut target, at())),
+            [("delete", name("c/z"))]
+        );
+    }
+
+    #[test]
+    fn a_resumed_target_hears_only_what_changed_since_its_token() {
+        let emulator = Emulator::new();
+        put(&emulator, "c/a", 1);
+        put(&emulator, "c/b", 2);
+        let token = encode_token(emulator.shared.clock.now());
+        put(&emulator, "c/b", 3);
+        put(&emulator, "c/new", 4);
+        let (tx, _rx) = mpsc::channel(1);
+        let listener = Listener {
+            shared: Arc::clone(&emulator.shared),
+            targets: BTreeMap::new(),
+            tx,
+        };
+        let target = proto::Target {
+            target_id: 7,
+            target_type: Some(proto::target::TargetType::Documents(
+                proto::target::DocumentsTarget {
+                    documents: vec![name("c/a"), name("c/b"), name("c/new")],
+                },
+            )),
+            resume_type: Some(proto::target::ResumeType::ResumeToken(token)),
+            ..Default::default()
+        };
+        let mut watched = listener.watch(DB, &target).unwrap();
+        let now = emulator.shared.clock.now();
+        let changes = diff(&emulator.shared.lock(), 7, &mut watched, now);
+        assert_eq!(
+            kinds(&changes),
+            [("change", name("c/b")), ("change", name("c/new"))]
+        );
+
+        let stranger = proto::Target {
+            resume_type: Some(proto::target::ResumeType::ResumeToken(b"x".to_vec())),
+            ..target
+        };
+        assert!(listener.watch(DB, &stranger).is_err());
+    }
 
     #[test]
     fn resume_tokens_round_trip_and_refuse_strangers() {

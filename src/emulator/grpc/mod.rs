@@ -168,3 +168,87 @@ impl http_body::Body for SyncBody {
         self.0.lock().map(|b| b.size_hint()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use googleapis_tonic_google_firestore_v1::google::firestore::v1 as proto;
+    use http_body_util::BodyExt;
+    use prost::Message;
+
+    fn call(method: &str, message: impl Message) -> Request<Body> {
+        let encoded = message.encode_to_vec();
+        let mut framed = vec![0];
+        framed.extend_from_slice(&u32::try_from(encoded.len()).unwrap().to_be_bytes());
+        framed.extend_from_slice(&encoded);
+        Request::builder()
+            .method("POST")
+            .uri(format!("{SERVICE}{method}"))
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .body(body::full(framed))
+            .unwrap()
+    }
+
+    /// The `grpc-status` of a finished call, from the headers of a
+    /// trailers-only answer or from the trailers.
+    async fn grpc_status(response: Response<Body>) -> String {
+        let (parts, body) = response.into_parts();
+        if let Some(status) = parts.headers.get("grpc-status") {
+            return status.to_str().unwrap().to_owned();
+        }
+        let trailers = body.collect().await.unwrap().trailers().cloned().unwrap();
+        trailers["grpc-status"].to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn only_grpc_content_types_are_grpc() {
+        let with = |ct: &str| {
+            Request::builder()
+                .header(header::CONTENT_TYPE, ct)
+                .body(())
+                .unwrap()
+        };
+        assert!(is_grpc(&with("application/grpc")));
+        assert!(is_grpc(&with("application/grpc+proto")));
+        assert!(!is_grpc(&with("application/json")));
+        assert!(!is_grpc(&Request::new(())));
+    }
+
+    #[tokio::test]
+    async fn refusals_carry_firestore_codes_and_write_is_unimplemented() {
+        let shared = Arc::new(Shared::default());
+        let missing = proto::GetDocumentRequest {
+            name: "projects/p/databases/d/documents/c/nope".into(),
+            ..Default::default()
+        };
+        let response = handle(Arc::clone(&shared), call("GetDocument", missing)).await;
+        assert_eq!(grpc_status(response).await, "5");
+        let bad_name = proto::GetDocumentRequest {
+            name: "projects/p/databases/d/documents/c".into(),
+            ..Default::default()
+        };
+        let response = handle(Arc::clone(&shared), call("GetDocument", bad_name)).await;
+        assert_eq!(grpc_status(response).await, "3");
+        let write = proto::WriteRequest::default();
+        let response = handle(Arc::clone(&shared), call("Write", write)).await;
+        assert_eq!(grpc_status(response).await, "12");
+        let response = handle(shared, call("NoSuchMethod", ())).await;
+        assert_eq!(grpc_status(response).await, "12");
+    }
+
+    #[tokio::test]
+    async fn a_unary_call_answers_with_its_message() {
+        let shared = Arc::new(Shared::default());
+        let begin = proto::BeginTransactionRequest {
+            database: "projects/p/databases/d".into(),
+            options: None,
+        };
+        let response = handle(shared, call("BeginTransaction", begin)).await;
+        let (_, body) = response.into_parts();
+        let collected = body.collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+        let bytes = collected.to_bytes();
+        let answer = proto::BeginTransactionResponse::decode(&bytes[5..]).unwrap();
+        assert_eq!(answer.transaction.len(), 16);
+    }
+}
