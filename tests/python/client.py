@@ -4,8 +4,9 @@ gRPC endpoint: firegate's emulator, or firegate in front of it.
   python client.py --emulator 127.0.0.1:8081 --project demo --prefix run1
   python client.py --endpoint 127.0.0.1:8443 --tls-root ca.pem --token JWT ...
 
---emulator  plaintext, emulator mode: the client sends `Bearer owner`
---endpoint  TLS to host:port (trusting --tls-root), the token as call credentials
+--emulator  plaintext, emulator mode: the client sends `Bearer owner`, or
+            --token in its place (firegate in front of the emulator)
+--endpoint  TLS to host:port (trusting --tls-root), --token as call credentials
 --deny      steps expected to be refused with PERMISSION_DENIED
 Prints one JSON line per step; exits 1 if any expectation failed.
 Steps run in order and later ones read what earlier ones wrote.
@@ -53,7 +54,14 @@ def client(args):
     from google.cloud import firestore
     if args.emulator:
         os.environ["FIRESTORE_EMULATOR_HOST"] = args.emulator
-        return firestore.Client(project=args.project)
+        db = firestore.Client(project=args.project)
+        if args.token:
+            # In emulator mode the client adds `Bearer owner` to every call's
+            # metadata and offers no option for another token: replace it.
+            from google.cloud.firestore_v1 import _helpers
+            db._rpc_metadata_internal = _helpers.metadata_with_prefix(db._database_string) + [
+                ("authorization", f"Bearer {args.token}")]
+        return db
     import google.oauth2.credentials
     from google.api_core.client_options import ClientOptions
     if args.tls_root:
