@@ -68,6 +68,8 @@ fn commit() -> Operation {
         access: Access::Update,
     };
     Operation {
+        writes: Vec::new(),
+        filter: None,
         database: Database {
             project: "demo".into(),
             database: "(default)".into(),

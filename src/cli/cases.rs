@@ -263,6 +263,8 @@ fn targets_operation(case: &TestCase, specs: &[TargetSpec]) -> Result<Operation,
         },
     };
     Ok(Operation {
+        writes: Vec::new(),
+        filter: None,
         database: Database {
             project: "test".into(),
             database: case.database.clone(),

@@ -87,6 +87,8 @@ mod tests {
             claims: Default::default(),
         };
         let op = Operation {
+            writes: Vec::new(),
+            filter: None,
             database: Database {
                 project: "p".into(),
                 database: "(default)".into(),

@@ -4,6 +4,8 @@
 
 mod body;
 mod classify;
+pub mod data;
+pub(crate) mod data_json;
 mod messages;
 pub mod path;
 #[cfg(test)]
@@ -176,6 +178,27 @@ pub struct Operation {
     pub database: Database,
     pub method: Method,
     pub targets: Vec<Target>,
+    /// What the writes write, one entry per write, for the rules that see
+    /// the data. Document contents: never serialized (audited).
+    #[serde(skip)]
+    pub writes: Vec<data::Written>,
+    /// The query's `where`, for the rules that see the data (filters as
+    /// proofs). Never serialized.
+    #[serde(skip)]
+    pub filter: Option<data::Filter>,
+}
+
+impl Operation {
+    /// An operation that says nothing about document contents.
+    pub fn new(database: Database, method: Method, targets: Vec<Target>) -> Operation {
+        Operation {
+            database,
+            method,
+            targets,
+            writes: Vec::new(),
+            filter: None,
+        }
+    }
 }
 
 /// Why a request could not be classified. Each variant is a condition;

@@ -39,6 +39,8 @@ pub struct Exchange {
     pub upstream_status: Option<u16>,
     /// Already bounded and escaped for the record (`audit::request_tags`).
     pub request_tags: Vec<String>,
+    /// Stored documents read for rules that read `resource`.
+    pub stored_reads: u64,
     reason: Option<String>,
     refused: bool,
     /// False when `Auditor::admit` refused the request: its record is then
@@ -77,6 +79,7 @@ impl Exchange {
             upstream_account: None,
             upstream_status: None,
             request_tags: Vec::new(),
+            stored_reads: 0,
             reason: None,
             refused: false,
             admitted: true,
@@ -213,6 +216,7 @@ impl Exchange {
             client_disconnected: false,
             traceparent: self.traceparent,
             request_tags: self.request_tags,
+            stored_reads: self.stored_reads,
         }
     }
 }
@@ -441,6 +445,8 @@ mod tests {
         let refused = target(&["secrets", "s1"], Access::Get);
         ex.route = Some((Method::Commit, "projects/p/databases/(default)".into()));
         ex.operation = Some(Operation {
+            writes: Vec::new(),
+            filter: None,
             database: Database {
                 project: "p".into(),
                 database: "(default)".into(),

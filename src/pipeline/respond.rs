@@ -17,6 +17,7 @@ use crate::firestore::ClassifyError;
 use crate::firestore::status::{ApiError, Code};
 use crate::server::CloseConnection;
 use crate::transaction::{SealError, TransactionError};
+use super::stored::StoredReadError;
 use crate::upstream::{CredentialsError, UpstreamError};
 
 /// How long a client is asked to wait after an outage (every 503). Long
@@ -186,6 +187,14 @@ pub fn answer(err: &PipelineError) -> Answer {
                 A::BadGateway("The service is currently unavailable.")
             }
             UpstreamError::InvalidRequest(_) => A::Internal,
+        },
+        // A rule that needs the stored document never fails open.
+        PipelineError::StoredRead(e) => match e {
+            StoredReadError::ReadFailed(_) | StoredReadError::ReadRefused(_) => A::Unavailable,
+            StoredReadError::BeginsTransaction => A::InvalidArgument(
+                "This read is checked on its documents and cannot begin a transaction; \
+                 begin the transaction first.",
+            ),
         },
         PipelineError::Seal(e) => match e {
             SealError::EncodedResponse
@@ -375,6 +384,8 @@ mod tests {
             CredentialsError::BaseUnavailable.into(),
             CredentialsError::ImpersonationDenied { status: 403 }.into(),
             UpstreamError::ConnectFailed("10.0.0.1 refused".into()).into(),
+            StoredReadError::ReadFailed("10.0.0.1 refused".into()).into(),
+            StoredReadError::ReadRefused(500).into(),
         ];
         for err in outages {
             let shown = err.to_string();

@@ -157,6 +157,8 @@ mod tests {
     /// A `batchGet` of `n` documents with long ids, numbered from `from`.
     fn batch_get(from: usize, n: usize) -> Operation {
         Operation {
+            writes: Vec::new(),
+            filter: None,
             database: Database {
                 project: "p".into(),
                 database: "(default)".into(),

@@ -9,6 +9,8 @@ mod decide;
 mod engine;
 pub mod format;
 pub mod pattern;
+mod prefetch;
+mod seen;
 mod table;
 #[cfg(test)]
 mod tests;

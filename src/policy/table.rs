@@ -167,6 +167,9 @@ pub struct Table {
     pub epoch: u64,
     /// Some rule is `mode: shadow`.
     shadowed: bool,
+    /// Some rule's condition reads documents (only then are the stored
+    /// documents a request needs looked for).
+    pub(super) reads_documents: bool,
 }
 
 impl Table {
@@ -183,6 +186,9 @@ impl Table {
         }
         Ok(Table {
             shadowed: rules.iter().any(|r| r.shadow),
+            reads_documents: rules
+                .iter()
+                .any(|r| r.when.as_ref().is_some_and(|c| c.data.any())),
             rules,
             root,
             deny_root,
