@@ -416,7 +416,7 @@ impl Pipeline {
             .await;
         self.metrics.step(Step::ReadStored, t);
         let read = read?;
-        pin::settle(op, &read.documents);
+        op.settle(&read.documents);
         Ok(Some(read))
     }
 

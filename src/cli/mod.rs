@@ -5,6 +5,7 @@
 pub mod access;
 pub mod cases;
 pub mod check;
+mod documents;
 pub mod principal;
 
 use std::net::SocketAddr;

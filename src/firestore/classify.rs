@@ -207,7 +207,10 @@ impl<'a> Classifier<'a> {
         doc.opaque("createTime", "create_time")?;
         doc.opaque("updateTime", "update_time")?;
         doc.finish()?;
-        fields.map(data_json::fields).transpose().map(Option::unwrap_or_default)
+        fields
+            .map(data_json::fields)
+            .transpose()
+            .map(Option::unwrap_or_default)
     }
 
     fn batch_get(&mut self) -> Result<(), ClassifyError> {

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::Scope;
+use super::{Access, Operation, Scope};
 
 /// A document's fields: top-level name → value.
 pub type Fields = BTreeMap<String, FieldValue>;
@@ -105,7 +105,8 @@ pub struct Written {
 impl Written {
     /// The document is certainly absent before this write (a create).
     pub fn creates(&self) -> bool {
-        self.precondition.must_exist() == Some(false) || !matches!(self.scope, Scope::Document { .. })
+        self.precondition.must_exist() == Some(false)
+            || !matches!(self.scope, Scope::Document { .. })
     }
 
     /// The document after the write, given the stored one (`None`: absent);
@@ -142,7 +143,9 @@ impl Written {
     /// mask and the transforms, or every key of old ∪ new without a mask.
     pub fn changed_fields(&self, stored: Option<&Fields>) -> Vec<String> {
         let mut names: Vec<String> = match &self.change {
-            Change::Delete => stored.map(|s| s.keys().cloned().collect()).unwrap_or_default(),
+            Change::Delete => stored
+                .map(|s| s.keys().cloned().collect())
+                .unwrap_or_default(),
             Change::Update {
                 fields,
                 mask,
@@ -170,6 +173,35 @@ impl Written {
     /// delete), unless the write is known to create.
     pub fn depends_on_stored(&self) -> bool {
         !self.creates()
+    }
+}
+
+impl Operation {
+    /// An upsert of a document that was read is the create (it is absent)
+    /// or the update (it exists) it will be: the forwarded write is pinned
+    /// to match (`pipeline/pin.rs`), so the other access cannot happen and
+    /// is not judged.
+    pub fn settle(&mut self, stored: &Stored) {
+        let mut moot = Vec::new();
+        for w in &self.writes {
+            let Scope::Document { path } = &w.scope else {
+                continue;
+            };
+            let Some(doc) = stored.get(path) else {
+                continue;
+            };
+            let once = self.writes.iter().filter(|o| o.scope == w.scope).count() == 1;
+            if w.precondition == Precondition::None && once {
+                let impossible = if doc.is_some() {
+                    Access::Create
+                } else {
+                    Access::Update
+                };
+                moot.push((w.scope.clone(), impossible));
+            }
+        }
+        self.targets
+            .retain(|t| !moot.iter().any(|(s, a)| *s == t.scope && *a == t.access));
     }
 }
 

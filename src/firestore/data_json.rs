@@ -134,11 +134,7 @@ pub fn transforms(raw: &RawValue) -> Result<Vec<(FieldPath, &'static str)>, Clas
                     "append_missing_elements",
                     "arrayUnion",
                 ),
-                (
-                    "removeAllFromArray",
-                    "remove_all_from_array",
-                    "arrayRemove",
-                ),
+                ("removeAllFromArray", "remove_all_from_array", "arrayRemove"),
             ];
             let kind = kinds
                 .iter()

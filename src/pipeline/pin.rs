@@ -1,6 +1,5 @@
-//! After the stored documents were read: upserts settled to the create or
-//! update they are, and the forwarded request pinned to the versions the
-//! rules saw, so a concurrent change fails the write (Firestore's own
+//! After the stored documents were read: the forwarded request pinned to
+//! the versions the rules saw, so a concurrent change fails the write (Firestore's own
 //! precondition failure) and a checked read returns what was checked.
 
 use bytes::Bytes;
@@ -8,33 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::stored::{ReadStored, StoredReadError};
 use crate::firestore::data::{Precondition, Stored, Written};
-use crate::firestore::{Access, Method, Operation, Route, Scope};
-
-/// An upsert of a document that was read is a create (it is absent) or an
-/// update (it exists), pinned so below: the other access cannot happen and
-/// is not judged.
-pub fn settle(op: &mut Operation, stored: &Stored) {
-    let mut moot = Vec::new();
-    for w in &op.writes {
-        let Scope::Document { path } = &w.scope else {
-            continue;
-        };
-        let Some(doc) = stored.get(path) else {
-            continue;
-        };
-        let once = op.writes.iter().filter(|o| o.scope == w.scope).count() == 1;
-        if w.precondition == Precondition::None && once {
-            let impossible = if doc.is_some() {
-                Access::Create
-            } else {
-                Access::Update
-            };
-            moot.push((w.scope.clone(), impossible));
-        }
-    }
-    op.targets
-        .retain(|t| !moot.iter().any(|(s, a)| *s == t.scope && *a == t.access));
-}
+use crate::firestore::{Method, Operation, Route, Scope};
 
 /// The precondition that pins `w` to the stored version, if it needs one
 /// (the client's own `updateTime` or `exists: false` already does; an
@@ -122,7 +95,7 @@ fn unpinnable(e: impl std::fmt::Display) -> StoredReadError {
 mod tests {
     use super::*;
     use crate::firestore::data::{Change, StoredDocument};
-    use crate::firestore::{Database, Target};
+    use crate::firestore::{Access, Database, Target};
 
     fn path(id: &str) -> Vec<String> {
         vec!["notes".into(), id.into()]
@@ -172,7 +145,7 @@ mod tests {
     #[test]
     fn upserts_settle_to_what_the_read_found() {
         let mut op = op();
-        settle(&mut op, &stored());
+        op.settle(&stored());
         let accesses: Vec<Access> = op.targets.iter().map(|t| t.access).collect();
         assert_eq!(accesses, [Access::Update, Access::Create]);
     }
@@ -201,6 +174,9 @@ mod tests {
             json!({"updateTime": "2026-01-01T00:00:00Z"})
         );
         assert!(out["writes"][0].get("current_document").is_none());
-        assert_eq!(out["writes"][1]["currentDocument"], json!({"exists": false}));
+        assert_eq!(
+            out["writes"][1]["currentDocument"],
+            json!({"exists": false})
+        );
     }
 }

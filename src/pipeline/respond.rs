@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::PipelineError;
+use super::stored::StoredReadError;
 use crate::audit::AuditError;
 use crate::authn::AuthnError;
 use crate::body::Body;
@@ -17,7 +18,6 @@ use crate::firestore::ClassifyError;
 use crate::firestore::status::{ApiError, Code};
 use crate::server::CloseConnection;
 use crate::transaction::{SealError, TransactionError};
-use super::stored::StoredReadError;
 use crate::upstream::{CredentialsError, UpstreamError};
 
 /// How long a client is asked to wait after an outage (every 503). Long

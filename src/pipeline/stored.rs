@@ -190,10 +190,16 @@ fn parse(
     let mut read_time = None;
     for item in &items {
         if read_time.is_none() {
-            read_time = item.get("readTime").and_then(Json::as_str).map(String::from);
+            read_time = item
+                .get("readTime")
+                .and_then(Json::as_str)
+                .map(String::from);
         }
         if let Some(found) = item.get("found") {
-            let name = found.get("name").and_then(Json::as_str).ok_or(bad("name"))?;
+            let name = found
+                .get("name")
+                .and_then(Json::as_str)
+                .ok_or(bad("name"))?;
             let path = document_name(database, name).map_err(|_| bad("name"))?;
             let fields = match found.get("fields") {
                 Some(f) => data_json::fields_of(f).map_err(|_| bad("fields"))?,

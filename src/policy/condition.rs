@@ -162,7 +162,10 @@ impl Condition {
         context.add_variable_from_value("principal", input.principal.clone());
         context.add_variable_from_value("request", request);
         context.add_variable_from_value("path", path);
-        if let Some(stored) = &seen.stored {
+        // A query's proven facts are sound only for a condition that reads
+        // nothing but `resource.data.<field>`: a missing fact then fails it.
+        let proven = seen.proven.as_ref().filter(|_| self.provable.is_some());
+        if let Some(stored) = seen.stored.as_ref().or(proven) {
             context.add_variable_from_value("resource", stored.clone());
         }
         let whole = as_bool(self.program.execute(&context));

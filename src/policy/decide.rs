@@ -74,7 +74,12 @@ impl Table {
     }
 
     /// [`Table::decide`] with the stored documents the rules may read.
-    pub fn decide_stored(&self, principal: &Principal, op: &Operation, stored: &Stored) -> Decision {
+    pub fn decide_stored(
+        &self,
+        principal: &Principal,
+        op: &Operation,
+        stored: &Stored,
+    ) -> Decision {
         self.decide_request(&Request::with_stored(principal, op, stored))
     }
 

@@ -5,6 +5,8 @@ mod cache;
 mod compile;
 mod condition;
 pub mod coverage;
+#[cfg(test)]
+mod data_tests;
 mod decide;
 mod engine;
 pub mod format;

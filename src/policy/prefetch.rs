@@ -59,11 +59,14 @@ impl Table {
         let tokens = tokens(&target.scope);
         let mut indices: Vec<usize> = self.deny_overlaps(&tokens);
         indices.extend(self.lookup(&tokens).iter().map(|m| m.rule));
-        indices.into_iter().map(|i| &self.rules[i]).filter(move |rule| {
-            rule.actions.contains(target.access)
-                && rule.applies_to(&op.database)
-                && rule.who.matches(principal)
-        })
+        indices
+            .into_iter()
+            .map(|i| &self.rules[i])
+            .filter(move |rule| {
+                rule.actions.contains(target.access)
+                    && rule.applies_to(&op.database)
+                    && rule.who.matches(principal)
+            })
     }
 }
 

@@ -21,6 +21,9 @@ pub struct Seen {
     pub changed: Option<Value>,
     /// `resource`: `{data: …, name: …}`, or `null` for an absent document.
     pub stored: Option<Value>,
+    /// For a query: `resource` as far as its filter proves it, shown only
+    /// to conditions that read `resource.data.<field>` alone.
+    pub proven: Option<Value>,
 }
 
 impl Seen {
@@ -32,7 +35,7 @@ impl Seen {
         };
         let mut seen = Seen::default();
         if target.access == Access::List {
-            seen.stored = op.filter.as_ref().map(proven);
+            seen.proven = op.filter.as_ref().map(proven);
             return seen;
         }
         let writes: Vec<&Written> = if matches!(
@@ -117,10 +120,8 @@ fn provable_value(value: &FieldValue) -> bool {
 }
 
 fn map(fields: &Fields) -> Value {
-    let entries: HashMap<String, Value> = fields
-        .iter()
-        .map(|(k, v)| (k.clone(), to_cel(v)))
-        .collect();
+    let entries: HashMap<String, Value> =
+        fields.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
     Value::from(entries)
 }
 
