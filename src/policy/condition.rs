@@ -145,6 +145,41 @@ impl Condition {
         seen: &Seen,
         parts: &[&IdedExpr],
     ) -> (Result<bool, String>, Vec<Result<bool, String>>) {
+        let context = self.context(env, input, access, path, seen);
+        let whole = as_bool(self.program.execute(&context));
+        let parts = parts
+            .iter()
+            .map(|e| as_bool(Value::resolve(e, &context)))
+            .collect();
+        (whole, parts)
+    }
+
+    /// The values of `parts` (sub-expressions of this condition), for
+    /// `policy check` to show what a condition saw.
+    pub fn eval_values(
+        &self,
+        env: &Arc<Env>,
+        input: &Input,
+        access: Access,
+        path: Value,
+        seen: &Seen,
+        parts: &[&IdedExpr],
+    ) -> Vec<Result<Value, String>> {
+        let context = self.context(env, input, access, path, seen);
+        parts
+            .iter()
+            .map(|e| Value::resolve(e, &context).map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    fn context(
+        &self,
+        env: &Arc<Env>,
+        input: &Input,
+        access: Access,
+        path: Value,
+        seen: &Seen,
+    ) -> Context<'static, 'static> {
         let mut request: HashMap<&str, Value> = HashMap::from([
             ("method", Value::from(access.as_str())),
             ("rpc", input.rpc.clone()),
@@ -168,12 +203,7 @@ impl Condition {
         if let Some(stored) = seen.stored.as_ref().or(proven) {
             context.add_variable_from_value("resource", stored.clone());
         }
-        let whole = as_bool(self.program.execute(&context));
-        let parts = parts
-            .iter()
-            .map(|e| as_bool(Value::resolve(e, &context)))
-            .collect();
-        (whole, parts)
+        context
     }
 
     /// The compiled expression and where its nodes start in the source.

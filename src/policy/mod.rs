@@ -9,6 +9,7 @@ pub mod coverage;
 mod data_tests;
 mod decide;
 mod engine;
+mod explain;
 pub mod format;
 pub mod pattern;
 mod prefetch;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::firestore::{Operation, Target};
 
 pub use engine::PolicyEngine;
+pub use explain::{DataSeen, FieldSeen};
 pub use format::{PolicyError, PolicyErrors};
 pub use table::Table;
 
