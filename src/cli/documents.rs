@@ -23,7 +23,7 @@ pub fn stored(given: &GivenDocuments, needed: &[Vec<String>]) -> Result<Stored, 
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect();
-        if segments.is_empty() || segments.len() % 2 != 0 {
+        if segments.is_empty() || !segments.len().is_multiple_of(2) {
             return Err(format!("stored document `{path}` is not a document path"));
         }
         by_path.insert(segments, fields.as_ref().map(plain_fields));

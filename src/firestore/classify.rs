@@ -503,7 +503,10 @@ impl<'a> Classifier<'a> {
                     }
                 }
             };
-            self.push(scope, Access::List);
+            // `__name__` bounds narrow the scope judged (never widen it).
+            for scope in super::narrow::narrow(scope, self.filter.as_ref()) {
+                self.push(scope, Access::List);
+            }
         }
         Ok(())
     }

@@ -5,7 +5,6 @@ use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
 use super::data::{FieldPath, FieldValue, Fields, Filter, NameBound, parse_field_path};
-use super::path::document_name;
 use super::{ClassifyError, Database};
 
 fn json(raw: &RawValue, within: &'static str) -> Result<Json, ClassifyError> {
@@ -181,10 +180,13 @@ fn filter_of(database: &Database, f: &Json) -> Filter {
                 "LESS_THAN_OR_EQUAL" => NameBound::Below { inclusive: true },
                 _ => return Filter::Other,
             };
+            // A bound need not name a document (the Node client bounds a
+            // collection with `coll\0/…`): its segments are only compared.
+            let prefix = format!("{database}/documents/");
             match value {
-                FieldValue::Reference(name) => match document_name(database, &name) {
-                    Ok(path) => Filter::Name(bound, path),
-                    Err(_) => Filter::Other,
+                FieldValue::Reference(name) => match name.strip_prefix(&prefix) {
+                    Some(rest) => Filter::Name(bound, rest.split('/').map(String::from).collect()),
+                    None => Filter::Other,
                 },
                 _ => Filter::Other,
             }

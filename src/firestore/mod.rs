@@ -7,6 +7,7 @@ mod classify;
 pub mod data;
 pub(crate) mod data_json;
 mod messages;
+pub mod narrow;
 pub mod path;
 #[cfg(test)]
 mod proptests;
@@ -130,6 +131,13 @@ pub enum Scope {
     },
     /// Every document at any depth below `parent` (a kindless query).
     Descendants { parent: Vec<String> },
+    /// The documents of `parent/collection` and every document at any depth
+    /// below them (a kindless query bounded to one collection by
+    /// `__name__`, as the Node client's `recursiveDelete` sends).
+    Subtree {
+        parent: Vec<String>,
+        collection: String,
+    },
     /// The names of the collections directly below `parent`.
     CollectionIds { parent: Vec<String> },
 }
@@ -156,6 +164,10 @@ impl fmt::Display for Scope {
             Scope::Descendants { parent } => {
                 path(f, parent)?;
                 f.write_str("/**")
+            }
+            Scope::Subtree { parent, collection } => {
+                path(f, parent)?;
+                write!(f, "/{collection}/**")
             }
             Scope::CollectionIds { parent } => {
                 path(f, parent)?;

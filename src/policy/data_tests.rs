@@ -233,3 +233,58 @@ async fn an_upsert_of_a_missing_document_is_judged_as_the_create_it_is() {
     set.settle(&missing);
     assert!(allowed(&e, &alice, &set, Some(&missing)).await);
 }
+
+#[tokio::test]
+async fn a_name_range_narrows_a_kindless_query_to_the_collection_it_bounds() {
+    let e = engine(
+        r#"
+rules:
+  - id: platform-admins
+    match: /{path=**}
+    allow: [read, write]
+    who: {groups: [admins]}
+  - id: no-secrets
+    match: /secrets/{rest=**}
+    deny: [read, write]
+    who: {any: true}
+"#,
+    );
+    let admin = Principal::new(
+        "https://idp".into(),
+        "root".into(),
+        None,
+        vec!["admins".into()],
+        serde_json::Map::new(),
+    );
+    // What the Node client's `recursiveDelete(db.collection(c))` sends.
+    let recursive_delete = |collection: &str| {
+        let bound = |c: String, op: &str| {
+            json!({"fieldFilter": {"field": {"fieldPath": "__name__"}, "op": op,
+                "value": {"referenceValue": format!("{DB}/{c}/__id-9223372036854775808__")}}})
+        };
+        classify(
+            "POST",
+            ":runQuery",
+            json!({"structuredQuery": {
+                "from": [{"allDescendants": true}],
+                "select": {"fields": [{"fieldPath": "__name__"}]},
+                "where": {"compositeFilter": {"op": "AND", "filters": [
+                    bound(collection.to_string(), "GREATER_THAN_OR_EQUAL"),
+                    bound(format!("{collection}\u{0}"), "LESS_THAN")]}},
+                "limit": 5000}}),
+        )
+    };
+    let notes = recursive_delete("notes");
+    assert_eq!(notes.targets[0].scope.to_string(), "/notes/**");
+    assert!(allowed(&e, &admin, &notes, None).await);
+    assert!(!allowed(&e, &admin, &recursive_delete("secrets"), None).await);
+    let unbounded = classify(
+        "POST",
+        ":runQuery",
+        json!({"structuredQuery": {"from": [{"allDescendants": true}]}}),
+    );
+    assert!(
+        !allowed(&e, &admin, &unbounded, None).await,
+        "secrets are below the root"
+    );
+}

@@ -49,6 +49,12 @@ pub fn tokens(scope: &Scope) -> Vec<Token<'_>> {
             t.extend([Token::AnyId, Token::AnyId, Token::AnySeq]);
             t
         }
+        // The collection's documents, then any depth below them.
+        Scope::Subtree { parent, collection } => {
+            let mut t = ids(parent);
+            t.extend([Token::Id(collection), Token::AnyId, Token::AnySeq]);
+            t
+        }
         // "list on the parent": a pattern that matches the parent document.
         Scope::CollectionIds { parent } => ids(parent),
     }
