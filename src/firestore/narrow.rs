@@ -164,10 +164,13 @@ mod tests {
     fn without_both_bounds_nothing_narrows() {
         let lower_only = Filter::Name(NameBound::Above { inclusive: true }, segs("notes/a"));
         let scope = Scope::Descendants { parent: vec![] };
-        assert_eq!(narrow(scope.clone(), Some(&lower_only)), [scope.clone()]);
+        assert_eq!(
+            narrow(scope.clone(), Some(&lower_only)),
+            vec![scope.clone()]
+        );
         // `notes` … `notez` spans other collections: only the root is common.
         let wide = range("notes/a", "notez/a");
-        assert_eq!(narrow(scope.clone(), Some(&wide)), [scope.clone()]);
+        assert_eq!(narrow(scope.clone(), Some(&wide)), vec![scope.clone()]);
         // An OR proves nothing.
         let or = Filter::Other;
         assert_eq!(narrow(scope.clone(), Some(&or)), [scope]);
