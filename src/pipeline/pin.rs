@@ -43,11 +43,19 @@ pub fn pin(
             Ok(body)
         }
         Method::Commit | Method::BatchWrite => {
-            let pins: Vec<(usize, Json)> = op
-                .writes
-                .iter()
-                .filter_map(|w| pin_of(w, stored).map(|p| (w.index, p)))
-                .collect();
+            // Only a document's first write is pinned: the commit is atomic,
+            // and a later write sees the first one's version, not the read's.
+            let mut pinned: Vec<&Scope> = Vec::new();
+            let mut pins: Vec<(usize, Json)> = Vec::new();
+            for w in &op.writes {
+                if pinned.contains(&&w.scope) {
+                    continue;
+                }
+                pinned.push(&w.scope);
+                if let Some(p) = pin_of(w, stored) {
+                    pins.push((w.index, p));
+                }
+            }
             if pins.is_empty() {
                 return Ok(body);
             }
