@@ -30,8 +30,22 @@ pub struct DataUse {
 }
 
 impl DataUse {
+    pub const ALL: DataUse = DataUse {
+        written: true,
+        changed: true,
+        stored: true,
+    };
+
     pub fn any(self) -> bool {
         self.written || self.changed || self.stored
+    }
+
+    pub fn union(self, other: DataUse) -> DataUse {
+        DataUse {
+            written: self.written || other.written,
+            changed: self.changed || other.changed,
+            stored: self.stored || other.stored,
+        }
     }
 }
 

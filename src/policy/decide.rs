@@ -155,7 +155,7 @@ impl Table {
             };
             let empty = Seen::default();
             let seen = if condition.data.any() {
-                seen.get_or_init(|| Seen::for_target(req.op, target, req.stored))
+                seen.get_or_init(|| Seen::for_uses(req.op, target, req.stored, self.data_uses))
             } else {
                 &empty
             };

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use cel::Value;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::objects::{Key, Map};
 
+use super::condition::DataUse;
 use crate::firestore::data::{Change, FieldValue, Fields, Filter, Stored, Written};
 use crate::firestore::{Access, Operation, Scope, Target};
 
@@ -29,13 +31,25 @@ pub struct Seen {
 impl Seen {
     /// What `target` of `op` shows, with the stored documents read.
     pub fn for_target(op: &Operation, target: &Target, stored: Option<&Stored>) -> Seen {
+        Seen::for_uses(op, target, stored, DataUse::ALL)
+    }
+
+    /// [`Seen::for_target`], building only the variables `uses` reads (a
+    /// variable left out fails a condition that reads it, so `uses` must
+    /// cover every condition the result is shown to).
+    pub fn for_uses(
+        op: &Operation,
+        target: &Target,
+        stored: Option<&Stored>,
+        uses: DataUse,
+    ) -> Seen {
         let doc = match &target.scope {
             Scope::Document { path } => stored.and_then(|s| s.get(path)),
             _ => None,
         };
         let mut seen = Seen::default();
         if target.access == Access::List {
-            seen.proven = op.filter.as_ref().map(proven);
+            seen.proven = op.filter.as_ref().filter(|_| uses.stored).map(proven);
             return seen;
         }
         let writes: Vec<&Written> = if matches!(
@@ -61,7 +75,7 @@ impl Seen {
         } else {
             doc.map(|d| d.as_ref().map(|d| &d.fields))
         };
-        if let Some(stored_fields) = stored_fields {
+        if let Some(stored_fields) = stored_fields.filter(|_| uses.stored) {
             seen.stored = Some(match stored_fields {
                 Some(fields) => document(fields, &target.scope),
                 None => Value::Null,
@@ -71,13 +85,21 @@ impl Seen {
             let is_delete = matches!(w.change, Change::Delete);
             let masked = matches!(w.change, Change::Update { mask: Some(_), .. });
             let after_known = is_delete || !masked || stored_fields.is_some();
-            if after_known {
-                seen.written = Some(match w.after(stored_fields.flatten()) {
-                    Some(after) => document(&after, &target.scope),
-                    None => Value::Null,
+            if after_known && uses.written {
+                seen.written = Some(match &w.change {
+                    // Most writes: the fields as written, without a copy.
+                    Change::Update {
+                        fields,
+                        mask: None,
+                        transforms,
+                    } if transforms.is_empty() => document(fields, &target.scope),
+                    _ => match w.after(stored_fields.flatten()) {
+                        Some(after) => document(&after, &target.scope),
+                        None => Value::Null,
+                    },
                 });
             }
-            if masked || stored_fields.is_some() {
+            if (masked || stored_fields.is_some()) && uses.changed {
                 let names = w.changed_fields(stored_fields.flatten());
                 seen.changed = Some(Value::from(names));
             }
@@ -120,9 +142,14 @@ fn provable_value(value: &FieldValue) -> bool {
 }
 
 fn map(fields: &Fields) -> Value {
-    let entries: HashMap<String, Value> =
-        fields.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
-    Value::from(entries)
+    // Built as CEL's own map: one allocation per key, not two.
+    let entries: HashMap<Key, Value> = fields
+        .iter()
+        .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
+        .collect();
+    Value::Map(Map {
+        map: Arc::new(entries),
+    })
 }
 
 /// A Firestore value as CEL sees it.

@@ -176,6 +176,8 @@ pub struct Table {
     /// Some rule's condition reads documents (only then are the stored
     /// documents a request needs looked for).
     pub(super) reads_documents: bool,
+    /// What of the documents any rule reads: only that is built per target.
+    pub(super) data_uses: super::condition::DataUse,
 }
 
 impl Table {
@@ -195,6 +197,10 @@ impl Table {
             reads_documents: rules
                 .iter()
                 .any(|r| r.when.as_ref().is_some_and(|c| c.data.any())),
+            data_uses: rules
+                .iter()
+                .filter_map(|r| r.when.as_ref())
+                .fold(Default::default(), |u, c| u.union(c.data)),
             rules,
             root,
             deny_root,
