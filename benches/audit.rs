@@ -68,6 +68,7 @@ fn record() -> AuditRecord {
         client_disconnected: false,
         traceparent: None,
         request_tags: vec!["checkout".into()],
+        stored_reads: 0,
     }
 }
 

@@ -1,4 +1,6 @@
-//! Decision latency, cached and uncached, with 10, 1,000 and 100,000 rules.
+//! Decision latency, cached and uncached, with 10, 1,000 and 100,000 rules;
+//! and a decision on the data (`request.resource.data`, `resource.data`)
+//! against a plain one.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -7,7 +9,8 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use prometheus_client::registry::Registry;
 
 use firegate::authn::Principal;
-use firegate::firestore::{Access, Database, Method, Operation, Scope, Target};
+use firegate::firestore::data::{FieldValue, Stored, StoredDocument};
+use firegate::firestore::{self, Access, Database, Method, Operation, Scope, Target};
 use firegate::policy::{PolicyEngine, Table};
 
 /// The worked example's shape plus `n - 4` synthetic rules on their own
@@ -68,6 +71,8 @@ fn commit() -> Operation {
         access: Access::Update,
     };
     Operation {
+        writes: Vec::new(),
+        filter: None,
         database: Database {
             project: "demo".into(),
             database: "(default)".into(),
@@ -104,5 +109,81 @@ fn decisions(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decisions);
+/// One rule on `/notes/{id}` with `when`.
+fn notes_rule(when: &str) -> Table {
+    let yaml = format!(
+        "rules:\n  - id: notes\n    match: /notes/{{id}}\n    allow: [create, update]\n    who: {{authenticated: true}}\n    when: \"{when}\"\n"
+    );
+    Table::from_yaml(&yaml, 1).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A create of a note with eight fields, as a client sends it.
+fn create_note() -> Operation {
+    let route = firestore::route(
+        &http::Method::POST,
+        &"/v1/projects/demo/databases/(default)/documents/notes?documentId=n1"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
+        &http::HeaderMap::from_iter([(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        )]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut fields = serde_json::Map::new();
+    fields.insert("owner".into(), serde_json::json!({"stringValue": "alice"}));
+    for i in 0..7 {
+        fields.insert(
+            format!("field{i}"),
+            serde_json::json!({"stringValue": format!("value {i}")}),
+        );
+    }
+    let body = serde_json::json!({ "fields": fields }).to_string().into();
+    firestore::classify(&route, Some(&body)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn data_decisions(c: &mut Criterion) {
+    let principal = alice();
+    let op = create_note();
+    let mut group = c.benchmark_group("policy_data");
+    let plain = notes_rule("principal.subject == 'alice'");
+    let written = notes_rule("request.resource.data.owner == principal.subject");
+    assert!(plain.decide(&principal, &op).allowed);
+    assert!(written.decide(&principal, &op).allowed);
+    group.bench_function("plain", |b| {
+        b.iter(|| black_box(plain.decide(black_box(&principal), black_box(&op))))
+    });
+    group.bench_function("request_resource_data", |b| {
+        b.iter(|| black_box(written.decide(black_box(&principal), black_box(&op))))
+    });
+    let stored_rule = notes_rule("resource.data.owner == principal.subject");
+    let mut update = op.clone();
+    update.targets[0].access = Access::Update;
+    update.writes.clear();
+    let stored: Stored = [(
+        vec!["notes".to_string(), "n1".to_string()],
+        Some(StoredDocument {
+            fields: [("owner".to_string(), FieldValue::String("alice".into()))].into(),
+            update_time: "2026-01-01T00:00:00Z".into(),
+        }),
+    )]
+    .into();
+    assert!(
+        stored_rule
+            .decide_stored(&principal, &update, &stored)
+            .allowed
+    );
+    group.bench_function("resource_data", |b| {
+        b.iter(|| {
+            black_box(stored_rule.decide_stored(
+                black_box(&principal),
+                black_box(&update),
+                black_box(&stored),
+            ))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decisions, data_decisions);
 criterion_main!(benches);

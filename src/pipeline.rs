@@ -11,7 +11,9 @@ mod fairness;
 mod grpc_call;
 mod listen;
 mod metrics;
+mod pin;
 pub mod respond;
+mod stored;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,6 +42,8 @@ pub use crate::server::ConnInfo;
 pub use exchange::Exchange;
 pub use metrics::RequestMetrics;
 use metrics::Step;
+pub use stored::StoredReadError;
+use stored::{Consistency, ReadStored, StoredReader};
 
 /// Limits and settings the pipeline itself applies.
 #[derive(Debug, Clone)]
@@ -96,6 +100,8 @@ pub enum PipelineError {
     Seal(#[from] SealError),
     #[error(transparent)]
     Grpc(#[from] crate::grpc::GrpcError),
+    #[error(transparent)]
+    StoredRead(#[from] StoredReadError),
 }
 
 impl PipelineError {
@@ -120,6 +126,7 @@ impl PipelineError {
             PipelineError::Upstream(e) => e.reason().into(),
             PipelineError::Seal(e) => e.reason().into(),
             PipelineError::Grpc(e) => e.reason().into(),
+            PipelineError::StoredRead(e) => e.reason().into(),
         }
     }
 }
@@ -136,6 +143,7 @@ pub struct Pipeline {
     in_flight: fairness::InFlight,
     settings: PipelineSettings,
     metrics: RequestMetrics,
+    stored: StoredReader,
 }
 
 impl Pipeline {
@@ -163,6 +171,7 @@ impl Pipeline {
                 max_grpc_message_bytes: config.server.limits.max_grpc_message_bytes,
             },
             metrics: RequestMetrics::register(registry),
+            stored: StoredReader::register(registry),
         })
     }
 
@@ -262,16 +271,20 @@ impl Pipeline {
         let t = Instant::now();
         let classified = self.classify(&parts, body, ex).await;
         self.metrics.step(Step::Classify, t);
-        let (mut route, op, usage, body) = classified?;
-        let (body, sealing) = self.bind_transaction(&principal, &mut route, &usage, body)?;
+        let (mut route, mut op, usage, body) = classified?;
+        let (bytes, sealing) = self.bind_transaction(&principal, &mut route, &usage, body)?;
         if sealing.is_some() {
             // The response is rewritten on the way back: ask for it uncompressed.
             parts.headers.remove(header::ACCEPT_ENCODING);
         }
+        let read = self
+            .read_stored(&principal, &mut op, &route, &usage, &bytes, ex)
+            .await?;
         let t = Instant::now();
-        let decision = self.decide(&principal, &op, ex).await;
+        let decision = self.decide(&principal, &op, read.as_ref(), ex).await;
         self.metrics.step(Step::Decide, t);
         let decision = decision?;
+        let body = self.request_body(&mut route, bytes, &op, read.as_ref(), &usage)?;
         let t = Instant::now();
         let token = self.access_token(&decision, ex).await;
         self.metrics.step(Step::Token, t);
@@ -361,22 +374,89 @@ impl Pipeline {
         route: &mut Route,
         usage: &TransactionUse,
         bytes: Bytes,
-    ) -> Result<(Body, Option<Sealing>), PipelineError> {
+    ) -> Result<(Bytes, Option<Sealing>), PipelineError> {
         let fingerprint = principal.fingerprint();
         let bytes = self
             .transactions
             .unseal_request(fingerprint, route, usage, Some(bytes))?
             .unwrap_or_default();
-        // A bodiless method goes upstream as it came, with no body at all.
-        let body = if route.needs_body() {
-            body::full(bytes)
-        } else {
-            body::empty()
-        };
         let sealing = self
             .transactions
             .sealing(fingerprint, &route.database, usage);
-        Ok((body, sealing))
+        Ok((bytes, sealing))
+    }
+
+    /// Before step 3, only when a candidate rule reads `resource` (or the
+    /// document after a write that depends on it): one `batchGet` of those
+    /// documents with firegate's own token, in the request's transaction
+    /// or at its read time (503 when it fails).
+    async fn read_stored(
+        &self,
+        principal: &Principal,
+        op: &mut Operation,
+        route: &Route,
+        usage: &TransactionUse,
+        bytes: &Bytes,
+        ex: &mut Exchange,
+    ) -> Result<Option<ReadStored>, PipelineError> {
+        let paths = self.policy.stored_needed(principal, op);
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let consistency = match (&usage.presented, client_read_time(route, bytes)) {
+            (Some(presented), _) => Consistency::Transaction(self.transactions.unseal(
+                &presented.sealed,
+                principal.fingerprint(),
+                &op.database,
+            )?),
+            (None, _) if usage.begins => return Err(StoredReadError::BeginsTransaction.into()),
+            (None, Some(read_time)) => Consistency::ReadTime(read_time),
+            (None, None) => Consistency::Now,
+        };
+        let token = self.credentials.access_token(None).await?;
+        ex.stored_reads = paths.len() as u64;
+        let read = self
+            .stored
+            .read(
+                &self.upstream,
+                &token,
+                &op.database,
+                &paths,
+                &consistency,
+                &ex.request_id,
+            )
+            .await;
+        self.metrics.step(Step::ReadStored, t);
+        let read = read?;
+        op.settle(&read.documents);
+        Ok(Some(read))
+    }
+
+    /// After step 3: the body to forward, with the writes pinned to the
+    /// documents the rules read. A bodiless method goes upstream as it
+    /// came, with no body at all.
+    fn request_body(
+        &self,
+        route: &mut Route,
+        bytes: Bytes,
+        op: &Operation,
+        read: Option<&ReadStored>,
+        usage: &TransactionUse,
+    ) -> Result<Body, PipelineError> {
+        let bytes = match read {
+            Some(read) => {
+                let consistent =
+                    usage.presented.is_some() || client_read_time(route, &bytes).is_some();
+                pin::pin(route, bytes, op, read, consistent)?
+            }
+            None => bytes,
+        };
+        Ok(if route.needs_body() {
+            body::full(bytes)
+        } else {
+            body::empty()
+        })
     }
 
     /// Step 3: `Principal` × `Operation` → `Decision` (403).
@@ -384,9 +464,11 @@ impl Pipeline {
         &self,
         principal: &Principal,
         op: &Operation,
+        read: Option<&ReadStored>,
         ex: &mut Exchange,
     ) -> Result<Decision, PipelineError> {
-        let decision = self.policy.decide(principal, op).await;
+        let stored = read.map(|r| &r.documents);
+        let decision = self.policy.decide_with(principal, op, stored).await;
         ex.decision = Some(decision.clone());
         if decision.allowed {
             Ok(decision)
@@ -448,5 +530,21 @@ impl Pipeline {
                 ReadError::TimedOut(_) => PipelineError::BodyReadTimeout,
                 ReadError::TooSlow(_) => PipelineError::BodyTooSlow,
             })
+    }
+}
+
+/// The read time the client asked for: `readTime=` of get, `readTime` of
+/// a batchGet body.
+fn client_read_time(route: &Route, bytes: &Bytes) -> Option<String> {
+    match route.method {
+        firestore::Method::Get => route.query_read_time().map(str::to_owned),
+        firestore::Method::BatchGet => {
+            let body: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+            body.get("readTime")
+                .or_else(|| body.get("read_time"))
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+        }
+        _ => None,
     }
 }

@@ -55,6 +55,7 @@ fn record(n: u64) -> AuditRecord {
         client_disconnected: false,
         traceparent: None,
         request_tags: Vec::new(),
+        stored_reads: 0,
     }
 }
 

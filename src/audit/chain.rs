@@ -200,6 +200,8 @@ struct Canonical<'a> {
     shadow_decision: Option<Outcome>,
     shadow_rule: &'a Option<String>,
     status: u16,
+    #[serde(skip_serializing_if = "is_zero")]
+    stored_reads: u64,
     targets: &'a [AuditTarget],
     targets_summary: &'a Option<TargetsSummary>,
     time: &'a str,
@@ -207,6 +209,10 @@ struct Canonical<'a> {
     traceparent: &'a Option<String>,
     upstream_account: &'a Option<String>,
     upstream_status: Option<u16>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl<'a> Canonical<'a> {
@@ -237,6 +243,7 @@ impl<'a> Canonical<'a> {
             client_disconnected,
             traceparent,
             request_tags,
+            stored_reads,
         } = r;
         Canonical {
             bytes_in: *bytes_in,
@@ -258,6 +265,7 @@ impl<'a> Canonical<'a> {
             shadow_decision: *shadow_decision,
             shadow_rule,
             status: *status,
+            stored_reads: *stored_reads,
             targets,
             targets_summary,
             time,

@@ -102,6 +102,14 @@ pub struct AuditRecord {
     pub traceparent: Option<String>,
     /// The request's `requestOptions.requestTags`, through [`request_tags`].
     pub request_tags: Vec<String>,
+    /// Stored documents firegate read for rules that read `resource`
+    /// (left out when none, so older records hash as they did).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stored_reads: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Request tags kept in one record (Firestore itself keeps 50).
@@ -195,6 +203,7 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
         client_disconnected: false,
         traceparent: None,
         request_tags: vec!["checkout".into()],
+        stored_reads: 0,
     }
 }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::check::classify_request;
+use super::documents::{self, GivenDocuments};
 use super::principal::PrincipalSpec;
 use crate::firestore::{Access, Database, Method, Operation, Scope, Target};
 use crate::policy::coverage::{Coverage, CoverageReport};
@@ -47,6 +48,10 @@ struct TestCase {
     reason: Option<String>,
     #[serde(default, rename = "as")]
     upstream_account: Option<String>,
+    /// The stored documents (path → fields, `null`: absent) the proxy would
+    /// read for rules that read `resource`; one not given is absent.
+    #[serde(default)]
+    stored: GivenDocuments,
 }
 
 fn default_database() -> String {
@@ -184,9 +189,15 @@ fn run_case(
         (None, Some(targets)) => targets_operation(case, targets)?,
         _ => return Err("a case has `request` or `targets`, exactly one".into()),
     };
-    let decision = table.decide(&principal, &op);
+    let mut op = op;
+    let needed = table.stored_needed(&principal, &op);
+    let stored = documents::stored(&case.stored, &needed)?;
+    if !needed.is_empty() {
+        op.settle(&stored);
+    }
+    let decision = table.decide_stored(&principal, &op, &stored);
     if let Some(coverage) = coverage {
-        coverage.record(&principal, &op, &decision);
+        coverage.record_stored(&principal, &op, Some(&stored), &decision);
     }
     check_expectations(case, &decision)
 }
@@ -263,6 +274,8 @@ fn targets_operation(case: &TestCase, specs: &[TargetSpec]) -> Result<Operation,
         },
     };
     Ok(Operation {
+        writes: Vec::new(),
+        filter: None,
         database: Database {
             project: "test".into(),
             database: case.database.clone(),

@@ -7,10 +7,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method as HttpMethod, Uri, header};
 use serde::Serialize;
 
+use super::documents::{self, GivenDocuments};
 use super::principal::PrincipalSpec;
 use crate::authn::Principal;
 use crate::firestore::{self, Operation};
-use crate::policy::{Decision, Table};
+use crate::policy::{DataSeen, Decision, Table};
 
 /// Classify an HTTP request the way the proxy does.
 pub fn classify_request(method: &str, url: &str, body: Option<Bytes>) -> Result<Operation, String> {
@@ -35,6 +36,9 @@ pub fn classify_request(method: &str, url: &str, body: Option<Bytes>) -> Result<
 struct CheckOutput<'a> {
     operation: &'a Operation,
     decision: &'a Decision,
+    /// For each target a data condition decided: what it read, and saw.
+    #[serde(skip_serializing_if = "<[DataSeen]>::is_empty")]
+    data: &'a [DataSeen],
 }
 
 /// `policy check`: the decision as pretty JSON, and whether it allowed.
@@ -44,6 +48,7 @@ pub fn check(
     method: &str,
     url: &str,
     body_file: Option<&Path>,
+    stored_file: Option<&Path>,
 ) -> anyhow::Result<(String, bool)> {
     let table = Table::from_dir(policies, 1)
         .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", policies.display()))?;
@@ -56,18 +61,45 @@ pub fn check(
         .transpose()?
         .map(Bytes::from);
     let op = classify_request(method, url, body).map_err(anyhow::Error::msg)?;
-    Ok(explain(&table, &spec.principal(), &op))
+    let given: GivenDocuments = match stored_file {
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            serde_yaml_ng::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+        }
+        None => GivenDocuments::new(),
+    };
+    explain_with(&table, &spec.principal(), op, &given).map_err(anyhow::Error::msg)
 }
 
 /// The `policy check` output for an already classified operation.
 pub fn explain(table: &Table, principal: &Principal, op: &Operation) -> (String, bool) {
-    let decision = table.decide(principal, op);
+    explain_with(table, principal, op.clone(), &GivenDocuments::new())
+        .unwrap_or_else(|e| (e, false))
+}
+
+/// [`explain`], with the stored documents the proxy would read (one not
+/// given is absent), as `policy test` judges them.
+fn explain_with(
+    table: &Table,
+    principal: &Principal,
+    mut op: Operation,
+    given: &GivenDocuments,
+) -> Result<(String, bool), String> {
+    let needed = table.stored_needed(principal, &op);
+    let stored = documents::stored(given, &needed)?;
+    if !needed.is_empty() {
+        op.settle(&stored);
+    }
+    let decision = table.decide_stored(principal, &op, &stored);
+    let data = table.explain_data(principal, &op, &stored, &decision);
     let output = CheckOutput {
-        operation: op,
+        operation: &op,
         decision: &decision,
+        data: &data,
     };
     let json = serde_json::to_string_pretty(&output).unwrap_or_default();
-    (json, decision.allowed)
+    Ok((json, decision.allowed))
 }
 
 #[cfg(test)]
@@ -87,6 +119,8 @@ mod tests {
             claims: Default::default(),
         };
         let op = Operation {
+            writes: Vec::new(),
+            filter: None,
             database: Database {
                 project: "p".into(),
                 database: "(default)".into(),
@@ -116,6 +150,43 @@ mod tests {
         assert_eq!(targets[1]["why"], "no_rule_matched");
         assert_eq!(value["decision"]["reason"], "no_rule_matched");
         assert_eq!(value["operation"]["method"], "batchGet");
+    }
+
+    #[test]
+    fn explain_names_the_data_a_condition_read_and_saw() {
+        let table = Table::from_yaml(
+            "rules:\n  - id: notes-owner\n    match: /notes/{id}\n    allow: [get]\n    \
+             who: {authenticated: true}\n    when: \"resource.data.owner == principal.subject\"\n",
+            1,
+        )
+        .unwrap();
+        let alice = PrincipalSpec {
+            issuer: "https://issuer.invalid".into(),
+            subject: "alice".into(),
+            email: None,
+            groups: Vec::new(),
+            claims: Default::default(),
+        };
+        let op = classify_request(
+            "GET",
+            "/v1/projects/p/databases/(default)/documents/notes/n1",
+            None,
+        )
+        .unwrap();
+        let given: GivenDocuments =
+            serde_yaml_ng::from_str("{/notes/n1: {owner: bob, title: x}}").unwrap();
+        let (json, allowed) = explain_with(&table, &alice.principal(), op, &given).unwrap();
+        assert!(!allowed);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let data = &value["data"][0];
+        assert_eq!(data["rule"], "notes-owner");
+        assert_eq!(data["why"], "condition_false");
+        assert_eq!(data["read"][0]["expression"], "resource.data.owner");
+        assert_eq!(data["read"][0]["value"], "bob");
+        assert!(
+            !json.contains("title"),
+            "only what the condition read: {json}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod cases;
 pub mod check;
+mod documents;
 pub mod principal;
 
 use std::net::SocketAddr;
@@ -92,6 +93,10 @@ pub enum PolicyCommand {
         /// Request body file.
         #[arg(long)]
         body: Option<PathBuf>,
+        /// The stored documents rules that read `resource` see (YAML or
+        /// JSON: path → fields, `null` for an absent one).
+        #[arg(long)]
+        stored: Option<PathBuf>,
     },
     /// Run the `*.test.yaml` cases kept beside the policies.
     Test {
@@ -213,9 +218,17 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 method,
                 url,
                 body,
+                stored,
             } => {
                 // Scripts can branch on the verdict: 0 allowed, 1 refused, 2 error.
-                let checked = check::check(&policies, &principal, &method, &url, body.as_deref());
+                let checked = check::check(
+                    &policies,
+                    &principal,
+                    &method,
+                    &url,
+                    body.as_deref(),
+                    stored.as_deref(),
+                );
                 match checked {
                     Ok((json, allowed)) => {
                         println!("{json}");

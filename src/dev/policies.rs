@@ -8,6 +8,7 @@ use anyhow::Context as _;
 /// `policies/*.yaml` (not the `*.test.yaml` cases), as compiled in.
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("catalog.yaml", include_str!("../../policies/catalog.yaml")),
+    ("notes.yaml", include_str!("../../policies/notes.yaml")),
     (
         "platform.yaml",
         include_str!("../../policies/platform.yaml"),

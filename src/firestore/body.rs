@@ -107,6 +107,33 @@ impl<'a> Object<'a> {
         }
     }
 
+    /// [`Object::shaped`], keeping the checked member for reading.
+    pub fn shaped_raw(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+        shape: &'static Shape,
+    ) -> Result<Option<&'a RawValue>, ClassifyError> {
+        let raw = self.take(camel, snake)?;
+        if let Some(raw) = raw {
+            super::shape::check(raw, shape)?;
+        }
+        Ok(raw)
+    }
+
+    /// A member checked like [`Object::opaque`], kept for reading.
+    pub fn opaque_raw(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+    ) -> Result<Option<&'a RawValue>, ClassifyError> {
+        let raw = self.take(camel, snake)?;
+        if let Some(raw) = raw {
+            check_no_duplicates(raw.get())?;
+        }
+        Ok(raw)
+    }
+
     /// Every member must have been read: unknown fields are refused.
     pub fn finish(self) -> Result<(), ClassifyError> {
         if self.used.iter().all(|u| *u) {

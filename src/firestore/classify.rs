@@ -7,6 +7,8 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::body::{self, Object};
+use super::data::{Change, Fields, Filter, Precondition, Written};
+use super::data_json;
 use super::messages;
 use super::path::{document_name, validate_id};
 use super::{Access, ClassifyError, Database, Method, Operation, Route, Scope, Target};
@@ -63,6 +65,8 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
         database: &route.database,
         text,
         targets: Vec::new(),
+        writes: Vec::new(),
+        filter: None,
         transaction: TransactionUse::default(),
         request_tags: route.request_tags().map(str::to_owned).collect(),
     };
@@ -72,6 +76,8 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
             database: route.database.clone(),
             method: route.method,
             targets: c.targets,
+            writes: c.writes,
+            filter: c.filter,
         },
         transaction: c.transaction,
         request_tags: c.request_tags,
@@ -82,6 +88,8 @@ struct Classifier<'a> {
     database: &'a Database,
     text: &'a str,
     targets: Vec<Target>,
+    writes: Vec<Written>,
+    filter: Option<Filter>,
     transaction: TransactionUse,
     request_tags: Vec<String>,
 }
@@ -102,21 +110,41 @@ impl<'a> Classifier<'a> {
                 self.push(collection(path), Access::List);
                 self.query_transaction(route);
             }
-            Method::Delete => self.push(document(path), Access::Delete),
+            Method::Delete => {
+                self.push(document(path), Access::Delete);
+                self.written(document(path), Change::Delete, route_precondition(route));
+            }
             Method::CreateDocument => {
-                self.document_body()?;
-                match &route.document_id {
+                let fields = self.document_body()?;
+                let scope = match &route.document_id {
                     Some(id) => {
                         let mut doc = path.clone();
                         doc.push(id.clone());
-                        self.push(document(&doc), Access::Create);
+                        document(&doc)
                     }
-                    None => self.push(collection(path), Access::Create),
-                }
+                    None => collection(path),
+                };
+                self.push(scope.clone(), Access::Create);
+                let change = Change::Update {
+                    fields,
+                    mask: None,
+                    transforms: Vec::new(),
+                };
+                self.written(scope, change, Precondition::Exists(false));
             }
             Method::Patch => {
-                self.document_body()?;
+                let fields = self.document_body()?;
                 self.upsert(document(path), route.must_exist);
+                let mask = route
+                    .has_update_mask()
+                    .then(|| data_json::mask_params(route.update_mask()))
+                    .transpose()?;
+                let change = Change::Update {
+                    fields,
+                    mask,
+                    transforms: Vec::new(),
+                };
+                self.written(document(path), change, route_precondition(route));
             }
             Method::BatchGet => self.batch_get()?,
             Method::Commit => self.writes(Method::Commit)?,
@@ -137,6 +165,16 @@ impl<'a> Classifier<'a> {
         self.targets.push(Target { scope, access });
     }
 
+    fn written(&mut self, scope: Scope, change: Change, precondition: Precondition) {
+        let index = self.writes.len();
+        self.writes.push(Written {
+            scope,
+            index,
+            change,
+            precondition,
+        });
+    }
+
     fn upsert(&mut self, scope: Scope, must_exist: Option<bool>) {
         upsert(&mut self.targets, scope, must_exist);
     }
@@ -154,14 +192,19 @@ impl<'a> Classifier<'a> {
         Object::parse(self.text, within)
     }
 
-    /// The `Document` body of createDocument/patch: the URL names it.
-    fn document_body(&mut self) -> Result<(), ClassifyError> {
+    /// The `Document` body of createDocument/patch (the URL names it): its
+    /// fields.
+    fn document_body(&mut self) -> Result<Fields, ClassifyError> {
         let mut doc = self.top("document")?;
         doc.refuse("name", "name")?;
-        doc.shaped("fields", "fields", &messages::FIELDS)?;
+        let fields = doc.shaped_raw("fields", "fields", &messages::FIELDS)?;
         doc.opaque("createTime", "create_time")?;
         doc.opaque("updateTime", "update_time")?;
-        doc.finish()
+        doc.finish()?;
+        fields
+            .map(data_json::fields)
+            .transpose()
+            .map(Option::unwrap_or_default)
     }
 
     fn batch_get(&mut self) -> Result<(), ClassifyError> {
@@ -211,15 +254,20 @@ impl<'a> Classifier<'a> {
         let delete = w.take("delete", "delete")?;
         let transform = w.take("transform", "transform")?;
         let verify = w.take("verify", "verify")?;
-        w.opaque("updateMask", "update_mask")?;
-        w.shaped(
+        let mask = w.opaque_raw("updateMask", "update_mask")?;
+        let update_transforms = w.shaped_raw(
             "updateTransforms",
             "update_transforms",
             &messages::FIELD_TRANSFORMS,
         )?;
-        let must_exist = match w.take("currentDocument", "current_document")? {
+        let precondition = match w.take("currentDocument", "current_document")? {
             Some(raw) => precondition(raw)?,
-            None => None,
+            None => Precondition::None,
+        };
+        let must_exist = precondition.must_exist();
+        let mut transforms = match update_transforms {
+            Some(raw) => data_json::transforms(raw)?,
+            None => Vec::new(),
         };
         w.finish()?;
         match (update, delete, transform, verify) {
@@ -229,16 +277,27 @@ impl<'a> Classifier<'a> {
                     .take("name", "name")?
                     .ok_or(ClassifyError::InvalidWrite("update without a name"))?;
                 let name = body::string(name, "write.update.name")?;
-                doc.shaped("fields", "fields", &messages::FIELDS)?;
+                let fields = doc.shaped_raw("fields", "fields", &messages::FIELDS)?;
                 doc.opaque("createTime", "create_time")?;
                 doc.opaque("updateTime", "update_time")?;
                 doc.finish()?;
                 let path = document_name(self.database, &name)?;
-                self.upsert(Scope::Document { path }, must_exist);
+                let scope = Scope::Document { path };
+                self.upsert(scope.clone(), must_exist);
+                let change = Change::Update {
+                    fields: fields
+                        .map(data_json::fields)
+                        .transpose()?
+                        .unwrap_or_default(),
+                    mask: mask.map(data_json::mask).transpose()?,
+                    transforms,
+                };
+                self.written(scope, change, precondition);
             }
             (None, Some(name), None, None) => {
                 let path = document_name(self.database, &body::string(name, "write.delete")?)?;
-                self.push(Scope::Document { path }, Access::Delete);
+                self.push(Scope::Document { path: path.clone() }, Access::Delete);
+                self.written(Scope::Document { path }, Change::Delete, precondition);
             }
             (None, None, Some(t), None) => {
                 let mut t = body::object(t, "write.transform")?;
@@ -246,15 +305,25 @@ impl<'a> Classifier<'a> {
                     .take("document", "document")?
                     .ok_or(ClassifyError::InvalidWrite("transform without a document"))?;
                 let name = body::string(name, "write.transform.document")?;
-                t.shaped(
+                let field_transforms = t.shaped_raw(
                     "fieldTransforms",
                     "field_transforms",
                     &messages::FIELD_TRANSFORMS,
                 )?;
                 t.finish()?;
+                if let Some(raw) = field_transforms {
+                    transforms.extend(data_json::transforms(raw)?);
+                }
                 // A transform of a missing document creates it.
                 let path = document_name(self.database, &name)?;
-                self.upsert(Scope::Document { path }, must_exist);
+                let scope = Scope::Document { path };
+                self.upsert(scope.clone(), must_exist);
+                let change = Change::Update {
+                    fields: Fields::new(),
+                    mask: Some(Vec::new()),
+                    transforms,
+                };
+                self.written(scope, change, precondition);
             }
             (None, None, None, Some(name)) => {
                 // Firebase's transaction read check: a read of that document.
@@ -386,7 +455,9 @@ impl<'a> Classifier<'a> {
         }
         // The members that carry values: none may smuggle in a pipeline
         // expression.
-        q.shaped("where", "where", &messages::FILTER)?;
+        if let Some(raw) = q.shaped_raw("where", "where", &messages::FILTER)? {
+            self.filter = Some(data_json::filter(self.database, raw)?);
+        }
         q.shaped("startAt", "start_at", &messages::CURSOR)?;
         q.shaped("endAt", "end_at", &messages::CURSOR)?;
         if let Some(nearest) = q.take("findNearest", "find_nearest")? {
@@ -411,10 +482,11 @@ impl<'a> Classifier<'a> {
                 None => false,
             };
             s.finish()?;
-            self.push(
-                selector_scope(parent, collection, all_descendants)?,
-                Access::List,
-            );
+            let scope = selector_scope(parent, collection, all_descendants)?;
+            // `__name__` bounds narrow the scope judged (never widen it).
+            for scope in super::narrow::narrow(scope, self.filter.as_ref()) {
+                self.push(scope, Access::List);
+            }
         }
         Ok(())
     }
@@ -547,19 +619,26 @@ pub(crate) fn nearest_limit_ok(limit: i64) -> bool {
 }
 
 /// `Precondition`: `exists` or `updateTime` (which implies existence).
-fn precondition(raw: &RawValue) -> Result<Option<bool>, ClassifyError> {
+fn precondition(raw: &RawValue) -> Result<Precondition, ClassifyError> {
     let mut p = body::object(raw, "currentDocument")?;
     let exists = p.take("exists", "exists")?;
     let update_time = p.take("updateTime", "update_time")?;
     p.finish()?;
     match (exists, update_time) {
         (Some(_), Some(_)) => Err(ClassifyError::InvalidWrite("exists and updateTime")),
-        (Some(raw), None) => body::boolean(raw, "currentDocument.exists").map(Some),
+        (Some(raw), None) => body::boolean(raw, "currentDocument.exists").map(Precondition::Exists),
         (None, Some(raw)) => {
-            body::string(raw, "currentDocument.updateTime")?;
-            Ok(Some(true))
+            body::string(raw, "currentDocument.updateTime").map(Precondition::UpdateTime)
         }
-        (None, None) => Ok(None),
+        (None, None) => Ok(Precondition::None),
+    }
+}
+
+/// The precondition of patch/delete, from the query string.
+fn route_precondition(route: &Route) -> Precondition {
+    match route.must_exist {
+        Some(exists) => Precondition::Exists(exists),
+        None => Precondition::None,
     }
 }
 

@@ -4,7 +4,10 @@
 
 mod body;
 mod classify;
+pub mod data;
+pub(crate) mod data_json;
 mod messages;
+pub mod narrow;
 pub mod path;
 #[cfg(test)]
 mod proptests;
@@ -133,6 +136,13 @@ pub enum Scope {
     },
     /// Every document at any depth below `parent` (a kindless query).
     Descendants { parent: Vec<String> },
+    /// The documents of `parent/collection` and every document at any depth
+    /// below them (a kindless query bounded to one collection by
+    /// `__name__`, as the Node client's `recursiveDelete` sends).
+    Subtree {
+        parent: Vec<String>,
+        collection: String,
+    },
     /// The names of the collections directly below `parent`.
     CollectionIds { parent: Vec<String> },
 }
@@ -160,6 +170,10 @@ impl fmt::Display for Scope {
                 path(f, parent)?;
                 f.write_str("/**")
             }
+            Scope::Subtree { parent, collection } => {
+                path(f, parent)?;
+                write!(f, "/{collection}/**")
+            }
             Scope::CollectionIds { parent } => {
                 path(f, parent)?;
                 f.write_str("/:collectionIds")
@@ -181,6 +195,27 @@ pub struct Operation {
     pub database: Database,
     pub method: Method,
     pub targets: Vec<Target>,
+    /// What the writes write, one entry per write, for the rules that see
+    /// the data. Document contents: never serialized (audited).
+    #[serde(skip)]
+    pub writes: Vec<data::Written>,
+    /// The query's `where`, for the rules that see the data (filters as
+    /// proofs). Never serialized.
+    #[serde(skip)]
+    pub filter: Option<data::Filter>,
+}
+
+impl Operation {
+    /// An operation that says nothing about document contents.
+    pub fn new(database: Database, method: Method, targets: Vec<Target>) -> Operation {
+        Operation {
+            database,
+            method,
+            targets,
+            writes: Vec::new(),
+            filter: None,
+        }
+    }
 }
 
 /// Why a request could not be classified. Each variant is a condition;

@@ -44,7 +44,8 @@ fn check_accepted(route: &super::Route, classified: &super::Classified) {
                 (path, None)
             }
             Scope::Collection { parent, collection }
-            | Scope::CollectionGroup { parent, collection } => (parent, Some(collection)),
+            | Scope::CollectionGroup { parent, collection }
+            | Scope::Subtree { parent, collection } => (parent, Some(collection)),
             Scope::Descendants { parent } | Scope::CollectionIds { parent } => (parent, None),
         };
         if !matches!(target.scope, Scope::Document { .. }) {

@@ -61,6 +61,50 @@ impl Route {
             .map(|(_, value)| value.as_str())
     }
 
+    /// `updateMask.fieldPaths` of patch, as given (none: a replace).
+    pub fn update_mask(&self) -> impl Iterator<Item = &str> {
+        self.query
+            .iter()
+            .filter(|(name, _)| *name == "updateMask.fieldPaths")
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Whether the query string gave an update mask at all.
+    pub fn has_update_mask(&self) -> bool {
+        self.update_mask().next().is_some()
+    }
+
+    /// Pin a patch or delete to the document version a rule saw: the
+    /// client's own precondition is replaced (`updateTime` implies the
+    /// `exists: true` it may have said).
+    pub fn pin_precondition(&mut self, update_time: Option<&str>) {
+        self.query
+            .retain(|(name, _)| !name.starts_with("currentDocument."));
+        match update_time {
+            Some(t) => self
+                .query
+                .push(("currentDocument.updateTime", t.to_owned())),
+            None => self
+                .query
+                .push(("currentDocument.exists", "false".to_owned())),
+        }
+        self.upstream_path_and_query = upstream(&self.encoded_path, &self.query);
+    }
+
+    /// Read at this time (a get checked on the document read then).
+    pub fn pin_read_time(&mut self, read_time: &str) {
+        self.query.push(("readTime", read_time.to_owned()));
+        self.upstream_path_and_query = upstream(&self.encoded_path, &self.query);
+    }
+
+    /// The `readTime=` of get/list, if given.
+    pub fn query_read_time(&self) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(name, _)| *name == "readTime")
+            .map(|(_, value)| value.as_str())
+    }
+
     /// Replace the `transaction=` query parameter (with the unsealed id).
     pub fn set_query_transaction(&mut self, value: String) {
         for (name, v) in &mut self.query {

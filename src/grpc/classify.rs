@@ -25,11 +25,7 @@ pub fn classify(request: &GrpcRequest) -> Result<GrpcClassified, ClassifyError> 
     let mut c = Classifier::default();
     let database = c.run(request)?;
     Ok(GrpcClassified {
-        operation: Operation {
-            database,
-            method: method_of(request),
-            targets: c.targets,
-        },
+        operation: Operation::new(database, method_of(request), c.targets),
         begins_transaction: request.begins_transaction(),
     })
 }
@@ -70,11 +66,11 @@ pub fn listen_target(
     if c.targets.is_empty() {
         return Err(ClassifyError::MalformedBody("target names no document"));
     }
-    Ok(Operation {
-        database: database.clone(),
-        method: crate::firestore::Method::Listen,
-        targets: c.targets,
-    })
+    Ok(Operation::new(
+        database.clone(),
+        crate::firestore::Method::Listen,
+        c.targets,
+    ))
 }
 
 fn method_of(request: &GrpcRequest) -> crate::firestore::Method {

@@ -39,6 +39,8 @@ pub struct Exchange {
     pub upstream_status: Option<u16>,
     /// Already bounded and escaped for the record (`audit::request_tags`).
     pub request_tags: Vec<String>,
+    /// Stored documents read for rules that read `resource`.
+    pub stored_reads: u64,
     reason: Option<String>,
     refused: bool,
     /// False when `Auditor::admit` refused the request: its record is then
@@ -77,6 +79,7 @@ impl Exchange {
             upstream_account: None,
             upstream_status: None,
             request_tags: Vec::new(),
+            stored_reads: 0,
             reason: None,
             refused: false,
             admitted: true,
@@ -179,6 +182,7 @@ impl Exchange {
             admitted: self.admitted,
             bytes_in: Arc::new(AtomicU64::new(0)),
             traceparent: self.traceparent.clone(),
+            stored_reads: self.stored_reads,
             slot: None,
         }
     }
@@ -250,6 +254,7 @@ impl Exchange {
             client_disconnected: false,
             traceparent: self.traceparent,
             request_tags: self.request_tags,
+            stored_reads: self.stored_reads,
         }
     }
 }
@@ -504,6 +509,8 @@ mod tests {
         let refused = target(&["secrets", "s1"], Access::Get);
         ex.route = Some((Method::Commit, "projects/p/databases/(default)".into()));
         ex.operation = Some(Operation {
+            writes: Vec::new(),
+            filter: None,
             database: Database {
                 project: "p".into(),
                 database: "(default)".into(),

@@ -73,7 +73,7 @@ impl Pipeline {
         let mut call = call?;
         let sealing = self.bind_grpc_transaction(&principal, &mut call)?;
         let t = Instant::now();
-        let decision = self.decide(&principal, &call.operation, ex).await;
+        let decision = self.decide(&principal, &call.operation, None, ex).await;
         self.metrics.step(Step::Decide, t);
         let decision = decision?;
         let t = Instant::now();

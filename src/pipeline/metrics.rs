@@ -19,6 +19,8 @@ use crate::firestore::Method;
 pub enum Step {
     Authenticate,
     Classify,
+    /// The stored-document read for rules that read `resource`.
+    ReadStored,
     Decide,
     Token,
     /// Until the upstream's response head (the body streams after).
@@ -26,9 +28,10 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 5] = [
+    const ALL: [Step; 6] = [
         Step::Authenticate,
         Step::Classify,
+        Step::ReadStored,
         Step::Decide,
         Step::Token,
         Step::UpstreamHead,
@@ -38,6 +41,7 @@ impl Step {
         match self {
             Step::Authenticate => "authenticate",
             Step::Classify => "classify",
+            Step::ReadStored => "read_stored",
             Step::Decide => "decide",
             Step::Token => "token",
             Step::UpstreamHead => "upstream_head",

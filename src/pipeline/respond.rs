@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::PipelineError;
+use super::stored::StoredReadError;
 use crate::audit::AuditError;
 use crate::authn::AuthnError;
 use crate::body::Body;
@@ -187,6 +188,14 @@ pub fn answer(err: &PipelineError) -> Answer {
                 A::BadGateway("The service is currently unavailable.")
             }
             UpstreamError::InvalidRequest(_) => A::Internal,
+        },
+        // A rule that needs the stored document never fails open.
+        PipelineError::StoredRead(e) => match e {
+            StoredReadError::ReadFailed(_) | StoredReadError::ReadRefused(_) => A::Unavailable,
+            StoredReadError::BeginsTransaction => A::InvalidArgument(
+                "This read is checked on its documents and cannot begin a transaction; \
+                 begin the transaction first.",
+            ),
         },
         PipelineError::Seal(e) => match e {
             SealError::EncodedResponse
@@ -461,6 +470,8 @@ mod tests {
             CredentialsError::BaseUnavailable.into(),
             CredentialsError::ImpersonationDenied { status: 403 }.into(),
             UpstreamError::ConnectFailed("10.0.0.1 refused".into()).into(),
+            StoredReadError::ReadFailed("10.0.0.1 refused".into()).into(),
+            StoredReadError::ReadRefused(500).into(),
         ];
         for err in outages {
             let shown = err.to_string();

@@ -125,7 +125,8 @@ fn scope_bytes(scope: &Scope) -> usize {
     match scope {
         Scope::Document { path } => strings(path),
         Scope::Collection { parent, collection }
-        | Scope::CollectionGroup { parent, collection } => strings(parent) + collection.len(),
+        | Scope::CollectionGroup { parent, collection }
+        | Scope::Subtree { parent, collection } => strings(parent) + collection.len(),
         Scope::Descendants { parent } | Scope::CollectionIds { parent } => strings(parent),
     }
 }
@@ -157,6 +158,8 @@ mod tests {
     /// A `batchGet` of `n` documents with long ids, numbered from `from`.
     fn batch_get(from: usize, n: usize) -> Operation {
         Operation {
+            writes: Vec::new(),
+            filter: None,
             database: Database {
                 project: "p".into(),
                 database: "(default)".into(),

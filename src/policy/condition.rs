@@ -7,19 +7,60 @@ use std::sync::Arc;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use cel::{Context, Env, Program, Value};
 
+use super::seen::Seen;
 use crate::authn::Principal;
 use crate::firestore::{Access, Method};
 
 /// The fields of `principal` a condition may read.
 const PRINCIPAL_FIELDS: &[&str] = &["subject", "email", "groups", "issuer", "claims"];
 /// The fields of `request` a condition may read.
-const REQUEST_FIELDS: &[&str] = &["method", "rpc", "time"];
+const REQUEST_FIELDS: &[&str] = &["method", "rpc", "time", "resource", "changed_fields"];
+/// The fields of `resource` (the stored document) a condition may read.
+const RESOURCE_FIELDS: &[&str] = &["data", "name"];
+
+/// What of the documents a condition reads, known at load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataUse {
+    /// `request.resource` (the document after the write).
+    pub written: bool,
+    /// `request.changed_fields`.
+    pub changed: bool,
+    /// `resource` (the stored document).
+    pub stored: bool,
+}
+
+impl DataUse {
+    pub const ALL: DataUse = DataUse {
+        written: true,
+        changed: true,
+        stored: true,
+    };
+
+    pub fn any(self) -> bool {
+        self.written || self.changed || self.stored
+    }
+
+    pub fn union(self, other: DataUse) -> DataUse {
+        DataUse {
+            written: self.written || other.written,
+            changed: self.changed || other.changed,
+            stored: self.stored || other.stored,
+        }
+    }
+}
 
 /// A compiled `when:` expression.
 pub struct Condition {
     program: Program,
     /// Reads `request.time`: its decisions are not cached.
     pub reads_time: bool,
+    /// Reads documents: its decisions are not cached either, and `stored`
+    /// makes firegate read the stored documents first.
+    pub data: DataUse,
+    /// The top-level fields read as `resource.data.<field>`, when that is
+    /// the only way the condition reads `resource`: then a query's
+    /// equality filters can prove it. `None` otherwise.
+    pub provable: Option<Vec<String>>,
     /// The expression as written (for analysis output).
     pub source: String,
     /// Every free variable read, with the field selected on it, if any.
@@ -38,19 +79,27 @@ impl Condition {
         collect_references(program.expression(), &mut Vec::new(), &mut refs);
         let mut errors = Vec::new();
         let mut reads_time = false;
+        let mut data = DataUse::default();
         for (var, field) in refs.iter().cloned() {
             let allowed: &[&str] = match var.as_str() {
                 "principal" => PRINCIPAL_FIELDS,
                 "request" => {
-                    // Reading `request` whole (e.g. `request['time']`) may read the time.
-                    reads_time |= field.as_deref().is_none_or(|f| f == "time");
+                    // Reading `request` whole (e.g. `request['time']`) may read anything.
+                    let whole = field.is_none();
+                    reads_time |= whole || field.as_deref() == Some("time");
+                    data.written |= whole || field.as_deref() == Some("resource");
+                    data.changed |= whole || field.as_deref() == Some("changed_fields");
                     REQUEST_FIELDS
+                }
+                "resource" => {
+                    data.stored = true;
+                    RESOURCE_FIELDS
                 }
                 "path" => bindings,
                 other => {
                     errors.push(format!(
                         "`when` references unknown variable `{other}` \
-                         (known: principal, path, request)"
+                         (known: principal, path, request, resource)"
                     ));
                     continue;
                 }
@@ -69,9 +118,15 @@ impl Condition {
             }
         }
         if errors.is_empty() {
+            let provable = data
+                .stored
+                .then(|| super::seen::stored_selects(program.expression()))
+                .flatten();
             Ok(Condition {
                 program,
                 reads_time,
+                data,
+                provable,
                 source: source.to_string(),
                 references: refs,
             })
@@ -88,8 +143,9 @@ impl Condition {
         input: &Input,
         access: Access,
         path: Value,
+        seen: &Seen,
     ) -> Result<bool, String> {
-        self.eval_parts(env, input, access, path, &[]).0
+        self.eval_parts(env, input, access, path, seen, &[]).0
     }
 
     /// The whole expression and each of `parts` (sub-expressions of it, for
@@ -100,23 +156,68 @@ impl Condition {
         input: &Input,
         access: Access,
         path: Value,
+        seen: &Seen,
         parts: &[&IdedExpr],
     ) -> (Result<bool, String>, Vec<Result<bool, String>>) {
-        let request: HashMap<&str, Value> = HashMap::from([
-            ("method", Value::from(access.as_str())),
-            ("rpc", input.rpc.clone()),
-            ("time", input.time.clone()),
-        ]);
-        let mut context = Context::with_env(Arc::clone(env));
-        context.add_variable_from_value("principal", input.principal.clone());
-        context.add_variable_from_value("request", request);
-        context.add_variable_from_value("path", path);
+        let context = self.context(env, input, access, path, seen);
         let whole = as_bool(self.program.execute(&context));
         let parts = parts
             .iter()
             .map(|e| as_bool(Value::resolve(e, &context)))
             .collect();
         (whole, parts)
+    }
+
+    /// The values of `parts` (sub-expressions of this condition), for
+    /// `policy check` to show what a condition saw.
+    pub fn eval_values(
+        &self,
+        env: &Arc<Env>,
+        input: &Input,
+        access: Access,
+        path: Value,
+        seen: &Seen,
+        parts: &[&IdedExpr],
+    ) -> Vec<Result<Value, String>> {
+        let context = self.context(env, input, access, path, seen);
+        parts
+            .iter()
+            .map(|e| Value::resolve(e, &context).map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    fn context(
+        &self,
+        env: &Arc<Env>,
+        input: &Input,
+        access: Access,
+        path: Value,
+        seen: &Seen,
+    ) -> Context<'static, 'static> {
+        let mut request: HashMap<&str, Value> = HashMap::from([
+            ("method", Value::from(access.as_str())),
+            ("rpc", input.rpc.clone()),
+            ("time", input.time.clone()),
+        ]);
+        // What is not known is left out: a condition reading it fails, so
+        // an allow does not hold and a deny applies.
+        if let Some(written) = &seen.written {
+            request.insert("resource", written.clone());
+        }
+        if let Some(changed) = &seen.changed {
+            request.insert("changed_fields", changed.clone());
+        }
+        let mut context = Context::with_env(Arc::clone(env));
+        context.add_variable_from_value("principal", input.principal.clone());
+        context.add_variable_from_value("request", request);
+        context.add_variable_from_value("path", path);
+        // A query's proven facts are sound only for a condition that reads
+        // nothing but `resource.data.<field>`: a missing fact then fails it.
+        let proven = seen.proven.as_ref().filter(|_| self.provable.is_some());
+        if let Some(stored) = seen.stored.as_ref().or(proven) {
+            context.add_variable_from_value("resource", stored.clone());
+        }
+        context
     }
 
     /// The compiled expression and where its nodes start in the source.
@@ -176,7 +277,7 @@ impl Condition {
             .iter()
             .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
             .collect();
-        Some(self.eval(env, &input, access, vars.into()))
+        Some(self.eval(env, &input, access, vars.into(), &Seen::default()))
     }
 }
 
@@ -297,7 +398,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::from(*v)))
             .collect();
-        condition.eval(&env, &input, Access::Get, path.into())
+        condition.eval(&env, &input, Access::Get, path.into(), &Seen::default())
     }
 
     #[test]

@@ -12,9 +12,11 @@ use serde::Serialize;
 use super::Decision;
 use super::compile::{Effect, Rule};
 use super::condition::Input;
+use super::seen::Seen as Documents;
 use super::table::{Table, tokens};
 use crate::authn::Principal;
 use crate::firestore::Operation;
+use crate::firestore::data::Stored;
 
 /// The outcomes seen of one boolean expression.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -99,6 +101,17 @@ impl<'t> Coverage<'t> {
     /// conditions of every rule that applied to them, as the engine
     /// evaluates them.
     pub fn record(&mut self, principal: &Principal, op: &Operation, decision: &Decision) {
+        self.record_stored(principal, op, None, decision);
+    }
+
+    /// [`Coverage::record`] for a case that gave the stored documents.
+    pub fn record_stored(
+        &mut self,
+        principal: &Principal,
+        op: &Operation,
+        stored: Option<&Stored>,
+        decision: &Decision,
+    ) {
         let index: HashMap<&str, usize> = self
             .table
             .rules
@@ -151,8 +164,15 @@ impl<'t> Coverage<'t> {
                 }
                 let parts = branches(condition.program().expression());
                 let path = path.unwrap_or_else(|| Value::from(HashMap::<String, Value>::new()));
-                let (whole, outcomes) =
-                    condition.eval_parts(&self.table.env, &input, target.access, path, &parts);
+                let documents = Documents::for_target(op, target, stored);
+                let (whole, outcomes) = condition.eval_parts(
+                    &self.table.env,
+                    &input,
+                    target.access,
+                    path,
+                    &documents,
+                    &parts,
+                );
                 if let Some((seen, labels)) = &mut self.rules[i].condition {
                     seen.note(&whole);
                     for ((_, s), outcome) in labels.iter_mut().zip(&outcomes) {
@@ -328,6 +348,8 @@ rules:
                 Default::default(),
             );
             let op = Operation {
+                writes: Vec::new(),
+                filter: None,
                 database: Database {
                     project: "p".into(),
                     database: "(default)".into(),

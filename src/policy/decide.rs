@@ -8,9 +8,11 @@ use cel::Value;
 
 use super::compile::{Effect, Rule};
 use super::condition::Input;
+use super::seen::Seen;
 use super::table::{Match, Table, Token, tokens};
 use super::{Decision, Shadow, TargetDecision, Why};
 use crate::authn::Principal;
+use crate::firestore::data::Stored;
 use crate::firestore::{Database, Method, Operation, Target};
 
 /// The verdict on one target, with what the cache and the upstream need.
@@ -19,7 +21,8 @@ pub struct Verdict {
     pub decision: TargetDecision,
     /// The allowing rule's `as:`.
     pub upstream_account: Option<String>,
-    /// False when a condition that reads `request.time` was evaluated.
+    /// False when a condition that reads `request.time` or documents was
+    /// evaluated: the verdict holds for this request only.
     pub cacheable: bool,
 }
 
@@ -32,6 +35,9 @@ pub struct Request<'a> {
     pub principal: &'a Principal,
     pub database: &'a Database,
     pub method: Method,
+    op: &'a Operation,
+    /// The stored documents read for this request, if any were.
+    stored: Option<&'a Stored>,
     input: OnceCell<Input>,
 }
 
@@ -41,7 +47,17 @@ impl<'a> Request<'a> {
             principal,
             database: &op.database,
             method: op.method,
+            op,
+            stored: None,
             input: OnceCell::new(),
+        }
+    }
+
+    /// A request whose rules see these stored documents.
+    pub fn with_stored(principal: &'a Principal, op: &'a Operation, stored: &'a Stored) -> Self {
+        Request {
+            stored: Some(stored),
+            ..Request::new(principal, op)
         }
     }
 
@@ -54,11 +70,25 @@ impl<'a> Request<'a> {
 impl Table {
     /// Judge a whole operation, uncached (`policy check`, `policy test`).
     pub fn decide(&self, principal: &Principal, op: &Operation) -> Decision {
-        let req = Request::new(principal, op);
+        self.decide_request(&Request::new(principal, op))
+    }
+
+    /// [`Table::decide`] with the stored documents the rules may read.
+    pub fn decide_stored(
+        &self,
+        principal: &Principal,
+        op: &Operation,
+        stored: &Stored,
+    ) -> Decision {
+        self.decide_request(&Request::with_stored(principal, op, stored))
+    }
+
+    fn decide_request(&self, req: &Request) -> Decision {
+        let op = req.op;
         let verdicts: Vec<Verdict> = op
             .targets
             .iter()
-            .map(|t| self.decide_target(&req, t))
+            .map(|t| self.decide_target(req, t))
             .collect();
         combine(&verdicts)
     }
@@ -111,18 +141,25 @@ impl Table {
                 && rule.applies_to(req.database)
                 && rule.who.matches(req.principal)
         };
+        let seen = OnceCell::new();
         let mut holds = |rule: &Rule, m: Option<&Match>| -> Result<bool, String> {
             let Some(condition) = &rule.when else {
                 return Ok(true);
             };
-            *cacheable &= !condition.reads_time;
+            *cacheable &= !condition.reads_time && !condition.data.any();
             // A deny that only overlaps the scope has no concrete bindings:
             // a condition reading `path` then fails, and the deny applies.
             let path = match m {
                 Some(m) => self.bindings(m, tokens),
                 None => Value::from(HashMap::<String, Value>::new()),
             };
-            condition.eval(&self.env, req.input(), target.access, path)
+            let empty = Seen::default();
+            let seen = if condition.data.any() {
+                seen.get_or_init(|| Seen::for_uses(req.op, target, req.stored, self.data_uses))
+            } else {
+                &empty
+            };
+            condition.eval(&self.env, req.input(), target.access, path, seen)
         };
         for index in self.deny_overlaps(tokens) {
             let rule = &self.rules[index];

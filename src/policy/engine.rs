@@ -17,6 +17,7 @@ use super::table::Table;
 use super::{CacheSettings, Decision, PolicyConfig, PolicySettings};
 use crate::authn::Principal;
 use crate::firestore::Operation;
+use crate::firestore::data::Stored;
 
 type Labels = [(&'static str, &'static str); 1];
 
@@ -183,8 +184,28 @@ impl PolicyEngine {
 
     /// Step 3 of the pipeline. A deny is a value, not an error.
     pub async fn decide(&self, principal: &Principal, op: &Operation) -> Decision {
+        self.decide_with(principal, op, None).await
+    }
+
+    /// The stored documents `op`'s rules need read first (see
+    /// [`Table::stored_needed`]). Should a reload add such a rule before
+    /// the decision, it fails closed for want of them.
+    pub fn stored_needed(&self, principal: &Principal, op: &Operation) -> Vec<Vec<String>> {
+        self.shared.table.load().stored_needed(principal, op)
+    }
+
+    /// [`PolicyEngine::decide`], with the stored documents that were read.
+    pub async fn decide_with(
+        &self,
+        principal: &Principal,
+        op: &Operation,
+        stored: Option<&Stored>,
+    ) -> Decision {
         let table = self.shared.table.load_full();
-        let req = Request::new(principal, op);
+        let req = match stored {
+            Some(stored) => Request::with_stored(principal, op, stored),
+            None => Request::new(principal, op),
+        };
         let metrics = &self.shared.metrics;
         let mut admission = self.shared.cache.admission();
         let verdicts: Vec<_> = op

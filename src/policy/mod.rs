@@ -5,10 +5,15 @@ mod cache;
 mod compile;
 mod condition;
 pub mod coverage;
+#[cfg(test)]
+mod data_tests;
 mod decide;
 mod engine;
+mod explain;
 pub mod format;
 pub mod pattern;
+mod prefetch;
+mod seen;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -18,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::firestore::{Operation, Target};
 
 pub use engine::PolicyEngine;
+pub use explain::{DataSeen, FieldSeen};
 pub use format::{PolicyError, PolicyErrors};
 pub use table::Table;
 

@@ -49,6 +49,12 @@ pub fn tokens(scope: &Scope) -> Vec<Token<'_>> {
             t.extend([Token::AnyId, Token::AnyId, Token::AnySeq]);
             t
         }
+        // The collection's documents, then any depth below them.
+        Scope::Subtree { parent, collection } => {
+            let mut t = ids(parent);
+            t.extend([Token::Id(collection), Token::AnyId, Token::AnySeq]);
+            t
+        }
         // "list on the parent": a pattern that matches the parent document.
         Scope::CollectionIds { parent } => ids(parent),
     }
@@ -167,6 +173,11 @@ pub struct Table {
     pub epoch: u64,
     /// Some rule is `mode: shadow`.
     shadowed: bool,
+    /// Some rule's condition reads documents (only then are the stored
+    /// documents a request needs looked for).
+    pub(super) reads_documents: bool,
+    /// What of the documents any rule reads: only that is built per target.
+    pub(super) data_uses: super::condition::DataUse,
 }
 
 impl Table {
@@ -183,6 +194,13 @@ impl Table {
         }
         Ok(Table {
             shadowed: rules.iter().any(|r| r.shadow),
+            reads_documents: rules
+                .iter()
+                .any(|r| r.when.as_ref().is_some_and(|c| c.data.any())),
+            data_uses: rules
+                .iter()
+                .filter_map(|r| r.when.as_ref())
+                .fold(Default::default(), |u, c| u.union(c.data)),
             rules,
             root,
             deny_root,

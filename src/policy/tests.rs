@@ -45,6 +45,8 @@ fn doc(path: &str, access: Access) -> Target {
 
 fn op(method: Method, targets: Vec<Target>) -> Operation {
     Operation {
+        writes: Vec::new(),
+        filter: None,
         database: Database {
             project: "p".into(),
             database: "(default)".into(),

@@ -139,6 +139,8 @@ fn paths() -> Vec<Vec<String>> {
 
 fn allowed(t: &Table, p: &Principal, path: &[String], access: Access) -> bool {
     let op = Operation {
+        writes: Vec::new(),
+        filter: None,
         database: Database {
             project: "p".into(),
             database: "(default)".into(),

@@ -1,0 +1,190 @@
+//! After the stored documents were read: the forwarded request pinned to
+//! the versions the rules saw, so a concurrent change fails the write (Firestore's own
+//! precondition failure) and a checked read returns what was checked.
+
+use bytes::Bytes;
+use serde_json::{Value as Json, json};
+
+use super::stored::{ReadStored, StoredReadError};
+use crate::firestore::data::{Precondition, Stored, Written};
+use crate::firestore::{Method, Operation, Route, Scope};
+
+/// The precondition that pins `w` to the stored version, if it needs one
+/// (the client's own `updateTime` or `exists: false` already does; an
+/// `exists: true` on an absent document already fails).
+fn pin_of(w: &Written, stored: &Stored) -> Option<Json> {
+    let Scope::Document { path } = &w.scope else {
+        return None;
+    };
+    let doc = stored.get(path)?;
+    match (doc, &w.precondition) {
+        (_, Precondition::UpdateTime(_) | Precondition::Exists(false)) => None,
+        (Some(d), _) => Some(json!({ "updateTime": d.update_time })),
+        (None, Precondition::None) => Some(json!({ "exists": false })),
+        (None, Precondition::Exists(true)) => None,
+    }
+}
+
+/// Rewrite the forwarded request: writes pinned, checked reads read at the
+/// time of the check (unless in a transaction or at the client's time).
+pub fn pin(
+    route: &mut Route,
+    body: Bytes,
+    op: &Operation,
+    read: &ReadStored,
+    consistent: bool,
+) -> Result<Bytes, StoredReadError> {
+    let stored = &read.documents;
+    match op.method {
+        Method::Patch | Method::Delete => {
+            if let Some(pin) = op.writes.first().and_then(|w| pin_of(w, stored)) {
+                route.pin_precondition(pin.get("updateTime").and_then(Json::as_str));
+            }
+            Ok(body)
+        }
+        Method::Commit | Method::BatchWrite => {
+            // Only a document's first write is pinned: the commit is atomic,
+            // and a later write sees the first one's version, not the read's.
+            let mut pinned: Vec<&Scope> = Vec::new();
+            let mut pins: Vec<(usize, Json)> = Vec::new();
+            for w in &op.writes {
+                if pinned.contains(&&w.scope) {
+                    continue;
+                }
+                pinned.push(&w.scope);
+                if let Some(p) = pin_of(w, stored) {
+                    pins.push((w.index, p));
+                }
+            }
+            if pins.is_empty() {
+                return Ok(body);
+            }
+            let mut request: Json = serde_json::from_slice(&body).map_err(unpinnable)?;
+            let writes = request
+                .get_mut("writes")
+                .and_then(Json::as_array_mut)
+                .ok_or_else(|| unpinnable("no writes"))?;
+            for (index, pin) in pins {
+                let write = writes
+                    .get_mut(index)
+                    .and_then(Json::as_object_mut)
+                    .ok_or_else(|| unpinnable("write"))?;
+                write.remove("current_document");
+                write.insert("currentDocument".into(), pin);
+            }
+            Ok(Bytes::from(request.to_string()))
+        }
+        Method::Get if !consistent => {
+            if let Some(t) = &read.read_time {
+                route.pin_read_time(t);
+            }
+            Ok(body)
+        }
+        Method::BatchGet if !consistent => {
+            let Some(t) = &read.read_time else {
+                return Ok(body);
+            };
+            let mut request: Json = serde_json::from_slice(&body).map_err(unpinnable)?;
+            let object = request
+                .as_object_mut()
+                .ok_or_else(|| unpinnable("not an object"))?;
+            object.insert("readTime".into(), json!(t));
+            Ok(Bytes::from(request.to_string()))
+        }
+        _ => Ok(body),
+    }
+}
+
+fn unpinnable(e: impl std::fmt::Display) -> StoredReadError {
+    StoredReadError::ReadFailed(format!("the request could not be pinned: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firestore::data::{Change, StoredDocument};
+    use crate::firestore::{Access, Database, Target};
+
+    fn path(id: &str) -> Vec<String> {
+        vec!["notes".into(), id.into()]
+    }
+
+    fn op() -> Operation {
+        let doc = |id: &str| Scope::Document { path: path(id) };
+        let write = |id: &str, index| Written {
+            scope: doc(id),
+            index,
+            change: Change::Delete,
+            precondition: Precondition::None,
+        };
+        let mut op = Operation::new(
+            Database {
+                project: "p".into(),
+                database: "(default)".into(),
+            },
+            Method::Commit,
+            ["a", "b"]
+                .iter()
+                .flat_map(|id| {
+                    [Access::Create, Access::Update].map(|access| Target {
+                        scope: doc(id),
+                        access,
+                    })
+                })
+                .collect(),
+        );
+        op.writes = vec![write("a", 0), write("b", 1)];
+        op
+    }
+
+    fn stored() -> Stored {
+        Stored::from([
+            (
+                path("a"),
+                Some(StoredDocument {
+                    fields: Default::default(),
+                    update_time: "2026-01-01T00:00:00Z".into(),
+                }),
+            ),
+            (path("b"), None),
+        ])
+    }
+
+    #[test]
+    fn upserts_settle_to_what_the_read_found() {
+        let mut op = op();
+        op.settle(&stored());
+        let accesses: Vec<Access> = op.targets.iter().map(|t| t.access).collect();
+        assert_eq!(accesses, [Access::Update, Access::Create]);
+    }
+
+    #[test]
+    fn commit_writes_are_pinned_to_the_read_versions() {
+        let body = Bytes::from_static(
+            br#"{"writes":[{"delete":"x","current_document":{"exists":true}},{"delete":"y"}]}"#,
+        );
+        let read = ReadStored {
+            documents: stored(),
+            read_time: None,
+        };
+        let mut route = crate::firestore::route(
+            &http::Method::POST,
+            &"/v1/projects/p/databases/(default)/documents:commit"
+                .parse()
+                .unwrap(),
+            &http::HeaderMap::new(),
+        )
+        .unwrap();
+        let out = pin(&mut route, body, &op(), &read, false).unwrap();
+        let out: Json = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            out["writes"][0]["currentDocument"],
+            json!({"updateTime": "2026-01-01T00:00:00Z"})
+        );
+        assert!(out["writes"][0].get("current_document").is_none());
+        assert_eq!(
+            out["writes"][1]["currentDocument"],
+            json!({"exists": false})
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! The stored-document read before `decide`, for rules that read
+//! `resource`: one `batchGet` with firegate's own token, in the request's
+//! transaction or at its read time, counted and metered.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, header};
+use http_body_util::{BodyExt as _, Limited};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde_json::{Value as Json, json};
+
+use crate::body;
+use crate::firestore::Database;
+use crate::firestore::data::{Stored, StoredDocument};
+use crate::firestore::data_json;
+use crate::firestore::path::document_name;
+use crate::upstream::{AccessToken, Outbound, Upstream};
+
+/// Largest `batchGet` answer read (the documents a rule needs, at most
+/// `max_targets` of them).
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+/// Longest wait for the whole answer once its head arrived.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the stored documents could not be read. The request is refused:
+/// a rule that needs them never fails open.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredReadError {
+    #[error("the stored documents could not be read: {0}")]
+    ReadFailed(String),
+    #[error("the upstream answered the stored-document read with status {0}")]
+    ReadRefused(u16),
+    #[error("a read that begins a transaction cannot be checked on its documents")]
+    BeginsTransaction,
+}
+
+impl StoredReadError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StoredReadError::ReadFailed(_) => "stored_read_failed",
+            StoredReadError::ReadRefused(_) => "stored_read_refused",
+            StoredReadError::BeginsTransaction => "stored_read_in_new_transaction",
+        }
+    }
+}
+
+/// Where the read happens.
+pub enum Consistency {
+    /// Now; the answer's read time pins a checked read.
+    Now,
+    /// Inside the request's transaction (the upstream id).
+    Transaction(Vec<u8>),
+    /// At the read time the client asked for.
+    ReadTime(String),
+}
+
+/// The documents read and the time they were read at.
+pub struct ReadStored {
+    pub documents: Stored,
+    pub read_time: Option<String>,
+}
+
+/// Counts the reads and the documents they read.
+pub struct StoredReader {
+    reads: Family<[(&'static str, &'static str); 1], Counter>,
+    documents: Counter,
+}
+
+impl StoredReader {
+    pub fn register(registry: &mut Registry) -> StoredReader {
+        let reader = StoredReader {
+            reads: Family::default(),
+            documents: Counter::default(),
+        };
+        registry.register(
+            "stored_reads",
+            "Stored-document reads for rules that read `resource`, by result (ok, failed)",
+            reader.reads.clone(),
+        );
+        registry.register(
+            "stored_documents_read",
+            "Documents read for rules that read `resource`",
+            reader.documents.clone(),
+        );
+        for result in ["ok", "failed"] {
+            let _ = reader.reads.get_or_create(&[("result", result)]);
+        }
+        reader
+    }
+
+    /// One `batchGet` of `paths`, with firegate's own `token`.
+    pub async fn read(
+        &self,
+        upstream: &Upstream,
+        token: &AccessToken,
+        database: &Database,
+        paths: &[Vec<String>],
+        consistency: &Consistency,
+        request_id: &str,
+    ) -> Result<ReadStored, StoredReadError> {
+        let result = self
+            .batch_get(upstream, token, database, paths, consistency, request_id)
+            .await;
+        let label = if result.is_ok() { "ok" } else { "failed" };
+        self.reads.get_or_create(&[("result", label)]).inc();
+        if result.is_ok() {
+            self.documents.inc_by(paths.len() as u64);
+        }
+        result
+    }
+
+    async fn batch_get(
+        &self,
+        upstream: &Upstream,
+        token: &AccessToken,
+        database: &Database,
+        paths: &[Vec<String>],
+        consistency: &Consistency,
+        request_id: &str,
+    ) -> Result<ReadStored, StoredReadError> {
+        let names: Vec<String> = paths.iter().map(|p| full_name(database, p)).collect();
+        let mut request = json!({ "documents": names });
+        match consistency {
+            Consistency::Now => {}
+            Consistency::Transaction(id) => request["transaction"] = json!(BASE64.encode(id)),
+            Consistency::ReadTime(t) => request["readTime"] = json!(t),
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let db = database.to_string();
+        let path_and_query = format!("/v1/{db}/documents:batchGet");
+        let response = upstream
+            .forward(Outbound {
+                method: http::Method::POST,
+                path_and_query: &path_and_query,
+                client_headers: &headers,
+                client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+                trusted_proxies: &[],
+                client_proto: "https",
+                request_id,
+                database: &db,
+                token,
+                body: body::full(request.to_string()),
+            })
+            .await
+            .map_err(|e| StoredReadError::ReadFailed(e.reason().into()))?;
+        let status = response.status();
+        let answer = tokio::time::timeout(
+            ANSWER_TIMEOUT,
+            Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect(),
+        )
+        .await
+        .map_err(|_| StoredReadError::ReadFailed("answer timed out".into()))?
+        .map_err(|_| StoredReadError::ReadFailed("answer unreadable or too large".into()))?
+        .to_bytes();
+        if !status.is_success() {
+            return Err(StoredReadError::ReadRefused(status.as_u16()));
+        }
+        parse(database, paths, &answer)
+    }
+}
+
+fn full_name(database: &Database, path: &[String]) -> String {
+    let mut name = format!("{database}/documents");
+    for segment in path {
+        name.push('/');
+        name.push_str(segment);
+    }
+    name
+}
+
+/// The `batchGet` answer (a JSON array of `found`/`missing`): every asked
+/// document must be answered for, or the read failed.
+fn parse(
+    database: &Database,
+    paths: &[Vec<String>],
+    answer: &Bytes,
+) -> Result<ReadStored, StoredReadError> {
+    let bad = |what: &str| StoredReadError::ReadFailed(format!("unexpected answer: {what}"));
+    let items: Vec<Json> = serde_json::from_slice(answer).map_err(|_| bad("not a JSON array"))?;
+    let mut documents = Stored::new();
+    let mut read_time = None;
+    for item in &items {
+        if read_time.is_none() {
+            read_time = item
+                .get("readTime")
+                .and_then(Json::as_str)
+                .map(String::from);
+        }
+        if let Some(found) = item.get("found") {
+            let name = found
+                .get("name")
+                .and_then(Json::as_str)
+                .ok_or(bad("name"))?;
+            let path = document_name(database, name).map_err(|_| bad("name"))?;
+            let fields = match found.get("fields") {
+                Some(f) => data_json::fields_of(f).map_err(|_| bad("fields"))?,
+                None => Default::default(),
+            };
+            let update_time = found
+                .get("updateTime")
+                .and_then(Json::as_str)
+                .ok_or(bad("updateTime"))?
+                .to_owned();
+            documents.insert(
+                path,
+                Some(StoredDocument {
+                    fields,
+                    update_time,
+                }),
+            );
+        } else if let Some(name) = item.get("missing").and_then(Json::as_str) {
+            let path = document_name(database, name).map_err(|_| bad("missing"))?;
+            documents.insert(path, None);
+        }
+    }
+    if paths.iter().any(|p| !documents.contains_key(p)) {
+        return Err(bad("a document was not answered for"));
+    }
+    Ok(ReadStored {
+        documents,
+        read_time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Database {
+        Database {
+            project: "p".into(),
+            database: "(default)".into(),
+        }
+    }
+
+    #[test]
+    fn found_and_missing_documents_are_read() {
+        let answer = Bytes::from(
+            r#"[{"found":{"name":"projects/p/databases/(default)/documents/notes/a",
+                 "fields":{"owner":{"stringValue":"alice"}},
+                 "updateTime":"2026-01-01T00:00:00.000001Z"},"readTime":"2026-01-02T00:00:00Z"},
+                {"missing":"projects/p/databases/(default)/documents/notes/b","readTime":"2026-01-02T00:00:00Z"}]"#,
+        );
+        let a = vec!["notes".to_string(), "a".to_string()];
+        let b = vec!["notes".to_string(), "b".to_string()];
+        let read = parse(&db(), &[a.clone(), b.clone()], &answer).unwrap();
+        let doc = read.documents[&a].as_ref().unwrap();
+        assert_eq!(doc.update_time, "2026-01-01T00:00:00.000001Z");
+        assert!(read.documents[&b].is_none());
+        assert_eq!(read.read_time.as_deref(), Some("2026-01-02T00:00:00Z"));
+    }
+
+    #[test]
+    fn an_unanswered_document_fails_the_read() {
+        let a = vec!["notes".to_string(), "a".to_string()];
+        assert!(parse(&db(), &[a], &Bytes::from_static(b"[]")).is_err());
+        assert!(parse(&db(), &[], &Bytes::from_static(b"{}")).is_err());
+    }
+}
