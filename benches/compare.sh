@@ -155,6 +155,7 @@ server:
   listen: 127.0.0.1:$PROXY_PORT
   admin_listen: 127.0.0.1:$ADMIN_PORT
   plain_http: true
+  worker_threads: 1   # the one core it is pinned to
 authn:
   issuers:
     - name: bench

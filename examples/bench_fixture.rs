@@ -149,7 +149,11 @@ fn main() -> anyhow::Result<()> {
     let usage = "usage: bench_fixture DIR ISSUER [COLD_TOKENS]";
     let dir = PathBuf::from(args.next().ok_or_else(|| anyhow::anyhow!(usage))?);
     let issuer = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
-    let cold: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(20_000);
+    let cold: usize = args
+        .next()
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(20_000);
     fs::create_dir_all(dir.join("policies"))?;
 
     let rsa = key(Algorithm::RS256, "bench-rs256")?;
@@ -159,9 +163,21 @@ fn main() -> anyhow::Result<()> {
     };
     write(&dir, "jwks.json", serde_json::to_vec(&jwks)?)?;
     write(&dir, "rs256.pub.pem", &rsa.public_pem)?;
-    write(&dir, "tokens-hit.txt", tokens(&rsa, &issuer, "hit", HIT_TOKENS)?)?;
-    write(&dir, "tokens-cold-rs256.txt", tokens(&rsa, &issuer, "rs", cold)?)?;
-    write(&dir, "tokens-cold-es256.txt", tokens(&ec, &issuer, "es", cold)?)?;
+    write(
+        &dir,
+        "tokens-hit.txt",
+        tokens(&rsa, &issuer, "hit", HIT_TOKENS)?,
+    )?;
+    write(
+        &dir,
+        "tokens-cold-rs256.txt",
+        tokens(&rsa, &issuer, "rs", cold)?,
+    )?;
+    write(
+        &dir,
+        "tokens-cold-es256.txt",
+        tokens(&ec, &issuer, "es", cold)?,
+    )?;
     write(&dir, "policies/rules.yaml", policy())?;
     write(&dir, "commit.json", serde_json::to_vec(&commit())?)?;
     write(&dir, "runquery.json", serde_json::to_vec(&run_query())?)?;

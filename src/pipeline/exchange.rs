@@ -33,7 +33,7 @@ pub struct Exchange {
     http_method: String,
     pub principal: Option<Arc<Principal>>,
     pub route: Option<(Method, String)>,
-    pub operation: Option<Operation>,
+    pub operation: Option<Arc<Operation>>,
     pub decision: Option<Decision>,
     pub upstream_account: Option<String>,
     pub upstream_status: Option<u16>,
@@ -440,14 +440,14 @@ mod tests {
         let allowed = target(&["teams", "a", "deployments", "d1"], Access::Update);
         let refused = target(&["secrets", "s1"], Access::Get);
         ex.route = Some((Method::Commit, "projects/p/databases/(default)".into()));
-        ex.operation = Some(Operation {
+        ex.operation = Some(Arc::new(Operation {
             database: Database {
                 project: "p".into(),
                 database: "(default)".into(),
             },
             method: Method::Commit,
             targets: vec![allowed.clone(), refused.clone()],
-        });
+        }));
         ex.decision = Some(Decision {
             allowed: false,
             targets: vec![
