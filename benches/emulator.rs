@@ -1,12 +1,15 @@
 //! The emulator's cost per call, in-process through `Emulator::handle`:
 //! a filtered, ordered, limited runQuery over 10,000 documents (every query
-//! is a scan), a batchGet of one document, and a one-write commit.
+//! is a scan), a batchGet of one document, and a one-write commit; the
+//! last two also over gRPC (protobuf framed by hand, as a client sends it).
 //!
 //! `cargo bench --bench emulator -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use googleapis_tonic_google_firestore_v1::google::firestore::v1 as proto;
 use http::{Method, Request};
 use http_body_util::BodyExt;
+use prost::Message;
 use serde_json::json;
 use tokio::runtime::Runtime;
 
@@ -31,6 +34,29 @@ async fn post(emulator: &Emulator, verb: &str, body: &serde_json::Value) -> usiz
         .expect("body")
         .to_bytes();
     bytes.len()
+}
+
+/// One gRPC call; the answer's length, after checking its `grpc-status`.
+async fn grpc(emulator: &Emulator, method: &str, message: &impl Message) -> usize {
+    let encoded = message.encode_to_vec();
+    let mut framed = Vec::with_capacity(encoded.len() + 5);
+    framed.push(0);
+    framed.extend_from_slice(&u32::try_from(encoded.len()).expect("size").to_be_bytes());
+    framed.extend_from_slice(&encoded);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/google.firestore.v1.Firestore/{method}"))
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .body(body::full(framed))
+        .expect("request");
+    let response = emulator.handle(request).await;
+    let collected = response.into_body().collect().await.expect("body");
+    let status = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .cloned();
+    assert_eq!(status.as_ref().map(|s| s.as_bytes()), Some(&b"0"[..]));
+    collected.to_bytes().len()
 }
 
 fn bench_emulator(c: &mut Criterion) {
@@ -70,6 +96,37 @@ fn bench_emulator(c: &mut Criterion) {
             }}]});
             let emulator = emulator.clone();
             async move { post(&emulator, "commit", &write).await }
+        })
+    });
+    let grpc_get = proto::BatchGetDocumentsRequest {
+        database: DB.into(),
+        documents: vec![format!("{DB}/documents/items/04242")],
+        ..Default::default()
+    };
+    group.bench_function("grpc_batchGet_one", |b| {
+        b.to_async(&rt)
+            .iter(|| grpc(&emulator, "BatchGetDocuments", &grpc_get))
+    });
+    group.bench_function("grpc_commit_one", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            let value = proto::Value {
+                value_type: Some(proto::value::ValueType::IntegerValue(n as i64)),
+            };
+            let commit = proto::CommitRequest {
+                database: DB.into(),
+                writes: vec![proto::Write {
+                    operation: Some(proto::write::Operation::Update(proto::Document {
+                        name: format!("{DB}/documents/grpc_writes/w{n}"),
+                        fields: [("n".to_owned(), value)].into_iter().collect(),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                transaction: Vec::new(),
+            };
+            let emulator = emulator.clone();
+            async move { grpc(&emulator, "Commit", &commit).await }
         })
     });
     group.finish();

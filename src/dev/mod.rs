@@ -183,7 +183,11 @@ pub fn banner(stack: &Stack) -> anyhow::Result<String> {
         "issuer:   {} (tokens below are valid for 24h)",
         stack.issuer.issuer()
     )?;
-    writeln!(out, "emulator: http://{}", stack.emulator_addr)?;
+    writeln!(
+        out,
+        "emulator: http://{} (REST and gRPC; FIRESTORE_EMULATOR_HOST={0} reaches it without the gate)",
+        stack.emulator_addr
+    )?;
     writeln!(out, "policies: {}", stack.policies.describe())?;
     for sample in samples() {
         let token = stack.token(&sample.identity)?;

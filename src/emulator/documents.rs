@@ -3,7 +3,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::Response;
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use serde_json::{Value as Json, json};
@@ -14,11 +13,10 @@ use super::routes::{Call, Params};
 use super::store::{Doc, DocPath, document_json, document_name};
 use super::values::{FieldPath, fields_from_json};
 use super::write::{Precondition, Write, check_field_names, commit};
-use super::{EmulatorError, Shared, json_response};
-use crate::body::Body;
+use super::{Answer, EmulatorError, Shared};
 
 /// `GET …/documents/{path}`.
-pub fn get(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn get(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let mask = mask_param(&call.params)?;
     let mut at = read_time_param(&call.params)?;
     let mut state = shared.lock();
@@ -34,7 +32,7 @@ pub fn get(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError
             .record(&call.path, doc.as_ref());
     }
     let doc = doc.ok_or_else(|| not_found(&call.database, &call.path))?;
-    Ok(json_response(document_json(
+    Ok(Answer::Object(document_json(
         &call.database,
         &call.path,
         &doc,
@@ -44,7 +42,7 @@ pub fn get(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError
 
 /// `GET …/documents[/{doc}]/{collection}`: pages of documents, by name or
 /// by `orderBy`; `showMissing` adds documents that only have subcollections.
-pub fn list(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn list(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let mask = mask_param(&call.params)?;
     let page_size = match call.params.get("pageSize") {
         None | Some("") | Some("0") => usize::MAX,
@@ -100,11 +98,11 @@ pub fn list(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorErro
     if end < rows.len() {
         body["nextPageToken"] = Json::from(encode_page_token(end));
     }
-    Ok(json_response(body))
+    Ok(Answer::Object(body))
 }
 
 /// `POST …/documents[/{doc}]/{collection}?documentId=`.
-pub fn create(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn create(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let mask = mask_param(&call.params)?;
     let id = match call.params.get("documentId").filter(|id| !id.is_empty()) {
         Some(id) => id.to_owned(),
@@ -126,7 +124,7 @@ pub fn create(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorEr
 
 /// `PATCH …/documents/{path}?updateMask…&currentDocument…`: an upsert unless
 /// a precondition says otherwise.
-pub fn patch(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn patch(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let mask = mask_param(&call.params)?;
     let update_mask = paths_param(&call.params, "updateMask.fieldPaths")?;
     let precondition = precondition_param(&call.params)?;
@@ -137,17 +135,17 @@ pub fn patch(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorErr
 }
 
 /// `DELETE …/documents/{path}`.
-pub fn delete(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn delete(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let precondition = precondition_param(&call.params)?;
     let write = Write::delete(call.path.clone(), precondition);
     let now = shared.clock.now();
     let mut state = shared.lock();
     commit(&mut state, &call.database, &[write], now)?;
-    Ok(json_response(json!({})))
+    Ok(Answer::Object(json!({})))
 }
 
 /// `POST …/documents[/{doc}]:listCollectionIds`.
-pub fn list_collection_ids(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn list_collection_ids(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let page_size = match call.body.get("pageSize") {
         None | Some(Json::Null) => usize::MAX,
         Some(n) => match super::wire::count(n, "pageSize")? {
@@ -169,7 +167,7 @@ pub fn list_collection_ids(shared: &Shared, call: &Call) -> Result<Response<Body
     if end < ids.len() {
         body["nextPageToken"] = Json::from(encode_page_token(end));
     }
-    Ok(json_response(body))
+    Ok(Answer::Object(body))
 }
 
 fn store_and_show(
@@ -177,7 +175,7 @@ fn store_and_show(
     call: &Call,
     write: Write,
     mask: Option<Vec<FieldPath>>,
-) -> Result<Response<Body>, EmulatorError> {
+) -> Result<Answer, EmulatorError> {
     let now = shared.clock.now();
     let mut state = shared.lock();
     commit(
@@ -189,7 +187,7 @@ fn store_and_show(
     let doc = state
         .get(&call.database, &write.path)
         .ok_or_else(|| not_found(&call.database, &write.path))?;
-    Ok(json_response(document_json(
+    Ok(Answer::Object(document_json(
         &call.database,
         &write.path,
         doc,

@@ -1,4 +1,5 @@
-//! An in-memory Firestore REST v1 server for `firegate dev` and for tests.
+//! An in-memory Firestore (REST v1 and the gRPC API `google.firestore.v1.Firestore`
+//! on the same port) for `firegate dev` and for tests.
 //!
 //! [`Emulator`] is the handle (cheap to clone, mountable behind any server
 //! through [`Emulator::handle`]); [`spawn`] runs it on a socket of its own,
@@ -8,6 +9,7 @@ mod aggregate;
 mod clock;
 mod documents;
 mod explain;
+mod grpc;
 mod ids;
 mod nearest;
 mod partition;
@@ -119,8 +121,12 @@ impl Emulator {
         Emulator::default()
     }
 
-    /// Answer one Firestore REST request. Any `Authorization` is accepted.
+    /// Answer one Firestore request, gRPC (by its content type) or REST.
+    /// Any `Authorization` is accepted.
     pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
+        if grpc::is_grpc(&request) {
+            return grpc::handle(Arc::clone(&self.shared), request).await;
+        }
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let mut response = if method == Method::OPTIONS {
@@ -128,7 +134,7 @@ impl Emulator {
         } else {
             let (parts, body) = request.into_parts();
             let outcome = match routes::read_body(body).await {
-                Ok(bytes) => routes::route(&self.shared, &parts, &bytes),
+                Ok(bytes) => routes::route(&self.shared, &parts, &bytes).map(Answer::into_response),
                 Err(error) => Err(error),
             };
             match outcome {
@@ -176,6 +182,23 @@ impl Emulator {
         state
             .get(database, &path)
             .map(|doc| values::fields_to_json(&doc.fields))
+    }
+}
+
+/// What a method answers, before it is put on a wire: one JSON object, or
+/// the elements of a streamed JSON array (one gRPC message each).
+#[derive(Debug)]
+pub enum Answer {
+    Object(Json),
+    Stream(Vec<Json>),
+}
+
+impl Answer {
+    fn into_response(self) -> Response<Body> {
+        match self {
+            Answer::Object(json) => json_response(json),
+            Answer::Stream(elements) => stream::json_array(elements),
+        }
     }
 }
 

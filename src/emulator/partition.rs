@@ -3,7 +3,6 @@
 //! does: cursors at evenly spaced document names, never less than 128
 //! documents apart.
 
-use http::Response;
 use serde_json::{Value as Json, json};
 
 use super::documents::{decode_page_token, encode_page_token};
@@ -13,14 +12,13 @@ use super::routes::Call;
 use super::rpc::read_time;
 use super::store::document_name;
 use super::wire::count;
-use super::{EmulatorError, Shared, json_response};
-use crate::body::Body;
+use super::{Answer, EmulatorError, Shared};
 
 /// Firestore makes no partition smaller than this.
 const MIN_PARTITION_SIZE: usize = 128;
 
 /// `:partitionQuery` below the call's parent.
-pub fn partition_query(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn partition_query(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let query =
         Query::parse(call.body.get("structuredQuery").ok_or_else(|| {
             EmulatorError::InvalidArgument("structuredQuery is required".into())
@@ -71,7 +69,7 @@ pub fn partition_query(shared: &Shared, call: &Call) -> Result<Response<Body>, E
     if end < points.len() {
         body["nextPageToken"] = Json::from(encode_page_token(end));
     }
-    Ok(json_response(body))
+    Ok(Answer::Object(body))
 }
 
 /// Indices of the documents that start each partition after the first: at

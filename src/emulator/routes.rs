@@ -2,8 +2,8 @@
 //! read the query string and the JSON body, and call the method.
 
 use bytes::{Bytes, BytesMut};
+use http::Method;
 use http::request::Parts;
-use http::{Method, Response};
 use http_body_util::BodyExt;
 use percent_encoding::percent_decode_str;
 use serde_json::Value as Json;
@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use super::ids::check_path;
 use super::store::DocPath;
 use super::wire::{camel_case, normalize};
-use super::{EmulatorError, Shared, documents, partition, rpc};
+use super::{Answer, EmulatorError, Shared, documents, partition, rpc};
 use crate::body::Body;
 
 /// Bodies above this are refused; the emulator keeps everything in memory.
@@ -22,6 +22,12 @@ const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
+    /// Parameters given as pairs, keys already in camelCase (the gRPC
+    /// methods build their calls this way).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Params {
+        Params(pairs)
+    }
+
     fn parse(query: Option<&str>) -> Result<Params, EmulatorError> {
         let mut pairs = Vec::new();
         for pair in query
@@ -98,11 +104,7 @@ pub async fn read_body(mut body: Body) -> Result<Bytes, EmulatorError> {
 }
 
 /// Call the method `parts` names with the body `bytes`.
-pub fn route(
-    shared: &Shared,
-    parts: &Parts,
-    bytes: &[u8],
-) -> Result<Response<Body>, EmulatorError> {
+pub fn route(shared: &Shared, parts: &Parts, bytes: &[u8]) -> Result<Answer, EmulatorError> {
     let raw_path = parts.uri.path().to_owned();
     let params = Params::parse(parts.uri.query())?;
     check_alt(&params)?;

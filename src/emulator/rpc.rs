@@ -3,7 +3,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use http::Response;
 use rand::RngCore as _;
 use serde_json::{Value as Json, json};
 
@@ -18,11 +17,10 @@ use super::store::{Doc, State, Transaction, document_json, parse_document_name};
 use super::values::{FieldPath, Value, fields_from_json, fields_to_json, set_path};
 use super::wire::mask;
 use super::write::{Write, commit as commit_writes};
-use super::{EmulatorError, Shared, json_response, stream};
-use crate::body::Body;
+use super::{Answer, EmulatorError, Shared};
 
 /// `:batchGet`: one element per requested name, `found` or `missing`.
-pub fn batch_get(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn batch_get(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let mask = mask(call.body.get("mask"))?;
     let names = call
         .body
@@ -67,12 +65,12 @@ pub fn batch_get(shared: &Shared, call: &Call) -> Result<Response<Body>, Emulato
         });
     }
     announce_transaction(&mut elements, call, transaction, Some(&read_time));
-    Ok(stream::json_array(elements))
+    Ok(Answer::Stream(elements))
 }
 
 /// `:commit`: every write or none; inside a transaction, only if nothing the
 /// transaction read has changed since.
-pub fn commit(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn commit(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let writes = parse_writes(call)?;
     let now = shared.clock.now();
     let mut state = shared.lock();
@@ -92,14 +90,14 @@ pub fn commit(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorEr
         check_reads_unchanged(&state, &call.database, &transaction)?;
     }
     let results = commit_writes(&mut state, &call.database, &writes, now)?;
-    Ok(json_response(json!({
+    Ok(Answer::Object(json!({
         "writeResults": results,
         "commitTime": now.to_rfc3339(),
     })))
 }
 
 /// `:batchWrite`: each write on its own, each with its own status.
-pub fn batch_write(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn batch_write(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let items = call
         .body
         .get("writes")
@@ -128,35 +126,35 @@ pub fn batch_write(shared: &Shared, call: &Call) -> Result<Response<Body>, Emula
             }
         }
     }
-    Ok(json_response(json!({
+    Ok(Answer::Object(json!({
         "writeResults": results,
         "status": statuses,
     })))
 }
 
 /// `:beginTransaction`.
-pub fn begin_transaction(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn begin_transaction(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let (read_only, at) = match call.body.get("options").filter(|o| !o.is_null()) {
         Some(options) => transaction_options(options)?,
         None => (false, None),
     };
     let id = open_transaction(&mut shared.lock(), &call.database, read_only, at);
-    Ok(json_response(json!({ "transaction": id })))
+    Ok(Answer::Object(json!({ "transaction": id })))
 }
 
 /// `:rollback`.
-pub fn rollback(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn rollback(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let id = call
         .body_str("transaction")
         .ok_or_else(|| EmulatorError::InvalidArgument("rollback needs a transaction".into()))?;
     let mut state = shared.lock();
     state.transaction_mut(&call.database, id)?;
     state.transactions.remove(id);
-    Ok(json_response(json!({})))
+    Ok(Answer::Object(json!({})))
 }
 
 /// `:runQuery`: one element per document, or one bare `readTime` if none.
-pub fn run_query(shared: &Shared, call: &Call) -> Result<Response<Body>, EmulatorError> {
+pub fn run_query(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let query =
         Query::parse(call.body.get("structuredQuery").ok_or_else(|| {
             EmulatorError::InvalidArgument("structuredQuery is required".into())
@@ -218,7 +216,7 @@ pub fn run_query(shared: &Shared, call: &Call) -> Result<Response<Body>, Emulato
         last["explainMetrics"] = explain.metrics(&query, Some(execution));
     }
     announce_transaction(&mut elements, call, transaction, Some(&read_time));
-    Ok(stream::json_array(elements))
+    Ok(Answer::Stream(elements))
 }
 
 /// Put a vector search's distance into a result document at `field`.
@@ -231,10 +229,7 @@ fn with_distance(document: &mut Json, field: &FieldPath, distance: f64) {
 }
 
 /// `:runAggregationQuery`: one element with every aggregate under its alias.
-pub fn run_aggregation_query(
-    shared: &Shared,
-    call: &Call,
-) -> Result<Response<Body>, EmulatorError> {
+pub fn run_aggregation_query(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let aggregation = call.body.get("structuredAggregationQuery").ok_or_else(|| {
         EmulatorError::InvalidArgument("structuredAggregationQuery is required".into())
     })?;
@@ -275,7 +270,7 @@ pub fn run_aggregation_query(
         elements[0]["explainMetrics"] = explain.metrics(&query, Some(execution));
     }
     announce_transaction(&mut elements, call, transaction, Some(&read_time));
-    Ok(stream::json_array(elements))
+    Ok(Answer::Stream(elements))
 }
 
 fn parse_writes(call: &Call) -> Result<Vec<Write>, EmulatorError> {
@@ -335,11 +330,11 @@ fn plan_only(
     query: &Query,
     call: &Call,
     transaction: &mut Option<String>,
-) -> Option<Response<Body>> {
+) -> Option<Answer> {
     let explain = explain.filter(|e| !e.analyze)?;
     let mut elements = vec![json!({ "explainMetrics": explain.metrics(query, None) })];
     announce_transaction(&mut elements, call, transaction.take(), None);
-    Some(stream::json_array(elements))
+    Some(Answer::Stream(elements))
 }
 
 fn announce_transaction(

@@ -88,7 +88,7 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     let running = spawn(listen).await?;
     tracing::info!(addr = %running.local_addr(), "firestore emulator listening");
     eprintln!(
-        "firegate emulator: Firestore REST on http://{} (in memory; any token accepted)",
+        "firegate emulator: Firestore REST and gRPC (h2c) on http://{} (in memory; any token accepted)",
         running.local_addr()
     );
     server::shutdown::terminate().await?;

@@ -64,6 +64,8 @@ pub struct State {
     /// the emulator favours correct point-in-time reads).
     pub changes: HashMap<String, Vec<Change>>,
     pub transactions: HashMap<String, Transaction>,
+    /// Counts stored changes; Listen streams wait on it to look again.
+    pub feed: tokio::sync::watch::Sender<u64>,
 }
 
 impl State {
@@ -90,6 +92,7 @@ impl State {
                 path,
                 previous,
             });
+        self.feed.send_modify(|changes| *changes += 1);
     }
 
     /// The documents as they were at `at` (now, when `None`).

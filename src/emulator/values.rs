@@ -249,7 +249,7 @@ fn parse_double(json: &Json) -> Result<f64, EmulatorError> {
     .ok_or_else(|| invalid("doubleValue must be a number"))
 }
 
-fn double_to_json(d: f64) -> Json {
+pub fn double_to_json(d: f64) -> Json {
     if d.is_nan() {
         Json::from("NaN")
     } else if d == f64::INFINITY {

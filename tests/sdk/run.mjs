@@ -5,7 +5,9 @@
 //                [--token JWT] [--clients admin,admin7,lite] [--deny set,lite:query]
 //
 // --clients admin: @google-cloud/firestore 8.x (the newest major on Node 20),
-//           admin7: its 7.x line, lite: firebase/firestore/lite 12.x
+//           admin7: its 7.x line, lite: firebase/firestore/lite 12.x,
+//           grpc: 8.x in its default gRPC mode (needs an HTTP/2 endpoint;
+//           adds the realtime `listen` step)
 // --token   bearer token to send (default: none for lite, "owner" for admin)
 // --ssl     true: the admin client speaks HTTPS (trust the CA through
 //           NODE_EXTRA_CA_CERTS); lite always uses plain HTTP (emulator mode)
@@ -26,8 +28,9 @@ const STEPS = {
   admin: [...COMMON, 'findNearest', 'explain', 'partitions', 'cleanup'],
   admin7: [...COMMON, 'findNearest', 'explain', 'partitions', 'cleanup'],
   lite: [...COMMON, 'cleanup'],
+  grpc: [...COMMON, 'findNearest', 'explain', 'partitions', 'listen', 'cleanup'],
 };
-const ADMIN = { admin: admin8, admin7 };
+const ADMIN = { admin: admin8, admin7, grpc: admin8 };
 
 function parseArgs(argv) {
   const args = { host: '127.0.0.1', project: 'demo-firegate', prefix: `run${Date.now()}`, clients: 'admin,admin7,lite', deny: '', ssl: 'false' };
@@ -69,7 +72,7 @@ function statusOf(client, error) {
       return `HTTP ${error?.code ?? error}`;
     }
   }
-  if (client === 'admin7') {
+  if (client === 'admin7' || client === 'grpc') {
     const names = { 3: 'INVALID_ARGUMENT', 5: 'NOT_FOUND', 6: 'ALREADY_EXISTS', 7: 'PERMISSION_DENIED', 9: 'FAILED_PRECONDITION', 10: 'ABORTED', 16: 'UNAUTHENTICATED' };
     return names[error?.code] ?? String(error?.code ?? error);
   }
@@ -87,12 +90,39 @@ async function expectRefusal(client, promise, status, what) {
   throw new Expectation(`${what}: want ${wanted}, but it succeeded`);
 }
 
+// A listener's snapshots, awaited one predicate at a time; its error
+// (a refused target) rejects the wait.
+function watch(subscribe) {
+  const snapshots = [];
+  let wake = () => {};
+  let failure = null;
+  const stop = subscribe(
+    (snapshot) => { snapshots.push(snapshot); wake(); },
+    (error) => { failure = error; wake(); },
+  );
+  return {
+    stop,
+    async until(predicate, what, ms = 20_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        while (snapshots.length > 0) {
+          if (predicate(snapshots.shift())) return;
+        }
+        if (failure) throw failure;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Expectation(`${what}: no such snapshot within ${ms} ms`);
+        await new Promise((resolve) => { wake = resolve; setTimeout(resolve, left); });
+      }
+    },
+  };
+}
+
 function adminSteps(client, args, token) {
   const { Firestore: AdminFirestore, FieldValue: AdminFieldValue, VectorValue } = ADMIN[client];
   const authClient = new OAuth2Client();
   authClient.setCredentials({ access_token: token ?? 'owner', expiry_date: Date.now() + 3600_000 });
   const db = new AdminFirestore({
-    projectId: args.project, host: args.host, port: args.port, ssl: args.ssl, preferRest: true, authClient,
+    projectId: args.project, host: args.host, port: args.port, ssl: args.ssl, preferRest: client !== 'grpc', authClient,
     // With ssl: false the client is in emulator mode and sends `Bearer owner`
     // unless told otherwise: a real token must be given as a header too.
     ...(token ? { customHeaders: { Authorization: `Bearer ${token}` } } : {}),
@@ -123,7 +153,7 @@ function adminSteps(client, args, token) {
       await alpha.update({ n: 10 }, { lastUpdateTime: before.updateTime });
       // 7.x derives the code from the HTTP status alone, and FAILED_PRECONDITION
       // travels as 400: it reports INVALID_ARGUMENT. 8.x hands over the body.
-      const stale = client === 'admin' ? 'FAILED_PRECONDITION' : 'INVALID_ARGUMENT';
+      const stale = client === 'admin7' ? 'INVALID_ARGUMENT' : 'FAILED_PRECONDITION';
       await expectRefusal(client, alpha.update({ n: 99 }, { lastUpdateTime: before.updateTime }), stale, 'stale lastUpdateTime');
       await expectRefusal(client, col.doc('nope').update({ n: 1 }), 'NOT_FOUND', 'update of a missing document');
       if (client === 'admin') {
@@ -132,6 +162,9 @@ function adminSteps(client, args, token) {
         // it is not tried there.)
         const code = await alpha.create({ n: 0 }).then(() => 'created', (e) => e.code);
         same(code, 409, 'create over an existing document (raw HTTP code, no retry)');
+        await expectRefusal(client, alpha.create({ n: 0 }), 'ALREADY_EXISTS', 'create over an existing document');
+      }
+      if (client === 'grpc') {
         await expectRefusal(client, alpha.create({ n: 0 }), 'ALREADY_EXISTS', 'create over an existing document');
       }
       same((await alpha.get()).get('n'), 10, 'alpha.n after update');
@@ -237,6 +270,32 @@ function adminSteps(client, args, token) {
         seen += (await partition.toQuery().get()).size;
       }
       same(seen, 300, 'documents read through the partitions');
+    },
+    // onSnapshot: the gRPC Listen stream, a document and a query target.
+    listen: async () => {
+      const doc = watch((next, fail) => alpha.onSnapshot(next, fail));
+      try {
+        await doc.until((s) => s.get('n') === 12, 'the first document snapshot');
+        await alpha.update({ n: 13 });
+        await doc.until((s) => s.get('n') === 13, 'the update');
+      } finally {
+        doc.stop();
+      }
+      const changes = (s) => s.docChanges().map((c) => [c.type, c.doc.id]);
+      const query = watch((next, fail) => col.where('n', '>=', 5).onSnapshot(next, fail));
+      try {
+        await query.until((s) => JSON.stringify(s.docs.map((d) => d.id)) === '["alpha"]', 'the first query snapshot');
+        await col.doc('epsilon').set({ n: 50 });
+        await query.until((s) => JSON.stringify(changes(s)) === '[["added","epsilon"]]', 'a document joins');
+        await col.doc('epsilon').update({ n: 51 });
+        await query.until((s) => JSON.stringify(changes(s)) === '[["modified","epsilon"]]', 'a change');
+        await alpha.update({ n: 0 });
+        await query.until((s) => JSON.stringify(changes(s)) === '[["removed","alpha"]]', 'a document leaves');
+        await col.doc('epsilon').delete();
+        await query.until((s) => JSON.stringify(changes(s)) === '[["removed","epsilon"]]' && s.empty, 'a delete');
+      } finally {
+        query.stop();
+      }
     },
     // BulkWriter (batchWrite, per-write status), listDocuments (showMissing)
     // and recursiveDelete (kindless query + batchWrite) leave nothing behind.
