@@ -741,6 +741,7 @@ mod listen {
         let decisions: Vec<&Value> = records.iter().map(|r| &r["decision"]).collect();
         assert!(records.len() >= 4, "open + three targets: {records:?}");
         assert_eq!(records[0]["rpc"], "listen");
+        assert_eq!(records[0]["decision"], "allow", "the stream was let in");
         assert_eq!(
             decisions[1..4],
             [&json!("allow"), &json!("deny"), &json!("deny")]

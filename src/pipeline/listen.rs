@@ -97,8 +97,12 @@ impl Pipeline {
             shadow: None,
         });
         let events = ex.events();
-        self.audit
-            .record(events.record(None, None, None, self.audit.max_listed_targets()));
+        self.audit.record(events.record(
+            None,
+            ex.decision.as_ref(),
+            None,
+            self.audit.max_listed_targets(),
+        ));
         let (out, rx) = mpsc::channel::<ClientFrame>(32);
         let listener = Listener {
             pipeline: Arc::clone(self),
