@@ -5,25 +5,48 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use firegate::cli::{Cli, Command, run};
+use firegate::cli::{Cli, Command, run, serve};
+use firegate::config::Config;
+
+// Measured with benches/compare.sh against glibc's malloc (README,
+// Performance): the request path allocates many small, short-lived values.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `serve` logs as its config says, once the config is read.
-    if !matches!(cli.command, Command::Serve { .. }) {
-        firegate::logging::init(&Default::default());
+    // `serve` reads its config before the runtime starts, because the config
+    // sizes the runtime (`server.worker_threads`); it logs as the config says.
+    let config = match &cli.command {
+        Command::Serve { config } => match Config::load(config, std::env::vars()) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("firegate: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => {
+            firegate::logging::init(&Default::default());
+            None
+        }
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(workers) = config.as_ref().and_then(|c| c.server.worker_threads) {
+        builder.worker_threads(workers);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("firegate: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let outcome = match config {
+        Some(config) => runtime.block_on(serve(config)),
+        None => runtime.block_on(run(cli.command)),
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("firegate: {e:#}");

@@ -281,12 +281,12 @@ impl Pipeline {
             .read_stored(&principal, &mut op, &route, &usage, &bytes, ex)
             .await?;
         let t = Instant::now();
-        let decision = self.decide(&principal, &op, read.as_ref(), ex).await;
+        let account = self.decide(&principal, &op, read.as_ref(), ex).await;
         self.metrics.step(Step::Decide, t);
-        let decision = decision?;
+        let account = account?;
         let body = self.request_body(&mut route, bytes, &op, read.as_ref(), &usage)?;
         let t = Instant::now();
-        let token = self.access_token(&decision, ex).await;
+        let token = self.access_token(account.as_deref(), ex).await;
         self.metrics.step(Step::Token, t);
         let token = token?;
         let t = Instant::now();
@@ -337,7 +337,7 @@ impl Pipeline {
         parts: &http::request::Parts,
         body: Body,
         ex: &mut Exchange,
-    ) -> Result<(Route, Operation, TransactionUse, Bytes), PipelineError> {
+    ) -> Result<(Route, Arc<Operation>, TransactionUse, Bytes), PipelineError> {
         let route = firestore::route(&parts.method, &parts.uri, &parts.headers)?;
         ex.route = Some((route.method, route.database.to_string()));
         if !self.settings.databases.contains(&route.database) {
@@ -354,7 +354,9 @@ impl Pipeline {
         ex.add_bytes_in(bytes.len() as u64);
         let classified = firestore::classify_request(&route, Some(&bytes))?;
         let count = classified.operation.targets.len();
-        ex.operation = Some(classified.operation.clone());
+        // Shared with the exchange (its audit record), not copied.
+        let operation = Arc::new(classified.operation);
+        ex.operation = Some(Arc::clone(&operation));
         ex.request_tags = crate::audit::request_tags(&classified.request_tags);
         if count > self.settings.max_targets {
             return Err(PipelineError::TooManyTargets {
@@ -362,7 +364,7 @@ impl Pipeline {
                 limit: self.settings.max_targets,
             });
         }
-        Ok((route, classified.operation, classified.transaction, bytes))
+        Ok((route, operation, classified.transaction, bytes))
     }
 
     /// Between classify and decide: a presented transaction id must be a
@@ -393,7 +395,7 @@ impl Pipeline {
     async fn read_stored(
         &self,
         principal: &Principal,
-        op: &mut Operation,
+        op: &mut Arc<Operation>,
         route: &Route,
         usage: &TransactionUse,
         bytes: &Bytes,
@@ -429,7 +431,10 @@ impl Pipeline {
             .await;
         self.metrics.step(Step::ReadStored, t);
         let read = read?;
-        op.settle(&read.documents);
+        // The exchange shares the classified operation; the settled one,
+        // with the accesses the pin makes impossible gone, is what is audited.
+        Arc::make_mut(op).settle(&read.documents);
+        ex.operation = Some(Arc::clone(op));
         Ok(Some(read))
     }
 
@@ -459,19 +464,22 @@ impl Pipeline {
         })
     }
 
-    /// Step 3: `Principal` × `Operation` → `Decision` (403).
+    /// Step 3: `Principal` × `Operation` → `Decision` (403). The decision
+    /// goes to the exchange (the audit record); the steps after it need only
+    /// its upstream account (`as:`).
     async fn decide(
         &self,
         principal: &Principal,
         op: &Operation,
         read: Option<&ReadStored>,
         ex: &mut Exchange,
-    ) -> Result<Decision, PipelineError> {
+    ) -> Result<Option<String>, PipelineError> {
         let stored = read.map(|r| &r.documents);
-        let decision = self.policy.decide_with(principal, op, stored).await;
-        ex.decision = Some(decision.clone());
+        let decision = ex
+            .decision
+            .insert(self.policy.decide_with(principal, op, stored).await);
         if decision.allowed {
-            Ok(decision)
+            Ok(decision.upstream_account.clone())
         } else {
             Err(PipelineError::Denied)
         }
@@ -480,13 +488,10 @@ impl Pipeline {
     /// Step 4: the decision's upstream identity → Google token (503).
     async fn access_token(
         &self,
-        decision: &Decision,
+        account: Option<&str>,
         ex: &mut Exchange,
     ) -> Result<AccessToken, PipelineError> {
-        let token = self
-            .credentials
-            .access_token(decision.upstream_account.as_deref())
-            .await?;
+        let token = self.credentials.access_token(account).await?;
         ex.upstream_account = Some(token.account.clone());
         Ok(token)
     }

@@ -12,11 +12,13 @@ use time::macros::format_description;
 /// A destination for complete audit lines. Called only from the writer
 /// thread, so it may block.
 pub trait Sink: Send + 'static {
-    /// Append one line (it ends with `\n`). On error nothing of the line
-    /// may remain, so that a retry cannot leave a fragment behind.
+    /// Append one line (it ends with `\n`), or buffer it until [`Sink::flush`].
+    /// On error nothing of the line may remain, so that a retry cannot leave
+    /// a fragment behind.
     fn write_line(&mut self, line: &[u8]) -> io::Result<()>;
 
-    /// Push buffered lines to the medium.
+    /// Push buffered lines to the medium. On error they stay buffered for
+    /// the next flush, and nothing of them remains in the medium.
     fn flush(&mut self) -> io::Result<()>;
 
     /// The last complete line already in the sink, to continue its chain.
@@ -44,7 +46,13 @@ impl Sink for StdoutSink {
 pub struct FileSink {
     path: PathBuf,
     file: File,
+    /// Bytes of the active file, the buffered lines included.
     len: u64,
+    /// Bytes of the active file already written to it.
+    written: u64,
+    /// Lines taken since the last flush: the writer flushes once per batch,
+    /// so a busy proxy makes one `write` per batch, not one per record.
+    buffer: Vec<u8>,
     max_bytes: u64,
     fsync: bool,
 }
@@ -69,17 +77,38 @@ impl FileSink {
             path: path.to_owned(),
             file,
             len,
+            written: len,
+            buffer: Vec::new(),
             max_bytes,
             fsync,
         })
     }
 
+    /// Append the buffered lines. A partial append is cut back and the
+    /// lines stay buffered, so the retry writes each of them exactly once.
+    fn write_buffer(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        if let Err(err) = self.file.write_all(&self.buffer) {
+            // If even the cut fails the fragment is closed by the next
+            // successful open, and `verify` reports it.
+            let _ = self.file.set_len(self.written);
+            return Err(err);
+        }
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
+        self.write_buffer()?;
         self.file.sync_data()?;
         let rotated = rotated_name(&self.path)?;
         fs::rename(&self.path, &rotated)?;
         self.file = open_append(&self.path)?;
         self.len = 0;
+        self.written = 0;
         Ok(())
     }
 }
@@ -90,18 +119,13 @@ impl Sink for FileSink {
         if self.len > 0 && self.len.saturating_add(size) > self.max_bytes {
             self.rotate()?;
         }
-        if let Err(err) = self.file.write_all(line) {
-            // Undo a partial append; if even that fails the fragment is
-            // closed by the next successful open, and `verify` reports it.
-            let _ = self.file.set_len(self.len);
-            return Err(err);
-        }
+        self.buffer.extend_from_slice(line);
         self.len += size;
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()?;
+        self.write_buffer()?;
         if self.fsync {
             self.file.sync_data()?;
         }
@@ -109,8 +133,9 @@ impl Sink for FileSink {
     }
 
     fn last_line(&mut self) -> io::Result<Option<Vec<u8>>> {
-        if self.len > 0 {
-            return read_last_line(&mut File::open(&self.path)?, self.len);
+        self.write_buffer()?;
+        if self.written > 0 {
+            return read_last_line(&mut File::open(&self.path)?, self.written);
         }
         // An empty file after a rotation: the chain goes on from the newest
         // rotated file.
@@ -314,6 +339,7 @@ mod tests {
         let mut sink = FileSink::open(&path, 10).expect("open");
         sink.write_line(b"12345678\n").expect("write");
         sink.write_line(b"abcdefgh\n").expect("write");
+        sink.flush().expect("flush");
         let names: Vec<_> = fs::read_dir(dir.path())
             .expect("dir")
             .filter_map(|e| e.ok())
@@ -330,6 +356,21 @@ mod tests {
         fs::write(&path, b"whole\nfrag").expect("write");
         let mut sink = FileSink::open(&path, 1 << 20).expect("open");
         sink.write_line(b"next\n").expect("write");
+        sink.flush().expect("flush");
         assert_eq!(fs::read(&path).expect("read"), b"whole\nfrag\nnext\n");
+    }
+
+    #[test]
+    fn lines_reach_the_file_in_one_write_per_flush_and_only_then() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        let mut sink = FileSink::open(&path, 1 << 20).expect("open");
+        sink.write_line(b"one\n").expect("write");
+        sink.write_line(b"two\n").expect("write");
+        assert_eq!(fs::read(&path).expect("read"), b"");
+        sink.flush().expect("flush");
+        sink.flush().expect("a second flush writes nothing again");
+        assert_eq!(fs::read(&path).expect("read"), b"one\ntwo\n");
+        assert_eq!(sink.last_line().expect("last"), Some(b"two".to_vec()));
     }
 }

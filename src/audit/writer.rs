@@ -23,6 +23,10 @@ pub(super) enum Message {
 
 /// Most messages handled between two sink flushes.
 const BATCH: usize = 256;
+/// How long the writer lets records gather after the first of a batch.
+/// Without it a busy proxy wakes the writer (a futex and two context
+/// switches on the request path's core) and writes once for every record.
+const LINGER: Duration = Duration::from_millis(1);
 const RETRY_FIRST: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 /// At most one warning per this interval about drops or write failures.
@@ -186,6 +190,7 @@ impl Writer {
     /// Run until every sender is gone and the queue is drained.
     pub fn run(mut self) {
         while let Some(message) = self.rx.blocking_recv() {
+            std::thread::sleep(LINGER);
             let mut flushes = Vec::new();
             self.handle(message, &mut flushes);
             for _ in 1..BATCH {
@@ -256,14 +261,20 @@ impl Writer {
         self.chain.advance(sealed);
     }
 
+    /// Push the batch to the medium, retrying like [`Writer::write`]: a
+    /// buffering sink holds lines already chained, which must not be lost.
     fn flush_sink(&mut self) {
-        if let Err(err) = self.sink.flush() {
+        let mut wait = RETRY_FIRST;
+        while let Err(err) = self.sink.flush() {
             self.shared.sink_ok.store(false, Ordering::Release);
             self.shared.metrics.write_errors.inc();
             if self.shared.warned.ready() {
-                tracing::warn!(error = %err, "cannot flush the audit sink");
+                tracing::warn!(error = %err, "cannot flush the audit sink; retrying");
             }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(RETRY_MAX);
         }
+        self.shared.sink_ok.store(true, Ordering::Release);
     }
 }
 

@@ -180,15 +180,18 @@ pub enum ConfigCommand {
     Check { file: PathBuf },
 }
 
+/// `firegate serve` with its config already read (the binary reads it
+/// before it starts the runtime, which the config sizes).
+pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    crate::logging::init(&config.log);
+    crate::app::serve(config).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Run one command; the exit code is the command's verdict.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { config } => {
-            let config = Config::load(&config, std::env::vars())?;
-            crate::logging::init(&config.log);
-            crate::app::serve(config).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve { config } => serve(Config::load(&config, std::env::vars())?).await,
         Command::Dev {
             listen,
             issuer_listen,

@@ -33,7 +33,7 @@ pub struct Exchange {
     http_method: String,
     pub principal: Option<Arc<Principal>>,
     pub route: Option<(Method, String)>,
-    pub operation: Option<Operation>,
+    pub operation: Option<Arc<Operation>>,
     pub decision: Option<Decision>,
     pub upstream_account: Option<String>,
     pub upstream_status: Option<u16>,
@@ -275,7 +275,7 @@ impl StreamEvents {
     ) -> AuditRecord {
         let mut event = self.0.snapshot();
         event.time = OffsetDateTime::now_utc();
-        event.operation = operation.cloned();
+        event.operation = operation.cloned().map(Arc::new);
         event.decision = decision.cloned();
         event.refused = reason.is_some();
         event.reason = reason;
@@ -508,7 +508,7 @@ mod tests {
         let allowed = target(&["teams", "a", "deployments", "d1"], Access::Update);
         let refused = target(&["secrets", "s1"], Access::Get);
         ex.route = Some((Method::Commit, "projects/p/databases/(default)".into()));
-        ex.operation = Some(Operation {
+        ex.operation = Some(Arc::new(Operation {
             writes: Vec::new(),
             filter: None,
             database: Database {
@@ -517,7 +517,7 @@ mod tests {
             },
             method: Method::Commit,
             targets: vec![allowed.clone(), refused.clone()],
-        });
+        }));
         ex.decision = Some(Decision {
             allowed: false,
             targets: vec![

@@ -24,7 +24,7 @@ use crate::upstream::headers::Forwarding;
 struct Call {
     method: GrpcMethod,
     request: GrpcRequest,
-    operation: Operation,
+    operation: Arc<Operation>,
     begins_transaction: bool,
 }
 
@@ -77,7 +77,7 @@ impl Pipeline {
         self.metrics.step(Step::Decide, t);
         let decision = decision?;
         let t = Instant::now();
-        let token = self.access_token(&decision, ex).await;
+        let token = self.access_token(decision.as_deref(), ex).await;
         self.metrics.step(Step::Token, t);
         let token = token?;
         let remaining = timeout
@@ -123,9 +123,9 @@ impl Pipeline {
         let message = grpc::frame::single(&bytes, self.settings.max_grpc_message_bytes)?;
         let request = GrpcRequest::decode(method, message)?;
         let classified = grpc::classify(&request)?;
-        let operation = classified.operation;
+        let operation = Arc::new(classified.operation);
         ex.route = Some((operation.method, operation.database.to_string()));
-        ex.operation = Some(operation.clone());
+        ex.operation = Some(Arc::clone(&operation));
         if !self.settings.databases.contains(&operation.database) {
             return Err(PipelineError::DatabaseNotServed);
         }

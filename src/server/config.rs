@@ -31,6 +31,9 @@ pub struct RawServer {
     pub limits: RawLimits,
     #[serde(default)]
     pub cors: RawCors,
+    /// Runtime worker threads; unset: one per CPU the process may use.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for RawServer {
@@ -43,6 +46,7 @@ impl Default for RawServer {
             trusted_proxies: Vec::new(),
             limits: RawLimits::default(),
             cors: RawCors::default(),
+            worker_threads: None,
         }
     }
 }
@@ -170,6 +174,9 @@ mod defaults {
     }
 }
 
+/// More runtime workers than this is a typo, not a machine.
+const MAX_WORKER_THREADS: usize = 1024;
+
 /// The validated `server:` section.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -180,6 +187,8 @@ pub struct ServerSettings {
     pub limits: Limits,
     /// `None`: no origin configured, no CORS header is ever sent.
     pub cors: Option<Cors>,
+    /// Runtime worker threads (`None`: one per CPU the process may use).
+    pub worker_threads: Option<usize>,
 }
 
 /// The validated `server.limits:`.
@@ -260,6 +269,14 @@ impl RawServer {
             .collect();
         let limits = self.limits.validate(errors);
         let cors = self.cors.validate(errors);
+        if let Some(n) = self.worker_threads
+            && !(1..=MAX_WORKER_THREADS).contains(&n)
+        {
+            errors.push(
+                "server.worker_threads",
+                format!("must be from 1 to {MAX_WORKER_THREADS}"),
+            );
+        }
         if let Some(tls) = &self.tls
             && let Err(err) = crate::server::tls::load_certified_key(tls)
         {
@@ -272,6 +289,7 @@ impl RawServer {
             trusted_proxies,
             limits,
             cors,
+            worker_threads: self.worker_threads,
         }
     }
 }
@@ -353,6 +371,28 @@ fn address(key: &str, value: &str, errors: &mut ConfigErrors) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn worker_threads(yaml: &str) -> Result<Option<usize>, ConfigErrors> {
+        let raw: RawServer = serde_yaml_ng::from_str(yaml).expect("yaml");
+        ConfigErrors::collect(|errors| raw.validate(errors)).map(|s| s.worker_threads)
+    }
+
+    #[test]
+    fn worker_threads_is_optional_and_bounded() {
+        assert_eq!(worker_threads("plain_http: true").expect("valid"), None);
+        assert_eq!(
+            worker_threads("{plain_http: true, worker_threads: 2}").expect("valid"),
+            Some(2)
+        );
+        for bad in ["0", "1025"] {
+            let errors = worker_threads(&format!("{{plain_http: true, worker_threads: {bad}}}"))
+                .expect_err(bad);
+            assert!(
+                errors.to_string().contains("server.worker_threads"),
+                "{errors}"
+            );
+        }
+    }
 
     #[test]
     fn the_raw_defaults_validate_to_the_typed_defaults() {

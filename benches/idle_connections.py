@@ -1,0 +1,40 @@
+"""Open N keep-alive connections to a proxy, send one request on each, keep
+them idle and print the proxy's RSS (benches/compare.sh rss)."""
+
+import socket
+import sys
+import time
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+    return 0
+
+
+def main(host, port, path, token, count, pid):
+    request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+               f"Authorization: Bearer {token}\r\n\r\n").encode()
+    before = rss_kib(pid)
+    conns = []
+    for _ in range(count):
+        s = socket.create_connection((host, port), timeout=10)
+        s.sendall(request)
+        conns.append(s)
+    answered = 0
+    for s in conns:
+        data = s.recv(65536)
+        answered += data.startswith(b"HTTP/1.1 200")
+    # Idle now; let the proxy settle (well inside header_read_timeout).
+    time.sleep(2)
+    after = rss_kib(pid)
+    print(f"{after / 1024:.1f} MiB ({(after - before) / 1024:+.1f} MiB for "
+          f"{count} connections, {answered} answered 200)")
+    for s in conns:
+        s.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4],
+         int(sys.argv[5]), int(sys.argv[6]))
