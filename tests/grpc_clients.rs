@@ -1,7 +1,11 @@
 //! The official gRPC Firestore clients — Python `google-cloud-firestore` and
 //! Node `@google-cloud/firestore` in its default gRPC mode — against the
 //! emulator's gRPC API, which shares its port with REST. Realtime listeners
-//! (`on_snapshot`, `onSnapshot`) included.
+//! (`on_snapshot`, `onSnapshot`) included. Then the same clients through
+//! `firegate dev`: a real token over TLS, the clients' emulator mode with a
+//! real token in place of `Bearer owner`, and a refused read.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,6 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::process::Command;
+
+use support::TestPki;
 
 const DB: &str = "projects/grpc-test/databases/(default)";
 
@@ -232,4 +238,186 @@ async fn rest_answers_beside_grpc_on_the_same_port() {
         .await
         .expect("a JSON document");
     assert_eq!(doc["fields"]["name"]["stringValue"], "alpha", "{doc}");
+}
+
+/// The policy of the through-firegate runs: the `grpc` group may read and
+/// write everything, except `get` in the `secret_py` collection. (A deny of
+/// `list` there would refuse every collection-group and kindless query too,
+/// recursive deletes included: their scopes overlap it.)
+const POLICY: &str = r#"rules:
+  - id: grpc-clients
+    match: /{rest=**}
+    allow: [read, write]
+    who: {groups: [grpc]}
+  - id: no-secrets
+    match: /secret_py/{doc}
+    deny: [get]
+    who: {any: true}
+"#;
+
+/// `firegate dev` with [`POLICY`], serving the tests' database, with
+/// `server` merged into its server config.
+async fn dev_stack(server: serde_json::Value) -> (firegate::dev::Stack, tempfile::TempDir) {
+    let policies = tempfile::tempdir().expect("tempdir");
+    std::fs::write(policies.path().join("grpc.yaml"), POLICY).expect("policy");
+    let config = serde_json::json!({
+        "server": server,
+        "upstream": {"databases": [firegate::dev::SAMPLE_DATABASE, DB]},
+    });
+    let any = || "127.0.0.1:0".parse().expect("address");
+    let stack = support::within(
+        "the dev stack",
+        firegate::dev::Stack::start(firegate::dev::DevOptions {
+            listen: any(),
+            issuer_listen: any(),
+            emulator_listen: any(),
+            admin_listen: any(),
+            policies: Some(policies.path().to_owned()),
+            extra_config: Some(config),
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("the dev stack starts");
+    (stack, policies)
+}
+
+fn grpc_token(stack: &firegate::dev::Stack) -> String {
+    stack
+        .token(&firegate::dev::Identity {
+            subject: "svc:grpc-tests".into(),
+            email: "grpc@example.com".into(),
+            groups: vec!["grpc".into()],
+        })
+        .expect("token")
+}
+
+/// A deployment's path: TLS to firegate (`api_endpoint`, the test CA as the
+/// trust root) and a real token as call credentials; then a read the
+/// policy refuses, which the client raises as `PermissionDenied`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_through_firegate_over_tls_with_a_real_token() {
+    let pki = TestPki::new();
+    let (stack, _policies) = dev_stack(serde_json::json!({
+        "plain_http": false,
+        "tls": {"cert": pki.cert_path, "key": pki.key_path},
+    }))
+    .await;
+    let token = grpc_token(&stack);
+    let endpoint = format!("localhost:{}", stack.proxy.port());
+    let ca = pki.ca_path.to_string_lossy().into_owned();
+    let tls = |prefix: &'static str| {
+        vec![
+            "client.py",
+            "--endpoint",
+            &endpoint,
+            "--tls-root",
+            &ca,
+            "--token",
+            &token,
+            "--project",
+            "grpc-test",
+            "--prefix",
+            prefix,
+        ]
+    };
+    let dir = repo().join("tests/python");
+    let outcome = run(&python(), &tls("tls"), &dir).await;
+    outcome.assert_all_pass(&PYTHON_STEPS);
+    assert!(stack.emulator.fields(DB, "tls_py/alpha").is_none());
+
+    stack
+        .emulator
+        .put(
+            DB,
+            "secret_py/alpha",
+            serde_json::json!({"n": {"integerValue": "1"}}),
+        )
+        .expect("seed");
+    let mut refused = tls("secret");
+    refused.extend(["--steps", "get", "--deny", "get"]);
+    let outcome = run(&python(), &refused, &dir).await;
+    outcome.assert_all_pass(&["get"]);
+}
+
+/// The clients' emulator mode pointed at `firegate dev` (plaintext h2c),
+/// with a real token in place of `Bearer owner`; and `Bearer owner` itself,
+/// which only the emulator accepts, refused by the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_in_emulator_mode_through_firegate_dev() {
+    let (stack, _policies) = dev_stack(serde_json::json!({})).await;
+    let token = grpc_token(&stack);
+    let proxy = stack.proxy.to_string();
+    let dir = repo().join("tests/python");
+    let outcome = run(
+        &python(),
+        &[
+            "client.py",
+            "--emulator",
+            &proxy,
+            "--token",
+            &token,
+            "--project",
+            "grpc-test",
+            "--prefix",
+            "dev",
+        ],
+        &dir,
+    )
+    .await;
+    outcome.assert_all_pass(&PYTHON_STEPS);
+    assert!(stack.emulator.fields(DB, "dev_py/alpha").is_none());
+
+    let outcome = run(
+        &python(),
+        &[
+            "client.py",
+            "--emulator",
+            &proxy,
+            "--project",
+            "grpc-test",
+            "--prefix",
+            "owner",
+            "--steps",
+            "set",
+        ],
+        &dir,
+    )
+    .await;
+    assert!(!outcome.success, "Bearer owner must not pass the gate");
+    let error = outcome.lines[0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("Unauthenticated"), "{error}");
+}
+
+/// Node's default gRPC mode through `firegate dev` with a real token,
+/// `onSnapshot` included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_client_in_grpc_mode_through_firegate_dev() {
+    let dir = repo().join("tests/sdk");
+    assert!(
+        dir.join("node_modules").is_dir(),
+        "run `npm ci` in tests/sdk first (scripts/test does)"
+    );
+    let (stack, _policies) = dev_stack(serde_json::json!({})).await;
+    let token = grpc_token(&stack);
+    let port = stack.proxy.port().to_string();
+    let outcome = run(
+        Path::new("node"),
+        &[
+            "run.mjs",
+            "--port",
+            &port,
+            "--project",
+            "grpc-test",
+            "--prefix",
+            "gated",
+            "--clients",
+            "grpc",
+            "--token",
+            &token,
+        ],
+        &dir,
+    )
+    .await;
+    outcome.assert_all_pass(&NODE_STEPS);
 }
