@@ -213,6 +213,32 @@ async fn server_streaming_responses_stream_back_message_by_message() {
 }
 
 #[tokio::test]
+async fn upstream_failures_reach_the_client_with_their_status_details() {
+    let s = stack().await;
+    // A `google.rpc.Status` (code 10, "contention") as Firestore attaches it
+    // to an ABORTED commit; clients read the details to decide on a retry.
+    let details = b"\x08\x0a\x12\x0acontention".to_vec();
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("10"));
+    trailers.insert("grpc-message", http::HeaderValue::from_static("contention"));
+    trailers.insert(
+        "grpc-status-details-bin",
+        http::HeaderValue::from_static("CAoSCmNvbnRlbnRpb24"),
+    );
+    s.up.reply_with("GetDocument", Vec::new(), trailers);
+    let mut client = grpc::client(s.proxy.addr).await;
+    let status = within(
+        "GetDocument",
+        client.get_document(with_auth(get("rooms/r1"), &s.proxy.bearer())),
+    )
+    .await
+    .expect_err("upstream's failure passes through");
+    assert_eq!(status.code(), Code::Aborted);
+    assert_eq!(status.message(), "contention");
+    assert_eq!(status.details(), details.as_slice());
+}
+
+#[tokio::test]
 async fn the_deadline_goes_upstream_minus_the_time_spent() {
     let s = stack().await;
     let mut client = grpc::client(s.proxy.addr).await;

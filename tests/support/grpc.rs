@@ -54,7 +54,20 @@ pub fn unframed(body: &[u8]) -> &[u8] {
 pub struct GrpcUpstream {
     server: FakeServer,
     received: Arc<Mutex<Vec<Received>>>,
-    replies: Arc<Mutex<HashMap<String, Vec<Bytes>>>>,
+    replies: Arc<Mutex<HashMap<String, Reply>>>,
+}
+
+/// What a method answers: its messages, then its trailers.
+#[derive(Clone)]
+struct Reply {
+    messages: Vec<Bytes>,
+    trailers: HeaderMap,
+}
+
+fn ok_trailers() -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    trailers
 }
 
 impl GrpcUpstream {
@@ -62,18 +75,21 @@ impl GrpcUpstream {
     /// type) and `grpc-status: 0`, unless [`GrpcUpstream::reply`] says otherwise.
     pub async fn start() -> GrpcUpstream {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let replies: Arc<Mutex<HashMap<String, Vec<Bytes>>>> = Arc::default();
+        let replies: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
         let (r, s) = (Arc::clone(&received), Arc::clone(&replies));
         let server = fake::server()
             .fallback_stream(move |req: Received| {
-                let messages = s
+                let reply = s
                     .lock()
                     .expect("replies")
                     .get(&req.path)
                     .cloned()
-                    .unwrap_or_else(|| vec![framed_bytes(b"")]);
+                    .unwrap_or_else(|| Reply {
+                        messages: vec![framed_bytes(b"")],
+                        trailers: ok_trailers(),
+                    });
                 r.lock().expect("received").push(req);
-                async move { grpc_response(messages) }
+                async move { grpc_response(reply) }
             })
             .start()
             .await;
@@ -90,10 +106,16 @@ impl GrpcUpstream {
 
     /// Answer `method` (`Commit`, `RunQuery`…) with these messages.
     pub fn reply(&self, method: &str, messages: Vec<Bytes>) {
-        self.replies
-            .lock()
-            .expect("replies")
-            .insert(format!("/google.firestore.v1.Firestore/{method}"), messages);
+        self.reply_with(method, messages, ok_trailers());
+    }
+
+    /// Answer `method` with these messages and then these trailers (a
+    /// failure's `grpc-status`, `grpc-message`, `grpc-status-details-bin`).
+    pub fn reply_with(&self, method: &str, messages: Vec<Bytes>, trailers: HeaderMap) {
+        self.replies.lock().expect("replies").insert(
+            format!("/google.firestore.v1.Firestore/{method}"),
+            Reply { messages, trailers },
+        );
     }
 
     /// Every call received so far.
@@ -116,12 +138,13 @@ impl GrpcUpstream {
 
 type Scripted = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
-fn grpc_response(messages: Vec<Bytes>) -> Response<Scripted> {
-    let mut trailers = HeaderMap::new();
-    trailers.insert("grpc-status", HeaderValue::from_static("0"));
-    let mut frames: Vec<Result<Frame<Bytes>, Infallible>> =
-        messages.into_iter().map(|m| Ok(Frame::data(m))).collect();
-    frames.push(Ok(Frame::trailers(trailers)));
+fn grpc_response(reply: Reply) -> Response<Scripted> {
+    let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = reply
+        .messages
+        .into_iter()
+        .map(|m| Ok(Frame::data(m)))
+        .collect();
+    frames.push(Ok(Frame::trailers(reply.trailers)));
     let mut response = Response::new(StreamBody::new(stream::iter(frames)));
     response
         .headers_mut()
