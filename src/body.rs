@@ -228,6 +228,7 @@ pub enum BodyEnd<'a> {
 /// it ended.
 pub trait Observer: Send + Sync + Unpin + 'static {
     fn data(&mut self, _len: usize) {}
+    fn trailers(&mut self, _trailers: &http::HeaderMap) {}
     fn end(&mut self, _end: BodyEnd<'_>) {}
 }
 
@@ -271,6 +272,8 @@ impl<O: Observer> http_body::Body for Observed<O> {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.observer.data(data.len());
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    this.observer.trailers(trailers);
                 }
                 // hyper stops polling once `is_end_stream` is true, so the end
                 // must be noticed here, not only on `None`.

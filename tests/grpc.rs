@@ -160,6 +160,7 @@ async fn a_unary_call_is_judged_and_forwarded_with_firegates_credentials() {
     assert_eq!(r["decision"], "allow");
     assert_eq!(r["database"], DB);
     assert_eq!(r["targets"][0]["resource"], "/rooms/r1");
+    assert_eq!(r["upstream_grpc_status"], 0, "{r}");
 }
 
 #[tokio::test]
@@ -229,13 +230,16 @@ async fn upstream_failures_reach_the_client_with_their_status_details() {
     let mut client = grpc::client(s.proxy.addr).await;
     let status = within(
         "GetDocument",
-        client.get_document(with_auth(get("rooms/r1"), &s.proxy.bearer())),
+        client.get_document(tagged(get("rooms/r1"), &s.proxy.bearer(), "grpc-aborted")),
     )
     .await
     .expect_err("upstream's failure passes through");
     assert_eq!(status.code(), Code::Aborted);
     assert_eq!(status.message(), "contention");
     assert_eq!(status.details(), details.as_slice());
+    let r = record(&s.proxy, "grpc-aborted").await;
+    assert_eq!(r["upstream_grpc_status"], 10, "{r}");
+    assert_eq!(r["decision"], "allow");
 }
 
 #[tokio::test]

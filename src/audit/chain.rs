@@ -209,6 +209,8 @@ struct Canonical<'a> {
     traceparent: &'a Option<String>,
     upstream_account: &'a Option<String>,
     upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_grpc_status: Option<u16>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -236,6 +238,7 @@ impl<'a> Canonical<'a> {
             shadow_decision,
             shadow_rule,
             upstream_status,
+            upstream_grpc_status,
             status,
             bytes_in,
             bytes_out,
@@ -273,6 +276,7 @@ impl<'a> Canonical<'a> {
             traceparent,
             upstream_account,
             upstream_status: *upstream_status,
+            upstream_grpc_status: *upstream_grpc_status,
         }
     }
 }

@@ -93,6 +93,10 @@ pub struct AuditRecord {
     /// The shadow rule that would have decided.
     pub shadow_rule: Option<String>,
     pub upstream_status: Option<u16>,
+    /// A gRPC call's `grpc-status` from upstream (trailers, or a
+    /// trailers-only answer); left out when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_grpc_status: Option<u16>,
     pub status: u16,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -196,6 +200,7 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
         shadow_decision: None,
         shadow_rule: None,
         upstream_status: Some(200),
+        upstream_grpc_status: None,
         status: 200,
         bytes_in: 0,
         bytes_out: 512,

@@ -27,6 +27,12 @@ pub use requests::ListenRequests;
 pub use seal::seal_response;
 pub use timeout::GrpcTimeout;
 
+/// The `grpc-status` in these headers or trailers, for the audit line
+/// (`None` when absent or not a number).
+pub fn status_code(headers: &HeaderMap) -> Option<u16> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
 /// A gRPC call this module serves: HTTP/2 with `application/grpc` or
 /// `application/grpc+proto`. gRPC-Web, other codecs and gRPC over HTTP/1.1
 /// stay on the REST path, which refuses them at once.

@@ -48,6 +48,14 @@ impl Observer for Audited {
         self.bytes_out += len as u64;
     }
 
+    fn trailers(&mut self, trailers: &http::HeaderMap) {
+        if let Some((record, _)) = &mut self.pending {
+            if let Some(code) = crate::grpc::status_code(trailers) {
+                record.upstream_grpc_status = Some(code);
+            }
+        }
+    }
+
     fn end(&mut self, end: BodyEnd<'_>) {
         let Some((mut record, auditor)) = self.pending.take() else {
             return;

@@ -37,6 +37,9 @@ pub struct Exchange {
     pub decision: Option<Decision>,
     pub upstream_account: Option<String>,
     pub upstream_status: Option<u16>,
+    /// A trailers-only gRPC answer's `grpc-status` (a streamed one's comes
+    /// with the trailers, seen by the audited body).
+    pub upstream_grpc_status: Option<u16>,
     /// Already bounded and escaped for the record (`audit::request_tags`).
     pub request_tags: Vec<String>,
     /// Stored documents read for rules that read `resource`.
@@ -78,6 +81,7 @@ impl Exchange {
             decision: None,
             upstream_account: None,
             upstream_status: None,
+            upstream_grpc_status: None,
             request_tags: Vec::new(),
             stored_reads: 0,
             reason: None,
@@ -176,6 +180,7 @@ impl Exchange {
             decision: self.decision.clone(),
             upstream_account: self.upstream_account.clone(),
             upstream_status: self.upstream_status,
+            upstream_grpc_status: self.upstream_grpc_status,
             request_tags: self.request_tags.clone(),
             reason: self.reason.clone(),
             refused: self.refused,
@@ -245,6 +250,7 @@ impl Exchange {
             }),
             shadow_rule: shadow.map(|s| s.rule),
             upstream_status: self.upstream_status,
+            upstream_grpc_status: self.upstream_grpc_status,
             status,
             // Both byte counts and the duration are filled in when the
             // response body ends: a streamed request body may still be read.

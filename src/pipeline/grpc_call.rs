@@ -196,6 +196,7 @@ impl Pipeline {
             })
             .await?;
         ex.upstream_status = Some(response.status().as_u16());
+        ex.upstream_grpc_status = grpc::status_code(response.headers());
         Ok(response.map(body::boxed))
     }
 }
