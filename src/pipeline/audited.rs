@@ -49,10 +49,10 @@ impl Observer for Audited {
     }
 
     fn trailers(&mut self, trailers: &http::HeaderMap) {
-        if let Some((record, _)) = &mut self.pending {
-            if let Some(code) = crate::grpc::status_code(trailers) {
-                record.upstream_grpc_status = Some(code);
-            }
+        if let Some((record, _)) = &mut self.pending
+            && let Some(code) = crate::grpc::status_code(trailers)
+        {
+            record.upstream_grpc_status = Some(code);
         }
     }
 
