@@ -61,6 +61,7 @@ fn record() -> AuditRecord {
         shadow_decision: None,
         shadow_rule: None,
         upstream_status: Some(200),
+        upstream_grpc_status: None,
         status: 200,
         bytes_in: 812,
         bytes_out: 240,

@@ -48,6 +48,7 @@ fn record(n: u64) -> AuditRecord {
         shadow_decision: None,
         shadow_rule: None,
         upstream_status: Some(200),
+        upstream_grpc_status: None,
         status: 200,
         bytes_in: 120,
         bytes_out: 340,
