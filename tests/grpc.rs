@@ -242,6 +242,38 @@ async fn upstream_failures_reach_the_client_with_their_status_details() {
     assert_eq!(r["decision"], "allow");
 }
 
+/// Wakes its `Notify` when dropped: the fake upstream's answer future
+/// holds one, and hyper drops that future when the call is reset.
+struct NotifyOnDrop(std::sync::Arc<tokio::sync::Notify>);
+
+impl Drop for NotifyOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_cancels_the_upstream_call() {
+    let cancelled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let seen = std::sync::Arc::clone(&cancelled);
+    let up = support::fake::server()
+        .fallback_stream(move |_call| {
+            let guard = NotifyOnDrop(std::sync::Arc::clone(&seen));
+            async move {
+                let _guard = guard;
+                std::future::pending::<http::Response<http_body_util::Full<bytes::Bytes>>>().await
+            }
+        })
+        .start()
+        .await;
+    let proxy = TestProxy::start(&config::plain(&up.url()).yaml()).await;
+    let mut client = grpc::client(proxy.addr).await;
+    let call = client.get_document(with_auth(get("rooms/r1"), &proxy.bearer()));
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(500), call).await;
+    assert!(gave_up.is_err(), "the upstream never answers: {gave_up:?}");
+    within("upstream call cancelled", cancelled.notified()).await;
+}
+
 #[tokio::test]
 async fn the_deadline_goes_upstream_minus_the_time_spent() {
     let s = stack().await;
