@@ -462,3 +462,6 @@ fn transactions_are_found_where_they_sit() {
         "empty bytes are absent"
     );
 }
+
+#[path = "data_tests.rs"]
+mod data_tests;
