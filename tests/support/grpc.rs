@@ -114,9 +114,10 @@ impl GrpcUpstream {
     }
 }
 
-type Scripted = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+pub type Scripted = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
-fn grpc_response(messages: Vec<Bytes>) -> Response<Scripted> {
+/// A scripted gRPC answer: these messages, then `grpc-status: 0`.
+pub fn grpc_response(messages: Vec<Bytes>) -> Response<Scripted> {
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let mut frames: Vec<Result<Frame<Bytes>, Infallible>> =
