@@ -278,3 +278,69 @@ async fn the_forwarded_grpc_commit_is_pinned_to_the_version_the_rule_saw() {
     stack.shutdown().await;
     upstream.join().await;
 }
+
+fn add_query(id: i32, owner: Option<&str>) -> proto::ListenRequest {
+    proto::ListenRequest {
+        database: DATABASE.into(),
+        labels: Default::default(),
+        target_change: Some(proto::listen_request::TargetChange::AddTarget(
+            proto::Target {
+                target_id: id,
+                target_type: Some(proto::target::TargetType::Query(
+                    proto::target::QueryTarget {
+                        parent: ROOT.into(),
+                        query_type: Some(proto::target::query_target::QueryType::StructuredQuery(
+                            notes_of(owner),
+                        )),
+                    },
+                )),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+/// Read the stream until target `id` is added (`Ok`) or removed (`Err`
+/// with the cause's code).
+async fn outcome_of(call: &mut grpc::ListenCall, id: i32) -> Result<(), i32> {
+    use proto::target_change::TargetChangeType as T;
+    loop {
+        let response = support::within("a Listen answer", call.responses.message())
+            .await
+            .expect("the stream answers")
+            .expect("the stream stays open");
+        match grpc::change_of(&response) {
+            Some((kind, ids, _)) if kind == T::Add as i32 && ids.contains(&id) => return Ok(()),
+            Some((kind, ids, cause)) if kind == T::Remove as i32 && ids.contains(&id) => {
+                return Err(cause.unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_query_target_proves_by_its_filter_and_a_document_target_fails_closed() {
+    let stack = support::dev_stack().await;
+    let alice = Caller::new(&stack, "alice").await;
+    assert_eq!(alice.create("la1", "alice").await, Ok(()));
+    let mut client = alice.client.clone();
+    let mut call = grpc::listen(
+        &mut client,
+        &alice.auth,
+        "listen-data",
+        add_query(1, Some("alice")),
+    )
+    .await
+    .expect("Listen opens");
+    assert_eq!(outcome_of(&mut call, 1).await, Ok(()), "her own notes");
+    call.requests.send(add_query(2, None)).await.expect("send");
+    assert_eq!(outcome_of(&mut call, 2).await, Err(7), "every note");
+    // A watched document would need its stored read on every change, not
+    // once: refused rather than checked at the start only.
+    let doc = grpc::add_documents(DATABASE, 3, &[format!("{ROOT}/notes/la1")]);
+    call.requests.send(doc).await.expect("send");
+    assert_eq!(outcome_of(&mut call, 3).await, Err(7), "a documents target");
+    drop(call);
+    stack.shutdown().await;
+}

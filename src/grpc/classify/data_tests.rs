@@ -308,3 +308,24 @@ fn name_bounds_narrow_a_grpc_query_as_they_narrow_rest() {
     );
     assert_eq!(op, rest);
 }
+
+#[test]
+fn a_listen_query_target_carries_its_filter_as_run_query_does() {
+    use sq::field_filter::Operator as Op;
+    let mut q = query("notes", false);
+    q.r#where = Some(field_filter("owner", Op::Equal, s("alice")));
+    let run = grpc(run_query(ROOT, q.clone()));
+    let target = proto::Target {
+        target_type: Some(proto::target::TargetType::Query(
+            proto::target::QueryTarget {
+                parent: ROOT.into(),
+                query_type: Some(proto::target::query_target::QueryType::StructuredQuery(q)),
+            },
+        )),
+        ..Default::default()
+    };
+    let listen = listen_target(&run.database, &target).expect("classifies");
+    assert_eq!(listen.filter, run.filter);
+    assert!(listen.filter.is_some());
+    assert_eq!(listen.targets, run.targets);
+}
