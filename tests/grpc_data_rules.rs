@@ -258,7 +258,6 @@ async fn the_forwarded_grpc_commit_is_pinned_to_the_version_the_rule_saw() {
     let condition = |i: usize| {
         commit.writes[i]
             .current_document
-            .clone()
             .and_then(|p| p.condition_type)
     };
     use proto::precondition::ConditionType;

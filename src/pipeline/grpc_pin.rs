@@ -154,12 +154,7 @@ mod tests {
         let GrpcRequest::Commit(m) = request else {
             unreachable!()
         };
-        let condition = |i: usize| {
-            m.writes[i]
-                .current_document
-                .clone()
-                .and_then(|p| p.condition_type)
-        };
+        let condition = |i: usize| m.writes[i].current_document.and_then(|p| p.condition_type);
         assert_eq!(
             condition(0),
             Some(precondition::ConditionType::UpdateTime(Timestamp {
