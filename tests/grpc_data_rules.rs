@@ -196,6 +196,37 @@ async fn over_grpc_owners_create_read_query_and_delete_only_their_own_notes() {
         "overwriting someone else's note"
     );
 
+    // In a transaction: the stored reads happen in it (its upstream id).
+    let mut client = alice.client.clone();
+    let begun = client
+        .begin_transaction(alice.req(proto::BeginTransactionRequest {
+            database: DATABASE.into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("a transaction")
+        .into_inner();
+    let read = client
+        .get_document(alice.req(proto::GetDocumentRequest {
+            name: format!("{ROOT}/notes/ga1"),
+            consistency_selector: Some(
+                proto::get_document_request::ConsistencySelector::Transaction(
+                    begun.transaction.clone(),
+                ),
+            ),
+            ..Default::default()
+        }))
+        .await;
+    assert!(read.is_ok(), "{read:?}");
+    let committed = client
+        .commit(alice.req(proto::CommitRequest {
+            database: DATABASE.into(),
+            writes: vec![set("ga4", "alice")],
+            transaction: begun.transaction,
+        }))
+        .await;
+    assert!(committed.is_ok(), "{committed:?}");
+
     assert_eq!(bob.delete("ga1").await, Err(Code::PermissionDenied));
     assert_eq!(alice.delete("ga1").await, Ok(()));
     stack.shutdown().await;
