@@ -9,6 +9,7 @@ mod audited;
 mod exchange;
 mod fairness;
 mod grpc_call;
+mod grpc_pin;
 mod listen;
 mod metrics;
 mod pin;

@@ -66,6 +66,7 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
         text,
         targets: Vec::new(),
         writes: Vec::new(),
+        position: 0,
         filter: None,
         transaction: TransactionUse::default(),
         request_tags: route.request_tags().map(str::to_owned).collect(),
@@ -89,6 +90,9 @@ struct Classifier<'a> {
     text: &'a str,
     targets: Vec<Target>,
     writes: Vec<Written>,
+    /// The position in the request's `writes` of the write being read
+    /// (where its pin goes; a `verify` has a position but no `Written`).
+    position: usize,
     filter: Option<Filter>,
     transaction: TransactionUse,
     request_tags: Vec<String>,
@@ -166,10 +170,9 @@ impl<'a> Classifier<'a> {
     }
 
     fn written(&mut self, scope: Scope, change: Change, precondition: Precondition) {
-        let index = self.writes.len();
         self.writes.push(Written {
             scope,
-            index,
+            index: self.position,
             change,
             precondition,
         });
@@ -231,7 +234,8 @@ impl<'a> Classifier<'a> {
         let mut req = self.top("write request")?;
         req.refuse("database", "database")?;
         if let Some(writes) = req.take("writes", "writes")? {
-            for raw in body::array(writes, "writes")? {
+            for (position, raw) in body::array(writes, "writes")?.into_iter().enumerate() {
+                self.position = position;
                 self.write(raw)?;
             }
         }

@@ -2,11 +2,12 @@
 //! REST twin yields, through the same name validation (`firestore::path`)
 //! and the same target rules (`firestore::{upsert, selector_scope}`).
 
-use super::GrpcRequest;
 use super::proto::{
-    self, Value, document_transform::field_transform, precondition, structured_query,
-    structured_query::filter, value, write,
+    self, Value, document_transform::field_transform, structured_query, structured_query::filter,
+    value, write,
 };
+use super::{GrpcRequest, data};
+use crate::firestore::data::{Change, Fields, Filter, Precondition, Written};
 use crate::firestore::path::{database_name, database_of, document_name, parent_name, validate_id};
 use crate::firestore::{
     Access, ClassifyError, Database, Operation, Scope, Target, nearest_limit_ok, selector_scope,
@@ -25,7 +26,13 @@ pub fn classify(request: &GrpcRequest) -> Result<GrpcClassified, ClassifyError> 
     let mut c = Classifier::default();
     let database = c.run(request)?;
     Ok(GrpcClassified {
-        operation: Operation::new(database, method_of(request), c.targets),
+        operation: Operation {
+            database,
+            method: method_of(request),
+            targets: c.targets,
+            writes: c.writes,
+            filter: c.filter,
+        },
         begins_transaction: request.begins_transaction(),
     })
 }
@@ -55,7 +62,7 @@ pub fn listen_target(
             else {
                 return Err(ClassifyError::InvalidQuery("no structuredQuery"));
             };
-            c.query(&parent, query)?;
+            c.query(database, &parent, query)?;
         }
         None => {
             return Err(ClassifyError::MalformedBody(
@@ -66,11 +73,13 @@ pub fn listen_target(
     if c.targets.is_empty() {
         return Err(ClassifyError::MalformedBody("target names no document"));
     }
-    Ok(Operation::new(
-        database.clone(),
-        crate::firestore::Method::Listen,
-        c.targets,
-    ))
+    Ok(Operation {
+        database: database.clone(),
+        method: crate::firestore::Method::Listen,
+        targets: c.targets,
+        writes: Vec::new(),
+        filter: c.filter,
+    })
 }
 
 fn method_of(request: &GrpcRequest) -> crate::firestore::Method {
@@ -97,6 +106,8 @@ fn method_of(request: &GrpcRequest) -> crate::firestore::Method {
 #[derive(Default)]
 struct Classifier {
     targets: Vec<Target>,
+    writes: Vec<Written>,
+    filter: Option<Filter>,
 }
 
 impl Classifier {
@@ -105,7 +116,16 @@ impl Classifier {
         use GrpcRequest as R;
         match request {
             R::GetDocument(m) => self.document(&m.name, Access::Get),
-            R::DeleteDocument(m) => self.document(&m.name, Access::Delete),
+            R::DeleteDocument(m) => {
+                let database = database_of(&m.name)?;
+                let scope = Scope::Document {
+                    path: document_name(&database, &m.name)?,
+                };
+                self.push(scope.clone(), Access::Delete);
+                let precondition = data::precondition(m.current_document.as_ref());
+                self.written(scope, 0, Change::Delete, precondition);
+                Ok(database)
+            }
             R::ListDocuments(m) => {
                 let (database, parent) = parent_name(&m.parent)?;
                 // Firestore lists every collection under `parent` when the
@@ -133,20 +153,27 @@ impl Classifier {
                     return Err(ClassifyError::PathFieldRespecified("document"));
                 }
                 fields(document.map(|d| &d.fields))?;
-                if m.document_id.is_empty() {
-                    self.push(
-                        Scope::Collection {
-                            parent: path,
-                            collection: m.collection_id.clone(),
-                        },
-                        Access::Create,
-                    );
+                let scope = if m.document_id.is_empty() {
+                    Scope::Collection {
+                        parent: path,
+                        collection: m.collection_id.clone(),
+                    }
                 } else {
                     validate_id(&m.document_id)?;
                     path.push(m.collection_id.clone());
                     path.push(m.document_id.clone());
-                    self.push(Scope::Document { path }, Access::Create);
-                }
+                    Scope::Document { path }
+                };
+                self.push(scope.clone(), Access::Create);
+                let change = Change::Update {
+                    fields: document
+                        .map(|d| data::fields(&d.fields))
+                        .transpose()?
+                        .unwrap_or_default(),
+                    mask: None,
+                    transforms: Vec::new(),
+                };
+                self.written(scope, 0, change, Precondition::Exists(false));
                 Ok(database)
             }
             R::UpdateDocument(m) => {
@@ -156,8 +183,15 @@ impl Classifier {
                 let database = database_of(&document.name)?;
                 let path = document_name(&database, &document.name)?;
                 fields(Some(&document.fields))?;
-                let must_exist = must_exist(m.current_document.as_ref());
-                upsert(&mut self.targets, Scope::Document { path }, must_exist);
+                let precondition = data::precondition(m.current_document.as_ref());
+                let scope = Scope::Document { path };
+                upsert(&mut self.targets, scope.clone(), precondition.must_exist());
+                let change = Change::Update {
+                    fields: data::fields(&document.fields)?,
+                    mask: m.update_mask.as_ref().map(data::mask).transpose()?,
+                    transforms: Vec::new(),
+                };
+                self.written(scope, 0, change, precondition);
                 Ok(database)
             }
             R::BatchGetDocuments(m) => {
@@ -185,7 +219,7 @@ impl Classifier {
                 else {
                     return Err(ClassifyError::InvalidQuery("no structuredQuery"));
                 };
-                self.query(&parent, q)?;
+                self.query(&database, &parent, q)?;
                 Ok(database)
             }
             R::RunAggregationQuery(m) => {
@@ -203,7 +237,7 @@ impl Classifier {
                 else {
                     return Err(ClassifyError::InvalidQuery("no structuredQuery"));
                 };
-                self.query(&parent, q)?;
+                self.query(&database, &parent, q)?;
                 Ok(database)
             }
             R::PartitionQuery(m) => {
@@ -213,7 +247,7 @@ impl Classifier {
                 else {
                     return Err(ClassifyError::InvalidQuery("no structuredQuery"));
                 };
-                self.query(&parent, q)?;
+                self.query(&database, &parent, q)?;
                 Ok(database)
             }
             R::ListCollectionIds(m) => {
@@ -226,6 +260,17 @@ impl Classifier {
 
     fn push(&mut self, scope: Scope, access: Access) {
         self.targets.push(Target { scope, access });
+    }
+
+    /// What one write does; `index` is its position in the message's
+    /// `writes` (where the pin goes).
+    fn written(&mut self, scope: Scope, index: usize, change: Change, precondition: Precondition) {
+        self.writes.push(Written {
+            scope,
+            index,
+            change,
+            precondition,
+        });
     }
 
     fn document(&mut self, name: &str, access: Access) -> Result<Database, ClassifyError> {
@@ -241,32 +286,56 @@ impl Classifier {
         writes: &[proto::Write],
     ) -> Result<Database, ClassifyError> {
         let database = database_name(database)?;
-        for w in writes {
-            self.write(&database, w)?;
+        for (index, w) in writes.iter().enumerate() {
+            self.write(&database, index, w)?;
         }
         Ok(database)
     }
 
     /// One `Write`, as the REST classifier reads it: an update or transform
     /// is an upsert unless its precondition says which; a delete deletes.
-    fn write(&mut self, database: &Database, w: &proto::Write) -> Result<(), ClassifyError> {
+    fn write(
+        &mut self,
+        database: &Database,
+        index: usize,
+        w: &proto::Write,
+    ) -> Result<(), ClassifyError> {
         transforms(&w.update_transforms)?;
-        let must_exist = must_exist(w.current_document.as_ref());
+        let precondition = data::precondition(w.current_document.as_ref());
+        let must_exist = precondition.must_exist();
+        let mut kinds = data::transforms(&w.update_transforms)?;
         match &w.operation {
             Some(write::Operation::Update(doc)) => {
                 fields(Some(&doc.fields))?;
                 let path = document_name(database, &doc.name)?;
-                upsert(&mut self.targets, Scope::Document { path }, must_exist);
+                let scope = Scope::Document { path };
+                upsert(&mut self.targets, scope.clone(), must_exist);
+                let change = Change::Update {
+                    fields: data::fields(&doc.fields)?,
+                    mask: w.update_mask.as_ref().map(data::mask).transpose()?,
+                    transforms: kinds,
+                };
+                self.written(scope, index, change, precondition);
             }
             Some(write::Operation::Delete(name)) => {
                 let path = document_name(database, name)?;
-                self.push(Scope::Document { path }, Access::Delete);
+                let scope = Scope::Document { path };
+                self.push(scope.clone(), Access::Delete);
+                self.written(scope, index, Change::Delete, precondition);
             }
             Some(write::Operation::Transform(t)) => {
                 transforms(&t.field_transforms)?;
+                kinds.extend(data::transforms(&t.field_transforms)?);
                 // A transform of a missing document creates it.
                 let path = document_name(database, &t.document)?;
-                upsert(&mut self.targets, Scope::Document { path }, must_exist);
+                let scope = Scope::Document { path };
+                upsert(&mut self.targets, scope.clone(), must_exist);
+                let change = Change::Update {
+                    fields: Fields::new(),
+                    mask: Some(Vec::new()),
+                    transforms: kinds,
+                };
+                self.written(scope, index, change, precondition);
             }
             None => {
                 return Err(ClassifyError::InvalidWrite(
@@ -280,6 +349,7 @@ impl Classifier {
     /// `from[]` → one `list` target per selector; the rest narrows.
     fn query(
         &mut self,
+        database: &Database,
         parent: &[String],
         q: &proto::StructuredQuery,
     ) -> Result<(), ClassifyError> {
@@ -288,6 +358,7 @@ impl Classifier {
         }
         if let Some(f) = &q.r#where {
             filter_values(f)?;
+            self.filter = Some(data::filter(database, f));
         }
         for cursor in [&q.start_at, &q.end_at].into_iter().flatten() {
             cursor.values.iter().try_for_each(plain_value)?;
@@ -307,17 +378,12 @@ impl Classifier {
         }
         for s in &q.from {
             let scope = selector_scope(parent, s.collection_id.clone(), s.all_descendants)?;
-            self.push(scope, Access::List);
+            // `__name__` bounds narrow the scope judged (never widen it).
+            for scope in crate::firestore::narrow::narrow(scope, self.filter.as_ref()) {
+                self.push(scope, Access::List);
+            }
         }
         Ok(())
-    }
-}
-
-/// `currentDocument`: `exists` or `updateTime` (which implies existence).
-fn must_exist(p: Option<&proto::Precondition>) -> Option<bool> {
-    match p?.condition_type.as_ref()? {
-        precondition::ConditionType::Exists(e) => Some(*e),
-        precondition::ConditionType::UpdateTime(_) => Some(true),
     }
 }
 

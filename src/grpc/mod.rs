@@ -6,6 +6,7 @@
 //! [`Operation`]: crate::firestore::Operation
 
 mod classify;
+pub mod data;
 mod error;
 pub mod frame;
 mod method;

@@ -11,7 +11,8 @@ use http::{HeaderValue, Request, Response};
 use tracing::Instrument as _;
 
 use super::metrics::Step;
-use super::{ConnInfo, Exchange, Pipeline, PipelineError, respond};
+use super::stored::{Consistency, ReadStored, StoredReadError};
+use super::{ConnInfo, Exchange, Pipeline, PipelineError, grpc_pin, respond};
 use crate::authn::Principal;
 use crate::body::{self, Body};
 use crate::firestore::{Database, Operation};
@@ -72,10 +73,18 @@ impl Pipeline {
         self.metrics.step(Step::Classify, t);
         let mut call = call?;
         let sealing = self.bind_grpc_transaction(&principal, &mut call)?;
+        let read = self.read_stored_grpc(&principal, &mut call, ex).await?;
         let t = Instant::now();
-        let decision = self.decide(&principal, &call.operation, None, ex).await;
+        let decision = self
+            .decide(&principal, &call.operation, read.as_ref(), ex)
+            .await;
         self.metrics.step(Step::Decide, t);
         let decision = decision?;
+        if let Some(read) = &read {
+            let consistent = call.request.presented_transaction().is_some()
+                || grpc_pin::client_read_time(&call.request).is_some();
+            grpc_pin::pin(&mut call.request, &call.operation, read, consistent)?;
+        }
         let t = Instant::now();
         let token = self.access_token(decision.as_deref(), ex).await;
         self.metrics.step(Step::Token, t);
@@ -165,6 +174,51 @@ impl Pipeline {
             begins: call.begins_transaction,
         };
         Ok(self.transactions.sealing(fingerprint, database, &usage))
+    }
+
+    /// Before step 3, as for REST (`read_stored`): the documents a
+    /// candidate rule reads, by one REST `batchGet` of the same database —
+    /// in the request's transaction (its upstream id, bound already) or at
+    /// its read time. A request that begins a transaction cannot be checked.
+    async fn read_stored_grpc(
+        &self,
+        principal: &Principal,
+        call: &mut Call,
+        ex: &mut Exchange,
+    ) -> Result<Option<ReadStored>, PipelineError> {
+        let paths = self.policy.stored_needed(principal, &call.operation);
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let consistency = if call.begins_transaction {
+            return Err(StoredReadError::BeginsTransaction.into());
+        } else if let Some(id) = call.request.presented_transaction() {
+            Consistency::Transaction(id.clone())
+        } else if let Some(read_time) = grpc_pin::client_read_time(&call.request) {
+            Consistency::ReadTime(read_time)
+        } else {
+            Consistency::Now
+        };
+        let token = self.credentials.access_token(None).await?;
+        ex.stored_reads = paths.len() as u64;
+        let read = self
+            .stored
+            .read(
+                &self.upstream,
+                &token,
+                &call.operation.database,
+                &paths,
+                &consistency,
+                &ex.request_id,
+            )
+            .await;
+        self.metrics.step(Step::ReadStored, t);
+        let read = read?;
+        // Audited as settled: the accesses the pin makes impossible gone.
+        Arc::make_mut(&mut call.operation).settle(&read.documents);
+        ex.operation = Some(Arc::clone(&call.operation));
+        Ok(Some(read))
     }
 
     /// Step 5 for gRPC: the re-encoded message over the pooled HTTP/2

@@ -9,19 +9,52 @@ use super::stored::{ReadStored, StoredReadError};
 use crate::firestore::data::{Precondition, Stored, Written};
 use crate::firestore::{Method, Operation, Route, Scope};
 
+/// The precondition a write is pinned with.
+pub(super) enum Pin<'s> {
+    /// The stored version (RFC 3339).
+    UpdateTime(&'s str),
+    /// The document was read absent.
+    Missing,
+}
+
 /// The precondition that pins `w` to the stored version, if it needs one
 /// (the client's own `updateTime` or `exists: false` already does; an
 /// `exists: true` on an absent document already fails).
-fn pin_of(w: &Written, stored: &Stored) -> Option<Json> {
+pub(super) fn pin_of<'s>(w: &Written, stored: &'s Stored) -> Option<Pin<'s>> {
     let Scope::Document { path } = &w.scope else {
         return None;
     };
     let doc = stored.get(path)?;
     match (doc, &w.precondition) {
         (_, Precondition::UpdateTime(_) | Precondition::Exists(false)) => None,
-        (Some(d), _) => Some(json!({ "updateTime": d.update_time })),
-        (None, Precondition::None) => Some(json!({ "exists": false })),
+        (Some(d), _) => Some(Pin::UpdateTime(&d.update_time)),
+        (None, Precondition::None) => Some(Pin::Missing),
         (None, Precondition::Exists(true)) => None,
+    }
+}
+
+/// The writes to pin, by their position in the request: only a document's
+/// first write (the commit is atomic, and a later write sees the first
+/// one's version, not the read's).
+pub(super) fn first_write_pins<'s>(op: &Operation, stored: &'s Stored) -> Vec<(usize, Pin<'s>)> {
+    let mut pinned: Vec<&Scope> = Vec::new();
+    let mut pins = Vec::new();
+    for w in &op.writes {
+        if pinned.contains(&&w.scope) {
+            continue;
+        }
+        pinned.push(&w.scope);
+        if let Some(p) = pin_of(w, stored) {
+            pins.push((w.index, p));
+        }
+    }
+    pins
+}
+
+fn json_of(pin: &Pin<'_>) -> Json {
+    match pin {
+        Pin::UpdateTime(t) => json!({ "updateTime": t }),
+        Pin::Missing => json!({ "exists": false }),
     }
 }
 
@@ -38,24 +71,15 @@ pub fn pin(
     match op.method {
         Method::Patch | Method::Delete => {
             if let Some(pin) = op.writes.first().and_then(|w| pin_of(w, stored)) {
-                route.pin_precondition(pin.get("updateTime").and_then(Json::as_str));
+                route.pin_precondition(match pin {
+                    Pin::UpdateTime(t) => Some(t),
+                    Pin::Missing => None,
+                });
             }
             Ok(body)
         }
         Method::Commit | Method::BatchWrite => {
-            // Only a document's first write is pinned: the commit is atomic,
-            // and a later write sees the first one's version, not the read's.
-            let mut pinned: Vec<&Scope> = Vec::new();
-            let mut pins: Vec<(usize, Json)> = Vec::new();
-            for w in &op.writes {
-                if pinned.contains(&&w.scope) {
-                    continue;
-                }
-                pinned.push(&w.scope);
-                if let Some(p) = pin_of(w, stored) {
-                    pins.push((w.index, p));
-                }
-            }
+            let pins = first_write_pins(op, stored);
             if pins.is_empty() {
                 return Ok(body);
             }
@@ -70,7 +94,7 @@ pub fn pin(
                     .and_then(Json::as_object_mut)
                     .ok_or_else(|| unpinnable("write"))?;
                 write.remove("current_document");
-                write.insert("currentDocument".into(), pin);
+                write.insert("currentDocument".into(), json_of(&pin));
             }
             Ok(Bytes::from(request.to_string()))
         }

@@ -89,7 +89,7 @@ impl GrpcUpstream {
                         trailers: ok_trailers(),
                     });
                 r.lock().expect("received").push(req);
-                async move { grpc_response(reply) }
+                async move { scripted(reply) }
             })
             .start()
             .await;
@@ -136,9 +136,17 @@ impl GrpcUpstream {
     }
 }
 
-type Scripted = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+pub type Scripted = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
-fn grpc_response(reply: Reply) -> Response<Scripted> {
+/// A scripted gRPC answer: these messages, then `grpc-status: 0`.
+pub fn grpc_response(messages: Vec<Bytes>) -> Response<Scripted> {
+    scripted(Reply {
+        messages,
+        trailers: ok_trailers(),
+    })
+}
+
+fn scripted(reply: Reply) -> Response<Scripted> {
     let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = reply
         .messages
         .into_iter()

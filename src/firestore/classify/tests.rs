@@ -885,3 +885,20 @@ fn null_fields_read_as_absent() {
     .unwrap();
     assert_eq!(c.transaction, TransactionUse::default());
 }
+
+#[test]
+fn a_written_documents_index_is_its_position_in_the_writes_verify_included() {
+    // The pin goes to `writes[index]`: a `verify` before a write must not
+    // shift it onto the verify.
+    let body = format!(r#"{{"writes":[{{"verify":"{NAME}/b/2"}},{{"delete":"{NAME}/a/1"}}]}}"#);
+    let op = request(
+        "POST",
+        &format!("{DB}:commit"),
+        Some("application/json"),
+        &body,
+    )
+    .expect("classifies")
+    .operation;
+    assert_eq!(op.writes.len(), 1);
+    assert_eq!(op.writes[0].index, 1);
+}

@@ -7,7 +7,8 @@ use http::{HeaderMap, HeaderValue, Method as HttpMethod, Uri};
 use super::*;
 use crate::firestore::{classify_request, route};
 use crate::grpc::proto::{
-    batch_get_documents_request, run_query_request, structured_query::CollectionSelector,
+    batch_get_documents_request, precondition, run_query_request,
+    structured_query::CollectionSelector,
 };
 
 const ROOT: &str = "projects/p/databases/(default)/documents";
@@ -461,3 +462,6 @@ fn transactions_are_found_where_they_sit() {
         "empty bytes are absent"
     );
 }
+
+#[path = "data_tests.rs"]
+mod data_tests;

@@ -1,0 +1,145 @@
+//! Protobuf → the wire-neutral [`data`](crate::firestore::data) model:
+//! values, document fields, masks, transforms, preconditions and query
+//! filters, read exactly as `firestore::data_json` reads their REST twins.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::proto::{
+    self, Value, document_transform::field_transform, precondition, structured_query, value,
+};
+use crate::firestore::data::{
+    FieldPath, FieldValue, Fields, Filter, NameBound, Precondition, parse_field_path,
+};
+use crate::firestore::{ClassifyError, Database};
+
+/// `Document.fields`.
+pub fn fields(map: &HashMap<String, Value>) -> Result<Fields, ClassifyError> {
+    map.iter()
+        .map(|(k, v)| Ok((k.clone(), field_value(v)?)))
+        .collect()
+}
+
+/// One `Value`; a value of no kind is malformed, as `{}` is over REST.
+pub fn field_value(v: &Value) -> Result<FieldValue, ClassifyError> {
+    use value::ValueType as V;
+    let bad = ClassifyError::MalformedBody("value");
+    Ok(match v.value_type.as_ref().ok_or(bad.clone())? {
+        V::NullValue(_) => FieldValue::Null,
+        V::BooleanValue(b) => FieldValue::Boolean(*b),
+        V::IntegerValue(i) => FieldValue::Integer(*i),
+        V::DoubleValue(d) => FieldValue::Double(*d),
+        V::TimestampValue(t) => FieldValue::Timestamp(t.to_string()),
+        V::StringValue(s) => FieldValue::String(s.clone()),
+        V::BytesValue(b) => FieldValue::Bytes(BASE64.encode(b)),
+        V::ReferenceValue(r) => FieldValue::Reference(r.clone()),
+        V::GeoPointValue(p) => FieldValue::GeoPoint {
+            latitude: p.latitude,
+            longitude: p.longitude,
+        },
+        V::ArrayValue(a) => {
+            FieldValue::Array(a.values.iter().map(field_value).collect::<Result<_, _>>()?)
+        }
+        V::MapValue(m) => FieldValue::Map(fields(&m.fields)?),
+        // Refused before (`plain_value`); never data.
+        V::FieldReferenceValue(_)
+        | V::VariableReferenceValue(_)
+        | V::FunctionValue(_)
+        | V::PipelineValue(_) => return Err(bad),
+    })
+}
+
+/// A `DocumentMask`.
+pub fn mask(mask: &proto::DocumentMask) -> Result<Vec<FieldPath>, ClassifyError> {
+    mask.field_paths
+        .iter()
+        .map(|p| parse_field_path(p))
+        .collect::<Option<_>>()
+        .ok_or(ClassifyError::InvalidWrite("updateMask.fieldPaths"))
+}
+
+/// `FieldTransform`s: each field path and the transform's kind (the names
+/// `data_json::transforms` gives them).
+pub fn transforms(
+    list: &[proto::document_transform::FieldTransform],
+) -> Result<Vec<(FieldPath, &'static str)>, ClassifyError> {
+    use field_transform::TransformType as T;
+    let bad = ClassifyError::InvalidWrite("field transform");
+    list.iter()
+        .map(|t| {
+            let path = parse_field_path(&t.field_path).ok_or(bad.clone())?;
+            let kind = match t.transform_type.as_ref().ok_or(bad.clone())? {
+                T::SetToServerValue(_) => "serverTimestamp",
+                T::Increment(_) => "increment",
+                T::Maximum(_) => "maximum",
+                T::Minimum(_) => "minimum",
+                T::AppendMissingElements(_) => "arrayUnion",
+                T::RemoveAllFromArray(_) => "arrayRemove",
+            };
+            Ok((path, kind))
+        })
+        .collect()
+}
+
+/// `currentDocument`.
+pub fn precondition(p: Option<&proto::Precondition>) -> Precondition {
+    match p.and_then(|p| p.condition_type.as_ref()) {
+        None => Precondition::None,
+        Some(precondition::ConditionType::Exists(e)) => Precondition::Exists(*e),
+        Some(precondition::ConditionType::UpdateTime(t)) => Precondition::UpdateTime(t.to_string()),
+    }
+}
+
+/// `StructuredQuery.where`: what a rule can use of it; anything else is
+/// [`Filter::Other`] (it narrows the results, proves nothing).
+pub fn filter(database: &Database, f: &structured_query::Filter) -> Filter {
+    use structured_query::composite_filter::Operator as C;
+    use structured_query::field_filter::Operator as F;
+    use structured_query::filter::FilterType;
+    match &f.filter_type {
+        Some(FilterType::CompositeFilter(c)) if c.op == C::And as i32 => {
+            Filter::And(c.filters.iter().map(|p| filter(database, p)).collect())
+        }
+        Some(FilterType::FieldFilter(ff)) => {
+            let path = ff
+                .field
+                .as_ref()
+                .and_then(|r| parse_field_path(&r.field_path));
+            let Some(value) = ff.value.as_ref().and_then(|v| field_value(v).ok()) else {
+                return Filter::Other;
+            };
+            let Some(path) = path else {
+                return Filter::Other;
+            };
+            let op = F::try_from(ff.op).ok();
+            if path == ["__name__"] {
+                let bound = match op {
+                    Some(F::Equal) => NameBound::Equal,
+                    Some(F::GreaterThan) => NameBound::Above { inclusive: false },
+                    Some(F::GreaterThanOrEqual) => NameBound::Above { inclusive: true },
+                    Some(F::LessThan) => NameBound::Below { inclusive: false },
+                    Some(F::LessThanOrEqual) => NameBound::Below { inclusive: true },
+                    _ => return Filter::Other,
+                };
+                // Only compared, segment by segment (see `data_json`).
+                let prefix = format!("{database}/documents/");
+                return match value {
+                    FieldValue::Reference(name) => match name.strip_prefix(&prefix) {
+                        Some(rest) => {
+                            Filter::Name(bound, rest.split('/').map(String::from).collect())
+                        }
+                        None => Filter::Other,
+                    },
+                    _ => Filter::Other,
+                };
+            }
+            match op {
+                Some(F::Equal) => Filter::Equal(path, value),
+                _ => Filter::Other,
+            }
+        }
+        _ => Filter::Other,
+    }
+}
