@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # firegate side by side with nginx and HAProxy on this machine, in one run.
 #
-#   benches/compare.sh [compare|rss|soak|profile|all]
+#   benches/compare.sh [compare|rss|soak|profile|syscalls|all]
 #
 # compare  req/s at fixed concurrency (wrk -c32), p50/p99 at a fixed rate
 #          (oha -q), proxy CPU seconds per 10k requests (/proc/PID/stat),
@@ -9,6 +9,8 @@
 # rss      1,000 idle keep-alive connections; a streamed 1 GiB response.
 # soak     SOAK seconds at RATE req/s, RSS sampled every 10 s.
 # profile  perf record of firegate under the cache-hit GET load; top symbols.
+# syscalls strace -c of nginx and firegate over SYSCALL_REQUESTS cache-hit
+#          GETs (oha -c32), per request; per-thread user/system time.
 #
 # Every proxy runs pinned to core PROXY_CPU; load generator and the one
 # upstream (nginx answering a fixed body) share LOAD_CPU. Installs nginx,
@@ -415,6 +417,41 @@ profile() {
     | grep -E '^ +[0-9]' | head -60 >"$work/profile-children.txt"
 }
 
+# Calls per request of one proxy under strace, then user/system ticks per
+# thread over the same number of requests without strace.
+syscalls_of() { # CONFIG
+  local n=${SYSCALL_REQUESTS:-20000} pid out=$work/strace-$1.txt t
+  start_proxy "$1"
+  pid=$proxy_pid
+  # nginx serves from its worker, the master's child.
+  [ "$1" = nginx ] && pid=$(pgrep -P "$proxy_pid" | head -n1)
+  strace -f -c -p "$pid" -o "$out" &
+  local tracer=$!
+  sleep 1
+  taskset -c "$LOAD_CPU" oha --no-tui -n "$n" -c "$CONNECTIONS" \
+    -H "Authorization: Bearer $token" "$proxy$get_path" >/dev/null
+  kill -INT "$tracer"; wait "$tracer" || true
+  echo "## $1: syscalls per request ($n GETs)"
+  awk -v n="$n" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
+    e = ($5 ~ /^[0-9]+$/) ? $5 : 0; printf "%-16s %8.3f  (errors %s)\n", $NF, $4 / n, e }' "$out"
+  for t in /proc/"$pid"/task/*; do echo "$(cat "$t/comm") $(awk '{print $14, $15}' "$t/stat")"; done \
+    >"$work/ticks-before"
+  taskset -c "$LOAD_CPU" oha --no-tui -n "$n" -c "$CONNECTIONS" \
+    -H "Authorization: Bearer $token" "$proxy$get_path" >/dev/null
+  echo "## $1: µs per request by thread (user system), no strace"
+  for t in /proc/"$pid"/task/*; do echo "$(cat "$t/comm") $(awk '{print $14, $15}' "$t/stat")"; done \
+    | paste -d' ' "$work/ticks-before" - | awk -v n="$n" -v hz="$(getconf CLK_TCK)" '{
+      u = ($5 - $2) / hz / n * 1e6; s = ($6 - $3) / hz / n * 1e6
+      if (u + s > 0) printf "%-16s %6.1f %6.1f\n", $1, u, s }'
+  stop_proxy
+}
+
+syscalls() {
+  command -v strace >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; }
+  { syscalls_of nginx; syscalls_of firegate; } | tee "$work/syscalls.md"
+}
+
 main() {
   local mode=${1:-compare}
   install_tools
@@ -429,6 +466,7 @@ main() {
     rss) rss ;;
     soak) soak ;;
     profile) profile ;;
+    syscalls) syscalls ;;
     all) compare; rss; soak ;;
     *) log "unknown mode $mode"; exit 2 ;;
   esac
