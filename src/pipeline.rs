@@ -417,6 +417,21 @@ impl Pipeline {
             (None, Some(read_time)) => Consistency::ReadTime(read_time),
             (None, None) => Consistency::Now,
         };
+        self.read_documents(&paths, &consistency, op, ex, t)
+            .await
+            .map(Some)
+    }
+
+    /// The stored read of both wire formats: `paths` at `consistency`, with
+    /// firegate's own token (503 when it fails), metered from `started`.
+    async fn read_documents(
+        &self,
+        paths: &[Vec<String>],
+        consistency: &Consistency,
+        op: &mut Arc<Operation>,
+        ex: &mut Exchange,
+        started: Instant,
+    ) -> Result<ReadStored, PipelineError> {
         let token = self.credentials.access_token(None).await?;
         ex.stored_reads = paths.len() as u64;
         let read = self
@@ -425,18 +440,18 @@ impl Pipeline {
                 &self.upstream,
                 &token,
                 &op.database,
-                &paths,
-                &consistency,
+                paths,
+                consistency,
                 &ex.request_id,
             )
             .await;
-        self.metrics.step(Step::ReadStored, t);
+        self.metrics.step(Step::ReadStored, started);
         let read = read?;
         // The exchange shares the classified operation; the settled one,
         // with the accesses the pin makes impossible gone, is what is audited.
         Arc::make_mut(op).settle(&read.documents);
         ex.operation = Some(Arc::clone(op));
-        Ok(Some(read))
+        Ok(read)
     }
 
     /// After step 3: the body to forward, with the writes pinned to the

@@ -200,25 +200,9 @@ impl Pipeline {
         } else {
             Consistency::Now
         };
-        let token = self.credentials.access_token(None).await?;
-        ex.stored_reads = paths.len() as u64;
-        let read = self
-            .stored
-            .read(
-                &self.upstream,
-                &token,
-                &call.operation.database,
-                &paths,
-                &consistency,
-                &ex.request_id,
-            )
-            .await;
-        self.metrics.step(Step::ReadStored, t);
-        let read = read?;
-        // Audited as settled: the accesses the pin makes impossible gone.
-        Arc::make_mut(&mut call.operation).settle(&read.documents);
-        ex.operation = Some(Arc::clone(&call.operation));
-        Ok(Some(read))
+        self.read_documents(&paths, &consistency, &mut call.operation, ex, t)
+            .await
+            .map(Some)
     }
 
     /// Step 5 for gRPC: the re-encoded message over the pooled HTTP/2
