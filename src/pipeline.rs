@@ -230,28 +230,46 @@ impl Pipeline {
         // One span per request: every log line of its steps carries the id.
         let span = tracing::info_span!("request", request_id = %ex.request_id);
         let outcome = self.run(req, &mut ex).instrument(span.clone()).await;
+        let mut response = self.answer(outcome, &mut ex, respond::error_response);
+        cors::decorate(cors, origin.as_ref(), &mut response);
+        span.in_scope(|| {
+            tracing::debug!(
+                status = response.status().as_u16(),
+                rpc = ex.rpc().map(|m| m.as_str()),
+                "request answered"
+            )
+        });
+        self.conclude(response, ex)
+    }
+
+    /// The outer half every wire format shares: a failure becomes `render`'s
+    /// answer (and the exchange's refusal); the answer carries the request id.
+    fn answer(
+        &self,
+        outcome: Result<Response<Body>, PipelineError>,
+        ex: &mut Exchange,
+        render: fn(&PipelineError, &str) -> Response<Body>,
+    ) -> Response<Body> {
         let mut response = match outcome {
             Ok(response) => response,
             Err(err) => {
                 let reason = err.reason(ex.decision.as_ref());
                 ex.refuse(reason, &err);
-                respond::error_response(&err, &ex.request_id)
+                render(&err, &ex.request_id)
             }
         };
         if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
             response.headers_mut().insert("x-request-id", id);
         }
-        cors::decorate(cors, origin.as_ref(), &mut response);
+        response
+    }
+
+    /// Count the request and hand its record to the response body, which
+    /// writes it when the body ends or the client goes away.
+    fn conclude(&self, response: Response<Body>, ex: Exchange) -> Response<Body> {
         let status = response.status().as_u16();
         self.metrics
             .request(ex.rpc(), ex.outcome(), status, ex.started().elapsed());
-        span.in_scope(|| {
-            tracing::debug!(
-                status,
-                rpc = ex.rpc().map(|m| m.as_str()),
-                "request answered"
-            )
-        });
         ex.finish(response, Arc::clone(&self.audit))
     }
 

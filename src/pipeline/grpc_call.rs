@@ -36,22 +36,9 @@ impl Pipeline {
         let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
         let span = tracing::info_span!("request", request_id = %ex.request_id, grpc = true);
         let outcome = self.run_grpc(req, &mut ex).instrument(span.clone()).await;
-        let mut response = match outcome {
-            Ok(response) => response,
-            Err(err) => {
-                let reason = err.reason(ex.decision.as_ref());
-                ex.refuse(reason, &err);
-                respond::grpc_error_response(&err, &ex.request_id)
-            }
-        };
-        if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
-            response.headers_mut().insert("x-request-id", id);
-        }
-        let status = response.status().as_u16();
-        self.metrics
-            .request(ex.rpc(), ex.outcome(), status, ex.started().elapsed());
+        let response = self.answer(outcome, &mut ex, respond::grpc_error_response);
         span.in_scope(|| tracing::debug!(rpc = ex.rpc().map(|m| m.as_str()), "gRPC call answered"));
-        ex.finish(response, Arc::clone(&self.audit))
+        self.conclude(response, ex)
     }
 
     /// The steps, in order, as for REST.

@@ -51,20 +51,9 @@ impl Pipeline {
 
     async fn listen(self: &Arc<Self>, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
         let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
-        let mut response = match self.open_listen(req, &mut ex).await {
-            Ok(response) => response,
-            Err(err) => {
-                let reason = err.reason(ex.decision.as_ref());
-                ex.refuse(reason, &err);
-                respond::grpc_error_response(&err, &ex.request_id)
-            }
-        };
-        if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
-            response.headers_mut().insert("x-request-id", id);
-        }
-        self.metrics
-            .request(ex.rpc(), ex.outcome(), 200, ex.started().elapsed());
-        ex.finish(response, Arc::clone(&self.audit))
+        let outcome = self.open_listen(req, &mut ex).await;
+        let response = self.answer(outcome, &mut ex, respond::grpc_error_response);
+        self.conclude(response, ex)
     }
 
     /// Admit, authenticate, read the first message (it names the database),
