@@ -196,17 +196,27 @@ pub struct Upstream {
     metrics: UpstreamMetrics,
 }
 
+/// The TLS settings and TCP connector both upstream clients (REST and
+/// gRPC) dial Firestore with: TLS 1.2/1.3 to the configured roots, no Nagle,
+/// the connect timeout.
+pub(super) fn dialer(
+    settings: &UpstreamSettings,
+) -> anyhow::Result<(rustls::ClientConfig, HttpConnector)> {
+    let tls = rustls::ClientConfig::builder_with_provider(crate::crypto::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("TLS 1.2/1.3 with the aws-lc-rs provider")?
+        .with_root_certificates(root_store(&settings.ca_roots)?)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(settings.connect_timeout));
+    Ok((tls, http))
+}
+
 impl Upstream {
     pub fn new(settings: &UpstreamSettings, registry: &mut Registry) -> anyhow::Result<Self> {
-        let tls = rustls::ClientConfig::builder_with_provider(crate::crypto::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .context("TLS 1.2/1.3 with the aws-lc-rs provider")?
-            .with_root_certificates(root_store(&settings.ca_roots)?)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
+        let (tls, http) = dialer(settings)?;
         // ALPN offers h2 first: Google answers HTTP/2; `http://` stays HTTP/1.1.
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(tls)

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
@@ -13,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::client::{UpstreamError, root_store};
+use super::client::UpstreamError;
 use super::headers::{self, Forwarding};
 use super::{AccessToken, UpstreamSettings};
 use crate::body::Body;
@@ -40,15 +39,7 @@ pub struct GrpcUpstream {
 
 impl GrpcUpstream {
     pub fn new(settings: &UpstreamSettings) -> anyhow::Result<Self> {
-        let tls = rustls::ClientConfig::builder_with_provider(crate::crypto::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .context("TLS 1.2/1.3 with the aws-lc-rs provider")?
-            .with_root_certificates(root_store(&settings.ca_roots)?)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
+        let (tls, http) = super::client::dialer(settings)?;
         // gRPC is HTTP/2 or nothing: with only `h2` offered by ALPN, a server
         // that cannot do it fails the handshake instead of answering HTTP/1.1.
         let connector = HttpsConnectorBuilder::new()
