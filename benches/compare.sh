@@ -11,6 +11,8 @@
 # profile  perf record of firegate under the cache-hit GET load; top symbols.
 # syscalls strace -c of nginx and firegate over SYSCALL_REQUESTS cache-hit
 #          GETs (oha -c32), per request; per-thread user/system time.
+# quick    nginx and firegate alternately, the one-token GET only, RUNS runs:
+#          the ratio while working on the hot path (compare is the report).
 #
 # Every proxy runs pinned to core PROXY_CPU; load generator and the one
 # upstream (nginx answering a fixed body) share LOAD_CPU. Installs nginx,
@@ -53,6 +55,10 @@ install_tools() {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   export PATH="$tools/bin:$PATH"
+}
+
+# oha, for the modes that use it (compare, soak, syscalls).
+need_oha() {
   if ! command -v oha >/dev/null; then
     log "cargo install oha --locked (about 6 minutes)"
     cargo install oha --locked --root "$tools" >/dev/null
@@ -61,7 +67,7 @@ install_tools() {
 
 build() {
   log "building firegate and the fixture (profile bench)"
-  cargo build --quiet --profile bench --bin firegate --example bench_fixture
+  cargo build --quiet --profile bench --bin firegate --example bench_fixture --example hyper_floor
   firegate=$root/target/release/firegate
 }
 
@@ -256,6 +262,8 @@ start_proxy() {
     direct) proxy_pid=; return ;;
     nginx) taskset -c "$PROXY_CPU" nginx -p "$work/nginx-proxy" -c "$work/nginx-proxy/nginx.conf" -g 'daemon off;' & ;;
     haproxy) taskset -c "$PROXY_CPU" haproxy -db -f "$work/haproxy.cfg" & ;;
+    hyper) taskset -c "$PROXY_CPU" "$root/target/release/examples/hyper_floor" \
+      "127.0.0.1:$PROXY_PORT" "$up" & ;;
     firegate)
       rm -rf "$work/audit" && mkdir -p "$work/audit"
       RUST_LOG=${RUST_LOG:-warn} taskset -c "$PROXY_CPU" ${PROFILE_CMD:-} "$firegate" serve --config "$work/firegate.yaml" 2>>"$work/firegate.log" & ;;
@@ -353,6 +361,22 @@ compare() {
     done
   done
   python3 "$root/benches/compare_report.py" "$work/results.tsv" "$work/latency.tsv" | tee "$work/report.md"
+}
+
+quick() {
+  : >"$work/results.tsv"
+  local run config
+  for run in $(seq 1 "$RUNS"); do
+    for config in ${QUICK_CONFIGS:-nginx hyper firegate}; do
+      start_proxy "$config"
+      measure "$config" get "$run" GET "$get_path" - "$fx/tokens-hit.txt.one"
+      stop_proxy
+    done
+  done
+  awk -F'\t' '{cpu[$1] = cpu[$1] " " $5} END {for (c in cpu) print c ":" cpu[c]}' "$work/results.tsv"
+  awk -F'\t' '$1 == "nginx" {n[$3] = $5} $1 == "firegate" {f[$3] = $5} $1 == "hyper" {h[$3] = $5}
+    END {for (r in n) if (n[r] > 0) printf "run %s: firegate %.2fx nginx, hyper floor %.2fx nginx\n",
+      r, f[r] / n[r], h[r] / n[r]}' "$work/results.tsv"
 }
 
 rss() {
@@ -462,11 +486,15 @@ main() {
   write_lua
   start_upstream
   case $mode in
+    compare | soak | syscalls | all) need_oha ;;
+  esac
+  case $mode in
     compare) compare ;;
     rss) rss ;;
     soak) soak ;;
     profile) profile ;;
     syscalls) syscalls ;;
+    quick) quick ;;
     all) compare; rss; soak ;;
     *) log "unknown mode $mode"; exit 2 ;;
   esac

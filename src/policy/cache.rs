@@ -1,7 +1,13 @@
 //! The bounded decision cache: per-target verdicts keyed by table epoch,
 //! principal fingerprint, database, RPC and target, bounded by the bytes
 //! its entries hold, with a per-request admission budget.
+//!
+//! A lookup hashes the key's parts where they lie (a per-process SipHash
+//! key) and confirms the whole key stored with the entry: a hit copies
+//! nothing, and two keys sharing a hash can only cost a miss, never lend
+//! one the other's verdict.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use moka::sync::Cache;
@@ -23,8 +29,45 @@ struct Key {
     target: Target,
 }
 
-pub struct DecisionCache {
-    cache: Cache<Key, Arc<Verdict>>,
+/// The parts of a [`Key`] as one lookup holds them, borrowed.
+#[derive(Hash)]
+struct KeyRef<'a> {
+    epoch: u64,
+    principal: &'a Fingerprint,
+    database: &'a Database,
+    method: Method,
+    target: &'a Target,
+}
+
+impl KeyRef<'_> {
+    fn is(&self, key: &Key) -> bool {
+        self.epoch == key.epoch
+            && *self.principal == key.principal
+            && self.method == key.method
+            && *self.database == key.database
+            && *self.target == key.target
+    }
+
+    fn to_owned(&self) -> Key {
+        Key {
+            epoch: self.epoch,
+            principal: *self.principal,
+            database: self.database.clone(),
+            method: self.method,
+            target: self.target.clone(),
+        }
+    }
+}
+
+/// A verdict and the whole key it was stored under.
+struct Entry {
+    key: Key,
+    verdict: Arc<Verdict>,
+}
+
+pub struct DecisionCache<S = std::collections::hash_map::RandomState> {
+    cache: Cache<u64, Arc<Entry>>,
+    hasher: S,
     admit_per_request: usize,
 }
 
@@ -40,14 +83,21 @@ pub enum Lookup {
 
 impl DecisionCache {
     pub fn new(settings: CacheSettings) -> DecisionCache {
+        DecisionCache::with_hasher(settings, std::collections::hash_map::RandomState::new())
+    }
+}
+
+impl<S: BuildHasher> DecisionCache<S> {
+    fn with_hasher(settings: CacheSettings, hasher: S) -> DecisionCache<S> {
         DecisionCache {
             // Weighed, not counted: an entry with a 1,500-byte path holds far
             // more than one with a short one, and one request could name
             // thousands of either.
             cache: Cache::builder()
                 .max_capacity(settings.max_bytes)
-                .weigher(|key: &Key, verdict: &Arc<Verdict>| weight(key, verdict))
+                .weigher(|_: &u64, entry: &Arc<Entry>| weight(&entry.key, &entry.verdict))
                 .build(),
+            hasher,
             admit_per_request: settings.admit_per_request,
         }
     }
@@ -66,20 +116,27 @@ impl DecisionCache {
         target: &Target,
         admission: &mut Admission,
     ) -> (Arc<Verdict>, Lookup) {
-        let key = Key {
+        let key = KeyRef {
             epoch: table.epoch,
-            principal: *req.principal.fingerprint(),
-            database: req.database.clone(),
+            principal: req.principal.fingerprint(),
+            database: req.database,
             method: req.method,
-            target: target.clone(),
+            target,
         };
-        if let Some(hit) = self.cache.get(&key) {
-            return (hit, Lookup::Hit);
+        let hash = self.hasher.hash_one(&key);
+        if let Some(hit) = self.cache.get(&hash)
+            && key.is(&hit.key)
+        {
+            return (Arc::clone(&hit.verdict), Lookup::Hit);
         }
         let verdict = Arc::new(table.decide_target(req, target));
         if verdict.cacheable && admission.0 > 0 {
             admission.0 -= 1;
-            self.cache.insert(key, Arc::clone(&verdict));
+            let entry = Entry {
+                key: key.to_owned(),
+                verdict: Arc::clone(&verdict),
+            };
+            self.cache.insert(hash, Arc::new(entry));
         }
         (verdict, Lookup::Miss)
     }
@@ -108,6 +165,7 @@ fn weight(key: &Key, verdict: &Verdict) -> u32 {
         + verdict.upstream_account.as_ref().map_or(0, String::len);
     let total = OVERHEAD
         + std::mem::size_of::<Key>()
+        + std::mem::size_of::<Entry>()
         + std::mem::size_of::<Verdict>()
         + database
         + target
@@ -176,7 +234,7 @@ mod tests {
         }
     }
 
-    fn judge(cache: &DecisionCache, op: &Operation) {
+    fn judge<S: BuildHasher>(cache: &DecisionCache<S>, op: &Operation) {
         let (table, principal) = (table(), principal());
         let req = Request::new(&principal, op);
         let mut admission = cache.admission();
@@ -202,6 +260,61 @@ mod tests {
         // Each entry weighs well over 400 bytes (two 200-byte ids).
         assert!(entries <= max_bytes / 400, "{entries} entries held");
         assert!(entries > 0, "nothing cached");
+    }
+
+    /// Every key hashes alike: only the stored key tells entries apart.
+    #[derive(Default)]
+    struct Colliding;
+
+    impl BuildHasher for Colliding {
+        type Hasher = Colliding;
+        fn build_hasher(&self) -> Colliding {
+            Colliding
+        }
+    }
+
+    impl std::hash::Hasher for Colliding {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn keys_sharing_a_hash_never_share_a_verdict() {
+        let table = Table::from_yaml(
+            "rules:\n  - id: open\n    match: /open/{d}\n    allow: [read]\n    who: {any: true}\n",
+            1,
+        )
+        .expect("table");
+        let cache = DecisionCache::with_hasher(
+            CacheSettings {
+                max_bytes: 1024 * 1024,
+                admit_per_request: 64,
+            },
+            Colliding,
+        );
+        let principal = principal();
+        let get = |collection: &str| {
+            let mut op = batch_get(0, 1);
+            op.targets[0].scope = Scope::Document {
+                path: vec![collection.into(), "d".into()],
+            };
+            op
+        };
+        let (open, shut) = (get("open"), get("shut"));
+        for _ in 0..3 {
+            for (op, allowed) in [(&open, true), (&shut, false)] {
+                let req = Request::new(&principal, op);
+                let (verdict, _) =
+                    cache.decide(&table, &req, &op.targets[0], &mut cache.admission());
+                assert_eq!(verdict.decision.allowed, allowed, "{:?}", op.targets[0]);
+            }
+        }
+        // The same key again is a hit.
+        let req = Request::new(&principal, &shut);
+        let (_, lookup) = cache.decide(&table, &req, &shut.targets[0], &mut cache.admission());
+        assert_eq!(lookup, Lookup::Hit);
     }
 
     #[test]

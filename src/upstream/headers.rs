@@ -8,16 +8,16 @@ use ipnet::IpNet;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// Hop-by-hop headers of RFC 9110 §7.6.1 plus the de-facto ones.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
 ];
 
 /// The only client headers that reach Firestore: content negotiation and
@@ -26,22 +26,30 @@ const HOP_BY_HOP: &[&str] = &[
 /// system headers (`X-Goog-User-Project`, `X-Goog-FieldMask`, …), routing
 /// hints and forwarding headers are dropped, and so is any header nobody
 /// has thought about yet that could change what Firestore does.
-const FORWARDED: &[&str] = &[
-    "accept",
-    "accept-encoding",
-    "accept-language",
-    "content-type",
-    "user-agent",
-    "x-goog-api-client",
+static FORWARDED: [HeaderName; 6] = [
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+    header::ACCEPT_LANGUAGE,
+    header::CONTENT_TYPE,
+    header::USER_AGENT,
+    HeaderName::from_static("x-goog-api-client"),
 ];
 
-const TRACEPARENT: &str = "traceparent";
+// Names looked up on every request, parsed once (a `&str` name is parsed
+// and hashed anew at each lookup).
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_GOOG_REQUEST_PARAMS: HeaderName = HeaderName::from_static("x-goog-request-params");
+static GOOGLE_CLOUD_RESOURCE_PREFIX: HeaderName =
+    HeaderName::from_static("google-cloud-resource-prefix");
 
 /// The request's W3C `traceparent` (version `00`:
 /// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lower-case, ids
 /// not all zero), or `None` when absent, repeated or malformed.
 pub fn traceparent(headers: &HeaderMap) -> Option<&str> {
-    let mut values = headers.get_all(TRACEPARENT).iter();
+    let mut values = headers.get_all(&TRACEPARENT).iter();
     let value = values.next()?.to_str().ok()?;
     if values.next().is_some() {
         return None;
@@ -83,12 +91,17 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Remove hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the few headers an answer has; removing each name
+    // (hashing it every time) only when one is there.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named = connection_named(headers);
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
@@ -101,7 +114,7 @@ pub fn client_ip(remote: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
     }
     let mut client = remote;
     let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -141,31 +154,36 @@ pub fn outbound(client: &HeaderMap, fwd: &Forwarding<'_>) -> HeaderMap {
     // RFC 9110 §7.6.1: a header the client named in `Connection` is meant for
     // this hop only, whatever its name; the allowlist does not bring it back.
     let hop_only = connection_named(client);
-    for name in FORWARDED {
-        if hop_only.iter().any(|hop| hop == name) {
+    for name in &FORWARDED {
+        if hop_only.contains(name) {
             continue;
         }
-        for value in client.get_all(*name) {
-            out.append(*name, value.clone());
+        for value in client.get_all(name) {
+            out.append(name.clone(), value.clone());
         }
     }
     let trusted_peer = is_trusted(fwd.remote, fwd.trusted);
-    let prior: Vec<&str> = client
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let chain = if trusted_peer && !prior.is_empty() {
-        format!("{}, {}", prior.join(", "), fwd.remote)
+    let prior: Vec<&str> = if trusted_peer {
+        client
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
     } else {
-        fwd.remote.to_string()
+        Vec::new()
     };
-    if let Ok(v) = HeaderValue::from_str(&chain) {
-        out.insert("x-forwarded-for", v);
+    let chain = if prior.is_empty() {
+        fwd.remote.to_string()
+    } else {
+        format!("{}, {}", prior.join(", "), fwd.remote)
+    };
+    // Owned strings become header values without a copy.
+    if let Ok(v) = HeaderValue::try_from(chain) {
+        out.insert(X_FORWARDED_FOR.clone(), v);
     }
     // A trusted TLS-terminating balancer knows how the client really came in.
     let proto = client
-        .get("x-forwarded-proto")
+        .get(&X_FORWARDED_PROTO)
         .filter(|_| trusted_peer)
         .and_then(|v| match v.as_bytes() {
             b"https" => Some("https"),
@@ -173,27 +191,27 @@ pub fn outbound(client: &HeaderMap, fwd: &Forwarding<'_>) -> HeaderMap {
             _ => None,
         })
         .unwrap_or(fwd.proto);
-    out.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    out.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Ok(v) = HeaderValue::from_str(fwd.request_id) {
-        out.insert("x-request-id", v);
+        out.insert(X_REQUEST_ID.clone(), v);
     }
     // Trace context continues upstream only when well-formed; a malformed
     // one is dropped, as W3C Trace Context asks of a vendor that cannot parse it.
     if let Some(v) = client
-        .get(TRACEPARENT)
+        .get(&TRACEPARENT)
         .filter(|_| traceparent(client).is_some())
     {
-        out.insert(TRACEPARENT, v.clone());
+        out.insert(TRACEPARENT.clone(), v.clone());
     }
     let params = format!(
         "database={}",
         utf8_percent_encode(fwd.database, PARAM_VALUE)
     );
-    if let Ok(v) = HeaderValue::from_str(&params) {
-        out.insert("x-goog-request-params", v);
+    if let Ok(v) = HeaderValue::try_from(params) {
+        out.insert(X_GOOG_REQUEST_PARAMS.clone(), v);
     }
     if let Ok(v) = HeaderValue::from_str(fwd.database) {
-        out.insert("google-cloud-resource-prefix", v);
+        out.insert(GOOGLE_CLOUD_RESOURCE_PREFIX.clone(), v);
     }
     out
 }
