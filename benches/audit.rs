@@ -36,12 +36,12 @@ fn record() -> AuditRecord {
         client_ip: "203.0.113.7".into(),
         tls: Some("TLSv1.3".into()),
         http_version: "HTTP/2".into(),
-        principal: Some(AuditPrincipal {
-            issuer: "https://backstage.example.com/api/auth".into(),
-            subject: "user:default/ada".into(),
-            email: Some("ada@example.com".into()),
-            groups: vec!["group:default/team-a".into(), "group:default/sre".into()],
-        }),
+        principal: Some(AuditPrincipal::new(
+            "https://backstage.example.com/api/auth",
+            "user:default/ada",
+            Some("ada@example.com"),
+            &["group:default/team-a", "group:default/sre"],
+        )),
         http_method: "POST".into(),
         rpc: Some("commit".into()),
         database: Some("projects/p/databases/(default)".into()),

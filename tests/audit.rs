@@ -25,12 +25,12 @@ fn record(n: u64) -> AuditRecord {
         client_ip: "203.0.113.7".into(),
         tls: Some("TLSv1.3".into()),
         http_version: "HTTP/1.1".into(),
-        principal: Some(AuditPrincipal {
-            issuer: "https://issuer.example".into(),
-            subject: format!("user:default/u{n}"),
-            email: None,
-            groups: vec!["group:default/team-a".into()],
-        }),
+        principal: Some(AuditPrincipal::new(
+            "https://issuer.example",
+            &format!("user:default/u{n}"),
+            None,
+            &["group:default/team-a"],
+        )),
         http_method: "POST".into(),
         rpc: Some("commit".into()),
         database: Some("projects/p/databases/(default)".into()),

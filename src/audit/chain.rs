@@ -48,7 +48,12 @@ impl Hasher {
                 Err(_) => [0; 32],
             },
         };
-        hex::encode(bytes)
+        // Into a fixed buffer: `hex::encode` goes character by character.
+        let mut out = [0u8; 64];
+        match hex::encode_to_slice(bytes, &mut out) {
+            Ok(()) => out.iter().map(|b| char::from(*b)).collect(),
+            Err(_) => hex::encode(bytes),
+        }
     }
 
     /// The hash a line's fields (everything but `hash`) should carry.
@@ -195,7 +200,7 @@ struct Canonical<'a> {
     reason: &'a Option<String>,
     request_id: &'a str,
     request_tags: &'a [String],
-    rpc: &'a Option<String>,
+    rpc: &'a Option<super::record::Text>,
     seq: u64,
     shadow_decision: Option<Outcome>,
     shadow_rule: &'a Option<String>,
@@ -205,7 +210,7 @@ struct Canonical<'a> {
     targets: &'a [AuditTarget],
     targets_summary: &'a Option<TargetsSummary>,
     time: &'a str,
-    tls: &'a Option<String>,
+    tls: &'a Option<super::record::Text>,
     traceparent: &'a Option<String>,
     upstream_account: &'a Option<String>,
     upstream_status: Option<u16>,
@@ -345,11 +350,12 @@ mod tests {
         empty.upstream_account = None;
         empty.upstream_status = None;
         let mut odd = sample(5);
-        odd.principal = odd.principal.map(|mut p| {
-            p.email = None;
-            p.subject = "quote\" and \u{e9}\u{1f600} and \u{1}".into();
-            p
-        });
+        odd.principal = Some(AuditPrincipal::new(
+            "https://issuer.example",
+            "quote\" and \u{e9}\u{1f600} and \u{1}",
+            None,
+            &[],
+        ));
         odd.duration_ms = 1e-7;
         for record in [full, empty, odd] {
             let (chain, _) = Chain::resume(Hasher::Sha256, None);

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use chain::{GENESIS, Hasher, canonical};
 pub use record::{
+    Text,
     AccessCounts, AuditPrincipal, AuditRecord, AuditTarget, MAX_AUDIT_TAG_CHARS, MAX_AUDIT_TAGS,
     Outcome, TargetsSummary, request_tags,
 };

@@ -1,6 +1,17 @@
 //! `AuditRecord`: the stable shape of one audit line.
 
-use serde::Serialize;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::ser::SerializeStruct as _;
+use serde::{Serialize, Serializer};
+
+use crate::authn::Principal;
+
+/// A field that is nearly always one of a few fixed names (`GET`,
+/// `HTTP/1.1`, `get`, `allowed`): borrowed then, so a record costs no
+/// allocation for it.
+pub type Text = Cow<'static, str>;
 
 /// The overall outcome of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -19,19 +30,42 @@ pub enum Outcome {
 // their serialization is then already the chain's canonical form (see
 // `chain::Canonical`, and the test that holds the two together).
 
-/// Who made the request (never raw claims or tokens).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditPrincipal {
-    pub email: Option<String>,
-    pub groups: Vec<String>,
-    pub issuer: String,
-    pub subject: String,
+/// Who made the request: the verified principal itself, shared, of which
+/// the record writes `email`, `groups`, `issuer` and `subject` (never the
+/// claims, never a token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPrincipal(pub Arc<Principal>);
+
+impl AuditPrincipal {
+    /// A principal with no claims, for records made by hand (tests, benches).
+    pub fn new(issuer: &str, subject: &str, email: Option<&str>, groups: &[&str]) -> Self {
+        AuditPrincipal(Arc::new(Principal::new(
+            issuer.into(),
+            subject.into(),
+            email.map(str::to_owned),
+            groups.iter().map(|g| (*g).to_owned()).collect(),
+            serde_json::Map::new(),
+        )))
+    }
+}
+
+impl Serialize for AuditPrincipal {
+    /// Keys in sorted order: the chain's canonical form as written.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let p = &self.0;
+        let mut s = serializer.serialize_struct("AuditPrincipal", 4)?;
+        s.serialize_field("email", &p.email)?;
+        s.serialize_field("groups", &p.groups)?;
+        s.serialize_field("issuer", &p.issuer)?;
+        s.serialize_field("subject", &p.subject)?;
+        s.end()
+    }
 }
 
 /// One target and its verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditTarget {
-    pub access: String,
+    pub access: Text,
     pub allowed: bool,
     /// Resource path or scope, e.g. `/teams/a/deployments/d1`, `/**/logs`.
     pub resource: String,
@@ -39,7 +73,7 @@ pub struct AuditTarget {
     pub rule: Option<String>,
     /// `allowed`, `deny_matched`, `no_rule_matched`, `condition_false`;
     /// `null` when the request ended before the policy was asked.
-    pub why: Option<String>,
+    pub why: Option<Text>,
 }
 
 /// What a record with more than `audit.max_listed_targets` targets says of
@@ -72,13 +106,13 @@ pub struct AuditRecord {
     pub request_id: String,
     pub client_ip: String,
     /// `TLSv1.3`, `TLSv1.2`, or `null` for plain HTTP.
-    pub tls: Option<String>,
-    pub http_version: String,
+    pub tls: Option<Text>,
+    pub http_version: Text,
     pub principal: Option<AuditPrincipal>,
     /// The HTTP method as sent.
-    pub http_method: String,
+    pub http_method: Text,
     /// The Firestore RPC (`commit`, `runQuery`, …) once classified.
-    pub rpc: Option<String>,
+    pub rpc: Option<Text>,
     pub database: Option<String>,
     pub targets: Vec<AuditTarget>,
     /// Set only when `targets` was cut to the refused ones.
@@ -177,12 +211,12 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
         client_ip: "127.0.0.1".into(),
         tls: Some("TLSv1.3".into()),
         http_version: "HTTP/2".into(),
-        principal: Some(AuditPrincipal {
-            issuer: "https://issuer.example".into(),
-            subject: "user:default/ada".into(),
-            email: Some("ada@example.com".into()),
-            groups: vec!["group:default/team-a".into()],
-        }),
+        principal: Some(AuditPrincipal::new(
+            "https://issuer.example",
+            "user:default/ada",
+            Some("ada@example.com"),
+            &["group:default/team-a"],
+        )),
         http_method: "GET".into(),
         rpc: Some("get".into()),
         database: Some("projects/p/databases/(default)".into()),

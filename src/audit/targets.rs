@@ -23,7 +23,7 @@ pub fn bound_targets(
     let mut hasher = Sha256::new();
     hasher.update(b"[");
     for (i, target) in targets.iter().enumerate() {
-        let counts = by_access.entry(target.access.clone()).or_default();
+        let counts = by_access.entry(target.access.to_string()).or_default();
         if target.allowed {
             counts.allowed += 1;
         } else {
@@ -57,7 +57,7 @@ pub fn bound_targets(
 mod tests {
     use super::*;
 
-    fn target(i: usize, access: &str, allowed: bool) -> AuditTarget {
+    fn target(i: usize, access: &'static str, allowed: bool) -> AuditTarget {
         AuditTarget {
             access: access.into(),
             allowed,

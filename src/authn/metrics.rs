@@ -36,6 +36,8 @@ pub struct AuthnMetrics {
     /// Signing-key cache: `hit` (the kid was held), `miss` (a refresh was asked).
     key_hits: Counter,
     key_misses: Counter,
+    /// `requests{outcome="cached"}`, counted on nearly every request.
+    cached: Counter,
 }
 
 impl AuthnMetrics {
@@ -66,7 +68,16 @@ impl AuthnMetrics {
         // Pre-created: the hot path increments without a label lookup.
         metrics.key_hits = keys.get_or_create(&ResultLabels { result: "hit" }).clone();
         metrics.key_misses = keys.get_or_create(&ResultLabels { result: "miss" }).clone();
+        metrics.cached = metrics
+            .requests
+            .get_or_create(&OutcomeLabels { outcome: "cached" })
+            .clone();
         metrics
+    }
+
+    /// A verified-token cache hit.
+    pub fn cached(&self) {
+        self.cached.inc();
     }
 
     pub fn key_lookup(&self, hit: bool) {

@@ -30,7 +30,7 @@ pub struct Exchange {
     client_ip: IpAddr,
     tls: Option<&'static str>,
     http_version: &'static str,
-    http_method: String,
+    http_method: audit::Text,
     pub principal: Option<Arc<Principal>>,
     pub route: Option<(Method, String)>,
     pub operation: Option<Arc<Operation>>,
@@ -74,7 +74,7 @@ impl Exchange {
             client_ip: headers::client_ip(remote, req.headers(), trusted),
             tls: conn.tls,
             http_version: version_name(req.version()),
-            http_method: req.method().to_string(),
+            http_method: method_name(req.method()),
             principal: None,
             route: None,
             operation: None,
@@ -199,10 +199,10 @@ impl Exchange {
                 .iter()
                 .map(|t| AuditTarget {
                     resource: t.target.scope.to_string(),
-                    access: t.target.access.to_string(),
+                    access: t.target.access.as_str().into(),
                     allowed: t.allowed,
                     rule: t.rule.clone(),
-                    why: Some(why_name(&t.why).to_owned()),
+                    why: Some(why_name(&t.why).into()),
                 })
                 .collect(),
             (None, Some(op)) => op
@@ -210,7 +210,7 @@ impl Exchange {
                 .iter()
                 .map(|t| AuditTarget {
                     resource: t.scope.to_string(),
-                    access: t.access.to_string(),
+                    access: t.access.as_str().into(),
                     allowed: false,
                     rule: None,
                     why: None,
@@ -225,16 +225,11 @@ impl Exchange {
             time: self.time.format(&Rfc3339).unwrap_or_default(),
             request_id: self.request_id,
             client_ip: self.client_ip.to_string(),
-            tls: self.tls.map(str::to_owned),
-            http_version: self.http_version.to_owned(),
-            principal: self.principal.as_deref().map(|p| AuditPrincipal {
-                issuer: p.issuer.clone(),
-                subject: p.subject.clone(),
-                email: p.email.clone(),
-                groups: p.groups.clone(),
-            }),
+            tls: self.tls.map(Into::into),
+            http_version: self.http_version.into(),
+            principal: self.principal.map(AuditPrincipal),
             http_method: self.http_method,
-            rpc: self.route.as_ref().map(|(m, _)| m.as_str().to_owned()),
+            rpc: self.route.as_ref().map(|(m, _)| m.as_str().into()),
             database: self.route.map(|(_, db)| db),
             targets,
             targets_summary,
@@ -300,6 +295,21 @@ fn why_name(why: &Why) -> &'static str {
     }
 }
 
+/// The method as sent; the standard ones without an allocation.
+fn method_name(method: &http::Method) -> audit::Text {
+    let name = match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "PUT" => "PUT",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        other => return other.to_owned().into(),
+    };
+    name.into()
+}
+
 fn version_name(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "HTTP/0.9",
@@ -321,7 +331,11 @@ fn is_safe_request_id(v: &str) -> bool {
 
 fn new_request_id() -> String {
     let bytes: [u8; 16] = rand::random();
-    hex::encode(bytes)
+    let mut out = [0u8; 32];
+    match hex::encode_to_slice(bytes, &mut out) {
+        Ok(()) => out.iter().map(|b| char::from(*b)).collect(),
+        Err(_) => hex::encode(bytes),
+    }
 }
 
 #[cfg(test)]

@@ -28,13 +28,28 @@ struct Metrics {
     rules: Gauge,
     epoch: Gauge,
     reload_refused: Gauge,
+    /// The series counted on every request, resolved once (a family
+    /// lookup hashes its labels under a lock).
+    cache_hit: Counter,
+    cache_miss: Counter,
+    allowed: Counter,
+    denied: Counter,
 }
 
 impl Metrics {
     fn new(registry: &mut Registry) -> Metrics {
+        let decisions = Family::<Labels, Counter>::default();
+        let cache = Family::<Labels, Counter>::default();
+        let series = |family: &Family<Labels, Counter>, result| {
+            family.get_or_create(&[("result", result)]).clone()
+        };
         let m = Metrics {
-            decisions: Family::default(),
-            cache: Family::default(),
+            cache_hit: series(&cache, "hit"),
+            cache_miss: series(&cache, "miss"),
+            allowed: series(&decisions, "allow"),
+            denied: series(&decisions, "deny"),
+            decisions,
+            cache,
             reloads: Family::default(),
             rules: Gauge::default(),
             epoch: Gauge::default(),
@@ -216,17 +231,19 @@ impl PolicyEngine {
                     self.shared
                         .cache
                         .decide(&table, &req, target, &mut admission);
-                let label = match lookup {
-                    Lookup::Hit => "hit",
-                    Lookup::Miss => "miss",
+                match lookup {
+                    Lookup::Hit => metrics.cache_hit.inc(),
+                    Lookup::Miss => metrics.cache_miss.inc(),
                 };
-                metrics.cache.get_or_create(&[("result", label)]).inc();
                 verdict
             })
             .collect();
         let decision = combine(&verdicts);
-        let label = if decision.allowed { "allow" } else { "deny" };
-        metrics.decisions.get_or_create(&[("result", label)]).inc();
+        if decision.allowed {
+            metrics.allowed.inc();
+        } else {
+            metrics.denied.inc();
+        }
         decision
     }
 
