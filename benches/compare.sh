@@ -429,7 +429,7 @@ EOF
 
 profile() {
   local data=$work/perf.data
-  PROFILE_CMD="perf record -e cpu-clock -F 1999 --call-graph dwarf,16384 -o $data --" \
+  PROFILE_CMD="perf record -e cpu-clock -F 1999 --call-graph dwarf,${PERF_STACK:-16384} -o $data --" \
     start_proxy firegate
   # perf is the pinned process; firegate is its child.
   measure firegate get profile GET "$get_path" - "$fx/tokens-hit.txt.one"

@@ -259,7 +259,9 @@ impl Pipeline {
             }
         };
         if let Ok(id) = HeaderValue::from_str(&ex.request_id) {
-            response.headers_mut().insert("x-request-id", id);
+            response
+                .headers_mut()
+                .insert(crate::upstream::headers::X_REQUEST_ID.clone(), id);
         }
         response
     }

@@ -19,9 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use chain::{GENESIS, Hasher, canonical};
 pub use record::{
-    Text,
     AccessCounts, AuditPrincipal, AuditRecord, AuditTarget, MAX_AUDIT_TAG_CHARS, MAX_AUDIT_TAGS,
-    Outcome, TargetsSummary, request_tags,
+    Outcome, TargetsSummary, Text, request_tags,
 };
 pub use sink::{FileSink, MemorySink, Sink, StdoutSink};
 pub use targets::bound_targets;

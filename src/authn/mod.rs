@@ -342,7 +342,10 @@ fn bearer_token<'a>(
 
 /// Not a bearer token: a header that is not even visible ASCII is malformed.
 fn not_bearer(value: &[u8]) -> AuthnError {
-    if value.iter().all(|b| matches!(b, b' ' | b'\t' | 0x21..=0x7e)) {
+    if value
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | 0x21..=0x7e))
+    {
         AuthnError::NotBearerScheme
     } else {
         AuthnError::MalformedToken

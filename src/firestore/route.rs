@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use http::{HeaderMap, Method as HttpMethod, Uri, header};
+use http::{HeaderMap, HeaderName, Method as HttpMethod, Uri, header};
 use percent_encoding::utf8_percent_encode;
 
 use super::path::{self, QUERY, decode_segment, encode_segment, validate_id};
@@ -259,12 +259,15 @@ pub fn refuse_grpc(headers: &HeaderMap) -> Result<(), ClassifyError> {
 }
 
 /// Headers that change what a request means (§4).
+/// Method overrides: refused, since upstream could honour one.
+static METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
 fn check_headers(method: &HttpMethod, headers: &HeaderMap) -> Result<(), ClassifyError> {
-    for name in [
-        "x-http-method-override",
-        "x-http-method",
-        "x-method-override",
-    ] {
+    for name in &METHOD_OVERRIDES {
         if headers.contains_key(name) {
             return Err(ClassifyError::MethodOverride);
         }

@@ -60,7 +60,7 @@ impl Exchange {
     pub fn begin<B>(req: &Request<B>, conn: &ConnInfo, trusted: &[IpNet]) -> Self {
         let request_id = req
             .headers()
-            .get("x-request-id")
+            .get(&headers::X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| is_safe_request_id(v))
             .map(str::to_owned)

@@ -214,6 +214,7 @@ impl Pipeline {
                     proto: ex.proto(),
                     request_id: &ex.request_id,
                     database: &database,
+                    routing: None,
                 },
                 timeout,
                 token,

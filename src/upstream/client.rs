@@ -194,6 +194,8 @@ pub struct Upstream {
     authority: Authority,
     response_header_timeout: Duration,
     metrics: UpstreamMetrics,
+    /// Routing headers of every served database, made once.
+    routing: std::collections::HashMap<String, headers::Routing>,
 }
 
 /// The TLS settings and TCP connector both upstream clients (REST and
@@ -235,6 +237,15 @@ impl Upstream {
             authority: settings.authority.clone(),
             response_header_timeout: settings.response_header_timeout,
             metrics: UpstreamMetrics::register(registry),
+            routing: settings
+                .databases
+                .iter()
+                .map(|db| {
+                    let name = db.to_string();
+                    let routing = headers::Routing::of(&name);
+                    (name, routing)
+                })
+                .collect(),
         })
     }
 
@@ -278,6 +289,7 @@ impl Upstream {
                 proto: out.client_proto,
                 request_id: out.request_id,
                 database: out.database,
+                routing: self.routing.get(out.database),
             },
         );
         request

@@ -40,7 +40,8 @@ static FORWARDED: [HeaderName; 6] = [
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The request id firegate answers with and forwards.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_GOOG_REQUEST_PARAMS: HeaderName = HeaderName::from_static("x-goog-request-params");
 static GOOGLE_CLOUD_RESOURCE_PREFIX: HeaderName =
     HeaderName::from_static("google-cloud-resource-prefix");
@@ -145,6 +146,27 @@ pub struct Forwarding<'a> {
     pub request_id: &'a str,
     /// `projects/P/databases/D`, taken from the URL.
     pub database: &'a str,
+    /// `database`'s routing headers when made ahead (a served database).
+    pub routing: Option<&'a Routing>,
+}
+
+/// The routing headers of one database: `x-goog-request-params` and
+/// `google-cloud-resource-prefix`. Made once per served database instead of
+/// on every request.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    params: Option<HeaderValue>,
+    prefix: Option<HeaderValue>,
+}
+
+impl Routing {
+    pub fn of(database: &str) -> Routing {
+        let params = format!("database={}", utf8_percent_encode(database, PARAM_VALUE));
+        Routing {
+            params: HeaderValue::try_from(params).ok(),
+            prefix: HeaderValue::from_str(database).ok(),
+        }
+    }
 }
 
 /// Build the upstream request headers from the client's. `Host` and
@@ -203,15 +225,19 @@ pub fn outbound(client: &HeaderMap, fwd: &Forwarding<'_>) -> HeaderMap {
     {
         out.insert(TRACEPARENT.clone(), v.clone());
     }
-    let params = format!(
-        "database={}",
-        utf8_percent_encode(fwd.database, PARAM_VALUE)
-    );
-    if let Ok(v) = HeaderValue::try_from(params) {
-        out.insert(X_GOOG_REQUEST_PARAMS.clone(), v);
+    let made;
+    let routing = match fwd.routing {
+        Some(routing) => routing,
+        None => {
+            made = Routing::of(fwd.database);
+            &made
+        }
+    };
+    if let Some(v) = &routing.params {
+        out.insert(X_GOOG_REQUEST_PARAMS.clone(), v.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(fwd.database) {
-        out.insert(GOOGLE_CLOUD_RESOURCE_PREFIX.clone(), v);
+    if let Some(v) = &routing.prefix {
+        out.insert(GOOGLE_CLOUD_RESOURCE_PREFIX.clone(), v.clone());
     }
     out
 }
@@ -263,6 +289,7 @@ mod tests {
             proto: "https",
             request_id: "req-1",
             database: "projects/p/databases/(default)",
+            routing: None,
         }
     }
 

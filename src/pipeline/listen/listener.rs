@@ -252,6 +252,7 @@ impl Listener {
                         proto,
                         request_id: &request_id,
                         database: &database,
+                        routing: None,
                     },
                     timeout: None,
                     token: &token,
