@@ -141,9 +141,15 @@ where
     let conn = shared.builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut closing = false;
+    // One idle timer for the connection's life, checked when it fires and
+    // moved on then, rather than re-armed after every request (a timer
+    // registered and cancelled per request, on the hot path). It never
+    // sleeps longer than the shorter limit: the limit that applies changes
+    // with the first request.
+    let tick = shared.limits.idle_timeout.min(shared.limits.header_read_timeout);
+    let idle = tokio::time::sleep(tick);
+    tokio::pin!(idle);
     loop {
-        let limit = activity.idle_limit(&shared.limits);
-        let wake = activity.idle_since().unwrap_or_else(Instant::now) + limit;
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(err) = result {
@@ -155,14 +161,23 @@ where
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = tokio::time::sleep_until(wake), if !closing => {
-                if activity.idle_since().is_some_and(|since| since.elapsed() >= limit) {
-                    shared.metrics.idle_closed.inc();
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
+            () = &mut idle, if !closing => {
+                let limit = activity.idle_limit(&shared.limits);
+                match activity.idle_since() {
+                    Some(since) if since.elapsed() >= limit => {
+                        shared.metrics.idle_closed.inc();
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    // Quiet, not yet for long enough: wake when it will have
+                    // been. Busy: a whole limit from now is the earliest.
+                    since => {
+                        let now = Instant::now();
+                        let due = since.map_or(now + limit, |since| since + limit);
+                        idle.as_mut().reset(due.min(now + tick));
+                    }
                 }
             }
-            _ = activity.settled.notified(), if !closing => {}
             // The pipeline gave up on a client (a stalled body): GOAWAY; the
             // streams in flight, that answer included, still finish.
             _ = activity.close.notified(), if !closing => {
@@ -178,8 +193,6 @@ struct Activity {
     in_flight: AtomicUsize,
     seen_request: AtomicBool,
     quiet_since: Mutex<Instant>,
-    /// Woken when the last in-flight response ends, to re-arm the idle timer.
-    settled: Notify,
     /// Woken when a response asks for the connection to be closed.
     close: Notify,
 }
@@ -190,7 +203,6 @@ impl Default for Activity {
             in_flight: AtomicUsize::new(0),
             seen_request: AtomicBool::new(false),
             quiet_since: Mutex::new(Instant::now()),
-            settled: Notify::new(),
             close: Notify::new(),
         }
     }
@@ -208,7 +220,6 @@ impl Activity {
             if let Ok(mut since) = self.quiet_since.lock() {
                 *since = Instant::now();
             }
-            self.settled.notify_one();
         }
     }
 
