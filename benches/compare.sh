@@ -384,7 +384,7 @@ rss() {
   local base idle streamed before
   base=$(rss_kib "$proxy_pid")
   python3 "$root/benches/idle_connections.py" 127.0.0.1 "$PROXY_PORT" "$get_path" "$token" 1000 \
-    "$proxy_pid" >"$work/idle.txt"
+    "$proxy_pid" "$UP_PORT" >"$work/idle.txt"
   idle=$(cat "$work/idle.txt")
   before=$(rss_kib "$proxy_pid")
   curl -fsS -o /dev/null -H "Authorization: Bearer $token" "$proxy$db_path/catalog/big"

@@ -13,7 +13,17 @@ def rss_kib(pid):
     return 0
 
 
-def main(host, port, path, token, count, pid):
+def upstream_connections(port):
+    """Established TCP connections to `port` (the proxy's to its upstream)."""
+    n = 0
+    for line in open("/proc/net/tcp").readlines()[1:]:
+        fields = line.split()
+        if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
+            n += 1
+    return n
+
+
+def main(host, port, path, token, count, pid, upstream_port=None):
     request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
                f"Authorization: Bearer {token}\r\n\r\n").encode()
     before = rss_kib(pid)
@@ -29,12 +39,16 @@ def main(host, port, path, token, count, pid):
     # Idle now; let the proxy settle (well inside header_read_timeout).
     time.sleep(2)
     after = rss_kib(pid)
+    pooled = ""
+    if upstream_port:
+        pooled = f", {upstream_connections(upstream_port)} upstream connections pooled"
     print(f"{after / 1024:.1f} MiB ({(after - before) / 1024:+.1f} MiB for "
-          f"{count} connections, {answered} answered 200)")
+          f"{count} connections, {answered} answered 200{pooled})")
     for s in conns:
         s.close()
 
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4],
-         int(sys.argv[5]), int(sys.argv[6]))
+         int(sys.argv[5]), int(sys.argv[6]),
+         int(sys.argv[7]) if len(sys.argv) > 7 else None)

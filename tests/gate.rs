@@ -464,3 +464,59 @@ fn config_check_explains_a_missing_or_invalid_database_pin() {
         assert!(stderr.contains(expected), "{stderr}");
     }
 }
+
+// ---- pooled upstream connections ----------------------------------------
+
+/// Established TCP connections to `port` on this machine (Linux).
+fn connections_to(port: u16) -> usize {
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields[3] == "01"
+                && fields[2]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_burst_leaves_at_most_max_idle_connections_open_upstream() {
+    // A slow answer makes eight requests need eight upstream connections.
+    let up = upstream()
+        .head_delay(Duration::from_millis(300))
+        .start()
+        .await;
+    let yaml = config::plain(&up.url)
+        .merge(json!({"upstream": {"max_idle_connections": 2}}))
+        .yaml();
+    let proxy = TestProxy::start(&yaml).await;
+    let client = reqwest::Client::new();
+    let burst = (0..8).map(|i| {
+        client
+            .get(format!("http://{}{DOCS}/a/b{i}", proxy.addr))
+            .header("authorization", proxy.bearer())
+            .send()
+    });
+    let answers = within("the burst", futures_util::future::join_all(burst)).await;
+    for answer in answers {
+        assert_eq!(answer.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(up.requests().len(), 8);
+    // Back in the pool, all but two are closed (hyper closes the extra
+    // ones as they come back; give the closes a moment to land).
+    let mut open = connections_to(up.addr.port());
+    for _ in 0..50 {
+        if open <= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        open = connections_to(up.addr.port());
+    }
+    assert!(open <= 2, "{open} upstream connections left open");
+}

@@ -146,7 +146,10 @@ where
     // registered and cancelled per request, on the hot path). It never
     // sleeps longer than the shorter limit: the limit that applies changes
     // with the first request.
-    let tick = shared.limits.idle_timeout.min(shared.limits.header_read_timeout);
+    let tick = shared
+        .limits
+        .idle_timeout
+        .min(shared.limits.header_read_timeout);
     let idle = tokio::time::sleep(tick);
     tokio::pin!(idle);
     loop {
@@ -216,10 +219,10 @@ impl Activity {
     }
 
     fn end(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Ok(mut since) = self.quiet_since.lock() {
-                *since = Instant::now();
-            }
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Ok(mut since) = self.quiet_since.lock()
+        {
+            *since = Instant::now();
         }
     }
 

@@ -230,6 +230,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(settings.max_idle_connections)
             .build(connector);
         Ok(Upstream {
             client,

@@ -51,6 +51,7 @@ impl GrpcUpstream {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(settings.max_idle_connections)
             .http2_only(true)
             // Long-lived Listen streams sit idle between changes; pings keep
             // NATs and Google's front end from dropping the connection.

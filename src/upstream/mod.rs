@@ -54,6 +54,15 @@ pub struct UpstreamConfig {
     /// (`projects/P/databases/D`); any other is refused.
     #[serde(default)]
     pub databases: Vec<String>,
+    /// Most idle connections kept open to the upstream (per client: REST
+    /// and gRPC), like nginx's `keepalive`: a burst's extra connections are
+    /// closed once idle instead of each holding its buffers.
+    #[serde(default = "default_max_idle_connections")]
+    pub max_idle_connections: usize,
+}
+
+fn default_max_idle_connections() -> usize {
+    64
 }
 
 fn default_url() -> String {
@@ -81,6 +90,7 @@ impl Default for UpstreamConfig {
             ca_file: None,
             emulator: false,
             databases: Vec::new(),
+            max_idle_connections: default_max_idle_connections(),
         }
     }
 }
@@ -97,6 +107,7 @@ pub struct UpstreamSettings {
     pub ca_roots: Vec<CertificateDer<'static>>,
     /// The databases served; never empty.
     pub databases: Vec<Database>,
+    pub max_idle_connections: usize,
 }
 
 impl UpstreamConfig {
@@ -137,6 +148,7 @@ impl UpstreamConfig {
             response_header_timeout,
             ca_roots,
             databases,
+            max_idle_connections: self.max_idle_connections,
         }
     }
 }
