@@ -341,7 +341,7 @@ compare() {
   : >"$work/wrk.log"
   local run config
   for run in $(seq 1 "$RUNS"); do
-    for config in direct nginx haproxy firegate; do
+    for config in direct nginx hyper haproxy firegate; do
       start_proxy "$config"
       measure "$config" get "$run" GET "$get_path" - "$fx/tokens-hit.txt.one"
       measure "$config" get-1000-tokens "$run" GET "$get_path" - "$fx/tokens-hit.txt"

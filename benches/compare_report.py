@@ -1,4 +1,5 @@
-"""Medians of benches/compare.sh's runs as Markdown; firegate and HAProxy as
+"""Medians of benches/compare.sh's runs as Markdown; firegate, HAProxy and the
+hyper floor (the same HTTP stack doing nothing else) as
 ratios to nginx's figure from the same run (absolute numbers on a shared
 machine are noise, ratios much less so)."""
 
@@ -31,7 +32,7 @@ def main(results_path, latency_path):
           "(utime+stime from /proc); ratio = this config / nginx, same run.\n")
     print("| config | mix | req/s | CPU s / 10k | CPU vs nginx | peak RSS MiB |")
     print("|---|---|---:|---:|---:|---:|")
-    order = ["direct", "nginx", "haproxy", "firegate"]
+    order = ["direct", "nginx", "hyper", "haproxy", "firegate"]
     for (config, mix) in sorted(rows, key=lambda k: (order.index(k[0]), k[1])):
         per = rows[(config, mix)].values()
         rps = median([v[0] for v in per])

@@ -1176,3 +1176,61 @@ fn vm_rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+#[tokio::test]
+async fn a_busy_connection_outlives_idle_timeout_and_closes_once_quiet() {
+    let config = Config::from_yaml(
+        &limits_config(json!({"header_read_timeout": "60s", "idle_timeout": "200ms"})),
+        Vec::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut registry = firegate::metrics::registry();
+    let server = Server::bind(&config.server, &mut registry)
+        .await
+        .expect("bind");
+    let addr = server.local_addr();
+    let idle_closed = |n: u32| {
+        firegate::metrics::render(&registry)
+            .contains(&format!("firegate_server_idle_closed_total {n}"))
+    };
+    let release = Gate::new();
+    let gate = release.clone();
+    // A response whose second chunk waits for the gate.
+    let handler = server::handler(move |_req, _conn| {
+        let gate = gate.clone();
+        async move {
+            use futures_util::StreamExt as _;
+            let chunks = futures_util::stream::iter([Bytes::from("first;")])
+                .chain(futures_util::stream::once(async move {
+                    gate.wait().await;
+                    Bytes::from("last")
+                }))
+                .map(|b| Ok::<_, firegate::body::BoxError>(http_body::Frame::data(b)));
+            http::Response::new(firegate::body::boxed(http_body_util::StreamBody::new(
+                chunks,
+            )))
+        }
+    });
+    let shutdown = Shutdown::new();
+    let done = server.serve(handler, shutdown.signal());
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = within("response head", conn.read(&mut buf)).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Several idle timeouts pass while the response is still streaming:
+    // the watchdog leaves a busy connection alone.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(idle_closed(0), "{}", firegate::metrics::render(&registry));
+    release.open();
+    // The rest arrives, then — quiet now — the idle watchdog closes it.
+    let rest = within("the rest, then the close", read_until_closed(&mut conn)).await;
+    let all = [&buf[..n], &rest[..]].concat();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.contains("first;") && text.contains("last"), "{text}");
+    assert!(idle_closed(1), "{}", firegate::metrics::render(&registry));
+    shutdown.trigger();
+    within("drain", done).await.unwrap();
+}
