@@ -375,8 +375,10 @@ quick() {
   done
   awk -F'\t' '{cpu[$1] = cpu[$1] " " $5} END {for (c in cpu) print c ":" cpu[c]}' "$work/results.tsv"
   awk -F'\t' '$1 == "nginx" {n[$3] = $5} $1 == "firegate" {f[$3] = $5} $1 == "hyper" {h[$3] = $5}
-    END {for (r in n) if (n[r] > 0) printf "run %s: firegate %.2fx nginx, hyper floor %.2fx nginx\n",
-      r, f[r] / n[r], h[r] / n[r]}' "$work/results.tsv"
+    END {for (r in n) if (n[r] > 0) {
+      printf "run %s: firegate %.2fx nginx", r, f[r] / n[r]
+      if (r in h) printf ", hyper floor %.2fx nginx", h[r] / n[r]
+      printf "\n" }}' "$work/results.tsv"
 }
 
 rss() {

@@ -92,16 +92,18 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Remove hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the few headers an answer has; removing each name
-    // (hashing it every time) only when one is there.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the few headers an answer has; then only the names
+    // found are removed (each removal hashes its name anew).
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name))
+        .cloned()
+        .collect();
+    if present.is_empty() {
         return;
     }
     let named = connection_named(headers);
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
+    for name in named.iter().chain(&present) {
         headers.remove(name);
     }
 }
@@ -130,6 +132,28 @@ pub fn client_ip(remote: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
         }
     }
     client
+}
+
+/// An address as `Display` writes it; IPv4 without the formatting machinery
+/// (it is written into every forwarded request).
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut out = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+    out
 }
 
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
@@ -195,7 +219,7 @@ pub fn outbound(client: &HeaderMap, fwd: &Forwarding<'_>) -> HeaderMap {
         Vec::new()
     };
     let chain = if prior.is_empty() {
-        fwd.remote.to_string()
+        ip_text(fwd.remote)
     } else {
         format!("{}, {}", prior.join(", "), fwd.remote)
     };
@@ -456,6 +480,25 @@ mod tests {
         let client = map(&[("x-forwarded-for", "198.51.100.1, not-an-ip")]);
         let ip = client_ip("10.0.0.2".parse().unwrap(), &client, &trusted);
         assert_eq!(ip, "10.0.0.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "192.168.9.10",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for octet in 0..=255u8 {
+            let ip = IpAddr::from([octet, 0, octet, 9]);
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     #[test]
