@@ -8,7 +8,8 @@
 #          peak RSS; RUNS runs, medians; firegate as a ratio to nginx.
 # rss      1,000 idle keep-alive connections; a streamed 1 GiB response.
 # soak     SOAK seconds at RATE req/s, RSS sampled every 10 s.
-# profile  perf record of firegate under the cache-hit GET load; top symbols.
+# profile  perf record of firegate under the cache-hit GET load (PROFILE_MIX=commit:
+#          the 50-write commit); top symbols.
 # syscalls strace -c of nginx and firegate over SYSCALL_REQUESTS cache-hit
 #          GETs (oha -c32), per request; per-thread user/system time.
 # quick    nginx and firegate alternately, the one-token GET only, RUNS runs:
@@ -434,7 +435,10 @@ profile() {
   PROFILE_CMD="perf record -e cpu-clock -F 1999 --call-graph dwarf,${PERF_STACK:-16384} -o $data --" \
     start_proxy firegate
   # perf is the pinned process; firegate is its child.
-  measure firegate get profile GET "$get_path" - "$fx/tokens-hit.txt.one"
+  case ${PROFILE_MIX:-get} in
+    commit) measure firegate commit-50 profile POST "$commit_path" "$fx/commit.json" "$fx/tokens-hit.txt" ;;
+    *) measure firegate get profile GET "$get_path" - "$fx/tokens-hit.txt.one" ;;
+  esac
   stop_proxy
   sleep 1
   perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null \
