@@ -48,12 +48,7 @@ impl Hasher {
                 Err(_) => [0; 32],
             },
         };
-        // Into a fixed buffer: `hex::encode` goes character by character.
-        let mut out = [0u8; 64];
-        match hex::encode_to_slice(bytes, &mut out) {
-            Ok(()) => out.iter().map(|b| char::from(*b)).collect(),
-            Err(_) => hex::encode(bytes),
-        }
+        hex::encode(bytes)
     }
 
     /// The hash a line's fields (everything but `hash`) should carry.

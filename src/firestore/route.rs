@@ -258,7 +258,6 @@ pub fn refuse_grpc(headers: &HeaderMap) -> Result<(), ClassifyError> {
     }
 }
 
-/// Headers that change what a request means (§4).
 /// Method overrides: refused, since upstream could honour one.
 static METHOD_OVERRIDES: [HeaderName; 3] = [
     HeaderName::from_static("x-http-method-override"),
@@ -266,6 +265,7 @@ static METHOD_OVERRIDES: [HeaderName; 3] = [
     HeaderName::from_static("x-method-override"),
 ];
 
+/// Headers that change what a request means (§4).
 fn check_headers(method: &HttpMethod, headers: &HeaderMap) -> Result<(), ClassifyError> {
     for name in &METHOD_OVERRIDES {
         if headers.contains_key(name) {

@@ -331,11 +331,7 @@ fn is_safe_request_id(v: &str) -> bool {
 
 fn new_request_id() -> String {
     let bytes: [u8; 16] = rand::random();
-    let mut out = [0u8; 32];
-    match hex::encode_to_slice(bytes, &mut out) {
-        Ok(()) => out.iter().map(|b| char::from(*b)).collect(),
-        Err(_) => hex::encode(bytes),
-    }
+    hex::encode(bytes)
 }
 
 #[cfg(test)]

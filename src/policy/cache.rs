@@ -48,7 +48,7 @@ impl KeyRef<'_> {
             && *self.target == key.target
     }
 
-    fn to_owned(&self) -> Key {
+    fn to_key(&self) -> Key {
         Key {
             epoch: self.epoch,
             principal: *self.principal,
@@ -133,7 +133,7 @@ impl<S: BuildHasher> DecisionCache<S> {
         if verdict.cacheable && admission.0 > 0 {
             admission.0 -= 1;
             let entry = Entry {
-                key: key.to_owned(),
+                key: key.to_key(),
                 verdict: Arc::clone(&verdict),
             };
             self.cache.insert(hash, Arc::new(entry));
@@ -164,7 +164,6 @@ fn weight(key: &Key, verdict: &Verdict) -> u32 {
         + verdict.decision.rule.as_ref().map_or(0, String::len)
         + verdict.upstream_account.as_ref().map_or(0, String::len);
     let total = OVERHEAD
-        + std::mem::size_of::<Key>()
         + std::mem::size_of::<Entry>()
         + std::mem::size_of::<Verdict>()
         + database

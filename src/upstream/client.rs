@@ -216,6 +216,18 @@ pub(super) fn dialer(
     Ok((tls, http))
 }
 
+/// The pool settings both upstream clients share: tokio timers, idle
+/// connections closed after 90 s, at most `max_idle_connections` kept.
+pub(super) fn pooled(settings: &UpstreamSettings) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(settings.max_idle_connections);
+    builder
+}
+
 impl Upstream {
     pub fn new(settings: &UpstreamSettings, registry: &mut Registry) -> anyhow::Result<Self> {
         let (tls, http) = dialer(settings)?;
@@ -226,12 +238,7 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(settings.max_idle_connections)
-            .build(connector);
+        let client = pooled(settings).build(connector);
         Ok(Upstream {
             client,
             scheme: settings.scheme.clone(),

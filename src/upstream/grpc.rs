@@ -10,7 +10,6 @@ use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::client::UpstreamError;
 use super::headers::{self, Forwarding};
@@ -47,11 +46,7 @@ impl GrpcUpstream {
             .https_or_http()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(settings.max_idle_connections)
+        let client = super::client::pooled(settings)
             .http2_only(true)
             // Long-lived Listen streams sit idle between changes; pings keep
             // NATs and Google's front end from dropping the connection.
