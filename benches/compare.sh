@@ -14,6 +14,8 @@
 #          GETs (oha -c32), per request; per-thread user/system time.
 # quick    nginx and firegate alternately, the one-token GET only, RUNS runs:
 #          the ratio while working on the hot path (compare is the report).
+#          QUICK_CONFIGS picks the configurations; `base` is firegate built
+#          elsewhere (BASE_FIREGATE=path/to/firegate), for before/after.
 #
 # Every proxy runs pinned to core PROXY_CPU; load generator and the one
 # upstream (nginx answering a fixed body) share LOAD_CPU. Installs nginx,
@@ -265,14 +267,16 @@ start_proxy() {
     haproxy) taskset -c "$PROXY_CPU" haproxy -db -f "$work/haproxy.cfg" & ;;
     hyper) taskset -c "$PROXY_CPU" "$root/target/release/examples/hyper_floor" \
       "127.0.0.1:$PROXY_PORT" "$up" & ;;
-    firegate)
+    firegate | base)
+      local bin=$firegate
+      [ "$1" = base ] && bin=${BASE_FIREGATE:?BASE_FIREGATE names the binary to compare with}
       rm -rf "$work/audit" && mkdir -p "$work/audit"
-      RUST_LOG=${RUST_LOG:-warn} taskset -c "$PROXY_CPU" ${PROFILE_CMD:-} "$firegate" serve --config "$work/firegate.yaml" 2>>"$work/firegate.log" & ;;
+      RUST_LOG=${RUST_LOG:-warn} taskset -c "$PROXY_CPU" ${PROFILE_CMD:-} "$bin" serve --config "$work/firegate.yaml" 2>>"$work/firegate.log" & ;;
   esac
   proxy_pid=$!
   pids+=("$proxy_pid")
   wait_port "$PROXY_PORT"
-  if [ "$1" = firegate ]; then
+  if [ "$1" = firegate ] || [ "$1" = base ]; then
     local i
     for i in $(seq 1 100); do
       curl -fsS "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1 && break
@@ -376,9 +380,11 @@ quick() {
   done
   awk -F'\t' '{cpu[$1] = cpu[$1] " " $5} END {for (c in cpu) print c ":" cpu[c]}' "$work/results.tsv"
   awk -F'\t' '$1 == "nginx" {n[$3] = $5} $1 == "firegate" {f[$3] = $5} $1 == "hyper" {h[$3] = $5}
+    $1 == "base" {b[$3] = $5}
     END {for (r in n) if (n[r] > 0) {
       printf "run %s: firegate %.2fx nginx", r, f[r] / n[r]
       if (r in h) printf ", hyper floor %.2fx nginx", h[r] / n[r]
+      if (r in b) printf ", base %.2fx nginx", b[r] / n[r]
       printf "\n" }}' "$work/results.tsv"
 }
 
@@ -479,7 +485,7 @@ syscalls_of() { # CONFIG
 syscalls() {
   command -v strace >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; }
-  { syscalls_of nginx; syscalls_of firegate; } | tee "$work/syscalls.md"
+  { for c in ${SYSCALL_CONFIGS:-nginx hyper firegate}; do syscalls_of "$c"; done; } | tee "$work/syscalls.md"
 }
 
 main() {

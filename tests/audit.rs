@@ -152,6 +152,34 @@ async fn verify_passes_an_untouched_file() {
     );
 }
 
+/// Every optional field set, a gRPC call's included (its `grpc-status`
+/// and stored reads): the line the writer seals is the one `verify` checks.
+#[tokio::test]
+async fn a_grpc_record_with_every_field_set_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.log");
+    let auditor = Auditor::new(&settings(file_config(&path)), &mut Registry::default())
+        .await
+        .expect("auditor");
+    for n in 0..3 {
+        let mut r = record(n);
+        r.http_version = "HTTP/2".into();
+        r.rpc = Some("batch_get_documents".into());
+        r.upstream_grpc_status = Some(n as u16);
+        r.stored_reads = n + 1;
+        r.shadow_decision = Some(Outcome::Deny);
+        r.shadow_rule = Some("tighter".into());
+        r.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        r.request_tags = vec!["nightly".into()];
+        r.reason = Some("upstream_status".into());
+        auditor.record(r);
+    }
+    auditor.flush().await;
+    assert!(lines(&path)[2].contains("\"upstream_grpc_status\":2"));
+    let verdict = verify(&[&path], &[]);
+    assert!(verdict.ok, "{}", verdict.stderr);
+}
+
 #[tokio::test]
 async fn verify_fails_at_an_edited_field() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -208,9 +208,9 @@ struct Canonical<'a> {
     tls: &'a Option<super::record::Text>,
     traceparent: &'a Option<String>,
     upstream_account: &'a Option<String>,
-    upstream_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream_grpc_status: Option<u16>,
+    upstream_status: Option<u16>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -275,8 +275,8 @@ impl<'a> Canonical<'a> {
             tls,
             traceparent,
             upstream_account,
-            upstream_status: *upstream_status,
             upstream_grpc_status: *upstream_grpc_status,
+            upstream_status: *upstream_status,
         }
     }
 }
@@ -352,13 +352,27 @@ mod tests {
             &[],
         ));
         odd.duration_ms = 1e-7;
-        for record in [full, empty, odd] {
-            let (chain, _) = Chain::resume(Hasher::Sha256, None);
+        // The optional fields serde skips when unset, set.
+        let mut grpc = sample(6);
+        grpc.stored_reads = 3;
+        grpc.upstream_grpc_status = Some(7);
+        // A chain well under way: `seq` and `prev` are not the genesis ones.
+        let (mut later, _) = Chain::resume(Hasher::Sha256, None);
+        later.seq = 1_234_567;
+        later.prev = "ab".repeat(32);
+        let fresh = || Chain::resume(Hasher::Sha256, None).0;
+        for (chain, record) in [
+            (fresh(), full),
+            (fresh(), empty),
+            (fresh(), odd),
+            (fresh(), grpc.clone()),
+            (later, grpc),
+        ] {
             let sealed = chain.seal(&record).expect("seal");
             let mut value = serde_json::to_value(&record).expect("value");
             let fields = value.as_object_mut().expect("object");
-            fields.insert("seq".into(), Value::from(0u64));
-            fields.insert("prev".into(), Value::from(GENESIS));
+            fields.insert("seq".into(), Value::from(chain.seq));
+            fields.insert("prev".into(), Value::from(chain.prev.as_str()));
             let mut generic = Vec::new();
             canonical(&value, &mut generic).expect("canonical");
             let line = String::from_utf8_lossy(&sealed.line);
