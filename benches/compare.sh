@@ -9,7 +9,8 @@
 # rss      1,000 idle keep-alive connections; a streamed 1 GiB response.
 # soak     SOAK seconds at RATE req/s, RSS sampled every 10 s.
 # profile  perf record of firegate under the cache-hit GET load (PROFILE_MIX=commit:
-#          the 50-write commit); top symbols.
+#          the 50-write commit); top symbols and a flame graph (inferno,
+#          installed with cargo when missing).
 # syscalls strace -c of nginx and firegate over SYSCALL_REQUESTS cache-hit
 #          GETs (oha -c32), per request; per-thread user/system time.
 # quick    nginx and firegate alternately, the one-token GET only, RUNS runs:
@@ -65,6 +66,14 @@ need_oha() {
   if ! command -v oha >/dev/null; then
     log "cargo install oha --locked (about 6 minutes)"
     cargo install oha --locked --root "$tools" >/dev/null
+  fi
+}
+
+# inferno, for the profile mode's flame graph.
+need_inferno() {
+  if ! command -v inferno-flamegraph >/dev/null; then
+    log "cargo install inferno --locked (under a minute)"
+    cargo install inferno --locked --root "$tools" >/dev/null
   fi
 }
 
@@ -447,10 +456,16 @@ profile() {
   esac
   stop_proxy
   sleep 1
+  # `head` closes the pipe early: that is not a failure of the mode.
   perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -40 | tee "$work/profile-self.txt"
+    | grep -E '^ +[0-9]' | head -40 | tee "$work/profile-self.txt" || true
   perf report -i "$data" --children --sort symbol --stdio 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -60 >"$work/profile-children.txt"
+    | grep -E '^ +[0-9]' | head -60 >"$work/profile-children.txt" || true
+  # Whole stacks as a flame graph; frames under 0.1 % of samples left out.
+  perf script -i "$data" 2>/dev/null | inferno-collapse-perf --all >"$work/perf.folded"
+  inferno-flamegraph --minwidth 0.1 --title "firegate, ${PROFILE_MIX:-get}" \
+    <"$work/perf.folded" >"$work/flamegraph.svg"
+  log "flame graph: $work/flamegraph.svg"
 }
 
 # Calls per request of one proxy under strace, then user/system ticks per
@@ -499,6 +514,7 @@ main() {
   start_upstream
   case $mode in
     compare | soak | syscalls | all) need_oha ;;
+    profile) need_inferno ;;
   esac
   case $mode in
     compare) compare ;;
