@@ -401,7 +401,7 @@ rss() {
   start_proxy firegate
   local base idle streamed before
   base=$(rss_kib "$proxy_pid")
-  python3 "$root/benches/idle_connections.py" 127.0.0.1 "$PROXY_PORT" "$get_path" "$token" 1000 \
+  python3 "$root/benches/idle_connections.py" 127.0.0.1 "$PROXY_PORT" "$get_path" "$fx/tokens-hit.txt" 1000 \
     "$proxy_pid" "$UP_PORT" >"$work/idle.txt"
   idle=$(cat "$work/idle.txt")
   before=$(rss_kib "$proxy_pid")

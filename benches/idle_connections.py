@@ -1,5 +1,9 @@
 """Open N keep-alive connections to a proxy, send one request on each, keep
-them idle and print the proxy's RSS (benches/compare.sh rss)."""
+them idle and print the proxy's RSS (benches/compare.sh rss).
+
+TOKENS is a file of bearer tokens, one per line: connection i uses token
+i (modulo their number), as N clients would — one token on all of them
+would meet the per-principal bound on requests in flight (429)."""
 
 import socket
 import sys
@@ -23,12 +27,13 @@ def upstream_connections(port):
     return n
 
 
-def main(host, port, path, token, count, pid, upstream_port=None):
-    request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
-               f"Authorization: Bearer {token}\r\n\r\n").encode()
+def main(host, port, path, tokens_file, count, pid, upstream_port=None):
+    tokens = [t.strip() for t in open(tokens_file) if t.strip()]
     before = rss_kib(pid)
     conns = []
-    for _ in range(count):
+    for i in range(count):
+        request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                   f"Authorization: Bearer {tokens[i % len(tokens)]}\r\n\r\n").encode()
         s = socket.create_connection((host, port), timeout=10)
         s.sendall(request)
         conns.append(s)
