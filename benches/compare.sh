@@ -9,8 +9,8 @@
 # rss      1,000 idle keep-alive connections; a streamed 1 GiB response.
 # soak     SOAK seconds at RATE req/s, RSS sampled every 10 s.
 # profile  perf record of firegate under the cache-hit GET load (PROFILE_MIX=commit:
-#          the 50-write commit); top symbols and a flame graph (inferno,
-#          installed with cargo when missing).
+#          the 50-write commit; PROFILE_CONFIG=nginx or hyper: that proxy instead);
+#          top symbols and a flame graph (inferno, installed with cargo when missing).
 # syscalls strace -c of nginx and firegate over SYSCALL_REQUESTS cache-hit
 #          GETs (oha -c32), per request; per-thread user/system time.
 # quick    nginx and firegate alternately, the one-token GET only, RUNS runs:
@@ -272,9 +272,9 @@ start_upstream() {
 start_proxy() {
   case $1 in
     direct) proxy_pid=; return ;;
-    nginx) taskset -c "$PROXY_CPU" nginx -p "$work/nginx-proxy" -c "$work/nginx-proxy/nginx.conf" -g 'daemon off;' & ;;
+    nginx) taskset -c "$PROXY_CPU" ${PROFILE_CMD:-} nginx -p "$work/nginx-proxy" -c "$work/nginx-proxy/nginx.conf" -g 'daemon off;' & ;;
     haproxy) taskset -c "$PROXY_CPU" haproxy -db -f "$work/haproxy.cfg" & ;;
-    hyper) taskset -c "$PROXY_CPU" "$root/target/release/examples/hyper_floor" \
+    hyper) taskset -c "$PROXY_CPU" ${PROFILE_CMD:-} "$root/target/release/examples/hyper_floor" \
       "127.0.0.1:$PROXY_PORT" "$up" & ;;
     firegate | base)
       local bin=$firegate
@@ -446,13 +446,13 @@ EOF
 }
 
 profile() {
-  local data=$work/perf.data
+  local data=$work/perf.data config=${PROFILE_CONFIG:-firegate}
   PROFILE_CMD="perf record -e cpu-clock -F 1999 --call-graph dwarf,${PERF_STACK:-16384} -o $data --" \
-    start_proxy firegate
-  # perf is the pinned process; firegate is its child.
+    start_proxy "$config"
+  # perf is the pinned process; the proxy is its child.
   case ${PROFILE_MIX:-get} in
-    commit) measure firegate commit-50 profile POST "$commit_path" "$fx/commit.json" "$fx/tokens-hit.txt" ;;
-    *) measure firegate get profile GET "$get_path" - "$fx/tokens-hit.txt.one" ;;
+    commit) measure "$config" commit-50 profile POST "$commit_path" "$fx/commit.json" "$fx/tokens-hit.txt" ;;
+    *) measure "$config" get profile GET "$get_path" - "$fx/tokens-hit.txt.one" ;;
   esac
   stop_proxy
   sleep 1
@@ -463,7 +463,7 @@ profile() {
     | grep -E '^ +[0-9]' | head -60 >"$work/profile-children.txt" || true
   # Whole stacks as a flame graph; frames under 0.1 % of samples left out.
   perf script -i "$data" 2>/dev/null | inferno-collapse-perf --all >"$work/perf.folded"
-  inferno-flamegraph --minwidth 0.1 --title "firegate, ${PROFILE_MIX:-get}" \
+  inferno-flamegraph --minwidth 0.1 --title "$config, ${PROFILE_MIX:-get}" \
     <"$work/perf.folded" >"$work/flamegraph.svg"
   log "flame graph: $work/flamegraph.svg"
 }

@@ -73,7 +73,18 @@ impl App {
             stop_admin.signal(),
         );
         let main_task = main.serve(pipeline_handler(Arc::clone(&pipeline)), stop_main.signal());
-        tracing::info!(listen = %proxy_addr, admin = %admin_addr, "listening");
+        let runtime = tokio::runtime::Handle::current();
+        let scheduler = match runtime.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => "single-threaded",
+            _ => "multi-threaded",
+        };
+        tracing::info!(
+            listen = %proxy_addr,
+            admin = %admin_addr,
+            workers = runtime.metrics().num_workers(),
+            scheduler,
+            "listening"
+        );
         Ok(App {
             proxy_addr,
             admin_addr,

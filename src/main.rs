@@ -31,12 +31,7 @@ fn main() -> ExitCode {
             None
         }
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(workers) = config.as_ref().and_then(|c| c.server.worker_threads) {
-        builder.worker_threads(workers);
-    }
-    let runtime = match builder.build() {
+    let runtime = match runtime(config.as_ref().and_then(|c| c.server.worker_threads)) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("firegate: cannot start the runtime: {e}");
@@ -56,8 +51,46 @@ fn main() -> ExitCode {
     }
 }
 
+/// The runtime for `workers` threads (`server.worker_threads`; unset: one
+/// per CPU the process may run on). One worker gets tokio's single-threaded
+/// scheduler: every task is polled on the thread that drives the I/O, with
+/// none of the multi-threaded scheduler's cross-thread bookkeeping and no
+/// second thread running `block_on` beside the worker. Pinned to one core
+/// that is 17 % less CPU per proxied request (README, Performance).
+fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = workers.or_else(|| std::thread::available_parallelism().ok().map(usize::from));
+    let mut builder = if workers == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(workers) = workers {
+            builder.worker_threads(workers);
+        }
+        builder
+    };
+    builder.enable_all().build()
+}
+
 #[cfg(test)]
 mod tests {
+    use tokio::runtime::RuntimeFlavor;
+
+    #[test]
+    fn one_worker_runs_the_single_threaded_scheduler() {
+        let flavor = |workers| {
+            super::runtime(Some(workers))
+                .expect("runtime")
+                .handle()
+                .runtime_flavor()
+        };
+        assert_eq!(flavor(1), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(2), RuntimeFlavor::MultiThread);
+        let one = super::runtime(Some(1)).expect("runtime");
+        assert_eq!(one.metrics().num_workers(), 1);
+        let four = super::runtime(Some(4)).expect("runtime");
+        assert_eq!(four.metrics().num_workers(), 4);
+    }
+
     /// mimalloc's arena memory is committed as it is used only when the
     /// build passes the define (`.cargo/config.toml`); without it a warm
     /// firegate holds ≈ 15 MiB more.

@@ -812,6 +812,18 @@ async fn admin_routes_answer_health_readiness_and_metrics() {
 /// middle of a streamed response lets it finish, then the process exits 0.
 #[tokio::test]
 async fn binary_finishes_a_stream_in_flight_on_sigterm_then_exits_zero() {
+    binary_streams_then_drains(None, "multi-threaded").await;
+}
+
+/// The same with one worker thread, which runs tokio's single-threaded
+/// scheduler: every task (connections, upstream, the stream, the drain)
+/// shares the thread that drives the I/O.
+#[tokio::test]
+async fn binary_on_one_worker_streams_and_drains_the_same() {
+    binary_streams_then_drains(Some(1), "single-threaded").await;
+}
+
+async fn binary_streams_then_drains(worker_threads: Option<u64>, scheduler: &str) {
     use tokio::io::AsyncBufReadExt;
     let issuer = support::issuer::TestIssuer::builder().start().await;
     let first_sent = Gate::new();
@@ -843,6 +855,7 @@ async fn binary_finishes_a_stream_in_flight_on_sigterm_then_exits_zero() {
                     config::oidc_issuer("test", &issuer.issuer, support::issuer::AUDIENCE).value(),
                 ]},
                 "policy": {"dir": policies},
+                "server": {"worker_threads": worker_threads},
             }))
             .yaml(),
     )
@@ -871,6 +884,10 @@ async fn binary_finishes_a_stream_in_flight_on_sigterm_then_exits_zero() {
                     .as_str()
                     .is_some_and(|m| m.contains("plain_http"));
             if let (Some(l), Some(a)) = (fields["listen"].as_str(), fields["admin"].as_str()) {
+                assert_eq!(fields["scheduler"], scheduler, "{line}");
+                if let Some(workers) = worker_threads {
+                    assert_eq!(fields["workers"], workers, "{line}");
+                }
                 return (l.to_owned(), a.to_owned());
             }
         }
