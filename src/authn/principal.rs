@@ -1,5 +1,7 @@
 //! `Principal`: the only thing the rest of the pipeline knows of a caller.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -20,6 +22,10 @@ pub struct Principal {
     pub claims: serde_json::Map<String, serde_json::Value>,
     #[serde(skip)]
     fingerprint: Fingerprint,
+    /// Issuer and subject, NUL-separated: who the caller is, whatever its
+    /// groups or claims (per-principal fairness counts on it).
+    #[serde(skip)]
+    identity: Arc<str>,
 }
 
 impl Principal {
@@ -33,6 +39,7 @@ impl Principal {
         for volatile in ["exp", "iat", "nbf", "jti", "auth_time"] {
             claims.remove(volatile);
         }
+        let identity = format!("{issuer}\u{0}{subject}").into();
         let mut principal = Principal {
             issuer,
             subject,
@@ -40,6 +47,7 @@ impl Principal {
             groups,
             claims,
             fingerprint: [0; 32],
+            identity,
         };
         principal.fingerprint = principal.compute_fingerprint();
         principal
@@ -49,6 +57,12 @@ impl Principal {
     /// transaction bindings key on it.
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint
+    }
+
+    /// Issuer and subject, NUL-separated (neither may hold a NUL: both
+    /// come from a verified token's JSON strings or an introspection answer).
+    pub fn identity(&self) -> &Arc<str> {
+        &self.identity
     }
 
     /// A canonical, length-prefixed encoding of every field, hashed. No

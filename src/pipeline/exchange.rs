@@ -543,14 +543,16 @@ mod tests {
                     rule: Some("team-deployments".into()),
                     why: Why::Allowed,
                     shadow: None,
-                },
+                }
+                .into(),
                 TargetDecision {
                     target: refused,
                     allowed: false,
                     rule: Some("no-secrets".into()),
                     why: Why::DenyMatched,
                     shadow: None,
-                },
+                }
+                .into(),
             ],
             upstream_account: None,
             reason: Some("rule:no-secrets".into()),

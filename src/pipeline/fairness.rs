@@ -10,14 +10,14 @@ use crate::authn::Principal;
 /// Requests in flight per principal (issuer and subject), capped.
 pub struct InFlight {
     limit: usize,
-    counts: Arc<Mutex<HashMap<String, usize>>>,
+    counts: Arc<Mutex<HashMap<Arc<str>, usize>>>,
 }
 
 /// One request's place under its principal's cap; released on drop, which
 /// is when the response body ends (or the client leaves).
 pub struct Slot {
-    key: String,
-    counts: Arc<Mutex<HashMap<String, usize>>>,
+    key: Arc<str>,
+    counts: Arc<Mutex<HashMap<Arc<str>, usize>>>,
 }
 
 impl InFlight {
@@ -37,9 +37,9 @@ impl InFlight {
     pub fn admit(&self, principal: &Principal) -> Option<Slot> {
         // The identity, not the fingerprint: a caller whose groups differ
         // between tokens is still one caller.
-        let key = format!("{}\u{0}{}", principal.issuer, principal.subject);
+        let key = Arc::clone(principal.identity());
         let mut counts = self.counts.lock().ok()?;
-        let count = counts.entry(key.clone()).or_insert(0);
+        let count = counts.entry(Arc::clone(&key)).or_insert(0);
         if *count >= self.limit {
             return None;
         }

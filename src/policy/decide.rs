@@ -3,6 +3,7 @@
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cel::Value;
 
@@ -10,7 +11,7 @@ use super::compile::{Effect, Rule};
 use super::condition::Input;
 use super::seen::Seen;
 use super::table::{Match, Table, Token, tokens};
-use super::{Decision, Shadow, TargetDecision, Why};
+use super::{Decided, Decision, Shadow, TargetDecision, Why};
 use crate::authn::Principal;
 use crate::firestore::data::Stored;
 use crate::firestore::{Database, Method, Operation, Target};
@@ -85,12 +86,12 @@ impl Table {
 
     fn decide_request(&self, req: &Request) -> Decision {
         let op = req.op;
-        let verdicts: Vec<Verdict> = op
+        let verdicts: Vec<Arc<Verdict>> = op
             .targets
             .iter()
-            .map(|t| self.decide_target(req, t))
+            .map(|t| Arc::new(self.decide_target(req, t)))
             .collect();
-        combine(&verdicts)
+        combine(verdicts)
     }
 
     /// Judge one target. A deny rule applies when its pattern touches any
@@ -197,8 +198,8 @@ impl Table {
 
 /// Combine per-target verdicts: allowed only if every target is and all
 /// allowing rules agree on the upstream account.
-pub fn combine<V: AsRef<Verdict>>(verdicts: &[V]) -> Decision {
-    let verdicts: Vec<&Verdict> = verdicts.iter().map(AsRef::as_ref).collect();
+pub fn combine(shared: Vec<Arc<Verdict>>) -> Decision {
+    let verdicts: Vec<&Verdict> = shared.iter().map(AsRef::as_ref).collect();
     let refusal = verdicts.iter().find(|v| !v.decision.allowed).map(|v| {
         let d = &v.decision;
         let id = d.rule.as_deref().unwrap_or_default();
@@ -212,18 +213,13 @@ pub fn combine<V: AsRef<Verdict>>(verdicts: &[V]) -> Decision {
     let first = accounts.next().cloned().flatten();
     let mixed = accounts.any(|a| *a != first);
     let reason = refusal.or_else(|| mixed.then(|| "mixed_upstream_accounts".to_string()));
+    let shadow = shadow_decision(&verdicts);
     Decision {
         allowed: reason.is_none(),
-        targets: verdicts.iter().map(|v| v.decision.clone()).collect(),
+        targets: shared.into_iter().map(Decided::new).collect(),
         upstream_account: if reason.is_none() { first } else { None },
         reason,
-        shadow: shadow_decision(&verdicts),
-    }
-}
-
-impl AsRef<Verdict> for Verdict {
-    fn as_ref(&self) -> &Verdict {
-        self
+        shadow,
     }
 }
 

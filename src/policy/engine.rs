@@ -238,7 +238,7 @@ impl PolicyEngine {
                 verdict
             })
             .collect();
-        let decision = combine(&verdicts);
+        let decision = combine(verdicts);
         if decision.allowed {
             metrics.allowed.inc();
         } else {

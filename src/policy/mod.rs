@@ -18,7 +18,11 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+
+use decide::Verdict;
 
 use crate::firestore::{Operation, Target};
 
@@ -114,11 +118,55 @@ pub struct Shadow {
     pub rule: String,
 }
 
+/// One target's decision within a [`Decision`]: the verdict itself, shared
+/// with the decision cache rather than copied out of it (a target's scope,
+/// rule and shadow are several allocations per request otherwise). Reads as
+/// the [`TargetDecision`] it holds.
+#[derive(Debug, Clone)]
+pub struct Decided(Arc<Verdict>);
+
+impl Decided {
+    pub(crate) fn new(verdict: Arc<Verdict>) -> Decided {
+        Decided(verdict)
+    }
+}
+
+impl From<TargetDecision> for Decided {
+    fn from(decision: TargetDecision) -> Decided {
+        Decided(Arc::new(Verdict {
+            decision,
+            upstream_account: None,
+            cacheable: false,
+        }))
+    }
+}
+
+impl std::ops::Deref for Decided {
+    type Target = TargetDecision;
+    fn deref(&self) -> &TargetDecision {
+        &self.0.decision
+    }
+}
+
+impl PartialEq for Decided {
+    fn eq(&self, other: &Decided) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Decided {}
+
+impl Serialize for Decided {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
 /// The verdict on a whole request: allowed only if every target is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     pub allowed: bool,
-    pub targets: Vec<TargetDecision>,
+    pub targets: Vec<Decided>,
     /// The service account the request runs as upstream (rule `as:`);
     /// `None` means firegate's base credentials.
     pub upstream_account: Option<String>,
@@ -139,12 +187,14 @@ impl Decision {
             targets: op
                 .targets
                 .iter()
-                .map(|t| TargetDecision {
-                    target: t.clone(),
-                    allowed: false,
-                    rule: None,
-                    why: Why::NoRuleMatched,
-                    shadow: None,
+                .map(|t| {
+                    Decided::from(TargetDecision {
+                        target: t.clone(),
+                        allowed: false,
+                        rule: None,
+                        why: Why::NoRuleMatched,
+                        shadow: None,
+                    })
                 })
                 .collect(),
             upstream_account: None,
