@@ -437,7 +437,9 @@ impl Pipeline {
             (None, Some(read_time)) => Consistency::ReadTime(read_time),
             (None, None) => Consistency::Now,
         };
-        self.read_documents(&paths, &consistency, op, ex, t)
+        // Boxed: only requests whose rules read documents pay for the
+        // read's state (a whole upstream call) in their future.
+        Box::pin(self.read_documents(&paths, &consistency, op, ex, t))
             .await
             .map(Some)
     }

@@ -194,10 +194,12 @@ impl Authenticator {
             self.metrics.cached();
             return Ok(principal);
         }
+        // Boxed: the first sight of a token (a signature check, perhaps a
+        // key or userinfo fetch) would otherwise size every request's future.
         let (principal, until) = if verify::is_jwt(token) {
-            self.verify_jwt(token, hash).await?
+            Box::pin(self.verify_jwt(token, hash)).await?
         } else {
-            self.introspect(token).await?
+            Box::pin(self.introspect(token)).await?
         };
         let principal = Arc::new(principal);
         self.verified.insert(hash, Arc::clone(&principal), until);
