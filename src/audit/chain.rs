@@ -1,13 +1,9 @@
 //! The hash chain: a canonical form for records, and the `seq`/`prev`/`hash`
 //! fields that link each line to the one before it.
 
-use std::fmt::Write as _;
-
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-
-use serde::Serialize;
 
 use super::{AuditPrincipal, AuditRecord, AuditTarget, Outcome, TargetsSummary};
 
@@ -156,15 +152,15 @@ impl Chain {
     pub fn seal(&self, record: &AuditRecord) -> Result<Sealed, serde_json::Error> {
         // The line is the canonical form itself, with `hash` appended: one
         // serialization, no intermediate `Value` (the writer's hot path).
-        let mut line = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut line, &Canonical::of(record, self.seq, &self.prev))?;
+        let mut line = Vec::with_capacity(2048);
+        Canonical::of(record, self.seq, &self.prev).write(&mut line)?;
         let hash = self.hasher.digest(&line);
         if line.last() == Some(&b'}') {
             line.pop();
         }
-        let mut tail = String::with_capacity(80);
-        let _ = writeln!(tail, ",\"hash\":\"{hash}\"}}");
-        line.extend_from_slice(tail.as_bytes());
+        line.extend_from_slice(b",\"hash\":\"");
+        line.extend_from_slice(hash.as_bytes());
+        line.extend_from_slice(b"\"}\n");
         Ok(Sealed { line, hash })
     }
 
@@ -175,11 +171,10 @@ impl Chain {
     }
 }
 
-/// A record plus its chain fields, declared in sorted key order so that
-/// serde_json's compact output is the canonical form. The test
+/// A record plus its chain fields, declared in sorted key order: written
+/// field by field ([`Canonical::write`]), it is the canonical form. The test
 /// `seal_matches_the_generic_canonical_form` fails if a field of
 /// [`AuditRecord`] is missing here or out of order.
-#[derive(Serialize)]
 struct Canonical<'a> {
     bytes_in: u64,
     bytes_out: u64,
@@ -200,7 +195,7 @@ struct Canonical<'a> {
     shadow_decision: Option<Outcome>,
     shadow_rule: &'a Option<String>,
     status: u16,
-    #[serde(skip_serializing_if = "is_zero")]
+    /// Left out when 0.
     stored_reads: u64,
     targets: &'a [AuditTarget],
     targets_summary: &'a Option<TargetsSummary>,
@@ -208,13 +203,9 @@ struct Canonical<'a> {
     tls: &'a Option<super::record::Text>,
     traceparent: &'a Option<String>,
     upstream_account: &'a Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Left out when `None`.
     upstream_grpc_status: Option<u16>,
     upstream_status: Option<u16>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 impl<'a> Canonical<'a> {
@@ -278,6 +269,193 @@ impl<'a> Canonical<'a> {
             upstream_grpc_status: *upstream_grpc_status,
             upstream_status: *upstream_status,
         }
+    }
+}
+
+impl Canonical<'_> {
+    /// serde_json's compact output of this struct, written directly: the
+    /// audit writer's hot path, where serde's field-by-field machinery cost
+    /// more than the hash. Strings are escaped exactly as serde_json escapes
+    /// them; the one float and the rare summary go through serde_json.
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        let mut w = Json { out, first: true };
+        w.key("bytes_in").u64(self.bytes_in);
+        w.key("bytes_out").u64(self.bytes_out);
+        w.key("client_disconnected").bool(self.client_disconnected);
+        w.key("client_ip").str(self.client_ip);
+        w.key("database").opt_str(self.database.as_deref());
+        w.key("decision").str(self.decision.as_str());
+        w.key("duration_ms");
+        serde_json::to_writer(&mut *w.out, &self.duration_ms)?;
+        w.key("http_method").str(self.http_method);
+        w.key("http_version").str(self.http_version);
+        w.key("prev").str(self.prev);
+        w.key("principal");
+        match self.principal {
+            Some(AuditPrincipal(p)) => {
+                let mut o = w.object();
+                o.key("email").opt_str(p.email.as_deref());
+                o.key("groups").strs(&p.groups);
+                o.key("issuer").str(&p.issuer);
+                o.key("subject").str(&p.subject);
+                o.end();
+            }
+            None => w.null(),
+        }
+        w.key("reason").opt_str(self.reason.as_deref());
+        w.key("request_id").str(self.request_id);
+        w.key("request_tags").strs(self.request_tags);
+        w.key("rpc").opt_str(self.rpc.as_deref());
+        w.key("seq").u64(self.seq);
+        w.key("shadow_decision")
+            .opt_str(self.shadow_decision.map(Outcome::as_str));
+        w.key("shadow_rule").opt_str(self.shadow_rule.as_deref());
+        w.key("status").u64(self.status.into());
+        if self.stored_reads != 0 {
+            w.key("stored_reads").u64(self.stored_reads);
+        }
+        w.key("targets");
+        w.out.push(b'[');
+        for (i, t) in self.targets.iter().enumerate() {
+            if i > 0 {
+                w.out.push(b',');
+            }
+            let mut o = w.object();
+            o.key("access").str(&t.access);
+            o.key("allowed").bool(t.allowed);
+            o.key("resource").str(&t.resource);
+            o.key("rule").opt_str(t.rule.as_deref());
+            o.key("why").opt_str(t.why.as_deref());
+            o.end();
+        }
+        w.out.push(b']');
+        w.key("targets_summary");
+        serde_json::to_writer(&mut *w.out, self.targets_summary)?;
+        w.key("time").str(self.time);
+        w.key("tls").opt_str(self.tls.as_deref());
+        w.key("traceparent").opt_str(self.traceparent.as_deref());
+        w.key("upstream_account")
+            .opt_str(self.upstream_account.as_deref());
+        if let Some(status) = self.upstream_grpc_status {
+            w.key("upstream_grpc_status").u64(status.into());
+        }
+        w.key("upstream_status");
+        match self.upstream_status {
+            Some(status) => w.u64(status.into()),
+            None => w.null(),
+        }
+        w.end();
+        Ok(())
+    }
+}
+
+/// One JSON object being written compactly.
+struct Json<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Json<'o> {
+    /// `"name":`, after `{` or `,`.
+    fn key(&mut self, name: &'static str) -> &mut Self {
+        self.out.push(if self.first { b'{' } else { b',' });
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self
+    }
+
+    /// A nested object, written into the same buffer.
+    fn object(&mut self) -> Json<'_> {
+        Json {
+            out: self.out,
+            first: true,
+        }
+    }
+
+    fn end(self) {
+        if self.first {
+            self.out.push(b'{');
+        }
+        self.out.push(b'}');
+    }
+
+    fn null(&mut self) {
+        self.out.extend_from_slice(b"null");
+    }
+
+    fn bool(&mut self, b: bool) {
+        self.out
+            .extend_from_slice(if b { b"true" } else { b"false" });
+    }
+
+    fn u64(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.out.extend_from_slice(&digits[i..]);
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.null(),
+        }
+    }
+
+    fn strs(&mut self, items: &[String]) {
+        self.out.push(b'[');
+        for (i, s) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.str(s);
+        }
+        self.out.push(b']');
+    }
+
+    /// A string escaped as serde_json escapes it: `"`, `\\` and the control
+    /// characters below U+0020 (the short forms where JSON has them, else
+    /// `\u00xx`), everything else as is.
+    fn str(&mut self, s: &str) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bytes = s.as_bytes();
+        self.out.push(b'"');
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let short = match b {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'\n' => b'n',
+                b'\r' => b'r',
+                b'\t' => b't',
+                0x08 => b'b',
+                0x0c => b'f',
+                0x00..=0x1f => 0,
+                _ => continue,
+            };
+            self.out.extend_from_slice(&bytes[start..i]);
+            start = i + 1;
+            if short == 0 {
+                self.out.extend_from_slice(b"\\u00");
+                self.out.push(HEX[usize::from(b >> 4)]);
+                self.out.push(HEX[usize::from(b & 0xf)]);
+            } else {
+                self.out.push(b'\\');
+                self.out.push(short);
+            }
+        }
+        self.out.extend_from_slice(&bytes[start..]);
+        self.out.push(b'"');
     }
 }
 
@@ -352,6 +530,15 @@ mod tests {
             &[],
         ));
         odd.duration_ms = 1e-7;
+        // Every escape serde_json writes: the short forms and `\u00xx`.
+        odd.reason = Some("tab\t nl\n cr\r bs\\ bell\u{7} b\u{8} f\u{c} us\u{1f} del\u{7f}".into());
+        odd.request_tags = vec!["a\"b".into(), String::new()];
+        odd.targets_summary = Some(TargetsSummary {
+            by_access: [("get".to_owned(), Default::default())].into(),
+            count: 9,
+            digest: "d".repeat(64),
+            listed: 1,
+        });
         // The optional fields serde skips when unset, set.
         let mut grpc = sample(6);
         grpc.stored_reads = 3;

@@ -25,6 +25,17 @@ pub enum Outcome {
     Error,
 }
 
+impl Outcome {
+    /// The name as written (`allow`, `deny`, `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::Error => "error",
+        }
+    }
+}
+
 // Every field is always written (`null` when unknown), so that consumers can
 // rely on the keys. The nested types declare their fields in sorted order:
 // their serialization is then already the chain's canonical form (see
