@@ -16,7 +16,9 @@
 # quick    nginx and firegate alternately, the one-token GET only, RUNS runs:
 #          the ratio while working on the hot path (compare is the report).
 #          QUICK_CONFIGS picks the configurations; `base` is firegate built
-#          elsewhere (BASE_FIREGATE=path/to/firegate), for before/after.
+#          elsewhere (BASE_FIREGATE=path/to/firegate), for before/after;
+#          BASE_RUST_LOG gives it its own log level (RUST_LOG, default warn,
+#          is the others').
 #
 # Every proxy runs pinned to core PROXY_CPU; load generator and the one
 # upstream (nginx answering a fixed body) share LOAD_CPU. Installs nginx,
@@ -280,7 +282,9 @@ start_proxy() {
       local bin=$firegate
       [ "$1" = base ] && bin=${BASE_FIREGATE:?BASE_FIREGATE names the binary to compare with}
       rm -rf "$work/audit" && mkdir -p "$work/audit"
-      RUST_LOG=${RUST_LOG:-warn} taskset -c "$PROXY_CPU" ${PROFILE_CMD:-} "$bin" serve --config "$work/firegate.yaml" 2>>"$work/firegate.log" & ;;
+      local level=${RUST_LOG:-warn}
+      [ "$1" = base ] && level=${BASE_RUST_LOG:-$level}
+      RUST_LOG=$level taskset -c "$PROXY_CPU" ${PROFILE_CMD:-} "$bin" serve --config "$work/firegate.yaml" 2>>"$work/firegate.log" & ;;
   esac
   proxy_pid=$!
   pids+=("$proxy_pid")
