@@ -5,7 +5,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{AuditPrincipal, AuditRecord, AuditTarget, Outcome, TargetsSummary};
+use super::{AuditPrincipal, AuditRecord, Outcome};
 
 /// `prev` of the first record of a chain: the explicit "new chain" marker.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -153,7 +153,7 @@ impl Chain {
         // The line is the canonical form itself, with `hash` appended: one
         // serialization, no intermediate `Value` (the writer's hot path).
         let mut line = Vec::with_capacity(2048);
-        Canonical::of(record, self.seq, &self.prev).write(&mut line)?;
+        write_canonical(record, self.seq, &self.prev, &mut line)?;
         let hash = self.hasher.digest(&line);
         if line.last() == Some(&b'}') {
             line.pop();
@@ -171,182 +171,115 @@ impl Chain {
     }
 }
 
-/// A record plus its chain fields, declared in sorted key order: written
-/// field by field ([`Canonical::write`]), it is the canonical form. The test
-/// `seal_matches_the_generic_canonical_form` fails if a field of
-/// [`AuditRecord`] is missing here or out of order.
-struct Canonical<'a> {
-    bytes_in: u64,
-    bytes_out: u64,
-    client_disconnected: bool,
-    client_ip: &'a str,
-    database: &'a Option<String>,
-    decision: Outcome,
-    duration_ms: f64,
-    http_method: &'a str,
-    http_version: &'a str,
-    prev: &'a str,
-    principal: &'a Option<AuditPrincipal>,
-    reason: &'a Option<String>,
-    request_id: &'a str,
-    request_tags: &'a [String],
-    rpc: &'a Option<super::record::Text>,
+/// The record with its chain fields as the canonical form: serde_json's
+/// compact output with every key sorted, written directly (the audit
+/// writer's hot path, where serde's field-by-field machinery cost more than
+/// the hash). Strings are escaped exactly as serde_json escapes them; the one
+/// float and the rare summary go through serde_json. The record is
+/// destructured, so a new field is a compile error here; the test
+/// `seal_matches_the_generic_canonical_form` fails if one is out of order.
+fn write_canonical(
+    record: &AuditRecord,
     seq: u64,
-    shadow_decision: Option<Outcome>,
-    shadow_rule: &'a Option<String>,
-    status: u16,
-    /// Left out when 0.
-    stored_reads: u64,
-    targets: &'a [AuditTarget],
-    targets_summary: &'a Option<TargetsSummary>,
-    time: &'a str,
-    tls: &'a Option<super::record::Text>,
-    traceparent: &'a Option<String>,
-    upstream_account: &'a Option<String>,
-    /// Left out when `None`.
-    upstream_grpc_status: Option<u16>,
-    upstream_status: Option<u16>,
-}
-
-impl<'a> Canonical<'a> {
-    fn of(r: &'a AuditRecord, seq: u64, prev: &'a str) -> Canonical<'a> {
-        // Destructured so that a new field is a compile error here.
-        let AuditRecord {
-            time,
-            request_id,
-            client_ip,
-            tls,
-            http_version,
-            principal,
-            http_method,
-            rpc,
-            database,
-            targets,
-            targets_summary,
-            decision,
-            reason,
-            upstream_account,
-            shadow_decision,
-            shadow_rule,
-            upstream_status,
-            upstream_grpc_status,
-            status,
-            bytes_in,
-            bytes_out,
-            duration_ms,
-            client_disconnected,
-            traceparent,
-            request_tags,
-            stored_reads,
-        } = r;
-        Canonical {
-            bytes_in: *bytes_in,
-            bytes_out: *bytes_out,
-            client_disconnected: *client_disconnected,
-            client_ip,
-            database,
-            decision: *decision,
-            duration_ms: *duration_ms,
-            http_method,
-            http_version,
-            prev,
-            principal,
-            reason,
-            request_id,
-            request_tags,
-            rpc,
-            seq,
-            shadow_decision: *shadow_decision,
-            shadow_rule,
-            status: *status,
-            stored_reads: *stored_reads,
-            targets,
-            targets_summary,
-            time,
-            tls,
-            traceparent,
-            upstream_account,
-            upstream_grpc_status: *upstream_grpc_status,
-            upstream_status: *upstream_status,
-        }
-    }
-}
-
-impl Canonical<'_> {
-    /// serde_json's compact output of this struct, written directly: the
-    /// audit writer's hot path, where serde's field-by-field machinery cost
-    /// more than the hash. Strings are escaped exactly as serde_json escapes
-    /// them; the one float and the rare summary go through serde_json.
-    fn write(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        let mut w = Json { out, first: true };
-        w.key("bytes_in").u64(self.bytes_in);
-        w.key("bytes_out").u64(self.bytes_out);
-        w.key("client_disconnected").bool(self.client_disconnected);
-        w.key("client_ip").str(self.client_ip);
-        w.key("database").opt_str(self.database.as_deref());
-        w.key("decision").str(self.decision.as_str());
-        w.key("duration_ms");
-        serde_json::to_writer(&mut *w.out, &self.duration_ms)?;
-        w.key("http_method").str(self.http_method);
-        w.key("http_version").str(self.http_version);
-        w.key("prev").str(self.prev);
-        w.key("principal");
-        match self.principal {
-            Some(AuditPrincipal(p)) => {
-                let mut o = w.object();
-                o.key("email").opt_str(p.email.as_deref());
-                o.key("groups").strs(&p.groups);
-                o.key("issuer").str(&p.issuer);
-                o.key("subject").str(&p.subject);
-                o.end();
-            }
-            None => w.null(),
-        }
-        w.key("reason").opt_str(self.reason.as_deref());
-        w.key("request_id").str(self.request_id);
-        w.key("request_tags").strs(self.request_tags);
-        w.key("rpc").opt_str(self.rpc.as_deref());
-        w.key("seq").u64(self.seq);
-        w.key("shadow_decision")
-            .opt_str(self.shadow_decision.map(Outcome::as_str));
-        w.key("shadow_rule").opt_str(self.shadow_rule.as_deref());
-        w.key("status").u64(self.status.into());
-        if self.stored_reads != 0 {
-            w.key("stored_reads").u64(self.stored_reads);
-        }
-        w.key("targets");
-        w.out.push(b'[');
-        for (i, t) in self.targets.iter().enumerate() {
-            if i > 0 {
-                w.out.push(b',');
-            }
+    prev: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    let &AuditRecord {
+        ref time,
+        ref request_id,
+        ref client_ip,
+        ref tls,
+        ref http_version,
+        ref principal,
+        ref http_method,
+        ref rpc,
+        ref database,
+        ref targets,
+        ref targets_summary,
+        decision,
+        ref reason,
+        ref upstream_account,
+        shadow_decision,
+        ref shadow_rule,
+        upstream_status,
+        upstream_grpc_status,
+        status,
+        bytes_in,
+        bytes_out,
+        duration_ms,
+        client_disconnected,
+        ref traceparent,
+        ref request_tags,
+        stored_reads,
+    } = record;
+    let mut w = Json { out, first: true };
+    w.key("bytes_in").u64(bytes_in);
+    w.key("bytes_out").u64(bytes_out);
+    w.key("client_disconnected").bool(client_disconnected);
+    w.key("client_ip").str(client_ip);
+    w.key("database").opt_str(database.as_deref());
+    w.key("decision").str(decision.as_str());
+    w.key("duration_ms");
+    serde_json::to_writer(&mut *w.out, &duration_ms)?;
+    w.key("http_method").str(http_method);
+    w.key("http_version").str(http_version);
+    w.key("prev").str(prev);
+    w.key("principal");
+    match principal {
+        Some(AuditPrincipal(p)) => {
             let mut o = w.object();
-            o.key("access").str(&t.access);
-            o.key("allowed").bool(t.allowed);
-            o.key("resource").str(&t.resource);
-            o.key("rule").opt_str(t.rule.as_deref());
-            o.key("why").opt_str(t.why.as_deref());
+            o.key("email").opt_str(p.email.as_deref());
+            o.key("groups").strs(&p.groups);
+            o.key("issuer").str(&p.issuer);
+            o.key("subject").str(&p.subject);
             o.end();
         }
-        w.out.push(b']');
-        w.key("targets_summary");
-        serde_json::to_writer(&mut *w.out, self.targets_summary)?;
-        w.key("time").str(self.time);
-        w.key("tls").opt_str(self.tls.as_deref());
-        w.key("traceparent").opt_str(self.traceparent.as_deref());
-        w.key("upstream_account")
-            .opt_str(self.upstream_account.as_deref());
-        if let Some(status) = self.upstream_grpc_status {
-            w.key("upstream_grpc_status").u64(status.into());
-        }
-        w.key("upstream_status");
-        match self.upstream_status {
-            Some(status) => w.u64(status.into()),
-            None => w.null(),
-        }
-        w.end();
-        Ok(())
+        None => w.null(),
     }
+    w.key("reason").opt_str(reason.as_deref());
+    w.key("request_id").str(request_id);
+    w.key("request_tags").strs(request_tags);
+    w.key("rpc").opt_str(rpc.as_deref());
+    w.key("seq").u64(seq);
+    w.key("shadow_decision")
+        .opt_str(shadow_decision.map(Outcome::as_str));
+    w.key("shadow_rule").opt_str(shadow_rule.as_deref());
+    w.key("status").u64(status.into());
+    if stored_reads != 0 {
+        w.key("stored_reads").u64(stored_reads);
+    }
+    w.key("targets");
+    w.out.push(b'[');
+    for (i, t) in targets.iter().enumerate() {
+        if i > 0 {
+            w.out.push(b',');
+        }
+        let mut o = w.object();
+        o.key("access").str(&t.access);
+        o.key("allowed").bool(t.allowed);
+        o.key("resource").str(&t.resource);
+        o.key("rule").opt_str(t.rule.as_deref());
+        o.key("why").opt_str(t.why.as_deref());
+        o.end();
+    }
+    w.out.push(b']');
+    w.key("targets_summary");
+    serde_json::to_writer(&mut *w.out, targets_summary)?;
+    w.key("time").str(time);
+    w.key("tls").opt_str(tls.as_deref());
+    w.key("traceparent").opt_str(traceparent.as_deref());
+    w.key("upstream_account")
+        .opt_str(upstream_account.as_deref());
+    if let Some(status) = upstream_grpc_status {
+        w.key("upstream_grpc_status").u64(status.into());
+    }
+    w.key("upstream_status");
+    match upstream_status {
+        Some(status) => w.u64(status.into()),
+        None => w.null(),
+    }
+    w.end();
+    Ok(())
 }
 
 /// One JSON object being written compactly.
@@ -494,6 +427,7 @@ impl ChainFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::TargetsSummary;
     use crate::audit::record::sample;
 
     #[test]
@@ -508,7 +442,7 @@ mod tests {
         );
     }
 
-    /// The fast path (`Canonical`) and the generic form `verify` uses agree
+    /// The fast path (`write_canonical`) and the generic form `verify` uses agree
     /// byte for byte, with every optional field set and unset.
     #[test]
     fn seal_matches_the_generic_canonical_form() {

@@ -39,7 +39,7 @@ impl Outcome {
 // Every field is always written (`null` when unknown), so that consumers can
 // rely on the keys. The nested types declare their fields in sorted order:
 // their serialization is then already the chain's canonical form (see
-// `chain::Canonical`, and the test that holds the two together).
+// `chain::write_canonical`, and the test that holds the two together).
 
 /// Who made the request: the verified principal itself, shared, of which
 /// the record writes `email`, `groups`, `issuer` and `subject` (never the
