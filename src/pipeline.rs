@@ -284,14 +284,13 @@ impl Pipeline {
         self.audit.admit()?;
         let (mut parts, body) = req.into_parts();
         firestore::refuse_grpc(&parts.headers)?;
-        let t = Instant::now();
+        let mut laps = self.metrics.laps();
         let principal = self.authenticate(&parts, ex).await;
-        self.metrics.step(Step::Authenticate, t);
+        laps.lap(Step::Authenticate);
         let principal = principal?;
         self.admit_principal(&principal, ex)?;
-        let t = Instant::now();
         let classified = self.classify(&parts, body, ex).await;
-        self.metrics.step(Step::Classify, t);
+        laps.lap(Step::Classify);
         let (mut route, mut op, usage, body) = classified?;
         let (bytes, sealing) = self.bind_transaction(&principal, &mut route, &usage, body)?;
         if sealing.is_some() {
@@ -301,18 +300,19 @@ impl Pipeline {
         let read = self
             .read_stored(&principal, &mut op, &route, &usage, &bytes, ex)
             .await?;
-        let t = Instant::now();
+        if read.is_some() {
+            // Timed as a step of its own.
+            laps.restart();
+        }
         let account = self.decide(&principal, &op, read.as_ref(), ex).await;
-        self.metrics.step(Step::Decide, t);
+        laps.lap(Step::Decide);
         let account = account?;
         let body = self.request_body(&mut route, bytes, &op, read.as_ref(), &usage)?;
-        let t = Instant::now();
         let token = self.access_token(account.as_deref(), ex).await;
-        self.metrics.step(Step::Token, t);
+        laps.lap(Step::Token);
         let token = token?;
-        let t = Instant::now();
         let response = self.forward(&parts, &route, body, &token, ex).await;
-        self.metrics.step(Step::UpstreamHead, t);
+        laps.lap(Step::UpstreamHead);
         let response = response?;
         Ok(match sealing {
             Some(sealing) => sealing.seal_response(response)?,
@@ -360,7 +360,7 @@ impl Pipeline {
         ex: &mut Exchange,
     ) -> Result<(Route, Arc<Operation>, TransactionUse, Bytes), PipelineError> {
         let route = firestore::route(&parts.method, &parts.uri, &parts.headers)?;
-        ex.route = Some((route.method, route.database.to_string()));
+        ex.route = Some((route.method, route.database.name()));
         if !self.settings.databases.contains(&route.database) {
             return Err(PipelineError::DatabaseNotServed);
         }
@@ -543,7 +543,15 @@ impl Pipeline {
         token: &AccessToken,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, PipelineError> {
-        let database = route.database.to_string();
+        // Classify named the database on the exchange already.
+        let formatted;
+        let database = match &ex.route {
+            Some((_, name)) => name.as_str(),
+            None => {
+                formatted = route.database.name();
+                &formatted
+            }
+        };
         let response = self
             .upstream
             .forward(Outbound {
@@ -554,7 +562,7 @@ impl Pipeline {
                 trusted_proxies: &self.settings.trusted_proxies,
                 client_proto: ex.proto(),
                 request_id: &ex.request_id,
-                database: &database,
+                database,
                 token,
                 body,
             })

@@ -30,6 +30,22 @@ pub struct Database {
     pub database: String,
 }
 
+impl Database {
+    /// `projects/P/databases/D`, allocated once at its final size (what
+    /// `to_string` gives, without growing the string piece by piece).
+    pub fn name(&self) -> String {
+        const PROJECTS: &str = "projects/";
+        const DATABASES: &str = "/databases/";
+        let len = PROJECTS.len() + self.project.len() + DATABASES.len() + self.database.len();
+        let mut name = String::with_capacity(len);
+        name.push_str(PROJECTS);
+        name.push_str(&self.project);
+        name.push_str(DATABASES);
+        name.push_str(&self.database);
+        name
+    }
+}
+
 impl fmt::Display for Database {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "projects/{}/databases/{}", self.project, self.database)

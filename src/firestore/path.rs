@@ -32,8 +32,14 @@ pub fn encode_segment(segment: &str) -> Cow<'_, str> {
 
 /// Decode one raw URL path segment exactly once and validate it as an id.
 pub fn decode_segment(raw: &str) -> Result<String, ClassifyError> {
-    let decoded = percent_decode_strict(raw, false)?;
-    if raw.contains('%') && looks_percent_encoded(&decoded) {
+    let escaped = raw.contains('%');
+    // Without an escape the segment is its own decoding (and already UTF-8).
+    let decoded = if escaped {
+        percent_decode_strict(raw, false)?
+    } else {
+        raw.to_owned()
+    };
+    if escaped && looks_percent_encoded(&decoded) {
         // `%2541` decodes to `%41`: a second decoder somewhere downstream
         // would see a different name than the one we authorized.
         return Err(ClassifyError::BadPathEncoding("double percent-encoding"));

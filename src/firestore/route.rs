@@ -144,34 +144,40 @@ pub fn route(method: &HttpMethod, uri: &Uri, headers: &HeaderMap) -> Result<Rout
         );
     };
     let (rest, verb) = split_verb(rest)?;
-    let raw_segments: Vec<&str> = rest.split('/').collect();
-    let (database, doc_segments) = match raw_segments.as_slice() {
-        ["projects", project, "databases", db, "documents", tail @ ..] => {
-            (database(project, db)?, tail)
+    let mut segments = rest.split('/');
+    let mut next = || segments.next();
+    let database = match (next(), next(), next(), next(), next()) {
+        (Some("projects"), Some(project), Some("databases"), Some(db), Some("documents")) => {
+            database(project, db)?
         }
-        ["projects", _, "databases", _, ..] => {
+        (Some("projects"), Some(_), Some("databases"), Some(_), _) => {
             return Err(ClassifyError::Unsupported("database admin route"));
         }
         _ => return Err(ClassifyError::RouteNotFound("not a documents route")),
     };
-    let path = doc_segments
-        .iter()
-        .map(|s| decode_segment(s))
+    let path = segments
+        .map(decode_segment)
         .collect::<Result<Vec<_>, _>>()?;
     let method = rpc(method, verb, path.len())?;
     let untyped_body = content_type(method, headers)?;
     let query = Query::parse(method, uri.query())?;
 
-    let mut encoded_path = format!(
-        "/v1/projects/{}/databases/{}/documents",
-        encode_segment(&database.project),
-        encode_segment(&database.database)
-    );
+    // Re-encoded from the decoded names: what is forwarded is exactly what
+    // was authorized. Sized once (an encoded segment is rarely longer than
+    // the raw one).
+    let mut encoded_path = String::with_capacity(raw.len() + 16);
+    encoded_path.push_str("/v1/projects/");
+    encoded_path.push_str(&encode_segment(&database.project));
+    encoded_path.push_str("/databases/");
+    encoded_path.push_str(&encode_segment(&database.database));
+    encoded_path.push_str("/documents");
     for segment in &path {
-        let _ = write!(encoded_path, "/{}", encode_segment(segment));
+        encoded_path.push('/');
+        encoded_path.push_str(&encode_segment(segment));
     }
     if let Some(verb) = verb {
-        let _ = write!(encoded_path, ":{verb}");
+        encoded_path.push(':');
+        encoded_path.push_str(verb);
     }
     Ok(Route {
         upstream_path_and_query: upstream(&encoded_path, &query.forward),

@@ -222,7 +222,7 @@ impl Exchange {
         let decision = self.outcome();
         let shadow = self.decision.as_ref().and_then(|d| d.shadow.clone());
         AuditRecord {
-            time: self.time.format(&Rfc3339).unwrap_or_default(),
+            time: rfc3339(self.time),
             request_id: self.request_id,
             client_ip: self.client_ip.to_string(),
             tls: self.tls.map(Into::into),
@@ -321,6 +321,16 @@ fn version_name(v: http::Version) -> &'static str {
     }
 }
 
+/// `time` as RFC 3339 (`2026-12-02T19:55:01.123456789Z`), written into one
+/// buffer of the longest such form's size (`format` grows its own).
+fn rfc3339(time: OffsetDateTime) -> String {
+    let mut out = Vec::with_capacity(40);
+    if time.format_into(&mut out, &Rfc3339).is_err() {
+        return String::new();
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// A client-supplied request id is echoed only when it is short and plain.
 fn is_safe_request_id(v: &str) -> bool {
     !v.is_empty()
@@ -331,7 +341,7 @@ fn is_safe_request_id(v: &str) -> bool {
 
 fn new_request_id() -> String {
     let bytes: [u8; 16] = rand::random();
-    hex::encode(bytes)
+    crate::crypto::hex_lower(&bytes)
 }
 
 #[cfg(test)]
@@ -395,6 +405,16 @@ mod tests {
     async fn written(auditor: &Auditor, sink: &MemorySink) -> Vec<Value> {
         auditor.flush().await;
         sink.records()
+    }
+
+    #[test]
+    fn rfc3339_is_the_time_crates_form() {
+        for nanos in [0, 1, 120_000_000, 999_999_999] {
+            let time = OffsetDateTime::now_utc()
+                .replace_nanosecond(nanos)
+                .expect("nanos");
+            assert_eq!(super::rfc3339(time), time.format(&Rfc3339).expect("format"));
+        }
     }
 
     #[tokio::test]

@@ -50,40 +50,40 @@ impl Pipeline {
         self.audit.admit()?;
         let (parts, body) = req.into_parts();
         let timeout = GrpcTimeout::from_headers(&parts.headers)?;
-        let t = Instant::now();
+        let mut laps = self.metrics.laps();
         let principal = self.authenticate(&parts, ex).await;
-        self.metrics.step(Step::Authenticate, t);
+        laps.lap(Step::Authenticate);
         let principal = principal?;
         self.admit_principal(&principal, ex)?;
-        let t = Instant::now();
         let call = self.classify_grpc(&parts, body, ex).await;
-        self.metrics.step(Step::Classify, t);
+        laps.lap(Step::Classify);
         let mut call = call?;
         let sealing = self.bind_grpc_transaction(&principal, &mut call)?;
         let read = self.read_stored_grpc(&principal, &mut call, ex).await?;
-        let t = Instant::now();
+        if read.is_some() {
+            // Timed as a step of its own.
+            laps.restart();
+        }
         let decision = self
             .decide(&principal, &call.operation, read.as_ref(), ex)
             .await;
-        self.metrics.step(Step::Decide, t);
+        laps.lap(Step::Decide);
         let decision = decision?;
         if let Some(read) = &read {
             let consistent = call.request.presented_transaction().is_some()
                 || grpc_pin::client_read_time(&call.request).is_some();
             grpc_pin::pin(&mut call.request, &call.operation, read, consistent)?;
         }
-        let t = Instant::now();
         let token = self.access_token(decision.as_deref(), ex).await;
-        self.metrics.step(Step::Token, t);
+        laps.lap(Step::Token);
         let token = token?;
         let remaining = timeout
             .map(|t| t.remaining(ex.started().elapsed()))
             .transpose()?;
-        let t = Instant::now();
         let response = self
             .forward_grpc(&parts.headers, &call, remaining, &token, ex)
             .await;
-        self.metrics.step(Step::UpstreamHead, t);
+        laps.lap(Step::UpstreamHead);
         let response = response?;
         Ok(match sealing {
             Some(sealing) => grpc::seal_response(
@@ -120,7 +120,7 @@ impl Pipeline {
         let request = GrpcRequest::decode(method, message)?;
         let classified = grpc::classify(&request)?;
         let operation = Arc::new(classified.operation);
-        ex.route = Some((operation.method, operation.database.to_string()));
+        ex.route = Some((operation.method, operation.database.name()));
         ex.operation = Some(Arc::clone(&operation));
         if !self.settings.databases.contains(&operation.database) {
             return Err(PipelineError::DatabaseNotServed);

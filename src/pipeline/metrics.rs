@@ -126,11 +126,46 @@ impl RequestMetrics {
 
     /// `step` took from `started` until now.
     pub fn step(&self, step: Step, started: Instant) {
+        self.observe(step, started.elapsed());
+    }
+
+    /// Steps timed one after another from now: see [`Laps`].
+    pub fn laps(&self) -> Laps<'_> {
+        Laps {
+            metrics: self,
+            mark: Instant::now(),
+        }
+    }
+
+    fn observe(&self, step: Step, took: Duration) {
         // `ALL` lists the steps in declaration order, so the discriminant
         // is the index.
         if let Some(histogram) = self.steps.get(step as usize) {
-            histogram.observe(started.elapsed().as_secs_f64());
+            histogram.observe(took.as_secs_f64());
         }
+    }
+}
+
+/// The steps of one request, timed with one clock read at each boundary:
+/// a step runs from the end of the step before it (the little between two
+/// steps, such as the principal's admission, counts to the later one).
+pub struct Laps<'a> {
+    metrics: &'a RequestMetrics,
+    mark: Instant,
+}
+
+impl Laps<'_> {
+    /// `step` ran from the last boundary until now.
+    pub fn lap(&mut self, step: Step) {
+        let now = Instant::now();
+        self.metrics
+            .observe(step, now.saturating_duration_since(self.mark));
+        self.mark = now;
+    }
+
+    /// The next step starts now (after work timed on its own).
+    pub fn restart(&mut self) {
+        self.mark = Instant::now();
     }
 }
 
@@ -160,6 +195,9 @@ mod tests {
         );
         metrics.request(None, Outcome::Error, 401, Duration::from_millis(1));
         metrics.step(Step::Decide, Instant::now());
+        let mut laps = metrics.laps();
+        laps.lap(Step::Token);
+        laps.lap(Step::Token);
         let text = crate::metrics::render(&registry);
         assert!(
             text.contains(r#"requests_total{rpc="get",decision="deny",status_class="4xx"} 1"#),
@@ -175,6 +213,10 @@ mod tests {
         }
         assert!(
             text.contains(r#"step_duration_seconds_count{step="decide"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"step_duration_seconds_count{step="token"} 2"#),
             "{text}"
         );
         assert_eq!(status_class(503), "5xx");

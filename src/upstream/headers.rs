@@ -80,30 +80,40 @@ const PARAM_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// The header names listed in every `Connection` header (case-folded by
 /// `HeaderName`).
-fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+fn connection_named(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect()
 }
 
 /// Remove hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the few headers an answer has; then only the names
-    // found are removed (each removal hashes its name anew).
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HOP_BY_HOP.contains(name))
-        .cloned()
-        .collect();
-    if present.is_empty() {
+    // One pass over the few headers an answer has, marking which of the
+    // hop-by-hop names are there; then only those are removed (each
+    // removal hashes its name anew).
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
         return;
     }
-    let named = connection_named(headers);
-    for name in named.iter().chain(&present) {
+    // `HOP_BY_HOP[0]` is `Connection`: only it can name more.
+    // (`Connection: keep-alive` names one of the list: nothing to collect.)
+    if present[0] {
+        let named: Vec<HeaderName> = connection_named(headers)
+            .filter(|name| !HOP_BY_HOP.contains(name))
+            .collect();
+        for name in named {
+            headers.remove(&name);
+        }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
         headers.remove(name);
     }
 }
@@ -199,7 +209,7 @@ pub fn outbound(client: &HeaderMap, fwd: &Forwarding<'_>) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(FORWARDED.len() + 5);
     // RFC 9110 §7.6.1: a header the client named in `Connection` is meant for
     // this hop only, whatever its name; the allowlist does not bring it back.
-    let hop_only = connection_named(client);
+    let hop_only: Vec<HeaderName> = connection_named(client).collect();
     for name in &FORWARDED {
         if hop_only.contains(name) {
             continue;

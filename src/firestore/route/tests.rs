@@ -506,6 +506,7 @@ fn routing_hint_headers_do_not_change_the_route() {
     ]);
     let r = route_of("POST", &format!("{DB}:commit"), &h).unwrap();
     assert_eq!(r.database.to_string(), "projects/p/databases/(default)");
+    assert_eq!(r.database.name(), r.database.to_string());
 }
 
 #[test]
