@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
                     let h = &pool[next];
                     let cold = &cold;
                     let uri = &uri;
-                    async move { cold.authenticate(h, uri).await.expect("valid") }
+                    async move { cold.authenticate(h, uri, None).await.expect("valid") }
                 })
             });
         }
@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
         let h = &pool[0];
         group.bench_function(format!("warm/{alg:?}"), |b| {
             b.to_async(&rt)
-                .iter(|| async { warm.authenticate(h, &uri).await.expect("valid") })
+                .iter(|| async { warm.authenticate(h, &uri, None).await.expect("valid") })
         });
     }
     group.finish();

@@ -229,7 +229,7 @@ impl Pipeline {
         let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
         // One span per request: every log line of its steps carries the id.
         let span = tracing::info_span!("request", request_id = %ex.request_id);
-        let outcome = self.run(req, &mut ex).instrument(span.clone()).await;
+        let outcome = self.run(req, conn, &mut ex).instrument(span.clone()).await;
         let mut response = self.answer(outcome, &mut ex, respond::error_response);
         cors::decorate(cors, origin.as_ref(), &mut response);
         span.in_scope(|| {
@@ -279,13 +279,14 @@ impl Pipeline {
     async fn run(
         &self,
         req: Request<Body>,
+        conn: &ConnInfo,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, PipelineError> {
         self.audit.admit()?;
         let (mut parts, body) = req.into_parts();
         firestore::refuse_grpc(&parts.headers)?;
         let mut laps = self.metrics.laps();
-        let principal = self.authenticate(&parts, ex).await;
+        let principal = self.authenticate(&parts, conn, ex).await;
         laps.lap(Step::Authenticate);
         let principal = principal?;
         self.admit_principal(&principal, ex)?;
@@ -324,9 +325,13 @@ impl Pipeline {
     async fn authenticate(
         &self,
         parts: &http::request::Parts,
+        conn: &ConnInfo,
         ex: &mut Exchange,
     ) -> Result<Arc<Principal>, PipelineError> {
-        let principal = self.authn.authenticate(&parts.headers, &parts.uri).await?;
+        let principal = self
+            .authn
+            .authenticate(&parts.headers, &parts.uri, Some(&conn.last_token))
+            .await?;
         ex.principal = Some(Arc::clone(&principal));
         Ok(principal)
     }

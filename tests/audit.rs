@@ -667,7 +667,7 @@ mod over_a_socket {
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let auditor = Arc::clone(&auditor);
                     async move {
-                        let conn = ConnInfo { remote, tls: None };
+                        let conn = ConnInfo::new(remote, None);
                         let ex = Exchange::begin(&req, &conn, &[]);
                         let body = if req.uri().path() == "/endless" {
                             endless("tick\n")

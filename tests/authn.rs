@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use firegate::authn::{Authenticator, AuthnConfig, AuthnError, Principal};
+use firegate::authn::{Authenticator, AuthnConfig, AuthnError, LastToken, Principal};
 use http::{HeaderMap, HeaderValue, Uri, header};
 use jsonwebtoken::Algorithm;
 use prometheus_client::registry::Registry;
@@ -78,7 +78,15 @@ fn uri() -> Uri {
 }
 
 async fn check(authn: &Authenticator, token: &str) -> Result<Arc<Principal>, AuthnError> {
-    authn.authenticate(&bearer(token), &uri()).await
+    authn.authenticate(&bearer(token), &uri(), None).await
+}
+
+async fn check_on(
+    authn: &Authenticator,
+    last: &LastToken,
+    token: &str,
+) -> Result<Arc<Principal>, AuthnError> {
+    authn.authenticate(&bearer(token), &uri(), Some(last)).await
 }
 
 async fn reason(authn: &Authenticator, token: &str) -> &'static str {
@@ -392,7 +400,7 @@ async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
     let mut two = bearer(&token);
     two.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
     let refused = authn
-        .authenticate(&two, &uri())
+        .authenticate(&two, &uri(), None)
         .await
         .expect_err("two headers");
     assert_eq!(refused.reason(), "multiple_authorization_headers");
@@ -402,18 +410,18 @@ async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
             .parse()
             .expect("uri");
     let refused = authn
-        .authenticate(&HeaderMap::new(), &in_query)
+        .authenticate(&HeaderMap::new(), &in_query, None)
         .await
         .expect_err("query token");
     assert_eq!(refused.reason(), "token_in_query_string");
     let refused = authn
-        .authenticate(&bearer(&token), &in_query)
+        .authenticate(&bearer(&token), &in_query, None)
         .await
         .expect_err("query token beside a header");
     assert_eq!(refused.reason(), "token_in_query_string");
 
     let refused = authn
-        .authenticate(&HeaderMap::new(), &uri())
+        .authenticate(&HeaderMap::new(), &uri(), None)
         .await
         .expect_err("no token");
     assert_eq!(refused.reason(), "missing_token");
@@ -429,7 +437,10 @@ async fn request_shapes_that_carry_tokens_wrongly_are_refused() {
         header::AUTHORIZATION,
         HeaderValue::from_static("Basic YTpi"),
     );
-    let refused = authn.authenticate(&basic, &uri()).await.expect_err("basic");
+    let refused = authn
+        .authenticate(&basic, &uri(), None)
+        .await
+        .expect_err("basic");
     assert_eq!(refused.reason(), "not_bearer");
 }
 
@@ -519,6 +530,62 @@ async fn unreachable_issuer_at_start_is_not_ready_until_its_keys_load() {
     issuer.set_available(true);
     ready(&authn).await;
     assert_eq!(reason(&authn, &token).await, "accepted");
+}
+
+/// A connection's memo of its last token answers only for that very
+/// token, while it lives: a tampered copy, another caller's token on the
+/// same connection and an expired token are each judged afresh.
+#[tokio::test]
+async fn connection_memo_answers_only_for_its_own_live_token() {
+    let issuer = TestIssuer::builder().start().await;
+    let (authn, registry) =
+        authenticator(&[oidc("corp", &issuer.issuer, json!({"leeway": "0s"}))]).await;
+    ready(&authn).await;
+    let last = LastToken::default();
+    let alice = issuer.token().sign();
+    let first = check_on(&authn, &last, &alice).await.expect("alice");
+    let again = check_on(&authn, &last, &alice).await.expect("alice again");
+    assert!(Arc::ptr_eq(&first, &again));
+    let text = metrics(&registry);
+    assert!(text.contains("outcome=\"verified\"} 1"), "{text}");
+    assert!(text.contains("outcome=\"cached\"} 1"), "{text}");
+
+    // The same token with its last signature character changed.
+    let mut tampered = alice.clone();
+    let end = if tampered.ends_with('A') { "B" } else { "A" };
+    tampered.replace_range(tampered.len() - 1.., end);
+    let refused = check_on(&authn, &last, &tampered)
+        .await
+        .expect_err("tampered");
+    assert_eq!(refused.reason(), "bad_signature");
+
+    let bob = issuer.token().claim("sub", json!("bob")).sign();
+    assert_eq!(
+        check_on(&authn, &last, &bob).await.expect("bob").subject,
+        "bob"
+    );
+    assert_eq!(
+        check_on(&authn, &last, &alice)
+            .await
+            .expect("alice")
+            .subject,
+        "alice",
+        "the memo follows the token, not the connection"
+    );
+
+    let brief = issuer.token().expires_in(1).sign();
+    check_on(&authn, &last, &brief).await.expect("fresh");
+    check_on(&authn, &last, &brief)
+        .await
+        .expect("from the memo");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        check_on(&authn, &last, &brief)
+            .await
+            .expect_err("expired")
+            .reason(),
+        "token_expired"
+    );
 }
 
 #[tokio::test]
@@ -691,10 +758,7 @@ impl AuditedPipeline {
     /// The answer to a GET with `token`.
     async fn answer(&self, token: &str) -> (http::response::Parts, Vec<u8>) {
         use http_body_util::BodyExt;
-        let conn = firegate::pipeline::ConnInfo {
-            remote: "127.0.0.1:5555".parse().expect("addr"),
-            tls: None,
-        };
+        let conn = firegate::pipeline::ConnInfo::new("127.0.0.1:5555".parse().expect("addr"), None);
         let request = http::Request::builder()
             .uri("/v1/projects/p/databases/(default)/documents/a/b")
             .header(header::AUTHORIZATION, format!("Bearer {token}"))

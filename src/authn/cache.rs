@@ -1,8 +1,9 @@
 //! Bounded caches whose entries live exactly as long as the token they came
 //! from: verified principals and Backstage ownership lookups, keyed by the
-//! SHA-256 of the token (never the token itself).
+//! SHA-256 of the token (never the token itself); and each connection's
+//! memo of the last token it presented.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
@@ -66,9 +67,14 @@ impl<T: Clone + Send + Sync + 'static> TokenCache<T> {
     }
 
     pub fn get(&self, hash: &TokenHash) -> Option<T> {
+        self.get_entry(hash).map(|entry| entry.value)
+    }
+
+    /// The live entry with its expiry.
+    pub fn get_entry(&self, hash: &TokenHash) -> Option<Expiring<T>> {
         let entry = self.inner.get(hash)?;
         if entry.is_live() {
-            Some(entry.value)
+            Some(entry)
         } else {
             self.inner.invalidate(hash);
             None
@@ -84,6 +90,56 @@ impl<T: Clone + Send + Sync + 'static> TokenCache<T> {
 
 /// Verified tokens → their principal.
 pub type VerifiedTokens = TokenCache<Arc<Principal>>;
+
+/// The last token one connection presented and the principal it verified
+/// as. A client sends the same token on request after request of one
+/// connection, and comparing it with the last one costs less than hashing
+/// it for the shared cache. Unlike the shared caches this holds the token
+/// itself, as the connection's own buffers do, and only for as long as the
+/// connection lives; an entry is used only until the token's own expiry,
+/// exactly as the shared cache's would be. A connection that carries many
+/// callers' tokens (a backend's pool) only replaces it more often.
+#[derive(Default)]
+pub struct LastToken(Mutex<Option<Remembered>>);
+
+struct Remembered {
+    token: Box<[u8]>,
+    principal: Expiring<Arc<Principal>>,
+}
+
+impl LastToken {
+    /// The principal `token` verified as, when it is this connection's last
+    /// token and still live.
+    pub(super) fn get(&self, token: &str) -> Option<Arc<Principal>> {
+        // A poisoned memo is only a missed shortcut.
+        let last = self.0.lock().ok()?;
+        let last = last.as_ref()?;
+        (same_bytes(&last.token, token.as_bytes()) && last.principal.is_live())
+            .then(|| Arc::clone(&last.principal.value))
+    }
+
+    pub(super) fn remember(&self, token: &str, principal: Expiring<Arc<Principal>>) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(Remembered {
+                token: token.as_bytes().into(),
+                principal,
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for LastToken {
+    /// Never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LastToken { .. }")
+    }
+}
+
+/// Equal bytes, compared in time that depends only on the lengths (another
+/// caller's token may be the one remembered).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
 
 /// Seconds since the epoch → `SystemTime`, saturating.
 pub fn epoch(seconds: u64) -> SystemTime {
@@ -109,6 +165,61 @@ mod tests {
             until: SystemTime::now() - Duration::from_secs(1),
         };
         assert!(!live.is_live());
+    }
+
+    fn principal(subject: &str) -> Arc<Principal> {
+        Arc::new(Principal::new(
+            "https://issuer.example".into(),
+            subject.into(),
+            None,
+            Vec::new(),
+            serde_json::Map::new(),
+        ))
+    }
+
+    #[test]
+    fn last_token_answers_only_for_the_same_live_token() {
+        let last = LastToken::default();
+        assert!(last.get("aaa.bbb.ccc").is_none(), "nothing remembered yet");
+        let later = SystemTime::now() + Duration::from_secs(60);
+        last.remember(
+            "aaa.bbb.ccc",
+            Expiring {
+                value: principal("alice"),
+                until: later,
+            },
+        );
+        let hit = last.get("aaa.bbb.ccc").expect("the same token");
+        assert_eq!(hit.subject, "alice");
+        for other in [
+            "aaa.bbb.ccd",
+            "aaa.bbb.cc",
+            "aaa.bbb.ccc.",
+            "baa.bbb.ccc",
+            "",
+        ] {
+            assert!(last.get(other).is_none(), "{other:?} is another token");
+        }
+        // Another caller's token on the same connection replaces it.
+        last.remember(
+            "ddd.eee.fff",
+            Expiring {
+                value: principal("bob"),
+                until: later,
+            },
+        );
+        assert!(last.get("aaa.bbb.ccc").is_none());
+        assert_eq!(last.get("ddd.eee.fff").expect("bob").subject, "bob");
+        // An expired token is never answered for, however recently seen.
+        last.remember(
+            "ddd.eee.fff",
+            Expiring {
+                value: principal("bob"),
+                until: SystemTime::now() - Duration::from_secs(1),
+            },
+        );
+        assert!(last.get("ddd.eee.fff").is_none());
+        assert_eq!(format!("{last:?}"), "LastToken { .. }");
     }
 
     #[test]

@@ -380,10 +380,7 @@ mod tests {
             .header("x-request-id", "req-1")
             .body(())
             .expect("request");
-        let conn = ConnInfo {
-            remote: SocketAddr::from(([127, 0, 0, 1], 4000)),
-            tls: Some("TLSv1.3"),
-        };
+        let conn = ConnInfo::new(SocketAddr::from(([127, 0, 0, 1], 4000)), Some("TLSv1.3"));
         Exchange::begin(&req, &conn, &[])
     }
 

@@ -35,7 +35,10 @@ impl Pipeline {
     pub(super) async fn handle_grpc(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
         let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
         let span = tracing::info_span!("request", request_id = %ex.request_id, grpc = true);
-        let outcome = self.run_grpc(req, &mut ex).instrument(span.clone()).await;
+        let outcome = self
+            .run_grpc(req, conn, &mut ex)
+            .instrument(span.clone())
+            .await;
         let response = self.answer(outcome, &mut ex, respond::grpc_error_response);
         span.in_scope(|| tracing::debug!(rpc = ex.rpc().map(|m| m.as_str()), "gRPC call answered"));
         self.conclude(response, ex)
@@ -45,13 +48,14 @@ impl Pipeline {
     async fn run_grpc(
         &self,
         req: Request<Body>,
+        conn: &ConnInfo,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, PipelineError> {
         self.audit.admit()?;
         let (parts, body) = req.into_parts();
         let timeout = GrpcTimeout::from_headers(&parts.headers)?;
         let mut laps = self.metrics.laps();
-        let principal = self.authenticate(&parts, ex).await;
+        let principal = self.authenticate(&parts, conn, ex).await;
         laps.lap(Step::Authenticate);
         let principal = principal?;
         self.admit_principal(&principal, ex)?;

@@ -51,7 +51,7 @@ impl Pipeline {
 
     async fn listen(self: &Arc<Self>, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
         let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
-        let outcome = self.open_listen(req, &mut ex).await;
+        let outcome = self.open_listen(req, conn, &mut ex).await;
         let response = self.answer(outcome, &mut ex, respond::grpc_error_response);
         self.conclude(response, ex)
     }
@@ -61,11 +61,12 @@ impl Pipeline {
     async fn open_listen(
         self: &Arc<Self>,
         req: Request<Body>,
+        conn: &ConnInfo,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, PipelineError> {
         self.audit.admit()?;
         let (parts, body) = req.into_parts();
-        let principal = self.authenticate(&parts, ex).await?;
+        let principal = self.authenticate(&parts, conn, ex).await?;
         self.admit_principal(&principal, ex)?;
         let mut requests =
             ListenRequests::new(body, self.settings.max_grpc_message_bytes, ex.bytes_in());

@@ -73,7 +73,7 @@ pub(super) async fn serve(
     // Nagle would hold back the small frames of a streamed response.
     let _ = stream.set_nodelay(true);
     let Some(acceptor) = &shared.tls else {
-        let info = ConnInfo { remote, tls: None };
+        let info = ConnInfo::new(remote, None);
         return run(TokioIo::new(stream), info, &shared, shutdown).await;
     };
     // The handshake gets the same deadline as a request head: a client that
@@ -87,10 +87,7 @@ pub(super) async fn serve(
     match accepted {
         Ok(Ok(stream)) => {
             let version = tls::version_name(stream.get_ref().1.protocol_version());
-            let info = ConnInfo {
-                remote,
-                tls: Some(version),
-            };
+            let info = ConnInfo::new(remote, Some(version));
             run(TokioIo::new(stream), info, &shared, shutdown).await
         }
         Ok(Err(err)) => {

@@ -50,6 +50,20 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     /// Negotiated TLS version (`TLSv1.3`), `None` for plain HTTP.
     pub tls: Option<&'static str>,
+    /// The last bearer token the connection presented (shared by all its
+    /// requests, dropped with it): see [`LastToken`](crate::authn::LastToken).
+    pub last_token: Arc<crate::authn::LastToken>,
+}
+
+impl ConnInfo {
+    /// A new connection's: nothing remembered yet.
+    pub fn new(remote: SocketAddr, tls: Option<&'static str>) -> ConnInfo {
+        ConnInfo {
+            remote,
+            tls,
+            last_token: Arc::default(),
+        }
+    }
 }
 
 /// A response extension asking the server to close the connection after

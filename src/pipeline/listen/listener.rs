@@ -373,7 +373,7 @@ impl Listener {
         if let Err(err) = self
             .pipeline
             .authn
-            .authenticate(&self.headers, &self.uri)
+            .authenticate(&self.headers, &self.uri, None)
             .await
         {
             let err = PipelineError::Authn(err);
