@@ -573,12 +573,14 @@ async fn connection_memo_answers_only_for_its_own_live_token() {
         "the memo follows the token, not the connection"
     );
 
-    let brief = issuer.token().expires_in(1).sign();
+    // Two seconds: `exp` is whole seconds, so a one-second token may have
+    // only a moment left when it is first checked.
+    let brief = issuer.token().expires_in(2).sign();
     check_on(&authn, &last, &brief).await.expect("fresh");
     check_on(&authn, &last, &brief)
         .await
         .expect("from the memo");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(
         check_on(&authn, &last, &brief)
             .await
