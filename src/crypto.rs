@@ -15,12 +15,12 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// every audit line's hash).
 pub fn hex_lower(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
     }
-    out
+    // Hex digits are ASCII: this is never the empty fallback.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

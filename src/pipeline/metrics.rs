@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::audit::Outcome;
 use crate::firestore::Method;
+use crate::metrics::Resolved;
 
 /// A timed step of [`super::Pipeline::run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,12 @@ struct StepLabels {
     step: &'static str,
 }
 
+/// Counter slots: `none` and each RPC (an RPC past them is still counted,
+/// through the family); allow, deny, error; 1xx to 5xx.
+const RPC_SLOTS: usize = 16;
+const DECISIONS: usize = 3;
+const STATUS_CLASSES: usize = 5;
+
 /// 0.25 ms to ~8 s, doubling.
 fn buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.000_25, 2.0, 16)
@@ -72,6 +79,9 @@ fn buckets() -> impl Iterator<Item = f64> {
 #[derive(Clone)]
 pub struct RequestMetrics {
     requests: Family<RequestLabels, Counter>,
+    /// `requests` by rpc, decision and status class, counted without
+    /// hashing their labels.
+    by_labels: Resolved,
     duration: Histogram,
     steps: [Histogram; Step::ALL.len()],
 }
@@ -104,6 +114,7 @@ impl RequestMetrics {
         );
         RequestMetrics {
             requests,
+            by_labels: Resolved::new(RPC_SLOTS * DECISIONS * STATUS_CLASSES),
             duration,
             steps,
         }
@@ -111,16 +122,18 @@ impl RequestMetrics {
 
     /// One answered request.
     pub fn request(&self, rpc: Option<Method>, decision: Outcome, status: u16, took: Duration) {
-        let labels = RequestLabels {
-            rpc: rpc.map_or("none", Method::as_str),
-            decision: match decision {
-                Outcome::Allow => "allow",
-                Outcome::Deny => "deny",
-                Outcome::Error => "error",
-            },
-            status_class: status_class(status),
-        };
-        self.requests.get_or_create(&labels).inc();
+        let (class, status_class) = status_class(status);
+        let slot = rpc.map_or(0, |m| m as usize + 1);
+        let index = (slot < RPC_SLOTS)
+            .then_some((slot * DECISIONS + decision as usize) * STATUS_CLASSES + class);
+        self.by_labels.inc(index, || {
+            let labels = RequestLabels {
+                rpc: rpc.map_or("none", Method::as_str),
+                decision: decision.as_str(),
+                status_class,
+            };
+            self.requests.get_or_create(&labels).clone()
+        });
         self.duration.observe(took.as_secs_f64());
     }
 
@@ -169,13 +182,14 @@ impl Laps<'_> {
     }
 }
 
-fn status_class(status: u16) -> &'static str {
+/// The status class and its slot (one slot per label value, by construction).
+fn status_class(status: u16) -> (usize, &'static str) {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => (0, "1xx"),
+        200..=299 => (1, "2xx"),
+        300..=399 => (2, "3xx"),
+        400..=499 => (3, "4xx"),
+        _ => (4, "5xx"),
     }
 }
 
@@ -194,6 +208,25 @@ mod tests {
             Duration::from_millis(2),
         );
         metrics.request(None, Outcome::Error, 401, Duration::from_millis(1));
+        metrics.request(None, Outcome::Error, 403, Duration::from_millis(1));
+        metrics.request(
+            Some(Method::Get),
+            Outcome::Allow,
+            404,
+            Duration::from_millis(1),
+        );
+        metrics.request(
+            Some(Method::Listen),
+            Outcome::Allow,
+            200,
+            Duration::from_millis(1),
+        );
+        metrics.request(
+            Some(Method::Get),
+            Outcome::Deny,
+            503,
+            Duration::from_millis(1),
+        );
         metrics.step(Step::Decide, Instant::now());
         let mut laps = metrics.laps();
         laps.lap(Step::Token);
@@ -204,9 +237,16 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"requests_total{rpc="none",decision="error",status_class="4xx"} 1"#),
+            text.contains(r#"requests_total{rpc="none",decision="error",status_class="4xx"} 2"#),
             "{text}"
         );
+        for line in [
+            r#"requests_total{rpc="listen",decision="allow",status_class="2xx"} 1"#,
+            r#"requests_total{rpc="get",decision="deny",status_class="5xx"} 1"#,
+            r#"requests_total{rpc="get",decision="allow",status_class="4xx"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing: {text}");
+        }
         for step in Step::ALL {
             let count = format!(r#"step_duration_seconds_count{{step="{}"}}"#, step.name());
             assert!(text.contains(&count), "{count} missing: {text}");
@@ -219,7 +259,8 @@ mod tests {
             text.contains(r#"step_duration_seconds_count{step="token"} 2"#),
             "{text}"
         );
-        assert_eq!(status_class(503), "5xx");
-        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(503).1, "5xx");
+        assert_eq!(status_class(204).1, "2xx");
+        assert_eq!(status_class(99).1, "5xx");
     }
 }

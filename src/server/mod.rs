@@ -79,7 +79,7 @@ struct StatusLabels {
 }
 
 /// Connection and request counters of one listener.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ServerMetrics {
     connections_accepted: Counter,
     connections_refused: Counter,
@@ -87,6 +87,21 @@ pub struct ServerMetrics {
     tls_handshake_failures: Counter,
     idle_closed: Counter,
     responses: Family<StatusLabels, Counter>,
+    by_status: crate::metrics::Resolved,
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        ServerMetrics {
+            connections_accepted: Counter::default(),
+            connections_refused: Counter::default(),
+            connections_open: Gauge::default(),
+            tls_handshake_failures: Counter::default(),
+            idle_closed: Counter::default(),
+            responses: Family::default(),
+            by_status: crate::metrics::Resolved::statuses(),
+        }
+    }
 }
 
 impl ServerMetrics {
@@ -123,11 +138,13 @@ impl ServerMetrics {
     }
 
     fn count_response(&self, status: StatusCode) {
-        self.responses
-            .get_or_create(&StatusLabels {
-                status: status.as_u16(),
-            })
-            .inc();
+        let status = status.as_u16();
+        self.by_status
+            .inc(crate::metrics::Resolved::status(status), || {
+                self.responses
+                    .get_or_create(&StatusLabels { status })
+                    .clone()
+            });
     }
 }
 

@@ -164,14 +164,19 @@ struct OutcomeLabels {
 }
 
 /// Upstream requests by outcome (status code or failure reason).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct UpstreamMetrics {
     requests: Family<OutcomeLabels, Counter>,
+    /// The status outcomes, counted without hashing their labels.
+    by_status: crate::metrics::Resolved,
 }
 
 impl UpstreamMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let m = UpstreamMetrics::default();
+        let m = UpstreamMetrics {
+            requests: Family::default(),
+            by_status: crate::metrics::Resolved::statuses(),
+        };
         registry.register(
             "upstream_requests",
             "Requests forwarded upstream, by outcome",
@@ -181,9 +186,15 @@ impl UpstreamMetrics {
     }
 
     fn count(&self, outcome: Outcome) {
-        self.requests
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
+        let index = match outcome {
+            Outcome::Status(status) => crate::metrics::Resolved::status(status),
+            Outcome::Failed(_) => None,
+        };
+        self.by_status.inc(index, || {
+            self.requests
+                .get_or_create(&OutcomeLabels { outcome })
+                .clone()
+        });
     }
 }
 
