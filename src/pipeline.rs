@@ -219,7 +219,8 @@ impl Pipeline {
     /// (or the client goes away).
     pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
         if crate::grpc::is_grpc(req.version(), req.headers()) {
-            return self.handle_grpc(req, conn).await;
+            // Boxed, as `run` is below: not part of every REST request's state.
+            return Box::pin(self.handle_grpc(req, conn)).await;
         }
         let cors = self.settings.cors.as_ref();
         if let Some(preflight) = cors::preflight(cors, &req) {
@@ -229,7 +230,11 @@ impl Pipeline {
         let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
         // One span per request: every log line of its steps carries the id.
         let span = tracing::info_span!("request", request_id = %ex.request_id);
-        let outcome = self.run(req, conn, &mut ex).instrument(span.clone()).await;
+        // Boxed: the steps' state is kilobytes, and every future that holds
+        // it inline (this one, and the handler's around it) is copied whole
+        // each time it is moved; one allocation costs less.
+        let run = Box::pin(self.run(req, conn, &mut ex));
+        let outcome = run.instrument(span.clone()).await;
         let mut response = self.answer(outcome, &mut ex, respond::error_response);
         cors::decorate(cors, origin.as_ref(), &mut response);
         span.in_scope(|| {

@@ -44,7 +44,8 @@ impl Pipeline {
         conn: &ConnInfo,
     ) -> Response<Body> {
         if grpc::is_grpc(req.version(), req.headers()) && req.uri().path() == grpc::LISTEN_PATH {
-            return self.listen(req, conn).await;
+            // Boxed: a Listen's opening is not part of every request's state.
+            return Box::pin(self.listen(req, conn)).await;
         }
         self.handle(req, conn).await
     }
