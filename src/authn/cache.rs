@@ -103,7 +103,7 @@ pub type VerifiedTokens = TokenCache<Arc<Principal>>;
 pub struct LastToken(Mutex<Option<Remembered>>);
 
 struct Remembered {
-    token: Box<[u8]>,
+    token: Vec<u8>,
     principal: Expiring<Arc<Principal>>,
 }
 
@@ -119,11 +119,23 @@ impl LastToken {
     }
 
     pub(super) fn remember(&self, token: &str, principal: Expiring<Arc<Principal>>) {
-        if let Ok(mut last) = self.0.lock() {
-            *last = Some(Remembered {
-                token: token.as_bytes().into(),
-                principal,
-            });
+        let Ok(mut last) = self.0.lock() else {
+            return;
+        };
+        match last.as_mut() {
+            // Another token in place of the last: its buffer is reused (a
+            // pool's connection carries many callers' tokens in turn).
+            Some(last) => {
+                last.token.clear();
+                last.token.extend_from_slice(token.as_bytes());
+                last.principal = principal;
+            }
+            None => {
+                *last = Some(Remembered {
+                    token: token.as_bytes().to_vec(),
+                    principal,
+                })
+            }
         }
     }
 }
