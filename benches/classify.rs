@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use firegate::firestore::{Database, classify, route};
+use firegate::firestore::{classify, route};
+use firegate::model::Database;
 use firegate::transaction::TransactionSealer;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 

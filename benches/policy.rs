@@ -9,8 +9,9 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use prometheus_client::registry::Registry;
 
 use firegate::authn::Principal;
-use firegate::firestore::data::{FieldValue, Stored, StoredDocument};
-use firegate::firestore::{self, Access, Database, Method, Operation, Scope, Target};
+use firegate::firestore::{self};
+use firegate::model::data::{FieldValue, Stored, StoredDocument};
+use firegate::model::{Access, Database, Method, Operation, Scope, Target};
 use firegate::policy::{PolicyEngine, Table};
 
 /// The worked example's shape plus `n - 4` synthetic rules on their own

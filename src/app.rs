@@ -165,7 +165,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 fn pipeline_handler(pipeline: Arc<Pipeline>) -> Handler {
     server::handler(move |req, conn| {
         let pipeline = Arc::clone(&pipeline);
-        async move { pipeline.handle_shared(req, &conn).await }
+        async move { pipeline.serve(req, &conn).await }
     })
 }
 

@@ -20,6 +20,7 @@ pub mod firestore;
 pub mod grpc;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod pipeline;
 pub mod policy;
 pub mod server;

@@ -1,50 +1,55 @@
-//! The request pipeline. [`Pipeline::handle`] turns the outcome into a
-//! response (an error through [`respond`], the one mapping) and always
-//! leaves one audit record; [`Pipeline::run`] is the steps, in order, as
-//! plain `?` calls — admit, authenticate, classify, bind (transaction ids),
-//! decide, access_token, forward, and seal on the way back. The order is a
-//! security property.
+//! The request pipeline. [`Pipeline::serve`] is the one dispatch (REST,
+//! gRPC or Listen) and turns the outcome into a response (an error through
+//! [`respond`], the one mapping), always leaving one audit record;
+//! [`Pipeline::run`] is the steps, written once for every wire, in order,
+//! as plain `?` calls — admit, authenticate, classify, limits, bind
+//! (transaction ids), judge (stored read, decide), access_token, forward,
+//! and respond on the way back. The order is a security property.
 
 mod audited;
 mod exchange;
 mod fairness;
-mod grpc_call;
-mod grpc_pin;
 mod listen;
 mod metrics;
-mod pin;
 pub mod respond;
 mod stored;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response};
 use ipnet::IpNet;
+use prometheus_client::registry::Registry;
 use tracing::Instrument as _;
 
 use crate::audit::{AuditError, Auditor};
-use prometheus_client::registry::Registry;
-
-use crate::authn::{Authenticator, AuthnError, Principal};
+use crate::authn::{Authenticator, AuthnError, LastToken, Principal};
 use crate::body::{self, Body, Pace, ReadError};
 use crate::config::Config;
-use crate::firestore::{self, ClassifyError, Database, Operation, Route, TransactionUse};
+use crate::model::{ClassifyError, Database, Operation};
 use crate::policy::{Decision, PolicyEngine};
 use crate::server::admin::{Check, Ready};
 use crate::server::cors::{self, Cors};
 use crate::transaction::{SealError, Sealing, TransactionError, TransactionSealer};
-use crate::upstream::{
-    AccessToken, Credentials, CredentialsError, Outbound, Upstream, UpstreamError,
-};
+use crate::upstream::{AccessToken, Credentials, CredentialsError, Upstream, UpstreamError};
 
 pub use crate::server::ConnInfo;
 pub use exchange::Exchange;
 pub use metrics::RequestMetrics;
-use metrics::Step;
+use metrics::{Laps, Step};
 pub use stored::StoredReadError;
 use stored::{Consistency, ReadStored, StoredReader};
+use wire::{Call, Sealed, Wire};
+
+/// What the judgement lets the call go on with.
+struct Judged {
+    /// The rule's upstream account (`as:`), `None` for the default.
+    account: Option<String>,
+    /// The documents the rules read, when they read any.
+    stored: Option<ReadStored>,
+}
 
 /// Limits and settings the pipeline itself applies.
 #[derive(Debug, Clone)]
@@ -214,28 +219,36 @@ impl Pipeline {
         ]
     }
 
-    /// Answer one request. Never fails: every error becomes a Firestore JSON
-    /// error, and the audit record is written when the response body ends
-    /// (or the client goes away).
-    pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
-        if crate::grpc::is_grpc(req.version(), req.headers()) {
-            // Boxed, as `run` is below: not part of every REST request's state.
-            return Box::pin(self.handle_grpc(req, conn)).await;
-        }
-        let cors = self.settings.cors.as_ref();
+    /// Answer one request, whatever its wire. Never fails: every error
+    /// becomes the wire's error (Firestore JSON or a gRPC status), and the
+    /// audit record is written when the response body ends (or the client
+    /// goes away). One dispatch, one request span: every log line of the
+    /// request, a Listen stream's included, carries its id.
+    pub async fn serve(self: &Arc<Self>, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+        let wire = Wire::of(&req);
+        let cors = self.settings.cors.as_ref().filter(|_| wire == Wire::Rest);
         if let Some(preflight) = cors::preflight(cors, &req) {
             return preflight;
         }
-        let origin = cors::origin(&req);
+        let origin = cors.and_then(|_| cors::origin(&req));
         let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
-        // One span per request: every log line of its steps carries the id.
-        let span = tracing::info_span!("request", request_id = %ex.request_id);
+        let span = tracing::info_span!("request", request_id = %ex.request_id, wire = wire.name());
         // Boxed: the steps' state is kilobytes, and every future that holds
         // it inline (this one, and the handler's around it) is copied whole
         // each time it is moved; one allocation costs less.
-        let run = Box::pin(self.run(req, conn, &mut ex));
-        let outcome = run.instrument(span.clone()).await;
-        let mut response = self.answer(outcome, &mut ex, respond::error_response);
+        let outcome = match wire {
+            Wire::Listen => {
+                Box::pin(self.listen(req, conn, &mut ex))
+                    .instrument(span.clone())
+                    .await
+            }
+            Wire::Rest | Wire::Grpc => {
+                Box::pin(self.run(wire, req, conn, &mut ex))
+                    .instrument(span.clone())
+                    .await
+            }
+        };
+        let mut response = self.answer(outcome, &mut ex, wire.error_response());
         cors::decorate(cors, origin.as_ref(), &mut response);
         span.in_scope(|| {
             tracing::debug!(
@@ -247,7 +260,7 @@ impl Pipeline {
         self.conclude(response, ex)
     }
 
-    /// The outer half every wire format shares: a failure becomes `render`'s
+    /// The outer half every wire shares: a failure becomes `render`'s
     /// answer (and the exchange's refusal); the answer carries the request id.
     fn answer(
         &self,
@@ -280,305 +293,220 @@ impl Pipeline {
         ex.finish(response, Arc::clone(&self.audit))
     }
 
-    /// The steps, in order. Each `?` ends the request with that step's error.
+    /// The steps, in order, for every call that is one request and one
+    /// answer (REST, unary and server-streaming gRPC). Each `?` ends the
+    /// call with that step's error. The wire is decoded in `classify` and
+    /// encoded in `forward` and `respond`; nothing between knows it.
     async fn run(
         &self,
+        wire: Wire,
         req: Request<Body>,
         conn: &ConnInfo,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, PipelineError> {
-        self.audit.admit()?;
-        let (mut parts, body) = req.into_parts();
-        firestore::refuse_grpc(&parts.headers)?;
+        let (parts, body) = req.into_parts();
+        wire.admit(&parts)?;
         let mut laps = self.metrics.laps();
-        let principal = self.authenticate(&parts, conn, ex).await;
+        let principal = self.enter(&parts, conn, ex).await;
         laps.lap(Step::Authenticate);
         let principal = principal?;
-        self.admit_principal(&principal, ex)?;
-        let classified = self.classify(&parts, body, ex).await;
+        let call = wire.classify(self, parts, body, ex).await;
         laps.lap(Step::Classify);
-        let (mut route, mut op, usage, body) = classified?;
-        let (bytes, sealing) = self.bind_transaction(&principal, &mut route, &usage, body)?;
-        if sealing.is_some() {
-            // The response is rewritten on the way back: ask for it uncompressed.
-            parts.headers.remove(header::ACCEPT_ENCODING);
-        }
-        let read = self
-            .read_stored(&principal, &mut op, &route, &usage, &bytes, ex)
+        let mut call = call?;
+        self.served(&call.operation.database)?;
+        ex.operation = Some(Arc::clone(&call.operation));
+        self.within_limits(&call.operation)?;
+        let sealing = self.bind(&principal, &mut call)?;
+        let consistency = call.consistency();
+        let judged = self
+            .judge(&principal, &mut call.operation, consistency, ex, &mut laps)
             .await?;
-        if read.is_some() {
-            // Timed as a step of its own.
-            laps.restart();
+        if let Some(stored) = &judged.stored {
+            call.pin(stored)?;
         }
-        let account = self.decide(&principal, &op, read.as_ref(), ex).await;
-        laps.lap(Step::Decide);
-        let account = account?;
-        let body = self.request_body(&mut route, bytes, &op, read.as_ref(), &usage)?;
-        let token = self.access_token(account.as_deref(), ex).await;
+        let token = self.access_token(judged.account, ex).await;
         laps.lap(Step::Token);
         let token = token?;
-        let response = self.forward(&parts, &route, body, &token, ex).await;
+        let response = call.forward(self, &token, sealing.is_some(), ex).await;
         laps.lap(Step::UpstreamHead);
-        let response = response?;
-        Ok(match sealing {
-            Some(sealing) => sealing.seal_response(response)?,
-            None => response,
-        })
+        call.respond(response?, sealing, self.settings.max_grpc_message_bytes)
     }
 
-    /// Step 1: bearer token → `Principal` (401; 503 when the issuer cannot be asked).
-    async fn authenticate(
+    /// Every call's way in, Listen's too: the audit sink admits it, the
+    /// bearer token becomes a `Principal` (401; 503 when the issuer cannot
+    /// be asked), and the principal takes a place under
+    /// `max_in_flight_per_principal`, held until the response ends (429).
+    async fn enter(
         &self,
         parts: &http::request::Parts,
         conn: &ConnInfo,
         ex: &mut Exchange,
     ) -> Result<Arc<Principal>, PipelineError> {
+        self.audit.admit()?;
         let principal = self
             .authn
-            .authenticate(&parts.headers, &parts.uri, Some(&conn.last_token))
+            .authenticate(&parts.headers, &parts.uri, conn.slot.get::<LastToken>())
             .await?;
         ex.principal = Some(Arc::clone(&principal));
-        Ok(principal)
-    }
-
-    /// After step 1: the principal's place under
-    /// `max_in_flight_per_principal`, held until the response ends (429).
-    fn admit_principal(
-        &self,
-        principal: &Principal,
-        ex: &mut Exchange,
-    ) -> Result<(), PipelineError> {
         let slot = self
             .in_flight
-            .admit(principal)
+            .admit(&principal)
             .ok_or(PipelineError::PrincipalBusy {
                 limit: self.in_flight.limit(),
             })?;
         ex.hold(slot);
-        Ok(())
+        Ok(principal)
     }
 
-    /// Step 2: method + URL + body → `Operation` (400/403/404/408/413).
-    /// Only a database in `upstream.databases` gets this far. Every body is
-    /// read under the body deadline: in full for the methods whose bodies
-    /// name documents, and for get, list and delete only to make sure there
-    /// is none (HTTP/2 can send DATA without declaring a length).
-    async fn classify(
-        &self,
-        parts: &http::request::Parts,
-        body: Body,
-        ex: &mut Exchange,
-    ) -> Result<(Route, Arc<Operation>, TransactionUse, Bytes), PipelineError> {
-        let route = firestore::route(&parts.method, &parts.uri, &parts.headers)?;
-        ex.route = Some((route.method, route.database.name()));
-        if !self.settings.databases.contains(&route.database) {
-            return Err(PipelineError::DatabaseNotServed);
-        }
-        let bytes = if route.needs_body() {
-            self.read_body(body, self.settings.max_body_bytes).await?
+    /// Only a database in `upstream.databases` is served (403): checked
+    /// once per call, once per Listen stream and per Listen target.
+    fn served(&self, database: &Database) -> Result<(), PipelineError> {
+        if self.settings.databases.contains(database) {
+            Ok(())
         } else {
-            self.read_body(body, 0).await.map_err(|err| match err {
-                PipelineError::BodyTooLarge { .. } => ClassifyError::BodyNotAllowed.into(),
-                err => err,
-            })?
-        };
-        ex.add_bytes_in(bytes.len() as u64);
-        let classified = firestore::classify_request(&route, Some(&bytes))?;
-        let count = classified.operation.targets.len();
-        // Shared with the exchange (its audit record), not copied.
-        let operation = Arc::new(classified.operation);
-        ex.operation = Some(Arc::clone(&operation));
-        ex.request_tags = crate::audit::request_tags(&classified.request_tags);
+            Err(PipelineError::DatabaseNotServed)
+        }
+    }
+
+    /// One call, or one Listen target, names at most `max_targets` (400).
+    fn within_limits(&self, op: &Operation) -> Result<(), PipelineError> {
+        let count = op.targets.len();
         if count > self.settings.max_targets {
             return Err(PipelineError::TooManyTargets {
                 count,
                 limit: self.settings.max_targets,
             });
         }
-        Ok((route, operation, classified.transaction, bytes))
+        Ok(())
     }
 
     /// Between classify and decide: a presented transaction id must be a
-    /// seal owned by this principal and unexpired; it is replaced by the
-    /// upstream id. A response that will carry a new id gets a `Sealing`.
-    fn bind_transaction(
+    /// seal owned by this principal and unexpired (400/403); the call
+    /// carries the upstream id from here on. A call whose answer will carry
+    /// a new id gets the `Sealing` that seals it on the way back.
+    fn bind(
         &self,
         principal: &Principal,
-        route: &mut Route,
-        usage: &TransactionUse,
-        bytes: Bytes,
-    ) -> Result<(Bytes, Option<Sealing>), PipelineError> {
+        call: &mut Call,
+    ) -> Result<Option<Sealing>, PipelineError> {
         let fingerprint = principal.fingerprint();
-        let bytes = self
-            .transactions
-            .unseal_request(fingerprint, route, usage, Some(bytes))?
-            .unwrap_or_default();
-        let sealing = self
-            .transactions
-            .sealing(fingerprint, &route.database, usage);
-        Ok((bytes, sealing))
+        let op = Arc::clone(&call.operation);
+        let upstream = match call.presented_transaction() {
+            Some(Sealed::Text(sealed)) => {
+                self.transactions
+                    .unseal(sealed, fingerprint, &op.database)?
+            }
+            Some(Sealed::Bytes(sealed)) => {
+                self.transactions
+                    .unseal_bytes(sealed, fingerprint, &op.database)?
+            }
+            None => return Ok(self.sealing(principal, call)),
+        };
+        call.use_transaction(upstream)?;
+        Ok(self.sealing(principal, call))
     }
 
-    /// Before step 3, only when a candidate rule reads `resource` (or the
-    /// document after a write that depends on it): one `batchGet` of those
-    /// documents with firegate's own token, in the request's transaction
-    /// or at its read time (503 when it fails).
+    fn sealing(&self, principal: &Principal, call: &Call) -> Option<Sealing> {
+        call.begins_transaction().then(|| {
+            self.transactions
+                .sealing(principal.fingerprint(), &call.operation.database)
+        })
+    }
+
+    /// The judgement of one operation, the same for every call and every
+    /// Listen target: the documents a candidate rule reads (only when one
+    /// reads `resource`, or the document after a write that depends on it),
+    /// then `Principal` × `Operation` → `Decision` (403). The decision goes
+    /// to the exchange (the audit record); what follows needs only its
+    /// upstream account (`as:`) and the documents read, to pin the call to
+    /// the versions the rules saw.
+    async fn judge(
+        &self,
+        principal: &Principal,
+        op: &mut Arc<Operation>,
+        consistency: Result<Consistency, StoredReadError>,
+        ex: &mut Exchange,
+        laps: &mut Laps<'_>,
+    ) -> Result<Judged, PipelineError> {
+        let stored = self.read_stored(principal, op, consistency, ex).await?;
+        if stored.is_some() {
+            // Timed as a step of its own.
+            laps.restart();
+        }
+        let documents = stored.as_ref().map(|r| &r.documents);
+        let decision = self.policy.decide_with(principal, op, documents).await;
+        laps.lap(Step::Decide);
+        let decision = ex.decision.insert(decision);
+        if !decision.allowed {
+            return Err(PipelineError::Denied);
+        }
+        Ok(Judged {
+            account: decision.upstream_account.clone(),
+            stored,
+        })
+    }
+
+    /// One `batchGet` of the documents the rules read, with firegate's own
+    /// token, at `consistency` (503 when it fails). The operation is
+    /// settled: the accesses the read makes impossible are gone from it,
+    /// and from its audit record.
     async fn read_stored(
         &self,
         principal: &Principal,
         op: &mut Arc<Operation>,
-        route: &Route,
-        usage: &TransactionUse,
-        bytes: &Bytes,
+        consistency: Result<Consistency, StoredReadError>,
         ex: &mut Exchange,
     ) -> Result<Option<ReadStored>, PipelineError> {
         let paths = self.policy.stored_needed(principal, op);
         if paths.is_empty() {
             return Ok(None);
         }
-        let t = Instant::now();
-        let consistency = match (&usage.presented, client_read_time(route, bytes)) {
-            (Some(presented), _) => Consistency::Transaction(self.transactions.unseal(
-                &presented.sealed,
-                principal.fingerprint(),
-                &op.database,
-            )?),
-            (None, _) if usage.begins => return Err(StoredReadError::BeginsTransaction.into()),
-            (None, Some(read_time)) => Consistency::ReadTime(read_time),
-            (None, None) => Consistency::Now,
-        };
+        let consistency = consistency?;
+        ex.stored_reads = paths.len() as u64;
         // Boxed: only requests whose rules read documents pay for the
         // read's state (a whole upstream call) in their future.
-        Box::pin(self.read_documents(&paths, &consistency, op, ex, t))
-            .await
-            .map(Some)
+        let read =
+            Box::pin(self.read_documents(&paths, &consistency, &op.database, &ex.request_id))
+                .await?;
+        Arc::make_mut(op).settle(&read.documents);
+        ex.operation = Some(Arc::clone(op));
+        Ok(Some(read))
     }
 
-    /// The stored read of both wire formats: `paths` at `consistency`, with
-    /// firegate's own token (503 when it fails), metered from `started`.
+    /// The stored read: `paths` at `consistency`, with firegate's own token.
     async fn read_documents(
         &self,
         paths: &[Vec<String>],
         consistency: &Consistency,
-        op: &mut Arc<Operation>,
-        ex: &mut Exchange,
-        started: Instant,
+        database: &Database,
+        request_id: &str,
     ) -> Result<ReadStored, PipelineError> {
+        let started = Instant::now();
         let token = self.credentials.access_token(None).await?;
-        ex.stored_reads = paths.len() as u64;
         let read = self
             .stored
             .read(
                 &self.upstream,
                 &token,
-                &op.database,
+                database,
                 paths,
                 consistency,
-                &ex.request_id,
+                request_id,
             )
             .await;
         self.metrics.step(Step::ReadStored, started);
-        let read = read?;
-        // The exchange shares the classified operation; the settled one,
-        // with the accesses the pin makes impossible gone, is what is audited.
-        Arc::make_mut(op).settle(&read.documents);
-        ex.operation = Some(Arc::clone(op));
-        Ok(read)
+        Ok(read?)
     }
 
-    /// After step 3: the body to forward, with the writes pinned to the
-    /// documents the rules read. A bodiless method goes upstream as it
-    /// came, with no body at all.
-    fn request_body(
-        &self,
-        route: &mut Route,
-        bytes: Bytes,
-        op: &Operation,
-        read: Option<&ReadStored>,
-        usage: &TransactionUse,
-    ) -> Result<Body, PipelineError> {
-        let bytes = match read {
-            Some(read) => {
-                let consistent =
-                    usage.presented.is_some() || client_read_time(route, &bytes).is_some();
-                pin::pin(route, bytes, op, read, consistent)?
-            }
-            None => bytes,
-        };
-        Ok(if route.needs_body() {
-            body::full(bytes)
-        } else {
-            body::empty()
-        })
-    }
-
-    /// Step 3: `Principal` × `Operation` → `Decision` (403). The decision
-    /// goes to the exchange (the audit record); the steps after it need only
-    /// its upstream account (`as:`).
-    async fn decide(
-        &self,
-        principal: &Principal,
-        op: &Operation,
-        read: Option<&ReadStored>,
-        ex: &mut Exchange,
-    ) -> Result<Option<String>, PipelineError> {
-        let stored = read.map(|r| &r.documents);
-        let decision = ex
-            .decision
-            .insert(self.policy.decide_with(principal, op, stored).await);
-        if decision.allowed {
-            Ok(decision.upstream_account.clone())
-        } else {
-            Err(PipelineError::Denied)
-        }
-    }
-
-    /// Step 4: the decision's upstream identity → Google token (503).
+    /// The decision's upstream identity → Google token (503).
     async fn access_token(
         &self,
-        account: Option<&str>,
+        account: Option<String>,
         ex: &mut Exchange,
     ) -> Result<AccessToken, PipelineError> {
-        let token = self.credentials.access_token(account).await?;
+        let token = self.credentials.access_token(account.as_deref()).await?;
         ex.upstream_account = Some(token.account.clone());
         Ok(token)
-    }
-
-    /// Step 5: streamed to Firestore, streamed back (502/503/504).
-    async fn forward(
-        &self,
-        parts: &http::request::Parts,
-        route: &Route,
-        body: Body,
-        token: &AccessToken,
-        ex: &mut Exchange,
-    ) -> Result<Response<Body>, PipelineError> {
-        // Classify named the database on the exchange already.
-        let formatted;
-        let database = match &ex.route {
-            Some((_, name)) => name.as_str(),
-            None => {
-                formatted = route.database.name();
-                &formatted
-            }
-        };
-        let response = self
-            .upstream
-            .forward(Outbound {
-                method: parts.method.clone(),
-                path_and_query: &route.upstream_path_and_query,
-                client_headers: &parts.headers,
-                client_ip: ex.remote_ip(),
-                trusted_proxies: &self.settings.trusted_proxies,
-                client_proto: ex.proto(),
-                request_id: &ex.request_id,
-                database,
-                token,
-                body,
-            })
-            .await?;
-        ex.upstream_status = Some(response.status().as_u16());
-        Ok(response.map(body::boxed))
     }
 
     /// Buffer a body up to `limit` bytes under the body deadline and rate.
@@ -591,21 +519,5 @@ impl Pipeline {
                 ReadError::TimedOut(_) => PipelineError::BodyReadTimeout,
                 ReadError::TooSlow(_) => PipelineError::BodyTooSlow,
             })
-    }
-}
-
-/// The read time the client asked for: `readTime=` of get, `readTime` of
-/// a batchGet body.
-fn client_read_time(route: &Route, bytes: &Bytes) -> Option<String> {
-    match route.method {
-        firestore::Method::Get => route.query_read_time().map(str::to_owned),
-        firestore::Method::BatchGet => {
-            let body: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-            body.get("readTime")
-                .or_else(|| body.get("read_time"))
-                .and_then(|t| t.as_str())
-                .map(str::to_owned)
-        }
-        _ => None,
     }
 }

@@ -732,7 +732,7 @@ async fn pipeline_answer(issuer: &TestIssuer, token: &str) -> (http::response::P
 
 /// The whole pipeline over one issuer entry, auditing to a file.
 struct AuditedPipeline {
-    pipeline: firegate::pipeline::Pipeline,
+    pipeline: std::sync::Arc<firegate::pipeline::Pipeline>,
     audit: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -753,7 +753,7 @@ impl AuditedPipeline {
             .await
             .expect("pipeline");
         AuditedPipeline {
-            pipeline,
+            pipeline: std::sync::Arc::new(pipeline),
             audit,
             _dir: dir,
         }
@@ -768,7 +768,7 @@ impl AuditedPipeline {
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .body(firegate::body::empty())
             .expect("request");
-        let (parts, body) = self.pipeline.handle(request, &conn).await.into_parts();
+        let (parts, body) = self.pipeline.serve(request, &conn).await.into_parts();
         let body = body.collect().await.expect("body").to_bytes().to_vec();
         (parts, body)
     }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use firegate::authn::Principal;
-use firegate::firestore::{Database, Method, classify_request, route};
+use firegate::firestore::{classify_request, route};
+use firegate::model::{Database, Method};
 use firegate::transaction::{TransactionError, TransactionSealer};
 use http::{HeaderMap, HeaderValue, Uri};
 
@@ -140,30 +141,23 @@ fn real_client_requests_classify_to_their_targets() {
             );
         }
         began += usize::from(classified.transaction.begins);
-        if classified.transaction.presented.is_some() {
+        if let Some(presented_id) = &classified.transaction.presented {
             presented += 1;
             // The client decoded the sealed id and re-encoded it: it must
             // still unseal for its owner, and only for its owner.
             let mut route = route;
-            let unsealed = sealer
-                .unseal_request(
-                    alice.fingerprint(),
-                    &mut route,
-                    &classified.transaction,
-                    Some(body.clone()),
-                )
-                .expect("the owner's seal unseals")
+            let presented = presented_id;
+            let upstream = sealer
+                .unseal(&presented.sealed, alice.fingerprint(), &route.database)
+                .expect("the owner's seal unseals");
+            let unsealed = presented
+                .replace(&mut route, body.clone(), &upstream)
                 .expect("body");
             let forwarded: serde_json::Value = serde_json::from_slice(&unsealed).expect("json");
             assert_eq!(forwarded["transaction"], "dXBzdHJlYW0tdHgtMQ==");
             let bob = principal("bob");
             assert_eq!(
-                sealer.unseal_request(
-                    bob.fingerprint(),
-                    &mut route,
-                    &classified.transaction,
-                    Some(body)
-                ),
+                sealer.unseal(&presented.sealed, bob.fingerprint(), &route.database),
                 Err(TransactionError::NotOwned)
             );
         }

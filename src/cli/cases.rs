@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::check::classify_request;
 use super::documents::{self, GivenDocuments};
 use super::principal::PrincipalSpec;
-use crate::firestore::{Access, Database, Method, Operation, Scope, Target};
+use crate::model::{Access, Database, Method, Operation, Scope, Target};
 use crate::policy::coverage::{Coverage, CoverageReport};
 use crate::policy::format::is_test_file;
 use crate::policy::{Decision, Table};

@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::documents::{self, GivenDocuments};
 use super::principal::PrincipalSpec;
 use crate::authn::Principal;
-use crate::firestore::{self, Operation};
+use crate::firestore::{self};
+use crate::model::Operation;
 use crate::policy::{DataSeen, Decision, Table};
 
 /// Classify an HTTP request the way the proxy does.
@@ -106,7 +107,7 @@ fn explain_with(
 mod tests {
     use super::*;
     use crate::cli::cases::tests::POLICY;
-    use crate::firestore::{Access, Database, Method, Scope, Target};
+    use crate::model::{Access, Database, Method, Scope, Target};
 
     #[test]
     fn explain_names_the_rule_per_target() {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use crate::firestore::data::{FieldValue, Fields, Stored, StoredDocument};
+use crate::model::data::{FieldValue, Fields, Stored, StoredDocument};
 
 /// The version a given document is said to have (the pin of a write).
 const GIVEN_UPDATE_TIME: &str = "2000-01-01T00:00:00Z";

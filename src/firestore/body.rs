@@ -9,8 +9,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::ClassifyError;
 use super::shape::Shape;
+use crate::model::ClassifyError;
 
 /// One JSON object whose members are still raw text, so that each can be
 /// read on demand and located in the original body (for transaction ids).

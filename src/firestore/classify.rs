@@ -6,12 +6,16 @@ use std::ops::Range;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use super::Route;
 use super::body::{self, Object};
-use super::data::{Change, Fields, Filter, Precondition, Written};
 use super::data_json;
 use super::messages;
-use super::path::{document_name, validate_id};
-use super::{Access, ClassifyError, Database, Method, Operation, Route, Scope, Target};
+use crate::model::data::{Change, Fields, Filter, Precondition, Written};
+use crate::model::path::document_name;
+use crate::model::{
+    Access, ClassifyError, Database, Method, Operation, Scope, Target, nearest_limit_ok,
+    selector_scope, upsert,
+};
 
 /// Classification in full: the operation for policy, and how the request
 /// uses transactions, for the sealing hooks.
@@ -22,6 +26,9 @@ pub struct Classified {
     /// `requestOptions.requestTags`, as the client sent them (for the audit
     /// line, which bounds and escapes them; they change nothing else).
     pub request_tags: Vec<String>,
+    /// The read time the client asked for: `readTime=` of a get, the
+    /// `readTime` consistency selector of a batchGet or query.
+    pub read_time: Option<String>,
 }
 
 /// How a request uses transactions.
@@ -39,6 +46,32 @@ pub struct TransactionUse {
 pub struct Presented {
     pub sealed: String,
     pub at: Location,
+}
+
+impl Presented {
+    /// The request with the upstream id (raw bytes, written as base64) where
+    /// the sealed one was: in the query, or spliced into the body. `None`
+    /// when the body no longer holds the range classify found.
+    pub fn replace(&self, route: &mut Route, body: Bytes, upstream: &[u8]) -> Option<Bytes> {
+        use base64::Engine as _;
+        let upstream = base64::engine::general_purpose::STANDARD.encode(upstream);
+        match &self.at {
+            Location::Query => {
+                route.set_query_transaction(upstream);
+                Some(body)
+            }
+            Location::Body(range) => {
+                let (before, after) = (body.get(..range.start)?, body.get(range.end..)?);
+                let mut out = bytes::BytesMut::with_capacity(body.len() + upstream.len());
+                out.extend_from_slice(before);
+                out.extend_from_slice(b"\"");
+                out.extend_from_slice(upstream.as_bytes());
+                out.extend_from_slice(b"\"");
+                out.extend_from_slice(after);
+                Some(out.freeze())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +103,13 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
         filter: None,
         transaction: TransactionUse::default(),
         request_tags: route.request_tags().map(str::to_owned).collect(),
+        read_time: None,
     };
     c.run(route)?;
+    let read_time = match route.method {
+        Method::Get => route.query_read_time().map(str::to_owned),
+        _ => c.read_time,
+    };
     Ok(Classified {
         operation: Operation {
             database: route.database.clone(),
@@ -82,6 +120,7 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
         },
         transaction: c.transaction,
         request_tags: c.request_tags,
+        read_time,
     })
 }
 
@@ -96,11 +135,8 @@ struct Classifier<'a> {
     filter: Option<Filter>,
     transaction: TransactionUse,
     request_tags: Vec<String>,
+    read_time: Option<String>,
 }
-
-/// Firestore's bound on `findNearest.limit` (query.proto: "a positive
-/// integer of no more than 1000").
-const MAX_NEAREST_NEIGHBORS: i64 = 1000;
 
 impl<'a> Classifier<'a> {
     fn run(&mut self, route: &Route) -> Result<(), ClassifyError> {
@@ -488,7 +524,7 @@ impl<'a> Classifier<'a> {
             s.finish()?;
             let scope = selector_scope(parent, collection, all_descendants)?;
             // `__name__` bounds narrow the scope judged (never widen it).
-            for scope in super::narrow::narrow(scope, self.filter.as_ref()) {
+            for scope in crate::model::narrow::narrow(scope, self.filter.as_ref()) {
                 self.push(scope, Access::List);
             }
         }
@@ -520,6 +556,8 @@ impl<'a> Classifier<'a> {
         }
         if let Some(raw) = read_time {
             body::check_no_duplicates(raw.get())?;
+            // Not a string: Firestore refuses it; there is no time to read at.
+            self.read_time = serde_json::from_str(raw.get()).ok();
         }
         Ok(())
     }
@@ -580,46 +618,6 @@ impl<'a> Classifier<'a> {
         });
         Ok(())
     }
-}
-
-/// A write without precondition is an upsert: it needs both create and
-/// update; `must_exist` is what a precondition said.
-pub(crate) fn upsert(targets: &mut Vec<Target>, scope: Scope, must_exist: Option<bool>) {
-    let mut push = |scope, access| targets.push(Target { scope, access });
-    match must_exist {
-        Some(true) => push(scope, Access::Update),
-        Some(false) => push(scope, Access::Create),
-        None => {
-            push(scope.clone(), Access::Create);
-            push(scope, Access::Update);
-        }
-    }
-}
-
-/// One `structuredQuery.from[]` selector below `parent` → its scope.
-pub(crate) fn selector_scope(
-    parent: &[String],
-    collection: String,
-    all_descendants: bool,
-) -> Result<Scope, ClassifyError> {
-    let parent = parent.to_vec();
-    match (collection.is_empty(), all_descendants) {
-        (true, true) => Ok(Scope::Descendants { parent }),
-        (true, false) => Err(ClassifyError::InvalidQuery("selector without a collection")),
-        (false, descendants) => {
-            validate_id(&collection)?;
-            Ok(if descendants {
-                Scope::CollectionGroup { parent, collection }
-            } else {
-                Scope::Collection { parent, collection }
-            })
-        }
-    }
-}
-
-/// `findNearest.limit` as Firestore bounds it.
-pub(crate) fn nearest_limit_ok(limit: i64) -> bool {
-    (1..=MAX_NEAREST_NEIGHBORS).contains(&limit)
 }
 
 /// `Precondition`: `exists` or `updateTime` (which implies existence).

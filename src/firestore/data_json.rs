@@ -4,8 +4,8 @@
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
-use super::data::{FieldPath, FieldValue, Fields, Filter, NameBound, parse_field_path};
-use super::{ClassifyError, Database};
+use crate::model::data::{FieldPath, FieldValue, Fields, Filter, NameBound, parse_field_path};
+use crate::model::{ClassifyError, Database};
 
 fn json(raw: &RawValue, within: &'static str) -> Result<Json, ClassifyError> {
     serde_json::from_str(raw.get()).map_err(|_| ClassifyError::MalformedBody(within))

@@ -4,8 +4,8 @@
 //! the expression kinds of `executePipeline` never reach a document or a
 //! query through them.
 
-use super::ClassifyError;
 use super::shape::{Member, Message, Role, Shape};
+use crate::model::ClassifyError;
 
 const fn is(camel: &'static str, snake: &'static str, shape: &'static Shape) -> Member {
     Member {

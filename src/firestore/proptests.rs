@@ -6,20 +6,21 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method as HttpMethod, Uri};
 use proptest::prelude::*;
 
-use super::path::validate_id;
-use super::{Scope, classify_request, route};
+use super::{classify_request, route};
+use crate::model::Scope;
+use crate::model::path::validate_id;
 
 fn run(
     method: &str,
     uri: &str,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<super::Classified, super::ClassifyError> {
+) -> Result<super::Classified, crate::model::ClassifyError> {
     let Ok(method) = HttpMethod::from_bytes(method.as_bytes()) else {
-        return Err(super::ClassifyError::RouteNotFound("bad method"));
+        return Err(crate::model::ClassifyError::RouteNotFound("bad method"));
     };
     let Ok(uri) = uri.parse::<Uri>() else {
-        return Err(super::ClassifyError::RouteNotFound("bad uri"));
+        return Err(crate::model::ClassifyError::RouteNotFound("bad uri"));
     };
     let mut headers = HeaderMap::new();
     if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
@@ -61,9 +62,9 @@ fn check_accepted(route: &super::Route, classified: &super::Classified) {
         .parse()
         .unwrap_or_else(|e| panic!("{}: {e}", route.upstream_path_and_query));
     let method = match route.method {
-        super::Method::Get | super::Method::List => HttpMethod::GET,
-        super::Method::Patch => HttpMethod::PATCH,
-        super::Method::Delete => HttpMethod::DELETE,
+        crate::model::Method::Get | crate::model::Method::List => HttpMethod::GET,
+        crate::model::Method::Patch => HttpMethod::PATCH,
+        crate::model::Method::Delete => HttpMethod::DELETE,
         _ => HttpMethod::POST,
     };
     let mut headers = HeaderMap::new();

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use http::{HeaderMap, HeaderName, Method as HttpMethod, Uri, header};
 use percent_encoding::utf8_percent_encode;
 
-use super::path::{self, QUERY, decode_segment, encode_segment, validate_id};
-use super::{ClassifyError, Database, Method};
+use crate::model::path::{self, QUERY, decode_segment, encode_segment, validate_id};
+use crate::model::{ClassifyError, Database, Method};
 
 /// The URL-level half of classification: which RPC, which database, the
 /// path it names, and what the query string said.

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::ClassifyError;
+use crate::model::ClassifyError;
 
 /// What a JSON value must look like.
 pub enum Shape {

@@ -7,9 +7,9 @@ use super::proto::{
     value, write,
 };
 use super::{GrpcRequest, data};
-use crate::firestore::data::{Change, Fields, Filter, Precondition, Written};
-use crate::firestore::path::{database_name, database_of, document_name, parent_name, validate_id};
-use crate::firestore::{
+use crate::model::data::{Change, Fields, Filter, Precondition, Written};
+use crate::model::path::{database_name, database_of, document_name, parent_name, validate_id};
+use crate::model::{
     Access, ClassifyError, Database, Operation, Scope, Target, nearest_limit_ok, selector_scope,
     upsert,
 };
@@ -75,15 +75,15 @@ pub fn listen_target(
     }
     Ok(Operation {
         database: database.clone(),
-        method: crate::firestore::Method::Listen,
+        method: crate::model::Method::Listen,
         targets: c.targets,
         writes: Vec::new(),
         filter: c.filter,
     })
 }
 
-fn method_of(request: &GrpcRequest) -> crate::firestore::Method {
-    use crate::firestore::Method as M;
+fn method_of(request: &GrpcRequest) -> crate::model::Method {
+    use crate::model::Method as M;
     use GrpcRequest as R;
     match request {
         R::GetDocument(_) => M::Get,
@@ -379,7 +379,7 @@ impl Classifier {
         for s in &q.from {
             let scope = selector_scope(parent, s.collection_id.clone(), s.all_descendants)?;
             // `__name__` bounds narrow the scope judged (never widen it).
-            for scope in crate::firestore::narrow::narrow(scope, self.filter.as_ref()) {
+            for scope in crate::model::narrow::narrow(scope, self.filter.as_ref()) {
                 self.push(scope, Access::List);
             }
         }

@@ -1,4 +1,4 @@
-//! Protobuf → the wire-neutral [`data`](crate::firestore::data) model:
+//! Protobuf → the wire-neutral [`data`](crate::model::data) model:
 //! values, document fields, masks, transforms, preconditions and query
 //! filters, read exactly as `firestore::data_json` reads their REST twins.
 
@@ -10,10 +10,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use super::proto::{
     self, Value, document_transform::field_transform, precondition, structured_query, value,
 };
-use crate::firestore::data::{
+use crate::model::data::{
     FieldPath, FieldValue, Fields, Filter, NameBound, Precondition, parse_field_path,
 };
-use crate::firestore::{ClassifyError, Database};
+use crate::model::{ClassifyError, Database};
 
 /// `Document.fields`.
 pub fn fields(map: &HashMap<String, Value>) -> Result<Fields, ClassifyError> {

@@ -2,7 +2,7 @@
 //! REST twin's [`Method`], and how each one streams.
 
 use super::GrpcError;
-use crate::firestore::Method;
+use crate::model::Method;
 
 const SERVICE: &str = "/google.firestore.v1.Firestore/";
 

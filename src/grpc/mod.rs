@@ -3,7 +3,7 @@
 //! messages and their classification into the same [`Operation`] as REST,
 //! and the sealing of the transaction ids in responses.
 //!
-//! [`Operation`]: crate::firestore::Operation
+//! [`Operation`]: crate::model::Operation
 
 mod classify;
 pub mod data;

@@ -150,6 +150,32 @@ impl GrpcRequest {
         (!field.is_empty()).then_some(field)
     }
 
+    /// The read time the client asked for (RFC 3339), of the reads that
+    /// take one.
+    pub fn read_time(&self) -> Option<String> {
+        use GrpcRequest as R;
+        let time = match self {
+            R::GetDocument(m) => match &m.consistency_selector {
+                Some(get_doc::ConsistencySelector::ReadTime(t)) => t,
+                _ => return None,
+            },
+            R::BatchGetDocuments(m) => match &m.consistency_selector {
+                Some(batch_get::ConsistencySelector::ReadTime(t)) => t,
+                _ => return None,
+            },
+            R::RunQuery(m) => match &m.consistency_selector {
+                Some(run_query::ConsistencySelector::ReadTime(t)) => t,
+                _ => return None,
+            },
+            R::RunAggregationQuery(m) => match &m.consistency_selector {
+                Some(run_agg::ConsistencySelector::ReadTime(t)) => t,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(time.to_string())
+    }
+
     /// True when the response carries a new transaction id to seal.
     pub fn begins_transaction(&self) -> bool {
         use GrpcRequest as R;

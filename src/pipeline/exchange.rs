@@ -17,7 +17,7 @@ use super::{ConnInfo, PipelineError};
 use crate::audit::{self, AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
 use crate::body::{self, Body};
-use crate::firestore::{Method, Operation};
+use crate::model::{Method, Operation};
 use crate::policy::{Decision, Why};
 use crate::upstream::headers;
 
@@ -265,19 +265,24 @@ impl Exchange {
 pub struct StreamEvents(Exchange);
 
 impl StreamEvents {
-    /// The record of one event: what `operation` asked, how `decision`
-    /// answered, `reason` when refused.
+    /// A fresh exchange for one event (a Listen target's judgement): the
+    /// stream's facts, nothing judged yet.
+    pub fn event(&self) -> Exchange {
+        let mut event = self.0.snapshot();
+        event.operation = None;
+        event.decision = None;
+        event.stored_reads = 0;
+        event
+    }
+
+    /// The record of one event: what `event` judged, `reason` when refused.
     pub fn record(
         &self,
-        operation: Option<&Operation>,
-        decision: Option<&Decision>,
+        mut event: Exchange,
         reason: Option<String>,
         max_listed_targets: usize,
     ) -> AuditRecord {
-        let mut event = self.0.snapshot();
         event.time = OffsetDateTime::now_utc();
-        event.operation = operation.cloned().map(Arc::new);
-        event.decision = decision.cloned();
         event.refused = reason.is_some();
         event.reason = reason;
         let mut record = event.into_record(200, max_listed_targets);
@@ -528,7 +533,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_policy_deny_names_every_target_its_rule_and_the_reason() {
-        use crate::firestore::{Access, Database, Scope, Target};
+        use crate::model::{Access, Database, Scope, Target};
         use crate::policy::TargetDecision;
         let (auditor, sink) = auditor();
         let mut ex = exchange();

@@ -20,11 +20,13 @@ use http_body::Frame;
 use http_body_util::StreamBody;
 use tokio::sync::mpsc;
 
-use super::{ConnInfo, Exchange, Pipeline, PipelineError, respond};
+use tracing::Instrument as _;
+
+use super::{ConnInfo, Exchange, Pipeline, PipelineError};
 use crate::body::{self, Body, BoxError};
-use crate::firestore::Method;
-use crate::firestore::path::database_name;
-use crate::grpc::{self, GrpcError, ListenRequests};
+use crate::grpc::{GrpcError, ListenRequests};
+use crate::model::Method;
+use crate::model::path::database_name;
 use crate::policy::Decision;
 use listener::Listener;
 use upstream::Upstream;
@@ -36,49 +38,27 @@ const RECHECK: Duration = Duration::from_secs(1);
 type ClientFrame = Result<Frame<Bytes>, BoxError>;
 
 impl Pipeline {
-    /// [`Pipeline::handle`] for a caller holding the pipeline shared: a
-    /// Listen stream outlives the call that opens it.
-    pub async fn handle_shared(
-        self: &Arc<Self>,
-        req: Request<Body>,
-        conn: &ConnInfo,
-    ) -> Response<Body> {
-        if grpc::is_grpc(req.version(), req.headers()) && req.uri().path() == grpc::LISTEN_PATH {
-            // Boxed: a Listen's opening is not part of every request's state.
-            return Box::pin(self.listen(req, conn)).await;
-        }
-        self.handle(req, conn).await
-    }
-
-    async fn listen(self: &Arc<Self>, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
-        let mut ex = Exchange::begin(&req, conn, &self.settings.trusted_proxies);
-        let outcome = self.open_listen(req, conn, &mut ex).await;
-        let response = self.answer(outcome, &mut ex, respond::grpc_error_response);
-        self.conclude(response, ex)
-    }
-
-    /// Admit, authenticate, read the first message (it names the database),
-    /// then hand the stream to a [`Listener`] task.
-    async fn open_listen(
+    /// The opening of a Listen stream: the same `enter` as every call, then
+    /// the first message (it names the database, which must be served), and
+    /// the stream is handed to a [`Listener`] task, which judges every
+    /// target as [`Pipeline::run`] judges a call. The task runs in the
+    /// request's span, so every line it logs carries the request id.
+    pub(super) async fn listen(
         self: &Arc<Self>,
         req: Request<Body>,
         conn: &ConnInfo,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, PipelineError> {
-        self.audit.admit()?;
         let (parts, body) = req.into_parts();
-        let principal = self.authenticate(&parts, conn, ex).await?;
-        self.admit_principal(&principal, ex)?;
+        let principal = self.enter(&parts, conn, ex).await?;
         let mut requests =
             ListenRequests::new(body, self.settings.max_grpc_message_bytes, ex.bytes_in());
         let first = requests.next().await.ok_or(GrpcError::MalformedFrame(
             "the stream ended before its first message",
         ))??;
         let database = database_name(&first.database)?;
-        ex.route = Some((Method::Listen, database.to_string()));
-        if !self.settings.databases.contains(&database) {
-            return Err(PipelineError::DatabaseNotServed);
-        }
+        ex.route = Some((Method::Listen, database.name()));
+        self.served(&database)?;
         // The stream itself is admitted; each target's decision is its own line.
         ex.decision = Some(Decision {
             allowed: true,
@@ -88,12 +68,10 @@ impl Pipeline {
             shadow: None,
         });
         let events = ex.events();
-        self.audit.record(events.record(
-            None,
-            ex.decision.as_ref(),
-            None,
-            self.audit.max_listed_targets(),
-        ));
+        let mut opening = events.event();
+        opening.decision.clone_from(&ex.decision);
+        self.audit
+            .record(events.record(opening, None, self.audit.max_listed_targets()));
         let (out, rx) = mpsc::channel::<ClientFrame>(32);
         let listener = Listener {
             pipeline: Arc::clone(self),
@@ -112,7 +90,7 @@ impl Pipeline {
             epoch: self.policy.epoch(),
             client_done: false,
         };
-        tokio::spawn(listener.run(requests, first));
+        tokio::spawn(listener.run(requests, first).in_current_span());
         let body = StreamBody::new(stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|frame| (frame, rx))
         }));

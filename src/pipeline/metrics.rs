@@ -12,8 +12,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::audit::Outcome;
-use crate::firestore::Method;
 use crate::metrics::Resolved;
+use crate::model::Method;
 
 /// A timed step of [`super::Pipeline::run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,10 +15,10 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value as Json, json};
 
 use crate::body;
-use crate::firestore::Database;
-use crate::firestore::data::{Stored, StoredDocument};
 use crate::firestore::data_json;
-use crate::firestore::path::document_name;
+use crate::model::Database;
+use crate::model::data::{Stored, StoredDocument};
+use crate::model::path::document_name;
 use crate::upstream::{AccessToken, Outbound, Upstream};
 
 /// Largest `batchGet` answer read (the documents a rule needs, at most

@@ -16,7 +16,7 @@ use super::CacheSettings;
 use super::decide::{Request, Verdict};
 use super::table::Table;
 use crate::authn::Fingerprint;
-use crate::firestore::{Database, Method, Scope, Target};
+use crate::model::{Database, Method, Scope, Target};
 
 /// Everything a verdict depends on. The epoch makes a reload invalidate
 /// every older entry even before they are evicted.
@@ -192,7 +192,7 @@ fn scope_bytes(scope: &Scope) -> usize {
 mod tests {
     use super::*;
     use crate::authn::Principal;
-    use crate::firestore::{Access, Operation};
+    use crate::model::{Access, Operation};
 
     fn table() -> Table {
         Table::from_yaml(

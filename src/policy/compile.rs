@@ -9,7 +9,7 @@ use super::condition::Condition;
 use super::format::{PolicyErrors, RawClaim, RawMode, RawRule, RawWho, Source};
 use super::pattern::Pattern;
 use crate::authn::Principal;
-use crate::firestore::{Access, Database};
+use crate::model::{Access, Database};
 
 /// A set of accesses, as a bitmask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,7 +9,7 @@ use cel::{Context, Env, Program, Value};
 
 use super::seen::Seen;
 use crate::authn::Principal;
-use crate::firestore::{Access, Method};
+use crate::model::{Access, Method};
 
 /// The fields of `principal` a condition may read.
 const PRINCIPAL_FIELDS: &[&str] = &["subject", "email", "groups", "issuer", "claims"];

@@ -15,8 +15,8 @@ use super::condition::Input;
 use super::seen::Seen as Documents;
 use super::table::{Table, tokens};
 use crate::authn::Principal;
-use crate::firestore::Operation;
-use crate::firestore::data::Stored;
+use crate::model::Operation;
+use crate::model::data::Stored;
 
 /// The outcomes seen of one boolean expression.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -321,7 +321,7 @@ fn visit<'e>(expr: &'e IdedExpr, f: &mut impl FnMut(&'e IdedExpr)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firestore::{Access, Database, Method, Scope, Target};
+    use crate::model::{Access, Database, Method, Scope, Target};
 
     const POLICY: &str = r#"
 rules:

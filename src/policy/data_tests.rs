@@ -8,8 +8,9 @@ use serde_json::json;
 
 use super::PolicyEngine;
 use crate::authn::Principal;
-use crate::firestore::data::{Stored, StoredDocument};
-use crate::firestore::{self, Operation};
+use crate::firestore::{self};
+use crate::model::Operation;
+use crate::model::data::{Stored, StoredDocument};
 
 const NOTES: &str = r#"
 rules:
@@ -70,7 +71,7 @@ fn note(id: &str, owner: &str) -> (Vec<String>, Option<StoredDocument>) {
         Some(StoredDocument {
             fields: [(
                 "owner".to_string(),
-                firestore::data::FieldValue::String(owner.into()),
+                crate::model::data::FieldValue::String(owner.into()),
             )]
             .into(),
             update_time: "2026-01-01T00:00:00Z".into(),

@@ -13,8 +13,8 @@ use super::seen::Seen;
 use super::table::{Match, Table, Token, tokens};
 use super::{Decided, Decision, Shadow, TargetDecision, Why};
 use crate::authn::Principal;
-use crate::firestore::data::Stored;
-use crate::firestore::{Database, Method, Operation, Target};
+use crate::model::data::Stored;
+use crate::model::{Database, Method, Operation, Target};
 
 /// The verdict on one target, with what the cache and the upstream need.
 #[derive(Debug, Clone)]

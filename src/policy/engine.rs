@@ -16,8 +16,8 @@ use super::format::PolicyErrors;
 use super::table::Table;
 use super::{CacheSettings, Decision, PolicyConfig, PolicySettings};
 use crate::authn::Principal;
-use crate::firestore::Operation;
-use crate::firestore::data::Stored;
+use crate::model::Operation;
+use crate::model::data::Stored;
 
 type Labels = [(&'static str, &'static str); 1];
 

@@ -12,8 +12,8 @@ use super::seen::Seen;
 use super::table::{Table, tokens};
 use super::{Decision, Why};
 use crate::authn::Principal;
-use crate::firestore::Operation;
-use crate::firestore::data::Stored;
+use crate::model::Operation;
+use crate::model::data::Stored;
 
 /// One target decided by a condition that reads documents.
 #[derive(Debug, Serialize)]

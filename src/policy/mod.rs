@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use decide::Verdict;
 
-use crate::firestore::{Operation, Target};
+use crate::model::{Operation, Target};
 
 pub use engine::PolicyEngine;
 pub use explain::{DataSeen, FieldSeen};

@@ -6,8 +6,8 @@ use super::compile::Rule;
 use super::condition::DataUse;
 use super::table::{Table, tokens};
 use crate::authn::Principal;
-use crate::firestore::data::{Change, Written};
-use crate::firestore::{Access, Operation, Scope, Target};
+use crate::model::data::{Change, Written};
+use crate::model::{Access, Operation, Scope, Target};
 
 impl Table {
     /// The document paths to read before deciding `op` for `principal`,

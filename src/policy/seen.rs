@@ -10,8 +10,8 @@ use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use cel::objects::{Key, Map};
 
 use super::condition::DataUse;
-use crate::firestore::data::{Change, FieldValue, Fields, Filter, Stored, Written};
-use crate::firestore::{Access, Operation, Scope, Target};
+use crate::model::data::{Change, FieldValue, Fields, Filter, Stored, Written};
+use crate::model::{Access, Operation, Scope, Target};
 
 /// The document variables of one evaluation; `None` is "not known", which
 /// makes a condition reading it fail (closed).

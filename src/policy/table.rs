@@ -10,7 +10,7 @@ use cel::{Env, Value};
 use super::compile::{Effect, Rule, compile_rules};
 use super::format::{PolicyErrors, Source, read_dir};
 use super::pattern::Segment;
-use crate::firestore::Scope;
+use crate::model::Scope;
 
 /// One element of the path a target covers. A scope that covers many paths
 /// is written with symbolic tokens, which only wildcards can match.

@@ -5,7 +5,7 @@ use prometheus_client::registry::Registry;
 
 use super::*;
 use crate::authn::Principal;
-use crate::firestore::{Access, Database, Method, Operation, Scope, Target};
+use crate::model::{Access, Database, Method, Operation, Scope, Target};
 
 fn principal(subject: &str, groups: &[&str], claims: serde_json::Value) -> Principal {
     let claims = match claims {

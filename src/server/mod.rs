@@ -8,9 +8,10 @@ pub mod cors;
 pub mod shutdown;
 pub mod tls;
 
+use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use futures_util::future::BoxFuture;
@@ -50,9 +51,9 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     /// Negotiated TLS version (`TLSv1.3`), `None` for plain HTTP.
     pub tls: Option<&'static str>,
-    /// The last bearer token the connection presented (shared by all its
-    /// requests, dropped with it): see [`LastToken`](crate::authn::LastToken).
-    pub last_token: Arc<crate::authn::LastToken>,
+    /// What the handler keeps for the connection (the pipeline's token
+    /// memo), shared by all its requests and dropped with it.
+    pub slot: ConnSlot,
 }
 
 impl ConnInfo {
@@ -61,8 +62,28 @@ impl ConnInfo {
         ConnInfo {
             remote,
             tls,
-            last_token: Arc::default(),
+            slot: ConnSlot::default(),
         }
+    }
+}
+
+/// A per-connection slot the handler fills on first use, as pingora
+/// carries a connection's context: the server holds it without knowing
+/// what is in it.
+#[derive(Clone, Default)]
+pub struct ConnSlot(Arc<OnceLock<Box<dyn Any + Send + Sync>>>);
+
+impl ConnSlot {
+    /// The connection's `T`, made on first use. `None` when the slot holds
+    /// another type (one handler per listener: it does not happen).
+    pub fn get<T: Any + Send + Sync + Default>(&self) -> Option<&T> {
+        self.0.get_or_init(|| Box::new(T::default())).downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for ConnSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnSlot")
     }
 }
 

@@ -17,7 +17,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use bytes::{Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use http::{Response, header};
 use serde::Deserialize;
@@ -26,7 +25,7 @@ use sha2::Sha256;
 use crate::authn::Fingerprint;
 use crate::body::Body;
 use crate::config::errors::ConfigErrors;
-use crate::firestore::{Database, Location, Route, TransactionUse};
+use crate::model::Database;
 
 pub use stream::{SealError, SealStream};
 
@@ -156,64 +155,20 @@ impl TransactionSealer {
         })
     }
 
-    /// Request side: check the presented id (if any) is owned by
-    /// `fingerprint` and unexpired, and put the upstream id in its place, in
-    /// the query or in the (buffered) body.
-    pub fn unseal_request(
-        &self,
-        fingerprint: &Fingerprint,
-        route: &mut Route,
-        usage: &TransactionUse,
-        body: Option<Bytes>,
-    ) -> Result<Option<Bytes>, TransactionError> {
-        let Some(presented) = &usage.presented else {
-            return Ok(body);
-        };
-        let id = self
-            .keys
-            .unseal(&presented.sealed, fingerprint, &route.database, now())?;
-        let upstream = STANDARD.encode(id);
-        match &presented.at {
-            Location::Query => {
-                route.set_query_transaction(upstream);
-                Ok(body)
-            }
-            Location::Body(range) => {
-                let body = body.unwrap_or_default();
-                let (Some(before), Some(after)) = (body.get(..range.start), body.get(range.end..))
-                else {
-                    return Err(TransactionError::Forged);
-                };
-                let mut out = BytesMut::with_capacity(body.len());
-                out.extend_from_slice(before);
-                out.extend_from_slice(b"\"");
-                out.extend_from_slice(upstream.as_bytes());
-                out.extend_from_slice(b"\"");
-                out.extend_from_slice(after);
-                Ok(Some(out.freeze()))
-            }
-        }
-    }
-
-    /// What the response side needs, when the response will carry a new
-    /// transaction id.
-    pub fn sealing(
-        &self,
-        fingerprint: &Fingerprint,
-        database: &Database,
-        usage: &TransactionUse,
-    ) -> Option<Sealing> {
-        usage.begins.then(|| Sealing {
+    /// What the response side needs to seal the new transaction id a
+    /// response will carry, for `fingerprint`.
+    pub fn sealing(&self, fingerprint: &Fingerprint, database: &Database) -> Sealing {
+        Sealing {
             keys: Arc::clone(&self.keys),
             fingerprint: *fingerprint,
             database: database.to_string(),
             expiry: now().saturating_add(self.ttl.as_secs()),
-        })
+        }
     }
 
     /// A gRPC request's `bytes transaction`: the seal's raw bytes (what the
-    /// base64 text of REST decodes to), checked as [`Self::unseal_request`]
-    /// checks a REST one; the upstream id comes back.
+    /// base64 text of REST decodes to), checked as [`Self::unseal`] checks
+    /// REST's text; the upstream id comes back.
     pub fn unseal_bytes(
         &self,
         sealed: &[u8],
@@ -231,7 +186,8 @@ impl TransactionSealer {
             .seal(fingerprint, &database.to_string(), expiry, id)
     }
 
-    /// Unseal one id (tests, benches).
+    /// A presented id (REST's base64 text) must be a seal owned by
+    /// `fingerprint` and unexpired; the upstream id comes back.
     pub fn unseal(
         &self,
         sealed: &str,

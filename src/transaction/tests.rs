@@ -3,8 +3,9 @@
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 
+use bytes::Bytes;
+
 use super::*;
-use crate::firestore::{Presented, route};
 
 fn db() -> Database {
     Database {
@@ -120,96 +121,6 @@ fn url_safe_and_unpadded_forms_are_accepted() {
     assert_eq!(s.unseal(&url, &ALICE, &db()).unwrap(), b"\xfb\xff\xfe-tx");
 }
 
-fn route_for(method: &str, uri: &str) -> Route {
-    let mut headers = http::HeaderMap::new();
-    headers.insert(
-        "content-type",
-        http::HeaderValue::from_static("application/json"),
-    );
-    let method = http::Method::from_bytes(method.as_bytes()).unwrap();
-    route(&method, &uri.parse().unwrap(), &headers).unwrap()
-}
-
-#[test]
-fn the_body_carries_the_upstream_id_after_unsealing() {
-    let s = sealer();
-    let sealed = s.seal(&ALICE, &db(), b"up-id");
-    let body = format!(r#"{{"writes":[],"transaction":"{sealed}"}}"#);
-    let mut route = route_for(
-        "POST",
-        "/v1/projects/p/databases/(default)/documents:commit",
-    );
-    let bytes = Bytes::from(body.clone());
-    let usage = crate::firestore::classify_request(&route, Some(&bytes))
-        .unwrap()
-        .transaction;
-    let out = s
-        .unseal_request(&ALICE, &mut route, &usage, Some(bytes.clone()))
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        out,
-        format!(
-            r#"{{"writes":[],"transaction":"{}"}}"#,
-            STANDARD.encode("up-id")
-        )
-    );
-    assert_eq!(
-        s.unseal_request(&BOB, &mut route, &usage, Some(bytes)),
-        Err(TransactionError::NotOwned)
-    );
-}
-
-#[test]
-fn the_query_carries_the_upstream_id_after_unsealing() {
-    let s = sealer();
-    let sealed = s.seal(&ALICE, &db(), b"up-id");
-    let uri = format!(
-        "/v1/projects/p/databases/(default)/documents/a/b?transaction={}",
-        percent_encoding::utf8_percent_encode(&sealed, percent_encoding::NON_ALPHANUMERIC)
-    );
-    let mut route = route_for("GET", &uri);
-    let usage = TransactionUse {
-        presented: Some(Presented {
-            sealed: route.query_transaction().unwrap().to_owned(),
-            at: Location::Query,
-        }),
-        begins: false,
-    };
-    assert!(
-        s.unseal_request(&ALICE, &mut route, &usage, None)
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(
-        route.upstream_path_and_query,
-        "/v1/projects/p/databases/(default)/documents/a/b?transaction=dXAtaWQ%3D"
-    );
-}
-
-#[test]
-fn a_request_without_transaction_is_untouched() {
-    let s = sealer();
-    let mut route = route_for(
-        "POST",
-        "/v1/projects/p/databases/(default)/documents:commit",
-    );
-    let body = Bytes::from_static(b"{\"writes\":[]}");
-    let out = s
-        .unseal_request(
-            &ALICE,
-            &mut route,
-            &TransactionUse::default(),
-            Some(body.clone()),
-        )
-        .unwrap();
-    assert_eq!(out, Some(body));
-    assert!(
-        s.sealing(&ALICE, &db(), &TransactionUse::default())
-            .is_none()
-    );
-}
-
 fn streamed(chunks: &[&'static str]) -> Body {
     let frames: Vec<Result<http_body::Frame<Bytes>, crate::body::BoxError>> = chunks
         .iter()
@@ -223,11 +134,7 @@ fn streamed(chunks: &[&'static str]) -> Body {
 #[tokio::test]
 async fn responses_are_sealed_for_the_principal_as_they_stream() {
     let s = sealer();
-    let usage = TransactionUse {
-        presented: None,
-        begins: true,
-    };
-    let sealing = s.sealing(&ALICE, &db(), &usage).unwrap();
+    let sealing = s.sealing(&ALICE, &db());
     let mut response = Response::new(streamed(&[
         "[{\"transaction\": \"dXAt",
         "aWQ=\", \"readTime\": \"t\"}\n,{\"document\":{\"name\":\"n\"},\"readTime\":\"t\"}",
@@ -253,11 +160,7 @@ async fn responses_are_sealed_for_the_principal_as_they_stream() {
 #[tokio::test]
 async fn error_responses_pass_unchanged_and_compressed_ones_are_refused() {
     let s = sealer();
-    let usage = TransactionUse {
-        presented: None,
-        begins: true,
-    };
-    let sealing = s.sealing(&ALICE, &db(), &usage).unwrap();
+    let sealing = s.sealing(&ALICE, &db());
     let mut error = Response::new(streamed(&["{\"error\":{}}"]));
     *error.status_mut() = http::StatusCode::CONFLICT;
     let error = sealing.clone().seal_response(error).expect("passed on");
@@ -329,12 +232,8 @@ fn the_sealer_gets_the_validated_ttl_unchanged() {
         assert_eq!(settings.ttl, Duration::from_secs(secs));
         let sealer = TransactionSealer::new(&settings).unwrap();
         assert_eq!(sealer.ttl, settings.ttl, "ttl {ttl}");
-        let usage = TransactionUse {
-            begins: true,
-            ..TransactionUse::default()
-        };
         let before = now();
-        let sealing = sealer.sealing(&ALICE, &db(), &usage).unwrap();
+        let sealing = sealer.sealing(&ALICE, &db());
         assert!(
             (before + secs..=now() + secs).contains(&sealing.expiry),
             "ttl {ttl}"

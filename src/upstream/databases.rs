@@ -3,7 +3,7 @@
 //! caller could reach any project firegate's service account can.
 
 use crate::config::errors::ConfigErrors;
-use crate::firestore::Database;
+use crate::model::Database;
 
 const KEY: &str = "upstream.databases";
 const EXAMPLE: &str = "projects/my-project/databases/(default)";

@@ -23,7 +23,7 @@ pub use credentials::{
 pub use grpc::{GrpcOutbound, GrpcUpstream};
 
 use crate::config::errors::ConfigErrors;
-use crate::firestore::Database;
+use crate::model::Database;
 
 /// Raw `upstream:` section of the config.
 #[derive(Debug, Clone, Deserialize)]

@@ -3,10 +3,10 @@
 //! from the same request written both ways.
 
 use super::*;
-use crate::firestore::data::{Change, FieldValue, Filter};
 use crate::grpc::proto::{
     DocumentMask, document_transform::FieldTransform, structured_query as sq,
 };
+use crate::model::data::{Change, FieldValue, Filter};
 
 fn v(value_type: value::ValueType) -> Value {
     Value {

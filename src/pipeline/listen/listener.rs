@@ -17,12 +17,12 @@ use super::upstream::{AbortOnDrop, Upstream, UpstreamEvent, grpc_status_of, upst
 use super::{ClientFrame, RECHECK};
 use crate::authn::Principal;
 use crate::body::{self, BoxError};
-use crate::firestore::{ClassifyError, Database, Operation};
 use crate::grpc::proto::{listen_request, listen_response, target_change};
 use crate::grpc::{self, ListenRequests, frame, proto};
+use crate::model::{ClassifyError, Database, Operation};
 use crate::pipeline::exchange::StreamEvents;
-use crate::pipeline::{Pipeline, PipelineError, respond};
-use crate::policy::Decision;
+use crate::pipeline::stored::Consistency;
+use crate::pipeline::{Exchange, Pipeline, PipelineError, respond};
 use crate::upstream::headers::Forwarding;
 use crate::upstream::{GrpcOutbound, UpstreamError};
 
@@ -40,7 +40,7 @@ pub(super) struct Listener {
     pub(super) out: mpsc::Sender<ClientFrame>,
     pub(super) upstream: Upstream,
     /// The targets forwarded, by id, with the operation they were judged as.
-    pub(super) targets: HashMap<i32, Operation>,
+    pub(super) targets: HashMap<i32, Arc<Operation>>,
     pub(super) epoch: u64,
     /// The client half-closed: so is the upstream request, once open.
     pub(super) client_done: bool,
@@ -128,40 +128,29 @@ impl Listener {
         target: proto::Target,
     ) -> Result<(), PipelineError> {
         let id = target.target_id;
+        let mut event = self.events.event();
         let op = match grpc::listen_target(&self.database, &target) {
-            Ok(op) => op,
-            Err(err) => return self.refuse(id, None, None, &err.into()).await,
+            Ok(op) => Arc::new(op),
+            Err(err) => return self.refuse(id, event, &err.into()).await,
         };
-        let max = self.pipeline.settings.max_targets;
-        if op.targets.len() > max {
-            let err = PipelineError::TooManyTargets {
-                count: op.targets.len(),
-                limit: max,
-            };
-            return self.refuse(id, Some(&op), None, &err).await;
-        }
-        let decision = self.pipeline.policy.decide(&self.principal, &op).await;
-        if !decision.allowed {
-            return self
-                .refuse(id, Some(&op), Some(&decision), &PipelineError::Denied)
-                .await;
-        }
+        let account = match self.judge(&op, &mut event).await {
+            Ok(account) => account,
+            Err(err) => return self.refuse(id, event, &err).await,
+        };
         // One stream, one upstream identity: a target whose rule names
         // another account cannot ride on this stream's token.
-        let account = decision.upstream_account.clone();
         match &self.upstream {
             Upstream::Closed => self.open(account).await?,
             Upstream::Opening { account: a, .. } | Upstream::Open { account: a, .. }
                 if *a != account =>
             {
-                let err = PipelineError::Denied;
                 let reason = Some("listen_upstream_account_differs".to_owned());
-                self.audit(Some(&op), Some(&decision), reason);
-                return self.remove_on_client(id, &err).await;
+                self.record(event, reason);
+                return self.remove_on_client(id, &PipelineError::Denied).await;
             }
             _ => {}
         }
-        self.audit(Some(&op), Some(&decision), None);
+        self.record(event, None);
         self.targets.insert(id, op);
         self.forward(proto::ListenRequest {
             database: self.database_name.clone(),
@@ -172,15 +161,38 @@ impl Listener {
         Ok(())
     }
 
+    /// A target's judgement, the same as a call's ([`Pipeline::judge`]):
+    /// served database, limits, the stored read (now), decide. The
+    /// upstream account its rule names comes back.
+    async fn judge(
+        &self,
+        op: &Arc<Operation>,
+        event: &mut Exchange,
+    ) -> Result<Option<String>, PipelineError> {
+        let mut op = Arc::clone(op);
+        let mut laps = self.pipeline.metrics.laps();
+        let judged = self
+            .pipeline
+            .judge(
+                &self.principal,
+                &mut op,
+                Ok(Consistency::Now),
+                event,
+                &mut laps,
+            )
+            .await?;
+        Ok(judged.account)
+    }
+
     /// Refuse one target: audited, and the client told with a `REMOVE`.
     async fn refuse(
         &mut self,
         id: i32,
-        op: Option<&Operation>,
-        decision: Option<&Decision>,
+        event: Exchange,
         err: &PipelineError,
     ) -> Result<(), PipelineError> {
-        self.audit(op, decision, Some(err.reason(decision)));
+        let reason = err.reason(event.decision.as_ref());
+        self.record(event, Some(reason));
         self.remove_on_client(id, err).await
     }
 
@@ -214,11 +226,11 @@ impl Listener {
         Ok(())
     }
 
-    fn audit(&self, op: Option<&Operation>, decision: Option<&Decision>, reason: Option<String>) {
+    fn record(&self, event: Exchange, reason: Option<String>) {
         let audit = &self.pipeline.audit;
         audit.record(
             self.events
-                .record(op, decision, reason, audit.max_listed_targets()),
+                .record(event, reason, audit.max_listed_targets()),
         );
     }
 
@@ -378,7 +390,7 @@ impl Listener {
         {
             let err = PipelineError::Authn(err);
             if respond::is_unauthenticated(&err) {
-                self.audit(None, None, Some(err.reason(None)));
+                self.record(self.events.event(), Some(err.reason(None)));
                 return Err(err);
             }
         }
@@ -393,17 +405,22 @@ impl Listener {
             let Some(op) = self.targets.get(&id).cloned() else {
                 continue;
             };
-            let decision = self.pipeline.policy.decide(&self.principal, &op).await;
-            if decision.allowed {
-                continue;
-            }
+            let mut event = self.events.event();
+            let (reason, cause) = match self.judge(&op, &mut event).await {
+                Ok(account) if account == *self.upstream.account() => continue,
+                Ok(_) => (
+                    "listen_upstream_account_differs".to_owned(),
+                    PipelineError::Denied,
+                ),
+                Err(PipelineError::Denied) => {
+                    ("listen_target_revoked".to_owned(), PipelineError::Denied)
+                }
+                // Fail closed: a target that cannot be judged now is not kept.
+                Err(err) => (err.reason(event.decision.as_ref()), err),
+            };
             self.targets.remove(&id);
-            self.audit(
-                Some(&op),
-                Some(&decision),
-                Some("listen_target_revoked".into()),
-            );
-            self.remove_on_client(id, &PipelineError::Denied).await?;
+            self.record(event, Some(reason));
+            self.remove_on_client(id, &cause).await?;
             self.forward(proto::ListenRequest {
                 database: self.database_name.clone(),
                 labels: HashMap::new(),

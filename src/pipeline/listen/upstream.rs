@@ -30,6 +30,18 @@ pub(super) enum Upstream {
     },
 }
 
+impl Upstream {
+    /// The upstream identity of the stream (`None`: the default account,
+    /// or no upstream call yet).
+    pub(super) fn account(&self) -> &Option<String> {
+        const NONE: &Option<String> = &None;
+        match self {
+            Upstream::Closed => NONE,
+            Upstream::Opening { account, .. } | Upstream::Open { account, .. } => account,
+        }
+    }
+}
+
 /// A spawned call that ends with the stream (cancellation reaches upstream).
 pub(super) struct AbortOnDrop<T>(pub(super) JoinHandle<T>);
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::region::{Override, Piece, Region, Scope, regions, when_text};
 use super::{ALL_ACCESSES, Class, PathSet};
-use crate::firestore::Access;
+use crate::model::Access;
 use crate::policy::Table;
 use crate::policy::compile::Effect;
 

@@ -17,7 +17,7 @@ pub use class::{ClaimNeed, Class};
 pub use paths::PathSet;
 pub use region::Override;
 
-use crate::firestore::Access;
+use crate::model::Access;
 use region::{Piece, when_text};
 
 /// The five accesses an action name stands for (`read`, `write`, or one).

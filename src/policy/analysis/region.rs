@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::class::Class;
 use super::paths::PathSet;
 use crate::authn::Principal;
-use crate::firestore::Access;
+use crate::model::Access;
 use crate::policy::Table;
 use crate::policy::compile::{Effect, Rule};
 

@@ -9,7 +9,7 @@ use super::what_can::what_can;
 use super::who_can::who_can;
 use super::{PathSet, accesses};
 use crate::authn::Principal;
-use crate::firestore::{Access, Database, Method, Operation, Scope, Target};
+use crate::model::{Access, Database, Method, Operation, Scope, Target};
 use crate::policy::Table;
 use crate::policy::decide::Request;
 use crate::policy::pattern::Pattern;

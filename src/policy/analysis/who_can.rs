@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::region::{Piece, Scope, regions};
 use super::{Grant, PathSet};
-use crate::firestore::Access;
+use crate::model::Access;
 use crate::policy::Table;
 use crate::policy::compile::Effect;
 

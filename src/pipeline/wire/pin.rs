@@ -5,12 +5,13 @@
 use bytes::Bytes;
 use serde_json::{Value as Json, json};
 
-use super::stored::{ReadStored, StoredReadError};
-use crate::firestore::data::{Precondition, Stored, Written};
-use crate::firestore::{Method, Operation, Route, Scope};
+use crate::firestore::Route;
+use crate::model::data::{Precondition, Stored, Written};
+use crate::model::{Method, Operation, Scope};
+use crate::pipeline::stored::{ReadStored, StoredReadError};
 
 /// The precondition a write is pinned with.
-pub(super) enum Pin<'s> {
+pub(in crate::pipeline) enum Pin<'s> {
     /// The stored version (RFC 3339).
     UpdateTime(&'s str),
     /// The document was read absent.
@@ -20,7 +21,7 @@ pub(super) enum Pin<'s> {
 /// The precondition that pins `w` to the stored version, if it needs one
 /// (the client's own `updateTime` or `exists: false` already does; an
 /// `exists: true` on an absent document already fails).
-pub(super) fn pin_of<'s>(w: &Written, stored: &'s Stored) -> Option<Pin<'s>> {
+pub(in crate::pipeline) fn pin_of<'s>(w: &Written, stored: &'s Stored) -> Option<Pin<'s>> {
     let Scope::Document { path } = &w.scope else {
         return None;
     };
@@ -36,7 +37,10 @@ pub(super) fn pin_of<'s>(w: &Written, stored: &'s Stored) -> Option<Pin<'s>> {
 /// The writes to pin, by their position in the request: only a document's
 /// first write (the commit is atomic, and a later write sees the first
 /// one's version, not the read's).
-pub(super) fn first_write_pins<'s>(op: &Operation, stored: &'s Stored) -> Vec<(usize, Pin<'s>)> {
+pub(in crate::pipeline) fn first_write_pins<'s>(
+    op: &Operation,
+    stored: &'s Stored,
+) -> Vec<(usize, Pin<'s>)> {
     let mut pinned: Vec<&Scope> = Vec::new();
     let mut pins = Vec::new();
     for w in &op.writes {
@@ -126,8 +130,8 @@ fn unpinnable(e: impl std::fmt::Display) -> StoredReadError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firestore::data::{Change, StoredDocument};
-    use crate::firestore::{Access, Database, Target};
+    use crate::model::data::{Change, StoredDocument};
+    use crate::model::{Access, Database, Target};
 
     fn path(id: &str) -> Vec<String> {
         vec!["notes".into(), id.into()]

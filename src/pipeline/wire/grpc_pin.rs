@@ -7,12 +7,12 @@
 use prost_types::Timestamp;
 
 use super::pin::{Pin, first_write_pins, pin_of};
-use super::stored::{ReadStored, StoredReadError};
-use crate::firestore::Operation;
 use crate::grpc::GrpcRequest;
 use crate::grpc::proto::{
     self, batch_get_documents_request as batch_get, get_document_request as get_doc, precondition,
 };
+use crate::model::Operation;
+use crate::pipeline::stored::{ReadStored, StoredReadError};
 
 /// Rewrite `request` in place. `consistent`: the read already happens in
 /// a transaction or at the client's read time.
@@ -80,27 +80,12 @@ fn unpinnable(e: impl std::fmt::Display) -> StoredReadError {
     StoredReadError::ReadFailed(format!("the request could not be pinned: {e}"))
 }
 
-/// The read time the client asked for, of the reads that take one.
-pub fn client_read_time(request: &GrpcRequest) -> Option<String> {
-    match request {
-        GrpcRequest::GetDocument(m) => match &m.consistency_selector {
-            Some(get_doc::ConsistencySelector::ReadTime(t)) => Some(t.to_string()),
-            _ => None,
-        },
-        GrpcRequest::BatchGetDocuments(m) => match &m.consistency_selector {
-            Some(batch_get::ConsistencySelector::ReadTime(t)) => Some(t.to_string()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firestore::data::{Change, Precondition, Stored, StoredDocument, Written};
-    use crate::firestore::{Database, Method, Scope};
     use crate::grpc::proto::write;
+    use crate::model::data::{Change, Precondition, Stored, StoredDocument, Written};
+    use crate::model::{Database, Method, Scope};
 
     const ROOT: &str = "projects/p/databases/(default)/documents";
 

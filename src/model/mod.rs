@@ -1,0 +1,230 @@
+//! The wire-neutral model of a Firestore call: the database, the RPC, every
+//! document and collection it touches ([`Target`]s with their [`Scope`]s),
+//! what its writes write and its query filters ([`data`]), resource names
+//! ([`path`]) and `__name__` narrowing ([`narrow`]). The REST wire
+//! (`firestore`) and the gRPC wire (`grpc`) decode into it; neither knows the
+//! other.
+
+pub mod data;
+mod error;
+pub mod narrow;
+pub mod path;
+mod targets;
+
+use std::fmt;
+
+use serde::Serialize;
+
+pub use error::ClassifyError;
+pub use targets::{MAX_NEAREST_NEIGHBORS, nearest_limit_ok, selector_scope, upsert};
+
+/// `projects/{project}/databases/{database}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Database {
+    pub project: String,
+    pub database: String,
+}
+
+impl Database {
+    /// `projects/P/databases/D`, allocated once at its final size (what
+    /// `to_string` gives, without growing the string piece by piece).
+    pub fn name(&self) -> String {
+        const PROJECTS: &str = "projects/";
+        const DATABASES: &str = "/databases/";
+        let len = PROJECTS.len() + self.project.len() + DATABASES.len() + self.database.len();
+        let mut name = String::with_capacity(len);
+        name.push_str(PROJECTS);
+        name.push_str(&self.project);
+        name.push_str(DATABASES);
+        name.push_str(&self.database);
+        name
+    }
+}
+
+impl fmt::Display for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "projects/{}/databases/{}", self.project, self.database)
+    }
+}
+
+/// The Firestore RPC a request calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Method {
+    Get,
+    List,
+    CreateDocument,
+    Patch,
+    Delete,
+    BatchGet,
+    Commit,
+    BatchWrite,
+    BeginTransaction,
+    Rollback,
+    RunQuery,
+    RunAggregationQuery,
+    PartitionQuery,
+    ListCollectionIds,
+    /// The gRPC `Listen` stream (no REST twin): each target is judged as
+    /// the `get`/`list` it would be as a read.
+    Listen,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::List => "list",
+            Method::CreateDocument => "createDocument",
+            Method::Patch => "patch",
+            Method::Delete => "delete",
+            Method::BatchGet => "batchGet",
+            Method::Commit => "commit",
+            Method::BatchWrite => "batchWrite",
+            Method::BeginTransaction => "beginTransaction",
+            Method::Rollback => "rollback",
+            Method::RunQuery => "runQuery",
+            Method::RunAggregationQuery => "runAggregationQuery",
+            Method::PartitionQuery => "partitionQuery",
+            Method::ListCollectionIds => "listCollectionIds",
+            Method::Listen => "listen",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The access a target needs, in Firestore Security Rules vocabulary.
+/// (`read` and `write` are policy-side aliases and never appear here.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Get,
+    List,
+    Create,
+    Update,
+    Delete,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Get => "get",
+            Access::List => "list",
+            Access::Create => "create",
+            Access::Update => "update",
+            Access::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a target covers. Paths are decoded segments relative to
+/// `{database}/documents`; an empty `parent` is the database root.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scope {
+    /// One document (an even number of segments).
+    Document { path: Vec<String> },
+    /// The documents directly inside `parent/collection`.
+    Collection {
+        parent: Vec<String>,
+        collection: String,
+    },
+    /// Every collection named `collection` at any depth below `parent`.
+    CollectionGroup {
+        parent: Vec<String>,
+        collection: String,
+    },
+    /// Every document at any depth below `parent` (a kindless query).
+    Descendants { parent: Vec<String> },
+    /// The documents of `parent/collection` and every document at any depth
+    /// below them (a kindless query bounded to one collection by
+    /// `__name__`, as the Node client's `recursiveDelete` sends).
+    Subtree {
+        parent: Vec<String>,
+        collection: String,
+    },
+    /// The names of the collections directly below `parent`.
+    CollectionIds { parent: Vec<String> },
+}
+
+impl fmt::Display for Scope {
+    /// A stable, human-readable form for audit lines and `policy check`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn path(f: &mut fmt::Formatter<'_>, segments: &[String]) -> fmt::Result {
+            for s in segments {
+                write!(f, "/{s}")?;
+            }
+            Ok(())
+        }
+        match self {
+            Scope::Document { path: p } => path(f, p),
+            Scope::Collection { parent, collection } => {
+                path(f, parent)?;
+                write!(f, "/{collection}")
+            }
+            Scope::CollectionGroup { parent, collection } => {
+                path(f, parent)?;
+                write!(f, "/**/{collection}")
+            }
+            Scope::Descendants { parent } => {
+                path(f, parent)?;
+                f.write_str("/**")
+            }
+            Scope::Subtree { parent, collection } => {
+                path(f, parent)?;
+                write!(f, "/{collection}/**")
+            }
+            Scope::CollectionIds { parent } => {
+                path(f, parent)?;
+                f.write_str("/:collectionIds")
+            }
+        }
+    }
+}
+
+/// One thing a request touches and the access it needs there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Target {
+    pub scope: Scope,
+    pub access: Access,
+}
+
+/// What a request does, in full: the database, the RPC, and every target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Operation {
+    pub database: Database,
+    pub method: Method,
+    pub targets: Vec<Target>,
+    /// What the writes write, one entry per write, for the rules that see
+    /// the data. Document contents: never serialized (audited).
+    #[serde(skip)]
+    pub writes: Vec<data::Written>,
+    /// The query's `where`, for the rules that see the data (filters as
+    /// proofs). Never serialized.
+    #[serde(skip)]
+    pub filter: Option<data::Filter>,
+}
+
+impl Operation {
+    /// An operation that says nothing about document contents.
+    pub fn new(database: Database, method: Method, targets: Vec<Target>) -> Operation {
+        Operation {
+            database,
+            method,
+            targets,
+            writes: Vec::new(),
+            filter: None,
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The two ends of a call, the only places that know its wire: a request
+//! decoded into a [`Call`] (the model's `Operation` and every fact a later
+//! step needs, typed), and the call encoded again — forwarded upstream, and
+//! the answer rewritten on its way back (transaction ids sealed). One
+//! encoder per wire, not one per feature.
+
+mod grpc;
+mod grpc_pin;
+mod pin;
+mod rest;
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{Request, Response};
+
+use super::stored::{Consistency, ReadStored, StoredReadError};
+use super::{Exchange, Pipeline, PipelineError, respond};
+use crate::body::Body;
+use crate::model::Operation;
+use crate::transaction::Sealing;
+use crate::upstream::AccessToken;
+
+/// How a request came: decided once, by [`Wire::of`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wire {
+    /// Firestore REST v1 (JSON) over HTTP/1.1 or HTTP/2.
+    Rest,
+    /// A unary or server-streaming gRPC call.
+    Grpc,
+    /// The bidirectional `Listen` stream.
+    Listen,
+}
+
+impl Wire {
+    pub(super) fn of<B>(req: &Request<B>) -> Wire {
+        if !crate::grpc::is_grpc(req.version(), req.headers()) {
+            Wire::Rest
+        } else if req.uri().path() == crate::grpc::LISTEN_PATH {
+            Wire::Listen
+        } else {
+            Wire::Grpc
+        }
+    }
+
+    /// For the request span.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Wire::Rest => "rest",
+            Wire::Grpc => "grpc",
+            Wire::Listen => "listen",
+        }
+    }
+
+    /// How this wire answers a refusal: Firestore JSON, or a gRPC status.
+    pub(super) fn error_response(self) -> fn(&PipelineError, &str) -> Response<Body> {
+        match self {
+            Wire::Rest => respond::error_response,
+            Wire::Grpc | Wire::Listen => respond::grpc_error_response,
+        }
+    }
+
+    /// What the wire refuses before anything else is asked, token or body:
+    /// gRPC-Web and gRPC over HTTP/1.1 on the REST path, an unknown or
+    /// unserved gRPC method (`UNIMPLEMENTED` at once), a malformed
+    /// `grpc-timeout`.
+    pub(super) fn admit(self, parts: &Parts) -> Result<(), PipelineError> {
+        match self {
+            Wire::Rest => crate::firestore::refuse_grpc(&parts.headers)?,
+            Wire::Grpc => grpc::admit(parts)?,
+            Wire::Listen => {}
+        }
+        Ok(())
+    }
+
+    /// Decode the request into a [`Call`]: the URL or method path, the body
+    /// (bounded, under the body deadline), classified.
+    pub(super) async fn classify(
+        self,
+        pipeline: &Pipeline,
+        parts: Parts,
+        body: Body,
+        ex: &mut Exchange,
+    ) -> Result<Call, PipelineError> {
+        match self {
+            Wire::Rest => rest::classify(pipeline, parts, body, ex).await,
+            Wire::Grpc | Wire::Listen => grpc::classify(pipeline, parts, body, ex).await,
+        }
+    }
+}
+
+/// A presented transaction id, still sealed, as its wire carries it.
+pub(super) enum Sealed<'a> {
+    /// REST: proto3-JSON `bytes`, base64 text.
+    Text(&'a str),
+    /// gRPC: the raw bytes.
+    Bytes(&'a [u8]),
+}
+
+/// A classified call: what the steps judge, and its encoding, kept for
+/// the way out.
+pub(super) struct Call {
+    pub(super) operation: Arc<Operation>,
+    /// The read time the client asked for (a get, batchGet or query).
+    read_time: Option<String>,
+    /// The answer carries a new transaction id.
+    begins: bool,
+    /// The upstream transaction id, once [`Call::use_transaction`] bound it.
+    transaction: Option<Vec<u8>>,
+    encoded: Encoded,
+}
+
+enum Encoded {
+    Rest(rest::RestCall),
+    Grpc(grpc::GrpcCall),
+}
+
+impl Call {
+    fn new(
+        operation: Operation,
+        read_time: Option<String>,
+        begins: bool,
+        encoded: Encoded,
+    ) -> Call {
+        Call {
+            operation: Arc::new(operation),
+            read_time,
+            begins,
+            transaction: None,
+            encoded,
+        }
+    }
+
+    /// The transaction id the client presented, still sealed.
+    pub(super) fn presented_transaction(&mut self) -> Option<Sealed<'_>> {
+        match &mut self.encoded {
+            Encoded::Rest(call) => call.presented().map(Sealed::Text),
+            Encoded::Grpc(call) => call.presented().map(Sealed::Bytes),
+        }
+    }
+
+    /// The answer will carry a new transaction id, to be sealed.
+    pub(super) fn begins_transaction(&self) -> bool {
+        self.begins
+    }
+
+    /// Put the upstream id where the sealed one was; the call remembers it
+    /// (a stored read happens in that transaction).
+    pub(super) fn use_transaction(&mut self, upstream: Vec<u8>) -> Result<(), PipelineError> {
+        match &mut self.encoded {
+            Encoded::Rest(call) => call.use_transaction(&upstream)?,
+            Encoded::Grpc(call) => call.use_transaction(&upstream),
+        }
+        self.transaction = Some(upstream);
+        Ok(())
+    }
+
+    /// Where a stored read for this call happens: in its transaction, at
+    /// its read time, or now. A call that begins a transaction cannot be
+    /// checked against stored documents (there is nothing to read in yet).
+    pub(super) fn consistency(&self) -> Result<Consistency, StoredReadError> {
+        if self.begins {
+            return Err(StoredReadError::BeginsTransaction);
+        }
+        Ok(match (&self.transaction, &self.read_time) {
+            (Some(id), _) => Consistency::Transaction(id.clone()),
+            (None, Some(t)) => Consistency::ReadTime(t.clone()),
+            (None, None) => Consistency::Now,
+        })
+    }
+
+    /// Pin the call to the versions the rules saw: each document's first
+    /// write gets a precondition, a checked read reads at the time of the
+    /// check (unless it is in a transaction or at the client's time).
+    pub(super) fn pin(&mut self, stored: &ReadStored) -> Result<(), PipelineError> {
+        let consistent = self.transaction.is_some() || self.read_time.is_some();
+        match &mut self.encoded {
+            Encoded::Rest(call) => call.pin(&self.operation, stored, consistent)?,
+            Encoded::Grpc(call) => {
+                grpc_pin::pin(&mut call.request, &self.operation, stored, consistent)?
+            }
+        }
+        Ok(())
+    }
+
+    /// Encode the call for its wire and send it upstream with `token`; the
+    /// answer streams back. `rewritten`: the answer will be rewritten on its
+    /// way back, so it is asked for uncompressed.
+    pub(super) async fn forward(
+        &mut self,
+        pipeline: &Pipeline,
+        token: &AccessToken,
+        rewritten: bool,
+        ex: &mut Exchange,
+    ) -> Result<Response<Body>, PipelineError> {
+        match &mut self.encoded {
+            Encoded::Rest(call) => {
+                call.forward(pipeline, &self.operation, token, rewritten, ex)
+                    .await
+            }
+            Encoded::Grpc(call) => call.forward(pipeline, &self.operation, token, ex).await,
+        }
+    }
+
+    /// The one response-side rewrite of each wire: every new transaction
+    /// id in the answer sealed to the caller, as it streams.
+    pub(super) fn respond(
+        self,
+        response: Response<Body>,
+        sealing: Option<Sealing>,
+        max_grpc_message_bytes: usize,
+    ) -> Result<Response<Body>, PipelineError> {
+        let Some(sealing) = sealing else {
+            return Ok(response);
+        };
+        Ok(match self.encoded {
+            Encoded::Rest(_) => sealing.seal_response(response)?,
+            Encoded::Grpc(call) => {
+                crate::grpc::seal_response(call.method, response, sealing, max_grpc_message_bytes)
+            }
+        })
+    }
+}
