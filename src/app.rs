@@ -2,6 +2,8 @@
 //! listeners, readiness and the reload hub — built from validated settings,
 //! for `firegate serve`, `firegate dev` and the integration tests alike.
 
+mod config;
+mod env;
 mod reload;
 
 use std::net::SocketAddr;
@@ -12,9 +14,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
 
+pub use config::{Config, RawConfig, merge};
 pub use reload::{ReloadFn, ReloadHub, Reloadable};
 
-use crate::config::Config;
 use crate::metrics;
 use crate::pipeline::Pipeline;
 use crate::server::admin::{self, Check, Ready};
@@ -37,7 +39,7 @@ impl App {
     /// Build every part from `config`, bind both listeners and start serving.
     pub async fn start(config: &Config) -> anyhow::Result<App> {
         let mut registry = metrics::registry();
-        let pipeline = Arc::new(Pipeline::from_config(config, &mut registry).await?);
+        let pipeline = Arc::new(config.pipeline(&mut registry).await?);
         let certs = config
             .server
             .tls

@@ -18,6 +18,8 @@ pub mod error;
 pub mod fetch;
 pub mod firestore;
 pub mod grpc;
+#[cfg(test)]
+mod layering;
 pub mod logging;
 pub mod metrics;
 pub mod model;

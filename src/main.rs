@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+use firegate::app::Config;
 use firegate::cli::{Cli, Command, run, serve};
-use firegate::config::Config;
 
 // Measured with benches/compare.sh against glibc's malloc (README,
 // Performance): the request path allocates many small, short-lived values.

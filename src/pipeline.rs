@@ -27,7 +27,6 @@ use tracing::Instrument as _;
 use crate::audit::{AuditError, Auditor};
 use crate::authn::{Authenticator, AuthnError, LastToken, Principal};
 use crate::body::{self, Body, Pace, ReadError};
-use crate::config::Config;
 use crate::model::{ClassifyError, Database, Operation};
 use crate::policy::{Decision, PolicyEngine};
 use crate::server::admin::{Check, Ready};
@@ -66,6 +65,8 @@ pub struct PipelineSettings {
     pub trusted_proxies: Vec<IpNet>,
     /// Browser origins allowed to read answers (`server.cors`).
     pub cors: Option<Cors>,
+    /// Requests one principal may have in flight.
+    pub max_in_flight_per_principal: usize,
     /// Largest gRPC message decoded (`server.limits.max_grpc_message_bytes`).
     pub max_grpc_message_bytes: usize,
 }
@@ -152,33 +153,34 @@ pub struct Pipeline {
     stored: StoredReader,
 }
 
+/// The steps a pipeline runs, each built by `app` from its config section.
+pub struct Steps {
+    pub authn: Authenticator,
+    pub transactions: TransactionSealer,
+    pub policy: PolicyEngine,
+    pub credentials: Credentials,
+    pub upstream: Upstream,
+    pub grpc_upstream: crate::upstream::GrpcUpstream,
+    pub audit: Auditor,
+}
+
 impl Pipeline {
-    /// Build every step from the validated config, registering metrics.
-    pub async fn from_config(config: &Config, registry: &mut Registry) -> anyhow::Result<Pipeline> {
-        Ok(Pipeline {
-            authn: Authenticator::new(&config.authn, registry).await?,
-            transactions: TransactionSealer::new(&config.transactions)?,
-            policy: PolicyEngine::new(&config.policy, registry).await?,
-            credentials: Credentials::new(&config.upstream.credentials, registry).await?,
-            upstream: Upstream::new(&config.upstream, registry)?,
-            grpc_upstream: crate::upstream::GrpcUpstream::new(&config.upstream)?,
-            audit: Arc::new(Auditor::new(&config.audit, registry).await?),
-            in_flight: fairness::InFlight::new(config.server.limits.max_in_flight_per_principal),
-            settings: PipelineSettings {
-                max_body_bytes: config.server.limits.max_body_bytes,
-                body_pace: Pace {
-                    deadline: config.server.limits.body_read_timeout,
-                    min_rate: config.server.limits.min_body_rate,
-                },
-                max_targets: config.server.limits.max_targets,
-                databases: config.upstream.databases.clone(),
-                trusted_proxies: config.server.trusted_proxies.clone(),
-                cors: config.server.cors.clone(),
-                max_grpc_message_bytes: config.server.limits.max_grpc_message_bytes,
-            },
+    /// The pipeline over `steps`, applying `settings`, registering its
+    /// request metrics.
+    pub fn new(steps: Steps, settings: PipelineSettings, registry: &mut Registry) -> Pipeline {
+        Pipeline {
+            authn: steps.authn,
+            transactions: steps.transactions,
+            policy: steps.policy,
+            credentials: steps.credentials,
+            upstream: steps.upstream,
+            grpc_upstream: steps.grpc_upstream,
+            audit: Arc::new(steps.audit),
+            in_flight: fairness::InFlight::new(settings.max_in_flight_per_principal),
+            settings,
             metrics: RequestMetrics::register(registry),
             stored: StoredReader::register(registry),
-        })
+        }
     }
 
     /// Reload the policy directory (what SIGHUP or a file change does); on

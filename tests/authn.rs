@@ -747,11 +747,9 @@ impl AuditedPipeline {
             "audit": {"sink": "file", "path": audit},
             "upstream": {"databases": ["projects/p/databases/(default)"]},
         }));
-        let config = firegate::config::Config::from_yaml(&yaml, Vec::new()).expect("config");
+        let config = firegate::app::Config::from_yaml(&yaml, Vec::new()).expect("config");
         let mut registry = Registry::default();
-        let pipeline = firegate::pipeline::Pipeline::from_config(&config, &mut registry)
-            .await
-            .expect("pipeline");
+        let pipeline = config.pipeline(&mut registry).await.expect("pipeline");
         AuditedPipeline {
             pipeline: std::sync::Arc::new(pipeline),
             audit,

@@ -15,8 +15,8 @@ use serde::Deserialize as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use firegate::app::Config;
 use firegate::app::{ReloadHub, Reloadable};
-use firegate::config::Config;
 use firegate::server::{self, Handler, Server, Shutdown, admin};
 use firegate::upstream::{AccessToken, Outbound, Upstream};
 

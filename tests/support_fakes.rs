@@ -115,5 +115,5 @@ fn config_values_merge_deeply_and_null_removes() {
                          "databases": ["projects/p/databases/(default)"]},
         })
     );
-    firegate::config::Config::from_yaml(&yaml, Vec::new()).expect("firegate reads it");
+    firegate::app::Config::from_yaml(&yaml, Vec::new()).expect("firegate reads it");
 }

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 
 use access::Format;
 
-use crate::config::Config;
+use crate::app::Config;
 
 #[derive(Parser)]
 #[command(

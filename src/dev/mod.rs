@@ -18,8 +18,8 @@ use serde_yaml_ng::Value;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
+use crate::app::{self, Config};
 use crate::body;
-use crate::config::{self, Config};
 use crate::emulator::{self, Emulator};
 use crate::server::Limits;
 use crate::server::{self, Server, Shutdown};
@@ -238,7 +238,7 @@ fn dev_config(
     });
     let mut config = serde_yaml_ng::to_value(generated)?;
     if let Some(extra) = &options.extra_config {
-        config::merge(&mut config, serde_yaml_ng::to_value(extra)?);
+        app::merge(&mut config, serde_yaml_ng::to_value(extra)?);
     }
     Ok(config)
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use firegate::app::App;
-use firegate::config::Config;
+use firegate::app::Config;
 
 use super::config::{self, TestConfig};
 use super::issuer::{AUDIENCE, TestIssuer};

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
-use super::errors::ConfigErrors;
+use crate::config::ConfigErrors;
 
 /// `log:` as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,7 +73,7 @@ impl RawLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::app::Config;
 
     const BASE: &str =
         "server: {plain_http: true}\nupstream: {databases: ['projects/p/databases/(default)']}\n";

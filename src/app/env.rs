@@ -3,7 +3,7 @@
 
 use serde_yaml_ng::Value;
 
-use super::ConfigErrors;
+use crate::config::ConfigErrors;
 
 /// The top-level sections an override may name. Anything else under the
 /// prefix is someone else's variable: Kubernetes injects

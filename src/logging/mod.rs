@@ -3,7 +3,9 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, LogSettings};
+mod settings;
+
+pub use settings::{LogFormat, LogSettings, RawLog};
 
 /// Install the global subscriber. A second call (tests) keeps the first.
 pub fn init(settings: &LogSettings) {
