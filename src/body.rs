@@ -308,6 +308,43 @@ impl<O: Observer> Drop for Observed<O> {
     }
 }
 
+/// A rewrite of a body as it streams, one wire's answer at a time (a
+/// transaction id sealed; later, fields masked): each data chunk in, what
+/// to send on; at the end, nothing may be left held back.
+pub trait Rewrite: Send + Sync + Unpin + 'static {
+    /// What to send for `data`; `None` while it is held back for more.
+    fn data(&mut self, data: Bytes) -> Result<Option<Bytes>, BoxError>;
+    /// The body ended (its trailers came, or its last frame): an error when
+    /// something is still held back, so a cut answer fails, never passes.
+    fn end(&mut self) -> Result<(), BoxError>;
+}
+
+/// `inner`, rewritten by `rewrite` as it streams; trailers pass unchanged.
+/// A rewrite error ends the stream with that error (fail closed).
+pub fn rewritten(inner: Body, rewrite: impl Rewrite) -> Body {
+    let frames = futures_util::stream::unfold(Some((inner, rewrite)), |state| async move {
+        let (mut inner, mut rewrite) = state?;
+        loop {
+            let frame = match inner.frame().await {
+                Some(Ok(frame)) => frame,
+                Some(Err(err)) => return Some((Err(err), None)),
+                None => return rewrite.end().err().map(|err| (Err(err), None)),
+            };
+            let rewritten = match frame.into_data() {
+                Ok(data) => match rewrite.data(data) {
+                    Ok(Some(out)) => Ok(http_body::Frame::data(out)),
+                    Ok(None) => continue,
+                    Err(err) => Err(err),
+                },
+                Err(trailers) => rewrite.end().map(|()| trailers),
+            };
+            let next = rewritten.is_ok().then_some((inner, rewrite));
+            return Some((rewritten, next));
+        }
+    });
+    http_body_util::StreamBody::new(frames).boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

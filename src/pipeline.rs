@@ -39,7 +39,7 @@ pub use exchange::Exchange;
 pub use metrics::RequestMetrics;
 use metrics::{Laps, Step};
 pub use stored::StoredReadError;
-use stored::{Consistency, ReadStored, StoredReader};
+use stored::{Consistency, ReadStored, StoredRead, StoredReader};
 use wire::{Call, Sealed, Wire};
 
 /// What the judgement lets the call go on with.
@@ -315,11 +315,9 @@ impl Pipeline {
         let call = wire.classify(self, parts, body, ex).await;
         laps.lap(Step::Classify);
         let mut call = call?;
-        self.served(&call.operation.database)?;
-        ex.operation = Some(Arc::clone(&call.operation));
-        self.within_limits(&call.operation)?;
+        self.within_limits(&call.operation, ex)?;
         let sealing = self.bind(&principal, &mut call)?;
-        let consistency = call.consistency();
+        let consistency = Some(call.consistency());
         let judged = self
             .judge(&principal, &mut call.operation, consistency, ex, &mut laps)
             .await?;
@@ -361,7 +359,7 @@ impl Pipeline {
     }
 
     /// Only a database in `upstream.databases` is served (403): checked
-    /// once per call, once per Listen stream and per Listen target.
+    /// for every call and Listen target, and when a Listen stream opens.
     fn served(&self, database: &Database) -> Result<(), PipelineError> {
         if self.settings.databases.contains(database) {
             Ok(())
@@ -370,8 +368,12 @@ impl Pipeline {
         }
     }
 
-    /// One call, or one Listen target, names at most `max_targets` (400).
-    fn within_limits(&self, op: &Operation) -> Result<(), PipelineError> {
+    /// Once for every call and every Listen target: its database must be
+    /// served (403); from here on the operation is on the exchange (its
+    /// audit record); it names at most `max_targets` targets (400).
+    fn within_limits(&self, op: &Arc<Operation>, ex: &mut Exchange) -> Result<(), PipelineError> {
+        self.served(&op.database)?;
+        ex.operation = Some(Arc::clone(op));
         let count = op.targets.len();
         if count > self.settings.max_targets {
             return Err(PipelineError::TooManyTargets {
@@ -417,7 +419,9 @@ impl Pipeline {
 
     /// The judgement of one operation, the same for every call and every
     /// Listen target: the documents a candidate rule reads (only when one
-    /// reads `resource`, or the document after a write that depends on it),
+    /// reads `resource`, or the document after a write that depends on it;
+    /// `consistency` says where, `None` when no one read can vouch for the
+    /// operation, as for a watched document: its rules then fail closed),
     /// then `Principal` × `Operation` → `Decision` (403). The decision goes
     /// to the exchange (the audit record); what follows needs only its
     /// upstream account (`as:`) and the documents read, to pin the call to
@@ -426,7 +430,7 @@ impl Pipeline {
         &self,
         principal: &Principal,
         op: &mut Arc<Operation>,
-        consistency: Result<Consistency, StoredReadError>,
+        consistency: Option<Result<Consistency, StoredReadError>>,
         ex: &mut Exchange,
         laps: &mut Laps<'_>,
     ) -> Result<Judged, PipelineError> {
@@ -456,9 +460,12 @@ impl Pipeline {
         &self,
         principal: &Principal,
         op: &mut Arc<Operation>,
-        consistency: Result<Consistency, StoredReadError>,
+        consistency: Option<Result<Consistency, StoredReadError>>,
         ex: &mut Exchange,
     ) -> Result<Option<ReadStored>, PipelineError> {
+        let Some(consistency) = consistency else {
+            return Ok(None);
+        };
         let paths = self.policy.stored_needed(principal, op);
         if paths.is_empty() {
             return Ok(None);
@@ -467,35 +474,23 @@ impl Pipeline {
         ex.stored_reads = paths.len() as u64;
         // Boxed: only requests whose rules read documents pay for the
         // read's state (a whole upstream call) in their future.
-        let read =
-            Box::pin(self.read_documents(&paths, &consistency, &op.database, &ex.request_id))
-                .await?;
+        let read = StoredRead {
+            database: &op.database,
+            paths: &paths,
+            consistency: &consistency,
+            request_id: &ex.request_id,
+        };
+        let read = Box::pin(self.read_documents(read)).await?;
         Arc::make_mut(op).settle(&read.documents);
         ex.operation = Some(Arc::clone(op));
         Ok(Some(read))
     }
 
-    /// The stored read: `paths` at `consistency`, with firegate's own token.
-    async fn read_documents(
-        &self,
-        paths: &[Vec<String>],
-        consistency: &Consistency,
-        database: &Database,
-        request_id: &str,
-    ) -> Result<ReadStored, PipelineError> {
+    /// The stored read, with firegate's own token, metered.
+    async fn read_documents(&self, read: StoredRead<'_>) -> Result<ReadStored, PipelineError> {
         let started = Instant::now();
         let token = self.credentials.access_token(None).await?;
-        let read = self
-            .stored
-            .read(
-                &self.upstream,
-                &token,
-                database,
-                paths,
-                consistency,
-                request_id,
-            )
-            .await;
+        let read = self.stored.read(&self.upstream, &token, &read).await;
         self.metrics.step(Step::ReadStored, started);
         Ok(read?)
     }

@@ -3,17 +3,13 @@
 //! the caller before it leaves firegate. Messages stream through one at a
 //! time; trailers pass unchanged.
 
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::Response;
-use http_body::{Body as HttpBody, Frame};
 use prost::Message;
 
 use super::proto;
 use super::{GrpcError, GrpcMethod, frame};
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, Rewrite};
 use crate::transaction::Sealing;
 
 /// Rewrite `response` so the transaction ids it carries are sealed. Only
@@ -26,13 +22,11 @@ pub fn seal_response(
 ) -> Response<Body> {
     let (parts, body) = response.into_parts();
     let sealed = SealedMessages {
-        inner: body,
         deframer: frame::Deframer::new(limit),
         method,
         sealing,
-        done: false,
     };
-    Response::from_parts(parts, crate::body::boxed(sealed))
+    Response::from_parts(parts, crate::body::rewritten(body, sealed))
 }
 
 /// Seal the transaction of one response message, re-encoded.
@@ -68,55 +62,30 @@ fn seal_message(method: GrpcMethod, sealing: &Sealing, bytes: &[u8]) -> Result<B
     }
 }
 
+/// The [`Rewrite`] of the gRPC wire: messages deframed, each one's
+/// transaction sealed and re-encoded.
 struct SealedMessages {
-    inner: Body,
     deframer: frame::Deframer,
     method: GrpcMethod,
     sealing: Sealing,
-    done: bool,
 }
 
-impl HttpBody for SealedMessages {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            if let Some(message) = this.deframer.next_message()? {
-                let sealed = seal_message(this.method, &this.sealing, &message)?;
-                return Poll::Ready(Some(Ok(Frame::data(sealed))));
-            }
-            if this.done {
-                return Poll::Ready(None);
-            }
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                Some(Ok(f)) => match f.into_data() {
-                    Ok(data) => this.deframer.push(&data),
-                    Err(f) => {
-                        if this.deframer.is_partial() {
-                            return Poll::Ready(Some(Err(GrpcError::MalformedFrame(
-                                "upstream response ended inside a message",
-                            )
-                            .into())));
-                        }
-                        return Poll::Ready(Some(Ok(f)));
-                    }
-                },
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => {
-                    this.done = true;
-                    if this.deframer.is_partial() {
-                        return Poll::Ready(Some(Err(GrpcError::MalformedFrame(
-                            "upstream response ended inside a message",
-                        )
-                        .into())));
-                    }
-                }
-            }
+impl Rewrite for SealedMessages {
+    fn data(&mut self, data: Bytes) -> Result<Option<Bytes>, BoxError> {
+        self.deframer.push(&data);
+        let mut out = BytesMut::new();
+        while let Some(message) = self.deframer.next_message()? {
+            out.extend_from_slice(&seal_message(self.method, &self.sealing, &message)?);
         }
+        Ok((!out.is_empty()).then(|| out.freeze()))
+    }
+
+    fn end(&mut self) -> Result<(), BoxError> {
+        if self.deframer.is_partial() {
+            return Err(
+                GrpcError::MalformedFrame("upstream response ended inside a message").into(),
+            );
+        }
+        Ok(())
     }
 }

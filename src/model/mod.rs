@@ -26,6 +26,13 @@ pub struct Database {
 }
 
 impl Database {
+    pub fn new(project: impl Into<String>, database: impl Into<String>) -> Database {
+        Database {
+            project: project.into(),
+            database: database.into(),
+        }
+    }
+
     /// `projects/P/databases/D`, allocated once at its final size (what
     /// `to_string` gives, without growing the string piece by piece).
     pub fn name(&self) -> String {

@@ -228,10 +228,7 @@ mod tests {
     use super::*;
 
     fn db() -> Database {
-        Database {
-            project: "p".into(),
-            database: "(default)".into(),
-        }
+        Database::new("p", "(default)")
     }
 
     #[test]

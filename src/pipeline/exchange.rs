@@ -549,10 +549,7 @@ mod tests {
         ex.operation = Some(Arc::new(Operation {
             writes: Vec::new(),
             filter: None,
-            database: Database {
-                project: "p".into(),
-                database: "(default)".into(),
-            },
+            database: Database::new("p", "(default)"),
             method: Method::Commit,
             targets: vec![allowed.clone(), refused.clone()],
         }));

@@ -93,79 +93,84 @@ impl StoredReader {
         reader
     }
 
-    /// One `batchGet` of `paths`, with firegate's own `token`.
+    /// One `batchGet` of `read`'s documents, with firegate's own `token`.
     pub async fn read(
         &self,
         upstream: &Upstream,
         token: &AccessToken,
-        database: &Database,
-        paths: &[Vec<String>],
-        consistency: &Consistency,
-        request_id: &str,
+        read: &StoredRead<'_>,
     ) -> Result<ReadStored, StoredReadError> {
-        let result = self
-            .batch_get(upstream, token, database, paths, consistency, request_id)
-            .await;
+        let result = batch_get(upstream, token, read).await;
         let label = if result.is_ok() { "ok" } else { "failed" };
         self.reads.get_or_create(&[("result", label)]).inc();
         if result.is_ok() {
-            self.documents.inc_by(paths.len() as u64);
+            self.documents.inc_by(read.paths.len() as u64);
         }
         result
     }
+}
 
-    async fn batch_get(
-        &self,
-        upstream: &Upstream,
-        token: &AccessToken,
-        database: &Database,
-        paths: &[Vec<String>],
-        consistency: &Consistency,
-        request_id: &str,
-    ) -> Result<ReadStored, StoredReadError> {
-        let names: Vec<String> = paths.iter().map(|p| full_name(database, p)).collect();
-        let mut request = json!({ "documents": names });
-        match consistency {
-            Consistency::Now => {}
-            Consistency::Transaction(id) => request["transaction"] = json!(BASE64.encode(id)),
-            Consistency::ReadTime(t) => request["readTime"] = json!(t),
-        }
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let db = database.to_string();
-        let path_and_query = format!("/v1/{db}/documents:batchGet");
-        let response = upstream
-            .forward(Outbound {
-                method: http::Method::POST,
-                path_and_query: &path_and_query,
-                client_headers: &headers,
-                client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-                trusted_proxies: &[],
-                client_proto: "https",
-                request_id,
-                database: &db,
-                token,
-                body: body::full(request.to_string()),
-            })
-            .await
-            .map_err(|e| StoredReadError::ReadFailed(e.reason().into()))?;
-        let status = response.status();
-        let answer = tokio::time::timeout(
-            ANSWER_TIMEOUT,
-            Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect(),
-        )
-        .await
-        .map_err(|_| StoredReadError::ReadFailed("answer timed out".into()))?
-        .map_err(|_| StoredReadError::ReadFailed("answer unreadable or too large".into()))?
-        .to_bytes();
-        if !status.is_success() {
-            return Err(StoredReadError::ReadRefused(status.as_u16()));
-        }
-        parse(database, paths, &answer)
+/// One stored read: which documents of which database, and where.
+pub struct StoredRead<'a> {
+    pub database: &'a Database,
+    pub paths: &'a [Vec<String>],
+    pub consistency: &'a Consistency,
+    pub request_id: &'a str,
+}
+
+async fn batch_get(
+    upstream: &Upstream,
+    token: &AccessToken,
+    read: &StoredRead<'_>,
+) -> Result<ReadStored, StoredReadError> {
+    let StoredRead {
+        database,
+        paths,
+        consistency,
+        request_id,
+    } = *read;
+    let names: Vec<String> = paths.iter().map(|p| full_name(database, p)).collect();
+    let mut request = json!({ "documents": names });
+    match consistency {
+        Consistency::Now => {}
+        Consistency::Transaction(id) => request["transaction"] = json!(BASE64.encode(id)),
+        Consistency::ReadTime(t) => request["readTime"] = json!(t),
     }
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let db = database.to_string();
+    let path_and_query = format!("/v1/{db}/documents:batchGet");
+    let response = upstream
+        .forward(Outbound {
+            method: http::Method::POST,
+            path_and_query: &path_and_query,
+            client_headers: &headers,
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            trusted_proxies: &[],
+            client_proto: "https",
+            request_id,
+            database: &db,
+            token,
+            body: body::full(request.to_string()),
+        })
+        .await
+        .map_err(|e| StoredReadError::ReadFailed(e.reason().into()))?;
+    let status = response.status();
+    let answer = tokio::time::timeout(
+        ANSWER_TIMEOUT,
+        Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect(),
+    )
+    .await
+    .map_err(|_| StoredReadError::ReadFailed("answer timed out".into()))?
+    .map_err(|_| StoredReadError::ReadFailed("answer unreadable or too large".into()))?
+    .to_bytes();
+    if !status.is_success() {
+        return Err(StoredReadError::ReadRefused(status.as_u16()));
+    }
+    parse(database, paths, &answer)
 }
 
 fn full_name(database: &Database, path: &[String]) -> String {
@@ -236,10 +241,7 @@ mod tests {
     use super::*;
 
     fn db() -> Database {
-        Database {
-            project: "p".into(),
-            database: "(default)".into(),
-        }
+        Database::new("p", "(default)")
     }
 
     #[test]

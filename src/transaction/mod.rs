@@ -227,7 +227,7 @@ impl Sealing {
         parts.headers.remove(header::CONTENT_LENGTH);
         Ok(Response::from_parts(
             parts,
-            crate::body::boxed(SealStream::new(body, self)),
+            crate::body::rewritten(body, SealStream::new(self)),
         ))
     }
 

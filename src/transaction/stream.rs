@@ -3,14 +3,10 @@
 //! element (or of the top-level object, for `beginTransaction`) is held back
 //! and rewritten.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
 
 use super::Sealing;
-use crate::body::{Body, BoxError};
+use crate::body::{BoxError, Rewrite};
 
 /// Longest key or transaction string held back while scanning; upstream ids
 /// are a few dozen bytes.
@@ -43,76 +39,35 @@ impl SealError {
     }
 }
 
-/// A body that seals every element-level `transaction` as it streams.
+/// Seals every element-level `transaction` of a JSON answer as it
+/// streams: the [`Rewrite`] of the REST wire.
 pub struct SealStream {
-    inner: Body,
     scanner: Scanner,
     sealing: Sealing,
-    done: bool,
 }
 
 impl SealStream {
-    pub fn new(inner: Body, sealing: Sealing) -> Self {
+    pub fn new(sealing: Sealing) -> Self {
         SealStream {
-            inner,
             scanner: Scanner::default(),
             sealing,
-            done: false,
         }
     }
 }
 
-impl http_body::Body for SealStream {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        let this = &mut *self;
-        loop {
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        let sealing = &this.sealing;
-                        let out = this
-                            .scanner
-                            .feed(&data, |id| sealing.seal_text(id))
-                            .map_err(BoxError::from)?;
-                        if out.is_empty() {
-                            // Everything was held back; wait for more.
-                            continue;
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                    }
-                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
-                },
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(None) => {
-                    this.done = true;
-                    if this.scanner.holding() {
-                        return Poll::Ready(Some(Err(SealError::Truncated.into())));
-                    }
-                    return Poll::Ready(None);
-                }
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+impl Rewrite for SealStream {
+    fn data(&mut self, data: Bytes) -> Result<Option<Bytes>, BoxError> {
+        let sealing = &self.sealing;
+        let out = self.scanner.feed(&data, |id| sealing.seal_text(id))?;
+        // Empty: everything was held back; wait for more.
+        Ok((!out.is_empty()).then(|| Bytes::from(out)))
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.done || (self.inner.is_end_stream() && !self.scanner.holding())
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+    fn end(&mut self) -> Result<(), BoxError> {
+        if self.scanner.holding() {
+            return Err(SealError::Truncated.into());
+        }
+        Ok(())
     }
 }
 

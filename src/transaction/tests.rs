@@ -8,10 +8,7 @@ use bytes::Bytes;
 use super::*;
 
 fn db() -> Database {
-    Database {
-        project: "p".into(),
-        database: "(default)".into(),
-    }
+    Database::new("p", "(default)")
 }
 
 const ALICE: Fingerprint = [1; 32];
@@ -78,10 +75,7 @@ fn forgeries_are_refused() {
             "{text}"
         );
     }
-    let other = Database {
-        project: "p".into(),
-        database: "other".into(),
-    };
+    let other = Database::new("p", "other");
     assert_eq!(
         s.unseal(&sealed, &ALICE, &other),
         Err(TransactionError::Forged)

@@ -21,7 +21,6 @@ use crate::grpc::proto::{listen_request, listen_response, target_change};
 use crate::grpc::{self, ListenRequests, frame, proto};
 use crate::model::{ClassifyError, Database, Operation};
 use crate::pipeline::exchange::StreamEvents;
-use crate::pipeline::stored::Consistency;
 use crate::pipeline::{Exchange, Pipeline, PipelineError, respond};
 use crate::upstream::headers::Forwarding;
 use crate::upstream::{GrpcOutbound, UpstreamError};
@@ -161,25 +160,21 @@ impl Listener {
         Ok(())
     }
 
-    /// A target's judgement, the same as a call's ([`Pipeline::judge`]):
-    /// served database, limits, the stored read (now), decide. The
-    /// upstream account its rule names comes back.
+    /// A target's judgement, the same as a call's: `within_limits`, then
+    /// [`Pipeline::judge`] — without a stored read: a watched document
+    /// would need one on every change, not once, so a rule that reads
+    /// `resource` refuses it. The upstream account its rule names comes back.
     async fn judge(
         &self,
         op: &Arc<Operation>,
         event: &mut Exchange,
     ) -> Result<Option<String>, PipelineError> {
+        let pipeline = &self.pipeline;
         let mut op = Arc::clone(op);
-        let mut laps = self.pipeline.metrics.laps();
-        let judged = self
-            .pipeline
-            .judge(
-                &self.principal,
-                &mut op,
-                Ok(Consistency::Now),
-                event,
-                &mut laps,
-            )
+        pipeline.within_limits(&op, event)?;
+        let mut laps = pipeline.metrics.laps();
+        let judged = pipeline
+            .judge(&self.principal, &mut op, None, event, &mut laps)
             .await?;
         Ok(judged.account)
     }

@@ -102,14 +102,7 @@ mod tests {
 
     #[test]
     fn each_documents_first_write_is_pinned_to_the_read() {
-        let mut op = Operation::new(
-            Database {
-                project: "p".into(),
-                database: "(default)".into(),
-            },
-            Method::Commit,
-            Vec::new(),
-        );
+        let mut op = Operation::new(Database::new("p", "(default)"), Method::Commit, Vec::new());
         let written = |id: &str, index| Written {
             scope: Scope::Document { path: path(id) },
             index,

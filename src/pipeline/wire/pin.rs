@@ -146,10 +146,7 @@ mod tests {
             precondition: Precondition::None,
         };
         let mut op = Operation::new(
-            Database {
-                project: "p".into(),
-                database: "(default)".into(),
-            },
+            Database::new("p", "(default)"),
             Method::Commit,
             ["a", "b"]
                 .iter()

@@ -157,10 +157,7 @@ mod tests {
     }
 
     fn db() -> Database {
-        Database {
-            project: "p".into(),
-            database: "(default)".into(),
-        }
+        Database::new("p", "(default)")
     }
 
     fn call(method: &str, uri: &str, body: &str) -> RestCall {
