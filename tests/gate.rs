@@ -403,6 +403,42 @@ async fn grpc_web_callers_get_a_final_trailers_only_unimplemented_at_once() {
     assert!(up.requests().is_empty());
 }
 
+#[tokio::test]
+async fn an_unknown_grpc_method_is_unimplemented_at_once() {
+    let up = upstream().start().await;
+    let proxy = TestProxy::start(&config::plain(&up.url).yaml()).await;
+    let (mut sender, _conn) = h2(proxy.addr).await;
+    // No token, and a request stream the client never ends: the method is
+    // judged first, so neither is waited for. `Write` is a real method
+    // firegate does not serve: the same answer, audited apart.
+    for (method, id, reason) in [
+        ("Nope", "grpc-nope", "grpc_unknown_method"),
+        ("Write", "grpc-write", "grpc_method_not_served"),
+    ] {
+        let request =
+            http::Request::post(format!("http://x/google.firestore.v1.Firestore/{method}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .header("x-request-id", id)
+                .body(stalled_body("\0\0\0\0\x05hello"))
+                .unwrap();
+        let response = within("gRPC answer", sender.send_request(request))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{method}");
+        assert_eq!(response.headers()["content-type"], "application/grpc");
+        assert_eq!(response.headers()["grpc-status"], "12", "{method}");
+        let body = within("empty body", response.into_body().collect())
+            .await
+            .unwrap();
+        assert!(body.trailers().is_none() && body.to_bytes().is_empty());
+        let r = record(&proxy, id).await;
+        assert_eq!(r["reason"], reason);
+        assert_eq!(r["decision"], "error");
+    }
+    assert!(up.requests().is_empty());
+}
+
 // ---- 7. pinned databases -------------------------------------------------
 
 #[tokio::test]

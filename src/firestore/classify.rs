@@ -11,6 +11,7 @@ use super::body::{self, Object};
 use super::data_json;
 use super::messages;
 use crate::model::data::{Change, Fields, Filter, Precondition, Written};
+use crate::model::enums::Direction;
 use crate::model::path::document_name;
 use crate::model::{
     Access, ClassifyError, Database, Method, Operation, Scope, Target, nearest_limit_ok,
@@ -487,11 +488,13 @@ impl<'a> Classifier<'a> {
         let from = q.take("from", "from")?;
         for (camel, snake) in [
             ("select", "select"),
-            ("orderBy", "order_by"),
             ("offset", "offset"),
             ("limit", "limit"),
         ] {
             q.opaque(camel, snake)?;
+        }
+        if let Some(orders) = q.take("orderBy", "order_by")? {
+            order_by(orders)?;
         }
         // The members that carry values: none may smuggle in a pipeline
         // expression.
@@ -680,6 +683,26 @@ fn int32_wrapper(raw: &RawValue) -> Option<i64> {
         _ => return None,
     };
     i32::try_from(n).is_ok().then_some(n)
+}
+
+/// `StructuredQuery.orderBy`: it only orders the results, but each
+/// direction must be one Firestore knows, by name or number.
+fn order_by(raw: &RawValue) -> Result<(), ClassifyError> {
+    for order in body::array(raw, "structuredQuery.orderBy")? {
+        let mut o = body::object(order, "structuredQuery.orderBy[]")?;
+        o.shaped("field", "field", &messages::FIELD_REFERENCE)?;
+        let direction = match o.take("direction", "direction")? {
+            Some(raw) => Some(
+                serde_json::from_str(raw.get())
+                    .map_err(|_| ClassifyError::MalformedBody("orderBy[].direction"))?,
+            ),
+            None => None,
+        };
+        o.finish()?;
+        data_json::proto_enum::<Direction>(direction.as_ref())
+            .ok_or(ClassifyError::InvalidQuery("orderBy[].direction"))?;
+    }
+    Ok(())
 }
 
 /// `TransactionOptions.ConcurrencyMode`, by name or number.

@@ -4,7 +4,8 @@
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
-use crate::model::data::{FieldPath, FieldValue, Fields, Filter, NameBound, parse_field_path};
+use crate::model::data::{FieldPath, FieldValue, Fields, Filter, parse_field_path};
+use crate::model::enums::{CompositeOp, FieldOp, ProtoEnum, ServerValue, UnaryOp};
 use crate::model::{ClassifyError, Database};
 
 fn json(raw: &RawValue, within: &'static str) -> Result<Json, ClassifyError> {
@@ -123,6 +124,9 @@ pub fn transforms(raw: &RawValue) -> Result<Vec<(FieldPath, &'static str)>, Clas
                 .and_then(Json::as_str)
                 .and_then(parse_field_path)
                 .ok_or(bad.clone())?;
+            if let Some(v) = member(t, "setToServerValue", "set_to_server_value") {
+                proto_enum::<ServerValue>(Some(v)).ok_or(bad.clone())?;
+            }
             let kinds: [(&str, &str, &'static str); 6] = [
                 ("setToServerValue", "set_to_server_value", "serverTimestamp"),
                 ("increment", "increment", "increment"),
@@ -145,53 +149,186 @@ pub fn transforms(raw: &RawValue) -> Result<Vec<(FieldPath, &'static str)>, Clas
         .collect()
 }
 
-/// `StructuredQuery.where`.
+/// `StructuredQuery.where`. Every operator in it must be one Firestore
+/// knows, by name or number.
 pub fn filter(database: &Database, raw: &RawValue) -> Result<Filter, ClassifyError> {
-    Ok(filter_of(database, &json(raw, "where")?))
+    filter_of(database, &json(raw, "where")?)
 }
 
-fn filter_of(database: &Database, f: &Json) -> Filter {
+fn filter_of(database: &Database, f: &Json) -> Result<Filter, ClassifyError> {
     if let Some(c) = member(f, "compositeFilter", "composite_filter") {
-        return match (c.get("op").and_then(Json::as_str), c.get("filters")) {
-            (Some("AND"), Some(Json::Array(parts))) => {
-                Filter::And(parts.iter().map(|p| filter_of(database, p)).collect())
-            }
-            _ => Filter::Other,
+        let op = operator::<CompositeOp>(c, "compositeFilter.op")?;
+        let parts = match c.get("filters") {
+            Some(Json::Array(parts)) => parts
+                .iter()
+                .map(|p| filter_of(database, p))
+                .collect::<Result<_, _>>()?,
+            _ => return Ok(Filter::Other),
         };
+        return Ok(match op {
+            CompositeOp::And => Filter::And(parts),
+            CompositeOp::Or => Filter::Other,
+        });
+    }
+    if let Some(u) = member(f, "unaryFilter", "unary_filter") {
+        operator::<UnaryOp>(u, "unaryFilter.op")?;
+        return Ok(Filter::Other);
     }
     let Some(ff) = member(f, "fieldFilter", "field_filter") else {
-        return Filter::Other;
+        return Ok(Filter::Other);
     };
+    let op = operator::<FieldOp>(ff, "fieldFilter.op")?;
     let path = member(ff, "field", "field")
         .and_then(|r| member(r, "fieldPath", "field_path"))
         .and_then(Json::as_str)
         .and_then(parse_field_path);
-    let op = ff.get("op").and_then(Json::as_str);
-    let Some(value) = ff.get("value").and_then(|v| value(v).ok()) else {
-        return Filter::Other;
-    };
-    match (path, op) {
-        (Some(path), Some(op)) if path == ["__name__"] => {
-            let bound = match op {
-                "EQUAL" => NameBound::Equal,
-                "GREATER_THAN" => NameBound::Above { inclusive: false },
-                "GREATER_THAN_OR_EQUAL" => NameBound::Above { inclusive: true },
-                "LESS_THAN" => NameBound::Below { inclusive: false },
-                "LESS_THAN_OR_EQUAL" => NameBound::Below { inclusive: true },
-                _ => return Filter::Other,
-            };
-            // A bound need not name a document (the Node client bounds a
-            // collection with `coll\0/…`): its segments are only compared.
-            let prefix = format!("{database}/documents/");
-            match value {
-                FieldValue::Reference(name) => match name.strip_prefix(&prefix) {
-                    Some(rest) => Filter::Name(bound, rest.split('/').map(String::from).collect()),
-                    None => Filter::Other,
-                },
-                _ => Filter::Other,
-            }
-        }
-        (Some(path), Some("EQUAL")) => Filter::Equal(path, value),
+    let value = ff.get("value").and_then(|v| value(v).ok());
+    Ok(match (path, value) {
+        (Some(path), Some(value)) => Filter::field(database, path, op, value),
         _ => Filter::Other,
+    })
+}
+
+/// A filter's `op`; unknown, unset or unspecified is refused.
+fn operator<E: ProtoEnum>(filter: &Json, within: &'static str) -> Result<E, ClassifyError> {
+    proto_enum(filter.get("op")).ok_or(ClassifyError::InvalidQuery(within))
+}
+
+/// A proto3 JSON enum, given by name or by number (the Node client sends
+/// numbers); unset (absent or `null`) is the proto's zero value.
+pub(crate) fn proto_enum<E: ProtoEnum>(v: Option<&Json>) -> Option<E> {
+    match v {
+        None | Some(Json::Null) => E::from_proto_number(0),
+        Some(Json::String(name)) => E::from_proto_name(name),
+        Some(Json::Number(n)) => E::from_proto_number(i32::try_from(n.as_i64()?).ok()?),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::data::NameBound;
+
+    fn db() -> Database {
+        Database {
+            project: "p".into(),
+            database: "(default)".into(),
+        }
+    }
+
+    fn read(filter: Json) -> Result<Filter, ClassifyError> {
+        filter_of(&db(), &filter)
+    }
+
+    fn field(path: &str, op: Json, value: Json) -> Json {
+        json!({"fieldFilter": {"field": {"fieldPath": path}, "op": op, "value": value}})
+    }
+
+    #[test]
+    fn operators_read_alike_by_name_and_number() {
+        let name = "projects/p/databases/(default)/documents/a/b";
+        let bound = |op| field("__name__", op, json!({"referenceValue": name}));
+        for (by_name, by_number) in [(json!("AND"), json!(1)), (json!("OR"), json!(2))] {
+            let f = |op| json!({"compositeFilter": {"op": op, "filters": [bound(json!(4))]}});
+            assert_eq!(read(f(by_name)).unwrap(), read(f(by_number)).unwrap());
+        }
+        let path = vec!["a".to_owned(), "b".to_owned()];
+        for (by_name, by_number, expected) in [
+            ("EQUAL", 5, Filter::Name(NameBound::Equal, path.clone())),
+            (
+                "GREATER_THAN",
+                3,
+                Filter::Name(NameBound::Above { inclusive: false }, path.clone()),
+            ),
+            (
+                "GREATER_THAN_OR_EQUAL",
+                4,
+                Filter::Name(NameBound::Above { inclusive: true }, path.clone()),
+            ),
+            (
+                "LESS_THAN",
+                1,
+                Filter::Name(NameBound::Below { inclusive: false }, path.clone()),
+            ),
+            (
+                "LESS_THAN_OR_EQUAL",
+                2,
+                Filter::Name(NameBound::Below { inclusive: true }, path.clone()),
+            ),
+            ("NOT_EQUAL", 6, Filter::Other),
+        ] {
+            assert_eq!(read(bound(json!(by_name))).unwrap(), expected, "{by_name}");
+            assert_eq!(
+                read(bound(json!(by_number))).unwrap(),
+                expected,
+                "{by_number}"
+            );
+        }
+        let owner = |op| field("owner", op, json!({"stringValue": "alice"}));
+        let fact = Filter::Equal(vec!["owner".into()], FieldValue::String("alice".into()));
+        assert_eq!(read(owner(json!("EQUAL"))).unwrap(), fact);
+        assert_eq!(read(owner(json!(5))).unwrap(), fact);
+        let unary = |op| json!({"unaryFilter": {"op": op, "field": {"fieldPath": "a"}}});
+        assert_eq!(read(unary(json!("IS_NULL"))).unwrap(), Filter::Other);
+        assert_eq!(read(unary(json!(3))).unwrap(), Filter::Other);
+    }
+
+    #[test]
+    fn an_unknown_operator_is_refused_by_name_or_number() {
+        let owner = |op| field("owner", op, json!({"stringValue": "alice"}));
+        for op in [
+            json!(0),
+            json!(11),
+            json!(-1),
+            json!(5.5),
+            json!("5"),
+            json!("EQ"),
+            json!(null),
+            json!(true),
+        ] {
+            assert_eq!(
+                read(owner(op.clone())).unwrap_err().reason(),
+                "invalid_query",
+                "{op}"
+            );
+        }
+        let unary = |op| json!({"unaryFilter": {"op": op, "field": {"fieldPath": "a"}}});
+        assert_eq!(read(unary(json!(1))).unwrap_err().reason(), "invalid_query");
+        assert_eq!(
+            read(unary(json!("IS_EMPTY"))).unwrap_err().reason(),
+            "invalid_query"
+        );
+        // Inside an OR, which proves nothing, it is refused all the same.
+        let or = json!({"compositeFilter": {"op": 2, "filters": [owner(json!(99))]}});
+        assert_eq!(read(or).unwrap_err().reason(), "invalid_query");
+        let unknown = json!({"compositeFilter": {"op": 3, "filters": [owner(json!(5))]}});
+        assert_eq!(read(unknown).unwrap_err().reason(), "invalid_query");
+    }
+
+    #[test]
+    fn server_values_read_alike_by_name_and_number() {
+        let transform = |v: Json| {
+            let list = json!([{"fieldPath": "at", "setToServerValue": v}]).to_string();
+            let raw: Box<RawValue> = serde_json::from_str(&list).unwrap();
+            transforms(&raw)
+        };
+        let at = vec![(vec!["at".to_owned()], "serverTimestamp")];
+        assert_eq!(transform(json!("REQUEST_TIME")).unwrap(), at);
+        assert_eq!(transform(json!(1)).unwrap(), at);
+        for bad in [
+            json!(0),
+            json!(2),
+            json!("SERVER_VALUE_UNSPECIFIED"),
+            json!("NOW"),
+        ] {
+            assert_eq!(
+                transform(bad.clone()).unwrap_err().reason(),
+                "invalid_write",
+                "{bad}"
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@ use super::proto::{
 };
 use super::{GrpcRequest, data};
 use crate::model::data::{Change, Fields, Filter, Precondition, Written};
+use crate::model::enums::{Direction, ProtoEnum};
 use crate::model::path::{database_name, database_of, document_name, parent_name, validate_id};
 use crate::model::{
     Access, ClassifyError, Database, Operation, Scope, Target, nearest_limit_ok, selector_scope,
@@ -358,7 +359,11 @@ impl Classifier {
         }
         if let Some(f) = &q.r#where {
             filter_values(f)?;
-            self.filter = Some(data::filter(database, f));
+            self.filter = Some(data::filter(database, f)?);
+        }
+        for order in &q.order_by {
+            Direction::from_proto_number(order.direction)
+                .ok_or(ClassifyError::InvalidQuery("orderBy[].direction"))?;
         }
         for cursor in [&q.start_at, &q.end_at].into_iter().flatten() {
             cursor.values.iter().try_for_each(plain_value)?;

@@ -10,9 +10,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use super::proto::{
     self, Value, document_transform::field_transform, precondition, structured_query, value,
 };
-use crate::model::data::{
-    FieldPath, FieldValue, Fields, Filter, NameBound, Precondition, parse_field_path,
-};
+use crate::model::data::{FieldPath, FieldValue, Fields, Filter, Precondition, parse_field_path};
+use crate::model::enums::{CompositeOp, FieldOp, ProtoEnum, ServerValue, UnaryOp};
 use crate::model::{ClassifyError, Database};
 
 /// `Document.fields`.
@@ -71,7 +70,10 @@ pub fn transforms(
         .map(|t| {
             let path = parse_field_path(&t.field_path).ok_or(bad.clone())?;
             let kind = match t.transform_type.as_ref().ok_or(bad.clone())? {
-                T::SetToServerValue(_) => "serverTimestamp",
+                T::SetToServerValue(v) => {
+                    ServerValue::from_proto_number(*v).ok_or(bad.clone())?;
+                    "serverTimestamp"
+                }
                 T::Increment(_) => "increment",
                 T::Maximum(_) => "maximum",
                 T::Minimum(_) => "minimum",
@@ -93,53 +95,44 @@ pub fn precondition(p: Option<&proto::Precondition>) -> Precondition {
 }
 
 /// `StructuredQuery.where`: what a rule can use of it; anything else is
-/// [`Filter::Other`] (it narrows the results, proves nothing).
-pub fn filter(database: &Database, f: &structured_query::Filter) -> Filter {
-    use structured_query::composite_filter::Operator as C;
-    use structured_query::field_filter::Operator as F;
+/// [`Filter::Other`] (it narrows the results, proves nothing). Every
+/// operator in it must be one Firestore knows.
+pub fn filter(database: &Database, f: &structured_query::Filter) -> Result<Filter, ClassifyError> {
     use structured_query::filter::FilterType;
-    match &f.filter_type {
-        Some(FilterType::CompositeFilter(c)) if c.op == C::And as i32 => {
-            Filter::And(c.filters.iter().map(|p| filter(database, p)).collect())
+    Ok(match &f.filter_type {
+        Some(FilterType::CompositeFilter(c)) => {
+            let op = operator::<CompositeOp>(c.op, "compositeFilter.op")?;
+            let parts = c
+                .filters
+                .iter()
+                .map(|p| filter(database, p))
+                .collect::<Result<_, _>>()?;
+            match op {
+                CompositeOp::And => Filter::And(parts),
+                CompositeOp::Or => Filter::Other,
+            }
+        }
+        Some(FilterType::UnaryFilter(u)) => {
+            operator::<UnaryOp>(u.op, "unaryFilter.op")?;
+            Filter::Other
         }
         Some(FilterType::FieldFilter(ff)) => {
+            let op = operator::<FieldOp>(ff.op, "fieldFilter.op")?;
             let path = ff
                 .field
                 .as_ref()
                 .and_then(|r| parse_field_path(&r.field_path));
-            let Some(value) = ff.value.as_ref().and_then(|v| field_value(v).ok()) else {
-                return Filter::Other;
-            };
-            let Some(path) = path else {
-                return Filter::Other;
-            };
-            let op = F::try_from(ff.op).ok();
-            if path == ["__name__"] {
-                let bound = match op {
-                    Some(F::Equal) => NameBound::Equal,
-                    Some(F::GreaterThan) => NameBound::Above { inclusive: false },
-                    Some(F::GreaterThanOrEqual) => NameBound::Above { inclusive: true },
-                    Some(F::LessThan) => NameBound::Below { inclusive: false },
-                    Some(F::LessThanOrEqual) => NameBound::Below { inclusive: true },
-                    _ => return Filter::Other,
-                };
-                // Only compared, segment by segment (see `data_json`).
-                let prefix = format!("{database}/documents/");
-                return match value {
-                    FieldValue::Reference(name) => match name.strip_prefix(&prefix) {
-                        Some(rest) => {
-                            Filter::Name(bound, rest.split('/').map(String::from).collect())
-                        }
-                        None => Filter::Other,
-                    },
-                    _ => Filter::Other,
-                };
-            }
-            match op {
-                Some(F::Equal) => Filter::Equal(path, value),
+            let value = ff.value.as_ref().and_then(|v| field_value(v).ok());
+            match (path, value) {
+                (Some(path), Some(value)) => Filter::field(database, path, op, value),
                 _ => Filter::Other,
             }
         }
-        _ => Filter::Other,
-    }
+        None => Filter::Other,
+    })
+}
+
+/// A filter's `op`; unknown or unspecified is refused, as over REST.
+fn operator<E: ProtoEnum>(number: i32, within: &'static str) -> Result<E, ClassifyError> {
+    E::from_proto_number(number).ok_or(ClassifyError::InvalidQuery(within))
 }

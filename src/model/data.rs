@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Access, Operation, Scope};
+use super::enums::FieldOp;
+use super::{Access, Database, Operation, Scope};
 
 /// A document's fields: top-level name → value.
 pub type Fields = BTreeMap<String, FieldValue>;
@@ -269,6 +270,36 @@ pub enum NameBound {
 }
 
 impl Filter {
+    /// One field filter of a query on `database`, as both wires read it: an
+    /// equality is a fact, a comparison of `__name__` with a reference
+    /// bounds the names; anything else proves nothing.
+    pub fn field(database: &Database, path: FieldPath, op: FieldOp, value: FieldValue) -> Filter {
+        if path != ["__name__"] {
+            return match op {
+                FieldOp::Equal => Filter::Equal(path, value),
+                _ => Filter::Other,
+            };
+        }
+        let bound = match op {
+            FieldOp::Equal => NameBound::Equal,
+            FieldOp::GreaterThan => NameBound::Above { inclusive: false },
+            FieldOp::GreaterThanOrEqual => NameBound::Above { inclusive: true },
+            FieldOp::LessThan => NameBound::Below { inclusive: false },
+            FieldOp::LessThanOrEqual => NameBound::Below { inclusive: true },
+            _ => return Filter::Other,
+        };
+        // A bound need not name a document (the Node client bounds a
+        // collection with `coll\0/…`): its segments are only compared.
+        let prefix = format!("{database}/documents/");
+        match value {
+            FieldValue::Reference(name) => match name.strip_prefix(&prefix) {
+                Some(rest) => Filter::Name(bound, rest.split('/').map(String::from).collect()),
+                None => Filter::Other,
+            },
+            _ => Filter::Other,
+        }
+    }
+
     /// The `field == value` facts every matching document satisfies (the
     /// top-level conjunction of equalities).
     pub fn equalities(&self) -> Vec<(&FieldPath, &FieldValue)> {

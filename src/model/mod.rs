@@ -1,11 +1,13 @@
 //! The wire-neutral model of a Firestore call: the database, the RPC, every
 //! document and collection it touches ([`Target`]s with their [`Scope`]s),
-//! what its writes write and its query filters ([`data`]), resource names
-//! ([`path`]) and `__name__` narrowing ([`narrow`]). The REST wire
+//! what its writes write and its query filters ([`data`]), the proto enums
+//! they spell by name or number ([`enums`]), resource names ([`path`]) and
+//! `__name__` narrowing ([`narrow`]). The REST wire
 //! (`firestore`) and the gRPC wire (`grpc`) decode into it; neither knows the
 //! other.
 
 pub mod data;
+pub mod enums;
 mod error;
 pub mod narrow;
 pub mod path;

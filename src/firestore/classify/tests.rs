@@ -764,6 +764,62 @@ fn node_client_bodies() {
     );
 }
 
+/// The Node client's `recursiveDelete(db.collection("teams"))` in REST mode:
+/// a kindless query on the root whose `__name__` bounds enclose `teams`, its
+/// operators sent as numbers (`AND` = 1, `GREATER_THAN_OR_EQUAL` = 4,
+/// `LESS_THAN` = 1). It narrows exactly as the same query with names does.
+#[test]
+fn node_recursive_delete_narrows_with_numeric_enums() {
+    let min = "__id-9223372036854775808__";
+    let query = |and: &str, from: &str, below: &str| {
+        format!(
+            r#"{{"structuredQuery":{{"from":[{{"allDescendants":true}}],"select":{{"fields":[{{"fieldPath":"__name__"}}]}},"where":{{"compositeFilter":{{"op":{and},"filters":[
+                {{"fieldFilter":{{"field":{{"fieldPath":"__name__"}},"op":{from},"value":{{"referenceValue":"{NAME}/teams/{min}"}}}}}},
+                {{"fieldFilter":{{"field":{{"fieldPath":"__name__"}},"op":{below},"value":{{"referenceValue":"{NAME}/teams\u0000/{min}"}}}}}}]}}}},"limit":{{"value":5000}}}}}}"#
+        )
+    };
+    let uri = format!("{DB}:runQuery?$alt=json%3Benum-encoding=int");
+    let subtree = [Target {
+        scope: Scope::Subtree {
+            parent: vec![],
+            collection: "teams".into(),
+        },
+        access: Access::List,
+    }];
+    let names = query(r#""AND""#, r#""GREATER_THAN_OR_EQUAL""#, r#""LESS_THAN""#);
+    assert_eq!(targets("POST", &uri, &names), subtree);
+    assert_eq!(targets("POST", &uri, &query("1", "4", "1")), subtree);
+}
+
+#[test]
+fn order_directions_are_read_by_name_or_number() {
+    let uri = format!("{DB}:runQuery");
+    let query = |order: &str| {
+        format!(r#"{{"structuredQuery":{{"from":[{{"collectionId":"a"}}],"orderBy":[{order}]}}}}"#)
+    };
+    let ordered = |direction: &str| {
+        query(&format!(
+            r#"{{"field":{{"fieldPath":"x"}},"direction":{direction}}}"#
+        ))
+    };
+    for known in ["1", "2", "0", "null", r#""ASCENDING""#, r#""DESCENDING""#] {
+        assert_eq!(
+            targets("POST", &uri, &ordered(known)),
+            [coll(&[], "a", Access::List)],
+            "{known}"
+        );
+    }
+    for unknown in ["3", "-1", "1.5", "true", r#""DESC""#, r#""1""#] {
+        assert_eq!(
+            refused("POST", &uri, &ordered(unknown)),
+            "invalid_query",
+            "{unknown}"
+        );
+    }
+    let extra = query(r#"{"field":{"fieldPath":"x"},"nulls":"FIRST"}"#);
+    assert_eq!(refused("POST", &uri, &extra), "unknown_field");
+}
+
 /// `firebase/firestore/lite`: string enums, `text/plain`, `?key=`, an added
 /// `orderBy __name__`, `verify` writes in transactions.
 #[test]

@@ -294,7 +294,14 @@ fn name_bounds_narrow_a_grpc_query_as_they_narrow_rest() {
             {{"fieldFilter":{{"field":{{"fieldPath":"__name__"}},"op":"GREATER_THAN_OR_EQUAL","value":{{"referenceValue":"{ROOT}/notes/{min}"}}}}}},
             {{"fieldFilter":{{"field":{{"fieldPath":"__name__"}},"op":"LESS_THAN","value":{{"referenceValue":"{ROOT}/notes\u0000/{min}"}}}}}}]}}}}}}}}"#
     );
+    // The Node client's REST spelling: the same operators as numbers.
+    let numbers = json
+        .replace(r#""AND""#, "1")
+        .replace(r#""GREATER_THAN_OR_EQUAL""#, "4")
+        .replace(r#""LESS_THAN""#, "1");
+    let numbers = rest("POST", &format!("{v1}:runQuery"), &numbers);
     let rest = rest("POST", &format!("{v1}:runQuery"), &json);
+    assert_eq!(numbers, rest);
     let op = grpc(run_query(ROOT, q));
     assert_eq!(
         op.targets,
@@ -307,6 +314,80 @@ fn name_bounds_narrow_a_grpc_query_as_they_narrow_rest() {
         }]
     );
     assert_eq!(op, rest);
+}
+
+/// An enum number the protos do not define (or one Firestore refuses as
+/// unspecified) is refused, as REST refuses an unknown name.
+#[test]
+fn unknown_enum_numbers_are_refused() {
+    let with_filter = |op: i32| {
+        let mut q = query("notes", false);
+        q.r#where = Some(sq::Filter {
+            filter_type: Some(filter::FilterType::FieldFilter(sq::FieldFilter {
+                field: Some(sq::FieldReference {
+                    field_path: "owner".into(),
+                }),
+                op,
+                value: Some(s("alice")),
+            })),
+        });
+        run_query(ROOT, q)
+    };
+    assert!(grpc(with_filter(5)).filter.is_some());
+    assert_eq!(refused(with_filter(99)), "invalid_query");
+    assert_eq!(refused(with_filter(0)), "invalid_query");
+    let mut composite = query("notes", false);
+    composite.r#where = Some(sq::Filter {
+        filter_type: Some(filter::FilterType::CompositeFilter(sq::CompositeFilter {
+            op: 3,
+            filters: vec![],
+        })),
+    });
+    assert_eq!(refused(run_query(ROOT, composite)), "invalid_query");
+    let unary = |op: i32| {
+        let mut q = query("notes", false);
+        q.r#where = Some(sq::Filter {
+            filter_type: Some(filter::FilterType::UnaryFilter(sq::UnaryFilter {
+                op,
+                operand_type: Some(sq::unary_filter::OperandType::Field(sq::FieldReference {
+                    field_path: "a".into(),
+                })),
+            })),
+        });
+        run_query(ROOT, q)
+    };
+    assert_eq!(grpc(unary(3)).filter, Some(Filter::Other));
+    assert_eq!(refused(unary(1)), "invalid_query");
+    let ordered = |direction: i32| {
+        let mut q = query("notes", false);
+        q.order_by = vec![sq::Order {
+            field: Some(sq::FieldReference {
+                field_path: "a".into(),
+            }),
+            direction,
+        }];
+        run_query(ROOT, q)
+    };
+    assert!(classify(&ordered(0)).is_ok(), "unset: ascending");
+    assert!(classify(&ordered(2)).is_ok());
+    assert_eq!(refused(ordered(3)), "invalid_query");
+    let stamp = |server_value: i32| {
+        let mut w = update("notes/n1");
+        w.update_transforms = vec![FieldTransform {
+            field_path: "at".into(),
+            transform_type: Some(field_transform::TransformType::SetToServerValue(
+                server_value,
+            )),
+        }];
+        GrpcRequest::Commit(proto::CommitRequest {
+            database: "projects/p/databases/(default)".into(),
+            writes: vec![w],
+            ..Default::default()
+        })
+    };
+    assert!(classify(&stamp(1)).is_ok());
+    assert_eq!(refused(stamp(0)), "invalid_write");
+    assert_eq!(refused(stamp(2)), "invalid_write");
 }
 
 #[test]
