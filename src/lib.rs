@@ -13,6 +13,8 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod dev;
+#[cfg(test)]
+mod docs_keys;
 pub mod emulator;
 pub mod error;
 pub mod fetch;
