@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use serde_reflection::{ContainerFormat, Format, Registry, Tracer, TracerConfig, VariantFormat};
 
-use crate::config::RawConfig;
+use crate::app::RawConfig;
 
 /// The docs that may hold the reference tables, relative to the crate root.
 const DOCS: [&str; 3] = ["README.md", "deploy/README.md", "policies/README.md"];
