@@ -406,7 +406,7 @@ impl Pipeline {
             }
             None => return Ok(self.sealing(principal, call)),
         };
-        call.use_transaction(upstream)?;
+        call.use_transaction(upstream);
         Ok(self.sealing(principal, call))
     }
 

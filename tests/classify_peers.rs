@@ -150,9 +150,9 @@ fn real_client_requests_classify_to_their_targets() {
             let upstream = sealer
                 .unseal(&presented.sealed, alice.fingerprint(), &route.database)
                 .expect("the owner's seal unseals");
-            let unsealed = presented
-                .replace(&mut route, body.clone(), &upstream)
-                .expect("body");
+            let mut splices = firegate::firestore::splice::Splices::default();
+            presented.replace(&mut route, &mut splices, &upstream);
+            let unsealed = splices.apply(&body).expect("body");
             let forwarded: serde_json::Value = serde_json::from_slice(&unsealed).expect("json");
             assert_eq!(forwarded["transaction"], "dXBzdHJlYW0tdHgtMQ==");
             let bob = principal("bob");

@@ -10,6 +10,7 @@ use super::Route;
 use super::body::{self, Object};
 use super::data_json;
 use super::messages;
+use super::splice::Splices;
 use crate::model::data::{Change, Fields, Filter, Precondition, Written};
 use crate::model::enums::Direction;
 use crate::model::path::document_name;
@@ -30,6 +31,18 @@ pub struct Classified {
     /// The read time the client asked for: `readTime=` of a get, the
     /// `readTime` consistency selector of a batchGet or query.
     pub read_time: Option<String>,
+    /// Where each write of a commit or batchWrite sits in the body, by
+    /// position: what pinning it to a stored version rewrites.
+    pub write_sites: Vec<WriteSite>,
+}
+
+/// One write's place in the body (byte ranges of the buffered text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteSite {
+    /// The write object, braces included.
+    pub object: Range<usize>,
+    /// The value of its `currentDocument` member, when it has one.
+    pub precondition: Option<Range<usize>>,
 }
 
 /// How a request uses transactions.
@@ -50,27 +63,14 @@ pub struct Presented {
 }
 
 impl Presented {
-    /// The request with the upstream id (raw bytes, written as base64) where
-    /// the sealed one was: in the query, or spliced into the body. `None`
-    /// when the body no longer holds the range classify found.
-    pub fn replace(&self, route: &mut Route, body: Bytes, upstream: &[u8]) -> Option<Bytes> {
+    /// Put the upstream id (raw bytes, written as base64) where the sealed
+    /// one was: in the route's query, or spliced into the body.
+    pub fn replace(&self, route: &mut Route, splices: &mut Splices, upstream: &[u8]) {
         use base64::Engine as _;
         let upstream = base64::engine::general_purpose::STANDARD.encode(upstream);
         match &self.at {
-            Location::Query => {
-                route.set_query_transaction(upstream);
-                Some(body)
-            }
-            Location::Body(range) => {
-                let (before, after) = (body.get(..range.start)?, body.get(range.end..)?);
-                let mut out = bytes::BytesMut::with_capacity(body.len() + upstream.len());
-                out.extend_from_slice(before);
-                out.extend_from_slice(b"\"");
-                out.extend_from_slice(upstream.as_bytes());
-                out.extend_from_slice(b"\"");
-                out.extend_from_slice(after);
-                Some(out.freeze())
-            }
+            Location::Query => route.set_query_transaction(upstream),
+            Location::Body(range) => splices.replace(range.clone(), format!("\"{upstream}\"")),
         }
     }
 }
@@ -105,6 +105,7 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
         transaction: TransactionUse::default(),
         request_tags: route.request_tags().map(str::to_owned).collect(),
         read_time: None,
+        write_sites: Vec::new(),
     };
     c.run(route)?;
     let read_time = match route.method {
@@ -122,6 +123,7 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
         transaction: c.transaction,
         request_tags: c.request_tags,
         read_time,
+        write_sites: c.write_sites,
     })
 }
 
@@ -137,6 +139,7 @@ struct Classifier<'a> {
     transaction: TransactionUse,
     request_tags: Vec<String>,
     read_time: Option<String>,
+    write_sites: Vec<WriteSite>,
 }
 
 impl<'a> Classifier<'a> {
@@ -301,10 +304,16 @@ impl<'a> Classifier<'a> {
             "update_transforms",
             &messages::FIELD_TRANSFORMS,
         )?;
-        let precondition = match w.take("currentDocument", "current_document")? {
+        let current_document = w.take("currentDocument", "current_document")?;
+        let precondition = match current_document {
             Some(raw) => precondition(raw)?,
             None => Precondition::None,
         };
+        let site = WriteSite {
+            object: body::span(self.text, raw).ok_or(ClassifyError::MalformedBody("write"))?,
+            precondition: current_document.and_then(|raw| body::span(self.text, raw)),
+        };
+        self.write_sites.push(site);
         let must_exist = precondition.must_exist();
         let mut transforms = match update_transforms {
             Some(raw) => data_json::transforms(raw)?,

@@ -11,7 +11,10 @@ mod messages;
 mod proptests;
 mod route;
 mod shape;
+pub mod splice;
 pub mod status;
 
-pub use classify::{Classified, Location, Presented, TransactionUse, classify, classify_request};
+pub use classify::{
+    Classified, Location, Presented, TransactionUse, WriteSite, classify, classify_request,
+};
 pub use route::{Route, refuse_grpc, route};

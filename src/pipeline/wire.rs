@@ -146,13 +146,12 @@ impl Call {
 
     /// Put the upstream id where the sealed one was; the call remembers it
     /// (a stored read happens in that transaction).
-    pub(super) fn use_transaction(&mut self, upstream: Vec<u8>) -> Result<(), PipelineError> {
+    pub(super) fn use_transaction(&mut self, upstream: Vec<u8>) {
         match &mut self.encoded {
-            Encoded::Rest(call) => call.use_transaction(&upstream)?,
+            Encoded::Rest(call) => call.use_transaction(&upstream),
             Encoded::Grpc(call) => call.use_transaction(&upstream),
         }
         self.transaction = Some(upstream);
-        Ok(())
     }
 
     /// Where a stored read for this call happens: in its transaction, at

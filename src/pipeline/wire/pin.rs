@@ -2,10 +2,10 @@
 //! the versions the rules saw, so a concurrent change fails the write (Firestore's own
 //! precondition failure) and a checked read returns what was checked.
 
-use bytes::Bytes;
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
-use crate::firestore::Route;
+use crate::firestore::splice::{Splices, top_object};
+use crate::firestore::{Route, WriteSite};
 use crate::model::data::{Precondition, Stored, Written};
 use crate::model::{Method, Operation, Scope};
 use crate::pipeline::stored::{ReadStored, StoredReadError};
@@ -55,22 +55,25 @@ pub(in crate::pipeline) fn first_write_pins<'s>(
     pins
 }
 
-fn json_of(pin: &Pin<'_>) -> Json {
+fn json_of(pin: &Pin<'_>) -> String {
     match pin {
-        Pin::UpdateTime(t) => json!({ "updateTime": t }),
-        Pin::Missing => json!({ "exists": false }),
+        Pin::UpdateTime(t) => json!({ "updateTime": t }).to_string(),
+        Pin::Missing => r#"{"exists":false}"#.to_owned(),
     }
 }
 
 /// Rewrite the forwarded request: writes pinned, checked reads read at the
 /// time of the check (unless in a transaction or at the client's time).
+/// The places come from classify (`sites`): the body is not parsed again.
 pub fn pin(
     route: &mut Route,
-    body: Bytes,
+    splices: &mut Splices,
+    body: &[u8],
+    sites: &[WriteSite],
     op: &Operation,
     read: &ReadStored,
     consistent: bool,
-) -> Result<Bytes, StoredReadError> {
+) -> Result<(), StoredReadError> {
     let stored = &read.documents;
     match op.method {
         Method::Patch | Method::Delete => {
@@ -80,47 +83,37 @@ pub fn pin(
                     Pin::Missing => None,
                 });
             }
-            Ok(body)
         }
         Method::Commit | Method::BatchWrite => {
-            let pins = first_write_pins(op, stored);
-            if pins.is_empty() {
-                return Ok(body);
+            for (index, pin) in first_write_pins(op, stored) {
+                let site = sites
+                    .get(index)
+                    .ok_or_else(|| unpinnable("no such write"))?;
+                let precondition = json_of(&pin);
+                match &site.precondition {
+                    Some(range) => splices.replace(range.clone(), precondition),
+                    None => splices.insert_member(
+                        body,
+                        site.object.start,
+                        &format!(r#""currentDocument":{precondition}"#),
+                    ),
+                }
             }
-            let mut request: Json = serde_json::from_slice(&body).map_err(unpinnable)?;
-            let writes = request
-                .get_mut("writes")
-                .and_then(Json::as_array_mut)
-                .ok_or_else(|| unpinnable("no writes"))?;
-            for (index, pin) in pins {
-                let write = writes
-                    .get_mut(index)
-                    .and_then(Json::as_object_mut)
-                    .ok_or_else(|| unpinnable("write"))?;
-                write.remove("current_document");
-                write.insert("currentDocument".into(), json_of(&pin));
-            }
-            Ok(Bytes::from(request.to_string()))
         }
         Method::Get if !consistent => {
             if let Some(t) = &read.read_time {
                 route.pin_read_time(t);
             }
-            Ok(body)
         }
         Method::BatchGet if !consistent => {
-            let Some(t) = &read.read_time else {
-                return Ok(body);
-            };
-            let mut request: Json = serde_json::from_slice(&body).map_err(unpinnable)?;
-            let object = request
-                .as_object_mut()
-                .ok_or_else(|| unpinnable("not an object"))?;
-            object.insert("readTime".into(), json!(t));
-            Ok(Bytes::from(request.to_string()))
+            if let Some(t) = &read.read_time {
+                let open = top_object(body).ok_or_else(|| unpinnable("not an object"))?;
+                splices.insert_member(body, open, &format!(r#""readTime":{}"#, json!(t)));
+            }
         }
-        _ => Ok(body),
+        _ => {}
     }
+    Ok(())
 }
 
 fn unpinnable(e: impl std::fmt::Display) -> StoredReadError {
@@ -184,9 +177,9 @@ mod tests {
     }
 
     #[test]
-    fn commit_writes_are_pinned_to_the_read_versions() {
-        let body = Bytes::from_static(
-            br#"{"writes":[{"delete":"x","current_document":{"exists":true}},{"delete":"y"}]}"#,
+    fn commit_writes_are_pinned_to_the_read_versions_where_classify_found_them() {
+        let body = bytes::Bytes::from_static(
+            br#"{"writes":[{"delete":"projects/p/databases/(default)/documents/notes/a","current_document":{"exists":true}},{"delete":"projects/p/databases/(default)/documents/notes/b"}]}"#,
         );
         let read = ReadStored {
             documents: stored(),
@@ -197,19 +190,30 @@ mod tests {
             &"/v1/projects/p/databases/(default)/documents:commit"
                 .parse()
                 .unwrap(),
-            &http::HeaderMap::new(),
+            &http::HeaderMap::from_iter([(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            )]),
         )
         .unwrap();
-        let out = pin(&mut route, body, &op(), &read, false).unwrap();
-        let out: Json = serde_json::from_slice(&out).unwrap();
+        let classified = crate::firestore::classify_request(&route, Some(&body)).unwrap();
+        let mut splices = Splices::default();
+        let sites = &classified.write_sites;
+        pin(&mut route, &mut splices, &body, sites, &op(), &read, false).unwrap();
+        let out = splices.apply(&body).unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
-            out["writes"][0]["currentDocument"],
-            json!({"updateTime": "2026-01-01T00:00:00Z"})
+            out["writes"][0]["current_document"],
+            json!({"updateTime": "2026-01-01T00:00:00Z"}),
+            "the client's own precondition, replaced in place"
         );
-        assert!(out["writes"][0].get("current_document").is_none());
         assert_eq!(
             out["writes"][1]["currentDocument"],
             json!({"exists": false})
+        );
+        assert_eq!(
+            out["writes"][1]["delete"],
+            "projects/p/databases/(default)/documents/notes/b"
         );
     }
 }

@@ -8,19 +8,22 @@ use http::request::Parts;
 
 use super::{Call, Encoded, pin};
 use crate::body::{self, Body};
-use crate::firestore::{self, Presented, Route};
+use crate::firestore::splice::Splices;
+use crate::firestore::{self, Presented, Route, WriteSite};
 use crate::model::{ClassifyError, Operation};
 use crate::pipeline::stored::ReadStored;
 use crate::pipeline::{Exchange, Pipeline, PipelineError};
-use crate::transaction::TransactionError;
 use crate::upstream::{AccessToken, Outbound};
 
-/// A REST call as it will be forwarded.
+/// A REST call as it will be forwarded: the body as it came, and the
+/// rewrites bind and pin make to it, applied once on the way out.
 pub(super) struct RestCall {
     parts: Parts,
     route: Route,
     body: Bytes,
+    splices: Splices,
     presented: Option<Presented>,
+    write_sites: Vec<WriteSite>,
 }
 
 /// Method + URL + body → `Call` (400/403/404/408/413). Every body is read
@@ -52,7 +55,9 @@ pub(super) async fn classify(
         parts,
         route,
         body: bytes,
+        splices: Splices::default(),
         presented: classified.transaction.presented,
+        write_sites: classified.write_sites,
     });
     Ok(Call::new(
         classified.operation,
@@ -67,15 +72,10 @@ impl RestCall {
         self.presented.as_ref().map(|p| p.sealed.as_str())
     }
 
-    pub(super) fn use_transaction(&mut self, upstream: &[u8]) -> Result<(), TransactionError> {
-        let Some(presented) = &self.presented else {
-            return Ok(());
-        };
-        let body = std::mem::take(&mut self.body);
-        self.body = presented
-            .replace(&mut self.route, body, upstream)
-            .ok_or(TransactionError::Forged)?;
-        Ok(())
+    pub(super) fn use_transaction(&mut self, upstream: &[u8]) {
+        if let Some(presented) = &self.presented {
+            presented.replace(&mut self.route, &mut self.splices, upstream);
+        }
     }
 
     pub(super) fn pin(
@@ -84,8 +84,16 @@ impl RestCall {
         stored: &ReadStored,
         consistent: bool,
     ) -> Result<(), PipelineError> {
-        let body = std::mem::take(&mut self.body);
-        self.body = pin::pin(&mut self.route, body, op, stored, consistent)?;
+        let (route, splices) = (&mut self.route, &mut self.splices);
+        pin::pin(
+            route,
+            splices,
+            &self.body,
+            &self.write_sites,
+            op,
+            stored,
+            consistent,
+        )?;
         Ok(())
     }
 
@@ -103,7 +111,11 @@ impl RestCall {
             self.parts.headers.remove(header::ACCEPT_ENCODING);
         }
         let body = if self.route.needs_body() {
-            body::full(std::mem::take(&mut self.body))
+            let splices = std::mem::take(&mut self.splices);
+            let rewritten = splices
+                .apply(&self.body)
+                .ok_or(ClassifyError::MalformedBody("overlapping rewrites"))?;
+            body::full(rewritten)
         } else {
             body::empty()
         };
@@ -143,7 +155,7 @@ mod tests {
 
     use super::*;
     use crate::model::Database;
-    use crate::transaction::TransactionSealer;
+    use crate::transaction::{TransactionError, TransactionSealer};
 
     const ALICE: [u8; 32] = [1; 32];
     const BOB: [u8; 32] = [2; 32];
@@ -175,7 +187,9 @@ mod tests {
             parts,
             route,
             body,
+            splices: Splices::default(),
             presented: classified.transaction.presented,
+            write_sites: classified.write_sites,
         }
     }
 
@@ -185,7 +199,12 @@ mod tests {
         call: &mut RestCall,
     ) -> Result<(), TransactionError> {
         let upstream = s.unseal(call.presented().unwrap(), who, &db())?;
-        call.use_transaction(&upstream)
+        call.use_transaction(&upstream);
+        Ok(())
+    }
+
+    fn forwarded(call: RestCall) -> Bytes {
+        call.splices.apply(&call.body).unwrap()
     }
 
     #[test]
@@ -199,7 +218,7 @@ mod tests {
         let mut alice = call("POST", commit, &body);
         bind(&s, &ALICE, &mut alice).unwrap();
         assert_eq!(
-            alice.body,
+            forwarded(alice),
             format!(
                 r#"{{"writes":[],"transaction":"{}"}}"#,
                 STANDARD.encode("up-id")
@@ -217,7 +236,7 @@ mod tests {
         );
         let mut get = call("GET", &uri, "");
         bind(&s, &ALICE, &mut get).unwrap();
-        assert!(get.body.is_empty());
+        assert!(get.splices.is_empty());
         assert_eq!(
             get.route.upstream_path_and_query,
             "/v1/projects/p/databases/(default)/documents/a/b?transaction=dXAtaWQ%3D"
@@ -232,7 +251,7 @@ mod tests {
             r#"{"writes":[]}"#,
         );
         assert!(commit.presented().is_none());
-        commit.use_transaction(b"up-id").unwrap();
-        assert_eq!(commit.body, r#"{"writes":[]}"#);
+        commit.use_transaction(b"up-id");
+        assert_eq!(forwarded(commit), r#"{"writes":[]}"#);
     }
 }
