@@ -236,17 +236,7 @@ fn parse_integer(json: &Json) -> Result<i64, EmulatorError> {
 }
 
 fn parse_double(json: &Json) -> Result<f64, EmulatorError> {
-    match json {
-        Json::Number(n) => n.as_f64(),
-        Json::String(s) => match s.as_str() {
-            "NaN" => Some(f64::NAN),
-            "Infinity" => Some(f64::INFINITY),
-            "-Infinity" => Some(f64::NEG_INFINITY),
-            other => other.parse().ok(),
-        },
-        _ => None,
-    }
-    .ok_or_else(|| invalid("doubleValue must be a number"))
+    crate::firestore::data_json::double(json).ok_or_else(|| invalid("doubleValue must be a number"))
 }
 
 pub fn double_to_json(d: f64) -> Json {

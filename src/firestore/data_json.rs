@@ -75,7 +75,9 @@ pub fn value(v: &Json) -> Result<FieldValue, ClassifyError> {
     })
 }
 
-fn double(v: &Json) -> Option<f64> {
+/// A proto3-JSON `double`: a number, or the strings `NaN`, `Infinity`,
+/// `-Infinity` and decimal text.
+pub fn double(v: &Json) -> Option<f64> {
     match v {
         Json::Number(n) => n.as_f64(),
         Json::String(s) => match s.as_str() {
