@@ -59,6 +59,8 @@ pub struct PipelineSettings {
     pub body_pace: Pace,
     /// Most targets one request may name.
     pub max_targets: usize,
+    /// Most targets one Listen stream may hold.
+    pub max_listen_targets: usize,
     /// The databases served (`upstream.databases`).
     pub databases: Vec<Database>,
     /// Proxies whose `X-Forwarded-For` is believed.

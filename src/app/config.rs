@@ -153,6 +153,7 @@ impl Config {
                 min_rate: limits.min_body_rate,
             },
             max_targets: limits.max_targets,
+            max_listen_targets: limits.max_listen_targets,
             databases: self.upstream.databases.clone(),
             trusted_proxies: self.server.trusted_proxies.clone(),
             cors: self.server.cors.clone(),

@@ -21,6 +21,14 @@ pub enum GrpcError {
     MalformedTimeout,
     #[error("the call's deadline passed before it was forwarded")]
     DeadlineExceeded,
+    #[error("the Listen stream's first message did not come in time")]
+    NoFirstMessage,
+    #[error("the Listen stream's deadline passed")]
+    StreamDeadline,
+    #[error("a Listen target id that is already active")]
+    TargetIdInUse,
+    #[error("a Listen stream over {limit} targets")]
+    TooManyListenTargets { limit: usize },
 }
 
 impl GrpcError {
@@ -35,6 +43,10 @@ impl GrpcError {
             GrpcError::MalformedMessage => "grpc_malformed_message",
             GrpcError::MalformedTimeout => "grpc_malformed_timeout",
             GrpcError::DeadlineExceeded => "grpc_deadline_exceeded",
+            GrpcError::NoFirstMessage => "listen_no_first_message",
+            GrpcError::StreamDeadline => "listen_deadline_exceeded",
+            GrpcError::TargetIdInUse => "listen_target_id_in_use",
+            GrpcError::TooManyListenTargets { .. } => "listen_target_limit",
         }
     }
 }

@@ -7,9 +7,9 @@
 //! opens, one per target decision, one when it ends (bytes, duration).
 
 mod listener;
+mod targets;
 mod upstream;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,11 +24,12 @@ use tracing::Instrument as _;
 
 use super::{ConnInfo, Exchange, Pipeline, PipelineError};
 use crate::body::{self, Body, BoxError};
-use crate::grpc::{GrpcError, ListenRequests};
+use crate::grpc::{GrpcError, GrpcTimeout, ListenRequests};
 use crate::model::Method;
 use crate::model::path::database_name;
 use crate::policy::Decision;
 use listener::Listener;
+use targets::Targets;
 use upstream::Upstream;
 
 /// How often an open stream re-checks its caller's token and the policy
@@ -51,11 +52,19 @@ impl Pipeline {
     ) -> Result<Response<Body>, PipelineError> {
         let (parts, body) = req.into_parts();
         let principal = self.enter(&parts, conn, ex).await?;
+        // The caller's deadline bounds the whole stream.
+        let deadline = GrpcTimeout::from_headers(&parts.headers)?
+            .map(|t| tokio::time::Instant::from_std(ex.started()) + t.0);
         let mut requests =
             ListenRequests::new(body, self.settings.max_grpc_message_bytes, ex.bytes_in());
-        let first = requests.next().await.ok_or(GrpcError::MalformedFrame(
-            "the stream ended before its first message",
-        ))??;
+        // A stream that never says what it listens to holds a slot for
+        // nothing: it gets as long as a request body does.
+        let first = tokio::time::timeout(self.settings.body_pace.deadline, requests.next())
+            .await
+            .map_err(|_| GrpcError::NoFirstMessage)?
+            .ok_or(GrpcError::MalformedFrame(
+                "the stream ended before its first message",
+            ))??;
         let database = database_name(&first.database)?;
         ex.route = Some((Method::Listen, database.name()));
         self.served(&database)?;
@@ -86,7 +95,8 @@ impl Pipeline {
             proto: ex.proto(),
             out,
             upstream: Upstream::Closed,
-            targets: HashMap::new(),
+            targets: Targets::default(),
+            deadline,
             epoch: self.policy.epoch(),
             client_done: false,
         };

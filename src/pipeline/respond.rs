@@ -44,6 +44,7 @@ pub enum Answer {
     DatabaseNotServed,
     /// 400.
     InvalidArgument(&'static str),
+    ListenTargetLimit,
     /// 413 (Google's front end answers `INVALID_ARGUMENT` in the body).
     PayloadTooLarge,
     /// 400 naming `server.limits.max_targets` (config, not request content).
@@ -216,7 +217,11 @@ pub fn answer(err: &PipelineError) -> Answer {
             }
             GrpcError::MessageTooLarge { .. } => A::PayloadTooLarge,
             GrpcError::MalformedTimeout => A::InvalidArgument("Invalid grpc-timeout."),
-            GrpcError::DeadlineExceeded => A::DeadlineExceeded,
+            GrpcError::DeadlineExceeded | GrpcError::NoFirstMessage | GrpcError::StreamDeadline => {
+                A::DeadlineExceeded
+            }
+            GrpcError::TargetIdInUse => A::InvalidArgument("Target id is already in use."),
+            GrpcError::TooManyListenTargets { .. } => A::ListenTargetLimit,
         },
     }
 }
@@ -264,6 +269,10 @@ impl Answer {
             Answer::ResourceExhausted => ApiError::new(
                 Code::ResourceExhausted,
                 "Too many concurrent requests from this caller.",
+            ),
+            Answer::ListenTargetLimit => ApiError::new(
+                Code::ResourceExhausted,
+                "Too many targets on this Listen stream.",
             ),
             Answer::PayloadTooLarge => ApiError::new(
                 Code::InvalidArgument,
@@ -331,6 +340,7 @@ impl Answer {
             | Answer::DatabaseNotServed
             | Answer::InvalidArgument(_)
             | Answer::TooManyTargets(_)
+            | Answer::ListenTargetLimit
             | Answer::PayloadTooLarge
             | Answer::NotFound(_)
             | Answer::Unimplemented(_)

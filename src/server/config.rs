@@ -84,6 +84,8 @@ pub struct RawLimits {
     pub max_in_flight_per_principal: usize,
     #[serde(default = "defaults::max_targets")]
     pub max_targets: usize,
+    #[serde(default = "defaults::max_listen_targets")]
+    pub max_listen_targets: usize,
     #[serde(default = "defaults::max_grpc_message_bytes")]
     pub max_grpc_message_bytes: usize,
 }
@@ -102,6 +104,7 @@ impl Default for RawLimits {
             body_rate_window: defaults::body_rate_window(),
             max_in_flight_per_principal: defaults::max_in_flight_per_principal(),
             max_targets: defaults::max_targets(),
+            max_listen_targets: defaults::max_listen_targets(),
             max_grpc_message_bytes: defaults::max_grpc_message_bytes(),
         }
     }
@@ -126,6 +129,9 @@ mod defaults {
     pub const MAX_IN_FLIGHT_PER_PRINCIPAL: usize = 256;
     /// A full 500-write `:commit` of upserts names 1,000 targets.
     pub const MAX_TARGETS: usize = 1000;
+    /// Targets one Listen stream may hold at once (the SDKs add one per
+    /// listener; a thousand listeners on one channel is a lot).
+    pub const MAX_LISTEN_TARGETS: usize = 1000;
     /// gRPC's own default receive limit (4 MiB); Firestore's largest
     /// document is 1 MiB, a full commit of them fits in `max_body_bytes`.
     pub const MAX_GRPC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -169,6 +175,9 @@ mod defaults {
     pub fn max_targets() -> usize {
         MAX_TARGETS
     }
+    pub fn max_listen_targets() -> usize {
+        MAX_LISTEN_TARGETS
+    }
     pub fn max_grpc_message_bytes() -> usize {
         MAX_GRPC_MESSAGE_BYTES
     }
@@ -209,6 +218,8 @@ pub struct Limits {
     pub max_in_flight_per_principal: usize,
     /// Most targets (documents and scopes) one request may name.
     pub max_targets: usize,
+    /// Most targets one Listen stream may hold at once.
+    pub max_listen_targets: usize,
     /// Largest gRPC message, either way, that firegate decodes (requests,
     /// Listen messages, responses it re-seals).
     pub max_grpc_message_bytes: usize,
@@ -231,6 +242,7 @@ impl Default for Limits {
             }),
             max_in_flight_per_principal: defaults::MAX_IN_FLIGHT_PER_PRINCIPAL,
             max_targets: defaults::MAX_TARGETS,
+            max_listen_targets: defaults::MAX_LISTEN_TARGETS,
             max_grpc_message_bytes: defaults::MAX_GRPC_MESSAGE_BYTES,
         }
     }
@@ -342,6 +354,9 @@ impl RawLimits {
         if self.max_targets == 0 {
             errors.push("server.limits.max_targets", "must be at least 1");
         }
+        if self.max_listen_targets == 0 {
+            errors.push("server.limits.max_listen_targets", "must be at least 1");
+        }
         Limits {
             max_body_bytes: self.max_body_bytes,
             max_header_bytes: self.max_header_bytes,
@@ -353,6 +368,7 @@ impl RawLimits {
             min_body_rate,
             max_in_flight_per_principal: self.max_in_flight_per_principal,
             max_targets: self.max_targets,
+            max_listen_targets: self.max_listen_targets,
             max_grpc_message_bytes: self.max_grpc_message_bytes,
         }
     }
@@ -411,6 +427,7 @@ mod tests {
                 limits.min_body_rate,
                 limits.max_in_flight_per_principal,
                 limits.max_targets,
+                limits.max_listen_targets,
                 limits.max_grpc_message_bytes,
             ),
             (
@@ -424,6 +441,7 @@ mod tests {
                 typed.min_body_rate,
                 typed.max_in_flight_per_principal,
                 typed.max_targets,
+                typed.max_listen_targets,
                 typed.max_grpc_message_bytes,
             )
         );

@@ -11,14 +11,16 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body::Frame;
 use http_body_util::StreamBody;
 use hyper::body::Incoming;
+use prost::Message as _;
 use tokio::sync::mpsc;
 
+use super::targets::Targets;
 use super::upstream::{AbortOnDrop, Upstream, UpstreamEvent, grpc_status_of, upstream_event};
 use super::{ClientFrame, RECHECK};
 use crate::authn::Principal;
 use crate::body::{self, BoxError};
 use crate::grpc::proto::{listen_request, listen_response, target_change};
-use crate::grpc::{self, ListenRequests, frame, proto};
+use crate::grpc::{self, GrpcError, ListenRequests, frame, proto};
 use crate::model::{ClassifyError, Database, Operation};
 use crate::pipeline::exchange::StreamEvents;
 use crate::pipeline::{Exchange, Pipeline, PipelineError, respond};
@@ -38,8 +40,11 @@ pub(super) struct Listener {
     pub(super) proto: &'static str,
     pub(super) out: mpsc::Sender<ClientFrame>,
     pub(super) upstream: Upstream,
-    /// The targets forwarded, by id, with the operation they were judged as.
-    pub(super) targets: HashMap<i32, Arc<Operation>>,
+    /// The targets, by the id Firestore knows them by, with the operation
+    /// each was judged as.
+    pub(super) targets: Targets,
+    /// The caller's `grpc-timeout`: the stream ends `DEADLINE_EXCEEDED` then.
+    pub(super) deadline: Option<tokio::time::Instant>,
     pub(super) epoch: u64,
     /// The client half-closed: so is the upstream request, once open.
     pub(super) client_done: bool,
@@ -92,6 +97,9 @@ impl Listener {
                         return self.fail(&err);
                     }
                 }
+                _ = sleep_until(self.deadline) => {
+                    return self.fail(&GrpcError::StreamDeadline.into());
+                }
                 _ = self.out.closed() => return HeaderMap::new(),
             }
         }
@@ -108,7 +116,7 @@ impl Listener {
                 self.add_target(r.labels, target).await
             }
             Some(listen_request::TargetChange::RemoveTarget(id)) => {
-                self.targets.remove(&id);
+                self.targets.remove(id);
                 self.forward(proto::ListenRequest {
                     database: r.database,
                     labels: r.labels,
@@ -127,7 +135,17 @@ impl Listener {
         target: proto::Target,
     ) -> Result<(), PipelineError> {
         let id = target.target_id;
+        if id != 0 && self.targets.in_use(id) {
+            // Never forwarded: Firestore would refuse it, and firegate would
+            // lose track of the target already known by that id.
+            return Err(GrpcError::TargetIdInUse.into());
+        }
         let mut event = self.events.event();
+        let limit = self.pipeline.settings.max_listen_targets;
+        if self.targets.len() >= limit {
+            let err = GrpcError::TooManyListenTargets { limit }.into();
+            return self.refuse(id, event, &err).await;
+        }
         let op = match grpc::listen_target(&self.database, &target) {
             Ok(op) => Arc::new(op),
             Err(err) => return self.refuse(id, event, &err.into()).await,
@@ -150,13 +168,19 @@ impl Listener {
             _ => {}
         }
         self.record(event, None);
-        self.targets.insert(id, op);
-        self.forward(proto::ListenRequest {
+        let request = proto::ListenRequest {
             database: self.database_name.clone(),
             labels,
             target_change: Some(listen_request::TargetChange::AddTarget(target)),
-        })
-        .await;
+        };
+        if id == 0 {
+            if let Some(request) = self.targets.add_unnumbered(op, request) {
+                self.forward(request).await;
+            }
+        } else {
+            self.targets.add(id, op);
+            self.forward(request).await;
+        }
         Ok(())
     }
 
@@ -357,21 +381,68 @@ impl Listener {
         let mut messages = Vec::new();
         loop {
             match deframer.next_message() {
-                Ok(Some(m)) => messages.push(frame::encode_raw(&m)),
+                Ok(Some(m)) => messages.push(m),
                 Ok(None) => break,
-                Err(_) => {
-                    return Some(self.fail(
-                        &UpstreamError::ProtocolError("unreadable upstream message".into()).into(),
-                    ));
-                }
+                Err(_) => return Some(self.fail(&unreadable())),
             }
         }
         for m in messages {
+            // Passed through as they came unless an id is awaited or a
+            // revocation is unacknowledged: only then decoded.
+            let m = if self.targets.screening() {
+                let Ok(message) = proto::ListenResponse::decode(m.as_ref()) else {
+                    return Some(self.fail(&unreadable()));
+                };
+                match self.on_screened(message).await {
+                    Some(message) => frame::encode(&message),
+                    None => continue,
+                }
+            } else {
+                frame::encode_raw(&m)
+            };
             if self.out.send(Ok(Frame::data(m))).await.is_err() {
                 return Some(HeaderMap::new());
             }
         }
         None
+    }
+
+    /// One decoded upstream message through the target bookkeeping: what
+    /// is left for the client, if anything. A settled id-0 target lets the
+    /// next held one go, judged again.
+    async fn on_screened(
+        &mut self,
+        message: proto::ListenResponse,
+    ) -> Option<proto::ListenResponse> {
+        let screened = self.targets.screen(message);
+        for id in screened.remove {
+            self.forward_remove(id).await;
+        }
+        if screened.settled {
+            while let Some(held) = self.targets.next_held() {
+                let mut event = self.events.event();
+                match self.judge(&held.op, &mut event).await {
+                    Ok(_) => {
+                        self.record(event, None);
+                        let request = self.targets.send_held(held);
+                        self.forward(request).await;
+                    }
+                    Err(err) => {
+                        let _ = self.refuse(0, event, &err).await;
+                    }
+                }
+            }
+        }
+        screened.pass
+    }
+
+    async fn forward_remove(&mut self, id: i32) {
+        self.forward(proto::ListenRequest {
+            database: self.database_name.clone(),
+            labels: HashMap::new(),
+            target_change: Some(listen_request::TargetChange::RemoveTarget(id)),
+        })
+        .await;
     }
 
     /// The token must still hold; a changed policy table re-judges every
@@ -394,41 +465,76 @@ impl Listener {
             return Ok(());
         }
         self.epoch = epoch;
-        let mut ids: Vec<i32> = self.targets.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let Some(op) = self.targets.get(&id).cloned() else {
+        for (id, op) in self.targets.active() {
+            let Some((reason, cause)) = self.rejudge(&op).await else {
                 continue;
             };
-            let mut event = self.events.event();
-            let (reason, cause) = match self.judge(&op, &mut event).await {
-                Ok(account) if account == *self.upstream.account() => continue,
-                Ok(_) => (
-                    "listen_upstream_account_differs".to_owned(),
-                    PipelineError::Denied,
-                ),
-                Err(PipelineError::Denied) => {
-                    ("listen_target_revoked".to_owned(), PipelineError::Denied)
-                }
-                // Fail closed: a target that cannot be judged now is not kept.
-                Err(err) => (err.reason(event.decision.as_ref()), err),
-            };
-            self.targets.remove(&id);
-            self.record(event, Some(reason));
+            self.targets.revoke(id);
             self.remove_on_client(id, &cause).await?;
-            self.forward(proto::ListenRequest {
-                database: self.database_name.clone(),
-                labels: HashMap::new(),
-                target_change: Some(listen_request::TargetChange::RemoveTarget(id)),
-            })
-            .await;
+            self.record_revoked(&op, reason);
+            self.forward_remove(id).await;
         }
+        // An id-0 target in flight is removed once its id comes; held ones
+        // are dropped before they go anywhere.
+        if let Some(op) = self.targets.awaiting()
+            && let Some((reason, cause)) = self.rejudge(&op).await
+        {
+            self.targets.revoke_awaiting();
+            self.remove_on_client(0, &cause).await?;
+            self.record_revoked(&op, reason);
+        }
+        let mut kept = std::collections::VecDeque::new();
+        for held in self.targets.take_held() {
+            match self.rejudge(&held.op).await {
+                None => kept.push_back(held),
+                Some((reason, cause)) => {
+                    self.remove_on_client(0, &cause).await?;
+                    self.record_revoked(&held.op, reason);
+                }
+            }
+        }
+        self.targets.put_back_held(kept);
         Ok(())
+    }
+
+    /// A target judged again: `None` while it holds, else why it goes.
+    async fn rejudge(&self, op: &Arc<Operation>) -> Option<(String, PipelineError)> {
+        let mut event = self.events.event();
+        Some(match self.judge(op, &mut event).await {
+            Ok(account) if account == *self.upstream.account() => return None,
+            Ok(_) => (
+                "listen_upstream_account_differs".to_owned(),
+                PipelineError::Denied,
+            ),
+            Err(PipelineError::Denied) => {
+                ("listen_target_revoked".to_owned(), PipelineError::Denied)
+            }
+            // Fail closed: a target that cannot be judged now is not kept.
+            Err(err) => (err.reason(event.decision.as_ref()), err),
+        })
+    }
+
+    fn record_revoked(&self, op: &Arc<Operation>, reason: String) {
+        let mut event = self.events.event();
+        event.operation = Some(Arc::clone(op));
+        self.record(event, Some(reason));
     }
 
     fn fail(&self, err: &PipelineError) -> End {
         tracing::debug!(reason = %err.reason(None), "Listen stream ended");
         respond::grpc_error_trailers(err, &self.request_id)
+    }
+}
+
+fn unreadable() -> PipelineError {
+    UpstreamError::ProtocolError("unreadable upstream message".into()).into()
+}
+
+/// Until `deadline`, or forever.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
