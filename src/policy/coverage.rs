@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::Decision;
 use super::compile::{Effect, Rule};
-use super::condition::Input;
+use super::condition::{Input, Variables};
 use super::seen::Seen as Documents;
 use super::table::{Table, tokens};
 use crate::authn::Principal;
@@ -165,14 +165,13 @@ impl<'t> Coverage<'t> {
                 let parts = branches(condition.program().expression());
                 let path = path.unwrap_or_else(|| Value::from(HashMap::<String, Value>::new()));
                 let documents = Documents::for_target(op, target, stored);
-                let (whole, outcomes) = condition.eval_parts(
-                    &self.table.env,
-                    &input,
-                    target.access,
+                let vars = Variables {
+                    input: &input,
+                    access: target.access,
                     path,
-                    &documents,
-                    &parts,
-                );
+                    seen: &documents,
+                };
+                let (whole, outcomes) = condition.eval_parts(&self.table.env, vars, &parts);
                 if let Some((seen, labels)) = &mut self.rules[i].condition {
                     seen.note(&whole);
                     for ((_, s), outcome) in labels.iter_mut().zip(&outcomes) {
