@@ -320,7 +320,8 @@ fn visit<'e>(expr: &'e IdedExpr, f: &mut impl FnMut(&'e IdedExpr)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Access, Database, Method, Scope, Target};
+    use crate::model::{Access, Method};
+    use crate::policy::fixtures::{doc, member, op};
 
     const POLICY: &str = r#"
 rules:
@@ -339,28 +340,11 @@ rules:
         let table = Table::from_yaml(POLICY, 1).unwrap();
         let mut coverage = Coverage::new(&table);
         for (subject, team) in cases {
-            let p = Principal::new(
-                "i".into(),
-                subject.to_string(),
-                None,
-                vec![],
-                Default::default(),
+            let p = member(subject, &[]);
+            let op = op(
+                Method::Get,
+                vec![doc(&format!("teams/{team}/x/1"), Access::Get)],
             );
-            let op = Operation {
-                writes: Vec::new(),
-                filter: None,
-                database: Database {
-                    project: "p".into(),
-                    database: "(default)".into(),
-                },
-                method: Method::Get,
-                targets: vec![Target {
-                    scope: Scope::Document {
-                        path: vec!["teams".into(), team.to_string(), "x".into(), "1".into()],
-                    },
-                    access: Access::Get,
-                }],
-            };
             let decision = table.decide(&p, &op);
             coverage.record(&p, &op, &decision);
         }
