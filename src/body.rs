@@ -2,6 +2,8 @@
 //! streaming), and the one bounded reader for every body firegate buffers,
 //! with an optional deadline and transfer-rate floor for client bodies.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -97,7 +99,7 @@ where
     }
     let start = tokio::time::Instant::now();
     let deadline = tokio::time::sleep_until(start + pace.deadline);
-    let read = read_limited(RateFloor::new(body, pace.min_rate), limit);
+    let read = read_limited(Watched::new(body, RateFloor::new(pace.min_rate)), limit);
     tokio::pin!(deadline, read);
     tokio::select! {
         read = &mut read => read,
@@ -106,18 +108,16 @@ where
 }
 
 /// Fails the body when fewer than `rate.bytes` arrived in a window.
-struct RateFloor<B> {
-    inner: B,
+struct RateFloor {
     rate: Option<BodyRate>,
-    window_end: std::pin::Pin<Box<tokio::time::Sleep>>,
+    window_end: Pin<Box<tokio::time::Sleep>>,
     in_window: u64,
 }
 
-impl<B> RateFloor<B> {
-    fn new(inner: B, rate: Option<BodyRate>) -> Self {
+impl RateFloor {
+    fn new(rate: Option<BodyRate>) -> Self {
         let window = rate.map_or(Duration::from_secs(3600), |r| r.window);
         RateFloor {
-            inner,
             rate,
             window_end: Box::pin(tokio::time::sleep(window)),
             in_window: 0,
@@ -125,57 +125,31 @@ impl<B> RateFloor<B> {
     }
 }
 
-impl<B> http_body::Body for RateFloor<B>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.in_window += data.len() as u64;
-                }
-                return Poll::Ready(Some(Ok(frame)));
-            }
-            Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err.into()))),
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {}
+impl Watch for RateFloor {
+    fn polled(&mut self, polled: Polled, _ended: bool, cx: &mut Context<'_>) -> Polled {
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.in_window += data.len() as u64;
         }
-        let Some(rate) = this.rate else {
-            return Poll::Pending;
+        let (Poll::Pending, Some(rate)) = (&polled, self.rate) else {
+            return polled;
         };
         // Checked whenever a window closes; the timer is re-armed here so the
         // task is woken at the next boundary even if no byte comes.
-        while this.window_end.as_mut().poll(cx).is_ready() {
-            if this.in_window < rate.bytes {
+        while self.window_end.as_mut().poll(cx).is_ready() {
+            if self.in_window < rate.bytes {
                 return Poll::Ready(Some(Err(Box::new(Slow(rate)))));
             }
-            this.in_window = 0;
+            self.in_window = 0;
             // From now, not from the missed boundary: a body that kept the
             // task busy with frames past several boundaries must not be
             // judged on the windows it was never checked in.
-            this.window_end
+            self.window_end
                 .as_mut()
                 .reset(tokio::time::Instant::now() + rate.window);
         }
         Poll::Pending
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -238,21 +212,23 @@ pub trait Observer: Send + Sync + Unpin + 'static {
 
 /// `inner`, streamed unchanged, with `observer` watching.
 pub fn observed(inner: Body, observer: impl Observer) -> Body {
-    Observed {
+    Watched::new(
         inner,
-        observer,
-        ended: false,
-    }
+        Observation {
+            observer,
+            ended: false,
+        },
+    )
     .boxed()
 }
 
-struct Observed<O: Observer> {
-    inner: Body,
+/// An [`Observer`] and whether it has been told the end yet.
+struct Observation<O: Observer> {
     observer: O,
     ended: bool,
 }
 
-impl<O: Observer> Observed<O> {
+impl<O: Observer> Observation<O> {
     fn end(&mut self, end: BodyEnd<'_>) {
         if !self.ended {
             self.ended = true;
@@ -261,35 +237,72 @@ impl<O: Observer> Observed<O> {
     }
 }
 
-impl<O: Observer> http_body::Body for Observed<O> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+impl<O: Observer> Watch for Observation<O> {
+    fn polled(&mut self, polled: Polled, ended: bool, _cx: &mut Context<'_>) -> Polled {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    this.observer.data(data.len());
+                    self.observer.data(data.len());
                 } else if let Some(trailers) = frame.trailers_ref() {
-                    this.observer.trailers(trailers);
+                    self.observer.trailers(trailers);
                 }
                 // hyper stops polling once `is_end_stream` is true, so the end
                 // must be noticed here, not only on `None`.
-                if this.inner.is_end_stream() {
-                    this.end(BodyEnd::Complete);
+                if ended {
+                    self.end(BodyEnd::Complete);
                 }
             }
-            Poll::Ready(Some(Err(err))) => this.end(BodyEnd::Failed(err)),
-            Poll::Ready(None) => this.end(BodyEnd::Complete),
+            Poll::Ready(Some(Err(err))) => self.end(BodyEnd::Failed(err)),
+            Poll::Ready(None) => self.end(BodyEnd::Complete),
             Poll::Pending => {}
         }
         polled
+    }
+
+    fn dropped(&mut self, mid_stream: bool) {
+        self.end(BodyEnd::Dropped { mid_stream });
+    }
+}
+
+/// What a body's poll gave.
+type Polled = Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>>;
+
+/// Shown each poll of a [`Watched`] body, and its drop.
+trait Watch: Unpin {
+    /// What the inner body gave (`ended`: whether it is now at its end),
+    /// to note and pass on, or to replace.
+    fn polled(&mut self, polled: Polled, ended: bool, cx: &mut Context<'_>) -> Polled;
+
+    /// The body was dropped; `mid_stream` when data was still to come.
+    fn dropped(&mut self, _mid_stream: bool) {}
+}
+
+/// `inner`, streamed through with `watch` shown every poll.
+struct Watched<B: http_body::Body, W: Watch> {
+    inner: B,
+    watch: W,
+}
+
+impl<B: http_body::Body, W: Watch> Watched<B, W> {
+    fn new(inner: B, watch: W) -> Self {
+        Watched { inner, watch }
+    }
+}
+
+impl<B, W> http_body::Body for Watched<B, W>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    W: Watch,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into);
+        let ended = this.inner.is_end_stream();
+        this.watch.polled(polled, ended, cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -301,10 +314,10 @@ impl<O: Observer> http_body::Body for Observed<O> {
     }
 }
 
-impl<O: Observer> Drop for Observed<O> {
+impl<B: http_body::Body, W: Watch> Drop for Watched<B, W> {
     fn drop(&mut self) {
-        let mid_stream = !http_body::Body::is_end_stream(&self.inner);
-        self.end(BodyEnd::Dropped { mid_stream });
+        let mid_stream = !self.inner.is_end_stream();
+        self.watch.dropped(mid_stream);
     }
 }
 

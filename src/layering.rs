@@ -64,8 +64,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     // The steps themselves.
-    ("authn", &["config", "fetch"]),
-    ("policy", &["authn", "config", "model"]),
+    ("authn", &["config", "fetch", "metrics"]),
+    ("policy", &["authn", "config", "metrics", "model"]),
     ("transaction", &["authn", "body", "config", "model"]),
     (
         "upstream",

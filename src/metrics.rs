@@ -4,7 +4,8 @@ use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::{Metric, Registry};
 
 /// The process-wide registry; each component registers its own metrics
 /// into it when it is built.
@@ -21,6 +22,57 @@ pub fn render(registry: &Registry) -> String {
         text.clear();
     }
     text
+}
+
+/// A new metric, registered as `name`: the handle returned and the one
+/// registered count the same series.
+pub fn registered<M: Metric + Clone + Default>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// A counter family registered as `name` and labelled by `result`, with the
+/// series of each of `results` made now: shown at 0 from the start, and
+/// counted on the hot path without a label lookup.
+pub fn counters_by_result<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    results: [&'static str; N],
+) -> [Counter; N] {
+    let family: Family<[(&'static str, &'static str); 1], Counter> =
+        registered(registry, name, help);
+    // One series per call: `get_or_create` holds the family's lock until
+    // the end of its statement, and a second one inside it would wait for
+    // it forever.
+    results.map(|result| family.get_or_create(&[("result", result)]).clone())
+}
+
+/// A cache's lookups, counted by result: `hit` or `miss`.
+#[derive(Clone, Default)]
+pub struct CacheLookups {
+    hit: Counter,
+    miss: Counter,
+}
+
+impl CacheLookups {
+    pub fn register(registry: &mut Registry, name: &str, help: &str) -> CacheLookups {
+        let [hit, miss] = counters_by_result(registry, name, help, ["hit", "miss"]);
+        CacheLookups { hit, miss }
+    }
+
+    pub fn count(&self, hit: bool) {
+        if hit {
+            self.hit.inc();
+        } else {
+            self.miss.inc();
+        }
+    }
 }
 
 /// A family's counters by a small dense index, each taken from the family
@@ -62,8 +114,6 @@ impl Resolved {
 
 #[cfg(test)]
 mod tests {
-    use prometheus_client::metrics::family::Family;
-
     use super::*;
 
     #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -93,5 +143,18 @@ mod tests {
             assert!(text.contains(line), "{line} missing: {text}");
         }
         assert!(!text.contains(r#"status="500""#), "{text}");
+    }
+
+    #[test]
+    fn counters_by_result_are_shown_at_zero_and_count_their_series() {
+        let mut registry = Registry::default();
+        let [hit, miss] =
+            counters_by_result(&mut registry, "lookups", "by result", ["hit", "miss"]);
+        hit.inc();
+        let text = render(&registry);
+        assert!(text.contains(r#"lookups_total{result="hit"} 1"#), "{text}");
+        assert!(text.contains(r#"lookups_total{result="miss"} 0"#), "{text}");
+        miss.inc();
+        assert!(render(&registry).contains(r#"lookups_total{result="miss"} 1"#));
     }
 }

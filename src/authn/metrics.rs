@@ -6,6 +6,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use crate::metrics::{CacheLookups, registered};
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FetchLabels {
     issuer: String,
@@ -22,11 +24,6 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ResultLabels {
-    result: &'static str,
-}
-
 /// Handles to the registered metrics (cheap to clone).
 #[derive(Clone, Default)]
 pub struct AuthnMetrics {
@@ -34,45 +31,45 @@ pub struct AuthnMetrics {
     jwks_refresh_limited: Family<IssuerLabels, Counter>,
     requests: Family<OutcomeLabels, Counter>,
     /// Signing-key cache: `hit` (the kid was held), `miss` (a refresh was asked).
-    key_hits: Counter,
-    key_misses: Counter,
+    key_lookups: CacheLookups,
     /// `requests{outcome="cached"}`, counted on nearly every request.
     cached: Counter,
 }
 
 impl AuthnMetrics {
     pub fn register(registry: &mut Registry) -> AuthnMetrics {
-        let mut metrics = AuthnMetrics::default();
         let sub = registry.sub_registry_with_prefix("authn");
-        sub.register(
+        let jwks_fetches = registered(
+            sub,
             "jwks_fetches",
             "JWKS and discovery fetches per issuer, by outcome (ok, error)",
-            metrics.jwks_fetches.clone(),
         );
-        sub.register(
+        let jwks_refresh_limited = registered(
+            sub,
             "jwks_refresh_rate_limited",
             "Unknown-kid refreshes skipped by the per-issuer rate limit",
-            metrics.jwks_refresh_limited.clone(),
         );
-        sub.register(
+        let requests: Family<OutcomeLabels, Counter> = registered(
+            sub,
             "requests",
             "Authentication outcomes: `cached`, `verified`, or the refusal reason",
-            metrics.requests.clone(),
         );
-        let keys = Family::<ResultLabels, Counter>::default();
-        sub.register(
+        let key_lookups = CacheLookups::register(
+            sub,
             "jwks_key_lookups",
             "Signing-key lookups in the held JWKS by result (hit, miss: a refresh was asked)",
-            keys.clone(),
         );
         // Pre-created: the hot path increments without a label lookup.
-        metrics.key_hits = keys.get_or_create(&ResultLabels { result: "hit" }).clone();
-        metrics.key_misses = keys.get_or_create(&ResultLabels { result: "miss" }).clone();
-        metrics.cached = metrics
-            .requests
+        let cached = requests
             .get_or_create(&OutcomeLabels { outcome: "cached" })
             .clone();
-        metrics
+        AuthnMetrics {
+            jwks_fetches,
+            jwks_refresh_limited,
+            requests,
+            key_lookups,
+            cached,
+        }
     }
 
     /// A verified-token cache hit.
@@ -81,11 +78,7 @@ impl AuthnMetrics {
     }
 
     pub fn key_lookup(&self, hit: bool) {
-        if hit {
-            self.key_hits.inc();
-        } else {
-            self.key_misses.inc();
-        }
+        self.key_lookups.count(hit);
     }
 
     pub fn jwks_fetch(&self, issuer: &str, outcome: &'static str) {

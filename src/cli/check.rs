@@ -107,7 +107,8 @@ fn explain_with(
 mod tests {
     use super::*;
     use crate::cli::cases::tests::POLICY;
-    use crate::model::{Access, Database, Method, Scope, Target};
+    use crate::model::{Access, Method};
+    use crate::policy::fixtures::{doc, op};
 
     #[test]
     fn explain_names_the_rule_per_target() {
@@ -119,29 +120,10 @@ mod tests {
             groups: vec!["engineers".into()],
             claims: Default::default(),
         };
-        let op = Operation {
-            writes: Vec::new(),
-            filter: None,
-            database: Database {
-                project: "p".into(),
-                database: "(default)".into(),
-            },
-            method: Method::BatchGet,
-            targets: vec![
-                Target {
-                    scope: Scope::Document {
-                        path: vec!["catalog".into(), "a".into()],
-                    },
-                    access: Access::Get,
-                },
-                Target {
-                    scope: Scope::Document {
-                        path: vec!["secrets".into(), "a".into()],
-                    },
-                    access: Access::Get,
-                },
-            ],
-        };
+        let op = op(
+            Method::BatchGet,
+            vec![doc("catalog/a", Access::Get), doc("secrets/a", Access::Get)],
+        );
         let (json, allowed) = explain(&table, &eng.principal(), &op);
         assert!(!allowed);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -6,6 +6,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use rand::RngCore as _;
 use serde_json::{Value as Json, json};
 
+use std::ops::ControlFlow;
+use std::sync::MutexGuard;
 use std::time::Instant;
 
 use super::aggregate::Aggregations;
@@ -159,20 +161,15 @@ pub fn run_query(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> 
         Query::parse(call.body.get("structuredQuery").ok_or_else(|| {
             EmulatorError::InvalidArgument("structuredQuery is required".into())
         })?)?;
-    let explain = Explain::parse(&call.body)?;
-    let started = Instant::now();
-    let now = shared.clock.now();
-    let mut state = shared.lock();
-    let (mut transaction, at) = read_transaction(&mut state, call)?;
-    if let Some(planned) = plan_only(explain.as_ref(), &query, call, &mut transaction) {
-        return Ok(planned);
-    }
-    let read_time = at.unwrap_or(now).to_rfc3339();
-    let mut read = Vec::new();
+    let mut read = match QueryRead::open(shared, call, &query)? {
+        ControlFlow::Continue(read) => read,
+        ControlFlow::Break(planned) => return Ok(planned),
+    };
+    let mut documents_read = Vec::new();
     let mut elements = Vec::new();
     let mut skipped = 0;
     let mut scanned = 0;
-    if let Some(documents) = state.snapshot(&call.database, at) {
+    if let Some(documents) = read.state.snapshot(&call.database, read.at) {
         let results = query.run(&call.database, &call.path, &documents);
         skipped = results.skipped;
         scanned = results.scanned;
@@ -189,34 +186,24 @@ pub fn run_query(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> 
             ) {
                 with_distance(&mut document, field, *distance);
             }
-            elements.push(json!({ "document": document, "readTime": read_time }));
-            read.push((path.clone(), doc.clone()));
+            elements.push(json!({ "document": document, "readTime": read.read_time }));
+            documents_read.push((path.clone(), doc.clone()));
         }
     }
-    let returned = read.len();
-    if let Some(id) = &transaction {
-        let tx = state.transaction_mut(&call.database, id)?;
-        for (path, doc) in &read {
+    let returned = documents_read.len();
+    if let Some(id) = &read.transaction {
+        let tx = read.state.transaction_mut(&call.database, id)?;
+        for (path, doc) in &documents_read {
             tx.record(path, Some(doc));
         }
     }
     if elements.is_empty() {
-        elements.push(json!({ "readTime": read_time }));
+        elements.push(json!({ "readTime": read.read_time }));
     }
     if skipped > 0 {
         elements[0]["skippedResults"] = Json::from(skipped);
     }
-    if let (Some(explain), Some(last)) = (explain, elements.last_mut()) {
-        let execution = Execution {
-            results: returned,
-            scanned,
-            aggregation: false,
-            elapsed: started.elapsed(),
-        };
-        last["explainMetrics"] = explain.metrics(&query, Some(execution));
-    }
-    announce_transaction(&mut elements, call, transaction, Some(&read_time));
-    Ok(Answer::Stream(elements))
+    Ok(read.answer(call, &query, elements, returned, scanned, false))
 }
 
 /// Put a vector search's distance into a result document at `field`.
@@ -239,16 +226,11 @@ pub fn run_aggregation_query(shared: &Shared, call: &Call) -> Result<Answer, Emu
         )
     })?)?;
     let aggregations = Aggregations::parse(aggregation.get("aggregations").unwrap_or(&Json::Null))?;
-    let explain = Explain::parse(&call.body)?;
-    let started = Instant::now();
-    let now = shared.clock.now();
-    let mut state = shared.lock();
-    let (mut transaction, at) = read_transaction(&mut state, call)?;
-    if let Some(planned) = plan_only(explain.as_ref(), &query, call, &mut transaction) {
-        return Ok(planned);
-    }
-    let read_time = at.unwrap_or(now).to_rfc3339();
-    let (fields, scanned) = match state.snapshot(&call.database, at) {
+    let read = match QueryRead::open(shared, call, &query)? {
+        ControlFlow::Continue(read) => read,
+        ControlFlow::Break(planned) => return Ok(planned),
+    };
+    let (fields, scanned) = match read.state.snapshot(&call.database, read.at) {
         Some(documents) => {
             let results = query.run(&call.database, &call.path, &documents);
             let docs: Vec<_> = results.documents.iter().map(|(_, doc)| *doc).collect();
@@ -256,21 +238,74 @@ pub fn run_aggregation_query(shared: &Shared, call: &Call) -> Result<Answer, Emu
         }
         None => (aggregations.compute(&[]), 0),
     };
-    let mut elements = vec![json!({
+    let elements = vec![json!({
         "result": { "aggregateFields": fields },
-        "readTime": read_time,
+        "readTime": read.read_time,
     })];
-    if let Some(explain) = explain {
-        let execution = Execution {
-            results: 1,
-            scanned,
-            aggregation: true,
-            elapsed: started.elapsed(),
-        };
-        elements[0]["explainMetrics"] = explain.metrics(&query, Some(execution));
+    Ok(read.answer(call, &query, elements, 1, scanned, true))
+}
+
+/// A query's read under way: the state held, the transaction it runs in,
+/// the time it reads at, and what `explainOptions` asked to measure.
+struct QueryRead<'s> {
+    state: MutexGuard<'s, State>,
+    transaction: Option<String>,
+    at: Option<Timestamp>,
+    read_time: String,
+    explain: Option<Explain>,
+    started: Instant,
+}
+
+impl<'s> QueryRead<'s> {
+    /// Both queries open the same way; a plan-only explain is answered here,
+    /// with nothing read.
+    fn open(
+        shared: &'s Shared,
+        call: &Call,
+        query: &Query,
+    ) -> Result<ControlFlow<Answer, QueryRead<'s>>, EmulatorError> {
+        let explain = Explain::parse(&call.body)?;
+        let started = Instant::now();
+        let now = shared.clock.now();
+        let mut state = shared.lock();
+        let (mut transaction, at) = read_transaction(&mut state, call)?;
+        if let Some(planned) = plan_only(explain.as_ref(), query, call, &mut transaction) {
+            return Ok(ControlFlow::Break(planned));
+        }
+        Ok(ControlFlow::Continue(QueryRead {
+            state,
+            transaction,
+            at,
+            read_time: at.unwrap_or(now).to_rfc3339(),
+            explain,
+            started,
+        }))
     }
-    announce_transaction(&mut elements, call, transaction, Some(&read_time));
-    Ok(Answer::Stream(elements))
+
+    /// Both queries close the same way: the measured execution on the last
+    /// element, when asked for, and a transaction begun here announced in
+    /// the first.
+    fn answer(
+        self,
+        call: &Call,
+        query: &Query,
+        mut elements: Vec<Json>,
+        results: usize,
+        scanned: usize,
+        aggregation: bool,
+    ) -> Answer {
+        if let (Some(explain), Some(last)) = (self.explain, elements.last_mut()) {
+            let execution = Execution {
+                results,
+                scanned,
+                aggregation,
+                elapsed: self.started.elapsed(),
+            };
+            last["explainMetrics"] = explain.metrics(query, Some(execution));
+        }
+        announce_transaction(&mut elements, call, self.transaction, Some(&self.read_time));
+        Answer::Stream(elements)
+    }
 }
 
 fn parse_writes(call: &Call) -> Result<Vec<Write>, EmulatorError> {

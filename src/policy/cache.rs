@@ -191,8 +191,8 @@ fn scope_bytes(scope: &Scope) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::Principal;
     use crate::model::{Access, Operation};
+    use crate::policy::fixtures::{doc, member, op};
 
     fn table() -> Table {
         Table::from_yaml(
@@ -202,39 +202,16 @@ mod tests {
         .expect("table")
     }
 
-    fn principal() -> Principal {
-        Principal::new(
-            "https://idp.example".into(),
-            "alice".into(),
-            None,
-            Vec::new(),
-            serde_json::Map::new(),
-        )
-    }
-
     /// A `batchGet` of `n` documents with long ids, numbered from `from`.
     fn batch_get(from: usize, n: usize) -> Operation {
-        Operation {
-            writes: Vec::new(),
-            filter: None,
-            database: Database {
-                project: "p".into(),
-                database: "(default)".into(),
-            },
-            method: Method::BatchGet,
-            targets: (from..from + n)
-                .map(|i| Target {
-                    scope: Scope::Document {
-                        path: vec!["logs".into(), format!("{i:0>200}")],
-                    },
-                    access: Access::Get,
-                })
-                .collect(),
-        }
+        let targets = (from..from + n)
+            .map(|i| doc(&format!("logs/{i:0>200}"), Access::Get))
+            .collect();
+        op(Method::BatchGet, targets)
     }
 
     fn judge<S: BuildHasher>(cache: &DecisionCache<S>, op: &Operation) {
-        let (table, principal) = (table(), principal());
+        let (table, principal) = (table(), member("alice", &[]));
         let req = Request::new(&principal, op);
         let mut admission = cache.admission();
         for target in &op.targets {
@@ -293,7 +270,7 @@ mod tests {
             },
             Colliding,
         );
-        let principal = principal();
+        let principal = member("alice", &[]);
         let get = |collection: &str| {
             let mut op = batch_get(0, 1);
             op.targets[0].scope = Scope::Document {

@@ -137,15 +137,8 @@ impl Condition {
 
     /// True only when the expression yields `true`; an error or a non-bool
     /// result is reported as `Err` so the caller can fail closed.
-    pub fn eval(
-        &self,
-        env: &Arc<Env>,
-        input: &Input,
-        access: Access,
-        path: Value,
-        seen: &Seen,
-    ) -> Result<bool, String> {
-        self.eval_parts(env, input, access, path, seen, &[]).0
+    pub fn eval(&self, env: &Arc<Env>, vars: Variables) -> Result<bool, String> {
+        self.eval_parts(env, vars, &[]).0
     }
 
     /// The whole expression and each of `parts` (sub-expressions of it, for
@@ -153,13 +146,10 @@ impl Condition {
     pub fn eval_parts(
         &self,
         env: &Arc<Env>,
-        input: &Input,
-        access: Access,
-        path: Value,
-        seen: &Seen,
+        vars: Variables,
         parts: &[&IdedExpr],
     ) -> (Result<bool, String>, Vec<Result<bool, String>>) {
-        let context = self.context(env, input, access, path, seen);
+        let context = self.context(env, vars);
         let whole = as_bool(self.program.execute(&context));
         let parts = parts
             .iter()
@@ -173,29 +163,20 @@ impl Condition {
     pub fn eval_values(
         &self,
         env: &Arc<Env>,
-        input: &Input,
-        access: Access,
-        path: Value,
-        seen: &Seen,
+        vars: Variables,
         parts: &[&IdedExpr],
     ) -> Vec<Result<Value, String>> {
-        let context = self.context(env, input, access, path, seen);
+        let context = self.context(env, vars);
         parts
             .iter()
             .map(|e| Value::resolve(e, &context).map_err(|e| e.to_string()))
             .collect()
     }
 
-    fn context(
-        &self,
-        env: &Arc<Env>,
-        input: &Input,
-        access: Access,
-        path: Value,
-        seen: &Seen,
-    ) -> Context<'static, 'static> {
+    fn context(&self, env: &Arc<Env>, vars: Variables) -> Context<'static, 'static> {
+        let (input, seen) = (vars.input, vars.seen);
         let mut request: HashMap<&str, Value> = HashMap::from([
-            ("method", Value::from(access.as_str())),
+            ("method", Value::from(vars.access.as_str())),
             ("rpc", input.rpc.clone()),
             ("time", input.time.clone()),
         ]);
@@ -210,7 +191,7 @@ impl Condition {
         let mut context = Context::with_env(Arc::clone(env));
         context.add_variable_from_value("principal", input.principal.clone());
         context.add_variable_from_value("request", request);
-        context.add_variable_from_value("path", path);
+        context.add_variable_from_value("path", vars.path);
         // A query's proven facts are sound only for a condition that reads
         // nothing but `resource.data.<field>`: a missing fact then fails it.
         let proven = seen.proven.as_ref().filter(|_| self.provable.is_some());
@@ -273,12 +254,28 @@ impl Condition {
             }
         };
         let input = Input::new(principal, Method::Get);
-        let vars: HashMap<String, Value> = path
+        let bound: HashMap<String, Value> = path
             .iter()
             .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
             .collect();
-        Some(self.eval(env, &input, access, vars.into(), &Seen::default()))
+        let vars = Variables {
+            input: &input,
+            access,
+            path: bound.into(),
+            seen: &Seen::default(),
+        };
+        Some(self.eval(env, vars))
     }
+}
+
+/// What one evaluation of a condition binds: the request's [`Input`], the
+/// access asked (`request.method`), the rule's `path` bindings and the
+/// documents seen.
+pub struct Variables<'a> {
+    pub input: &'a Input,
+    pub access: Access,
+    pub path: Value,
+    pub seen: &'a Seen,
 }
 
 /// The per-request CEL variables, built once per decision.
@@ -398,7 +395,13 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::from(*v)))
             .collect();
-        condition.eval(&env, &input, Access::Get, path.into(), &Seen::default())
+        let vars = Variables {
+            input: &input,
+            access: Access::Get,
+            path: path.into(),
+            seen: &Seen::default(),
+        };
+        condition.eval(&env, vars)
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::Decision;
 use super::compile::{Effect, Rule};
-use super::condition::Input;
+use super::condition::{Input, Variables};
 use super::seen::Seen as Documents;
 use super::table::{Table, tokens};
 use crate::authn::Principal;
@@ -165,14 +165,13 @@ impl<'t> Coverage<'t> {
                 let parts = branches(condition.program().expression());
                 let path = path.unwrap_or_else(|| Value::from(HashMap::<String, Value>::new()));
                 let documents = Documents::for_target(op, target, stored);
-                let (whole, outcomes) = condition.eval_parts(
-                    &self.table.env,
-                    &input,
-                    target.access,
+                let vars = Variables {
+                    input: &input,
+                    access: target.access,
                     path,
-                    &documents,
-                    &parts,
-                );
+                    seen: &documents,
+                };
+                let (whole, outcomes) = condition.eval_parts(&self.table.env, vars, &parts);
                 if let Some((seen, labels)) = &mut self.rules[i].condition {
                     seen.note(&whole);
                     for ((_, s), outcome) in labels.iter_mut().zip(&outcomes) {
@@ -321,7 +320,8 @@ fn visit<'e>(expr: &'e IdedExpr, f: &mut impl FnMut(&'e IdedExpr)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Access, Database, Method, Scope, Target};
+    use crate::model::{Access, Method};
+    use crate::policy::fixtures::{doc, member, op};
 
     const POLICY: &str = r#"
 rules:
@@ -340,28 +340,11 @@ rules:
         let table = Table::from_yaml(POLICY, 1).unwrap();
         let mut coverage = Coverage::new(&table);
         for (subject, team) in cases {
-            let p = Principal::new(
-                "i".into(),
-                subject.to_string(),
-                None,
-                vec![],
-                Default::default(),
+            let p = member(subject, &[]);
+            let op = op(
+                Method::Get,
+                vec![doc(&format!("teams/{team}/x/1"), Access::Get)],
             );
-            let op = Operation {
-                writes: Vec::new(),
-                filter: None,
-                database: Database {
-                    project: "p".into(),
-                    database: "(default)".into(),
-                },
-                method: Method::Get,
-                targets: vec![Target {
-                    scope: Scope::Document {
-                        path: vec!["teams".into(), team.to_string(), "x".into(), "1".into()],
-                    },
-                    access: Access::Get,
-                }],
-            };
             let decision = table.decide(&p, &op);
             coverage.record(&p, &op, &decision);
         }

@@ -7,6 +7,7 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 
 use super::PolicyEngine;
+use super::fixtures::member;
 use crate::authn::Principal;
 use crate::firestore::{self};
 use crate::model::Operation;
@@ -32,16 +33,6 @@ rules:
 "#;
 
 const DB: &str = "projects/p/databases/(default)/documents";
-
-fn who(subject: &str) -> Principal {
-    Principal::new(
-        "https://idp".into(),
-        subject.into(),
-        None,
-        Vec::new(),
-        serde_json::Map::new(),
-    )
-}
 
 fn classify(method: &str, url: &str, body: serde_json::Value) -> Operation {
     let route = firestore::route(
@@ -90,7 +81,7 @@ async fn allowed(e: &PolicyEngine, p: &Principal, op: &Operation, stored: Option
 #[tokio::test]
 async fn a_caller_creates_only_notes_they_own() {
     let e = engine(NOTES);
-    let alice = who("alice");
+    let alice = member("alice", &[]);
     let mine = classify(
         "POST",
         "/notes?documentId=n1",
@@ -112,7 +103,7 @@ async fn a_caller_creates_only_notes_they_own() {
 #[tokio::test]
 async fn commit_writes_are_judged_on_what_they_write() {
     let e = engine(NOTES);
-    let alice = who("alice");
+    let alice = member("alice", &[]);
     let write = |owner_: &str| {
         classify(
             "POST",
@@ -131,7 +122,7 @@ async fn commit_writes_are_judged_on_what_they_write() {
 #[tokio::test]
 async fn updates_read_the_stored_document_and_keep_the_owner() {
     let e = engine(NOTES);
-    let alice = who("alice");
+    let alice = member("alice", &[]);
     let patch = classify(
         "PATCH",
         "/notes/n1?updateMask.fieldPaths=title&currentDocument.exists=true",
@@ -157,7 +148,7 @@ async fn updates_read_the_stored_document_and_keep_the_owner() {
 #[tokio::test]
 async fn reads_are_checked_on_the_documents() {
     let e = engine(NOTES);
-    let alice = who("alice");
+    let alice = member("alice", &[]);
     let get = classify("GET", "/notes/n1", serde_json::Value::Null);
     assert_eq!(e.stored_needed(&alice, &get).len(), 1);
     assert!(allowed(&e, &alice, &get, Some(&Stored::from([note("n1", "alice")]))).await);
@@ -169,7 +160,7 @@ async fn reads_are_checked_on_the_documents() {
 #[tokio::test]
 async fn a_query_passes_only_when_its_filter_proves_the_condition() {
     let e = engine(NOTES);
-    let alice = who("alice");
+    let alice = member("alice", &[]);
     let query = |filter: serde_json::Value| {
         let mut q = json!({"from": [{"collectionId": "notes"}]});
         if !filter.is_null() {
@@ -212,13 +203,13 @@ rules:
             "where": {"fieldFilter": {"field": {"fieldPath": "owner"}, "op": "EQUAL",
                                       "value": {"stringValue": "alice"}}}}}),
     );
-    assert!(!allowed(&e, &who("alice"), &q, None).await);
+    assert!(!allowed(&e, &member("alice", &[]), &q, None).await);
 }
 
 #[tokio::test]
 async fn an_upsert_of_a_missing_document_is_judged_as_the_create_it_is() {
     let e = engine(NOTES);
-    let alice = who("alice");
+    let alice = member("alice", &[]);
     let mut set = classify(
         "POST",
         ":commit",
@@ -250,13 +241,7 @@ rules:
     who: {any: true}
 "#,
     );
-    let admin = Principal::new(
-        "https://idp".into(),
-        "root".into(),
-        None,
-        vec!["admins".into()],
-        serde_json::Map::new(),
-    );
+    let admin = member("root", &["admins"]);
     // What the Node client's `recursiveDelete(db.collection(c))` sends.
     let recursive_delete = |collection: &str| {
         let bound = |c: String, op: &str| {

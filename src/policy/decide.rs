@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cel::Value;
 
 use super::compile::{Effect, Rule};
-use super::condition::Input;
+use super::condition::{Input, Variables};
 use super::seen::Seen;
 use super::table::{Match, Table, Token, tokens};
 use super::{Decided, Decision, Shadow, TargetDecision, Why};
@@ -160,7 +160,13 @@ impl Table {
             } else {
                 &empty
             };
-            condition.eval(&self.env, req.input(), target.access, path, seen)
+            let vars = Variables {
+                input: req.input(),
+                access: target.access,
+                path,
+                seen,
+            };
+            condition.eval(&self.env, vars)
         };
         for index in self.deny_overlaps(tokens) {
             let rule = &self.rules[index];

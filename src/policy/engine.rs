@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -16,73 +15,58 @@ use super::format::PolicyErrors;
 use super::table::Table;
 use super::{CacheSettings, Decision, PolicyConfig, PolicySettings};
 use crate::authn::Principal;
+use crate::metrics::{CacheLookups, counters_by_result, registered};
 use crate::model::Operation;
 use crate::model::data::Stored;
 
-type Labels = [(&'static str, &'static str); 1];
-
 struct Metrics {
-    decisions: Family<Labels, Counter>,
-    cache: Family<Labels, Counter>,
-    reloads: Family<Labels, Counter>,
     rules: Gauge,
     epoch: Gauge,
     reload_refused: Gauge,
-    /// The series counted on every request, resolved once (a family
-    /// lookup hashes its labels under a lock).
-    cache_hit: Counter,
-    cache_miss: Counter,
+    /// The series counted on every request or reload, resolved once (a
+    /// family lookup hashes its labels under a lock).
     allowed: Counter,
     denied: Counter,
+    cache: CacheLookups,
+    reloads_ok: Counter,
+    reloads_refused: Counter,
 }
 
 impl Metrics {
     fn new(registry: &mut Registry) -> Metrics {
-        let decisions = Family::<Labels, Counter>::default();
-        let cache = Family::<Labels, Counter>::default();
-        let series = |family: &Family<Labels, Counter>, result| {
-            family.get_or_create(&[("result", result)]).clone()
-        };
-        let m = Metrics {
-            cache_hit: series(&cache, "hit"),
-            cache_miss: series(&cache, "miss"),
-            allowed: series(&decisions, "allow"),
-            denied: series(&decisions, "deny"),
-            decisions,
-            cache,
-            reloads: Family::default(),
-            rules: Gauge::default(),
-            epoch: Gauge::default(),
-            reload_refused: Gauge::default(),
-        };
         let r = registry.sub_registry_with_prefix("policy");
-        r.register(
+        let [allowed, denied] = counters_by_result(
+            r,
             "decisions",
             "Policy decisions by result",
-            m.decisions.clone(),
+            ["allow", "deny"],
         );
-        r.register(
+        let cache = CacheLookups::register(
+            r,
             "cache_lookups",
             "Per-target decision cache lookups by result",
-            m.cache.clone(),
-        );
-        r.register(
-            "reloads",
-            "Policy reloads by result (ok, refused)",
-            m.reloads.clone(),
         );
         // Shown at 0 from the start, so an alert on `refused` has a series.
-        for result in ["ok", "refused"] {
-            let _ = m.reloads.get_or_create(&[("result", result)]);
-        }
-        r.register("rules", "Rules in the serving table", m.rules.clone());
-        r.register("epoch", "Epoch of the serving table", m.epoch.clone());
-        r.register(
-            "reload_refused",
-            "1 while the latest reload attempt was refused (the previous table keeps serving)",
-            m.reload_refused.clone(),
+        let [reloads_ok, reloads_refused] = counters_by_result(
+            r,
+            "reloads",
+            "Policy reloads by result (ok, refused)",
+            ["ok", "refused"],
         );
-        m
+        Metrics {
+            rules: registered(r, "rules", "Rules in the serving table"),
+            epoch: registered(r, "epoch", "Epoch of the serving table"),
+            reload_refused: registered(
+                r,
+                "reload_refused",
+                "1 while the latest reload attempt was refused (the previous table keeps serving)",
+            ),
+            allowed,
+            denied,
+            cache,
+            reloads_ok,
+            reloads_refused,
+        }
     }
 }
 
@@ -115,10 +99,7 @@ impl Shared {
                 self.install(table);
                 self.refused.store(None);
                 self.metrics.reload_refused.set(0);
-                self.metrics
-                    .reloads
-                    .get_or_create(&[("result", "ok")])
-                    .inc();
+                self.metrics.reloads_ok.inc();
                 tracing::info!(epoch, rules, "policy table reloaded");
                 Ok(epoch)
             }
@@ -127,10 +108,7 @@ impl Shared {
                 tracing::error!(errors = %errors, "policy reload refused; the previous table keeps serving");
                 self.refused.store(Some(Arc::new(detail)));
                 self.metrics.reload_refused.set(1);
-                self.metrics
-                    .reloads
-                    .get_or_create(&[("result", "refused")])
-                    .inc();
+                self.metrics.reloads_refused.inc();
                 Err(errors)
             }
         }
@@ -231,10 +209,7 @@ impl PolicyEngine {
                     self.shared
                         .cache
                         .decide(&table, &req, target, &mut admission);
-                match lookup {
-                    Lookup::Hit => metrics.cache_hit.inc(),
-                    Lookup::Miss => metrics.cache_miss.inc(),
-                };
+                metrics.cache.count(matches!(lookup, Lookup::Hit));
                 verdict
             })
             .collect();

@@ -1,13 +1,11 @@
 //! For `policy check`: which data a deciding rule's condition read, and the
 //! value it saw there (`resource.data.owner` → `"bob"`).
 
-use std::sync::Arc;
-
 use cel::Value;
 use cel::common::ast::{Expr, IdedExpr};
 use serde::Serialize;
 
-use super::condition::Input;
+use super::condition::{Input, Variables};
 use super::seen::Seen;
 use super::table::{Table, tokens};
 use super::{Decision, Why};
@@ -67,14 +65,13 @@ impl Table {
             data_reads(condition.program().expression(), &mut reads);
             let parts: Vec<&IdedExpr> = reads.iter().map(|(e, _)| *e).collect();
             let seen = Seen::for_target(op, &t.target, Some(stored));
-            let values = condition.eval_values(
-                &Arc::clone(&self.env),
-                &input,
-                t.target.access,
+            let vars = Variables {
+                input: &input,
+                access: t.target.access,
                 path,
-                &seen,
-                &parts,
-            );
+                seen: &seen,
+            };
+            let values = condition.eval_values(&self.env, vars, &parts);
             out.push(DataSeen {
                 resource: t.target.scope.to_string(),
                 access: t.target.access.to_string(),

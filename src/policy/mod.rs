@@ -10,6 +10,8 @@ mod data_tests;
 mod decide;
 mod engine;
 mod explain;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod format;
 pub mod pattern;
 mod prefetch;

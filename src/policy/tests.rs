@@ -3,9 +3,10 @@
 
 use prometheus_client::registry::Registry;
 
+use super::fixtures::{doc, ids, op};
 use super::*;
 use crate::authn::Principal;
-use crate::model::{Access, Database, Method, Operation, Scope, Target};
+use crate::model::{Access, Method, Scope, Target};
 
 fn principal(subject: &str, groups: &[&str], claims: serde_json::Value) -> Principal {
     let claims = match claims {
@@ -27,33 +28,6 @@ fn alice() -> Principal {
         &["group:default/payments"],
         serde_json::json!({"team": "payments", "roles": ["oncall"]}),
     )
-}
-
-fn ids(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-fn doc(path: &str, access: Access) -> Target {
-    Target {
-        scope: Scope::Document { path: ids(path) },
-        access,
-    }
-}
-
-fn op(method: Method, targets: Vec<Target>) -> Operation {
-    Operation {
-        writes: Vec::new(),
-        filter: None,
-        database: Database {
-            project: "p".into(),
-            database: "(default)".into(),
-        },
-        method,
-        targets,
-    }
 }
 
 fn engine(yaml: &str) -> PolicyEngine {

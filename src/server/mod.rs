@@ -27,6 +27,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
+use crate::metrics::registered;
 pub use config::{BodyRate, Limits, ServerSettings};
 
 pub use shutdown::{Shutdown, ShutdownSignal};
@@ -127,35 +128,28 @@ impl Default for ServerMetrics {
 
 impl ServerMetrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let m = ServerMetrics::default();
         let r = registry.sub_registry_with_prefix("server");
-        r.register(
-            "connections_accepted",
-            "Connections accepted",
-            m.connections_accepted.clone(),
-        );
-        r.register(
-            "connections_refused",
-            "Connections closed at once because max_connections were open",
-            m.connections_refused.clone(),
-        );
-        r.register(
-            "connections_open",
-            "Connections open now",
-            m.connections_open.clone(),
-        );
-        r.register(
-            "tls_handshake_failures",
-            "TLS handshakes that failed or timed out",
-            m.tls_handshake_failures.clone(),
-        );
-        r.register(
-            "idle_closed",
-            "Connections closed for idling past idle_timeout",
-            m.idle_closed.clone(),
-        );
-        r.register("responses", "Responses by HTTP status", m.responses.clone());
-        m
+        ServerMetrics {
+            connections_accepted: registered(r, "connections_accepted", "Connections accepted"),
+            connections_refused: registered(
+                r,
+                "connections_refused",
+                "Connections closed at once because max_connections were open",
+            ),
+            connections_open: registered(r, "connections_open", "Connections open now"),
+            tls_handshake_failures: registered(
+                r,
+                "tls_handshake_failures",
+                "TLS handshakes that failed or timed out",
+            ),
+            idle_closed: registered(
+                r,
+                "idle_closed",
+                "Connections closed for idling past idle_timeout",
+            ),
+            responses: registered(r, "responses", "Responses by HTTP status"),
+            by_status: crate::metrics::Resolved::statuses(),
+        }
     }
 
     fn count_response(&self, status: StatusCode) {

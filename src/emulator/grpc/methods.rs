@@ -114,35 +114,113 @@ fn many(answer: Answer) -> Vec<Json> {
     }
 }
 
-fn timestamp_param(t: &prost_types::Timestamp) -> String {
-    to_rest::timestamp(t)
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+/// A REST field's JSON string as a query parameter.
+fn param(json: Json) -> String {
+    json.as_str().unwrap_or_default().to_owned()
 }
 
-fn transaction_param(bytes: &[u8]) -> String {
-    to_rest::transaction(bytes)
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+/// The snapshot a read names in its `consistency_selector`.
+enum Snapshot<'a> {
+    Transaction(&'a [u8]),
+    NewTransaction(&'a proto::TransactionOptions),
+    ReadTime(&'a prost_types::Timestamp),
+}
+
+/// Each request has its own generated `ConsistencySelector`, with all or
+/// some of the same three variants.
+macro_rules! snapshot_from {
+    ($($selector:ty: $($variant:ident)|+;)+) => {$(
+        impl<'a> From<&'a $selector> for Snapshot<'a> {
+            fn from(selector: &'a $selector) -> Self {
+                type Selector = $selector;
+                match selector {
+                    $(Selector::$variant(value) => Snapshot::$variant(value),)+
+                }
+            }
+        }
+    )+};
+}
+
+snapshot_from! {
+    proto::get_document_request::ConsistencySelector: Transaction | ReadTime;
+    proto::list_documents_request::ConsistencySelector: Transaction | ReadTime;
+    proto::batch_get_documents_request::ConsistencySelector: Transaction | NewTransaction | ReadTime;
+    proto::run_query_request::ConsistencySelector: Transaction | NewTransaction | ReadTime;
+    proto::run_aggregation_query_request::ConsistencySelector: Transaction | NewTransaction | ReadTime;
+    proto::partition_query_request::ConsistencySelector: ReadTime;
+}
+
+impl Snapshot<'_> {
+    /// The REST field that carries it (`transaction`, `newTransaction` or
+    /// `readTime`) and its value.
+    fn rest_field(&self) -> (&'static str, Json) {
+        match self {
+            Snapshot::Transaction(t) => ("transaction", to_rest::transaction(t)),
+            Snapshot::NewTransaction(o) => ("newTransaction", to_rest::transaction_options(o)),
+            Snapshot::ReadTime(t) => ("readTime", to_rest::timestamp(t)),
+        }
+    }
+}
+
+/// A GET names its snapshot in the query string (a GET's selector has no
+/// `newTransaction`).
+fn snapshot_param(params: &mut Vec<(&'static str, String)>, snapshot: Option<Snapshot>) {
+    if let Some((name, value)) = snapshot.map(|s| s.rest_field()) {
+        params.push((name, param(value)));
+    }
+}
+
+/// A POST names its snapshot in the body.
+fn snapshot_field(body: &mut Map<String, Json>, snapshot: Option<Snapshot>) {
+    if let Some((name, value)) = snapshot.map(|s| s.rest_field()) {
+        body.insert(name.into(), value);
+    }
+}
+
+/// A write's `currentDocument` precondition, in the query string.
+fn precondition_params(
+    params: &mut Vec<(&'static str, String)>,
+    precondition: Option<&proto::Precondition>,
+) {
+    use proto::precondition::ConditionType;
+    match precondition.and_then(|p| p.condition_type.as_ref()) {
+        Some(ConditionType::Exists(exists)) => {
+            params.push(("currentDocument.exists", exists.to_string()))
+        }
+        Some(ConditionType::UpdateTime(t)) => {
+            params.push(("currentDocument.updateTime", param(to_rest::timestamp(t))))
+        }
+        None => {}
+    }
+}
+
+/// A query's body: the query under its REST name, its explain options and
+/// its snapshot.
+fn query_body(
+    query: Option<(&str, Json)>,
+    explain: Option<&proto::ExplainOptions>,
+    snapshot: Option<Snapshot>,
+) -> Map<String, Json> {
+    let mut body = Map::new();
+    if let Some((name, query)) = query {
+        body.insert(name.into(), query);
+    }
+    if let Some(explain) = explain {
+        body.insert("explainOptions".into(), to_rest::explain_options(explain));
+    }
+    snapshot_field(&mut body, snapshot);
+    body
 }
 
 pub fn get_document(
     shared: &Shared,
     request: proto::GetDocumentRequest,
 ) -> Result<proto::Document, Status> {
-    use proto::get_document_request::ConsistencySelector;
     let (database, path) = document_name(&request.name)?;
     let mut params = Vec::new();
     mask_params(&mut params, "mask.fieldPaths", request.mask.as_ref());
-    match &request.consistency_selector {
-        Some(ConsistencySelector::Transaction(t)) => {
-            params.push(("transaction", transaction_param(t)))
-        }
-        Some(ConsistencySelector::ReadTime(t)) => params.push(("readTime", timestamp_param(t))),
-        None => {}
-    }
+    let snapshot = request.consistency_selector.as_ref().map(Snapshot::from);
+    snapshot_param(&mut params, snapshot);
     let answer = documents::get(shared, &call(database, path, params, Map::new()))?;
     out::document(&one(answer)?)
 }
@@ -151,7 +229,6 @@ pub fn list_documents(
     shared: &Shared,
     request: proto::ListDocumentsRequest,
 ) -> Result<proto::ListDocumentsResponse, Status> {
-    use proto::list_documents_request::ConsistencySelector;
     let (database, mut path) = parent_name(&request.parent)?;
     if request.collection_id.is_empty() || request.collection_id.contains('/') {
         return Err(EmulatorError::InvalidArgument(
@@ -167,13 +244,8 @@ pub fn list_documents(
         ("showMissing", request.show_missing.to_string()),
     ];
     mask_params(&mut params, "mask.fieldPaths", request.mask.as_ref());
-    match &request.consistency_selector {
-        Some(ConsistencySelector::Transaction(t)) => {
-            params.push(("transaction", transaction_param(t)))
-        }
-        Some(ConsistencySelector::ReadTime(t)) => params.push(("readTime", timestamp_param(t))),
-        None => {}
-    }
+    let snapshot = request.consistency_selector.as_ref().map(Snapshot::from);
+    snapshot_param(&mut params, snapshot);
     let json = one(documents::list(
         shared,
         &call(database, path, params, Map::new()),
@@ -204,7 +276,6 @@ pub fn update_document(
     shared: &Shared,
     request: proto::UpdateDocumentRequest,
 ) -> Result<proto::Document, Status> {
-    use proto::precondition::ConditionType;
     let doc = request
         .document
         .as_ref()
@@ -217,19 +288,7 @@ pub fn update_document(
         request.update_mask.as_ref(),
     );
     mask_params(&mut params, "mask.fieldPaths", request.mask.as_ref());
-    match request
-        .current_document
-        .as_ref()
-        .and_then(|p| p.condition_type.as_ref())
-    {
-        Some(ConditionType::Exists(exists)) => {
-            params.push(("currentDocument.exists", exists.to_string()))
-        }
-        Some(ConditionType::UpdateTime(t)) => {
-            params.push(("currentDocument.updateTime", timestamp_param(t)))
-        }
-        None => {}
-    }
+    precondition_params(&mut params, request.current_document.as_ref());
     let mut body = Map::new();
     body.insert("fields".into(), to_rest::fields(&doc.fields));
     let answer = documents::patch(shared, &call(database, path, params, body))?;
@@ -240,52 +299,17 @@ pub fn delete_document(
     shared: &Shared,
     request: proto::DeleteDocumentRequest,
 ) -> Result<(), Status> {
-    use proto::precondition::ConditionType;
     let (database, path) = document_name(&request.name)?;
     let mut params = Vec::new();
-    match request
-        .current_document
-        .as_ref()
-        .and_then(|p| p.condition_type.as_ref())
-    {
-        Some(ConditionType::Exists(exists)) => {
-            params.push(("currentDocument.exists", exists.to_string()))
-        }
-        Some(ConditionType::UpdateTime(t)) => {
-            params.push(("currentDocument.updateTime", timestamp_param(t)))
-        }
-        None => {}
-    }
+    precondition_params(&mut params, request.current_document.as_ref());
     documents::delete(shared, &call(database, path, params, Map::new()))?;
     Ok(())
-}
-
-/// The `transaction` / `newTransaction` / `readTime` choice of a read.
-fn consistency(
-    body: &mut Map<String, Json>,
-    transaction: Option<&[u8]>,
-    new: Option<&proto::TransactionOptions>,
-    read_time: Option<&prost_types::Timestamp>,
-) {
-    if let Some(t) = transaction {
-        body.insert("transaction".into(), to_rest::transaction(t));
-    }
-    if let Some(options) = new {
-        body.insert(
-            "newTransaction".into(),
-            to_rest::transaction_options(options),
-        );
-    }
-    if let Some(t) = read_time {
-        body.insert("readTime".into(), to_rest::timestamp(t));
-    }
 }
 
 pub fn batch_get_documents(
     shared: &Shared,
     request: proto::BatchGetDocumentsRequest,
 ) -> Result<Vec<proto::BatchGetDocumentsResponse>, Status> {
-    use proto::batch_get_documents_request::ConsistencySelector as C;
     use proto::batch_get_documents_response::Result as Found;
     let database = database_name(&request.database)?;
     let mut body = Map::new();
@@ -293,12 +317,8 @@ pub fn batch_get_documents(
     if let Some(mask) = &request.mask {
         body.insert("mask".into(), to_rest::mask(mask));
     }
-    match &request.consistency_selector {
-        Some(C::Transaction(t)) => consistency(&mut body, Some(t), None, None),
-        Some(C::NewTransaction(o)) => consistency(&mut body, None, Some(o), None),
-        Some(C::ReadTime(t)) => consistency(&mut body, None, None, Some(t)),
-        None => {}
-    }
+    let snapshot = request.consistency_selector.as_ref().map(Snapshot::from);
+    snapshot_field(&mut body, snapshot);
     let answer = rest::batch_get(shared, &call(database, Vec::new(), Vec::new(), body))?;
     many(answer)
         .iter()
@@ -405,21 +425,16 @@ pub fn run_query(
     shared: &Shared,
     request: proto::RunQueryRequest,
 ) -> Result<Vec<proto::RunQueryResponse>, Status> {
-    use proto::run_query_request::{ConsistencySelector as C, QueryType};
+    use proto::run_query_request::QueryType;
     let (database, path) = parent_name(&request.parent)?;
-    let mut body = Map::new();
-    if let Some(QueryType::StructuredQuery(query)) = &request.query_type {
-        body.insert("structuredQuery".into(), to_rest::structured_query(query));
-    }
-    if let Some(explain) = &request.explain_options {
-        body.insert("explainOptions".into(), to_rest::explain_options(explain));
-    }
-    match &request.consistency_selector {
-        Some(C::Transaction(t)) => consistency(&mut body, Some(t), None, None),
-        Some(C::NewTransaction(o)) => consistency(&mut body, None, Some(o), None),
-        Some(C::ReadTime(t)) => consistency(&mut body, None, None, Some(t)),
-        None => {}
-    }
+    let query = request.query_type.as_ref().map(|query| match query {
+        QueryType::StructuredQuery(query) => ("structuredQuery", to_rest::structured_query(query)),
+    });
+    let body = query_body(
+        query,
+        request.explain_options.as_ref(),
+        request.consistency_selector.as_ref().map(Snapshot::from),
+    );
     let answer = rest::run_query(shared, &call(database, path, Vec::new(), body))?;
     many(answer)
         .iter()
@@ -444,24 +459,19 @@ pub fn run_aggregation_query(
     shared: &Shared,
     request: proto::RunAggregationQueryRequest,
 ) -> Result<Vec<proto::RunAggregationQueryResponse>, Status> {
-    use proto::run_aggregation_query_request::{ConsistencySelector as C, QueryType};
+    use proto::run_aggregation_query_request::QueryType;
     let (database, path) = parent_name(&request.parent)?;
-    let mut body = Map::new();
-    if let Some(QueryType::StructuredAggregationQuery(query)) = &request.query_type {
-        body.insert(
-            "structuredAggregationQuery".into(),
+    let query = request.query_type.as_ref().map(|query| match query {
+        QueryType::StructuredAggregationQuery(query) => (
+            "structuredAggregationQuery",
             to_rest::aggregation_query(query),
-        );
-    }
-    if let Some(explain) = &request.explain_options {
-        body.insert("explainOptions".into(), to_rest::explain_options(explain));
-    }
-    match &request.consistency_selector {
-        Some(C::Transaction(t)) => consistency(&mut body, Some(t), None, None),
-        Some(C::NewTransaction(o)) => consistency(&mut body, None, Some(o), None),
-        Some(C::ReadTime(t)) => consistency(&mut body, None, None, Some(t)),
-        None => {}
-    }
+        ),
+    });
+    let body = query_body(
+        query,
+        request.explain_options.as_ref(),
+        request.consistency_selector.as_ref().map(Snapshot::from),
+    );
     let answer = rest::run_aggregation_query(shared, &call(database, path, Vec::new(), body))?;
     many(answer)
         .iter()
@@ -486,7 +496,7 @@ pub fn partition_query(
     shared: &Shared,
     request: proto::PartitionQueryRequest,
 ) -> Result<proto::PartitionQueryResponse, Status> {
-    use proto::partition_query_request::{ConsistencySelector, QueryType};
+    use proto::partition_query_request::QueryType;
     let (database, path) = parent_name(&request.parent)?;
     let mut body = Map::new();
     if let Some(QueryType::StructuredQuery(query)) = &request.query_type {
@@ -495,9 +505,8 @@ pub fn partition_query(
     body.insert("partitionCount".into(), json!(request.partition_count));
     body.insert("pageSize".into(), json!(request.page_size));
     body.insert("pageToken".into(), json!(request.page_token));
-    if let Some(ConsistencySelector::ReadTime(t)) = &request.consistency_selector {
-        body.insert("readTime".into(), to_rest::timestamp(t));
-    }
+    let snapshot = request.consistency_selector.as_ref().map(Snapshot::from);
+    snapshot_field(&mut body, snapshot);
     let json = one(partition::partition_query(
         shared,
         &call(database, path, Vec::new(), body),

@@ -9,9 +9,10 @@ use super::what_can::what_can;
 use super::who_can::who_can;
 use super::{PathSet, accesses};
 use crate::authn::Principal;
-use crate::model::{Access, Database, Method, Operation, Scope, Target};
+use crate::model::{Access, Method, Scope, Target};
 use crate::policy::Table;
 use crate::policy::decide::Request;
+use crate::policy::fixtures::op;
 use crate::policy::pattern::Pattern;
 
 const WHO: &[&str] = &[
@@ -138,16 +139,7 @@ fn paths() -> Vec<Vec<String>> {
 }
 
 fn allowed(t: &Table, p: &Principal, path: &[String], access: Access) -> bool {
-    let op = Operation {
-        writes: Vec::new(),
-        filter: None,
-        database: Database {
-            project: "p".into(),
-            database: "(default)".into(),
-        },
-        method: Method::Get,
-        targets: vec![],
-    };
+    let op = op(Method::Get, Vec::new());
     let target = Target {
         scope: Scope::Document {
             path: path.to_vec(),

@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::CredentialsError;
+use crate::metrics::{CacheLookups, registered};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Fetch {
@@ -22,11 +23,6 @@ struct Refusal {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Lookup {
-    result: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Account {
     account: String,
 }
@@ -36,47 +32,34 @@ pub struct Metrics {
     refused: Family<Refusal, Counter>,
     valid: Family<Account, Gauge>,
     /// Token cache: `hit` (a held token served), `miss` (the caller waited for a fetch).
-    hits: Counter,
-    misses: Counter,
+    lookups: CacheLookups,
 }
 
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let lookups = Family::<Lookup, Counter>::default();
-        registry.register(
+        let lookups = CacheLookups::register(
+            registry,
             "upstream_token_cache_lookups",
             "Impersonated-token cache lookups by result (hit, miss: the request waited for a fetch)",
-            lookups.clone(),
         );
-        // Pre-created: the hot path increments without a label lookup. One
-        // statement each: `get_or_create` holds the family's lock until the
-        // end of the statement, and a second one in the same statement would
-        // wait for it forever.
-        let hits = lookups.get_or_create(&Lookup { result: "hit" }).clone();
-        let misses = lookups.get_or_create(&Lookup { result: "miss" }).clone();
-        let metrics = Metrics {
-            fetches: Family::default(),
-            refused: Family::default(),
-            valid: Family::default(),
-            hits,
-            misses,
-        };
-        registry.register(
-            "upstream_token_fetches",
-            "Impersonated-token fetches from IAM Credentials, by account and result",
-            metrics.fetches.clone(),
-        );
-        registry.register(
-            "upstream_token_refused",
-            "Requests answered 503 for lack of an upstream token, by account and reason",
-            metrics.refused.clone(),
-        );
-        registry.register(
-            "upstream_token_valid",
-            "1 while firegate holds a valid token for the account (base: its own identity)",
-            metrics.valid.clone(),
-        );
-        metrics
+        Metrics {
+            fetches: registered(
+                registry,
+                "upstream_token_fetches",
+                "Impersonated-token fetches from IAM Credentials, by account and result",
+            ),
+            refused: registered(
+                registry,
+                "upstream_token_refused",
+                "Requests answered 503 for lack of an upstream token, by account and reason",
+            ),
+            valid: registered(
+                registry,
+                "upstream_token_valid",
+                "1 while firegate holds a valid token for the account (base: its own identity)",
+            ),
+            lookups,
+        }
     }
 
     pub fn refreshed(&self, account: &str, error: Option<&CredentialsError>) {
@@ -90,11 +73,7 @@ impl Metrics {
     }
 
     pub fn cache_lookup(&self, hit: bool) {
-        if hit {
-            self.hits.inc();
-        } else {
-            self.misses.inc();
-        }
+        self.lookups.count(hit);
     }
 
     pub fn refused(&self, account: &str, error: &CredentialsError) {
