@@ -10,11 +10,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
 use http_body_util::{BodyExt as _, Limited};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde_json::{Value as Json, json};
 
 use crate::body;
+use crate::metrics;
 use crate::firestore::data_json;
 use crate::model::Database;
 use crate::model::data::{Stored, StoredDocument};
@@ -67,30 +67,26 @@ pub struct ReadStored {
 
 /// Counts the reads and the documents they read.
 pub struct StoredReader {
-    reads: Family<[(&'static str, &'static str); 1], Counter>,
+    /// Reads by result: ok, failed.
+    reads: [Counter; 2],
     documents: Counter,
 }
 
 impl StoredReader {
     pub fn register(registry: &mut Registry) -> StoredReader {
-        let reader = StoredReader {
-            reads: Family::default(),
-            documents: Counter::default(),
-        };
-        registry.register(
-            "stored_reads",
-            "Stored-document reads for rules that read `resource`, by result (ok, failed)",
-            reader.reads.clone(),
-        );
-        registry.register(
-            "stored_documents_read",
-            "Documents read for rules that read `resource`",
-            reader.documents.clone(),
-        );
-        for result in ["ok", "failed"] {
-            let _ = reader.reads.get_or_create(&[("result", result)]);
+        StoredReader {
+            reads: metrics::counters_by_result(
+                registry,
+                "stored_reads",
+                "Stored-document reads for rules that read `resource`, by result (ok, failed)",
+                ["ok", "failed"],
+            ),
+            documents: metrics::registered(
+                registry,
+                "stored_documents_read",
+                "Documents read for rules that read `resource`",
+            ),
         }
-        reader
     }
 
     /// One `batchGet` of `read`'s documents, with firegate's own `token`.
@@ -101,10 +97,12 @@ impl StoredReader {
         read: &StoredRead<'_>,
     ) -> Result<ReadStored, StoredReadError> {
         let result = batch_get(upstream, token, read).await;
-        let label = if result.is_ok() { "ok" } else { "failed" };
-        self.reads.get_or_create(&[("result", label)]).inc();
+        let [ok, failed] = &self.reads;
         if result.is_ok() {
+            ok.inc();
             self.documents.inc_by(read.paths.len() as u64);
+        } else {
+            failed.inc();
         }
         result
     }
