@@ -852,6 +852,190 @@ mod listen {
         );
     }
 
+    /// `listen_stack` with `limits` merged into `server.limits`.
+    async fn listen_stack_with(limits: Value) -> ListenStack {
+        let up = ListenUpstream::start().await;
+        let policies = tempfile::tempdir().expect("policy dir");
+        std::fs::write(policies.path().join("rules.yaml"), POLICY).expect("policy");
+        let yaml = config::plain(&up.url())
+            .merge(json!({
+                "policy": {"dir": policies.path(), "watch": false},
+                "server": {"limits": limits},
+            }))
+            .yaml();
+        let proxy = TestProxy::start(&yaml).await;
+        ListenStack {
+            up,
+            proxy,
+            policies,
+        }
+    }
+
+    fn revoke_rooms(s: &ListenStack) {
+        std::fs::write(
+            s.policies.path().join("rules.yaml"),
+            "rules:\n  - id: nothing-left\n    match: /other/{rest=**}\n    allow: [read]\n    who: {authenticated: true}\n",
+        )
+        .unwrap();
+        s.proxy.reload();
+    }
+
+    #[tokio::test]
+    async fn unnumbered_targets_are_tracked_by_the_ids_firestore_assigns() {
+        let s = listen_stack().await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        let first = add_documents(DB, 0, &[name("rooms/a")]);
+        let mut call = listen(&mut client, &s.proxy.bearer(), "listen-unnumbered", first)
+            .await
+            .expect("Listen opens");
+        // The second is held until the first's ADD names its id: the order
+        // of ids assigned to several id-0 targets is undefined.
+        let second = add_documents(DB, 0, &[name("rooms/b")]);
+        call.requests.send(second).await.expect("send");
+        let mut added = Vec::new();
+        while added.len() < 2 {
+            let (kind, ids, _) = next_change(&mut call).await;
+            if kind == T::Add as i32 {
+                added.extend(ids);
+            }
+        }
+        assert_eq!(added, [1001, 1002]);
+        wait_for("both forwarded", || s.up.target_changes() == [0, 0]).await;
+
+        revoke_rooms(&s);
+        let mut removed = Vec::new();
+        while removed.len() < 2 {
+            let (kind, ids, cause) = next_change(&mut call).await;
+            if kind == T::Remove as i32 {
+                assert_eq!(cause, Some(Code::PermissionDenied as i32));
+                removed.extend(ids);
+            }
+        }
+        removed.sort_unstable();
+        assert_eq!(removed, [1001, 1002], "both re-judged, each by its own id");
+        // Removed upstream by the ids Firestore knows, never `remove_target: 0`.
+        wait_for("remove_target upstream", || {
+            let mut changes = s.up.target_changes();
+            changes.sort_unstable();
+            changes == [-1002, -1001, 0, 0]
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_active_target_id_added_again_ends_the_stream_and_is_never_forwarded() {
+        let s = listen_stack().await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        let first = add_documents(DB, 3, &[name("rooms/a")]);
+        let mut call = listen(&mut client, &s.proxy.bearer(), "listen-duplicate", first)
+            .await
+            .expect("Listen opens");
+        assert_eq!(next_change(&mut call).await, (T::Add as i32, vec![3], None));
+        let again = add_documents(DB, 3, &[name("rooms/b")]);
+        call.requests.send(again).await.expect("send");
+        let ended = within("the stream's end", async {
+            loop {
+                match call.responses.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return None,
+                    Err(status) => return Some(status.code()),
+                }
+            }
+        })
+        .await;
+        assert_eq!(ended, Some(Code::InvalidArgument));
+        assert_eq!(
+            s.up.target_changes(),
+            [3],
+            "the second add never went upstream"
+        );
+        let audit = s.proxy.audit().await;
+        assert!(
+            audit.iter().any(|r| r["request_id"] == "listen-duplicate"
+                && r["reason"] == "listen_target_id_in_use"),
+            "{audit:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_holds_at_most_max_listen_targets() {
+        let s = listen_stack_with(json!({"max_listen_targets": 2})).await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        let first = add_documents(DB, 1, &[name("rooms/a")]);
+        let mut call = listen(&mut client, &s.proxy.bearer(), "listen-capped", first)
+            .await
+            .expect("Listen opens");
+        for (id, doc) in [(2, "rooms/b"), (3, "rooms/c")] {
+            call.requests
+                .send(add_documents(DB, id, &[name(doc)]))
+                .await
+                .expect("send");
+        }
+        let refused = within("the third target's refusal", async {
+            loop {
+                let (kind, ids, cause) = next_change(&mut call).await;
+                if kind == T::Remove as i32 {
+                    return (ids, cause);
+                }
+            }
+        })
+        .await;
+        assert_eq!(refused, (vec![3], Some(Code::ResourceExhausted as i32)));
+        wait_for("two forwarded", || s.up.target_changes() == [1, 2]).await;
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_first_message_never_comes_ends_at_the_body_deadline() {
+        let s = listen_stack_with(json!({"body_read_timeout": "1s"})).await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<proto::ListenRequest>(1);
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+            );
+        let mut request = grpc::with_auth(stream, &s.proxy.bearer());
+        request
+            .metadata_mut()
+            .insert("x-request-id", "listen-silent".parse().expect("id"));
+        let answer = within("the deadline", client.listen(request)).await;
+        assert_eq!(answer.err().map(|e| e.code()), Some(Code::DeadlineExceeded));
+        drop(tx);
+        let r = record(&s.proxy, "listen-silent").await;
+        assert_eq!(r["reason"], "listen_no_first_message");
+        assert!(s.up.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_callers_grpc_timeout_bounds_the_stream() {
+        let s = listen_stack().await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<proto::ListenRequest>(4);
+        tx.send(add_documents(DB, 1, &[name("rooms/a")]))
+            .await
+            .expect("queue");
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+            );
+        let mut request = grpc::with_auth(stream, &s.proxy.bearer());
+        request.set_timeout(Duration::from_millis(1500));
+        let mut responses = client.listen(request).await.expect("opens").into_inner();
+        let ended = within("the stream's deadline", async {
+            loop {
+                match responses.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return None,
+                    Err(status) => return Some(status.code()),
+                }
+            }
+        })
+        .await;
+        assert_eq!(ended, Some(Code::DeadlineExceeded));
+        drop(tx);
+    }
+
     #[tokio::test]
     async fn the_stream_ends_unauthenticated_when_the_token_expires() {
         let s = listen_stack().await;

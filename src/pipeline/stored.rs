@@ -14,8 +14,8 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value as Json, json};
 
 use crate::body;
-use crate::metrics;
 use crate::firestore::data_json;
+use crate::metrics;
 use crate::model::Database;
 use crate::model::data::{Stored, StoredDocument};
 use crate::model::path::document_name;

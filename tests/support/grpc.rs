@@ -371,6 +371,8 @@ fn listen_answer(
     let mut body = req.into_body();
     tokio::spawn(async move {
         let mut buffer = BytesMut::new();
+        // Firestore assigns the ids of targets added with id 0.
+        let mut assigned = 1000;
         while let Some(Ok(frame)) = body.frame().await {
             let Ok(data) = frame.into_data() else {
                 continue;
@@ -384,10 +386,16 @@ fn listen_answer(
                 let message = buffer.split_to(5 + len);
                 let request = proto::ListenRequest::decode(&message[5..]).expect("a ListenRequest");
                 let answers = match &request.target_change {
-                    Some(proto::listen_request::TargetChange::AddTarget(t)) => vec![
-                        target_change(T::Add, t.target_id),
-                        target_change(T::Current, t.target_id),
-                    ],
+                    Some(proto::listen_request::TargetChange::AddTarget(t)) => {
+                        let id = match t.target_id {
+                            0 => {
+                                assigned += 1;
+                                assigned
+                            }
+                            id => id,
+                        };
+                        vec![target_change(T::Add, id), target_change(T::Current, id)]
+                    }
                     Some(proto::listen_request::TargetChange::RemoveTarget(id)) => {
                         vec![target_change(T::Remove, *id)]
                     }

@@ -114,7 +114,11 @@ impl Listener {
     }
 
     async fn add(&mut self, database: &str, target: proto::Target) -> Result<(), Gone> {
-        let id = target.target_id;
+        // Id 0: Firestore assigns one and names it in the ADD.
+        let id = match target.target_id {
+            0 => self.targets.keys().next_back().map_or(1, |last| last + 1),
+            id => id,
+        };
         let messages = match self.watch(database, &target) {
             Ok(mut watched) => {
                 let (mut messages, read_time) = {
@@ -477,6 +481,40 @@ mod tests {
             ..target
         };
         assert!(listener.watch(DB, &stranger).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_target_added_with_id_zero_gets_its_id_in_the_add() {
+        let emulator = Emulator::new();
+        put(&emulator, "c/a", 1);
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut listener = Listener {
+            shared: Arc::clone(&emulator.shared),
+            targets: BTreeMap::new(),
+            tx,
+        };
+        let target = |id| proto::Target {
+            target_id: id,
+            target_type: Some(proto::target::TargetType::Documents(
+                proto::target::DocumentsTarget {
+                    documents: vec![name("c/a")],
+                },
+            )),
+            ..Default::default()
+        };
+        for id in [5, 0] {
+            assert!(listener.add(DB, target(id)).await.is_ok());
+        }
+        let mut added = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            if let Some(ResponseType::TargetChange(change)) = message.response_type
+                && change.target_change_type == TargetChangeType::Add as i32
+            {
+                added.extend(change.target_ids);
+            }
+        }
+        assert_eq!(added, [5, 6], "the next free id, named in the ADD");
+        assert_eq!(listener.targets.keys().copied().collect::<Vec<_>>(), [5, 6]);
     }
 
     #[test]

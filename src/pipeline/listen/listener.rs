@@ -520,8 +520,12 @@ impl Listener {
         self.record(event, Some(reason));
     }
 
+    /// End the stream with `err`: audited with its reason, logged, and
+    /// answered as the stream's status.
     fn fail(&self, err: &PipelineError) -> End {
-        tracing::debug!(reason = %err.reason(None), "Listen stream ended");
+        let reason = err.reason(None);
+        tracing::debug!(reason = %reason, "Listen stream ended");
+        self.record(self.events.event(), Some(reason));
         respond::grpc_error_trailers(err, &self.request_id)
     }
 }
