@@ -5,6 +5,7 @@
 // Each test binary uses a different subset.
 #![allow(dead_code, unused_imports)]
 
+pub mod authn;
 pub mod backstage;
 pub mod certs;
 pub mod config;

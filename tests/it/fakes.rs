@@ -1,7 +1,7 @@
 //! The test support itself: the fake server routes, serves TLS, stops when
 //! dropped and re-raises its handlers' panics; config values merge.
 
-mod support;
+use crate::support;
 
 use http::{Method, StatusCode};
 use serde_json::json;

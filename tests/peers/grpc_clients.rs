@@ -5,7 +5,7 @@
 //! `firegate dev`: a real token over TLS, the clients' emulator mode with a
 //! real token in place of `Bearer owner`, and a refused read.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -7,7 +7,7 @@
 //! check in a child process of this test binary, with its own environment,
 //! against fakes served by the parent.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -397,11 +397,16 @@ async fn emulator_sends_the_owner_token_only_to_a_loopback_emulator() {
 /// `env` (and without the ADC variables of ours), and return its output.
 async fn run_child(name: &'static str, env: Vec<(&'static str, String)>) -> String {
     let exe = std::env::current_exe().expect("test binary");
+    // libtest names a test by its path below the crate root.
+    let test = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_owned(),
+    };
     let output = tokio::task::spawn_blocking(move || {
         let mut cmd = std::process::Command::new(exe);
         cmd.args([
             "--exact",
-            name,
+            &test,
             "--ignored",
             "--nocapture",
             "--test-threads=1",

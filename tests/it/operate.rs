@@ -2,7 +2,7 @@
 //! running stack, CORS preflights and headers, and `traceparent` — through
 //! the whole dev stack (issuer, pipeline, example policies, emulator).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! and one refused by policy, and a page from an origin not allowed reads
 //! nothing at all.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

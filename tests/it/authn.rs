@@ -1,187 +1,21 @@
-//! Authentication end to end: a real `oidc-provider`, and an in-process
-//! issuer for every way a token can be bad.
+//! Authentication end to end: an in-process issuer for every way a token
+//! can be bad (the real `oidc-provider` is in the peers binary).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use firegate::authn::{Authenticator, AuthnConfig, AuthnError, LastToken, Principal};
+use firegate::authn::LastToken;
 use http::{HeaderMap, HeaderValue, Uri, header};
 use jsonwebtoken::Algorithm;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
+use support::authn::{
+    authenticator, backstage, bearer, check, check_on, metrics, oidc, ready, reason, uri,
+};
 use support::config;
-use support::issuer::{AUDIENCE, SigningKey, TestIssuer, tamper};
-use support::oidc_provider::{INTROSPECTION_SECRET, OPAQUE_AUDIENCE, OidcProvider};
-
-/// An authenticator over `issuers` (`authn.issuers` entries), with its registry.
-async fn authenticator(issuers: &[Value]) -> (Authenticator, Registry) {
-    // Logs show only for failing tests.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-    let yaml = config::yaml(&json!({"issuers": issuers}));
-    let config: AuthnConfig = serde_yaml_ng::from_str(&yaml).expect("authn yaml");
-    let settings = firegate::config::ConfigErrors::collect(|errors| config.validate(errors))
-        .unwrap_or_else(|errors| panic!("{errors}"));
-    let mut registry = Registry::default();
-    let authn = Authenticator::new(&settings, &mut registry)
-        .await
-        .expect("authenticator");
-    (authn, registry)
-}
-
-/// An OIDC issuer entry found by discovery, with `extra` keys merged in.
-fn oidc(name: &str, issuer: &str, extra: Value) -> Value {
-    config::oidc_issuer(name, issuer, AUDIENCE)
-        .merge(json!({"jwks_refresh": {"min_interval": "1h", "max_interval": "1h"}}))
-        .merge(extra)
-        .value()
-        .clone()
-}
-
-fn backstage(name: &str, base: &str) -> Value {
-    json!({
-        "name": name,
-        "kind": "backstage",
-        "backstage": {"base_url": base},
-        "jwks_refresh": {"min_interval": "1h", "max_interval": "1h"},
-    })
-}
-
-async fn ready(authn: &Authenticator) {
-    for _ in 0..500 {
-        if authn.not_ready().is_none() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("not ready: {:?}", authn.not_ready());
-}
-
-fn bearer(token: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::AUTHORIZATION,
-        HeaderValue::from_str(&format!("Bearer {token}")).expect("header value"),
-    );
-    headers
-}
-
-fn uri() -> Uri {
-    Uri::from_static("/v1/projects/p/databases/(default)/documents/a/b")
-}
-
-async fn check(authn: &Authenticator, token: &str) -> Result<Arc<Principal>, AuthnError> {
-    authn.authenticate(&bearer(token), &uri(), None).await
-}
-
-async fn check_on(
-    authn: &Authenticator,
-    last: &LastToken,
-    token: &str,
-) -> Result<Arc<Principal>, AuthnError> {
-    authn.authenticate(&bearer(token), &uri(), Some(last)).await
-}
-
-async fn reason(authn: &Authenticator, token: &str) -> &'static str {
-    match check(authn, token).await {
-        Ok(_) => "accepted",
-        Err(e) => e.reason(),
-    }
-}
-
-fn metrics(registry: &Registry) -> String {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry).expect("encode");
-    out
-}
-
-#[tokio::test]
-async fn real_oidc_provider_client_credentials_token_passes() {
-    let provider = OidcProvider::start().await;
-    let (authn, _registry) = authenticator(&[oidc(
-        "op",
-        &provider.issuer,
-        json!({"required_scopes": ["firestore.read"]}),
-    )])
-    .await;
-    ready(&authn).await;
-
-    let token = provider
-        .client_credentials("svc-reader", "reader-secret", "firestore.read")
-        .await;
-    let principal = check(&authn, &token).await.expect("reader token accepted");
-    assert_eq!(principal.issuer, provider.issuer);
-    assert_eq!(principal.subject, "svc-reader");
-    assert_eq!(principal.email.as_deref(), Some("reader@firegate.test"));
-    assert_eq!(principal.groups, ["team-a", "readers"]);
-    assert_eq!(principal.claims["client_id"], "svc-reader");
-    assert!(
-        !principal.claims.contains_key("exp"),
-        "volatile claims dropped"
-    );
-
-    let writer = provider
-        .client_credentials("svc-writer", "writer-secret", "firestore.write")
-        .await;
-    assert_eq!(
-        reason(&authn, &writer).await,
-        "missing_scope",
-        "a token without the required scope is refused"
-    );
-
-    // The same real token against a config that expects another audience.
-    let strict = config::oidc_issuer("op", &provider.issuer, "someone-else");
-    let (strict, _r) = authenticator(&[strict.value().clone()]).await;
-    ready(&strict).await;
-    assert_eq!(reason(&strict, &token).await, "wrong_audience");
-}
-
-#[tokio::test]
-async fn real_oidc_provider_opaque_token_is_introspected() {
-    let provider = OidcProvider::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, INTROSPECTION_SECRET).expect("write secret");
-    let introspected = config::oidc_issuer("op", &provider.issuer, OPAQUE_AUDIENCE).merge(json!({
-        "claims": {"subject": "client_id"},
-        "introspection": {
-            "endpoint": format!("{}/token/introspection", provider.issuer),
-            "client_id": "firegate",
-            "client_secret_file": secret,
-        },
-    }));
-    let (authn, registry) = authenticator(&[introspected.value().clone()]).await;
-    ready(&authn).await;
-
-    let token = provider
-        .client_credentials_for(
-            "svc-reader",
-            "reader-secret",
-            "firestore.read",
-            OPAQUE_AUDIENCE,
-        )
-        .await;
-    assert!(!token.contains('.'), "an opaque token, not a JWT");
-    let principal = check(&authn, &token).await.expect("introspected as active");
-    assert_eq!(principal.subject, "svc-reader");
-    assert_eq!(principal.email.as_deref(), Some("reader@firegate.test"));
-    assert_eq!(principal.groups, ["team-a", "readers"]);
-    assert!(!principal.claims.contains_key("active"));
-    check(&authn, &token).await.expect("again");
-    assert!(metrics(&registry).contains("outcome=\"cached\"} 1"));
-
-    assert_eq!(
-        reason(&authn, "NotAnIssuedToken0123456789abcdef").await,
-        "introspection_inactive"
-    );
-}
+use support::issuer::{SigningKey, TestIssuer, tamper};
 
 #[tokio::test]
 async fn good_token_passes_once_verified_then_from_cache() {

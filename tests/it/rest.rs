@@ -2,7 +2,7 @@
 //! pipeline, the example policies, and the emulator (or a recording upstream
 //! where a test must see exactly what was forwarded, or that nothing was).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

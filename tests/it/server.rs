@@ -2,7 +2,7 @@
 //! through the upstream client, header hygiene, limits, drain, admin routes,
 //! and the `firegate` binary's signal handling.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1146,7 +1146,7 @@ fn kubernetes_grace_period_covers_the_drain() {
 }
 
 /// Hundreds of MiB through server + upstream client; prints the RSS growth.
-/// Run: `cargo test --release --test spine -- --ignored --nocapture large_response`
+/// Run: `cargo test --release --test it -- --ignored --nocapture server::large_response`
 #[tokio::test]
 #[ignore = "moves 512 MiB; run on demand to measure memory"]
 async fn large_response_streams_in_constant_memory() {

@@ -1,9 +1,9 @@
 //! Rules that see the data, over gRPC: the example `policies/notes.yaml`
 //! through `firegate dev` (its emulator's gRPC API) with a tonic client, as
-//! `tests/data_rules.rs` does over REST; and, with a recording fake
+//! `data_rules` does over REST; and, with a recording fake
 //! upstream, the forwarded `Commit` pinned to the version the rule saw.
 
-mod support;
+use crate::support;
 
 use firegate::dev::{DevOptions, Identity, Stack};
 use http::Method;

@@ -3,7 +3,9 @@
 //! sends them; and, with a fake upstream, the pin on the forwarded write
 //! and the refusal when the stored document cannot be read.
 
-mod support;
+use crate::support;
+
+mod grpc;
 
 use firegate::dev::{DevOptions, Identity, Stack};
 use http::Method;
