@@ -579,13 +579,8 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
     )
     .expect("policy");
     let audit = dir.path().join("audit.log");
-    let any = || "127.0.0.1:0".parse().expect("address");
     let env = |k: &str, v: String| (format!("FIREGATE_UPSTREAM__CREDENTIALS__{k}"), v);
-    let stack = firegate::dev::Stack::start(firegate::dev::DevOptions {
-        listen: any(),
-        issuer_listen: any(),
-        emulator_listen: any(),
-        admin_listen: any(),
+    let stack = support::dev::start(firegate::dev::DevOptions {
         policies: Some(policies),
         upstream_override: Some(firestore.url.clone()),
         extra_config: Some(serde_json::json!({
@@ -598,9 +593,9 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
             env("IMPERSONATION__IAM_ENDPOINT", iam.server.url()),
             env("IMPERSONATION__LIFETIME", "3600s".into()),
         ],
+        ..support::dev::options()
     })
-    .await
-    .expect("stack");
+    .await;
     let token = stack
         .token(&firegate::dev::Identity {
             subject: "svc:deployer".into(),

@@ -117,3 +117,10 @@ fn config_values_merge_deeply_and_null_removes() {
     );
     firegate::app::Config::from_yaml(&yaml, Vec::new()).expect("firegate reads it");
 }
+
+#[test]
+fn the_dev_stack_paths_name_its_sample_database() {
+    use support::dev::{DATABASE, DOCS, ROOT};
+    assert_eq!(ROOT, format!("{DATABASE}/documents"));
+    assert_eq!(DOCS, format!("/v1/{ROOT}"));
+}
