@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use support::authn::{
     authenticator, backstage, bearer, check, check_on, metrics, oidc, ready, reason, uri,
 };
+use support::clock::{skip_through, skip_until};
 use support::config;
 use support::issuer::{SigningKey, TestIssuer, tamper};
 
@@ -203,24 +204,20 @@ async fn keys_are_refreshed_on_the_issuers_cache_control() {
     .await;
     ready(&authn).await;
     // Without Cache-Control the next refresh would be an hour away.
-    for _ in 0..100 {
-        if issuer.jwks_fetches() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(issuer.jwks_fetches() >= 3, "{}", issuer.jwks_fetches());
+    let second = Duration::from_secs(1);
+    let minute = Duration::from_secs(60);
+    skip_until("two scheduled refreshes", second, minute, || {
+        issuer.jwks_fetches() >= 3
+    })
+    .await;
     // A rotated key is then picked up by the schedule: no unknown-kid
     // refresh is needed.
     issuer.rotate(false);
     let before = issuer.jwks_fetches();
-    for _ in 0..100 {
-        if issuer.jwks_fetches() > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(issuer.jwks_fetches() > before, "the schedule fetched again");
+    skip_until("the schedule fetches again", second, minute, || {
+        issuer.jwks_fetches() > before
+    })
+    .await;
     assert_eq!(reason(&authn, &issuer.token().sign()).await, "accepted");
 }
 
@@ -367,8 +364,8 @@ async fn unreachable_issuer_at_start_is_not_ready_until_its_keys_load() {
 }
 
 /// A connection's memo of its last token answers only for that very
-/// token, while it lives: a tampered copy, another caller's token on the
-/// same connection and an expired token are each judged afresh.
+/// token: a tampered copy and another caller's token on the same
+/// connection are each judged afresh (an expired one: the test below).
 #[tokio::test]
 async fn connection_memo_answers_only_for_its_own_live_token() {
     let issuer = TestIssuer::builder().start().await;
@@ -408,7 +405,19 @@ async fn connection_memo_answers_only_for_its_own_live_token() {
         "alice",
         "the memo follows the token, not the connection"
     );
+}
 
+/// The one test of expiry that waits on the wall clock: `exp` is a time of
+/// day (RFC 7519 NumericDate) that the verifier reads from the system
+/// clock, so no tokio clock can age a token. A verified token is cached
+/// and remembered by its connection; once expired, neither answers for it.
+#[tokio::test]
+async fn an_expired_token_is_refused_from_the_cache_and_the_connection_memo() {
+    let issuer = TestIssuer::builder().start().await;
+    let (authn, _registry) =
+        authenticator(&[oidc("corp", &issuer.issuer, json!({"leeway": "0s"}))]).await;
+    ready(&authn).await;
+    let last = LastToken::default();
     // Two seconds: `exp` is whole seconds, so a one-second token may have
     // only a moment left when it is first checked.
     let brief = issuer.token().expires_in(2).sign();
@@ -417,6 +426,8 @@ async fn connection_memo_answers_only_for_its_own_live_token() {
         .await
         .expect("from the memo");
     tokio::time::sleep(Duration::from_millis(3100)).await;
+    // First without the memo: the shared cache must recheck its entry.
+    assert_eq!(reason(&authn, &brief).await, "token_expired");
     assert_eq!(
         check_on(&authn, &last, &brief)
             .await
@@ -424,21 +435,6 @@ async fn connection_memo_answers_only_for_its_own_live_token() {
             .reason(),
         "token_expired"
     );
-}
-
-#[tokio::test]
-async fn cached_token_is_rechecked_for_expiry() {
-    let issuer = TestIssuer::builder()
-        .algorithm(Algorithm::ES256)
-        .start()
-        .await;
-    let (authn, _registry) =
-        authenticator(&[oidc("corp", &issuer.issuer, json!({"leeway": "0s"}))]).await;
-    ready(&authn).await;
-    let token = issuer.token().expires_in(1).sign();
-    assert_eq!(reason(&authn, &token).await, "accepted");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(reason(&authn, &token).await, "token_expired");
 }
 
 #[tokio::test]
@@ -879,8 +875,9 @@ async fn an_empty_backstage_key_set_is_loaded_and_refreshed_for_an_unknown_kid()
     let bs = TestIssuer::builder().backstage().empty_jwks().start().await;
     let (authn, registry) = authenticator(&[backstage("backstage", &bs.base)]).await;
     ready(&authn).await;
-    // Loaded means scheduled on `max_interval` (1h), not retried as a failure.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Loaded means scheduled on `max_interval` (1h), not retried as a failure
+    // (after 250 ms, then doubling).
+    skip_through(Duration::from_secs(10), Duration::from_secs(1)).await;
     assert_eq!(bs.jwks_fetches(), 1, "no retries of a valid empty set");
     let text = metrics(&registry);
     assert!(

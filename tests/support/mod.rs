@@ -8,6 +8,7 @@
 pub mod authn;
 pub mod backstage;
 pub mod certs;
+pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod emulator;
