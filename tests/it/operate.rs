@@ -184,11 +184,7 @@ async fn readyz_of_a_running_stack_lists_every_dependency_as_json() {
 const RUN_QUERY: &str = "/v1/projects/demo/databases/(default)/documents:runQuery";
 
 fn alice(stack: &Stack) -> String {
-    let alice = samples()
-        .into_iter()
-        .find(|s| s.token_var == "ALICE_TOKEN")
-        .expect("alice");
-    stack.token(&alice.identity).expect("token")
+    stack.token(&dev::sample("ALICE_TOKEN")).expect("token")
 }
 
 /// What a browser sends before Firebase lite's `text/plain` POST, and the

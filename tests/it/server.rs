@@ -1,6 +1,7 @@
-//! The spine at server and client level: TLS and plain listeners, streaming
-//! through the upstream client, header hygiene, limits, drain, admin routes,
-//! and the `firegate` binary's signal handling.
+//! The server and the upstream client, the spine of every request: TLS and
+//! plain listeners, streaming through the upstream client, header hygiene,
+//! limits, drain, admin routes, the `firegate` binary's signal handling, and
+//! the configs under deploy/.
 
 use crate::support;
 
