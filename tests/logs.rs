@@ -36,8 +36,9 @@ async fn a_requests_log_lines_carry_its_request_id_in_the_request_span() {
     let stack = support::dev_stack().await;
     let status = reqwest::Client::new()
         .get(format!(
-            "{}/v1/projects/demo/databases/(default)/documents/catalog/payments-api",
-            stack.url()
+            "{}{}/catalog/payments-api",
+            stack.url(),
+            support::dev::DOCS
         ))
         .header("x-request-id", "trace-me-1")
         .bearer_auth("not-a-token")

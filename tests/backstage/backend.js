@@ -1,4 +1,4 @@
-// A real Backstage backend for tests/backstage.rs: auth (guest provider),
+// A real Backstage backend for tests/peers/backstage.rs: auth (guest provider),
 // proxy, and a small plugin that calls firegate with plugin tokens.
 // Config comes from the file the test writes (`--config FILE`); prints
 // `ready <baseUrl>` once it serves.

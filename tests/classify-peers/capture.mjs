@@ -1,7 +1,7 @@
 // Drives the official Firestore clients against a recording server and
 // prints every request they send as one JSON line:
 // {"client","method","url","contentType","body"}.
-// The classifier tests (tests/classify_peers.rs) classify each capture.
+// The classifier tests (tests/peers/classify.rs) classify each capture.
 import http from 'node:http';
 import { Firestore, FieldValue } from '@google-cloud/firestore';
 import { initializeApp } from 'firebase/app';

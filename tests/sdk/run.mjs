@@ -246,7 +246,7 @@ function adminSteps(client, args, token) {
       same(analyzed.snapshot.docs.map((d) => d.id), ['delta', 'alpha'], 'analyzed results');
       same(analyzed.metrics.executionStats.resultsReturned, 2, 'resultsReturned');
       expect(analyzed.metrics.executionStats.readOperations > 0, 'readOperations');
-      // (On the vectors: through firegate, tests/sdk.rs refuses aggregations
+      // (On the vectors: through firegate, tests/peers/sdk.rs refuses aggregations
       // on admin's top-level collection.)
       const counted = await vecs.count().explain({ analyze: true });
       same(counted.snapshot.data().count, 6, 'analyzed count()');

@@ -5,9 +5,12 @@
 // Each test binary uses a different subset.
 #![allow(dead_code, unused_imports)]
 
+pub mod authn;
 pub mod backstage;
 pub mod certs;
+pub mod clock;
 pub mod config;
+pub mod dev;
 pub mod emulator;
 pub mod fake;
 pub mod google;
@@ -38,18 +41,5 @@ pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
 /// `firegate dev` as the binary starts it, on ephemeral ports, with the
 /// repository's example policies.
 pub async fn dev_stack() -> firegate::dev::Stack {
-    let any = || "127.0.0.1:0".parse().expect("address");
-    within(
-        "the dev stack",
-        firegate::dev::Stack::start(firegate::dev::DevOptions {
-            listen: any(),
-            issuer_listen: any(),
-            emulator_listen: any(),
-            admin_listen: any(),
-            policies: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("the dev stack starts")
+    dev::start(dev::options()).await
 }

@@ -283,7 +283,7 @@ mod tests {
         assert_eq!(cached.refresh_at, expires_at - (expires_at - now) / 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_due_token_is_served_while_one_refresh_runs_in_the_background() {
         let slot = Arc::new(Slot::default());
         let calls = Arc::new(AtomicUsize::new(0));
@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failed_refresh_keeps_the_valid_token_then_fails_closed() {
         let slot = Arc::new(Slot::default());
         let calls = Arc::new(AtomicUsize::new(0));

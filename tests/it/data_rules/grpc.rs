@@ -1,28 +1,18 @@
 //! Rules that see the data, over gRPC: the example `policies/notes.yaml`
 //! through `firegate dev` (its emulator's gRPC API) with a tonic client, as
-//! `tests/data_rules.rs` does over REST; and, with a recording fake
+//! `data_rules` does over REST; and, with a recording fake
 //! upstream, the forwarded `Commit` pinned to the version the rule saw.
 
-mod support;
+use crate::support;
 
-use firegate::dev::{DevOptions, Identity, Stack};
+use firegate::dev::{DevOptions, Stack};
 use http::Method;
 use serde_json::json;
 use tonic::Code;
 
+use support::dev::{self, DATABASE, ROOT, engineer};
 use support::fake::{self, Reply};
 use support::grpc::{self, Client, framed, proto, unframed, with_auth};
-
-const DATABASE: &str = "projects/demo/databases/(default)";
-const ROOT: &str = "projects/demo/databases/(default)/documents";
-
-fn who(subject: &str) -> Identity {
-    Identity {
-        subject: subject.into(),
-        email: format!("{subject}@example.com"),
-        groups: vec!["group:default/engineering".into()],
-    }
-}
 
 struct Caller {
     client: Client,
@@ -33,7 +23,7 @@ impl Caller {
     async fn new(stack: &Stack, subject: &str) -> Caller {
         Caller {
             client: grpc::client(stack.proxy).await,
-            auth: format!("Bearer {}", stack.token(&who(subject)).expect("token")),
+            auth: format!("Bearer {}", stack.token(&engineer(subject)).expect("token")),
         }
     }
 
@@ -257,21 +247,11 @@ async fn the_forwarded_grpc_commit_is_pinned_to_the_version_the_rule_saw() {
         })
         .start()
         .await;
-    let any = || "127.0.0.1:0".parse().expect("address");
-    let stack = support::within(
-        "the dev stack",
-        Stack::start(DevOptions {
-            listen: any(),
-            issuer_listen: any(),
-            emulator_listen: any(),
-            admin_listen: any(),
-            policies: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
-            upstream_override: Some(upstream.url()),
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("the dev stack starts");
+    let stack = dev::start(DevOptions {
+        upstream_override: Some(upstream.url()),
+        ..dev::options()
+    })
+    .await;
     let alice = Caller::new(&stack, "alice").await;
     let mut retitle = set("a1", "alice");
     retitle.update_mask = Some(proto::DocumentMask {

@@ -2,36 +2,24 @@
 //! running stack, CORS preflights and headers, and `traceparent` — through
 //! the whole dev stack (issuer, pipeline, example policies, emulator).
 
-mod support;
-
-use std::path::Path;
+use crate::support;
 
 use firegate::dev::{DevOptions, Stack, samples};
 
+use support::dev::{self, DOCS};
 use support::{upstream, within};
-
-fn any_port() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().expect("address")
-}
 
 async fn start(extra_config: Option<serde_json::Value>) -> Stack {
     start_with(extra_config, None).await
 }
 
 async fn start_with(extra_config: Option<serde_json::Value>, upstream: Option<String>) -> Stack {
-    let options = DevOptions {
+    dev::start(DevOptions {
         upstream_override: upstream,
-        listen: any_port(),
-        issuer_listen: any_port(),
-        emulator_listen: any_port(),
-        admin_listen: any_port(),
-        policies: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
         extra_config,
-        ..Default::default()
-    };
-    within("the dev stack", Stack::start(options))
-        .await
-        .expect("the dev stack starts")
+        ..dev::options()
+    })
+    .await
 }
 
 /// Every sample's allowed and refused request, plus one without a token.
@@ -62,10 +50,7 @@ async fn traffic(stack: &Stack, repeat: bool) -> Vec<String> {
         tokens.push(token);
     }
     let anonymous = http
-        .get(format!(
-            "{}/v1/projects/demo/databases/(default)/documents/teams/x",
-            stack.url()
-        ))
+        .get(format!("{}{DOCS}/teams/x", stack.url()))
         .send()
         .await
         .expect("response");
@@ -199,11 +184,7 @@ async fn readyz_of_a_running_stack_lists_every_dependency_as_json() {
 const RUN_QUERY: &str = "/v1/projects/demo/databases/(default)/documents:runQuery";
 
 fn alice(stack: &Stack) -> String {
-    let alice = samples()
-        .into_iter()
-        .find(|s| s.token_var == "ALICE_TOKEN")
-        .expect("alice");
-    stack.token(&alice.identity).expect("token")
+    stack.token(&dev::sample("ALICE_TOKEN")).expect("token")
 }
 
 /// What a browser sends before Firebase lite's `text/plain` POST, and the
@@ -293,10 +274,7 @@ async fn a_well_formed_traceparent_reaches_the_upstream_and_the_audit_line() {
     let http = reqwest::Client::new();
     for traceparent in [good, "00-not-a-trace-01"] {
         let status = http
-            .get(format!(
-                "{}/v1/projects/demo/databases/(default)/documents/catalog/payments-api",
-                stack.url()
-            ))
+            .get(format!("{}{DOCS}/catalog/payments-api", stack.url()))
             .bearer_auth(alice(&stack))
             .header("traceparent", traceparent)
             .send()

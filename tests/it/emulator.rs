@@ -1,15 +1,11 @@
 //! Conformance of the in-memory Firestore emulator, method by method, over
 //! real sockets: each table row is a request and what Firestore answers.
 
-mod support;
+use crate::support;
 
-#[path = "emulator/explain_partition.rs"]
 mod explain_partition;
-#[path = "emulator/ids_and_order.rs"]
 mod ids_and_order;
-#[path = "emulator/vectors.rs"]
 mod vectors;
-#[path = "emulator/writes_and_aggregations.rs"]
 mod writes_and_aggregations;
 
 use reqwest::Method;

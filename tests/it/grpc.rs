@@ -5,7 +5,7 @@
 //! another principal, smuggled fields, malformed protobuf, unknown methods,
 //! bad tokens and an issuer outage.
 
-mod support;
+use crate::support;
 
 use prost::Message as _;
 use serde_json::{Value, json};

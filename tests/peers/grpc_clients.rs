@@ -5,7 +5,7 @@
 //! `firegate dev`: a real token over TLS, the clients' emulator mode with a
 //! real token in place of `Bearer owner`, and a refused read.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -264,21 +264,12 @@ async fn dev_stack(server: serde_json::Value) -> (firegate::dev::Stack, tempfile
         "server": server,
         "upstream": {"databases": [firegate::dev::SAMPLE_DATABASE, DB]},
     });
-    let any = || "127.0.0.1:0".parse().expect("address");
-    let stack = support::within(
-        "the dev stack",
-        firegate::dev::Stack::start(firegate::dev::DevOptions {
-            listen: any(),
-            issuer_listen: any(),
-            emulator_listen: any(),
-            admin_listen: any(),
-            policies: Some(policies.path().to_owned()),
-            extra_config: Some(config),
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("the dev stack starts");
+    let stack = support::dev::start(firegate::dev::DevOptions {
+        policies: Some(policies.path().to_owned()),
+        extra_config: Some(config),
+        ..support::dev::options()
+    })
+    .await;
     (stack, policies)
 }
 

@@ -2,7 +2,7 @@
 //! of a whole firegate (the dev stack with its in-memory emulator), trusting
 //! Backstage's user and plugin tokens. Started once; every scenario in turn.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,87 +2,17 @@
 //! pipeline, the example policies, and the emulator (or a recording upstream
 //! where a test must see exactly what was forwarded, or that nothing was).
 
-mod support;
+use crate::support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use firegate::dev::{DevOptions, Identity, SAMPLE_DATABASE, Stack, samples};
+use firegate::dev::{DevOptions, SAMPLE_DATABASE, Stack, samples};
 
+use support::dev::{Caller, DOCS, options, policies, sample, start};
 use support::{Gate, Step, upstream, within};
-
-const DOCS: &str = "/v1/projects/demo/databases/(default)/documents";
-
-fn any_port() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().expect("address")
-}
-
-fn policies_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
-}
-
-fn options() -> DevOptions {
-    DevOptions {
-        listen: any_port(),
-        issuer_listen: any_port(),
-        emulator_listen: any_port(),
-        admin_listen: any_port(),
-        policies: Some(policies_dir()),
-        ..Default::default()
-    }
-}
-
-async fn start(options: DevOptions) -> Stack {
-    within("the dev stack", Stack::start(options))
-        .await
-        .expect("the dev stack starts")
-}
-
-/// A sample identity by its token variable (`ADMIN_TOKEN`, `ALICE_TOKEN`, `OUTSIDER_TOKEN`).
-fn identity(token_var: &str) -> Identity {
-    samples()
-        .into_iter()
-        .find(|s| s.token_var == token_var)
-        .map(|s| s.identity)
-        .expect("sample identity")
-}
-
-/// Sends requests to the proxy as one identity.
-struct Caller {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Caller {
-    fn new(stack: &Stack, token_var: &str) -> Caller {
-        Caller {
-            base: stack.url(),
-            token: stack.token(&identity(token_var)).expect("token"),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let response = within("the proxy", req.send()).await.expect("response");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-}
 
 fn error_status(body: &Value) -> &str {
     body["error"]["status"].as_str().unwrap_or("")
@@ -96,7 +26,7 @@ fn doc_name(path: &str) -> String {
 async fn the_dev_samples_are_allowed_and_refused_as_printed() {
     let stack = start(options()).await;
     for sample in samples() {
-        let caller = Caller::new(&stack, sample.token_var);
+        let caller = Caller::new(&stack, &sample.identity);
         let ok = &sample.allowed;
         let (status, body) = caller
             .send(ok.method, &ok.url_path(), ok.body.clone())
@@ -127,7 +57,7 @@ async fn a_commit_whose_second_write_is_forbidden_is_refused_whole_and_never_for
         ..options()
     })
     .await;
-    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    let alice = Caller::new(&stack, &sample("ALICE_TOKEN"));
     let commit = json!({"writes": [
         {"update": {"name": doc_name("teams/payments/deployments/d-9"), "fields": {"status": {"stringValue": "ok"}}}},
         {"update": {"name": doc_name("teams/search/deployments/d-9"), "fields": {"status": {"stringValue": "pwned"}}}},
@@ -157,7 +87,7 @@ async fn a_commit_whose_second_write_is_forbidden_is_refused_whole_and_never_for
 async fn a_collection_group_query_is_refused_when_only_one_team_is_allowed() {
     let stack = start(options()).await;
     let query = json!({"structuredQuery": {"from": [{"collectionId": "deployments", "allDescendants": true}]}});
-    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    let alice = Caller::new(&stack, &sample("ALICE_TOKEN"));
     let (status, body) = alice
         .send("POST", &format!("{DOCS}:runQuery"), Some(query.clone()))
         .await;
@@ -188,7 +118,7 @@ async fn a_collection_group_query_is_refused_when_only_one_team_is_allowed() {
     // Rules are not filters: even a platform admin's collection-group query
     // over the whole database is refused, because its scope includes
     // `/secrets/**`, which no one may read; below `/teams/...` it is allowed.
-    let admin = Caller::new(&stack, "ADMIN_TOKEN");
+    let admin = Caller::new(&stack, &sample("ADMIN_TOKEN"));
     let (status, body) = admin
         .send("POST", &format!("{DOCS}:runQuery"), Some(query.clone()))
         .await;
@@ -207,7 +137,7 @@ async fn a_collection_group_query_is_refused_when_only_one_team_is_allowed() {
 #[tokio::test]
 async fn a_policy_change_takes_effect_without_a_restart_and_a_broken_one_does_not() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for entry in std::fs::read_dir(policies_dir()).expect("policies") {
+    for entry in std::fs::read_dir(policies()).expect("policies") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "yaml") {
             std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
@@ -218,7 +148,7 @@ async fn a_policy_change_takes_effect_without_a_restart_and_a_broken_one_does_no
         ..options()
     })
     .await;
-    let mallory = Caller::new(&stack, "OUTSIDER_TOKEN");
+    let mallory = Caller::new(&stack, &sample("OUTSIDER_TOKEN"));
     let status_doc = format!("{DOCS}/status/payments-api");
     assert_eq!(mallory.send("GET", &status_doc, None).await.0, 200);
 
@@ -274,7 +204,7 @@ async fn a_policy_change_takes_effect_without_a_restart_and_a_broken_one_does_no
     let detail = policy["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("policy reload refused"), "{body}");
     assert!(detail.contains("broken.yaml"), "{body}");
-    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    let alice = Caller::new(&stack, &sample("ALICE_TOKEN"));
     assert_eq!(
         alice
             .send("GET", &format!("{DOCS}/catalog/payments-api"), None)
@@ -293,7 +223,7 @@ async fn refused_routes_and_bad_paths_get_firestore_errors_and_are_never_forward
         ..options()
     })
     .await;
-    let admin = Caller::new(&stack, "ADMIN_TOKEN");
+    let admin = Caller::new(&stack, &sample("ADMIN_TOKEN"));
     let db = "/v1/projects/demo/databases/(default)";
     let cases: Vec<(&str, String, u16)> = vec![
         ("GET", format!("{DOCS}/catalog%2Fx/doc"), 400),
@@ -324,7 +254,7 @@ async fn refused_routes_and_bad_paths_get_firestore_errors_and_are_never_forward
     ];
     for (method, path, expected) in &cases {
         let body = (*method == "POST").then(|| json!({}));
-        let (status, body) = admin.send(method, path, body).await;
+        let (status, body) = admin.send(*method, path, body).await;
         assert_eq!(status, *expected, "{method} {path} → {body}");
         assert!(body["error"]["status"].is_string(), "{path}: {body}");
         assert_eq!(body["error"]["code"], *expected, "{path}: {body}");
@@ -343,7 +273,7 @@ async fn refused_routes_and_bad_paths_get_firestore_errors_and_are_never_forward
     // X-HTTP-Method-Override would turn a harmless POST into something else.
     let response = reqwest::Client::new()
         .post(format!("{}{DOCS}:runQuery", stack.url()))
-        .bearer_auth(stack.token(&identity("ADMIN_TOKEN")).expect("token"))
+        .bearer_auth(stack.token(&sample("ADMIN_TOKEN")).expect("token"))
         .header("X-HTTP-Method-Override", "DELETE")
         .json(&json!({"structuredQuery": {"from": [{"collectionId": "catalog"}]}}))
         .send()
@@ -370,7 +300,7 @@ async fn an_oversized_batch_body_is_413_and_never_forwarded() {
         ..options()
     })
     .await;
-    let admin = Caller::new(&stack, "ADMIN_TOKEN");
+    let admin = Caller::new(&stack, &sample("ADMIN_TOKEN"));
     let big = "x".repeat(8192);
     let commit = json!({"writes": [{"update": {"name": doc_name("teams/search/deployments/d"), "fields": {"log": {"stringValue": big}}}}]});
     let (status, body) = admin
@@ -390,7 +320,7 @@ async fn client_credentials_and_hop_by_hop_headers_never_reach_firestore() {
         ..options()
     })
     .await;
-    let token = stack.token(&identity("ALICE_TOKEN")).expect("token");
+    let token = stack.token(&sample("ALICE_TOKEN")).expect("token");
     let response = reqwest::Client::new()
         .get(format!(
             "{}{DOCS}/catalog/payments-api?key=client-api-key",
@@ -466,7 +396,7 @@ async fn every_path_through_the_pipeline_leaves_exactly_one_audit_record_without
     })
     .await;
     let http = reqwest::Client::new();
-    let alice_token = stack.token(&identity("ALICE_TOKEN")).expect("token");
+    let alice_token = stack.token(&sample("ALICE_TOKEN")).expect("token");
     // Every request is a GET with a request id the records are found by.
     let get = |id: &'static str, path: &str, token: Option<&str>| {
         let mut req = http
@@ -577,7 +507,7 @@ async fn request_tags_reach_the_audit_line_escaped_and_bounded() {
     })
     .await;
     let http = reqwest::Client::new();
-    let token = stack.token(&identity("ALICE_TOKEN")).expect("token");
+    let token = stack.token(&sample("ALICE_TOKEN")).expect("token");
     let mut tags: Vec<String> = vec![
         "checkout".into(),
         "forged\"}\n{\"decision\":\"allow".into(),
@@ -647,7 +577,7 @@ async fn an_upstream_that_is_down_is_a_503_with_one_audit_record() {
         ..options()
     })
     .await;
-    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    let alice = Caller::new(&stack, &sample("ALICE_TOKEN"));
     let (status, body) = alice
         .send("GET", &format!("{DOCS}/catalog/payments-api"), None)
         .await;
@@ -686,7 +616,7 @@ async fn a_compressed_answer_to_begin_transaction_is_a_502_audited_as_an_error()
         ..options()
     })
     .await;
-    let alice = Caller::new(&stack, "ALICE_TOKEN");
+    let alice = Caller::new(&stack, &sample("ALICE_TOKEN"));
     let (status, body) = alice
         .send("POST", &format!("{DOCS}:beginTransaction"), Some(json!({})))
         .await;
@@ -723,7 +653,7 @@ fn tampered(token: &str) -> String {
 /// its comment says (allowed → 200, refused → 403).
 #[tokio::test]
 async fn firegate_dev_prints_commands_that_do_what_they_say() {
-    let policies = policies_dir();
+    let policies = policies();
     let banner = dev_commands_do_what_they_say(
         &std::env::temp_dir(),
         &["--policies".as_ref(), policies.as_os_str()],

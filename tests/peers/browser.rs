@@ -4,11 +4,11 @@
 //! and one refused by policy, and a page from an origin not allowed reads
 //! nothing at all.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 
-use firegate::dev::{SAMPLE_PROJECT, samples};
+use firegate::dev::SAMPLE_PROJECT;
 use serde_json::Value;
 
 use support::within;
@@ -28,11 +28,9 @@ async fn firebase_lite_in_chromium_reads_through_firegate_dev_with_cors() {
     );
     // The dev stack as `firegate dev` builds it: its CORS origins included.
     let stack = support::dev_stack().await;
-    let alice = samples()
-        .into_iter()
-        .find(|s| s.token_var == "ALICE_TOKEN")
-        .expect("alice");
-    let token = stack.token(&alice.identity).expect("token");
+    let token = stack
+        .token(&support::dev::sample("ALICE_TOKEN"))
+        .expect("token");
     // 127.0.0.2 is loopback too, but not one of the dev origins.
     let out = within(
         "the browser run",

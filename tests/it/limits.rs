@@ -2,7 +2,7 @@
 //! target limits, bodiless methods over HTTP/2, gRPC callers, Kubernetes
 //! service links and pinned databases — each against a whole firegate.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -378,7 +378,7 @@ async fn grpc_web_callers_get_a_final_trailers_only_unimplemented_at_once() {
     let up = upstream().start().await;
     let proxy = TestProxy::start(&config::plain(&up.url).yaml()).await;
     let (mut sender, _conn) = h2(proxy.addr).await;
-    // gRPC-Web is not served (gRPC over HTTP/2 is, see tests/grpc.rs). No
+    // gRPC-Web is not served (gRPC over HTTP/2 is, see the `grpc` module). No
     // token, and a body that never ends: neither is waited for.
     let request = http::Request::post("http://x/google.firestore.v1.Firestore/Listen")
         .header("content-type", "application/grpc-web+proto")

@@ -7,7 +7,7 @@
 //! check in a child process of this test binary, with its own environment,
 //! against fakes served by the parent.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +18,11 @@ use firegate::pipeline::respond;
 use firegate::upstream::{Credentials, CredentialsError, UpstreamConfig, UpstreamSettings};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
-use support::config;
+use support::clock::{skip, skip_until};
 use support::google::{
     DATASTORE, FakeIam, FakeMetadata, FakeSts, IAM_SCOPE, IamExpect, StsExpect, TestKey,
 };
+use support::{config, within};
 
 const READER: &str = "reader@test-project.iam.gserviceaccount.com";
 const WRITER: &str = "writer@test-project.iam.gserviceaccount.com";
@@ -234,7 +235,7 @@ async fn a_burst_at_expiry_refreshes_once() {
     iam.set_ttl(Duration::from_secs(3600));
 
     // No request while the token ages, so nothing refreshes it ahead of time.
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    skip(Duration::from_millis(1700)).await;
     let credentials = Arc::new(credentials);
     let burst: Vec<_> = (0..100)
         .map(|_| {
@@ -259,22 +260,26 @@ async fn a_failed_refresh_keeps_the_valid_token_then_answers_503() {
 
     // Past half-life the token is due: the refresh fails in the background
     // and the still-valid token keeps being used.
-    tokio::time::sleep(Duration::from_millis(3300)).await;
+    skip(Duration::from_millis(3300)).await;
     let during = credentials
         .access_token(Some(READER))
         .await
         .expect("still valid");
     assert_eq!(during.authorization, first.authorization);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    within("the background refresh", async {
+        while iam.hits(READER) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     let during = credentials
         .access_token(Some(READER))
         .await
         .expect("still valid");
     assert_eq!(during.authorization, first.authorization);
-    assert!(iam.hits(READER) >= 2, "a refresh was attempted");
     assert_eq!(credentials.not_ready(), None, "a valid token is held");
 
-    tokio::time::sleep(Duration::from_millis(2800)).await;
+    skip(Duration::from_millis(3000)).await;
     let err = credentials
         .access_token(Some(READER))
         .await
@@ -295,7 +300,7 @@ async fn a_failed_refresh_keeps_the_valid_token_then_answers_503() {
     // IAM recovers: the next attempt after the back-off mints again.
     iam.set_down(false);
     iam.set_ttl(Duration::from_secs(3600));
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    skip(Duration::from_millis(2100)).await;
     let back = credentials
         .access_token(Some(READER))
         .await
@@ -344,12 +349,13 @@ async fn base_credentials_failing_is_503_and_not_ready_until_they_recover() {
     metadata
         .broken
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    let mut waited = Duration::ZERO;
-    while credentials.not_ready().is_some() {
-        assert!(waited < Duration::from_secs(60), "never recovered");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        waited += Duration::from_millis(250);
-    }
+    skip_until(
+        "recovery",
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        || credentials.not_ready().is_none(),
+    )
+    .await;
     let token = credentials.access_token(None).await.expect("recovered");
     assert_eq!(
         bearer(&token),
@@ -397,11 +403,16 @@ async fn emulator_sends_the_owner_token_only_to_a_loopback_emulator() {
 /// `env` (and without the ADC variables of ours), and return its output.
 async fn run_child(name: &'static str, env: Vec<(&'static str, String)>) -> String {
     let exe = std::env::current_exe().expect("test binary");
+    // libtest names a test by its path below the crate root.
+    let test = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_owned(),
+    };
     let output = tokio::task::spawn_blocking(move || {
         let mut cmd = std::process::Command::new(exe);
         cmd.args([
             "--exact",
-            name,
+            &test,
             "--ignored",
             "--nocapture",
             "--test-threads=1",
@@ -574,13 +585,8 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
     )
     .expect("policy");
     let audit = dir.path().join("audit.log");
-    let any = || "127.0.0.1:0".parse().expect("address");
     let env = |k: &str, v: String| (format!("FIREGATE_UPSTREAM__CREDENTIALS__{k}"), v);
-    let stack = firegate::dev::Stack::start(firegate::dev::DevOptions {
-        listen: any(),
-        issuer_listen: any(),
-        emulator_listen: any(),
-        admin_listen: any(),
+    let stack = support::dev::start(firegate::dev::DevOptions {
         policies: Some(policies),
         upstream_override: Some(firestore.url.clone()),
         extra_config: Some(serde_json::json!({
@@ -593,9 +599,9 @@ async fn each_rule_runs_as_its_account_through_the_proxy_and_mixed_accounts_are_
             env("IMPERSONATION__IAM_ENDPOINT", iam.server.url()),
             env("IMPERSONATION__LIFETIME", "3600s".into()),
         ],
+        ..support::dev::options()
     })
-    .await
-    .expect("stack");
+    .await;
     let token = stack
         .token(&firegate::dev::Identity {
             subject: "svc:deployer".into(),

@@ -3,70 +3,20 @@
 //! sends them; and, with a fake upstream, the pin on the forwarded write
 //! and the refusal when the stored document cannot be read.
 
-mod support;
+use crate::support;
 
-use firegate::dev::{DevOptions, Identity, Stack};
+mod grpc;
+
+use firegate::dev::{DevOptions, Stack};
 use http::Method;
 use serde_json::{Value, json};
 
+use support::dev::{self, Caller, DOCS, engineer};
 use support::fake::{self, Reply};
 
-const DOCS: &str = "/v1/projects/demo/databases/(default)/documents";
-
-fn who(subject: &str) -> Identity {
-    Identity {
-        subject: subject.into(),
-        email: format!("{subject}@example.com"),
-        groups: vec!["group:default/engineering".into()],
-    }
-}
-
-struct Caller {
-    client: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Caller {
-    fn new(stack: &Stack, subject: &str) -> Caller {
-        Caller {
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .expect("client"),
-            base: stack.url(),
-            token: stack.token(&who(subject)).expect("token"),
-        }
-    }
-
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{DOCS}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let response = support::within("firegate", req.send())
-            .await
-            .expect("response");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-}
-
-impl Caller {
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(Method::POST, path, Some(body)).await
-    }
-
-    async fn patch(&self, path: String, body: Value) -> (u16, Value) {
-        self.send(Method::PATCH, &path, Some(body)).await
-    }
+/// A caller of the dev stack as an engineer, its paths under the documents.
+fn caller(stack: &Stack, subject: &str) -> Caller {
+    Caller::new(stack, &engineer(subject)).under(DOCS)
 }
 
 fn note(owner: &str, title: &str) -> Value {
@@ -83,7 +33,7 @@ fn owned_by(owner: &str) -> Value {
 #[tokio::test]
 async fn owners_create_read_query_update_and_delete_only_their_own_notes() {
     let stack = support::dev_stack().await;
-    let (alice, bob) = (Caller::new(&stack, "alice"), Caller::new(&stack, "bob"));
+    let (alice, bob) = (caller(&stack, "alice"), caller(&stack, "bob"));
 
     assert_eq!(
         alice
@@ -192,21 +142,11 @@ async fn with_fake_upstream(
         })
         .start()
         .await;
-    let any = || "127.0.0.1:0".parse().expect("address");
-    let stack = support::within(
-        "the dev stack",
-        Stack::start(DevOptions {
-            listen: any(),
-            issuer_listen: any(),
-            emulator_listen: any(),
-            admin_listen: any(),
-            policies: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
-            upstream_override: Some(upstream.url()),
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("the dev stack starts");
+    let stack = dev::start(DevOptions {
+        upstream_override: Some(upstream.url()),
+        ..dev::options()
+    })
+    .await;
     (stack, upstream, seen)
 }
 
@@ -224,7 +164,7 @@ async fn the_forwarded_write_is_pinned_to_the_version_the_rule_saw() {
         )
     })
     .await;
-    let alice = Caller::new(&stack, "alice");
+    let alice = caller(&stack, "alice");
     let body = json!({"fields": {"title": {"stringValue": "t"}}});
     let (status, answer) = alice
         .send(
@@ -255,7 +195,7 @@ async fn a_stored_read_that_fails_refuses_with_503_and_forwards_nothing() {
     let (stack, upstream, seen) =
         with_fake_upstream(|| Reply::json(http::StatusCode::INTERNAL_SERVER_ERROR, &json!({})))
             .await;
-    let alice = Caller::new(&stack, "alice");
+    let alice = caller(&stack, "alice");
     let response = reqwest::Client::new()
         .get(format!("{}{DOCS}/notes/a1", stack.url()))
         .bearer_auth(&alice.token)

@@ -98,10 +98,7 @@ fn real_client_requests_classify_to_their_targets() {
     ];
     let sealer = TransactionSealer::with_key(&[42; 32], Duration::from_secs(600)).expect("key");
     let alice = principal("alice");
-    let db = Database {
-        project: "p".into(),
-        database: "(default)".into(),
-    };
+    let db = Database::new("p", "(default)");
     let sealed = sealer.seal(alice.fingerprint(), &db, b"upstream-tx-1");
     let captures = capture(&sealed);
     assert_eq!(captures.len(), expected.len(), "{captures:#?}");

@@ -182,21 +182,15 @@ async fn official_clients_work_through_firegate_and_see_refusals_as_permission_d
 "#,
     )
     .expect("policy");
-    let any = || "127.0.0.1:0".parse().expect("address");
-    let stack = firegate::dev::Stack::start(firegate::dev::DevOptions {
-        listen: any(),
-        issuer_listen: any(),
-        emulator_listen: any(),
-        admin_listen: any(),
+    let stack = crate::support::dev::start(firegate::dev::DevOptions {
         policies: Some(policies.path().to_owned()),
         extra_config: Some(serde_json::json!({"upstream": {"databases": [
             firegate::dev::SAMPLE_DATABASE,
             "projects/sdk-test/databases/(default)",
         ]}})),
-        ..Default::default()
+        ..crate::support::dev::options()
     })
-    .await
-    .expect("stack");
+    .await;
     let token = stack
         .token(&firegate::dev::Identity {
             subject: "svc:sdk-tests".into(),

@@ -1,8 +1,9 @@
-//! The spine at server and client level: TLS and plain listeners, streaming
-//! through the upstream client, header hygiene, limits, drain, admin routes,
-//! and the `firegate` binary's signal handling.
+//! The server and the upstream client, the spine of every request: TLS and
+//! plain listeners, streaming through the upstream client, header hygiene,
+//! limits, drain, admin routes, the `firegate` binary's signal handling, and
+//! the configs under deploy/.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1146,7 +1147,7 @@ fn kubernetes_grace_period_covers_the_drain() {
 }
 
 /// Hundreds of MiB through server + upstream client; prints the RSS growth.
-/// Run: `cargo test --release --test spine -- --ignored --nocapture large_response`
+/// Run: `cargo test --release --test it -- --ignored --nocapture server::large_response`
 #[tokio::test]
 #[ignore = "moves 512 MiB; run on demand to measure memory"]
 async fn large_response_streams_in_constant_memory() {

@@ -1,7 +1,7 @@
 //! The test support itself: the fake server routes, serves TLS, stops when
 //! dropped and re-raises its handlers' panics; config values merge.
 
-mod support;
+use crate::support;
 
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -116,4 +116,11 @@ fn config_values_merge_deeply_and_null_removes() {
         })
     );
     firegate::app::Config::from_yaml(&yaml, Vec::new()).expect("firegate reads it");
+}
+
+#[test]
+fn the_dev_stack_paths_name_its_sample_database() {
+    use support::dev::{DATABASE, DOCS, ROOT};
+    assert_eq!(ROOT, format!("{DATABASE}/documents"));
+    assert_eq!(DOCS, format!("/v1/{ROOT}"));
 }

@@ -1,0 +1,20 @@
+//! firegate's integration tests, one binary with a module per contract
+//! (tests/README.md maps them). Each starts real servers on `127.0.0.1:0`;
+//! nothing here needs more than Rust. Run one module with
+//! `cargo test --test it rest::`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod audit;
+mod authn;
+mod credentials;
+mod data_rules;
+mod emulator;
+mod fakes;
+mod grpc;
+mod limits;
+mod operate;
+mod policy_tools;
+mod rest;
+mod server;
