@@ -1,5 +1,6 @@
-//! `firegate audit verify`: walk the chain across files, in the order
-//! given, and name the first record that is edited, missing or out of place.
+//! `firegate audit verify`: walk the chain across files, in chain order
+//! whatever order they were given in, and name the first record that is
+//! edited, missing or out of place.
 
 use std::fmt;
 use std::fs::File;
@@ -7,6 +8,7 @@ use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::chain::{ChainFields, GENESIS, Hasher};
+use super::order::{Unreadable, chain_order};
 
 /// What a clean run saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,9 @@ pub struct Summary {
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
     pub last_hash: Option<String>,
+    /// The files in the order walked; `reordered` when not as given.
+    pub order: Vec<PathBuf>,
+    pub reordered: bool,
 }
 
 impl fmt::Display for Summary {
@@ -29,6 +34,12 @@ impl fmt::Display for Summary {
         }
         if let Some(hash) = &self.last_hash {
             write!(f, ", last hash {hash}")?;
+        }
+        if self.reordered {
+            write!(f, "\nfiles in chain order:")?;
+            for file in &self.order {
+                write!(f, " {}", file.display())?;
+            }
         }
         if self.chain_starts.len() > 1 {
             write!(f, "\nnew chains began at:")?;
@@ -60,6 +71,8 @@ pub enum VerifyError {
     Broken { at: Location, problem: Problem },
     #[error("{}: {source}", .file.display())]
     Io { file: PathBuf, source: io::Error },
+    #[error("{}: gzip-compressed: decompress it first (`gunzip -k`)", .file.display())]
+    Compressed { file: PathBuf },
 }
 
 impl VerifyError {
@@ -67,7 +80,7 @@ impl VerifyError {
     pub fn location(&self) -> Option<&Location> {
         match self {
             VerifyError::Broken { at, .. } => Some(at),
-            VerifyError::Io { .. } => None,
+            VerifyError::Io { .. } | VerifyError::Compressed { .. } => None,
         }
     }
 }
@@ -85,8 +98,13 @@ pub enum Problem {
         "chain does not start here (seq {seq}): earlier records are missing; pass --allow-partial if older files were removed on purpose"
     )]
     NoChainStart { seq: u64 },
-    #[error("record seq {found} where seq {expected} was due: records are missing")]
-    Missing { expected: u64, found: u64 },
+    #[error("record seq {found} where seq {expected} was due: records are missing ({})", gap(*.expected, *.found, .before.as_ref()))]
+    Missing {
+        expected: u64,
+        found: u64,
+        /// Where the record before the gap is.
+        before: Option<Location>,
+    },
     #[error("record seq {found} where seq {expected} was due: records are out of order{}", .expected_line.map(|l| format!(" (seq {expected} is at line {l})")).unwrap_or_default())]
     Reordered {
         expected: u64,
@@ -100,16 +118,40 @@ pub enum Problem {
     BadChainStart { seq: u64 },
 }
 
-/// Check `files` as one chain, in order. `allow_partial` accepts a first
+/// `seq a..=b, after seq a-1 at FILE:LINE`: the records missing and the
+/// one on each side.
+fn gap(expected: u64, found: u64, before: Option<&Location>) -> String {
+    let last_missing = found.saturating_sub(1);
+    let mut text = if last_missing > expected {
+        format!("seq {expected}..={last_missing}")
+    } else {
+        format!("seq {expected}")
+    };
+    if let Some(at) = before {
+        text.push_str(&format!(
+            ", between seq {} at {at} and seq {found} here",
+            expected.saturating_sub(1)
+        ));
+    }
+    text
+}
+
+/// Check `files` as one chain, put in chain order first (each file after
+/// the one its first record links to). `allow_partial` accepts a first
 /// record that continues an earlier chain (older rotated files deleted).
 pub fn verify(
     files: &[PathBuf],
     hasher: &Hasher,
     allow_partial: bool,
 ) -> Result<Summary, VerifyError> {
+    let order = chain_order(files).map_err(|(file, why)| match why {
+        Unreadable::Io { source } => VerifyError::Io { file, source },
+        Unreadable::Compressed => VerifyError::Compressed { file },
+    })?;
     let mut walk = Walk {
         hasher,
         allow_partial,
+        last_at: None,
         summary: Summary {
             files: files.len(),
             records: 0,
@@ -117,17 +159,22 @@ pub fn verify(
             first_seq: None,
             last_seq: None,
             last_hash: None,
+            reordered: order != files,
+            order: Vec::new(),
         },
     };
-    for file in files {
+    for file in &order {
         walk.file(file)?;
     }
+    walk.summary.order = order;
     Ok(walk.summary)
 }
 
 struct Walk<'a> {
     hasher: &'a Hasher,
     allow_partial: bool,
+    /// Where the last record was.
+    last_at: Option<Location>,
     summary: Summary,
 }
 
@@ -152,7 +199,11 @@ impl Walk<'_> {
             };
             if let Err(problem) = self.line(&line, &at) {
                 let problem = match problem {
-                    Problem::Missing { expected, found } => {
+                    Problem::Missing {
+                        expected,
+                        found,
+                        before,
+                    } => {
                         // A record due here that shows up further down was
                         // moved, not deleted.
                         match find_seq(&mut reader, expected, number) {
@@ -161,7 +212,11 @@ impl Walk<'_> {
                                 found,
                                 expected_line: Some(line),
                             },
-                            None => Problem::Missing { expected, found },
+                            None => Problem::Missing {
+                                expected,
+                                found,
+                                before,
+                            },
                         }
                     }
                     other => other,
@@ -185,6 +240,7 @@ impl Walk<'_> {
         s.first_seq.get_or_insert(record.seq);
         s.last_seq = Some(record.seq);
         s.last_hash = Some(record.hash);
+        self.last_at = Some(at.clone());
         Ok(())
     }
 
@@ -210,6 +266,7 @@ impl Walk<'_> {
             Err(Problem::Missing {
                 expected,
                 found: record.seq,
+                before: self.last_at.clone(),
             })
         } else if record.seq < expected {
             Err(Problem::Reordered {
