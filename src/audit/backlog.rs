@@ -29,6 +29,18 @@ impl Backlog {
         &self.bytes
     }
 
+    /// The first whole lines up to `limit` bytes (at least one line).
+    pub fn front(&self, limit: usize) -> &[u8] {
+        let mut bytes = 0;
+        for &(len, _) in &self.lines {
+            if bytes > 0 && bytes + len > limit {
+                break;
+            }
+            bytes += len;
+        }
+        &self.bytes[..bytes]
+    }
+
     pub fn size(&self) -> usize {
         self.bytes.len()
     }
@@ -78,6 +90,9 @@ mod tests {
         backlog.push(b"bb\n", 8);
         backlog.push(b"ccc\n", 9);
         assert_eq!((backlog.records(), backlog.size()), (3, 9));
+        assert_eq!(backlog.front(0), b"a\n", "at least one line");
+        assert_eq!(backlog.front(6), b"a\nbb\n");
+        assert_eq!(backlog.front(100), backlog.bytes());
         assert_eq!(
             backlog.take_front(0),
             Taken {

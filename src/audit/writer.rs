@@ -38,6 +38,10 @@ const LINGER: Duration = Duration::from_millis(5);
 const POLL: Duration = Duration::from_millis(10);
 const RETRY_FIRST: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Most bytes appended at once. Writing a large buffer back after an
+/// outage takes a while (a rotation, with its `fdatasync`, every
+/// `max_file_bytes`); meanwhile the queue must keep draining.
+const CHUNK: usize = 256 * 1024;
 /// Drops have stopped once none was counted for this long.
 const DROPS_QUIET: Duration = Duration::from_secs(1);
 
@@ -142,7 +146,9 @@ impl Writer {
                 None => return false,
             }
         } else {
-            std::thread::sleep(POLL);
+            if !self.can_write() {
+                std::thread::sleep(POLL);
+            }
             if !self.has_room() {
                 return !self.rx.is_closed();
             }
@@ -154,7 +160,7 @@ impl Writer {
         };
         // Let a batch gather, unless a whole one is already waiting:
         // lingering then would only cap the records written per second.
-        if !self.failing && self.rx.len() < BATCH {
+        if self.backlog.is_empty() && self.rx.len() < BATCH {
             std::thread::sleep(LINGER);
         }
         self.handle(first);
@@ -175,6 +181,11 @@ impl Writer {
         self.backlog.is_empty()
             && self.waits.is_empty()
             && !self.shared.dropping.load(Ordering::Acquire)
+    }
+
+    /// Lines wait and the backoff allows another append now.
+    fn can_write(&self) -> bool {
+        !self.backlog.is_empty() && self.retry.due()
     }
 
     /// While the sink writes, a whole batch is taken; while it fails, only
@@ -245,14 +256,16 @@ impl Writer {
         }
     }
 
-    /// Hand what waits to the sink, when the backoff allows.
+    /// Hand what waits to the sink, when the backoff allows, at most
+    /// [`CHUNK`] at a time: the queue is drained between two appends.
     fn write_backlog(&mut self) {
-        if self.backlog.is_empty() || !self.retry.due() {
+        if !self.can_write() {
             return;
         }
-        let result = self.sink.append(self.backlog.bytes());
+        let chunk = self.backlog.front(CHUNK);
+        let result = self.sink.append(chunk);
         let appended = match &result {
-            Ok(()) => self.backlog.size(),
+            Ok(()) => chunk.len(),
             Err(err) => err.appended,
         };
         let taken = self.backlog.take_front(appended);
@@ -265,8 +278,8 @@ impl Writer {
                 self.shared.sink_ok.store(true, Ordering::Release);
                 if was_failing {
                     tracing::info!(
-                        written = taken.records,
-                        "the audit sink writes again; the records that waited are written, in order"
+                        waited = taken.records + self.backlog.records() as u64,
+                        "the audit sink writes again; the records that waited follow, in order"
                     );
                 }
             }
