@@ -17,6 +17,8 @@ pub struct Summary {
     pub records: u64,
     /// Where a new chain began (`prev` is the zero marker), first included.
     pub chain_starts: Vec<Location>,
+    /// The first record continues an earlier chain (`--allow-partial`).
+    pub partial: bool,
     /// The first record's `seq` (non-zero when older files were left out).
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
@@ -41,7 +43,9 @@ impl fmt::Display for Summary {
                 write!(f, " {}", file.display())?;
             }
         }
-        if self.chain_starts.len() > 1 {
+        // After a partial first chain, any start is a new one.
+        let new_chains = self.chain_starts.len() > usize::from(!self.partial);
+        if new_chains {
             write!(f, "\nnew chains began at:")?;
             for at in &self.chain_starts {
                 write!(f, " {at}")?;
@@ -156,6 +160,7 @@ pub fn verify(
             files: files.len(),
             records: 0,
             chain_starts: Vec::new(),
+            partial: false,
             first_seq: None,
             last_seq: None,
             last_hash: None,
@@ -256,6 +261,7 @@ impl Walk<'_> {
         let (Some(last_seq), Some(last_hash)) = (self.summary.last_seq, &self.summary.last_hash)
         else {
             return if self.allow_partial {
+                self.summary.partial = true;
                 Ok(())
             } else {
                 Err(Problem::NoChainStart { seq: record.seq })
@@ -299,5 +305,63 @@ fn find_seq(reader: &mut impl BufRead, seq: u64, from: u64) -> Option<u64> {
         if found == Some(seq) {
             return Some(number);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::chain::Chain;
+    use crate::audit::record::sample;
+
+    /// A file of `count` records continuing `chain`, from `start` seconds.
+    fn file(dir: &Path, name: &str, chain: &mut Chain, start: u64, count: u64) -> PathBuf {
+        let mut content = Vec::new();
+        for n in start..start + count {
+            let mut record = sample(n);
+            record.time = format!("2026-11-28T13:00:{n:02}Z");
+            let sealed = chain.seal(&record).expect("seal");
+            content.extend_from_slice(&sealed.line);
+            chain.advance(sealed);
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+
+    #[test]
+    fn a_new_chain_after_a_partial_one_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut old, _) = Chain::resume(Hasher::Sha256, None);
+        let _dropped = file(dir.path(), "a", &mut old, 0, 2);
+        let partial = file(dir.path(), "b", &mut old, 2, 2);
+        let (mut new, _) = Chain::resume(Hasher::Sha256, None);
+        let fresh = file(dir.path(), "c", &mut new, 4, 2);
+        let summary = verify(&[partial, fresh.clone()], &Hasher::Sha256, true).expect("ok");
+        assert!(summary.partial);
+        let text = summary.to_string();
+        assert!(
+            text.contains(&format!("new chains began at: {}:1", fresh.display())),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_gap_names_the_records_on_either_side() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut chain, _) = Chain::resume(Hasher::Sha256, None);
+        let first = file(dir.path(), "audit.log.3", &mut chain, 0, 3);
+        let _missing = file(dir.path(), "audit.log.2", &mut chain, 3, 4);
+        let last = file(dir.path(), "audit.log.1", &mut chain, 7, 2);
+        let err =
+            verify(&[last.clone(), first.clone()], &Hasher::Sha256, false).expect_err("a gap");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:1: record seq 7 where seq 3 was due: records are missing (seq 3..=6, between seq 2 at {}:3 and seq 7 here)",
+                last.display(),
+                first.display()
+            )
+        );
     }
 }
