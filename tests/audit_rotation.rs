@@ -801,3 +801,144 @@ async fn verify_names_a_gap_between_rotated_files_by_the_records_on_either_side(
         verdict.stderr
     );
 }
+
+/// The shipped stanza (`deploy/logrotate/firegate`), run by the real
+/// logrotate(8) three times under load, its postrotate signal aimed at this
+/// firegate: every record is in one chain across `audit.log`, `.1` and the
+/// `.2.gz`, `.3.gz` decompressed as an operator would.
+#[tokio::test]
+#[ignore = "runs logrotate(8), which must be on PATH"]
+async fn the_shipped_logrotate_stanza_rotates_without_loss() {
+    let dirs = Dirs::new();
+    // logrotate does the rotating; firegate's own is out of the way.
+    let audit = json!({"sink": "file", "path": dirs.active(), "max_file_bytes": 1u64 << 30});
+    let served = Arc::new(Served::start(&dirs, audit).await);
+    let pid = served.child.id().expect("running");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/logrotate/firegate");
+    let stanza: String = fs::read_to_string(shipped)
+        .expect("the shipped stanza")
+        .lines()
+        .map(|line| {
+            let line = line.replace(
+                "/var/log/firegate/audit.log",
+                &dirs.active().display().to_string(),
+            );
+            if line.contains("systemctl kill") {
+                format!("        kill -USR1 {pid}")
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let conf = dirs.root.path().join("logrotate.conf");
+    fs::write(&conf, stanza + "\n").expect("conf");
+    let state = dirs.root.path().join("logrotate.state");
+
+    let load = Load::start(&served);
+    for round in 1..=3 {
+        until("records to rotate", || async {
+            served.written().await >= round * 200
+        })
+        .await;
+        let out = std::process::Command::new("logrotate")
+            .args(["--force", "--verbose", "--state"])
+            .arg(&state)
+            .arg(&conf)
+            .output()
+            .expect("run logrotate");
+        assert!(
+            out.status.success(),
+            "logrotate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let at_last = served.written().await;
+    until("records after the last rotation", || async {
+        served.written().await >= at_last + 100
+    })
+    .await;
+    let answered = load.stop().await;
+    until("every record", || async {
+        served.written().await == answered
+    })
+    .await;
+    assert_eq!(served.dropped().await, 0);
+    for gz in audit_files(&dirs)
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "gz"))
+    {
+        let status = std::process::Command::new("gzip")
+            .arg("-dk")
+            .arg(gz)
+            .status()
+            .expect("gzip");
+        assert!(status.success());
+    }
+    let files: Vec<PathBuf> = audit_files(&dirs)
+        .into_iter()
+        .filter(|f| f.extension().is_none_or(|e| e != "gz"))
+        .collect();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["audit.log", "audit.log.1", "audit.log.2", "audit.log.3"]
+    );
+    assert_eq!(
+        records_in(&files),
+        answered,
+        "records written = requests answered"
+    );
+    assert_one_chain(&files, answered);
+    Arc::into_inner(served)
+        .expect("one owner")
+        .terminate()
+        .await;
+}
+
+/// The Deployment's grace period covers its preStop pause, the drain and
+/// the audit flush the ConfigMap asks for: a replica whose sink cannot
+/// write still ends, and reports, before the kubelet's SIGKILL.
+#[test]
+fn kubernetes_grace_period_covers_the_drain_and_the_audit_flush() {
+    use serde::Deserialize as _;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let read = |name: &str| fs::read_to_string(root.join(name)).expect("manifest");
+    let deployment: Value = serde_yaml_ng::from_str(&read("deployment.yaml")).expect("yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace period");
+    let pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap_or(0);
+    let config_maps = read("configmap.yaml");
+    let config_map = serde_yaml_ng::Deserializer::from_str(&config_maps)
+        .map(|doc| Value::deserialize(doc).expect("yaml"))
+        .find(|doc| doc["metadata"]["name"] == "firegate")
+        .expect("the firegate ConfigMap");
+    let config: Value = serde_yaml_ng::from_str(
+        config_map["data"]["firegate.yaml"]
+            .as_str()
+            .expect("firegate.yaml"),
+    )
+    .expect("yaml");
+    let seconds = |value: &Value| {
+        let text = value.as_str().expect("a duration");
+        humantime::parse_duration(text).expect("duration").as_secs()
+    };
+    let drain = seconds(&config["server"]["limits"]["drain_timeout"]);
+    let flush = seconds(&config["audit"]["flush_timeout"]);
+    assert!(
+        grace >= pre_stop + drain + flush + 5,
+        "terminationGracePeriodSeconds {grace} < preStop {pre_stop} + drain {drain} + audit flush {flush} + 5"
+    );
+}
