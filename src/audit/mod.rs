@@ -46,7 +46,7 @@ pub enum SinkKind {
     /// One line per record on standard output (logs go to stderr).
     #[default]
     Stdout,
-    /// Appended to `path`, rotated by size.
+    /// Appended to `path`, rotated by size, followed when moved.
     File,
 }
 
@@ -68,7 +68,8 @@ pub struct AuditConfig {
     /// A file holding a secret key: hashes become HMAC-SHA256.
     #[serde(default)]
     pub hmac_key_file: Option<PathBuf>,
-    /// Refuse new requests (503) while records cannot be written.
+    /// Refuse new requests (503) once records could be lost: the sink
+    /// cannot write and `buffer_bytes` are used up, or the queue is full.
     #[serde(default)]
     pub fail_closed: bool,
     /// Records that may wait for the writer.
@@ -329,7 +330,7 @@ impl Auditor {
             }
         };
         let auditor = Auditor::with_sink(settings, sink, registry)?;
-        auditor.reopen_on_signals();
+        auditor.reopen_on_signals(matches!(settings.sink, SinkSettings::File { .. }));
         Ok(auditor)
     }
 
@@ -373,8 +374,9 @@ impl Auditor {
     /// `postrotate` signal the new file exists before the next record.
     /// The writer also looks before every append, so a signal is never
     /// needed for correctness. (SIGHUP also reloads policies and the
-    /// certificate, in `app`.)
-    fn reopen_on_signals(&self) {
+    /// certificate, in `app`.) Listened to with any sink, so that SIGUSR1
+    /// never ends the process; only a file is reopened.
+    fn reopen_on_signals(&self, file: bool) {
         use tokio::signal::unix::{SignalKind, signal};
         for (name, kind) in [
             ("SIGHUP", SignalKind::hangup()),
@@ -393,8 +395,10 @@ impl Auditor {
                 while signals.recv().await.is_some() {
                     // The auditor is gone: nothing to reopen.
                     let Some(tx) = tx.upgrade() else { break };
-                    tracing::info!(signal = name, "reopening the audit file");
-                    request_reopen(&shared, &tx);
+                    if file {
+                        tracing::info!(signal = name, "reopening the audit file");
+                        request_reopen(&shared, &tx);
+                    }
                 }
             });
         }

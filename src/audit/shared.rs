@@ -35,8 +35,6 @@ pub(super) struct FlushRequest {
 }
 
 pub(super) struct Shared {
-    /// False from a failed append until the sink takes records again.
-    pub sink_ok: AtomicBool,
     /// The sink cannot write and `audit.buffer_bytes` are used up: the
     /// writer takes no more records, the queue fills, and records drop
     /// (or, with `fail_closed`, requests are refused).
@@ -61,7 +59,6 @@ pub(super) struct Shared {
 impl Shared {
     pub fn new(registry: &mut Registry) -> Shared {
         Shared {
-            sink_ok: AtomicBool::new(true),
             buffer_full: AtomicBool::new(false),
             overflow: Mutex::new(Vec::new()),
             overflow_len: AtomicU64::new(0),

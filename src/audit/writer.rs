@@ -117,7 +117,7 @@ impl Writer {
     /// as dropped.
     pub fn run(mut self) {
         loop {
-            if !self.closed && !self.receive() {
+            if !self.receive() && !self.closed {
                 self.closed = true;
                 let give_up_at = Instant::now() + self.flush_timeout;
                 self.wait_for(None, give_up_at);
@@ -128,11 +128,8 @@ impl Writer {
             self.answer_flushes();
             self.watch_drops();
             self.publish();
-            if self.closed {
-                if self.waits.is_empty() {
-                    return;
-                }
-                std::thread::sleep(POLL);
+            if self.closed && self.waits.is_empty() {
+                return;
             }
         }
     }
@@ -225,9 +222,8 @@ impl Writer {
             self.wait_for(Some(request.done), give_up_at.unwrap_or(request.deadline));
         }
         if self.shared.reopen.swap(false, Ordering::AcqRel) {
-            match self.sink.reopen() {
-                Ok(()) => tracing::info!("audit sink reopened"),
-                Err(err) => tracing::warn!(error = %err, "cannot reopen the audit sink yet"),
+            if let Err(err) = self.sink.reopen() {
+                tracing::warn!(error = %err, "cannot reopen the audit file yet; records wait in memory");
             }
             // Whatever waits is tried again now, not after the backoff.
             self.retry = Retry::new();
@@ -275,7 +271,6 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.retry = Retry::new();
-                self.shared.sink_ok.store(true, Ordering::Release);
                 if was_failing {
                     tracing::info!(
                         waited = taken.records + self.backlog.records() as u64,
@@ -286,7 +281,6 @@ impl Writer {
             Err(err) => {
                 self.retry.failed();
                 self.shared.metrics.write_errors.inc();
-                self.shared.sink_ok.store(!self.failing, Ordering::Release);
                 if !was_failing && self.failing {
                     tracing::error!(
                         error = %err,
@@ -352,8 +346,11 @@ impl Writer {
             self.handle(message);
         }
         self.drain_overflow();
+        // One more try, now: everything if the sink writes again.
         self.retry = Retry::new();
-        self.write_backlog();
+        while self.can_write() {
+            self.write_backlog();
+        }
         if self.backlog.is_empty() {
             return Flushed::default();
         }
