@@ -590,7 +590,7 @@ async fn records_wait_while_the_directory_is_gone_and_follow_when_it_is_back() {
         .as_object()
         .cloned()
         .map(|mut a| {
-            a.insert("queue_capacity".into(), json!(256));
+            a.insert("queue_capacity".into(), json!(1024));
             Value::Object(a)
         })
         .expect("object");

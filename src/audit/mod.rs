@@ -353,6 +353,11 @@ impl Auditor {
             Arc::clone(&shared),
             WriterSettings {
                 buffer_bytes: settings.buffer_bytes,
+                chunk: match settings.sink {
+                    SinkSettings::File { max_file_bytes, .. } => usize::try_from(max_file_bytes)
+                        .map_or(writer::CHUNK, |m| m.min(writer::CHUNK)),
+                    SinkSettings::Stdout => writer::CHUNK,
+                },
                 spill,
                 flush_timeout: settings.flush_timeout,
             },

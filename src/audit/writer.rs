@@ -38,10 +38,12 @@ const LINGER: Duration = Duration::from_millis(5);
 const POLL: Duration = Duration::from_millis(10);
 const RETRY_FIRST: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
-/// Most bytes appended at once. Writing a large buffer back after an
-/// outage takes a while (a rotation, with its `fdatasync`, every
-/// `max_file_bytes`); meanwhile the queue must keep draining.
-const CHUNK: usize = 256 * 1024;
+/// Most bytes appended at once while lines that waited are written back
+/// (the sink's file size, if smaller: at most one rotation, with its
+/// `fdatasync`, per append). Writing a large buffer back takes a while;
+/// meanwhile the queue must keep draining. A batch that did not wait is
+/// appended whole, in one write (and one `fdatasync` with `fsync`).
+pub(super) const CHUNK: usize = 256 * 1024;
 /// Drops have stopped once none was counted for this long.
 const DROPS_QUIET: Duration = Duration::from_secs(1);
 
@@ -57,6 +59,10 @@ pub(super) struct Writer {
     spill: Option<Spill>,
     /// The last append failed and lines still wait.
     failing: bool,
+    /// Lines that waited are being written back, [`WriterSettings::chunk`]
+    /// bytes at a time, until none is left.
+    catching_up: bool,
+    chunk: usize,
     retry: Retry,
     /// Messages taken off the channel so far.
     received: u64,
@@ -82,6 +88,8 @@ struct Wait {
 /// The settings the writer runs with.
 pub(super) struct WriterSettings {
     pub buffer_bytes: usize,
+    /// At most [`CHUNK`], and at most the sink's file size.
+    pub chunk: usize,
     pub spill: Option<Spill>,
     pub flush_timeout: Duration,
 }
@@ -103,6 +111,8 @@ impl Writer {
             buffer_bytes: settings.buffer_bytes,
             spill: settings.spill,
             failing: false,
+            catching_up: false,
+            chunk: settings.chunk,
             retry: Retry::new(),
             received: 0,
             waits: Vec::new(),
@@ -252,13 +262,19 @@ impl Writer {
         }
     }
 
-    /// Hand what waits to the sink, when the backoff allows, at most
-    /// [`CHUNK`] at a time: the queue is drained between two appends.
+    /// Hand what waits to the sink, when the backoff allows: a fresh batch
+    /// whole, lines that waited a chunk at a time (the queue is drained
+    /// between two appends).
     fn write_backlog(&mut self) {
         if !self.can_write() {
             return;
         }
-        let chunk = self.backlog.front(CHUNK);
+        let limit = if self.catching_up {
+            self.chunk
+        } else {
+            usize::MAX
+        };
+        let chunk = self.backlog.front(limit);
         let result = self.sink.append(chunk);
         let appended = match &result {
             Ok(()) => chunk.len(),
@@ -268,6 +284,7 @@ impl Writer {
         self.count_written(&taken);
         let was_failing = self.failing;
         self.failing = result.is_err() && !self.backlog.is_empty();
+        self.catching_up = (self.catching_up || result.is_err()) && !self.backlog.is_empty();
         match result {
             Ok(()) => {
                 self.retry = Retry::new();
