@@ -701,6 +701,24 @@ mod tests {
         assert_eq!(sink.records().len(), 5);
     }
 
+    #[tokio::test]
+    async fn a_reopen_makes_the_file_again_without_a_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        let sink = crate::audit::FileSink::open(&path, 1 << 20).expect("open");
+        let auditor = Auditor::with_sink(
+            &settings(AuditConfig::default()),
+            Box::new(sink),
+            &mut Registry::default(),
+        )
+        .expect("auditor");
+        auditor.record(sample(0));
+        auditor.flush().await;
+        std::fs::rename(&path, dir.path().join("audit.log.1")).expect("mv");
+        auditor.reopen();
+        until("the file made again", || path.exists()).await;
+    }
+
     #[test]
     fn the_chain_continues_from_a_spill_that_goes_further() {
         let dir = tempfile::tempdir().expect("tempdir");
