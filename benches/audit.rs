@@ -1,14 +1,13 @@
 //! Records per second through the audit writer: queue, canonical form,
 //! SHA-256 or HMAC chain, and the sink.
 
-use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use firegate::audit::{
-    AuditConfig, AuditPrincipal, AuditRecord, AuditSettings, AuditTarget, Auditor, Outcome, Sink,
-    SinkKind,
+    AppendError, AuditConfig, AuditPrincipal, AuditRecord, AuditSettings, AuditTarget, Auditor,
+    Outcome, Sink, SinkKind,
 };
 use firegate::config::ConfigErrors;
 use prometheus_client::registry::Registry;
@@ -19,12 +18,8 @@ const BATCH: u64 = 5_000;
 struct NullSink;
 
 impl Sink for NullSink {
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        std::hint::black_box(line);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
+    fn append(&mut self, lines: &[u8]) -> Result<(), AppendError> {
+        std::hint::black_box(lines);
         Ok(())
     }
 }

@@ -145,7 +145,8 @@ pub enum PolicyCommand {
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain of audit files.
+    /// Check the hash chain of audit files, given in any order: rotated by
+    /// firegate or logrotate (decompressed), truncated copies, spills.
     Verify {
         #[command(flatten)]
         chain: ChainArgs,

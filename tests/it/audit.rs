@@ -490,9 +490,11 @@ fn metrics(registry: &Registry) -> String {
 async fn fail_closed_refuses_while_the_sink_cannot_write_then_recovers() {
     let sink = MemorySink::new();
     let mut registry = Registry::default();
+    // No buffer: fail_closed applies as soon as the sink cannot write.
     let config = AuditConfig {
         fail_closed: true,
         queue_capacity: 4,
+        buffer_bytes: 0,
         ..AuditConfig::default()
     };
     let auditor = Auditor::with_sink(&settings(config), Box::new(sink.clone()), &mut registry)
@@ -548,6 +550,7 @@ async fn fail_closed_keeps_admitted_records_but_not_those_of_refused_requests() 
     let config = AuditConfig {
         fail_closed: true,
         queue_capacity: 1,
+        buffer_bytes: 0,
         ..AuditConfig::default()
     };
     let auditor = Auditor::with_sink(
@@ -583,6 +586,7 @@ async fn without_fail_closed_a_full_queue_drops_and_counts() {
     let mut registry = Registry::default();
     let config = AuditConfig {
         queue_capacity: 2,
+        buffer_bytes: 0,
         ..AuditConfig::default()
     };
     let auditor = Auditor::with_sink(&settings(config), Box::new(sink.clone()), &mut registry)
