@@ -7,6 +7,7 @@
 mod support;
 
 mod audit;
+mod audit_rotation;
 mod authn;
 mod credentials;
 mod data_rules;

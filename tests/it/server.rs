@@ -1136,9 +1136,11 @@ fn kubernetes_grace_period_covers_the_drain() {
     let config = kubernetes_config(&TestPki::new(), &secret_keys(keys.path(), |_| random_key()))
         .unwrap_or_else(|e| panic!("{e}"));
     let drain = config.server.limits.drain_timeout.as_secs();
+    // The audit writer may take its flush deadline after the drain.
+    let flush = config.audit.flush_timeout.as_secs();
     assert!(
-        grace >= pre_stop + drain + 5,
-        "terminationGracePeriodSeconds {grace} < preStop {pre_stop} + drain {drain} + 5"
+        grace >= pre_stop + drain + flush + 5,
+        "terminationGracePeriodSeconds {grace} < preStop {pre_stop} + drain {drain} + audit flush {flush} + 5"
     );
     assert_eq!(pod["enableServiceLinks"].as_bool(), Some(false));
     let security = &pod["containers"][0]["securityContext"];

@@ -6,7 +6,7 @@
 //! the records written are the requests answered, and `audit verify` over
 //! the files (given in any order) sees one unbroken chain.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
