@@ -73,7 +73,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "body", "config", "crypto", "error", "fetch", "metrics", "model",
         ],
     ),
-    ("audit", &["authn", "config", "crypto"]),
+    ("audit", &["authn", "config", "crypto", "metrics"]),
     // The wires and the model they decode into.
     ("firestore", &["body", "model"]),
     ("grpc", &["body", "model", "transaction"]),

@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
 use super::AuditRecord;
+use crate::metrics::registered;
 
 /// At most one warning per this interval about repeated write failures.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -135,57 +136,48 @@ pub(super) struct Metrics {
 
 impl Metrics {
     fn new(registry: &mut Registry) -> Metrics {
-        let m = Metrics {
-            written: Counter::default(),
-            dropped: Counter::default(),
-            write_errors: Counter::default(),
-            refused: Counter::default(),
-            spilled: Counter::default(),
-            last_seq: Gauge::default(),
-            buffered_records: Gauge::default(),
-            buffered_bytes: Gauge::default(),
-        };
-        registry.register(
-            "audit_records_written",
-            "Audit records written to the sink",
-            m.written.clone(),
-        );
-        registry.register(
-            "audit_records_dropped",
-            "Audit records lost: the queue was full (fail_closed off), or the sink could not write and audit.buffer_bytes were used up",
-            m.dropped.clone(),
-        );
-        registry.register(
-            "audit_write_errors",
-            "Failed attempts to append to the audit sink (records wait in memory and are retried)",
-            m.write_errors.clone(),
-        );
-        registry.register(
-            "audit_refused_requests",
-            "Requests refused with 503 because the audit sink was behind (fail_closed)",
-            m.refused.clone(),
-        );
-        registry.register(
-            "audit_records_spilled",
-            "Audit records written to audit.spill_path because the sink could not take them before the flush deadline",
-            m.spilled.clone(),
-        );
-        registry.register(
-            "audit_chain_seq",
-            "seq of the last audit record written; compare with `audit verify` to spot a cut tail",
-            m.last_seq.clone(),
-        );
-        registry.register(
-            "audit_buffered_records",
-            "Audit records waiting in memory for the sink",
-            m.buffered_records.clone(),
-        );
-        registry.register(
-            "audit_buffered_bytes",
-            "Bytes of audit records waiting in memory for the sink (bounded by audit.buffer_bytes)",
-            m.buffered_bytes.clone(),
-        );
-        m
+        Metrics {
+            written: registered(
+                registry,
+                "audit_records_written",
+                "Audit records written to the sink",
+            ),
+            dropped: registered(
+                registry,
+                "audit_records_dropped",
+                "Audit records lost: the queue was full (fail_closed off), or the sink could not write and audit.buffer_bytes were used up",
+            ),
+            write_errors: registered(
+                registry,
+                "audit_write_errors",
+                "Failed attempts to append to the audit sink (records wait in memory and are retried)",
+            ),
+            refused: registered(
+                registry,
+                "audit_refused_requests",
+                "Requests refused with 503 because the audit sink was behind (fail_closed)",
+            ),
+            spilled: registered(
+                registry,
+                "audit_records_spilled",
+                "Audit records written to audit.spill_path because the sink could not take them before the flush deadline",
+            ),
+            last_seq: registered(
+                registry,
+                "audit_chain_seq",
+                "seq of the last audit record written; compare with `audit verify` to spot a cut tail",
+            ),
+            buffered_records: registered(
+                registry,
+                "audit_buffered_records",
+                "Audit records waiting in memory for the sink",
+            ),
+            buffered_bytes: registered(
+                registry,
+                "audit_buffered_bytes",
+                "Bytes of audit records waiting in memory for the sink (bounded by audit.buffer_bytes)",
+            ),
+        }
     }
 }
 
