@@ -26,7 +26,7 @@ impl Aggregations {
         })?;
         if items.is_empty() {
             return Err(EmulatorError::InvalidArgument(
-                "at least one aggregation is required".into(),
+                "Aggregations can not be empty.".into(),
             ));
         }
         let mut out = Vec::with_capacity(items.len());
@@ -54,12 +54,25 @@ impl Aggregations {
             };
             if out.iter().any(|(a, _)| *a == alias) {
                 return Err(EmulatorError::InvalidArgument(format!(
-                    "duplicate aggregation alias {alias:?}"
+                    "Aggregation aliases contain duplicate alias: {alias}."
                 )));
             }
             out.push((alias, function));
         }
         Ok(Aggregations(out))
+    }
+
+    /// The fields `sum` and `avg` read, in order, each once.
+    pub fn fields(&self) -> Vec<FieldPath> {
+        let mut fields: Vec<FieldPath> = Vec::new();
+        for (_, function) in &self.0 {
+            if let Function::Sum(path) | Function::Avg(path) = function
+                && !fields.contains(path)
+            {
+                fields.push(path.clone());
+            }
+        }
+        fields
     }
 
     /// `aggregateFields`: alias → value. Firestore answers an aggregation
@@ -201,6 +214,23 @@ mod tests {
         assert_eq!(
             aggs.compute(&refs),
             json!({"c": {"integerValue": "1"}, "s": {"integerValue": "100"}, "y": {"doubleValue": 2000.0}})
+        );
+    }
+
+    /// Firestore's wording, which python-firestore's system tests match.
+    #[test]
+    fn an_empty_aggregation_and_a_duplicate_alias_in_firestore_words() {
+        let message = |json: Json| match Aggregations::parse(&json) {
+            Err(EmulatorError::InvalidArgument(m)) => m,
+            other => panic!("want INVALID_ARGUMENT, got {other:?}"),
+        };
+        assert_eq!(message(json!([])), "Aggregations can not be empty.");
+        assert_eq!(
+            message(json!([
+                {"alias": "total", "count": {}},
+                {"alias": "total", "sum": {"field": {"fieldPath": "n"}}}
+            ])),
+            "Aggregation aliases contain duplicate alias: total."
         );
     }
 

@@ -144,7 +144,7 @@ pub fn delete(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     Ok(Answer::Object(json!({})))
 }
 
-/// `POST …/documents[/{doc}]:listCollectionIds`.
+/// `POST …/documents[/{doc}]:listCollectionIds`, now or at `readTime`.
 pub fn list_collection_ids(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     let page_size = match call.body.get("pageSize") {
         None | Some(Json::Null) => usize::MAX,
@@ -157,9 +157,10 @@ pub fn list_collection_ids(shared: &Shared, call: &Call) -> Result<Answer, Emula
         None => 0,
         Some(token) => decode_page_token(token)?,
     };
+    let at = super::rpc::read_time(call.body.get("readTime"))?;
     let ids: Vec<String> = shared
         .lock()
-        .collection_ids(&call.database, &call.path)
+        .collection_ids(&call.database, &call.path, at)
         .into_iter()
         .collect();
     let end = start.saturating_add(page_size).min(ids.len());

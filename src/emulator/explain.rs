@@ -64,19 +64,40 @@ impl Explain {
 }
 
 /// The index the query reads, as Firestore names it: equality fields first,
-/// then the query's order. (The emulator itself scans; this is the index
+/// then the query's order, the fields an aggregation reads if the order has
+/// not named them (before `__name__`), and last a vector search's field
+/// (`embedding VECTOR<3>`). (The emulator itself scans; this is the index
 /// Firestore would use, so client code that reads the plan sees its shape.)
 fn plan_summary(query: &Query) -> Json {
-    let mut properties: Vec<String> = Vec::new();
     let order = query.effective_order();
-    for field in query.equality_fields() {
-        if !order.iter().any(|(p, _)| *p == field) {
-            properties.push(format!("{} ASC", field_name(&field)));
-        }
-    }
-    for (field, descending) in &order {
-        let direction = if *descending { "DESC" } else { "ASC" };
-        properties.push(format!("{} {direction}", field_name(field)));
+    let mut fields: Vec<(FieldPath, bool)> = query
+        .equality_fields()
+        .into_iter()
+        .filter(|field| !order.iter().any(|(p, _)| p == field))
+        .map(|field| (field, false))
+        .collect();
+    fields.extend(order);
+    let name_at = fields
+        .iter()
+        .rposition(|(p, _)| p.is_document_name())
+        .unwrap_or(fields.len());
+    let unnamed: Vec<(FieldPath, bool)> = query
+        .aggregated()
+        .iter()
+        .filter(|field| !fields.iter().any(|(p, _)| p == *field))
+        .map(|field| (field.clone(), false))
+        .collect();
+    fields.splice(name_at..name_at, unnamed);
+    let mut properties: Vec<String> = fields
+        .iter()
+        .map(|(field, descending)| {
+            let direction = if *descending { "DESC" } else { "ASC" };
+            format!("{} {direction}", field_name(field))
+        })
+        .collect();
+    if let Some(nearest) = &query.nearest {
+        let (field, dimension) = nearest.indexed();
+        properties.push(format!("{} VECTOR<{dimension}>", field_name(field)));
     }
     let scope = if query.is_collection_group() {
         "Collection group"
@@ -153,5 +174,46 @@ mod tests {
         assert_eq!(analyzed["executionStats"]["resultsReturned"], "0");
         assert!(Explain::parse(&json!({"explainOptions": {"analyze": "yes"}})).is_err());
         assert!(Explain::parse(&json!({})).unwrap().is_none());
+    }
+
+    /// The index also names what an aggregation reads and what a vector
+    /// search searches, as Firestore's plans do (python-firestore's system
+    /// test: `(color ASC, __name__ ASC, embedding VECTOR<3>)`).
+    #[test]
+    fn plans_name_aggregated_and_vector_fields() {
+        let properties = |query: Query| {
+            Explain { analyze: false }.metrics(&query, None)["planSummary"]["indexesUsed"][0]
+                ["properties"]
+                .clone()
+        };
+        let red = json!({"fieldFilter": {"field": {"fieldPath": "color"}, "op": "EQUAL", "value": {"stringValue": "red"}}});
+        let nearest = Query::parse(&json!({
+            "from": [{"collectionId": "c", "allDescendants": true}],
+            "where": red,
+            "findNearest": {"vectorField": {"fieldPath": "embedding"}, "distanceMeasure": "EUCLIDEAN", "limit": 1,
+                            "queryVector": {"mapValue": {"fields": {
+                                "__type__": {"stringValue": "__vector__"},
+                                "value": {"arrayValue": {"values": [{"doubleValue": 1.0}, {"doubleValue": 2.0}, {"doubleValue": 3.0}]}}}}}}
+        }))
+        .unwrap();
+        assert_eq!(
+            properties(nearest),
+            "(color ASC, __name__ ASC, embedding VECTOR<3>)"
+        );
+        let amount = || FieldPath(vec!["amount".into()]);
+        let plain = Query::parse(&json!({"from": [{"collectionId": "c"}], "where": red})).unwrap();
+        assert_eq!(
+            properties(plain.aggregating(vec![amount()])),
+            "(color ASC, amount ASC, __name__ ASC)"
+        );
+        let ordered = Query::parse(&json!({
+            "from": [{"collectionId": "c"}],
+            "orderBy": [{"field": {"fieldPath": "year"}, "direction": "DESCENDING"}]
+        }))
+        .unwrap();
+        assert_eq!(
+            properties(ordered.aggregating(vec![amount()])),
+            "(year DESC, amount ASC, __name__ DESC)"
+        );
     }
 }

@@ -36,6 +36,12 @@ pub struct Nearest {
 }
 
 impl Nearest {
+    /// The vector field searched and the dimension of its index (the query
+    /// vector's).
+    pub fn indexed(&self) -> (&FieldPath, usize) {
+        (&self.field, self.query.len())
+    }
+
     pub fn parse(json: &Json) -> Result<Nearest, EmulatorError> {
         let field = field_reference(json.get("vectorField"))?;
         let query = match json.get("queryVector").map(Value::from_json).transpose()? {

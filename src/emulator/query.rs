@@ -71,6 +71,8 @@ pub struct Query {
     pub select: Option<Vec<FieldPath>>,
     /// Vector search over what the filters let through.
     pub nearest: Option<Nearest>,
+    /// The fields an aggregation over this query reads (`sum`, `avg`).
+    aggregated: Vec<FieldPath>,
 }
 
 /// A query's answer: the documents in order, how many `offset` skipped,
@@ -162,6 +164,7 @@ impl Query {
                 .filter(|n| !n.is_null())
                 .map(Nearest::parse)
                 .transpose()?,
+            aggregated: Vec::new(),
         };
         if query.nearest.is_some()
             && (!query.order_by.is_empty()
@@ -271,10 +274,26 @@ impl Query {
         }
     }
 
+    /// This query as the source of an aggregation reading `fields`.
+    /// Firestore answers an aggregation from an index holding those fields,
+    /// so a query without an order of its own scans in their order: a
+    /// `limit` or `offset` cuts that scan, not the name order.
+    pub fn aggregating(mut self, fields: Vec<FieldPath>) -> Query {
+        self.aggregated = fields;
+        self
+    }
+
+    /// The fields an aggregation over this query reads.
+    pub fn aggregated(&self) -> &[FieldPath] {
+        &self.aggregated
+    }
+
     /// Explicit orders, then inequality fields not yet ordered (by path),
     /// then `__name__`; the implicit ones all take the direction of the last
     /// explicit order (ascending without one). A `__name__` inequality does
-    /// not join the fields: the name always comes last.
+    /// not join the fields: the name always comes last. A query with none of
+    /// these orders nor cursors (which are positions in the name order),
+    /// aggregating, scans its aggregated fields in ascending order first.
     pub fn effective_order(&self) -> Vec<(FieldPath, bool)> {
         let mut order = self.order_by.clone();
         let descending = order.last().is_some_and(|(_, d)| *d);
@@ -284,8 +303,14 @@ impl Query {
         }
         inequality.sort();
         inequality.dedup();
+        inequality.retain(|path| !path.is_document_name());
+        let own_order = !order.is_empty() || !inequality.is_empty();
+        let cursors = self.start_at.is_some() || self.end_at.is_some();
+        if !own_order && !cursors {
+            order.extend(self.aggregated.iter().map(|path| (path.clone(), false)));
+        }
         for path in inequality {
-            if !path.is_document_name() && !order.iter().any(|(p, _)| *p == path) {
+            if !order.iter().any(|(p, _)| *p == path) {
                 order.push((path, descending));
             }
         }

@@ -98,22 +98,17 @@ pub fn commit(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
     })))
 }
 
-/// `:batchWrite`: each write on its own, each with its own status.
+/// `:batchWrite`: each write on its own, each with its own status. A write
+/// that is not valid at all (a reserved id, a malformed name) refuses the
+/// whole request, as Firestore does: only applying a write fails alone.
 pub fn batch_write(shared: &Shared, call: &Call) -> Result<Answer, EmulatorError> {
-    let items = call
-        .body
-        .get("writes")
-        .and_then(Json::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let mut results = Vec::with_capacity(items.len());
-    let mut statuses = Vec::with_capacity(items.len());
+    let writes = parse_writes(call)?;
+    let mut results = Vec::with_capacity(writes.len());
+    let mut statuses = Vec::with_capacity(writes.len());
     let mut state = shared.lock();
-    for item in items {
-        let outcome = Write::parse(&call.database, item).and_then(|write| {
-            let now = shared.clock.now();
-            commit_writes(&mut state, &call.database, &[write], now)
-        });
+    for write in writes {
+        let now = shared.clock.now();
+        let outcome = commit_writes(&mut state, &call.database, &[write], now);
         match outcome {
             Ok(mut result) => {
                 results.push(result.pop().unwrap_or_else(|| json!({})));
@@ -226,6 +221,7 @@ pub fn run_aggregation_query(shared: &Shared, call: &Call) -> Result<Answer, Emu
         )
     })?)?;
     let aggregations = Aggregations::parse(aggregation.get("aggregations").unwrap_or(&Json::Null))?;
+    let query = query.aggregating(aggregations.fields());
     let read = match QueryRead::open(shared, call, &query)? {
         ControlFlow::Continue(read) => read,
         ControlFlow::Break(planned) => return Ok(planned),

@@ -138,9 +138,15 @@ impl State {
         }
     }
 
-    /// Ids of the collections directly below `parent`, sorted.
-    pub fn collection_ids(&self, database: &str, parent: &[String]) -> BTreeSet<String> {
-        let Some(documents) = self.documents(database) else {
+    /// Ids of the collections directly below `parent` at `at` (now, when
+    /// `None`), sorted.
+    pub fn collection_ids(
+        &self,
+        database: &str,
+        parent: &[String],
+        at: Option<Timestamp>,
+    ) -> BTreeSet<String> {
+        let Some(documents) = self.snapshot(database, at) else {
             return BTreeSet::new();
         };
         documents

@@ -132,7 +132,7 @@ impl Write {
         current: Option<&Doc>,
         now: Timestamp,
     ) -> Result<(Effect, Json), EmulatorError> {
-        self.check_precondition(database, current)?;
+        self.check_precondition(database, current, now)?;
         let mut result = json!({ "updateTime": now.to_rfc3339() });
         let mut fields = match &self.kind {
             // A delete leaves no version behind, so its result has no time;
@@ -181,9 +181,16 @@ impl Write {
         &self,
         database: &str,
         current: Option<&Doc>,
+        now: Timestamp,
     ) -> Result<(), EmulatorError> {
         let name = || document_name(database, &self.path);
         match (&self.precondition, current) {
+            // No version can carry a time that has not come yet: Firestore
+            // calls that a bad argument, not a failed precondition.
+            (Precondition::UpdateTime(t), _) if *t > now => Err(invalid(format!(
+                "the update time precondition on {} is in the future",
+                name()
+            ))),
             (Precondition::None, _) => Ok(()),
             (Precondition::Exists(true), None) => Err(EmulatorError::NotFound(format!(
                 "No document to update: {}",
@@ -499,5 +506,38 @@ mod tests {
             commit(&mut state, DB, &[stale], now(3)),
             Err(EmulatorError::FailedPrecondition(_))
         ));
+    }
+
+    /// Firestore: an `updateTime` precondition later than the commit is
+    /// INVALID_ARGUMENT (python-firestore's system test of `update` and
+    /// `delete` with a last-update time an hour ahead), on a document that
+    /// exists or not.
+    #[test]
+    fn an_update_time_in_the_future_is_a_bad_argument() {
+        let mut state = State::default();
+        let name = format!("{DB}/documents/c/a");
+        let fields = json!({"a": {"integerValue": "1"}});
+        commit(
+            &mut state,
+            DB,
+            &[write(json!({"update": {"name": name, "fields": fields}}))],
+            now(1),
+        )
+        .unwrap();
+        let ahead = json!({"updateTime": "1970-01-01T01:00:01Z"});
+        for target in [name.clone(), format!("{DB}/documents/c/missing")] {
+            for json in [
+                json!({"delete": target, "currentDocument": ahead}),
+                json!({"update": {"name": target, "fields": fields}, "currentDocument": ahead}),
+            ] {
+                assert!(
+                    matches!(
+                        commit(&mut state, DB, &[write(json.clone())], now(2)),
+                        Err(EmulatorError::InvalidArgument(_))
+                    ),
+                    "{json}"
+                );
+            }
+        }
     }
 }

@@ -155,12 +155,14 @@ pub fn write_results(json: Option<&Json>) -> Result<Vec<proto::WriteResult>, Sta
     array(json).iter().map(write_result).collect()
 }
 
-/// `explainMetrics` as far as the protobuf form has room for it: the plan's
-/// index list and the execution counts.
+/// `explainMetrics` in its protobuf form: the plan's indexes, and with
+/// analysis the counts, the duration and the debug statistics, as REST
+/// carries them.
 pub fn explain_metrics(json: Option<&Json>) -> Option<proto::ExplainMetrics> {
     let json = json?;
+    let stats = json.get("executionStats");
     let count = |key: &str| {
-        json.get("executionStats")
+        stats
             .and_then(|s| s.get(key))
             .and_then(|n| n.as_str().and_then(|s| s.parse().ok()).or(n.as_i64()))
             .unwrap_or(0)
@@ -168,30 +170,124 @@ pub fn explain_metrics(json: Option<&Json>) -> Option<proto::ExplainMetrics> {
     let indexes = array(json.get("planSummary").and_then(|p| p.get("indexesUsed")))
         .iter()
         .filter_map(Json::as_object)
-        .map(|index| prost_types::Struct {
-            fields: index
-                .iter()
-                .filter_map(|(k, v)| {
-                    let text = v.as_str()?.to_owned();
-                    Some((
-                        k.clone(),
-                        prost_types::Value {
-                            kind: Some(prost_types::value::Kind::StringValue(text)),
-                        },
-                    ))
-                })
-                .collect(),
-        })
+        .map(proto_struct)
         .collect();
     Some(proto::ExplainMetrics {
         plan_summary: Some(proto::PlanSummary {
             indexes_used: indexes,
         }),
-        execution_stats: json.get("executionStats").map(|_| proto::ExecutionStats {
+        execution_stats: stats.map(|stats| proto::ExecutionStats {
             results_returned: count("resultsReturned"),
             read_operations: count("readOperations"),
-            execution_duration: None,
-            debug_stats: None,
+            execution_duration: stats
+                .get("executionDuration")
+                .and_then(Json::as_str)
+                .and_then(duration),
+            debug_stats: stats
+                .get("debugStats")
+                .and_then(Json::as_object)
+                .map(proto_struct),
         }),
     })
+}
+
+/// A proto3 JSON `Duration` (`"0.001500000s"`).
+fn duration(text: &str) -> Option<prost_types::Duration> {
+    let number = text.strip_suffix('s')?;
+    let (seconds, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(prost_types::Duration {
+        seconds: seconds.parse().ok()?,
+        // The fraction's digits padded to nine are its nanoseconds.
+        nanos: format!("{fraction:0<9}").parse().ok()?,
+    })
+}
+
+/// A JSON object as a protobuf `Struct`.
+fn proto_struct(object: &serde_json::Map<String, Json>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: object
+            .iter()
+            .map(|(k, v)| (k.clone(), proto_value(v)))
+            .collect(),
+    }
+}
+
+fn proto_value(json: &Json) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match json {
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(*b),
+        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => Kind::StringValue(s.clone()),
+        Json::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(proto_value).collect(),
+        }),
+        Json::Object(object) => Kind::StructValue(proto_struct(object)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_types::value::Kind;
+    use serde_json::json;
+
+    /// What python-firestore's system tests read over gRPC after an analyzed
+    /// query: a positive `execution_duration` and `debug_stats` holding
+    /// `billing_details`, `documents_scanned` and `index_entries_scanned`.
+    #[test]
+    fn explain_carries_duration_and_debug_stats_as_rest_does() {
+        let metrics = explain_metrics(Some(&json!({
+            "planSummary": {"indexesUsed": [{"query_scope": "Collection", "properties": "(n ASC, __name__ ASC)"}]},
+            "executionStats": {
+                "resultsReturned": "2",
+                "readOperations": "2",
+                "executionDuration": "0.001500000s",
+                "debugStats": {
+                    "documents_scanned": "3",
+                    "index_entries_scanned": "3",
+                    "billing_details": {"documents_billable": "2", "min_query_cost": "0"}
+                }
+            }
+        })))
+        .unwrap();
+        let stats = metrics.execution_stats.unwrap();
+        assert_eq!((stats.results_returned, stats.read_operations), (2, 2));
+        assert_eq!(
+            stats.execution_duration,
+            Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 1_500_000
+            })
+        );
+        let debug = stats.debug_stats.unwrap().fields;
+        assert_eq!(
+            debug["documents_scanned"].kind,
+            Some(Kind::StringValue("3".into()))
+        );
+        let Some(Kind::StructValue(billing)) = &debug["billing_details"].kind else {
+            panic!("billing_details is a struct: {debug:?}");
+        };
+        assert_eq!(
+            billing.fields["documents_billable"].kind,
+            Some(Kind::StringValue("2".into()))
+        );
+        let index = &metrics.plan_summary.unwrap().indexes_used[0].fields;
+        assert_eq!(
+            index["properties"].kind,
+            Some(Kind::StringValue("(n ASC, __name__ ASC)".into()))
+        );
+        assert_eq!(
+            duration("12s"),
+            Some(prost_types::Duration {
+                seconds: 12,
+                nanos: 0
+            })
+        );
+        assert_eq!(duration("1.5"), None);
+    }
 }

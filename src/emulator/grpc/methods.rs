@@ -540,6 +540,11 @@ pub fn list_collection_ids(
     let mut body = Map::new();
     body.insert("pageSize".into(), json!(request.page_size));
     body.insert("pageToken".into(), json!(request.page_token));
+    if let Some(proto::list_collection_ids_request::ConsistencySelector::ReadTime(t)) =
+        &request.consistency_selector
+    {
+        body.insert("readTime".into(), to_rest::timestamp(t));
+    }
     let json = one(documents::list_collection_ids(
         shared,
         &call(database, path, Vec::new(), body),

@@ -1,7 +1,9 @@
 //! Write results and aggregations, as Firestore documents them: a delete's
 //! write result has no `updateTime` (nothing is left to have one), and an
 //! aggregation over several fields only includes documents that have every
-//! aggregated field — for all its aggregations, count included.
+//! aggregated field — for all its aggregations, count included; with a
+//! limit, the first documents of the index scan are aggregated, which for a
+//! query without an order of its own is the aggregated field's order.
 
 use serde_json::{Value, json};
 
@@ -77,4 +79,72 @@ async fn aggregations_skip_documents_missing_any_aggregated_field() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body[0]["result"]["aggregateFields"], want, "{aggregations}");
     }
+}
+
+/// python-firestore's `test_sum_query_get_with_limit` and
+/// `test_avg_query_get_with_limit`: 25 documents with `stats.product = a * b`
+/// for `a, b` in `0..5`; `limit(12).sum("stats.product")` is 5 (nine 0s, a
+/// 1 and two 2s: the smallest twelve), whatever the documents' names.
+#[tokio::test]
+async fn a_limit_cuts_the_scan_in_the_aggregated_fields_order() {
+    let f = Fixture::start().await;
+    for a in 0..5 {
+        for b in 0..5 {
+            // Names that sort opposite to the products: in name order the
+            // first twelve sum to 92.
+            let id = format!("p{:02}-{a}{b}", 16 - a * b);
+            let stats = json!({"mapValue": {"fields": {"product": int(a * b)}}});
+            f.put(
+                &format!("qs/{id}"),
+                json!({"a": int(a), "b": int(b), "stats": stats}),
+            );
+        }
+    }
+    let product = json!({"field": {"fieldPath": "stats.product"}});
+    let aggregate = |limit: Option<i64>, aggregations: Value| {
+        let mut query = json!({"from": [{"collectionId": "qs"}]});
+        if let Some(limit) = limit {
+            query["limit"] = json!(limit);
+        }
+        json!({"structuredAggregationQuery": {"structuredQuery": query, "aggregations": aggregations},
+               "explainOptions": {"analyze": true}})
+    };
+    let cases = [
+        (
+            Some(12),
+            json!({"total": int(5), "mean": {"doubleValue": 5.0 / 12.0}}),
+        ),
+        (
+            None,
+            json!({"total": int(100), "mean": {"doubleValue": 4.0}}),
+        ),
+    ];
+    for (limit, want) in cases {
+        let request = aggregate(
+            limit,
+            json!([{"alias": "total", "sum": product}, {"alias": "mean", "avg": product}]),
+        );
+        let (status, body) = f.post(":runAggregationQuery", request).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body[0]["result"]["aggregateFields"], want,
+            "limit {limit:?}"
+        );
+        assert_eq!(
+            body[0]["explainMetrics"]["planSummary"]["indexesUsed"][0]["properties"],
+            "(stats.product ASC, __name__ ASC)"
+        );
+    }
+    // A count reads no field: its limit cuts the name order, as before.
+    let (_, body) = f
+        .post(
+            ":runAggregationQuery",
+            aggregate(Some(3), json!([{"count": {}}])),
+        )
+        .await;
+    assert_eq!(body[0]["result"]["aggregateFields"]["field_1"], int(3));
+    assert_eq!(
+        body[0]["explainMetrics"]["planSummary"]["indexesUsed"][0]["properties"],
+        "(__name__ ASC)"
+    );
 }
