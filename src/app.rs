@@ -135,22 +135,23 @@ impl App {
     }
 
     /// Write every queued audit record (tests read the file after this).
-    pub async fn flush_audit(&self) {
-        self.pipeline.flush_audit().await;
+    pub async fn flush_audit(&self) -> crate::audit::Flushed {
+        self.pipeline.flush_audit().await
     }
 
     /// Drain and stop. `/readyz` turns 503 first so a load balancer stops
     /// sending; the admin listener stays up until the proxy has drained.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    /// What the last audit flush could not write comes back.
+    pub async fn shutdown(self) -> anyhow::Result<crate::audit::Flushed> {
         self.draining.store(true, Ordering::Relaxed);
         self.stop_main.trigger();
         self.main_task.await.context("proxy listener task")?;
         // Records of the drained requests may still be queued.
-        self.pipeline.flush_audit().await;
+        let flushed = self.pipeline.flush_audit().await;
         self.stop_admin.trigger();
         self.admin_task.await.context("admin listener task")?;
         drop(self.reloads);
-        Ok(())
+        Ok(flushed)
     }
 }
 
@@ -158,8 +159,18 @@ impl App {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::start(&config).await?;
     server::shutdown::terminate().await?;
-    app.shutdown().await?;
-    tracing::info!("drained; exiting");
+    let flushed = app.shutdown().await?;
+    // The last line says what the audit trail is missing, if anything.
+    if flushed.unwritten > 0 || flushed.spilled > 0 {
+        tracing::error!(
+            unwritten = flushed.unwritten,
+            spilled = flushed.spilled,
+            spill_file = ?flushed.spill_file,
+            "drained; exiting with audit records not in the audit file"
+        );
+    } else {
+        tracing::info!("drained; exiting");
+    }
     Ok(())
 }
 

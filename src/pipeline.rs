@@ -192,9 +192,10 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Write every queued audit record.
-    pub async fn flush_audit(&self) {
-        self.audit.flush().await;
+    /// Write every queued audit record, within `audit.flush_timeout`:
+    /// what could not be written is counted (and spilled, when configured).
+    pub async fn flush_audit(&self) -> crate::audit::Flushed {
+        self.audit.flush().await
     }
 
     /// `None` when every step is ready; otherwise what is not.

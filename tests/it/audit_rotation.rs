@@ -743,6 +743,19 @@ async fn sigterm_with_an_unwritable_sink_ends_and_counts_what_was_not_written() 
         .unwrap_or_else(|| panic!("no count of unwritten records: {log:#?}"));
     let line: Value = serde_json::from_str(unwritten).expect("json log line");
     assert_eq!(line["fields"]["unwritten"], 30, "{unwritten}");
+    // And the process's last line says it, where an operator looks first.
+    let last = log
+        .iter()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or_else(|| panic!("no JSON line: {log:#?}"));
+    assert_eq!(last["fields"]["unwritten"], 30, "{last}");
+    assert!(
+        last["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("drained; exiting")),
+        "{last}"
+    );
 }
 
 /// `audit verify` names a gap by the records on either side, whatever the

@@ -112,7 +112,7 @@ impl TestProxy {
 
     /// Begin the drain `firegate serve` does on SIGTERM; the handle ends
     /// when it is done.
-    pub fn shutdown(&mut self) -> JoinHandle<anyhow::Result<()>> {
+    pub fn shutdown(&mut self) -> JoinHandle<anyhow::Result<firegate::audit::Flushed>> {
         let app = self.app.take().expect("shut down once");
         tokio::spawn(app.shutdown())
     }
