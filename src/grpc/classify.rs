@@ -1,6 +1,6 @@
 //! `classify` for gRPC: a typed request message → the same [`Operation`] its
-//! REST twin yields, through the same name validation (`firestore::path`)
-//! and the same target rules (`firestore::{upsert, selector_scope}`).
+//! REST twin yields, through the same name validation (`model::path`)
+//! and the same target rules (`model::{upsert, selector_scope}`).
 
 use super::proto::{
     self, Value, document_transform::field_transform, structured_query, structured_query::filter,
