@@ -17,7 +17,9 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nu
     || echo "note: could not install ${missing[*]}"
 fi
 command -v podman >/dev/null || skip "podman is not installed"
-[ -x target/debug/firegate ] || cargo build --quiet --bin firegate || skip "no firegate binary"
+# With the tests' feature set (`peers` gates test binaries only; the crate's
+# code is the same), so the test build that follows reuses this one.
+[ -x target/debug/firegate ] || cargo build --quiet --features peers --bin firegate || skip "no firegate binary"
 FIREGATE_BIN=${FIREGATE_BIN:-target/debug/firegate} deploy/container/build-image.sh "$image" \
   || skip "the image could not be built here"
 
