@@ -66,16 +66,7 @@ async fn a_requests_log_lines_carry_its_request_id_in_the_request_span() {
     // which the stream's task logs.
     let foreign = support::grpc::add_documents(OTHER, 2, &[format!("{OTHER}/documents/a/b")]);
     call.requests.send(foreign).await.expect("send");
-    let ended = support::within("the stream's end", async {
-        loop {
-            match call.responses.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => return None,
-                Err(status) => return Some(status.code()),
-            }
-        }
-    })
-    .await;
+    let ended = support::grpc::end_of(&mut call.responses).await;
     assert_eq!(ended, Some(tonic::Code::InvalidArgument));
     drop(call);
     stack.shutdown().await;

@@ -933,16 +933,7 @@ mod listen {
         assert_eq!(next_change(&mut call).await, (T::Add as i32, vec![3], None));
         let again = add_documents(DB, 3, &[name("rooms/b")]);
         call.requests.send(again).await.expect("send");
-        let ended = within("the stream's end", async {
-            loop {
-                match call.responses.message().await {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => return None,
-                    Err(status) => return Some(status.code()),
-                }
-            }
-        })
-        .await;
+        let ended = grpc::end_of(&mut call.responses).await;
         assert_eq!(ended, Some(Code::InvalidArgument));
         assert_eq!(
             s.up.target_changes(),
@@ -1022,16 +1013,7 @@ mod listen {
         let mut request = grpc::with_auth(stream, &s.proxy.bearer());
         request.set_timeout(Duration::from_millis(1500));
         let mut responses = client.listen(request).await.expect("opens").into_inner();
-        let ended = within("the stream's deadline", async {
-            loop {
-                match responses.message().await {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => return None,
-                    Err(status) => return Some(status.code()),
-                }
-            }
-        })
-        .await;
+        let ended = grpc::end_of(&mut responses).await;
         assert_eq!(ended, Some(Code::DeadlineExceeded));
         drop(tx);
     }

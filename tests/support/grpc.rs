@@ -451,6 +451,23 @@ pub async fn listen(
     })
 }
 
+/// Read `responses` to their end: the status code the stream ended with
+/// (`None` for a clean end), within the tests' patience.
+pub async fn end_of(
+    responses: &mut tonic::Streaming<proto::ListenResponse>,
+) -> Option<tonic::Code> {
+    super::within("the stream's end", async {
+        loop {
+            match responses.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status.code()),
+            }
+        }
+    })
+    .await
+}
+
 /// A Listen request adding a documents target.
 pub fn add_documents(database: &str, id: i32, documents: &[String]) -> proto::ListenRequest {
     proto::ListenRequest {
