@@ -24,7 +24,7 @@ use crate::policy::{PolicyConfig, PolicySettings};
 use crate::server::config::{RawServer, ServerSettings};
 use crate::transaction::TransactionSealer;
 use crate::transaction::{TransactionConfig, TransactionSettings};
-use crate::upstream::{Credentials, GrpcUpstream, Upstream};
+use crate::upstream::Credentials;
 use crate::upstream::{UpstreamConfig, UpstreamSettings};
 
 /// The whole file, as written.
@@ -137,13 +137,14 @@ impl Config {
     /// pipeline's own settings gathered from the sections that bound it.
     pub async fn pipeline(&self, registry: &mut Registry) -> anyhow::Result<Pipeline> {
         let limits = &self.server.limits;
+        let (upstream, grpc_upstream) = crate::upstream::clients(&self.upstream, registry)?;
         let steps = Steps {
             authn: Authenticator::new(&self.authn, registry).await?,
             transactions: TransactionSealer::new(&self.transactions)?,
             policy: PolicyEngine::new(&self.policy, registry).await?,
             credentials: Credentials::new(&self.upstream.credentials, registry).await?,
-            upstream: Upstream::new(&self.upstream, registry)?,
-            grpc_upstream: GrpcUpstream::new(&self.upstream)?,
+            upstream,
+            grpc_upstream,
             audit: Auditor::new(&self.audit, registry).await?,
         };
         let settings = PipelineSettings {

@@ -681,6 +681,130 @@ mod listen {
         }
     }
 
+    /// firegate in front of a Listen fake that allows `max_streams` streams
+    /// per connection, with `extra` config merged.
+    async fn capped_stack(max_streams: u32, extra: Value) -> ListenStack {
+        let up = ListenUpstream::capped(max_streams).await;
+        let policies = tempfile::tempdir().expect("policy dir");
+        std::fs::write(policies.path().join("rules.yaml"), POLICY).expect("policy");
+        let yaml = config::plain(&up.url())
+            .merge(json!({"policy": {"dir": policies.path(), "watch": false}}))
+            .merge(extra)
+            .yaml();
+        let proxy = TestProxy::start(&yaml).await;
+        ListenStack {
+            up,
+            proxy,
+            policies,
+        }
+    }
+
+    /// A Listen on its own client channel, its target acknowledged.
+    async fn open_listen(s: &ListenStack, id: i32) -> grpc::ListenCall {
+        let mut client = grpc::client(s.proxy.addr).await;
+        let first = add_documents(DB, id, &[name("rooms/a")]);
+        let mut call = within(
+            "Listen opens",
+            listen(
+                &mut client,
+                &s.proxy.bearer(),
+                &format!("listen-{id}"),
+                first,
+            ),
+        )
+        .await
+        .expect("Listen opens");
+        assert_eq!(
+            next_change(&mut call).await,
+            (T::Add as i32, vec![id], None)
+        );
+        call
+    }
+
+    #[tokio::test]
+    async fn listens_past_the_upstream_stream_cap_open_another_connection_and_unary_calls_pass() {
+        let s = capped_stack(2, json!({"upstream": {"pool": {"idle_timeout": "300ms"}}})).await;
+        let mut calls = Vec::new();
+        for id in 1..=3 {
+            calls.push(open_listen(&s, id).await);
+        }
+        let mut client = grpc::client(s.proxy.addr).await;
+        within(
+            "GetDocument beside three Listens",
+            client.get_document(with_auth(get("rooms/r1"), &s.proxy.bearer())),
+        )
+        .await
+        .expect("GetDocument answered");
+        assert_eq!(s.up.connections(), 2, "two Listens per connection");
+        let grpc = |name: &str| format!("firegate_upstream_{name}{{client=\"grpc\"}}");
+        assert_eq!(s.proxy.metric(&grpc("connections")).await, Some(2.0));
+        assert_eq!(
+            s.proxy.metric(&grpc("connections_opened_total")).await,
+            Some(2.0)
+        );
+        assert_eq!(s.proxy.metric(&grpc("streams")).await, Some(3.0));
+        // A stream counts until its response ends, not at its head.
+        drop(calls.pop());
+        wait_for_metric(&s, &grpc("streams"), 2.0).await;
+        // Idle connections close, all but one.
+        drop(calls);
+        wait_for_metric(&s, &grpc("streams"), 0.0).await;
+        wait_for_metric(&s, &grpc("connections"), 1.0).await;
+    }
+
+    #[tokio::test]
+    async fn listens_never_take_the_last_connections_streams_from_unary_calls() {
+        // Two connections of two streams: Listens may hold one connection's worth.
+        let s = capped_stack(2, json!({"upstream": {"pool": {"max_connections": 2}}})).await;
+        let first = open_listen(&s, 1).await;
+        let _second = open_listen(&s, 2).await;
+        let third = tokio::spawn({
+            let (addr, bearer) = (s.proxy.addr, s.proxy.bearer());
+            async move {
+                let mut client = grpc::client(addr).await;
+                let mut call = listen(
+                    &mut client,
+                    &bearer,
+                    "listen-3",
+                    add_documents(DB, 3, &[name("rooms/a")]),
+                )
+                .await
+                .expect("Listen opens");
+                next_change(&mut call).await
+            }
+        });
+        let mut client = grpc::client(s.proxy.addr).await;
+        for _ in 0..3 {
+            within(
+                "GetDocument while Listens hold all they may",
+                client.get_document(with_auth(get("rooms/r1"), &s.proxy.bearer())),
+            )
+            .await
+            .expect("GetDocument answered");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if third.is_finished() {
+            panic!("the third Listen waits for a stream: {:?}", third.await);
+        }
+        assert_eq!(
+            s.up.target_changes(),
+            [1, 2],
+            "the third Listen was not sent upstream"
+        );
+        drop(first);
+        let change = within("the third Listen", third).await.expect("task");
+        assert_eq!(change, (T::Add as i32, vec![3], None));
+    }
+
+    async fn wait_for_metric(s: &ListenStack, series: &str, value: f64) {
+        within(series, async {
+            while s.proxy.metric(series).await != Some(value) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
     async fn next_change(call: &mut grpc::ListenCall) -> (i32, Vec<i32>, Option<i32>) {
         let message = within("a Listen response", call.responses.message())
             .await

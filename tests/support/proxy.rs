@@ -117,6 +117,24 @@ impl TestProxy {
         tokio::spawn(app.shutdown())
     }
 
+    /// The admin listener's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        let app = self.app.as_ref().expect("running");
+        reqwest::get(format!("http://{}/metrics", app.admin_addr()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The value of one series on [`TestProxy::metrics`] (`name{labels}`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     pub fn http(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.addr.port())
     }

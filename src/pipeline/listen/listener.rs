@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::upstream::Leased;
 use bytes::Bytes;
 use futures_util::stream;
 use http::{HeaderMap, HeaderValue, Response};
 use http_body::Frame;
 use http_body_util::StreamBody;
-use hyper::body::Incoming;
 use prost::Message as _;
 use tokio::sync::mpsc;
 
@@ -314,7 +314,7 @@ impl Listener {
 
     fn on_opened(
         &mut self,
-        opened: Result<Result<Response<Incoming>, UpstreamError>, tokio::task::JoinError>,
+        opened: Result<Result<Response<Leased>, UpstreamError>, tokio::task::JoinError>,
     ) -> Option<End> {
         let response = match opened {
             Ok(Ok(response)) => response,
