@@ -15,3 +15,4 @@ mod grpc_clients;
 mod jvm_go_clients;
 mod oidc;
 mod sdk;
+mod stream_cap;
