@@ -796,6 +796,31 @@ mod listen {
         assert_eq!(change, (T::Add as i32, vec![3], None));
     }
 
+    #[tokio::test]
+    async fn a_principal_over_its_in_flight_cap_is_told_unavailable_which_clients_retry() {
+        let s = capped_stack(
+            100,
+            json!({"server": {"limits": {"max_in_flight_per_principal": 2}}}),
+        )
+        .await;
+        let _first = open_listen(&s, 1).await;
+        let _second = open_listen(&s, 2).await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        let err = within(
+            "GetDocument over the cap",
+            client.get_document(with_auth(get("rooms/r1"), &s.proxy.bearer())),
+        )
+        .await
+        .expect_err("over the cap");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        within(
+            "another caller's GetDocument",
+            client.get_document(with_auth(get("rooms/r1"), &s.proxy.bearer_for("bob"))),
+        )
+        .await
+        .expect("someone else is not affected");
+    }
+
     async fn wait_for_metric(s: &ListenStack, series: &str, value: f64) {
         within(series, async {
             while s.proxy.metric(series).await != Some(value) {

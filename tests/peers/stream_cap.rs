@@ -128,5 +128,9 @@ async fn listens_past_nginxs_stream_cap_stay_open_and_a_unary_call_passes() {
         .metric("firegate_upstream_connections{client=\"grpc\"}")
         .await
         .expect("the gauge");
-    assert!(open >= 4.0, "{open} connections for {} streams", calls.len() + 1);
+    assert!(
+        open >= 4.0,
+        "{open} connections for {} streams",
+        calls.len() + 1
+    );
 }
