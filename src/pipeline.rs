@@ -153,6 +153,8 @@ pub struct Pipeline {
     settings: PipelineSettings,
     metrics: RequestMetrics,
     stored: StoredReader,
+    /// Open Listen streams learn of policy reloads here.
+    listen_epochs: listen::Epochs,
 }
 
 /// The steps a pipeline runs, each built by `app` from its config section.
@@ -182,6 +184,7 @@ impl Pipeline {
             settings,
             metrics: RequestMetrics::register(registry),
             stored: StoredReader::register(registry),
+            listen_epochs: listen::Epochs::default(),
         }
     }
 

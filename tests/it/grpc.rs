@@ -978,6 +978,7 @@ mod listen {
             "rules:\n  - id: nothing-left\n    match: /other/{rest=**}\n    allow: [read]\n    who: {authenticated: true}\n",
         )
         .unwrap();
+        let reloaded = std::time::Instant::now();
         s.proxy.reload();
         assert_eq!(
             next_change(&mut call).await,
@@ -987,6 +988,9 @@ mod listen {
                 Some(Code::PermissionDenied as i32)
             )
         );
+        // Every open stream hears of a reload at once, not on its own clock.
+        let took = reloaded.elapsed();
+        assert!(took < Duration::from_secs(2), "re-judged after {took:?}");
         wait_for("remove_target upstream", || {
             s.up.target_changes() == [7, -7]
         })
@@ -1172,6 +1176,7 @@ mod listen {
         let s = listen_stack().await;
         let mut client = grpc::client(s.proxy.addr).await;
         // Accepted within the issuer's 30 s leeway, for about two more seconds.
+        let signed = std::time::Instant::now();
         let token = s.proxy.issuer().token().expires_in(-28).sign();
         let first = add_documents(DB, 1, &[name("rooms/a")]);
         let mut call = listen(
@@ -1191,6 +1196,13 @@ mod listen {
             .await
             .expect_err("ended with a status");
         assert_eq!(end.code(), Code::Unauthenticated, "{end:?}");
+        // Within a second of the token's end (exp + leeway, 2 s from signing;
+        // `exp` is whole seconds, so up to 1 s earlier).
+        let took = signed.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "ended {took:?} after signing"
+        );
     }
 
     #[tokio::test]

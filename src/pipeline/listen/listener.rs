@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::targets::Targets;
 use super::upstream::{AbortOnDrop, Upstream, UpstreamEvent, grpc_status_of, upstream_event};
-use super::{ClientFrame, RECHECK};
+use super::{ClientFrame, RECHECK_AT_LEAST, RECHECK_UNKNOWN};
 use crate::authn::Principal;
 use crate::body::{self, BoxError};
 use crate::grpc::proto::{listen_request, listen_response, target_change};
@@ -46,6 +46,8 @@ pub(super) struct Listener {
     /// The caller's `grpc-timeout`: the stream ends `DEADLINE_EXCEEDED` then.
     pub(super) deadline: Option<tokio::time::Instant>,
     pub(super) epoch: u64,
+    /// Fires when the policy table changes (one watcher per pipeline).
+    pub(super) epochs: tokio::sync::watch::Receiver<u64>,
     /// The client half-closed: so is the upstream request, once open.
     pub(super) client_done: bool,
 }
@@ -63,7 +65,9 @@ impl Listener {
         if let Err(err) = self.on_request(first).await {
             return self.fail(&err);
         }
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+        // One timer per stream, at its token's expiry: no periodic tick.
+        let recheck = tokio::time::sleep_until(self.next_recheck());
+        tokio::pin!(recheck);
         loop {
             tokio::select! {
                 event = upstream_event(&mut self.upstream) => {
@@ -92,7 +96,13 @@ impl Listener {
                         }
                     }
                 },
-                _ = tick.tick() => {
+                () = &mut recheck => {
+                    if let Err(err) = self.recheck().await {
+                        return self.fail(&err);
+                    }
+                    recheck.as_mut().reset(self.next_recheck());
+                }
+                Ok(()) = self.epochs.changed() => {
                     if let Err(err) = self.recheck().await {
                         return self.fail(&err);
                     }
@@ -443,6 +453,21 @@ impl Listener {
             target_change: Some(listen_request::TargetChange::RemoveTarget(id)),
         })
         .await;
+    }
+
+    /// When to re-check the caller's token: just after its verification
+    /// expires, and at least every [`RECHECK_AT_LEAST`].
+    fn next_recheck(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let wait = match self.pipeline.authn.verified_until(&self.headers, &self.uri) {
+            Some(until) => until
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .saturating_add(std::time::Duration::from_millis(10))
+                .min(RECHECK_AT_LEAST),
+            None => RECHECK_UNKNOWN,
+        };
+        now + wait
     }
 
     /// The token must still hold; a changed policy table re-judges every
