@@ -395,6 +395,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn streamed_rest_reads_are_long_lived() {
+        let docs = "/v1/projects/p/databases/(default)/documents";
+        assert!(long_lived_rest(&format!("{docs}:runQuery")));
+        assert!(long_lived_rest(&format!("{docs}/a/b:runQuery?alt=json")));
+        assert!(long_lived_rest(&format!("{docs}:batchGet")));
+        assert!(!long_lived_rest(&format!("{docs}:commit")));
+        assert!(!long_lived_rest(&format!("{docs}/a/b")));
+    }
+
+    #[test]
     fn base_uri_accepts_scheme_host_port_only() {
         assert!(base_uri("https://firestore.googleapis.com").is_ok());
         assert!(base_uri("http://127.0.0.1:8081/").is_ok());

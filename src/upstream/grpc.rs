@@ -135,3 +135,28 @@ fn long_lived_grpc(path: &str) -> bool {
         Some("RunQuery" | "BatchGetDocuments" | "RunAggregationQuery" | "Listen" | "Write")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_that_last_are_long_lived_and_unary_calls_are_not() {
+        for method in [
+            "Listen",
+            "Write",
+            "RunQuery",
+            "BatchGetDocuments",
+            "RunAggregationQuery",
+        ] {
+            assert!(long_lived_grpc(&format!(
+                "/google.firestore.v1.Firestore/{method}"
+            )));
+        }
+        for method in ["GetDocument", "Commit", "BeginTransaction", "ListDocuments"] {
+            assert!(!long_lived_grpc(&format!(
+                "/google.firestore.v1.Firestore/{method}"
+            )));
+        }
+    }
+}
