@@ -549,6 +549,7 @@ mod tests {
         ex.operation = Some(Arc::new(Operation {
             writes: Vec::new(),
             filter: None,
+            queried: Vec::new(),
             database: Database::new("p", "(default)"),
             method: Method::Commit,
             targets: vec![allowed.clone(), refused.clone()],
