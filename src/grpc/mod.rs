@@ -9,6 +9,7 @@ mod classify;
 pub mod data;
 mod error;
 pub mod frame;
+mod mask;
 mod method;
 mod request;
 mod requests;
@@ -25,7 +26,7 @@ pub use error::GrpcError;
 pub use method::{GrpcMethod, LISTEN_PATH};
 pub use request::GrpcRequest;
 pub use requests::ListenRequests;
-pub use seal::seal_response;
+pub use seal::{Masking, seal_response};
 pub use timeout::GrpcTimeout;
 
 /// The `grpc-status` in these headers or trailers, for the audit line
