@@ -422,3 +422,261 @@ impl Cutter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::model::data::FieldPath;
+
+    const DOCS: &str = "projects/p/databases/(default)/documents";
+
+    fn masks(paths: &[&str]) -> DocumentMasks {
+        let mask = FieldMask::parse(paths.iter().copied()).unwrap();
+        let mut masks = DocumentMasks::default();
+        masks.query(&Arc::new(mask));
+        masks
+    }
+
+    /// Feed `chunks` through a [`MaskStream`]; the output and the count.
+    fn run(layout: Layout, masks: DocumentMasks, chunks: &[&[u8]]) -> (Vec<u8>, u64) {
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut stream = MaskStream::new(layout, Arc::new(masks), Arc::clone(&counter), 1 << 20);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            if let Some(b) = stream.data(Bytes::copy_from_slice(chunk)).unwrap() {
+                out.extend_from_slice(&b);
+            }
+        }
+        stream.end().unwrap();
+        (out, counter.load(Ordering::Relaxed))
+    }
+
+    fn person(name: &str) -> Value {
+        json!({
+            "name": format!("{DOCS}/people/{name}"),
+            "fields": {
+                "name": {"stringValue": name},
+                "salary": {"integerValue": "100"},
+                "address": {"mapValue": {"fields": {
+                    "street": {"stringValue": "Main"},
+                    "city": {"stringValue": "Oslo"}}}},
+                "tax.id": {"stringValue": "T"}
+            },
+            "createTime": "2024-01-01T00:00:00Z",
+            "updateTime": "2024-01-01T00:00:00Z"
+        })
+    }
+
+    fn masked_person(name: &str) -> Value {
+        let mut p = person(name);
+        let f = p["fields"].as_object_mut().unwrap();
+        f.remove("salary");
+        f.remove("tax.id");
+        f["address"]["mapValue"]["fields"]
+            .as_object_mut()
+            .unwrap()
+            .remove("street");
+        p
+    }
+
+    const MASK: &[&str] = &["salary", "address.street", "`tax.id`", "absent"];
+
+    #[test]
+    fn every_layout_is_masked_and_counted() {
+        let results = json!([
+            {"document": person("a"), "readTime": "t", "transaction": "dHg="},
+            {"readTime": "t", "skippedResults": 1},
+            {"document": person("b"), "readTime": "t"}
+        ]);
+        let (out, count) = run(
+            Layout::Results,
+            masks(MASK),
+            &[results.to_string().as_bytes()],
+        );
+        let got: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(got[0]["document"], masked_person("a"));
+        assert_eq!(got[0]["transaction"], "dHg=");
+        assert_eq!(got[1], results[1]);
+        assert_eq!(got[2]["document"], masked_person("b"));
+        assert_eq!(count, 6);
+        let found =
+            json!([{"found": person("a"), "readTime": "t"}, {"missing": "x", "readTime": "t"}]);
+        let (out, _) = run(
+            Layout::Results,
+            masks(MASK),
+            &[found.to_string().as_bytes()],
+        );
+        let got: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(got[0]["found"], masked_person("a"));
+        assert_eq!(got[1], found[1]);
+        let listed = json!({"documents": [person("a"), person("b")], "nextPageToken": "n"});
+        let (out, _) = run(
+            Layout::Listed,
+            masks(MASK),
+            &[listed.to_string().as_bytes()],
+        );
+        let got: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(got["documents"][1], masked_person("b"));
+        assert_eq!(got["nextPageToken"], "n");
+        let (out, _) = run(
+            Layout::Whole,
+            masks(MASK),
+            &[person("a").to_string().as_bytes()],
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap(),
+            masked_person("a")
+        );
+    }
+
+    #[test]
+    fn a_named_document_gets_its_own_mask() {
+        let mut m = DocumentMasks::default();
+        m.document(vec!["people".into(), "a".into()], None);
+        m.document(
+            vec!["people".into(), "b".into()],
+            Some(Arc::new(FieldMask::parse(["salary"]).unwrap())),
+        );
+        let found = json!([{"found": person("a")}, {"found": person("b")}]);
+        let (out, count) = run(Layout::Results, m, &[found.to_string().as_bytes()]);
+        let got: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(got[0]["found"], person("a"));
+        assert!(got[1]["found"]["fields"].get("salary").is_none());
+        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn a_cut_answer_or_an_oversized_document_fails() {
+        let text = json!([{"document": person("a")}]).to_string();
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut cut = MaskStream::new(
+            Layout::Results,
+            Arc::new(masks(MASK)),
+            Arc::clone(&counter),
+            1 << 20,
+        );
+        cut.data(Bytes::from(text[..40].to_string())).unwrap();
+        assert!(cut.end().is_err());
+        let mut small = MaskStream::new(Layout::Results, Arc::new(masks(MASK)), counter, 50);
+        assert!(small.data(Bytes::from(text)).is_err());
+    }
+
+    /// A document's fields: leaves and maps, names from a small alphabet
+    /// with the characters that need escaping or backquotes.
+    #[derive(Debug, Clone)]
+    enum Tree {
+        Leaf(i64),
+        Map(BTreeMap<String, Tree>),
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["a", "b", "c.d", "e\"f", "g\\h", "ü"]).prop_map(String::from)
+    }
+
+    fn tree() -> impl Strategy<Value = BTreeMap<String, Tree>> {
+        let leaf = any::<i64>().prop_map(Tree::Leaf);
+        let t = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop::collection::btree_map(name(), inner, 0..4).prop_map(Tree::Map)
+        });
+        prop::collection::btree_map(name(), t, 0..5)
+    }
+
+    fn paths() -> impl Strategy<Value = Vec<FieldPath>> {
+        prop::collection::vec(prop::collection::vec(name(), 1..4), 1..4)
+    }
+
+    fn to_json(fields: &BTreeMap<String, Tree>) -> Value {
+        Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Tree::Leaf(n) => json!({"integerValue": n.to_string()}),
+                        Tree::Map(m) => json!({"mapValue": {"fields": to_json(m)}}),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        )
+    }
+
+    /// The reference: remove exactly each masked path that exists.
+    fn remove_path(fields: &mut Value, path: &[String]) {
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        let Some(map) = fields.as_object_mut() else {
+            return;
+        };
+        if rest.is_empty() {
+            map.remove(first);
+        } else if let Some(inner) = map
+            .get_mut(first)
+            .and_then(|v| v.get_mut("mapValue"))
+            .and_then(|v| v.get_mut("fields"))
+        {
+            remove_path(inner, rest);
+        }
+    }
+
+    pub(crate) fn quoted(path: &[String]) -> String {
+        crate::model::mask::format_field_path(path)
+    }
+
+    proptest! {
+        #[test]
+        fn masked_is_the_original_minus_exactly_the_masked_paths(
+            fields in tree(),
+            paths in paths(),
+            split in any::<prop::sample::Index>(),
+        ) {
+            let doc = json!({"name": format!("{DOCS}/c/d"), "fields": to_json(&fields)});
+            let answer = json!([{"document": doc, "readTime": "t"}, {"document": doc}]).to_string();
+            let texts: Vec<String> = paths.iter().map(|p| quoted(p)).collect();
+            let m = masks(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+            let mut want = to_json(&fields);
+            for p in &paths {
+                remove_path(&mut want, p);
+            }
+            let bytes = answer.as_bytes();
+            let at = split.index(bytes.len() + 1);
+            let (out, _) = run(Layout::Results, m.clone(), &[&bytes[..at], &bytes[at..]]);
+            let got: Value = serde_json::from_slice(&out).unwrap();
+            prop_assert_eq!(&got[0]["document"]["fields"], &want);
+            prop_assert_eq!(&got[1]["document"]["fields"], &want);
+            prop_assert_eq!(&got[0]["readTime"], "t");
+        }
+    }
+
+    #[test]
+    fn the_cut_does_not_matter_at_any_byte() {
+        let answer = json!([
+            {"document": person("a\"b"), "readTime": "t"},
+            {"document": person("c"), "readTime": "t"}
+        ])
+        .to_string();
+        let (whole, _) = run(Layout::Results, masks(MASK), &[answer.as_bytes()]);
+        let bytes = answer.as_bytes();
+        for at in 0..=bytes.len() {
+            let (out, count) = run(Layout::Results, masks(MASK), &[&bytes[..at], &bytes[at..]]);
+            assert_eq!(out, whole, "split at {at}");
+            assert_eq!(count, 6);
+        }
+        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(run(Layout::Results, masks(MASK), &singles).0, whole);
+        let listed = json!({"nextPageToken": "x", "documents": [person("a")]}).to_string();
+        let (whole, _) = run(Layout::Listed, masks(MASK), &[listed.as_bytes()]);
+        for at in 0..=listed.len() {
+            let b = listed.as_bytes();
+            assert_eq!(
+                run(Layout::Listed, masks(MASK), &[&b[..at], &b[at..]]).0,
+                whole
+            );
+        }
+    }
+}

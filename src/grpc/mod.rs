@@ -23,6 +23,7 @@ pub use googleapis_tonic_google_firestore_v1::google::rpc;
 
 pub use classify::{GrpcClassified, classify, listen_target};
 pub use error::GrpcError;
+pub use mask::mask_document;
 pub use method::{GrpcMethod, LISTEN_PATH};
 pub use request::GrpcRequest;
 pub use requests::ListenRequests;
