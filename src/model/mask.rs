@@ -242,3 +242,62 @@ impl DocumentMasks {
         self.others.as_deref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask(paths: &[&str]) -> FieldMask {
+        FieldMask::parse(paths.iter().copied()).unwrap()
+    }
+
+    fn path(text: &str) -> FieldPath {
+        parse_field_path(text).unwrap()
+    }
+
+    #[test]
+    fn a_hidden_path_hides_what_lies_below_it_and_touches_what_lies_above() {
+        let m = mask(&["salary", "address.street", "`tax.id`"]);
+        assert!(m.hides(&path("salary")));
+        assert!(m.hides(&path("salary.bonus")));
+        assert!(m.hides(&path("address.street")));
+        assert!(!m.hides(&path("address")));
+        assert!(m.touches(&path("address")), "a filter on the map compares the street");
+        assert!(!m.touches(&path("address.city")));
+        assert!(m.hides(&path("`tax.id`")));
+        assert!(!m.hides(&path("tax")), "`tax.id` is one name, not tax → id");
+        assert!(!m.touches(&path("name")));
+    }
+
+    #[test]
+    fn intersection_keeps_what_both_hide_and_union_what_either_does() {
+        let a = mask(&["salary", "ssn", "address.street"]);
+        let b = mask(&["salary.bonus", "ssn", "address", "phone"]);
+        assert_eq!(a.intersect(&b).to_string(), "address.street, salary.bonus, ssn");
+        assert_eq!(b.intersect(&a), a.intersect(&b));
+        assert_eq!(a.union(&b).to_string(), "address, phone, salary, ssn");
+        assert!(a.intersect(&mask(&["x"])).is_empty());
+    }
+
+    #[test]
+    fn a_name_is_matched_to_its_own_mask_and_anything_else_gets_the_widest() {
+        let mut masks = DocumentMasks::default();
+        masks.document(vec!["people".into(), "a".into()], None);
+        masks.document(
+            vec!["people".into(), "b".into()],
+            Some(Arc::new(mask(&["salary"]))),
+        );
+        masks.query(&Arc::new(mask(&["ssn"])));
+        let db = "projects/p/databases/d/documents/";
+        assert!(masks.for_name(&format!("{db}people/a")).is_none());
+        assert_eq!(
+            masks.for_name(&format!("{db}people/b")).unwrap().to_string(),
+            "salary"
+        );
+        assert_eq!(
+            masks.for_name(&format!("{db}people/c")).unwrap().to_string(),
+            "salary, ssn"
+        );
+        assert!(DocumentMasks::default().for_name("x").is_none());
+    }
+}

@@ -13,5 +13,6 @@ mod browser;
 mod classify;
 mod grpc_clients;
 mod jvm_go_clients;
+mod masks;
 mod oidc;
 mod sdk;
