@@ -262,7 +262,10 @@ mod tests {
         assert!(m.hides(&path("salary.bonus")));
         assert!(m.hides(&path("address.street")));
         assert!(!m.hides(&path("address")));
-        assert!(m.touches(&path("address")), "a filter on the map compares the street");
+        assert!(
+            m.touches(&path("address")),
+            "a filter on the map compares the street"
+        );
         assert!(!m.touches(&path("address.city")));
         assert!(m.hides(&path("`tax.id`")));
         assert!(!m.hides(&path("tax")), "`tax.id` is one name, not tax → id");
@@ -273,7 +276,10 @@ mod tests {
     fn intersection_keeps_what_both_hide_and_union_what_either_does() {
         let a = mask(&["salary", "ssn", "address.street"]);
         let b = mask(&["salary.bonus", "ssn", "address", "phone"]);
-        assert_eq!(a.intersect(&b).to_string(), "address.street, salary.bonus, ssn");
+        assert_eq!(
+            a.intersect(&b).to_string(),
+            "address.street, salary.bonus, ssn"
+        );
         assert_eq!(b.intersect(&a), a.intersect(&b));
         assert_eq!(a.union(&b).to_string(), "address, phone, salary, ssn");
         assert!(a.intersect(&mask(&["x"])).is_empty());
@@ -291,11 +297,17 @@ mod tests {
         let db = "projects/p/databases/d/documents/";
         assert!(masks.for_name(&format!("{db}people/a")).is_none());
         assert_eq!(
-            masks.for_name(&format!("{db}people/b")).unwrap().to_string(),
+            masks
+                .for_name(&format!("{db}people/b"))
+                .unwrap()
+                .to_string(),
             "salary"
         );
         assert_eq!(
-            masks.for_name(&format!("{db}people/c")).unwrap().to_string(),
+            masks
+                .for_name(&format!("{db}people/c"))
+                .unwrap()
+                .to_string(),
             "salary, ssn"
         );
         assert!(DocumentMasks::default().for_name("x").is_none());

@@ -53,7 +53,10 @@ async fn run_all(program: &Path, args: &[&str], dir: &Path, steps: &[&str]) {
         .map(Value::to_string)
         .collect();
     assert!(failed.is_empty(), "failed steps:\n{}", failed.join("\n"));
-    assert!(output.status.success(), "the client script failed: {stderr}");
+    assert!(
+        output.status.success(),
+        "the client script failed: {stderr}"
+    );
 }
 
 const STEPS: [&str; 10] = [

@@ -362,8 +362,8 @@ mod tests {
     #[test]
     fn a_revoked_target_gets_nothing_more_until_the_upstream_acknowledges() {
         let mut t = Targets::default();
-        t.add(1, op());
-        t.add(2, op());
+        t.add(1, op(), None);
+        t.add(2, op(), None);
         t.revoke(1);
         assert!(
             t.in_use(1),
