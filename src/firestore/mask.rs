@@ -43,7 +43,8 @@ impl MaskError {
 /// Where the documents sit in an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// The whole answer is one `Document` (`get`).
+    /// The whole answer is one `Document` (`get`, and the document a
+    /// `patch` or `createDocument` answers with).
     Whole,
     /// A `{"documents": [Document, …], …}` object (`list`).
     Listed,
@@ -57,7 +58,8 @@ impl Layout {
     /// documents.
     pub fn of(method: Method) -> Option<Layout> {
         match method {
-            Method::Get => Some(Layout::Whole),
+            // A write answers with the document written, whole.
+            Method::Get | Method::Patch | Method::CreateDocument => Some(Layout::Whole),
             Method::List => Some(Layout::Listed),
             Method::BatchGet | Method::RunQuery => Some(Layout::Results),
             _ => None,
@@ -343,7 +345,7 @@ impl Cutter {
         for (i, &b) in chunk.iter().enumerate() {
             if self.in_string {
                 if let Some(key) = &mut self.key
-                    && !(b == b'"' && !self.escaped)
+                    && (b != b'"' || self.escaped)
                     && key.len() < 64
                 {
                     key.push(b);

@@ -94,15 +94,17 @@ impl Messages {
                     self.seal(&mut m.transaction)
                 })
             }
-            GrpcMethod::GetDocument => {
+            // A write answers with the document written, whole.
+            GrpcMethod::GetDocument | GrpcMethod::CreateDocument | GrpcMethod::UpdateDocument => {
                 rewrite::<proto::Document>(bytes, |doc| self.mask(Some(doc)))
             }
             GrpcMethod::ListDocuments => rewrite::<proto::ListDocumentsResponse>(bytes, |m| {
                 m.documents.iter_mut().for_each(|d| self.mask(Some(d)))
             }),
-            // No other response carries a transaction id or a document;
-            // passing one on unread would be what this module exists to
-            // keep in.
+            // No other response carries a document: passed on as it came.
+            _ if self.sealing.is_none() => Ok(frame::encode_raw(bytes)),
+            // Nor a transaction id; passing one on unread would be what
+            // this module exists to keep in.
             _ => Err(GrpcError::MethodNotServed("no transaction in this response").into()),
         }
     }

@@ -207,10 +207,16 @@ pub struct DocumentMasks {
 
 impl DocumentMasks {
     /// Add one named document's mask (`None`: shown whole).
+    /// A document named twice (an upsert's create and update) is under
+    /// both masks.
     pub fn document(&mut self, path: Vec<String>, mask: Option<Arc<FieldMask>>) {
         if let Some(mask) = &mask {
             self.widen(mask);
         }
+        let mask = match (self.by_path.remove(&path).flatten(), mask) {
+            (Some(a), Some(b)) => Some(Arc::new(a.union(&b))),
+            (a, b) => a.or(b),
+        };
         self.by_path.insert(path, mask);
     }
 

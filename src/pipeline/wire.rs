@@ -280,16 +280,17 @@ fn mask_rest(
     ))
 }
 
-/// Which mask each document of the answer is under: a read target's
-/// mask, by document for named documents. `None` when nothing is masked
-/// (the common case costs one scan of the targets).
+/// Which mask each document of the answer is under: a target's mask, by
+/// document for named documents (a write's too: `patch` and
+/// `createDocument` answer with the document written). `None` when nothing
+/// is masked (the common case costs one scan of the targets).
 pub(super) fn read_masks(decision: &Decision) -> Option<DocumentMasks> {
     if decision.targets.iter().all(|t| t.mask().is_none()) {
         return None;
     }
     let mut masks = DocumentMasks::default();
     for t in &decision.targets {
-        if !matches!(t.target.access, Access::Get | Access::List) {
+        if t.target.access == Access::Delete {
             continue;
         }
         let mask = t.mask().map(|m| Arc::clone(&m.fields));

@@ -115,6 +115,8 @@ async fn rest_reads_are_masked_and_oracles_and_blind_writes_refused() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // The answer is the whole document written: masked too.
+    assert_masked(&body);
 
     // A platform admin sees the whole entry, the update included.
     let admin = Caller::new(&stack, &dev::sample("ADMIN_TOKEN")).under(DOCS);
