@@ -27,6 +27,7 @@ use tracing::Instrument as _;
 use crate::audit::{AuditError, Auditor};
 use crate::authn::{Authenticator, AuthnError, LastToken, Principal};
 use crate::body::{self, Body, Pace, ReadError};
+use crate::model::mask::DocumentMasks;
 use crate::model::{ClassifyError, Database, Operation};
 use crate::policy::{Decision, PolicyEngine};
 use crate::server::admin::{Check, Ready};
@@ -48,6 +49,8 @@ struct Judged {
     account: Option<String>,
     /// The documents the rules read, when they read any.
     stored: Option<ReadStored>,
+    /// The fields the answer's documents are masked to hide, when any are.
+    masks: Option<Arc<DocumentMasks>>,
 }
 
 /// Limits and settings the pipeline itself applies.
@@ -108,6 +111,8 @@ pub enum PipelineError {
     #[error(transparent)]
     Seal(#[from] SealError),
     #[error(transparent)]
+    Mask(#[from] crate::firestore::mask::MaskError),
+    #[error(transparent)]
     Grpc(#[from] crate::grpc::GrpcError),
     #[error(transparent)]
     StoredRead(#[from] StoredReadError),
@@ -134,6 +139,7 @@ impl PipelineError {
             PipelineError::Credentials(e) => e.reason().into(),
             PipelineError::Upstream(e) => e.reason().into(),
             PipelineError::Seal(e) => e.reason().into(),
+            PipelineError::Mask(e) => e.reason().into(),
             PipelineError::Grpc(e) => e.reason().into(),
             PipelineError::StoredRead(e) => e.reason().into(),
         }
@@ -333,9 +339,19 @@ impl Pipeline {
         let token = self.access_token(judged.account, ex).await;
         laps.lap(Step::Token);
         let token = token?;
-        let response = call.forward(self, &token, sealing.is_some(), ex).await;
+        let masks = judged.masks.map(|masks| wire::Masking {
+            masks,
+            masked: ex.masked_fields(),
+        });
+        let rewritten = sealing.is_some() || masks.is_some();
+        let response = call.forward(self, &token, rewritten, ex).await;
         laps.lap(Step::UpstreamHead);
-        call.respond(response?, sealing, self.settings.max_grpc_message_bytes)
+        call.respond(
+            response?,
+            sealing,
+            masks,
+            self.settings.max_grpc_message_bytes,
+        )
     }
 
     /// Every call's way in, Listen's too: the audit sink admits it, the
@@ -455,6 +471,7 @@ impl Pipeline {
         Ok(Judged {
             account: decision.upstream_account.clone(),
             stored,
+            masks: wire::read_masks(decision).map(Arc::new),
         })
     }
 

@@ -48,6 +48,10 @@ struct TestCase {
     reason: Option<String>,
     #[serde(default, rename = "as")]
     upstream_account: Option<String>,
+    /// The field paths the read is masked to hide, in any order (`[]`:
+    /// the whole document is returned).
+    #[serde(default)]
+    masked: Option<Vec<String>>,
     /// The stored documents (path → fields, `null`: absent) the proxy would
     /// read for rules that read `resource`; one not given is absent.
     #[serde(default)]
@@ -202,6 +206,20 @@ fn run_case(
     check_expectations(case, &decision)
 }
 
+/// Every field path some target's mask hides, as a policy writes it, sorted.
+fn masked_fields(decision: &Decision) -> Vec<String> {
+    let mut out: Vec<String> = decision
+        .targets
+        .iter()
+        .filter_map(|t| t.mask())
+        .flat_map(|m| m.fields.paths())
+        .map(|p| crate::model::mask::format_field_path(&p))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn check_expectations(case: &TestCase, decision: &Decision) -> Result<(), String> {
     let got = if decision.allowed {
         Expect::Allow
@@ -252,6 +270,14 @@ fn check_expectations(case: &TestCase, decision: &Decision) -> Result<(), String
     {
         return Err(format!("expected reason `{reason}` ({})", summary()));
     }
+    if let Some(want) = &case.masked {
+        let mut want: Vec<String> = want.clone();
+        want.sort();
+        let got: Vec<String> = masked_fields(decision);
+        if got != want {
+            return Err(format!("expected masked fields {want:?}, got {got:?}"));
+        }
+    }
     if case.upstream_account.is_some() && decision.upstream_account != case.upstream_account {
         return Err(format!(
             "expected upstream account {:?}, got {:?}",
@@ -276,6 +302,7 @@ fn targets_operation(case: &TestCase, specs: &[TargetSpec]) -> Result<Operation,
     Ok(Operation {
         writes: Vec::new(),
         filter: None,
+        queried: Vec::new(),
         database: Database {
             project: "test".into(),
             database: case.database.clone(),

@@ -208,6 +208,13 @@ pub fn answer(err: &PipelineError) -> Answer {
             | SealError::Oversized
             | SealError::Truncated => A::BadGateway("Upstream response could not be read."),
         },
+        PipelineError::Mask(e) => match e {
+            crate::firestore::mask::MaskError::Oversized(_)
+            | crate::firestore::mask::MaskError::Malformed
+            | crate::firestore::mask::MaskError::Truncated => {
+                A::BadGateway("Upstream response could not be read.")
+            }
+        },
         PipelineError::Grpc(e) => match e {
             GrpcError::UnknownMethod => A::Unimplemented("Method not found."),
             GrpcError::MethodNotServed(_) => {

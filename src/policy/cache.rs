@@ -162,7 +162,11 @@ fn weight(key: &Key, verdict: &Verdict) -> u32 {
     let target = scope_bytes(&key.target.scope);
     let decision = scope_bytes(&verdict.decision.target.scope)
         + verdict.decision.rule.as_ref().map_or(0, String::len)
-        + verdict.upstream_account.as_ref().map_or(0, String::len);
+        + verdict.upstream_account.as_ref().map_or(0, String::len)
+        + verdict.mask.as_ref().map_or(0, |m| {
+            // The mask itself is shared with the rule; its rule names are not.
+            m.rules.iter().map(String::len).sum::<usize>() + 64
+        });
     let total = OVERHEAD
         + std::mem::size_of::<Entry>()
         + std::mem::size_of::<Verdict>()

@@ -2,6 +2,7 @@
 //! problem reported by file and line.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cel::Env;
 
@@ -9,6 +10,7 @@ use super::condition::Condition;
 use super::format::{PolicyErrors, RawClaim, RawMode, RawRule, RawWho, Source};
 use super::pattern::Pattern;
 use crate::authn::Principal;
+use crate::model::mask::FieldMask;
 use crate::model::{Access, Database};
 
 /// A set of accesses, as a bitmask.
@@ -28,6 +30,11 @@ impl Actions {
 
     pub fn contains(self, access: Access) -> bool {
         self.0 & Self::bit(access) != 0
+    }
+
+    /// Whether any read access (`get`, `list`) is in the set.
+    pub fn reads(self) -> bool {
+        self.contains(Access::Get) || self.contains(Access::List)
     }
 
     /// `read` = get + list; `write` = create + update + delete.
@@ -115,6 +122,9 @@ pub struct Rule {
     /// `mode: shadow`: judged beside the enforced rules, for the audit
     /// record only.
     pub shadow: bool,
+    /// `mask:` the fields hidden from the reads this rule allows (and
+    /// protected from the writes it allows).
+    pub mask: Option<Arc<FieldMask>>,
 }
 
 impl Rule {
@@ -197,6 +207,7 @@ fn compile_rule(env: &Env, raw: &RawRule, problems: &mut Problems) -> Option<Rul
             ));
         }
     }
+    let mask = compile_mask(raw, effect, actions, problems);
     if problems.len() > before {
         return None;
     }
@@ -210,7 +221,43 @@ fn compile_rule(env: &Env, raw: &RawRule, problems: &mut Problems) -> Option<Rul
         database: raw.database.clone(),
         upstream_account: raw.upstream_account.clone(),
         shadow: raw.mode == RawMode::Shadow,
+        mask,
     })
+}
+
+/// `mask:` field paths, on an allow rule that allows reading.
+fn compile_mask(
+    raw: &RawRule,
+    effect: Option<Effect>,
+    actions: Actions,
+    problems: &mut Problems,
+) -> Option<Arc<FieldMask>> {
+    let texts = raw.mask.as_ref()?;
+    if effect == Some(Effect::Deny) {
+        problems.push(("mask", "`mask` only makes sense on an allow rule".into()));
+    } else if !actions.reads() {
+        problems.push((
+            "mask",
+            "`mask` hides fields from reads; this rule allows no read (get, list, read)".into(),
+        ));
+    }
+    if texts.is_empty() {
+        problems.push(("mask", "`mask` lists no field; remove it".into()));
+    }
+    match FieldMask::parse(texts.iter().map(String::as_str)) {
+        Ok(mask) if mask.hides(&["__name__".to_string()]) => {
+            problems.push((
+                "mask",
+                "`__name__` cannot be masked (it names the document)".into(),
+            ));
+            None
+        }
+        Ok(mask) => (!mask.is_empty()).then(|| Arc::new(mask)),
+        Err(errors) => {
+            problems.extend(errors.into_iter().map(|e| ("mask", format!("mask: {e}"))));
+            None
+        }
+    }
 }
 
 fn effect_and_actions(raw: &RawRule, problems: &mut Problems) -> (Option<Effect>, Actions) {

@@ -9,6 +9,7 @@ use cel::Value;
 
 use super::compile::{Effect, Rule};
 use super::condition::{Input, Variables};
+use super::mask::{Masked, Merge};
 use super::seen::Seen;
 use super::table::{Match, Table, Token, tokens};
 use super::{Decided, Decision, Shadow, TargetDecision, Why};
@@ -25,10 +26,20 @@ pub struct Verdict {
     /// False when a condition that reads `request.time` or documents was
     /// evaluated: the verdict holds for this request only.
     pub cacheable: bool,
+    /// The fields every allowing rule hides (`None`: none, or no rule
+    /// has a mask).
+    pub mask: Option<Arc<Masked>>,
 }
 
-/// Allowed, the deciding rule, why, and the allowing rule's `as:`.
-type Judged<'t> = (bool, Option<&'t str>, Why, Option<&'t String>);
+/// Allowed, the deciding rule, why, the allowing rule's `as:`, and the
+/// mask every allowing rule agrees on.
+type Judged<'t> = (
+    bool,
+    Option<&'t str>,
+    Why,
+    Option<&'t String>,
+    Option<Masked>,
+);
 
 /// The per-request context shared by all targets, built lazily: only
 /// conditions need it.
@@ -91,7 +102,9 @@ impl Table {
             .iter()
             .map(|t| Arc::new(self.decide_target(req, t)))
             .collect();
-        combine(verdicts)
+        let mut decision = combine(verdicts);
+        super::mask::guard(self, req, op, &mut decision);
+        decision
     }
 
     /// Judge one target. A deny rule applies when its pattern touches any
@@ -105,8 +118,8 @@ impl Table {
         let shadow = self
             .has_shadow()
             .then(|| self.judge(req, target, &tokens, &covering, true, &mut cacheable));
-        let (allowed, rule, why, account) = enforced;
-        let shadow = shadow.and_then(|(allowed, rule, _, _)| {
+        let (allowed, rule, why, account, mask) = enforced;
+        let shadow = shadow.and_then(|(allowed, rule, _, _, _)| {
             let rule = rule.filter(|id| self.is_shadow(id))?;
             Some(Shadow {
                 allowed,
@@ -123,6 +136,7 @@ impl Table {
             },
             upstream_account: account.cloned(),
             cacheable,
+            mask: mask.map(Arc::new),
         }
     }
 
@@ -176,28 +190,44 @@ impl Table {
             let m = covering.iter().find(|m| m.rule == index);
             // A deny whose condition cannot be evaluated still applies: fail closed.
             if holds(rule, m).unwrap_or(true) {
-                return (false, Some(&rule.id), Why::DenyMatched, None);
+                return (false, Some(&rule.id), Why::DenyMatched, None, None);
             }
         }
         let mut condition_false: Option<&str> = None;
+        let mut allowing: Option<(&Rule, Merge)> = None;
         for m in covering {
             let rule = &self.rules[m.rule];
             if rule.effect != Effect::Allow || !applies(rule) {
                 continue;
             }
-            if holds(rule, Some(m)).unwrap_or(false) {
-                return (
-                    true,
-                    Some(&rule.id),
-                    Why::Allowed,
-                    rule.upstream_account.as_ref(),
-                );
+            // Once a rule allows, the others only matter for the mask: the
+            // fields hidden are those every allowing rule hides.
+            if let Some((_, merge)) = &allowing
+                && merge.settled()
+            {
+                break;
             }
-            condition_false.get_or_insert(&rule.id);
+            if holds(rule, Some(m)).unwrap_or(false) {
+                match &mut allowing {
+                    None => allowing = Some((rule, Merge::first(rule))),
+                    Some((_, merge)) => merge.also(rule),
+                }
+            } else if allowing.is_none() {
+                condition_false.get_or_insert(&rule.id);
+            }
+        }
+        if let Some((rule, merge)) = allowing {
+            return (
+                true,
+                Some(&rule.id),
+                Why::Allowed,
+                rule.upstream_account.as_ref(),
+                merge.finish(),
+            );
         }
         match condition_false {
-            Some(id) => (false, Some(id), Why::ConditionFalse, None),
-            None => (false, None, Why::NoRuleMatched, None),
+            Some(id) => (false, Some(id), Why::ConditionFalse, None, None),
+            None => (false, None, Why::NoRuleMatched, None, None),
         }
     }
 }

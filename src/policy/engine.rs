@@ -213,7 +213,8 @@ impl PolicyEngine {
                 verdict
             })
             .collect();
-        let decision = combine(verdicts);
+        let mut decision = combine(verdicts);
+        super::mask::guard(&table, &req, op, &mut decision);
         if decision.allowed {
             metrics.allowed.inc();
         } else {

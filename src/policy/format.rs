@@ -40,6 +40,9 @@ pub struct RawRule {
     /// `shadow`: evaluated and audited, never deciding.
     #[serde(default)]
     pub mode: RawMode,
+    /// Field paths an allow rule hides from the reads it allows.
+    #[serde(default)]
+    pub mask: Option<Vec<String>>,
 }
 
 /// Whether a rule decides (`enforce`, the default) or is only watched.

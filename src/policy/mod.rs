@@ -13,6 +13,9 @@ mod explain;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod format;
+mod mask;
+#[cfg(test)]
+mod mask_tests;
 pub mod pattern;
 mod prefetch;
 mod seen;
@@ -31,6 +34,7 @@ use crate::model::{Operation, Target};
 pub use engine::PolicyEngine;
 pub use explain::{DataSeen, FieldSeen};
 pub use format::{PolicyError, PolicyErrors};
+pub use mask::Masked;
 pub use table::Table;
 
 /// Raw `policy:` section of the config.
@@ -139,7 +143,15 @@ impl From<TargetDecision> for Decided {
             decision,
             upstream_account: None,
             cacheable: false,
+            mask: None,
         }))
+    }
+}
+
+impl Decided {
+    /// The mask this target's access is under, if any.
+    pub fn mask(&self) -> Option<&Arc<Masked>> {
+        self.0.mask.as_ref()
     }
 }
 
@@ -159,8 +171,21 @@ impl PartialEq for Decided {
 impl Eq for Decided {}
 
 impl Serialize for Decided {
+    /// The target's decision, and the mask it is under (`policy check`
+    /// shows which rules' masks applied).
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (**self).serialize(serializer)
+        #[derive(Serialize)]
+        struct WithMask<'a> {
+            #[serde(flatten)]
+            decision: &'a TargetDecision,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mask: Option<&'a Masked>,
+        }
+        WithMask {
+            decision: self,
+            mask: self.mask().map(AsRef::as_ref),
+        }
+        .serialize(serializer)
     }
 }
 

@@ -15,6 +15,7 @@ mod emulator;
 mod fakes;
 mod grpc;
 mod limits;
+mod masks;
 mod operate;
 mod policy_tools;
 mod rest;

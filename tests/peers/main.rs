@@ -13,6 +13,7 @@ mod browser;
 mod classify;
 mod grpc_clients;
 mod jvm_go_clients;
+mod masks;
 mod oidc;
 mod sdk;
 mod stream_cap;

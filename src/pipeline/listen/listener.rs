@@ -14,7 +14,7 @@ use http_body_util::StreamBody;
 use prost::Message as _;
 use tokio::sync::mpsc;
 
-use super::targets::Targets;
+use super::targets::{Masks, Targets};
 use super::upstream::{AbortOnDrop, Upstream, UpstreamEvent, grpc_status_of, upstream_event};
 use super::{ClientFrame, RECHECK_AT_LEAST, RECHECK_UNKNOWN};
 use crate::authn::Principal;
@@ -160,8 +160,8 @@ impl Listener {
             Ok(op) => Arc::new(op),
             Err(err) => return self.refuse(id, event, &err.into()).await,
         };
-        let account = match self.judge(&op, &mut event).await {
-            Ok(account) => account,
+        let (account, masks) = match self.judge(&op, &mut event).await {
+            Ok(judged) => judged,
             Err(err) => return self.refuse(id, event, &err).await,
         };
         // One stream, one upstream identity: a target whose rule names
@@ -184,11 +184,11 @@ impl Listener {
             target_change: Some(listen_request::TargetChange::AddTarget(target)),
         };
         if id == 0 {
-            if let Some(request) = self.targets.add_unnumbered(op, request) {
+            if let Some(request) = self.targets.add_unnumbered(op, masks, request) {
                 self.forward(request).await;
             }
         } else {
-            self.targets.add(id, op);
+            self.targets.add(id, op, masks);
             self.forward(request).await;
         }
         Ok(())
@@ -202,7 +202,7 @@ impl Listener {
         &self,
         op: &Arc<Operation>,
         event: &mut Exchange,
-    ) -> Result<Option<String>, PipelineError> {
+    ) -> Result<(Option<String>, Masks), PipelineError> {
         let pipeline = &self.pipeline;
         let mut op = Arc::clone(op);
         pipeline.within_limits(&op, event)?;
@@ -210,7 +210,7 @@ impl Listener {
         let judged = pipeline
             .judge(&self.principal, &mut op, None, event, &mut laps)
             .await?;
-        Ok(judged.account)
+        Ok((judged.account, judged.masks))
     }
 
     /// Refuse one target: audited, and the client told with a `REMOVE`.
@@ -399,12 +399,15 @@ impl Listener {
         for m in messages {
             // Passed through as they came unless an id is awaited or a
             // revocation is unacknowledged: only then decoded.
-            let m = if self.targets.screening() {
+            let m = if self.targets.screening() || self.targets.masking() {
                 let Ok(message) = proto::ListenResponse::decode(m.as_ref()) else {
                     return Some(self.fail(&unreadable()));
                 };
                 match self.on_screened(message).await {
-                    Some(message) => frame::encode(&message),
+                    Some(mut message) => {
+                        self.targets.mask(&mut message);
+                        frame::encode(&message)
+                    }
                     None => continue,
                 }
             } else {
@@ -432,9 +435,9 @@ impl Listener {
             while let Some(held) = self.targets.next_held() {
                 let mut event = self.events.event();
                 match self.judge(&held.op, &mut event).await {
-                    Ok(_) => {
+                    Ok((_, masks)) => {
                         self.record(event, None);
-                        let request = self.targets.send_held(held);
+                        let request = self.targets.send_held(held, masks);
                         self.forward(request).await;
                     }
                     Err(err) => {
@@ -491,8 +494,12 @@ impl Listener {
         }
         self.epoch = epoch;
         for (id, op) in self.targets.active() {
-            let Some((reason, cause)) = self.rejudge(&op).await else {
-                continue;
+            let (reason, cause) = match self.rejudge(&op).await {
+                Ok(masks) => {
+                    self.targets.set_masks(id, masks);
+                    continue;
+                }
+                Err(refused) => refused,
             };
             self.targets.revoke(id);
             self.remove_on_client(id, &cause).await?;
@@ -501,18 +508,21 @@ impl Listener {
         }
         // An id-0 target in flight is removed once its id comes; held ones
         // are dropped before they go anywhere.
-        if let Some(op) = self.targets.awaiting()
-            && let Some((reason, cause)) = self.rejudge(&op).await
-        {
-            self.targets.revoke_awaiting();
-            self.remove_on_client(0, &cause).await?;
-            self.record_revoked(&op, reason);
+        if let Some(op) = self.targets.awaiting() {
+            match self.rejudge(&op).await {
+                Ok(masks) => self.targets.set_awaiting_masks(masks),
+                Err((reason, cause)) => {
+                    self.targets.revoke_awaiting();
+                    self.remove_on_client(0, &cause).await?;
+                    self.record_revoked(&op, reason);
+                }
+            }
         }
         let mut kept = std::collections::VecDeque::new();
         for held in self.targets.take_held() {
             match self.rejudge(&held.op).await {
-                None => kept.push_back(held),
-                Some((reason, cause)) => {
+                Ok(_) => kept.push_back(held),
+                Err((reason, cause)) => {
                     self.remove_on_client(0, &cause).await?;
                     self.record_revoked(&held.op, reason);
                 }
@@ -522,11 +532,11 @@ impl Listener {
         Ok(())
     }
 
-    /// A target judged again: `None` while it holds, else why it goes.
-    async fn rejudge(&self, op: &Arc<Operation>) -> Option<(String, PipelineError)> {
+    /// A target judged again: its masks while it holds, else why it goes.
+    async fn rejudge(&self, op: &Arc<Operation>) -> Result<Masks, (String, PipelineError)> {
         let mut event = self.events.event();
-        Some(match self.judge(op, &mut event).await {
-            Ok(account) if account == *self.upstream.account() => return None,
+        Err(match self.judge(op, &mut event).await {
+            Ok((account, masks)) if account == *self.upstream.account() => return Ok(masks),
             Ok(_) => (
                 "listen_upstream_account_differs".to_owned(),
                 PipelineError::Denied,
