@@ -97,7 +97,7 @@ impl Pipeline {
             upstream: Upstream::Closed,
             targets: Targets::default(),
             deadline,
-            epoch: self.policy.epoch(),
+            epoch: self.policy.judged_epoch(),
             client_done: false,
         };
         tokio::spawn(listener.run(requests, first).in_current_span());

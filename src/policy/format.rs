@@ -62,6 +62,17 @@ pub struct RawWho {
     pub emails: Option<Vec<String>>,
     pub groups: Option<Vec<String>>,
     pub claims: Option<BTreeMap<String, RawClaim>>,
+    /// Bound to the Backstage catalog (`owner_of` or `member_of`).
+    pub catalog: Option<RawCatalogWho>,
+}
+
+/// `catalog: {owner_of: "component:default/{service}"}` or
+/// `catalog: {member_of: "group:default/{team}"}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCatalogWho {
+    pub owner_of: Option<String>,
+    pub member_of: Option<String>,
 }
 
 /// `claims: { team: payments }` (equals) or `claims: { roles: { contains: admin } }`.

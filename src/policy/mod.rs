@@ -2,6 +2,8 @@
 
 pub mod analysis;
 mod cache;
+#[cfg(test)]
+mod catalog_tests;
 mod compile;
 mod condition;
 pub mod coverage;

@@ -257,6 +257,29 @@ impl Table {
         out
     }
 
+    /// The concrete id a single-segment wildcard `name` matched, if it
+    /// matched one (a collection's documents leave it unbound).
+    pub fn binding<'t>(&self, m: &Match, tokens: &[Token<'t>], name: &str) -> Option<&'t str> {
+        let rec_end = m.span.map_or(tokens.len(), |(_, end)| end);
+        let mut pos = 0;
+        for segment in &self.rules[m.rule].pattern.segments {
+            match segment {
+                Segment::Literal(_) => pos += 1,
+                Segment::Wildcard(n) => {
+                    if n == name {
+                        return match tokens.get(pos) {
+                            Some(Token::Id(id)) => Some(*id),
+                            _ => None,
+                        };
+                    }
+                    pos += 1;
+                }
+                Segment::Recursive(_) => pos = rec_end,
+            }
+        }
+        None
+    }
+
     /// The `path` variable for a match: each wildcard bound to the concrete
     /// id it matched; a recursive one to its ids joined by `/`. Wildcards
     /// that stand for many ids (a collection's documents, a group's depths)

@@ -45,7 +45,7 @@ pub(super) struct Listener {
     pub(super) targets: Targets,
     /// The caller's `grpc-timeout`: the stream ends `DEADLINE_EXCEEDED` then.
     pub(super) deadline: Option<tokio::time::Instant>,
-    pub(super) epoch: u64,
+    pub(super) epoch: (u64, u64),
     /// The client half-closed: so is the upstream request, once open.
     pub(super) client_done: bool,
 }
@@ -460,7 +460,7 @@ impl Listener {
                 return Err(err);
             }
         }
-        let epoch = self.pipeline.policy.epoch();
+        let epoch = self.pipeline.policy.judged_epoch();
         if epoch == self.epoch {
             return Ok(());
         }
