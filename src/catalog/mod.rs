@@ -30,6 +30,8 @@ pub use source::{fetch_all, snapshot_items};
 
 /// Default `catalog.interval`.
 const INTERVAL: Duration = Duration::from_secs(60);
+/// Default `catalog.page_size`.
+pub const PAGE_SIZE: usize = 500;
 /// Default `catalog.timeout` (one page).
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,6 +49,9 @@ pub struct CatalogConfig {
     pub interval: String,
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    /// Entities asked for per page.
+    #[serde(default = "default_page_size")]
+    pub page_size: usize,
     /// `/readyz` is not ready until the first sync succeeds.
     #[serde(default)]
     pub required: bool,
@@ -57,6 +62,10 @@ pub struct CatalogConfig {
 
 fn default_interval() -> String {
     default_duration(INTERVAL)
+}
+
+fn default_page_size() -> usize {
+    PAGE_SIZE
 }
 
 fn default_timeout() -> String {
@@ -70,6 +79,7 @@ impl Default for CatalogConfig {
             token_file: None,
             interval: default_interval(),
             timeout: default_timeout(),
+            page_size: PAGE_SIZE,
             required: false,
             users: Vec::new(),
         }
@@ -93,6 +103,7 @@ pub struct CatalogSettings {
     pub token_file: Option<PathBuf>,
     pub interval: Duration,
     pub timeout: Duration,
+    pub page_size: usize,
     pub required: bool,
     pub users: Vec<UserMapping>,
 }
@@ -113,6 +124,9 @@ impl CatalogConfig {
                 _ => errors.push("catalog.url", format!("`{url}` is not an http(s) URL")),
             }
         }
+        if !(1..=10_000).contains(&self.page_size) {
+            errors.push("catalog.page_size", "must be between 1 and 10000");
+        }
         if self.required && url.is_none() {
             errors.push("catalog.required", "needs `catalog.url`");
         }
@@ -131,6 +145,7 @@ impl CatalogConfig {
             token_file: self.token_file,
             interval,
             timeout,
+            page_size: self.page_size,
             required: self.required,
             users,
         }
@@ -451,7 +466,13 @@ impl Catalog {
             return;
         };
         let started = std::time::Instant::now();
-        let fetched = fetch_all(&self.client, url, self.token.as_deref()).await;
+        let fetched = fetch_all(
+            &self.client,
+            url,
+            self.token.as_deref(),
+            self.settings.page_size,
+        )
+        .await;
         let items = match fetched {
             Ok(items) => items,
             Err(e) => {

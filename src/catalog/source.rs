@@ -7,8 +7,6 @@ use serde_json::Value;
 
 /// The fields asked for.
 pub const FIELDS: &str = "kind,metadata.name,metadata.namespace,spec.owner,spec.type,spec.parent,spec.children,spec.memberOf,relations";
-/// Entities per page.
-const PAGE: usize = 500;
 /// Largest page answer read.
 const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Most pages read in one sync (a cursor that never ends is an error).
@@ -42,15 +40,20 @@ pub async fn fetch_all(
     client: &reqwest::Client,
     base: &str,
     token: Option<&str>,
+    page_size: usize,
 ) -> Result<Vec<Value>, SourceError> {
     let url = format!("{base}/api/catalog/entities/by-query");
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let mut request = client.get(&url);
+        let limit = page_size.to_string();
+        let mut request = client
+            .get(&url)
+            .query(&[("fields", FIELDS), ("limit", limit.as_str())]);
+        // The cursor carries the query; the first page skips the count.
         request = match &cursor {
-            Some(c) => request.query(&[("cursor", c.as_str()), ("fields", FIELDS)]),
-            None => request.query(&[("fields", FIELDS), ("limit", &PAGE.to_string())]),
+            Some(c) => request.query(&[("cursor", c.as_str())]),
+            None => request.query(&[("totalItems", "exclude")]),
         };
         if let Some(token) = token {
             request = request.bearer_auth(token);
