@@ -386,6 +386,17 @@ impl Index {
         }
     }
 
+    /// Every entity that has an owner (canonical refs), for expanding
+    /// catalog-bound rules against a snapshot.
+    pub fn owned_entities(&self) -> impl Iterator<Item = &str> {
+        self.owners.keys().map(|&e| self.name(e))
+    }
+
+    /// Every group of the catalog (canonical refs).
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        self.ancestors.keys().map(|&g| self.name(g))
+    }
+
     /// Every user that owns `entity` (for `policy who-can`), sorted.
     pub fn owning_users(&self, entity: &str) -> Vec<&str> {
         let Some(owners) = self.id(entity).and_then(|e| self.owners.get(&e)) else {

@@ -16,7 +16,7 @@ pub struct RawFile {
 }
 
 /// One rule, exactly as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub id: String,
@@ -52,7 +52,7 @@ pub enum RawMode {
 }
 
 /// The `who:` selector as written. Keys combine with AND; list entries with OR.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWho {
     pub authenticated: Option<bool>,
@@ -68,7 +68,7 @@ pub struct RawWho {
 
 /// `catalog: {owner_of: "component:default/{service}"}` or
 /// `catalog: {member_of: "group:default/{team}"}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCatalogWho {
     pub owner_of: Option<String>,
@@ -76,7 +76,7 @@ pub struct RawCatalogWho {
 }
 
 /// `claims: { team: payments }` (equals) or `claims: { roles: { contains: admin } }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum RawClaim {
     Contains { contains: serde_json::Value },

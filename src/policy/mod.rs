@@ -11,6 +11,7 @@ pub mod coverage;
 mod data_tests;
 mod decide;
 mod engine;
+mod expand;
 mod explain;
 #[cfg(test)]
 pub(crate) mod fixtures;
