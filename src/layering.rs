@@ -36,6 +36,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "app",
             "audit",
             "authn",
+            "catalog",
             "dev",
             "emulator",
             "firestore",

@@ -93,6 +93,17 @@ impl Table {
         self.decide_request(&Request::with_stored(principal, op, stored))
     }
 
+    /// [`Table::decide_stored`], catalog-bound rules judged against `catalog`.
+    pub fn decide_stored_catalog(
+        &self,
+        principal: &Principal,
+        op: &Operation,
+        stored: &Stored,
+        catalog: Option<&crate::catalog::View>,
+    ) -> Decision {
+        self.decide_request(&Request::with_stored(principal, op, stored).with_catalog(catalog))
+    }
+
     /// [`Table::decide`] with catalog-bound rules judged against `catalog`.
     pub fn decide_catalog(
         &self,

@@ -32,7 +32,7 @@ use decide::Verdict;
 use crate::model::{Operation, Target};
 
 pub use engine::PolicyEngine;
-pub use explain::{DataSeen, FieldSeen};
+pub use explain::{CatalogSeen, DataSeen, FieldSeen};
 pub use format::{PolicyError, PolicyErrors};
 pub use table::Table;
 
