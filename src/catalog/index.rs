@@ -436,6 +436,31 @@ impl Index {
         out
     }
 
+    /// Roughly the heap bytes the index holds (hash tables at capacity,
+    /// slices, interned strings), for the memory bench.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        fn table<K, V>(map: &HashMap<K, V>) -> usize {
+            // hashbrown: one control byte per bucket; buckets ≥ capacity·8/7.
+            map.capacity() * 8 / 7 * (size_of::<(K, V)>() + 1)
+        }
+        let slices = |map: &HashMap<u32, Box<[u32]>>| -> usize {
+            table(map) + map.values().map(|s| s.len() * size_of::<u32>()).sum::<usize>()
+        };
+        let strings: usize = self
+            .interner
+            .names
+            .iter()
+            .map(|s| s.len() + 2 * size_of::<usize>())
+            .sum();
+        table(&self.interner.ids)
+            + self.interner.names.capacity() * size_of::<Arc<str>>()
+            + strings
+            + slices(&self.owners)
+            + slices(&self.ancestors)
+            + slices(&self.member_of)
+    }
+
     /// Order-independent digest of the content.
     fn compute_digest(&self) -> u64 {
         let mut total: u64 = 0;

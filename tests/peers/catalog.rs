@@ -219,6 +219,20 @@ async fn the_catalog_decides_who_owns_a_service() {
     assert_eq!(check["ready"], true, "{check}");
     assert_eq!(check["required"], false, "{check}");
 
+    // `firegate catalog dump` reads the same catalog into a snapshot the
+    // offline tools decide with alike.
+    let snapshot = firegate::cli::catalog::dump(&bs.base, Some(TOKEN), Duration::from_secs(10))
+        .await
+        .expect("dump");
+    let items = firegate::catalog::snapshot_items(&snapshot).expect("snapshot");
+    let index = firegate::catalog::Index::from_items(items);
+    assert_eq!(
+        index.owners("component:default/checkout"),
+        ["group:default/payments"]
+    );
+    assert!(index.owns("user:default/alice", "component:default/checkout"));
+    assert!(!index.owns("user:default/carol", "component:default/checkout"));
+
     // A component added: its owner may write once a sync has seen it.
     assert_eq!(write(&stack, &bob, "ledger").await, 403, "not before");
     write_catalog(
