@@ -28,7 +28,9 @@ fn entities() -> Vec<Value> {
     for g in 0..GROUPS {
         let mut relations = vec![];
         if g > 0 {
-            relations.push(json!({"type": "childOf", "targetRef": format!("group:default/team-{}", g / 8)}));
+            relations.push(
+                json!({"type": "childOf", "targetRef": format!("group:default/team-{}", g / 8)}),
+            );
         }
         out.push(json!({"kind": "Group", "metadata": {"name": format!("team-{g}"), "namespace": "default"},
             "spec": {"type": "team", "parent": if g > 0 { json!(format!("team-{}", g / 8)) } else { Value::Null }, "children": []},
@@ -39,7 +41,10 @@ fn entities() -> Vec<Value> {
         if u % 3 == 0 {
             groups.push(format!("group:default/team-{}", (u * 7) % GROUPS));
         }
-        let relations: Vec<Value> = groups.iter().map(|g| json!({"type": "memberOf", "targetRef": g})).collect();
+        let relations: Vec<Value> = groups
+            .iter()
+            .map(|g| json!({"type": "memberOf", "targetRef": g}))
+            .collect();
         out.push(json!({"kind": "User", "metadata": {"name": format!("user-{u}"), "namespace": "default"},
             "spec": {"memberOf": groups}, "relations": relations}));
     }
@@ -60,7 +65,10 @@ fn entities() -> Vec<Value> {
 fn pages(items: &[Value]) -> Vec<Vec<u8>> {
     items
         .chunks(PAGE)
-        .map(|chunk| serde_json::to_vec(&json!({"items": chunk, "pageInfo": {"nextCursor": "x"}})).expect("page"))
+        .map(|chunk| {
+            serde_json::to_vec(&json!({"items": chunk, "pageInfo": {"nextCursor": "x"}}))
+                .expect("page")
+        })
         .collect()
 }
 
@@ -78,8 +86,18 @@ fn sync(pages: &[Vec<u8>]) -> Index {
 /// CPU seconds this process has used (user + system), from /proc.
 fn cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // Fields 14 and 15 of the whole line; 12 and 13 after the `)`.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
@@ -87,7 +105,11 @@ fn cpu() -> Duration {
 fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<usize>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -112,7 +134,9 @@ fn operation(service: &str) -> Operation {
         method: Method::Get,
         targets: vec![Target {
             scope: Scope::Document {
-                path: ["services", service, "data", "d1"].map(String::from).to_vec(),
+                path: ["services", service, "data", "d1"]
+                    .map(String::from)
+                    .to_vec(),
             },
             access: Access::Get,
         }],
@@ -166,7 +190,11 @@ fn bench(c: &mut Criterion) {
     // svc-77 is owned by team-77; user-77 is in team-77 (77 % 2000).
     let owner = principal("user:default/user-77");
     let op = operation("svc-77");
-    assert!(catalog_rule.decide_catalog(&owner, &op, Some(&view)).allowed);
+    assert!(
+        catalog_rule
+            .decide_catalog(&owner, &op, Some(&view))
+            .allowed
+    );
     assert!(group_rule.decide(&owner, &op).allowed);
     let mut group = c.benchmark_group("catalog_decision");
     group.bench_function("plain_group_rule", |b| {

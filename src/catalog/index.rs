@@ -445,7 +445,11 @@ impl Index {
             map.capacity() * 8 / 7 * (size_of::<(K, V)>() + 1)
         }
         let slices = |map: &HashMap<u32, Box<[u32]>>| -> usize {
-            table(map) + map.values().map(|s| s.len() * size_of::<u32>()).sum::<usize>()
+            table(map)
+                + map
+                    .values()
+                    .map(|s| s.len() * size_of::<u32>())
+                    .sum::<usize>()
         };
         let strings: usize = self
             .interner

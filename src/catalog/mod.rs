@@ -557,3 +557,78 @@ fn now_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
         .max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(issuer: &str, subject: &str, email: Option<&str>) -> Principal {
+        let mut claims = serde_json::Map::new();
+        claims.insert("preferred_username".into(), "Jane.Doe".into());
+        Principal::new(
+            issuer.into(),
+            subject.into(),
+            email.map(str::to_owned),
+            vec![],
+            claims,
+        )
+    }
+
+    #[test]
+    fn callers_are_named_by_their_issuers_template_only() {
+        let ids = Identities::new(vec![
+            UserMapping::subject("https://bs/api/auth"),
+            UserMapping::parse("https://okta", "user:default/{email|local}").unwrap(),
+            UserMapping::parse("https://kc", "{preferred_username}").unwrap(),
+        ]);
+        let user = |i, s, e| ids.user_ref(&principal(i, s, e));
+        assert_eq!(
+            user("https://bs/api/auth", "user:default/jane", None).as_deref(),
+            Some("user:default/jane")
+        );
+        assert_eq!(user("https://bs/api/auth", "plugin:catalog", None), None);
+        assert_eq!(
+            user("https://okta", "00u1", Some("Jane@Example.com")).as_deref(),
+            Some("user:default/jane")
+        );
+        assert_eq!(
+            user("https://okta", "00u1", None),
+            None,
+            "no email, no user"
+        );
+        assert_eq!(
+            user("https://kc", "x", None).as_deref(),
+            Some("user:default/jane.doe")
+        );
+        // Another issuer's subject is never read as a user ref.
+        assert_eq!(user("https://other", "user:default/jane", None), None);
+        let tools = Identities::from_subjects();
+        assert_eq!(
+            tools
+                .user_ref(&principal("https://any", "User:jane", None))
+                .as_deref(),
+            Some("user:default/jane")
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_reported_by_key() {
+        let raw: CatalogConfig = serde_yaml_ng::from_str(
+            "{interval: 10ms, page_size: 0, required: true, users: [{issuer: a, user_ref: 'user:default/name'}, {issuer: b, user_ref: '{email|upper}'}]}",
+        )
+        .unwrap();
+        let mut errors = ConfigErrors::default();
+        raw.validate(&mut errors);
+        let keys: Vec<&str> = errors.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "catalog.interval",
+                "catalog.page_size",
+                "catalog.required",
+                "catalog.users[0].user_ref",
+                "catalog.users[1].user_ref"
+            ]
+        );
+    }
+}

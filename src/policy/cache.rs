@@ -123,7 +123,10 @@ impl<S: BuildHasher> DecisionCache<S> {
     ) -> (Arc<Verdict>, Lookup) {
         let key = KeyRef {
             epoch: table.epoch,
-            catalog: req.catalog.map_or(0, |v| v.generation),
+            catalog: req
+                .catalog
+                .filter(|_| table.uses_catalog())
+                .map_or(0, |v| v.generation),
             principal: req.principal.fingerprint(),
             database: req.database,
             method: req.method,

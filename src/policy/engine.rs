@@ -241,7 +241,19 @@ impl PolicyEngine {
     }
 
     /// Judge catalog-bound rules against `catalog` (its sync runs apart).
+    /// A sync that changes the index drops the cached decisions (their
+    /// keys hold the old generation already; this frees them sooner).
     pub fn with_catalog(mut self, catalog: Option<Arc<crate::catalog::Catalog>>) -> Self {
+        if let Some(catalog) = &catalog {
+            let shared = Arc::downgrade(&self.shared);
+            catalog.on_change(move || {
+                if let Some(shared) = shared.upgrade()
+                    && shared.table.load().uses_catalog()
+                {
+                    shared.cache.clear();
+                }
+            });
+        }
         self.catalog = catalog;
         self
     }
@@ -255,10 +267,12 @@ impl PolicyEngine {
     /// the catalog index's generation. Open Listen streams re-judge their
     /// targets when it changes.
     pub fn judged_epoch(&self) -> (u64, u64) {
-        (
-            self.epoch(),
-            self.catalog.as_ref().map_or(0, |c| c.generation()),
-        )
+        let table = self.shared.table.load();
+        let catalog = match &self.catalog {
+            Some(c) if table.uses_catalog() => c.generation(),
+            _ => 0,
+        };
+        (table.epoch, catalog)
     }
 
     /// `None` when ready; otherwise what is wrong (for `/readyz`). A table

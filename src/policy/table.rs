@@ -178,6 +178,9 @@ pub struct Table {
     pub(super) reads_documents: bool,
     /// What of the documents any rule reads: only that is built per target.
     pub(super) data_uses: super::condition::DataUse,
+    /// Some rule's `who` names the catalog: only then do decisions depend
+    /// on the catalog index (its generation keys the cache).
+    pub(super) uses_catalog: bool,
 }
 
 impl Table {
@@ -194,6 +197,7 @@ impl Table {
         }
         Ok(Table {
             shadowed: rules.iter().any(|r| r.shadow),
+            uses_catalog: rules.iter().any(|r| r.who.catalog.is_some()),
             reads_documents: rules
                 .iter()
                 .any(|r| r.when.as_ref().is_some_and(|c| c.data.any())),
@@ -223,6 +227,11 @@ impl Table {
 
     pub fn len(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Whether some rule's `who` names the catalog.
+    pub fn uses_catalog(&self) -> bool {
+        self.uses_catalog
     }
 
     pub fn is_empty(&self) -> bool {
