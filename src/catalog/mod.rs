@@ -231,7 +231,7 @@ impl UserMapping {
 
     /// The caller's user ref (canonical), or `None` when a claim is missing.
     fn user_ref(&self, p: &Principal) -> Option<String> {
-        let mut out = String::new();
+        let mut out = String::with_capacity(48);
         for piece in &self.template {
             match piece {
                 Piece::Text(t) => out.push_str(t),

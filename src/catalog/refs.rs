@@ -36,6 +36,30 @@ pub fn normalize(
     Some(out)
 }
 
+/// [`normalize`] of a ref built just now: one already written out in full
+/// (`kind:namespace/name`) is lower-cased in place, with no new string.
+pub fn normalize_owned(
+    mut text: String,
+    default_kind: Option<&str>,
+    default_namespace: &str,
+) -> Option<String> {
+    let full = text.split_once(':').is_some_and(|(kind, rest)| {
+        let ok = |s: &str| {
+            !s.is_empty() && !s.contains([':', '/']) && !s.chars().any(char::is_whitespace)
+        };
+        ok(kind)
+            && rest
+                .split_once('/')
+                .is_some_and(|(ns, name)| ok(ns) && ok(name))
+    });
+    if full {
+        text.make_ascii_lowercase();
+        Some(text)
+    } else {
+        normalize(&text, default_kind, default_namespace)
+    }
+}
+
 /// The kind of a canonical ref.
 pub fn kind_of(canonical: &str) -> &str {
     canonical.split_once(':').map_or("", |(k, _)| k)
@@ -69,6 +93,25 @@ mod tests {
             normalize("user:ops/Alice", Some("group"), "default").as_deref(),
             Some("user:ops/alice")
         );
+    }
+
+    #[test]
+    fn built_refs_normalize_alike() {
+        for text in [
+            "component:default/payments",
+            "Component:Default/Payments",
+            "component:payments",
+            "payments",
+            " component:payments ",
+            "component:default/a:b",
+            "",
+        ] {
+            assert_eq!(
+                normalize_owned(text.to_string(), Some("component"), "default"),
+                normalize(text, Some("component"), "default"),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -137,7 +137,7 @@ impl RefTemplate {
                 RefPiece::Var(name) => out.push_str(binding(name)?),
             }
         }
-        crate::catalog::refs::normalize(&out, None, "default")
+        crate::catalog::refs::normalize_owned(out, None, "default")
     }
 }
 
