@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "audit",
             "authn",
             "body",
+            "catalog",
             "config",
             "logging",
             "metrics",
@@ -35,6 +36,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "app",
             "audit",
             "authn",
+            "catalog",
             "dev",
             "emulator",
             "firestore",
@@ -65,7 +67,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     // The steps themselves.
     ("authn", &["config", "fetch", "metrics"]),
-    ("policy", &["authn", "config", "metrics", "model"]),
+    (
+        "policy",
+        &["authn", "catalog", "config", "metrics", "model"],
+    ),
+    // The Backstage catalog: its sync and the ownership index.
+    ("catalog", &["authn", "config", "fetch", "metrics"]),
     ("transaction", &["authn", "body", "config", "model"]),
     (
         "upstream",

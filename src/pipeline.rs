@@ -225,12 +225,24 @@ impl Pipeline {
                 .reload_error()
                 .map(|e| format!("policy reload refused; serving the last good table: {e}"));
         }
-        vec![
+        let mut checks = vec![
             Check::required("issuer_keys", self.authn.not_ready()),
             Check::required("upstream_token", self.credentials.not_ready()),
             policy,
             Check::required("audit_sink", self.audit.not_ready()),
-        ]
+        ];
+        // The catalog: its index's age, or why there is none. Required only
+        // when configured so; otherwise catalog rules fail closed meanwhile.
+        if let Some(catalog) = self.policy.catalog() {
+            let (ready, detail) = catalog.readiness();
+            checks.push(Check {
+                name: "catalog",
+                ready,
+                required: catalog.required(),
+                detail: Some(detail),
+            });
+        }
+        checks
     }
 
     /// Answer one request, whatever its wire. Never fails: every error

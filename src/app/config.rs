@@ -4,6 +4,7 @@
 //! [`Config`], with every error reported at once.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -14,8 +15,10 @@ use super::env;
 use crate::audit::Auditor;
 use crate::audit::{AuditConfig, AuditSettings};
 use crate::authn::Authenticator;
+use crate::authn::IssuerKind;
 use crate::authn::{AuthnConfig, AuthnSettings};
 use crate::body::Pace;
+use crate::catalog::{Catalog, CatalogConfig, CatalogSettings};
 use crate::config::ConfigErrors;
 use crate::logging::{LogSettings, RawLog};
 use crate::pipeline::{Pipeline, PipelineSettings, Steps};
@@ -38,6 +41,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub policy: PolicyConfig,
     #[serde(default)]
+    pub catalog: CatalogConfig,
+    #[serde(default)]
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub audit: AuditConfig,
@@ -54,6 +59,7 @@ pub struct Config {
     pub server: ServerSettings,
     pub authn: AuthnSettings,
     pub policy: PolicySettings,
+    pub catalog: CatalogSettings,
     pub upstream: UpstreamSettings,
     pub audit: AuditSettings,
     pub transactions: TransactionSettings,
@@ -124,6 +130,7 @@ impl Config {
             server: raw.server.validate(errors),
             authn: raw.authn.validate(errors),
             policy: raw.policy.validate(errors),
+            catalog: raw.catalog.validate(errors),
             upstream: raw.upstream.validate(errors),
             audit: raw.audit.validate(errors),
             transactions: raw.transactions.validate(errors),
@@ -141,7 +148,9 @@ impl Config {
         let steps = Steps {
             authn: Authenticator::new(&self.authn, registry).await?,
             transactions: TransactionSealer::new(&self.transactions)?,
-            policy: PolicyEngine::new(&self.policy, registry).await?,
+            policy: PolicyEngine::new(&self.policy, registry)
+                .await?
+                .with_catalog(self.catalog(registry)?),
             credentials: Credentials::new(&self.upstream.credentials, registry).await?,
             upstream,
             grpc_upstream,
@@ -162,6 +171,25 @@ impl Config {
             max_grpc_message_bytes: limits.max_grpc_message_bytes,
         };
         Ok(Pipeline::new(steps, settings, registry))
+    }
+}
+
+impl Config {
+    /// The Backstage catalog, its sync started, when `catalog.url` is set.
+    /// Callers of every Backstage issuer are catalog users by their `sub`.
+    fn catalog(&self, registry: &mut Registry) -> anyhow::Result<Option<Arc<Catalog>>> {
+        let backstage: Vec<String> = self
+            .authn
+            .issuers
+            .iter()
+            .filter(|i| i.kind == IssuerKind::Backstage)
+            .map(|i| i.issuer.clone())
+            .collect();
+        let catalog = Catalog::new(&self.catalog, &backstage, registry)?;
+        if let Some(catalog) = &catalog {
+            catalog.spawn();
+        }
+        Ok(catalog)
     }
 }
 

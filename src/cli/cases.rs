@@ -22,6 +22,10 @@ use crate::policy::{Decision, Table};
 struct TestFile {
     #[serde(default)]
     principals: BTreeMap<String, PrincipalSpec>,
+    /// The catalog catalog-bound rules see: a snapshot file (relative to
+    /// the test file) or `{items: [...]}` inline.
+    #[serde(default)]
+    catalog: Option<serde_json::Value>,
     tests: Vec<TestCase>,
 }
 
@@ -56,6 +60,9 @@ struct TestCase {
     /// read for rules that read `resource`; one not given is absent.
     #[serde(default)]
     stored: GivenDocuments,
+    /// This case's catalog, instead of the file's.
+    #[serde(default)]
+    catalog: Option<serde_json::Value>,
 }
 
 fn default_database() -> String {
@@ -143,12 +150,33 @@ pub fn run_tests_with(dir: &Path, coverage: bool) -> anyhow::Result<TestSummary>
                 continue;
             }
         };
+        let file_catalog = match tests
+            .catalog
+            .as_ref()
+            .map(|v| super::catalog::fixture(v, dir))
+        {
+            Some(Err(e)) => {
+                summary.failed += 1;
+                let _ = writeln!(summary.report, "FAIL {name}: {e}");
+                continue;
+            }
+            Some(Ok(view)) => Some(view),
+            None => None,
+        };
         for (index, case) in tests.tests.iter().enumerate() {
             let label = case
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("#{}", index + 1));
-            match run_case(&table, &tests.principals, case, covered.as_mut()) {
+            let catalog = match &case.catalog {
+                Some(v) => super::catalog::fixture(v, dir).map(Some),
+                None => Ok(None),
+            };
+            let outcome = catalog.and_then(|own| {
+                let view = own.as_ref().or(file_catalog.as_ref());
+                run_case(&table, &tests.principals, case, view, covered.as_mut())
+            });
+            match outcome {
                 Ok(()) => {
                     summary.passed += 1;
                     let _ = writeln!(summary.report, "ok   {name}: {label}");
@@ -173,6 +201,7 @@ fn run_case(
     table: &Table,
     principals: &BTreeMap<String, PrincipalSpec>,
     case: &TestCase,
+    catalog: Option<&crate::catalog::View>,
     coverage: Option<&mut Coverage>,
 ) -> Result<(), String> {
     let principal = match &case.principal {
@@ -199,7 +228,7 @@ fn run_case(
     if !needed.is_empty() {
         op.settle(&stored);
     }
-    let decision = table.decide_stored(&principal, &op, &stored);
+    let decision = table.decide_stored_catalog(&principal, &op, &stored, catalog);
     if let Some(coverage) = coverage {
         coverage.record_stored(&principal, &op, Some(&stored), &decision);
     }

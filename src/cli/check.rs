@@ -12,7 +12,7 @@ use super::principal::PrincipalSpec;
 use crate::authn::Principal;
 use crate::firestore::{self};
 use crate::model::Operation;
-use crate::policy::{DataSeen, Decision, Table};
+use crate::policy::{CatalogSeen, DataSeen, Decision, Table};
 
 /// Classify an HTTP request the way the proxy does.
 pub fn classify_request(method: &str, url: &str, body: Option<Bytes>) -> Result<Operation, String> {
@@ -40,6 +40,18 @@ struct CheckOutput<'a> {
     /// For each target a data condition decided: what it read, and saw.
     #[serde(skip_serializing_if = "<[DataSeen]>::is_empty")]
     data: &'a [DataSeen],
+    /// With `--catalog`: the snapshot and the catalog-bound rules that
+    /// covered each target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    catalog: Option<CatalogOutput>,
+}
+
+#[derive(Serialize)]
+struct CatalogOutput {
+    entities: usize,
+    /// Seconds since the snapshot was written.
+    index_age_seconds: Option<u64>,
+    rules: Vec<CatalogSeen>,
 }
 
 /// `policy check`: the decision as pretty JSON, and whether it allowed.
@@ -50,6 +62,7 @@ pub fn check(
     url: &str,
     body_file: Option<&Path>,
     stored_file: Option<&Path>,
+    catalog_file: Option<&Path>,
 ) -> anyhow::Result<(String, bool)> {
     let table = Table::from_dir(policies, 1)
         .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", policies.display()))?;
@@ -70,12 +83,14 @@ pub fn check(
         }
         None => GivenDocuments::new(),
     };
-    explain_with(&table, &spec.principal(), op, &given).map_err(anyhow::Error::msg)
+    let snapshot = catalog_file.map(super::catalog::load).transpose()?;
+    explain_with(&table, &spec.principal(), op, &given, snapshot.as_ref())
+        .map_err(anyhow::Error::msg)
 }
 
 /// The `policy check` output for an already classified operation.
 pub fn explain(table: &Table, principal: &Principal, op: &Operation) -> (String, bool) {
-    explain_with(table, principal, op.clone(), &GivenDocuments::new())
+    explain_with(table, principal, op.clone(), &GivenDocuments::new(), None)
         .unwrap_or_else(|e| (e, false))
 }
 
@@ -86,18 +101,26 @@ fn explain_with(
     principal: &Principal,
     mut op: Operation,
     given: &GivenDocuments,
+    snapshot: Option<&super::catalog::Snapshot>,
 ) -> Result<(String, bool), String> {
     let needed = table.stored_needed(principal, &op);
     let stored = documents::stored(given, &needed)?;
     if !needed.is_empty() {
         op.settle(&stored);
     }
-    let decision = table.decide_stored(principal, &op, &stored);
+    let view = snapshot.map(|s| &s.view);
+    let decision = table.decide_stored_catalog(principal, &op, &stored, view);
     let data = table.explain_data(principal, &op, &stored, &decision);
+    let catalog = snapshot.map(|s| CatalogOutput {
+        entities: s.view.index.stats().entities,
+        index_age_seconds: s.age.map(|a| a.as_secs()),
+        rules: table.explain_catalog(principal, &decision, &s.view),
+    });
     let output = CheckOutput {
         operation: &op,
         decision: &decision,
         data: &data,
+        catalog,
     };
     let json = serde_json::to_string_pretty(&output).unwrap_or_default();
     Ok((json, decision.allowed))
@@ -158,7 +181,7 @@ mod tests {
         .unwrap();
         let given: GivenDocuments =
             serde_yaml_ng::from_str("{/notes/n1: {owner: bob, title: x}}").unwrap();
-        let (json, allowed) = explain_with(&table, &alice.principal(), op, &given).unwrap();
+        let (json, allowed) = explain_with(&table, &alice.principal(), op, &given, None).unwrap();
         assert!(!allowed);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         let data = &value["data"][0];

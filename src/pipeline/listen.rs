@@ -104,7 +104,7 @@ impl Pipeline {
             upstream: Upstream::Closed,
             targets: Targets::default(),
             deadline,
-            epoch: self.policy.epoch(),
+            epoch: self.policy.judged_epoch(),
             epochs: Epochs::subscribe(self),
             client_done: false,
         };

@@ -23,6 +23,8 @@ use crate::model::{Database, Method, Scope, Target};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     epoch: u64,
+    /// The catalog index's generation (0: none loaded).
+    catalog: u64,
     principal: Fingerprint,
     database: Database,
     method: Method,
@@ -33,6 +35,7 @@ struct Key {
 #[derive(Hash)]
 struct KeyRef<'a> {
     epoch: u64,
+    catalog: u64,
     principal: &'a Fingerprint,
     database: &'a Database,
     method: Method,
@@ -42,6 +45,7 @@ struct KeyRef<'a> {
 impl KeyRef<'_> {
     fn is(&self, key: &Key) -> bool {
         self.epoch == key.epoch
+            && self.catalog == key.catalog
             && *self.principal == key.principal
             && self.method == key.method
             && *self.database == key.database
@@ -51,6 +55,7 @@ impl KeyRef<'_> {
     fn to_key(&self) -> Key {
         Key {
             epoch: self.epoch,
+            catalog: self.catalog,
             principal: *self.principal,
             database: self.database.clone(),
             method: self.method,
@@ -118,6 +123,10 @@ impl<S: BuildHasher> DecisionCache<S> {
     ) -> (Arc<Verdict>, Lookup) {
         let key = KeyRef {
             epoch: table.epoch,
+            catalog: req
+                .catalog
+                .filter(|_| table.uses_catalog())
+                .map_or(0, |v| v.generation),
             principal: req.principal.fingerprint(),
             database: req.database,
             method: req.method,

@@ -50,6 +50,9 @@ pub struct Request<'a> {
     op: &'a Operation,
     /// The stored documents read for this request, if any were.
     stored: Option<&'a Stored>,
+    /// The catalog index catalog-bound rules judge against (`None`: none
+    /// loaded; they fail closed).
+    pub(crate) catalog: Option<&'a crate::catalog::View>,
     input: OnceCell<Input>,
 }
 
@@ -61,8 +64,14 @@ impl<'a> Request<'a> {
             method: op.method,
             op,
             stored: None,
+            catalog: None,
             input: OnceCell::new(),
         }
+    }
+
+    /// The same request, judged against this catalog view.
+    pub fn with_catalog(self, catalog: Option<&'a crate::catalog::View>) -> Self {
+        Request { catalog, ..self }
     }
 
     /// A request whose rules see these stored documents.
@@ -93,6 +102,27 @@ impl Table {
         stored: &Stored,
     ) -> Decision {
         self.decide_request(&Request::with_stored(principal, op, stored))
+    }
+
+    /// [`Table::decide_stored`], catalog-bound rules judged against `catalog`.
+    pub fn decide_stored_catalog(
+        &self,
+        principal: &Principal,
+        op: &Operation,
+        stored: &Stored,
+        catalog: Option<&crate::catalog::View>,
+    ) -> Decision {
+        self.decide_request(&Request::with_stored(principal, op, stored).with_catalog(catalog))
+    }
+
+    /// [`Table::decide`] with catalog-bound rules judged against `catalog`.
+    pub fn decide_catalog(
+        &self,
+        principal: &Principal,
+        op: &Operation,
+        catalog: Option<&crate::catalog::View>,
+    ) -> Decision {
+        self.decide_request(&Request::new(principal, op).with_catalog(catalog))
     }
 
     fn decide_request(&self, req: &Request) -> Decision {
@@ -150,11 +180,18 @@ impl Table {
         shadow: bool,
         cacheable: &mut bool,
     ) -> Judged<'t> {
-        let applies = |rule: &Rule| {
+        let applies = |rule: &Rule, m: Option<&Match>| {
             (shadow || !rule.shadow)
                 && rule.actions.contains(target.access)
                 && rule.applies_to(req.database)
                 && rule.who.matches(req.principal)
+                && rule.who.catalog.as_ref().is_none_or(|c| {
+                    let told = c.matches(req.principal, req.catalog, |name| {
+                        m.and_then(|m| self.binding(m, tokens, name))
+                    });
+                    // Untellable: a deny applies, an allow does not.
+                    told.unwrap_or(rule.effect == Effect::Deny)
+                })
         };
         let seen = OnceCell::new();
         let mut holds = |rule: &Rule, m: Option<&Match>| -> Result<bool, String> {
@@ -184,10 +221,10 @@ impl Table {
         };
         for index in self.deny_overlaps(tokens) {
             let rule = &self.rules[index];
-            if !applies(rule) {
+            let m = covering.iter().find(|m| m.rule == index);
+            if !applies(rule, m) {
                 continue;
             }
-            let m = covering.iter().find(|m| m.rule == index);
             // A deny whose condition cannot be evaluated still applies: fail closed.
             if holds(rule, m).unwrap_or(true) {
                 return (false, Some(&rule.id), Why::DenyMatched, None, None);
@@ -197,7 +234,7 @@ impl Table {
         let mut allowing: Option<(&Rule, Merge)> = None;
         for m in covering {
             let rule = &self.rules[m.rule];
-            if rule.effect != Effect::Allow || !applies(rule) {
+            if rule.effect != Effect::Allow || !applies(rule, Some(m)) {
                 continue;
             }
             // Once a rule allows, the others only matter for the mask: the

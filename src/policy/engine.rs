@@ -133,6 +133,8 @@ fn internal(message: String) -> PolicyErrors {
 /// The compiled, hot-reloadable policy table and its decision cache.
 pub struct PolicyEngine {
     shared: Arc<Shared>,
+    /// The Backstage catalog catalog-bound rules judge against.
+    catalog: Option<Arc<crate::catalog::Catalog>>,
 }
 
 impl PolicyEngine {
@@ -152,7 +154,10 @@ impl PolicyEngine {
             registry,
         ));
         tracing::info!(dir = %dir.display(), rules = shared.table.load().len(), "policy table loaded");
-        Ok(PolicyEngine { shared })
+        Ok(PolicyEngine {
+            shared,
+            catalog: None,
+        })
     }
 
     /// [`PolicyEngine::new`] for a directory with default settings.
@@ -172,6 +177,7 @@ impl PolicyEngine {
         let table = Table::from_yaml(text, 1)?;
         Ok(PolicyEngine {
             shared: Arc::new(Shared::new(table, None, CacheSettings::default(), registry)),
+            catalog: None,
         })
     }
 
@@ -195,10 +201,12 @@ impl PolicyEngine {
         stored: Option<&Stored>,
     ) -> Decision {
         let table = self.shared.table.load_full();
+        let view = self.catalog.as_ref().and_then(|c| c.view());
         let req = match stored {
             Some(stored) => Request::with_stored(principal, op, stored),
             None => Request::new(principal, op),
-        };
+        }
+        .with_catalog(view.as_deref());
         let metrics = &self.shared.metrics;
         let mut admission = self.shared.cache.admission();
         let verdicts: Vec<_> = op
@@ -231,6 +239,41 @@ impl PolicyEngine {
     /// The serving table's epoch.
     pub fn epoch(&self) -> u64 {
         self.shared.table.load().epoch
+    }
+
+    /// Judge catalog-bound rules against `catalog` (its sync runs apart).
+    /// A sync that changes the index drops the cached decisions (their
+    /// keys hold the old generation already; this frees them sooner).
+    pub fn with_catalog(mut self, catalog: Option<Arc<crate::catalog::Catalog>>) -> Self {
+        if let Some(catalog) = &catalog {
+            let shared = Arc::downgrade(&self.shared);
+            catalog.on_change(move || {
+                if let Some(shared) = shared.upgrade()
+                    && shared.table.load().uses_catalog()
+                {
+                    shared.cache.clear();
+                }
+            });
+        }
+        self.catalog = catalog;
+        self
+    }
+
+    /// The catalog, if one is configured.
+    pub fn catalog(&self) -> Option<&Arc<crate::catalog::Catalog>> {
+        self.catalog.as_ref()
+    }
+
+    /// What decisions depend on besides the caller: the table's epoch and
+    /// the catalog index's generation. Open Listen streams re-judge their
+    /// targets when it changes.
+    pub fn judged_epoch(&self) -> (u64, u64) {
+        let table = self.shared.table.load();
+        let catalog = match &self.catalog {
+            Some(c) if table.uses_catalog() => c.generation(),
+            _ => 0,
+        };
+        (table.epoch, catalog)
     }
 
     /// `None` when ready; otherwise what is wrong (for `/readyz`). A table

@@ -2,6 +2,8 @@
 
 pub mod analysis;
 mod cache;
+#[cfg(test)]
+mod catalog_tests;
 mod compile;
 mod condition;
 pub mod coverage;
@@ -9,6 +11,7 @@ pub mod coverage;
 mod data_tests;
 mod decide;
 mod engine;
+mod expand;
 mod explain;
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -32,7 +35,7 @@ use decide::Verdict;
 use crate::model::{Operation, Target};
 
 pub use engine::PolicyEngine;
-pub use explain::{DataSeen, FieldSeen};
+pub use explain::{CatalogSeen, DataSeen, FieldSeen};
 pub use format::{PolicyError, PolicyErrors};
 pub use mask::Masked;
 pub use table::Table;

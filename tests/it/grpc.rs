@@ -1005,6 +1005,69 @@ mod listen {
         );
     }
 
+    /// A Listen target allowed by the catalog (its owner listens) is
+    /// removed once a sync moves the ownership elsewhere: the decision
+    /// cache is keyed by the index's generation, and open streams re-judge.
+    #[tokio::test]
+    async fn a_catalog_change_revokes_an_open_target() {
+        use support::catalog::{CATALOG_TOKEN, FakeCatalog, entities};
+        let up = ListenUpstream::start().await;
+        let catalog = FakeCatalog::start(entities(&[("checkout", "payments")])).await;
+        let issuer = support::issuer::TestIssuer::builder().start().await;
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(
+            dir.path().join("rules.yaml"),
+            "rules:\n  - id: owners\n    match: /services/{service}/{rest=**}\n    allow: [read]\n    who: {catalog: {owner_of: \"component:{service}\"}}\n",
+        )
+        .expect("policy");
+        std::fs::write(dir.path().join("token"), CATALOG_TOKEN).expect("token");
+        let yaml = config::plain(&up.url())
+            .merge(json!({
+                "policy": {"dir": dir.path(), "watch": false},
+                "catalog": {
+                    "url": catalog.url(),
+                    "token_file": dir.path().join("token"),
+                    "interval": "200ms",
+                    "page_size": 2,
+                    "users": [{"issuer": issuer.issuer, "user_ref": "user:default/{sub}"}],
+                },
+            }))
+            .yaml();
+        let proxy = TestProxy::start_with(issuer, &yaml).await;
+        wait_for("the first catalog sync", || {
+            proxy
+                .readiness()
+                .and_then(|r| r.check("catalog").map(|c| c.ready))
+                == Some(true)
+        })
+        .await;
+        let mut client = grpc::client(proxy.addr).await;
+        let first = add_documents(DB, 5, &[name("services/checkout/d/1")]);
+        let mut call = listen(
+            &mut client,
+            &proxy.bearer_for("alice"),
+            "listen-catalog",
+            first,
+        )
+        .await
+        .expect("Listen opens");
+        assert_eq!(next_change(&mut call).await, (T::Add as i32, vec![5], None));
+        assert_eq!(
+            next_change(&mut call).await,
+            (T::Current as i32, vec![5], None)
+        );
+        catalog.set(entities(&[("checkout", "search")]));
+        assert_eq!(
+            next_change(&mut call).await,
+            (
+                T::Remove as i32,
+                vec![5],
+                Some(Code::PermissionDenied as i32)
+            )
+        );
+        wait_for("remove_target upstream", || up.target_changes() == [5, -5]).await;
+    }
+
     /// `listen_stack` with `limits` merged into `server.limits`.
     async fn listen_stack_with(limits: Value) -> ListenStack {
         let up = ListenUpstream::start().await;

@@ -9,6 +9,7 @@ mod support;
 mod audit;
 mod audit_rotation;
 mod authn;
+mod catalog;
 mod credentials;
 mod data_rules;
 mod emulator;

@@ -10,6 +10,7 @@ mod support;
 
 mod backstage;
 mod browser;
+mod catalog;
 mod classify;
 mod grpc_clients;
 mod jvm_go_clients;

@@ -31,8 +31,13 @@ impl TestProxy {
     /// port 0), with the test issuer trusted, every path allowed to any
     /// authenticated caller, and emulator credentials.
     pub async fn start(yaml: &str) -> TestProxy {
+        TestProxy::start_with(TestIssuer::builder().start().await, yaml).await
+    }
+
+    /// [`TestProxy::start`] trusting an issuer the test started first (its
+    /// URL can then appear in the config).
+    pub async fn start_with(issuer: TestIssuer, yaml: &str) -> TestProxy {
         let given: Value = serde_yaml_ng::from_str(yaml).expect("test config is YAML");
-        let issuer = TestIssuer::builder().start().await;
         let policies = tempfile::tempdir().expect("policy dir");
         std::fs::write(
             policies.path().join("all.yaml"),
@@ -75,6 +80,11 @@ impl TestProxy {
     pub fn bearer_for(&self, subject: &str) -> String {
         let token = self.issuer.token().claim("sub", json!(subject)).sign();
         format!("Bearer {token}")
+    }
+
+    /// What `/readyz` reports now.
+    pub fn readiness(&self) -> Option<firegate::server::admin::Ready> {
+        self.app.as_ref().map(App::readiness)
     }
 
     /// Reload what SIGHUP reloads (the policy directory among them).

@@ -45,9 +45,11 @@ pub(super) struct Listener {
     pub(super) targets: Targets,
     /// The caller's `grpc-timeout`: the stream ends `DEADLINE_EXCEEDED` then.
     pub(super) deadline: Option<tokio::time::Instant>,
-    pub(super) epoch: u64,
-    /// Fires when the policy table changes (one watcher per pipeline).
-    pub(super) epochs: tokio::sync::watch::Receiver<u64>,
+    /// What the targets were judged against: the policy table's epoch and
+    /// the catalog index's generation.
+    pub(super) epoch: (u64, u64),
+    /// Fires when either changes (one watcher per pipeline).
+    pub(super) epochs: tokio::sync::watch::Receiver<(u64, u64)>,
     /// The client half-closed: so is the upstream request, once open.
     pub(super) client_done: bool,
 }
@@ -488,7 +490,7 @@ impl Listener {
                 return Err(err);
             }
         }
-        let epoch = self.pipeline.policy.epoch();
+        let epoch = self.pipeline.policy.judged_epoch();
         if epoch == self.epoch {
             return Ok(());
         }
