@@ -124,15 +124,13 @@ fn principal(subject: &str) -> Principal {
 }
 
 fn operation(service: &str) -> Operation {
-    Operation {
-        writes: Vec::new(),
-        filter: None,
-        database: Database {
+    Operation::new(
+        Database {
             project: "demo".into(),
             database: "(default)".into(),
         },
-        method: Method::Get,
-        targets: vec![Target {
+        Method::Get,
+        vec![Target {
             scope: Scope::Document {
                 path: ["services", service, "data", "d1"]
                     .map(String::from)
@@ -140,7 +138,7 @@ fn operation(service: &str) -> Operation {
             },
             access: Access::Get,
         }],
-    }
+    )
 }
 
 fn bench(c: &mut Criterion) {
