@@ -47,6 +47,7 @@ fn record() -> AuditRecord {
                 allowed: true,
                 rule: Some("team-deployments".into()),
                 why: Some("allowed".into()),
+                grant: None,
             })
             .collect(),
         targets_summary: None,

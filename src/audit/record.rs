@@ -82,9 +82,13 @@ pub struct AuditTarget {
     pub resource: String,
     /// The rule that decided it, if any.
     pub rule: Option<String>,
-    /// `allowed`, `deny_matched`, `no_rule_matched`, `condition_false`;
-    /// `null` when the request ended before the policy was asked.
+    /// `allowed`, `deny_matched`, `no_rule_matched`, `condition_false`,
+    /// `granted`; `null` when the request ended before the policy was asked.
     pub why: Option<Text>,
+    /// The grant (access request id) that allowed it, when one did; `rule`
+    /// then names its `requestable` entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// What a record with more than `audit.max_listed_targets` targets says of
@@ -237,6 +241,7 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
             allowed: true,
             rule: Some("team-deployments".into()),
             why: Some("allowed".into()),
+            grant: None,
         }],
         targets_summary: None,
         decision: Outcome::Allow,

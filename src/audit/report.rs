@@ -275,6 +275,7 @@ mod tests {
             allowed: false,
             rule: Some("no-secrets".into()),
             why: Some("deny_matched".into()),
+            grant: None,
         }];
         denied.shadow_decision = Some(Outcome::Deny);
         denied.shadow_rule = Some("hide".into());

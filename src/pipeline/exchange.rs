@@ -203,6 +203,7 @@ impl Exchange {
                     allowed: t.allowed,
                     rule: t.rule.clone(),
                     why: Some(why_name(&t.why).into()),
+                    grant: t.grant.clone(),
                 })
                 .collect(),
             (None, Some(op)) => op
@@ -214,6 +215,7 @@ impl Exchange {
                     allowed: false,
                     rule: None,
                     why: None,
+                    grant: None,
                 })
                 .collect(),
             (None, None) => Vec::new(),
@@ -297,6 +299,7 @@ fn why_name(why: &Why) -> &'static str {
         Why::DenyMatched => "deny_matched",
         Why::NoRuleMatched => "no_rule_matched",
         Why::ConditionFalse => "condition_false",
+        Why::Granted => "granted",
     }
 }
 
@@ -561,6 +564,7 @@ mod tests {
                     allowed: true,
                     rule: Some("team-deployments".into()),
                     why: Why::Allowed,
+                    grant: None,
                     shadow: None,
                 }
                 .into(),
@@ -569,6 +573,7 @@ mod tests {
                     allowed: false,
                     rule: Some("no-secrets".into()),
                     why: Why::DenyMatched,
+                    grant: None,
                     shadow: None,
                 }
                 .into(),

@@ -32,8 +32,9 @@ use listener::Listener;
 use targets::Targets;
 use upstream::Upstream;
 
-/// How often an open stream re-checks its caller's token and the policy
-/// table's epoch: both are cheap (a token-cache lookup, an atomic load).
+/// How often an open stream re-checks its caller's token, the policy
+/// table's epoch and its grants: all cheap (a token-cache lookup, atomic
+/// loads, one map lookup).
 const RECHECK: Duration = Duration::from_secs(1);
 
 type ClientFrame = Result<Frame<Bytes>, BoxError>;
@@ -82,6 +83,7 @@ impl Pipeline {
         self.audit
             .record(events.record(opening, None, self.audit.max_listed_targets()));
         let (out, rx) = mpsc::channel::<ClientFrame>(32);
+        let version = self.policy.version(&principal);
         let listener = Listener {
             pipeline: Arc::clone(self),
             principal,
@@ -97,7 +99,7 @@ impl Pipeline {
             upstream: Upstream::Closed,
             targets: Targets::default(),
             deadline,
-            epoch: self.policy.epoch(),
+            version,
             client_done: false,
         };
         tokio::spawn(listener.run(requests, first).in_current_span());

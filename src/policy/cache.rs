@@ -23,6 +23,9 @@ use crate::model::{Database, Method, Scope, Target};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     epoch: u64,
+    /// The generation of the principal's grants: a grant given or ended
+    /// hides every verdict judged without it.
+    grants: u64,
     principal: Fingerprint,
     database: Database,
     method: Method,
@@ -33,6 +36,7 @@ struct Key {
 #[derive(Hash)]
 struct KeyRef<'a> {
     epoch: u64,
+    grants: u64,
     principal: &'a Fingerprint,
     database: &'a Database,
     method: Method,
@@ -42,6 +46,7 @@ struct KeyRef<'a> {
 impl KeyRef<'_> {
     fn is(&self, key: &Key) -> bool {
         self.epoch == key.epoch
+            && self.grants == key.grants
             && *self.principal == key.principal
             && self.method == key.method
             && *self.database == key.database
@@ -51,6 +56,7 @@ impl KeyRef<'_> {
     fn to_key(&self) -> Key {
         Key {
             epoch: self.epoch,
+            grants: self.grants,
             principal: *self.principal,
             database: self.database.clone(),
             method: self.method,
@@ -118,6 +124,7 @@ impl<S: BuildHasher> DecisionCache<S> {
     ) -> (Arc<Verdict>, Lookup) {
         let key = KeyRef {
             epoch: table.epoch,
+            grants: req.grants_generation(),
             principal: req.principal.fingerprint(),
             database: req.database,
             method: req.method,

@@ -13,8 +13,12 @@ mod explain;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod format;
+#[cfg(test)]
+mod grant_tests;
+pub mod grants;
 pub mod pattern;
 mod prefetch;
+pub mod requestable;
 mod seen;
 mod table;
 #[cfg(test)]
@@ -31,6 +35,7 @@ use crate::model::{Operation, Target};
 pub use engine::PolicyEngine;
 pub use explain::{DataSeen, FieldSeen};
 pub use format::{PolicyError, PolicyErrors};
+pub use grants::{Grant, Grants};
 pub use table::Table;
 
 /// Raw `policy:` section of the config.
@@ -97,6 +102,9 @@ pub enum Why {
     NoRuleMatched,
     /// A rule matched but its `when` condition was false (or failed).
     ConditionFalse,
+    /// No rule allowed it, an active grant of the caller did (`rule` is
+    /// its `requestable` entry, `grant` the grant).
+    Granted,
 }
 
 /// The verdict on one target.
@@ -107,6 +115,9 @@ pub struct TargetDecision {
     /// The rule that decided it, if any.
     pub rule: Option<String>,
     pub why: Why,
+    /// The grant that allowed it, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
     /// The verdict with the shadow rules enforced, when a shadow rule
     /// would decide this target.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,6 +206,7 @@ impl Decision {
                         allowed: false,
                         rule: None,
                         why: Why::NoRuleMatched,
+                        grant: None,
                         shadow: None,
                     })
                 })

@@ -40,6 +40,7 @@ fn record(n: u64) -> AuditRecord {
             allowed: true,
             rule: Some("team-deployments".into()),
             why: Some("allowed".into()),
+            grant: None,
         }],
         targets_summary: None,
         decision: Outcome::Allow,

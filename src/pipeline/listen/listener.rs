@@ -45,7 +45,9 @@ pub(super) struct Listener {
     pub(super) targets: Targets,
     /// The caller's `grpc-timeout`: the stream ends `DEADLINE_EXCEEDED` then.
     pub(super) deadline: Option<tokio::time::Instant>,
-    pub(super) epoch: u64,
+    /// The policy table's epoch and the caller's grants when the targets
+    /// were last judged ([`crate::policy::PolicyEngine::version`]).
+    pub(super) version: (u64, u64, usize),
     /// The client half-closed: so is the upstream request, once open.
     pub(super) client_done: bool,
 }
@@ -445,7 +447,8 @@ impl Listener {
         .await;
     }
 
-    /// The token must still hold; a changed policy table re-judges every
+    /// The token must still hold; a changed policy table or a change in
+    /// the caller's grants (one given, revoked or expired) re-judges every
     /// target, and a revoked one is removed on both sides.
     async fn recheck(&mut self) -> Result<(), PipelineError> {
         if let Err(err) = self
@@ -460,11 +463,11 @@ impl Listener {
                 return Err(err);
             }
         }
-        let epoch = self.pipeline.policy.epoch();
-        if epoch == self.epoch {
+        let version = self.pipeline.policy.version(&self.principal);
+        if version == self.version {
             return Ok(());
         }
-        self.epoch = epoch;
+        self.version = version;
         for (id, op) in self.targets.active() {
             let Some((reason, cause)) = self.rejudge(&op).await else {
                 continue;
