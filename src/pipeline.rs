@@ -6,6 +6,7 @@
 //! (transaction ids), judge (stored read, decide), access_token, forward,
 //! and respond on the way back. The order is a security property.
 
+mod access;
 mod audited;
 mod exchange;
 mod fairness;
@@ -71,6 +72,8 @@ pub struct PipelineSettings {
     pub max_in_flight_per_principal: usize,
     /// Largest gRPC message decoded (`server.limits.max_grpc_message_bytes`).
     pub max_grpc_message_bytes: usize,
+    /// Access requests (`access:`), when configured.
+    pub access: Option<crate::access::AccessSettings>,
 }
 
 /// Every way a request can end without its upstream answer passed on.
@@ -111,6 +114,8 @@ pub enum PipelineError {
     Grpc(#[from] crate::grpc::GrpcError),
     #[error(transparent)]
     StoredRead(#[from] StoredReadError),
+    #[error(transparent)]
+    Access(#[from] crate::access::lifecycle::AccessError),
 }
 
 impl PipelineError {
@@ -136,6 +141,7 @@ impl PipelineError {
             PipelineError::Seal(e) => e.reason().into(),
             PipelineError::Grpc(e) => e.reason().into(),
             PipelineError::StoredRead(e) => e.reason().into(),
+            PipelineError::Access(e) => e.reason().into(),
         }
     }
 }
@@ -153,6 +159,7 @@ pub struct Pipeline {
     settings: PipelineSettings,
     metrics: RequestMetrics,
     stored: StoredReader,
+    access: Option<access::AccessState>,
 }
 
 /// The steps a pipeline runs, each built by `app` from its config section.
@@ -179,6 +186,10 @@ impl Pipeline {
             grpc_upstream: steps.grpc_upstream,
             audit: Arc::new(steps.audit),
             in_flight: fairness::InFlight::new(settings.max_in_flight_per_principal),
+            access: settings
+                .access
+                .clone()
+                .map(|a| access::AccessState::new(a, registry)),
             settings,
             metrics: RequestMetrics::register(registry),
             stored: StoredReader::register(registry),
@@ -216,12 +227,14 @@ impl Pipeline {
                 .reload_error()
                 .map(|e| format!("policy reload refused; serving the last good table: {e}"));
         }
-        vec![
+        let mut checks = vec![
             Check::required("issuer_keys", self.authn.not_ready()),
             Check::required("upstream_token", self.credentials.not_ready()),
             policy,
             Check::required("audit_sink", self.audit.not_ready()),
-        ]
+        ];
+        checks.extend(self.access_check());
+        checks
     }
 
     /// Answer one request, whatever its wire. Never fails: every error
@@ -242,6 +255,11 @@ impl Pipeline {
         // it inline (this one, and the handler's around it) is copied whole
         // each time it is moved; one allocation costs less.
         let outcome = match wire {
+            Wire::Rest if Self::is_access_api(&req) => {
+                Box::pin(self.access_api(req, conn, &mut ex))
+                    .instrument(span.clone())
+                    .await
+            }
             Wire::Listen => {
                 Box::pin(self.listen(req, conn, &mut ex))
                     .instrument(span.clone())
@@ -372,10 +390,20 @@ impl Pipeline {
     }
 
     /// Once for every call and every Listen target: its database must be
-    /// served (403); from here on the operation is on the exchange (its
+    /// served and it must not reach the access store (403); from here on the operation is on the exchange (its
     /// audit record); it names at most `max_targets` targets (400).
     fn within_limits(&self, op: &Arc<Operation>, ex: &mut Exchange) -> Result<(), PipelineError> {
         self.served(&op.database)?;
+        // The access store is firegate's own: no client reaches it, whatever
+        // the policy says.
+        if let Some(access) = &self.access
+            && op
+                .targets
+                .iter()
+                .any(|t| access.settings.store.reaches(&op.database, &t.scope))
+        {
+            return Err(PipelineError::DatabaseNotServed);
+        }
         ex.operation = Some(Arc::clone(op));
         let count = op.targets.len();
         if count > self.settings.max_targets {

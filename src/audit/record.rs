@@ -116,6 +116,10 @@ pub struct AccessCounts {
 /// One line of the audit log. Field names are a stable contract (README).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRecord {
+    /// An access-request lifecycle event (`requested`, `approved`, …):
+    /// the request, its requester, scope, actions, reason and times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<serde_json::Value>,
     /// RFC 3339, UTC.
     pub time: String,
     pub request_id: String,
@@ -221,6 +225,7 @@ fn escaped(tag: &str) -> String {
 #[cfg(test)]
 pub(crate) fn sample(n: u64) -> AuditRecord {
     AuditRecord {
+        access: None,
         time: "2026-11-28T13:00:00Z".into(),
         request_id: format!("req-{n}"),
         client_ip: "127.0.0.1".into(),

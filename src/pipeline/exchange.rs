@@ -54,6 +54,8 @@ pub struct Exchange {
     pub traceparent: Option<String>,
     /// The principal's in-flight slot, released when the response ends.
     slot: Option<Slot>,
+    /// An access-request lifecycle event this request made.
+    pub access: Option<serde_json::Value>,
 }
 
 impl Exchange {
@@ -90,6 +92,7 @@ impl Exchange {
             bytes_in: Arc::new(AtomicU64::new(0)),
             traceparent: headers::traceparent(req.headers()).map(str::to_owned),
             slot: None,
+            access: None,
         }
     }
 
@@ -189,6 +192,7 @@ impl Exchange {
             traceparent: self.traceparent.clone(),
             stored_reads: self.stored_reads,
             slot: None,
+            access: None,
         }
     }
 
@@ -224,6 +228,7 @@ impl Exchange {
         let decision = self.outcome();
         let shadow = self.decision.as_ref().and_then(|d| d.shadow.clone());
         AuditRecord {
+            access: self.access,
             time: rfc3339(self.time),
             request_id: self.request_id,
             client_ip: self.client_ip.to_string(),

@@ -32,6 +32,7 @@ use decide::Verdict;
 
 use crate::model::{Operation, Target};
 
+pub use compile::Actions;
 pub use engine::PolicyEngine;
 pub use explain::{DataSeen, FieldSeen};
 pub use format::{PolicyError, PolicyErrors};

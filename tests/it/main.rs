@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod access;
 mod audit;
 mod audit_rotation;
 mod authn;
