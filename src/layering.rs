@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "app",
         &[
+            "access",
             "audit",
             "authn",
             "body",
@@ -48,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "pipeline",
         &[
+            "access",
             "audit",
             "authn",
             "body",
@@ -64,6 +66,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     // The steps themselves.
+    (
+        "access",
+        &["authn", "body", "config", "model", "policy", "upstream"],
+    ),
     ("authn", &["config", "fetch", "metrics"]),
     ("policy", &["authn", "config", "metrics", "model"]),
     ("transaction", &["authn", "body", "config", "model"]),

@@ -7,6 +7,7 @@ pub mod cases;
 pub mod check;
 mod documents;
 pub mod principal;
+pub mod requests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +76,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Access requests: ask for, review and end just-in-time grants.
+    Access(requests::AccessArgs),
 }
 
 #[derive(Subcommand)]
@@ -211,6 +214,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Access(args) => requests::run(args).await,
         Command::Emulator { listen } => {
             crate::emulator::serve(listen).await?;
             Ok(ExitCode::SUCCESS)

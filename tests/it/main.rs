@@ -7,6 +7,7 @@
 mod support;
 
 mod access;
+mod access_fleet;
 mod audit;
 mod audit_rotation;
 mod authn;
