@@ -316,3 +316,117 @@ async fn a_revoked_grant_removes_the_listen_target_it_allowed() {
     drop(call);
     stack.shutdown().await;
 }
+
+/// `firegate access …` as a user runs it: its output and exit code.
+async fn cli(stack: &Stack, who: &Identity, args: &[&str]) -> (i32, String) {
+    let token = stack.token(who).expect("token");
+    let url = stack.url();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_firegate"));
+        command.arg("access").args(&args).args(["--url", &url]);
+        command.env("FIREGATE_TOKEN", token);
+        command.output().expect("firegate runs")
+    })
+    .await
+    .expect("joined");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn the_cli_drives_every_verb_with_its_exit_code() {
+    let (stack, _dir) = custom_stack().await;
+    let eve = dev::engineer("eve");
+    let (ann, bob) = (admin("ann"), admin("bob"));
+    let (code, out) = cli(
+        &stack,
+        &eve,
+        &[
+            "request",
+            "/quick/**",
+            "--actions",
+            "write",
+            "--for",
+            "30m",
+            "--reason",
+            "INC-9",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let created: Value = serde_json::from_str(&out).expect("JSON");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (code, out) = cli(&stack, &eve, &["list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && out.contains("pending"), "{out}");
+    let (code, out) = cli(&stack, &ann, &["list", "--view", "to_review"]).await;
+    assert!(code == 0 && out.contains(&id), "{out}");
+    let (code, out) = cli(&stack, &eve, &["approve", &id]).await;
+    assert_eq!(code, 1, "self-approval refused: {out}");
+    assert!(out.contains("403"), "{out}");
+    let (code, out) = cli(&stack, &ann, &["approve", &id, "--reason", "ok"]).await;
+    assert!(code == 0 && out.contains("active"), "{out}");
+    let (code, out) = cli(&stack, &eve, &["show", &id]).await;
+    assert!(code == 0 && out.contains("approved by ann"), "{out}");
+    let (code, out) = cli(&stack, &bob, &["revoke", &id]).await;
+    assert!(code == 0 && out.contains("revoked"), "{out}");
+    let (code, _) = cli(&stack, &eve, &["release", &id]).await;
+    assert_eq!(code, 1, "409: already revoked");
+
+    let (_, out) = cli(
+        &stack,
+        &eve,
+        &[
+            "request",
+            "/quick/x",
+            "--actions",
+            "write",
+            "--for",
+            "10m",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let (code, out) = cli(&stack, &bob, &["deny", &id, "--reason", "no"]).await;
+    assert!(code == 0 && out.contains("denied"), "{out}");
+    let (code, _) = cli(
+        &stack,
+        &eve,
+        &[
+            "request",
+            "/elsewhere/x",
+            "--actions",
+            "write",
+            "--for",
+            "1m",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "400 outside every entry");
+    // No token: exit 2 before asking; no answer: exit 2 too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
+        .args(["access", "list", "--url", &stack.url()])
+        .env_remove("FIREGATE_TOKEN")
+        .output()
+        .expect("firegate runs");
+    assert_eq!(out.status.code(), Some(2));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
+        .args(["access", "list", "--url", "http://127.0.0.1:1"])
+        .env("FIREGATE_TOKEN", "x")
+        .output()
+        .expect("firegate runs");
+    assert_eq!(out.status.code(), Some(2));
+    stack.shutdown().await;
+}
