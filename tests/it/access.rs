@@ -304,6 +304,8 @@ async fn a_revoked_grant_removes_the_listen_target_it_allowed() {
         }
     };
     assert_eq!(next_change().await.0, T::Add as i32, "allowed by the grant");
+    // Past the stream's first re-check, so only the revocation can end it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(act(&ann, &id, "revoke").await.1["state"], "revoked");
     let removed = loop {
         let change = next_change().await;
