@@ -14,7 +14,9 @@ use super::principal::PrincipalSpec;
 use crate::model::{Access, Database, Method, Operation, Scope, Target};
 use crate::policy::coverage::{Coverage, CoverageReport};
 use crate::policy::format::is_test_file;
-use crate::policy::{Decision, Table};
+use crate::policy::grants::PrincipalGrants;
+use crate::policy::requestable::Asked;
+use crate::policy::{Decision, Grant, Table};
 
 /// A `*.test.yaml` file.
 #[derive(Debug, Deserialize)]
@@ -52,6 +54,21 @@ struct TestCase {
     /// read for rules that read `resource`; one not given is absent.
     #[serde(default)]
     stored: GivenDocuments,
+    /// Active grants of the case's principal, each as a request the
+    /// server would have accepted (within a `requestable` entry).
+    #[serde(default)]
+    grants: Vec<GrantSpec>,
+}
+
+/// One grant a case declares: what was asked for and approved.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantSpec {
+    path: String,
+    actions: Vec<String>,
+    /// Full database name; default: the case's database.
+    #[serde(default)]
+    database: Option<String>,
 }
 
 fn default_database() -> String {
@@ -195,11 +212,56 @@ fn run_case(
     if !needed.is_empty() {
         op.settle(&stored);
     }
-    let decision = table.decide_stored(&principal, &op, &stored);
+    let grants = case_grants(table, &principal, &op.database, &case.grants)?;
+    let decision = table.decide_granted(&principal, &op, Some(&stored), grants.as_ref());
     if let Some(coverage) = coverage {
         coverage.record_stored(&principal, &op, Some(&stored), &decision);
     }
     check_expectations(case, &decision)
+}
+
+/// The case's grants, each checked as the server checks a request.
+fn case_grants(
+    table: &Table,
+    principal: &crate::authn::Principal,
+    database: &Database,
+    specs: &[GrantSpec],
+) -> Result<Option<PrincipalGrants>, String> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let mut grants = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let database = match &spec.database {
+            Some(name) => crate::model::path::database_name(name)
+                .map_err(|_| format!("grant {i}: `{name}` is not a database name"))?,
+            None => database.clone(),
+        };
+        let asked = Asked {
+            database: &database,
+            path: &spec.path,
+            actions: &spec.actions,
+            duration: std::time::Duration::from_secs(1),
+            reason: "policy test",
+        };
+        let fits = table
+            .fit_request(principal, &asked)
+            .map_err(|e| format!("grant {i} could not be requested: {e}"))?;
+        grants.push(std::sync::Arc::new(Grant {
+            id: format!("case-grant-{i}"),
+            entry: fits.entry.id.clone(),
+            issuer: principal.issuer.clone(),
+            subject: principal.subject.clone(),
+            database,
+            pattern: fits.pattern,
+            actions: fits.actions,
+            expires_at: std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+        }));
+    }
+    Ok(Some(PrincipalGrants {
+        generation: 1,
+        grants,
+    }))
 }
 
 fn check_expectations(case: &TestCase, decision: &Decision) -> Result<(), String> {
