@@ -60,15 +60,13 @@ struct TestCase {
     grants: Vec<GrantSpec>,
 }
 
-/// One grant a case declares: what was asked for and approved.
+/// One grant a case declares: what was asked for and approved, in the
+/// case's database.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GrantSpec {
     path: String,
     actions: Vec<String>,
-    /// Full database name; default: the case's database.
-    #[serde(default)]
-    database: Option<String>,
 }
 
 fn default_database() -> String {
@@ -212,7 +210,12 @@ fn run_case(
     if !needed.is_empty() {
         op.settle(&stored);
     }
-    let grants = case_grants(table, &principal, &op.database, &case.grants)?;
+    let specs: Vec<(String, Vec<String>)> = case
+        .grants
+        .iter()
+        .map(|g| (g.path.clone(), g.actions.clone()))
+        .collect();
+    let grants = grants_of(table, &principal, &op.database, &specs)?;
     let decision = table.decide_granted(&principal, &op, Some(&stored), grants.as_ref());
     if let Some(coverage) = coverage {
         coverage.record_stored(&principal, &op, Some(&stored), &decision);
@@ -220,27 +223,24 @@ fn run_case(
     check_expectations(case, &decision)
 }
 
-/// The case's grants, each checked as the server checks a request.
-fn case_grants(
+/// Active grants of `principal` (path, actions), each checked as the
+/// server checks a request (`policy test` cases, `policy check --grant`).
+pub(super) fn grants_of(
     table: &Table,
     principal: &crate::authn::Principal,
     database: &Database,
-    specs: &[GrantSpec],
+    specs: &[(String, Vec<String>)],
 ) -> Result<Option<PrincipalGrants>, String> {
     if specs.is_empty() {
         return Ok(None);
     }
     let mut grants = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
-        let database = match &spec.database {
-            Some(name) => crate::model::path::database_name(name)
-                .map_err(|_| format!("grant {i}: `{name}` is not a database name"))?,
-            None => database.clone(),
-        };
+    for (i, (path, actions)) in specs.iter().enumerate() {
+        let database = database.clone();
         let asked = Asked {
             database: &database,
-            path: &spec.path,
-            actions: &spec.actions,
+            path,
+            actions,
             duration: std::time::Duration::from_secs(1),
             reason: "policy test",
         };

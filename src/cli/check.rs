@@ -50,6 +50,7 @@ pub fn check(
     url: &str,
     body_file: Option<&Path>,
     stored_file: Option<&Path>,
+    grants: &[String],
 ) -> anyhow::Result<(String, bool)> {
     let table = Table::from_dir(policies, 1)
         .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", policies.display()))?;
@@ -70,12 +71,27 @@ pub fn check(
         }
         None => GivenDocuments::new(),
     };
-    explain_with(&table, &spec.principal(), op, &given).map_err(anyhow::Error::msg)
+    let principal = spec.principal();
+    let specs = grants
+        .iter()
+        .map(|g| {
+            let (path, actions) = g
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--grant `{g}`: write PATH=ACTIONS"))?;
+            Ok((
+                path.to_string(),
+                actions.split(',').map(String::from).collect(),
+            ))
+        })
+        .collect::<anyhow::Result<Vec<(String, Vec<String>)>>>()?;
+    let grants = super::cases::grants_of(&table, &principal, &op.database, &specs)
+        .map_err(anyhow::Error::msg)?;
+    explain_with(&table, &principal, op, &given, grants.as_ref()).map_err(anyhow::Error::msg)
 }
 
 /// The `policy check` output for an already classified operation.
 pub fn explain(table: &Table, principal: &Principal, op: &Operation) -> (String, bool) {
-    explain_with(table, principal, op.clone(), &GivenDocuments::new())
+    explain_with(table, principal, op.clone(), &GivenDocuments::new(), None)
         .unwrap_or_else(|e| (e, false))
 }
 
@@ -86,13 +102,14 @@ fn explain_with(
     principal: &Principal,
     mut op: Operation,
     given: &GivenDocuments,
+    grants: Option<&crate::policy::grants::PrincipalGrants>,
 ) -> Result<(String, bool), String> {
     let needed = table.stored_needed(principal, &op);
     let stored = documents::stored(given, &needed)?;
     if !needed.is_empty() {
         op.settle(&stored);
     }
-    let decision = table.decide_stored(principal, &op, &stored);
+    let decision = table.decide_granted(principal, &op, Some(&stored), grants);
     let data = table.explain_data(principal, &op, &stored, &decision);
     let output = CheckOutput {
         operation: &op,
@@ -158,7 +175,7 @@ mod tests {
         .unwrap();
         let given: GivenDocuments =
             serde_yaml_ng::from_str("{/notes/n1: {owner: bob, title: x}}").unwrap();
-        let (json, allowed) = explain_with(&table, &alice.principal(), op, &given).unwrap();
+        let (json, allowed) = explain_with(&table, &alice.principal(), op, &given, None).unwrap();
         assert!(!allowed);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         let data = &value["data"][0];
@@ -169,6 +186,46 @@ mod tests {
         assert!(
             !json.contains("title"),
             "only what the condition read: {json}"
+        );
+    }
+
+    #[test]
+    fn explain_names_the_grant_that_allowed() {
+        let table = Table::from_yaml(
+            "requestable:\n  - id: ops\n    match: /ops/{rest=**}\n    actions: [write]\n    \
+             who: {authenticated: true}\n    approvers: {who: {groups: [admins]}}\n    max_duration: 1h\n",
+            1,
+        )
+        .unwrap();
+        let alice = crate::policy::fixtures::member("alice", &[]);
+        let op = op(Method::Commit, vec![doc("/ops/a", Access::Update)]);
+        let specs = [("/ops/**".to_string(), vec!["update".to_string()])];
+        let grants = super::super::cases::grants_of(&table, &alice, &op.database, &specs).unwrap();
+        let (json, allowed) = explain_with(
+            &table,
+            &alice,
+            op.clone(),
+            &GivenDocuments::new(),
+            grants.as_ref(),
+        )
+        .unwrap();
+        assert!(allowed, "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let target = &value["decision"]["targets"][0];
+        assert_eq!(target["why"], "granted");
+        assert_eq!(target["rule"], "ops");
+        assert_eq!(target["grant"], "case-grant-0");
+        let (_, allowed) = explain_with(&table, &alice, op, &GivenDocuments::new(), None).unwrap();
+        assert!(!allowed, "no grant, no access");
+        let outside = [("/other/**".to_string(), vec!["update".to_string()])];
+        assert!(
+            super::super::cases::grants_of(
+                &table,
+                &alice,
+                &crate::model::Database::new("p", "(default)"),
+                &outside
+            )
+            .is_err()
         );
     }
 

@@ -100,6 +100,11 @@ pub enum PolicyCommand {
         /// JSON: path → fields, `null` for an absent one).
         #[arg(long)]
         stored: Option<PathBuf>,
+        /// An active grant of the principal, `PATH=ACTIONS` (e.g.
+        /// `/teams/a/deployments/**=update,create`), checked as the server
+        /// checks a request; repeatable.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
     },
     /// Run the `*.test.yaml` cases kept beside the policies.
     Test {
@@ -227,6 +232,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 url,
                 body,
                 stored,
+                grants,
             } => {
                 // Scripts can branch on the verdict: 0 allowed, 1 refused, 2 error.
                 let checked = check::check(
@@ -236,6 +242,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     &url,
                     body.as_deref(),
                     stored.as_deref(),
+                    &grants,
                 );
                 match checked {
                     Ok((json, allowed)) => {
