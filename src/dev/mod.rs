@@ -251,11 +251,15 @@ fn dev_config(
             "credentials": { "source": "emulator" },
             "databases": [SAMPLE_DATABASE],
         },
-        // The embedded emulator keeps the access requests too.
-        "access": {
-            "store": { "database": SAMPLE_DATABASE, "collection": ACCESS_COLLECTION },
-        },
     });
+    let mut generated = generated;
+    // The embedded emulator keeps the access requests too; with another
+    // upstream (tests recording what is forwarded) there is no store.
+    if options.upstream_override.is_none() {
+        generated["access"] = serde_json::json!({
+            "store": { "database": SAMPLE_DATABASE, "collection": ACCESS_COLLECTION },
+        });
+    }
     let mut config = serde_yaml_ng::to_value(generated)?;
     if let Some(extra) = &options.extra_config {
         app::merge(&mut config, serde_yaml_ng::to_value(extra)?);
