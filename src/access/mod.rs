@@ -5,6 +5,7 @@
 //! reads into a local copy; the policy engine judges with its grants.
 
 pub mod lifecycle;
+pub mod notify;
 pub mod store;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,6 +31,17 @@ pub struct AccessConfig {
     /// known grants keep working until their own expiry).
     #[serde(default = "default_max_staleness")]
     pub max_staleness: String,
+    /// Where lifecycle events are sent.
+    #[serde(default)]
+    pub notify: Option<RawNotify>,
+}
+
+/// `access.notify:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    #[serde(default)]
+    pub webhook: Option<notify::RawWebhook>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +70,7 @@ pub struct AccessSettings {
     pub request_ttl: Duration,
     pub sync_interval: Duration,
     pub max_staleness: Duration,
+    pub webhook: Option<notify::WebhookSettings>,
 }
 
 /// The store collection: never reachable through the gate.
@@ -125,6 +138,10 @@ impl AccessConfig {
             request_ttl: d("access.request_ttl", &self.request_ttl, errors),
             sync_interval: d("access.sync_interval", &self.sync_interval, errors),
             max_staleness: d("access.max_staleness", &self.max_staleness, errors),
+            webhook: self
+                .notify
+                .and_then(|n| n.webhook)
+                .map(|w| w.validate(errors)),
         }
     }
 }

@@ -35,6 +35,7 @@ pub struct AccessState {
     /// When the last full read of the store succeeded.
     synced: RwLock<Option<Instant>>,
     age: Gauge,
+    webhook: Option<crate::access::notify::Webhook>,
 }
 
 impl AccessState {
@@ -47,6 +48,10 @@ impl AccessState {
         );
         age.set(-1);
         AccessState {
+            webhook: settings
+                .webhook
+                .clone()
+                .map(crate::access::notify::Webhook::start),
             settings,
             requests: RwLock::new(HashMap::new()),
             synced: RwLock::new(None),
@@ -189,6 +194,7 @@ impl Pipeline {
                 let new: NewRequest = parse_body(&bytes)?;
                 let created = self.create(access, &principal, &new, now).await?;
                 ex.access = Some(event("requested", &created, &principal, now));
+                notify(access, ex);
                 (StatusCode::CREATED, created.view(now))
             }
             (&http::Method::GET, "") => {
@@ -223,6 +229,7 @@ impl Pipeline {
                         None => verb.as_str().to_string(),
                     };
                     ex.access = Some(event(&name, &request, &principal, now));
+                    notify(access, ex);
                 }
                 (StatusCode::OK, request.view(now))
             }
@@ -405,6 +412,13 @@ impl Pipeline {
         } else {
             Err(AccessError::NotFound)
         }
+    }
+}
+
+/// The event just recorded, to the webhook (never waits).
+fn notify(access: &AccessState, ex: &Exchange) {
+    if let (Some(webhook), Some(event)) = (&access.webhook, &ex.access) {
+        webhook.send(event.clone());
     }
 }
 

@@ -432,3 +432,58 @@ async fn the_cli_drives_every_verb_with_its_exit_code() {
     assert_eq!(out.status.code(), Some(2));
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_webhook_gets_every_event_signed_in_order() {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<(String, bytes::Bytes)>>> = Arc::default();
+    let seen = Arc::clone(&got);
+    let receiver = crate::support::fake::server()
+        .route(http::Method::POST, "/hook", move |r| {
+            let signature = r.header("x-firegate-signature").unwrap_or("").to_string();
+            seen.lock().unwrap().push((signature, r.body.clone()));
+            "ok"
+        })
+        .start()
+        .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let key = "an-hmac-key-of-enough-bytes";
+    std::fs::write(dir.path().join("key"), key).unwrap();
+    let stack = dev::start(DevOptions {
+        extra_config: Some(json!({"access": {"notify": {"webhook": {
+            "url": format!("{}/hook", receiver.url()),
+            "secret_file": dir.path().join("key"),
+        }}}})),
+        ..dev::options()
+    })
+    .await;
+    let alice = Caller::new(&stack, &dev::sample("ALICE_TOKEN"));
+    let admin = Caller::new(&stack, &dev::sample("ADMIN_TOKEN"));
+    let (_, req) = ask(&alice, "/teams/search/deployments/**", "1h").await;
+    let id = req["id"].as_str().unwrap().to_string();
+    act(&admin, &id, "approve").await;
+    act(&alice, &id, "release").await;
+    within("three webhook deliveries", async {
+        while got.lock().unwrap().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let got = got.lock().unwrap().clone();
+    let events: Vec<String> = got
+        .iter()
+        .map(|(signature, body)| {
+            assert_eq!(
+                *signature,
+                firegate::access::notify::signature(key.as_bytes(), body),
+                "signed with the configured key"
+            );
+            let v: Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(v["id"], id.as_str());
+            v["event"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(events, ["requested", "approved", "released"]);
+    stack.shutdown().await;
+    receiver.join().await;
+}
