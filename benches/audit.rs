@@ -26,6 +26,7 @@ impl Sink for NullSink {
 
 fn record() -> AuditRecord {
     AuditRecord {
+        access: None,
         time: "2026-11-28T13:00:00.123456Z".into(),
         request_id: "4f1c2b7d9a0e4c3fa1b2c3d4e5f60718".into(),
         client_ip: "203.0.113.7".into(),
@@ -47,6 +48,7 @@ fn record() -> AuditRecord {
                 allowed: true,
                 rule: Some("team-deployments".into()),
                 why: Some("allowed".into()),
+                grant: None,
             })
             .collect(),
         targets_summary: None,

@@ -32,6 +32,8 @@ pub struct App {
     stop_admin: Shutdown,
     main_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
+    /// Keeps the local copy of the access-request store (when configured).
+    access_task: JoinHandle<()>,
     reloads: ReloadHub,
 }
 
@@ -75,6 +77,7 @@ impl App {
             stop_admin.signal(),
         );
         let main_task = main.serve(pipeline_handler(Arc::clone(&pipeline)), stop_main.signal());
+        let access_task = tokio::spawn(Arc::clone(&pipeline).sync_access());
         let runtime = tokio::runtime::Handle::current();
         let scheduler = match runtime.runtime_flavor() {
             tokio::runtime::RuntimeFlavor::CurrentThread => "single-threaded",
@@ -96,6 +99,7 @@ impl App {
             stop_admin,
             main_task,
             admin_task,
+            access_task,
             reloads,
         })
     }
@@ -145,6 +149,7 @@ impl App {
     pub async fn shutdown(self) -> anyhow::Result<crate::audit::Flushed> {
         self.draining.store(true, Ordering::Relaxed);
         self.stop_main.trigger();
+        self.access_task.abort();
         self.main_task.await.context("proxy listener task")?;
         // Records of the drained requests may still be queued.
         let flushed = self.pipeline.flush_audit().await;

@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "app",
         &[
+            "access",
             "audit",
             "authn",
             "body",
@@ -50,6 +51,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "pipeline",
         &[
+            "access",
             "audit",
             "authn",
             "body",
@@ -66,6 +68,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     // The steps themselves.
+    (
+        "access",
+        &["authn", "body", "config", "model", "policy", "upstream"],
+    ),
     ("authn", &["config", "fetch", "metrics"]),
     (
         "policy",

@@ -5,6 +5,7 @@
 //! ([`upstream`]), and always leave one record ([`audit`]).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod authn;

@@ -6,6 +6,7 @@
 //! (transaction ids), judge (stored read, decide), access_token, forward,
 //! and respond on the way back. The order is a security property.
 
+mod access;
 mod audited;
 mod exchange;
 mod fairness;
@@ -74,6 +75,8 @@ pub struct PipelineSettings {
     pub max_in_flight_per_principal: usize,
     /// Largest gRPC message decoded (`server.limits.max_grpc_message_bytes`).
     pub max_grpc_message_bytes: usize,
+    /// Access requests (`access:`), when configured.
+    pub access: Option<crate::access::AccessSettings>,
 }
 
 /// Every way a request can end without its upstream answer passed on.
@@ -116,6 +119,8 @@ pub enum PipelineError {
     Grpc(#[from] crate::grpc::GrpcError),
     #[error(transparent)]
     StoredRead(#[from] StoredReadError),
+    #[error(transparent)]
+    Access(#[from] crate::access::lifecycle::AccessError),
 }
 
 impl PipelineError {
@@ -142,6 +147,7 @@ impl PipelineError {
             PipelineError::Mask(e) => e.reason().into(),
             PipelineError::Grpc(e) => e.reason().into(),
             PipelineError::StoredRead(e) => e.reason().into(),
+            PipelineError::Access(e) => e.reason().into(),
         }
     }
 }
@@ -161,6 +167,7 @@ pub struct Pipeline {
     stored: StoredReader,
     /// Open Listen streams learn of policy reloads here.
     listen_epochs: listen::Epochs,
+    access: Option<access::AccessState>,
 }
 
 /// The steps a pipeline runs, each built by `app` from its config section.
@@ -187,6 +194,10 @@ impl Pipeline {
             grpc_upstream: steps.grpc_upstream,
             audit: Arc::new(steps.audit),
             in_flight: fairness::InFlight::new(settings.max_in_flight_per_principal),
+            access: settings
+                .access
+                .clone()
+                .map(|a| access::AccessState::new(a, registry)),
             settings,
             metrics: RequestMetrics::register(registry),
             stored: StoredReader::register(registry),
@@ -242,6 +253,7 @@ impl Pipeline {
                 detail: Some(detail),
             });
         }
+        checks.extend(self.access_check());
         checks
     }
 
@@ -263,6 +275,11 @@ impl Pipeline {
         // it inline (this one, and the handler's around it) is copied whole
         // each time it is moved; one allocation costs less.
         let outcome = match wire {
+            Wire::Rest if Self::is_access_api(&req) => {
+                Box::pin(self.access_api(req, conn, &mut ex))
+                    .instrument(span.clone())
+                    .await
+            }
             Wire::Listen => {
                 Box::pin(self.listen(req, conn, &mut ex))
                     .instrument(span.clone())
@@ -403,10 +420,20 @@ impl Pipeline {
     }
 
     /// Once for every call and every Listen target: its database must be
-    /// served (403); from here on the operation is on the exchange (its
+    /// served and it must not reach the access store (403); from here on the operation is on the exchange (its
     /// audit record); it names at most `max_targets` targets (400).
     fn within_limits(&self, op: &Arc<Operation>, ex: &mut Exchange) -> Result<(), PipelineError> {
         self.served(&op.database)?;
+        // The access store is firegate's own: no client reaches it, whatever
+        // the policy says.
+        if let Some(access) = &self.access
+            && op
+                .targets
+                .iter()
+                .any(|t| access.settings.store.reaches(&op.database, &t.scope))
+        {
+            return Err(PipelineError::DatabaseNotServed);
+        }
         ex.operation = Some(Arc::clone(op));
         let count = op.targets.len();
         if count > self.settings.max_targets {

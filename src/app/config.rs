@@ -12,6 +12,7 @@ use serde_yaml_ng::Value;
 use prometheus_client::registry::Registry;
 
 use super::env;
+use crate::access::{AccessConfig, AccessSettings};
 use crate::audit::Auditor;
 use crate::audit::{AuditConfig, AuditSettings};
 use crate::authn::Authenticator;
@@ -50,6 +51,9 @@ pub struct RawConfig {
     pub transactions: TransactionConfig,
     #[serde(default)]
     pub log: RawLog,
+    /// Access requests (off when absent).
+    #[serde(default)]
+    pub access: Option<AccessConfig>,
 }
 
 /// The validated configuration: every section's typed settings, each
@@ -64,6 +68,7 @@ pub struct Config {
     pub audit: AuditSettings,
     pub transactions: TransactionSettings,
     pub log: LogSettings,
+    pub access: Option<AccessSettings>,
 }
 
 impl Config {
@@ -135,6 +140,7 @@ impl Config {
             audit: raw.audit.validate(errors),
             transactions: raw.transactions.validate(errors),
             log: raw.log.validate(errors),
+            access: raw.access.map(|a| a.validate(errors)),
         }
     }
 }
@@ -169,6 +175,7 @@ impl Config {
             cors: self.server.cors.clone(),
             max_in_flight_per_principal: limits.max_in_flight_per_principal,
             max_grpc_message_bytes: limits.max_grpc_message_bytes,
+            access: self.access.clone(),
         };
         Ok(Pipeline::new(steps, settings, registry))
     }

@@ -212,8 +212,13 @@ fn write_canonical(
         ref request_tags,
         stored_reads,
         masked_fields,
+        ref access,
     } = record;
     let mut w = Json { out, first: true };
+    if let Some(access) = access {
+        w.key("access");
+        serde_json::to_writer(&mut *w.out, access)?;
+    }
     w.key("bytes_in").u64(bytes_in);
     w.key("bytes_out").u64(bytes_out);
     w.key("client_disconnected").bool(client_disconnected);
@@ -261,6 +266,9 @@ fn write_canonical(
         let mut o = w.object();
         o.key("access").str(&t.access);
         o.key("allowed").bool(t.allowed);
+        if let Some(grant) = &t.grant {
+            o.key("grant").str(grant);
+        }
         o.key("resource").str(&t.resource);
         o.key("rule").opt_str(t.rule.as_deref());
         o.key("why").opt_str(t.why.as_deref());

@@ -82,9 +82,13 @@ pub struct AuditTarget {
     pub resource: String,
     /// The rule that decided it, if any.
     pub rule: Option<String>,
-    /// `allowed`, `deny_matched`, `no_rule_matched`, `condition_false`;
-    /// `null` when the request ended before the policy was asked.
+    /// `allowed`, `deny_matched`, `no_rule_matched`, `condition_false`,
+    /// `granted`; `null` when the request ended before the policy was asked.
     pub why: Option<Text>,
+    /// The grant (access request id) that allowed it, when one did; `rule`
+    /// then names its `requestable` entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// What a record with more than `audit.max_listed_targets` targets says of
@@ -112,6 +116,10 @@ pub struct AccessCounts {
 /// One line of the audit log. Field names are a stable contract (README).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRecord {
+    /// An access-request lifecycle event (`requested`, `approved`, …):
+    /// the request, its requester, scope, actions, reason and times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<serde_json::Value>,
     /// RFC 3339, UTC.
     pub time: String,
     pub request_id: String,
@@ -221,6 +229,7 @@ fn escaped(tag: &str) -> String {
 #[cfg(test)]
 pub(crate) fn sample(n: u64) -> AuditRecord {
     AuditRecord {
+        access: None,
         time: "2026-11-28T13:00:00Z".into(),
         request_id: format!("req-{n}"),
         client_ip: "127.0.0.1".into(),
@@ -241,6 +250,7 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
             allowed: true,
             rule: Some("team-deployments".into()),
             why: Some("allowed".into()),
+            grant: None,
         }],
         targets_summary: None,
         decision: Outcome::Allow,

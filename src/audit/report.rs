@@ -57,6 +57,29 @@ pub struct Report {
     pub denials_by_rule: BTreeMap<String, Tally>,
     /// Shadow verdicts: `rule → would allow / would deny` counts.
     pub shadow: BTreeMap<String, Tally>,
+    /// Access requests per `requestable` entry: the evidence an access
+    /// review asks for.
+    pub grants: BTreeMap<String, GrantCounts>,
+}
+
+/// One `requestable` entry's requests and grants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GrantCounts {
+    pub requested: u64,
+    pub denied: u64,
+    pub released: u64,
+    pub revoked: u64,
+    /// Requests that became grants (approved, or break-glass).
+    pub approved: BTreeSet<String>,
+    /// Grants that allowed at least one decision.
+    pub used: BTreeSet<String>,
+}
+
+impl GrantCounts {
+    /// Approved grants that never allowed anything.
+    pub fn unused(&self) -> usize {
+        self.approved.difference(&self.used).count()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +174,28 @@ impl Report {
                     .add(&decision, &time);
             }
         }
+        if let Some(access) = r.get("access").filter(|a| a.is_object()) {
+            let entry = text(access, "requestable").unwrap_or_default();
+            let id = text(access, "id").unwrap_or_default();
+            let counts = self.grants.entry(entry).or_default();
+            match text(access, "event").as_deref() {
+                Some("requested") => counts.requested += 1,
+                Some("denied") => counts.denied += 1,
+                Some("released") => counts.released += 1,
+                Some("revoked") => counts.revoked += 1,
+                Some("approved" | "break_glass")
+                    if text(access, "state").as_deref() == Some("active") =>
+                {
+                    counts.approved.insert(id);
+                }
+                _ => {}
+            }
+        }
+        for t in &targets {
+            if let (Some(grant), Some(entry)) = (text(t, "grant"), text(t, "rule")) {
+                self.grants.entry(entry).or_default().used.insert(grant);
+            }
+        }
         if let (Some(rule), Some(shadow)) = (text(r, "shadow_rule"), text(r, "shadow_decision")) {
             self.shadow.entry(rule).or_default().add(&shadow, &time);
         }
@@ -172,6 +217,22 @@ impl Report {
         section(&mut out, "requests per collection", &self.collections);
         section(&mut out, "denials by reason", &self.denials_by_reason);
         section(&mut out, "denials by rule", &self.denials_by_rule);
+        if !self.grants.is_empty() {
+            let _ = writeln!(out, "\naccess requests per requestable entry:");
+            for (entry, g) in &self.grants {
+                let _ = writeln!(
+                    out,
+                    "  {entry}: {} requested, {} approved, {} denied, {} released, {} revoked; grants used {}, unused {}",
+                    g.requested,
+                    g.approved.len(),
+                    g.denied,
+                    g.released,
+                    g.revoked,
+                    g.used.len(),
+                    g.unused(),
+                );
+            }
+        }
         if !self.shadow.is_empty() {
             section(
                 &mut out,
@@ -275,6 +336,7 @@ mod tests {
             allowed: false,
             rule: Some("no-secrets".into()),
             why: Some("deny_matched".into()),
+            grant: None,
         }];
         denied.shadow_decision = Some(Outcome::Deny);
         denied.shadow_rule = Some("hide".into());
@@ -307,5 +369,47 @@ mod tests {
         std::fs::write(&path, text.replacen("ada", "eve", 1)).unwrap();
         let err = report(&[path], &Hasher::Sha256, false).unwrap_err();
         assert!(err.to_string().contains("do not verify"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod grant_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn access_requests_are_counted_per_entry_with_used_and_unused_grants() {
+        let mut report = Report::default();
+        let event = |event: &str, id: &str, state: &str| {
+            json!({"time": "t", "decision": "error", "targets": [],
+                   "access": {"event": event, "id": id, "requestable": "deploys", "state": state}})
+        };
+        for r in [
+            event("requested", "a", "pending"),
+            event("requested", "b", "pending"),
+            event("requested", "c", "pending"),
+            event("approved", "a", "active"),
+            event("approved", "b", "pending"),
+            event("approved", "b", "active"),
+            event("denied", "c", "denied"),
+            event("revoked", "b", "revoked"),
+            json!({"time": "t", "decision": "allow", "targets": [
+                {"access": "update", "allowed": true, "resource": "/x/y", "rule": "deploys",
+                 "why": "granted", "grant": "a"}]}),
+        ] {
+            report.add(&r);
+        }
+        let g = &report.grants["deploys"];
+        assert_eq!((g.requested, g.denied, g.revoked), (3, 1, 1));
+        assert_eq!(g.approved.len(), 2);
+        assert_eq!((g.used.len(), g.unused()), (1, 1));
+        assert!(
+            report.text().contains(
+                "deploys: 3 requested, 2 approved, 1 denied, 0 released, 1 revoked; grants used 1, unused 1"
+            ),
+            "{}",
+            report.text()
+        );
     }
 }

@@ -63,6 +63,7 @@ mod tests {
             allowed,
             resource: format!("/logs/{i}"),
             rule: allowed.then(|| "logs".to_owned()),
+            grant: None,
             why: Some(
                 if allowed {
                     "allowed"

@@ -14,7 +14,9 @@ use super::principal::PrincipalSpec;
 use crate::model::{Access, Database, Method, Operation, Scope, Target};
 use crate::policy::coverage::{Coverage, CoverageReport};
 use crate::policy::format::is_test_file;
-use crate::policy::{Decision, Table};
+use crate::policy::grants::PrincipalGrants;
+use crate::policy::requestable::Asked;
+use crate::policy::{Decision, Grant, Table};
 
 /// A `*.test.yaml` file.
 #[derive(Debug, Deserialize)]
@@ -63,6 +65,19 @@ struct TestCase {
     /// This case's catalog, instead of the file's.
     #[serde(default)]
     catalog: Option<serde_json::Value>,
+    /// Active grants of the case's principal, each as a request the
+    /// server would have accepted (within a `requestable` entry).
+    #[serde(default)]
+    grants: Vec<GrantSpec>,
+}
+
+/// One grant a case declares: what was asked for and approved, in the
+/// case's database.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantSpec {
+    path: String,
+    actions: Vec<String>,
 }
 
 fn default_database() -> String {
@@ -228,7 +243,17 @@ fn run_case(
     if !needed.is_empty() {
         op.settle(&stored);
     }
-    let decision = table.decide_stored_catalog(&principal, &op, &stored, catalog);
+    let specs: Vec<(String, Vec<String>)> = case
+        .grants
+        .iter()
+        .map(|g| (g.path.clone(), g.actions.clone()))
+        .collect();
+    let grants = grants_of(table, &principal, &op.database, &specs)?;
+    let decision = table.decide_with(
+        &crate::policy::Request::with_stored(&principal, &op, &stored)
+            .with_catalog(catalog)
+            .granted(grants.as_ref()),
+    );
     if let Some(coverage) = coverage {
         coverage.record_stored(&principal, &op, Some(&stored), &decision);
     }
@@ -247,6 +272,47 @@ fn masked_fields(decision: &Decision) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Active grants of `principal` (path, actions), each checked as the
+/// server checks a request (`policy test` cases, `policy check --grant`).
+pub(super) fn grants_of(
+    table: &Table,
+    principal: &crate::authn::Principal,
+    database: &Database,
+    specs: &[(String, Vec<String>)],
+) -> Result<Option<PrincipalGrants>, String> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let mut grants = Vec::new();
+    for (i, (path, actions)) in specs.iter().enumerate() {
+        let database = database.clone();
+        let asked = Asked {
+            database: &database,
+            path,
+            actions,
+            duration: std::time::Duration::from_secs(1),
+            reason: "policy test",
+        };
+        let fits = table
+            .fit_request(principal, &asked)
+            .map_err(|e| format!("grant {i} could not be requested: {e}"))?;
+        grants.push(std::sync::Arc::new(Grant {
+            id: format!("case-grant-{i}"),
+            entry: fits.entry.id.clone(),
+            issuer: principal.issuer.clone(),
+            subject: principal.subject.clone(),
+            database,
+            pattern: fits.pattern,
+            actions: fits.actions,
+            expires_at: std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+        }));
+    }
+    Ok(Some(PrincipalGrants {
+        generation: 1,
+        grants,
+    }))
 }
 
 fn check_expectations(case: &TestCase, decision: &Decision) -> Result<(), String> {

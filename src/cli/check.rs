@@ -63,6 +63,7 @@ pub fn check(
     body_file: Option<&Path>,
     stored_file: Option<&Path>,
     catalog_file: Option<&Path>,
+    grants: &[String],
 ) -> anyhow::Result<(String, bool)> {
     let table = Table::from_dir(policies, 1)
         .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", policies.display()))?;
@@ -84,14 +85,43 @@ pub fn check(
         None => GivenDocuments::new(),
     };
     let snapshot = catalog_file.map(super::catalog::load).transpose()?;
-    explain_with(&table, &spec.principal(), op, &given, snapshot.as_ref())
-        .map_err(anyhow::Error::msg)
+    let principal = spec.principal();
+    let specs = grants
+        .iter()
+        .map(|g| {
+            let (path, actions) = g
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--grant `{g}`: write PATH=ACTIONS"))?;
+            Ok((
+                path.to_string(),
+                actions.split(',').map(String::from).collect(),
+            ))
+        })
+        .collect::<anyhow::Result<Vec<(String, Vec<String>)>>>()?;
+    let grants = super::cases::grants_of(&table, &principal, &op.database, &specs)
+        .map_err(anyhow::Error::msg)?;
+    explain_with(
+        &table,
+        &principal,
+        op,
+        &given,
+        snapshot.as_ref(),
+        grants.as_ref(),
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// The `policy check` output for an already classified operation.
 pub fn explain(table: &Table, principal: &Principal, op: &Operation) -> (String, bool) {
-    explain_with(table, principal, op.clone(), &GivenDocuments::new(), None)
-        .unwrap_or_else(|e| (e, false))
+    explain_with(
+        table,
+        principal,
+        op.clone(),
+        &GivenDocuments::new(),
+        None,
+        None,
+    )
+    .unwrap_or_else(|e| (e, false))
 }
 
 /// [`explain`], with the stored documents the proxy would read (one not
@@ -102,6 +132,7 @@ fn explain_with(
     mut op: Operation,
     given: &GivenDocuments,
     snapshot: Option<&super::catalog::Snapshot>,
+    grants: Option<&crate::policy::grants::PrincipalGrants>,
 ) -> Result<(String, bool), String> {
     let needed = table.stored_needed(principal, &op);
     let stored = documents::stored(given, &needed)?;
@@ -109,7 +140,11 @@ fn explain_with(
         op.settle(&stored);
     }
     let view = snapshot.map(|s| &s.view);
-    let decision = table.decide_stored_catalog(principal, &op, &stored, view);
+    let decision = table.decide_with(
+        &crate::policy::Request::with_stored(principal, &op, &stored)
+            .with_catalog(view)
+            .granted(grants),
+    );
     let data = table.explain_data(principal, &op, &stored, &decision);
     let catalog = snapshot.map(|s| CatalogOutput {
         entities: s.view.index.stats().entities,
@@ -181,7 +216,8 @@ mod tests {
         .unwrap();
         let given: GivenDocuments =
             serde_yaml_ng::from_str("{/notes/n1: {owner: bob, title: x}}").unwrap();
-        let (json, allowed) = explain_with(&table, &alice.principal(), op, &given, None).unwrap();
+        let (json, allowed) =
+            explain_with(&table, &alice.principal(), op, &given, None, None).unwrap();
         assert!(!allowed);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         let data = &value["data"][0];
@@ -192,6 +228,48 @@ mod tests {
         assert!(
             !json.contains("title"),
             "only what the condition read: {json}"
+        );
+    }
+
+    #[test]
+    fn explain_names_the_grant_that_allowed() {
+        let table = Table::from_yaml(
+            "requestable:\n  - id: ops\n    match: /ops/{rest=**}\n    actions: [write]\n    \
+             who: {authenticated: true}\n    approvers: {who: {groups: [admins]}}\n    max_duration: 1h\n",
+            1,
+        )
+        .unwrap();
+        let alice = crate::policy::fixtures::member("alice", &[]);
+        let op = op(Method::Commit, vec![doc("/ops/a", Access::Update)]);
+        let specs = [("/ops/**".to_string(), vec!["update".to_string()])];
+        let grants = super::super::cases::grants_of(&table, &alice, &op.database, &specs).unwrap();
+        let (json, allowed) = explain_with(
+            &table,
+            &alice,
+            op.clone(),
+            &GivenDocuments::new(),
+            None,
+            grants.as_ref(),
+        )
+        .unwrap();
+        assert!(allowed, "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let target = &value["decision"]["targets"][0];
+        assert_eq!(target["why"], "granted");
+        assert_eq!(target["rule"], "ops");
+        assert_eq!(target["grant"], "case-grant-0");
+        let (_, allowed) =
+            explain_with(&table, &alice, op, &GivenDocuments::new(), None, None).unwrap();
+        assert!(!allowed, "no grant, no access");
+        let outside = [("/other/**".to_string(), vec!["update".to_string()])];
+        assert!(
+            super::super::cases::grants_of(
+                &table,
+                &alice,
+                &crate::model::Database::new("p", "(default)"),
+                &outside
+            )
+            .is_err()
         );
     }
 

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod check;
 mod documents;
 pub mod principal;
+pub mod requests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,6 +82,8 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Access requests: ask for, review and end just-in-time grants.
+    Access(requests::AccessArgs),
 }
 
 #[derive(Subcommand)]
@@ -127,6 +130,11 @@ pub enum PolicyCommand {
         /// the catalog; the principal's subject is its user ref.
         #[arg(long)]
         catalog: Option<PathBuf>,
+        /// An active grant of the principal, `PATH=ACTIONS` (e.g.
+        /// `/teams/a/deployments/**=update,create`), checked as the server
+        /// checks a request; repeatable.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
     },
     /// Run the `*.test.yaml` cases kept beside the policies.
     Test {
@@ -248,6 +256,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Access(args) => requests::run(args).await,
         Command::Emulator { listen } => {
             crate::emulator::serve(listen).await?;
             Ok(ExitCode::SUCCESS)
@@ -261,6 +270,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 body,
                 stored,
                 catalog,
+                grants,
             } => {
                 // Scripts can branch on the verdict: 0 allowed, 1 refused, 2 error.
                 let checked = check::check(
@@ -271,6 +281,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     body.as_deref(),
                     stored.as_deref(),
                     catalog.as_deref(),
+                    &grants,
                 );
                 match checked {
                     Ok((json, allowed)) => {

@@ -203,8 +203,24 @@ pub fn banner(stack: &Stack) -> anyhow::Result<String> {
             writeln!(out, "{}", request.curl(&url, sample.token_var))?;
         }
     }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "# access requests: alice asks to write the search team's deployments, the admin approves, alice's refused write above now works"
+    )?;
+    writeln!(
+        out,
+        "firegate access request /teams/search/deployments/** --actions write --for 1h --reason 'INC-1 hotfix' --url {url}  # FIREGATE_TOKEN=$ALICE_TOKEN; prints the id"
+    )?;
+    writeln!(
+        out,
+        "FIREGATE_TOKEN=$ADMIN_TOKEN firegate access approve ID --reason ok --url {url}"
+    )?;
     Ok(out)
 }
+
+/// The collection of the embedded emulator that keeps access requests.
+pub const ACCESS_COLLECTION: &str = "firegate-access";
 
 /// The generated config, as a value: `extra_config` merges over it.
 fn dev_config(
@@ -236,6 +252,14 @@ fn dev_config(
             "databases": [SAMPLE_DATABASE],
         },
     });
+    let mut generated = generated;
+    // The embedded emulator keeps the access requests too; with another
+    // upstream (tests recording what is forwarded) there is no store.
+    if options.upstream_override.is_none() {
+        generated["access"] = serde_json::json!({
+            "store": { "database": SAMPLE_DATABASE, "collection": ACCESS_COLLECTION },
+        });
+    }
     let mut config = serde_yaml_ng::to_value(generated)?;
     if let Some(extra) = &options.extra_config {
         app::merge(&mut config, serde_yaml_ng::to_value(extra)?);

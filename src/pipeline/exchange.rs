@@ -56,6 +56,8 @@ pub struct Exchange {
     pub traceparent: Option<String>,
     /// The principal's in-flight slot, released when the response ends.
     slot: Option<Slot>,
+    /// An access-request lifecycle event this request made.
+    pub access: Option<serde_json::Value>,
 }
 
 impl Exchange {
@@ -93,6 +95,7 @@ impl Exchange {
             masked_fields: Arc::new(AtomicU64::new(0)),
             traceparent: headers::traceparent(req.headers()).map(str::to_owned),
             slot: None,
+            access: None,
         }
     }
 
@@ -201,6 +204,7 @@ impl Exchange {
             traceparent: self.traceparent.clone(),
             stored_reads: self.stored_reads,
             slot: None,
+            access: None,
         }
     }
 
@@ -215,6 +219,7 @@ impl Exchange {
                     allowed: t.allowed,
                     rule: t.rule.clone(),
                     why: Some(why_name(&t.why).into()),
+                    grant: t.grant.clone(),
                 })
                 .collect(),
             (None, Some(op)) => op
@@ -226,6 +231,7 @@ impl Exchange {
                     allowed: false,
                     rule: None,
                     why: None,
+                    grant: None,
                 })
                 .collect(),
             (None, None) => Vec::new(),
@@ -234,6 +240,7 @@ impl Exchange {
         let decision = self.outcome();
         let shadow = self.decision.as_ref().and_then(|d| d.shadow.clone());
         AuditRecord {
+            access: self.access,
             time: rfc3339(self.time),
             request_id: self.request_id,
             client_ip: self.client_ip.to_string(),
@@ -310,6 +317,7 @@ fn why_name(why: &Why) -> &'static str {
         Why::DenyMatched => "deny_matched",
         Why::NoRuleMatched => "no_rule_matched",
         Why::ConditionFalse => "condition_false",
+        Why::Granted => "granted",
     }
 }
 
@@ -575,6 +583,7 @@ mod tests {
                     allowed: true,
                     rule: Some("team-deployments".into()),
                     why: Why::Allowed,
+                    grant: None,
                     shadow: None,
                 }
                 .into(),
@@ -583,6 +592,7 @@ mod tests {
                     allowed: false,
                     rule: Some("no-secrets".into()),
                     why: Why::DenyMatched,
+                    grant: None,
                     shadow: None,
                 }
                 .into(),

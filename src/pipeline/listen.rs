@@ -35,9 +35,10 @@ use targets::Targets;
 use upstream::Upstream;
 
 /// An open stream re-checks its caller's token when its verification
-/// expires (its `exp`, or an introspection answer's cache life), and at
-/// least this often besides (a wall clock that jumps); on a policy reload
-/// it re-judges its targets ([`Epochs`]).
+/// expires (its `exp`, or an introspection answer's cache life) and when
+/// one of its caller's grants ends, and at least this often besides (a wall
+/// clock that jumps); on a policy reload, a catalog change or a change in
+/// any grant it re-judges its targets ([`Epochs`]).
 const RECHECK_AT_LEAST: Duration = Duration::from_secs(60);
 /// When the token's verification expiry is not known (evicted from the
 /// cache): look again this soon.
@@ -89,6 +90,7 @@ impl Pipeline {
         self.audit
             .record(events.record(opening, None, self.audit.max_listed_targets()));
         let (out, rx) = mpsc::channel::<ClientFrame>(32);
+        let version = self.policy.version(&principal);
         let listener = Listener {
             pipeline: Arc::clone(self),
             principal,
@@ -104,7 +106,7 @@ impl Pipeline {
             upstream: Upstream::Closed,
             targets: Targets::default(),
             deadline,
-            epoch: self.policy.judged_epoch(),
+            version,
             epochs: Epochs::subscribe(self),
             client_done: false,
         };

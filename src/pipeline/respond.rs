@@ -11,12 +11,14 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use super::PipelineError;
 use super::stored::StoredReadError;
+use crate::access::lifecycle::AccessError;
 use crate::audit::AuditError;
 use crate::authn::AuthnError;
 use crate::body::Body;
 use crate::firestore::status::{ApiError, Code};
 use crate::grpc::GrpcError;
 use crate::model::ClassifyError;
+use crate::policy::requestable::RequestRefused;
 use crate::server::CloseConnection;
 use crate::transaction::{SealError, TransactionError};
 use crate::upstream::{CredentialsError, UpstreamError};
@@ -67,6 +69,10 @@ pub enum Answer {
     BadGateway(&'static str),
     /// 503, with `Retry-After`: an outage, not the caller's fault.
     Unavailable,
+    /// 409: the access request is not in a state that allows this.
+    Conflict(&'static str),
+    /// 403 with a message of its own (an access-request review).
+    Forbidden(&'static str),
     /// 504.
     DeadlineExceeded,
     /// A gRPC caller: HTTP 200, trailers-only, `grpc-status: 12`.
@@ -195,6 +201,7 @@ pub fn answer(err: &PipelineError) -> Answer {
             UpstreamError::InvalidRequest(_) => A::Internal,
         },
         // A rule that needs the stored document never fails open.
+        PipelineError::Access(e) => access_answer(e),
         PipelineError::StoredRead(e) => match e {
             StoredReadError::ReadFailed(_) | StoredReadError::ReadRefused(_) => A::Unavailable,
             StoredReadError::BeginsTransaction => A::InvalidArgument(
@@ -297,6 +304,9 @@ impl Answer {
                 ApiError::new(Code::Unavailable, message).with_http_status(StatusCode::BAD_GATEWAY)
             }
             Answer::Unavailable => ApiError::new(Code::Unavailable, UNAVAILABLE),
+            Answer::Conflict(message) => ApiError::new(Code::FailedPrecondition, message)
+                .with_http_status(StatusCode::CONFLICT),
+            Answer::Forbidden(message) => ApiError::new(Code::PermissionDenied, message),
             Answer::DeadlineExceeded => ApiError::new(Code::DeadlineExceeded, "Deadline exceeded."),
             Answer::GrpcUnimplemented => ApiError::new(Code::Unimplemented, GRPC_MESSAGE),
         }
@@ -358,9 +368,47 @@ impl Answer {
             | Answer::Internal
             | Answer::BadGateway(_)
             | Answer::DeadlineExceeded
+            | Answer::Conflict(_)
+            | Answer::Forbidden(_)
             | Answer::GrpcUnimplemented => {}
         }
         response
+    }
+}
+
+/// The access-request API's answers: 403 not an approver, 409 wrong
+/// state, 400 outside every entry or over `max_duration`, 503 store down.
+fn access_answer(e: &AccessError) -> Answer {
+    use Answer as A;
+    match e {
+        AccessError::NotConfigured => A::NotFound("Route not found."),
+        AccessError::NotFound => A::NotFound("No such access request."),
+        AccessError::NotApprover => A::Forbidden("The caller may not review this access request."),
+        AccessError::NotRequester => {
+            A::Forbidden("Only the requester may release an access request.")
+        }
+        AccessError::WrongState(state) => A::Conflict(match *state {
+            "pending" => "The access request is pending.",
+            "active" => "The access request is active.",
+            "denied" => "The access request was denied.",
+            "expired" => "The access request has expired.",
+            "released" => "The access request was released.",
+            _ => "The access request was revoked.",
+        }),
+        AccessError::Refused(r) => A::InvalidArgument(match r {
+            RequestRefused::BadPath(_) => "`path` is not a document path or pattern.",
+            RequestRefused::BadActions(_) => "`actions` names an unknown action.",
+            RequestRefused::OutsideEntries => {
+                "No requestable entry lets the caller ask for these actions on this path."
+            }
+            RequestRefused::OverMaxDuration(_) => {
+                "The duration is over the requestable entry's max_duration."
+            }
+            RequestRefused::ZeroDuration => "The duration must be positive.",
+            RequestRefused::ReasonRequired => "A reason is required.",
+        }),
+        AccessError::Invalid(message) => A::InvalidArgument(message),
+        AccessError::StoreUnavailable(_) => A::Unavailable,
     }
 }
 

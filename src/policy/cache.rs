@@ -25,6 +25,9 @@ struct Key {
     epoch: u64,
     /// The catalog index's generation (0: none loaded).
     catalog: u64,
+    /// The generation of the principal's grants: a grant given or ended
+    /// hides every verdict judged without it.
+    grants: u64,
     principal: Fingerprint,
     database: Database,
     method: Method,
@@ -36,6 +39,7 @@ struct Key {
 struct KeyRef<'a> {
     epoch: u64,
     catalog: u64,
+    grants: u64,
     principal: &'a Fingerprint,
     database: &'a Database,
     method: Method,
@@ -46,6 +50,7 @@ impl KeyRef<'_> {
     fn is(&self, key: &Key) -> bool {
         self.epoch == key.epoch
             && self.catalog == key.catalog
+            && self.grants == key.grants
             && *self.principal == key.principal
             && self.method == key.method
             && *self.database == key.database
@@ -56,6 +61,7 @@ impl KeyRef<'_> {
         Key {
             epoch: self.epoch,
             catalog: self.catalog,
+            grants: self.grants,
             principal: *self.principal,
             database: self.database.clone(),
             method: self.method,
@@ -127,6 +133,7 @@ impl<S: BuildHasher> DecisionCache<S> {
                 .catalog
                 .filter(|_| table.uses_catalog())
                 .map_or(0, |v| v.generation),
+            grants: req.grants_generation(),
             principal: req.principal.fingerprint(),
             database: req.database,
             method: req.method,

@@ -37,6 +37,28 @@ impl Actions {
         self.contains(Access::Get) || self.contains(Access::List)
     }
 
+    /// Every access of `other` is one of these.
+    pub fn includes(self, other: Actions) -> bool {
+        other.0 & !self.0 == 0
+    }
+
+    /// A non-empty list of action names, as rules write them.
+    pub fn parse_all(names: &[String]) -> Result<Actions, String> {
+        if names.is_empty() {
+            return Err("lists no action".into());
+        }
+        let mut actions = Actions::default();
+        for name in names {
+            let a = Actions::parse(name).ok_or_else(|| {
+                format!(
+                    "unknown action `{name}` (known: get, list, create, update, delete, read, write)"
+                )
+            })?;
+            actions.0 |= a.0;
+        }
+        Ok(actions)
+    }
+
     /// `read` = get + list; `write` = create + update + delete.
     fn parse(name: &str) -> Option<Actions> {
         let accesses: &[Access] = match name {
@@ -284,7 +306,7 @@ pub fn compile_rules(env: &Env, sources: &[Source]) -> Result<Vec<Rule>, PolicyE
     }
 }
 
-type Problems = Vec<(&'static str, String)>;
+pub(super) type Problems = Vec<(&'static str, String)>;
 
 fn compile_rule(env: &Env, raw: &RawRule, problems: &mut Problems) -> Option<Rule> {
     let before = problems.len();
@@ -401,7 +423,11 @@ fn effect_and_actions(raw: &RawRule, problems: &mut Problems) -> (Option<Effect>
     (Some(effect), actions)
 }
 
-fn compile_who(raw: Option<&RawWho>, single: &[&str], problems: &mut Problems) -> Option<Who> {
+pub(super) fn compile_who(
+    raw: Option<&RawWho>,
+    single: &[&str],
+    problems: &mut Problems,
+) -> Option<Who> {
     let Some(raw) = raw else {
         problems.push((
             "id",

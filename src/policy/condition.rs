@@ -295,6 +295,13 @@ impl Input {
     }
 }
 
+/// Every free variable of `program` with the field selected on it, if any.
+pub(super) fn references(program: &Program) -> Vec<(String, Option<String>)> {
+    let mut refs = Vec::new();
+    collect_references(program.expression(), &mut Vec::new(), &mut refs);
+    refs
+}
+
 /// Every free variable with the field selected on it directly, if any.
 fn collect_references(
     expr: &IdedExpr,

@@ -4,12 +4,15 @@
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use cel::Value;
 
 use super::compile::{Effect, Rule};
 use super::condition::{Input, Variables};
+use super::grants::{Grant, PrincipalGrants};
 use super::mask::{Masked, Merge};
+use super::requestable::covers;
 use super::seen::Seen;
 use super::table::{Match, Table, Token, tokens};
 use super::{Decided, Decision, Shadow, TargetDecision, Why};
@@ -53,6 +56,8 @@ pub struct Request<'a> {
     /// The catalog index catalog-bound rules judge against (`None`: none
     /// loaded; they fail closed).
     pub(crate) catalog: Option<&'a crate::catalog::View>,
+    /// The caller's active grants, if any.
+    pub grants: Option<&'a PrincipalGrants>,
     input: OnceCell<Input>,
 }
 
@@ -65,6 +70,7 @@ impl<'a> Request<'a> {
             op,
             stored: None,
             catalog: None,
+            grants: None,
             input: OnceCell::new(),
         }
     }
@@ -72,6 +78,16 @@ impl<'a> Request<'a> {
     /// The same request, judged against this catalog view.
     pub fn with_catalog(self, catalog: Option<&'a crate::catalog::View>) -> Self {
         Request { catalog, ..self }
+    }
+
+    /// This request, judged with the caller's `grants` too.
+    pub fn granted(self, grants: Option<&'a PrincipalGrants>) -> Self {
+        Request { grants, ..self }
+    }
+
+    /// The generation of the caller's grants (`0` with none).
+    pub fn grants_generation(&self) -> u64 {
+        self.grants.map_or(0, |g| g.generation)
     }
 
     /// A request whose rules see these stored documents.
@@ -125,6 +141,28 @@ impl Table {
         self.decide_request(&Request::new(principal, op).with_catalog(catalog))
     }
 
+    /// [`Table::decide`] with the caller's active grants (`policy check`,
+    /// `policy test`).
+    pub fn decide_granted(
+        &self,
+        principal: &Principal,
+        op: &Operation,
+        stored: Option<&Stored>,
+        grants: Option<&PrincipalGrants>,
+    ) -> Decision {
+        let req = match stored {
+            Some(stored) => Request::with_stored(principal, op, stored),
+            None => Request::new(principal, op),
+        };
+        self.decide_request(&req.granted(grants))
+    }
+
+    /// Judge a whole operation as `req` describes it (stored documents,
+    /// catalog, grants), uncached (`policy check`, `policy test`).
+    pub fn decide_with(&self, req: &Request) -> Decision {
+        self.decide_request(req)
+    }
+
     fn decide_request(&self, req: &Request) -> Decision {
         let op = req.op;
         let verdicts: Vec<Arc<Verdict>> = op
@@ -148,7 +186,20 @@ impl Table {
         let shadow = self
             .has_shadow()
             .then(|| self.judge(req, target, &tokens, &covering, true, &mut cacheable));
-        let (allowed, rule, why, account, mask) = enforced;
+        let (mut allowed, mut rule, mut why, account, mask) = enforced;
+        // Grants only add allows: a deny rule still wins.
+        let mut grant = None;
+        if !allowed
+            && why != Why::DenyMatched
+            && let Some(g) = self.grant_allowing(req, target, &tokens)
+        {
+            // Exact expiry: a grant's allow is judged afresh every time.
+            cacheable = false;
+            (allowed, why) = (true, Why::Granted);
+            rule = Some(g.entry.as_str());
+            grant = Some(g.id.clone());
+        }
+        // A grant's allow shows the whole document: it names no mask.
         let shadow = shadow.and_then(|(allowed, rule, _, _, _)| {
             let rule = rule.filter(|id| self.is_shadow(id))?;
             Some(Shadow {
@@ -162,12 +213,40 @@ impl Table {
                 allowed,
                 rule: rule.map(String::from),
                 why,
+                grant,
                 shadow,
             },
             upstream_account: account.cloned(),
             cacheable,
             mask: mask.map(Arc::new),
         }
+    }
+
+    /// The caller's first active grant that covers the target: for its
+    /// principal and database, its actions and scope, and still within its
+    /// `requestable` entry as the table now has it (an entry removed or
+    /// narrowed by a reload bounds the grants made under it).
+    fn grant_allowing<'g>(
+        &self,
+        req: &Request<'g>,
+        target: &Target,
+        tokens: &[Token],
+    ) -> Option<&'g Grant> {
+        let grants = req.grants?;
+        let now = SystemTime::now();
+        grants.grants.iter().map(AsRef::as_ref).find(|g| {
+            now < g.expires_at
+                && g.is_for(req.principal)
+                && g.database == *req.database
+                && g.actions.contains(target.access)
+                && covers(&g.pattern.segments, tokens)
+                && self.requestable(&g.entry).is_some_and(|entry| {
+                    entry.actions.contains(target.access)
+                        && entry.applies_to(req.database)
+                        && entry.who.matches(req.principal)
+                        && covers(&entry.pattern.segments, tokens)
+                })
+        })
     }
 
     /// The verdict of the enforced rules, or of every rule with `shadow`.
@@ -279,7 +358,7 @@ pub fn combine(shared: Vec<Arc<Verdict>>) -> Decision {
         match d.why {
             Why::DenyMatched => format!("rule:{id}"),
             Why::ConditionFalse => format!("condition_false:{id}"),
-            Why::NoRuleMatched | Why::Allowed => "no_rule_matched".to_string(),
+            Why::NoRuleMatched | Why::Allowed | Why::Granted => "no_rule_matched".to_string(),
         }
     });
     let mut accounts = verdicts.iter().map(|v| &v.upstream_account);

@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 use super::cache::{DecisionCache, Lookup};
 use super::decide::{Request, combine};
 use super::format::PolicyErrors;
+use super::grants::{Grant, Grants};
 use super::table::Table;
 use super::{CacheSettings, Decision, PolicyConfig, PolicySettings};
 use crate::authn::Principal;
@@ -21,6 +22,7 @@ use crate::model::data::Stored;
 
 struct Metrics {
     rules: Gauge,
+    grants: Gauge,
     epoch: Gauge,
     reload_refused: Gauge,
     /// The series counted on every request or reload, resolved once (a
@@ -55,6 +57,11 @@ impl Metrics {
         );
         Metrics {
             rules: registered(r, "rules", "Rules in the serving table"),
+            grants: registered(
+                r,
+                "grants",
+                "Active grants (access requests approved and not ended) known to this replica",
+            ),
             epoch: registered(r, "epoch", "Epoch of the serving table"),
             reload_refused: registered(
                 r,
@@ -73,12 +80,16 @@ impl Metrics {
 /// State shared with the reload tasks.
 pub(super) struct Shared {
     table: ArcSwap<Table>,
+    /// The active grants, by principal; swapped whole on every change.
+    grants: ArcSwap<Grants>,
     cache: DecisionCache,
     dir: Option<PathBuf>,
     refused: ArcSwapOption<String>,
     metrics: Metrics,
     /// Serializes reloads so epochs stay in order.
     reloading: tokio::sync::Mutex<()>,
+    /// Serializes grant updates so generations are computed from the last.
+    granting: std::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -202,11 +213,13 @@ impl PolicyEngine {
     ) -> Decision {
         let table = self.shared.table.load_full();
         let view = self.catalog.as_ref().and_then(|c| c.view());
+        let grants = self.shared.grants.load();
         let req = match stored {
             Some(stored) => Request::with_stored(principal, op, stored),
             None => Request::new(principal, op),
         }
-        .with_catalog(view.as_deref());
+        .with_catalog(view.as_deref())
+        .granted(grants.of(principal).map(AsRef::as_ref));
         let metrics = &self.shared.metrics;
         let mut admission = self.shared.cache.admission();
         let verdicts: Vec<_> = op
@@ -229,6 +242,69 @@ impl PolicyEngine {
             metrics.denied.inc();
         }
         decision
+    }
+
+    /// Replace the active grants (the access store's local copy changed).
+    /// Only the principals whose grants changed get a new generation, so
+    /// only their cached verdicts are hidden.
+    pub fn set_grants(&self, grants: Vec<Grant>) {
+        let _guard = self
+            .shared
+            .granting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let previous = self.shared.grants.load();
+        let next = Grants::rebuild(&previous, grants);
+        self.shared.metrics.grants.set(next.len() as i64);
+        self.shared.grants.store(Arc::new(next));
+    }
+
+    /// The active grants (who-can, reports, tests).
+    pub fn grants(&self) -> Arc<Grants> {
+        self.shared.grants.load_full()
+    }
+
+    /// What an open Listen stream's verdicts depend on beyond its targets:
+    /// the table's epoch and the catalog's generation, the caller's grants'
+    /// generation and how many of them are unexpired now. A change
+    /// re-judges every target.
+    pub fn version(&self, principal: &Principal) -> super::JudgedVersion {
+        let grants = self.shared.grants.load();
+        let now = std::time::SystemTime::now();
+        let (generation, live) = grants.of(principal).map_or((0, 0), |g| {
+            (
+                g.generation,
+                g.grants.iter().filter(|g| now < g.expires_at).count(),
+            )
+        });
+        (self.judged_epoch(), generation, live)
+    }
+
+    /// When the first of `principal`'s unexpired grants ends, if it has one:
+    /// an open Listen stream looks again then.
+    pub fn next_grant_end(&self, principal: &Principal) -> Option<std::time::SystemTime> {
+        let grants = self.shared.grants.load();
+        let now = std::time::SystemTime::now();
+        grants
+            .of(principal)?
+            .grants
+            .iter()
+            .map(|g| g.expires_at)
+            .filter(|at| now < *at)
+            .min()
+    }
+
+    /// What changes for every caller at once: the table's epoch, the
+    /// catalog's generation and the newest grants generation given to
+    /// anyone (one watcher per pipeline tells open streams to look).
+    pub fn changes(&self) -> super::Changes {
+        let (epoch, catalog) = self.judged_epoch();
+        (epoch, catalog, super::grants::latest_generation())
+    }
+
+    /// The serving table (the access requests check against its entries).
+    pub fn table(&self) -> Arc<Table> {
+        self.shared.table.load_full()
     }
 
     /// Reload the directory now (what a file change or SIGHUP does).
@@ -303,11 +379,13 @@ impl Shared {
         metrics.epoch.set(table.epoch as i64);
         Shared {
             table: ArcSwap::from_pointee(table),
+            grants: ArcSwap::from_pointee(Grants::default()),
             cache: DecisionCache::new(cache),
             dir,
             refused: ArcSwapOption::empty(),
             metrics,
             reloading: tokio::sync::Mutex::new(()),
+            granting: std::sync::Mutex::new(()),
         }
     }
 }

@@ -142,7 +142,10 @@ impl Table {
                 Source {
                     name: s.name.clone(),
                     text: s.text.clone(),
-                    file: super::format::RawFile { rules },
+                    file: super::format::RawFile {
+                        rules,
+                        requestable: s.file.requestable.clone(),
+                    },
                 }
             })
             .collect();

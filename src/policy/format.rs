@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// One policy file: `rules:` and nothing else.
+/// One policy file: `rules:` and `requestable:` entries.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    #[serde(default)]
+    pub requestable: Vec<super::requestable::RawRequestable>,
 }
 
 /// One rule, exactly as written.
@@ -133,7 +135,10 @@ impl Source {
     /// returned with its line.
     pub fn parse(name: &str, text: String) -> Result<Source, PolicyError> {
         let file = if text.trim().is_empty() {
-            RawFile { rules: Vec::new() }
+            RawFile {
+                rules: Vec::new(),
+                requestable: Vec::new(),
+            }
         } else {
             serde_yaml_ng::from_str(&text).map_err(|e| PolicyError {
                 file: name.to_string(),

@@ -16,11 +16,15 @@ mod explain;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod format;
+#[cfg(test)]
+mod grant_tests;
+pub mod grants;
 mod mask;
 #[cfg(test)]
 mod mask_tests;
 pub mod pattern;
 mod prefetch;
+pub mod requestable;
 mod seen;
 mod table;
 #[cfg(test)]
@@ -34,9 +38,20 @@ use decide::Verdict;
 
 use crate::model::{Operation, Target};
 
+pub use compile::Actions;
+pub use decide::Request;
 pub use engine::PolicyEngine;
+
+/// What an open stream's verdicts were judged against: the table's epoch
+/// and the catalog's generation, the caller's grants' generation and how
+/// many were unexpired ([`PolicyEngine::version`]).
+pub type JudgedVersion = ((u64, u64), u64, usize);
+
+/// What changes for every caller at once ([`PolicyEngine::changes`]).
+pub type Changes = (u64, u64, u64);
 pub use explain::{CatalogSeen, DataSeen, FieldSeen};
 pub use format::{PolicyError, PolicyErrors};
+pub use grants::{Grant, Grants};
 pub use mask::Masked;
 pub use table::Table;
 
@@ -104,6 +119,9 @@ pub enum Why {
     NoRuleMatched,
     /// A rule matched but its `when` condition was false (or failed).
     ConditionFalse,
+    /// No rule allowed it, an active grant of the caller did (`rule` is
+    /// its `requestable` entry, `grant` the grant).
+    Granted,
 }
 
 /// The verdict on one target.
@@ -114,6 +132,9 @@ pub struct TargetDecision {
     /// The rule that decided it, if any.
     pub rule: Option<String>,
     pub why: Why,
+    /// The grant that allowed it, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
     /// The verdict with the shadow rules enforced, when a shadow rule
     /// would decide this target.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -223,6 +244,7 @@ impl Decision {
                         allowed: false,
                         rule: None,
                         why: Why::NoRuleMatched,
+                        grant: None,
                         shadow: None,
                     })
                 })

@@ -10,6 +10,7 @@ use cel::{Env, Value};
 use super::compile::{Effect, Rule, compile_rules};
 use super::format::{PolicyErrors, Source, read_dir};
 use super::pattern::Segment;
+use super::requestable::{Requestable, compile_requestable};
 use crate::model::Scope;
 
 /// One element of the path a target covers. A scope that covers many paths
@@ -181,12 +182,36 @@ pub struct Table {
     /// Some rule's `who` names the catalog: only then do decisions depend
     /// on the catalog index (its generation keys the cache).
     pub(super) uses_catalog: bool,
+    /// The `requestable:` entries, in table order.
+    pub requestable: Vec<Requestable>,
+    requestable_index: HashMap<String, usize>,
 }
 
 impl Table {
+    /// The `requestable` entry `id`.
+    pub fn requestable(&self, id: &str) -> Option<&Requestable> {
+        self.requestable_index
+            .get(id)
+            .and_then(|&i| self.requestable.get(i))
+    }
+
     pub fn compile(sources: &[Source], epoch: u64) -> Result<Table, PolicyErrors> {
-        let env = Env::stdlib();
-        let rules = compile_rules(&env, sources)?;
+        let env = Arc::new(Env::stdlib());
+        let rules = compile_rules(&env, sources);
+        let mut errors = Vec::new();
+        let ids: Vec<&str> = match &rules {
+            Ok(rules) => rules.iter().map(|r| r.id.as_str()).collect(),
+            Err(_) => Vec::new(),
+        };
+        let requestable = compile_requestable(&env, sources, &ids, &mut errors);
+        let rules = match rules {
+            Ok(rules) if errors.is_empty() => rules,
+            Ok(_) => return Err(PolicyErrors(errors)),
+            Err(PolicyErrors(mut first)) => {
+                first.extend(errors);
+                return Err(PolicyErrors(first));
+            }
+        };
         let mut root = Node::default();
         let mut deny_root = Node::default();
         for (index, rule) in rules.iter().enumerate() {
@@ -208,8 +233,14 @@ impl Table {
             rules,
             root,
             deny_root,
-            env: Arc::new(env),
+            env,
             epoch,
+            requestable_index: requestable
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.id.clone(), i))
+                .collect(),
+            requestable,
         })
     }
 

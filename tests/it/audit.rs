@@ -20,6 +20,7 @@ const KEY: &str = "an-audit-key-of-32-bytes-length!";
 
 fn record(n: u64) -> AuditRecord {
     AuditRecord {
+        access: None,
         time: "2026-11-28T13:00:00Z".into(),
         request_id: format!("req-{n}"),
         client_ip: "203.0.113.7".into(),
@@ -40,6 +41,7 @@ fn record(n: u64) -> AuditRecord {
             allowed: true,
             rule: Some("team-deployments".into()),
             why: Some("allowed".into()),
+            grant: None,
         }],
         targets_summary: None,
         decision: Outcome::Allow,

@@ -6,6 +6,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod access;
+mod access_fleet;
 mod audit;
 mod audit_rotation;
 mod authn;

@@ -45,11 +45,13 @@ pub(super) struct Listener {
     pub(super) targets: Targets,
     /// The caller's `grpc-timeout`: the stream ends `DEADLINE_EXCEEDED` then.
     pub(super) deadline: Option<tokio::time::Instant>,
-    /// What the targets were judged against: the policy table's epoch and
-    /// the catalog index's generation.
-    pub(super) epoch: (u64, u64),
-    /// Fires when either changes (one watcher per pipeline).
-    pub(super) epochs: tokio::sync::watch::Receiver<(u64, u64)>,
+    /// What the targets were judged against: the policy table's epoch,
+    /// the catalog index's generation and the caller's grants
+    /// ([`crate::policy::PolicyEngine::version`]).
+    pub(super) version: crate::policy::JudgedVersion,
+    /// Fires when the table, the catalog or any grant changes (one watcher
+    /// per pipeline).
+    pub(super) epochs: tokio::sync::watch::Receiver<crate::policy::Changes>,
     /// The client half-closed: so is the upstream request, once open.
     pub(super) client_done: bool,
 }
@@ -460,22 +462,30 @@ impl Listener {
         .await;
     }
 
-    /// When to re-check the caller's token: just after its verification
-    /// expires, and at least every [`RECHECK_AT_LEAST`].
+    /// When to re-check the caller's token and grants: just after its
+    /// verification expires or one of its grants ends, and at least every
+    /// [`RECHECK_AT_LEAST`].
     fn next_recheck(&self) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
-        let wait = match self.pipeline.authn.verified_until(&self.headers, &self.uri) {
-            Some(until) => until
-                .duration_since(std::time::SystemTime::now())
+        let wall = std::time::SystemTime::now();
+        let until = |at: std::time::SystemTime| {
+            at.duration_since(wall)
                 .unwrap_or_default()
                 .saturating_add(std::time::Duration::from_millis(10))
-                .min(RECHECK_AT_LEAST),
+        };
+        let mut wait = match self.pipeline.authn.verified_until(&self.headers, &self.uri) {
+            Some(at) => until(at).min(RECHECK_AT_LEAST),
             None => RECHECK_UNKNOWN,
         };
+        if let Some(at) = self.pipeline.policy.next_grant_end(&self.principal) {
+            wait = wait.min(until(at));
+        }
         now + wait
     }
 
-    /// The token must still hold; a changed policy table re-judges every
+    /// The token must still hold; a changed policy table, catalog or a
+    /// change in the caller's grants (one given, revoked or expired)
+    /// re-judges every
     /// target, and a revoked one is removed on both sides.
     async fn recheck(&mut self) -> Result<(), PipelineError> {
         if let Err(err) = self
@@ -490,11 +500,11 @@ impl Listener {
                 return Err(err);
             }
         }
-        let epoch = self.pipeline.policy.judged_epoch();
-        if epoch == self.epoch {
+        let version = self.pipeline.policy.version(&self.principal);
+        if version == self.version {
             return Ok(());
         }
-        self.epoch = epoch;
+        self.version = version;
         for (id, op) in self.targets.active() {
             let (reason, cause) = match self.rejudge(&op).await {
                 Ok(masks) => {

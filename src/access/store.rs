@@ -1,0 +1,206 @@
+//! The store: one Firestore document per request (its JSON in one string
+//! field), read and written with firegate's own identity. Every change is
+//! a compare-and-set: a commit whose precondition is the update time the
+//! change was computed from (or that the document does not exist yet), so
+//! two replicas racing on one request apply their changes one after the
+//! other, each to what the other wrote.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt as _, Limited};
+use serde_json::{Value as Json, json};
+
+use super::{AccessRequest, Store};
+use crate::body;
+use crate::upstream::{AccessToken, Outbound, Upstream};
+
+/// Largest answer read from the store.
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+/// Longest wait for an answer's body.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Documents per page of a full read.
+const PAGE_SIZE: usize = 300;
+
+/// A stored request and the update time a change must name.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub request: AccessRequest,
+    pub update_time: String,
+}
+
+/// How a write ended.
+#[derive(Debug)]
+pub enum Written {
+    Ok,
+    /// The precondition failed: someone else wrote first. Read and retry.
+    Conflict,
+}
+
+/// The store could not be asked (an outage: 503 to callers).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// One call to the store.
+async fn call(
+    upstream: &Upstream,
+    token: &AccessToken,
+    store: &Store,
+    method: http::Method,
+    path_and_query: &str,
+    body: Option<Json>,
+) -> Result<(StatusCode, Json), StoreError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let db = store.database.to_string();
+    let response = upstream
+        .forward(Outbound {
+            method,
+            path_and_query,
+            client_headers: &headers,
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            trusted_proxies: &[],
+            client_proto: "https",
+            request_id: "access-store",
+            database: &db,
+            token,
+            body: match body {
+                Some(b) => body::full(b.to_string()),
+                None => body::empty(),
+            },
+        })
+        .await
+        .map_err(|e| StoreError(e.reason().into()))?;
+    let status = response.status();
+    let bytes = tokio::time::timeout(
+        ANSWER_TIMEOUT,
+        Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect(),
+    )
+    .await
+    .map_err(|_| StoreError("store answer timed out".into()))?
+    .map_err(|_| StoreError("store answer unreadable".into()))?
+    .to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
+    if status.is_server_error() || status == StatusCode::UNAUTHORIZED {
+        return Err(StoreError(format!("store answered {status}")));
+    }
+    Ok((status, json))
+}
+
+fn decode(doc: &Json) -> Option<Versioned> {
+    let text = doc.pointer("/fields/json/stringValue")?.as_str()?;
+    let request: AccessRequest = serde_json::from_str(text).ok()?;
+    let update_time = doc.get("updateTime")?.as_str()?.to_string();
+    Some(Versioned {
+        request,
+        update_time,
+    })
+}
+
+fn name(store: &Store, id: &str) -> String {
+    format!("{}/documents/{}/{id}", store.database, store.collection)
+}
+
+/// Every request in the store (a full read, page by page).
+pub async fn list(
+    upstream: &Upstream,
+    token: &AccessToken,
+    store: &Store,
+) -> Result<Vec<Versioned>, StoreError> {
+    let mut out = Vec::new();
+    let mut page: Option<String> = None;
+    loop {
+        let mut path = format!(
+            "/v1/{}/documents/{}?pageSize={PAGE_SIZE}",
+            store.database, store.collection
+        );
+        if let Some(token) = &page {
+            path.push_str("&pageToken=");
+            path.push_str(
+                &percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string(),
+            );
+        }
+        let (status, json) = call(upstream, token, store, http::Method::GET, &path, None).await?;
+        if !status.is_success() {
+            return Err(StoreError(format!("store list answered {status}")));
+        }
+        if let Some(docs) = json.get("documents").and_then(Json::as_array) {
+            out.extend(docs.iter().filter_map(decode));
+        }
+        match json.get("nextPageToken").and_then(Json::as_str) {
+            Some(next) if !next.is_empty() => page = Some(next.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// One request, if it exists.
+pub async fn get(
+    upstream: &Upstream,
+    token: &AccessToken,
+    store: &Store,
+    id: &str,
+) -> Result<Option<Versioned>, StoreError> {
+    let path = format!("/v1/{}", name(store, id));
+    let (status, json) = call(upstream, token, store, http::Method::GET, &path, None).await?;
+    match status {
+        StatusCode::NOT_FOUND => Ok(None),
+        s if s.is_success() => Ok(decode(&json)),
+        s => Err(StoreError(format!("store get answered {s}"))),
+    }
+}
+
+/// Write `request`: a new document when `update_time` is `None`, else only
+/// if the document is still at `update_time`.
+pub async fn put(
+    upstream: &Upstream,
+    token: &AccessToken,
+    store: &Store,
+    request: &AccessRequest,
+    update_time: Option<&str>,
+) -> Result<Written, StoreError> {
+    let text = serde_json::to_string(request).map_err(|e| StoreError(e.to_string()))?;
+    let state = serde_json::to_value(request.state).unwrap_or(Json::Null);
+    let precondition = match update_time {
+        Some(t) => json!({ "updateTime": t }),
+        None => json!({ "exists": false }),
+    };
+    let commit = json!({
+        "writes": [{
+            "update": {
+                "name": name(store, &request.id),
+                "fields": {
+                    "json": { "stringValue": text },
+                    "state": { "stringValue": state },
+                },
+            },
+            "currentDocument": precondition,
+        }],
+    });
+    let path = format!("/v1/{}/documents:commit", store.database);
+    let (status, json) = call(
+        upstream,
+        token,
+        store,
+        http::Method::POST,
+        &path,
+        Some(commit),
+    )
+    .await?;
+    if status.is_success() {
+        return Ok(Written::Ok);
+    }
+    let code = json
+        .pointer("/error/status")
+        .and_then(Json::as_str)
+        .unwrap_or_default();
+    match code {
+        "FAILED_PRECONDITION" | "ALREADY_EXISTS" | "ABORTED" | "NOT_FOUND" => Ok(Written::Conflict),
+        _ => Err(StoreError(format!("store commit answered {status} {code}"))),
+    }
+}

@@ -1,0 +1,458 @@
+//! The access-request API on the proxy listener (`/firegate/v1/access/
+//! requests…`, authenticated like every Firestore call), and the loop that
+//! keeps this replica's local copy of the store and hands its active
+//! grants to the policy engine.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::{ConnInfo, Exchange, Pipeline, PipelineError};
+use crate::access::lifecycle::{self, AccessError, Applied, NewRequest, ReviewBody, Verb};
+use crate::access::store::{self, StoreError, Versioned, Written};
+use crate::access::{AccessRequest, AccessSettings, Status, unix_ms};
+use crate::authn::Principal;
+use crate::body::{self, Body};
+
+/// The API's path prefix: no Firestore route starts with it.
+pub const PREFIX: &str = "/firegate/v1/access/requests";
+
+/// Largest API request body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Compare-and-set attempts before a busy request is answered 503.
+const ATTEMPTS: usize = 8;
+
+/// This replica's copy of the store.
+pub struct AccessState {
+    pub settings: AccessSettings,
+    requests: RwLock<HashMap<String, Versioned>>,
+    /// When the last full read of the store succeeded.
+    synced: RwLock<Option<Instant>>,
+    age: Gauge,
+    webhook: Option<crate::access::notify::Webhook>,
+}
+
+impl AccessState {
+    pub fn new(settings: AccessSettings, registry: &mut Registry) -> AccessState {
+        let age = Gauge::default();
+        registry.register(
+            "access_store_age_seconds",
+            "Seconds since this replica's copy of the access-request store was last read whole (-1: never)",
+            age.clone(),
+        );
+        age.set(-1);
+        AccessState {
+            webhook: settings
+                .webhook
+                .clone()
+                .map(crate::access::notify::Webhook::start),
+            settings,
+            requests: RwLock::new(HashMap::new()),
+            synced: RwLock::new(None),
+            age,
+        }
+    }
+
+    /// How old the local copy is, `None` before the first read.
+    pub fn age(&self) -> Option<Duration> {
+        self.synced
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| t.elapsed())
+    }
+
+    fn snapshot(&self) -> Vec<AccessRequest> {
+        self.requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|v| v.request.clone())
+            .collect()
+    }
+
+    fn local(&self, id: &str) -> Option<AccessRequest> {
+        self.requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .map(|v| v.request.clone())
+    }
+}
+
+impl Pipeline {
+    /// Whether a request is for the access API.
+    pub(super) fn is_access_api<B>(req: &Request<B>) -> bool {
+        let path = req.uri().path();
+        path == PREFIX || path.starts_with(PREFIX)
+    }
+
+    /// `/readyz`: how old the local copy of the store is. Not blocking:
+    /// the grants already known keep working until their own expiry.
+    pub(super) fn access_check(&self) -> Option<crate::server::admin::Check> {
+        let access = self.access.as_ref()?;
+        let (ready, detail) = match access.age() {
+            None => (false, "the access store has not been read yet".to_string()),
+            Some(age) => (
+                age <= access.settings.max_staleness,
+                format!("local copy of the access store is {}s old", age.as_secs()),
+            ),
+        };
+        Some(crate::server::admin::Check {
+            name: "access_store",
+            ready,
+            required: false,
+            detail: Some(detail),
+        })
+    }
+
+    /// Read the whole store into the local copy and the engine's grants,
+    /// every `sync_interval`, until the process ends. A failed read keeps
+    /// the last copy: its grants still end at their own expiry, which the
+    /// engine checks at every decision.
+    pub async fn sync_access(self: Arc<Self>) {
+        let Some(access) = self.access.as_ref() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(access.settings.sync_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match self.read_store().await {
+                Ok(all) => {
+                    if failing {
+                        tracing::info!("access store readable again");
+                    }
+                    failing = false;
+                    let map = all.into_iter().map(|v| (v.request.id.clone(), v)).collect();
+                    *access.requests.write().unwrap_or_else(|e| e.into_inner()) = map;
+                    *access.synced.write().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Instant::now());
+                    self.install_grants(access);
+                }
+                Err(err) => {
+                    if !failing {
+                        tracing::warn!(error = %err, "access store unreadable; known grants keep working until they expire");
+                    }
+                    failing = true;
+                }
+            }
+            access
+                .age
+                .set(access.age().map_or(-1, |a| a.as_secs() as i64));
+        }
+    }
+
+    async fn read_store(&self) -> Result<Vec<Versioned>, StoreError> {
+        let access = self.access.as_ref().ok_or(StoreError("off".into()))?;
+        let token = self
+            .credentials
+            .access_token(None)
+            .await
+            .map_err(|e| StoreError(e.reason().into()))?;
+        store::list(&self.upstream, &token, &access.settings.store).await
+    }
+
+    /// The active requests of the local copy, as the engine's grants.
+    fn install_grants(&self, access: &AccessState) {
+        let table = self.policy.table();
+        let now = unix_ms(SystemTime::now());
+        let grants = access
+            .requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|v| v.request.status_at(now) == Status::Active)
+            .filter_map(|v| v.request.grant(&table))
+            .collect();
+        self.policy.set_grants(grants);
+    }
+
+    /// One API call: authenticated as every call is (`enter`), then
+    /// routed. Errors go to [`super::respond`] like every other.
+    pub(super) async fn access_api(
+        &self,
+        req: Request<Body>,
+        conn: &ConnInfo,
+        ex: &mut Exchange,
+    ) -> Result<Response<Body>, PipelineError> {
+        let (parts, body) = req.into_parts();
+        let principal = self.enter(&parts, conn, ex).await?;
+        let access = self.access.as_ref().ok_or(AccessError::NotConfigured)?;
+        let rest = &parts.uri.path()[PREFIX.len()..];
+        let query = parts.uri.query().unwrap_or("");
+        let now = unix_ms(SystemTime::now());
+        let (status, value) = match (&parts.method, rest) {
+            (&http::Method::POST, "") => {
+                let bytes = self.read_body(body, MAX_BODY).await?;
+                let new: NewRequest = parse_body(&bytes)?;
+                let created = self.create(access, &principal, &new, now).await?;
+                ex.access = Some(event("requested", &created, &principal, now));
+                notify(access, ex);
+                (StatusCode::CREATED, created.view(now))
+            }
+            (&http::Method::GET, "") => {
+                let view = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("view="))
+                    .unwrap_or("mine");
+                let list = self.list(access, &principal, view, now)?;
+                (StatusCode::OK, serde_json::json!({ "requests": list }))
+            }
+            (&http::Method::GET, id) if id.starts_with('/') && !id.contains(':') => {
+                let request = self.visible(access, &principal, &id[1..], now).await?;
+                (StatusCode::OK, request.view(now))
+            }
+            (&http::Method::POST, id) if id.starts_with('/') => {
+                let (id, verb) = id[1..]
+                    .rsplit_once(':')
+                    .and_then(|(id, v)| Some((id, Verb::parse(v)?)))
+                    .ok_or(AccessError::NotFound)?;
+                let bytes = self.read_body(body, MAX_BODY).await?;
+                let review: ReviewBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+                    ReviewBody::default()
+                } else {
+                    parse_body(&bytes)?
+                };
+                let (request, applied) = self
+                    .review(access, &principal, id, verb, &review.reason)
+                    .await?;
+                if applied == Applied::Changed {
+                    let name = match request.history.last() {
+                        Some(t) => t.event.clone(),
+                        None => verb.as_str().to_string(),
+                    };
+                    ex.access = Some(event(&name, &request, &principal, now));
+                    notify(access, ex);
+                }
+                (StatusCode::OK, request.view(now))
+            }
+            _ => return Err(AccessError::NotFound.into()),
+        };
+        let mut response = Response::new(body::full(Bytes::from(value.to_string())));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=UTF-8"),
+        );
+        Ok(response)
+    }
+
+    async fn store_token(&self) -> Result<crate::upstream::AccessToken, AccessError> {
+        self.credentials
+            .access_token(None)
+            .await
+            .map_err(|e| AccessError::StoreUnavailable(e.reason().into()))
+    }
+
+    async fn create(
+        &self,
+        access: &AccessState,
+        principal: &Principal,
+        new: &NewRequest,
+        now: u64,
+    ) -> Result<AccessRequest, AccessError> {
+        let table = self.policy.table();
+        let default = self
+            .settings
+            .databases
+            .first()
+            .ok_or(AccessError::Invalid("no database is served"))?;
+        let token = self.store_token().await?;
+        for _ in 0..ATTEMPTS {
+            let id = new_id();
+            let request = lifecycle::create(
+                &table,
+                principal,
+                new,
+                default,
+                access.settings.request_ttl,
+                now,
+                id,
+            )?;
+            let written = store::put(
+                &self.upstream,
+                &token,
+                &access.settings.store,
+                &request,
+                None,
+            )
+            .await
+            .map_err(|e| AccessError::StoreUnavailable(e.0))?;
+            if let Written::Ok = written {
+                self.remember(access, &token, &request.id).await;
+                return Ok(request);
+            }
+        }
+        Err(AccessError::StoreUnavailable("id collisions".into()))
+    }
+
+    /// Compare-and-set until the transition applies to what is stored.
+    async fn review(
+        &self,
+        access: &AccessState,
+        principal: &Principal,
+        id: &str,
+        verb: Verb,
+        reason: &str,
+    ) -> Result<(AccessRequest, Applied), AccessError> {
+        let token = self.store_token().await?;
+        let store = &access.settings.store;
+        let unavailable = |e: StoreError| AccessError::StoreUnavailable(e.0);
+        for _ in 0..ATTEMPTS {
+            let Some(current) = store::get(&self.upstream, &token, store, id)
+                .await
+                .map_err(unavailable)?
+            else {
+                return Err(AccessError::NotFound);
+            };
+            if !may_see(&current.request, &self.policy.table(), principal) {
+                return Err(AccessError::NotFound);
+            }
+            let mut request = current.request.clone();
+            let table = self.policy.table();
+            let now = unix_ms(SystemTime::now());
+            let applied = lifecycle::review(&mut request, &table, principal, verb, reason, now)?;
+            if applied == Applied::Unchanged {
+                return Ok((request, applied));
+            }
+            let written = store::put(
+                &self.upstream,
+                &token,
+                store,
+                &request,
+                Some(&current.update_time),
+            )
+            .await
+            .map_err(unavailable)?;
+            if let Written::Ok = written {
+                self.remember(access, &token, id).await;
+                return Ok((request, applied));
+            }
+        }
+        Err(AccessError::StoreUnavailable(
+            "too many concurrent changes".into(),
+        ))
+    }
+
+    /// Read back what was just written into the local copy, so this
+    /// replica sees its own change at once (the others at their next read).
+    async fn remember(&self, access: &AccessState, token: &crate::upstream::AccessToken, id: &str) {
+        if let Ok(Some(v)) = store::get(&self.upstream, token, &access.settings.store, id).await {
+            access
+                .requests
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.to_string(), v);
+            self.install_grants(access);
+        }
+    }
+
+    fn list(
+        &self,
+        access: &AccessState,
+        principal: &Principal,
+        view: &str,
+        now: u64,
+    ) -> Result<Vec<serde_json::Value>, AccessError> {
+        let table = self.policy.table();
+        let mut all = access.snapshot();
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        let keep = |r: &AccessRequest| {
+            let mine = r.requester.is(principal);
+            match view {
+                "mine" => mine,
+                "to_review" => {
+                    r.status_at(now) == Status::Pending
+                        && !mine
+                        && lifecycle::may_review(r, &table, principal)
+                }
+                "active" => r.status_at(now) == Status::Active && may_see(r, &table, principal),
+                _ => may_see(r, &table, principal),
+            }
+        };
+        if !matches!(view, "mine" | "to_review" | "active" | "all") {
+            return Err(AccessError::Invalid(
+                "`view` is one of mine, to_review, active, all",
+            ));
+        }
+        Ok(all
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| r.view(now))
+            .collect())
+    }
+
+    async fn visible(
+        &self,
+        access: &AccessState,
+        principal: &Principal,
+        id: &str,
+        _now: u64,
+    ) -> Result<AccessRequest, AccessError> {
+        let request = match access.local(id) {
+            Some(r) => r,
+            None => {
+                let token = self.store_token().await?;
+                store::get(&self.upstream, &token, &access.settings.store, id)
+                    .await
+                    .map_err(|e| AccessError::StoreUnavailable(e.0))?
+                    .ok_or(AccessError::NotFound)?
+                    .request
+            }
+        };
+        if may_see(&request, &self.policy.table(), principal) {
+            Ok(request)
+        } else {
+            Err(AccessError::NotFound)
+        }
+    }
+}
+
+/// The event just recorded, to the webhook (never waits).
+fn notify(access: &AccessState, ex: &Exchange) {
+    if let (Some(webhook), Some(event)) = (&access.webhook, &ex.access) {
+        webhook.send(event.clone());
+    }
+}
+
+/// A request is seen by its requester and whoever may review it.
+fn may_see(r: &AccessRequest, table: &crate::policy::Table, p: &Principal) -> bool {
+    r.requester.is(p) || lifecycle::may_review(r, table, p)
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AccessError> {
+    serde_json::from_slice(bytes)
+        .map_err(|_| AccessError::Invalid("the body is not the JSON expected"))
+}
+
+fn new_id() -> String {
+    let bytes: [u8; 10] = rand::random();
+    crate::crypto::hex_lower(&bytes)
+}
+
+/// The audit record's `access` object for a lifecycle event.
+fn event(name: &str, r: &AccessRequest, by: &Principal, now: u64) -> serde_json::Value {
+    serde_json::json!({
+        "event": name,
+        "id": r.id,
+        "requestable": r.requestable,
+        "requester": r.requester,
+        "by": crate::access::Actor::of(by),
+        "database": r.database,
+        "path": r.path,
+        "actions": r.actions,
+        "reason": r.history.last().map(|t| t.reason.clone()).unwrap_or_default(),
+        "state": r.status_at(now).as_str(),
+        "approvals": r.approvals().len(),
+        "break_glass": r.break_glass,
+        "approved_at": r.approved_at,
+        "ends_at": r.ends_at,
+    })
+}

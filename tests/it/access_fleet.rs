@@ -1,0 +1,324 @@
+//! Three firegate replicas (each its own `App`, as `firegate serve` builds
+//! it, on its own ports) sharing one emulator as the access store: a grant
+//! approved on one is used on another, revoked on a third; racing
+//! reviews; a replica restarted mid-way; the store going away.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use firegate::app::{App, Config};
+use firegate::emulator::Emulator;
+
+use crate::support::config::{self, TestConfig};
+use crate::support::issuer::{AUDIENCE, TestIssuer};
+use crate::support::within;
+
+const DB: &str = "projects/p/databases/(default)";
+const API: &str = "/firegate/v1/access/requests";
+
+const POLICY: &str = r#"
+rules:
+  - id: read-all
+    match: /{rest=**}
+    allow: [get]
+    who: {authenticated: true}
+requestable:
+  - id: ops
+    match: /ops/{rest=**}
+    actions: [write]
+    who: {groups: [eng]}
+    approvers: {who: {groups: [admins]}, min: 1}
+    max_duration: 1h
+  - id: pair
+    match: /pair/{rest=**}
+    actions: [write]
+    who: {groups: [eng]}
+    approvers: {who: {groups: [admins]}, min: 2}
+    max_duration: 1h
+"#;
+
+struct Fleet {
+    issuer: TestIssuer,
+    emulator: Option<firegate::emulator::Running>,
+    emulator_url: String,
+    dir: tempfile::TempDir,
+    replicas: Vec<Option<App>>,
+    http: reqwest::Client,
+}
+
+impl Fleet {
+    async fn start(n: usize) -> Fleet {
+        let issuer = TestIssuer::builder().start().await;
+        let running = Emulator::new()
+            .spawn("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("emulator");
+        let emulator_url = format!("http://{}", running.local_addr());
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/p.yaml"), POLICY).unwrap();
+        let mut fleet = Fleet {
+            issuer,
+            emulator: Some(running),
+            emulator_url,
+            dir,
+            replicas: Vec::new(),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        };
+        for i in 0..n {
+            let app = fleet.replica(i).await;
+            fleet.replicas.push(Some(app));
+        }
+        fleet
+    }
+
+    async fn replica(&self, i: usize) -> App {
+        let yaml = config::plain(&self.emulator_url)
+            .merge(json!({
+                "upstream": {"credentials": {"source": "emulator"}, "databases": [DB]},
+                "authn": {"issuers": [config::oidc_issuer("test", &self.issuer.issuer, AUDIENCE).value()]},
+                "policy": {"dir": self.dir.path().join("policies"), "watch": false},
+                "audit": {"sink": "file", "path": self.dir.path().join(format!("audit-{i}.log"))},
+                "access": {
+                    "store": {"database": "projects/p/databases/firegate", "collection": "access"},
+                    "max_staleness": "2s",
+                },
+            }));
+        let config = Config::from_yaml(&TestConfig::yaml(&yaml), Vec::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let app = App::start(&config).await.expect("replica starts");
+        app.wait_ready(Duration::from_secs(20))
+            .await
+            .expect("ready");
+        app
+    }
+
+    fn url(&self, i: usize) -> String {
+        let app = self.replicas[i].as_ref().expect("running");
+        format!("http://{}", app.proxy_addr())
+    }
+
+    fn token(&self, subject: &str, groups: &[&str]) -> String {
+        self.issuer
+            .token()
+            .claim("sub", json!(subject))
+            .claim("groups", json!(groups))
+            .sign()
+    }
+
+    async fn call(
+        &self,
+        i: usize,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.url(i)))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = within("a replica", req.send()).await.expect("answer");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut value: Value = response.json().await.unwrap_or(Value::Null);
+        if let Some(retry) = headers.get("retry-after") {
+            value["retry-after"] = json!(retry.to_str().unwrap_or_default());
+        }
+        (status, value)
+    }
+
+    async fn ask(&self, i: usize, token: &str, path: &str) -> String {
+        let body = json!({"path": path, "actions": ["write"], "duration": "30m", "reason": "x"});
+        let (status, req) = self.call(i, token, "POST", API, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{req}");
+        req["id"].as_str().unwrap().to_string()
+    }
+
+    async fn act(&self, i: usize, token: &str, id: &str, verb: &str) -> (StatusCode, Value) {
+        self.call(
+            i,
+            token,
+            "POST",
+            &format!("{API}/{id}:{verb}"),
+            Some(json!({"reason": "r"})),
+        )
+        .await
+    }
+
+    async fn write(&self, i: usize, token: &str, path: &str) -> StatusCode {
+        let body = json!({"fields": {"v": {"stringValue": "1"}}});
+        self.call(
+            i,
+            token,
+            "PATCH",
+            &format!("/v1/{DB}/documents{path}"),
+            Some(body),
+        )
+        .await
+        .0
+    }
+
+    /// How long until `want` holds on replica `i`, polling every 10 ms.
+    async fn until(&self, i: usize, token: &str, path: &str, want: StatusCode) -> Duration {
+        let start = Instant::now();
+        within("propagation", async {
+            while self.write(i, token, path).await != want {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        start.elapsed()
+    }
+
+    async fn shutdown(mut self) {
+        for app in self.replicas.drain(..).flatten() {
+            let _ = app.shutdown().await;
+        }
+        if let Some(e) = self.emulator.take() {
+            e.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_agree_through_the_store() {
+    let mut fleet = Fleet::start(3).await;
+    let eve = fleet.token("eve", &["eng"]);
+    let (ann, bob) = (
+        fleet.token("ann", &["admins"]),
+        fleet.token("bob", &["admins"]),
+    );
+
+    // Request on A, approve on B, use on C; revoke on C, refused on A.
+    let mut granted = Vec::new();
+    let mut revoked = Vec::new();
+    for round in 0..10 {
+        let path = format!("/ops/r{round}");
+        assert_eq!(fleet.write(2, &eve, &path).await, StatusCode::FORBIDDEN);
+        let id = fleet.ask(0, &eve, "/ops/**").await;
+        let (status, body) = fleet.act(1, &ann, &id, "approve").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        granted.push(fleet.until(2, &eve, &path, StatusCode::OK).await);
+        let (status, _) = fleet.act(2, &ann, &id, "revoke").await;
+        assert_eq!(status, StatusCode::OK);
+        revoked.push(fleet.until(0, &eve, &path, StatusCode::FORBIDDEN).await);
+    }
+    granted.sort();
+    revoked.sort();
+    eprintln!(
+        "propagation over 10 rounds: approve on B -> allowed on C: median {:?}, max {:?}; revoke on C -> refused on A: median {:?}, max {:?}",
+        granted[5], granted[9], revoked[5], revoked[9]
+    );
+    assert!(granted[9] < Duration::from_secs(2), "{granted:?}");
+    assert!(revoked[9] < Duration::from_secs(2), "{revoked:?}");
+
+    // Two distinct approvers racing on two replicas: both count, once each.
+    let id = fleet.ask(0, &eve, "/pair/**").await;
+    let (a, b) = tokio::join!(
+        fleet.act(0, &ann, &id, "approve"),
+        fleet.act(1, &bob, &id, "approve")
+    );
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+    let (_, shown) = fleet
+        .call(2, &eve, "GET", &format!("{API}/{id}"), None)
+        .await;
+    let shown = if shown["state"] == "active" {
+        shown
+    } else {
+        // C may not have read it yet: ask the store's own view on A.
+        fleet
+            .call(0, &eve, "GET", &format!("{API}/{id}"), None)
+            .await
+            .1
+    };
+    assert_eq!(shown["approvals"], 2, "{shown}");
+    // The same approver racing with itself counts once.
+    let id = fleet.ask(0, &eve, "/pair/**").await;
+    let (a, b) = tokio::join!(
+        fleet.act(1, &ann, &id, "approve"),
+        fleet.act(2, &ann, &id, "approve")
+    );
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(a.1["state"], "pending");
+    assert_eq!(b.1["state"], "pending", "one approver, min 2");
+    assert_eq!(fleet.act(0, &ann, &id, "approve").await.1["approvals"], 1);
+
+    // An approval racing a revocation never resurrects the grant.
+    let id = fleet.ask(0, &eve, "/ops/**").await;
+    fleet.act(1, &ann, &id, "approve").await;
+    let (revoke, approve) = tokio::join!(
+        fleet.act(2, &bob, &id, "revoke"),
+        fleet.act(0, &ann, &id, "approve")
+    );
+    assert_eq!(revoke.0, StatusCode::OK);
+    assert!(
+        approve.0 == StatusCode::OK || approve.0 == StatusCode::CONFLICT,
+        "{approve:?}"
+    );
+    fleet
+        .until(1, &eve, "/ops/race", StatusCode::FORBIDDEN)
+        .await;
+    let (_, shown) = fleet
+        .call(0, &eve, "GET", &format!("{API}/{id}"), None)
+        .await;
+    assert_eq!(shown["state"], "revoked", "{shown}");
+
+    // A replica restarted mid-way loads the state: an active grant works
+    // on it again.
+    let id = fleet.ask(0, &eve, "/ops/**").await;
+    fleet.act(0, &ann, &id, "approve").await;
+    let old = fleet.replicas[2].take().expect("running");
+    let _ = old.shutdown().await;
+    let restarted = fleet.replica(2).await;
+    fleet.replicas[2] = Some(restarted);
+    fleet
+        .until(2, &eve, "/ops/after-restart", StatusCode::OK)
+        .await;
+
+    // The store goes away: reviews 503 with Retry-After; the known grant
+    // still decides (its write is not refused by policy, though the same
+    // emulator serving the data is gone too); readiness reports the age.
+    let pending = fleet.ask(1, &eve, "/ops/**").await;
+    if let Some(e) = fleet.emulator.take() {
+        e.shutdown().await;
+    }
+    let (status, body) = fleet.act(1, &ann, &pending, "approve").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["retry-after"], "5");
+    let (status, _) = fleet
+        .call(
+            1,
+            &eve,
+            "POST",
+            API,
+            Some(json!({"path": "/ops/**", "actions": ["write"], "duration": "1m", "reason": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let still = fleet.write(2, &eve, "/ops/store-down").await;
+    assert_ne!(still, StatusCode::FORBIDDEN, "the known grant still holds");
+    let app = fleet.replicas[2].as_ref().unwrap();
+    within("readiness to report the stale store", async {
+        loop {
+            let ready = app.readiness();
+            let check = ready.check("access_store").expect("access_store check");
+            if !check.ready {
+                assert!(
+                    ready.blocking().is_none(),
+                    "not blocking: {:?}",
+                    ready.to_json()
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    fleet.shutdown().await;
+}
