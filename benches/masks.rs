@@ -118,11 +118,12 @@ fn bench_pipeline(c: &mut Criterion) {
             let r = client
                 .post(&url)
                 .bearer_auth(&token)
+                .header("content-type", "application/json")
                 .body(QUERY)
                 .send()
                 .await
                 .expect("send");
-            assert_eq!(r.status(), 200);
+            assert_eq!(r.status(), 200, "{name}");
             r.text().await.expect("body")
         });
         assert_eq!(check.contains("salary"), name == "unmasked", "{name}");
@@ -131,6 +132,7 @@ fn bench_pipeline(c: &mut Criterion) {
                 let response = client
                     .post(&url)
                     .bearer_auth(&token)
+                    .header("content-type", "application/json")
                     .body(QUERY)
                     .send()
                     .await
