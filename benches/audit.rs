@@ -67,6 +67,7 @@ fn record() -> AuditRecord {
         traceparent: None,
         request_tags: vec!["checkout".into()],
         stored_reads: 0,
+        masked_fields: 0,
     }
 }
 

@@ -19,6 +19,13 @@
 #          elsewhere (BASE_FIREGATE=path/to/firegate), for before/after;
 #          BASE_RUST_LOG gives it its own log level (RUST_LOG, default warn,
 #          is the others').
+# grpc     gRPC unary GetDocument (h2load, h2c) through nginx grpc_pass and
+#          through firegate, the upstream an nginx answering a fixed Document;
+#          proxy CPU seconds per 10k calls, firegate as a ratio to nginx.
+# listen   LISTEN_STREAMS (10000) Listen streams through firegate to nginx
+#          (http2_max_concurrent_streams 100) in front of `firegate emulator`:
+#          streams answered, RSS per stream, idle CPU, unary p99 with and
+#          without the listeners, reload re-judge time (benches/fixture/listen_load.rs).
 #
 # Every proxy runs pinned to core PROXY_CPU; load generator and the one
 # upstream (nginx answering a fixed body) share LOAD_CPU. Installs nginx,
@@ -41,6 +48,10 @@ work=${WORK:-$root/target/compare}
 tools=$root/target/bench-tools
 
 UP_PORT=18080 PROXY_PORT=18081 ADMIN_PORT=18091
+UP_GRPC_PORT=18082 EMULATOR_PORT=18083 CAPPED_PORT=18084
+LISTEN_STREAMS=${LISTEN_STREAMS:-10000}
+GRPC_CALLS=${GRPC_CALLS:-200000}  # h2load -n per run
+grpc_path=/google.firestore.v1.Firestore/GetDocument
 up="http://127.0.0.1:$UP_PORT"
 proxy="http://127.0.0.1:$PROXY_PORT"
 db_path="/v1/projects/p/databases/(default)/documents"
@@ -56,6 +67,7 @@ install_tools() {
   command -v haproxy >/dev/null || missing+=(haproxy)
   command -v wrk >/dev/null || missing+=(wrk)
   command -v perf >/dev/null || missing+=(linux-perf)
+  command -v h2load >/dev/null || missing+=(nghttp2-client)
   if [ ${#missing[@]} -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -81,7 +93,8 @@ need_inferno() {
 
 build() {
   log "building firegate and the fixture (profile bench)"
-  cargo build --quiet --profile bench --bin firegate --example bench_fixture --example hyper_floor
+  cargo build --quiet --profile bench --bin firegate --example bench_fixture --example hyper_floor \
+    --example listen_load
   firegate=$root/target/release/firegate
 }
 
@@ -507,6 +520,176 @@ syscalls() {
   { for c in ${SYSCALL_CONFIGS:-nginx hyper firegate}; do syscalls_of "$c"; done; } | tee "$work/syscalls.md"
 }
 
+# A framed GetDocumentRequest (the call) and Document (the fixed answer),
+# both just the document's name.
+write_grpc_bodies() {
+  mkdir -p "$work/grpc-root/google.firestore.v1.Firestore"
+  python3 - "$work" <<'EOF2'
+import sys
+name = b"projects/p/databases/(default)/documents/catalog/entity"
+msg = b"\x0a" + bytes([len(name)]) + name
+framed = b"\x00" + len(msg).to_bytes(4, "big") + msg
+open(f"{sys.argv[1]}/getdocument.bin", "wb").write(framed)
+open(f"{sys.argv[1]}/grpc-root/google.firestore.v1.Firestore/GetDocument", "wb").write(framed)
+EOF2
+  mkdir -p "$work/nginx-grpc-up/logs" "$work/nginx-grpc/logs"
+  # POST to a static file is 405; error_page turns it into the file, 200,
+  # with `grpc-status: 0` as a trailer: a fixed gRPC answer.
+  cat >"$work/nginx-grpc-up/nginx.conf" <<EOF2
+worker_processes 1;
+pid $work/nginx-grpc-up/nginx.pid;
+error_log $work/nginx-grpc-up/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx-grpc-up/body;
+  server {
+    listen 127.0.0.1:$UP_GRPC_PORT http2;
+    http2_max_requests 100000000;
+    keepalive_requests 100000000;
+    location / {
+      root $work/grpc-root;
+      default_type application/grpc;
+      add_trailer grpc-status 0 always;
+      error_page 405 =200 \$uri;
+    }
+  }
+}
+EOF2
+  cat >"$work/nginx-grpc/nginx.conf" <<EOF2
+worker_processes 1;
+pid $work/nginx-grpc/nginx.pid;
+error_log $work/nginx-grpc/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx-grpc/body;
+  upstream up { server 127.0.0.1:$UP_GRPC_PORT; keepalive 64; keepalive_requests 100000000; }
+  server {
+    listen 127.0.0.1:$PROXY_PORT http2;
+    http2_max_requests 100000000;
+    keepalive_requests 100000000;
+    location / { grpc_pass grpc://up; }
+  }
+}
+EOF2
+  sed -e "s|url: $up|url: http://127.0.0.1:$UP_GRPC_PORT|" "$work/firegate.yaml" >"$work/firegate-grpc.yaml"
+}
+
+# h2load one proxy: prints "calls seconds cpu_s_per_10k".
+grpc_run() { # PORT PID
+  local before after out calls secs
+  before=$(cpu_ticks "$2")
+  out=$(taskset -c "$LOAD_CPU" h2load -n "$GRPC_CALLS" -c 8 -m 16 -d "$work/getdocument.bin" \
+    -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $token" \
+    "http://127.0.0.1:$1$grpc_path")
+  after=$(cpu_ticks "$2")
+  echo "$out" >>"$work/h2load.log"
+  calls=$(awk '/^requests:/ {print $8}' <<<"$out")
+  secs=$(awk '/^finished in/ {s=$3; sub(/,$/, "", s); if (s ~ /ms$/) {sub(/ms$/, "", s); s /= 1000} else sub(/s$/, "", s); print s}' <<<"$out")
+  awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$calls" -v s="$secs" \
+    'BEGIN {printf "%d %.2f %.3f\n", n, s, (n > 0 ? t / hz / n * 10000 : 0)}'
+}
+
+# One gRPC call through the proxy on PORT: its grpc-status must be 0.
+grpc_check() { # PORT WHAT
+  local status
+  status=$(curl -sS --http2-prior-knowledge -o /dev/null -D - -X POST --data-binary @"$work/getdocument.bin" \
+    -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $token" \
+    "http://127.0.0.1:$1$grpc_path" | awk 'tolower($1) == "grpc-status:" {print $2}' | tr -d '\r' | tail -n1)
+  [ "$status" = 0 ] || { log "$2: grpc-status '$status', not 0"; return 1; }
+}
+
+grpc() {
+  write_grpc_bodies
+  taskset -c "$LOAD_CPU" nginx -p "$work/nginx-grpc-up" -c "$work/nginx-grpc-up/nginx.conf" -g 'daemon off;' &
+  pids+=($!)
+  wait_port "$UP_GRPC_PORT"
+  grpc_check "$UP_GRPC_PORT" "the upstream"
+  : >"$work/grpc.tsv"
+  : >"$work/h2load.log"
+  local run pid
+  for run in $(seq 1 "$RUNS"); do
+    taskset -c "$PROXY_CPU" nginx -p "$work/nginx-grpc" -c "$work/nginx-grpc/nginx.conf" -g 'daemon off;' &
+    pid=$!; pids+=("$pid")
+    wait_port "$PROXY_PORT"; grpc_check "$PROXY_PORT" "nginx grpc_pass"
+    printf 'nginx\t%s\t%s\n' "$run" "$(grpc_run "$PROXY_PORT" "$pid")" >>"$work/grpc.tsv"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$work/audit" && mkdir -p "$work/audit"
+    RUST_LOG=${RUST_LOG:-warn} taskset -c "$PROXY_CPU" "$firegate" serve --config "$work/firegate-grpc.yaml" \
+      2>>"$work/firegate.log" &
+    pid=$!; pids+=("$pid")
+    wait_port "$PROXY_PORT"; grpc_check "$PROXY_PORT" "firegate"
+    printf 'firegate\t%s\t%s\n' "$run" "$(grpc_run "$PROXY_PORT" "$pid")" >>"$work/grpc.tsv"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+  done
+  awk -F'\t' '{split($3, v, " "); cpu[$1, $2] = v[3]; rate[$1, $2] = v[1] / v[2]; runs[$2] = 1}
+    END {
+      print "| run | nginx grpc_pass CPU s/10k | firegate CPU s/10k | ratio | nginx calls/s | firegate calls/s |"
+      print "|---|---|---|---|---|---|"
+      for (r in runs) printf "| %s | %.3f | %.3f | %.2fx | %.0f | %.0f |\n", r, cpu["nginx", r], cpu["firegate", r],
+        cpu["firegate", r] / cpu["nginx", r], rate["nginx", r], rate["firegate", r]
+    }' "$work/grpc.tsv" | tee "$work/grpc.md"
+}
+
+# Many Listen streams through firegate to a stream-capped upstream.
+listen() {
+  mkdir -p "$work/nginx-capped/logs" "$work/listen-policies"
+  cat >"$work/nginx-capped/nginx.conf" <<EOF2
+worker_processes 1;
+worker_rlimit_nofile 65536;
+pid $work/nginx-capped/nginx.pid;
+error_log $work/nginx-capped/logs/error.log warn;
+events { worker_connections 32768; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx-capped/body;
+  upstream emulator { server 127.0.0.1:$EMULATOR_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$CAPPED_PORT http2;
+    http2_max_concurrent_streams 100;
+    grpc_read_timeout 3600s;
+    grpc_send_timeout 3600s;
+    location / { grpc_pass grpc://emulator; }
+  }
+}
+EOF2
+  cat >"$work/listen-policies/rules.yaml" <<EOF2
+rules:
+  - id: catalog
+    match: /catalog/{rest=**}
+    allow: [read]
+    who: {authenticated: true}
+EOF2
+  cat >"$work/listen-deny.yaml" <<EOF2
+rules:
+  - id: elsewhere
+    match: /elsewhere/{rest=**}
+    allow: [read]
+    who: {authenticated: true}
+EOF2
+  sed -e "s|url: $up|url: http://127.0.0.1:$CAPPED_PORT|" -e "s|dir: $fx/policies|dir: $work/listen-policies|" \
+    "$work/firegate.yaml" >"$work/firegate-listen.yaml"
+  ulimit -n 65536 || true
+  taskset -c "$LOAD_CPU" "$firegate" emulator --listen "127.0.0.1:$EMULATOR_PORT" 2>>"$work/emulator.log" &
+  pids+=($!)
+  taskset -c "$LOAD_CPU" nginx -p "$work/nginx-capped" -c "$work/nginx-capped/nginx.conf" -g 'daemon off;' &
+  pids+=($!)
+  wait_port "$EMULATOR_PORT"; wait_port "$CAPPED_PORT"
+  rm -rf "$work/audit" && mkdir -p "$work/audit"
+  RUST_LOG=${RUST_LOG:-warn} taskset -c "$PROXY_CPU" "$firegate" serve --config "$work/firegate-listen.yaml" \
+    2>>"$work/firegate.log" &
+  local pid=$!
+  pids+=("$pid")
+  wait_port "$PROXY_PORT"
+  sleep 1
+  taskset -c "$LOAD_CPU" "$root/target/release/examples/listen_load" "http://127.0.0.1:$PROXY_PORT" "$token" \
+    "$LISTEN_STREAMS" "projects/p/databases/(default)/documents/catalog/entity" "$pid" \
+    "$work/listen-deny.yaml" "$work/listen-policies/rules.yaml" | tee "$work/listen.json"
+  curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -E '^firegate_upstream_(connections|streams)' \
+    | tee "$work/listen-metrics.txt" || true
+}
+
 main() {
   local mode=${1:-compare}
   install_tools
@@ -527,6 +710,8 @@ main() {
     profile) profile ;;
     syscalls) syscalls ;;
     quick) quick ;;
+    grpc) grpc ;;
+    listen) listen ;;
     all) compare; rss; soak ;;
     *) log "unknown mode $mode"; exit 2 ;;
   esac

@@ -74,6 +74,7 @@ fn commit() -> Operation {
     Operation {
         writes: Vec::new(),
         filter: None,
+        queried: Vec::new(),
         database: Database {
             project: "demo".into(),
             database: "(default)".into(),

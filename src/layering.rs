@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "audit",
             "authn",
             "body",
+            "catalog",
             "config",
             "logging",
             "metrics",
@@ -36,6 +37,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "app",
             "audit",
             "authn",
+            "catalog",
             "dev",
             "emulator",
             "firestore",
@@ -71,7 +73,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["authn", "body", "config", "model", "policy", "upstream"],
     ),
     ("authn", &["config", "fetch", "metrics"]),
-    ("policy", &["authn", "config", "metrics", "model"]),
+    (
+        "policy",
+        &["authn", "catalog", "config", "metrics", "model"],
+    ),
+    // The Backstage catalog: its sync and the ownership index.
+    ("catalog", &["authn", "config", "fetch", "metrics"]),
     ("transaction", &["authn", "body", "config", "model"]),
     (
         "upstream",

@@ -10,6 +10,7 @@ pub mod app;
 pub mod audit;
 pub mod authn;
 pub mod body;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod crypto;

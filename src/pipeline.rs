@@ -28,6 +28,7 @@ use tracing::Instrument as _;
 use crate::audit::{AuditError, Auditor};
 use crate::authn::{Authenticator, AuthnError, LastToken, Principal};
 use crate::body::{self, Body, Pace, ReadError};
+use crate::model::mask::DocumentMasks;
 use crate::model::{ClassifyError, Database, Operation};
 use crate::policy::{Decision, PolicyEngine};
 use crate::server::admin::{Check, Ready};
@@ -49,6 +50,8 @@ struct Judged {
     account: Option<String>,
     /// The documents the rules read, when they read any.
     stored: Option<ReadStored>,
+    /// The fields the answer's documents are masked to hide, when any are.
+    masks: Option<Arc<DocumentMasks>>,
 }
 
 /// Limits and settings the pipeline itself applies.
@@ -111,6 +114,8 @@ pub enum PipelineError {
     #[error(transparent)]
     Seal(#[from] SealError),
     #[error(transparent)]
+    Mask(#[from] crate::firestore::mask::MaskError),
+    #[error(transparent)]
     Grpc(#[from] crate::grpc::GrpcError),
     #[error(transparent)]
     StoredRead(#[from] StoredReadError),
@@ -139,6 +144,7 @@ impl PipelineError {
             PipelineError::Credentials(e) => e.reason().into(),
             PipelineError::Upstream(e) => e.reason().into(),
             PipelineError::Seal(e) => e.reason().into(),
+            PipelineError::Mask(e) => e.reason().into(),
             PipelineError::Grpc(e) => e.reason().into(),
             PipelineError::StoredRead(e) => e.reason().into(),
             PipelineError::Access(e) => e.reason().into(),
@@ -159,6 +165,8 @@ pub struct Pipeline {
     settings: PipelineSettings,
     metrics: RequestMetrics,
     stored: StoredReader,
+    /// Open Listen streams learn of policy reloads here.
+    listen_epochs: listen::Epochs,
     access: Option<access::AccessState>,
 }
 
@@ -193,6 +201,7 @@ impl Pipeline {
             settings,
             metrics: RequestMetrics::register(registry),
             stored: StoredReader::register(registry),
+            listen_epochs: listen::Epochs::default(),
         }
     }
 
@@ -233,6 +242,17 @@ impl Pipeline {
             policy,
             Check::required("audit_sink", self.audit.not_ready()),
         ];
+        // The catalog: its index's age, or why there is none. Required only
+        // when configured so; otherwise catalog rules fail closed meanwhile.
+        if let Some(catalog) = self.policy.catalog() {
+            let (ready, detail) = catalog.readiness();
+            checks.push(Check {
+                name: "catalog",
+                ready,
+                required: catalog.required(),
+                detail: Some(detail),
+            });
+        }
         checks.extend(self.access_check());
         checks
     }
@@ -348,9 +368,19 @@ impl Pipeline {
         let token = self.access_token(judged.account, ex).await;
         laps.lap(Step::Token);
         let token = token?;
-        let response = call.forward(self, &token, sealing.is_some(), ex).await;
+        let masks = judged.masks.map(|masks| wire::Masking {
+            masks,
+            masked: ex.masked_fields(),
+        });
+        let rewritten = sealing.is_some() || masks.is_some();
+        let response = call.forward(self, &token, rewritten, ex).await;
         laps.lap(Step::UpstreamHead);
-        call.respond(response?, sealing, self.settings.max_grpc_message_bytes)
+        call.respond(
+            response?,
+            sealing,
+            masks,
+            self.settings.max_grpc_message_bytes,
+        )
     }
 
     /// Every call's way in, Listen's too: the audit sink admits it, the
@@ -480,6 +510,7 @@ impl Pipeline {
         Ok(Judged {
             account: decision.upstream_account.clone(),
             stored,
+            masks: wire::read_masks(decision).map(Arc::new),
         })
     }
 

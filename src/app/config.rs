@@ -4,6 +4,7 @@
 //! [`Config`], with every error reported at once.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -15,8 +16,10 @@ use crate::access::{AccessConfig, AccessSettings};
 use crate::audit::Auditor;
 use crate::audit::{AuditConfig, AuditSettings};
 use crate::authn::Authenticator;
+use crate::authn::IssuerKind;
 use crate::authn::{AuthnConfig, AuthnSettings};
 use crate::body::Pace;
+use crate::catalog::{Catalog, CatalogConfig, CatalogSettings};
 use crate::config::ConfigErrors;
 use crate::logging::{LogSettings, RawLog};
 use crate::pipeline::{Pipeline, PipelineSettings, Steps};
@@ -25,7 +28,7 @@ use crate::policy::{PolicyConfig, PolicySettings};
 use crate::server::config::{RawServer, ServerSettings};
 use crate::transaction::TransactionSealer;
 use crate::transaction::{TransactionConfig, TransactionSettings};
-use crate::upstream::{Credentials, GrpcUpstream, Upstream};
+use crate::upstream::Credentials;
 use crate::upstream::{UpstreamConfig, UpstreamSettings};
 
 /// The whole file, as written.
@@ -38,6 +41,8 @@ pub struct RawConfig {
     pub authn: AuthnConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub catalog: CatalogConfig,
     #[serde(default)]
     pub upstream: UpstreamConfig,
     #[serde(default)]
@@ -58,6 +63,7 @@ pub struct Config {
     pub server: ServerSettings,
     pub authn: AuthnSettings,
     pub policy: PolicySettings,
+    pub catalog: CatalogSettings,
     pub upstream: UpstreamSettings,
     pub audit: AuditSettings,
     pub transactions: TransactionSettings,
@@ -129,6 +135,7 @@ impl Config {
             server: raw.server.validate(errors),
             authn: raw.authn.validate(errors),
             policy: raw.policy.validate(errors),
+            catalog: raw.catalog.validate(errors),
             upstream: raw.upstream.validate(errors),
             audit: raw.audit.validate(errors),
             transactions: raw.transactions.validate(errors),
@@ -143,13 +150,16 @@ impl Config {
     /// pipeline's own settings gathered from the sections that bound it.
     pub async fn pipeline(&self, registry: &mut Registry) -> anyhow::Result<Pipeline> {
         let limits = &self.server.limits;
+        let (upstream, grpc_upstream) = crate::upstream::clients(&self.upstream, registry)?;
         let steps = Steps {
             authn: Authenticator::new(&self.authn, registry).await?,
             transactions: TransactionSealer::new(&self.transactions)?,
-            policy: PolicyEngine::new(&self.policy, registry).await?,
+            policy: PolicyEngine::new(&self.policy, registry)
+                .await?
+                .with_catalog(self.catalog(registry)?),
             credentials: Credentials::new(&self.upstream.credentials, registry).await?,
-            upstream: Upstream::new(&self.upstream, registry)?,
-            grpc_upstream: GrpcUpstream::new(&self.upstream)?,
+            upstream,
+            grpc_upstream,
             audit: Auditor::new(&self.audit, registry).await?,
         };
         let settings = PipelineSettings {
@@ -168,6 +178,25 @@ impl Config {
             access: self.access.clone(),
         };
         Ok(Pipeline::new(steps, settings, registry))
+    }
+}
+
+impl Config {
+    /// The Backstage catalog, its sync started, when `catalog.url` is set.
+    /// Callers of every Backstage issuer are catalog users by their `sub`.
+    fn catalog(&self, registry: &mut Registry) -> anyhow::Result<Option<Arc<Catalog>>> {
+        let backstage: Vec<String> = self
+            .authn
+            .issuers
+            .iter()
+            .filter(|i| i.kind == IssuerKind::Backstage)
+            .map(|i| i.issuer.clone())
+            .collect();
+        let catalog = Catalog::new(&self.catalog, &backstage, registry)?;
+        if let Some(catalog) = &catalog {
+            catalog.spawn();
+        }
+        Ok(catalog)
     }
 }
 

@@ -13,6 +13,7 @@ const SECTIONS: &[&str] = &[
     "server",
     "authn",
     "policy",
+    "catalog",
     "upstream",
     "audit",
     "transactions",

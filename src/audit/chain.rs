@@ -211,6 +211,7 @@ fn write_canonical(
         ref traceparent,
         ref request_tags,
         stored_reads,
+        masked_fields,
         ref access,
     } = record;
     let mut w = Json { out, first: true };
@@ -228,6 +229,9 @@ fn write_canonical(
     serde_json::to_writer(&mut *w.out, &duration_ms)?;
     w.key("http_method").str(http_method);
     w.key("http_version").str(http_version);
+    if masked_fields != 0 {
+        w.key("masked_fields").u64(masked_fields);
+    }
     w.key("prev").str(prev);
     w.key("principal");
     match principal {
@@ -530,6 +534,7 @@ mod tests {
         // The optional fields serde skips when unset, set.
         let mut grpc = sample(6);
         grpc.stored_reads = 3;
+        grpc.masked_fields = 2;
         grpc.upstream_grpc_status = Some(7);
         // A chain well under way: `seq` and `prev` are not the genesis ones.
         let (mut later, _) = Chain::resume(Hasher::Sha256, None);

@@ -163,6 +163,10 @@ pub struct AuditRecord {
     /// (left out when none, so older records hash as they did).
     #[serde(skip_serializing_if = "is_zero")]
     pub stored_reads: u64,
+    /// Fields a policy mask removed from the response (a count, never
+    /// which; left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub masked_fields: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -264,6 +268,7 @@ pub(crate) fn sample(n: u64) -> AuditRecord {
         traceparent: None,
         request_tags: vec!["checkout".into()],
         stored_reads: 0,
+        masked_fields: 0,
     }
 }
 

@@ -185,6 +185,17 @@ impl Authenticator {
         result
     }
 
+    /// Until when the bearer token in `headers`/`uri` stays verified: the
+    /// expiry of its cached verification (the token's `exp` plus leeway,
+    /// or the end of an introspection answer's cache life), when it has
+    /// one. A Listen stream re-checks its caller then, not on a clock.
+    pub fn verified_until(&self, headers: &HeaderMap, uri: &Uri) -> Option<std::time::SystemTime> {
+        let token = bearer_token(headers, uri, self.max_token_bytes).ok()?;
+        self.verified
+            .get_entry(&token_hash(token))
+            .map(|entry| entry.until)
+    }
+
     async fn authenticate_inner(
         &self,
         headers: &HeaderMap,

@@ -27,6 +27,15 @@ fn load(dir: &Path) -> anyhow::Result<Table> {
         .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", dir.display()))
 }
 
+/// [`load`], catalog-bound rules expanded against the snapshot, if given.
+fn load_with(dir: &Path, catalog: Option<&super::catalog::Snapshot>) -> anyhow::Result<Table> {
+    match catalog {
+        None => load(dir),
+        Some(s) => Table::from_dir_expanded(dir, &s.view.index, 1)
+            .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", dir.display())),
+    }
+}
+
 fn print<T: serde::Serialize>(format: Format, value: &T, text: impl FnOnce() -> String) -> String {
     match format {
         Format::Text => text(),
@@ -45,14 +54,16 @@ pub fn who_can_command(
     path: &str,
     database: Option<&str>,
     format: Format,
+    catalog: Option<&Path>,
 ) -> anyhow::Result<String> {
+    let catalog = catalog.map(super::catalog::load).transpose()?;
     let accesses = accesses(action).ok_or_else(|| {
         anyhow::anyhow!(
             "unknown action `{action}` (known: get, list, create, update, delete, read, write)"
         )
     })?;
     let pattern = Pattern::parse(path).map_err(|e| anyhow::anyhow!("path `{path}` {e}"))?;
-    let table = load(dir)?;
+    let table = load_with(dir, catalog.as_ref())?;
     let answer = who_can(&table, &accesses, &PathSet::of(&pattern), database);
     Ok(print(format, &answer, || answer.text()))
 }
@@ -80,14 +91,19 @@ pub fn diff_command(
     database: Option<&str>,
     format: Format,
     fail_on: Option<&str>,
+    catalog: Option<&Path>,
 ) -> anyhow::Result<(String, bool)> {
+    let catalog = catalog.map(super::catalog::load).transpose()?;
     let fail_on = fail_on
         .map(|f| {
             FailOn::parse(f)
                 .ok_or_else(|| anyhow::anyhow!("--fail-on `{f}`: use gained, lost or any"))
         })
         .transpose()?;
-    let (old, new) = (load(old)?, load(new)?);
+    let (old, new) = (
+        load_with(old, catalog.as_ref())?,
+        load_with(new, catalog.as_ref())?,
+    );
     let changes = diff(&old, &new, database);
     let failed = fail_on.is_some_and(|f| changes.fails(f));
     Ok((print(format, &changes, || changes.text()), failed))

@@ -24,6 +24,10 @@ use crate::policy::{Decision, Grant, Table};
 struct TestFile {
     #[serde(default)]
     principals: BTreeMap<String, PrincipalSpec>,
+    /// The catalog catalog-bound rules see: a snapshot file (relative to
+    /// the test file) or `{items: [...]}` inline.
+    #[serde(default)]
+    catalog: Option<serde_json::Value>,
     tests: Vec<TestCase>,
 }
 
@@ -50,10 +54,17 @@ struct TestCase {
     reason: Option<String>,
     #[serde(default, rename = "as")]
     upstream_account: Option<String>,
+    /// The field paths the read is masked to hide, in any order (`[]`:
+    /// the whole document is returned).
+    #[serde(default)]
+    masked: Option<Vec<String>>,
     /// The stored documents (path → fields, `null`: absent) the proxy would
     /// read for rules that read `resource`; one not given is absent.
     #[serde(default)]
     stored: GivenDocuments,
+    /// This case's catalog, instead of the file's.
+    #[serde(default)]
+    catalog: Option<serde_json::Value>,
     /// Active grants of the case's principal, each as a request the
     /// server would have accepted (within a `requestable` entry).
     #[serde(default)]
@@ -154,12 +165,33 @@ pub fn run_tests_with(dir: &Path, coverage: bool) -> anyhow::Result<TestSummary>
                 continue;
             }
         };
+        let file_catalog = match tests
+            .catalog
+            .as_ref()
+            .map(|v| super::catalog::fixture(v, dir))
+        {
+            Some(Err(e)) => {
+                summary.failed += 1;
+                let _ = writeln!(summary.report, "FAIL {name}: {e}");
+                continue;
+            }
+            Some(Ok(view)) => Some(view),
+            None => None,
+        };
         for (index, case) in tests.tests.iter().enumerate() {
             let label = case
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("#{}", index + 1));
-            match run_case(&table, &tests.principals, case, covered.as_mut()) {
+            let catalog = match &case.catalog {
+                Some(v) => super::catalog::fixture(v, dir).map(Some),
+                None => Ok(None),
+            };
+            let outcome = catalog.and_then(|own| {
+                let view = own.as_ref().or(file_catalog.as_ref());
+                run_case(&table, &tests.principals, case, view, covered.as_mut())
+            });
+            match outcome {
                 Ok(()) => {
                     summary.passed += 1;
                     let _ = writeln!(summary.report, "ok   {name}: {label}");
@@ -184,6 +216,7 @@ fn run_case(
     table: &Table,
     principals: &BTreeMap<String, PrincipalSpec>,
     case: &TestCase,
+    catalog: Option<&crate::catalog::View>,
     coverage: Option<&mut Coverage>,
 ) -> Result<(), String> {
     let principal = match &case.principal {
@@ -216,11 +249,29 @@ fn run_case(
         .map(|g| (g.path.clone(), g.actions.clone()))
         .collect();
     let grants = grants_of(table, &principal, &op.database, &specs)?;
-    let decision = table.decide_granted(&principal, &op, Some(&stored), grants.as_ref());
+    let decision = table.decide_with(
+        &crate::policy::Request::with_stored(&principal, &op, &stored)
+            .with_catalog(catalog)
+            .granted(grants.as_ref()),
+    );
     if let Some(coverage) = coverage {
         coverage.record_stored(&principal, &op, Some(&stored), &decision);
     }
     check_expectations(case, &decision)
+}
+
+/// Every field path some target's mask hides, as a policy writes it, sorted.
+fn masked_fields(decision: &Decision) -> Vec<String> {
+    let mut out: Vec<String> = decision
+        .targets
+        .iter()
+        .filter_map(|t| t.mask())
+        .flat_map(|m| m.fields.paths())
+        .map(|p| crate::model::mask::format_field_path(&p))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Active grants of `principal` (path, actions), each checked as the
@@ -314,6 +365,14 @@ fn check_expectations(case: &TestCase, decision: &Decision) -> Result<(), String
     {
         return Err(format!("expected reason `{reason}` ({})", summary()));
     }
+    if let Some(want) = &case.masked {
+        let mut want: Vec<String> = want.clone();
+        want.sort();
+        let got: Vec<String> = masked_fields(decision);
+        if got != want {
+            return Err(format!("expected masked fields {want:?}, got {got:?}"));
+        }
+    }
     if case.upstream_account.is_some() && decision.upstream_account != case.upstream_account {
         return Err(format!(
             "expected upstream account {:?}, got {:?}",
@@ -338,6 +397,7 @@ fn targets_operation(case: &TestCase, specs: &[TargetSpec]) -> Result<Operation,
     Ok(Operation {
         writes: Vec::new(),
         filter: None,
+        queried: Vec::new(),
         database: Database {
             project: "test".into(),
             database: case.database.clone(),

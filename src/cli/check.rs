@@ -12,7 +12,7 @@ use super::principal::PrincipalSpec;
 use crate::authn::Principal;
 use crate::firestore::{self};
 use crate::model::Operation;
-use crate::policy::{DataSeen, Decision, Table};
+use crate::policy::{CatalogSeen, DataSeen, Decision, Table};
 
 /// Classify an HTTP request the way the proxy does.
 pub fn classify_request(method: &str, url: &str, body: Option<Bytes>) -> Result<Operation, String> {
@@ -40,6 +40,18 @@ struct CheckOutput<'a> {
     /// For each target a data condition decided: what it read, and saw.
     #[serde(skip_serializing_if = "<[DataSeen]>::is_empty")]
     data: &'a [DataSeen],
+    /// With `--catalog`: the snapshot and the catalog-bound rules that
+    /// covered each target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    catalog: Option<CatalogOutput>,
+}
+
+#[derive(Serialize)]
+struct CatalogOutput {
+    entities: usize,
+    /// Seconds since the snapshot was written.
+    index_age_seconds: Option<u64>,
+    rules: Vec<CatalogSeen>,
 }
 
 /// `policy check`: the decision as pretty JSON, and whether it allowed.
@@ -50,6 +62,7 @@ pub fn check(
     url: &str,
     body_file: Option<&Path>,
     stored_file: Option<&Path>,
+    catalog_file: Option<&Path>,
     grants: &[String],
 ) -> anyhow::Result<(String, bool)> {
     let table = Table::from_dir(policies, 1)
@@ -71,6 +84,7 @@ pub fn check(
         }
         None => GivenDocuments::new(),
     };
+    let snapshot = catalog_file.map(super::catalog::load).transpose()?;
     let principal = spec.principal();
     let specs = grants
         .iter()
@@ -86,13 +100,28 @@ pub fn check(
         .collect::<anyhow::Result<Vec<(String, Vec<String>)>>>()?;
     let grants = super::cases::grants_of(&table, &principal, &op.database, &specs)
         .map_err(anyhow::Error::msg)?;
-    explain_with(&table, &principal, op, &given, grants.as_ref()).map_err(anyhow::Error::msg)
+    explain_with(
+        &table,
+        &principal,
+        op,
+        &given,
+        snapshot.as_ref(),
+        grants.as_ref(),
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// The `policy check` output for an already classified operation.
 pub fn explain(table: &Table, principal: &Principal, op: &Operation) -> (String, bool) {
-    explain_with(table, principal, op.clone(), &GivenDocuments::new(), None)
-        .unwrap_or_else(|e| (e, false))
+    explain_with(
+        table,
+        principal,
+        op.clone(),
+        &GivenDocuments::new(),
+        None,
+        None,
+    )
+    .unwrap_or_else(|e| (e, false))
 }
 
 /// [`explain`], with the stored documents the proxy would read (one not
@@ -102,6 +131,7 @@ fn explain_with(
     principal: &Principal,
     mut op: Operation,
     given: &GivenDocuments,
+    snapshot: Option<&super::catalog::Snapshot>,
     grants: Option<&crate::policy::grants::PrincipalGrants>,
 ) -> Result<(String, bool), String> {
     let needed = table.stored_needed(principal, &op);
@@ -109,12 +139,23 @@ fn explain_with(
     if !needed.is_empty() {
         op.settle(&stored);
     }
-    let decision = table.decide_granted(principal, &op, Some(&stored), grants);
+    let view = snapshot.map(|s| &s.view);
+    let decision = table.decide_with(
+        &crate::policy::Request::with_stored(principal, &op, &stored)
+            .with_catalog(view)
+            .granted(grants),
+    );
     let data = table.explain_data(principal, &op, &stored, &decision);
+    let catalog = snapshot.map(|s| CatalogOutput {
+        entities: s.view.index.stats().entities,
+        index_age_seconds: s.age.map(|a| a.as_secs()),
+        rules: table.explain_catalog(principal, &decision, &s.view),
+    });
     let output = CheckOutput {
         operation: &op,
         decision: &decision,
         data: &data,
+        catalog,
     };
     let json = serde_json::to_string_pretty(&output).unwrap_or_default();
     Ok((json, decision.allowed))
@@ -175,7 +216,8 @@ mod tests {
         .unwrap();
         let given: GivenDocuments =
             serde_yaml_ng::from_str("{/notes/n1: {owner: bob, title: x}}").unwrap();
-        let (json, allowed) = explain_with(&table, &alice.principal(), op, &given, None).unwrap();
+        let (json, allowed) =
+            explain_with(&table, &alice.principal(), op, &given, None, None).unwrap();
         assert!(!allowed);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         let data = &value["data"][0];
@@ -206,6 +248,7 @@ mod tests {
             &alice,
             op.clone(),
             &GivenDocuments::new(),
+            None,
             grants.as_ref(),
         )
         .unwrap();
@@ -215,7 +258,8 @@ mod tests {
         assert_eq!(target["why"], "granted");
         assert_eq!(target["rule"], "ops");
         assert_eq!(target["grant"], "case-grant-0");
-        let (_, allowed) = explain_with(&table, &alice, op, &GivenDocuments::new(), None).unwrap();
+        let (_, allowed) =
+            explain_with(&table, &alice, op, &GivenDocuments::new(), None, None).unwrap();
         assert!(!allowed, "no grant, no access");
         let outside = [("/other/**".to_string(), vec!["update".to_string()])];
         assert!(

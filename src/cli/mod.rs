@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod cases;
+pub mod catalog;
 pub mod check;
 mod documents;
 pub mod principal;
@@ -76,8 +77,33 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Backstage catalog tools.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// Access requests: ask for, review and end just-in-time grants.
     Access(requests::AccessArgs),
+}
+
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// Write a snapshot of a running Backstage's catalog (JSON, the
+    /// entities firegate reads) for `--catalog FILE`.
+    Dump {
+        /// Backstage base URL.
+        #[arg(long)]
+        url: String,
+        /// An external-access static token (better: FIREGATE_CATALOG_TOKEN).
+        #[arg(long, env = "FIREGATE_CATALOG_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Read the token from this file.
+        #[arg(long, conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +126,10 @@ pub enum PolicyCommand {
         /// JSON: path → fields, `null` for an absent one).
         #[arg(long)]
         stored: Option<PathBuf>,
+        /// A catalog snapshot (`firegate catalog dump`) for rules bound to
+        /// the catalog; the principal's subject is its user ref.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
         /// An active grant of the principal, `PATH=ACTIONS` (e.g.
         /// `/teams/a/deployments/**=update,create`), checked as the server
         /// checks a request; repeatable.
@@ -126,6 +156,10 @@ pub enum PolicyCommand {
         database: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Expand catalog-bound rules against this snapshot: one rule per
+        /// entity, its users by subject.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
     },
     /// Every path pattern and action one principal gets, with the rules.
     WhatCan {
@@ -148,6 +182,9 @@ pub enum PolicyCommand {
         /// Exit 1 when a change of this kind exists: gained, lost or any.
         #[arg(long)]
         fail_on: Option<String>,
+        /// Expand catalog-bound rules of both against this snapshot.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
     },
 }
 
@@ -232,6 +269,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 url,
                 body,
                 stored,
+                catalog,
                 grants,
             } => {
                 // Scripts can branch on the verdict: 0 allowed, 1 refused, 2 error.
@@ -242,6 +280,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     &url,
                     body.as_deref(),
                     stored.as_deref(),
+                    catalog.as_deref(),
                     &grants,
                 );
                 match checked {
@@ -273,12 +312,14 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 path,
                 database,
                 format,
+                catalog,
             } => tool(access::who_can_command(
                 &dir,
                 &action,
                 &path,
                 database.as_deref(),
                 format,
+                catalog.as_deref(),
             )),
             PolicyCommand::WhatCan {
                 dir,
@@ -297,6 +338,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 database,
                 format,
                 fail_on,
+                catalog,
             } => {
                 // A CI gate: 0 pass, 1 a change of the `--fail-on` kind, 2 error.
                 match access::diff_command(
@@ -305,6 +347,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     database.as_deref(),
                     format,
                     fail_on.as_deref(),
+                    catalog.as_deref(),
                 ) {
                     Ok((out, failed)) => {
                         print!("{out}");
@@ -327,6 +370,40 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 chain.allow_partial,
                 format,
             ),
+        },
+        Command::Catalog { command } => match command {
+            CatalogCommand::Dump {
+                url,
+                token,
+                token_file,
+                out,
+            } => {
+                let token = match token_file {
+                    Some(f) => Some(
+                        std::fs::read_to_string(&f)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+                            .trim()
+                            .to_owned(),
+                    ),
+                    None => token,
+                };
+                let json =
+                    match catalog::dump(&url, token.as_deref(), std::time::Duration::from_secs(30))
+                        .await
+                    {
+                        Ok(json) => json,
+                        Err(e) => {
+                            eprintln!("firegate: catalog dump: {e:#}");
+                            return Ok(ExitCode::from(2));
+                        }
+                    };
+                match out {
+                    Some(path) => std::fs::write(&path, json)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                    None => print!("{json}"),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
         },
         Command::Config { command } => match command {
             ConfigCommand::Check { file } => match Config::load(&file, std::env::vars()) {

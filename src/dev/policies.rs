@@ -9,6 +9,7 @@ use anyhow::Context as _;
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("catalog.yaml", include_str!("../../policies/catalog.yaml")),
     ("notes.yaml", include_str!("../../policies/notes.yaml")),
+    ("people.yaml", include_str!("../../policies/people.yaml")),
     (
         "platform.yaml",
         include_str!("../../policies/platform.yaml"),

@@ -132,6 +132,15 @@ pub fn seed(emulator: &Emulator) -> anyhow::Result<()> {
     let s = |v: &str| json!({"stringValue": v});
     let component = |owner: &str, lifecycle: &str| json!({"kind": s("Component"), "owner": s(owner), "lifecycle": s(lifecycle)});
     let deployment = |service: &str, version: &str, status: &str| json!({"service": s(service), "version": s(version), "status": s(status)});
+    let person = |name: &str, salary: i64, street: &str, city: &str| {
+        json!({
+            "name": s(name),
+            "salary": {"integerValue": salary.to_string()},
+            "ssn": s("000-00-0000"),
+            "tax.id": s("T-1"),
+            "address": {"mapValue": {"fields": {"street": s(street), "city": s(city)}}}
+        })
+    };
     let docs = [
         (
             "catalog/payments-api",
@@ -162,6 +171,10 @@ pub fn seed(emulator: &Emulator) -> anyhow::Result<()> {
             deployment("search-api", "2.4.0", "succeeded"),
         ),
         ("status/payments-api", json!({"state": s("operational")})),
+        // The people directory (`policies/people.yaml`): engineers read it
+        // with the private fields masked.
+        ("people/ann", person("Ann", 120_000, "1 Main St", "Oslo")),
+        ("people/bob", person("Bob", 95_000, "2 Side St", "Bergen")),
         (
             "secrets/stripe",
             json!({"apiKey": s("sk_test_development_only")}),

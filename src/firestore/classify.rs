@@ -11,7 +11,7 @@ use super::body::{self, Object};
 use super::data_json;
 use super::messages;
 use super::splice::Splices;
-use crate::model::data::{Change, Fields, Filter, Precondition, Written};
+use crate::model::data::{Change, FieldPath, Fields, Filter, Precondition, Written};
 use crate::model::enums::Direction;
 use crate::model::path::document_name;
 use crate::model::{
@@ -102,6 +102,7 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
         writes: Vec::new(),
         position: 0,
         filter: None,
+        queried: Vec::new(),
         transaction: TransactionUse::default(),
         request_tags: route.request_tags().map(str::to_owned).collect(),
         read_time: None,
@@ -119,6 +120,7 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
             targets: c.targets,
             writes: c.writes,
             filter: c.filter,
+            queried: c.queried,
         },
         transaction: c.transaction,
         request_tags: c.request_tags,
@@ -136,6 +138,7 @@ struct Classifier<'a> {
     /// (where its pin goes; a `verify` has a position but no `Written`).
     position: usize,
     filter: Option<Filter>,
+    queried: Vec<FieldPath>,
     transaction: TransactionUse,
     request_tags: Vec<String>,
     read_time: Option<String>,
@@ -435,7 +438,9 @@ impl<'a> Classifier<'a> {
             .take("structuredQuery", "structured_query")?
             .ok_or(ClassifyError::InvalidQuery("no structuredQuery"))?;
         self.structured_query(parent, query)?;
-        aggregation.opaque("aggregations", "aggregations")?;
+        if let Some(raw) = aggregation.take("aggregations", "aggregations")? {
+            field_paths(raw, &mut self.queried)?;
+        }
         aggregation.finish()?;
         self.query_options(req)
     }
@@ -504,16 +509,20 @@ impl<'a> Classifier<'a> {
         }
         if let Some(orders) = q.take("orderBy", "order_by")? {
             order_by(orders)?;
+            field_paths(orders, &mut self.queried)?;
         }
         // The members that carry values: none may smuggle in a pipeline
         // expression.
         if let Some(raw) = q.shaped_raw("where", "where", &messages::FILTER)? {
             self.filter = Some(data_json::filter(self.database, raw)?);
+            field_paths(raw, &mut self.queried)?;
         }
+        // Cursor values compare against the `orderBy` fields, already read.
         q.shaped("startAt", "start_at", &messages::CURSOR)?;
         q.shaped("endAt", "end_at", &messages::CURSOR)?;
         if let Some(nearest) = q.take("findNearest", "find_nearest")? {
             find_nearest(nearest)?;
+            field_paths(nearest, &mut self.queried)?;
         }
         q.finish()?;
         let selectors = match from {
@@ -657,6 +666,33 @@ fn route_precondition(route: &Route) -> Precondition {
 }
 
 /// `StructuredQuery.FindNearest`: a vector search that returns at most
+/// Every `fieldPath` a query member names (a `FieldReference` in a
+/// filter, an order, an aggregation, a vector search): the fields it reads.
+/// Values never hold a string under that key (they are typed wrappers).
+fn field_paths(raw: &RawValue, out: &mut Vec<FieldPath>) -> Result<(), ClassifyError> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<FieldPath>) -> Result<(), ClassifyError> {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (key, value) in o {
+                    match (key.as_str(), value) {
+                        ("fieldPath" | "field_path", serde_json::Value::String(text)) => out.push(
+                            crate::model::data::parse_field_path(text)
+                                .ok_or(ClassifyError::InvalidQuery("malformed fieldPath"))?,
+                        ),
+                        _ => walk(value, out)?,
+                    }
+                }
+                Ok(())
+            }
+            serde_json::Value::Array(a) => a.iter().try_for_each(|v| walk(v, out)),
+            _ => Ok(()),
+        }
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(raw.get()).map_err(|_| ClassifyError::MalformedBody("query"))?;
+    walk(&value, out)
+}
+
 /// `limit` documents of the query's collections — the query's targets, no
 /// more. `limit` is required and bounded as Firestore bounds it; the query
 /// vector is a value like any other.

@@ -6,6 +6,7 @@
 mod body;
 mod classify;
 pub(crate) mod data_json;
+pub mod mask;
 mod messages;
 #[cfg(test)]
 mod proptests;

@@ -33,6 +33,7 @@ pub fn classify(request: &GrpcRequest) -> Result<GrpcClassified, ClassifyError> 
             targets: c.targets,
             writes: c.writes,
             filter: c.filter,
+            queried: c.queried,
         },
         begins_transaction: request.begins_transaction(),
     })
@@ -80,6 +81,7 @@ pub fn listen_target(
         targets: c.targets,
         writes: Vec::new(),
         filter: c.filter,
+        queried: c.queried,
     })
 }
 
@@ -109,6 +111,7 @@ struct Classifier {
     targets: Vec<Target>,
     writes: Vec<Written>,
     filter: Option<Filter>,
+    queried: Vec<crate::model::data::FieldPath>,
 }
 
 impl Classifier {
@@ -239,6 +242,17 @@ impl Classifier {
                     return Err(ClassifyError::InvalidQuery("no structuredQuery"));
                 };
                 self.query(&database, &parent, q)?;
+                for a in &aggregation.aggregations {
+                    use proto::structured_aggregation_query::aggregation::Operator;
+                    let field = match &a.operator {
+                        Some(Operator::Sum(s)) => s.field.as_ref(),
+                        Some(Operator::Avg(a)) => a.field.as_ref(),
+                        Some(Operator::Count(_)) | None => None,
+                    };
+                    if let Some(field) = field {
+                        self.read_field(&field.field_path)?;
+                    }
+                }
                 Ok(database)
             }
             R::PartitionQuery(m) => {
@@ -360,15 +374,22 @@ impl Classifier {
         if let Some(f) = &q.r#where {
             filter_values(f)?;
             self.filter = Some(data::filter(database, f)?);
+            self.filter_fields(f)?;
         }
         for order in &q.order_by {
             Direction::from_proto_number(order.direction)
                 .ok_or(ClassifyError::InvalidQuery("orderBy[].direction"))?;
+            if let Some(field) = &order.field {
+                self.read_field(&field.field_path)?;
+            }
         }
         for cursor in [&q.start_at, &q.end_at].into_iter().flatten() {
             cursor.values.iter().try_for_each(plain_value)?;
         }
         if let Some(nearest) = &q.find_nearest {
+            if let Some(field) = &nearest.vector_field {
+                self.read_field(&field.field_path)?;
+            }
             if let Some(v) = &nearest.query_vector {
                 plain_value(v)?;
             }
@@ -389,6 +410,35 @@ impl Classifier {
             }
         }
         Ok(())
+    }
+}
+
+impl Classifier {
+    /// A field the query reads to choose or order its results.
+    fn read_field(&mut self, text: &str) -> Result<(), ClassifyError> {
+        let path = crate::model::data::parse_field_path(text)
+            .ok_or(ClassifyError::InvalidQuery("malformed fieldPath"))?;
+        self.queried.push(path);
+        Ok(())
+    }
+
+    fn filter_fields(&mut self, f: &structured_query::Filter) -> Result<(), ClassifyError> {
+        match &f.filter_type {
+            Some(filter::FilterType::CompositeFilter(c)) => {
+                c.filters.iter().try_for_each(|f| self.filter_fields(f))
+            }
+            Some(filter::FilterType::FieldFilter(f)) => match &f.field {
+                Some(field) => self.read_field(&field.field_path),
+                None => Ok(()),
+            },
+            Some(filter::FilterType::UnaryFilter(u)) => match &u.operand_type {
+                Some(structured_query::unary_filter::OperandType::Field(field)) => {
+                    self.read_field(&field.field_path)
+                }
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod classify;
 pub mod data;
 mod error;
 pub mod frame;
+mod mask;
 mod method;
 mod request;
 mod requests;
@@ -22,10 +23,11 @@ pub use googleapis_tonic_google_firestore_v1::google::rpc;
 
 pub use classify::{GrpcClassified, classify, listen_target};
 pub use error::GrpcError;
+pub use mask::mask_document;
 pub use method::{GrpcMethod, LISTEN_PATH};
 pub use request::GrpcRequest;
 pub use requests::ListenRequests;
-pub use seal::seal_response;
+pub use seal::{Masking, seal_response};
 pub use timeout::GrpcTimeout;
 
 /// The `grpc-status` in these headers or trailers, for the audit line

@@ -1,81 +1,129 @@
-//! Response side of transaction binding for gRPC: every `bytes transaction`
-//! in the response messages of a call that began a transaction is sealed to
-//! the caller before it leaves firegate. Messages stream through one at a
-//! time; trailers pass unchanged.
+//! The response side of the gRPC wire: messages deframed one at a time,
+//! the transaction ids of a call that began a transaction sealed to the
+//! caller, the documents' masked fields removed, re-encoded. Trailers pass
+//! unchanged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use prost::Message;
 
 use super::proto;
-use super::{GrpcError, GrpcMethod, frame};
+use super::{GrpcError, GrpcMethod, frame, mask};
 use crate::body::{Body, BoxError, Rewrite};
+use crate::model::mask::DocumentMasks;
 use crate::transaction::Sealing;
 
-/// Rewrite `response` so the transaction ids it carries are sealed. Only
-/// the methods that can begin a transaction are passed here.
+/// The masks of an answer's documents, and the count of fields removed.
+#[derive(Clone)]
+pub struct Masking {
+    pub masks: Arc<DocumentMasks>,
+    pub masked: Arc<AtomicU64>,
+}
+
+/// Rewrite `response`: transaction ids sealed (only the methods that can
+/// begin a transaction come with a `Sealing`), documents masked.
 pub fn seal_response(
     method: GrpcMethod,
     response: Response<Body>,
-    sealing: Sealing,
+    sealing: Option<Sealing>,
+    masking: Option<Masking>,
     limit: usize,
 ) -> Response<Body> {
     let (parts, body) = response.into_parts();
-    let sealed = SealedMessages {
+    let rewrite = Messages {
         deframer: frame::Deframer::new(limit),
         method,
         sealing,
+        masking,
     };
-    Response::from_parts(parts, crate::body::rewritten(body, sealed))
+    Response::from_parts(parts, crate::body::rewritten(body, rewrite))
 }
 
-/// Seal the transaction of one response message, re-encoded.
-fn seal_message(method: GrpcMethod, sealing: &Sealing, bytes: &[u8]) -> Result<Bytes, BoxError> {
-    fn reseal<M: Message + Default>(
-        bytes: &[u8],
-        sealing: &Sealing,
-        field: impl FnOnce(&mut M) -> &mut Vec<u8>,
-    ) -> Result<Bytes, BoxError> {
-        let mut message = M::decode(bytes).map_err(|_| GrpcError::MalformedMessage)?;
-        let id = field(&mut message);
-        if !id.is_empty() {
+/// Decode one message as `M`, change it, encode it again.
+fn rewrite<M: Message + Default>(
+    bytes: &[u8],
+    change: impl FnOnce(&mut M),
+) -> Result<Bytes, BoxError> {
+    let mut message = M::decode(bytes).map_err(|_| GrpcError::MalformedMessage)?;
+    change(&mut message);
+    Ok(frame::encode(&message))
+}
+
+impl Messages {
+    fn seal(&self, id: &mut Vec<u8>) {
+        if let Some(sealing) = &self.sealing
+            && !id.is_empty()
+        {
             *id = sealing.seal_bytes(id);
         }
-        Ok(frame::encode(&message))
     }
-    match method {
-        GrpcMethod::BeginTransaction => {
-            reseal::<proto::BeginTransactionResponse>(bytes, sealing, |m| &mut m.transaction)
+
+    fn mask(&self, doc: Option<&mut proto::Document>) {
+        if let (Some(m), Some(doc)) = (&self.masking, doc) {
+            let n = mask::mask_document(doc, &m.masks);
+            if n > 0 {
+                m.masked.fetch_add(n, Ordering::Relaxed);
+            }
         }
-        GrpcMethod::BatchGetDocuments => {
-            reseal::<proto::BatchGetDocumentsResponse>(bytes, sealing, |m| &mut m.transaction)
+    }
+
+    /// One response message, rewritten.
+    fn message(&self, bytes: &[u8]) -> Result<Bytes, BoxError> {
+        use proto::batch_get_documents_response::Result as Found;
+        match self.method {
+            GrpcMethod::BeginTransaction => {
+                rewrite::<proto::BeginTransactionResponse>(bytes, |m| self.seal(&mut m.transaction))
+            }
+            GrpcMethod::BatchGetDocuments => {
+                rewrite::<proto::BatchGetDocumentsResponse>(bytes, |m| {
+                    self.seal(&mut m.transaction);
+                    if let Some(Found::Found(doc)) = &mut m.result {
+                        self.mask(Some(doc));
+                    }
+                })
+            }
+            GrpcMethod::RunQuery => rewrite::<proto::RunQueryResponse>(bytes, |m| {
+                self.seal(&mut m.transaction);
+                self.mask(m.document.as_mut());
+            }),
+            GrpcMethod::RunAggregationQuery => {
+                rewrite::<proto::RunAggregationQueryResponse>(bytes, |m| {
+                    self.seal(&mut m.transaction)
+                })
+            }
+            // A write answers with the document written, whole.
+            GrpcMethod::GetDocument | GrpcMethod::CreateDocument | GrpcMethod::UpdateDocument => {
+                rewrite::<proto::Document>(bytes, |doc| self.mask(Some(doc)))
+            }
+            GrpcMethod::ListDocuments => rewrite::<proto::ListDocumentsResponse>(bytes, |m| {
+                m.documents.iter_mut().for_each(|d| self.mask(Some(d)))
+            }),
+            // No other response carries a document: passed on as it came.
+            _ if self.sealing.is_none() => Ok(frame::encode_raw(bytes)),
+            // Nor a transaction id; passing one on unread would be what
+            // this module exists to keep in.
+            _ => Err(GrpcError::MethodNotServed("no transaction in this response").into()),
         }
-        GrpcMethod::RunQuery => {
-            reseal::<proto::RunQueryResponse>(bytes, sealing, |m| &mut m.transaction)
-        }
-        GrpcMethod::RunAggregationQuery => {
-            reseal::<proto::RunAggregationQueryResponse>(bytes, sealing, |m| &mut m.transaction)
-        }
-        // No other response carries a transaction id; passing one on
-        // unread would be the unsealed id this module exists to keep in.
-        _ => Err(GrpcError::MethodNotServed("no transaction in this response").into()),
     }
 }
 
-/// The [`Rewrite`] of the gRPC wire: messages deframed, each one's
-/// transaction sealed and re-encoded.
-struct SealedMessages {
+/// The [`Rewrite`] of the gRPC wire.
+struct Messages {
     deframer: frame::Deframer,
     method: GrpcMethod,
-    sealing: Sealing,
+    sealing: Option<Sealing>,
+    masking: Option<Masking>,
 }
 
-impl Rewrite for SealedMessages {
+impl Rewrite for Messages {
     fn data(&mut self, data: Bytes) -> Result<Option<Bytes>, BoxError> {
         self.deframer.push(&data);
         let mut out = BytesMut::new();
         while let Some(message) = self.deframer.next_message()? {
-            out.extend_from_slice(&seal_message(self.method, &self.sealing, &message)?);
+            out.extend_from_slice(&self.message(&message)?);
         }
         Ok((!out.is_empty()).then(|| out.freeze()))
     }

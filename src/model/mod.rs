@@ -9,6 +9,7 @@
 pub mod data;
 pub mod enums;
 mod error;
+pub mod mask;
 pub mod narrow;
 pub mod path;
 mod targets;
@@ -223,6 +224,11 @@ pub struct Operation {
     /// proofs). Never serialized.
     #[serde(skip)]
     pub filter: Option<data::Filter>,
+    /// Every field a query reads to choose or order its results (`where`,
+    /// `orderBy` and so the cursors, aggregations, `findNearest`): a query
+    /// on a masked field is an oracle for it. Never serialized.
+    #[serde(skip)]
+    pub queried: Vec<data::FieldPath>,
 }
 
 impl Operation {
@@ -234,6 +240,7 @@ impl Operation {
             targets,
             writes: Vec::new(),
             filter: None,
+            queried: Vec::new(),
         }
     }
 }

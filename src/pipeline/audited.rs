@@ -11,10 +11,16 @@ use crate::audit::{AuditRecord, Auditor, Outcome};
 use crate::body::{BodyEnd, BoxError, Observer};
 use crate::transaction::SealError;
 
+/// What the response's streaming counts into its record.
+pub(super) struct Counts {
+    pub(super) bytes_in: Arc<AtomicU64>,
+    pub(super) masked_fields: Arc<AtomicU64>,
+}
+
 /// Counts the bytes out and writes the record when the body ends.
 pub(super) struct Audited {
     started: Instant,
-    bytes_in: Arc<AtomicU64>,
+    counts: Counts,
     bytes_out: u64,
     admitted: bool,
     pending: Option<(AuditRecord, Arc<Auditor>)>,
@@ -26,7 +32,7 @@ pub(super) struct Audited {
 impl Audited {
     pub(super) fn new(
         started: Instant,
-        bytes_in: Arc<AtomicU64>,
+        counts: Counts,
         admitted: bool,
         record: AuditRecord,
         auditor: Arc<Auditor>,
@@ -34,7 +40,7 @@ impl Audited {
     ) -> Self {
         Audited {
             started,
-            bytes_in,
+            counts,
             bytes_out: 0,
             admitted,
             pending: Some((record, auditor)),
@@ -60,7 +66,8 @@ impl Observer for Audited {
         let Some((mut record, auditor)) = self.pending.take() else {
             return;
         };
-        record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        record.bytes_in = self.counts.bytes_in.load(Ordering::Relaxed);
+        record.masked_fields = self.counts.masked_fields.load(Ordering::Relaxed);
         record.bytes_out = self.bytes_out;
         record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         match end {
@@ -83,6 +90,9 @@ fn stream_failed(record: &mut AuditRecord, err: &BoxError) {
     if let Some(seal) = err.downcast_ref::<SealError>() {
         record.decision = Outcome::Error;
         record.reason = Some(seal.reason().into());
+    } else if let Some(mask) = err.downcast_ref::<crate::firestore::mask::MaskError>() {
+        record.decision = Outcome::Error;
+        record.reason = Some(mask.reason().into());
     } else if record.reason.is_none() {
         record.reason = Some("upstream_stream_error".into());
     }

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::audited::Audited;
+use super::audited::{Audited, Counts};
 use super::fairness::Slot;
 use super::{ConnInfo, PipelineError};
 use crate::audit::{self, AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
@@ -50,6 +50,8 @@ pub struct Exchange {
     /// best-effort, so that a flood of refusals cannot queue without bound.
     admitted: bool,
     bytes_in: Arc<AtomicU64>,
+    /// Fields masks removed from the response, counted as it streams.
+    masked_fields: Arc<AtomicU64>,
     /// The client's `traceparent`, when well-formed.
     pub traceparent: Option<String>,
     /// The principal's in-flight slot, released when the response ends.
@@ -90,6 +92,7 @@ impl Exchange {
             refused: false,
             admitted: true,
             bytes_in: Arc::new(AtomicU64::new(0)),
+            masked_fields: Arc::new(AtomicU64::new(0)),
             traceparent: headers::traceparent(req.headers()).map(str::to_owned),
             slot: None,
             access: None,
@@ -149,10 +152,13 @@ impl Exchange {
         let (parts, body) = response.into_parts();
         let started = self.started;
         let admitted = self.admitted;
-        let bytes_in = Arc::clone(&self.bytes_in);
+        let counts = Counts {
+            bytes_in: Arc::clone(&self.bytes_in),
+            masked_fields: Arc::clone(&self.masked_fields),
+        };
         let slot = self.slot.take();
         let record = self.into_record(status, auditor.max_listed_targets());
-        let audited = Audited::new(started, bytes_in, admitted, record, auditor, slot);
+        let audited = Audited::new(started, counts, admitted, record, auditor, slot);
         Response::from_parts(parts, body::observed(body, audited))
     }
 
@@ -160,6 +166,11 @@ impl Exchange {
     /// events after this exchange has become the stream's response.
     pub(super) fn events(&self) -> StreamEvents {
         StreamEvents(self.snapshot())
+    }
+
+    /// The counter of fields masked out of the response.
+    pub(super) fn masked_fields(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.masked_fields)
     }
 
     /// The bytes-in counter of the record [`Exchange::finish`] writes.
@@ -189,6 +200,7 @@ impl Exchange {
             refused: self.refused,
             admitted: self.admitted,
             bytes_in: Arc::new(AtomicU64::new(0)),
+            masked_fields: Arc::new(AtomicU64::new(0)),
             traceparent: self.traceparent.clone(),
             stored_reads: self.stored_reads,
             slot: None,
@@ -263,6 +275,7 @@ impl Exchange {
             traceparent: self.traceparent,
             request_tags: self.request_tags,
             stored_reads: self.stored_reads,
+            masked_fields: 0,
         }
     }
 }
@@ -557,6 +570,7 @@ mod tests {
         ex.operation = Some(Arc::new(Operation {
             writes: Vec::new(),
             filter: None,
+            queried: Vec::new(),
             database: Database::new("p", "(default)"),
             method: Method::Commit,
             targets: vec![allowed.clone(), refused.clone()],

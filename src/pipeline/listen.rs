@@ -6,6 +6,7 @@
 //! re-judged when the policy table changes. Audit: one line when the stream
 //! opens, one per target decision, one when it ends (bytes, duration).
 
+mod epochs;
 mod listener;
 mod targets;
 mod upstream;
@@ -28,14 +29,20 @@ use crate::grpc::{GrpcError, GrpcTimeout, ListenRequests};
 use crate::model::Method;
 use crate::model::path::database_name;
 use crate::policy::Decision;
+pub(super) use epochs::Epochs;
 use listener::Listener;
 use targets::Targets;
 use upstream::Upstream;
 
-/// How often an open stream re-checks its caller's token, the policy
-/// table's epoch and its grants: all cheap (a token-cache lookup, atomic
-/// loads, one map lookup).
-const RECHECK: Duration = Duration::from_secs(1);
+/// An open stream re-checks its caller's token when its verification
+/// expires (its `exp`, or an introspection answer's cache life) and when
+/// one of its caller's grants ends, and at least this often besides (a wall
+/// clock that jumps); on a policy reload, a catalog change or a change in
+/// any grant it re-judges its targets ([`Epochs`]).
+const RECHECK_AT_LEAST: Duration = Duration::from_secs(60);
+/// When the token's verification expiry is not known (evicted from the
+/// cache): look again this soon.
+const RECHECK_UNKNOWN: Duration = Duration::from_secs(1);
 
 type ClientFrame = Result<Frame<Bytes>, BoxError>;
 
@@ -100,6 +107,7 @@ impl Pipeline {
             targets: Targets::default(),
             deadline,
             version,
+            epochs: Epochs::subscribe(self),
             client_done: false,
         };
         tokio::spawn(listener.run(requests, first).in_current_span());

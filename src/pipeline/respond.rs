@@ -55,8 +55,12 @@ pub enum Answer {
     NotFound(&'static str),
     /// 408, and the connection is closed: the body did not come in time.
     RequestTimeout,
-    /// 429, with `Retry-After`: the principal has its fill of requests in flight.
-    ResourceExhausted,
+    /// 503 `UNAVAILABLE` with `Retry-After` (gRPC `UNAVAILABLE`): the
+    /// principal has its fill of requests in flight. Not 429 /
+    /// `RESOURCE_EXHAUSTED`: the Node client's retry settings (REST and gRPC
+    /// alike) retry `UNAVAILABLE` and never `RESOURCE_EXHAUSTED`; Python's
+    /// retry both.
+    PrincipalBusy,
     /// 501.
     Unimplemented(&'static str),
     /// 500: firegate's own bug.
@@ -165,7 +169,7 @@ pub fn answer(err: &PipelineError) -> Answer {
         PipelineError::BodyTooLarge { .. } => A::PayloadTooLarge,
         PipelineError::BodyRead(_) => A::InvalidArgument("Request body could not be read."),
         PipelineError::BodyReadTimeout | PipelineError::BodyTooSlow => A::RequestTimeout,
-        PipelineError::PrincipalBusy { .. } => A::ResourceExhausted,
+        PipelineError::PrincipalBusy { .. } => A::PrincipalBusy,
         PipelineError::TooManyTargets { limit, .. } => A::TooManyTargets(*limit),
         PipelineError::DatabaseNotServed => A::DatabaseNotServed,
         // Forged and expired ids are malformed arguments, as Firestore answers
@@ -210,6 +214,13 @@ pub fn answer(err: &PipelineError) -> Answer {
             | SealError::BadUpstreamId
             | SealError::Oversized
             | SealError::Truncated => A::BadGateway("Upstream response could not be read."),
+        },
+        PipelineError::Mask(e) => match e {
+            crate::firestore::mask::MaskError::Oversized(_)
+            | crate::firestore::mask::MaskError::Malformed
+            | crate::firestore::mask::MaskError::Truncated => {
+                A::BadGateway("Upstream response could not be read.")
+            }
         },
         PipelineError::Grpc(e) => match e {
             GrpcError::UnknownMethod => A::Unimplemented("Method not found."),
@@ -273,9 +284,9 @@ impl Answer {
                 "The request body was not received in time.",
             )
             .with_http_status(StatusCode::REQUEST_TIMEOUT),
-            Answer::ResourceExhausted => ApiError::new(
-                Code::ResourceExhausted,
-                "Too many concurrent requests from this caller.",
+            Answer::PrincipalBusy => ApiError::new(
+                Code::Unavailable,
+                "Too many concurrent requests from this caller; retry shortly.",
             ),
             Answer::ListenTargetLimit => ApiError::new(
                 Code::ResourceExhausted,
@@ -334,7 +345,7 @@ impl Answer {
                     HeaderValue::from(RETRY_AFTER.as_secs()),
                 );
             }
-            Answer::ResourceExhausted => {
+            Answer::PrincipalBusy => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(BUSY_RETRY_AFTER.as_secs()),
@@ -661,10 +672,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_busy_principal_is_429_with_a_short_retry_after() {
+    async fn a_busy_principal_is_503_unavailable_with_a_short_retry_after() {
         let (status, headers, json) = respond(PipelineError::PrincipalBusy { limit: 2 }).await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-        check_body(&json, status, "RESOURCE_EXHAUSTED");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        check_body(&json, status, "UNAVAILABLE");
         assert_eq!(headers[header::RETRY_AFTER], "1");
     }
 

@@ -17,7 +17,11 @@ use http::{Request, Response};
 use super::stored::{Consistency, ReadStored, StoredReadError};
 use super::{Exchange, Pipeline, PipelineError, respond};
 use crate::body::Body;
-use crate::model::Operation;
+use crate::firestore::mask::{Layout, MaskError, MaskStream};
+pub(super) use crate::grpc::Masking;
+use crate::model::mask::DocumentMasks;
+use crate::model::{Access, Operation, Scope};
+use crate::policy::Decision;
 use crate::transaction::Sealing;
 use crate::upstream::AccessToken;
 
@@ -201,22 +205,103 @@ impl Call {
         }
     }
 
-    /// The one response-side rewrite of each wire: every new transaction
-    /// id in the answer sealed to the caller, as it streams.
+    /// The one response-side rewrite of each wire, as the answer
+    /// streams: the documents' masked fields removed, every new
+    /// transaction id sealed to the caller.
     pub(super) fn respond(
         self,
         response: Response<Body>,
         sealing: Option<Sealing>,
+        masking: Option<Masking>,
         max_grpc_message_bytes: usize,
     ) -> Result<Response<Body>, PipelineError> {
-        let Some(sealing) = sealing else {
+        if sealing.is_none() && masking.is_none() {
             return Ok(response);
-        };
+        }
         Ok(match self.encoded {
-            Encoded::Rest(_) => sealing.seal_response(response)?,
-            Encoded::Grpc(call) => {
-                crate::grpc::seal_response(call.method, response, sealing, max_grpc_message_bytes)
+            Encoded::Rest(_) => {
+                let method = self.operation.method;
+                let response = match masking {
+                    Some(masking) => mask_rest(method, response, masking)?,
+                    None => response,
+                };
+                match sealing {
+                    Some(sealing) => sealing.seal_response(response)?,
+                    None => response,
+                }
             }
+            Encoded::Grpc(call) => crate::grpc::seal_response(
+                call.method,
+                response,
+                sealing,
+                masking,
+                max_grpc_message_bytes,
+            ),
         })
     }
+}
+
+/// The most one document of a REST answer may take while it is masked:
+/// Firestore documents are at most 1 MiB, their JSON a few times that.
+const MAX_MASKED_DOCUMENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// A successful REST answer with its documents masked as it streams. A
+/// compressed answer cannot be read, so it is refused (firegate asks
+/// upstream for identity).
+fn mask_rest(
+    method: crate::model::Method,
+    response: Response<Body>,
+    masking: Masking,
+) -> Result<Response<Body>, PipelineError> {
+    let Some(layout) = Layout::of(method) else {
+        return Ok(response);
+    };
+    if !response.status().is_success() {
+        return Ok(response);
+    }
+    let encoded = response
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() != b"identity");
+    if encoded {
+        return Err(MaskError::Malformed.into());
+    }
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let stream = MaskStream::new(
+        layout,
+        masking.masks,
+        masking.masked,
+        MAX_MASKED_DOCUMENT_BYTES,
+    );
+    Ok(Response::from_parts(
+        parts,
+        crate::body::rewritten(body, stream),
+    ))
+}
+
+/// Which mask each document of the answer is under: a target's mask, by
+/// document for named documents (a write's too: `patch` and
+/// `createDocument` answer with the document written). `None` when nothing
+/// is masked (the common case costs one scan of the targets).
+pub(super) fn read_masks(decision: &Decision) -> Option<DocumentMasks> {
+    if decision.targets.iter().all(|t| t.mask().is_none()) {
+        return None;
+    }
+    let mut masks = DocumentMasks::default();
+    for t in &decision.targets {
+        if t.target.access == Access::Delete {
+            continue;
+        }
+        let mask = t.mask().map(|m| Arc::clone(&m.fields));
+        match &t.target.scope {
+            Scope::Document { path } => masks.document(path.clone(), mask),
+            _ => {
+                if let Some(mask) = &mask {
+                    masks.query(mask);
+                }
+            }
+        }
+    }
+    masks.any().then_some(masks)
 }

@@ -23,6 +23,8 @@ use crate::model::{Database, Method, Scope, Target};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     epoch: u64,
+    /// The catalog index's generation (0: none loaded).
+    catalog: u64,
     /// The generation of the principal's grants: a grant given or ended
     /// hides every verdict judged without it.
     grants: u64,
@@ -36,6 +38,7 @@ struct Key {
 #[derive(Hash)]
 struct KeyRef<'a> {
     epoch: u64,
+    catalog: u64,
     grants: u64,
     principal: &'a Fingerprint,
     database: &'a Database,
@@ -46,6 +49,7 @@ struct KeyRef<'a> {
 impl KeyRef<'_> {
     fn is(&self, key: &Key) -> bool {
         self.epoch == key.epoch
+            && self.catalog == key.catalog
             && self.grants == key.grants
             && *self.principal == key.principal
             && self.method == key.method
@@ -56,6 +60,7 @@ impl KeyRef<'_> {
     fn to_key(&self) -> Key {
         Key {
             epoch: self.epoch,
+            catalog: self.catalog,
             grants: self.grants,
             principal: *self.principal,
             database: self.database.clone(),
@@ -124,6 +129,10 @@ impl<S: BuildHasher> DecisionCache<S> {
     ) -> (Arc<Verdict>, Lookup) {
         let key = KeyRef {
             epoch: table.epoch,
+            catalog: req
+                .catalog
+                .filter(|_| table.uses_catalog())
+                .map_or(0, |v| v.generation),
             grants: req.grants_generation(),
             principal: req.principal.fingerprint(),
             database: req.database,
@@ -169,7 +178,11 @@ fn weight(key: &Key, verdict: &Verdict) -> u32 {
     let target = scope_bytes(&key.target.scope);
     let decision = scope_bytes(&verdict.decision.target.scope)
         + verdict.decision.rule.as_ref().map_or(0, String::len)
-        + verdict.upstream_account.as_ref().map_or(0, String::len);
+        + verdict.upstream_account.as_ref().map_or(0, String::len)
+        + verdict.mask.as_ref().map_or(0, |m| {
+            // The mask itself is shared with the rule; its rule names are not.
+            m.rules.iter().map(String::len).sum::<usize>() + 64
+        });
     let total = OVERHEAD
         + std::mem::size_of::<Entry>()
         + std::mem::size_of::<Verdict>()

@@ -2,13 +2,15 @@
 //! problem reported by file and line.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cel::Env;
 
 use super::condition::Condition;
-use super::format::{PolicyErrors, RawClaim, RawMode, RawRule, RawWho, Source};
+use super::format::{PolicyErrors, RawCatalogWho, RawClaim, RawMode, RawRule, RawWho, Source};
 use super::pattern::Pattern;
 use crate::authn::Principal;
+use crate::model::mask::FieldMask;
 use crate::model::{Access, Database};
 
 /// A set of accesses, as a bitmask.
@@ -28,6 +30,11 @@ impl Actions {
 
     pub fn contains(self, access: Access) -> bool {
         self.0 & Self::bit(access) != 0
+    }
+
+    /// Whether any read access (`get`, `list`) is in the set.
+    pub fn reads(self) -> bool {
+        self.contains(Access::Get) || self.contains(Access::List)
     }
 
     /// Every access of `other` is one of these.
@@ -92,6 +99,115 @@ pub struct Who {
     pub(crate) emails: Option<Vec<String>>,
     pub(crate) groups: Option<Vec<String>>,
     pub(crate) claims: Vec<(String, ClaimTest)>,
+    /// Bound to the Backstage catalog; judged with the rule's path bindings.
+    pub(crate) catalog: Option<CatalogWho>,
+}
+
+/// `who.catalog`: the caller must own the entity, or be a member of the
+/// group, that the template names once the path's wildcards are put in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogWho {
+    OwnerOf(RefTemplate),
+    MemberOf(RefTemplate),
+}
+
+/// An entity ref with `{wildcard}`s of the rule's pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefTemplate {
+    pub text: String,
+    pieces: Vec<RefPiece>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RefPiece {
+    Text(String),
+    Var(String),
+}
+
+impl RefTemplate {
+    fn parse(text: &str, bindings: &[&str]) -> Result<RefTemplate, String> {
+        let mut pieces = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                pieces.push(RefPiece::Text(rest[..open].to_owned()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("`{text}`: unclosed `{{`"))?;
+            let name = &rest[open + 1..open + close];
+            if !bindings.contains(&name) {
+                return Err(format!(
+                    "`{text}`: `{{{name}}}` is not a single-segment wildcard of `match`"
+                ));
+            }
+            pieces.push(RefPiece::Var(name.to_owned()));
+            rest = &rest[open + close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("`{text}`: stray `}}`"));
+        }
+        if !rest.is_empty() {
+            pieces.push(RefPiece::Text(rest.to_owned()));
+        }
+        Ok(RefTemplate {
+            text: text.to_owned(),
+            pieces,
+        })
+    }
+
+    /// The canonical ref for these bindings; `None` when a wildcard is
+    /// unbound or the result names no entity.
+    pub fn expand<'a>(&self, binding: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                RefPiece::Text(t) => out.push_str(t),
+                RefPiece::Var(name) => out.push_str(binding(name)?),
+            }
+        }
+        crate::catalog::refs::normalize_owned(out, None, "default")
+    }
+}
+
+impl CatalogWho {
+    pub fn template(&self) -> &RefTemplate {
+        match self {
+            CatalogWho::OwnerOf(t) | CatalogWho::MemberOf(t) => t,
+        }
+    }
+
+    /// `owner_of component:default/{service}`.
+    pub fn describe(&self) -> String {
+        match self {
+            CatalogWho::OwnerOf(t) => format!("owner_of {}", t.text),
+            CatalogWho::MemberOf(t) => format!("member_of {}", t.text),
+        }
+    }
+
+    /// Whether the caller owns (is a member of) the entity named once the
+    /// bindings are put in; `None` when that cannot be told (no index yet,
+    /// a wildcard unbound): an allow then matches nobody, a deny applies.
+    pub fn matches<'a>(
+        &self,
+        p: &Principal,
+        view: Option<&crate::catalog::View>,
+        binding: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<bool> {
+        let view = view?;
+        let entity = self.template().expand(binding);
+        let Some(user) = view.identities.user_ref(p) else {
+            return Some(false);
+        };
+        // A wildcard whose id makes no entity ref names no entity: nobody.
+        let Some(entity) = entity else {
+            return Some(false);
+        };
+        Some(match self {
+            CatalogWho::OwnerOf(_) => view.index.owns(&user, &entity),
+            CatalogWho::MemberOf(_) => view.index.is_member(&user, &entity),
+        })
+    }
 }
 
 impl Who {
@@ -137,6 +253,9 @@ pub struct Rule {
     /// `mode: shadow`: judged beside the enforced rules, for the audit
     /// record only.
     pub shadow: bool,
+    /// `mask:` the fields hidden from the reads this rule allows (and
+    /// protected from the writes it allows).
+    pub mask: Option<Arc<FieldMask>>,
 }
 
 impl Rule {
@@ -198,7 +317,8 @@ fn compile_rule(env: &Env, raw: &RawRule, problems: &mut Problems) -> Option<Rul
         .map_err(|e| problems.push(("match", format!("`match: {}` {e}", raw.pattern))))
         .ok();
     let (effect, actions) = effect_and_actions(raw, problems);
-    let who = compile_who(raw.who.as_ref(), problems);
+    let single: Vec<&str> = pattern.iter().flat_map(|p| p.single_bindings()).collect();
+    let who = compile_who(raw.who.as_ref(), &single, problems);
     let bindings: Vec<&str> = pattern.iter().flat_map(|p| p.bindings()).collect();
     let when = raw.when.as_deref().and_then(|source| {
         Condition::compile(env, source, &bindings)
@@ -219,6 +339,7 @@ fn compile_rule(env: &Env, raw: &RawRule, problems: &mut Problems) -> Option<Rul
             ));
         }
     }
+    let mask = compile_mask(raw, effect, actions, problems);
     if problems.len() > before {
         return None;
     }
@@ -232,7 +353,43 @@ fn compile_rule(env: &Env, raw: &RawRule, problems: &mut Problems) -> Option<Rul
         database: raw.database.clone(),
         upstream_account: raw.upstream_account.clone(),
         shadow: raw.mode == RawMode::Shadow,
+        mask,
     })
+}
+
+/// `mask:` field paths, on an allow rule that allows reading.
+fn compile_mask(
+    raw: &RawRule,
+    effect: Option<Effect>,
+    actions: Actions,
+    problems: &mut Problems,
+) -> Option<Arc<FieldMask>> {
+    let texts = raw.mask.as_ref()?;
+    if effect == Some(Effect::Deny) {
+        problems.push(("mask", "`mask` only makes sense on an allow rule".into()));
+    } else if !actions.reads() {
+        problems.push((
+            "mask",
+            "`mask` hides fields from reads; this rule allows no read (get, list, read)".into(),
+        ));
+    }
+    if texts.is_empty() {
+        problems.push(("mask", "`mask` lists no field; remove it".into()));
+    }
+    match FieldMask::parse(texts.iter().map(String::as_str)) {
+        Ok(mask) if mask.hides(&["__name__".to_string()]) => {
+            problems.push((
+                "mask",
+                "`__name__` cannot be masked (it names the document)".into(),
+            ));
+            None
+        }
+        Ok(mask) => (!mask.is_empty()).then(|| Arc::new(mask)),
+        Err(errors) => {
+            problems.extend(errors.into_iter().map(|e| ("mask", format!("mask: {e}"))));
+            None
+        }
+    }
 }
 
 fn effect_and_actions(raw: &RawRule, problems: &mut Problems) -> (Option<Effect>, Actions) {
@@ -266,7 +423,11 @@ fn effect_and_actions(raw: &RawRule, problems: &mut Problems) -> (Option<Effect>
     (Some(effect), actions)
 }
 
-pub(super) fn compile_who(raw: Option<&RawWho>, problems: &mut Problems) -> Option<Who> {
+pub(super) fn compile_who(
+    raw: Option<&RawWho>,
+    single: &[&str],
+    problems: &mut Problems,
+) -> Option<Who> {
     let Some(raw) = raw else {
         problems.push((
             "id",
@@ -310,7 +471,12 @@ pub(super) fn compile_who(raw: Option<&RawWho>, problems: &mut Problems) -> Opti
             (name.clone(), test)
         })
         .collect();
-    let selects = lists.iter().any(|(_, l)| l.is_some()) || !claims.is_empty();
+    let catalog = raw
+        .catalog
+        .as_ref()
+        .and_then(|c| compile_catalog(c, single, problems));
+    let selects =
+        lists.iter().any(|(_, l)| l.is_some()) || !claims.is_empty() || raw.catalog.is_some();
     if !everyone && !selects && problems.len() == before {
         problems.push((
             "who",
@@ -326,5 +492,50 @@ pub(super) fn compile_who(raw: Option<&RawWho>, problems: &mut Problems) -> Opti
             .map(|l| l.iter().map(|e| e.to_ascii_lowercase()).collect()),
         groups: raw.groups.clone(),
         claims,
+        catalog,
+    })
+}
+
+fn compile_catalog(
+    raw: &RawCatalogWho,
+    single: &[&str],
+    problems: &mut Problems,
+) -> Option<CatalogWho> {
+    let (text, owner) = match (&raw.owner_of, &raw.member_of) {
+        (Some(t), None) => (t, true),
+        (None, Some(t)) => (t, false),
+        _ => {
+            problems.push((
+                "who",
+                "`who.catalog` takes one of `owner_of` or `member_of`".into(),
+            ));
+            return None;
+        }
+    };
+    let template = RefTemplate::parse(text, single)
+        .map_err(|e| problems.push(("who", format!("`who.catalog`: {e}"))))
+        .ok()?;
+    // With every wildcard filled in, the text must be an entity ref with
+    // its kind written out (and a group for `member_of`).
+    let sample = template.expand(|_| Some("x"));
+    let kind = sample
+        .as_deref()
+        .map(crate::catalog::refs::kind_of)
+        .filter(|_| text.contains(':'));
+    match kind {
+        None => problems.push((
+            "who",
+            format!("`who.catalog`: `{text}` is not an entity ref (`kind:namespace/name`)"),
+        )),
+        Some(k) if !owner && k != "group" => problems.push((
+            "who",
+            format!("`who.catalog.member_of` names a group, not a `{k}`"),
+        )),
+        Some(_) => {}
+    }
+    Some(if owner {
+        CatalogWho::OwnerOf(template)
+    } else {
+        CatalogWho::MemberOf(template)
     })
 }

@@ -11,6 +11,7 @@ use cel::Value;
 use super::compile::{Effect, Rule};
 use super::condition::{Input, Variables};
 use super::grants::{Grant, PrincipalGrants};
+use super::mask::{Masked, Merge};
 use super::requestable::covers;
 use super::seen::Seen;
 use super::table::{Match, Table, Token, tokens};
@@ -28,10 +29,20 @@ pub struct Verdict {
     /// False when a condition that reads `request.time` or documents was
     /// evaluated: the verdict holds for this request only.
     pub cacheable: bool,
+    /// The fields every allowing rule hides (`None`: none, or no rule
+    /// has a mask).
+    pub mask: Option<Arc<Masked>>,
 }
 
-/// Allowed, the deciding rule, why, and the allowing rule's `as:`.
-type Judged<'t> = (bool, Option<&'t str>, Why, Option<&'t String>);
+/// Allowed, the deciding rule, why, the allowing rule's `as:`, and the
+/// mask every allowing rule agrees on.
+type Judged<'t> = (
+    bool,
+    Option<&'t str>,
+    Why,
+    Option<&'t String>,
+    Option<Masked>,
+);
 
 /// The per-request context shared by all targets, built lazily: only
 /// conditions need it.
@@ -42,6 +53,9 @@ pub struct Request<'a> {
     op: &'a Operation,
     /// The stored documents read for this request, if any were.
     stored: Option<&'a Stored>,
+    /// The catalog index catalog-bound rules judge against (`None`: none
+    /// loaded; they fail closed).
+    pub(crate) catalog: Option<&'a crate::catalog::View>,
     /// The caller's active grants, if any.
     pub grants: Option<&'a PrincipalGrants>,
     input: OnceCell<Input>,
@@ -55,9 +69,15 @@ impl<'a> Request<'a> {
             method: op.method,
             op,
             stored: None,
+            catalog: None,
             grants: None,
             input: OnceCell::new(),
         }
+    }
+
+    /// The same request, judged against this catalog view.
+    pub fn with_catalog(self, catalog: Option<&'a crate::catalog::View>) -> Self {
+        Request { catalog, ..self }
     }
 
     /// This request, judged with the caller's `grants` too.
@@ -100,6 +120,27 @@ impl Table {
         self.decide_request(&Request::with_stored(principal, op, stored))
     }
 
+    /// [`Table::decide_stored`], catalog-bound rules judged against `catalog`.
+    pub fn decide_stored_catalog(
+        &self,
+        principal: &Principal,
+        op: &Operation,
+        stored: &Stored,
+        catalog: Option<&crate::catalog::View>,
+    ) -> Decision {
+        self.decide_request(&Request::with_stored(principal, op, stored).with_catalog(catalog))
+    }
+
+    /// [`Table::decide`] with catalog-bound rules judged against `catalog`.
+    pub fn decide_catalog(
+        &self,
+        principal: &Principal,
+        op: &Operation,
+        catalog: Option<&crate::catalog::View>,
+    ) -> Decision {
+        self.decide_request(&Request::new(principal, op).with_catalog(catalog))
+    }
+
     /// [`Table::decide`] with the caller's active grants (`policy check`,
     /// `policy test`).
     pub fn decide_granted(
@@ -116,6 +157,12 @@ impl Table {
         self.decide_request(&req.granted(grants))
     }
 
+    /// Judge a whole operation as `req` describes it (stored documents,
+    /// catalog, grants), uncached (`policy check`, `policy test`).
+    pub fn decide_with(&self, req: &Request) -> Decision {
+        self.decide_request(req)
+    }
+
     fn decide_request(&self, req: &Request) -> Decision {
         let op = req.op;
         let verdicts: Vec<Arc<Verdict>> = op
@@ -123,7 +170,9 @@ impl Table {
             .iter()
             .map(|t| Arc::new(self.decide_target(req, t)))
             .collect();
-        combine(verdicts)
+        let mut decision = combine(verdicts);
+        super::mask::guard(self, req, op, &mut decision);
+        decision
     }
 
     /// Judge one target. A deny rule applies when its pattern touches any
@@ -137,7 +186,7 @@ impl Table {
         let shadow = self
             .has_shadow()
             .then(|| self.judge(req, target, &tokens, &covering, true, &mut cacheable));
-        let (mut allowed, mut rule, mut why, account) = enforced;
+        let (mut allowed, mut rule, mut why, account, mask) = enforced;
         // Grants only add allows: a deny rule still wins.
         let mut grant = None;
         if !allowed
@@ -150,7 +199,8 @@ impl Table {
             rule = Some(g.entry.as_str());
             grant = Some(g.id.clone());
         }
-        let shadow = shadow.and_then(|(allowed, rule, _, _)| {
+        // A grant's allow shows the whole document: it names no mask.
+        let shadow = shadow.and_then(|(allowed, rule, _, _, _)| {
             let rule = rule.filter(|id| self.is_shadow(id))?;
             Some(Shadow {
                 allowed,
@@ -168,6 +218,7 @@ impl Table {
             },
             upstream_account: account.cloned(),
             cacheable,
+            mask: mask.map(Arc::new),
         }
     }
 
@@ -208,11 +259,18 @@ impl Table {
         shadow: bool,
         cacheable: &mut bool,
     ) -> Judged<'t> {
-        let applies = |rule: &Rule| {
+        let applies = |rule: &Rule, m: Option<&Match>| {
             (shadow || !rule.shadow)
                 && rule.actions.contains(target.access)
                 && rule.applies_to(req.database)
                 && rule.who.matches(req.principal)
+                && rule.who.catalog.as_ref().is_none_or(|c| {
+                    let told = c.matches(req.principal, req.catalog, |name| {
+                        m.and_then(|m| self.binding(m, tokens, name))
+                    });
+                    // Untellable: a deny applies, an allow does not.
+                    told.unwrap_or(rule.effect == Effect::Deny)
+                })
         };
         let seen = OnceCell::new();
         let mut holds = |rule: &Rule, m: Option<&Match>| -> Result<bool, String> {
@@ -242,34 +300,50 @@ impl Table {
         };
         for index in self.deny_overlaps(tokens) {
             let rule = &self.rules[index];
-            if !applies(rule) {
+            let m = covering.iter().find(|m| m.rule == index);
+            if !applies(rule, m) {
                 continue;
             }
-            let m = covering.iter().find(|m| m.rule == index);
             // A deny whose condition cannot be evaluated still applies: fail closed.
             if holds(rule, m).unwrap_or(true) {
-                return (false, Some(&rule.id), Why::DenyMatched, None);
+                return (false, Some(&rule.id), Why::DenyMatched, None, None);
             }
         }
         let mut condition_false: Option<&str> = None;
+        let mut allowing: Option<(&Rule, Merge)> = None;
         for m in covering {
             let rule = &self.rules[m.rule];
-            if rule.effect != Effect::Allow || !applies(rule) {
+            if rule.effect != Effect::Allow || !applies(rule, Some(m)) {
                 continue;
             }
-            if holds(rule, Some(m)).unwrap_or(false) {
-                return (
-                    true,
-                    Some(&rule.id),
-                    Why::Allowed,
-                    rule.upstream_account.as_ref(),
-                );
+            // Once a rule allows, the others only matter for the mask: the
+            // fields hidden are those every allowing rule hides.
+            if let Some((_, merge)) = &allowing
+                && merge.settled()
+            {
+                break;
             }
-            condition_false.get_or_insert(&rule.id);
+            if holds(rule, Some(m)).unwrap_or(false) {
+                match &mut allowing {
+                    None => allowing = Some((rule, Merge::first(rule))),
+                    Some((_, merge)) => merge.also(rule),
+                }
+            } else if allowing.is_none() {
+                condition_false.get_or_insert(&rule.id);
+            }
+        }
+        if let Some((rule, merge)) = allowing {
+            return (
+                true,
+                Some(&rule.id),
+                Why::Allowed,
+                rule.upstream_account.as_ref(),
+                merge.finish(),
+            );
         }
         match condition_false {
-            Some(id) => (false, Some(id), Why::ConditionFalse, None),
-            None => (false, None, Why::NoRuleMatched, None),
+            Some(id) => (false, Some(id), Why::ConditionFalse, None, None),
+            None => (false, None, Why::NoRuleMatched, None, None),
         }
     }
 }

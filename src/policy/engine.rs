@@ -144,6 +144,8 @@ fn internal(message: String) -> PolicyErrors {
 /// The compiled, hot-reloadable policy table and its decision cache.
 pub struct PolicyEngine {
     shared: Arc<Shared>,
+    /// The Backstage catalog catalog-bound rules judge against.
+    catalog: Option<Arc<crate::catalog::Catalog>>,
 }
 
 impl PolicyEngine {
@@ -163,7 +165,10 @@ impl PolicyEngine {
             registry,
         ));
         tracing::info!(dir = %dir.display(), rules = shared.table.load().len(), "policy table loaded");
-        Ok(PolicyEngine { shared })
+        Ok(PolicyEngine {
+            shared,
+            catalog: None,
+        })
     }
 
     /// [`PolicyEngine::new`] for a directory with default settings.
@@ -183,6 +188,7 @@ impl PolicyEngine {
         let table = Table::from_yaml(text, 1)?;
         Ok(PolicyEngine {
             shared: Arc::new(Shared::new(table, None, CacheSettings::default(), registry)),
+            catalog: None,
         })
     }
 
@@ -206,11 +212,13 @@ impl PolicyEngine {
         stored: Option<&Stored>,
     ) -> Decision {
         let table = self.shared.table.load_full();
+        let view = self.catalog.as_ref().and_then(|c| c.view());
         let grants = self.shared.grants.load();
         let req = match stored {
             Some(stored) => Request::with_stored(principal, op, stored),
             None => Request::new(principal, op),
         }
+        .with_catalog(view.as_deref())
         .granted(grants.of(principal).map(AsRef::as_ref));
         let metrics = &self.shared.metrics;
         let mut admission = self.shared.cache.admission();
@@ -226,7 +234,8 @@ impl PolicyEngine {
                 verdict
             })
             .collect();
-        let decision = combine(verdicts);
+        let mut decision = combine(verdicts);
+        super::mask::guard(&table, &req, op, &mut decision);
         if decision.allowed {
             metrics.allowed.inc();
         } else {
@@ -256,9 +265,10 @@ impl PolicyEngine {
     }
 
     /// What an open Listen stream's verdicts depend on beyond its targets:
-    /// the table's epoch, the caller's grants' generation and how many of
-    /// them are unexpired now. A change re-judges every target.
-    pub fn version(&self, principal: &Principal) -> (u64, u64, usize) {
+    /// the table's epoch and the catalog's generation, the caller's grants'
+    /// generation and how many of them are unexpired now. A change
+    /// re-judges every target.
+    pub fn version(&self, principal: &Principal) -> super::JudgedVersion {
         let grants = self.shared.grants.load();
         let now = std::time::SystemTime::now();
         let (generation, live) = grants.of(principal).map_or((0, 0), |g| {
@@ -267,7 +277,29 @@ impl PolicyEngine {
                 g.grants.iter().filter(|g| now < g.expires_at).count(),
             )
         });
-        (self.shared.table.load().epoch, generation, live)
+        (self.judged_epoch(), generation, live)
+    }
+
+    /// When the first of `principal`'s unexpired grants ends, if it has one:
+    /// an open Listen stream looks again then.
+    pub fn next_grant_end(&self, principal: &Principal) -> Option<std::time::SystemTime> {
+        let grants = self.shared.grants.load();
+        let now = std::time::SystemTime::now();
+        grants
+            .of(principal)?
+            .grants
+            .iter()
+            .map(|g| g.expires_at)
+            .filter(|at| now < *at)
+            .min()
+    }
+
+    /// What changes for every caller at once: the table's epoch, the
+    /// catalog's generation and the newest grants generation given to
+    /// anyone (one watcher per pipeline tells open streams to look).
+    pub fn changes(&self) -> super::Changes {
+        let (epoch, catalog) = self.judged_epoch();
+        (epoch, catalog, super::grants::latest_generation())
     }
 
     /// The serving table (the access requests check against its entries).
@@ -283,6 +315,41 @@ impl PolicyEngine {
     /// The serving table's epoch.
     pub fn epoch(&self) -> u64 {
         self.shared.table.load().epoch
+    }
+
+    /// Judge catalog-bound rules against `catalog` (its sync runs apart).
+    /// A sync that changes the index drops the cached decisions (their
+    /// keys hold the old generation already; this frees them sooner).
+    pub fn with_catalog(mut self, catalog: Option<Arc<crate::catalog::Catalog>>) -> Self {
+        if let Some(catalog) = &catalog {
+            let shared = Arc::downgrade(&self.shared);
+            catalog.on_change(move || {
+                if let Some(shared) = shared.upgrade()
+                    && shared.table.load().uses_catalog()
+                {
+                    shared.cache.clear();
+                }
+            });
+        }
+        self.catalog = catalog;
+        self
+    }
+
+    /// The catalog, if one is configured.
+    pub fn catalog(&self) -> Option<&Arc<crate::catalog::Catalog>> {
+        self.catalog.as_ref()
+    }
+
+    /// What decisions depend on besides the caller: the table's epoch and
+    /// the catalog index's generation. Open Listen streams re-judge their
+    /// targets when it changes.
+    pub fn judged_epoch(&self) -> (u64, u64) {
+        let table = self.shared.table.load();
+        let catalog = match &self.catalog {
+            Some(c) if table.uses_catalog() => c.generation(),
+            _ => 0,
+        };
+        (table.epoch, catalog)
     }
 
     /// `None` when ready; otherwise what is wrong (for `/readyz`). A table

@@ -26,6 +26,26 @@ pub struct DataSeen {
     pub read: Vec<FieldSeen>,
 }
 
+/// One catalog-bound rule that covered a target: the entity its template
+/// named there, that entity's owners, and the caller as a catalog user.
+#[derive(Debug, Serialize)]
+pub struct CatalogSeen {
+    pub resource: String,
+    pub rule: String,
+    /// `owner_of component:default/{service}`.
+    pub selector: String,
+    /// Whether this rule decided the target.
+    pub decided: bool,
+    /// The entity named (canonical), or `None` when the path named none.
+    pub entity: Option<String>,
+    /// Its owners (`owner_of`), or whether it is a group of the catalog.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// The caller's catalog user ref, if it has one.
+    pub user: Option<String>,
+    pub matched: bool,
+}
+
 #[derive(Debug, Serialize)]
 pub struct FieldSeen {
     pub expression: String,
@@ -90,6 +110,57 @@ impl Table {
                     })
                     .collect(),
             });
+        }
+        out
+    }
+}
+
+impl Table {
+    /// For each target, the catalog-bound rules that covered it (allow and
+    /// deny), judged against `view`.
+    pub fn explain_catalog(
+        &self,
+        principal: &Principal,
+        decision: &Decision,
+        view: &crate::catalog::View,
+    ) -> Vec<CatalogSeen> {
+        let mut out = Vec::new();
+        for t in &decision.targets {
+            let toks = tokens(&t.target.scope);
+            for m in self.lookup(&toks) {
+                let rule = &self.rules[m.rule];
+                let Some(catalog) = &rule.who.catalog else {
+                    continue;
+                };
+                if !rule.actions.contains(t.target.access) {
+                    continue;
+                }
+                let entity = catalog
+                    .template()
+                    .expand(|name| self.binding(&m, &toks, name));
+                let owners = match (catalog, &entity) {
+                    (super::compile::CatalogWho::OwnerOf(_), Some(e)) => view
+                        .index
+                        .owners(e)
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let matched = catalog
+                    .matches(principal, Some(view), |name| self.binding(&m, &toks, name))
+                    .unwrap_or(false);
+                out.push(CatalogSeen {
+                    resource: t.target.scope.to_string(),
+                    rule: rule.id.clone(),
+                    selector: catalog.describe(),
+                    decided: t.rule.as_deref() == Some(rule.id.as_str()),
+                    entity: entity.filter(|e| view.index.contains(e)),
+                    owners,
+                    user: view.identities.user_ref(principal),
+                    matched,
+                });
+            }
         }
         out
     }

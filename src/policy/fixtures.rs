@@ -27,6 +27,7 @@ pub(crate) fn op(method: Method, targets: Vec<Target>) -> Operation {
     Operation {
         writes: Vec::new(),
         filter: None,
+        queried: Vec::new(),
         database: Database {
             project: "p".into(),
             database: "(default)".into(),

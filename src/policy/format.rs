@@ -18,7 +18,7 @@ pub struct RawFile {
 }
 
 /// One rule, exactly as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub id: String,
@@ -42,6 +42,9 @@ pub struct RawRule {
     /// `shadow`: evaluated and audited, never deciding.
     #[serde(default)]
     pub mode: RawMode,
+    /// Field paths an allow rule hides from the reads it allows.
+    #[serde(default)]
+    pub mask: Option<Vec<String>>,
 }
 
 /// Whether a rule decides (`enforce`, the default) or is only watched.
@@ -54,7 +57,7 @@ pub enum RawMode {
 }
 
 /// The `who:` selector as written. Keys combine with AND; list entries with OR.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWho {
     pub authenticated: Option<bool>,
@@ -64,10 +67,21 @@ pub struct RawWho {
     pub emails: Option<Vec<String>>,
     pub groups: Option<Vec<String>>,
     pub claims: Option<BTreeMap<String, RawClaim>>,
+    /// Bound to the Backstage catalog (`owner_of` or `member_of`).
+    pub catalog: Option<RawCatalogWho>,
+}
+
+/// `catalog: {owner_of: "component:default/{service}"}` or
+/// `catalog: {member_of: "group:default/{team}"}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCatalogWho {
+    pub owner_of: Option<String>,
+    pub member_of: Option<String>,
 }
 
 /// `claims: { team: payments }` (equals) or `claims: { roles: { contains: admin } }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum RawClaim {
     Contains { contains: serde_json::Value },

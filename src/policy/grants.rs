@@ -55,6 +55,12 @@ pub struct Grants {
 /// older set can never be mistaken for the current one).
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// The next generation to be given: it moves whenever any principal's
+/// grants change.
+pub fn latest_generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
+
 fn identity(issuer: &str, subject: &str) -> Arc<str> {
     format!("{issuer}\0{subject}").into()
 }

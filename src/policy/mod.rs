@@ -2,6 +2,8 @@
 
 pub mod analysis;
 mod cache;
+#[cfg(test)]
+mod catalog_tests;
 mod compile;
 mod condition;
 pub mod coverage;
@@ -9,6 +11,7 @@ pub mod coverage;
 mod data_tests;
 mod decide;
 mod engine;
+mod expand;
 mod explain;
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -16,6 +19,9 @@ pub mod format;
 #[cfg(test)]
 mod grant_tests;
 pub mod grants;
+mod mask;
+#[cfg(test)]
+mod mask_tests;
 pub mod pattern;
 mod prefetch;
 pub mod requestable;
@@ -33,10 +39,20 @@ use decide::Verdict;
 use crate::model::{Operation, Target};
 
 pub use compile::Actions;
+pub use decide::Request;
 pub use engine::PolicyEngine;
-pub use explain::{DataSeen, FieldSeen};
+
+/// What an open stream's verdicts were judged against: the table's epoch
+/// and the catalog's generation, the caller's grants' generation and how
+/// many were unexpired ([`PolicyEngine::version`]).
+pub type JudgedVersion = ((u64, u64), u64, usize);
+
+/// What changes for every caller at once ([`PolicyEngine::changes`]).
+pub type Changes = (u64, u64, u64);
+pub use explain::{CatalogSeen, DataSeen, FieldSeen};
 pub use format::{PolicyError, PolicyErrors};
 pub use grants::{Grant, Grants};
+pub use mask::Masked;
 pub use table::Table;
 
 /// Raw `policy:` section of the config.
@@ -151,7 +167,15 @@ impl From<TargetDecision> for Decided {
             decision,
             upstream_account: None,
             cacheable: false,
+            mask: None,
         }))
+    }
+}
+
+impl Decided {
+    /// The mask this target's access is under, if any.
+    pub fn mask(&self) -> Option<&Arc<Masked>> {
+        self.0.mask.as_ref()
     }
 }
 
@@ -171,8 +195,21 @@ impl PartialEq for Decided {
 impl Eq for Decided {}
 
 impl Serialize for Decided {
+    /// The target's decision, and the mask it is under (`policy check`
+    /// shows which rules' masks applied).
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (**self).serialize(serializer)
+        #[derive(Serialize)]
+        struct WithMask<'a> {
+            #[serde(flatten)]
+            decision: &'a TargetDecision,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mask: Option<&'a Masked>,
+        }
+        WithMask {
+            decision: self,
+            mask: self.mask().map(AsRef::as_ref),
+        }
+        .serialize(serializer)
     }
 }
 

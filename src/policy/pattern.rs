@@ -91,6 +91,14 @@ impl Pattern {
             Segment::Wildcard(n) | Segment::Recursive(n) => Some(n.as_str()),
         })
     }
+
+    /// The names of its single-segment wildcards.
+    pub fn single_bindings(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Wildcard(n) => Some(n.as_str()),
+            _ => None,
+        })
+    }
 }
 
 fn parse_segment(raw: &str) -> Result<Segment, PatternError> {

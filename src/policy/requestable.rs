@@ -18,7 +18,7 @@ use crate::authn::Principal;
 use crate::model::Database;
 
 /// One `requestable:` entry as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRequestable {
     pub id: String,
@@ -42,7 +42,7 @@ pub struct RawRequestable {
 }
 
 /// `approvers:` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApprovers {
     #[serde(default)]
@@ -279,7 +279,7 @@ fn compile_entry(
         .ok();
     let mut who_problems = Vec::new();
     let who = match &raw.who {
-        Some(who) => compile_who(Some(who), &mut who_problems),
+        Some(who) => compile_who(Some(who), &[], &mut who_problems),
         None => {
             problems.push("`who` (who may ask) is required".into());
             None
@@ -292,7 +292,7 @@ fn compile_entry(
         }
         Some(a) => {
             let who = match &a.who {
-                Some(who) => compile_who(Some(who), &mut who_problems),
+                Some(who) => compile_who(Some(who), &[], &mut who_problems),
                 None => {
                     problems.push("`approvers.who` is required".into());
                     None
@@ -316,8 +316,18 @@ fn compile_entry(
     let break_glass = raw
         .break_glass
         .as_ref()
-        .map(|w| compile_who(Some(w), &mut who_problems));
+        .map(|w| compile_who(Some(w), &[], &mut who_problems));
     problems.extend(who_problems.into_iter().map(|(_, m)| m));
+    // `Who::matches` leaves `catalog` to the caller: a catalog-bound `who`
+    // here would match everybody, so it is refused until requests judge it.
+    let catalog_bound = [who.as_ref(), approvers.as_ref().map(|a| &a.who)]
+        .into_iter()
+        .chain([break_glass.as_ref().and_then(Option::as_ref)])
+        .flatten()
+        .any(|w| w.catalog.is_some());
+    if catalog_bound {
+        problems.push("`who: {catalog: …}` is not supported in `requestable` entries".into());
+    }
     let max_duration = match raw.max_duration.as_deref() {
         None => {
             problems.push("`max_duration` is required (e.g. `4h`)".into());

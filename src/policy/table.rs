@@ -179,6 +179,9 @@ pub struct Table {
     pub(super) reads_documents: bool,
     /// What of the documents any rule reads: only that is built per target.
     pub(super) data_uses: super::condition::DataUse,
+    /// Some rule's `who` names the catalog: only then do decisions depend
+    /// on the catalog index (its generation keys the cache).
+    pub(super) uses_catalog: bool,
     /// The `requestable:` entries, in table order.
     pub requestable: Vec<Requestable>,
     requestable_index: HashMap<String, usize>,
@@ -219,6 +222,7 @@ impl Table {
         }
         Ok(Table {
             shadowed: rules.iter().any(|r| r.shadow),
+            uses_catalog: rules.iter().any(|r| r.who.catalog.is_some()),
             reads_documents: rules
                 .iter()
                 .any(|r| r.when.as_ref().is_some_and(|c| c.data.any())),
@@ -256,6 +260,11 @@ impl Table {
         self.rules.len()
     }
 
+    /// Whether some rule's `who` names the catalog.
+    pub fn uses_catalog(&self) -> bool {
+        self.uses_catalog
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
@@ -286,6 +295,29 @@ impl Table {
         out.sort_unstable();
         out.dedup();
         out
+    }
+
+    /// The concrete id a single-segment wildcard `name` matched, if it
+    /// matched one (a collection's documents leave it unbound).
+    pub fn binding<'t>(&self, m: &Match, tokens: &[Token<'t>], name: &str) -> Option<&'t str> {
+        let rec_end = m.span.map_or(tokens.len(), |(_, end)| end);
+        let mut pos = 0;
+        for segment in &self.rules[m.rule].pattern.segments {
+            match segment {
+                Segment::Literal(_) => pos += 1,
+                Segment::Wildcard(n) => {
+                    if n == name {
+                        return match tokens.get(pos) {
+                            Some(Token::Id(id)) => Some(*id),
+                            _ => None,
+                        };
+                    }
+                    pos += 1;
+                }
+                Segment::Recursive(_) => pos = rec_end,
+            }
+        }
+        None
     }
 
     /// The `path` variable for a match: each wildcard bound to the concrete

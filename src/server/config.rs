@@ -126,7 +126,11 @@ mod defaults {
     /// a byte a second does not.
     pub const MIN_BODY_RATE: u64 = 1024;
     pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(5);
-    pub const MAX_IN_FLIGHT_PER_PRINCIPAL: usize = 256;
+    /// The official Node client's own system tests put 1,000 writes in
+    /// flight at once (one gRPC channel per 100 calls, channels without
+    /// bound); twice that leaves room for the same caller's listeners and
+    /// reads meanwhile.
+    pub const MAX_IN_FLIGHT_PER_PRINCIPAL: usize = 2048;
     /// A full 500-write `:commit` of upserts names 1,000 targets.
     pub const MAX_TARGETS: usize = 1000;
     /// Targets one Listen stream may hold at once (the SDKs add one per

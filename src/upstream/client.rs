@@ -1,15 +1,14 @@
 //! The pooled, streaming hyper client that forwards to Firestore: HTTP/2 over
 //! TLS (ALPN) to Google, plain HTTP/1.1 to an `http://` emulator.
 
-use std::error::Error as _;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, Request, Response, Uri, header};
-use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,6 +23,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::headers::{self, Forwarding};
+use super::pool::{Leased, NotHttp2, Pool, PoolMetrics};
 use super::{AccessToken, UpstreamSettings};
 use crate::body::Body;
 
@@ -56,11 +56,16 @@ impl UpstreamError {
     }
 
     pub(super) fn from_client(err: hyper_util::client::legacy::Error) -> Self {
-        let detail = crate::error::chain(&err);
         if !err.is_connect() {
-            return UpstreamError::ProtocolError(detail);
+            return UpstreamError::ProtocolError(crate::error::chain(&err));
         }
-        let mut source = err.source();
+        UpstreamError::from_connect(&err)
+    }
+
+    /// A failed dial: past `connect_timeout`, or refused, unreachable, TLS.
+    pub(super) fn from_connect(err: &(dyn std::error::Error + 'static)) -> Self {
+        let detail = crate::error::chain(err);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(cause) = source {
             if let Some(io) = cause.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::TimedOut
@@ -115,6 +120,26 @@ pub(super) fn base_uri(url: &str) -> Result<(Scheme, Authority), String> {
         return Err(format!("`{url}`: give only scheme, host and port"));
     }
     Ok((scheme, authority))
+}
+
+/// The URI a connector dials: scheme and authority only.
+pub(super) fn base(scheme: &Scheme, authority: &Authority) -> Uri {
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()
+        .unwrap_or_default()
+}
+
+/// A REST call whose answer streams for as long as the data lasts
+/// (`:runQuery`, `:batchGet`, `:runAggregationQuery`): it may not take the
+/// streams kept for the rest.
+fn long_lived_rest(path_and_query: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    [":runQuery", ":batchGet", ":runAggregationQuery"]
+        .iter()
+        .any(|rpc| path.ends_with(rpc))
 }
 
 /// Read extra trusted roots from a PEM file.
@@ -200,7 +225,14 @@ impl UpstreamMetrics {
 
 /// The pooled, streaming client to Firestore.
 pub struct Upstream {
+    /// HTTP/1.1: an `http://` emulator, or an `https` server that chose it.
     client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// HTTP/2 to an `https` upstream (Google), many streams per connection.
+    pool: Option<Pool>,
+    /// The `https` upstream answered ALPN with HTTP/1.1: the pool is not used.
+    http1_only: AtomicBool,
+    /// The gRPC client's pool metrics, registered with these.
+    pub(super) grpc_pool_metrics: PoolMetrics,
     scheme: Scheme,
     authority: Authority,
     response_header_timeout: Duration,
@@ -249,9 +281,22 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = pooled(settings).build(connector);
+        let client = pooled(settings).build(connector.clone());
+        let [rest_metrics, grpc_pool_metrics] = PoolMetrics::register(registry);
+        let pool = (settings.scheme == Scheme::HTTPS).then(|| {
+            Pool::new(
+                settings.pool,
+                connector,
+                base(&settings.scheme, &settings.authority),
+                settings.connect_timeout,
+                rest_metrics,
+            )
+        });
         Ok(Upstream {
             client,
+            pool,
+            http1_only: AtomicBool::new(false),
+            grpc_pool_metrics,
             scheme: settings.scheme.clone(),
             authority: settings.authority.clone(),
             response_header_timeout: settings.response_header_timeout,
@@ -270,7 +315,7 @@ impl Upstream {
 
     /// Step 5: send the request, stream the response back. The response body
     /// is never buffered; its hop-by-hop headers are already removed.
-    pub async fn forward(&self, out: Outbound<'_>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn forward(&self, out: Outbound<'_>) -> Result<Response<Leased>, UpstreamError> {
         let result = self.send(out).await;
         match &result {
             Ok(response) => self
@@ -286,7 +331,7 @@ impl Upstream {
         Ok(Response::from_parts(parts, body))
     }
 
-    async fn send(&self, out: Outbound<'_>) -> Result<Response<Incoming>, UpstreamError> {
+    async fn send(&self, out: Outbound<'_>) -> Result<Response<Leased>, UpstreamError> {
         // The authority comes from the config, so `Host` (HTTP/1.1) and
         // `:authority` (HTTP/2) name the upstream, never the client's host.
         let uri = Uri::builder()
@@ -314,11 +359,33 @@ impl Upstream {
         request
             .headers_mut()
             .insert(header::AUTHORIZATION, out.token.authorization.clone());
-        match tokio::time::timeout(self.response_header_timeout, self.client.request(request)).await
+        let long = long_lived_rest(out.path_and_query);
+        tokio::time::timeout(self.response_header_timeout, self.request(request, long))
+            .await
+            .unwrap_or(Err(UpstreamError::ResponseHeaderTimeout))
+    }
+
+    async fn request(
+        &self,
+        mut request: Request<Body>,
+        long: bool,
+    ) -> Result<Response<Leased>, UpstreamError> {
+        if let Some(pool) = &self.pool
+            && !self.http1_only.load(Ordering::Relaxed)
         {
-            Err(_) => Err(UpstreamError::ResponseHeaderTimeout),
-            Ok(Err(err)) => Err(UpstreamError::from_client(err)),
-            Ok(Ok(response)) => Ok(response),
+            match pool.send(request, long).await {
+                Ok(response) => return Ok(response),
+                Err(Err(err)) => return Err(err),
+                Err(Ok((NotHttp2, given_back))) => {
+                    tracing::info!("the upstream chose HTTP/1.1 by ALPN; REST calls use it");
+                    self.http1_only.store(true, Ordering::Relaxed);
+                    request = given_back;
+                }
+            }
+        }
+        match self.client.request(request).await {
+            Ok(response) => Ok(response.map(Leased::unpooled)),
+            Err(err) => Err(UpstreamError::from_client(err)),
         }
     }
 }
@@ -326,6 +393,16 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_rest_reads_are_long_lived() {
+        let docs = "/v1/projects/p/databases/(default)/documents";
+        assert!(long_lived_rest(&format!("{docs}:runQuery")));
+        assert!(long_lived_rest(&format!("{docs}/a/b:runQuery?alt=json")));
+        assert!(long_lived_rest(&format!("{docs}:batchGet")));
+        assert!(!long_lived_rest(&format!("{docs}:commit")));
+        assert!(!long_lived_rest(&format!("{docs}/a/b")));
+    }
 
     #[test]
     fn base_uri_accepts_scheme_host_port_only() {

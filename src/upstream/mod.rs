@@ -6,11 +6,14 @@ mod credentials;
 mod databases;
 mod grpc;
 pub mod headers;
+mod pool;
+mod preface;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
+use prometheus_client::registry::Registry;
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
@@ -21,6 +24,7 @@ pub use credentials::{
     Source as CredentialsSource, is_service_account,
 };
 pub use grpc::{GrpcOutbound, GrpcUpstream};
+pub use pool::{Leased, PoolSettings};
 
 use crate::config::errors::ConfigErrors;
 use crate::model::Database;
@@ -59,6 +63,90 @@ pub struct UpstreamConfig {
     /// closed once idle instead of each holding its buffers.
     #[serde(default = "default_max_idle_connections")]
     pub max_idle_connections: usize,
+    /// The HTTP/2 connections to the upstream (gRPC; REST over `https`).
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+/// Raw `upstream.pool:` section: how many HTTP/2 connections, each carrying
+/// how many streams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Most concurrent streams firegate puts on one connection; the server's
+    /// advertised `SETTINGS_MAX_CONCURRENT_STREAMS` lowers it.
+    #[serde(default = "default_max_streams_per_connection")]
+    pub max_streams_per_connection: usize,
+    /// Most HTTP/2 connections open at once (per client, REST and gRPC).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection without a stream this long closes (all but one).
+    #[serde(default = "default_pool_idle_timeout")]
+    pub idle_timeout: String,
+}
+
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn default_max_streams_per_connection() -> usize {
+    100
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_pool_idle_timeout() -> String {
+    crate::config::value::default_duration(POOL_IDLE_TIMEOUT)
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_streams_per_connection: default_max_streams_per_connection(),
+            max_connections: default_max_connections(),
+            idle_timeout: default_pool_idle_timeout(),
+        }
+    }
+}
+
+impl PoolConfig {
+    fn validate(&self, errors: &mut ConfigErrors) -> PoolSettings {
+        if self.max_streams_per_connection == 0 {
+            errors.push(
+                "upstream.pool.max_streams_per_connection",
+                "must be at least 1",
+            );
+        }
+        if self.max_connections < 2 {
+            errors.push(
+                "upstream.pool.max_connections",
+                "must be at least 2 (long-lived streams never take the last connection's worth)",
+            );
+        }
+        let idle_timeout = crate::config::value::duration(
+            "upstream.pool.idle_timeout",
+            &self.idle_timeout,
+            errors,
+        );
+        if idle_timeout.is_some_and(|d| d.is_zero()) {
+            errors.push("upstream.pool.idle_timeout", "must be more than zero");
+        }
+        PoolSettings {
+            max_streams_per_connection: self.max_streams_per_connection.max(1),
+            max_connections: self.max_connections.max(2),
+            idle_timeout: idle_timeout.unwrap_or(POOL_IDLE_TIMEOUT),
+        }
+    }
+}
+
+/// Both upstream clients, their metrics registered once.
+pub fn clients(
+    settings: &UpstreamSettings,
+    registry: &mut Registry,
+) -> anyhow::Result<(Upstream, GrpcUpstream)> {
+    let rest = Upstream::new(settings, registry)?;
+    let grpc = GrpcUpstream::new(settings, rest.grpc_pool_metrics.clone())?;
+    Ok((rest, grpc))
 }
 
 fn default_max_idle_connections() -> usize {
@@ -91,6 +179,7 @@ impl Default for UpstreamConfig {
             emulator: false,
             databases: Vec::new(),
             max_idle_connections: default_max_idle_connections(),
+            pool: PoolConfig::default(),
         }
     }
 }
@@ -108,6 +197,7 @@ pub struct UpstreamSettings {
     /// The databases served; never empty.
     pub databases: Vec<Database>,
     pub max_idle_connections: usize,
+    pub pool: PoolSettings,
 }
 
 impl UpstreamConfig {
@@ -140,6 +230,7 @@ impl UpstreamConfig {
             None => Vec::new(),
         };
         let databases = databases::validate(&self.databases, errors);
+        let pool = self.pool.validate(errors);
         UpstreamSettings {
             scheme,
             authority,
@@ -149,6 +240,7 @@ impl UpstreamConfig {
             ca_roots,
             databases,
             max_idle_connections: self.max_idle_connections,
+            pool,
         }
     }
 }

@@ -1,5 +1,6 @@
 // A real Backstage backend for tests/peers/backstage.rs: auth (guest provider),
-// proxy, and a small plugin that calls firegate with plugin tokens.
+// proxy, a small plugin that calls firegate with plugin tokens, and (with
+// FIREGATE_TEST_CATALOG=1) the catalog.
 // Config comes from the file the test writes (`--config FILE`); prints
 // `ready <baseUrl>` once it serves.
 'use strict';
@@ -68,6 +69,10 @@ backend.add(require('@backstage/plugin-auth-backend'));
 backend.add(require('@backstage/plugin-auth-backend-module-guest-provider'));
 backend.add(require('@backstage/plugin-proxy-backend'));
 backend.add(firegateCaller);
+// The catalog, for tests/peers/catalog.rs (its config names the locations).
+if (process.env.FIREGATE_TEST_CATALOG === '1') {
+  backend.add(require('@backstage/plugin-catalog-backend'));
+}
 backend
   .start()
   .then(() => console.log('ready'))

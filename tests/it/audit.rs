@@ -59,6 +59,7 @@ fn record(n: u64) -> AuditRecord {
         traceparent: None,
         request_tags: Vec::new(),
         stored_reads: 0,
+        masked_fields: 0,
     }
 }
 

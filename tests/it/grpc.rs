@@ -681,6 +681,155 @@ mod listen {
         }
     }
 
+    /// firegate in front of a Listen fake that allows `max_streams` streams
+    /// per connection, with `extra` config merged.
+    async fn capped_stack(max_streams: u32, extra: Value) -> ListenStack {
+        let up = ListenUpstream::capped(max_streams).await;
+        let policies = tempfile::tempdir().expect("policy dir");
+        std::fs::write(policies.path().join("rules.yaml"), POLICY).expect("policy");
+        let yaml = config::plain(&up.url())
+            .merge(json!({"policy": {"dir": policies.path(), "watch": false}}))
+            .merge(extra)
+            .yaml();
+        let proxy = TestProxy::start(&yaml).await;
+        ListenStack {
+            up,
+            proxy,
+            policies,
+        }
+    }
+
+    /// A Listen on its own client channel, its target acknowledged.
+    async fn open_listen(s: &ListenStack, id: i32) -> grpc::ListenCall {
+        let mut client = grpc::client(s.proxy.addr).await;
+        let first = add_documents(DB, id, &[name("rooms/a")]);
+        let mut call = within(
+            "Listen opens",
+            listen(
+                &mut client,
+                &s.proxy.bearer(),
+                &format!("listen-{id}"),
+                first,
+            ),
+        )
+        .await
+        .expect("Listen opens");
+        assert_eq!(
+            next_change(&mut call).await,
+            (T::Add as i32, vec![id], None)
+        );
+        call
+    }
+
+    #[tokio::test]
+    async fn listens_past_the_upstream_stream_cap_open_another_connection_and_unary_calls_pass() {
+        let s = capped_stack(2, json!({"upstream": {"pool": {"idle_timeout": "300ms"}}})).await;
+        let mut calls = Vec::new();
+        for id in 1..=3 {
+            calls.push(open_listen(&s, id).await);
+        }
+        let mut client = grpc::client(s.proxy.addr).await;
+        within(
+            "GetDocument beside three Listens",
+            client.get_document(with_auth(get("rooms/r1"), &s.proxy.bearer())),
+        )
+        .await
+        .expect("GetDocument answered");
+        assert_eq!(s.up.connections(), 2, "two Listens per connection");
+        let grpc = |name: &str| format!("firegate_upstream_{name}{{client=\"grpc\"}}");
+        assert_eq!(s.proxy.metric(&grpc("connections")).await, Some(2.0));
+        assert_eq!(
+            s.proxy.metric(&grpc("connections_opened_total")).await,
+            Some(2.0)
+        );
+        assert_eq!(s.proxy.metric(&grpc("streams")).await, Some(3.0));
+        // A stream counts until its response ends, not at its head.
+        drop(calls.pop());
+        wait_for_metric(&s, &grpc("streams"), 2.0).await;
+        // Idle connections close, all but one.
+        drop(calls);
+        wait_for_metric(&s, &grpc("streams"), 0.0).await;
+        wait_for_metric(&s, &grpc("connections"), 1.0).await;
+    }
+
+    #[tokio::test]
+    async fn listens_never_take_the_last_connections_streams_from_unary_calls() {
+        // Two connections of two streams: Listens may hold one connection's worth.
+        let s = capped_stack(2, json!({"upstream": {"pool": {"max_connections": 2}}})).await;
+        let first = open_listen(&s, 1).await;
+        let _second = open_listen(&s, 2).await;
+        let third = tokio::spawn({
+            let (addr, bearer) = (s.proxy.addr, s.proxy.bearer());
+            async move {
+                let mut client = grpc::client(addr).await;
+                let mut call = listen(
+                    &mut client,
+                    &bearer,
+                    "listen-3",
+                    add_documents(DB, 3, &[name("rooms/a")]),
+                )
+                .await
+                .expect("Listen opens");
+                next_change(&mut call).await
+            }
+        });
+        let mut client = grpc::client(s.proxy.addr).await;
+        for _ in 0..3 {
+            within(
+                "GetDocument while Listens hold all they may",
+                client.get_document(with_auth(get("rooms/r1"), &s.proxy.bearer())),
+            )
+            .await
+            .expect("GetDocument answered");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if third.is_finished() {
+            panic!("the third Listen waits for a stream: {:?}", third.await);
+        }
+        assert_eq!(
+            s.up.target_changes(),
+            [1, 2],
+            "the third Listen was not sent upstream"
+        );
+        drop(first);
+        let change = within("the third Listen", third).await.expect("task");
+        assert_eq!(change, (T::Add as i32, vec![3], None));
+    }
+
+    #[tokio::test]
+    async fn a_principal_over_its_in_flight_cap_is_told_unavailable_which_clients_retry() {
+        let s = capped_stack(
+            100,
+            json!({"server": {"limits": {"max_in_flight_per_principal": 2}}}),
+        )
+        .await;
+        let _first = open_listen(&s, 1).await;
+        let _second = open_listen(&s, 2).await;
+        let mut client = grpc::client(s.proxy.addr).await;
+        let err = within(
+            "GetDocument over the cap",
+            client.get_document(with_auth(get("rooms/r1"), &s.proxy.bearer())),
+        )
+        .await
+        .expect_err("over the cap");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        within(
+            "another caller's GetDocument",
+            client.get_document(with_auth(get("rooms/r1"), &s.proxy.bearer_for("bob"))),
+        )
+        .await
+        .expect("someone else is not affected");
+    }
+
+    async fn wait_for_metric(s: &ListenStack, series: &str, value: f64) {
+        within(series, async {
+            while s.proxy.metric(series).await != Some(value) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
     async fn next_change(call: &mut grpc::ListenCall) -> (i32, Vec<i32>, Option<i32>) {
         let message = within("a Listen response", call.responses.message())
             .await
@@ -829,6 +978,7 @@ mod listen {
             "rules:\n  - id: nothing-left\n    match: /other/{rest=**}\n    allow: [read]\n    who: {authenticated: true}\n",
         )
         .unwrap();
+        let reloaded = std::time::Instant::now();
         s.proxy.reload();
         assert_eq!(
             next_change(&mut call).await,
@@ -838,6 +988,9 @@ mod listen {
                 Some(Code::PermissionDenied as i32)
             )
         );
+        // Every open stream hears of a reload at once, not on its own clock.
+        let took = reloaded.elapsed();
+        assert!(took < Duration::from_secs(2), "re-judged after {took:?}");
         wait_for("remove_target upstream", || {
             s.up.target_changes() == [7, -7]
         })
@@ -850,6 +1003,69 @@ mod listen {
                     && r["reason"] == "listen_target_revoked"),
             "{audit:?}"
         );
+    }
+
+    /// A Listen target allowed by the catalog (its owner listens) is
+    /// removed once a sync moves the ownership elsewhere: the decision
+    /// cache is keyed by the index's generation, and open streams re-judge.
+    #[tokio::test]
+    async fn a_catalog_change_revokes_an_open_target() {
+        use support::catalog::{CATALOG_TOKEN, FakeCatalog, entities};
+        let up = ListenUpstream::start().await;
+        let catalog = FakeCatalog::start(entities(&[("checkout", "payments")])).await;
+        let issuer = support::issuer::TestIssuer::builder().start().await;
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(
+            dir.path().join("rules.yaml"),
+            "rules:\n  - id: owners\n    match: /services/{service}/{rest=**}\n    allow: [read]\n    who: {catalog: {owner_of: \"component:{service}\"}}\n",
+        )
+        .expect("policy");
+        std::fs::write(dir.path().join("token"), CATALOG_TOKEN).expect("token");
+        let yaml = config::plain(&up.url())
+            .merge(json!({
+                "policy": {"dir": dir.path(), "watch": false},
+                "catalog": {
+                    "url": catalog.url(),
+                    "token_file": dir.path().join("token"),
+                    "interval": "200ms",
+                    "page_size": 2,
+                    "users": [{"issuer": issuer.issuer, "user_ref": "user:default/{sub}"}],
+                },
+            }))
+            .yaml();
+        let proxy = TestProxy::start_with(issuer, &yaml).await;
+        wait_for("the first catalog sync", || {
+            proxy
+                .readiness()
+                .and_then(|r| r.check("catalog").map(|c| c.ready))
+                == Some(true)
+        })
+        .await;
+        let mut client = grpc::client(proxy.addr).await;
+        let first = add_documents(DB, 5, &[name("services/checkout/d/1")]);
+        let mut call = listen(
+            &mut client,
+            &proxy.bearer_for("alice"),
+            "listen-catalog",
+            first,
+        )
+        .await
+        .expect("Listen opens");
+        assert_eq!(next_change(&mut call).await, (T::Add as i32, vec![5], None));
+        assert_eq!(
+            next_change(&mut call).await,
+            (T::Current as i32, vec![5], None)
+        );
+        catalog.set(entities(&[("checkout", "search")]));
+        assert_eq!(
+            next_change(&mut call).await,
+            (
+                T::Remove as i32,
+                vec![5],
+                Some(Code::PermissionDenied as i32)
+            )
+        );
+        wait_for("remove_target upstream", || up.target_changes() == [5, -5]).await;
     }
 
     /// `listen_stack` with `limits` merged into `server.limits`.
@@ -1023,6 +1239,7 @@ mod listen {
         let s = listen_stack().await;
         let mut client = grpc::client(s.proxy.addr).await;
         // Accepted within the issuer's 30 s leeway, for about two more seconds.
+        let signed = std::time::Instant::now();
         let token = s.proxy.issuer().token().expires_in(-28).sign();
         let first = add_documents(DB, 1, &[name("rooms/a")]);
         let mut call = listen(
@@ -1042,6 +1259,13 @@ mod listen {
             .await
             .expect_err("ended with a status");
         assert_eq!(end.code(), Code::Unauthenticated, "{end:?}");
+        // Within a second of the token's end (exp + leeway, 2 s from signing;
+        // `exp` is whole seconds, so up to 1 s earlier).
+        let took = signed.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "ended {took:?} after signing"
+        );
     }
 
     #[tokio::test]

@@ -228,10 +228,11 @@ async fn one_principal_cannot_hold_more_than_its_in_flight_cap() {
         .await
         .unwrap();
     let third = within("third", get(proxy.bearer(), "busy")).await.unwrap();
-    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    // 503 UNAVAILABLE, the status the official clients retry.
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(third.headers()["retry-after"], "1");
     let body: Value = third.json().await.unwrap();
-    assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert_eq!(body["error"]["status"], "UNAVAILABLE");
     // Someone else is not affected.
     let other = within("other", get(proxy.bearer_for("bob"), "bob"))
         .await

@@ -271,3 +271,138 @@ fn audit_report_summarizes_verified_files_only() {
         refused.stderr
     );
 }
+
+const CATALOG_RULES: &str = r#"rules:
+  - id: service-owners
+    match: /services/{service}/{rest=**}
+    allow: [read, write]
+    who: {catalog: {owner_of: "component:default/{service}"}}
+"#;
+
+/// A snapshot as `firegate catalog dump` writes it: payments ⊂ org, alice
+/// in payments, bob in org, checkout owned by payments.
+fn snapshot(dir: &Path) -> PathBuf {
+    let items = json!({"items": [
+        {"kind": "Group", "metadata": {"name": "org", "namespace": "default"}},
+        {"kind": "Group", "metadata": {"name": "payments", "namespace": "default"},
+         "relations": [{"type": "childOf", "targetRef": "group:default/org"}]},
+        {"kind": "User", "metadata": {"name": "alice", "namespace": "default"},
+         "relations": [{"type": "memberOf", "targetRef": "group:default/payments"}]},
+        {"kind": "User", "metadata": {"name": "bob", "namespace": "default"},
+         "spec": {"memberOf": ["org"]}},
+        {"kind": "Component", "metadata": {"name": "checkout", "namespace": "default"},
+         "spec": {"owner": "payments", "type": "service"}},
+    ]});
+    let path = dir.join("catalog.json");
+    std::fs::write(&path, items.to_string()).expect("snapshot");
+    path
+}
+
+#[test]
+fn catalog_bound_rules_in_the_tools() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("policies");
+    std::fs::write(policies.join("services.yaml"), CATALOG_RULES).expect("rules");
+    let snapshot = snapshot(dir.path());
+    let snapshot_arg = snapshot.display().to_string();
+    let policies_arg = policies.display().to_string();
+
+    // policy test: a file-level fixture and a case that brings its own.
+    std::fs::write(
+        policies.join("services.test.yaml"),
+        r#"catalog: ../catalog.json
+principals:
+  alice: {subject: "user:default/alice"}
+  bob: {subject: "user:default/bob"}
+tests:
+  - {name: owner writes, principal: alice, targets: [{access: update, document: /services/checkout/d/1}], expect: allow, rule: service-owners}
+  - {name: org member does not, principal: bob, targets: [{access: update, document: /services/checkout/d/1}], expect: deny}
+  - {name: no such service, principal: alice, targets: [{access: get, document: /services/nothing/d/1}], expect: deny}
+  - name: re-owned in this case's catalog
+    principal: bob
+    catalog: {items: [{kind: User, metadata: {name: bob}}, {kind: Component, metadata: {name: checkout}, spec: {owner: "user:bob"}}]}
+    targets: [{access: update, document: /services/checkout/d/1}]
+    expect: allow
+"#,
+    )
+    .expect("tests");
+    let run = firegate(&["policy", "test", &policies_arg]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("4 passed, 0 failed"), "{}", run.stdout);
+
+    // policy check names the entity, its owners and the snapshot's age.
+    let principal = dir.path().join("alice.json");
+    std::fs::write(&principal, r#"{"subject": "user:default/alice"}"#).expect("principal");
+    let run = firegate(&[
+        "policy",
+        "check",
+        "--policies",
+        &policies_arg,
+        "--principal",
+        &principal.display().to_string(),
+        "--catalog",
+        &snapshot_arg,
+        "GET",
+        "/v1/projects/p/databases/(default)/documents/services/checkout/d/1",
+    ]);
+    let out = json_of(&run);
+    assert_eq!(out["decision"]["allowed"], true, "{out}");
+    let seen = &out["catalog"]["rules"][0];
+    assert_eq!(seen["rule"], "service-owners", "{out}");
+    assert_eq!(seen["decided"], true, "{out}");
+    assert_eq!(seen["entity"], "component:default/checkout", "{out}");
+    assert_eq!(seen["owners"], json!(["group:default/payments"]), "{out}");
+    assert_eq!(seen["user"], "user:default/alice", "{out}");
+    assert!(out["catalog"]["index_age_seconds"].is_u64(), "{out}");
+    // Without the snapshot the rule fails closed.
+    let run = firegate(&[
+        "policy",
+        "check",
+        "--policies",
+        &policies_arg,
+        "--principal",
+        &principal.display().to_string(),
+        "GET",
+        "/v1/projects/p/databases/(default)/documents/services/checkout/d/1",
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+
+    // who-can expands the rule per entity: the owning users by subject.
+    let run = firegate(&[
+        "policy",
+        "who-can",
+        &policies_arg,
+        "write",
+        "/services/checkout/d/1",
+        "--catalog",
+        &snapshot_arg,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("user:default/alice"), "{}", run.stdout);
+    assert!(!run.stdout.contains("user:default/bob"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("service-owners[component:default/checkout]"),
+        "{}",
+        run.stdout
+    );
+
+    // diff: adding the catalog rule gains alice's access to checkout.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("empty");
+    std::fs::write(empty.join("none.yaml"), "rules: []\n").expect("none");
+    let run = firegate(&[
+        "policy",
+        "diff",
+        &empty.display().to_string(),
+        &policies_arg,
+        "--catalog",
+        &snapshot_arg,
+        "--fail-on",
+        "gained",
+    ]);
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("user:default/alice"), "{}", run.stdout);
+    assert!(run.stdout.contains("/services/checkout"), "{}", run.stdout);
+}

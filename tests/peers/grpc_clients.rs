@@ -35,7 +35,7 @@ const PYTHON_STEPS: [&str; 12] = [
 ];
 
 /// The steps of `tests/sdk/run.mjs` for its `grpc` client, in order.
-const NODE_STEPS: [&str; 16] = [
+const NODE_STEPS: [&str; 17] = [
     "set",
     "get",
     "update",
@@ -50,6 +50,7 @@ const NODE_STEPS: [&str; 16] = [
     "findNearest",
     "explain",
     "partitions",
+    "burst",
     "listen",
     "cleanup",
 ];

@@ -10,8 +10,11 @@ mod support;
 
 mod backstage;
 mod browser;
+mod catalog;
 mod classify;
 mod grpc_clients;
 mod jvm_go_clients;
+mod masks;
 mod oidc;
 mod sdk;
+mod stream_cap;

@@ -23,8 +23,9 @@ const COMMON: [&str; 11] = [
     "listCollections",
     "vector",
 ];
-/// What only the Node admin clients can do (lite has no such calls).
-const ADMIN_ONLY: [&str; 3] = ["findNearest", "explain", "partitions"];
+/// What only the Node admin clients can do (lite has no such calls), and
+/// `burst`: 1,000 writes in flight at once.
+const ADMIN_ONLY: [&str; 4] = ["findNearest", "explain", "partitions", "burst"];
 /// `admin` is `@google-cloud/firestore` 8.x, `admin7` its 7.x line.
 const CLIENTS: [&str; 3] = ["admin", "admin7", "lite"];
 

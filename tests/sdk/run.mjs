@@ -25,10 +25,10 @@ import * as lite from 'firebase/firestore/lite';
 const COMMON = ['set', 'get', 'update', 'delete', 'query', 'collectionGroup', 'count', 'batch', 'transaction', 'listCollections', 'vector'];
 // firebase/firestore/lite has no vector search, explain or partitions.
 const STEPS = {
-  admin: [...COMMON, 'findNearest', 'explain', 'partitions', 'cleanup'],
-  admin7: [...COMMON, 'findNearest', 'explain', 'partitions', 'cleanup'],
+  admin: [...COMMON, 'findNearest', 'explain', 'partitions', 'burst', 'cleanup'],
+  admin7: [...COMMON, 'findNearest', 'explain', 'partitions', 'burst', 'cleanup'],
   lite: [...COMMON, 'cleanup'],
-  grpc: [...COMMON, 'findNearest', 'explain', 'partitions', 'listen', 'cleanup'],
+  grpc: [...COMMON, 'findNearest', 'explain', 'partitions', 'burst', 'listen', 'cleanup'],
 };
 const ADMIN = { admin: admin8, admin7, grpc: admin8 };
 
@@ -132,9 +132,16 @@ function adminSteps(client, args, token) {
   const alpha = col.doc('alpha');
   // Below alpha, so recursiveDelete in cleanup takes them too.
   const vecs = alpha.collection(`${args.prefix}_${client}_vec`);
+  const burst = alpha.collection(`${args.prefix}_${client}_burst`);
   const parts = `${args.prefix}_${client}_parts`;
   return {
     close: () => db.terminate(),
+    // 1,000 writes at once, as the client's own system tests send them: all
+    // in flight together for one caller (firegate's per-principal cap).
+    burst: async () => {
+      await Promise.all(Array.from({ length: 1000 }, (_, i) => burst.doc(`d${i}`).set({ i })));
+      same((await burst.count().get()).data().count, 1000, 'documents written at once');
+    },
     set: async () => {
       await alpha.set({ name: 'alpha', n: 1, tags: ['x'], nested: { a: true }, at: new Date('2024-01-02T03:04:05Z') });
       await col.doc('beta').set({ name: 'beta', n: 2 });

@@ -28,6 +28,26 @@ impl Backstage {
     /// Start backend.js on `port`, proxying `/api/proxy/firestore` to
     /// `firegate` (forwarding the caller's token), and wait until it serves.
     pub async fn start(port: u16, firegate: &str) -> Backstage {
+        Backstage::start_with(port, firegate, None).await
+    }
+
+    /// [`Backstage::start`] with the catalog plugin too: `catalog` is the
+    /// file location holding the entities, read again every second, and
+    /// `token` an external-access static token that may read it.
+    pub async fn start_catalog(
+        port: u16,
+        firegate: &str,
+        catalog: &std::path::Path,
+        token: &str,
+    ) -> Backstage {
+        Backstage::start_with(port, firegate, Some((catalog, token))).await
+    }
+
+    async fn start_with(
+        port: u16,
+        firegate: &str,
+        catalog: Option<(&std::path::Path, &str)>,
+    ) -> Backstage {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/backstage");
         assert!(
             root.join("node_modules/@backstage/backend-defaults")
@@ -36,7 +56,7 @@ impl Backstage {
             root.display()
         );
         let base = format!("http://127.0.0.1:{port}");
-        let config = json!({
+        let mut config = json!({
             "app": {"baseUrl": "http://127.0.0.1:3000"},
             "backend": {
                 "baseUrl": base,
@@ -58,6 +78,16 @@ impl Backstage {
             }}},
             "firegate": {"baseUrl": firegate},
         });
+        if let Some((file, token)) = catalog {
+            config["backend"]["auth"] = json!({"externalAccess": [
+                {"type": "static", "options": {"token": token, "subject": "firegate-catalog"}},
+            ]});
+            config["catalog"] = json!({
+                "processingInterval": {"seconds": 1},
+                "rules": [{"allow": ["Component", "Group", "User", "System", "Location"]}],
+                "locations": [{"type": "file", "target": file}],
+            });
+        }
         let dir = tempfile::tempdir().expect("config dir");
         let path = dir.path().join("app-config.yaml");
         std::fs::write(&path, super::config::yaml(&config)).expect("write app-config");
@@ -67,6 +97,10 @@ impl Backstage {
             .arg(&path)
             .current_dir(&root)
             .env("NODE_ENV", "development")
+            .env(
+                "FIREGATE_TEST_CATALOG",
+                if catalog.is_some() { "1" } else { "0" },
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

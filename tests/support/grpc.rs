@@ -252,12 +252,14 @@ pub async fn raw_call(
 
 /// A fake Firestore `Listen`: it acknowledges each added target with `ADD`
 /// and `CURRENT`, each removed one with `REMOVE`, records every request
-/// message it gets and the metadata of each call.
+/// message it gets and the metadata of each call. Any other method answers
+/// one empty message (a `GetDocument` an empty `Document`).
 pub struct ListenUpstream {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<proto::ListenRequest>>>,
     metadata: Arc<Mutex<Vec<HeaderMap>>>,
     ended: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -272,6 +274,16 @@ type ListenBody =
 
 impl ListenUpstream {
     pub async fn start() -> ListenUpstream {
+        ListenUpstream::start_with(None).await
+    }
+
+    /// Speaking HTTP/2 only, advertising `SETTINGS_MAX_CONCURRENT_STREAMS`
+    /// of `max_streams` on each connection (as Google's front ends do, ~100).
+    pub async fn capped(max_streams: u32) -> ListenUpstream {
+        ListenUpstream::start_with(Some(max_streams)).await
+    }
+
+    async fn start_with(max_streams: Option<u32>) -> ListenUpstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -279,16 +291,19 @@ impl ListenUpstream {
         let requests: Arc<Mutex<Vec<proto::ListenRequest>>> = Arc::default();
         let metadata: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
         let ended: Arc<AtomicUsize> = Arc::default();
-        let (r, m, e) = (
+        let connections: Arc<AtomicUsize> = Arc::default();
+        let (r, m, e, c) = (
             Arc::clone(&requests),
             Arc::clone(&metadata),
             Arc::clone(&ended),
+            Arc::clone(&connections),
         );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
+                c.fetch_add(1, Ordering::SeqCst);
                 let (r, m, e) = (Arc::clone(&r), Arc::clone(&m), Arc::clone(&e));
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
@@ -297,9 +312,21 @@ impl ListenUpstream {
                             async move { Ok::<_, Infallible>(listen_answer(req, r, m, e)) }
                         },
                     );
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+                    let io = TokioIo::new(tcp);
+                    match max_streams {
+                        Some(max) => {
+                            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                .max_concurrent_streams(max)
+                                .serve_connection(io, service)
+                                .await;
+                        }
+                        None => {
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection(io, service)
+                                    .await;
+                        }
+                    }
                 });
             }
         });
@@ -308,6 +335,7 @@ impl ListenUpstream {
             requests,
             metadata,
             ended,
+            connections,
             task,
         }
     }
@@ -324,6 +352,11 @@ impl ListenUpstream {
     /// How many calls have seen their request stream end (half-close or reset).
     pub fn ended(&self) -> usize {
         self.ended.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// The metadata of every call.
@@ -367,6 +400,17 @@ fn listen_answer(
         .lock()
         .expect("metadata")
         .push(req.headers().clone());
+    if !req.uri().path().ends_with("/Listen") {
+        let frames = vec![
+            Ok(Frame::data(framed_bytes(b""))),
+            Ok(Frame::trailers(ok_trailers())),
+        ];
+        let mut response = Response::new(StreamBody::new(stream::iter(frames).boxed()));
+        response
+            .headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/grpc"));
+        return response;
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
     let mut body = req.into_body();
     tokio::spawn(async move {

@@ -7,6 +7,7 @@
 
 pub mod authn;
 pub mod backstage;
+pub mod catalog;
 pub mod certs;
 pub mod clock;
 pub mod config;

@@ -31,8 +31,13 @@ impl TestProxy {
     /// port 0), with the test issuer trusted, every path allowed to any
     /// authenticated caller, and emulator credentials.
     pub async fn start(yaml: &str) -> TestProxy {
+        TestProxy::start_with(TestIssuer::builder().start().await, yaml).await
+    }
+
+    /// [`TestProxy::start`] trusting an issuer the test started first (its
+    /// URL can then appear in the config).
+    pub async fn start_with(issuer: TestIssuer, yaml: &str) -> TestProxy {
         let given: Value = serde_yaml_ng::from_str(yaml).expect("test config is YAML");
-        let issuer = TestIssuer::builder().start().await;
         let policies = tempfile::tempdir().expect("policy dir");
         std::fs::write(
             policies.path().join("all.yaml"),
@@ -77,6 +82,11 @@ impl TestProxy {
         format!("Bearer {token}")
     }
 
+    /// What `/readyz` reports now.
+    pub fn readiness(&self) -> Option<firegate::server::admin::Ready> {
+        self.app.as_ref().map(App::readiness)
+    }
+
     /// Reload what SIGHUP reloads (the policy directory among them).
     pub fn reload(&self) {
         if let Some(app) = &self.app {
@@ -115,6 +125,24 @@ impl TestProxy {
     pub fn shutdown(&mut self) -> JoinHandle<anyhow::Result<firegate::audit::Flushed>> {
         let app = self.app.take().expect("shut down once");
         tokio::spawn(app.shutdown())
+    }
+
+    /// The admin listener's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        let app = self.app.as_ref().expect("running");
+        reqwest::get(format!("http://{}/metrics", app.admin_addr()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The value of one series on [`TestProxy::metrics`] (`name{labels}`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     pub fn http(&self, path: &str) -> String {

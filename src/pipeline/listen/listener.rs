@@ -5,18 +5,18 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::upstream::Leased;
 use bytes::Bytes;
 use futures_util::stream;
 use http::{HeaderMap, HeaderValue, Response};
 use http_body::Frame;
 use http_body_util::StreamBody;
-use hyper::body::Incoming;
 use prost::Message as _;
 use tokio::sync::mpsc;
 
-use super::targets::Targets;
+use super::targets::{Masks, Targets};
 use super::upstream::{AbortOnDrop, Upstream, UpstreamEvent, grpc_status_of, upstream_event};
-use super::{ClientFrame, RECHECK};
+use super::{ClientFrame, RECHECK_AT_LEAST, RECHECK_UNKNOWN};
 use crate::authn::Principal;
 use crate::body::{self, BoxError};
 use crate::grpc::proto::{listen_request, listen_response, target_change};
@@ -45,9 +45,13 @@ pub(super) struct Listener {
     pub(super) targets: Targets,
     /// The caller's `grpc-timeout`: the stream ends `DEADLINE_EXCEEDED` then.
     pub(super) deadline: Option<tokio::time::Instant>,
-    /// The policy table's epoch and the caller's grants when the targets
-    /// were last judged ([`crate::policy::PolicyEngine::version`]).
-    pub(super) version: (u64, u64, usize),
+    /// What the targets were judged against: the policy table's epoch,
+    /// the catalog index's generation and the caller's grants
+    /// ([`crate::policy::PolicyEngine::version`]).
+    pub(super) version: crate::policy::JudgedVersion,
+    /// Fires when the table, the catalog or any grant changes (one watcher
+    /// per pipeline).
+    pub(super) epochs: tokio::sync::watch::Receiver<crate::policy::Changes>,
     /// The client half-closed: so is the upstream request, once open.
     pub(super) client_done: bool,
 }
@@ -65,7 +69,9 @@ impl Listener {
         if let Err(err) = self.on_request(first).await {
             return self.fail(&err);
         }
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+        // One timer per stream, at its token's expiry: no periodic tick.
+        let recheck = tokio::time::sleep_until(self.next_recheck());
+        tokio::pin!(recheck);
         loop {
             tokio::select! {
                 event = upstream_event(&mut self.upstream) => {
@@ -94,7 +100,13 @@ impl Listener {
                         }
                     }
                 },
-                _ = tick.tick() => {
+                () = &mut recheck => {
+                    if let Err(err) = self.recheck().await {
+                        return self.fail(&err);
+                    }
+                    recheck.as_mut().reset(self.next_recheck());
+                }
+                Ok(()) = self.epochs.changed() => {
                     if let Err(err) = self.recheck().await {
                         return self.fail(&err);
                     }
@@ -152,8 +164,8 @@ impl Listener {
             Ok(op) => Arc::new(op),
             Err(err) => return self.refuse(id, event, &err.into()).await,
         };
-        let account = match self.judge(&op, &mut event).await {
-            Ok(account) => account,
+        let (account, masks) = match self.judge(&op, &mut event).await {
+            Ok(judged) => judged,
             Err(err) => return self.refuse(id, event, &err).await,
         };
         // One stream, one upstream identity: a target whose rule names
@@ -176,11 +188,11 @@ impl Listener {
             target_change: Some(listen_request::TargetChange::AddTarget(target)),
         };
         if id == 0 {
-            if let Some(request) = self.targets.add_unnumbered(op, request) {
+            if let Some(request) = self.targets.add_unnumbered(op, masks, request) {
                 self.forward(request).await;
             }
         } else {
-            self.targets.add(id, op);
+            self.targets.add(id, op, masks);
             self.forward(request).await;
         }
         Ok(())
@@ -194,7 +206,7 @@ impl Listener {
         &self,
         op: &Arc<Operation>,
         event: &mut Exchange,
-    ) -> Result<Option<String>, PipelineError> {
+    ) -> Result<(Option<String>, Masks), PipelineError> {
         let pipeline = &self.pipeline;
         let mut op = Arc::clone(op);
         pipeline.within_limits(&op, event)?;
@@ -202,7 +214,7 @@ impl Listener {
         let judged = pipeline
             .judge(&self.principal, &mut op, None, event, &mut laps)
             .await?;
-        Ok(judged.account)
+        Ok((judged.account, judged.masks))
     }
 
     /// Refuse one target: audited, and the client told with a `REMOVE`.
@@ -316,7 +328,7 @@ impl Listener {
 
     fn on_opened(
         &mut self,
-        opened: Result<Result<Response<Incoming>, UpstreamError>, tokio::task::JoinError>,
+        opened: Result<Result<Response<Leased>, UpstreamError>, tokio::task::JoinError>,
     ) -> Option<End> {
         let response = match opened {
             Ok(Ok(response)) => response,
@@ -391,12 +403,15 @@ impl Listener {
         for m in messages {
             // Passed through as they came unless an id is awaited or a
             // revocation is unacknowledged: only then decoded.
-            let m = if self.targets.screening() {
+            let m = if self.targets.screening() || self.targets.masking() {
                 let Ok(message) = proto::ListenResponse::decode(m.as_ref()) else {
                     return Some(self.fail(&unreadable()));
                 };
                 match self.on_screened(message).await {
-                    Some(message) => frame::encode(&message),
+                    Some(mut message) => {
+                        self.targets.mask(&mut message);
+                        frame::encode(&message)
+                    }
                     None => continue,
                 }
             } else {
@@ -424,9 +439,9 @@ impl Listener {
             while let Some(held) = self.targets.next_held() {
                 let mut event = self.events.event();
                 match self.judge(&held.op, &mut event).await {
-                    Ok(_) => {
+                    Ok((_, masks)) => {
                         self.record(event, None);
-                        let request = self.targets.send_held(held);
+                        let request = self.targets.send_held(held, masks);
                         self.forward(request).await;
                     }
                     Err(err) => {
@@ -447,8 +462,30 @@ impl Listener {
         .await;
     }
 
-    /// The token must still hold; a changed policy table or a change in
-    /// the caller's grants (one given, revoked or expired) re-judges every
+    /// When to re-check the caller's token and grants: just after its
+    /// verification expires or one of its grants ends, and at least every
+    /// [`RECHECK_AT_LEAST`].
+    fn next_recheck(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let wall = std::time::SystemTime::now();
+        let until = |at: std::time::SystemTime| {
+            at.duration_since(wall)
+                .unwrap_or_default()
+                .saturating_add(std::time::Duration::from_millis(10))
+        };
+        let mut wait = match self.pipeline.authn.verified_until(&self.headers, &self.uri) {
+            Some(at) => until(at).min(RECHECK_AT_LEAST),
+            None => RECHECK_UNKNOWN,
+        };
+        if let Some(at) = self.pipeline.policy.next_grant_end(&self.principal) {
+            wait = wait.min(until(at));
+        }
+        now + wait
+    }
+
+    /// The token must still hold; a changed policy table, catalog or a
+    /// change in the caller's grants (one given, revoked or expired)
+    /// re-judges every
     /// target, and a revoked one is removed on both sides.
     async fn recheck(&mut self) -> Result<(), PipelineError> {
         if let Err(err) = self
@@ -469,8 +506,12 @@ impl Listener {
         }
         self.version = version;
         for (id, op) in self.targets.active() {
-            let Some((reason, cause)) = self.rejudge(&op).await else {
-                continue;
+            let (reason, cause) = match self.rejudge(&op).await {
+                Ok(masks) => {
+                    self.targets.set_masks(id, masks);
+                    continue;
+                }
+                Err(refused) => refused,
             };
             self.targets.revoke(id);
             self.remove_on_client(id, &cause).await?;
@@ -479,18 +520,21 @@ impl Listener {
         }
         // An id-0 target in flight is removed once its id comes; held ones
         // are dropped before they go anywhere.
-        if let Some(op) = self.targets.awaiting()
-            && let Some((reason, cause)) = self.rejudge(&op).await
-        {
-            self.targets.revoke_awaiting();
-            self.remove_on_client(0, &cause).await?;
-            self.record_revoked(&op, reason);
+        if let Some(op) = self.targets.awaiting() {
+            match self.rejudge(&op).await {
+                Ok(masks) => self.targets.set_awaiting_masks(masks),
+                Err((reason, cause)) => {
+                    self.targets.revoke_awaiting();
+                    self.remove_on_client(0, &cause).await?;
+                    self.record_revoked(&op, reason);
+                }
+            }
         }
         let mut kept = std::collections::VecDeque::new();
         for held in self.targets.take_held() {
             match self.rejudge(&held.op).await {
-                None => kept.push_back(held),
-                Some((reason, cause)) => {
+                Ok(_) => kept.push_back(held),
+                Err((reason, cause)) => {
                     self.remove_on_client(0, &cause).await?;
                     self.record_revoked(&held.op, reason);
                 }
@@ -500,11 +544,11 @@ impl Listener {
         Ok(())
     }
 
-    /// A target judged again: `None` while it holds, else why it goes.
-    async fn rejudge(&self, op: &Arc<Operation>) -> Option<(String, PipelineError)> {
+    /// A target judged again: its masks while it holds, else why it goes.
+    async fn rejudge(&self, op: &Arc<Operation>) -> Result<Masks, (String, PipelineError)> {
         let mut event = self.events.event();
-        Some(match self.judge(op, &mut event).await {
-            Ok(account) if account == *self.upstream.account() => return None,
+        Err(match self.judge(op, &mut event).await {
+            Ok((account, masks)) if account == *self.upstream.account() => return Ok(masks),
             Ok(_) => (
                 "listen_upstream_account_differs".to_owned(),
                 PipelineError::Denied,

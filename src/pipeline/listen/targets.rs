@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 use crate::grpc::proto::{self, listen_response::ResponseType, target_change::TargetChangeType};
 use crate::model::Operation;
+use crate::model::mask::DocumentMasks;
+
+/// The masks a target's documents are under (`None`: none).
+pub(super) type Masks = Option<Arc<DocumentMasks>>;
 
 /// An id-0 target judged and waiting to be forwarded.
 pub(super) struct Held {
@@ -20,6 +24,7 @@ pub(super) struct Held {
 /// The id-0 target forwarded, waiting for the `ADD` that names its id.
 struct Awaiting {
     op: Arc<Operation>,
+    masks: Masks,
     /// Revoked before its id was known: removed as soon as it is.
     revoked: bool,
 }
@@ -30,6 +35,8 @@ pub(super) struct Targets {
     awaiting: Option<Awaiting>,
     held: VecDeque<Held>,
     revoked: HashSet<i32>,
+    /// The masks of the active targets that have one.
+    masks: HashMap<i32, Arc<DocumentMasks>>,
 }
 
 /// What one upstream message means for the stream.
@@ -57,8 +64,54 @@ impl Targets {
     }
 
     /// A target with its own id, forwarded now.
-    pub(super) fn add(&mut self, id: i32, op: Arc<Operation>) {
+    pub(super) fn add(&mut self, id: i32, op: Arc<Operation>, masks: Masks) {
         self.active.insert(id, op);
+        self.set_masks(id, masks);
+    }
+
+    /// A target's masks, after it was judged (again).
+    pub(super) fn set_masks(&mut self, id: i32, masks: Masks) {
+        match masks {
+            Some(m) => self.masks.insert(id, m),
+            None => self.masks.remove(&id),
+        };
+    }
+
+    /// The awaited id-0 target's masks, after it was judged again.
+    pub(super) fn set_awaiting_masks(&mut self, masks: Masks) {
+        if let Some(awaiting) = &mut self.awaiting {
+            awaiting.masks = masks;
+        }
+    }
+
+    /// Whether some target is masked: then every upstream message is
+    /// decoded, and its document changes masked.
+    pub(super) fn masking(&self) -> bool {
+        !self.masks.is_empty() || self.awaiting.as_ref().is_some_and(|a| a.masks.is_some())
+    }
+
+    /// Mask a document change by the masks of every target it is for (a
+    /// document shared by a masked and an unmasked target is masked: the
+    /// client keeps one copy of it).
+    pub(super) fn mask(&self, message: &mut proto::ListenResponse) {
+        let Some(ResponseType::DocumentChange(change)) = &mut message.response_type else {
+            return;
+        };
+        let Some(doc) = &mut change.document else {
+            return;
+        };
+        let awaited = self.awaiting.as_ref().and_then(|a| a.masks.as_ref());
+        for id in &change.target_ids {
+            // An id not yet known is the id-0 target in flight's.
+            let masks = match self.masks.get(id) {
+                Some(masks) => Some(masks),
+                None if !self.active.contains_key(id) => awaited,
+                None => None,
+            };
+            if let Some(masks) = masks {
+                crate::grpc::mask_document(doc, masks);
+            }
+        }
     }
 
     /// An id-0 target: `Some(request)` to forward now, or `None` when it is
@@ -66,13 +119,18 @@ impl Targets {
     pub(super) fn add_unnumbered(
         &mut self,
         op: Arc<Operation>,
+        masks: Masks,
         request: proto::ListenRequest,
     ) -> Option<proto::ListenRequest> {
         if self.awaiting.is_some() {
             self.held.push_back(Held { op, request });
             return None;
         }
-        self.awaiting = Some(Awaiting { op, revoked: false });
+        self.awaiting = Some(Awaiting {
+            op,
+            masks,
+            revoked: false,
+        });
         Some(request)
     }
 
@@ -85,9 +143,10 @@ impl Targets {
     }
 
     /// Put a held target in flight (after it was judged again).
-    pub(super) fn send_held(&mut self, held: Held) -> proto::ListenRequest {
+    pub(super) fn send_held(&mut self, held: Held, masks: Masks) -> proto::ListenRequest {
         self.awaiting = Some(Awaiting {
             op: held.op,
+            masks,
             revoked: false,
         });
         held.request
@@ -96,6 +155,7 @@ impl Targets {
     /// The client removed `id` itself.
     pub(super) fn remove(&mut self, id: i32) {
         self.active.remove(&id);
+        self.masks.remove(&id);
     }
 
     /// Every active target, by id, in order.
@@ -113,6 +173,7 @@ impl Targets {
     /// upstream acknowledges its removal.
     pub(super) fn revoke(&mut self, id: i32) {
         self.active.remove(&id);
+        self.masks.remove(&id);
         self.revoked.insert(id);
     }
 
@@ -188,6 +249,7 @@ impl Targets {
                         screened.remove.push(id);
                     } else {
                         self.active.insert(id, awaiting.op);
+                        self.set_masks(id, awaiting.masks);
                     }
                 }
             }
@@ -199,6 +261,7 @@ impl Targets {
                 let mut acknowledged = false;
                 change.target_ids.retain(|id| {
                     self.active.remove(id);
+                    self.masks.remove(id);
                     let revoked = self.revoked.remove(id);
                     acknowledged |= revoked;
                     !revoked
@@ -261,14 +324,17 @@ mod tests {
     #[test]
     fn an_unnumbered_target_takes_the_id_its_add_names_and_the_next_waits() {
         let mut t = Targets::default();
-        assert!(t.add_unnumbered(op(), Default::default()).is_some());
-        assert!(t.add_unnumbered(op(), Default::default()).is_none(), "held");
+        assert!(t.add_unnumbered(op(), None, Default::default()).is_some());
+        assert!(
+            t.add_unnumbered(op(), None, Default::default()).is_none(),
+            "held"
+        );
         assert!(t.next_held().is_none(), "one in flight at a time");
         let add = t.screen(change(TargetChangeType::Add, &[41]));
         assert!(add.settled && add.pass.is_some());
         assert!(t.in_use(41));
         let held = t.next_held().expect("the next one may go");
-        t.send_held(held);
+        t.send_held(held, None);
         assert!(t.screening());
         t.screen(change(TargetChangeType::Add, &[42]));
         assert_eq!(
@@ -281,7 +347,7 @@ mod tests {
     #[test]
     fn an_unnumbered_target_revoked_in_flight_is_removed_when_its_id_comes() {
         let mut t = Targets::default();
-        t.add_unnumbered(op(), Default::default());
+        t.add_unnumbered(op(), None, Default::default());
         t.revoke_awaiting();
         assert!(t.awaiting().is_none());
         let add = t.screen(change(TargetChangeType::Add, &[7]));
@@ -296,8 +362,8 @@ mod tests {
     #[test]
     fn a_revoked_target_gets_nothing_more_until_the_upstream_acknowledges() {
         let mut t = Targets::default();
-        t.add(1, op());
-        t.add(2, op());
+        t.add(1, op(), None);
+        t.add(2, op(), None);
         t.revoke(1);
         assert!(
             t.in_use(1),

@@ -2,11 +2,11 @@
 //! target, its request side fed from a channel, its response read frame by
 //! frame; dropping it cancels the call.
 
+use crate::upstream::Leased;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -20,12 +20,12 @@ pub(super) enum Upstream {
     Opening {
         account: Option<String>,
         tx: mpsc::Sender<Bytes>,
-        call: AbortOnDrop<Result<Response<Incoming>, UpstreamError>>,
+        call: AbortOnDrop<Result<Response<Leased>, UpstreamError>>,
     },
     Open {
         account: Option<String>,
         tx: Option<mpsc::Sender<Bytes>>,
-        body: Incoming,
+        body: Leased,
         deframer: frame::Deframer,
     },
 }
@@ -67,7 +67,7 @@ pub(super) fn grpc_status_of(headers: &HeaderMap) -> HeaderMap {
 
 /// What the upstream half did.
 pub(super) enum UpstreamEvent {
-    Opened(Result<Result<Response<Incoming>, UpstreamError>, tokio::task::JoinError>),
+    Opened(Result<Result<Response<Leased>, UpstreamError>, tokio::task::JoinError>),
     Frame(Option<Result<Frame<Bytes>, hyper::Error>>),
 }
 

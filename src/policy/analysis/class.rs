@@ -55,6 +55,18 @@ impl Class {
                 ClaimTest::Contains(v) => need.contains.push(v.clone()),
             }
         }
+        // A catalog-bound `who` depends on the catalog, which a class
+        // cannot see: it stands as a need no principal of the analysis
+        // meets (an allow shows with it; a deny never proves an exclusion).
+        if let Some(catalog) = &who.catalog {
+            claims.insert(
+                format!("(catalog {})", catalog.describe()),
+                ClaimNeed {
+                    equals: Some(Value::Bool(true)),
+                    contains: Vec::new(),
+                },
+            );
+        }
         Class {
             issuers: set(&who.issuers),
             subjects: set(&who.subjects),

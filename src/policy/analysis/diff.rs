@@ -18,6 +18,11 @@ use crate::policy::compile::Effect;
 pub enum Change {
     Gained,
     Lost,
+    /// The same readers read the same documents, with fields hidden that
+    /// were shown (`rules` names the rule whose mask changed).
+    Masked,
+    /// Fields hidden before are shown now.
+    Unmasked,
 }
 
 /// One changed region: its members (minus `except`) at its paths gain or
@@ -37,6 +42,9 @@ pub struct Changed {
     pub when: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub except: Vec<Override>,
+    /// For a mask change: the mask before → after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
     #[serde(skip)]
     pub piece: Piece,
 }
@@ -70,8 +78,8 @@ impl Diff {
     pub fn fails(&self, fail_on: FailOn) -> bool {
         self.changes.iter().any(|c| match fail_on {
             FailOn::Any => true,
-            FailOn::Gained => c.change == Change::Gained,
-            FailOn::Lost => c.change == Change::Lost,
+            FailOn::Gained => matches!(c.change, Change::Gained | Change::Unmasked),
+            FailOn::Lost => matches!(c.change, Change::Lost | Change::Masked),
         })
     }
 
@@ -84,6 +92,8 @@ impl Diff {
             let sign = match c.change {
                 Change::Gained => "+ gained",
                 Change::Lost => "- lost  ",
+                Change::Masked => "~ masked",
+                Change::Unmasked => "~ unmask",
             };
             let _ = write!(
                 out,
@@ -93,6 +103,9 @@ impl Diff {
                 c.who,
                 c.rules.join(", ")
             );
+            if let Some(mask) = &c.mask {
+                let _ = write!(out, "  mask: {mask}");
+            }
             if let Some(db) = &c.database {
                 let _ = write!(out, "  in database {db}");
             }
@@ -112,7 +125,17 @@ impl Diff {
             .iter()
             .filter(|c| c.change == Change::Gained)
             .count();
-        let _ = writeln!(out, "{gained} gained, {} lost", self.changes.len() - gained);
+        let lost = self
+            .changes
+            .iter()
+            .filter(|c| c.change == Change::Lost)
+            .count();
+        let masks = self.changes.len() - gained - lost;
+        let _ = write!(out, "{gained} gained, {lost} lost");
+        if masks > 0 {
+            let _ = write!(out, ", {masks} mask changes");
+        }
+        out.push('\n');
         out
     }
 }
@@ -151,11 +174,68 @@ pub fn diff(old: &Table, new: &Table, database: Option<&str>) -> Diff {
                 database: piece.database.clone(),
                 when: when_text(&piece.conditions),
                 except: piece.except.iter().map(|e| e.view()).collect(),
+                mask: None,
                 piece,
             }));
         }
+        if matches!(access, Access::Get | Access::List) {
+            changes.extend(mask_changes(&old_allow, &new_allow, access));
+        }
     }
     Diff { changes }
+}
+
+/// Allow regions present in both tables (same readers, paths, conditions)
+/// whose rule's mask was added, removed or changed.
+fn mask_changes(old_allow: &[Region], new_allow: &[Region], access: Access) -> Vec<Changed> {
+    let mask_of = |r: &Region| r.rule.mask.as_ref().map(|m| m.to_string());
+    let mut out = Vec::new();
+    for new in new_allow {
+        let sig = signature(new);
+        let Some(old) = old_allow
+            .iter()
+            .find(|o| o.rule.id == new.rule.id && signature(o) == sig)
+        else {
+            continue;
+        };
+        let (before, after) = (mask_of(old), mask_of(new));
+        if before == after {
+            continue;
+        }
+        let change = match (&before, &after) {
+            (_, None) => Change::Unmasked,
+            // Fewer fields hidden than before, none newly.
+            (Some(_), Some(_))
+                if old
+                    .rule
+                    .mask
+                    .as_ref()
+                    .zip(new.rule.mask.as_ref())
+                    .is_some_and(|(o, n)| o.intersect(n) == **n) =>
+            {
+                Change::Unmasked
+            }
+            _ => Change::Masked,
+        };
+        let piece = Piece::of(new);
+        out.push(Changed {
+            who: piece.class.clone(),
+            path: piece.paths.to_string(),
+            action: access,
+            change,
+            rules: vec![new.rule.id.clone()],
+            database: piece.database.clone(),
+            when: when_text(&piece.conditions),
+            except: Vec::new(),
+            mask: Some(format!(
+                "{} → {}",
+                before.as_deref().unwrap_or("none"),
+                after.as_deref().unwrap_or("none")
+            )),
+            piece,
+        });
+    }
+    out
 }
 
 /// Where `to` allows and `from` did not. A region present unchanged on

@@ -58,6 +58,9 @@ pub struct Grant {
     /// Deny rules that refuse part of what this allow grants.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub except: Vec<String>,
+    /// The fields this rule hides from the reads it allows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked: Option<String>,
     #[serde(skip)]
     pub piece: Piece,
 }
@@ -72,13 +75,27 @@ impl Grant {
             database: piece.database.clone(),
             when: when_text(&piece.conditions),
             except: unique(piece.except.iter().map(|e| e.rule.clone())),
+            masked: None,
             piece,
         }
     }
 
+    /// An allow grant of `region`'s rule, with the rule's mask on a read.
+    fn allowed(piece: Piece, action: Access, region: &region::Region) -> Grant {
+        let mut grant = Grant::of(piece, action);
+        if matches!(action, Access::Get | Access::List) {
+            grant.masked = region.rule.mask.as_ref().map(|m| m.to_string());
+        }
+        grant
+    }
+
     /// One text line: `get /teams/{t} group eng by team-read (when …) except …`.
     pub fn line(&self, with_who: bool) -> String {
-        let mut line = format!("{:<6} {}", self.action.as_str(), self.path);
+        let action = match &self.masked {
+            Some(mask) => format!("{}, masked: {mask}", self.action.as_str()),
+            None => self.action.as_str().to_string(),
+        };
+        let mut line = format!("{action:<6} {}", self.path);
         if with_who {
             line += &format!("  {}", self.who);
         }

@@ -37,7 +37,7 @@ pub fn what_can(table: &Table, principal: &Principal, database: Option<&str>) ->
         let me = [principal.clone()];
         for allow in regions(table, Effect::Allow, &scope) {
             if let Some(piece) = Piece::of(&allow).carve_for(&deny_refs, &me) {
-                answer.allowed.push(Grant::of(piece, access));
+                answer.allowed.push(Grant::allowed(piece, access, &allow));
             }
         }
         answer

@@ -43,7 +43,7 @@ pub fn who_can(
         let deny_refs: Vec<_> = denies.iter().collect();
         for allow in regions(table, Effect::Allow, &scope) {
             if let Some(piece) = Piece::of(&allow).carve(&deny_refs) {
-                answer.allowed.push(Grant::of(piece, access));
+                answer.allowed.push(Grant::allowed(piece, access, &allow));
             }
         }
         answer
