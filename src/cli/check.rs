@@ -54,6 +54,16 @@ struct CatalogOutput {
     rules: Vec<CatalogSeen>,
 }
 
+/// What `policy check` judges against, besides the request: the stored
+/// documents, a catalog snapshot and the caller's active grants.
+#[derive(Default)]
+pub struct Given<'a> {
+    pub stored_file: Option<&'a Path>,
+    pub catalog_file: Option<&'a Path>,
+    /// `PATH=ACTIONS`, each checked as the server checks a request.
+    pub grants: &'a [String],
+}
+
 /// `policy check`: the decision as pretty JSON, and whether it allowed.
 pub fn check(
     policies: &Path,
@@ -61,9 +71,11 @@ pub fn check(
     method: &str,
     url: &str,
     body_file: Option<&Path>,
-    stored_file: Option<&Path>,
-    catalog_file: Option<&Path>,
-    grants: &[String],
+    Given {
+        stored_file,
+        catalog_file,
+        grants,
+    }: Given<'_>,
 ) -> anyhow::Result<(String, bool)> {
     let table = Table::from_dir(policies, 1)
         .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", policies.display()))?;

@@ -279,9 +279,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     &method,
                     &url,
                     body.as_deref(),
-                    stored.as_deref(),
-                    catalog.as_deref(),
-                    &grants,
+                    check::Given {
+                        stored_file: stored.as_deref(),
+                        catalog_file: catalog.as_deref(),
+                        grants: &grants,
+                    },
                 );
                 match checked {
                     Ok((json, allowed)) => {
