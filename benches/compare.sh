@@ -545,7 +545,6 @@ http {
   client_body_temp_path $work/nginx-grpc-up/body;
   server {
     listen 127.0.0.1:$UP_GRPC_PORT http2;
-    http2_max_requests 100000000;
     keepalive_requests 100000000;
     location / {
       root $work/grpc-root;
@@ -567,7 +566,6 @@ http {
   upstream up { server 127.0.0.1:$UP_GRPC_PORT; keepalive 64; keepalive_requests 100000000; }
   server {
     listen 127.0.0.1:$PROXY_PORT http2;
-    http2_max_requests 100000000;
     keepalive_requests 100000000;
     location / { grpc_pass grpc://up; }
   }
@@ -594,9 +592,10 @@ grpc_run() { # PORT PID
 # One gRPC call through the proxy on PORT: its grpc-status must be 0.
 grpc_check() { # PORT WHAT
   local status
-  status=$(curl -sS --http2-prior-knowledge -o /dev/null -D - -X POST --data-binary @"$work/getdocument.bin" \
-    -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $token" \
-    "http://127.0.0.1:$1$grpc_path" | awk 'tolower($1) == "grpc-status:" {print $2}' | tr -d '\r' | tail -n1)
+  # curl does not show trailers; nghttp (nghttp2-client, with h2load) does.
+  status=$(nghttp -v -d "$work/getdocument.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+    -H "authorization: Bearer $token" "http://127.0.0.1:$1$grpc_path" 2>&1 |
+    grep -a -o 'grpc-status: [0-9]*' | awk '{print $2}' | tail -n1)
   [ "$status" = 0 ] || { log "$2: grpc-status '$status', not 0"; return 1; }
 }
 
@@ -637,7 +636,7 @@ listen() {
   mkdir -p "$work/nginx-capped/logs" "$work/listen-policies"
   cat >"$work/nginx-capped/nginx.conf" <<EOF2
 worker_processes 1;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile 19000;
 pid $work/nginx-capped/nginx.pid;
 error_log $work/nginx-capped/logs/error.log warn;
 events { worker_connections 32768; }
@@ -648,6 +647,9 @@ http {
   server {
     listen 127.0.0.1:$CAPPED_PORT http2;
     http2_max_concurrent_streams 100;
+    # A quiet Listen sends nothing for long: no body or idle timeout.
+    client_body_timeout 3600s;
+    keepalive_timeout 3600s;
     grpc_read_timeout 3600s;
     grpc_send_timeout 3600s;
     location / { grpc_pass grpc://emulator; }
@@ -670,7 +672,7 @@ rules:
 EOF2
   sed -e "s|url: $up|url: http://127.0.0.1:$CAPPED_PORT|" -e "s|dir: $fx/policies|dir: $work/listen-policies|" \
     "$work/firegate.yaml" >"$work/firegate-listen.yaml"
-  ulimit -n 65536 || true
+  ulimit -n "$(ulimit -Hn)" || true
   taskset -c "$LOAD_CPU" "$firegate" emulator --listen "127.0.0.1:$EMULATOR_PORT" 2>>"$work/emulator.log" &
   pids+=($!)
   taskset -c "$LOAD_CPU" nginx -p "$work/nginx-capped" -c "$work/nginx-capped/nginx.conf" -g 'daemon off;' &
@@ -683,7 +685,7 @@ EOF2
   pids+=("$pid")
   wait_port "$PROXY_PORT"
   sleep 1
-  taskset -c "$LOAD_CPU" "$root/target/release/examples/listen_load" "http://127.0.0.1:$PROXY_PORT" "$token" \
+  taskset -c "$LOAD_CPU" "$root/target/release/examples/listen_load" "http://127.0.0.1:$PROXY_PORT" "$fx/tokens-hit.txt" \
     "$LISTEN_STREAMS" "projects/p/databases/(default)/documents/catalog/entity" "$pid" \
     "$work/listen-deny.yaml" "$work/listen-policies/rules.yaml" | tee "$work/listen.json"
   curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -E '^firegate_upstream_(connections|streams)' \

@@ -346,11 +346,15 @@ impl Shared {
         }
     }
 
-    /// Reserve one of the connections still allowed, if any.
+    /// Reserve one of the connections still allowed, if any, and only
+    /// while the dials under way cannot serve the callers waiting: a burst
+    /// of calls opens the connections it needs, not the bound's worth.
     fn reserve_dial(&self) -> bool {
         let open = self.conns.read().unwrap_or_else(|e| e.into_inner()).len();
         let opening = self.opening.fetch_add(1, Ordering::AcqRel);
-        if open + opening < self.settings.max_connections {
+        let waiting = self.waiting.load(Ordering::Acquire);
+        let needed = opening == 0 || waiting > opening * self.cap.load(Ordering::Relaxed);
+        if needed && open + opening < self.settings.max_connections {
             true
         } else {
             self.opening.fetch_sub(1, Ordering::AcqRel);
