@@ -646,8 +646,10 @@ mod tests {
     async fn a_flush_past_its_deadline_spills_what_waits_with_its_chain() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = MemorySink::new();
+        // The spill gets a fifth of the timeout: room enough on a loaded
+        // machine (500 ms left 100 ms, which a busy CI could miss).
         let config = AuditConfig {
-            flush_timeout: "500ms".into(),
+            flush_timeout: "2s".into(),
             spill_path: Some(dir.path().to_owned()),
             ..AuditConfig::default()
         };
