@@ -4,6 +4,7 @@
 //! restarted mid-way; the store stopped.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -53,6 +54,9 @@ struct Fleet {
     dir: tempfile::TempDir,
     replicas: Vec<Option<Replica>>,
     http: reqwest::Client,
+    /// What every replica's webhook delivered.
+    hooks: Arc<Mutex<Vec<Value>>>,
+    receiver: crate::support::fake::FakeServer,
 }
 
 /// Read `child`'s stderr until `found` picks a value out of a line; the
@@ -92,7 +96,20 @@ impl Fleet {
         let dir = tempfile::tempdir().expect("dir");
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         std::fs::write(dir.path().join("policies/p.yaml"), POLICY).unwrap();
+        std::fs::write(dir.path().join("hook.key"), "an-hmac-key-of-enough-bytes").unwrap();
+        let hooks: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let seen = Arc::clone(&hooks);
+        let receiver = crate::support::fake::server()
+            .route(http::Method::POST, "/hook", move |r| {
+                let event = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                seen.lock().unwrap().push(event);
+                "ok"
+            })
+            .start()
+            .await;
         let mut fleet = Fleet {
+            hooks,
+            receiver,
             issuer,
             emulator: Some(emulator),
             emulator_url,
@@ -121,6 +138,10 @@ impl Fleet {
             "access": {
                 "store": {"database": "projects/p/databases/firegate", "collection": "access"},
                 "max_staleness": "2s",
+                "notify": {"webhook": {
+                    "url": format!("{}/hook", self.receiver.url()),
+                    "secret_file": self.dir.path().join("hook.key"),
+                }},
             },
         }));
         let file = self.dir.path().join(format!("replica-{i}.yaml"));
@@ -253,6 +274,7 @@ impl Fleet {
         if let Some(mut e) = self.emulator.take() {
             let _ = e.kill().await;
         }
+        self.receiver.join().await;
     }
 }
 
@@ -348,6 +370,30 @@ async fn three_replicas_agree_through_the_store() {
         }
     })
     .await;
+
+    // A grant expiring is recorded once in the store and sent once, by
+    // whichever replica's compare-and-set landed first.
+    let body = json!({"path": "/ops/**", "actions": ["write"], "duration": "1s", "reason": "x"});
+    let (_, req) = fleet.call(0, &eve, "POST", API, Some(body)).await;
+    let id = req["id"].as_str().expect("id").to_string();
+    assert_eq!(fleet.act(1, &ann, &id, "approve").await.0, StatusCode::OK);
+    let expired = || {
+        fleet
+            .hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "expired" && e["id"] == id.as_str())
+            .count()
+    };
+    within("the expired event", async {
+        while expired() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(expired(), 1, "one `expired` event from the fleet");
 
     // A replica restarted mid-way loads the state: an active grant works
     // on it again.
