@@ -373,6 +373,26 @@ requestable:
     }
 
     #[test]
+    fn an_expiry_is_recorded_at_its_instant_and_changes_no_state() {
+        let (table, mut req) = setup();
+        assert_eq!(req.expires_at(), Some(1_000 + 3600 * 1000));
+        let (bob, carol) = (member("bob", &["admins"]), member("carol", &["admins"]));
+        review(&mut req, &table, &bob, Verb::Approve, "", 2_000).unwrap();
+        review(&mut req, &table, &carol, Verb::Approve, "", 2_000).unwrap();
+        let end = 2_000 + 2 * 3600 * 1000;
+        assert_eq!(req.expires_at(), Some(end));
+        assert!(!req.expiry_recorded());
+        req.record_expiry();
+        assert!(req.expiry_recorded());
+        let last = req.history.last().unwrap();
+        assert_eq!((last.event.as_str(), last.at), ("expired", end));
+        assert_eq!(last.by, crate::access::Actor::firegate());
+        assert_eq!(req.state, State::Approved, "expiry stays computed");
+        assert_eq!(req.status_at(end - 1), Status::Active);
+        assert_eq!(req.approvals().len(), 2);
+    }
+
+    #[test]
     fn break_glass_approves_its_own_and_only_the_requester_releases() {
         let table = Table::from_yaml(POLICY, 1).unwrap_or_else(|e| panic!("{e}"));
         let sam = member("sam", &["eng", "oncall"]);

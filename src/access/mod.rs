@@ -171,6 +171,15 @@ impl Actor {
     pub fn same(&self, other: &Actor) -> bool {
         self.issuer == other.issuer && self.subject == other.subject
     }
+
+    /// firegate itself, for the transitions no caller makes (`expired`).
+    pub fn firegate() -> Actor {
+        Actor {
+            issuer: "firegate".into(),
+            subject: "firegate".into(),
+            email: None,
+        }
+    }
 }
 
 /// The stored state of a request. `expired` is never stored: it is
@@ -215,7 +224,8 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
     /// `requested`, `approved` (one approval), `break_glass`, `denied`,
-    /// `released`, `revoked`.
+    /// `released`, `revoked`; `expired` (by firegate, at the instant of
+    /// expiry) once a replica has recorded it.
     pub event: String,
     pub by: Actor,
     pub at: u64,
@@ -275,6 +285,35 @@ impl AccessRequest {
             State::Released => Status::Released,
             State::Revoked => Status::Revoked,
         }
+    }
+
+    /// When a pending request or a grant expires (or expired).
+    pub fn expires_at(&self) -> Option<u64> {
+        match self.state {
+            State::Pending => Some(self.pending_until),
+            State::Approved => self.ends_at,
+            State::Denied | State::Released | State::Revoked => None,
+        }
+    }
+
+    /// Whether an `expired` transition is in the history.
+    pub fn expiry_recorded(&self) -> bool {
+        self.history.iter().any(|t| t.event == "expired")
+    }
+
+    /// Append the `expired` transition (the state stays: expiry is always
+    /// computed from the clock, [`AccessRequest::status_at`]).
+    pub fn record_expiry(&mut self) {
+        let at = self
+            .expires_at()
+            .or_else(|| self.history.last().map(|t| t.at))
+            .unwrap_or(self.created_at);
+        self.history.push(Transition {
+            event: "expired".into(),
+            by: Actor::firegate(),
+            at,
+            reason: String::new(),
+        });
     }
 
     /// The distinct approvers so far.

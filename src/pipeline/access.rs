@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use super::{ConnInfo, Exchange, Pipeline, PipelineError};
 use crate::access::lifecycle::{self, AccessError, Applied, NewRequest, ReviewBody, Verb};
 use crate::access::store::{self, StoreError, Versioned, Written};
-use crate::access::{AccessRequest, AccessSettings, Status, unix_ms};
+use crate::access::{AccessRequest, AccessSettings, Actor, Status, unix_ms};
 use crate::authn::Principal;
 use crate::body::{self, Body};
 
@@ -27,6 +27,9 @@ const MAX_BODY: usize = 64 * 1024;
 
 /// Compare-and-set attempts before a busy request is answered 503.
 const ATTEMPTS: usize = 8;
+
+/// Expiries recorded per read of the store (a backlog drains over reads).
+const EXPIRIES_PER_SYNC: usize = 100;
 
 /// This replica's copy of the store.
 pub struct AccessState {
@@ -135,6 +138,7 @@ impl Pipeline {
                     *access.synced.write().unwrap_or_else(|e| e.into_inner()) =
                         Some(Instant::now());
                     self.install_grants(access);
+                    self.record_expiries(access).await;
                 }
                 Err(err) => {
                     if !failing {
@@ -157,6 +161,57 @@ impl Pipeline {
             .await
             .map_err(|e| StoreError(e.reason().into()))?;
         store::list(&self.upstream, &token, &access.settings.store).await
+    }
+
+    /// Record each request of the local copy that has expired (pending past
+    /// `request_ttl`, or active past its end) and has no `expired`
+    /// transition yet, by compare-and-set against the version read: the
+    /// replica whose write lands sends the `expired` event, once per
+    /// request; a replica that loses the race finds the transition at its
+    /// next read. Expiry itself never waits for this: it is evaluated from
+    /// the clock at every decision.
+    async fn record_expiries(&self, access: &AccessState) {
+        let now = unix_ms(SystemTime::now());
+        let due: Vec<Versioned> = access
+            .requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|v| v.request.status_at(now) == Status::Expired && !v.request.expiry_recorded())
+            .take(EXPIRIES_PER_SYNC)
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let Ok(token) = self.store_token().await else {
+            return;
+        };
+        for current in due {
+            let mut request = current.request;
+            request.record_expiry();
+            let written = store::put(
+                &self.upstream,
+                &token,
+                &access.settings.store,
+                &request,
+                Some(&current.update_time),
+            )
+            .await;
+            match written {
+                Ok(Written::Ok) => {
+                    tracing::info!(request = %request.id, "access request expired");
+                    if let Some(webhook) = &access.webhook {
+                        let by = Actor::firegate();
+                        webhook.send(event("expired", &request, &by, now));
+                    }
+                }
+                // Changed meanwhile (recorded by another replica, or
+                // reviewed): judged again from the next read.
+                Ok(Written::Conflict) => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// The active requests of the local copy, as the engine's grants.
@@ -193,7 +248,7 @@ impl Pipeline {
                 let bytes = self.read_body(body, MAX_BODY).await?;
                 let new: NewRequest = parse_body(&bytes)?;
                 let created = self.create(access, &principal, &new, now).await?;
-                ex.access = Some(event("requested", &created, &principal, now));
+                ex.access = Some(event("requested", &created, &Actor::of(&principal), now));
                 notify(access, ex);
                 (StatusCode::CREATED, created.view(now))
             }
@@ -228,7 +283,7 @@ impl Pipeline {
                         Some(t) => t.event.clone(),
                         None => verb.as_str().to_string(),
                     };
-                    ex.access = Some(event(&name, &request, &principal, now));
+                    ex.access = Some(event(&name, &request, &Actor::of(&principal), now));
                     notify(access, ex);
                 }
                 (StatusCode::OK, request.view(now))
@@ -438,13 +493,13 @@ fn new_id() -> String {
 }
 
 /// The audit record's `access` object for a lifecycle event.
-fn event(name: &str, r: &AccessRequest, by: &Principal, now: u64) -> serde_json::Value {
+fn event(name: &str, r: &AccessRequest, by: &Actor, now: u64) -> serde_json::Value {
     serde_json::json!({
         "event": name,
         "id": r.id,
         "requestable": r.requestable,
         "requester": r.requester,
-        "by": crate::access::Actor::of(by),
+        "by": by,
         "database": r.database,
         "path": r.path,
         "actions": r.actions,

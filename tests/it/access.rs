@@ -487,3 +487,76 @@ async fn the_webhook_gets_every_event_signed_in_order() {
     stack.shutdown().await;
     receiver.join().await;
 }
+
+#[tokio::test]
+async fn the_webhook_gets_one_expired_event_per_request() {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = Arc::clone(&got);
+    let receiver = crate::support::fake::server()
+        .route(http::Method::POST, "/hook", move |r| {
+            seen.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&r.body).unwrap_or(Value::Null));
+            "ok"
+        })
+        .start()
+        .await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("key"), "an-hmac-key-of-enough-bytes").unwrap();
+    let stack = dev::start(DevOptions {
+        extra_config: Some(json!({"access": {
+            "request_ttl": "2s",
+            "notify": {"webhook": {
+                "url": format!("{}/hook", receiver.url()),
+                "secret_file": dir.path().join("key"),
+            }},
+        }})),
+        ..dev::options()
+    })
+    .await;
+    let alice = Caller::new(&stack, &dev::sample("ALICE_TOKEN"));
+    let admin = Caller::new(&stack, &dev::sample("ADMIN_TOKEN"));
+    // One left pending past `request_ttl`, one approved for a second.
+    let (_, pending) = ask(&alice, "/teams/search/deployments/**", "1h").await;
+    let (_, granted) = ask(&alice, "/teams/search/deployments/**", "1s").await;
+    let (pending, granted) = (
+        pending["id"].as_str().unwrap().to_string(),
+        granted["id"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(act(&admin, &granted, "approve").await.1["state"], "active");
+    let expired = |id: &str| {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["event"] == "expired" && v["id"] == id)
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    within("both expired events", async {
+        while expired(&pending).is_empty() || expired(&granted).is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // Several reads of the store later, still one each.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in [&pending, &granted] {
+        let events = expired(id);
+        assert_eq!(events.len(), 1, "one expired event for {id}: {events:?}");
+        assert_eq!(events[0]["state"], "expired");
+        assert_eq!(events[0]["by"]["issuer"], "firegate");
+    }
+    // Recorded in the history, once.
+    let (_, shown) = alice.send("GET", &format!("{API}/{granted}"), None).await;
+    assert_eq!(shown["state"], "expired");
+    let recorded = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["event"] == "expired")
+        .count();
+    assert_eq!(recorded, 1, "{shown}");
+    stack.shutdown().await;
+    receiver.join().await;
+}

@@ -1,17 +1,18 @@
-//! Three firegate replicas (each its own `App`, as `firegate serve` builds
-//! it, on its own ports) sharing one emulator as the access store: a grant
-//! approved on one is used on another, revoked on a third; racing
-//! reviews; a replica restarted mid-way; the store going away.
+//! Three `firegate serve` processes, each on its own ports, sharing one
+//! `firegate emulator` process as the access store: a grant approved on one
+//! is used on another, revoked on a third; racing reviews; a replica
+//! restarted mid-way; the store stopped.
 
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::process::{Child, Command};
 
-use firegate::app::{App, Config};
-use firegate::emulator::Emulator;
-
-use crate::support::config::{self, TestConfig};
+use crate::support::config::{self};
 use crate::support::issuer::{AUDIENCE, TestIssuer};
 use crate::support::within;
 
@@ -39,65 +40,155 @@ requestable:
     max_duration: 1h
 "#;
 
+/// One `firegate serve` process.
+struct Replica {
+    child: Child,
+    listen: String,
+    admin: String,
+}
+
 struct Fleet {
     issuer: TestIssuer,
-    emulator: Option<firegate::emulator::Running>,
+    emulator: Option<Child>,
     emulator_url: String,
     dir: tempfile::TempDir,
-    replicas: Vec<Option<App>>,
+    replicas: Vec<Option<Replica>>,
     http: reqwest::Client,
+    /// What every replica's webhook delivered.
+    hooks: Arc<Mutex<Vec<Value>>>,
+    receiver: crate::support::fake::FakeServer,
+}
+
+/// Read `child`'s stderr until `found` picks a value out of a line; the
+/// rest of its stderr is drained in the background.
+async fn watch<T>(child: &mut Child, what: &str, found: impl Fn(&str) -> Option<T>) -> T {
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut log = Vec::new();
+    let value = within(what, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(v) = found(&line) {
+                return v;
+            }
+            log.push(line);
+        }
+        panic!("exited before {what}: {log:#?}");
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    value
 }
 
 impl Fleet {
     async fn start(n: usize) -> Fleet {
         let issuer = TestIssuer::builder().start().await;
-        let running = Emulator::new()
-            .spawn("127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("emulator");
-        let emulator_url = format!("http://{}", running.local_addr());
+        let mut emulator = Command::new(env!("CARGO_BIN_EXE_firegate"))
+            .args(["emulator", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("firegate emulator runs");
+        let emulator_url = watch(&mut emulator, "the emulator's address", |line| {
+            let rest = line.split_once(" on http://")?.1;
+            Some(format!("http://{}", rest.split_whitespace().next()?))
+        })
+        .await;
         let dir = tempfile::tempdir().expect("dir");
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         std::fs::write(dir.path().join("policies/p.yaml"), POLICY).unwrap();
+        std::fs::write(dir.path().join("hook.key"), "an-hmac-key-of-enough-bytes").unwrap();
+        let hooks: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let seen = Arc::clone(&hooks);
+        let receiver = crate::support::fake::server()
+            .route(http::Method::POST, "/hook", move |r| {
+                let event = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                seen.lock().unwrap().push(event);
+                "ok"
+            })
+            .start()
+            .await;
         let mut fleet = Fleet {
+            hooks,
+            receiver,
             issuer,
-            emulator: Some(running),
+            emulator: Some(emulator),
             emulator_url,
             dir,
             replicas: Vec::new(),
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
         };
+        let mut started = Vec::new();
         for i in 0..n {
-            let app = fleet.replica(i).await;
-            fleet.replicas.push(Some(app));
+            started.push(fleet.replica(i));
+        }
+        for replica in futures_util::future::join_all(started).await {
+            fleet.replicas.push(Some(replica));
         }
         fleet
     }
 
-    async fn replica(&self, i: usize) -> App {
-        let yaml = config::plain(&self.emulator_url)
-            .merge(json!({
-                "upstream": {"credentials": {"source": "emulator"}, "databases": [DB]},
-                "authn": {"issuers": [config::oidc_issuer("test", &self.issuer.issuer, AUDIENCE).value()]},
-                "policy": {"dir": self.dir.path().join("policies"), "watch": false},
-                "audit": {"sink": "file", "path": self.dir.path().join(format!("audit-{i}.log"))},
-                "access": {
-                    "store": {"database": "projects/p/databases/firegate", "collection": "access"},
-                    "max_staleness": "2s",
-                },
-            }));
-        let config = Config::from_yaml(&TestConfig::yaml(&yaml), Vec::new())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let app = App::start(&config).await.expect("replica starts");
-        app.wait_ready(Duration::from_secs(20))
-            .await
-            .expect("ready");
-        app
+    /// Start replica `i`: `firegate serve` with its own config and audit
+    /// log, on free ports; returned once it has read the store.
+    async fn replica(&self, i: usize) -> Replica {
+        let yaml = config::plain(&self.emulator_url).merge(json!({
+            "upstream": {"credentials": {"source": "emulator"}, "databases": [DB]},
+            "authn": {"issuers": [config::oidc_issuer("test", &self.issuer.issuer, AUDIENCE).value()]},
+            "policy": {"dir": self.dir.path().join("policies"), "watch": false},
+            "audit": {"sink": "file", "path": self.dir.path().join(format!("audit-{i}.log"))},
+            "access": {
+                "store": {"database": "projects/p/databases/firegate", "collection": "access"},
+                "max_staleness": "2s",
+                "notify": {"webhook": {
+                    "url": format!("{}/hook", self.receiver.url()),
+                    "secret_file": self.dir.path().join("hook.key"),
+                }},
+            },
+        }));
+        let file = self.dir.path().join(format!("replica-{i}.yaml"));
+        std::fs::write(&file, yaml.yaml()).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_firegate"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("firegate serve runs");
+        let (listen, admin) = watch(&mut child, "the listening log line", |line| {
+            let v: Value = serde_json::from_str(line).ok()?;
+            let fields = &v["fields"];
+            Some((
+                fields["listen"].as_str()?.to_owned(),
+                fields["admin"].as_str()?.to_owned(),
+            ))
+        })
+        .await;
+        let replica = Replica {
+            child,
+            listen,
+            admin,
+        };
+        within("the replica to read the store", async {
+            while self.readiness(&replica).await["checks"]["access_store"]["ready"] != true {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        replica
+    }
+
+    async fn readiness(&self, replica: &Replica) -> Value {
+        let url = format!("http://{}/readyz", replica.admin);
+        match self.http.get(url).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
     }
 
     fn url(&self, i: usize) -> String {
-        let app = self.replicas[i].as_ref().expect("running");
-        format!("http://{}", app.proxy_addr())
+        let replica = self.replicas[i].as_ref().expect("running");
+        format!("http://{}", replica.listen)
     }
 
     fn token(&self, subject: &str, groups: &[&str]) -> String {
@@ -177,12 +268,13 @@ impl Fleet {
     }
 
     async fn shutdown(mut self) {
-        for app in self.replicas.drain(..).flatten() {
-            let _ = app.shutdown().await;
+        for mut replica in self.replicas.drain(..).flatten() {
+            let _ = replica.child.kill().await;
         }
-        if let Some(e) = self.emulator.take() {
-            e.shutdown().await;
+        if let Some(mut e) = self.emulator.take() {
+            let _ = e.kill().await;
         }
+        self.receiver.join().await;
     }
 }
 
@@ -225,18 +317,20 @@ async fn three_replicas_agree_through_the_store() {
         fleet.act(1, &bob, &id, "approve")
     );
     assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
-    let (_, shown) = fleet
-        .call(2, &eve, "GET", &format!("{API}/{id}"), None)
-        .await;
-    let shown = if shown["state"] == "active" {
-        shown
-    } else {
-        // C may not have read it yet: ask the store's own view on A.
-        fleet
-            .call(0, &eve, "GET", &format!("{API}/{id}"), None)
-            .await
-            .1
-    };
+    // Both are in the store: every replica's copy gets there (a lost
+    // approval would leave it pending for ever).
+    let shown = within("the second approval on C", async {
+        loop {
+            let (_, shown) = fleet
+                .call(2, &eve, "GET", &format!("{API}/{id}"), None)
+                .await;
+            if shown["state"] == "active" {
+                break shown;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     assert_eq!(shown["approvals"], 2, "{shown}");
     // The same approver racing with itself counts once.
     let id = fleet.ask(0, &eve, "/pair/**").await;
@@ -264,17 +358,49 @@ async fn three_replicas_agree_through_the_store() {
     fleet
         .until(1, &eve, "/ops/race", StatusCode::FORBIDDEN)
         .await;
-    let (_, shown) = fleet
-        .call(0, &eve, "GET", &format!("{API}/{id}"), None)
-        .await;
-    assert_eq!(shown["state"], "revoked", "{shown}");
+    // A's copy gets to `revoked` (a resurrected grant would stay active).
+    within("the revocation on A", async {
+        while fleet
+            .call(0, &eve, "GET", &format!("{API}/{id}"), None)
+            .await
+            .1["state"]
+            != "revoked"
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    // A grant expiring is recorded once in the store and sent once, by
+    // whichever replica's compare-and-set landed first.
+    let body = json!({"path": "/ops/**", "actions": ["write"], "duration": "1s", "reason": "x"});
+    let (_, req) = fleet.call(0, &eve, "POST", API, Some(body)).await;
+    let id = req["id"].as_str().expect("id").to_string();
+    assert_eq!(fleet.act(1, &ann, &id, "approve").await.0, StatusCode::OK);
+    let expired = || {
+        fleet
+            .hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "expired" && e["id"] == id.as_str())
+            .count()
+    };
+    within("the expired event", async {
+        while expired() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(expired(), 1, "one `expired` event from the fleet");
 
     // A replica restarted mid-way loads the state: an active grant works
     // on it again.
     let id = fleet.ask(0, &eve, "/ops/**").await;
     fleet.act(0, &ann, &id, "approve").await;
-    let old = fleet.replicas[2].take().expect("running");
-    let _ = old.shutdown().await;
+    let mut old = fleet.replicas[2].take().expect("running");
+    let _ = old.child.kill().await;
     let restarted = fleet.replica(2).await;
     fleet.replicas[2] = Some(restarted);
     fleet
@@ -285,8 +411,8 @@ async fn three_replicas_agree_through_the_store() {
     // still decides (its write is not refused by policy, though the same
     // emulator serving the data is gone too); readiness reports the age.
     let pending = fleet.ask(1, &eve, "/ops/**").await;
-    if let Some(e) = fleet.emulator.take() {
-        e.shutdown().await;
+    if let Some(mut e) = fleet.emulator.take() {
+        let _ = e.kill().await;
     }
     let (status, body) = fleet.act(1, &ann, &pending, "approve").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -303,17 +429,14 @@ async fn three_replicas_agree_through_the_store() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let still = fleet.write(2, &eve, "/ops/store-down").await;
     assert_ne!(still, StatusCode::FORBIDDEN, "the known grant still holds");
-    let app = fleet.replicas[2].as_ref().unwrap();
+    let replica = fleet.replicas[2].as_ref().unwrap();
     within("readiness to report the stale store", async {
         loop {
-            let ready = app.readiness();
-            let check = ready.check("access_store").expect("access_store check");
-            if !check.ready {
-                assert!(
-                    ready.blocking().is_none(),
-                    "not blocking: {:?}",
-                    ready.to_json()
-                );
+            let ready = fleet.readiness(replica).await;
+            let check = &ready["checks"]["access_store"];
+            assert!(check.is_object(), "access_store check: {ready}");
+            if check["ready"] == false {
+                assert_eq!(ready["ready"], true, "not blocking: {ready}");
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
