@@ -11,6 +11,7 @@ use super::{AccessRequest, Actor, State, Status, Transition};
 use crate::authn::Principal;
 use crate::model::Database;
 use crate::policy::Table;
+use crate::catalog::View;
 use crate::policy::requestable::{ApprovalInput, Asked, RequestRefused, Reviewer};
 
 /// Why an access-request call is refused.
@@ -107,6 +108,7 @@ impl Verb {
 /// A new pending request, or why it cannot be made.
 pub fn create(
     table: &Table,
+    catalog: Option<&View>,
     principal: &Principal,
     new: &NewRequest,
     default_database: &Database,
@@ -130,6 +132,7 @@ pub fn create(
         actions: &new.actions,
         duration,
         reason: &new.reason,
+        catalog,
     };
     let fits = table.fit_request(principal, &asked)?;
     let requester = Actor::of(principal);
@@ -170,6 +173,7 @@ pub enum Applied {
 pub fn review(
     req: &mut AccessRequest,
     table: &Table,
+    catalog: Option<&View>,
     caller: &Principal,
     verb: Verb,
     reason: &str,
@@ -201,7 +205,7 @@ pub fn review(
             }
         }
         Verb::Approve | Verb::Deny | Verb::Revoke => {
-            let reviewer = reviewer(req, table, caller)?;
+            let reviewer = reviewer(req, table, catalog, caller)?;
             match (verb, status) {
                 (Verb::Approve, Status::Active) | (Verb::Deny, Status::Denied) => {
                     Ok(Applied::Unchanged)
@@ -252,6 +256,7 @@ fn activate(req: &mut AccessRequest, now: u64) {
 fn reviewer(
     req: &AccessRequest,
     table: &Table,
+    catalog: Option<&View>,
     caller: &Principal,
 ) -> Result<Reviewer, AccessError> {
     let entry = table
@@ -271,6 +276,7 @@ fn reviewer(
         duration: Duration::from_secs(req.duration_secs),
         reason: &req.reason,
         requester: &requester,
+        catalog,
     };
     entry
         .reviewer(caller, &input)
@@ -278,8 +284,13 @@ fn reviewer(
 }
 
 /// Whether `caller` could review `req` (the `to_review` view).
-pub fn may_review(req: &AccessRequest, table: &Table, caller: &Principal) -> bool {
-    reviewer(req, table, caller).is_ok()
+pub fn may_review(
+    req: &AccessRequest,
+    table: &Table,
+    catalog: Option<&View>,
+    caller: &Principal,
+) -> bool {
+    reviewer(req, table, catalog, caller).is_ok()
 }
 
 #[cfg(test)]

@@ -251,6 +251,12 @@ impl Pipeline {
             .map_err(|e| AccessError::StoreUnavailable(e.reason().into()))
     }
 
+    /// The live catalog a catalog-bound `who` of an entry is judged
+    /// against (`None`: no catalog or no index yet; it matches nobody).
+    fn catalog_view(&self) -> Option<std::sync::Arc<crate::catalog::View>> {
+        self.policy.catalog().and_then(|c| c.view())
+    }
+
     async fn create(
         &self,
         access: &AccessState,
@@ -259,6 +265,7 @@ impl Pipeline {
         now: u64,
     ) -> Result<AccessRequest, AccessError> {
         let table = self.policy.table();
+        let catalog = self.catalog_view();
         let default = self
             .settings
             .databases
@@ -269,6 +276,7 @@ impl Pipeline {
             let id = new_id();
             let request = lifecycle::create(
                 &table,
+                catalog.as_deref(),
                 principal,
                 new,
                 default,
@@ -312,13 +320,27 @@ impl Pipeline {
             else {
                 return Err(AccessError::NotFound);
             };
-            if !may_see(&current.request, &self.policy.table(), principal) {
+            let catalog = self.catalog_view();
+            if !may_see(
+                &current.request,
+                &self.policy.table(),
+                catalog.as_deref(),
+                principal,
+            ) {
                 return Err(AccessError::NotFound);
             }
             let mut request = current.request.clone();
             let table = self.policy.table();
             let now = unix_ms(SystemTime::now());
-            let applied = lifecycle::review(&mut request, &table, principal, verb, reason, now)?;
+            let applied = lifecycle::review(
+                &mut request,
+                &table,
+                catalog.as_deref(),
+                principal,
+                verb,
+                reason,
+                now,
+            )?;
             if applied == Applied::Unchanged {
                 return Ok((request, applied));
             }
@@ -362,6 +384,8 @@ impl Pipeline {
         now: u64,
     ) -> Result<Vec<serde_json::Value>, AccessError> {
         let table = self.policy.table();
+        let catalog = self.catalog_view();
+        let catalog = catalog.as_deref();
         let mut all = access.snapshot();
         all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
         let keep = |r: &AccessRequest| {
@@ -371,10 +395,12 @@ impl Pipeline {
                 "to_review" => {
                     r.status_at(now) == Status::Pending
                         && !mine
-                        && lifecycle::may_review(r, &table, principal)
+                        && lifecycle::may_review(r, &table, catalog, principal)
                 }
-                "active" => r.status_at(now) == Status::Active && may_see(r, &table, principal),
-                _ => may_see(r, &table, principal),
+                "active" => {
+                    r.status_at(now) == Status::Active && may_see(r, &table, catalog, principal)
+                }
+                _ => may_see(r, &table, catalog, principal),
             }
         };
         if !matches!(view, "mine" | "to_review" | "active" | "all") {
@@ -407,7 +433,8 @@ impl Pipeline {
                     .request
             }
         };
-        if may_see(&request, &self.policy.table(), principal) {
+        let catalog = self.catalog_view();
+        if may_see(&request, &self.policy.table(), catalog.as_deref(), principal) {
             Ok(request)
         } else {
             Err(AccessError::NotFound)
@@ -423,8 +450,13 @@ fn notify(access: &AccessState, ex: &Exchange) {
 }
 
 /// A request is seen by its requester and whoever may review it.
-fn may_see(r: &AccessRequest, table: &crate::policy::Table, p: &Principal) -> bool {
-    r.requester.is(p) || lifecycle::may_review(r, table, p)
+fn may_see(
+    r: &AccessRequest,
+    table: &crate::policy::Table,
+    catalog: Option<&crate::catalog::View>,
+    p: &Principal,
+) -> bool {
+    r.requester.is(p) || lifecycle::may_review(r, table, catalog, p)
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AccessError> {

@@ -65,7 +65,7 @@ impl Table {
             .filter(move |rule| {
                 rule.actions.contains(target.access)
                     && rule.applies_to(&op.database)
-                    && rule.who.matches(principal)
+                    && rule.who.matches_except_catalog(principal)
             })
     }
 }
