@@ -321,6 +321,7 @@ requestable:
         };
         let req = create(
             &table,
+            None,
             &member("alice", &["eng", "admins"]),
             &new,
             &Database::new("p", "(default)"),
@@ -341,7 +342,7 @@ requestable:
             member("carol", &["admins"]),
         );
         let approve = |req: &mut AccessRequest, who: &Principal| {
-            review(req, &table, who, Verb::Approve, "ok", 2_000)
+            review(req, &table, None, who, Verb::Approve, "ok", 2_000)
         };
         assert_eq!(approve(&mut req, &alice), Err(AccessError::NotApprover));
         assert_eq!(approve(&mut req, &bob), Ok(Applied::Changed));
@@ -353,7 +354,7 @@ requestable:
         assert_eq!(req.status_at(2_000 + 2 * 3600 * 1000), Status::Expired);
         // Revoked by an approver, never resurrected by a late approval.
         assert_eq!(
-            review(&mut req, &table, &bob, Verb::Revoke, "done", 3_000),
+            review(&mut req, &table, None, &bob, Verb::Revoke, "done", 3_000),
             Ok(Applied::Changed)
         );
         assert_eq!(
@@ -368,17 +369,17 @@ requestable:
         let bob = member("bob", &["admins"]);
         let mut expired = req.clone();
         assert_eq!(
-            review(&mut req, &table, &bob, Verb::Deny, "no", 2_000),
+            review(&mut req, &table, None, &bob, Verb::Deny, "no", 2_000),
             Ok(Applied::Changed)
         );
         assert_eq!(
-            review(&mut req, &table, &bob, Verb::Approve, "", 2_000),
+            review(&mut req, &table, None, &bob, Verb::Approve, "", 2_000),
             Err(AccessError::WrongState("denied"))
         );
         let late = 1_000 + 3600 * 1000;
         assert_eq!(expired.status_at(late), Status::Expired);
         assert_eq!(
-            review(&mut expired, &table, &bob, Verb::Approve, "", late),
+            review(&mut expired, &table, None, &bob, Verb::Approve, "", late),
             Err(AccessError::WrongState("expired"))
         );
     }
@@ -396,20 +397,20 @@ requestable:
         };
         let db = Database::new("p", "(default)");
         let ttl = Duration::from_secs(60);
-        let mut req = create(&table, &sam, &new, &db, ttl, 0, "r2".into()).unwrap();
+        let mut req = create(&table, None, &sam, &new, &db, ttl, 0, "r2".into()).unwrap();
         assert_eq!(
-            review(&mut req, &table, &sam, Verb::Approve, "", 10),
+            review(&mut req, &table, None, &sam, Verb::Approve, "", 10),
             Ok(Applied::Changed)
         );
         assert!(req.break_glass);
         assert_eq!(req.status_at(10), Status::Active);
         let bob = member("bob", &["admins"]);
         assert_eq!(
-            review(&mut req, &table, &bob, Verb::Release, "", 20),
+            review(&mut req, &table, None, &bob, Verb::Release, "", 20),
             Err(AccessError::NotRequester)
         );
         assert_eq!(
-            review(&mut req, &table, &sam, Verb::Release, "", 20),
+            review(&mut req, &table, None, &sam, Verb::Release, "", 20),
             Ok(Applied::Changed)
         );
         assert_eq!(req.status_at(20), Status::Released);
@@ -418,7 +419,7 @@ requestable:
             ..new
         };
         assert!(matches!(
-            create(&table, &sam, &over, &db, ttl, 0, "r3".into()),
+            create(&table, None, &sam, &over, &db, ttl, 0, "r3".into()),
             Err(AccessError::Refused(RequestRefused::OverMaxDuration(_)))
         ));
     }

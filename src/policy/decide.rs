@@ -163,7 +163,7 @@ impl Table {
         self.decide_request(req)
     }
 
-    fn decide_request(&self, req: &Request) -> Decision {
+    pub(super) fn decide_request(&self, req: &Request) -> Decision {
         let op = req.op;
         let verdicts: Vec<Arc<Verdict>> = op
             .targets
