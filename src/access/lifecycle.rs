@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::{AccessRequest, Actor, State, Status, Transition};
 use crate::authn::Principal;
+use crate::catalog::View;
 use crate::model::Database;
 use crate::policy::Table;
-use crate::catalog::View;
 use crate::policy::requestable::{ApprovalInput, Asked, RequestRefused, Reviewer};
 
 /// Why an access-request call is refused.

@@ -434,7 +434,12 @@ impl Pipeline {
             }
         };
         let catalog = self.catalog_view();
-        if may_see(&request, &self.policy.table(), catalog.as_deref(), principal) {
+        if may_see(
+            &request,
+            &self.policy.table(),
+            catalog.as_deref(),
+            principal,
+        ) {
             Ok(request)
         } else {
             Err(AccessError::NotFound)

@@ -246,7 +246,10 @@ fn owners_of_the_requested_service_approve_and_nobody_else() {
     let by_alice = approval("/services/checkout/**", &alice, Some(&v));
     assert_eq!(entry.reviewer(&bob, &by_alice), None);
     // The owner asking for their own: break-glass, through the catalog.
-    assert_eq!(entry.reviewer(&alice, &by_alice), Some(Reviewer::BreakGlass));
+    assert_eq!(
+        entry.reviewer(&alice, &by_alice),
+        Some(Reviewer::BreakGlass)
+    );
     // A wildcard the request leaves open binds nothing: nobody approves.
     let any = approval("/services/*/**", &bob, Some(&v));
     assert_eq!(entry.reviewer(&alice, &any), None);
@@ -283,7 +286,10 @@ fn who_may_ask_is_judged_against_the_catalog() {
         table.fit_request(&bob, &asked(None)).err(),
         Some(RequestRefused::OutsideEntries)
     );
-    assert!(table.uses_catalog(), "grant decisions depend on the catalog");
+    assert!(
+        table.uses_catalog(),
+        "grant decisions depend on the catalog"
+    );
 }
 
 #[test]
