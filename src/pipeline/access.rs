@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::{ConnInfo, Exchange, Pipeline, PipelineError};
-use crate::access::lifecycle::{self, AccessError, Applied, NewRequest, ReviewBody, Verb};
+use crate::access::lifecycle::{self, AccessError, Against, Applied, NewRequest, ReviewBody, Verb};
 use crate::access::store::{self, StoreError, Versioned, Written};
 use crate::access::{AccessRequest, AccessSettings, Status, unix_ms};
 use crate::authn::Principal;
@@ -275,8 +275,7 @@ impl Pipeline {
         for _ in 0..ATTEMPTS {
             let id = new_id();
             let request = lifecycle::create(
-                &table,
-                catalog.as_deref(),
+                Against::new(&table, catalog.as_deref()),
                 principal,
                 new,
                 default,
@@ -321,26 +320,14 @@ impl Pipeline {
                 return Err(AccessError::NotFound);
             };
             let catalog = self.catalog_view();
-            if !may_see(
-                &current.request,
-                &self.policy.table(),
-                catalog.as_deref(),
-                principal,
-            ) {
+            let table = self.policy.table();
+            let against = Against::new(&table, catalog.as_deref());
+            if !may_see(&current.request, against, principal) {
                 return Err(AccessError::NotFound);
             }
             let mut request = current.request.clone();
-            let table = self.policy.table();
             let now = unix_ms(SystemTime::now());
-            let applied = lifecycle::review(
-                &mut request,
-                &table,
-                catalog.as_deref(),
-                principal,
-                verb,
-                reason,
-                now,
-            )?;
+            let applied = lifecycle::review(&mut request, against, principal, verb, reason, now)?;
             if applied == Applied::Unchanged {
                 return Ok((request, applied));
             }
@@ -385,7 +372,7 @@ impl Pipeline {
     ) -> Result<Vec<serde_json::Value>, AccessError> {
         let table = self.policy.table();
         let catalog = self.catalog_view();
-        let catalog = catalog.as_deref();
+        let against = Against::new(&table, catalog.as_deref());
         let mut all = access.snapshot();
         all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
         let keep = |r: &AccessRequest| {
@@ -395,12 +382,10 @@ impl Pipeline {
                 "to_review" => {
                     r.status_at(now) == Status::Pending
                         && !mine
-                        && lifecycle::may_review(r, &table, catalog, principal)
+                        && lifecycle::may_review(r, against, principal)
                 }
-                "active" => {
-                    r.status_at(now) == Status::Active && may_see(r, &table, catalog, principal)
-                }
-                _ => may_see(r, &table, catalog, principal),
+                "active" => r.status_at(now) == Status::Active && may_see(r, against, principal),
+                _ => may_see(r, against, principal),
             }
         };
         if !matches!(view, "mine" | "to_review" | "active" | "all") {
@@ -433,11 +418,10 @@ impl Pipeline {
                     .request
             }
         };
-        let catalog = self.catalog_view();
+        let (table, catalog) = (self.policy.table(), self.catalog_view());
         if may_see(
             &request,
-            &self.policy.table(),
-            catalog.as_deref(),
+            Against::new(&table, catalog.as_deref()),
             principal,
         ) {
             Ok(request)
@@ -455,13 +439,8 @@ fn notify(access: &AccessState, ex: &Exchange) {
 }
 
 /// A request is seen by its requester and whoever may review it.
-fn may_see(
-    r: &AccessRequest,
-    table: &crate::policy::Table,
-    catalog: Option<&crate::catalog::View>,
-    p: &Principal,
-) -> bool {
-    r.requester.is(p) || lifecycle::may_review(r, table, catalog, p)
+fn may_see(r: &AccessRequest, against: Against, p: &Principal) -> bool {
+    r.requester.is(p) || lifecycle::may_review(r, against, p)
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AccessError> {
