@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::{AccessRequest, Actor, State, Status, Transition};
 use crate::authn::Principal;
+use crate::catalog::View;
 use crate::model::Database;
 use crate::policy::Table;
 use crate::policy::requestable::{ApprovalInput, Asked, RequestRefused, Reviewer};
@@ -104,9 +105,23 @@ impl Verb {
     }
 }
 
+/// What a request is checked against: the table and the live catalog
+/// (`None`: no index yet; a catalog-bound `who` then matches nobody).
+#[derive(Clone, Copy)]
+pub struct Against<'a> {
+    pub table: &'a Table,
+    pub catalog: Option<&'a View>,
+}
+
+impl<'a> Against<'a> {
+    pub fn new(table: &'a Table, catalog: Option<&'a View>) -> Self {
+        Against { table, catalog }
+    }
+}
+
 /// A new pending request, or why it cannot be made.
 pub fn create(
-    table: &Table,
+    against: Against,
     principal: &Principal,
     new: &NewRequest,
     default_database: &Database,
@@ -130,8 +145,9 @@ pub fn create(
         actions: &new.actions,
         duration,
         reason: &new.reason,
+        catalog: against.catalog,
     };
-    let fits = table.fit_request(principal, &asked)?;
+    let fits = against.table.fit_request(principal, &asked)?;
     let requester = Actor::of(principal);
     Ok(AccessRequest {
         id,
@@ -169,7 +185,7 @@ pub enum Applied {
 /// Apply `verb` by `caller` to `req` at `now`.
 pub fn review(
     req: &mut AccessRequest,
-    table: &Table,
+    against: Against,
     caller: &Principal,
     verb: Verb,
     reason: &str,
@@ -201,7 +217,7 @@ pub fn review(
             }
         }
         Verb::Approve | Verb::Deny | Verb::Revoke => {
-            let reviewer = reviewer(req, table, caller)?;
+            let reviewer = reviewer(req, against, caller)?;
             match (verb, status) {
                 (Verb::Approve, Status::Active) | (Verb::Deny, Status::Denied) => {
                     Ok(Applied::Unchanged)
@@ -251,10 +267,11 @@ fn activate(req: &mut AccessRequest, now: u64) {
 /// How `caller` may review `req` under its entry as the table has it now.
 fn reviewer(
     req: &AccessRequest,
-    table: &Table,
+    against: Against,
     caller: &Principal,
 ) -> Result<Reviewer, AccessError> {
-    let entry = table
+    let entry = against
+        .table
         .requestable(&req.requestable)
         .ok_or(AccessError::NotApprover)?;
     let requester = crate::authn::Principal::new(
@@ -271,6 +288,7 @@ fn reviewer(
         duration: Duration::from_secs(req.duration_secs),
         reason: &req.reason,
         requester: &requester,
+        catalog: against.catalog,
     };
     entry
         .reviewer(caller, &input)
@@ -278,8 +296,8 @@ fn reviewer(
 }
 
 /// Whether `caller` could review `req` (the `to_review` view).
-pub fn may_review(req: &AccessRequest, table: &Table, caller: &Principal) -> bool {
-    reviewer(req, table, caller).is_ok()
+pub fn may_review(req: &AccessRequest, against: Against, caller: &Principal) -> bool {
+    reviewer(req, against, caller).is_ok()
 }
 
 #[cfg(test)]
@@ -309,7 +327,7 @@ requestable:
             reason: "INC-1".into(),
         };
         let req = create(
-            &table,
+            Against::new(&table, None),
             &member("alice", &["eng", "admins"]),
             &new,
             &Database::new("p", "(default)"),
@@ -330,7 +348,14 @@ requestable:
             member("carol", &["admins"]),
         );
         let approve = |req: &mut AccessRequest, who: &Principal| {
-            review(req, &table, who, Verb::Approve, "ok", 2_000)
+            review(
+                req,
+                Against::new(&table, None),
+                who,
+                Verb::Approve,
+                "ok",
+                2_000,
+            )
         };
         assert_eq!(approve(&mut req, &alice), Err(AccessError::NotApprover));
         assert_eq!(approve(&mut req, &bob), Ok(Applied::Changed));
@@ -342,7 +367,14 @@ requestable:
         assert_eq!(req.status_at(2_000 + 2 * 3600 * 1000), Status::Expired);
         // Revoked by an approver, never resurrected by a late approval.
         assert_eq!(
-            review(&mut req, &table, &bob, Verb::Revoke, "done", 3_000),
+            review(
+                &mut req,
+                Against::new(&table, None),
+                &bob,
+                Verb::Revoke,
+                "done",
+                3_000
+            ),
             Ok(Applied::Changed)
         );
         assert_eq!(
@@ -357,17 +389,38 @@ requestable:
         let bob = member("bob", &["admins"]);
         let mut expired = req.clone();
         assert_eq!(
-            review(&mut req, &table, &bob, Verb::Deny, "no", 2_000),
+            review(
+                &mut req,
+                Against::new(&table, None),
+                &bob,
+                Verb::Deny,
+                "no",
+                2_000
+            ),
             Ok(Applied::Changed)
         );
         assert_eq!(
-            review(&mut req, &table, &bob, Verb::Approve, "", 2_000),
+            review(
+                &mut req,
+                Against::new(&table, None),
+                &bob,
+                Verb::Approve,
+                "",
+                2_000
+            ),
             Err(AccessError::WrongState("denied"))
         );
         let late = 1_000 + 3600 * 1000;
         assert_eq!(expired.status_at(late), Status::Expired);
         assert_eq!(
-            review(&mut expired, &table, &bob, Verb::Approve, "", late),
+            review(
+                &mut expired,
+                Against::new(&table, None),
+                &bob,
+                Verb::Approve,
+                "",
+                late
+            ),
             Err(AccessError::WrongState("expired"))
         );
     }
@@ -405,20 +458,50 @@ requestable:
         };
         let db = Database::new("p", "(default)");
         let ttl = Duration::from_secs(60);
-        let mut req = create(&table, &sam, &new, &db, ttl, 0, "r2".into()).unwrap();
+        let mut req = create(
+            Against::new(&table, None),
+            &sam,
+            &new,
+            &db,
+            ttl,
+            0,
+            "r2".into(),
+        )
+        .unwrap();
         assert_eq!(
-            review(&mut req, &table, &sam, Verb::Approve, "", 10),
+            review(
+                &mut req,
+                Against::new(&table, None),
+                &sam,
+                Verb::Approve,
+                "",
+                10
+            ),
             Ok(Applied::Changed)
         );
         assert!(req.break_glass);
         assert_eq!(req.status_at(10), Status::Active);
         let bob = member("bob", &["admins"]);
         assert_eq!(
-            review(&mut req, &table, &bob, Verb::Release, "", 20),
+            review(
+                &mut req,
+                Against::new(&table, None),
+                &bob,
+                Verb::Release,
+                "",
+                20
+            ),
             Err(AccessError::NotRequester)
         );
         assert_eq!(
-            review(&mut req, &table, &sam, Verb::Release, "", 20),
+            review(
+                &mut req,
+                Against::new(&table, None),
+                &sam,
+                Verb::Release,
+                "",
+                20
+            ),
             Ok(Applied::Changed)
         );
         assert_eq!(req.status_at(20), Status::Released);
@@ -427,7 +510,15 @@ requestable:
             ..new
         };
         assert!(matches!(
-            create(&table, &sam, &over, &db, ttl, 0, "r3".into()),
+            create(
+                Against::new(&table, None),
+                &sam,
+                &over,
+                &db,
+                ttl,
+                0,
+                "r3".into()
+            ),
             Err(AccessError::Refused(RequestRefused::OverMaxDuration(_)))
         ));
     }

@@ -248,7 +248,7 @@ fn run_case(
         .iter()
         .map(|g| (g.path.clone(), g.actions.clone()))
         .collect();
-    let grants = grants_of(table, &principal, &op.database, &specs)?;
+    let grants = grants_of(table, &principal, &op.database, &specs, catalog)?;
     let decision = table.decide_with(
         &crate::policy::Request::with_stored(&principal, &op, &stored)
             .with_catalog(catalog)
@@ -281,6 +281,7 @@ pub(super) fn grants_of(
     principal: &crate::authn::Principal,
     database: &Database,
     specs: &[(String, Vec<String>)],
+    catalog: Option<&crate::catalog::View>,
 ) -> Result<Option<PrincipalGrants>, String> {
     if specs.is_empty() {
         return Ok(None);
@@ -294,6 +295,7 @@ pub(super) fn grants_of(
             actions,
             duration: std::time::Duration::from_secs(1),
             reason: "policy test",
+            catalog,
         };
         let fits = table
             .fit_request(principal, &asked)

@@ -110,8 +110,14 @@ pub fn check(
             ))
         })
         .collect::<anyhow::Result<Vec<(String, Vec<String>)>>>()?;
-    let grants = super::cases::grants_of(&table, &principal, &op.database, &specs)
-        .map_err(anyhow::Error::msg)?;
+    let grants = super::cases::grants_of(
+        &table,
+        &principal,
+        &op.database,
+        &specs,
+        snapshot.as_ref().map(|s| &s.view),
+    )
+    .map_err(anyhow::Error::msg)?;
     explain_with(
         &table,
         &principal,
@@ -254,7 +260,8 @@ mod tests {
         let alice = crate::policy::fixtures::member("alice", &[]);
         let op = op(Method::Commit, vec![doc("/ops/a", Access::Update)]);
         let specs = [("/ops/**".to_string(), vec!["update".to_string()])];
-        let grants = super::super::cases::grants_of(&table, &alice, &op.database, &specs).unwrap();
+        let grants =
+            super::super::cases::grants_of(&table, &alice, &op.database, &specs, None).unwrap();
         let (json, allowed) = explain_with(
             &table,
             &alice,
@@ -279,7 +286,8 @@ mod tests {
                 &table,
                 &alice,
                 &crate::model::Database::new("p", "(default)"),
-                &outside
+                &outside,
+                None
             )
             .is_err()
         );

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::{ConnInfo, Exchange, Pipeline, PipelineError};
-use crate::access::lifecycle::{self, AccessError, Applied, NewRequest, ReviewBody, Verb};
+use crate::access::lifecycle::{self, AccessError, Against, Applied, NewRequest, ReviewBody, Verb};
 use crate::access::store::{self, StoreError, Versioned, Written};
 use crate::access::{AccessRequest, AccessSettings, Actor, Status, unix_ms};
 use crate::authn::Principal;
@@ -306,6 +306,12 @@ impl Pipeline {
             .map_err(|e| AccessError::StoreUnavailable(e.reason().into()))
     }
 
+    /// The live catalog a catalog-bound `who` of an entry is judged
+    /// against (`None`: no catalog or no index yet; it matches nobody).
+    fn catalog_view(&self) -> Option<std::sync::Arc<crate::catalog::View>> {
+        self.policy.catalog().and_then(|c| c.view())
+    }
+
     async fn create(
         &self,
         access: &AccessState,
@@ -314,6 +320,7 @@ impl Pipeline {
         now: u64,
     ) -> Result<AccessRequest, AccessError> {
         let table = self.policy.table();
+        let catalog = self.catalog_view();
         let default = self
             .settings
             .databases
@@ -323,7 +330,7 @@ impl Pipeline {
         for _ in 0..ATTEMPTS {
             let id = new_id();
             let request = lifecycle::create(
-                &table,
+                Against::new(&table, catalog.as_deref()),
                 principal,
                 new,
                 default,
@@ -367,13 +374,15 @@ impl Pipeline {
             else {
                 return Err(AccessError::NotFound);
             };
-            if !may_see(&current.request, &self.policy.table(), principal) {
+            let catalog = self.catalog_view();
+            let table = self.policy.table();
+            let against = Against::new(&table, catalog.as_deref());
+            if !may_see(&current.request, against, principal) {
                 return Err(AccessError::NotFound);
             }
             let mut request = current.request.clone();
-            let table = self.policy.table();
             let now = unix_ms(SystemTime::now());
-            let applied = lifecycle::review(&mut request, &table, principal, verb, reason, now)?;
+            let applied = lifecycle::review(&mut request, against, principal, verb, reason, now)?;
             if applied == Applied::Unchanged {
                 return Ok((request, applied));
             }
@@ -417,6 +426,8 @@ impl Pipeline {
         now: u64,
     ) -> Result<Vec<serde_json::Value>, AccessError> {
         let table = self.policy.table();
+        let catalog = self.catalog_view();
+        let against = Against::new(&table, catalog.as_deref());
         let mut all = access.snapshot();
         all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
         let keep = |r: &AccessRequest| {
@@ -426,10 +437,10 @@ impl Pipeline {
                 "to_review" => {
                     r.status_at(now) == Status::Pending
                         && !mine
-                        && lifecycle::may_review(r, &table, principal)
+                        && lifecycle::may_review(r, against, principal)
                 }
-                "active" => r.status_at(now) == Status::Active && may_see(r, &table, principal),
-                _ => may_see(r, &table, principal),
+                "active" => r.status_at(now) == Status::Active && may_see(r, against, principal),
+                _ => may_see(r, against, principal),
             }
         };
         if !matches!(view, "mine" | "to_review" | "active" | "all") {
@@ -462,7 +473,12 @@ impl Pipeline {
                     .request
             }
         };
-        if may_see(&request, &self.policy.table(), principal) {
+        let (table, catalog) = (self.policy.table(), self.catalog_view());
+        if may_see(
+            &request,
+            Against::new(&table, catalog.as_deref()),
+            principal,
+        ) {
             Ok(request)
         } else {
             Err(AccessError::NotFound)
@@ -478,8 +494,8 @@ fn notify(access: &AccessState, ex: &Exchange) {
 }
 
 /// A request is seen by its requester and whoever may review it.
-fn may_see(r: &AccessRequest, table: &crate::policy::Table, p: &Principal) -> bool {
-    r.requester.is(p) || lifecycle::may_review(r, table, p)
+fn may_see(r: &AccessRequest, against: Against, p: &Principal) -> bool {
+    r.requester.is(p) || lifecycle::may_review(r, against, p)
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AccessError> {

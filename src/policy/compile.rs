@@ -211,7 +211,25 @@ impl CatalogWho {
 }
 
 impl Who {
-    pub fn matches(&self, p: &Principal) -> bool {
+    /// Whether `p` matches, `catalog` included: a catalog-bound `who`
+    /// matches only when the catalog tells it does (no index, a wildcard
+    /// unbound: nobody).
+    pub fn matches<'a>(
+        &self,
+        p: &Principal,
+        view: Option<&crate::catalog::View>,
+        binding: impl Fn(&str) -> Option<&'a str>,
+    ) -> bool {
+        self.matches_except_catalog(p)
+            && self
+                .catalog
+                .as_ref()
+                .is_none_or(|c| c.matches(p, view, binding) == Some(true))
+    }
+
+    /// Every key but `catalog`, which the caller judges (with a rule's
+    /// path bindings), or over-approximates on purpose.
+    pub fn matches_except_catalog(&self, p: &Principal) -> bool {
         let any_of = |list: &Option<Vec<String>>, value: &str| {
             list.as_ref().is_none_or(|l| l.iter().any(|v| v == value))
         };

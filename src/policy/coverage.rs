@@ -158,7 +158,7 @@ impl<'t> Coverage<'t> {
                 };
                 if !rule.actions.contains(target.access)
                     || !rule.applies_to(&op.database)
-                    || !rule.who.matches(principal)
+                    || !rule.who.matches_except_catalog(principal)
                 {
                     continue;
                 }

@@ -12,7 +12,7 @@ use super::compile::{Effect, Rule};
 use super::condition::{Input, Variables};
 use super::grants::{Grant, PrincipalGrants};
 use super::mask::{Masked, Merge};
-use super::requestable::covers;
+use super::requestable::{asked_binding, covers};
 use super::seen::Seen;
 use super::table::{Match, Table, Token, tokens};
 use super::{Decided, Decision, Shadow, TargetDecision, Why};
@@ -163,7 +163,7 @@ impl Table {
         self.decide_request(req)
     }
 
-    fn decide_request(&self, req: &Request) -> Decision {
+    pub(super) fn decide_request(&self, req: &Request) -> Decision {
         let op = req.op;
         let verdicts: Vec<Arc<Verdict>> = op
             .targets
@@ -243,8 +243,10 @@ impl Table {
                 && self.requestable(&g.entry).is_some_and(|entry| {
                     entry.actions.contains(target.access)
                         && entry.applies_to(req.database)
-                        && entry.who.matches(req.principal)
                         && covers(&entry.pattern.segments, tokens)
+                        && entry.who.matches(req.principal, req.catalog, |name| {
+                            asked_binding(&entry.pattern, &g.pattern, name)
+                        })
                 })
         })
     }
@@ -263,7 +265,7 @@ impl Table {
             (shadow || !rule.shadow)
                 && rule.actions.contains(target.access)
                 && rule.applies_to(req.database)
-                && rule.who.matches(req.principal)
+                && rule.who.matches_except_catalog(req.principal)
                 && rule.who.catalog.as_ref().is_none_or(|c| {
                     let told = c.matches(req.principal, req.catalog, |name| {
                         m.and_then(|m| self.binding(m, tokens, name))

@@ -163,6 +163,7 @@ fn asked<'a>(db: &'a Database, path: &'a str, actions: &'a [String], secs: u64) 
         actions,
         duration: Duration::from_secs(secs),
         reason: "INC-1",
+        catalog: None,
     }
 }
 
@@ -225,6 +226,7 @@ fn reviewers_are_approvers_never_the_requester_unless_break_glass() {
             duration: Duration::from_secs(60),
             reason,
             requester: r,
+            catalog: None,
         }
     };
     let admin = member("root", &["admins"]);

@@ -65,7 +65,9 @@ impl Table {
             .filter(move |rule| {
                 rule.actions.contains(target.access)
                     && rule.applies_to(&op.database)
-                    && rule.who.matches(principal)
+                    // A catalog-bound `who` is not judged here: reading a
+                    // document a rule then does not need is only wasted.
+                    && rule.who.matches_except_catalog(principal)
             })
     }
 }

@@ -107,14 +107,25 @@ impl Requestable {
     pub fn reviewer(&self, reviewer: &Principal, request: &ApprovalInput) -> Option<Reviewer> {
         let own = reviewer.issuer == request.requester.issuer
             && reviewer.subject == request.requester.subject;
+        // The entry's `{wildcards}`, bound from the requested path: a
+        // catalog-bound `who` names the entity they make.
+        let asked = requested_pattern(request.path).ok();
+        let binding = |name: &str| {
+            asked
+                .as_ref()
+                .and_then(|a| asked_binding(&self.pattern, a, name))
+        };
         if own {
             return self
                 .break_glass
                 .as_ref()
-                .filter(|w| w.matches(reviewer))
+                .filter(|w| w.matches(reviewer, request.catalog, binding))
                 .map(|_| Reviewer::BreakGlass);
         }
-        let approver = self.approvers.who.matches(reviewer)
+        let approver = self
+            .approvers
+            .who
+            .matches(reviewer, request.catalog, binding)
             && self
                 .approvers
                 .when
@@ -165,6 +176,9 @@ pub struct ApprovalInput<'a> {
     pub duration: Duration,
     pub reason: &'a str,
     pub requester: &'a Principal,
+    /// The catalog a catalog-bound `approvers.who` or `break_glass` is
+    /// judged against (`None`: it matches nobody).
+    pub catalog: Option<&'a crate::catalog::View>,
 }
 
 impl ApprovalCondition {
@@ -278,8 +292,11 @@ fn compile_entry(
         .map_err(|e| problems.push(format!("`actions`: {e}")))
         .ok();
     let mut who_problems = Vec::new();
+    // A catalog-bound `who` names its entity with the single-segment
+    // wildcards of `match`, bound from the requested path.
+    let single: Vec<&str> = pattern.iter().flat_map(|p| p.single_bindings()).collect();
     let who = match &raw.who {
-        Some(who) => compile_who(Some(who), &[], &mut who_problems),
+        Some(who) => compile_who(Some(who), &single, &mut who_problems),
         None => {
             problems.push("`who` (who may ask) is required".into());
             None
@@ -292,7 +309,7 @@ fn compile_entry(
         }
         Some(a) => {
             let who = match &a.who {
-                Some(who) => compile_who(Some(who), &[], &mut who_problems),
+                Some(who) => compile_who(Some(who), &single, &mut who_problems),
                 None => {
                     problems.push("`approvers.who` is required".into());
                     None
@@ -316,18 +333,8 @@ fn compile_entry(
     let break_glass = raw
         .break_glass
         .as_ref()
-        .map(|w| compile_who(Some(w), &[], &mut who_problems));
+        .map(|w| compile_who(Some(w), &single, &mut who_problems));
     problems.extend(who_problems.into_iter().map(|(_, m)| m));
-    // `Who::matches` leaves `catalog` to the caller: a catalog-bound `who`
-    // here would match everybody, so it is refused until requests judge it.
-    let catalog_bound = [who.as_ref(), approvers.as_ref().map(|a| &a.who)]
-        .into_iter()
-        .chain([break_glass.as_ref().and_then(Option::as_ref)])
-        .flatten()
-        .any(|w| w.catalog.is_some());
-    if catalog_bound {
-        problems.push("`who: {catalog: …}` is not supported in `requestable` entries".into());
-    }
     let max_duration = match raw.max_duration.as_deref() {
         None => {
             problems.push("`max_duration` is required (e.g. `4h`)".into());
@@ -374,13 +381,16 @@ fn compile_entry(
 }
 
 /// What a requester asks for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Asked<'a> {
     pub database: &'a Database,
     pub path: &'a str,
     pub actions: &'a [String],
     pub duration: Duration,
     pub reason: &'a str,
+    /// The catalog a catalog-bound `who` is judged against (`None`: it
+    /// matches nobody).
+    pub catalog: Option<&'a crate::catalog::View>,
 }
 
 /// Why a request cannot be made.
@@ -425,10 +435,12 @@ impl super::Table {
             .requestable
             .iter()
             .find(|e| {
-                e.who.matches(principal)
-                    && e.applies_to(asked.database)
+                e.applies_to(asked.database)
                     && e.actions.includes(actions)
                     && within(&pattern.segments, &e.pattern.segments)
+                    && e.who.matches(principal, asked.catalog, |name| {
+                        asked_binding(&e.pattern, &pattern, name)
+                    })
             })
             .ok_or(RequestRefused::OutsideEntries)?;
         if asked.duration.is_zero() {
@@ -482,6 +494,27 @@ pub fn requested_pattern(path: &str) -> Result<Pattern, String> {
         })
         .collect();
     Pattern::parse(&text.join("/")).map_err(|e| format!("`{path}` {e}"))
+}
+
+/// What the requested scope `asked` (within `entry`) binds the entry's
+/// single-segment wildcard `name` to: the id at its place, when the
+/// request names one. A request that leaves it a wildcard or `**` binds
+/// nothing (a catalog-bound `who` then matches nobody); so does a
+/// wildcard after the entry's `**`, whose place a request does not fix.
+pub fn asked_binding<'p>(entry: &Pattern, asked: &'p Pattern, name: &str) -> Option<&'p str> {
+    for (e, a) in entry.segments.iter().zip(&asked.segments) {
+        match (e, a) {
+            (Segment::Recursive(_), _) | (_, Segment::Recursive(_)) => return None,
+            (Segment::Wildcard(n), a) if n == name => {
+                return match a {
+                    Segment::Literal(id) => Some(id.as_str()),
+                    _ => None,
+                };
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Every path `inner` matches is matched by `outer` (sound, and exact for

@@ -179,7 +179,7 @@ pub struct Table {
     pub(super) reads_documents: bool,
     /// What of the documents any rule reads: only that is built per target.
     pub(super) data_uses: super::condition::DataUse,
-    /// Some rule's `who` names the catalog: only then do decisions depend
+    /// Some rule's (or requestable entry's) `who` names the catalog: only then do decisions depend
     /// on the catalog index (its generation keys the cache).
     pub(super) uses_catalog: bool,
     /// The `requestable:` entries, in table order.
@@ -222,7 +222,9 @@ impl Table {
         }
         Ok(Table {
             shadowed: rules.iter().any(|r| r.shadow),
-            uses_catalog: rules.iter().any(|r| r.who.catalog.is_some()),
+            // A grant's decisions recheck its entry's `who` (who may ask).
+            uses_catalog: rules.iter().any(|r| r.who.catalog.is_some())
+                || requestable.iter().any(|e| e.who.catalog.is_some()),
             reads_documents: rules
                 .iter()
                 .any(|r| r.when.as_ref().is_some_and(|c| c.data.any())),
@@ -260,7 +262,7 @@ impl Table {
         self.rules.len()
     }
 
-    /// Whether some rule's `who` names the catalog.
+    /// Whether some rule's (or requestable entry's) `who` names the catalog.
     pub fn uses_catalog(&self) -> bool {
         self.uses_catalog
     }

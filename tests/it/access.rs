@@ -560,3 +560,86 @@ async fn the_webhook_gets_one_expired_event_per_request() {
     stack.shutdown().await;
     receiver.join().await;
 }
+
+/// `approvers: {who: {catalog: {owner_of: …}}}`: the owners of the
+/// service named by the requested path approve; anybody else gets 403.
+#[tokio::test]
+async fn the_catalog_owners_of_a_service_approve_access_to_its_data() {
+    use crate::support::catalog::{CATALOG_TOKEN, FakeCatalog, entities};
+    // alice is in payments, which owns checkout; bob is in search.
+    let catalog = FakeCatalog::start(entities(&[("checkout", "payments")])).await;
+    let dir = tempfile::tempdir().expect("policy dir");
+    std::fs::write(
+        dir.path().join("access.yaml"),
+        r#"
+requestable:
+  - id: service-data
+    match: /services/{service}/{rest=**}
+    actions: [write]
+    who: {groups: [group:default/engineering]}
+    approvers: {who: {catalog: {owner_of: "component:default/{service}"}}}
+    max_duration: 1h
+"#,
+    )
+    .expect("policy");
+    std::fs::write(dir.path().join("token"), CATALOG_TOKEN).expect("token");
+    // The issuer's address is fixed ahead: the catalog maps its callers.
+    let issuer_listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let stack = dev::start(DevOptions {
+        policies: Some(dir.path().to_owned()),
+        issuer_listen,
+        extra_config: Some(json!({
+            "catalog": {
+                "url": catalog.url(),
+                "token_file": dir.path().join("token"),
+                "interval": "200ms",
+                "required": true,
+                "users": [{"issuer": format!("http://{issuer_listen}"), "user_ref": "user:default/{sub}"}],
+            },
+        })),
+        ..dev::options()
+    })
+    .await;
+    stack
+        .app
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .expect("ready once the catalog is read");
+    let eve = Caller::new(&stack, &dev::engineer("eve"));
+    let alice = Caller::new(&stack, &dev::engineer("alice"));
+    let bob = Caller::new(&stack, &dev::engineer("bob"));
+    async fn put(c: &Caller) -> u16 {
+        c.patch(
+            format!("{DOCS}/services/checkout/config/c1"),
+            deployment("1"),
+        )
+        .await
+        .0
+    }
+    assert_eq!(put(&eve).await, 403);
+    let (status, req) = ask(&eve, "/services/checkout/**", "1h").await;
+    assert_eq!(status, 201, "{req}");
+    let id = req["id"].as_str().expect("id").to_string();
+    // bob owns nothing: not a reviewer, so the request is not even his
+    // to see (404, as for any caller neither requester nor reviewer).
+    let (status, err) = act(&bob, &id, "approve").await;
+    assert_eq!(status, 404, "{err}");
+    async fn to_review(c: &Caller) -> usize {
+        let (_, listing) = c.send("GET", &format!("{API}?view=to_review"), None).await;
+        listing["requests"].as_array().map_or(0, Vec::len)
+    }
+    assert_eq!(to_review(&bob).await, 0);
+    assert_eq!(to_review(&alice).await, 1);
+    // The requester is no owner either: 403.
+    let (status, err) = act(&eve, &id, "approve").await;
+    assert_eq!(status, 403, "{err}");
+    assert_eq!(err["error"]["status"], "PERMISSION_DENIED");
+    assert_eq!(put(&eve).await, 403, "still pending");
+    let (status, approved) = act(&alice, &id, "approve").await;
+    assert_eq!(status, 200, "alice's team owns checkout: {approved}");
+    assert_eq!(approved["state"], "active");
+    assert_eq!(put(&eve).await, 200, "allowed by the grant");
+    stack.shutdown().await;
+}
