@@ -188,6 +188,10 @@ pub fn mask_document(
 /// `mapValue`s.
 fn mask_fields(text: &str, mask: &FieldMask, out: &mut Vec<u8>) -> Result<u64, MaskError> {
     let members = members(text)?;
+    if mask.hides_everything() {
+        out.extend_from_slice(b"{}");
+        return Ok(members.len() as u64);
+    }
     let mut count = 0;
     out.push(b'{');
     let mut first = true;

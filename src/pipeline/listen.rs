@@ -83,6 +83,7 @@ impl Pipeline {
             upstream_account: None,
             reason: None,
             shadow: None,
+            answer: Vec::new(),
         });
         let events = ex.events();
         let mut opening = events.event();
