@@ -110,6 +110,7 @@ impl Pipeline {
             version,
             epochs: Epochs::subscribe(self),
             client_done: false,
+            masked_fields: ex.masked_fields(),
         };
         tokio::spawn(listener.run(requests, first).in_current_span());
         let body = StreamBody::new(stream::unfold(rx, |mut rx| async move {

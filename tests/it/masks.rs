@@ -145,7 +145,13 @@ fn assert_masked_proto(doc: &proto::Document) {
 
 #[tokio::test]
 async fn grpc_reads_and_listen_are_masked_and_oracles_refused() {
-    let stack = support::dev_stack().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_log = dir.path().join("audit.log");
+    let stack = dev::start(firegate::dev::DevOptions {
+        extra_config: Some(json!({"audit": {"sink": "file", "path": audit_log}})),
+        ..dev::options()
+    })
+    .await;
     let auth = format!("Bearer {}", stack.token(&engineer("alice")).expect("token"));
     let mut client = grpc::client(stack.proxy).await;
 
@@ -306,6 +312,27 @@ async fn grpc_reads_and_listen_are_masked_and_oracles_refused() {
             break;
         }
     }
+
+    // The stream's closing audit record sums the fields masked out of its
+    // document changes (two people, four private fields each).
+    drop(call);
+    let masked = support::within("the stream's closing record", async {
+        loop {
+            stack.app.flush_audit().await;
+            let text = std::fs::read_to_string(&audit_log).unwrap_or_default();
+            let found = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|r| r["request_id"] == "masks-listen")
+                .find_map(|r| r["masked_fields"].as_u64());
+            if let Some(n) = found {
+                break n;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(masked >= 8, "masked_fields {masked}");
 }
 
 /// Rules for a write's answer: engineers write the payroll whole (no
