@@ -6,13 +6,10 @@
 //! document the mask does not reach (copied as raw text, never re-encoded).
 
 use std::borrow::Cow;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use crate::body::{BoxError, Rewrite};
 use crate::model::Method;
@@ -115,186 +112,284 @@ impl Rewrite for MaskStream {
     }
 }
 
-/// Mask one unit of `layout`: a document, or a result holding one.
+/// Mask one unit of `layout` (a document, or a result holding one) in
+/// one pass over its bytes: the members on a masked path are descended
+/// into, every other value is only skipped (string-aware bracket
+/// counting), and the output is the unit minus the masked members, copied
+/// raw (never re-encoded).
 fn mask_unit(
     layout: Layout,
     unit: &[u8],
     masks: &DocumentMasks,
     out: &mut Vec<u8>,
 ) -> Result<u64, MaskError> {
-    let text = std::str::from_utf8(unit).map_err(|_| MaskError::Malformed)?;
-    match layout {
-        Layout::Whole | Layout::Listed => mask_document(text, masks, out),
-        Layout::Results => {
-            let members = members(text)?;
-            let holds = members
-                .iter()
-                .any(|(k, _)| matches!(k.as_ref(), "found" | "document"));
-            if !holds {
-                out.extend_from_slice(unit);
-                return Ok(0);
-            }
-            let mut count = 0;
-            write_object(out, &members, |key, raw, out| {
-                if matches!(key, "found" | "document") {
-                    count += mask_document(raw.get(), masks, out)?;
-                    Ok(true)
-                } else {
-                    Ok(false)
-                }
-            })?;
-            Ok(count)
-        }
-    }
-}
-
-/// Mask one `Document` by the mask of its `name`; the fields removed are
-/// counted.
-pub fn mask_document(
-    text: &str,
-    masks: &DocumentMasks,
-    out: &mut Vec<u8>,
-) -> Result<u64, MaskError> {
-    let members = members(text)?;
-    let name = members
-        .iter()
-        .find(|(k, _)| k == "name")
-        .map(|(_, raw)| serde_json::from_str::<Cow<str>>(raw.get()))
-        .transpose()
-        .map_err(|_| MaskError::Malformed)?;
-    // A document without a name cannot be matched to its target: the
-    // widest mask of the answer applies.
-    let mask = match &name {
-        Some(name) => masks.for_name(name),
-        None => masks.for_name(""),
+    let mut scan = Scan {
+        b: unit,
+        cut: Vec::new(),
+        count: 0,
     };
-    let Some(mask) = mask else {
-        out.extend_from_slice(text.as_bytes());
-        return Ok(0);
-    };
-    let mut count = 0;
-    write_object(out, &members, |key, raw, out| {
-        if key == "fields" {
-            count += mask_fields(raw.get(), mask, out)?;
-            Ok(true)
-        } else {
-            Ok(false)
-        }
-    })?;
-    Ok(count)
-}
-
-/// A `fields` map with what `mask` hides removed, recursively through
-/// `mapValue`s.
-fn mask_fields(text: &str, mask: &FieldMask, out: &mut Vec<u8>) -> Result<u64, MaskError> {
-    let members = members(text)?;
-    let mut count = 0;
-    out.push(b'{');
-    let mut first = true;
-    for (key, raw) in &members {
-        let hidden = mask.field(key);
-        if let Some(Hidden::All) = hidden {
-            count += 1;
-            continue;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_key(out, key)?;
-        match hidden {
-            Some(Hidden::Below(below)) => count += mask_value(raw.get(), below, out)?,
-            _ => out.extend_from_slice(raw.get().as_bytes()),
-        }
-    }
-    out.push(b'}');
-    Ok(count)
-}
-
-/// A `Value`: a `mapValue`'s fields masked by `mask`; any other kind has
-/// no fields below it to hide.
-fn mask_value(text: &str, mask: &FieldMask, out: &mut Vec<u8>) -> Result<u64, MaskError> {
-    let members = members(text)?;
-    let mut count = 0;
-    write_object(out, &members, |key, raw, out| {
-        if !matches!(key, "mapValue" | "map_value") {
-            return Ok(false);
-        }
-        let inner = members_of(raw)?;
-        write_object(out, &inner, |key, raw, out| {
-            if key == "fields" {
-                count += mask_fields(raw.get(), mask, out)?;
-                Ok(true)
+    let start = ws(unit, 0);
+    let end = match layout {
+        Layout::Whole | Layout::Listed => scan.document(start, masks)?,
+        Layout::Results => scan.members(start, |scan, key, at| {
+            if matches!(key.as_ref(), "found" | "document") {
+                scan.document(at, masks)
             } else {
-                Ok(false)
+                value_end(scan.b, at)
             }
-        })?;
-        Ok(true)
-    })?;
-    Ok(count)
+            .map(|end| (end, false))
+        })?,
+    };
+    if ws(unit, end) != unit.len() {
+        return Err(MaskError::Malformed);
+    }
+    scan.write(out);
+    Ok(scan.count)
 }
 
-type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
-
-fn members_of(raw: &RawValue) -> Result<Members<'_>, MaskError> {
-    members(raw.get())
+/// One unit being masked: the byte ranges cut out of it, in order.
+struct Scan<'a> {
+    b: &'a [u8],
+    cut: Vec<(usize, usize)>,
+    count: u64,
 }
 
-/// An object's members in order, their values as raw text.
-fn members(text: &str) -> Result<Members<'_>, MaskError> {
-    struct Of;
-    impl<'de> Visitor<'de> for Of {
-        type Value = Members<'de>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an object")
+impl<'a> Scan<'a> {
+    /// The unit without its cut ranges.
+    fn write(&mut self, out: &mut Vec<u8>) {
+        self.cut.sort_unstable();
+        let mut from = 0;
+        for &(start, end) in &self.cut {
+            out.extend_from_slice(&self.b[from..start]);
+            from = end;
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                let value: &'de RawValue = map.next_value()?;
-                if out.iter().any(|(k, _): &(Cow<str>, _)| *k == key) {
-                    return Err(de::Error::custom("repeated key"));
+        out.extend_from_slice(&self.b[from..]);
+    }
+
+    /// The object at `at`: `member(scan, key, value_at)` scans each value
+    /// (returns where it ends, and whether the member is cut out). A cut
+    /// member takes the comma before it; a first kept member after cut
+    /// ones loses its own. Returns where the object ends.
+    fn members(
+        &mut self,
+        at: usize,
+        mut member: impl FnMut(&mut Self, Cow<'a, str>, usize) -> Result<(usize, bool), MaskError>,
+    ) -> Result<usize, MaskError> {
+        let b = self.b;
+        if b.get(at) != Some(&b'{') {
+            return Err(MaskError::Malformed);
+        }
+        let mut i = ws(b, at + 1);
+        if b.get(i) == Some(&b'}') {
+            return Ok(i + 1);
+        }
+        let mut comma: Option<usize> = None;
+        let mut kept = false;
+        loop {
+            let key_at = i;
+            let key_end = string_end(b, key_at)?;
+            let key = key_text(&b[key_at..key_end])?;
+            i = ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return Err(MaskError::Malformed);
+            }
+            let value_at = ws(b, i + 1);
+            let (value_end, cut) = member(self, key, value_at)?;
+            if cut {
+                self.cut.push((comma.unwrap_or(key_at), value_end));
+            } else {
+                if let (Some(c), false) = (comma, kept) {
+                    self.cut.push((c, c + 1));
                 }
-                out.push((key, value));
+                kept = true;
             }
-            Ok(out)
+            i = ws(b, value_end);
+            match b.get(i) {
+                Some(b',') => {
+                    comma = Some(i);
+                    i = ws(b, i + 1);
+                }
+                Some(b'}') => return Ok(i + 1),
+                _ => return Err(MaskError::Malformed),
+            }
         }
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let members = (&mut de)
-        .deserialize_map(Of)
-        .map_err(|_| MaskError::Malformed)?;
-    de.end().map_err(|_| MaskError::Malformed)?;
-    Ok(members)
-}
 
-/// Write an object again: a member `rewrite` handles (returns `true`) is
-/// written by it after its key; the others are copied.
-fn write_object(
-    out: &mut Vec<u8>,
-    members: &Members<'_>,
-    mut rewrite: impl FnMut(&str, &RawValue, &mut Vec<u8>) -> Result<bool, MaskError>,
-) -> Result<(), MaskError> {
-    out.push(b'{');
-    for (i, (key, raw)) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    /// One `Document` at `at`, masked by the mask of its `name` (a
+    /// document without one cannot be matched to its target: the widest
+    /// mask of the answer applies). `fields` is masked as it is met when
+    /// `name` came first (Firestore's order), else once the end is known.
+    fn document(&mut self, at: usize, masks: &DocumentMasks) -> Result<usize, MaskError> {
+        let mut name: Option<Option<&FieldMask>> = None;
+        let mut fields: Option<usize> = None;
+        let mut masked = false;
+        let end = self.members(at, |scan, key, value| {
+            let end = match key.as_ref() {
+                "name" => {
+                    if name.is_some() {
+                        return Err(MaskError::Malformed);
+                    }
+                    let end = value_end(scan.b, value)?;
+                    let text: Cow<str> = serde_json::from_slice(&scan.b[value..end])
+                        .map_err(|_| MaskError::Malformed)?;
+                    name = Some(masks.for_name(&text));
+                    end
+                }
+                "fields" => {
+                    if fields.is_some() {
+                        return Err(MaskError::Malformed);
+                    }
+                    fields = Some(value);
+                    match name {
+                        Some(mask) => {
+                            masked = true;
+                            scan.fields_masked(value, mask)?
+                        }
+                        None => value_end(scan.b, value)?,
+                    }
+                }
+                _ => value_end(scan.b, value)?,
+            };
+            Ok((end, false))
+        })?;
+        if let (Some(value), false) = (fields, masked) {
+            let mask = name.unwrap_or_else(|| masks.for_name(""));
+            self.fields_masked(value, mask)?;
         }
-        write_key(out, key)?;
-        let mark = out.len();
-        if !rewrite(key, raw, out)? {
-            out.truncate(mark);
-            out.extend_from_slice(raw.get().as_bytes());
+        Ok(end)
+    }
+
+    fn fields_masked(&mut self, at: usize, mask: Option<&FieldMask>) -> Result<usize, MaskError> {
+        match mask {
+            Some(mask) => self.fields(at, mask),
+            None => value_end(self.b, at),
         }
     }
-    out.push(b'}');
-    Ok(())
+
+    /// A `fields` map: what `mask` hides cut out, recursively through
+    /// `mapValue`s; every other member only skipped.
+    fn fields(&mut self, at: usize, mask: &FieldMask) -> Result<usize, MaskError> {
+        let everything = mask.hides_everything();
+        self.members(at, |scan, key, value| {
+            let hidden = if everything {
+                Some(Hidden::All)
+            } else {
+                mask.field(&key)
+            };
+            match hidden {
+                Some(Hidden::All) => {
+                    scan.count += 1;
+                    Ok((value_end(scan.b, value)?, true))
+                }
+                Some(Hidden::Below(below)) => Ok((scan.value(value, below)?, false)),
+                None => Ok((value_end(scan.b, value)?, false)),
+            }
+        })
+    }
+
+    /// A `Value`: a `mapValue`'s fields masked by `mask`; any other kind
+    /// has no fields below it to hide.
+    fn value(&mut self, at: usize, mask: &FieldMask) -> Result<usize, MaskError> {
+        if self.b.get(at) != Some(&b'{') {
+            return Err(MaskError::Malformed);
+        }
+        self.members(at, |scan, key, value| {
+            let end = if matches!(key.as_ref(), "mapValue" | "map_value") {
+                scan.members(value, |scan, key, value| {
+                    let end = if key == "fields" {
+                        scan.fields(value, mask)?
+                    } else {
+                        value_end(scan.b, value)?
+                    };
+                    Ok((end, false))
+                })?
+            } else {
+                value_end(scan.b, value)?
+            };
+            Ok((end, false))
+        })
+    }
 }
 
-fn write_key(out: &mut Vec<u8>, key: &str) -> Result<(), MaskError> {
-    serde_json::to_writer(&mut *out, key).map_err(|_| MaskError::Malformed)?;
-    out.push(b':');
-    Ok(())
+/// Past the whitespace at `i`.
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Where the string opening at `at` ends (past its closing quote).
+fn string_end(b: &[u8], at: usize) -> Result<usize, MaskError> {
+    if b.get(at) != Some(&b'"') {
+        return Err(MaskError::Malformed);
+    }
+    let mut i = at + 1;
+    loop {
+        match b.get(i) {
+            Some(b'"') => return Ok(i + 1),
+            Some(b'\\') => i += 2,
+            Some(_) => i += 1,
+            None => return Err(MaskError::Malformed),
+        }
+    }
+}
+
+/// Where the value at `at` ends: a string, an object or array (brackets
+/// counted outside strings), or a literal.
+fn value_end(b: &[u8], at: usize) -> Result<usize, MaskError> {
+    match b.get(at) {
+        Some(b'"') => string_end(b, at),
+        Some(b'{' | b'[') => {
+            let mut depth = 0u32;
+            let mut i = at;
+            loop {
+                match b.get(i) {
+                    Some(b'"') => {
+                        i = string_end(b, i)?;
+                        continue;
+                    }
+                    Some(b'{' | b'[') => depth += 1,
+                    Some(b'}' | b']') => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Ok(i + 1);
+                        }
+                    }
+                    Some(_) => {}
+                    None => return Err(MaskError::Malformed),
+                }
+                i += 1;
+            }
+        }
+        Some(_) => {
+            let mut i = at;
+            while let Some(c) = b.get(i) {
+                if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                    break;
+                }
+                i += 1;
+            }
+            if i == at {
+                return Err(MaskError::Malformed);
+            }
+            Ok(i)
+        }
+        None => Err(MaskError::Malformed),
+    }
+}
+
+/// A member's key (its quoted text): borrowed unless it has escapes.
+fn key_text(quoted: &[u8]) -> Result<Cow<'_, str>, MaskError> {
+    let inner = &quoted[1..quoted.len() - 1];
+    if !inner.contains(&b'\\') {
+        return std::str::from_utf8(inner)
+            .map(Cow::Borrowed)
+            .map_err(|_| MaskError::Malformed);
+    }
+    serde_json::from_slice::<String>(quoted)
+        .map(Cow::Owned)
+        .map_err(|_| MaskError::Malformed)
 }
 
 /// Cuts a streaming answer into its documents (units): bytes outside a
@@ -550,6 +645,24 @@ mod tests {
         assert_eq!(got[0]["found"], person("a"));
         assert!(got[1]["found"]["fields"].get("salary").is_none());
         assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn the_name_may_follow_the_fields_and_everything_may_be_hidden() {
+        let text = format!(
+            r#"{{ "fields" : {{"salary": {{"integerValue":"1"}} , "a":{{"nullValue":null}}}}, "name":"{DOCS}/people/x"}}"#
+        );
+        let (out, count) = run(Layout::Whole, masks(&["salary"]), &[text.as_bytes()]);
+        let got: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(got["fields"], json!({"a": {"nullValue": null}}));
+        assert_eq!(count, 1);
+        let mut all = DocumentMasks::default();
+        all.query(&Arc::new(FieldMask::everything()));
+        let (out, count) = run(Layout::Whole, all, &[person("a").to_string().as_bytes()]);
+        let got: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(got["fields"], json!({}));
+        assert_eq!(got["name"], person("a")["name"]);
+        assert_eq!(count, 4);
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub fn mask_document(doc: &mut proto::Document, masks: &DocumentMasks) -> u64 {
 
 /// Remove what `mask` hides from a fields map.
 pub fn mask_fields(fields: &mut HashMap<String, Value>, mask: &FieldMask) -> u64 {
+    if mask.hides_everything() {
+        let count = fields.len() as u64;
+        fields.clear();
+        return count;
+    }
     let mut count = 0;
     for (name, hidden) in mask.names() {
         match hidden {

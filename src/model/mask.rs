@@ -68,6 +68,20 @@ impl FieldMask {
         node.children.clear();
     }
 
+    /// The mask hiding every field (what a caller who may not read a
+    /// document sees of it).
+    pub fn everything() -> FieldMask {
+        FieldMask {
+            hidden: true,
+            children: BTreeMap::new(),
+        }
+    }
+
+    /// Whether every field is hidden.
+    pub fn hides_everything(&self) -> bool {
+        self.hidden
+    }
+
     pub fn is_empty(&self) -> bool {
         !self.hidden && self.children.is_empty()
     }

@@ -524,6 +524,7 @@ mod tests {
                 allowed: false,
                 rule: "watch-drafts".into(),
             }),
+            answer: Vec::new(),
         });
         let response = ex.finish(response, Arc::clone(&auditor));
         assert!(response.into_body().collect().await.is_err());
@@ -600,6 +601,7 @@ mod tests {
             upstream_account: None,
             reason: Some("rule:no-secrets".into()),
             shadow: None,
+            answer: Vec::new(),
         });
         let err = PipelineError::Denied;
         ex.refuse(err.reason(ex.decision.as_ref()), &err);

@@ -83,6 +83,7 @@ impl Pipeline {
             upstream_account: None,
             reason: None,
             shadow: None,
+            answer: Vec::new(),
         });
         let events = ex.events();
         let mut opening = events.event();
@@ -109,6 +110,7 @@ impl Pipeline {
             version,
             epochs: Epochs::subscribe(self),
             client_done: false,
+            masked_fields: ex.masked_fields(),
         };
         tokio::spawn(listener.run(requests, first).in_current_span());
         let body = StreamBody::new(stream::unfold(rx, |mut rx| async move {

@@ -281,16 +281,37 @@ fn mask_rest(
 }
 
 /// Which mask each document of the answer is under: a target's mask, by
-/// document for named documents (a write's too: `patch` and
-/// `createDocument` answer with the document written). `None` when nothing
-/// is masked (the common case costs one scan of the targets).
+/// document for named documents. A write that answers with the document
+/// written (`patch`, `createDocument`) is masked as the caller's own read
+/// of it, never by the write rule's mask (see `policy::mask::Answer`).
+/// `None` when nothing is masked (the common case costs one scan of the
+/// targets).
 pub(super) fn read_masks(decision: &Decision) -> Option<DocumentMasks> {
+    if !decision.answer.is_empty() {
+        if decision.answer.iter().all(|a| a.fields.is_none()) {
+            return None;
+        }
+        let mut masks = DocumentMasks::default();
+        for a in &decision.answer {
+            match &a.scope {
+                Scope::Document { path } => masks.document(path.clone(), a.fields.clone()),
+                _ => {
+                    if let Some(mask) = &a.fields {
+                        masks.query(mask);
+                    }
+                }
+            }
+        }
+        return masks.any().then_some(masks);
+    }
     if decision.targets.iter().all(|t| t.mask().is_none()) {
         return None;
     }
     let mut masks = DocumentMasks::default();
     for t in &decision.targets {
-        if t.target.access == Access::Delete {
+        // A write's own mask never masks an answer: the writes that answer
+        // with a document are judged in `decision.answer`.
+        if !matches!(t.target.access, Access::Get | Access::List) {
             continue;
         }
         let mask = t.mask().map(|m| Arc::clone(&m.fields));

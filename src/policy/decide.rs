@@ -98,6 +98,21 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The same caller, catalog, grants and stored documents, judged for
+    /// `op` instead (the read a write's answer is judged as).
+    pub(super) fn reading<'b>(&'b self, op: &'b Operation) -> Request<'b> {
+        Request {
+            principal: self.principal,
+            database: &op.database,
+            method: op.method,
+            op,
+            stored: self.stored,
+            catalog: self.catalog,
+            grants: self.grants,
+            input: OnceCell::new(),
+        }
+    }
+
     fn input(&self) -> &Input {
         self.input
             .get_or_init(|| Input::new(self.principal, self.method))
@@ -172,6 +187,9 @@ impl Table {
             .collect();
         let mut decision = combine(verdicts);
         super::mask::guard(self, req, op, &mut decision);
+        super::mask::answer(op, &mut decision, |read, target| {
+            Arc::new(self.decide_target(&req.reading(read), target))
+        });
         decision
     }
 
@@ -374,6 +392,7 @@ pub fn combine(shared: Vec<Arc<Verdict>>) -> Decision {
         upstream_account: if reason.is_none() { first } else { None },
         reason,
         shadow,
+        answer: Vec::new(),
     }
 }
 

@@ -236,6 +236,13 @@ impl PolicyEngine {
             .collect();
         let mut decision = combine(verdicts);
         super::mask::guard(&table, &req, op, &mut decision);
+        super::mask::answer(op, &mut decision, |read, target| {
+            let req = req.reading(read);
+            self.shared
+                .cache
+                .decide(&table, &req, target, &mut admission)
+                .0
+        });
         if decision.allowed {
             metrics.allowed.inc();
         } else {

@@ -13,7 +13,7 @@ use super::table::Table;
 use super::{Decided, Decision};
 use crate::model::data::Change;
 use crate::model::mask::FieldMask;
-use crate::model::{Access, Operation, Scope, Target};
+use crate::model::{Access, Method, Operation, Scope, Target};
 
 /// The mask one target's access is under: the fields hidden, and the
 /// allowing rules whose masks were intersected to get it.
@@ -151,4 +151,69 @@ fn overwrites(op: &Operation, target: &Target, protected: &FieldMask) -> bool {
                 .any(|p| protected.touches(p)),
             Change::Delete => false,
         })
+}
+
+/// What the answer to a write may show of one document it writes: what
+/// the caller's own read of it shows (a `get` of a named document, a
+/// `list` of the collection a `createDocument` names no id in). `fields`
+/// is that read's mask; a caller who may not read the document at all
+/// gets [`FieldMask::everything`]: the answer keeps the document's name
+/// and times, none of its fields (fail closed: a write does not become a
+/// read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub scope: Scope,
+    pub fields: Option<Arc<FieldMask>>,
+}
+
+/// Judge the answer of an allowed write whose answer is the document
+/// written (`patch`, `createDocument`): each written target read as the
+/// caller (`decide` judges one target of the read operation). The write
+/// rule's own mask plays no part: it was never the caller's view of the
+/// document. Costs nothing for any other request.
+pub(super) fn answer(
+    op: &Operation,
+    decision: &mut Decision,
+    mut decide: impl FnMut(&Operation, &Target) -> Arc<super::decide::Verdict>,
+) {
+    if !decision.allowed || !matches!(op.method, Method::Patch | Method::CreateDocument) {
+        return;
+    }
+    let reads: Vec<Target> = op
+        .targets
+        .iter()
+        .filter(|t| matches!(t.access, Access::Create | Access::Update))
+        .map(|t| Target {
+            scope: t.scope.clone(),
+            access: match t.scope {
+                Scope::Document { .. } => Access::Get,
+                _ => Access::List,
+            },
+        })
+        .collect();
+    if reads.is_empty() {
+        return;
+    }
+    let method = match reads[0].access {
+        Access::Get => Method::Get,
+        _ => Method::List,
+    };
+    let read = Operation::new(op.database.clone(), method, reads.clone());
+    let mut answers: Vec<Answer> = Vec::with_capacity(reads.len());
+    for target in &read.targets {
+        if answers.iter().any(|a| a.scope == target.scope) {
+            continue;
+        }
+        let verdict = decide(&read, target);
+        let fields = if verdict.decision.allowed {
+            verdict.mask.as_ref().map(|m| Arc::clone(&m.fields))
+        } else {
+            Some(Arc::new(FieldMask::everything()))
+        };
+        answers.push(Answer {
+            scope: target.scope.clone(),
+            fields,
+        });
+    }
+    decision.answer = answers;
 }

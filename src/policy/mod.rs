@@ -228,6 +228,12 @@ pub struct Decision {
     /// a target (audited as `shadow_decision` and `shadow_rule`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow: Option<Shadow>,
+    /// For a write whose answer is the document written (`patch`,
+    /// `createDocument`, gRPC `Create`/`UpdateDocument`): what that answer
+    /// may show, judged as the caller's own read of the document (see
+    /// [`mask::Answer`]). Empty for every other request.
+    #[serde(skip)]
+    pub answer: Vec<mask::Answer>,
 }
 
 impl Decision {
@@ -252,6 +258,7 @@ impl Decision {
             upstream_account: None,
             reason: Some(reason.to_string()),
             shadow: None,
+            answer: Vec::new(),
         }
     }
 }

@@ -145,7 +145,13 @@ fn assert_masked_proto(doc: &proto::Document) {
 
 #[tokio::test]
 async fn grpc_reads_and_listen_are_masked_and_oracles_refused() {
-    let stack = support::dev_stack().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_log = dir.path().join("audit.log");
+    let stack = dev::start(firegate::dev::DevOptions {
+        extra_config: Some(json!({"audit": {"sink": "file", "path": audit_log}})),
+        ..dev::options()
+    })
+    .await;
     let auth = format!("Bearer {}", stack.token(&engineer("alice")).expect("token"));
     let mut client = grpc::client(stack.proxy).await;
 
@@ -306,4 +312,140 @@ async fn grpc_reads_and_listen_are_masked_and_oracles_refused() {
             break;
         }
     }
+
+    // The stream's closing audit record sums the fields masked out of its
+    // document changes (two people, four private fields each).
+    drop(call);
+    let masked = support::within("the stream's closing record", async {
+        loop {
+            stack.app.flush_audit().await;
+            let text = std::fs::read_to_string(&audit_log).unwrap_or_default();
+            let found = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|r| r["request_id"] == "masks-listen")
+                .find_map(|r| r["masked_fields"].as_u64());
+            if let Some(n) = found {
+                break n;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(masked >= 8, "masked_fields {masked}");
+}
+
+/// Rules for a write's answer: engineers write the payroll whole (no
+/// mask) but read it without `salary`; they write the ledger and may not
+/// read it at all.
+const WRITE_ANSWERS: &str = r#"rules:
+  - id: payroll-writes
+    match: /payroll/{id}
+    allow: [create, update]
+    who: {groups: [group:default/engineering]}
+  - id: payroll-reads
+    match: /payroll/{id}
+    allow: [read]
+    who: {groups: [group:default/engineering]}
+    mask: [salary]
+  - id: ledger-writes
+    match: /ledger/{id}
+    allow: [create, update]
+    who: {groups: [group:default/engineering]}
+"#;
+
+/// A write's answer (the document written) shows what the writer's own
+/// read of the document shows, whatever the write rule's mask: masked by
+/// the read rule, and nothing of the fields to a writer who may not read
+/// the document at all — on both wires.
+#[tokio::test]
+async fn a_write_answers_with_what_its_author_may_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(dev::policies()).expect("policies") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+    }
+    std::fs::write(dir.path().join("answers.yaml"), WRITE_ANSWERS).expect("write");
+    let stack = dev::start(firegate::dev::DevOptions {
+        policies: Some(dir.path().to_path_buf()),
+        ..dev::options()
+    })
+    .await;
+    let alice = alice(&stack);
+    let pay = json!({"fields": {
+        "name": {"stringValue": "Ann"},
+        "salary": {"integerValue": "120000"}}});
+
+    // Written whole (the write rule has no mask), answered masked.
+    let (status, body) = alice.patch("/payroll/ann", pay.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["fields"].get("salary").is_none(), "{body}");
+    assert_eq!(body["fields"]["name"]["stringValue"], "Ann", "{body}");
+    // An update naming only `name` answers with the whole document: the
+    // stored salary stays hidden.
+    let (status, body) = alice
+        .patch(
+            "/payroll/ann?updateMask.fieldPaths=name",
+            json!({"fields": {"name": {"stringValue": "Ann B."}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["fields"].get("salary").is_none(), "{body}");
+    assert_eq!(body["fields"]["name"]["stringValue"], "Ann B.", "{body}");
+    let (status, body) = alice
+        .send(Method::POST, "/payroll?documentId=bob", Some(pay.clone()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["fields"].get("salary").is_none(), "{body}");
+
+    // The ledger may be written, never read: the answer names the
+    // document and keeps none of its fields.
+    let (status, body) = alice
+        .send(Method::POST, "/ledger?documentId=l1", Some(pay.clone()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("/ledger/l1")),
+        "{body}"
+    );
+    assert!(
+        body["fields"].as_object().is_none_or(|f| f.is_empty()),
+        "{body}"
+    );
+    let (status, body) = alice.send(Method::POST, "/ledger", Some(pay)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["fields"].as_object().is_none_or(|f| f.is_empty()),
+        "{body}"
+    );
+
+    // gRPC: UpdateDocument answers masked too.
+    let text = |s: &str| proto::Value {
+        value_type: Some(proto::value::ValueType::StringValue(s.into())),
+    };
+    let auth = format!("Bearer {}", stack.token(&engineer("alice")).expect("token"));
+    let mut client = grpc::client(stack.proxy).await;
+    let doc = client
+        .update_document(with_auth(
+            proto::UpdateDocumentRequest {
+                document: Some(proto::Document {
+                    name: format!("{ROOT}/payroll/cy"),
+                    fields: [
+                        ("name".to_string(), text("Cy")),
+                        ("salary".to_string(), text("1")),
+                    ]
+                    .into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &auth,
+        ))
+        .await
+        .expect("update")
+        .into_inner();
+    assert!(!doc.fields.contains_key("salary"), "{doc:?}");
+    assert!(doc.fields.contains_key("name"), "{doc:?}");
 }

@@ -54,6 +54,9 @@ pub(super) struct Listener {
     pub(super) epochs: tokio::sync::watch::Receiver<crate::policy::Changes>,
     /// The client half-closed: so is the upstream request, once open.
     pub(super) client_done: bool,
+    /// Fields masked out of the document changes, summed over the stream
+    /// (its closing audit record's `masked_fields`).
+    pub(super) masked_fields: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How the stream ends: the trailers the client gets.
@@ -409,7 +412,11 @@ impl Listener {
                 };
                 match self.on_screened(message).await {
                     Some(mut message) => {
-                        self.targets.mask(&mut message);
+                        let masked = self.targets.mask(&mut message);
+                        if masked > 0 {
+                            self.masked_fields
+                                .fetch_add(masked, std::sync::atomic::Ordering::Relaxed);
+                        }
                         frame::encode(&message)
                     }
                     None => continue,

@@ -92,14 +92,15 @@ impl Targets {
 
     /// Mask a document change by the masks of every target it is for (a
     /// document shared by a masked and an unmasked target is masked: the
-    /// client keeps one copy of it).
-    pub(super) fn mask(&self, message: &mut proto::ListenResponse) {
+    /// client keeps one copy of it). Returns how many fields were removed.
+    pub(super) fn mask(&self, message: &mut proto::ListenResponse) -> u64 {
         let Some(ResponseType::DocumentChange(change)) = &mut message.response_type else {
-            return;
+            return 0;
         };
         let Some(doc) = &mut change.document else {
-            return;
+            return 0;
         };
+        let mut count = 0;
         let awaited = self.awaiting.as_ref().and_then(|a| a.masks.as_ref());
         for id in &change.target_ids {
             // An id not yet known is the id-0 target in flight's.
@@ -109,9 +110,10 @@ impl Targets {
                 None => None,
             };
             if let Some(masks) = masks {
-                crate::grpc::mask_document(doc, masks);
+                count += crate::grpc::mask_document(doc, masks);
             }
         }
+        count
     }
 
     /// An id-0 target: `Some(request)` to forward now, or `None` when it is
