@@ -430,8 +430,24 @@ requestable:
         let (table, mut req) = setup();
         assert_eq!(req.expires_at(), Some(1_000 + 3600 * 1000));
         let (bob, carol) = (member("bob", &["admins"]), member("carol", &["admins"]));
-        review(&mut req, &table, &bob, Verb::Approve, "", 2_000).unwrap();
-        review(&mut req, &table, &carol, Verb::Approve, "", 2_000).unwrap();
+        review(
+            &mut req,
+            Against::new(&table, None),
+            &bob,
+            Verb::Approve,
+            "",
+            2_000,
+        )
+        .unwrap();
+        review(
+            &mut req,
+            Against::new(&table, None),
+            &carol,
+            Verb::Approve,
+            "",
+            2_000,
+        )
+        .unwrap();
         let end = 2_000 + 2 * 3600 * 1000;
         assert_eq!(req.expires_at(), Some(end));
         assert!(!req.expiry_recorded());
