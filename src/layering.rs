@@ -55,6 +55,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "audit",
             "authn",
             "body",
+            "catalog",
             "crypto",
             "error",
             "firestore",
@@ -70,7 +71,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The steps themselves.
     (
         "access",
-        &["authn", "body", "config", "model", "policy", "upstream"],
+        &[
+            "authn", "body", "catalog", "config", "model", "policy", "upstream",
+        ],
     ),
     ("authn", &["config", "fetch", "metrics"]),
     (
