@@ -135,17 +135,6 @@ impl Table {
         self.decide_request(&Request::with_stored(principal, op, stored))
     }
 
-    /// [`Table::decide_stored`], catalog-bound rules judged against `catalog`.
-    pub fn decide_stored_catalog(
-        &self,
-        principal: &Principal,
-        op: &Operation,
-        stored: &Stored,
-        catalog: Option<&crate::catalog::View>,
-    ) -> Decision {
-        self.decide_request(&Request::with_stored(principal, op, stored).with_catalog(catalog))
-    }
-
     /// [`Table::decide`] with catalog-bound rules judged against `catalog`.
     pub fn decide_catalog(
         &self,
@@ -154,22 +143,6 @@ impl Table {
         catalog: Option<&crate::catalog::View>,
     ) -> Decision {
         self.decide_request(&Request::new(principal, op).with_catalog(catalog))
-    }
-
-    /// [`Table::decide`] with the caller's active grants (`policy check`,
-    /// `policy test`).
-    pub fn decide_granted(
-        &self,
-        principal: &Principal,
-        op: &Operation,
-        stored: Option<&Stored>,
-        grants: Option<&PrincipalGrants>,
-    ) -> Decision {
-        let req = match stored {
-            Some(stored) => Request::with_stored(principal, op, stored),
-            None => Request::new(principal, op),
-        };
-        self.decide_request(&req.granted(grants))
     }
 
     /// Judge a whole operation as `req` describes it (stored documents,
