@@ -4,6 +4,7 @@
 //! documents in a Firestore collection (the store) that every replica
 //! reads into a local copy; the policy engine judges with its grants.
 
+pub mod backstage;
 pub mod lifecycle;
 pub mod notify;
 pub mod store;
@@ -42,6 +43,8 @@ pub struct AccessConfig {
 pub struct RawNotify {
     #[serde(default)]
     pub webhook: Option<notify::RawWebhook>,
+    #[serde(default)]
+    pub backstage: Option<backstage::RawBackstage>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +74,7 @@ pub struct AccessSettings {
     pub sync_interval: Duration,
     pub max_staleness: Duration,
     pub webhook: Option<notify::WebhookSettings>,
+    pub backstage: Option<backstage::BackstageSettings>,
 }
 
 /// The store collection: never reachable through the gate.
@@ -130,6 +134,13 @@ impl AccessConfig {
             }
             d
         };
+        let (webhook, backstage) = match self.notify {
+            Some(n) => (
+                n.webhook.map(|w| w.validate(errors)),
+                n.backstage.map(|b| b.validate(errors)),
+            ),
+            None => (None, None),
+        };
         AccessSettings {
             store: Store {
                 database,
@@ -138,10 +149,8 @@ impl AccessConfig {
             request_ttl: d("access.request_ttl", &self.request_ttl, errors),
             sync_interval: d("access.sync_interval", &self.sync_interval, errors),
             max_staleness: d("access.max_staleness", &self.max_staleness, errors),
-            webhook: self
-                .notify
-                .and_then(|n| n.webhook)
-                .map(|w| w.validate(errors)),
+            webhook,
+            backstage,
         }
     }
 }

@@ -118,6 +118,37 @@ async fn request_approve_use_release_against_the_example_policies() {
         .filter_map(|r| r["access"]["event"].as_str())
         .collect();
     assert_eq!(events, ["requested", "approved", "released"]);
+    // API calls carry their own decision: allow when done, deny when the
+    // caller may not act (403), error otherwise (409 here).
+    let api: Vec<(&str, &str, u64)> = audit
+        .iter()
+        .filter(|r| r["http_method"] == "POST" && r["rpc"].is_null())
+        .map(|r| {
+            (
+                r["decision"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or(""),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        api,
+        [
+            ("allow", "", 201),
+            ("deny", "access_not_approver", 403),
+            ("allow", "", 200),
+            ("allow", "", 200),
+            ("allow", "", 200),
+            ("error", "access_wrong_state", 409),
+        ],
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .filter(|r| r["access"]["event"].is_string())
+            .all(|r| r["decision"] == "allow")
+    );
     let granted = audit
         .iter()
         .flat_map(|r| r["targets"].as_array().cloned().unwrap_or_default())
