@@ -674,3 +674,104 @@ requestable:
     assert_eq!(put(&eve).await, 200, "allowed by the grant");
     stack.shutdown().await;
 }
+
+/// `access.notify.backstage`: the approvers' group hears of the request
+/// (the requester excluded), the requester of the approval — each a POST
+/// to Backstage's notifications API with the service token, in
+/// Backstage's `{recipients, payload}` shape, counted as sent.
+#[tokio::test]
+async fn backstage_notifies_the_approvers_and_then_the_requester() {
+    use std::sync::{Arc, Mutex};
+    let token = "a-backstage-static-token-for-firegate";
+    let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let seen = Arc::clone(&got);
+    let backstage = crate::support::fake::server()
+        .route(
+            http::Method::POST,
+            "/api/notifications/notifications",
+            move |r| {
+                let auth = r.header("authorization").unwrap_or("").to_string();
+                seen.lock()
+                    .unwrap()
+                    .push((auth, r.json().unwrap_or(Value::Null)));
+                "[]"
+            },
+        )
+        .start()
+        .await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
+    let stack = dev::start(DevOptions {
+        extra_config: Some(json!({"access": {"notify": {"backstage": {
+            "url": format!("{}/", backstage.url()),
+            "token_file": dir.path().join("token"),
+            "link": "/firegate/requests/{id}",
+        }}}})),
+        ..dev::options()
+    })
+    .await;
+    let alice = Caller::new(&stack, &dev::sample("ALICE_TOKEN"));
+    let admin = Caller::new(&stack, &dev::sample("ADMIN_TOKEN"));
+    let (_, req) = ask(&alice, "/teams/search/deployments/**", "1h").await;
+    let id = req["id"].as_str().unwrap().to_string();
+    act(&admin, &id, "approve").await;
+    act(&alice, &id, "release").await;
+    within("two notifications", async {
+        while got.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Released by the requester: nobody to tell.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (auth, _) in &got {
+        assert_eq!(*auth, format!("Bearer {token}"));
+    }
+    let (requested, approved) = (&got[0].1, &got[1].1);
+    assert_eq!(
+        requested["recipients"],
+        json!({"type": "entity", "entityRef": ["group:default/platform-admins"],
+               "excludeEntityRef": "user:default/alice"})
+    );
+    assert_eq!(
+        requested["payload"]["link"],
+        format!("/firegate/requests/{id}")
+    );
+    assert_eq!(requested["payload"]["topic"], "firegate-access");
+    let title = requested["payload"]["title"].as_str().unwrap_or_default();
+    assert!(
+        title.contains("write on /teams/search/deployments/**"),
+        "{title}"
+    );
+    let description = requested["payload"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        description.contains("alice@example.com") && description.contains("INC-7"),
+        "{description}"
+    );
+    assert_eq!(
+        approved["recipients"],
+        json!({"type": "entity", "entityRef": ["user:default/alice"]})
+    );
+    assert!(
+        approved["payload"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("pat@example.com")),
+        "{approved}"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", stack.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("firegate_access_backstage_notifications_total{result=\"sent\"} 2"),
+        "{metrics}"
+    );
+    stack.shutdown().await;
+    backstage.join().await;
+}
