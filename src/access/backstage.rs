@@ -211,7 +211,7 @@ pub fn notification(
         }
     };
     let last_reason = r.history.last().map(|t| t.reason.as_str()).unwrap_or("");
-    let until = r.ends_at.map(|e| rfc3339(e)).unwrap_or_default();
+    let until = r.ends_at.map(rfc3339).unwrap_or_default();
     let (title, description, severity) = match event {
         "requested" => (
             format!("Access request to review: {what}"),
@@ -387,21 +387,25 @@ requestable:
   - id: groups
     match: /teams/{team}/{rest=**}
     actions: [write]
+    who: {authenticated: true}
     approvers: {who: {groups: [group:default/admins, "group:ops", plain-name]}}
     max_duration: 4h
   - id: subjects
     match: /s/{rest=**}
     actions: [write]
+    who: {authenticated: true}
     approvers: {who: {groups: [group:default/admins], subjects: [user:default/bob, "okta|carol"]}}
     max_duration: 4h
   - id: owners
     match: /services/{service}/{rest=**}
     actions: [write]
+    who: {authenticated: true}
     approvers: {who: {catalog: {owner_of: "component:default/{service}"}}}
     max_duration: 4h
   - id: emails
     match: /e/{rest=**}
     actions: [write]
+    who: {authenticated: true}
     approvers: {who: {emails: [x@example.com]}}
     max_duration: 4h
 "#;

@@ -212,10 +212,7 @@ async fn the_catalog_decides_who_owns_a_service() {
     let mut bs = Backstage::start_catalog(free_port(), "http://127.0.0.1:1", &catalog, TOKEN).await;
     // A fresh backend publishes its user key only after a first sign-in.
     let guest = bs.guest_token().await;
-    // FIREGATE_TEST_NO_NOTIFY=1 leaves the sink out (to watch the
-    // notification checks fail).
-    let notify = std::env::var_os("FIREGATE_TEST_NO_NOTIFY").is_none();
-    let stack = firegate(dir.path(), &bs.base, true, notify).await;
+    let stack = firegate(dir.path(), &bs.base, true, true).await;
     let [alice, bob, carol] =
         ["alice", "bob", "carol"].map(|n| stack.token(&person(n)).expect("token"));
 
@@ -350,8 +347,11 @@ async fn access_requests_notify_through_backstage(
     .await
     .expect("request JSON");
     let id = asked["id"].as_str().expect("request id").to_owned();
-    let [bob_bs, carol_bs, alice_bs] =
-        [bs.user_token("bob").await, bs.user_token("carol").await, bs.user_token("alice").await];
+    let [bob_bs, carol_bs, alice_bs] = [
+        bs.user_token("bob").await,
+        bs.user_token("carol").await,
+        bs.user_token("alice").await,
+    ];
     let mine = |n: &[Value]| -> Vec<Value> {
         n.iter()
             .filter(|n| n["payload"]["topic"] == "firegate-access")
@@ -365,7 +365,10 @@ async fn access_requests_notify_through_backstage(
             if !got.is_empty() {
                 return got;
             }
-            assert!(tokio::time::Instant::now() < deadline, "no notification: {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no notification: {what}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
@@ -390,7 +393,11 @@ async fn access_requests_notify_through_backstage(
     assert_eq!(to_carol.len(), 1, "{to_carol:?}");
     let title = to_carol[0]["title"].as_str().unwrap_or_default();
     assert!(title.starts_with("Access granted"), "{title}");
-    assert_eq!(write(stack, carol, "indexer").await, 200, "the grant allows");
+    assert_eq!(
+        write(stack, carol, "indexer").await,
+        200,
+        "the grant allows"
+    );
     // Nobody else hears of it: alice owns checkout, not indexer.
     assert!(mine(&bs.notifications(&alice_bs).await).is_empty());
     assert_eq!(mine(&bs.notifications(&bob_bs).await).len(), 1);
