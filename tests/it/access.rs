@@ -678,13 +678,19 @@ requestable:
 /// `access.notify.backstage`: the approvers' group hears of the request
 /// (the requester excluded), the requester of the approval — each a POST
 /// to Backstage's notifications API with the service token, in
-/// Backstage's `{recipients, payload}` shape, counted as sent.
+/// Backstage's `{recipients, payload}` shape, counted as sent. A refusal
+/// (401) is counted as failed and not retried; a 503 is retried.
 #[tokio::test]
 async fn backstage_notifies_the_approvers_and_then_the_requester() {
+    use crate::support::fake::Reply;
+    use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::{Arc, Mutex};
     let token = "a-backstage-static-token-for-firegate";
     let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
     let seen = Arc::clone(&got);
+    // 0: accept; 1: refuse (401); 2: unavailable once, then accept.
+    let mode = Arc::new(AtomicU8::new(0));
+    let answer = Arc::clone(&mode);
     let backstage = crate::support::fake::server()
         .route(
             http::Method::POST,
@@ -694,7 +700,14 @@ async fn backstage_notifies_the_approvers_and_then_the_requester() {
                 seen.lock()
                     .unwrap()
                     .push((auth, r.json().unwrap_or(Value::Null)));
-                "[]"
+                match answer.load(Ordering::SeqCst) {
+                    1 => Reply::json(http::StatusCode::UNAUTHORIZED, &json!({})),
+                    2 => {
+                        answer.store(0, Ordering::SeqCst);
+                        Reply::json(http::StatusCode::SERVICE_UNAVAILABLE, &json!({}))
+                    }
+                    _ => Reply::json(http::StatusCode::OK, &json!([])),
+                }
             },
         )
         .start()
@@ -724,12 +737,12 @@ async fn backstage_notifies_the_approvers_and_then_the_requester() {
     .await;
     // Released by the requester: nobody to tell.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = got.lock().unwrap().clone();
-    assert_eq!(got.len(), 2, "{got:?}");
-    for (auth, _) in &got {
+    let first = got.lock().unwrap().clone();
+    assert_eq!(first.len(), 2, "{first:?}");
+    for (auth, _) in &first {
         assert_eq!(*auth, format!("Bearer {token}"));
     }
-    let (requested, approved) = (&got[0].1, &got[1].1);
+    let (requested, approved) = (&first[0].1, &first[1].1);
     assert_eq!(
         requested["recipients"],
         json!({"type": "entity", "entityRef": ["group:default/platform-admins"],
@@ -762,16 +775,39 @@ async fn backstage_notifies_the_approvers_and_then_the_requester() {
             .is_some_and(|d| d.contains("pat@example.com")),
         "{approved}"
     );
+    // Refused: one attempt, counted failed. Unavailable: tried again.
+    let posts = |n: usize| {
+        let got = Arc::clone(&got);
+        async move {
+            while got.lock().unwrap().len() < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    mode.store(1, Ordering::SeqCst);
+    ask(&alice, "/teams/search/deployments/**", "1h").await;
+    within("the refused notification", posts(3)).await;
+    mode.store(2, Ordering::SeqCst);
+    ask(&alice, "/teams/search/deployments/**", "1h").await;
+    within("the retried notification", posts(5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(got.lock().unwrap().len(), 5, "a refusal is not retried");
     let metrics = reqwest::get(format!("http://{}/metrics", stack.admin))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("firegate_access_backstage_notifications_total{result=\"sent\"} 2"),
-        "{metrics}"
-    );
+    for (result, n) in [
+        ("sent", 3),
+        ("failed", 1),
+        ("dropped", 0),
+        ("unaddressed", 0),
+    ] {
+        let line =
+            format!("firegate_access_backstage_notifications_total{{result=\"{result}\"}} {n}");
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
     stack.shutdown().await;
     backstage.join().await;
 }
