@@ -352,9 +352,11 @@ async fn access_requests_notify_through_backstage(
         bs.user_token("carol").await,
         bs.user_token("alice").await,
     ];
+    // Sent with the static token: its subject is the origin.
     let mine = |n: &[Value]| -> Vec<Value> {
         n.iter()
             .filter(|n| n["payload"]["topic"] == "firegate-access")
+            .inspect(|n| assert_eq!(n["origin"], "firegate-catalog", "{n}"))
             .map(|n| n["payload"].clone())
             .collect()
     };
