@@ -63,6 +63,11 @@ impl Emulator {
     pub async fn spawn(&self, addr: SocketAddr) -> anyhow::Result<Running> {
         let limits = Limits {
             drain_timeout: DRAIN,
+            // Firestore has no connection cap a client could meet, and a
+            // proxy such as nginx `grpc_pass` opens one upstream connection
+            // per stream: 10,000 Listen streams through it are 10,000
+            // connections here.
+            max_connections: 1 << 17,
             ..Limits::default()
         };
         let listener = Server::bind_with(addr, None, limits, Default::default()).await?;

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body::Frame;
 use http_body_util::StreamBody;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use tracing::Instrument as _;
 
@@ -43,8 +43,6 @@ const RECHECK_AT_LEAST: Duration = Duration::from_secs(60);
 /// When the token's verification expiry is not known (evicted from the
 /// cache): look again this soon.
 const RECHECK_UNKNOWN: Duration = Duration::from_secs(1);
-
-type ClientFrame = Result<Frame<Bytes>, BoxError>;
 
 impl Pipeline {
     /// The opening of a Listen stream: the same `enter` as every call, then
@@ -90,7 +88,11 @@ impl Pipeline {
         opening.decision.clone_from(&ex.decision);
         self.audit
             .record(events.record(opening, None, self.audit.max_listed_targets()));
-        let (out, rx) = mpsc::channel::<ClientFrame>(32);
+        // Messages as bytes and the trailers once, apart: a channel holds a
+        // block of 32 slots per stream, and a slot large enough for a
+        // `HeaderMap` would triple it.
+        let (out, rx) = mpsc::channel::<Bytes>(32);
+        let (end, ended) = oneshot::channel::<HeaderMap>();
         let version = self.policy.version(&principal);
         let listener = Listener {
             pipeline: Arc::clone(self),
@@ -104,6 +106,7 @@ impl Pipeline {
             remote: ex.remote_ip(),
             proto: ex.proto(),
             out,
+            end: Some(end),
             upstream: Upstream::Closed,
             targets: Targets::default(),
             deadline,
@@ -113,8 +116,13 @@ impl Pipeline {
             masked_fields: ex.masked_fields(),
         };
         tokio::spawn(listener.run(requests, first).in_current_span());
-        let body = StreamBody::new(stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|frame| (frame, rx))
+        let body = StreamBody::new(stream::unfold(Some((rx, ended)), |state| async move {
+            let (mut rx, ended) = state?;
+            match rx.recv().await {
+                Some(data) => Some((Ok::<_, BoxError>(Frame::data(data)), Some((rx, ended)))),
+                // The listener is gone: its trailers, if it sent them.
+                None => Some((Ok(Frame::trailers(ended.await.ok()?)), None)),
+            }
         }));
         let mut response = Response::new(body::boxed(body));
         response.headers_mut().insert(

@@ -37,6 +37,26 @@ pub use tls::CertStore;
 pub type Handler =
     Arc<dyn Fn(Request<Body>, ConnInfo) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
 
+/// Connections the kernel may hold accepted before the accept loop takes
+/// them (capped by `net.core.somaxconn`). tokio's default of 1,024 overflows
+/// when a fleet's load balancer or a proxy opening one connection per
+/// stream dials thousands at once: the overflow is dropped SYNs and
+/// connections reset mid-request.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted firegate rebinds its port
+    // while the old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// Wrap an async function as a [`Handler`].
 pub fn handler<F, Fut>(f: F) -> Handler
 where
@@ -191,9 +211,7 @@ impl Server {
         limits: Limits,
         metrics: ServerMetrics,
     ) -> anyhow::Result<Server> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
         let local_addr = listener.local_addr()?;
         Ok(Server {
             listener,

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::targets::{Masks, Targets};
 use super::upstream::{AbortOnDrop, Upstream, UpstreamEvent, grpc_status_of, upstream_event};
-use super::{ClientFrame, RECHECK_AT_LEAST, RECHECK_UNKNOWN};
+use super::{RECHECK_AT_LEAST, RECHECK_UNKNOWN};
 use crate::authn::Principal;
 use crate::body::{self, BoxError};
 use crate::grpc::proto::{listen_request, listen_response, target_change};
@@ -38,7 +38,10 @@ pub(super) struct Listener {
     pub(super) request_id: String,
     pub(super) remote: IpAddr,
     pub(super) proto: &'static str,
-    pub(super) out: mpsc::Sender<ClientFrame>,
+    /// The messages to the client, then (once the sender is gone) its
+    /// trailers through `end`.
+    pub(super) out: mpsc::Sender<Bytes>,
+    pub(super) end: Option<tokio::sync::oneshot::Sender<HeaderMap>>,
     pub(super) upstream: Upstream,
     /// The targets, by the id Firestore knows them by, with the operation
     /// each was judged as.
@@ -64,12 +67,20 @@ type End = HeaderMap;
 
 impl Listener {
     pub(super) async fn run(mut self, requests: ListenRequests, first: proto::ListenRequest) {
-        let end = self.serve(requests, first).await;
-        let _ = self.out.send(Ok(Frame::trailers(end))).await;
+        let trailers = self.serve(requests, first).await;
+        let end = self.end.take();
+        // Every message is queued before the trailers can be read.
+        drop(self);
+        if let Some(end) = end {
+            let _ = end.send(trailers);
+        }
     }
 
+    /// The stream's task lives as long as the stream and is as large as
+    /// its biggest state, so what awaits a decision, a stored read or a
+    /// token mint is boxed: an idle stream holds only the `select!` below.
     async fn serve(&mut self, mut requests: ListenRequests, first: proto::ListenRequest) -> End {
-        if let Err(err) = self.on_request(first).await {
+        if let Err(err) = Box::pin(self.on_request(first)).await {
             return self.fail(&err);
         }
         // One timer per stream, at its token's expiry: no periodic tick.
@@ -80,7 +91,7 @@ impl Listener {
                 event = upstream_event(&mut self.upstream) => {
                     let end = match event {
                         UpstreamEvent::Opened(opened) => self.on_opened(opened),
-                        UpstreamEvent::Frame(frame) => self.on_upstream_frame(frame).await,
+                        UpstreamEvent::Frame(frame) => Box::pin(self.on_upstream_frame(frame)).await,
                     };
                     if let Some(end) = end {
                         return end;
@@ -88,7 +99,7 @@ impl Listener {
                 }
                 request = requests.next(), if !self.client_done => match request {
                     Some(Ok(r)) => {
-                        if let Err(err) = self.on_request(r).await {
+                        if let Err(err) = Box::pin(self.on_request(r)).await {
                             return self.fail(&err);
                         }
                     }
@@ -104,13 +115,13 @@ impl Listener {
                     }
                 },
                 () = &mut recheck => {
-                    if let Err(err) = self.recheck().await {
+                    if let Err(err) = Box::pin(self.recheck()).await {
                         return self.fail(&err);
                     }
                     recheck.as_mut().reset(self.next_recheck());
                 }
                 Ok(()) = self.epochs.changed() => {
-                    if let Err(err) = self.recheck().await {
+                    if let Err(err) = Box::pin(self.recheck()).await {
                         return self.fail(&err);
                     }
                 }
@@ -258,7 +269,7 @@ impl Listener {
                 },
             )),
         };
-        let _ = self.out.send(Ok(Frame::data(frame::encode(&remove)))).await;
+        let _ = self.out.send(frame::encode(&remove)).await;
         Ok(())
     }
 
@@ -424,7 +435,7 @@ impl Listener {
             } else {
                 frame::encode_raw(&m)
             };
-            if self.out.send(Ok(Frame::data(m))).await.is_err() {
+            if self.out.send(m).await.is_err() {
                 return Some(HeaderMap::new());
             }
         }
