@@ -919,6 +919,7 @@ mod tests {
         // A quote in a literal: a scanner reading it as a literal would
         // see the unit end where the cutter sees a string.
         for text in [
+            r#"[{"document":{"fields":{}},"x":a"},{"document":{"fields":{"salary":{"integerValue":"1"}}}},"b":"c"}]"#,
             r#"[{"document":{"fields":{}},"x":x"}"},{"document":{"fields":{"salary":{"integerValue":"1"}}}}]"#,
             r#"[{"document":{"fields":{"a":{"x":[1,2]}}}},{"document":{"name":1}}]"#,
         ] {
