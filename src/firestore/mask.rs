@@ -150,7 +150,7 @@ fn mask_unit(
     let scanned = match layout {
         Layout::Whole | Layout::Listed => scan.document(start, masks),
         Layout::Results => scan.members(start, |scan, key, at| {
-            if matches!(key.as_ref(), "found" | "document") {
+            if key_is(key, "found")? || key_is(key, "document")? {
                 scan.document(at, masks)
             } else {
                 value_end(scan.b, at)
@@ -196,7 +196,7 @@ impl<'a> Scan<'a, '_> {
     fn members(
         &mut self,
         at: usize,
-        mut member: impl FnMut(&mut Self, Cow<'a, str>, usize) -> Result<(usize, bool), MaskError>,
+        mut member: impl FnMut(&mut Self, &'a [u8], usize) -> Result<(usize, bool), MaskError>,
     ) -> Result<usize, MaskError> {
         let b = self.b;
         if b.get(at) != Some(&b'{') {
@@ -211,7 +211,7 @@ impl<'a> Scan<'a, '_> {
         loop {
             let key_at = i;
             let key_end = string_end(b, key_at)?;
-            let key = key_text(&b[key_at..key_end])?;
+            let key = &b[key_at..key_end];
             i = ws(b, key_end);
             if b.get(i) != Some(&b':') {
                 return Err(MaskError::Malformed);
@@ -248,8 +248,8 @@ impl<'a> Scan<'a, '_> {
         let mut fields: Option<usize> = None;
         let mut masked = false;
         let end = self.members(at, |scan, key, value| {
-            let end = match key.as_ref() {
-                "name" => {
+            let end = match () {
+                _ if key_is(key, "name")? => {
                     if named {
                         return Err(MaskError::Malformed);
                     }
@@ -262,7 +262,7 @@ impl<'a> Scan<'a, '_> {
                     }
                     end
                 }
-                "fields" => {
+                _ if key_is(key, "fields")? => {
                     if fields.is_some() {
                         return Err(MaskError::Malformed);
                     }
@@ -301,7 +301,7 @@ impl<'a> Scan<'a, '_> {
             let hidden = if everything {
                 Some(Hidden::All)
             } else {
-                mask.field(&key)
+                mask.field(&key_text(key)?)
             };
             match hidden {
                 Some(Hidden::All) => {
@@ -321,9 +321,9 @@ impl<'a> Scan<'a, '_> {
             return Err(MaskError::Malformed);
         }
         self.members(at, |scan, key, value| {
-            let end = if matches!(key.as_ref(), "mapValue" | "map_value") {
+            let end = if key_is(key, "mapValue")? || key_is(key, "map_value")? {
                 scan.members(value, |scan, key, value| {
-                    let end = if key == "fields" {
+                    let end = if key_is(key, "fields")? {
                         scan.fields(value, mask)?
                     } else {
                         value_end(scan.b, value)?
@@ -356,7 +356,7 @@ fn string_end(b: &[u8], at: usize) -> Result<usize, MaskError> {
         // Straight to the next quote or backslash.
         i += b
             .get(i..)
-            .and_then(|rest| rest.iter().position(|&c| c == b'"' || c == b'\\'))
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
             .ok_or(MaskError::Malformed)?;
         if b[i] == b'"' {
             return Ok(i + 1);
@@ -412,6 +412,19 @@ fn literal(c: u8) -> bool {
 
 fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Whether a member's key (its quoted text) is `name`; compared raw
+/// unless it has escapes.
+fn key_is(quoted: &[u8], name: &str) -> Result<bool, MaskError> {
+    let inner = &quoted[1..quoted.len() - 1];
+    if inner == name.as_bytes() {
+        return Ok(true);
+    }
+    if !inner.contains(&b'\\') {
+        return Ok(false);
+    }
+    Ok(key_text(quoted)? == name)
 }
 
 /// A member's key (its quoted text): borrowed unless it has escapes.
@@ -490,10 +503,7 @@ impl Cutter {
                 }
                 // Straight to the next quote or backslash.
                 let rest = &chunk[i..];
-                let n = rest
-                    .iter()
-                    .position(|&c| c == b'"' || c == b'\\')
-                    .unwrap_or(rest.len());
+                let n = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
                 if let Some(key) = &mut self.key {
                     let room = 64usize.saturating_sub(key.len()).min(n);
                     key.extend_from_slice(&rest[..room]);
