@@ -254,7 +254,7 @@ impl DocumentMasks {
     /// The mask of every document, when no document has one of its own
     /// (a query's answer): documents' names need not be read.
     pub fn single(&self) -> Option<Option<&FieldMask>> {
-        self.by_path.is_empty().then(|| self.others.as_deref())
+        self.by_path.is_empty().then_some(self.others.as_deref())
     }
 
     /// The mask of the document named `name` (a full resource name).
