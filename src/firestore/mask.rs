@@ -70,6 +70,9 @@ pub struct MaskStream {
     masks: Arc<DocumentMasks>,
     /// Fields removed so far (for the audit line).
     masked: Arc<AtomicU64>,
+    /// The ranges cut out of the unit being masked (kept to reuse its
+    /// allocation).
+    cut: Vec<(usize, usize)>,
 }
 
 impl MaskStream {
@@ -84,6 +87,7 @@ impl MaskStream {
             cutter: Cutter::new(layout, limit),
             masks,
             masked,
+            cut: Vec::new(),
         }
     }
 }
@@ -93,10 +97,14 @@ impl Rewrite for MaskStream {
         let mut out = Vec::with_capacity(data.len());
         let layout = self.cutter.layout;
         let masks = &self.masks;
+        let cut = &mut self.cut;
         let mut count = 0;
-        self.cutter.feed(&data, &mut out, |unit, out| {
-            count += mask_unit(layout, unit, masks, out)?;
-            Ok(())
+        self.cutter.feed(&data, &mut out, |unit, whole, out| {
+            let masked = mask_unit(layout, unit, whole, masks, cut, out)?;
+            if let Some((_, n)) = masked {
+                count += n;
+            }
+            Ok(masked.map(|(end, _)| end))
         })?;
         if count > 0 {
             self.masked.fetch_add(count, Ordering::Relaxed);
@@ -117,53 +125,68 @@ impl Rewrite for MaskStream {
 /// into, every other value is only skipped (string-aware bracket
 /// counting), and the output is the unit minus the masked members, copied
 /// raw (never re-encoded).
+///
+/// `unit` opens with the unit. `whole`: it is exactly the unit (held until
+/// complete), and anything wrong with it is an error. Otherwise it is the
+/// rest of a chunk, which may hold the whole unit or only its start: a
+/// unit that cannot be masked from it is left to be held (`None`),
+/// nothing written. Returns where the unit ends and the fields removed.
 fn mask_unit(
     layout: Layout,
     unit: &[u8],
+    whole: bool,
     masks: &DocumentMasks,
+    cut: &mut Vec<(usize, usize)>,
     out: &mut Vec<u8>,
-) -> Result<u64, MaskError> {
+) -> Result<Option<(usize, u64)>, MaskError> {
+    cut.clear();
     let mut scan = Scan {
         b: unit,
-        cut: Vec::new(),
+        cut,
         count: 0,
+        single: masks.single(),
     };
     let start = ws(unit, 0);
-    let end = match layout {
-        Layout::Whole | Layout::Listed => scan.document(start, masks)?,
+    let scanned = match layout {
+        Layout::Whole | Layout::Listed => scan.document(start, masks),
         Layout::Results => scan.members(start, |scan, key, at| {
-            if matches!(key.as_ref(), "found" | "document") {
+            if key_is(key, "found")? || key_is(key, "document")? {
                 scan.document(at, masks)
             } else {
                 value_end(scan.b, at)
             }
             .map(|end| (end, false))
-        })?,
+        }),
     };
-    if ws(unit, end) != unit.len() {
-        return Err(MaskError::Malformed);
-    }
-    scan.write(out);
-    Ok(scan.count)
+    let end = match scanned {
+        Ok(end) if !whole || ws(unit, end) == unit.len() => end,
+        _ if !whole => return Ok(None),
+        _ => return Err(MaskError::Malformed),
+    };
+    scan.write(end, out);
+    Ok(Some((end, scan.count)))
 }
 
 /// One unit being masked: the byte ranges cut out of it, in order.
-struct Scan<'a> {
+struct Scan<'a, 'c> {
     b: &'a [u8],
-    cut: Vec<(usize, usize)>,
+    cut: &'c mut Vec<(usize, usize)>,
     count: u64,
+    /// The one mask of every document, when no document has its own (a
+    /// document's name need not be read then).
+    single: Option<Option<&'a FieldMask>>,
 }
 
-impl<'a> Scan<'a> {
-    /// The unit without its cut ranges.
-    fn write(&mut self, out: &mut Vec<u8>) {
+impl<'a> Scan<'a, '_> {
+    /// The unit (up to `end`) without its cut ranges.
+    fn write(&mut self, end: usize, out: &mut Vec<u8>) {
         self.cut.sort_unstable();
         let mut from = 0;
-        for &(start, end) in &self.cut {
+        for &(start, stop) in self.cut.iter() {
             out.extend_from_slice(&self.b[from..start]);
-            from = end;
+            from = stop;
         }
-        out.extend_from_slice(&self.b[from..]);
+        out.extend_from_slice(&self.b[from..end]);
     }
 
     /// The object at `at`: `member(scan, key, value_at)` scans each value
@@ -173,7 +196,7 @@ impl<'a> Scan<'a> {
     fn members(
         &mut self,
         at: usize,
-        mut member: impl FnMut(&mut Self, Cow<'a, str>, usize) -> Result<(usize, bool), MaskError>,
+        mut member: impl FnMut(&mut Self, &'a [u8], usize) -> Result<(usize, bool), MaskError>,
     ) -> Result<usize, MaskError> {
         let b = self.b;
         if b.get(at) != Some(&b'{') {
@@ -188,7 +211,7 @@ impl<'a> Scan<'a> {
         loop {
             let key_at = i;
             let key_end = string_end(b, key_at)?;
-            let key = key_text(&b[key_at..key_end])?;
+            let key = &b[key_at..key_end];
             i = ws(b, key_end);
             if b.get(i) != Some(&b':') {
                 return Err(MaskError::Malformed);
@@ -219,23 +242,27 @@ impl<'a> Scan<'a> {
     /// document without one cannot be matched to its target: the widest
     /// mask of the answer applies). `fields` is masked as it is met when
     /// `name` came first (Firestore's order), else once the end is known.
-    fn document(&mut self, at: usize, masks: &DocumentMasks) -> Result<usize, MaskError> {
-        let mut name: Option<Option<&FieldMask>> = None;
+    fn document(&mut self, at: usize, masks: &'a DocumentMasks) -> Result<usize, MaskError> {
+        let mut name: Option<Option<&FieldMask>> = self.single;
+        let mut named = false;
         let mut fields: Option<usize> = None;
         let mut masked = false;
         let end = self.members(at, |scan, key, value| {
-            let end = match key.as_ref() {
-                "name" => {
-                    if name.is_some() {
+            let end = match () {
+                _ if key_is(key, "name")? => {
+                    if named {
                         return Err(MaskError::Malformed);
                     }
-                    let end = value_end(scan.b, value)?;
-                    let text: Cow<str> = serde_json::from_slice(&scan.b[value..end])
-                        .map_err(|_| MaskError::Malformed)?;
-                    name = Some(masks.for_name(&text));
+                    named = true;
+                    let end = string_end(scan.b, value)?;
+                    if scan.single.is_none() {
+                        let text: Cow<str> = serde_json::from_slice(&scan.b[value..end])
+                            .map_err(|_| MaskError::Malformed)?;
+                        name = Some(masks.for_name(&text));
+                    }
                     end
                 }
-                "fields" => {
+                _ if key_is(key, "fields")? => {
                     if fields.is_some() {
                         return Err(MaskError::Malformed);
                     }
@@ -274,7 +301,7 @@ impl<'a> Scan<'a> {
             let hidden = if everything {
                 Some(Hidden::All)
             } else {
-                mask.field(&key)
+                mask.field(&key_text(key)?)
             };
             match hidden {
                 Some(Hidden::All) => {
@@ -294,9 +321,9 @@ impl<'a> Scan<'a> {
             return Err(MaskError::Malformed);
         }
         self.members(at, |scan, key, value| {
-            let end = if matches!(key.as_ref(), "mapValue" | "map_value") {
+            let end = if key_is(key, "mapValue")? || key_is(key, "map_value")? {
                 scan.members(value, |scan, key, value| {
-                    let end = if key == "fields" {
+                    let end = if key_is(key, "fields")? {
                         scan.fields(value, mask)?
                     } else {
                         value_end(scan.b, value)?
@@ -326,17 +353,22 @@ fn string_end(b: &[u8], at: usize) -> Result<usize, MaskError> {
     }
     let mut i = at + 1;
     loop {
-        match b.get(i) {
-            Some(b'"') => return Ok(i + 1),
-            Some(b'\\') => i += 2,
-            Some(_) => i += 1,
-            None => return Err(MaskError::Malformed),
+        // Straight to the next quote or backslash.
+        i += b
+            .get(i..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+            .ok_or(MaskError::Malformed)?;
+        if b[i] == b'"' {
+            return Ok(i + 1);
         }
+        i += 2;
     }
 }
 
 /// Where the value at `at` ends: a string, an object or array (brackets
-/// counted outside strings), or a literal.
+/// counted outside strings), or a literal (a number, `true`, `false`,
+/// `null`: nothing else may stand outside strings, so this reads strings
+/// where the [`Cutter`] does).
 fn value_end(b: &[u8], at: usize) -> Result<usize, MaskError> {
     match b.get(at) {
         Some(b'"') => string_end(b, at),
@@ -356,27 +388,43 @@ fn value_end(b: &[u8], at: usize) -> Result<usize, MaskError> {
                             return Ok(i + 1);
                         }
                     }
-                    Some(_) => {}
-                    None => return Err(MaskError::Malformed),
+                    Some(c) if literal(*c) || matches!(c, b',' | b':') || is_ws(*c) => {}
+                    _ => return Err(MaskError::Malformed),
                 }
                 i += 1;
             }
         }
         Some(_) => {
-            let mut i = at;
-            while let Some(c) = b.get(i) {
-                if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
-                    break;
-                }
-                i += 1;
-            }
-            if i == at {
+            let n = b[at..].iter().take_while(|&&c| literal(c)).count();
+            if n == 0 {
                 return Err(MaskError::Malformed);
             }
-            Ok(i)
+            Ok(at + n)
         }
         None => Err(MaskError::Malformed),
     }
+}
+
+/// A byte of a literal.
+fn literal(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'-')
+}
+
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Whether a member's key (its quoted text) is `name`; compared raw
+/// unless it has escapes.
+fn key_is(quoted: &[u8], name: &str) -> Result<bool, MaskError> {
+    let inner = &quoted[1..quoted.len() - 1];
+    if inner == name.as_bytes() {
+        return Ok(true);
+    }
+    if !inner.contains(&b'\\') {
+        return Ok(false);
+    }
+    Ok(key_text(quoted)? == name)
 }
 
 /// A member's key (its quoted text): borrowed unless it has escapes.
@@ -430,31 +478,51 @@ impl Cutter {
         }
     }
 
+    /// Cut `chunk`: what lies outside units goes to `out`; each unit
+    /// goes to `unit(bytes, whole, out)`. A unit that opens in this chunk
+    /// is first offered straight from it (`whole` false, the bytes running
+    /// to the chunk's end): `unit` masks it and says where it ended, or
+    /// `None` (it runs past the chunk), and then it is held and offered
+    /// again once complete (`whole` true).
     fn feed(
         &mut self,
         chunk: &[u8],
         out: &mut Vec<u8>,
-        mut unit: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), MaskError>,
+        mut unit: impl FnMut(&[u8], bool, &mut Vec<u8>) -> Result<Option<usize>, MaskError>,
     ) -> Result<(), MaskError> {
         let mut start = 0;
-        for (i, &b) in chunk.iter().enumerate() {
+        let mut i = 0;
+        while i < chunk.len() {
+            let b = chunk[i];
             if self.in_string {
-                if let Some(key) = &mut self.key
-                    && (b != b'"' || self.escaped)
-                    && key.len() < 64
-                {
-                    key.push(b);
-                }
                 if self.escaped {
                     self.escaped = false;
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == b'"' {
-                    self.in_string = false;
-                    if let Some(key) = self.key.take() {
-                        self.last_key = key;
-                    }
+                    self.key_byte(b);
+                    i += 1;
+                    continue;
                 }
+                // Straight to the next quote or backslash.
+                let rest = &chunk[i..];
+                let n = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                if let Some(key) = &mut self.key {
+                    let room = 64usize.saturating_sub(key.len()).min(n);
+                    key.extend_from_slice(&rest[..room]);
+                }
+                i += n;
+                match chunk.get(i) {
+                    Some(b'\\') => {
+                        self.escaped = true;
+                        self.key_byte(b'\\');
+                    }
+                    Some(_) => {
+                        self.in_string = false;
+                        if let Some(key) = self.key.take() {
+                            self.last_key = key;
+                        }
+                    }
+                    None => break,
+                }
+                i += 1;
                 continue;
             }
             match b {
@@ -480,6 +548,16 @@ impl Cutter {
                         if opens {
                             out.extend_from_slice(&chunk[start..i]);
                             start = i;
+                            if let Some(end) = unit(&chunk[i..], false, out)? {
+                                // Masked straight from the chunk: on past it.
+                                if end > self.limit {
+                                    return Err(MaskError::Oversized(self.limit));
+                                }
+                                self.depth -= 1;
+                                i += end;
+                                start = i;
+                                continue;
+                            }
                             self.unit_depth = Some(self.depth);
                             self.holding = true;
                         }
@@ -492,7 +570,7 @@ impl Cutter {
                         self.unit_depth = None;
                         self.holding = false;
                         let held = std::mem::take(&mut self.held);
-                        unit(&held, out)?;
+                        unit(&held, true, out)?;
                         self.held = held;
                         self.held.clear();
                     }
@@ -502,6 +580,7 @@ impl Cutter {
                 b',' if self.depth == 1 => self.expect_key = true,
                 _ => {}
             }
+            i += 1;
         }
         if self.holding {
             self.hold(&chunk[start..])?;
@@ -509,6 +588,15 @@ impl Cutter {
             out.extend_from_slice(&chunk[start..]);
         }
         Ok(())
+    }
+
+    /// One byte of a key being read, if one is (its first 64 kept).
+    fn key_byte(&mut self, b: u8) {
+        if let Some(key) = &mut self.key
+            && key.len() < 64
+        {
+            key.push(b);
+        }
     }
 
     fn hold(&mut self, bytes: &[u8]) -> Result<(), MaskError> {
@@ -765,6 +853,93 @@ mod tests {
             prop_assert_eq!(&got[0]["document"]["fields"], &want);
             prop_assert_eq!(&got[1]["document"]["fields"], &want);
             prop_assert_eq!(&got[0]["readTime"], "t");
+        }
+    }
+
+    /// Feed `bytes` cut at `cuts`; `Err` when the stream fails.
+    fn try_run(
+        layout: Layout,
+        m: &DocumentMasks,
+        bytes: &[u8],
+        cuts: &[usize],
+    ) -> Result<Vec<u8>, BoxError> {
+        let mut stream = MaskStream::new(
+            layout,
+            Arc::new(m.clone()),
+            Arc::new(AtomicU64::new(0)),
+            1 << 20,
+        );
+        let mut out = Vec::new();
+        let mut from = 0;
+        for &at in cuts.iter().chain([&bytes.len()]) {
+            let at = at.clamp(from, bytes.len());
+            if let Some(b) = stream.data(Bytes::copy_from_slice(&bytes[from..at]))? {
+                out.extend_from_slice(&b);
+            }
+            from = at;
+        }
+        stream.end()?;
+        Ok(out)
+    }
+
+    proptest! {
+        /// A document whole in one chunk is masked straight from it; one
+        /// cut across chunks is held first. Both give the same bytes, and
+        /// so does every mix of the two.
+        #[test]
+        fn straight_from_the_chunk_or_held_the_answer_is_the_same(
+            fields in tree(),
+            paths in paths(),
+            mut cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            listed in any::<bool>(),
+        ) {
+            let doc = json!({"name": format!("{DOCS}/c/d"), "fields": to_json(&fields)});
+            let (layout, answer) = if listed {
+                (Layout::Listed, json!({"documents": [doc, doc, doc], "nextPageToken": "n"}))
+            } else {
+                (Layout::Results, json!([{"document": doc, "readTime": "t"}, {"readTime": "t"}, {"document": doc}]))
+            };
+            let bytes = answer.to_string().into_bytes();
+            let texts: Vec<String> = paths.iter().map(|p| quoted(p)).collect();
+            let m = masks(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+            let whole = try_run(layout, &m, &bytes, &[]).unwrap();
+            let held = try_run(layout, &m, &bytes, &(1..bytes.len()).collect::<Vec<_>>()).unwrap();
+            prop_assert_eq!(&held, &whole);
+            let mut cuts: Vec<usize> = cuts.drain(..).map(|c| c.index(bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            prop_assert_eq!(&try_run(layout, &m, &bytes, &cuts).unwrap(), &whole);
+            let mut want = to_json(&fields);
+            for p in &paths {
+                remove_path(&mut want, p);
+            }
+            let got: Value = serde_json::from_slice(&whole).unwrap();
+            for i in [0, 2] {
+                let fields = if listed {
+                    &got["documents"][i]["fields"]
+                } else {
+                    &got[i]["document"]["fields"]
+                };
+                prop_assert_eq!(fields, &want);
+            }
+        }
+    }
+
+    #[test]
+    fn what_is_not_json_fails_straight_from_the_chunk_as_when_held() {
+        // A quote in a literal: a scanner reading it as a literal would
+        // see the unit end where the cutter sees a string.
+        for text in [
+            r#"[{"document":{"fields":{}},"x":a"},{"document":{"fields":{"salary":{"integerValue":"1"}}}},"b":"c"}]"#,
+            r#"[{"document":{"fields":{}},"x":x"}"},{"document":{"fields":{"salary":{"integerValue":"1"}}}}]"#,
+            r#"[{"document":{"fields":{"a":{"x":[1,2]}}}},{"document":{"name":1}}]"#,
+        ] {
+            let b = text.as_bytes();
+            let m = masks(&["salary"]);
+            assert!(try_run(Layout::Results, &m, b, &[]).is_err(), "{text}");
+            assert!(
+                try_run(Layout::Results, &m, b, &(1..b.len()).collect::<Vec<_>>()).is_err(),
+                "{text}"
+            );
         }
     }
 

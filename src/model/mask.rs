@@ -251,6 +251,12 @@ impl DocumentMasks {
         self.others.is_some()
     }
 
+    /// The mask of every document, when no document has one of its own
+    /// (a query's answer): documents' names need not be read.
+    pub fn single(&self) -> Option<Option<&FieldMask>> {
+        self.by_path.is_empty().then_some(self.others.as_deref())
+    }
+
     /// The mask of the document named `name` (a full resource name).
     pub fn for_name(&self, name: &str) -> Option<&FieldMask> {
         let path = name
