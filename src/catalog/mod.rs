@@ -25,7 +25,7 @@ use crate::config::errors::ConfigErrors;
 use crate::config::value::{default_duration, duration};
 use crate::metrics::{counters_by_result, registered};
 
-pub use index::{Index, Stats};
+pub use index::{Caller, Index, Stats};
 pub use source::{fetch_all, snapshot_items};
 
 /// Default `catalog.interval`.
@@ -250,7 +250,7 @@ impl UserMapping {
                 }
             }
         }
-        refs::normalize(&out, Some("user"), "default").filter(|r| refs::kind_of(r) == "user")
+        refs::normalize_owned(out, Some("user"), "default").filter(|r| refs::kind_of(r) == "user")
     }
 }
 
@@ -304,6 +304,14 @@ pub struct View {
 }
 
 impl View {
+    /// The caller `p` as this view's catalog knows it.
+    pub fn caller(&self, p: &Principal) -> Caller {
+        match self.identities.user_ref(p) {
+            Some(user) => self.index.caller(&user),
+            None => Caller::NOBODY,
+        }
+    }
+
     /// A view of a fixed index (tools, tests).
     pub fn fixed(index: Index, identities: Identities) -> View {
         View {
