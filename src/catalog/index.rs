@@ -385,7 +385,10 @@ impl Index {
     }
 
     fn kind(&self, id: u32) -> Kind {
-        self.kinds.get(id as usize).copied().unwrap_or(Kind::Missing)
+        self.kinds
+            .get(id as usize)
+            .copied()
+            .unwrap_or(Kind::Missing)
     }
 
     fn ids_of(&self, kind: Kind) -> impl Iterator<Item = u32> + '_ {

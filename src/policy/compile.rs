@@ -169,6 +169,36 @@ impl RefTemplate {
         }
         crate::catalog::refs::normalize_owned(out, None, "default")
     }
+
+    /// `f` of the canonical ref for these bindings (`None` as for
+    /// [`RefTemplate::expand`]), built in a per-thread buffer: a decision
+    /// allocates nothing for it.
+    pub fn with_expanded<'a, R>(
+        &self,
+        binding: impl Fn(&str) -> Option<&'a str>,
+        f: impl FnOnce(&str) -> R,
+    ) -> Option<R> {
+        thread_local! {
+            static BUFFER: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        BUFFER.with(|buffer| {
+            let Ok(mut out) = buffer.try_borrow_mut() else {
+                return self.expand(&binding).map(|e| f(&e));
+            };
+            out.clear();
+            for piece in &self.pieces {
+                match piece {
+                    RefPiece::Text(t) => out.push_str(t),
+                    RefPiece::Var(name) => out.push_str(binding(name)?),
+                }
+            }
+            if crate::catalog::refs::canonicalize_in_place(&mut out) {
+                Some(f(&out))
+            } else {
+                crate::catalog::refs::normalize(&out, None, "default").map(|e| f(&e))
+            }
+        })
+    }
 }
 
 impl CatalogWho {
@@ -208,13 +238,12 @@ impl CatalogWho {
         binding: impl Fn(&str) -> Option<&'a str>,
     ) -> bool {
         // A wildcard whose id makes no entity ref names no entity: nobody.
-        let Some(entity) = self.template().expand(binding) else {
-            return false;
-        };
-        match self {
-            CatalogWho::OwnerOf(_) => view.index.caller_owns(caller, &entity),
-            CatalogWho::MemberOf(_) => view.index.caller_is_member(caller, &entity),
-        }
+        self.template()
+            .with_expanded(binding, |entity| match self {
+                CatalogWho::OwnerOf(_) => view.index.caller_owns(caller, entity),
+                CatalogWho::MemberOf(_) => view.index.caller_is_member(caller, entity),
+            })
+            .unwrap_or(false)
     }
 }
 
