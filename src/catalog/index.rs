@@ -1,20 +1,23 @@
 //! The ownership index: built once per sync from the catalog's entities,
-//! then only read. Every ref is interned to a `u32`; a decision is a few
-//! hash lookups and binary searches, whatever the catalog's size.
+//! then only read. Every ref is interned to a dense `u32` id, and what a
+//! decision needs is kept per id in plain vectors: a decision is one hash
+//! lookup of the entity ref, a few vector reads and a binary search,
+//! whatever the catalog's size.
 //!
 //! - entity → its owners (`spec.owner` and `ownedBy` relations);
-//! - group → its ancestors, itself included (`spec.parent`, `spec.children`,
-//!   `childOf` / `parentOf` relations), closed at build time; a cycle just
-//!   makes its groups ancestors of one another;
-//! - user → the groups it is a direct member of (`spec.memberOf`,
-//!   `memberOf` relations, a group's `hasMember` relations).
+//! - user → every group it is a member of, directly (`spec.memberOf`,
+//!   `memberOf` relations, a group's `hasMember` relations) or through the
+//!   hierarchy (`spec.parent`, `spec.children`, `childOf` / `parentOf`
+//!   relations: a member of a child group is a member of its parents),
+//!   closed at build time; a cycle just makes its groups ancestors of one
+//!   another.
 //!
 //! Refs to groups that are not in the catalog are dropped from the
 //! hierarchy and from memberships (counted as `dangling`): a membership
 //! in a group nobody defined grants nothing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -22,8 +25,16 @@ use serde_json::Value;
 
 use super::refs::{kind_of, normalize};
 
-/// Most ancestors one group may have; past it the closure stops (and a
-/// membership through the rest is not seen: fail closed, logged).
+/// The hasher of the index's tables: foldhash, randomly seeded per process
+/// (a catalog's names cannot be chosen to collide), and several times
+/// faster than SipHash on the short refs a decision looks up.
+type Fast = foldhash::fast::RandomState;
+type Map<K, V> = HashMap<K, V, Fast>;
+type Set<K> = HashSet<K, Fast>;
+
+/// Most groups one group may have as ancestors, and one user be a member
+/// of; past it the closure stops (and a membership through the rest is not
+/// seen: fail closed, counted in [`Stats::truncated`]).
 pub const MAX_ANCESTORS: usize = 4096;
 
 /// What the sync saw, for logs and `/readyz`.
@@ -36,13 +47,14 @@ pub struct Stats {
     pub skipped: usize,
     /// Parent, child or membership refs naming no group of the catalog.
     pub dangling: usize,
-    /// Groups whose ancestors were cut at [`MAX_ANCESTORS`].
+    /// Groups whose ancestors, or users whose groups, were cut at
+    /// [`MAX_ANCESTORS`].
     pub truncated: usize,
 }
 
 #[derive(Default)]
 struct Interner {
-    ids: HashMap<Arc<str>, u32>,
+    ids: Map<Arc<str>, u32>,
     names: Vec<Arc<str>>,
 }
 
@@ -59,19 +71,40 @@ impl Interner {
     }
 }
 
+/// What an interned ref names in the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    /// Only referenced (an owner, a parent, a member) by some entity.
+    Missing,
+    Group,
+    User,
+    Other,
+}
+
+/// A caller resolved once per request: the interned id of its user ref
+/// (`None` when the catalog never names it: it owns nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller(Option<u32>);
+
+impl Caller {
+    /// A caller the catalog does not know (no user ref): owns nothing.
+    pub const NOBODY: Caller = Caller(None);
+}
+
 /// The index itself. Immutable; a sync builds a new one.
 pub struct Index {
     interner: Interner,
-    owners: HashMap<u32, Box<[u32]>>,
-    /// Every group of the catalog → its ancestors and itself, sorted.
-    ancestors: HashMap<u32, Box<[u32]>>,
-    /// Every user of the catalog → its direct groups (existing ones).
-    member_of: HashMap<u32, Box<[u32]>>,
+    /// Per id: what it names.
+    kinds: Vec<Kind>,
+    /// Per id: its owners, sorted (empty: none).
+    owners: Vec<Box<[u32]>>,
+    /// Per user id: every group it is a member of, directly or through the
+    /// hierarchy, sorted (empty for every other id).
+    groups_of: Vec<Box<[u32]>>,
     stats: Stats,
     /// A digest of the content: an unchanged catalog keeps its generation.
     digest: u64,
 }
-
 /// One entity as `by-query` returns it with the fields firegate asks for.
 #[derive(Debug, Deserialize)]
 struct RawEntity {
@@ -105,13 +138,15 @@ struct RawRelation {
 #[derive(Default)]
 pub struct Builder {
     interner: Interner,
-    owners: HashMap<u32, Vec<u32>>,
-    groups: HashSet<u32>,
-    users: HashSet<u32>,
+    owners: Map<u32, Vec<u32>>,
+    groups: Set<u32>,
+    users: Set<u32>,
+    /// Every other entity.
+    others: Set<u32>,
     /// child group → parent groups (unchecked refs).
-    parents: HashMap<u32, Vec<u32>>,
+    parents: Map<u32, Vec<u32>>,
     /// user → groups (unchecked refs).
-    memberships: HashMap<u32, Vec<u32>>,
+    memberships: Map<u32, Vec<u32>>,
     stats: Stats,
 }
 
@@ -205,7 +240,9 @@ impl Builder {
                     self.memberships.entry(me).or_default().push(g);
                 }
             }
-            _ => {}
+            _ => {
+                self.others.insert(me);
+            }
         }
     }
 
@@ -213,7 +250,7 @@ impl Builder {
     pub fn build(mut self) -> Index {
         let groups = &self.groups;
         let mut dangling = 0;
-        let mut parents: HashMap<u32, Vec<u32>> = HashMap::with_capacity(self.parents.len());
+        let mut parents: Map<u32, Vec<u32>> = Map::default();
         for (child, ps) in std::mem::take(&mut self.parents) {
             if !groups.contains(&child) {
                 dangling += ps.len();
@@ -231,9 +268,11 @@ impl Builder {
             kept.dedup();
             parents.insert(child, kept);
         }
+        // Every group → its ancestors and itself.
         let mut truncated = 0;
-        let mut ancestors = HashMap::with_capacity(groups.len());
-        let mut seen = HashSet::new();
+        let mut ancestors: Map<u32, Box<[u32]>> = Map::default();
+        ancestors.reserve(groups.len());
+        let mut seen = Set::default();
         let mut queue = VecDeque::new();
         for &g in groups {
             seen.clear();
@@ -253,38 +292,49 @@ impl Builder {
             if seen.len() >= MAX_ANCESTORS {
                 truncated += 1;
             }
-            let mut all: Vec<u32> = seen.iter().copied().collect();
-            all.sort_unstable();
-            ancestors.insert(g, all.into_boxed_slice());
+            ancestors.insert(g, seen.iter().copied().collect());
         }
-        let mut member_of = HashMap::with_capacity(self.users.len());
+        let ids = self.interner.names.len();
+        let mut kinds = vec![Kind::Missing; ids];
+        for (set, kind) in [
+            (&self.groups, Kind::Group),
+            (&self.users, Kind::User),
+            (&self.others, Kind::Other),
+        ] {
+            for &id in set {
+                kinds[id as usize] = kind;
+            }
+        }
+        // Every user → the ancestors of its direct groups, closed once here
+        // so a decision is one binary search.
+        let mut groups_of: Vec<Box<[u32]>> = vec![Box::default(); ids];
         for (user, gs) in std::mem::take(&mut self.memberships) {
             if !self.users.contains(&user) {
                 // `hasMember` naming a user the catalog lacks: nobody can
                 // be identified as it, so it grants nothing.
                 continue;
             }
-            let mut kept: Vec<u32> = gs
-                .into_iter()
-                .filter(|g| {
-                    let ok = groups.contains(g);
-                    dangling += usize::from(!ok);
-                    ok
-                })
-                .collect();
-            kept.sort_unstable();
-            kept.dedup();
-            member_of.insert(user, kept.into_boxed_slice());
+            let mut all: Vec<u32> = Vec::new();
+            for g in gs {
+                match ancestors.get(&g) {
+                    Some(a) => all.extend_from_slice(a),
+                    None => dangling += 1,
+                }
+            }
+            all.sort_unstable();
+            all.dedup();
+            if all.len() > MAX_ANCESTORS {
+                all.truncate(MAX_ANCESTORS);
+                truncated += 1;
+            }
+            groups_of[user as usize] = all.into_boxed_slice();
         }
-        let owners: HashMap<u32, Box<[u32]>> = self
-            .owners
-            .into_iter()
-            .map(|(e, mut o)| {
-                o.sort_unstable();
-                o.dedup();
-                (e, o.into_boxed_slice())
-            })
-            .collect();
+        let mut owners: Vec<Box<[u32]>> = vec![Box::default(); ids];
+        for (e, mut o) in self.owners {
+            o.sort_unstable();
+            o.dedup();
+            owners[e as usize] = o.into_boxed_slice();
+        }
         let stats = Stats {
             groups: groups.len(),
             users: self.users.len(),
@@ -294,9 +344,9 @@ impl Builder {
         };
         let mut index = Index {
             interner: self.interner,
+            kinds,
             owners,
-            ancestors,
-            member_of,
+            groups_of,
             stats,
             digest: 0,
         };
@@ -334,85 +384,111 @@ impl Index {
         self.interner.names.get(id as usize).map_or("", |s| s)
     }
 
+    fn kind(&self, id: u32) -> Kind {
+        self.kinds
+            .get(id as usize)
+            .copied()
+            .unwrap_or(Kind::Missing)
+    }
+
+    fn ids_of(&self, kind: Kind) -> impl Iterator<Item = u32> + '_ {
+        (0..self.kinds.len() as u32).filter(move |&id| self.kind(id) == kind)
+    }
+
+    fn owners_of(&self, id: u32) -> &[u32] {
+        self.owners.get(id as usize).map_or(&[], |o| o)
+    }
+
+    fn groups_of(&self, user: u32) -> &[u32] {
+        self.groups_of.get(user as usize).map_or(&[], |g| g)
+    }
+
+    /// The caller whose canonical user ref is `user`, resolved once and
+    /// then used for every rule and target of a request.
+    pub fn caller(&self, user: &str) -> Caller {
+        Caller(self.id(user))
+    }
+
     /// Whether the catalog holds this entity (canonical ref).
     pub fn contains(&self, canonical: &str) -> bool {
-        self.id(canonical).is_some_and(|id| {
-            self.owners.contains_key(&id)
-                || self.ancestors.contains_key(&id)
-                || self.member_of.contains_key(&id)
-        })
+        self.id(canonical)
+            .is_some_and(|id| self.kind(id) != Kind::Missing)
     }
 
     /// The owners of an entity (canonical refs), empty when unknown.
     pub fn owners(&self, canonical: &str) -> Vec<&str> {
         self.id(canonical)
-            .and_then(|id| self.owners.get(&id))
-            .map(|o| o.iter().map(|&id| self.name(id)).collect())
+            .map(|id| self.owners_of(id).iter().map(|&o| self.name(o)).collect())
             .unwrap_or_default()
     }
 
-    /// Whether `user` is a member of `group`, directly or through the
-    /// hierarchy (a member of a child group is a member of its parents).
-    fn member(&self, user: Option<u32>, group: u32) -> bool {
-        let Some(direct) = user.and_then(|u| self.member_of.get(&u)) else {
-            return false;
-        };
-        direct.iter().any(|d| {
-            self.ancestors
-                .get(d)
-                .is_some_and(|a| a.binary_search(&group).is_ok())
-        })
+    /// Whether the caller is a member of `group`, directly or through the
+    /// hierarchy (only groups of the catalog are in a user's list).
+    fn member(&self, user: u32, group: u32) -> bool {
+        self.groups_of(user).binary_search(&group).is_ok()
     }
 
-    /// Whether `user` (canonical) owns `entity` (canonical): it is an
-    /// owner, or a member of an owning group. An entity the catalog lacks
-    /// is owned by nobody.
-    pub fn owns(&self, user: &str, entity: &str) -> bool {
-        let Some(owners) = self.id(entity).and_then(|e| self.owners.get(&e)) else {
-            return false;
-        };
-        let user = self.id(user);
-        owners
+    /// Whether the caller is an owner of the entity (id), or a member of
+    /// an owning group.
+    fn owns_id(&self, user: u32, entity: u32) -> bool {
+        self.owners_of(entity)
             .iter()
-            .any(|&o| Some(o) == user || (self.ancestors.contains_key(&o) && self.member(user, o)))
+            .any(|&o| o == user || self.member(user, o))
     }
 
-    /// Whether `user` is a member of `group` (both canonical), directly or
-    /// through the hierarchy. A group the catalog lacks has no members.
-    pub fn is_member(&self, user: &str, group: &str) -> bool {
-        match self.id(group) {
-            Some(g) if self.ancestors.contains_key(&g) => self.member(self.id(user), g),
+    /// Whether `caller` owns `entity` (canonical): it is an owner, or a
+    /// member of an owning group. An entity the catalog lacks is owned by
+    /// nobody.
+    pub fn caller_owns(&self, caller: Caller, entity: &str) -> bool {
+        match (caller.0, self.id(entity)) {
+            (Some(u), Some(e)) => self.owns_id(u, e),
             _ => false,
         }
+    }
+
+    /// Whether `caller` is a member of `group` (canonical), directly or
+    /// through the hierarchy. A group the catalog lacks has no members.
+    pub fn caller_is_member(&self, caller: Caller, group: &str) -> bool {
+        match (caller.0, self.id(group)) {
+            (Some(u), Some(g)) => self.member(u, g),
+            _ => false,
+        }
+    }
+
+    /// Whether `user` (canonical) owns `entity` (canonical).
+    pub fn owns(&self, user: &str, entity: &str) -> bool {
+        self.caller_owns(self.caller(user), entity)
+    }
+
+    /// Whether `user` is a member of `group` (both canonical).
+    pub fn is_member(&self, user: &str, group: &str) -> bool {
+        self.caller_is_member(self.caller(user), group)
     }
 
     /// Every entity that has an owner (canonical refs), for expanding
     /// catalog-bound rules against a snapshot.
     pub fn owned_entities(&self) -> impl Iterator<Item = &str> {
-        self.owners.keys().map(|&e| self.name(e))
+        (0..self.owners.len() as u32)
+            .filter(|&id| !self.owners_of(id).is_empty())
+            .map(|id| self.name(id))
     }
 
     /// Every group of the catalog (canonical refs).
     pub fn groups(&self) -> impl Iterator<Item = &str> {
-        self.ancestors.keys().map(|&g| self.name(g))
+        self.ids_of(Kind::Group).map(|g| self.name(g))
     }
 
     /// Every user that owns `entity` (for `policy who-can`), sorted.
     pub fn owning_users(&self, entity: &str) -> Vec<&str> {
-        let Some(owners) = self.id(entity).and_then(|e| self.owners.get(&e)) else {
+        let Some(e) = self.id(entity) else {
             return Vec::new();
         };
         let mut out: Vec<&str> = self
-            .member_of
-            .keys()
-            .filter(|&&u| {
-                owners.iter().any(|&o| {
-                    o == u || (self.ancestors.contains_key(&o) && self.member(Some(u), o))
-                })
-            })
-            .map(|&u| self.name(u))
+            .ids_of(Kind::User)
+            .filter(|&u| self.owns_id(u, e))
+            .map(|u| self.name(u))
             .collect();
-        for &o in owners.iter() {
+        for &o in self.owners_of(e) {
             if kind_of(self.name(o)) == "user" && !out.contains(&self.name(o)) {
                 out.push(self.name(o));
             }
@@ -427,29 +503,23 @@ impl Index {
             return Vec::new();
         };
         let mut out: Vec<&str> = self
-            .member_of
-            .keys()
-            .filter(|&&u| self.member(Some(u), g))
-            .map(|&u| self.name(u))
+            .ids_of(Kind::User)
+            .filter(|&u| self.member(u, g))
+            .map(|u| self.name(u))
             .collect();
         out.sort_unstable();
         out
     }
 
-    /// Roughly the heap bytes the index holds (hash tables at capacity,
-    /// slices, interned strings), for the memory bench.
+    /// Roughly the heap bytes the index holds (hash table at capacity,
+    /// vectors, slices, interned strings), for the memory bench.
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        fn table<K, V>(map: &HashMap<K, V>) -> usize {
-            // hashbrown: one control byte per bucket; buckets ≥ capacity·8/7.
-            map.capacity() * 8 / 7 * (size_of::<(K, V)>() + 1)
-        }
-        let slices = |map: &HashMap<u32, Box<[u32]>>| -> usize {
-            table(map)
-                + map
-                    .values()
-                    .map(|s| s.len() * size_of::<u32>())
-                    .sum::<usize>()
+        // hashbrown: one control byte per bucket; buckets ≥ capacity·8/7.
+        let table = self.interner.ids.capacity() * 8 / 7 * (size_of::<(Arc<str>, u32)>() + 1);
+        let slices = |v: &Vec<Box<[u32]>>| -> usize {
+            v.capacity() * size_of::<Box<[u32]>>()
+                + v.iter().map(|s| s.len() * size_of::<u32>()).sum::<usize>()
         };
         let strings: usize = self
             .interner
@@ -457,34 +527,34 @@ impl Index {
             .iter()
             .map(|s| s.len() + 2 * size_of::<usize>())
             .sum();
-        table(&self.interner.ids)
+        table
             + self.interner.names.capacity() * size_of::<Arc<str>>()
             + strings
+            + self.kinds.capacity() * size_of::<Kind>()
             + slices(&self.owners)
-            + slices(&self.ancestors)
-            + slices(&self.member_of)
+            + slices(&self.groups_of)
     }
 
-    /// Order-independent digest of the content.
+    /// Order-independent digest of the content (ids are not: they follow
+    /// the order entities came in).
     fn compute_digest(&self) -> u64 {
+        // Fixed keys: equal content gives equal digests across indexes.
+        let state = foldhash::fast::FixedState::with_seed(0x29c);
         let mut total: u64 = 0;
-        let mut mix = |tag: u8, key: &str, values: &[u32]| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            tag.hash(&mut h);
-            key.hash(&mut h);
-            let mut names: Vec<&str> = values.iter().map(|&v| self.name(v)).collect();
-            names.sort_unstable();
-            names.hash(&mut h);
+        for id in 0..self.kinds.len() as u32 {
+            let (kind, owners, groups) = (self.kind(id), self.owners_of(id), self.groups_of(id));
+            if kind == Kind::Missing && owners.is_empty() {
+                continue;
+            }
+            let mut h = state.build_hasher();
+            kind.hash(&mut h);
+            self.name(id).hash(&mut h);
+            for list in [owners, groups] {
+                let mut names: Vec<&str> = list.iter().map(|&v| self.name(v)).collect();
+                names.sort_unstable();
+                names.hash(&mut h);
+            }
             total = total.wrapping_add(h.finish());
-        };
-        for (k, v) in &self.owners {
-            mix(0, self.name(*k), v);
-        }
-        for (k, v) in &self.ancestors {
-            mix(1, self.name(*k), v);
-        }
-        for (k, v) in &self.member_of {
-            mix(2, self.name(*k), v);
         }
         total
     }

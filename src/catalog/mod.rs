@@ -25,7 +25,7 @@ use crate::config::errors::ConfigErrors;
 use crate::config::value::{default_duration, duration};
 use crate::metrics::{counters_by_result, registered};
 
-pub use index::{Index, Stats};
+pub use index::{Caller, Index, Stats};
 pub use source::{fetch_all, snapshot_items};
 
 /// Default `catalog.interval`.
@@ -229,6 +229,11 @@ impl UserMapping {
         })
     }
 
+    /// Whether the template is `{sub}` alone: the subject is the user ref.
+    fn is_subject(&self) -> bool {
+        matches!(self.template.as_slice(), [Piece::Claim { name, local: false }] if name == "sub")
+    }
+
     /// The caller's user ref (canonical), or `None` when a claim is missing.
     fn user_ref(&self, p: &Principal) -> Option<String> {
         let mut out = String::with_capacity(48);
@@ -250,7 +255,7 @@ impl UserMapping {
                 }
             }
         }
-        refs::normalize(&out, Some("user"), "default").filter(|r| refs::kind_of(r) == "user")
+        refs::normalize_owned(out, Some("user"), "default").filter(|r| refs::kind_of(r) == "user")
     }
 }
 
@@ -281,6 +286,22 @@ impl Identities {
         }
     }
 
+    /// The caller as `index` knows it. A subject that already is a
+    /// canonical user ref (Backstage's own tokens) is looked up as it is.
+    pub fn caller(&self, p: &Principal, index: &Index) -> Caller {
+        let by_subject = match self.mappings.iter().find(|m| m.issuer == p.issuer) {
+            Some(m) => m.is_subject(),
+            None => self.any_subject,
+        };
+        if by_subject && refs::is_canonical(&p.subject) && refs::kind_of(&p.subject) == "user" {
+            return index.caller(&p.subject);
+        }
+        match self.user_ref(p) {
+            Some(user) => index.caller(&user),
+            None => Caller::NOBODY,
+        }
+    }
+
     /// The caller's canonical user ref.
     pub fn user_ref(&self, p: &Principal) -> Option<String> {
         if let Some(m) = self.mappings.iter().find(|m| m.issuer == p.issuer) {
@@ -304,6 +325,11 @@ pub struct View {
 }
 
 impl View {
+    /// The caller `p` as this view's catalog knows it.
+    pub fn caller(&self, p: &Principal) -> Caller {
+        self.identities.caller(p, &self.index)
+    }
+
     /// A view of a fixed index (tools, tests).
     pub fn fixed(index: Index, identities: Identities) -> View {
         View {
@@ -613,6 +639,53 @@ mod tests {
                 .user_ref(&principal("https://any", "User:jane", None))
                 .as_deref(),
             Some("user:default/jane")
+        );
+    }
+
+    /// The caller a decision resolves (the subject looked up as it is when
+    /// it is canonical) is the one its user ref names, whatever the issuer
+    /// and spelling.
+    #[test]
+    fn callers_resolve_as_their_user_refs() {
+        let index = Index::from_items(vec![
+            serde_json::json!({"kind": "User", "metadata": {"name": "jane"}}),
+            serde_json::json!({"kind": "User", "metadata": {"name": "bob"}}),
+            serde_json::json!({"kind": "Group", "metadata": {"name": "jane"}}),
+        ]);
+        let mapped = Identities::new(vec![
+            UserMapping::subject("https://bs/api/auth"),
+            UserMapping::parse("https://okta", "user:default/{email|local}").unwrap(),
+            UserMapping::parse("https://kc", "{sub}").unwrap(),
+        ]);
+        let tools = Identities::from_subjects();
+        for ids in [&mapped, &tools] {
+            for (issuer, subject, email) in [
+                ("https://bs/api/auth", "user:default/jane", None),
+                ("https://bs/api/auth", "User:Default/Jane", None),
+                ("https://bs/api/auth", "user:jane", None),
+                ("https://bs/api/auth", "group:default/jane", None),
+                ("https://bs/api/auth", "user:default/nobody", None),
+                ("https://okta", "user:default/bob", Some("Jane@x.com")),
+                ("https://kc", "user:default/bob", None),
+                ("https://kc", "jane", None),
+                ("https://other", "user:default/jane", None),
+            ] {
+                let p = principal(issuer, subject, email);
+                let want = ids
+                    .user_ref(&p)
+                    .map_or(Caller::NOBODY, |u| index.caller(&u));
+                assert_eq!(ids.caller(&p, &index), want, "{issuer} {subject}");
+            }
+        }
+        let jane = index.caller("user:default/jane");
+        assert_ne!(jane, Caller::NOBODY);
+        let p = principal("https://bs/api/auth", "user:default/jane", None);
+        assert_eq!(mapped.caller(&p, &index), jane);
+        let p = principal("https://bs/api/auth", "group:default/jane", None);
+        assert_eq!(
+            mapped.caller(&p, &index),
+            Caller::NOBODY,
+            "a group is no caller"
         );
     }
 

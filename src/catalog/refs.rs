@@ -4,6 +4,33 @@
 //! form: `kind:namespace/name`, lower-cased (Backstage compares refs
 //! case-insensitively).
 
+/// Whether `s` may be one part of a ref: not empty, no `:` or `/`, no
+/// whitespace. Byte by byte for ASCII (refs nearly always are).
+fn part_ok(s: &str) -> bool {
+    !s.is_empty()
+        && !s
+            .bytes()
+            .any(|b| matches!(b, b':' | b'/' | b' ' | b'\t'..=b'\r'))
+        && (s.is_ascii() || !s.chars().any(char::is_whitespace))
+}
+
+/// Whether `text` is written out in full (`kind:namespace/name`), each
+/// part a valid one.
+fn full(text: &str) -> bool {
+    text.split_once(':').is_some_and(|(kind, rest)| {
+        part_ok(kind)
+            && rest
+                .split_once('/')
+                .is_some_and(|(ns, name)| part_ok(ns) && part_ok(name))
+    })
+}
+
+/// Whether `text` is already canonical: in full and lower-case. Such a
+/// ref is looked up as it is, with no new string.
+pub fn is_canonical(text: &str) -> bool {
+    full(text) && !text.bytes().any(|b| b.is_ascii_uppercase())
+}
+
 /// The canonical form of `text`, or `None` when it is no entity ref: an
 /// empty part, a missing kind with none implied, or a name holding `:` or
 /// `/` (a path id substituted into a template must name one entity).
@@ -21,9 +48,7 @@ pub fn normalize(
         Some((namespace, name)) => (namespace, name),
         None => (default_namespace, rest),
     };
-    let bad =
-        |s: &str| s.is_empty() || s.contains([':', '/']) || s.chars().any(char::is_whitespace);
-    if bad(kind) || bad(namespace) || bad(name) {
+    if !part_ok(kind) || !part_ok(namespace) || !part_ok(name) {
         return None;
     }
     let mut out = String::with_capacity(kind.len() + namespace.len() + name.len() + 2);
@@ -43,20 +68,21 @@ pub fn normalize_owned(
     default_kind: Option<&str>,
     default_namespace: &str,
 ) -> Option<String> {
-    let full = text.split_once(':').is_some_and(|(kind, rest)| {
-        let ok = |s: &str| {
-            !s.is_empty() && !s.contains([':', '/']) && !s.chars().any(char::is_whitespace)
-        };
-        ok(kind)
-            && rest
-                .split_once('/')
-                .is_some_and(|(ns, name)| ok(ns) && ok(name))
-    });
-    if full {
-        text.make_ascii_lowercase();
+    if canonicalize_in_place(&mut text) {
         Some(text)
     } else {
         normalize(&text, default_kind, default_namespace)
+    }
+}
+
+/// Lower-case `text` in place when it is written out in full; `false`
+/// (and `text` untouched) when it needs [`normalize`].
+pub fn canonicalize_in_place(text: &mut str) -> bool {
+    if full(text) {
+        text.make_ascii_lowercase();
+        true
+    } else {
+        false
     }
 }
 
@@ -115,6 +141,25 @@ mod tests {
     }
 
     #[test]
+    fn canonical_refs_are_told_without_a_copy() {
+        for text in ["component:default/payments", "user:ops/alice", "a:b/c-1.x"] {
+            assert!(is_canonical(text), "{text}");
+            assert_eq!(normalize(text, None, "default").as_deref(), Some(text));
+        }
+        for text in [
+            "Component:default/payments",
+            "component:payments",
+            " component:default/payments",
+            "component:default/a b",
+            "component:default/a\u{a0}b",
+            "component:default/a\u{b}b",
+            "payments",
+        ] {
+            assert!(!is_canonical(text), "{text:?}");
+        }
+    }
+
+    #[test]
     fn what_is_no_ref_is_refused() {
         for text in [
             "",
@@ -125,6 +170,9 @@ mod tests {
             "component:default/a:b",
             "component:a/b/c",
             "component:default/a b",
+            "component:default/a\tb",
+            "component:default/a\u{b}b",
+            "component:default/a\u{2003}b",
         ] {
             assert_eq!(normalize(text, None, "default"), None, "{text:?}");
         }

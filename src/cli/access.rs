@@ -74,12 +74,14 @@ pub fn what_can_command(
     principal_file: &Path,
     database: Option<&str>,
     format: Format,
+    catalog: Option<&Path>,
 ) -> anyhow::Result<String> {
+    let catalog = catalog.map(super::catalog::load).transpose()?;
     let text = std::fs::read_to_string(principal_file)
         .map_err(|e| anyhow::anyhow!("{}: {e}", principal_file.display()))?;
     let spec: PrincipalSpec = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", principal_file.display()))?;
-    let table = load(dir)?;
+    let table = load_with(dir, catalog.as_ref())?;
     let answer = what_can(&table, &spec.principal(), database);
     Ok(print(format, &answer, || answer.text()))
 }

@@ -170,6 +170,11 @@ pub enum PolicyCommand {
         database: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Expand catalog-bound rules against this snapshot: the paths of
+        /// the entities the principal (its subject a user ref) owns or
+        /// whose groups it is in.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
     },
     /// Every access that changes between two policy directories.
     Diff {
@@ -328,11 +333,13 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 principal,
                 database,
                 format,
+                catalog,
             } => tool(access::what_can_command(
                 &dir,
                 &principal,
                 database.as_deref(),
                 format,
+                catalog.as_deref(),
             )),
             PolicyCommand::Diff {
                 old,

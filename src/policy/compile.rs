@@ -159,7 +159,8 @@ impl RefTemplate {
     /// The canonical ref for these bindings; `None` when a wildcard is
     /// unbound or the result names no entity.
     pub fn expand<'a>(&self, binding: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
-        let mut out = String::new();
+        // Room for the wildcards' ids: one allocation, not a regrowth.
+        let mut out = String::with_capacity(self.text.len() + 48);
         for piece in &self.pieces {
             match piece {
                 RefPiece::Text(t) => out.push_str(t),
@@ -167,6 +168,36 @@ impl RefTemplate {
             }
         }
         crate::catalog::refs::normalize_owned(out, None, "default")
+    }
+
+    /// `f` of the canonical ref for these bindings (`None` as for
+    /// [`RefTemplate::expand`]), built in a per-thread buffer: a decision
+    /// allocates nothing for it.
+    pub fn with_expanded<'a, R>(
+        &self,
+        binding: impl Fn(&str) -> Option<&'a str>,
+        f: impl FnOnce(&str) -> R,
+    ) -> Option<R> {
+        thread_local! {
+            static BUFFER: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        BUFFER.with(|buffer| {
+            let Ok(mut out) = buffer.try_borrow_mut() else {
+                return self.expand(&binding).map(|e| f(&e));
+            };
+            out.clear();
+            for piece in &self.pieces {
+                match piece {
+                    RefPiece::Text(t) => out.push_str(t),
+                    RefPiece::Var(name) => out.push_str(binding(name)?),
+                }
+            }
+            if crate::catalog::refs::canonicalize_in_place(&mut out) {
+                Some(f(&out))
+            } else {
+                crate::catalog::refs::normalize(&out, None, "default").map(|e| f(&e))
+            }
+        })
     }
 }
 
@@ -195,18 +226,24 @@ impl CatalogWho {
         binding: impl Fn(&str) -> Option<&'a str>,
     ) -> Option<bool> {
         let view = view?;
-        let entity = self.template().expand(binding);
-        let Some(user) = view.identities.user_ref(p) else {
-            return Some(false);
-        };
+        Some(self.matches_caller(view.caller(p), view, binding))
+    }
+
+    /// [`CatalogWho::matches`] for a caller already resolved against
+    /// `view` (once per request, whatever the rules and targets).
+    pub fn matches_caller<'a>(
+        &self,
+        caller: crate::catalog::Caller,
+        view: &crate::catalog::View,
+        binding: impl Fn(&str) -> Option<&'a str>,
+    ) -> bool {
         // A wildcard whose id makes no entity ref names no entity: nobody.
-        let Some(entity) = entity else {
-            return Some(false);
-        };
-        Some(match self {
-            CatalogWho::OwnerOf(_) => view.index.owns(&user, &entity),
-            CatalogWho::MemberOf(_) => view.index.is_member(&user, &entity),
-        })
+        self.template()
+            .with_expanded(binding, |entity| match self {
+                CatalogWho::OwnerOf(_) => view.index.caller_owns(caller, entity),
+                CatalogWho::MemberOf(_) => view.index.caller_is_member(caller, entity),
+            })
+            .unwrap_or(false)
     }
 }
 

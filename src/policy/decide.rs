@@ -59,6 +59,9 @@ pub struct Request<'a> {
     /// The caller's active grants, if any.
     pub grants: Option<&'a PrincipalGrants>,
     input: OnceCell<Input>,
+    /// The caller as the catalog knows it, resolved at the first
+    /// catalog-bound rule and kept for every other rule and target.
+    catalog_caller: OnceCell<crate::catalog::Caller>,
 }
 
 impl<'a> Request<'a> {
@@ -72,6 +75,7 @@ impl<'a> Request<'a> {
             catalog: None,
             grants: None,
             input: OnceCell::new(),
+            catalog_caller: OnceCell::new(),
         }
     }
 
@@ -110,7 +114,15 @@ impl<'a> Request<'a> {
             catalog: self.catalog,
             grants: self.grants,
             input: OnceCell::new(),
+            catalog_caller: self.catalog_caller.clone(),
         }
+    }
+
+    /// The caller resolved against `view` (this request's catalog view).
+    fn catalog_caller(&self, view: &crate::catalog::View) -> crate::catalog::Caller {
+        *self
+            .catalog_caller
+            .get_or_init(|| view.caller(self.principal))
     }
 
     fn input(&self) -> &Input {
@@ -258,8 +270,10 @@ impl Table {
                 && rule.applies_to(req.database)
                 && rule.who.matches_except_catalog(req.principal)
                 && rule.who.catalog.as_ref().is_none_or(|c| {
-                    let told = c.matches(req.principal, req.catalog, |name| {
-                        m.and_then(|m| self.binding(m, tokens, name))
+                    let told = req.catalog.map(|view| {
+                        c.matches_caller(req.catalog_caller(view), view, |name| {
+                            m.and_then(|m| self.binding(m, tokens, name))
+                        })
                     });
                     // Untellable: a deny applies, an allow does not.
                     told.unwrap_or(rule.effect == Effect::Deny)

@@ -388,6 +388,31 @@ tests:
         run.stdout
     );
 
+    // what-can turns alice's ownership into the concrete paths; bob, an
+    // `org` member, owns nothing; without the snapshot nothing is concrete.
+    let what_can = |who: &Path, catalog: bool| {
+        let who = who.display().to_string();
+        let mut args = vec!["policy", "what-can", &policies_arg, &who];
+        if catalog {
+            args.extend(["--catalog", &snapshot_arg]);
+        }
+        let run = firegate(&args);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        run.stdout
+    };
+    let out = what_can(&principal, true);
+    assert!(
+        out.contains("/services/checkout/{rest=**}")
+            && out.contains("by service-owners[component:default/checkout]"),
+        "{out}"
+    );
+    let bob = dir.path().join("bob.json");
+    std::fs::write(&bob, r#"{"subject": "user:default/bob"}"#).expect("principal");
+    let out = what_can(&bob, true);
+    assert!(!out.contains("/services/checkout"), "{out}");
+    let out = what_can(&principal, false);
+    assert!(!out.contains("/services/checkout"), "{out}");
+
     // diff: adding the catalog rule gains alice's access to checkout.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).expect("empty");
