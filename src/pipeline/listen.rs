@@ -97,7 +97,7 @@ impl Pipeline {
         let listener = Listener {
             pipeline: Arc::clone(self),
             principal,
-            headers: parts.headers,
+            headers: detached(&parts.headers),
             uri: parts.uri,
             database_name: database.to_string(),
             database,
@@ -130,5 +130,53 @@ impl Pipeline {
             HeaderValue::from_static("application/grpc"),
         );
         Ok(response)
+    }
+}
+
+/// The request's headers in allocations of their own. h2 hands header
+/// values out as slices of its connection's read and HPACK buffers, and a
+/// stream that keeps them for its whole life (to re-authenticate, to open
+/// its upstream call) would pin those buffers, shared with every other
+/// stream opened with it.
+fn detached(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        // A value h2 accepted is a valid value: the copy cannot fail.
+        if let Ok(mut copy) =
+            HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
+        {
+            copy.set_sensitive(value.is_sensitive());
+            out.append(name.clone(), copy);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detached_headers_are_equal_and_share_no_buffer() {
+        let buffer = Bytes::from_static(b"Bearer abc.def.ghi application/grpc");
+        let mut headers = HeaderMap::new();
+        let mut token = HeaderValue::from_maybe_shared(buffer.slice(0..18)).unwrap();
+        token.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, token);
+        headers.append("x-tag", HeaderValue::from_static("a"));
+        headers.append("x-tag", HeaderValue::from_static("b"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_maybe_shared(buffer.slice(19..)).unwrap(),
+        );
+        let copy = detached(&headers);
+        assert_eq!(copy, headers);
+        assert!(copy[header::AUTHORIZATION].is_sensitive());
+        let within = |v: &HeaderValue| buffer.as_ptr_range().contains(&v.as_bytes().as_ptr());
+        assert!(headers.values().any(within));
+        assert!(
+            !copy.values().any(within),
+            "a copy still points into h2's buffer"
+        );
     }
 }
