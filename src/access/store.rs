@@ -91,6 +91,39 @@ async fn call(
     Ok((status, json))
 }
 
+impl Versioned {
+    /// The update time in nanoseconds since the epoch, to tell which of two
+    /// versions of one document is newer.
+    pub fn stamp(&self) -> i128 {
+        time::OffsetDateTime::parse(
+            &self.update_time,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_or(0, time::OffsetDateTime::unix_timestamp_nanos)
+    }
+}
+
+/// A document as the Listen stream carries it.
+pub fn decode_proto(
+    doc: &googleapis_tonic_google_firestore_v1::google::firestore::v1::Document,
+) -> Option<Versioned> {
+    use googleapis_tonic_google_firestore_v1::google::firestore::v1::value::ValueType;
+    let Some(ValueType::StringValue(text)) = doc.fields.get("json")?.value_type.as_ref() else {
+        return None;
+    };
+    let request: AccessRequest = serde_json::from_str(text).ok()?;
+    let t = doc.update_time.as_ref()?;
+    let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    let update_time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(Versioned {
+        request,
+        update_time,
+    })
+}
+
 fn decode(doc: &Json) -> Option<Versioned> {
     let text = doc.pointer("/fields/json/stringValue")?.as_str()?;
     let request: AccessRequest = serde_json::from_str(text).ok()?;

@@ -61,6 +61,10 @@ pub enum Command {
     Emulator {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
+        /// How often an idle Listen stream hears a global NO_CHANGE with a
+        /// fresh read time, as Firestore's heartbeat (`0s`: never).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        listen_heartbeat: std::time::Duration,
     },
     /// Policy authoring tools.
     Policy {
@@ -257,8 +261,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Access(args) => requests::run(args).await,
-        Command::Emulator { listen } => {
-            crate::emulator::serve(listen).await?;
+        Command::Emulator {
+            listen,
+            listen_heartbeat,
+        } => {
+            crate::emulator::serve(listen, listen_heartbeat).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => match command {

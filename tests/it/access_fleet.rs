@@ -83,6 +83,8 @@ impl Fleet {
         let issuer = TestIssuer::builder().start().await;
         let mut emulator = Command::new(env!("CARGO_BIN_EXE_firegate"))
             .args(["emulator", "--listen", "127.0.0.1:0"])
+            // Firestore's heartbeat on an idle Listen stream, sooner.
+            .args(["--listen-heartbeat", "500ms"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -138,6 +140,7 @@ impl Fleet {
             "access": {
                 "store": {"database": "projects/p/databases/firegate", "collection": "access"},
                 "max_staleness": "2s",
+                "watchdog": "2s",
                 "notify": {"webhook": {
                     "url": format!("{}/hook", self.receiver.url()),
                     "secret_file": self.dir.path().join("hook.key"),
