@@ -46,7 +46,7 @@ pub fn listen_request(store: &Store) -> proto::ListenRequest {
 /// One change to the local copy.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Put(Versioned),
+    Put(Box<Versioned>),
     /// The request id of a document gone from the collection.
     Delete(String),
 }
@@ -97,7 +97,7 @@ impl Feed {
                 let document = change.document.unwrap_or_default();
                 if change.target_ids.contains(&TARGET_ID) {
                     match super::store::decode_proto(&document) {
-                        Some(v) => self.changes.push(Change::Put(v)),
+                        Some(v) => self.changes.push(Change::Put(Box::new(v))),
                         // Not a request firegate wrote: not in the copy.
                         None => self.changes.push(Change::Delete(id_of(&document.name))),
                     }
@@ -143,7 +143,7 @@ impl Feed {
                     for change in changes {
                         match change {
                             Change::Put(v) => {
-                                all.insert(v.request.id.clone(), v);
+                                all.insert(v.request.id.clone(), *v);
                             }
                             Change::Delete(id) => {
                                 all.remove(&id);

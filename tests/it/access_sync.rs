@@ -161,7 +161,7 @@ async fn until_seen(proxy: &TestProxy, id: &str, limit: Duration) -> Result<(), 
 #[tokio::test]
 async fn a_change_arrives_on_the_stream_without_a_full_read() {
     let front = Front::start(0).await;
-    let proxy = replica(&front, "5s", "1h").await;
+    let proxy = replica(&front, "1s", "1h").await;
     let issuer = proxy.issuer().issuer.clone();
     front.store("r1", &issuer, "eve");
     assert!(
@@ -169,6 +169,20 @@ async fn a_change_arrives_on_the_stream_without_a_full_read() {
             .await
             .is_ok(),
         "the stream brings it (no full read for an hour)"
+    );
+    // Idle past the watchdog, the stream stays: the emulator's heartbeat
+    // (every 200 ms) keeps it talking, and keeps the copy current.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(front.listens.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        proxy
+            .metric("firegate_access_store_silent_reopens_total")
+            .await,
+        Some(0.0)
+    );
+    assert_eq!(
+        proxy.metric("firegate_access_store_age_seconds").await,
+        Some(0.0)
     );
 }
 

@@ -83,7 +83,7 @@ impl AccessState {
     fn apply(&self, changes: Vec<Change>) {
         for change in changes {
             match change {
-                Change::Put(v) => self.put(v),
+                Change::Put(v) => self.put(*v),
                 Change::Delete(id) => {
                     self.requests
                         .write()
