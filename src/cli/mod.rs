@@ -9,6 +9,7 @@ pub mod check;
 mod documents;
 pub mod principal;
 pub mod requests;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -164,6 +165,10 @@ pub enum PolicyCommand {
         /// entity, its users by subject.
         #[arg(long)]
         catalog: Option<PathBuf>,
+        /// Also the active grants of this state export
+        /// (`firegate access export`).
+        #[arg(long)]
+        grants: Option<PathBuf>,
     },
     /// Every path pattern and action one principal gets, with the rules.
     WhatCan {
@@ -174,6 +179,10 @@ pub enum PolicyCommand {
         database: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Also the principal's active grants in this state export
+        /// (`firegate access export`).
+        #[arg(long)]
+        grants: Option<PathBuf>,
     },
     /// Every access that changes between two policy directories.
     Diff {
@@ -322,6 +331,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 database,
                 format,
                 catalog,
+                grants,
             } => tool(access::who_can_command(
                 &dir,
                 &action,
@@ -329,17 +339,20 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 database.as_deref(),
                 format,
                 catalog.as_deref(),
+                grants.as_deref(),
             )),
             PolicyCommand::WhatCan {
                 dir,
                 principal,
                 database,
                 format,
+                grants,
             } => tool(access::what_can_command(
                 &dir,
                 &principal,
                 database.as_deref(),
                 format,
+                grants.as_deref(),
             )),
             PolicyCommand::Diff {
                 old,
