@@ -232,15 +232,9 @@ impl Pipeline {
                 now,
                 id,
             )?;
-            let written = store::put(
-                &self.upstream,
-                &token,
-                &access.settings.store,
-                &request,
-                None,
-            )
-            .await
-            .map_err(|e| AccessError::StoreUnavailable(e.0))?;
+            let written = store::create(&self.upstream, &token, &access.settings.store, &request)
+                .await
+                .map_err(|e| AccessError::StoreUnavailable(e.0))?;
             if let Written::Ok = written {
                 self.remember(access, &token, &request.id).await;
                 return Ok(request);
@@ -249,7 +243,9 @@ impl Pipeline {
         Err(AccessError::StoreUnavailable("id collisions".into()))
     }
 
-    /// Compare-and-set until the transition applies to what is stored.
+    /// In a transaction, read the request, apply the transition and commit;
+    /// again from what is stored now while the commit is aborted (the
+    /// request changed in between).
     async fn review(
         &self,
         access: &AccessState,
@@ -262,33 +258,23 @@ impl Pipeline {
         let store = &access.settings.store;
         let unavailable = |e: StoreError| AccessError::StoreUnavailable(e.0);
         for _ in 0..ATTEMPTS {
-            let Some(current) = store::get(&self.upstream, &token, store, id)
+            let txn = store::begin(&self.upstream, &token, store)
                 .await
-                .map_err(unavailable)?
-            else {
-                return Err(AccessError::NotFound);
+                .map_err(unavailable)?;
+            let reviewed = match store::get_in(&self.upstream, &token, store, id, &txn).await {
+                Ok(current) => self.reviewed(current, principal, verb, reason),
+                Err(e) => Err(unavailable(e)),
             };
-            let catalog = self.catalog_view();
-            let table = self.policy.table();
-            let against = Against::new(&table, catalog.as_deref());
-            if !may_see(&current.request, against, principal) {
-                return Err(AccessError::NotFound);
-            }
-            let mut request = current.request.clone();
-            let now = unix_ms(SystemTime::now());
-            let applied = lifecycle::review(&mut request, against, principal, verb, reason, now)?;
-            if applied == Applied::Unchanged {
-                return Ok((request, applied));
-            }
-            let written = store::put(
-                &self.upstream,
-                &token,
-                store,
-                &request,
-                Some(&current.update_time),
-            )
-            .await
-            .map_err(unavailable)?;
+            let (request, applied) = match reviewed {
+                Ok((request, Applied::Changed)) => (request, Applied::Changed),
+                other => {
+                    store::rollback(&self.upstream, &token, store, txn).await;
+                    return other;
+                }
+            };
+            let written = store::commit_in(&self.upstream, &token, store, &request, txn)
+                .await
+                .map_err(unavailable)?;
             if let Written::Ok = written {
                 self.remember(access, &token, id).await;
                 return Ok((request, applied));
@@ -297,6 +283,26 @@ impl Pipeline {
         Err(AccessError::StoreUnavailable(
             "too many concurrent changes".into(),
         ))
+    }
+
+    /// The request as `verb` by `principal` leaves it, from what is stored.
+    fn reviewed(
+        &self,
+        current: Option<Versioned>,
+        principal: &Principal,
+        verb: Verb,
+        reason: &str,
+    ) -> Result<(AccessRequest, Applied), AccessError> {
+        let mut request = current.ok_or(AccessError::NotFound)?.request;
+        let catalog = self.catalog_view();
+        let table = self.policy.table();
+        let against = Against::new(&table, catalog.as_deref());
+        if !may_see(&request, against, principal) {
+            return Err(AccessError::NotFound);
+        }
+        let now = unix_ms(SystemTime::now());
+        let applied = lifecycle::review(&mut request, against, principal, verb, reason, now)?;
+        Ok((request, applied))
     }
 
     /// Read back what was just written into the local copy, so this

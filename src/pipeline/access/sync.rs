@@ -303,10 +303,10 @@ impl Pipeline {
 
     /// Record each request of the local copy that has expired (pending past
     /// `request_ttl`, or active past its end) and has no `expired`
-    /// transition yet, by compare-and-set against the version known: the
-    /// replica whose write lands sends the `expired` event, once per
-    /// request; a replica that loses the race sees the transition arrive on
-    /// its stream. Expiry itself never waits for this: it is evaluated
+    /// transition yet, in a transaction that reads it again: the replica
+    /// whose commit lands sends the `expired` event, once per request; a
+    /// replica whose commit is aborted (or that finds it recorded) sees
+    /// the transition arrive on its stream. Expiry itself never waits for this: it is evaluated
     /// from the clock at every decision.
     async fn record_expiries(&self, access: &AccessState) {
         let now = unix_ms(SystemTime::now());
@@ -325,17 +325,25 @@ impl Pipeline {
         let Ok(token) = self.store_token().await else {
             return;
         };
-        for current in due {
-            let mut request = current.request;
+        let store = &access.settings.store;
+        for known in due {
+            let Ok(txn) = store::begin(&self.upstream, &token, store).await else {
+                return;
+            };
+            // What is stored decides, read in the transaction: recorded by
+            // another replica meanwhile, or no longer expired, nothing to do.
+            let stored = store::get_in(&self.upstream, &token, store, &known.request.id, &txn)
+                .await
+                .ok()
+                .flatten()
+                .map(|v| v.request)
+                .filter(|r| r.status_at(now) == Status::Expired && !r.expiry_recorded());
+            let Some(mut request) = stored else {
+                store::rollback(&self.upstream, &token, store, txn).await;
+                continue;
+            };
             request.record_expiry();
-            let written = store::put(
-                &self.upstream,
-                &token,
-                &access.settings.store,
-                &request,
-                Some(&current.update_time),
-            )
-            .await;
+            let written = store::commit_in(&self.upstream, &token, store, &request, txn).await;
             match written {
                 Ok(Written::Ok) => {
                     tracing::info!(request = %request.id, "access request expired");
