@@ -72,7 +72,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "access",
         &[
-            "authn", "body", "catalog", "config", "model", "policy", "upstream",
+            "authn", "body", "catalog", "config", "metrics", "model", "policy", "upstream",
         ],
     ),
     ("authn", &["config", "fetch", "metrics"]),

@@ -4,6 +4,7 @@
 //! documents in a Firestore collection (the store) that every replica
 //! reads into a local copy; the policy engine judges with its grants.
 
+pub mod backstage;
 pub mod feed;
 pub mod lifecycle;
 pub mod notify;
@@ -50,6 +51,8 @@ pub struct AccessConfig {
 pub struct RawNotify {
     #[serde(default)]
     pub webhook: Option<notify::RawWebhook>,
+    #[serde(default)]
+    pub backstage: Option<backstage::RawBackstage>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +86,7 @@ pub struct AccessSettings {
     pub resync_interval: Duration,
     pub max_staleness: Duration,
     pub webhook: Option<notify::WebhookSettings>,
+    pub backstage: Option<backstage::BackstageSettings>,
 }
 
 /// The store collection: never reachable through the gate.
@@ -142,6 +146,13 @@ impl AccessConfig {
             }
             d
         };
+        let (webhook, backstage) = match self.notify {
+            Some(n) => (
+                n.webhook.map(|w| w.validate(errors)),
+                n.backstage.map(|b| b.validate(errors)),
+            ),
+            None => (None, None),
+        };
         AccessSettings {
             store: Store {
                 database,
@@ -151,10 +162,8 @@ impl AccessConfig {
             watchdog: d("access.watchdog", &self.watchdog, errors),
             resync_interval: d("access.resync_interval", &self.resync_interval, errors),
             max_staleness: d("access.max_staleness", &self.max_staleness, errors),
-            webhook: self
-                .notify
-                .and_then(|n| n.webhook)
-                .map(|w| w.validate(errors)),
+            webhook,
+            backstage,
         }
     }
 }

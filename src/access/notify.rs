@@ -1,12 +1,17 @@
-//! The webhook sink: each lifecycle event POSTed as JSON, signed with
-//! HMAC-SHA256 (`X-Firegate-Signature: sha256=<hex>` over the body),
-//! retried with exponential backoff, from a bounded queue that drops (and
-//! counts) when full, so a slow receiver never holds up a request.
+//! Where lifecycle events go. The webhook sink: each event POSTed as
+//! JSON, signed with HMAC-SHA256 (`X-Firegate-Signature: sha256=<hex>`
+//! over the body). Backstage notifications: [`super::backstage`]. Both
+//! deliver through a [`Sink`]: a bounded queue that drops (and counts)
+//! when full, so a slow receiver never holds up a request, and retries
+//! with exponential backoff.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::mpsc;
@@ -26,10 +31,10 @@ pub struct RawWebhook {
     pub max_attempts: u32,
 }
 
-fn default_queue() -> usize {
+pub(super) fn default_queue() -> usize {
     1000
 }
-fn default_attempts() -> u32 {
+pub(super) fn default_attempts() -> u32 {
     5
 }
 
@@ -95,73 +100,230 @@ pub fn signature(key: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The sending half; the worker task delivers in order.
-pub struct Webhook {
-    tx: mpsc::Sender<serde_json::Value>,
+/// A sink's deliveries by result.
+#[derive(Clone, Default)]
+pub struct Counters {
+    /// Accepted by the receiver (2xx).
+    pub sent: Counter,
+    /// Refused (a 4xx other than 429), or unreachable after every attempt.
+    pub failed: Counter,
+    /// Not queued: the queue was full.
+    pub dropped: Counter,
+    /// Not sent: nobody firegate can name to send it to (Backstage only).
+    pub unaddressed: Counter,
 }
 
-impl Webhook {
-    /// Start the delivery task (on the current runtime).
-    pub fn start(settings: WebhookSettings) -> Webhook {
-        let (tx, mut rx) = mpsc::channel::<serde_json::Value>(settings.queue_capacity);
-        tokio::spawn(async move {
-            let client = match reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-            {
-                Ok(c) => c,
-                Err(err) => {
-                    tracing::error!(error = %err, "webhook client could not be built");
-                    return;
-                }
-            };
-            while let Some(event) = rx.recv().await {
-                deliver(&client, &settings, &event).await;
-            }
-        });
-        Webhook { tx }
-    }
-
-    /// Queue `event`; never waits. A full queue drops it, with a warning.
-    pub fn send(&self, event: serde_json::Value) {
-        if self.tx.try_send(event).is_err() {
-            tracing::warn!("access webhook queue full; an event was dropped");
+impl Counters {
+    /// `firegate_access_<name>_total{result=…}`.
+    pub fn register(registry: &mut Registry, name: &str, help: &str) -> Counters {
+        let [sent, failed, dropped, unaddressed] = crate::metrics::counters_by_result(
+            registry,
+            name,
+            help,
+            ["sent", "failed", "dropped", "unaddressed"],
+        );
+        Counters {
+            sent,
+            failed,
+            dropped,
+            unaddressed,
         }
     }
 }
 
-async fn deliver(client: &reqwest::Client, settings: &WebhookSettings, event: &serde_json::Value) {
-    let body = event.to_string();
-    let signed = signature(&settings.key, body.as_bytes());
+/// Where a sink posts and how hard it tries.
+pub struct SinkSettings {
+    pub url: String,
+    pub queue_capacity: usize,
+    pub max_attempts: u32,
+}
+
+/// The sending half of one delivery task; it delivers in order.
+pub struct Sink {
+    name: &'static str,
+    tx: mpsc::Sender<Vec<u8>>,
+    counters: Counters,
+}
+
+type Decorate = dyn Fn(reqwest::RequestBuilder, &[u8]) -> reqwest::RequestBuilder + Send + Sync;
+
+impl Sink {
+    /// Start the delivery task (on the current runtime); `decorate` adds
+    /// each POST's headers (signature, token) for its body.
+    pub fn start(
+        name: &'static str,
+        settings: SinkSettings,
+        counters: Counters,
+        decorate: impl Fn(reqwest::RequestBuilder, &[u8]) -> reqwest::RequestBuilder
+        + Send
+        + Sync
+        + 'static,
+    ) -> Sink {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(settings.queue_capacity);
+        let decorate: Arc<Decorate> = Arc::new(decorate);
+        let worker = counters.clone();
+        tokio::spawn(async move {
+            let client = match reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .user_agent(concat!("firegate/", env!("CARGO_PKG_VERSION")))
+                .build()
+            {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::error!(error = %err, sink = name, "notification client could not be built");
+                    return;
+                }
+            };
+            while let Some(body) = rx.recv().await {
+                let sent = deliver(&client, name, &settings, &*decorate, body).await;
+                if sent { &worker.sent } else { &worker.failed }.inc();
+            }
+        });
+        Sink { name, tx, counters }
+    }
+
+    /// Queue `body`; never waits. A full queue drops it, with a warning.
+    pub fn send(&self, body: Vec<u8>) {
+        if self.tx.try_send(body).is_err() {
+            self.counters.dropped.inc();
+            tracing::warn!(
+                sink = self.name,
+                "access notification queue full; an event was dropped"
+            );
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+/// POST `body` until it is accepted, refused, or `max_attempts` failed.
+async fn deliver(
+    client: &reqwest::Client,
+    name: &'static str,
+    settings: &SinkSettings,
+    decorate: &Decorate,
+    body: Vec<u8>,
+) -> bool {
     let mut backoff = Duration::from_millis(200);
     for attempt in 1..=settings.max_attempts {
-        let sent = client
+        let request = client
             .post(&settings.url)
-            .header("content-type", "application/json")
-            .header("x-firegate-signature", &signed)
-            .body(body.clone())
-            .send()
-            .await;
+            .header("content-type", "application/json");
+        let sent = decorate(request, &body).body(body.clone()).send().await;
         match sent {
-            Ok(r) if r.status().is_success() => return,
+            Ok(r) if r.status().is_success() => return true,
             Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
                 tracing::warn!(
+                    sink = name,
                     status = r.status().as_u16(),
-                    "access webhook refused an event"
+                    "access notification refused"
                 );
-                return;
+                return false;
             }
             _ if attempt == settings.max_attempts => {
                 tracing::warn!(
+                    sink = name,
                     attempts = attempt,
-                    "access webhook unreachable; event dropped"
+                    "access notification receiver unreachable; event dropped"
                 );
-                return;
+                return false;
             }
             _ => {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
+        }
+    }
+    false
+}
+
+/// The webhook: every event, signed.
+pub struct Webhook(Sink);
+
+impl Webhook {
+    pub fn start(settings: WebhookSettings, counters: Counters) -> Webhook {
+        let key = settings.key;
+        Webhook(Sink::start(
+            "webhook",
+            SinkSettings {
+                url: settings.url,
+                queue_capacity: settings.queue_capacity,
+                max_attempts: settings.max_attempts,
+            },
+            counters,
+            move |request, body| request.header("x-firegate-signature", signature(&key, body)),
+        ))
+    }
+
+    /// Queue `event`; never waits.
+    pub fn send(&self, event: &serde_json::Value) {
+        self.0.send(event.to_string().into_bytes());
+    }
+}
+
+/// Every configured sink of this replica.
+#[derive(Default)]
+pub struct Notifier {
+    webhook: Option<Webhook>,
+    backstage: Option<super::backstage::Backstage>,
+}
+
+impl Notifier {
+    /// Start the configured sinks and register their metrics.
+    pub fn start(settings: &super::AccessSettings, registry: &mut Registry) -> Notifier {
+        let webhook = Counters::register(
+            registry,
+            "access_webhook_deliveries",
+            "Access-request events to the webhook, by result",
+        );
+        let backstage = Counters::register(
+            registry,
+            "access_backstage_notifications",
+            "Access-request notifications to Backstage, by result",
+        );
+        Notifier {
+            webhook: settings.webhook.clone().map(|w| Webhook::start(w, webhook)),
+            backstage: settings
+                .backstage
+                .clone()
+                .map(|b| super::backstage::Backstage::start(b, backstage)),
+        }
+    }
+
+    /// Whether the Backstage sink is on (the audience is worth finding).
+    pub fn wants_audience(&self) -> bool {
+        self.backstage.is_some()
+    }
+
+    /// Queue event `name` by `by` on `request` for every sink; never
+    /// waits. The webhook gets `record` (the audit record's `access`
+    /// object); Backstage notifies the part of `audience` it concerns.
+    pub fn send(
+        &self,
+        name: &str,
+        by: &super::Actor,
+        request: &super::AccessRequest,
+        record: &serde_json::Value,
+        audience: &super::backstage::Audience,
+    ) {
+        use super::backstage::{To, addressed};
+        if let Some(webhook) = &self.webhook {
+            webhook.send(record);
+        }
+        let Some(backstage) = &self.backstage else {
+            return;
+        };
+        let named = match addressed(name, request) {
+            None => return,
+            Some(To::Approvers) => !audience.approvers.is_empty(),
+            Some(To::Requester) => audience.requester.is_some(),
+        };
+        if named {
+            backstage.send(name, request, by, audience);
+        } else {
+            backstage.unaddressed();
         }
     }
 }

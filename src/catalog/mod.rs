@@ -409,6 +409,11 @@ impl Catalog {
         }
     }
 
+    /// How callers are named as catalog users (known before any sync).
+    pub fn identities(&self) -> Arc<Identities> {
+        Arc::clone(&self.identities)
+    }
+
     /// The serving view; `None` before the first successful sync.
     pub fn view(&self) -> Option<Arc<View>> {
         self.view.load_full()

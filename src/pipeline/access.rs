@@ -40,7 +40,7 @@ pub struct AccessState {
     age: Gauge,
     /// Listen streams on the store reopened because they fell silent.
     silent_reopens: Counter,
-    webhook: Option<crate::access::notify::Webhook>,
+    notify: crate::access::notify::Notifier,
 }
 
 impl AccessState {
@@ -59,10 +59,7 @@ impl AccessState {
             silent_reopens.clone(),
         );
         AccessState {
-            webhook: settings
-                .webhook
-                .clone()
-                .map(crate::access::notify::Webhook::start),
+            notify: crate::access::notify::Notifier::start(&settings, registry),
             settings,
             requests: RwLock::new(HashMap::new()),
             synced: RwLock::new(None),
@@ -124,8 +121,27 @@ impl Pipeline {
     }
 
     /// One API call: authenticated as every call is (`enter`), then
-    /// routed. Errors go to [`super::respond`] like every other.
+    /// routed. Errors go to [`super::respond`] like every other. Audited
+    /// as `allow` when done, `deny` when the caller may not act (403),
+    /// `error` otherwise.
     pub(super) async fn access_api(
+        &self,
+        req: Request<Body>,
+        conn: &ConnInfo,
+        ex: &mut Exchange,
+    ) -> Result<Response<Body>, PipelineError> {
+        let answer = self.access_call(req, conn, ex).await;
+        ex.verdict = match &answer {
+            Ok(_) => Some(crate::audit::Outcome::Allow),
+            Err(PipelineError::Access(AccessError::NotApprover | AccessError::NotRequester)) => {
+                Some(crate::audit::Outcome::Deny)
+            }
+            Err(_) => None,
+        };
+        answer
+    }
+
+    async fn access_call(
         &self,
         req: Request<Body>,
         conn: &ConnInfo,
@@ -142,8 +158,8 @@ impl Pipeline {
                 let bytes = self.read_body(body, MAX_BODY).await?;
                 let new: NewRequest = parse_body(&bytes)?;
                 let created = self.create(access, &principal, &new, now).await?;
-                ex.access = Some(event("requested", &created, &Actor::of(&principal), now));
-                notify(access, ex);
+                let by = Actor::of(&principal);
+                ex.access = Some(self.notify(access, "requested", &created, &by, now));
                 (StatusCode::CREATED, created.view(now))
             }
             (&http::Method::GET, "") => {
@@ -177,8 +193,8 @@ impl Pipeline {
                         Some(t) => t.event.clone(),
                         None => verb.as_str().to_string(),
                     };
-                    ex.access = Some(event(&name, &request, &Actor::of(&principal), now));
-                    notify(access, ex);
+                    let by = Actor::of(&principal);
+                    ex.access = Some(self.notify(access, &name, &request, &by, now));
                 }
                 (StatusCode::OK, request.view(now))
             }
@@ -383,10 +399,31 @@ impl Pipeline {
     }
 }
 
-/// The event just recorded, to the webhook (never waits).
-fn notify(access: &AccessState, ex: &Exchange) {
-    if let (Some(webhook), Some(event)) = (&access.webhook, &ex.access) {
-        webhook.send(event.clone());
+impl Pipeline {
+    /// The audit record's `access` object for event `name`, sent to every
+    /// notification sink too (never waits).
+    fn notify(
+        &self,
+        access: &AccessState,
+        name: &str,
+        request: &AccessRequest,
+        by: &Actor,
+        now: u64,
+    ) -> serde_json::Value {
+        let record = event(name, request, by, now);
+        let mut audience = crate::access::backstage::Audience::default();
+        if access.notify.wants_audience() {
+            let view = self.catalog_view();
+            if let Some(entry) = self.policy.table().requestable(&request.requestable) {
+                audience.approvers =
+                    crate::access::backstage::approver_refs(entry, request, view.as_deref());
+            }
+            let identities = self.policy.catalog().map(|c| c.identities());
+            audience.requester =
+                crate::access::backstage::requester_ref(&request.requester, identities.as_deref());
+        }
+        access.notify.send(name, by, request, &record, &audience);
+        record
     }
 }
 

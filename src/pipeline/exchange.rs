@@ -58,6 +58,9 @@ pub struct Exchange {
     slot: Option<Slot>,
     /// An access-request lifecycle event this request made.
     pub access: Option<serde_json::Value>,
+    /// The outcome of a request no policy decision judges (an access-API
+    /// call): allowed once done, denied when the caller may not act.
+    pub(super) verdict: Option<Outcome>,
 }
 
 impl Exchange {
@@ -96,6 +99,7 @@ impl Exchange {
             traceparent: headers::traceparent(req.headers()).map(str::to_owned),
             slot: None,
             access: None,
+            verdict: None,
         }
     }
 
@@ -119,6 +123,9 @@ impl Exchange {
 
     /// The decision as the audit line and the metrics name it.
     pub fn outcome(&self) -> Outcome {
+        if let Some(verdict) = self.verdict {
+            return verdict;
+        }
         match (&self.decision, self.refused) {
             (Some(d), _) if !d.allowed => Outcome::Deny,
             (_, true) => Outcome::Error,
@@ -205,6 +212,7 @@ impl Exchange {
             stored_reads: self.stored_reads,
             slot: None,
             access: None,
+            verdict: self.verdict,
         }
     }
 

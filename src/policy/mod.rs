@@ -38,7 +38,7 @@ use decide::Verdict;
 
 use crate::model::{Operation, Target};
 
-pub use compile::Actions;
+pub use compile::{Actions, CatalogWho};
 pub use decide::Request;
 pub use engine::PolicyEngine;
 

@@ -1,6 +1,7 @@
 // A real Backstage backend for tests/peers/backstage.rs: auth (guest provider),
 // proxy, a small plugin that calls firegate with plugin tokens, and (with
-// FIREGATE_TEST_CATALOG=1) the catalog.
+// FIREGATE_TEST_CATALOG=1) the catalog, the notifications plugin, and a
+// test-only sign-in provider that signs anybody in.
 // Config comes from the file the test writes (`--config FILE`); prints
 // `ready <baseUrl>` once it serves.
 'use strict';
@@ -10,6 +11,8 @@ const {
   createBackendPlugin,
   coreServices,
 } = require('@backstage/backend-plugin-api');
+const { createBackendModule } = require('@backstage/backend-plugin-api');
+const authNode = require('@backstage/plugin-auth-node');
 const express = require('express');
 
 // The plugin of deploy/backstage/firegate-caller.ts in plain CommonJS: it
@@ -64,6 +67,35 @@ const firegateCaller = createBackendPlugin({
   },
 });
 
+// Test only: `GET /api/auth/as/refresh?user=NAME` signs in as
+// user:default/NAME (a catalog user), so a test can read any user's
+// notifications with that user's own Backstage token.
+const signInAs = createBackendModule({
+  pluginId: 'auth',
+  moduleId: 'test-sign-in-as',
+  register(reg) {
+    reg.registerInit({
+      deps: { providers: authNode.authProvidersExtensionPoint },
+      async init({ providers }) {
+        providers.registerProvider({
+          providerId: 'as',
+          factory: authNode.createProxyAuthProviderFactory({
+            authenticator: authNode.createProxyAuthenticator({
+              defaultProfileTransform: async () => ({ profile: {} }),
+              initialize: () => undefined,
+              async authenticate({ req }) {
+                return { result: { user: String(req.query.user || '') } };
+              },
+            }),
+            signInResolver: async ({ result }, ctx) =>
+              ctx.signInWithCatalogUser({ entityRef: `user:default/${result.user}` }),
+          }),
+        });
+      },
+    });
+  },
+});
+
 const backend = createBackend();
 backend.add(require('@backstage/plugin-auth-backend'));
 backend.add(require('@backstage/plugin-auth-backend-module-guest-provider'));
@@ -72,6 +104,8 @@ backend.add(firegateCaller);
 // The catalog, for tests/peers/catalog.rs (its config names the locations).
 if (process.env.FIREGATE_TEST_CATALOG === '1') {
   backend.add(require('@backstage/plugin-catalog-backend'));
+  backend.add(require('@backstage/plugin-notifications-backend'));
+  backend.add(signInAs);
 }
 backend
   .start()

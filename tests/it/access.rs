@@ -118,6 +118,37 @@ async fn request_approve_use_release_against_the_example_policies() {
         .filter_map(|r| r["access"]["event"].as_str())
         .collect();
     assert_eq!(events, ["requested", "approved", "released"]);
+    // API calls carry their own decision: allow when done, deny when the
+    // caller may not act (403), error otherwise (409 here).
+    let api: Vec<(&str, &str, u64)> = audit
+        .iter()
+        .filter(|r| r["http_method"] == "POST" && r["rpc"].is_null())
+        .map(|r| {
+            (
+                r["decision"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or(""),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        api,
+        [
+            ("allow", "", 201),
+            ("deny", "access_not_approver", 403),
+            ("allow", "", 200),
+            ("allow", "", 200),
+            ("allow", "", 200),
+            ("error", "access_wrong_state", 409),
+        ],
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .filter(|r| r["access"]["event"].is_string())
+            .all(|r| r["decision"] == "allow")
+    );
     let granted = audit
         .iter()
         .flat_map(|r| r["targets"].as_array().cloned().unwrap_or_default())
@@ -732,4 +763,141 @@ requestable:
     assert_eq!(approved["state"], "active");
     assert_eq!(put(&eve).await, 200, "allowed by the grant");
     stack.shutdown().await;
+}
+
+/// `access.notify.backstage`: the approvers' group hears of the request
+/// (the requester excluded), the requester of the approval — each a POST
+/// to Backstage's notifications API with the service token, in
+/// Backstage's `{recipients, payload}` shape, counted as sent. A refusal
+/// (401) is counted as failed and not retried; a 503 is retried.
+#[tokio::test]
+async fn backstage_notifies_the_approvers_and_then_the_requester() {
+    use crate::support::fake::Reply;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::{Arc, Mutex};
+    let token = "a-backstage-static-token-for-firegate";
+    let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let seen = Arc::clone(&got);
+    // 0: accept; 1: refuse (401); 2: unavailable once, then accept.
+    let mode = Arc::new(AtomicU8::new(0));
+    let answer = Arc::clone(&mode);
+    let backstage = crate::support::fake::server()
+        .route(
+            http::Method::POST,
+            "/api/notifications/notifications",
+            move |r| {
+                let auth = r.header("authorization").unwrap_or("").to_string();
+                seen.lock()
+                    .unwrap()
+                    .push((auth, r.json().unwrap_or(Value::Null)));
+                match answer.load(Ordering::SeqCst) {
+                    1 => Reply::json(http::StatusCode::UNAUTHORIZED, &json!({})),
+                    2 => {
+                        answer.store(0, Ordering::SeqCst);
+                        Reply::json(http::StatusCode::SERVICE_UNAVAILABLE, &json!({}))
+                    }
+                    _ => Reply::json(http::StatusCode::OK, &json!([])),
+                }
+            },
+        )
+        .start()
+        .await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
+    let stack = dev::start(DevOptions {
+        extra_config: Some(json!({"access": {"notify": {"backstage": {
+            "url": format!("{}/", backstage.url()),
+            "token_file": dir.path().join("token"),
+            "link": "/firegate/requests/{id}",
+        }}}})),
+        ..dev::options()
+    })
+    .await;
+    let alice = Caller::new(&stack, &dev::sample("ALICE_TOKEN"));
+    let admin = Caller::new(&stack, &dev::sample("ADMIN_TOKEN"));
+    let (_, req) = ask(&alice, "/teams/search/deployments/**", "1h").await;
+    let id = req["id"].as_str().unwrap().to_string();
+    act(&admin, &id, "approve").await;
+    act(&alice, &id, "release").await;
+    within("two notifications", async {
+        while got.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Released by the requester: nobody to tell.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = got.lock().unwrap().clone();
+    assert_eq!(first.len(), 2, "{first:?}");
+    for (auth, _) in &first {
+        assert_eq!(*auth, format!("Bearer {token}"));
+    }
+    let (requested, approved) = (&first[0].1, &first[1].1);
+    assert_eq!(
+        requested["recipients"],
+        json!({"type": "entity", "entityRef": ["group:default/platform-admins"],
+               "excludeEntityRef": "user:default/alice"})
+    );
+    assert_eq!(
+        requested["payload"]["link"],
+        format!("/firegate/requests/{id}")
+    );
+    assert_eq!(requested["payload"]["topic"], "firegate-access");
+    let title = requested["payload"]["title"].as_str().unwrap_or_default();
+    assert!(
+        title.contains("write on /teams/search/deployments/**"),
+        "{title}"
+    );
+    let description = requested["payload"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        description.contains("alice@example.com") && description.contains("INC-7"),
+        "{description}"
+    );
+    assert_eq!(
+        approved["recipients"],
+        json!({"type": "entity", "entityRef": ["user:default/alice"]})
+    );
+    assert!(
+        approved["payload"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("pat@example.com")),
+        "{approved}"
+    );
+    // Refused: one attempt, counted failed. Unavailable: tried again.
+    let posts = |n: usize| {
+        let got = Arc::clone(&got);
+        async move {
+            while got.lock().unwrap().len() < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    mode.store(1, Ordering::SeqCst);
+    ask(&alice, "/teams/search/deployments/**", "1h").await;
+    within("the refused notification", posts(3)).await;
+    mode.store(2, Ordering::SeqCst);
+    ask(&alice, "/teams/search/deployments/**", "1h").await;
+    within("the retried notification", posts(5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(got.lock().unwrap().len(), 5, "a refusal is not retried");
+    let metrics = reqwest::get(format!("http://{}/metrics", stack.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (result, n) in [
+        ("sent", 3),
+        ("failed", 1),
+        ("dropped", 0),
+        ("unaddressed", 0),
+    ] {
+        let line =
+            format!("firegate_access_backstage_notifications_total{{result=\"{result}\"}} {n}");
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+    stack.shutdown().await;
+    backstage.join().await;
 }

@@ -1,7 +1,9 @@
 //! The Backstage catalog as the source of ownership, end to end: a real
 //! Backstage backend (tests/backstage/, with the catalog plugin reading a
 //! file location) and a whole firegate whose rules name the catalog. The
-//! file is edited while both run; firegate syncs every half second.
+//! file is edited while both run; firegate syncs every half second. The
+//! same backend's notifications plugin receives firegate's access-request
+//! notifications (`access.notify.backstage`).
 
 use crate::support;
 
@@ -20,6 +22,13 @@ const POLICY: &str = r#"rules:
     match: /services/{service}/{rest=**}
     allow: [read, write]
     who: {catalog: {owner_of: "component:default/{service}"}}
+requestable:
+  - id: service-data
+    match: /services/{service}/{rest=**}
+    actions: [write]
+    who: {authenticated: true}
+    approvers: {who: {catalog: {owner_of: "component:default/{service}"}}}
+    max_duration: 1h
 "#;
 
 const TOKEN: &str = "firegate-catalog-test-token-0123456789";
@@ -80,7 +89,7 @@ fn person(name: &str) -> Identity {
 
 /// A firegate whose catalog is at `backstage`, its dev issuer's callers
 /// named `user:default/<email's local part>`.
-async fn firegate(dir: &Path, backstage: &str, bs_issuer: bool) -> Stack {
+async fn firegate(dir: &Path, backstage: &str, bs_issuer: bool, notify: bool) -> Stack {
     std::fs::write(dir.join("services.yaml"), POLICY).expect("policy");
     let issuer_port = free_port();
     let local = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -99,6 +108,14 @@ async fn firegate(dir: &Path, backstage: &str, bs_issuer: bool) -> Stack {
             }],
         },
     });
+    if notify {
+        extra["access"] = json!({"notify": {"backstage": {
+            "url": backstage,
+            "token_file": token_file,
+            "link": "/catalog/default/component/checkout?request={id}",
+            "max_attempts": 2,
+        }}});
+    }
     if bs_issuer {
         // Both issuers: the list replaces the dev stack's.
         let dev = format!("http://127.0.0.1:{issuer_port}");
@@ -195,7 +212,7 @@ async fn the_catalog_decides_who_owns_a_service() {
     let mut bs = Backstage::start_catalog(free_port(), "http://127.0.0.1:1", &catalog, TOKEN).await;
     // A fresh backend publishes its user key only after a first sign-in.
     let guest = bs.guest_token().await;
-    let stack = firegate(dir.path(), &bs.base, true).await;
+    let stack = firegate(dir.path(), &bs.base, true, true).await;
     let [alice, bob, carol] =
         ["alice", "bob", "carol"].map(|n| stack.token(&person(n)).expect("token"));
 
@@ -232,6 +249,8 @@ async fn the_catalog_decides_who_owns_a_service() {
     );
     assert!(index.owns("user:default/alice", "component:default/checkout"));
     assert!(!index.owns("user:default/carol", "component:default/checkout"));
+
+    access_requests_notify_through_backstage(&bs, &stack, &carol, &bob).await;
 
     // A component added: its owner may write once a sync has seen it.
     assert_eq!(write(&stack, &bob, "ledger").await, 403, "not before");
@@ -284,7 +303,7 @@ async fn the_catalog_decides_who_owns_a_service() {
 async fn firegate_started_while_backstage_is_down_refuses_catalog_rules() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nowhere = format!("http://127.0.0.1:{}", free_port());
-    let stack = firegate(dir.path(), &nowhere, false).await;
+    let stack = firegate(dir.path(), &nowhere, false, false).await;
     let alice = stack.token(&person("alice")).expect("token");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(write(&stack, &alice, "checkout").await, 403);
@@ -300,4 +319,88 @@ async fn firegate_started_while_backstage_is_down_refuses_catalog_rules() {
         Some(-1.0)
     );
     within("firegate to stop", stack.shutdown()).await;
+}
+
+/// An access request through firegate: Backstage's notifications plugin
+/// tells the owners of the service (bob, in search, which owns `indexer`)
+/// and, once bob approves, the requester (carol) — each read back as
+/// that user from `GET /api/notifications/notifications`.
+async fn access_requests_notify_through_backstage(
+    bs: &Backstage,
+    stack: &Stack,
+    carol: &str,
+    bob: &str,
+) {
+    let api = format!("{}/firegate/v1/access/requests", stack.url());
+    let http = reqwest::Client::new();
+    let post = |token: &str, url: String, body: Value| {
+        http.post(url).bearer_auth(token).json(&body).send()
+    };
+    let asked: Value = post(
+        carol,
+        api.clone(),
+        json!({"path": "/services/indexer/**", "actions": ["write"], "duration": "10m", "reason": "INC-9"}),
+    )
+    .await
+    .expect("request")
+    .json()
+    .await
+    .expect("request JSON");
+    let id = asked["id"].as_str().expect("request id").to_owned();
+    let [bob_bs, carol_bs, alice_bs] = [
+        bs.user_token("bob").await,
+        bs.user_token("carol").await,
+        bs.user_token("alice").await,
+    ];
+    // Sent with the static token: its subject is the origin.
+    let mine = |n: &[Value]| -> Vec<Value> {
+        n.iter()
+            .filter(|n| n["payload"]["topic"] == "firegate-access")
+            .inspect(|n| assert_eq!(n["origin"], "firegate-catalog", "{n}"))
+            .map(|n| n["payload"].clone())
+            .collect()
+    };
+    let wait = |token: String, what: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = mine(&bs.notifications(&token).await);
+            if !got.is_empty() {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no notification: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let to_bob = wait(bob_bs.clone(), "bob, an owner of indexer, of the request").await;
+    assert_eq!(to_bob.len(), 1, "{to_bob:?}");
+    let title = to_bob[0]["title"].as_str().unwrap_or_default();
+    assert!(title.contains("/services/indexer/**"), "{title}");
+    assert_eq!(
+        to_bob[0]["link"],
+        format!("/catalog/default/component/checkout?request={id}")
+    );
+    assert!(
+        mine(&bs.notifications(&carol_bs).await).is_empty(),
+        "the requester is not told of her own request"
+    );
+
+    let approved = post(bob, format!("{api}/{id}:approve"), json!({"reason": "ok"}))
+        .await
+        .expect("approve");
+    assert_eq!(approved.status(), 200);
+    let to_carol = wait(carol_bs, "carol, the requester, of the approval").await;
+    assert_eq!(to_carol.len(), 1, "{to_carol:?}");
+    let title = to_carol[0]["title"].as_str().unwrap_or_default();
+    assert!(title.starts_with("Access granted"), "{title}");
+    assert_eq!(
+        write(stack, carol, "indexer").await,
+        200,
+        "the grant allows"
+    );
+    // Nobody else hears of it: alice owns checkout, not indexer.
+    assert!(mine(&bs.notifications(&alice_bs).await).is_empty());
+    assert_eq!(mine(&bs.notifications(&bob_bs).await).len(), 1);
 }

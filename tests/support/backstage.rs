@@ -82,6 +82,8 @@ impl Backstage {
             config["backend"]["auth"] = json!({"externalAccess": [
                 {"type": "static", "options": {"token": token, "subject": "firegate-catalog"}},
             ]});
+            // backend.js's test-only sign-in provider (any catalog user).
+            config["auth"]["providers"]["as"] = json!({});
             config["catalog"] = json!({
                 "processingInterval": {"seconds": 1},
                 "rules": [{"allow": ["Component", "Group", "User", "System", "Location"]}],
@@ -154,6 +156,46 @@ impl Backstage {
             .as_str()
             .expect("backstageIdentity.token")
             .to_owned()
+    }
+
+    /// A user token for catalog user `user:default/<name>` from backend.js's
+    /// test-only sign-in provider (backends started with a catalog only).
+    pub async fn user_token(&self, name: &str) -> String {
+        let answer: Value = reqwest::Client::new()
+            .get(format!("{}/api/auth/as/refresh?user={name}", self.base))
+            .header("X-Requested-With", "XMLHttpRequest")
+            .send()
+            .await
+            .expect("sign in")
+            .error_for_status()
+            .expect("sign in answered 2xx")
+            .json()
+            .await
+            .expect("sign-in JSON");
+        answer["backstageIdentity"]["token"]
+            .as_str()
+            .expect("backstageIdentity.token")
+            .to_owned()
+    }
+
+    /// The notifications Backstage holds for the user of `token`
+    /// (`GET /api/notifications/notifications`, as the web UI reads them).
+    pub async fn notifications(&self, token: &str) -> Vec<Value> {
+        let answer: Value = reqwest::Client::new()
+            .get(format!("{}/api/notifications/notifications", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("notifications")
+            .error_for_status()
+            .expect("notifications answered 2xx")
+            .json()
+            .await
+            .expect("notifications JSON");
+        answer["notifications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Kill the backend and wait until it is gone.

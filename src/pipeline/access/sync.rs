@@ -347,10 +347,7 @@ impl Pipeline {
             match written {
                 Ok(Written::Ok) => {
                     tracing::info!(request = %request.id, "access request expired");
-                    if let Some(webhook) = &access.webhook {
-                        let by = Actor::firegate();
-                        webhook.send(super::event("expired", &request, &by, now));
-                    }
+                    self.notify(access, "expired", &request, &Actor::firegate(), now);
                     self.remember(access, &token, &request.id).await;
                 }
                 // Changed meanwhile (recorded by another replica, or
