@@ -249,6 +249,13 @@ pub fn review(
                     record(req, "revoked");
                     Ok(Applied::Changed)
                 }
+                // An approver revoking what is not active yet (or denying
+                // what is active): the wrong state, not the wrong caller.
+                (Verb::Revoke, Status::Pending) | (Verb::Deny, Status::Active)
+                    if reviewer == Reviewer::Approver =>
+                {
+                    Err(AccessError::WrongState(status.as_str()))
+                }
                 (Verb::Deny | Verb::Revoke, Status::Pending | Status::Active) => {
                     Err(AccessError::NotApprover)
                 }
@@ -361,6 +368,18 @@ requestable:
         assert_eq!(approve(&mut req, &bob), Ok(Applied::Changed));
         assert_eq!(approve(&mut req, &bob), Ok(Applied::Unchanged));
         assert_eq!(req.status_at(2_000), Status::Pending);
+        // Nothing to revoke yet: the wrong state (409), not the wrong caller.
+        assert_eq!(
+            review(
+                &mut req,
+                Against::new(&table, None),
+                &bob,
+                Verb::Revoke,
+                "",
+                2_000
+            ),
+            Err(AccessError::WrongState("pending"))
+        );
         assert_eq!(approve(&mut req, &carol), Ok(Applied::Changed));
         assert_eq!(req.status_at(2_000), Status::Active);
         assert_eq!(req.ends_at, Some(2_000 + 2 * 3600 * 1000));

@@ -5,6 +5,7 @@
 //! reads into a local copy; the policy engine judges with its grants.
 
 pub mod backstage;
+pub mod feed;
 pub mod lifecycle;
 pub mod notify;
 pub mod store;
@@ -25,11 +26,18 @@ pub struct AccessConfig {
     /// How long a request waits for review before it expires.
     #[serde(default = "default_request_ttl")]
     pub request_ttl: String,
-    /// How often each replica reads the store into its local copy.
-    #[serde(default = "default_sync_interval")]
-    pub sync_interval: String,
-    /// A local copy older than this is reported on `/readyz` (not blocking:
-    /// known grants keep working until their own expiry).
+    /// A Listen stream on the store silent for longer than this is
+    /// reopened (Firestore says something on an idle stream at least about
+    /// once a minute: a global `NO_CHANGE`, its heartbeat).
+    #[serde(default = "default_watchdog")]
+    pub watchdog: String,
+    /// How often each replica also reads the store whole, repairing
+    /// whatever its Listen stream missed.
+    #[serde(default = "default_resync_interval")]
+    pub resync_interval: String,
+    /// A local copy not known current for longer than this is reported on
+    /// `/readyz` (not blocking: known grants keep working until their own
+    /// expiry).
     #[serde(default = "default_max_staleness")]
     pub max_staleness: String,
     /// Where lifecycle events are sent.
@@ -59,11 +67,14 @@ pub struct RawStore {
 fn default_request_ttl() -> String {
     "1h".into()
 }
-fn default_sync_interval() -> String {
-    "500ms".into()
+fn default_watchdog() -> String {
+    "90s".into()
+}
+fn default_resync_interval() -> String {
+    "5m".into()
 }
 fn default_max_staleness() -> String {
-    "30s".into()
+    "3m".into()
 }
 
 /// The validated `access:` section.
@@ -71,7 +82,8 @@ fn default_max_staleness() -> String {
 pub struct AccessSettings {
     pub store: Store,
     pub request_ttl: Duration,
-    pub sync_interval: Duration,
+    pub watchdog: Duration,
+    pub resync_interval: Duration,
     pub max_staleness: Duration,
     pub webhook: Option<notify::WebhookSettings>,
     pub backstage: Option<backstage::BackstageSettings>,
@@ -147,7 +159,8 @@ impl AccessConfig {
                 collection: self.store.collection,
             },
             request_ttl: d("access.request_ttl", &self.request_ttl, errors),
-            sync_interval: d("access.sync_interval", &self.sync_interval, errors),
+            watchdog: d("access.watchdog", &self.watchdog, errors),
+            resync_interval: d("access.resync_interval", &self.resync_interval, errors),
             max_staleness: d("access.max_staleness", &self.max_staleness, errors),
             webhook,
             backstage,

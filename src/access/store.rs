@@ -1,9 +1,12 @@
 //! The store: one Firestore document per request (its JSON in one string
-//! field), read and written with firegate's own identity. Every change is
-//! a compare-and-set: a commit whose precondition is the update time the
-//! change was computed from (or that the document does not exist yet), so
-//! two replicas racing on one request apply their changes one after the
-//! other, each to what the other wrote.
+//! field), read and written with firegate's own identity. Every change to
+//! a request is a read-write transaction: begin, read the request in it,
+//! commit the change in it — Firestore (with its locks) and the emulator
+//! (optimistically) answer ABORTED when the request changed in between, and
+//! the change is computed again from what is stored now. So two replicas
+//! racing on one request apply their changes one after the other, each to
+//! what the other wrote. A new request is a commit whose precondition is
+//! that its (random) id does not exist yet.
 
 use std::time::Duration;
 
@@ -91,6 +94,39 @@ async fn call(
     Ok((status, json))
 }
 
+impl Versioned {
+    /// The update time in nanoseconds since the epoch, to tell which of two
+    /// versions of one document is newer.
+    pub fn stamp(&self) -> i128 {
+        time::OffsetDateTime::parse(
+            &self.update_time,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_or(0, time::OffsetDateTime::unix_timestamp_nanos)
+    }
+}
+
+/// A document as the Listen stream carries it.
+pub fn decode_proto(
+    doc: &googleapis_tonic_google_firestore_v1::google::firestore::v1::Document,
+) -> Option<Versioned> {
+    use googleapis_tonic_google_firestore_v1::google::firestore::v1::value::ValueType;
+    let Some(ValueType::StringValue(text)) = doc.fields.get("json")?.value_type.as_ref() else {
+        return None;
+    };
+    let request: AccessRequest = serde_json::from_str(text).ok()?;
+    let t = doc.update_time.as_ref()?;
+    let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    let update_time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(Versioned {
+        request,
+        update_time,
+    })
+}
+
 fn decode(doc: &Json) -> Option<Versioned> {
     let text = doc.pointer("/fields/json/stringValue")?.as_str()?;
     let request: AccessRequest = serde_json::from_str(text).ok()?;
@@ -155,33 +191,128 @@ pub async fn get(
     }
 }
 
-/// Write `request`: a new document when `update_time` is `None`, else only
-/// if the document is still at `update_time`.
-pub async fn put(
+/// An open read-write transaction (Firestore's id, base64 as REST has it).
+#[derive(Debug, Clone)]
+pub struct Transaction(String);
+
+/// Begin a read-write transaction.
+pub async fn begin(
+    upstream: &Upstream,
+    token: &AccessToken,
+    store: &Store,
+) -> Result<Transaction, StoreError> {
+    let path = format!("/v1/{}/documents:beginTransaction", store.database);
+    let (status, json) = call(
+        upstream,
+        token,
+        store,
+        http::Method::POST,
+        &path,
+        Some(json!({})),
+    )
+    .await?;
+    match json.get("transaction").and_then(Json::as_str) {
+        Some(id) if status.is_success() => Ok(Transaction(id.to_string())),
+        _ => Err(StoreError(format!(
+            "store beginTransaction answered {status}"
+        ))),
+    }
+}
+
+/// One request, if it exists, read in `txn` (which then fails to commit
+/// if it changes before).
+pub async fn get_in(
+    upstream: &Upstream,
+    token: &AccessToken,
+    store: &Store,
+    id: &str,
+    txn: &Transaction,
+) -> Result<Option<Versioned>, StoreError> {
+    let path = format!(
+        "/v1/{}?transaction={}",
+        name(store, id),
+        percent_encoding::utf8_percent_encode(&txn.0, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let (status, json) = call(upstream, token, store, http::Method::GET, &path, None).await?;
+    match status {
+        StatusCode::NOT_FOUND => Ok(None),
+        s if s.is_success() => Ok(decode(&json)),
+        s => Err(StoreError(format!("store get answered {s}"))),
+    }
+}
+
+/// Commit `request` in `txn`: [`Written::Conflict`] when it was aborted
+/// (what it read changed): read again and retry.
+pub async fn commit_in(
     upstream: &Upstream,
     token: &AccessToken,
     store: &Store,
     request: &AccessRequest,
-    update_time: Option<&str>,
+    txn: Transaction,
+) -> Result<Written, StoreError> {
+    commit(upstream, token, store, request, None, Some(txn)).await
+}
+
+/// End `txn` without writing (releases Firestore's locks at once).
+pub async fn rollback(upstream: &Upstream, token: &AccessToken, store: &Store, txn: Transaction) {
+    let path = format!("/v1/{}/documents:rollback", store.database);
+    let body = json!({ "transaction": txn.0 });
+    // A failed rollback only leaves the transaction to expire.
+    let _ = call(
+        upstream,
+        token,
+        store,
+        http::Method::POST,
+        &path,
+        Some(body),
+    )
+    .await;
+}
+
+/// Write a new request, only if its id is not taken.
+pub async fn create(
+    upstream: &Upstream,
+    token: &AccessToken,
+    store: &Store,
+    request: &AccessRequest,
+) -> Result<Written, StoreError> {
+    commit(
+        upstream,
+        token,
+        store,
+        request,
+        Some(json!({ "exists": false })),
+        None,
+    )
+    .await
+}
+
+async fn commit(
+    upstream: &Upstream,
+    token: &AccessToken,
+    store: &Store,
+    request: &AccessRequest,
+    precondition: Option<Json>,
+    txn: Option<Transaction>,
 ) -> Result<Written, StoreError> {
     let text = serde_json::to_string(request).map_err(|e| StoreError(e.to_string()))?;
     let state = serde_json::to_value(request.state).unwrap_or(Json::Null);
-    let precondition = match update_time {
-        Some(t) => json!({ "updateTime": t }),
-        None => json!({ "exists": false }),
-    };
-    let commit = json!({
-        "writes": [{
-            "update": {
-                "name": name(store, &request.id),
-                "fields": {
-                    "json": { "stringValue": text },
-                    "state": { "stringValue": state },
-                },
+    let mut write = json!({
+        "update": {
+            "name": name(store, &request.id),
+            "fields": {
+                "json": { "stringValue": text },
+                "state": { "stringValue": state },
             },
-            "currentDocument": precondition,
-        }],
+        },
     });
+    if let Some(precondition) = precondition {
+        write["currentDocument"] = precondition;
+    }
+    let mut commit = json!({ "writes": [write] });
+    if let Some(Transaction(id)) = txn {
+        commit["transaction"] = json!(id);
+    }
     let path = format!("/v1/{}/documents:commit", store.database);
     let (status, json) = call(
         upstream,

@@ -9,9 +9,10 @@ use clap::ValueEnum;
 use super::principal::PrincipalSpec;
 use crate::policy::Table;
 use crate::policy::analysis::diff::{FailOn, diff};
+use crate::policy::analysis::granted::granted;
 use crate::policy::analysis::what_can::what_can;
 use crate::policy::analysis::who_can::who_can;
-use crate::policy::analysis::{PathSet, accesses};
+use crate::policy::analysis::{ALL_ACCESSES, PathSet, accesses};
 use crate::policy::pattern::Pattern;
 
 /// How a tool prints its answer.
@@ -55,8 +56,10 @@ pub fn who_can_command(
     database: Option<&str>,
     format: Format,
     catalog: Option<&Path>,
+    grants: Option<&Path>,
 ) -> anyhow::Result<String> {
     let catalog = catalog.map(super::catalog::load).transpose()?;
+    let grants = grants.map(super::state::load).transpose()?;
     let accesses = accesses(action).ok_or_else(|| {
         anyhow::anyhow!(
             "unknown action `{action}` (known: get, list, create, update, delete, read, write)"
@@ -64,7 +67,11 @@ pub fn who_can_command(
     })?;
     let pattern = Pattern::parse(path).map_err(|e| anyhow::anyhow!("path `{path}` {e}"))?;
     let table = load_with(dir, catalog.as_ref())?;
-    let answer = who_can(&table, &accesses, &PathSet::of(&pattern), database);
+    let paths = PathSet::of(&pattern);
+    let mut answer = who_can(&table, &accesses, &paths, database);
+    if let Some(grants) = &grants {
+        answer.granted = granted(&table, grants, &accesses, &paths, database, None);
+    }
     Ok(print(format, &answer, || answer.text()))
 }
 
@@ -75,14 +82,28 @@ pub fn what_can_command(
     database: Option<&str>,
     format: Format,
     catalog: Option<&Path>,
+    grants: Option<&Path>,
 ) -> anyhow::Result<String> {
     let catalog = catalog.map(super::catalog::load).transpose()?;
+    let grants = grants.map(super::state::load).transpose()?;
     let text = std::fs::read_to_string(principal_file)
         .map_err(|e| anyhow::anyhow!("{}: {e}", principal_file.display()))?;
     let spec: PrincipalSpec = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", principal_file.display()))?;
     let table = load_with(dir, catalog.as_ref())?;
-    let answer = what_can(&table, &spec.principal(), database);
+    let principal = spec.principal();
+    let mut answer = what_can(&table, &principal, database);
+    if let Some(grants) = &grants {
+        let everything = PathSet::everything();
+        answer.granted = granted(
+            &table,
+            grants,
+            &ALL_ACCESSES,
+            &everything,
+            database,
+            Some(&principal),
+        );
+    }
     Ok(print(format, &answer, || answer.text()))
 }
 

@@ -9,6 +9,7 @@ pub mod check;
 mod documents;
 pub mod principal;
 pub mod requests;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +62,10 @@ pub enum Command {
     Emulator {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
+        /// How often an idle Listen stream hears a global NO_CHANGE with a
+        /// fresh read time, as Firestore's heartbeat (`0s`: never).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        listen_heartbeat: std::time::Duration,
     },
     /// Policy authoring tools.
     Policy {
@@ -160,6 +165,10 @@ pub enum PolicyCommand {
         /// entity, its users by subject.
         #[arg(long)]
         catalog: Option<PathBuf>,
+        /// Also the active grants of this state export
+        /// (`firegate access export`).
+        #[arg(long)]
+        grants: Option<PathBuf>,
     },
     /// Every path pattern and action one principal gets, with the rules.
     WhatCan {
@@ -175,6 +184,10 @@ pub enum PolicyCommand {
         /// whose groups it is in.
         #[arg(long)]
         catalog: Option<PathBuf>,
+        /// Also the principal's active grants in this state export
+        /// (`firegate access export`).
+        #[arg(long)]
+        grants: Option<PathBuf>,
     },
     /// Every access that changes between two policy directories.
     Diff {
@@ -262,8 +275,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Access(args) => requests::run(args).await,
-        Command::Emulator { listen } => {
-            crate::emulator::serve(listen).await?;
+        Command::Emulator {
+            listen,
+            listen_heartbeat,
+        } => {
+            crate::emulator::serve(listen, listen_heartbeat).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => match command {
@@ -320,6 +336,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 database,
                 format,
                 catalog,
+                grants,
             } => tool(access::who_can_command(
                 &dir,
                 &action,
@@ -327,6 +344,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 database.as_deref(),
                 format,
                 catalog.as_deref(),
+                grants.as_deref(),
             )),
             PolicyCommand::WhatCan {
                 dir,
@@ -334,12 +352,14 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 database,
                 format,
                 catalog,
+                grants,
             } => tool(access::what_can_command(
                 &dir,
                 &principal,
                 database.as_deref(),
                 format,
                 catalog.as_deref(),
+                grants.as_deref(),
             )),
             PolicyCommand::Diff {
                 old,

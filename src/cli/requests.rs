@@ -53,6 +53,9 @@ pub enum AccessCommand {
     },
     /// Show one request.
     Show { id: String },
+    /// The active grants you may see, as a state export (JSON) for
+    /// `policy who-can --grants` and `policy what-can --grants`.
+    Export,
     /// Approve a request (an approver; the requester only with break-glass).
     Approve {
         id: String,
@@ -105,6 +108,7 @@ pub async fn run(args: AccessArgs) -> anyhow::Result<ExitCode> {
         }
         AccessCommand::List { view } => (reqwest::Method::GET, format!("{API}?view={view}"), None),
         AccessCommand::Show { id } => (reqwest::Method::GET, format!("{API}/{id}"), None),
+        AccessCommand::Export => (reqwest::Method::GET, format!("{API}?view=active"), None),
         AccessCommand::Approve { id, reason }
         | AccessCommand::Deny { id, reason }
         | AccessCommand::Release { id, reason }
@@ -151,6 +155,11 @@ pub async fn run(args: AccessArgs) -> anyhow::Result<ExitCode> {
         }
         let refused = status.is_client_error() && status != reqwest::StatusCode::UNAUTHORIZED;
         return Ok(ExitCode::from(if refused { 1 } else { 2 }));
+    }
+    if let AccessCommand::Export = args.command {
+        let export = super::state::export(&value, std::time::SystemTime::now())?;
+        println!("{}", serde_json::to_string_pretty(&export)?);
+        return Ok(ExitCode::SUCCESS);
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),

@@ -93,11 +93,27 @@ impl EmulatorError {
     }
 }
 
+/// How often an idle Listen stream hears a global `NO_CHANGE` by default.
+pub const LISTEN_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// State shared by every clone of an [`Emulator`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     state: Mutex<store::State>,
     clock: clock::Clock,
+    /// An idle Listen stream with targets hears a global `NO_CHANGE` with
+    /// a fresh read time this often, as Firestore's heartbeat (zero: never).
+    heartbeat: std::time::Duration,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared {
+            state: Mutex::default(),
+            clock: clock::Clock::default(),
+            heartbeat: LISTEN_HEARTBEAT,
+        }
+    }
 }
 
 impl Shared {
@@ -119,6 +135,18 @@ pub struct Emulator {
 impl Emulator {
     pub fn new() -> Emulator {
         Emulator::default()
+    }
+
+    /// An emulator whose idle Listen streams hear a heartbeat every
+    /// `every` ([`LISTEN_HEARTBEAT`] by default; zero: never, a silent
+    /// stream for tests of watchdogs).
+    pub fn with_listen_heartbeat(every: std::time::Duration) -> Emulator {
+        Emulator {
+            shared: Arc::new(Shared {
+                heartbeat: every,
+                ..Shared::default()
+            }),
+        }
     }
 
     /// Answer one Firestore request, gRPC (by its content type) or REST.

@@ -88,9 +88,12 @@ impl Emulator {
     }
 }
 
-/// Run the emulator on `listen` until SIGINT or SIGTERM.
-pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
-    let running = spawn(listen).await?;
+/// Run the emulator on `listen` until SIGINT or SIGTERM; idle Listen
+/// streams hear a heartbeat every `heartbeat` (zero: never).
+pub async fn serve(listen: SocketAddr, heartbeat: std::time::Duration) -> anyhow::Result<()> {
+    let running = Emulator::with_listen_heartbeat(heartbeat)
+        .spawn(listen)
+        .await?;
     tracing::info!(addr = %running.local_addr(), "firestore emulator listening");
     eprintln!(
         "firegate emulator: Firestore REST and gRPC (h2c) on http://{} (in memory; any token accepted)",

@@ -1,14 +1,16 @@
 //! The access-request API on the proxy listener (`/firegate/v1/access/
-//! requests…`, authenticated like every Firestore call), and the loop that
-//! keeps this replica's local copy of the store and hands its active
-//! grants to the policy engine.
+//! requests…`, authenticated like every Firestore call), and this
+//! replica's local copy of the store (kept current by [`sync`]).
+
+mod sync;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -28,16 +30,16 @@ const MAX_BODY: usize = 64 * 1024;
 /// Compare-and-set attempts before a busy request is answered 503.
 const ATTEMPTS: usize = 8;
 
-/// Expiries recorded per read of the store (a backlog drains over reads).
-const EXPIRIES_PER_SYNC: usize = 100;
-
 /// This replica's copy of the store.
 pub struct AccessState {
     pub settings: AccessSettings,
     requests: RwLock<HashMap<String, Versioned>>,
-    /// When the last full read of the store succeeded.
+    /// When the copy was last known current: the last consistent point of
+    /// the Listen stream (a heartbeat included) or full read of the store.
     synced: RwLock<Option<Instant>>,
     age: Gauge,
+    /// Listen streams on the store reopened because they fell silent.
+    silent_reopens: Counter,
     notify: crate::access::notify::Notifier,
 }
 
@@ -46,16 +48,23 @@ impl AccessState {
         let age = Gauge::default();
         registry.register(
             "access_store_age_seconds",
-            "Seconds since this replica's copy of the access-request store was last read whole (-1: never)",
+            "Seconds since this replica's copy of the access-request store was last known current: its Listen stream's last consistent point or the last full read (-1: never)",
             age.clone(),
         );
         age.set(-1);
+        let silent_reopens = Counter::default();
+        registry.register(
+            "access_store_silent_reopens",
+            "Listen streams on the access-request store reopened by the watchdog because they fell silent",
+            silent_reopens.clone(),
+        );
         AccessState {
             notify: crate::access::notify::Notifier::start(&settings, registry),
             settings,
             requests: RwLock::new(HashMap::new()),
             synced: RwLock::new(None),
             age,
+            silent_reopens,
         }
     }
 
@@ -109,118 +118,6 @@ impl Pipeline {
             required: false,
             detail: Some(detail),
         })
-    }
-
-    /// Read the whole store into the local copy and the engine's grants,
-    /// every `sync_interval`, until the process ends. A failed read keeps
-    /// the last copy: its grants still end at their own expiry, which the
-    /// engine checks at every decision.
-    pub async fn sync_access(self: Arc<Self>) {
-        let Some(access) = self.access.as_ref() else {
-            return;
-        };
-        let mut tick = tokio::time::interval(access.settings.sync_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tick.tick().await;
-            match self.read_store().await {
-                Ok(all) => {
-                    if failing {
-                        tracing::info!("access store readable again");
-                    }
-                    failing = false;
-                    let map = all.into_iter().map(|v| (v.request.id.clone(), v)).collect();
-                    *access.requests.write().unwrap_or_else(|e| e.into_inner()) = map;
-                    *access.synced.write().unwrap_or_else(|e| e.into_inner()) =
-                        Some(Instant::now());
-                    self.install_grants(access);
-                    self.record_expiries(access).await;
-                }
-                Err(err) => {
-                    if !failing {
-                        tracing::warn!(error = %err, "access store unreadable; known grants keep working until they expire");
-                    }
-                    failing = true;
-                }
-            }
-            access
-                .age
-                .set(access.age().map_or(-1, |a| a.as_secs() as i64));
-        }
-    }
-
-    async fn read_store(&self) -> Result<Vec<Versioned>, StoreError> {
-        let access = self.access.as_ref().ok_or(StoreError("off".into()))?;
-        let token = self
-            .credentials
-            .access_token(None)
-            .await
-            .map_err(|e| StoreError(e.reason().into()))?;
-        store::list(&self.upstream, &token, &access.settings.store).await
-    }
-
-    /// Record each request of the local copy that has expired (pending past
-    /// `request_ttl`, or active past its end) and has no `expired`
-    /// transition yet, by compare-and-set against the version read: the
-    /// replica whose write lands sends the `expired` event, once per
-    /// request; a replica that loses the race finds the transition at its
-    /// next read. Expiry itself never waits for this: it is evaluated from
-    /// the clock at every decision.
-    async fn record_expiries(&self, access: &AccessState) {
-        let now = unix_ms(SystemTime::now());
-        let due: Vec<Versioned> = access
-            .requests
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter(|v| v.request.status_at(now) == Status::Expired && !v.request.expiry_recorded())
-            .take(EXPIRIES_PER_SYNC)
-            .cloned()
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        let Ok(token) = self.store_token().await else {
-            return;
-        };
-        for current in due {
-            let mut request = current.request;
-            request.record_expiry();
-            let written = store::put(
-                &self.upstream,
-                &token,
-                &access.settings.store,
-                &request,
-                Some(&current.update_time),
-            )
-            .await;
-            match written {
-                Ok(Written::Ok) => {
-                    tracing::info!(request = %request.id, "access request expired");
-                    self.notify(access, "expired", &request, &Actor::firegate(), now);
-                }
-                // Changed meanwhile (recorded by another replica, or
-                // reviewed): judged again from the next read.
-                Ok(Written::Conflict) => {}
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// The active requests of the local copy, as the engine's grants.
-    fn install_grants(&self, access: &AccessState) {
-        let table = self.policy.table();
-        let now = unix_ms(SystemTime::now());
-        let grants = access
-            .requests
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter(|v| v.request.status_at(now) == Status::Active)
-            .filter_map(|v| v.request.grant(&table))
-            .collect();
-        self.policy.set_grants(grants);
     }
 
     /// One API call: authenticated as every call is (`enter`), then
@@ -351,15 +248,9 @@ impl Pipeline {
                 now,
                 id,
             )?;
-            let written = store::put(
-                &self.upstream,
-                &token,
-                &access.settings.store,
-                &request,
-                None,
-            )
-            .await
-            .map_err(|e| AccessError::StoreUnavailable(e.0))?;
+            let written = store::create(&self.upstream, &token, &access.settings.store, &request)
+                .await
+                .map_err(|e| AccessError::StoreUnavailable(e.0))?;
             if let Written::Ok = written {
                 self.remember(access, &token, &request.id).await;
                 return Ok(request);
@@ -368,7 +259,9 @@ impl Pipeline {
         Err(AccessError::StoreUnavailable("id collisions".into()))
     }
 
-    /// Compare-and-set until the transition applies to what is stored.
+    /// In a transaction, read the request, apply the transition and commit;
+    /// again from what is stored now while the commit is aborted (the
+    /// request changed in between).
     async fn review(
         &self,
         access: &AccessState,
@@ -381,33 +274,23 @@ impl Pipeline {
         let store = &access.settings.store;
         let unavailable = |e: StoreError| AccessError::StoreUnavailable(e.0);
         for _ in 0..ATTEMPTS {
-            let Some(current) = store::get(&self.upstream, &token, store, id)
+            let txn = store::begin(&self.upstream, &token, store)
                 .await
-                .map_err(unavailable)?
-            else {
-                return Err(AccessError::NotFound);
+                .map_err(unavailable)?;
+            let reviewed = match store::get_in(&self.upstream, &token, store, id, &txn).await {
+                Ok(current) => self.reviewed(current, principal, verb, reason),
+                Err(e) => Err(unavailable(e)),
             };
-            let catalog = self.catalog_view();
-            let table = self.policy.table();
-            let against = Against::new(&table, catalog.as_deref());
-            if !may_see(&current.request, against, principal) {
-                return Err(AccessError::NotFound);
-            }
-            let mut request = current.request.clone();
-            let now = unix_ms(SystemTime::now());
-            let applied = lifecycle::review(&mut request, against, principal, verb, reason, now)?;
-            if applied == Applied::Unchanged {
-                return Ok((request, applied));
-            }
-            let written = store::put(
-                &self.upstream,
-                &token,
-                store,
-                &request,
-                Some(&current.update_time),
-            )
-            .await
-            .map_err(unavailable)?;
+            let (request, applied) = match reviewed {
+                Ok((request, Applied::Changed)) => (request, Applied::Changed),
+                other => {
+                    store::rollback(&self.upstream, &token, store, txn).await;
+                    return other;
+                }
+            };
+            let written = store::commit_in(&self.upstream, &token, store, &request, txn)
+                .await
+                .map_err(unavailable)?;
             if let Written::Ok = written {
                 self.remember(access, &token, id).await;
                 return Ok((request, applied));
@@ -418,15 +301,32 @@ impl Pipeline {
         ))
     }
 
+    /// The request as `verb` by `principal` leaves it, from what is stored.
+    fn reviewed(
+        &self,
+        current: Option<Versioned>,
+        principal: &Principal,
+        verb: Verb,
+        reason: &str,
+    ) -> Result<(AccessRequest, Applied), AccessError> {
+        let mut request = current.ok_or(AccessError::NotFound)?.request;
+        let catalog = self.catalog_view();
+        let table = self.policy.table();
+        let against = Against::new(&table, catalog.as_deref());
+        if !may_see(&request, against, principal) {
+            return Err(AccessError::NotFound);
+        }
+        let now = unix_ms(SystemTime::now());
+        let applied = lifecycle::review(&mut request, against, principal, verb, reason, now)?;
+        Ok((request, applied))
+    }
+
     /// Read back what was just written into the local copy, so this
-    /// replica sees its own change at once (the others at their next read).
+    /// replica sees its own change at once (the others when their stream
+    /// brings it).
     async fn remember(&self, access: &AccessState, token: &crate::upstream::AccessToken, id: &str) {
         if let Ok(Some(v)) = store::get(&self.upstream, token, &access.settings.store, id).await {
-            access
-                .requests
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id.to_string(), v);
+            access.put(v);
             self.install_grants(access);
         }
     }

@@ -350,6 +350,96 @@ async fn a_revoked_grant_removes_the_listen_target_it_allowed() {
     stack.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_state_export_puts_active_grants_into_who_can_and_what_can() {
+    let stack = dev::start(dev::options()).await;
+    let alice = dev::sample("ALICE_TOKEN");
+    let admin = dev::sample("ADMIN_TOKEN");
+    let (_, req) = ask(
+        &Caller::new(&stack, &alice),
+        "/teams/search/deployments/**",
+        "1h",
+    )
+    .await;
+    let id = req["id"].as_str().expect("id").to_string();
+    // A pending request is no grant: not in the export.
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("state.json");
+    let export = async |file: &std::path::Path| {
+        let (code, out) = cli(&stack, &admin, &["export"]).await;
+        assert_eq!(code, 0, "{out}");
+        std::fs::write(file, &out).expect("write the export");
+        serde_json::from_str::<Value>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    assert_eq!(export(&state).await["grants"], json!([]));
+    let (_, approved) = act(&Caller::new(&stack, &admin), &id, "approve").await;
+    assert_eq!(approved["state"], "active");
+    let exported = export(&state).await;
+    let grant = &exported["grants"][0];
+    assert_eq!(grant["id"], id.as_str(), "{exported}");
+    assert_eq!(grant["requester"]["subject"], alice.subject.as_str());
+
+    let policies = dev::policies().display().to_string();
+    let tool = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firegate"))
+            .arg("policy")
+            .args(args)
+            .output()
+            .expect("firegate runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let path = "/teams/payments/deployments/d1";
+    let state_arg = state.display().to_string();
+    let with: Value = serde_json::from_str(&tool(&[
+        "who-can", &policies, "update", path, "--grants", &state_arg, "--format", "json",
+    ]))
+    .expect("JSON");
+    assert!(
+        with.get("granted").is_none(),
+        "the grant is for search, not payments: {with}"
+    );
+    let search = "/teams/search/deployments/d1";
+    let text = tool(&[
+        "who-can", &policies, "update", search, "--grants", &state_arg,
+    ]);
+    assert!(
+        text.contains(&format!("by grant {id} of cross-team-deployments")),
+        "{text}"
+    );
+    let without = tool(&["who-can", &policies, "update", search]);
+    assert!(!without.contains("by grant"), "{without}");
+
+    let principal = dir.path().join("alice.json");
+    std::fs::write(
+        &principal,
+        json!({"issuer": grant["requester"]["issuer"], "subject": alice.subject}).to_string(),
+    )
+    .expect("write");
+    let principal = principal.display().to_string();
+    let what: Value = serde_json::from_str(&tool(&[
+        "what-can", &policies, &principal, "--grants", &state_arg, "--format", "json",
+    ]))
+    .expect("JSON");
+    let actions: Vec<&str> = what["granted"]
+        .as_array()
+        .expect("granted")
+        .iter()
+        .filter(|g| g["grant"] == id.as_str())
+        .filter_map(|g| g["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["create", "update", "delete"], "{what}");
+    assert_eq!(
+        what["granted"][0]["path"],
+        "/teams/search/deployments/{rest=**}"
+    );
+    stack.shutdown().await;
+}
+
 /// `firegate access …` as a user runs it: its output and exit code.
 async fn cli(stack: &Stack, who: &Identity, args: &[&str]) -> (i32, String) {
     let token = stack.token(who).expect("token");

@@ -83,6 +83,8 @@ impl Fleet {
         let issuer = TestIssuer::builder().start().await;
         let mut emulator = Command::new(env!("CARGO_BIN_EXE_firegate"))
             .args(["emulator", "--listen", "127.0.0.1:0"])
+            // Firestore's heartbeat on an idle Listen stream, sooner.
+            .args(["--listen-heartbeat", "500ms"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -138,6 +140,7 @@ impl Fleet {
             "access": {
                 "store": {"database": "projects/p/databases/firegate", "collection": "access"},
                 "max_staleness": "2s",
+                "watchdog": "2s",
                 "notify": {"webhook": {
                     "url": format!("{}/hook", self.receiver.url()),
                     "secret_file": self.dir.path().join("hook.key"),
@@ -267,6 +270,21 @@ impl Fleet {
         start.elapsed()
     }
 
+    /// Request `id` as replica `i` shows it once it is `state`, or after
+    /// 3 s (a state that never comes is the caller's assertion to fail).
+    async fn settled(&self, i: usize, token: &str, id: &str, state: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let (_, shown) = self
+                .call(i, token, "GET", &format!("{API}/{id}"), None)
+                .await;
+            if shown["state"] == state || start.elapsed() > Duration::from_secs(3) {
+                return shown;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn shutdown(mut self) {
         for mut replica in self.replicas.drain(..).flatten() {
             let _ = replica.child.kill().await;
@@ -311,27 +329,20 @@ async fn three_replicas_agree_through_the_store() {
     assert!(revoked[9] < Duration::from_secs(2), "{revoked:?}");
 
     // Two distinct approvers racing on two replicas: both count, once each.
-    let id = fleet.ask(0, &eve, "/pair/**").await;
-    let (a, b) = tokio::join!(
-        fleet.act(0, &ann, &id, "approve"),
-        fleet.act(1, &bob, &id, "approve")
-    );
-    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
-    // Both are in the store: every replica's copy gets there (a lost
-    // approval would leave it pending for ever).
-    let shown = within("the second approval on C", async {
-        loop {
-            let (_, shown) = fleet
-                .call(2, &eve, "GET", &format!("{API}/{id}"), None)
-                .await;
-            if shown["state"] == "active" {
-                break shown;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert_eq!(shown["approvals"], 2, "{shown}");
+    // Raced five times: a lost update (an approval written over the other
+    // from the same version) would leave one pending for ever.
+    for _ in 0..5 {
+        let id = fleet.ask(0, &eve, "/pair/**").await;
+        let (a, b) = tokio::join!(
+            fleet.act(0, &ann, &id, "approve"),
+            fleet.act(1, &bob, &id, "approve")
+        );
+        assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+        let shown = fleet.settled(2, &eve, &id, "active").await;
+        assert_eq!(shown["state"], "active", "both approvals count: {shown}");
+        assert_eq!(shown["approvals"], 2, "{shown}");
+        assert_eq!(fleet.act(2, &ann, &id, "revoke").await.0, StatusCode::OK);
+    }
     // The same approver racing with itself counts once.
     let id = fleet.ask(0, &eve, "/pair/**").await;
     let (a, b) = tokio::join!(
@@ -343,33 +354,36 @@ async fn three_replicas_agree_through_the_store() {
     assert_eq!(b.1["state"], "pending", "one approver, min 2");
     assert_eq!(fleet.act(0, &ann, &id, "approve").await.1["approvals"], 1);
 
-    // An approval racing a revocation never resurrects the grant.
-    let id = fleet.ask(0, &eve, "/ops/**").await;
-    fleet.act(1, &ann, &id, "approve").await;
-    let (revoke, approve) = tokio::join!(
-        fleet.act(2, &bob, &id, "revoke"),
-        fleet.act(0, &ann, &id, "approve")
-    );
-    assert_eq!(revoke.0, StatusCode::OK);
-    assert!(
-        approve.0 == StatusCode::OK || approve.0 == StatusCode::CONFLICT,
-        "{approve:?}"
-    );
-    fleet
-        .until(1, &eve, "/ops/race", StatusCode::FORBIDDEN)
-        .await;
-    // A's copy gets to `revoked` (a resurrected grant would stay active).
-    within("the revocation on A", async {
-        while fleet
-            .call(0, &eve, "GET", &format!("{API}/{id}"), None)
-            .await
-            .1["state"]
-            != "revoked"
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    // An approval racing a revocation never resurrects the grant: two
+    // approvals (the second activates it) race a revocation, five times;
+    // whenever the revocation was accepted, the request ends revoked.
+    let carol = fleet.token("carol", &["admins"]);
+    for round in 0..5 {
+        let id = fleet.ask(0, &eve, "/pair/**").await;
+        let (first, second, revoke) = tokio::join!(
+            fleet.act(0, &ann, &id, "approve"),
+            fleet.act(1, &carol, &id, "approve"),
+            async {
+                // Until the grant is active (409 while pending), for 3 s:
+                // a lost approval leaves it pending.
+                let start = Instant::now();
+                loop {
+                    let revoke = fleet.act(2, &bob, &id, "revoke").await;
+                    if revoke.0 != StatusCode::CONFLICT || start.elapsed() > Duration::from_secs(3)
+                    {
+                        break revoke;
+                    }
+                }
+            }
+        );
+        assert_eq!((first.0, second.0), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(revoke.0, StatusCode::OK, "{revoke:?}");
+        let shown = fleet.settled(round % 3, &eve, &id, "revoked").await;
+        assert_eq!(shown["state"], "revoked", "never resurrected: {shown}");
+        fleet
+            .until(round % 3, &eve, "/pair/race", StatusCode::FORBIDDEN)
+            .await;
+    }
 
     // A grant expiring is recorded once in the store and sent once, by
     // whichever replica's compare-and-set landed first.

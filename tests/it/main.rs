@@ -8,6 +8,7 @@ mod support;
 
 mod access;
 mod access_fleet;
+mod access_sync;
 mod audit;
 mod audit_rotation;
 mod authn;

@@ -65,6 +65,8 @@ struct Listener {
     shared: Arc<Shared>,
     targets: BTreeMap<i32, Target>,
     tx: mpsc::Sender<proto::ListenResponse>,
+    /// When the stream last said something (the heartbeat counts from it).
+    last_sent: tokio::time::Instant,
 }
 
 async fn run(
@@ -73,13 +75,18 @@ async fn run(
     tx: mpsc::Sender<proto::ListenResponse>,
 ) {
     let mut feed = shared.lock().feed.subscribe();
+    let heartbeat = shared.heartbeat;
     let mut listener = Listener {
         shared,
         targets: BTreeMap::new(),
         tx,
+        last_sent: tokio::time::Instant::now(),
     };
     loop {
+        let beat = listener.last_sent + heartbeat;
+        let idle = !heartbeat.is_zero() && !listener.targets.is_empty();
         let outcome = tokio::select! {
+            () = tokio::time::sleep_until(beat), if idle => listener.heartbeat().await,
             message = requests.message() => match message {
                 Ok(Some(request)) => listener.on_request(request).await,
                 // Half-closed, reset or broken: the listen is over.
@@ -238,9 +245,23 @@ impl Listener {
         self.send(messages).await
     }
 
-    async fn send(&self, messages: Vec<proto::ListenResponse>) -> Result<(), Gone> {
+    /// Firestore's heartbeat on an idle stream: a global `NO_CHANGE` with a
+    /// fresh read time and resume token, which tells the client its
+    /// targets are still current (and lets it watch for a silent stream).
+    async fn heartbeat(&mut self) -> Result<(), Gone> {
+        let read_time = self.shared.clock.now();
+        self.send(vec![target_change(
+            TargetChangeType::NoChange,
+            Vec::new(),
+            Some(read_time),
+        )])
+        .await
+    }
+
+    async fn send(&mut self, messages: Vec<proto::ListenResponse>) -> Result<(), Gone> {
         for message in messages {
             self.tx.send(message).await.map_err(|_| Gone)?;
+            self.last_sent = tokio::time::Instant::now();
         }
         Ok(())
     }
@@ -457,6 +478,7 @@ mod tests {
             shared: Arc::clone(&emulator.shared),
             targets: BTreeMap::new(),
             tx,
+            last_sent: tokio::time::Instant::now(),
         };
         let target = proto::Target {
             target_id: 7,
@@ -492,6 +514,7 @@ mod tests {
             shared: Arc::clone(&emulator.shared),
             targets: BTreeMap::new(),
             tx,
+            last_sent: tokio::time::Instant::now(),
         };
         let target = |id| proto::Target {
             target_id: id,

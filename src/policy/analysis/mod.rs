@@ -4,6 +4,7 @@
 
 mod class;
 pub mod diff;
+pub mod granted;
 mod paths;
 mod region;
 #[cfg(test)]

@@ -17,6 +17,9 @@ use crate::policy::compile::Effect;
 pub struct WhatCan {
     pub allowed: Vec<Grant>,
     pub denied: Vec<Grant>,
+    /// Active grants of a state export (`--grants`), if one was given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub granted: Vec<super::granted::Granted>,
 }
 
 pub fn what_can(table: &Table, principal: &Principal, database: Option<&str>) -> WhatCan {
@@ -24,6 +27,7 @@ pub fn what_can(table: &Table, principal: &Principal, database: Option<&str>) ->
     let mut answer = WhatCan {
         allowed: Vec::new(),
         denied: Vec::new(),
+        granted: Vec::new(),
     };
     for access in ALL_ACCESSES {
         let scope = Scope {
@@ -50,14 +54,17 @@ pub fn what_can(table: &Table, principal: &Principal, database: Option<&str>) ->
 impl WhatCan {
     pub fn text(&self) -> String {
         let mut out = String::new();
-        if self.allowed.is_empty() {
+        if self.allowed.is_empty() && self.granted.is_empty() {
             out += "allowed: nothing\n";
+        } else if self.allowed.is_empty() {
+            out += "allowed by rules: nothing\n";
         } else {
             out += "allowed:\n";
             for g in &self.allowed {
                 let _ = writeln!(out, "  {}", g.line(false));
             }
         }
+        out += &super::granted::text(&self.granted);
         if !self.denied.is_empty() {
             out += "denied:\n";
             for g in &self.denied {

@@ -18,6 +18,9 @@ use crate::policy::compile::Effect;
 pub struct WhoCan {
     pub allowed: Vec<Grant>,
     pub denied: Vec<Grant>,
+    /// Active grants of a state export (`--grants`), if one was given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub granted: Vec<super::granted::Granted>,
 }
 
 /// Who may take each of `accesses` on the documents of `paths`.
@@ -31,6 +34,7 @@ pub fn who_can(
     let mut answer = WhoCan {
         allowed: Vec::new(),
         denied: Vec::new(),
+        granted: Vec::new(),
     };
     for &access in accesses {
         let scope = Scope {
@@ -56,14 +60,17 @@ pub fn who_can(
 impl WhoCan {
     pub fn text(&self) -> String {
         let mut out = String::new();
-        if self.allowed.is_empty() {
+        if self.allowed.is_empty() && self.granted.is_empty() {
             out += "allowed: nobody\n";
+        } else if self.allowed.is_empty() {
+            out += "allowed by rules: nobody\n";
         } else {
             out += "allowed:\n";
             for g in &self.allowed {
                 let _ = writeln!(out, "  {}", g.line(true));
             }
         }
+        out += &super::granted::text(&self.granted);
         if !self.denied.is_empty() {
             out += "denied:\n";
             for g in &self.denied {
