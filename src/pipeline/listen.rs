@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{StreamExt as _, stream};
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body::Frame;
 use http_body_util::StreamBody;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use tracing::Instrument as _;
 
@@ -43,6 +43,8 @@ const RECHECK_AT_LEAST: Duration = Duration::from_secs(60);
 /// When the token's verification expiry is not known (evicted from the
 /// cache): look again this soon.
 const RECHECK_UNKNOWN: Duration = Duration::from_secs(1);
+/// Messages queued between a stream's listener and either of its ends.
+const QUEUED: usize = 32;
 
 impl Pipeline {
     /// The opening of a Listen stream: the same `enter` as every call, then
@@ -88,10 +90,10 @@ impl Pipeline {
         opening.decision.clone_from(&ex.decision);
         self.audit
             .record(events.record(opening, None, self.audit.max_listed_targets()));
-        // Messages as bytes and the trailers once, apart: a channel holds a
-        // block of 32 slots per stream, and a slot large enough for a
-        // `HeaderMap` would triple it.
-        let (out, rx) = mpsc::channel::<Bytes>(32);
+        // Messages as bytes and the trailers once, apart. futures' channel
+        // allocates per message queued, where tokio's holds a block of 32
+        // slots for as long as the stream lives.
+        let (out, rx) = futures_channel::mpsc::channel::<Bytes>(QUEUED);
         let (end, ended) = oneshot::channel::<HeaderMap>();
         let version = self.policy.version(&principal);
         let listener = Listener {
@@ -118,7 +120,7 @@ impl Pipeline {
         tokio::spawn(listener.run(requests, first).in_current_span());
         let body = StreamBody::new(stream::unfold(Some((rx, ended)), |state| async move {
             let (mut rx, ended) = state?;
-            match rx.recv().await {
+            match rx.next().await {
                 Some(data) => Some((Ok::<_, BoxError>(Frame::data(data)), Some((rx, ended)))),
                 // The listener is gone: its trailers, if it sent them.
                 None => Some((Ok(Frame::trailers(ended.await.ok()?)), None)),

@@ -7,16 +7,16 @@ use std::sync::Arc;
 
 use crate::upstream::Leased;
 use bytes::Bytes;
-use futures_util::stream;
+use futures_channel::mpsc;
+use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, Response};
 use http_body::Frame;
 use http_body_util::StreamBody;
 use prost::Message as _;
-use tokio::sync::mpsc;
 
 use super::targets::{Masks, Targets};
 use super::upstream::{AbortOnDrop, Upstream, UpstreamEvent, grpc_status_of, upstream_event};
-use super::{RECHECK_AT_LEAST, RECHECK_UNKNOWN};
+use super::{QUEUED, RECHECK_AT_LEAST, RECHECK_UNKNOWN};
 use crate::authn::Principal;
 use crate::body::{self, BoxError};
 use crate::grpc::proto::{listen_request, listen_response, target_change};
@@ -128,7 +128,7 @@ impl Listener {
                 _ = sleep_until(self.deadline) => {
                     return self.fail(&GrpcError::StreamDeadline.into());
                 }
-                _ = self.out.closed() => return HeaderMap::new(),
+                () = client_gone(&mut self.end) => return HeaderMap::new(),
             }
         }
     }
@@ -269,7 +269,7 @@ impl Listener {
                 },
             )),
         };
-        let _ = self.out.send(frame::encode(&remove)).await;
+        let _ = send(&mut self.out, frame::encode(&remove)).await;
         Ok(())
     }
 
@@ -289,12 +289,8 @@ impl Listener {
             .credentials
             .access_token(account.as_deref())
             .await?;
-        let (tx, rx) = mpsc::channel::<Bytes>(32);
-        let body = StreamBody::new(stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|bytes| (Ok::<_, BoxError>(Frame::data(bytes)), rx))
-        }));
+        let (tx, rx) = mpsc::channel::<Bytes>(QUEUED);
+        let body = StreamBody::new(rx.map(|bytes| Ok::<_, BoxError>(Frame::data(bytes))));
         let pipeline = Arc::clone(&self.pipeline);
         let headers = self.headers.clone();
         let (remote, proto, request_id) = (self.remote, self.proto, self.request_id.clone());
@@ -330,13 +326,13 @@ impl Listener {
     /// Send one (re-encoded) message upstream. A closed upstream shows up
     /// as the end of its response, which ends the stream.
     async fn forward(&mut self, message: proto::ListenRequest) {
-        let tx = match &self.upstream {
+        let tx = match &mut self.upstream {
             Upstream::Opening { tx, .. } => Some(tx),
-            Upstream::Open { tx, .. } => tx.as_ref(),
+            Upstream::Open { tx, .. } => tx.as_mut(),
             Upstream::Closed => None,
         };
         if let Some(tx) = tx {
-            let _ = tx.send(frame::encode(&message)).await;
+            let _ = send(tx, frame::encode(&message)).await;
         }
     }
 
@@ -435,7 +431,7 @@ impl Listener {
             } else {
                 frame::encode_raw(&m)
             };
-            if self.out.send(m).await.is_err() {
+            if send(&mut self.out, m).await.is_err() {
                 return Some(HeaderMap::new());
             }
         }
@@ -611,4 +607,20 @@ fn ok() -> End {
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     trailers
+}
+
+/// Queue `message`, waiting while the channel is full; `Err` once the
+/// other end is gone.
+async fn send(tx: &mut mpsc::Sender<Bytes>, message: Bytes) -> Result<(), mpsc::SendError> {
+    std::future::poll_fn(|cx| tx.poll_ready(cx)).await?;
+    tx.start_send(message)
+}
+
+/// Resolves once the client's response body is dropped (the client went
+/// away): the trailers' receiver goes with it.
+async fn client_gone(end: &mut Option<tokio::sync::oneshot::Sender<HeaderMap>>) {
+    match end {
+        Some(end) => end.closed().await,
+        None => std::future::pending().await,
+    }
 }

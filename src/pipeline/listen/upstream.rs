@@ -4,10 +4,10 @@
 
 use crate::upstream::Leased;
 use bytes::Bytes;
+use futures_channel::mpsc;
 use http::{HeaderMap, HeaderValue, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::grpc::frame;
