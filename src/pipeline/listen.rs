@@ -100,7 +100,7 @@ impl Pipeline {
             pipeline: Arc::clone(self),
             principal,
             headers: detached(&parts.headers),
-            uri: parts.uri,
+            uri: detached_uri(parts.uri),
             database_name: database.to_string(),
             database,
             events,
@@ -133,6 +133,12 @@ impl Pipeline {
         );
         Ok(response)
     }
+}
+
+/// The request's URI in an allocation of its own (`:path` and `:authority`
+/// are slices of h2's buffers too, as [`detached`] says of the headers).
+fn detached_uri(uri: http::Uri) -> http::Uri {
+    http::Uri::try_from(uri.to_string()).unwrap_or(uri)
 }
 
 /// The request's headers in allocations of their own. h2 hands header
