@@ -14,6 +14,7 @@ mod method;
 mod request;
 mod requests;
 mod seal;
+pub mod tags;
 mod timeout;
 
 use http::{HeaderMap, Version, header};

@@ -16,6 +16,8 @@ pub struct ListenRequests {
     deframer: frame::Deframer,
     bytes_in: Arc<AtomicU64>,
     ended: bool,
+    /// The last message's `request_options.request_tags`.
+    tags: Vec<String>,
 }
 
 impl ListenRequests {
@@ -26,7 +28,14 @@ impl ListenRequests {
             deframer: frame::Deframer::new(limit),
             bytes_in,
             ended: false,
+            tags: Vec::new(),
         }
+    }
+
+    /// The `request_options.request_tags` of the message `next` returned
+    /// last (the generated type has no field for them).
+    pub fn take_tags(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.tags)
     }
 
     /// The next message; `None` once the client half-closes. Cancel-safe:
@@ -36,6 +45,7 @@ impl ListenRequests {
             match self.deframer.next_message() {
                 Err(e) => return Some(Err(e)),
                 Ok(Some(m)) => {
+                    self.tags = super::tags::tags_in(&m, super::tags::LISTEN_OPTIONS_FIELD);
                     return Some(
                         proto::ListenRequest::decode(m).map_err(|_| GrpcError::MalformedMessage),
                     );
@@ -64,5 +74,38 @@ impl ListenRequests {
                 None => self.ended = true,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_message_tells_its_own_request_tags() {
+        let first = proto::ListenRequest {
+            database: "projects/p/databases/(default)".into(),
+            ..Default::default()
+        };
+        let mut tagged = first.encode_to_vec();
+        let mut options = Vec::new();
+        prost::encoding::string::encode(1, &"dashboard".to_owned(), &mut options);
+        prost::encoding::bytes::encode(
+            super::super::tags::LISTEN_OPTIONS_FIELD,
+            &options,
+            &mut tagged,
+        );
+        let mut stream = frame::encode_raw(&tagged).to_vec();
+        stream.extend_from_slice(&frame::encode(&first));
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let mut requests = ListenRequests::new(crate::body::full(stream), 1 << 20, bytes_in);
+        assert_eq!(requests.next().await.unwrap().unwrap(), first);
+        assert_eq!(requests.take_tags(), ["dashboard"]);
+        assert_eq!(requests.next().await.unwrap().unwrap(), first);
+        assert!(
+            requests.take_tags().is_empty(),
+            "the second message has none"
+        );
+        assert!(requests.next().await.is_none());
     }
 }

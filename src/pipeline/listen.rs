@@ -73,6 +73,8 @@ impl Pipeline {
             .ok_or(GrpcError::MalformedFrame(
                 "the stream ended before its first message",
             ))??;
+        // The first message's tags go to every line of the stream.
+        ex.request_tags = crate::audit::request_tags(&requests.take_tags());
         let database = database_name(&first.database)?;
         ex.route = Some((Method::Listen, database.name()));
         self.served(&database)?;

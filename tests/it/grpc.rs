@@ -473,6 +473,30 @@ async fn a_transaction_begun_by_a_query_is_sealed_in_the_stream() {
 // ---- the wire ----------------------------------------------------------------
 
 #[tokio::test]
+async fn request_tags_reach_the_audit_line_as_over_rest() {
+    let s = stack().await;
+    // `request_options` (field 10 of GetDocumentRequest) with two tags, as
+    // a client built on Firestore's current protos sends it.
+    let mut options = Vec::new();
+    for tag in ["checkout", "p1"] {
+        prost::encoding::string::encode(1, &tag.to_owned(), &mut options);
+    }
+    let mut bytes = get("rooms/r1").encode_to_vec();
+    prost::encoding::bytes::encode(10, &options, &mut bytes);
+    let bearer = s.proxy.bearer();
+    let answer = raw_call(
+        s.proxy.addr,
+        "/google.firestore.v1.Firestore/GetDocument",
+        &[("authorization", &bearer), ("x-request-id", "grpc-tags")],
+        grpc::framed_bytes(&bytes),
+    )
+    .await;
+    assert_eq!(answer.status(), "0", "{answer:?}");
+    let r = record(&s.proxy, "grpc-tags").await;
+    assert_eq!(r["request_tags"], json!(["checkout", "p1"]), "{r}");
+}
+
+#[tokio::test]
 async fn unknown_fields_never_reach_upstream() {
     let s = stack().await;
     // A CommitRequest with a field the generated crate does not know

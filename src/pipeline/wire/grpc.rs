@@ -53,6 +53,7 @@ pub(super) async fn classify(
     ex.add_bytes_in(bytes.len() as u64);
     let message = grpc::frame::single(&bytes, max)?;
     let request = GrpcRequest::decode(method, message)?;
+    ex.request_tags = crate::audit::request_tags(&grpc::tags::request_tags(method, message));
     let classified = grpc::classify(&request)?;
     let operation = classified.operation;
     ex.route = Some((operation.method, operation.database.name()));
