@@ -9,7 +9,7 @@
 # rss      1,000 idle keep-alive connections; a streamed 1 GiB response.
 # soak     SOAK seconds at RATE req/s, RSS sampled every 10 s.
 # profile  perf record of firegate under the cache-hit GET load (PROFILE_MIX=commit:
-#          the 50-write commit; PROFILE_CONFIG=nginx or hyper: that proxy instead);
+#          the 50-write commit, run-query: the filtered query; PROFILE_CONFIG=nginx or hyper: that proxy instead);
 #          top symbols and a flame graph (inferno, installed with cargo when missing).
 # syscalls strace -c of nginx and firegate over SYSCALL_REQUESTS cache-hit
 #          GETs (oha -c32), per request; per-thread user/system time.
@@ -47,8 +47,9 @@ LOAD_CPU=${LOAD_CPU:-1}
 work=${WORK:-$root/target/compare}
 tools=$root/target/bench-tools
 
-UP_PORT=18080 PROXY_PORT=18081 ADMIN_PORT=18091
-UP_GRPC_PORT=18082 EMULATOR_PORT=18083 CAPPED_PORT=18084
+PORT_BASE=${PORT_BASE:-18080} # the ports below are PORT_BASE+0..11: two runs at once need two bases
+UP_PORT=$PORT_BASE PROXY_PORT=$((PORT_BASE + 1)) ADMIN_PORT=$((PORT_BASE + 11))
+UP_GRPC_PORT=$((PORT_BASE + 2)) EMULATOR_PORT=$((PORT_BASE + 3)) CAPPED_PORT=$((PORT_BASE + 4))
 LISTEN_STREAMS=${LISTEN_STREAMS:-10000}
 GRPC_CALLS=${GRPC_CALLS:-200000}  # h2load -n per run
 grpc_path=/google.firestore.v1.Firestore/GetDocument
@@ -469,6 +470,7 @@ profile() {
   # perf is the pinned process; the proxy is its child.
   case ${PROFILE_MIX:-get} in
     commit) measure "$config" commit-50 profile POST "$commit_path" "$fx/commit.json" "$fx/tokens-hit.txt" ;;
+    run-query) measure "$config" run-query profile POST "$query_path" "$fx/runquery.json" "$fx/tokens-hit.txt" ;;
     *) measure "$config" get profile GET "$get_path" - "$fx/tokens-hit.txt.one" ;;
   esac
   stop_proxy
