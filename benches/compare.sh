@@ -13,7 +13,8 @@
 #          top symbols and a flame graph (inferno, installed with cargo when missing).
 # syscalls strace -c of nginx and firegate over SYSCALL_REQUESTS cache-hit
 #          GETs (oha -c32), per request; per-thread user/system time.
-# quick    nginx and firegate alternately, the one-token GET only, RUNS runs:
+# quick    nginx and firegate alternately, the one-token GET only (QUICK_MIX=cold-rs256
+#          or cold-es256: firegate's and base's first sight instead), RUNS runs:
 #          the ratio while working on the hot path (compare is the report).
 #          QUICK_CONFIGS picks the configurations; `base` is firegate built
 #          elsewhere (BASE_FIREGATE=path/to/firegate), for before/after;
@@ -401,7 +402,13 @@ quick() {
   for run in $(seq 1 "$RUNS"); do
     for config in ${QUICK_CONFIGS:-nginx hyper firegate}; do
       start_proxy "$config"
-      measure "$config" get "$run" GET "$get_path" - "$fx/tokens-hit.txt.one"
+      case ${QUICK_MIX:-get}:$config in
+        # First sight: a fresh process, every request a token never seen.
+        cold-rs256:firegate | cold-rs256:base | cold-es256:firegate | cold-es256:base)
+          WRK_DURATION=$COLD_DURATION measure "$config" get "$run" GET "$get_path" - \
+            "$fx/tokens-$QUICK_MIX.txt" once ;;
+        *) measure "$config" get "$run" GET "$get_path" - "$fx/tokens-hit.txt.one" ;;
+      esac
       stop_proxy
     done
   done

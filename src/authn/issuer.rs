@@ -37,10 +37,10 @@ impl Issuer {
         metrics: AuthnMetrics,
     ) -> anyhow::Result<Issuer> {
         let shared_secret = match &settings.shared_secret_file {
-            Some(path) => Some(Arc::new(Key {
-                alg: None,
-                key: DecodingKey::from_secret(&read_secret(path)?),
-            })),
+            Some(path) => Some(Arc::new(Key::new(
+                None,
+                DecodingKey::from_secret(&read_secret(path)?),
+            ))),
             None => None,
         };
         let introspection = match &settings.introspection {
@@ -130,6 +130,11 @@ impl Issuer {
 /// name. A claim whose own name holds dots (`https://example.com/groups`)
 /// is written with each such dot escaped: `https://example\.com/groups`.
 pub fn claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    // The usual path (`sub`, `email`, `groups`) is one key: looked up as
+    // it is, without splitting it into owned segments first.
+    if !path.contains(['.', '\\']) {
+        return claims.get(path);
+    }
     let mut segments = claim_path(path).into_iter();
     let mut node = claims.get(&segments.next()?)?;
     for segment in segments {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use aws_lc_rs::signature::ParsedPublicKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
@@ -25,6 +26,78 @@ pub struct Key {
     /// The `alg` the JWK pins, if it names one.
     pub alg: Option<Algorithm>,
     pub key: DecodingKey,
+    /// The key as aws-lc parsed it, once, for each algorithm of its family
+    /// it can verify: a first sight then pays the signature check alone,
+    /// not building the RSA key (or decoding the EC point) again each time,
+    /// as verifying with `key` does. Empty for a shared secret.
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl Key {
+    pub fn new(alg: Option<Algorithm>, key: DecodingKey) -> Key {
+        let parsed = parse_for_each_algorithm(alg, &key);
+        Key { alg, key, parsed }
+    }
+
+    /// The key parsed for `alg`, when aws-lc could parse it so; `None`
+    /// leaves the check to jsonwebtoken with [`Key::key`], which then
+    /// refuses it as it always did.
+    pub fn parsed(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+        self.parsed.iter().find(|(a, _)| *a == alg).map(|(_, p)| p)
+    }
+}
+
+/// The same aws-lc algorithm jsonwebtoken's aws-lc verifier uses for each
+/// JWS `alg` (its `crypto::aws_lc`), so that nothing is accepted that it
+/// would refuse; only the pinned `alg` when the JWK names one.
+fn parse_for_each_algorithm(
+    pinned: Option<Algorithm>,
+    key: &DecodingKey,
+) -> Vec<(Algorithm, ParsedPublicKey)> {
+    use aws_lc_rs::signature as sig;
+    use jsonwebtoken::{AlgorithmFamily, DecodingKeyKind};
+    let rsa: [(Algorithm, &'static sig::RsaParameters); 6] = [
+        (Algorithm::RS256, &sig::RSA_PKCS1_2048_8192_SHA256),
+        (Algorithm::RS384, &sig::RSA_PKCS1_2048_8192_SHA384),
+        (Algorithm::RS512, &sig::RSA_PKCS1_2048_8192_SHA512),
+        (Algorithm::PS256, &sig::RSA_PSS_2048_8192_SHA256),
+        (Algorithm::PS384, &sig::RSA_PSS_2048_8192_SHA384),
+        (Algorithm::PS512, &sig::RSA_PSS_2048_8192_SHA512),
+    ];
+    let others: [(Algorithm, &'static dyn sig::VerificationAlgorithm); 3] = [
+        (Algorithm::ES256, &sig::ECDSA_P256_SHA256_FIXED),
+        (Algorithm::ES384, &sig::ECDSA_P384_SHA384_FIXED),
+        (Algorithm::EdDSA, &sig::ED25519),
+    ];
+    let wanted = |alg: Algorithm| pinned.is_none_or(|p| p == alg) && alg.family() == key.family();
+    let mut out = Vec::new();
+    match (key.family(), key.kind()) {
+        (AlgorithmFamily::Hmac, _) => {}
+        (AlgorithmFamily::Rsa, DecodingKeyKind::RsaModulusExponent { n, e }) => {
+            let components = sig::RsaPublicKeyComponents { n, e };
+            for (alg, params) in rsa.into_iter().filter(|(a, _)| wanted(*a)) {
+                if let Ok(parsed) = components.to_parsed_public_key(params) {
+                    out.push((alg, parsed));
+                }
+            }
+        }
+        (AlgorithmFamily::Rsa, DecodingKeyKind::SecretOrDer(der)) => {
+            for (alg, params) in rsa.into_iter().filter(|(a, _)| wanted(*a)) {
+                if let Ok(parsed) = ParsedPublicKey::new(params, der) {
+                    out.push((alg, parsed));
+                }
+            }
+        }
+        (_, DecodingKeyKind::SecretOrDer(bytes)) => {
+            for (alg, params) in others.into_iter().filter(|(a, _)| wanted(*a)) {
+                if let Ok(parsed) = ParsedPublicKey::new(params, bytes) {
+                    out.push((alg, parsed));
+                }
+            }
+        }
+        (_, DecodingKeyKind::RsaModulusExponent { .. }) => {}
+    }
+    out
 }
 
 /// The keys held now.
@@ -89,7 +162,7 @@ impl KeySet {
                 .common
                 .key_algorithm
                 .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-            let key = Arc::new(Key { alg, key });
+            let key = Arc::new(Key::new(alg, key));
             match jwk.common.key_id {
                 Some(kid) => {
                     set.by_kid.insert(kid, key);
@@ -397,6 +470,36 @@ mod tests {
         assert!(set.find(Some("s")).is_none());
         // A single key serves a token without a kid.
         assert!(set.find(None).is_some());
+    }
+
+    #[test]
+    fn keys_are_parsed_once_for_the_algorithms_of_their_family() {
+        // RFC 7517 A.1's RSA key, with and without a pinned `alg`, and a
+        // P-256 key.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let doc = format!(
+            r#"{{"keys":[
+            {{"kty":"RSA","kid":"rsa","n":"{n}","e":"AQAB"}},
+            {{"kty":"RSA","kid":"rs384","alg":"RS384","n":"{n}","e":"AQAB"}},
+            {{"kty":"EC","kid":"ec","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}
+        ]}}"#
+        );
+        let set = KeySet::parse(doc.as_bytes()).unwrap();
+        let rsa = set.find(Some("rsa")).unwrap();
+        for alg in [Algorithm::RS256, Algorithm::RS512, Algorithm::PS256] {
+            assert!(rsa.parsed(alg).is_some(), "{alg:?}");
+        }
+        assert!(rsa.parsed(Algorithm::ES256).is_none());
+        let pinned = set.find(Some("rs384")).unwrap();
+        assert!(pinned.parsed(Algorithm::RS384).is_some());
+        assert!(pinned.parsed(Algorithm::RS256).is_none());
+        let ec = set.find(Some("ec")).unwrap();
+        assert!(ec.parsed(Algorithm::ES256).is_some());
+        // A P-256 point is no P-384 key: left to jsonwebtoken, which refuses it.
+        assert!(ec.parsed(Algorithm::ES384).is_none());
+        assert!(ec.parsed(Algorithm::RS256).is_none());
+        let secret = Key::new(None, DecodingKey::from_secret(b"secret"));
+        assert!(secret.parsed(Algorithm::HS256).is_none());
     }
 
     #[test]

@@ -123,10 +123,9 @@ pub async fn verify(
     validation.set_issuer(&[&settings.issuer]);
     validation.set_audience(&settings.audiences);
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
-        .map_err(|e| rejection(e.kind()))?;
-    check_scopes(&settings.required_scopes, &data.claims)?;
-    Ok(data.claims)
+    let claims = decode(token, &key, alg, validation)?;
+    check_scopes(&settings.required_scopes, &claims)?;
+    Ok(claims)
 }
 
 /// The key for `kid`, refreshing once if it is unknown.
@@ -186,9 +185,7 @@ pub async fn verify_plugin(
     validation.validate_nbf = true;
     validation.set_audience(&[&target.audience]);
     validation.set_required_spec_claims(&["exp", "aud", "sub"]);
-    let mut claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
-        .map_err(|e| rejection(e.kind()))?
-        .claims;
+    let mut claims = decode(token, &key, alg, validation)?;
     let mut exp = expiry(&claims)?;
     // The user token is a credential: it must not reach policies or audit.
     let obo = claims.remove("obo");
@@ -262,9 +259,45 @@ async fn verify_limited_user(
     // the full token's proof over exactly those.
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp", "sub"]);
-    jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
-        .map(|data| data.claims)
-        .map_err(|e| rejection(e.kind()))
+    decode(token, &key, alg, validation)
+}
+
+/// The signature checked, then the claims read and validated by
+/// `validation`. With a key aws-lc parsed when its JWKS loaded, the
+/// signature is checked here against it — the same aws-lc algorithm
+/// jsonwebtoken would pick for `alg` (`jwks::Key::parsed`), over the same
+/// bytes (`header.payload`) — and only then does jsonwebtoken validate the
+/// claims, told that the signature is done; every claim check stays
+/// jsonwebtoken's. A key aws-lc could not parse so is left to jsonwebtoken
+/// whole, as before. `alg` is the header's, already allowed for the issuer
+/// and checked against the key's family (`check_key`).
+fn decode(
+    token: &str,
+    key: &Key,
+    alg: Algorithm,
+    mut validation: Validation,
+) -> Result<Map<String, Value>, AuthnError> {
+    if let Some(parsed) = key.parsed(alg) {
+        let (message, signature) = token.rsplit_once('.').ok_or(AuthnError::MalformedToken)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| AuthnError::MalformedToken)?;
+        parsed
+            .verify_sig(message.as_bytes(), &signature)
+            .map_err(|_| AuthnError::BadSignature)?;
+        // Deprecated in favour of `insecure_decode`, which would skip the
+        // claim checks too; here only the signature, done just above, is.
+        #[allow(deprecated)]
+        validation.insecure_disable_signature_validation();
+    }
+    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+        .map_err(|e| rejection(e.kind()))?;
+    // The header jsonwebtoken read is the one the signature covered; its
+    // `alg` is the one checked (the same bytes, read twice).
+    if data.header.alg != alg {
+        return Err(AuthnError::AlgorithmNotAllowed);
+    }
+    Ok(data.claims)
 }
 
 fn allowed_alg(settings: &IssuerSettings, header: &PeekedHeader) -> Result<Algorithm, AuthnError> {
