@@ -199,6 +199,24 @@ mod tests {
     }
 
     #[test]
+    fn a_memo_answers_its_own_key_only() {
+        let p = principal(&["a"], 1);
+        assert_eq!(p.memo().get(7), None);
+        p.memo().set(7, 42);
+        assert_eq!(p.memo().get(7), Some(42));
+        assert_eq!(p.memo().get(8), None, "another key");
+        p.memo().set(0, 5);
+        assert_eq!(p.memo().get(0), None, "key 0 is never kept");
+        assert_eq!(p.memo().get(7), Some(42));
+        p.memo().set(u32::MAX, u32::MAX);
+        assert_eq!(p.memo().get(u32::MAX), Some(u32::MAX));
+        assert_eq!(p.memo().get(7), None, "one value at a time");
+        let copy = p.clone();
+        assert_eq!(copy.memo().get(u32::MAX), None, "a copy derives afresh");
+        assert_eq!(copy, p, "the memo is no part of who the caller is");
+    }
+
+    #[test]
     fn fingerprint_ignores_token_lifetime() {
         assert_eq!(
             principal(&["a"], 1).fingerprint(),

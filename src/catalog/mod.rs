@@ -293,7 +293,8 @@ impl Identities {
             Some(m) => m.is_subject(),
             None => self.any_subject,
         };
-        if by_subject && refs::is_canonical(&p.subject) && refs::kind_of(&p.subject) == "user" {
+        // Canonical: its kind is all that precedes the first `:`.
+        if by_subject && refs::is_canonical(&p.subject) && p.subject.starts_with("user:") {
             return index.caller(&p.subject);
         }
         match self.user_ref(p) {
@@ -709,6 +710,39 @@ mod tests {
             Caller::NOBODY,
             "a group is no caller"
         );
+    }
+
+    /// The caller kept on a principal is keyed by the view, not by its
+    /// generation (every fixed view is generation 1): a principal judged
+    /// against one index is judged afresh against the next.
+    #[test]
+    fn a_kept_caller_is_the_views_own() {
+        let with_jane = View::fixed(
+            Index::from_items(vec![
+                serde_json::json!({"kind": "User", "metadata": {"name": "jane"}}),
+            ]),
+            Identities::from_subjects(),
+        );
+        let without = View::fixed(
+            Index::from_items(vec![
+                serde_json::json!({"kind": "User", "metadata": {"name": "bob"}}),
+            ]),
+            Identities::from_subjects(),
+        );
+        assert_eq!(with_jane.generation, without.generation);
+        let p = principal("https://bs", "user:default/jane", None);
+        let jane = with_jane.index.caller("user:default/jane");
+        assert_ne!(jane, Caller::NOBODY);
+        for _ in 0..2 {
+            assert_eq!(with_jane.caller(&p), jane);
+            assert_eq!(without.caller(&p), Caller::NOBODY);
+            assert_eq!(with_jane.caller(&p), jane, "kept again");
+        }
+        // Nobody is kept as such, and a copy of the principal starts afresh.
+        let nobody = principal("https://bs", "user:default/ghost", None);
+        assert_eq!(with_jane.caller(&nobody), Caller::NOBODY);
+        assert_eq!(with_jane.caller(&nobody), Caller::NOBODY);
+        assert_eq!(with_jane.caller(&p.clone()), jane);
     }
 
     #[test]

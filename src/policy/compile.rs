@@ -619,3 +619,50 @@ fn compile_catalog(
         CatalogWho::MemberOf(template)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RefTemplate;
+
+    /// The shortcut for a text then one wildcard builds the ref the whole
+    /// normalization does, for every template and id (a capital, a space,
+    /// a `:` or `/`, a non-ASCII letter, a namespace left out).
+    #[test]
+    fn one_wildcard_templates_expand_as_the_whole_ref_does() {
+        let templates = [
+            "component:default/{s}",
+            "component:{s}",
+            "Component:Default/{s}",
+            "component:ops/{s}",
+            "component:default/svc-{s}",
+            "group:{s}",
+            " component:{s}",
+            "component:dé/{s}",
+            "a/b:{s}",
+            "component:default/a:{s}",
+            "{s}",
+            "x{s}",
+            "component:default/{s}-x",
+        ];
+        let ids = [
+            "svc-77", "Svc", "svc ", " svc", "a:b", "a/b", "é", "x\u{a0}", "",
+        ];
+        let mut fast = 0;
+        for text in templates {
+            let t = RefTemplate::parse(text, &["s"]).expect(text);
+            fast += usize::from(t.prefix.is_some());
+            for id in ids {
+                let whole = t.expand(|_| Some(id));
+                let built = t.with_expanded(|_| Some(id), str::to_owned);
+                assert_eq!(built, whole, "{text} with {id:?}");
+            }
+        }
+        assert_eq!(fast, 8, "the templates a shortcut serves");
+        proptest::proptest!(|(prefix in "[a-zA-Z:/ é]{0,8}", id in "[a-zA-Z0-9:/ é.-]{0,6}")| {
+            let text = format!("{prefix}{{s}}");
+            let t = RefTemplate::parse(&text, &["s"]).expect("template");
+            let built = t.with_expanded(|_| Some(id.as_str()), str::to_owned);
+            proptest::prop_assert_eq!(built, t.expand(|_| Some(id.as_str())));
+        });
+    }
+}
