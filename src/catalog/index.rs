@@ -81,8 +81,9 @@ enum Kind {
     Other,
 }
 
-/// A caller resolved once per request: the interned id of its user ref
-/// (`None` when the catalog never names it: it owns nothing).
+/// A caller resolved against one index (and kept on its principal per
+/// view): the interned id of its user ref (`None` when the catalog never
+/// names it: it owns nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller(Option<u32>);
 
