@@ -24,7 +24,7 @@ pub use config::{
     AuthnConfig, AuthnSettings, BackstageConfig, ClaimsConfig, IntrospectionConfig, IssuerConfig,
     IssuerKind, IssuerSettings, JwksRefreshConfig, KeySource, PluginTokensConfig, TokenCacheConfig,
 };
-pub use principal::{Fingerprint, Principal};
+pub use principal::{Fingerprint, Memo, Principal};
 
 pub use cache::LastToken;
 use cache::{Expiring, VerifiedTokens, epoch, token_hash};

@@ -1,6 +1,7 @@
 //! `Principal`: the only thing the rest of the pipeline knows of a caller.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -26,6 +27,47 @@ pub struct Principal {
     /// groups or claims (per-principal fairness counts on it).
     #[serde(skip)]
     identity: Arc<str>,
+    /// What a later layer derived from this principal, kept with it (a
+    /// verified principal is shared by every request of its token).
+    #[serde(skip)]
+    memo: Memo,
+}
+
+/// One `u32` derived from a principal, under the `u32` key of what it was
+/// derived against: the catalog keeps the caller's id in the index of one
+/// catalog view here, keyed by that view. Key and value share one atomic
+/// word, so a reader never sees one without the other.
+#[derive(Debug, Default)]
+pub struct Memo(AtomicU64);
+
+impl Memo {
+    /// The value kept under `key`; key 0 is never kept.
+    pub fn get(&self, key: u32) -> Option<u32> {
+        let word = self.0.load(Ordering::Relaxed);
+        (key != 0 && (word >> 32) as u32 == key).then_some(word as u32)
+    }
+
+    /// Keep `value` under `key`, replacing what was kept (key 0: nothing).
+    pub fn set(&self, key: u32, value: u32) {
+        if key != 0 {
+            self.0
+                .store(u64::from(key) << 32 | u64::from(value), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A copy derives afresh.
+impl Clone for Memo {
+    fn clone(&self) -> Memo {
+        Memo::default()
+    }
+}
+
+/// A memo is no part of who the caller is.
+impl PartialEq for Memo {
+    fn eq(&self, _: &Memo) -> bool {
+        true
+    }
 }
 
 impl Principal {
@@ -48,6 +90,7 @@ impl Principal {
             claims,
             fingerprint: [0; 32],
             identity,
+            memo: Memo::default(),
         };
         principal.fingerprint = principal.compute_fingerprint();
         principal
@@ -63,6 +106,11 @@ impl Principal {
     /// come from a verified token's JSON strings or an introspection answer).
     pub fn identity(&self) -> &Arc<str> {
         &self.identity
+    }
+
+    /// What a later layer derived from this principal (see [`Memo`]).
+    pub fn memo(&self) -> &Memo {
+        &self.memo
     }
 
     /// A canonical, length-prefixed encoding of every field, hashed. No
@@ -148,6 +196,24 @@ mod tests {
             groups.iter().map(|g| g.to_string()).collect(),
             claims,
         )
+    }
+
+    #[test]
+    fn a_memo_answers_its_own_key_only() {
+        let p = principal(&["a"], 1);
+        assert_eq!(p.memo().get(7), None);
+        p.memo().set(7, 42);
+        assert_eq!(p.memo().get(7), Some(42));
+        assert_eq!(p.memo().get(8), None, "another key");
+        p.memo().set(0, 5);
+        assert_eq!(p.memo().get(0), None, "key 0 is never kept");
+        assert_eq!(p.memo().get(7), Some(42));
+        p.memo().set(u32::MAX, u32::MAX);
+        assert_eq!(p.memo().get(u32::MAX), Some(u32::MAX));
+        assert_eq!(p.memo().get(7), None, "one value at a time");
+        let copy = p.clone();
+        assert_eq!(copy.memo().get(u32::MAX), None, "a copy derives afresh");
+        assert_eq!(copy, p, "the memo is no part of who the caller is");
     }
 
     #[test]

@@ -81,14 +81,29 @@ enum Kind {
     Other,
 }
 
-/// A caller resolved once per request: the interned id of its user ref
-/// (`None` when the catalog never names it: it owns nothing).
+/// A caller resolved against one index (and kept on its principal per
+/// view): the interned id of its user ref (`None` when the catalog never
+/// names it: it owns nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller(Option<u32>);
 
 impl Caller {
     /// A caller the catalog does not know (no user ref): owns nothing.
     pub const NOBODY: Caller = Caller(None);
+
+    /// As kept in a principal's memo: the id, or `u32::MAX` for nobody
+    /// (`None`: an id that cannot be told from nobody, not kept).
+    pub(super) fn to_memo(self) -> Option<u32> {
+        match self.0 {
+            Some(u32::MAX) => None,
+            Some(id) => Some(id),
+            None => Some(u32::MAX),
+        }
+    }
+
+    pub(super) fn from_memo(word: u32) -> Caller {
+        Caller((word != u32::MAX).then_some(word))
+    }
 }
 
 /// The index itself. Immutable; a sync builds a new one.

@@ -11,7 +11,7 @@ mod source;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -293,7 +293,8 @@ impl Identities {
             Some(m) => m.is_subject(),
             None => self.any_subject,
         };
-        if by_subject && refs::is_canonical(&p.subject) && refs::kind_of(&p.subject) == "user" {
+        // Canonical: its kind is all that precedes the first `:`.
+        if by_subject && refs::is_canonical(&p.subject) && p.subject.starts_with("user:") {
             return index.caller(&p.subject);
         }
         match self.user_ref(p) {
@@ -322,21 +323,43 @@ pub struct View {
     pub identities: Arc<Identities>,
     /// Bumped when a sync changes the content; part of decision cache keys.
     pub generation: u64,
+    /// This view and no other (generations repeat: every fixed view is 1),
+    /// the key of the caller kept on a principal; 0 keeps none.
+    key: u32,
 }
 
 impl View {
-    /// The caller `p` as this view's catalog knows it.
+    pub fn new(index: Arc<Index>, identities: Arc<Identities>, generation: u64) -> View {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        // Never reused: once the keys run out, callers are resolved afresh.
+        let key = NEXT
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| k.checked_add(1))
+            .unwrap_or(0);
+        View {
+            index,
+            identities,
+            generation,
+            key,
+        }
+    }
+
+    /// The caller `p` as this view's catalog knows it: resolved at its
+    /// first request against this view, then kept on the principal (which
+    /// every request of its token shares) until the next sync's view.
     pub fn caller(&self, p: &Principal) -> Caller {
-        self.identities.caller(p, &self.index)
+        if let Some(kept) = p.memo().get(self.key) {
+            return Caller::from_memo(kept);
+        }
+        let caller = self.identities.caller(p, &self.index);
+        if let Some(word) = caller.to_memo() {
+            p.memo().set(self.key, word);
+        }
+        caller
     }
 
     /// A view of a fixed index (tools, tests).
     pub fn fixed(index: Index, identities: Identities) -> View {
-        View {
-            index: Arc::new(index),
-            identities: Arc::new(identities),
-            generation: 1,
-        }
+        View::new(Arc::new(index), Arc::new(identities), 1)
     }
 }
 
@@ -528,11 +551,11 @@ impl Catalog {
             .is_none_or(|v| v.index.digest() != index.digest());
         if changed {
             let generation = previous.as_ref().map_or(1, |v| v.generation + 1);
-            self.view.store(Some(Arc::new(View {
-                index: Arc::new(index),
-                identities: Arc::clone(&self.identities),
+            self.view.store(Some(Arc::new(View::new(
+                Arc::new(index),
+                Arc::clone(&self.identities),
                 generation,
-            })));
+            ))));
             self.metrics.generation.set(generation as i64);
             self.metrics.entities.set(stats.entities as i64);
             tracing::info!(
@@ -687,6 +710,39 @@ mod tests {
             Caller::NOBODY,
             "a group is no caller"
         );
+    }
+
+    /// The caller kept on a principal is keyed by the view, not by its
+    /// generation (every fixed view is generation 1): a principal judged
+    /// against one index is judged afresh against the next.
+    #[test]
+    fn a_kept_caller_is_the_views_own() {
+        let with_jane = View::fixed(
+            Index::from_items(vec![
+                serde_json::json!({"kind": "User", "metadata": {"name": "jane"}}),
+            ]),
+            Identities::from_subjects(),
+        );
+        let without = View::fixed(
+            Index::from_items(vec![
+                serde_json::json!({"kind": "User", "metadata": {"name": "bob"}}),
+            ]),
+            Identities::from_subjects(),
+        );
+        assert_eq!(with_jane.generation, without.generation);
+        let p = principal("https://bs", "user:default/jane", None);
+        let jane = with_jane.index.caller("user:default/jane");
+        assert_ne!(jane, Caller::NOBODY);
+        for _ in 0..2 {
+            assert_eq!(with_jane.caller(&p), jane);
+            assert_eq!(without.caller(&p), Caller::NOBODY);
+            assert_eq!(with_jane.caller(&p), jane, "kept again");
+        }
+        // Nobody is kept as such, and a copy of the principal starts afresh.
+        let nobody = principal("https://bs", "user:default/ghost", None);
+        assert_eq!(with_jane.caller(&nobody), Caller::NOBODY);
+        assert_eq!(with_jane.caller(&nobody), Caller::NOBODY);
+        assert_eq!(with_jane.caller(&p.clone()), jane);
     }
 
     #[test]

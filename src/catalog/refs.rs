@@ -26,9 +26,31 @@ fn full(text: &str) -> bool {
 }
 
 /// Whether `text` is already canonical: in full and lower-case. Such a
-/// ref is looked up as it is, with no new string.
+/// ref is looked up as it is, with no new string. An ASCII ref (nearly
+/// every one) is told in one pass over its bytes, since a decision asks.
 pub fn is_canonical(text: &str) -> bool {
-    full(text) && !text.bytes().any(|b| b.is_ascii_uppercase())
+    let (mut colon, mut slash) = (None, None);
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            b':' if colon.is_none() => colon = Some(i),
+            b'/' if colon.is_some() && slash.is_none() => slash = Some(i),
+            b':' | b'/' | b' ' | b'\t'..=b'\r' | b'A'..=b'Z' => return false,
+            0x80.. => return full(text) && !text.bytes().any(|b| b.is_ascii_uppercase()),
+            _ => {}
+        }
+    }
+    // Kind, namespace and name each non-empty.
+    matches!((colon, slash), (Some(c), Some(s)) if c > 0 && s > c + 1 && s + 1 < text.len())
+}
+
+/// Whether `id` stands as the name of a canonical ref as it is: a
+/// non-empty lower-case ASCII part (see [`part_ok`]). A path id that is
+/// puts into a template with no case folding and no check of the rest.
+pub fn is_plain_name(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii() && !matches!(b, b':' | b'/' | b' ' | b'\t'..=b'\r' | b'A'..=b'Z'))
 }
 
 /// The canonical form of `text`, or `None` when it is no entity ref: an
@@ -156,6 +178,39 @@ mod tests {
             "payments",
         ] {
             assert!(!is_canonical(text), "{text:?}");
+        }
+    }
+
+    /// The one-pass check agrees with the definition, whatever the text.
+    #[test]
+    fn is_canonical_is_full_and_lower_case() {
+        let slow = |t: &str| full(t) && !t.bytes().any(|b| b.is_ascii_uppercase());
+        let alphabet = ["a", "B", ":", "/", " ", "\u{b}", "é", "\u{a0}"];
+        // Every text of up to five symbols (`a:a/a` is the shortest ref).
+        let mut texts = vec![String::new()];
+        let mut last = texts.clone();
+        for _ in 0..5 {
+            last = last
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |a| format!("{t}{a}")))
+                .collect();
+            texts.extend(last.iter().cloned());
+        }
+        for text in &texts {
+            assert_eq!(is_canonical(text), slow(text), "{text:?}");
+        }
+        proptest::proptest!(|(text in "[a-zA-Z:/ \t\u{b}\u{a0}é-]{0,12}")| {
+            proptest::prop_assert_eq!(is_canonical(&text), slow(&text), "{:?}", text);
+        });
+    }
+
+    #[test]
+    fn plain_names_are_parts_with_nothing_to_fold() {
+        for id in ["svc-77", "a", "a.b_c~1", "0"] {
+            assert!(is_plain_name(id), "{id}");
+        }
+        for id in ["", "Svc", "a:b", "a/b", "a b", " a", "a\t", "é", "a\u{a0}"] {
+            assert!(!is_plain_name(id), "{id:?}");
         }
     }
 

@@ -10,6 +10,7 @@ use super::condition::Condition;
 use super::format::{PolicyErrors, RawCatalogWho, RawClaim, RawMode, RawRule, RawWho, Source};
 use super::pattern::Pattern;
 use crate::authn::Principal;
+use crate::catalog::refs::is_plain_name;
 use crate::model::mask::FieldMask;
 use crate::model::{Access, Database};
 
@@ -116,6 +117,11 @@ pub enum CatalogWho {
 pub struct RefTemplate {
     pub text: String,
     pieces: Vec<RefPiece>,
+    /// For a text then one wildcard (`component:default/{service}`): what
+    /// precedes the id in the canonical ref, when a plain id
+    /// ([`is_plain_name`]) completes it as it is. A decision then checks
+    /// the id alone; any other id, or template, is normalized whole.
+    prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,9 +156,20 @@ impl RefTemplate {
         if !rest.is_empty() {
             pieces.push(RefPiece::Text(rest.to_owned()));
         }
+        // A plain id changes nothing in how the rest of the text reads (it
+        // holds no `:`, `/`, space or capital), so the canonical form of
+        // `prefix` + `x` shows the prefix of every plain id's.
+        let prefix = match pieces.as_slice() {
+            [RefPiece::Text(t), RefPiece::Var(_)] => {
+                crate::catalog::refs::normalize(&format!("{t}x"), None, "default")
+                    .and_then(|c| c.strip_suffix('x').map(str::to_owned))
+            }
+            _ => None,
+        };
         Ok(RefTemplate {
             text: text.to_owned(),
             pieces,
+            prefix,
         })
     }
 
@@ -186,6 +203,14 @@ impl RefTemplate {
                 return self.expand(&binding).map(|e| f(&e));
             };
             out.clear();
+            if let (Some(prefix), [_, RefPiece::Var(name)]) = (&self.prefix, &self.pieces[..]) {
+                let id = binding(name)?;
+                if is_plain_name(id) {
+                    out.push_str(prefix);
+                    out.push_str(id);
+                    return Some(f(&out));
+                }
+            }
             for piece in &self.pieces {
                 match piece {
                     RefPiece::Text(t) => out.push_str(t),
@@ -593,4 +618,51 @@ fn compile_catalog(
     } else {
         CatalogWho::MemberOf(template)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RefTemplate;
+
+    /// The shortcut for a text then one wildcard builds the ref the whole
+    /// normalization does, for every template and id (a capital, a space,
+    /// a `:` or `/`, a non-ASCII letter, a namespace left out).
+    #[test]
+    fn one_wildcard_templates_expand_as_the_whole_ref_does() {
+        let templates = [
+            "component:default/{s}",
+            "component:{s}",
+            "Component:Default/{s}",
+            "component:ops/{s}",
+            "component:default/svc-{s}",
+            "group:{s}",
+            " component:{s}",
+            "component:dé/{s}",
+            "a/b:{s}",
+            "component:default/a:{s}",
+            "{s}",
+            "x{s}",
+            "component:default/{s}-x",
+        ];
+        let ids = [
+            "svc-77", "Svc", "svc ", " svc", "a:b", "a/b", "é", "x\u{a0}", "",
+        ];
+        let mut fast = 0;
+        for text in templates {
+            let t = RefTemplate::parse(text, &["s"]).expect(text);
+            fast += usize::from(t.prefix.is_some());
+            for id in ids {
+                let whole = t.expand(|_| Some(id));
+                let built = t.with_expanded(|_| Some(id), str::to_owned);
+                assert_eq!(built, whole, "{text} with {id:?}");
+            }
+        }
+        assert_eq!(fast, 8, "the templates a shortcut serves");
+        proptest::proptest!(|(prefix in "[a-zA-Z:/ é]{0,8}", id in "[a-zA-Z0-9:/ é.-]{0,6}")| {
+            let text = format!("{prefix}{{s}}");
+            let t = RefTemplate::parse(&text, &["s"]).expect("template");
+            let built = t.with_expanded(|_| Some(id.as_str()), str::to_owned);
+            proptest::prop_assert_eq!(built, t.expand(|_| Some(id.as_str())));
+        });
+    }
 }
