@@ -19,7 +19,8 @@
 #          QUICK_CONFIGS picks the configurations; `base` is firegate built
 #          elsewhere (BASE_FIREGATE=path/to/firegate), for before/after;
 #          BASE_RUST_LOG gives it its own log level (RUST_LOG, default warn,
-#          is the others').
+#          is the others'); QUICK_MIX=commit or run-query measures that mix
+#          instead of the GET.
 # grpc     gRPC unary GetDocument (h2load, h2c) through nginx grpc_pass and
 #          through firegate, the upstream an nginx answering a fixed Document;
 #          proxy CPU seconds per 10k calls, firegate as a ratio to nginx.
@@ -407,6 +408,8 @@ quick() {
         cold-rs256:firegate | cold-rs256:base | cold-es256:firegate | cold-es256:base)
           WRK_DURATION=$COLD_DURATION measure "$config" get "$run" GET "$get_path" - \
             "$fx/tokens-$QUICK_MIX.txt" once ;;
+        commit:*) measure "$config" commit-50 "$run" POST "$commit_path" "$fx/commit.json" "$fx/tokens-hit.txt" ;;
+        run-query:*) measure "$config" run-query "$run" POST "$query_path" "$fx/runquery.json" "$fx/tokens-hit.txt" ;;
         *) measure "$config" get "$run" GET "$get_path" - "$fx/tokens-hit.txt.one" ;;
       esac
       stop_proxy

@@ -139,13 +139,23 @@ impl<S: BuildHasher> DecisionCache<S> {
             method: req.method,
             target,
         };
+        // A request of many targets asks its own memo first: a target whose
+        // verdict depends on what an earlier one's did (same rules, same
+        // values read) costs neither a lookup here nor a place in the cache.
+        let prepared = req.many_targets().then(|| table.prepare(target));
+        if let Some(prepared) = &prepared
+            && let Some(verdict) = table.memoized(req, target, prepared)
+        {
+            return (Arc::new(verdict), Lookup::Hit);
+        }
         let hash = self.hasher.hash_one(&key);
         if let Some(hit) = self.cache.get(&hash)
             && key.is(&hit.key)
         {
             return (Arc::clone(&hit.verdict), Lookup::Hit);
         }
-        let verdict = Arc::new(table.decide_target(req, target));
+        let prepared = prepared.unwrap_or_else(|| table.prepare(target));
+        let verdict = Arc::new(table.decide_prepared(req, target, &prepared));
         if verdict.cacheable && admission.0 > 0 {
             admission.0 -= 1;
             let entry = Entry {
@@ -214,9 +224,11 @@ mod tests {
     use crate::model::{Access, Operation};
     use crate::policy::fixtures::{doc, member, op};
 
+    /// One rule whose condition reads each target's whole path: no two
+    /// targets of a request share a verdict, each is looked up here.
     fn table() -> Table {
         Table::from_yaml(
-            "rules:\n  - id: all\n    match: /{rest=**}\n    allow: [read]\n    who: {any: true}\n",
+            "rules:\n  - id: all\n    match: /{rest=**}\n    allow: [read]\n    who: {any: true}\n    when: \"path.rest != ''\"\n",
             1,
         )
         .expect("table")
@@ -311,6 +323,30 @@ mod tests {
         let req = Request::new(&principal, &shut);
         let (_, lookup) = cache.decide(&table, &req, &shut.targets[0], &mut cache.admission());
         assert_eq!(lookup, Lookup::Hit);
+    }
+
+    #[test]
+    fn targets_judged_alike_take_no_place_in_the_cache() {
+        let table = Table::from_yaml(
+            "rules:\n  - id: all\n    match: /{rest=**}\n    allow: [read]\n    who: {any: true}\n",
+            1,
+        )
+        .expect("table");
+        let cache = DecisionCache::new(CacheSettings {
+            max_bytes: 64 * 1024 * 1024,
+            admit_per_request: 64,
+        });
+        let op = batch_get(0, 100);
+        let principal = member("alice", &[]);
+        let req = Request::new(&principal, &op);
+        let mut admission = cache.admission();
+        for target in &op.targets {
+            let (verdict, _) = cache.decide(&table, &req, target, &mut admission);
+            assert!(verdict.decision.allowed);
+            assert_eq!(verdict.decision.target, *target);
+        }
+        cache.cache.run_pending_tasks();
+        assert_eq!(cache.cache.entry_count(), 1);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Judging targets against a [`Table`]: an applicable deny beats any allow,
 //! default deny, and every target of a request must be allowed.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use std::borrow::Cow;
 
 use cel::Value;
 
@@ -12,6 +14,7 @@ use super::compile::{Effect, Rule};
 use super::condition::{Input, Variables};
 use super::grants::{Grant, PrincipalGrants};
 use super::mask::{Masked, Merge};
+use super::pattern::Segment;
 use super::requestable::{asked_binding, covers};
 use super::seen::Seen;
 use super::table::{Match, Table, Token, tokens};
@@ -62,6 +65,30 @@ pub struct Request<'a> {
     /// The caller as the catalog knows it, resolved at the first
     /// catalog-bound rule and kept for every other rule and target.
     catalog_caller: OnceCell<crate::catalog::Caller>,
+    /// The rules' verdicts already judged for this request's targets, by
+    /// what they depend on ([`Table::memo_key`]).
+    memo: RefCell<HashMap<Vec<u8>, Memoized, foldhash::fast::RandomState>>,
+}
+
+/// What a target's verdict is judged from: its path's tokens, the rules
+/// whose patterns cover it, the deny rules whose patterns overlap it, and
+/// its memo key, when it has one ([`Table::memo_key`]).
+pub(super) struct Prepared<'t> {
+    tokens: Vec<Token<'t>>,
+    covering: Vec<Match>,
+    denies: Vec<usize>,
+    key: Option<Vec<u8>>,
+}
+
+/// The rules' verdict on a target (before grants), as the memo keeps it.
+#[derive(Clone)]
+struct Memoized {
+    allowed: bool,
+    rule: Option<String>,
+    why: Why,
+    account: Option<String>,
+    mask: Option<Arc<Masked>>,
+    shadow: Option<Shadow>,
 }
 
 impl<'a> Request<'a> {
@@ -76,6 +103,7 @@ impl<'a> Request<'a> {
             grants: None,
             input: OnceCell::new(),
             catalog_caller: OnceCell::new(),
+            memo: RefCell::default(),
         }
     }
 
@@ -87,6 +115,12 @@ impl<'a> Request<'a> {
     /// This request, judged with the caller's `grants` too.
     pub fn granted(self, grants: Option<&'a PrincipalGrants>) -> Self {
         Request { grants, ..self }
+    }
+
+    /// Whether the operation names more than one target (its verdicts may
+    /// then be memoized for one another).
+    pub(super) fn many_targets(&self) -> bool {
+        self.op.targets.len() > 1
     }
 
     /// The generation of the caller's grants (`0` with none).
@@ -115,6 +149,7 @@ impl<'a> Request<'a> {
             grants: self.grants,
             input: OnceCell::new(),
             catalog_caller: self.catalog_caller.clone(),
+            memo: RefCell::default(),
         }
     }
 
@@ -182,27 +217,120 @@ impl Table {
     /// path of the scope; an allow rule only when it covers all of them.
     /// Shadow rules are judged apart and never change the verdict.
     pub fn decide_target(&self, req: &Request, target: &Target) -> Verdict {
+        let prepared = self.prepare(target);
+        self.decide_prepared(req, target, &prepared)
+    }
+
+    /// The rules that bear on `target`, and what their verdict depends on.
+    pub(super) fn prepare<'t>(&self, target: &'t Target) -> Prepared<'t> {
         let tokens = tokens(&target.scope);
         let covering = self.lookup(&tokens);
+        let denies = self.deny_overlaps(&tokens);
+        let key = self.memo_key(target, &tokens, &covering, &denies);
+        Prepared {
+            tokens,
+            covering,
+            denies,
+            key,
+        }
+    }
+
+    /// The verdict on `target` when this request already judged a target
+    /// whose verdict depends on the same things (grants judged afresh).
+    pub(super) fn memoized(
+        &self,
+        req: &Request,
+        target: &Target,
+        prepared: &Prepared,
+    ) -> Option<Verdict> {
+        let key = prepared.key.as_ref()?;
+        let judged = req.memo.borrow().get(key).cloned()?;
+        Some(self.verdict(req, target, prepared, judged, true))
+    }
+
+    /// Judge `target` (or take the rules' verdict from the memo).
+    pub(super) fn decide_prepared(
+        &self,
+        req: &Request,
+        target: &Target,
+        prepared: &Prepared,
+    ) -> Verdict {
+        let memoized = prepared
+            .key
+            .as_ref()
+            .and_then(|key| req.memo.borrow().get(key).cloned());
         let mut cacheable = true;
-        let enforced = self.judge(req, target, &tokens, &covering, false, &mut cacheable);
-        let shadow = self
-            .has_shadow()
-            .then(|| self.judge(req, target, &tokens, &covering, true, &mut cacheable));
-        let (mut allowed, mut rule, mut why, account, mask) = enforced;
+        let judged = match memoized {
+            Some(judged) => judged,
+            None => {
+                let judged = self.judge_rules(req, target, prepared, &mut cacheable);
+                // Only what the key names was read: the same key, the same verdict.
+                if let Some(key) = &prepared.key {
+                    req.memo.borrow_mut().insert(key.clone(), judged.clone());
+                }
+                judged
+            }
+        };
+        self.verdict(req, target, prepared, judged, cacheable)
+    }
+
+    /// The verdict from the rules' verdict, with the caller's grants.
+    fn verdict(
+        &self,
+        req: &Request,
+        target: &Target,
+        prepared: &Prepared,
+        judged: Memoized,
+        mut cacheable: bool,
+    ) -> Verdict {
+        let Memoized {
+            mut allowed,
+            mut rule,
+            mut why,
+            account,
+            mask,
+            shadow,
+        } = judged;
         // Grants only add allows: a deny rule still wins.
         let mut grant = None;
         if !allowed
             && why != Why::DenyMatched
-            && let Some(g) = self.grant_allowing(req, target, &tokens)
+            && let Some(g) = self.grant_allowing(req, target, &prepared.tokens)
         {
             // Exact expiry: a grant's allow is judged afresh every time.
             cacheable = false;
             (allowed, why) = (true, Why::Granted);
-            rule = Some(g.entry.as_str());
+            rule = Some(g.entry.clone());
             grant = Some(g.id.clone());
         }
         // A grant's allow shows the whole document: it names no mask.
+        Verdict {
+            decision: TargetDecision {
+                target: target.clone(),
+                allowed,
+                rule,
+                why,
+                grant,
+                shadow,
+            },
+            upstream_account: account,
+            cacheable,
+            mask,
+        }
+    }
+
+    /// The enforced rules' verdict on a target, and the shadow rules'.
+    fn judge_rules(
+        &self,
+        req: &Request,
+        target: &Target,
+        prepared: &Prepared,
+        cacheable: &mut bool,
+    ) -> Memoized {
+        let enforced = self.judge(req, target, prepared, false, cacheable);
+        let shadow = self
+            .has_shadow()
+            .then(|| self.judge(req, target, prepared, true, cacheable));
         let shadow = shadow.and_then(|(allowed, rule, _, _, _)| {
             let rule = rule.filter(|id| self.is_shadow(id))?;
             Some(Shadow {
@@ -210,19 +338,120 @@ impl Table {
                 rule: rule.to_string(),
             })
         });
-        Verdict {
-            decision: TargetDecision {
-                target: target.clone(),
-                allowed,
-                rule: rule.map(String::from),
-                why,
-                grant,
-                shadow,
-            },
-            upstream_account: account.cloned(),
-            cacheable,
+        let (allowed, rule, why, account, mask) = enforced;
+        Memoized {
+            allowed,
+            rule: rule.map(String::from),
+            why,
+            account: account.cloned(),
             mask: mask.map(Arc::new),
+            shadow,
         }
+    }
+
+    /// What the rules' verdict on `target` depends on within one request,
+    /// when that is less than the target itself: its access, the rules
+    /// whose patterns cover or overlap it, and the values of the path
+    /// variables their conditions read. `None` (judge it apart) when a rule
+    /// there reads the clock or documents, the whole `path`, or the catalog
+    /// (whose entity refs are made of the bindings).
+    fn memo_key(
+        &self,
+        target: &Target,
+        tokens: &[Token],
+        covering: &[Match],
+        denies: &[usize],
+    ) -> Option<Vec<u8>> {
+        fn push_usize(key: &mut Vec<u8>, n: usize) {
+            key.extend_from_slice(&(n as u64).to_le_bytes());
+        }
+        let mut key = Vec::with_capacity(64);
+        key.push(target.access as u8);
+        let rule = |key: &mut Vec<u8>, index: usize, m: Option<&Match>| -> Option<()> {
+            let rule = &self.rules[index];
+            if rule.who.catalog.is_some() {
+                return None;
+            }
+            push_usize(key, index);
+            let Some(condition) = &rule.when else {
+                return Some(());
+            };
+            if condition.reads_time || condition.data.any() {
+                return None;
+            }
+            for (var, field) in &condition.references {
+                if var != "path" {
+                    continue;
+                }
+                // The whole `path` (`path[name]`, `path.size()`).
+                let name = field.as_deref()?;
+                match m.and_then(|m| self.binding_value(m, tokens, name)) {
+                    Some(value) => {
+                        key.push(1);
+                        push_usize(key, value.len());
+                        key.extend_from_slice(value.as_bytes());
+                    }
+                    None => key.push(0),
+                }
+            }
+            Some(())
+        };
+        key.push(b'd');
+        push_usize(&mut key, denies.len());
+        for &index in denies {
+            rule(&mut key, index, covering.iter().find(|m| m.rule == index))?;
+        }
+        key.push(b'c');
+        push_usize(&mut key, covering.len());
+        for m in covering {
+            rule(&mut key, m.rule, Some(m))?;
+        }
+        Some(key)
+    }
+
+    /// What `path.<name>` is for match `m`, as [`Table::bindings`] binds
+    /// it (the last wildcard of that name; a recursive one's ids joined by
+    /// `/`; unbound where it stands for many ids).
+    fn binding_value<'t>(
+        &self,
+        m: &Match,
+        tokens: &[Token<'t>],
+        name: &str,
+    ) -> Option<Cow<'t, str>> {
+        let (rec_start, rec_end) = m.span.unwrap_or((tokens.len(), tokens.len()));
+        let mut pos = 0;
+        let mut value = None;
+        for segment in &self.rules[m.rule].pattern.segments {
+            match segment {
+                Segment::Literal(_) => pos += 1,
+                Segment::Wildcard(n) => {
+                    if n == name
+                        && let Some(Token::Id(id)) = tokens.get(pos)
+                    {
+                        value = Some(Cow::Borrowed(*id));
+                    }
+                    pos += 1;
+                }
+                Segment::Recursive(n) => {
+                    if n == name {
+                        let ids: Option<Vec<&str>> = tokens
+                            .get(rec_start..rec_end)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|t| match t {
+                                Token::Id(id) => Some(*id),
+                                Token::AnyId | Token::AnySeq => None,
+                            })
+                            .collect();
+                        if let Some(ids) = ids {
+                            value = Some(Cow::Owned(ids.join("/")));
+                        }
+                    }
+                    pos = rec_end;
+                }
+            }
+        }
+        value
     }
 
     /// The caller's first active grant that covers the target: for its
@@ -259,11 +488,11 @@ impl Table {
         &'t self,
         req: &Request,
         target: &Target,
-        tokens: &[Token],
-        covering: &[Match],
+        prepared: &Prepared,
         shadow: bool,
         cacheable: &mut bool,
     ) -> Judged<'t> {
+        let (tokens, covering) = (&prepared.tokens[..], &prepared.covering[..]);
         let applies = |rule: &Rule, m: Option<&Match>| {
             (shadow || !rule.shadow)
                 && rule.actions.contains(target.access)
@@ -305,7 +534,7 @@ impl Table {
             };
             condition.eval(&self.env, vars)
         };
-        for index in self.deny_overlaps(tokens) {
+        for &index in &prepared.denies {
             let rule = &self.rules[index];
             let m = covering.iter().find(|m| m.rule == index);
             if !applies(rule, m) {

@@ -137,6 +137,36 @@ async fn a_cached_refusal_does_not_hide_a_new_grant() {
     assert_eq!(e.grants().generation(&bob), before);
 }
 
+/// Targets judged once for a request (same rules, same values read) still
+/// each have their grants judged: a grant of one document lends nothing
+/// to its neighbour.
+#[tokio::test]
+async fn a_grant_is_judged_for_each_target_of_a_request() {
+    let e = engine();
+    let alice = member("alice", &["eng"]);
+    e.set_grants(vec![grant(
+        &alice,
+        "/teams/pay/deployments/d1",
+        &["update"],
+        60,
+    )]);
+    let commit = |paths: &[&str]| {
+        op(
+            Method::Commit,
+            paths.iter().map(|p| doc(p, Access::Update)).collect(),
+        )
+    };
+    for paths in [
+        ["/teams/pay/deployments/d1", "/teams/pay/deployments/d2"],
+        ["/teams/pay/deployments/d2", "/teams/pay/deployments/d1"],
+    ] {
+        let d = e.decide(&alice, &commit(&paths)).await;
+        assert!(!d.allowed, "{d:?}");
+        let granted: Vec<bool> = d.targets.iter().map(|t| t.why == Why::Granted).collect();
+        assert_eq!(granted, paths.map(|p| p.ends_with("d1")), "{paths:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_grant_outside_its_entry_or_without_it_allows_nothing() {
     let e = engine();

@@ -674,3 +674,81 @@ fn unwatched(dir: &std::path::Path) -> PolicySettings {
     };
     crate::config::errors::ConfigErrors::collect(|errors| config.validate(errors)).unwrap()
 }
+
+/// The targets of one request whose verdicts are judged once for all
+/// (same rules, same path values read) never lend a verdict to a target
+/// whose rules read something else.
+#[tokio::test]
+async fn targets_judged_once_differ_where_their_conditions_read() {
+    let e = engine(
+        r#"
+rules:
+  - id: own-team
+    match: /teams/{team}/{rest=**}
+    allow: [read, write]
+    who: { authenticated: true }
+    when: "'group:default/' + path.team in principal.groups"
+  - id: whole-path
+    match: /orgs/{org}/{rest=**}
+    allow: [update]
+    who: { authenticated: true }
+    when: "path['rest'] == 'a/1'"
+  - id: deep-rest
+    match: /units/{unit}/{rest=**}
+    allow: [update]
+    who: { authenticated: true }
+    when: "path.rest.startsWith('open/')"
+"#,
+    );
+    let a = alice();
+    let update = |path: &str| doc(path, Access::Update);
+    let uncached = e.table();
+    for (targets, allowed) in [
+        // The same rule, the same team, in many documents: judged once.
+        (
+            vec![
+                update("/teams/payments/d/1"),
+                update("/teams/payments/d/2"),
+                update("/teams/payments/e/3"),
+            ],
+            vec![true, true, true],
+        ),
+        // Another team's document after one of the caller's.
+        (
+            vec![update("/teams/payments/d/1"), update("/teams/search/d/1")],
+            vec![true, false],
+        ),
+        // The whole `path` read: each target on its own.
+        (
+            vec![update("/orgs/o/a/1"), update("/orgs/o/a/2")],
+            vec![true, false],
+        ),
+        // A recursive wildcard's value read.
+        (
+            vec![update("/units/u/open/1"), update("/units/u/shut/1")],
+            vec![true, false],
+        ),
+        // The access is part of what is judged.
+        (
+            vec![
+                update("/teams/payments/d/1"),
+                doc("/teams/payments/d/1", Access::Get),
+            ],
+            vec![true, true],
+        ),
+    ] {
+        // Through the engine (its cache and the request's memo), and by
+        // the table alone (the memo only).
+        let d = decide(&e, &a, targets.clone()).await;
+        let got: Vec<bool> = d.targets.iter().map(|t| t.allowed).collect();
+        assert_eq!(got, allowed, "{targets:?}");
+        let d = uncached.decide(&a, &op(Method::Commit, targets.clone()));
+        let got: Vec<bool> = d.targets.iter().map(|t| t.allowed).collect();
+        assert_eq!(got, allowed, "{targets:?}");
+        // And as each target alone would be judged.
+        for (target, allowed) in targets.iter().zip(&allowed) {
+            let alone = uncached.decide(&a, &op(Method::Commit, vec![target.clone()]));
+            assert_eq!(alone.allowed, *allowed, "{target:?}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The write half of the cost per request: a `:commit` classified and
+//! decided against the 1,000-rule bench policy (`benches/compare.sh`'s
+//! fixture), per write, for the 50-write commit of the comparison (100
+//! targets, 1,000 callers so the decision cache mostly misses) and the
+//! largest commit Firestore takes (500 writes). Each figure is also shown
+//! as a ratio to parsing the same body into `serde_json::Value`, measured
+//! in the same run (absolute timings drift on a shared machine).
+//!
+//! `cargo bench --bench commit` (`-- --quick` for a short run).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use firegate::authn::Principal;
+use firegate::firestore::{classify, route};
+use firegate::policy::PolicyEngine;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use prometheus_client::registry::Registry;
+
+/// The proxy's allocator (`src/main.rs`): most of a commit's cost is
+/// allocation, and the system allocator's is not the proxy's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const NAME: &str = "projects/p/databases/(default)/documents";
+/// Distinct callers, as the comparison's 1,000 tokens.
+const CALLERS: usize = 1_000;
+
+/// The comparison's policy (`benches/fixture/bench_fixture.rs`).
+fn policy() -> String {
+    let mut yaml = String::from(
+        r#"rules:
+  - id: catalog-readers
+    match: /catalog/{rest=**}
+    allow: [read]
+    who: { groups: [group:default/engineering] }
+  - id: own-team
+    match: /teams/{team}/{rest=**}
+    allow: [read, write]
+    who: { authenticated: true }
+    when: "'group:default/' + path.team in principal.groups"
+  - id: no-secrets
+    match: /secrets/{rest=**}
+    deny: [read, write]
+    who: { any: true }
+  - id: platform-admins
+    match: /{path=**}
+    allow: [read, write]
+    who: { groups: [group:default/platform-admins] }
+"#,
+    );
+    for i in 0..996 {
+        let effect = if i % 100 == 99 { "deny" } else { "allow" };
+        yaml += &format!(
+            "  - {{ id: svc-{i}, match: '/svc-{i}/{{doc}}/items/{{item}}', {effect}: [read], who: {{ groups: [group:default/team-{}] }} }}\n",
+            i % 50
+        );
+    }
+    yaml
+}
+
+/// The comparison's commit body with `n` `update` writes.
+fn commit(n: usize) -> Bytes {
+    let writes: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"update":{{"name":"{NAME}/teams/payments/deployments/d{i}","fields":{{"env":{{"stringValue":"prod"}},"n":{{"integerValue":"{i}"}}}}}}}}"#
+            )
+        })
+        .collect();
+    Bytes::from(format!(r#"{{"writes":[{}]}}"#, writes.join(",")))
+}
+
+fn callers() -> Vec<Principal> {
+    (0..CALLERS)
+        .map(|i| {
+            Principal::new(
+                "https://idp.example.com".into(),
+                format!("bench-{i}"),
+                Some(format!("bench-{i}@bench.example")),
+                vec![
+                    "group:default/engineering".into(),
+                    "group:default/payments".into(),
+                ],
+                serde_json::Map::new(),
+            )
+        })
+        .collect()
+}
+
+/// Classify and decide one commit for the `i`-th caller.
+fn classify_decide(
+    rt: &tokio::runtime::Runtime,
+    engine: &PolicyEngine,
+    principal: &Principal,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> bool {
+    let r = route(&Method::POST, uri, headers).expect("route");
+    let op = classify(&r, Some(body)).expect("classify");
+    rt.block_on(engine.decide(principal, &op)).allowed
+}
+
+/// This thread's CPU time (`/proc/thread-self/schedstat`, ns on a CPU):
+/// on a shared machine, what the work cost rather than how long it waited.
+fn cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Mean CPU time (wall time where it cannot be read) of `f` over `iters`
+/// calls, the best of five rounds.
+fn best(iters: u32, mut f: impl FnMut()) -> Duration {
+    (0..5)
+        .map(|_| {
+            let (wall, on_cpu) = (Instant::now(), cpu());
+            for _ in 0..iters {
+                f();
+            }
+            match (on_cpu, cpu()) {
+                (Some(start), Some(end)) => end.saturating_sub(start) / iters,
+                _ => wall.elapsed() / iters,
+            }
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let uri: Uri = format!("/v1/{NAME}:commit").parse().expect("uri");
+    let engine = PolicyEngine::from_yaml(&policy(), &mut Registry::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let callers = callers();
+    let mut group = c.benchmark_group("commit");
+    for writes in [50usize, 500] {
+        let body = commit(writes);
+        let mut next = 0usize;
+        let mut decide = || {
+            next = (next + 1) % CALLERS;
+            assert!(classify_decide(
+                &rt,
+                &engine,
+                &callers[next],
+                &uri,
+                &headers,
+                &body
+            ));
+        };
+        let parse = || {
+            black_box(serde_json::from_slice::<serde_json::Value>(black_box(&body)).expect("json"));
+        };
+        group.throughput(Throughput::Elements(writes as u64));
+        group.bench_function(format!("serde_value_{writes}_writes"), |b| b.iter(parse));
+        group.bench_function(format!("classify_decide_{writes}_writes"), |b| {
+            b.iter(&mut decide)
+        });
+        // The ratio, measured here side by side (criterion's figures above
+        // are each from their own stretch of time).
+        let iters = (20_000 / writes) as u32;
+        let reference = best(iters, parse);
+        let judged = best(iters, &mut decide);
+        eprintln!(
+            "commit of {writes} writes: classify+decide {:.2} µs per write ({:.1} µs whole), \
+             serde_json::Value {:.2} µs per write: {:.2}x",
+            judged.as_secs_f64() * 1e6 / writes as f64,
+            judged.as_secs_f64() * 1e6,
+            reference.as_secs_f64() * 1e6 / writes as f64,
+            judged.as_secs_f64() / reference.as_secs_f64(),
+        );
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
