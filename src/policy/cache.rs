@@ -142,7 +142,7 @@ impl<S: BuildHasher> DecisionCache<S> {
         // A request of many targets asks its own memo first: a target whose
         // verdict depends on what an earlier one's did (same rules, same
         // values read) costs neither a lookup here nor a place in the cache.
-        let prepared = req.many_targets().then(|| table.prepare(target));
+        let prepared = req.many_targets().then(|| table.prepare(req, target));
         if let Some(prepared) = &prepared
             && let Some(verdict) = table.memoized(req, target, prepared)
         {
@@ -154,7 +154,7 @@ impl<S: BuildHasher> DecisionCache<S> {
         {
             return (Arc::clone(&hit.verdict), Lookup::Hit);
         }
-        let prepared = prepared.unwrap_or_else(|| table.prepare(target));
+        let prepared = prepared.unwrap_or_else(|| table.prepare(req, target));
         let verdict = Arc::new(table.decide_prepared(req, target, &prepared));
         if verdict.cacheable && admission.0 > 0 {
             admission.0 -= 1;

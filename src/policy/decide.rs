@@ -217,16 +217,20 @@ impl Table {
     /// path of the scope; an allow rule only when it covers all of them.
     /// Shadow rules are judged apart and never change the verdict.
     pub fn decide_target(&self, req: &Request, target: &Target) -> Verdict {
-        let prepared = self.prepare(target);
+        let prepared = self.prepare(req, target);
         self.decide_prepared(req, target, &prepared)
     }
 
-    /// The rules that bear on `target`, and what their verdict depends on.
-    pub(super) fn prepare<'t>(&self, target: &'t Target) -> Prepared<'t> {
+    /// The rules that bear on `target`, and what their verdict depends on
+    /// (a memo key only when the request has other targets to share it).
+    pub(super) fn prepare<'t>(&self, req: &Request, target: &'t Target) -> Prepared<'t> {
         let tokens = tokens(&target.scope);
         let covering = self.lookup(&tokens);
         let denies = self.deny_overlaps(&tokens);
-        let key = self.memo_key(target, &tokens, &covering, &denies);
+        let key = req
+            .many_targets()
+            .then(|| self.memo_key(target, &tokens, &covering, &denies))
+            .flatten();
         Prepared {
             tokens,
             covering,
