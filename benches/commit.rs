@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use firegate::authn::Principal;
-use firegate::firestore::{classify, route};
+use firegate::firestore::{classify_with, route};
 use firegate::policy::PolicyEngine;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use prometheus_client::registry::Registry;
@@ -100,7 +100,10 @@ fn classify_decide(
     body: &Bytes,
 ) -> bool {
     let r = route(&Method::POST, uri, headers).expect("route");
-    let op = classify(&r, Some(body)).expect("classify");
+    // As the pipeline classifies: for what the serving table reads.
+    let op = classify_with(&r, Some(body), engine.field_capture())
+        .expect("classify")
+        .operation;
     rt.block_on(engine.decide(principal, &op)).allowed
 }
 

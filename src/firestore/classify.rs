@@ -8,10 +8,11 @@ use serde_json::value::RawValue;
 
 use super::Route;
 use super::body::{self, Object};
+use super::data_check;
 use super::data_json;
 use super::messages;
 use super::splice::Splices;
-use crate::model::data::{Change, FieldPath, Fields, Filter, Precondition, Written};
+use crate::model::data::{Change, FieldCapture, FieldPath, Fields, Filter, Precondition, Written};
 use crate::model::enums::Direction;
 use crate::model::path::document_name;
 use crate::model::{
@@ -90,6 +91,16 @@ pub fn classify(route: &Route, body: Option<&Bytes>) -> Result<Operation, Classi
 
 /// [`classify`], keeping what the transaction hooks need.
 pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classified, ClassifyError> {
+    classify_with(route, body, FieldCapture::Capture)
+}
+
+/// [`classify_request`], building the writes' fields only if `capture`
+/// says so (they are validated all the same).
+pub fn classify_with(
+    route: &Route,
+    body: Option<&Bytes>,
+    capture: FieldCapture,
+) -> Result<Classified, ClassifyError> {
     let bytes = body.map(|b| b.as_ref()).unwrap_or_default();
     let text = std::str::from_utf8(bytes).map_err(|_| ClassifyError::MalformedBody("not UTF-8"))?;
     if route.untyped_body && !text.trim().is_empty() {
@@ -98,6 +109,7 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
     let mut c = Classifier {
         database: &route.database,
         text,
+        capture,
         targets: Vec::new(),
         writes: Vec::new(),
         position: 0,
@@ -132,6 +144,7 @@ pub fn classify_request(route: &Route, body: Option<&Bytes>) -> Result<Classifie
 struct Classifier<'a> {
     database: &'a Database,
     text: &'a str,
+    capture: FieldCapture,
     targets: Vec<Target>,
     writes: Vec<Written>,
     /// The position in the request's `writes` of the write being read
@@ -238,19 +251,25 @@ impl<'a> Classifier<'a> {
         Object::parse(self.text, within)
     }
 
+    /// A write's `fields` member, built or only checked (`None`).
+    fn fields(&self, raw: Option<&RawValue>) -> Result<Option<Fields>, ClassifyError> {
+        match (raw, self.capture) {
+            (None, _) => Ok(Some(Fields::new())),
+            (Some(raw), FieldCapture::Capture) => data_json::fields(raw).map(Some),
+            (Some(raw), FieldCapture::ValidateOnly) => data_check::fields(raw).map(|()| None),
+        }
+    }
+
     /// The `Document` body of createDocument/patch (the URL names it): its
     /// fields.
-    fn document_body(&mut self) -> Result<Fields, ClassifyError> {
+    fn document_body(&mut self) -> Result<Option<Fields>, ClassifyError> {
         let mut doc = self.top("document")?;
         doc.refuse("name", "name")?;
         let fields = doc.shaped_raw("fields", "fields", &messages::FIELDS)?;
         doc.opaque("createTime", "create_time")?;
         doc.opaque("updateTime", "update_time")?;
         doc.finish()?;
-        fields
-            .map(data_json::fields)
-            .transpose()
-            .map(Option::unwrap_or_default)
+        self.fields(fields)
     }
 
     fn batch_get(&mut self) -> Result<(), ClassifyError> {
@@ -338,10 +357,7 @@ impl<'a> Classifier<'a> {
                 let scope = Scope::Document { path };
                 self.upsert(scope.clone(), must_exist);
                 let change = Change::Update {
-                    fields: fields
-                        .map(data_json::fields)
-                        .transpose()?
-                        .unwrap_or_default(),
+                    fields: self.fields(fields)?,
                     mask: mask.map(data_json::mask).transpose()?,
                     transforms,
                 };
@@ -372,7 +388,7 @@ impl<'a> Classifier<'a> {
                 let scope = Scope::Document { path };
                 self.upsert(scope.clone(), must_exist);
                 let change = Change::Update {
-                    fields: Fields::new(),
+                    fields: Some(Fields::new()),
                     mask: Some(Vec::new()),
                     transforms,
                 };

@@ -80,13 +80,18 @@ pub fn value(v: &Json) -> Result<FieldValue, ClassifyError> {
 pub fn double(v: &Json) -> Option<f64> {
     match v {
         Json::Number(n) => n.as_f64(),
-        Json::String(s) => match s.as_str() {
-            "NaN" => Some(f64::NAN),
-            "Infinity" => Some(f64::INFINITY),
-            "-Infinity" => Some(f64::NEG_INFINITY),
-            other => other.parse().ok(),
-        },
+        Json::String(s) => double_text(s),
         _ => None,
+    }
+}
+
+/// A proto3-JSON `double` written as a string.
+pub(crate) fn double_text(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
     }
 }
 

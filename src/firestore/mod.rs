@@ -5,6 +5,7 @@
 
 mod body;
 mod classify;
+mod data_check;
 pub(crate) mod data_json;
 pub mod mask;
 mod messages;
@@ -17,5 +18,6 @@ pub mod status;
 
 pub use classify::{
     Classified, Location, Presented, TransactionUse, WriteSite, classify, classify_request,
+    classify_with,
 };
 pub use route::{Route, refuse_grpc, route};

@@ -6,8 +6,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method as HttpMethod, Uri};
 use proptest::prelude::*;
 
-use super::{classify_request, route};
+use super::{classify_request, classify_with, route};
 use crate::model::Scope;
+use crate::model::data::{Change, FieldCapture};
 use crate::model::path::validate_id;
 
 fn run(
@@ -28,9 +29,29 @@ fn run(
     }
     let route = route(&method, &uri, &headers)?;
     let body = Bytes::copy_from_slice(body);
-    let classified = classify_request(&route, route.needs_body().then_some(&body))?;
+    let classified = classify_request(&route, route.needs_body().then_some(&body));
+    // Fields checked but not built: refused alike, the same in all else.
+    let checked = classify_with(
+        &route,
+        route.needs_body().then_some(&body),
+        FieldCapture::ValidateOnly,
+    );
+    assert_eq!(
+        checked.clone().map(without_fields),
+        classified.clone().map(without_fields)
+    );
+    let classified = classified?;
     check_accepted(&route, &classified);
     Ok(classified)
+}
+
+fn without_fields(mut classified: super::Classified) -> super::Classified {
+    for w in &mut classified.operation.writes {
+        if let Change::Update { fields, .. } = &mut w.change {
+            *fields = None;
+        }
+    }
+    classified
 }
 
 /// What any accepted request must satisfy.

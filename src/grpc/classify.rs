@@ -7,7 +7,7 @@ use super::proto::{
     value, write,
 };
 use super::{GrpcRequest, data};
-use crate::model::data::{Change, Fields, Filter, Precondition, Written};
+use crate::model::data::{Change, FieldCapture, Fields, Filter, Precondition, Written};
 use crate::model::enums::{Direction, ProtoEnum};
 use crate::model::path::{database_name, database_of, document_name, parent_name, validate_id};
 use crate::model::{
@@ -24,7 +24,19 @@ pub struct GrpcClassified {
 
 /// Classify one request message.
 pub fn classify(request: &GrpcRequest) -> Result<GrpcClassified, ClassifyError> {
-    let mut c = Classifier::default();
+    classify_with(request, FieldCapture::Capture)
+}
+
+/// [`classify`], building the writes' fields only if `capture` says so
+/// (they are validated all the same).
+pub fn classify_with(
+    request: &GrpcRequest,
+    capture: FieldCapture,
+) -> Result<GrpcClassified, ClassifyError> {
+    let mut c = Classifier {
+        capture,
+        ..Classifier::default()
+    };
     let database = c.run(request)?;
     Ok(GrpcClassified {
         operation: Operation {
@@ -108,6 +120,7 @@ fn method_of(request: &GrpcRequest) -> crate::model::Method {
 
 #[derive(Default)]
 struct Classifier {
+    capture: FieldCapture,
     targets: Vec<Target>,
     writes: Vec<Written>,
     filter: Option<Filter>,
@@ -170,10 +183,10 @@ impl Classifier {
                 };
                 self.push(scope.clone(), Access::Create);
                 let change = Change::Update {
-                    fields: document
-                        .map(|d| data::fields(&d.fields))
-                        .transpose()?
-                        .unwrap_or_default(),
+                    fields: match document {
+                        Some(d) => self.fields(&d.fields)?,
+                        None => Some(Fields::new()),
+                    },
                     mask: None,
                     transforms: Vec::new(),
                 };
@@ -191,7 +204,7 @@ impl Classifier {
                 let scope = Scope::Document { path };
                 upsert(&mut self.targets, scope.clone(), precondition.must_exist());
                 let change = Change::Update {
-                    fields: data::fields(&document.fields)?,
+                    fields: self.fields(&document.fields)?,
                     mask: m.update_mask.as_ref().map(data::mask).transpose()?,
                     transforms: Vec::new(),
                 };
@@ -277,6 +290,17 @@ impl Classifier {
         self.targets.push(Target { scope, access });
     }
 
+    /// A write's fields, built or only checked (`None`).
+    fn fields(
+        &self,
+        fields: &std::collections::HashMap<String, Value>,
+    ) -> Result<Option<Fields>, ClassifyError> {
+        match self.capture {
+            FieldCapture::Capture => data::fields(fields).map(Some),
+            FieldCapture::ValidateOnly => data::check_fields(fields).map(|()| None),
+        }
+    }
+
     /// What one write does; `index` is its position in the message's
     /// `writes` (where the pin goes).
     fn written(&mut self, scope: Scope, index: usize, change: Change, precondition: Precondition) {
@@ -326,7 +350,7 @@ impl Classifier {
                 let scope = Scope::Document { path };
                 upsert(&mut self.targets, scope.clone(), must_exist);
                 let change = Change::Update {
-                    fields: data::fields(&doc.fields)?,
+                    fields: self.fields(&doc.fields)?,
                     mask: w.update_mask.as_ref().map(data::mask).transpose()?,
                     transforms: kinds,
                 };
@@ -346,7 +370,7 @@ impl Classifier {
                 let scope = Scope::Document { path };
                 upsert(&mut self.targets, scope.clone(), must_exist);
                 let change = Change::Update {
-                    fields: Fields::new(),
+                    fields: Some(Fields::new()),
                     mask: Some(Vec::new()),
                     transforms: kinds,
                 };

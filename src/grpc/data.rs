@@ -50,6 +50,38 @@ pub fn field_value(v: &Value) -> Result<FieldValue, ClassifyError> {
     })
 }
 
+/// `Document.fields` checked as [`fields`] reads them, without building
+/// them: every value, at any depth, of some kind.
+pub fn check_fields(map: &HashMap<String, Value>) -> Result<(), ClassifyError> {
+    map.values().try_for_each(check_value)
+}
+
+fn check_value(v: &Value) -> Result<(), ClassifyError> {
+    use value::ValueType as V;
+    match v.value_type.as_ref() {
+        Some(V::ArrayValue(a)) => a.values.iter().try_for_each(check_value),
+        Some(V::MapValue(m)) => check_fields(&m.fields),
+        Some(
+            V::NullValue(_)
+            | V::BooleanValue(_)
+            | V::IntegerValue(_)
+            | V::DoubleValue(_)
+            | V::TimestampValue(_)
+            | V::StringValue(_)
+            | V::BytesValue(_)
+            | V::ReferenceValue(_)
+            | V::GeoPointValue(_),
+        ) => Ok(()),
+        None
+        | Some(
+            V::FieldReferenceValue(_)
+            | V::VariableReferenceValue(_)
+            | V::FunctionValue(_)
+            | V::PipelineValue(_),
+        ) => Err(ClassifyError::MalformedBody("value")),
+    }
+}
+
 /// A `DocumentMask`.
 pub fn mask(mask: &proto::DocumentMask) -> Result<Vec<FieldPath>, ClassifyError> {
     mask.field_paths

@@ -22,7 +22,7 @@ use http::{HeaderMap, Version, header};
 pub use googleapis_tonic_google_firestore_v1::google::firestore::v1 as proto;
 pub use googleapis_tonic_google_firestore_v1::google::rpc;
 
-pub use classify::{GrpcClassified, classify, listen_target};
+pub use classify::{GrpcClassified, classify, classify_with, listen_target};
 pub use error::GrpcError;
 pub use mask::mask_document;
 pub use method::{GrpcMethod, LISTEN_PATH};

@@ -76,13 +76,33 @@ impl Precondition {
     }
 }
 
+/// Whether classification builds the fields a write writes. Only a
+/// condition that reads `request.resource` or `request.changed_fields`
+/// needs them (masks read the update mask and transforms, which are always
+/// kept); without one, the fields are validated as they would be read and
+/// left out, since building them is most of a large commit's classification.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldCapture {
+    #[default]
+    Capture,
+    ValidateOnly,
+}
+
+/// A write's fields were not captured ([`FieldCapture::ValidateOnly`]):
+/// what depends on them is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotCaptured;
+
 /// What one write does to its document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// `update` (with an optional `updateMask`) and its transforms; a
     /// transform-only write is an update with an empty mask.
     Update {
-        fields: Fields,
+        /// `None`: not captured, and a condition that reads them fails
+        /// closed (a table reloaded between classify and decide can have
+        /// such a condition when the one that classified had none).
+        fields: Option<Fields>,
         /// `None`: the document is replaced by `fields`.
         mask: Option<Vec<FieldPath>>,
         transforms: Vec<(FieldPath, &'static str)>,
@@ -110,17 +130,23 @@ impl Written {
             || !matches!(self.scope, Scope::Document { .. })
     }
 
+    /// Whether the write's fields are known (a delete writes none).
+    pub fn captured(&self) -> bool {
+        !matches!(self.change, Change::Update { fields: None, .. })
+    }
+
     /// The document after the write, given the stored one (`None`: absent);
     /// `None` for a delete.
-    pub fn after(&self, stored: Option<&Fields>) -> Option<Fields> {
+    pub fn after(&self, stored: Option<&Fields>) -> Result<Option<Fields>, NotCaptured> {
         let Change::Update {
             fields,
             mask,
             transforms,
         } = &self.change
         else {
-            return None;
+            return Ok(None);
         };
+        let fields = fields.as_ref().ok_or(NotCaptured)?;
         let mut doc = match mask {
             None => fields.clone(),
             Some(mask) => {
@@ -137,12 +163,12 @@ impl Written {
         for (path, kind) in transforms {
             set(&mut doc, path, FieldValue::Transform(kind));
         }
-        Some(doc)
+        Ok(Some(doc))
     }
 
     /// The top-level names the write sets, removes or transforms: from the
     /// mask and the transforms, or every key of old ∪ new without a mask.
-    pub fn changed_fields(&self, stored: Option<&Fields>) -> Vec<String> {
+    pub fn changed_fields(&self, stored: Option<&Fields>) -> Result<Vec<String>, NotCaptured> {
         let mut names: Vec<String> = match &self.change {
             Change::Delete => stored
                 .map(|s| s.keys().cloned().collect())
@@ -155,6 +181,8 @@ impl Written {
                 let mut names: Vec<String> = match mask {
                     Some(mask) => mask.iter().filter_map(|p| p.first().cloned()).collect(),
                     None => fields
+                        .as_ref()
+                        .ok_or(NotCaptured)?
                         .keys()
                         .chain(stored.into_iter().flat_map(|s| s.keys()))
                         .cloned()
@@ -166,7 +194,7 @@ impl Written {
         };
         names.sort();
         names.dedup();
-        names
+        Ok(names)
     }
 
     /// Whether [`Written::after`] or [`Written::changed_fields`] depend on
@@ -178,6 +206,11 @@ impl Written {
 }
 
 impl Operation {
+    /// Every write's fields are known (see [`FieldCapture`]).
+    pub fn fields_captured(&self) -> bool {
+        self.writes.iter().all(Written::captured)
+    }
+
     /// An upsert of a document that was read is the create (it is absent)
     /// or the update (it exists) it will be: the forwarded write is pinned
     /// to match (`pipeline/pin.rs`), so the other access cannot happen and
@@ -380,7 +413,7 @@ mod tests {
             },
             index: 0,
             change: Change::Update {
-                fields,
+                fields: Some(fields),
                 mask: mask.map(|m| m.iter().map(|p| parse_field_path(p).unwrap()).collect()),
                 transforms: vec![(vec!["edited".into()], "serverTimestamp")],
             },
@@ -392,7 +425,7 @@ mod tests {
     fn a_masked_update_merges_into_the_stored_document() {
         let stored = fields(&[("owner", s("alice")), ("title", s("old")), ("tag", s("x"))]);
         let w = update(fields(&[("title", s("new"))]), Some(&["title", "tag"]));
-        let after = w.after(Some(&stored)).unwrap();
+        let after = w.after(Some(&stored)).unwrap().unwrap();
         assert_eq!(after.get("owner"), Some(&s("alice")));
         assert_eq!(after.get("title"), Some(&s("new")));
         assert_eq!(after.get("tag"), None, "masked and absent: removed");
@@ -400,17 +433,44 @@ mod tests {
             after.get("edited"),
             Some(&FieldValue::Transform("serverTimestamp"))
         );
-        assert_eq!(w.changed_fields(Some(&stored)), ["edited", "tag", "title"]);
+        assert_eq!(
+            w.changed_fields(Some(&stored)).unwrap(),
+            ["edited", "tag", "title"]
+        );
     }
 
     #[test]
     fn a_replace_changes_old_and_new_keys() {
         let stored = fields(&[("owner", s("alice"))]);
         let w = update(fields(&[("title", s("t"))]), None);
-        assert_eq!(w.after(Some(&stored)).unwrap().get("owner"), None);
+        assert_eq!(w.after(Some(&stored)).unwrap().unwrap().get("owner"), None);
         assert_eq!(
-            w.changed_fields(Some(&stored)),
+            w.changed_fields(Some(&stored)).unwrap(),
             ["edited", "owner", "title"]
+        );
+    }
+
+    #[test]
+    fn fields_not_captured_are_unknown_not_empty() {
+        let stored = fields(&[("owner", s("alice"))]);
+        let mut replace = update(Fields::new(), None);
+        replace.change = Change::Update {
+            fields: None,
+            mask: None,
+            transforms: Vec::new(),
+        };
+        assert!(!replace.captured());
+        assert_eq!(replace.after(Some(&stored)), Err(NotCaptured));
+        assert_eq!(replace.changed_fields(Some(&stored)), Err(NotCaptured));
+        // A masked update's changed fields are its mask's: known all the same.
+        let mut masked = update(Fields::new(), Some(&["title"]));
+        if let Change::Update { fields, .. } = &mut masked.change {
+            *fields = None;
+        }
+        assert_eq!(masked.after(Some(&stored)), Err(NotCaptured));
+        assert_eq!(
+            masked.changed_fields(Some(&stored)).unwrap(),
+            ["edited", "title"]
         );
     }
 

@@ -518,6 +518,13 @@ impl Table {
                 return Ok(true);
             };
             *cacheable &= !condition.reads_time && !condition.data.any();
+            // Classified for a table whose rules read no written fields
+            // (a reload came between): what they would read is unknown, so
+            // the allow does not hold and the deny applies, whatever CEL
+            // would make of a missing `request.resource` (`has()` is false).
+            if (condition.data.written || condition.data.changed) && !req.op.fields_captured() {
+                return Err("the writes' fields were not captured".into());
+            }
             // A deny that only overlaps the scope has no concrete bindings:
             // a condition reading `path` then fails, and the deny applies.
             let path = match m {

@@ -18,7 +18,7 @@ use super::{CacheSettings, Decision, PolicyConfig, PolicySettings};
 use crate::authn::Principal;
 use crate::metrics::{CacheLookups, counters_by_result, registered};
 use crate::model::Operation;
-use crate::model::data::Stored;
+use crate::model::data::{FieldCapture, Stored};
 
 struct Metrics {
     rules: Gauge,
@@ -195,6 +195,13 @@ impl PolicyEngine {
     /// Step 3 of the pipeline. A deny is a value, not an error.
     pub async fn decide(&self, principal: &Principal, op: &Operation) -> Decision {
         self.decide_with(principal, op, None).await
+    }
+
+    /// What classification must build of the writes for the serving
+    /// table ([`Table::field_capture`]); a reload before the decision that
+    /// needs more makes the conditions that read it fail closed.
+    pub fn field_capture(&self) -> FieldCapture {
+        self.shared.table.load().field_capture()
     }
 
     /// The stored documents `op`'s rules need read first (see

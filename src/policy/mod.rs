@@ -3,6 +3,8 @@
 pub mod analysis;
 mod cache;
 #[cfg(test)]
+mod capture_tests;
+#[cfg(test)]
 mod catalog_tests;
 mod compile;
 mod condition;

@@ -10,7 +10,7 @@ use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use cel::objects::{Key, Map};
 
 use super::condition::DataUse;
-use crate::model::data::{Change, FieldValue, Fields, Filter, Stored, Written};
+use crate::model::data::{Change, FieldValue, Fields, Filter, NotCaptured, Stored, Written};
 use crate::model::{Access, Operation, Scope, Target};
 
 /// The document variables of one evaluation; `None` is "not known", which
@@ -85,23 +85,27 @@ impl Seen {
             let is_delete = matches!(w.change, Change::Delete);
             let masked = matches!(w.change, Change::Update { mask: Some(_), .. });
             let after_known = is_delete || !masked || stored_fields.is_some();
+            // Fields not captured leave what depends on them unknown.
             if after_known && uses.written {
-                seen.written = Some(match &w.change {
+                seen.written = match &w.change {
                     // Most writes: the fields as written, without a copy.
                     Change::Update {
-                        fields,
+                        fields: Some(fields),
                         mask: None,
                         transforms,
-                    } if transforms.is_empty() => document(fields, &target.scope),
+                    } if transforms.is_empty() => Some(document(fields, &target.scope)),
                     _ => match w.after(stored_fields.flatten()) {
-                        Some(after) => document(&after, &target.scope),
-                        None => Value::Null,
+                        Ok(Some(after)) => Some(document(&after, &target.scope)),
+                        Ok(None) => Some(Value::Null),
+                        Err(NotCaptured) => None,
                     },
-                });
+                };
             }
             if (masked || stored_fields.is_some()) && uses.changed {
-                let names = w.changed_fields(stored_fields.flatten());
-                seen.changed = Some(Value::from(names));
+                seen.changed = w
+                    .changed_fields(stored_fields.flatten())
+                    .ok()
+                    .map(Value::from);
             }
         }
         seen

@@ -12,6 +12,7 @@ use super::format::{PolicyErrors, Source, read_dir};
 use super::pattern::Segment;
 use super::requestable::{Requestable, compile_requestable};
 use crate::model::Scope;
+use crate::model::data::FieldCapture;
 
 /// One element of the path a target covers. A scope that covers many paths
 /// is written with symbolic tokens, which only wildcards can match.
@@ -244,6 +245,17 @@ impl Table {
                 .collect(),
             requestable,
         })
+    }
+
+    /// What classification must build of the writes for this table: their
+    /// fields only when some condition reads the document written or the
+    /// changed fields.
+    pub fn field_capture(&self) -> FieldCapture {
+        if self.data_uses.written || self.data_uses.changed {
+            FieldCapture::Capture
+        } else {
+            FieldCapture::ValidateOnly
+        }
     }
 
     /// Load every policy file of `dir`.

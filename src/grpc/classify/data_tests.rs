@@ -6,7 +6,8 @@ use super::*;
 use crate::grpc::proto::{
     DocumentMask, document_transform::FieldTransform, structured_query as sq,
 };
-use crate::model::data::{Change, FieldValue, Filter};
+use crate::model::Scope;
+use crate::model::data::{Change, FieldCapture, FieldValue, Filter, Precondition};
 
 fn v(value_type: value::ValueType) -> Value {
     Value {
@@ -108,7 +109,11 @@ fn written_values_of_every_kind_are_read_alike() {
         }),
         ..Default::default()
     }));
-    let Change::Update { fields, .. } = &op.writes[0].change else {
+    let Change::Update {
+        fields: Some(fields),
+        ..
+    } = &op.writes[0].change
+    else {
         panic!("a create is an update");
     };
     assert_eq!(fields.get("s"), Some(&FieldValue::String("alice".into())));
@@ -409,4 +414,78 @@ fn a_listen_query_target_carries_its_filter_as_run_query_does() {
     assert_eq!(listen.filter, run.filter);
     assert!(listen.filter.is_some());
     assert_eq!(listen.targets, run.targets);
+}
+
+/// A write as rules other than data conditions see it: everything but its
+/// fields.
+fn without_fields(op: &Operation) -> Vec<(Scope, usize, Precondition, Option<Change>)> {
+    op.writes
+        .iter()
+        .map(|w| {
+            let change = match &w.change {
+                Change::Update {
+                    mask, transforms, ..
+                } => Some(Change::Update {
+                    fields: None,
+                    mask: mask.clone(),
+                    transforms: transforms.clone(),
+                }),
+                Change::Delete => None,
+            };
+            (w.scope.clone(), w.index, w.precondition.clone(), change)
+        })
+        .collect()
+}
+
+#[test]
+fn fields_no_rule_reads_are_checked_not_built() {
+    let (fields, _) = every_kind();
+    let mut set = update("notes/n1");
+    if let Some(write::Operation::Update(doc)) = &mut set.operation {
+        doc.fields = fields.clone();
+    }
+    set.update_mask = Some(DocumentMask {
+        field_paths: vec!["s".into()],
+    });
+    let commit = |writes: Vec<proto::Write>| {
+        GrpcRequest::Commit(proto::CommitRequest {
+            database: "projects/p/databases/(default)".into(),
+            writes,
+            ..Default::default()
+        })
+    };
+    let request = commit(vec![set.clone(), update("notes/n2")]);
+    let built = classify(&request).expect("classifies").operation;
+    let checked = classify_with(&request, FieldCapture::ValidateOnly)
+        .expect("classifies")
+        .operation;
+    assert!(built.fields_captured());
+    assert!(!checked.fields_captured(), "{:?}", checked.writes);
+    assert_eq!(checked.targets, built.targets);
+    assert_eq!(without_fields(&checked), without_fields(&built));
+    // A value of no kind, however deep, is refused either way.
+    let hollow = Value { value_type: None };
+    let nested = [
+        hollow.clone(),
+        v(value::ValueType::ArrayValue(proto::ArrayValue {
+            values: vec![s("x"), hollow.clone()],
+        })),
+        v(value::ValueType::MapValue(proto::MapValue {
+            fields: [("k".to_string(), hollow)].into(),
+        })),
+    ];
+    for bad in nested {
+        let mut w = set.clone();
+        if let Some(write::Operation::Update(doc)) = &mut w.operation {
+            doc.fields.insert("bad".into(), bad.clone());
+        }
+        let request = commit(vec![w]);
+        let built = classify(&request).map(|c| c.operation);
+        let checked = classify_with(&request, FieldCapture::ValidateOnly).map(|c| c.operation);
+        assert_eq!(
+            checked.as_ref().map(|_| ()).unwrap_err(),
+            built.as_ref().map(|_| ()).unwrap_err(),
+            "{bad:?}"
+        );
+    }
 }

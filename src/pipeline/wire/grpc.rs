@@ -54,7 +54,7 @@ pub(super) async fn classify(
     let message = grpc::frame::single(&bytes, max)?;
     let request = GrpcRequest::decode(method, message)?;
     ex.request_tags = crate::audit::request_tags(&grpc::tags::request_tags(method, message));
-    let classified = grpc::classify(&request)?;
+    let classified = grpc::classify_with(&request, pipeline.policy.field_capture())?;
     let operation = classified.operation;
     ex.route = Some((operation.method, operation.database.name()));
     let read_time = request.read_time();

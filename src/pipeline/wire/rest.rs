@@ -49,7 +49,8 @@ pub(super) async fn classify(
         })?
     };
     ex.add_bytes_in(bytes.len() as u64);
-    let classified = firestore::classify_request(&route, Some(&bytes))?;
+    let capture = pipeline.policy.field_capture();
+    let classified = firestore::classify_with(&route, Some(&bytes), capture)?;
     ex.request_tags = crate::audit::request_tags(&classified.request_tags);
     let encoded = Encoded::Rest(RestCall {
         parts,
