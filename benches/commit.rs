@@ -29,37 +29,8 @@ const NAME: &str = "projects/p/databases/(default)/documents";
 const CALLERS: usize = 1_000;
 
 /// The comparison's policy (`benches/fixture/bench_fixture.rs`).
-fn policy() -> String {
-    let mut yaml = String::from(
-        r#"rules:
-  - id: catalog-readers
-    match: /catalog/{rest=**}
-    allow: [read]
-    who: { groups: [group:default/engineering] }
-  - id: own-team
-    match: /teams/{team}/{rest=**}
-    allow: [read, write]
-    who: { authenticated: true }
-    when: "'group:default/' + path.team in principal.groups"
-  - id: no-secrets
-    match: /secrets/{rest=**}
-    deny: [read, write]
-    who: { any: true }
-  - id: platform-admins
-    match: /{path=**}
-    allow: [read, write]
-    who: { groups: [group:default/platform-admins] }
-"#,
-    );
-    for i in 0..996 {
-        let effect = if i % 100 == 99 { "deny" } else { "allow" };
-        yaml += &format!(
-            "  - {{ id: svc-{i}, match: '/svc-{i}/{{doc}}/items/{{item}}', {effect}: [read], who: {{ groups: [group:default/team-{}] }} }}\n",
-            i % 50
-        );
-    }
-    yaml
-}
+#[path = "fixture/policy.rs"]
+mod bench_policy;
 
 /// The comparison's commit body with `n` `update` writes.
 fn commit(n: usize) -> Bytes {
@@ -140,7 +111,7 @@ fn bench(c: &mut Criterion) {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     let uri: Uri = format!("/v1/{NAME}:commit").parse().expect("uri");
-    let engine = PolicyEngine::from_yaml(&policy(), &mut Registry::default())
+    let engine = PolicyEngine::from_yaml(&bench_policy::policy(1_000), &mut Registry::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let callers = callers();
     let mut group = c.benchmark_group("commit");

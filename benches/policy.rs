@@ -14,39 +14,9 @@ use firegate::model::data::{FieldValue, Stored, StoredDocument};
 use firegate::model::{Access, Database, Method, Operation, Scope, Target};
 use firegate::policy::{PolicyEngine, Table};
 
-/// The worked example's shape plus `n - 4` synthetic rules on their own
-/// collections (one in a hundred a deny).
-fn policy(n: usize) -> String {
-    let mut yaml = String::from(
-        r#"rules:
-  - id: catalog-readers
-    match: /catalog/{rest=**}
-    allow: [read]
-    who: { groups: [group:default/engineering] }
-  - id: own-team
-    match: /teams/{team}/{rest=**}
-    allow: [read, write]
-    who: { authenticated: true }
-    when: "'group:default/' + path.team in principal.groups"
-  - id: no-secrets
-    match: /secrets/{rest=**}
-    deny: [read, write]
-    who: { any: true }
-  - id: platform-admins
-    match: /{path=**}
-    allow: [read, write]
-    who: { groups: [group:default/platform-admins] }
-"#,
-    );
-    for i in 0..n.saturating_sub(4) {
-        let effect = if i % 100 == 99 { "deny" } else { "allow" };
-        yaml += &format!(
-            "  - {{ id: svc-{i}, match: '/svc-{i}/{{doc}}/items/{{item}}', {effect}: [read], who: {{ groups: [group:default/team-{}] }} }}\n",
-            i % 50
-        );
-    }
-    yaml
-}
+#[path = "fixture/policy.rs"]
+mod bench_policy;
+use bench_policy::policy;
 
 fn alice() -> Principal {
     Principal::new(

@@ -438,16 +438,8 @@ impl Table {
                 }
                 Segment::Recursive(n) => {
                     if n == name {
-                        let ids: Option<Vec<&str>> = tokens
-                            .get(rec_start..rec_end)
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|t| match t {
-                                Token::Id(id) => Some(*id),
-                                Token::AnyId | Token::AnySeq => None,
-                            })
-                            .collect();
-                        if let Some(ids) = ids {
+                        let absorbed = tokens.get(rec_start..rec_end).unwrap_or_default();
+                        if let Some(ids) = super::table::ids_of(absorbed) {
                             value = Some(Cow::Owned(ids.join("/")));
                         }
                     }

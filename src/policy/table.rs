@@ -28,6 +28,18 @@ pub enum Token<'a> {
     AnySeq,
 }
 
+/// The ids of `tokens`, when every one is a concrete id (what a `{x=**}`
+/// absorbed binds `x` to, joined with `/`).
+pub(super) fn ids_of<'a>(tokens: &[Token<'a>]) -> Option<Vec<&'a str>> {
+    tokens
+        .iter()
+        .map(|t| match t {
+            Token::Id(id) => Some(*id),
+            Token::AnyId | Token::AnySeq => None,
+        })
+        .collect()
+}
+
 /// The tokens whose every instantiation a covering pattern must match.
 pub fn tokens(scope: &Scope) -> Vec<Token<'_>> {
     fn ids(p: &[String]) -> Vec<Token<'_>> {
@@ -352,15 +364,7 @@ impl Table {
                     pos += 1;
                 }
                 Segment::Recursive(name) => {
-                    let absorbed = &tokens[rec_start..rec_end];
-                    let ids: Option<Vec<&str>> = absorbed
-                        .iter()
-                        .map(|t| match t {
-                            Token::Id(id) => Some(*id),
-                            Token::AnyId | Token::AnySeq => None,
-                        })
-                        .collect();
-                    if let Some(ids) = ids {
+                    if let Some(ids) = ids_of(&tokens[rec_start..rec_end]) {
                         vars.insert(name.clone(), Value::from(ids.join("/")));
                     }
                     pos = rec_end;
