@@ -62,28 +62,8 @@ impl<'de> Visitor<'de> for Fields<'_> {
         }
         Ok(())
     }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(fail(self.failure, "fields"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(fail(self.failure, "fields"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(fail(self.failure, "fields"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(fail(self.failure, "fields"))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(fail(self.failure, "fields"))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(fail(self.failure, "fields"))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(fail(self.failure, "fields"))
-    }
+    // Anything but a map is refused by serde's defaults, with no reason
+    // recorded: `fields` reads that as `MalformedBody("fields")`.
 }
 
 /// The kind a `Value`'s one member names, by either spelling.
