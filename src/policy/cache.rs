@@ -85,11 +85,22 @@ pub struct DecisionCache<S = std::collections::hash_map::RandomState> {
 /// How many more new entries the current request may add.
 pub struct Admission(usize);
 
-/// Whether a verdict came from the cache, for metrics.
+/// Where a verdict came from, for metrics (both kinds of hit count as
+/// hits there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
+    /// This cache.
     Hit,
+    /// The request's own memo: another of its targets with the same key.
+    Memo,
     Miss,
+}
+
+impl Lookup {
+    /// Judged without evaluating a rule.
+    pub fn is_hit(self) -> bool {
+        self != Lookup::Miss
+    }
 }
 
 impl DecisionCache {
@@ -146,12 +157,18 @@ impl<S: BuildHasher> DecisionCache<S> {
         if let Some(prepared) = &prepared
             && let Some(verdict) = table.memoized(req, target, prepared)
         {
-            return (Arc::new(verdict), Lookup::Hit);
+            return (Arc::new(verdict), Lookup::Memo);
         }
         let hash = self.hasher.hash_one(&key);
         if let Some(hit) = self.cache.get(&hash)
             && key.is(&hit.key)
         {
+            // The request's other targets of this key read it from the
+            // memo, not from here: a commit of many writes under one rule
+            // costs one lookup, however many of its targets are cached.
+            if let Some(prepared) = &prepared {
+                table.remember(req, prepared, &hit.verdict);
+            }
             return (Arc::clone(&hit.verdict), Lookup::Hit);
         }
         let prepared = prepared.unwrap_or_else(|| table.prepare(req, target));
@@ -286,6 +303,48 @@ mod tests {
             7
         }
         fn write(&mut self, _: &[u8]) {}
+    }
+
+    /// A request of many targets under one rule, its first target already
+    /// cached: that one lookup answers the rest from the request's memo,
+    /// request after request (not one more target from this cache each
+    /// time until every target is looked up here).
+    #[test]
+    fn a_cached_target_answers_its_memo_key() {
+        let table = Table::from_yaml(
+            "rules:\n  - id: own\n    match: /teams/{team}/{rest=**}\n    allow: [update]\n    who: {any: true}\n    when: \"path.team == 'a'\"\n",
+            1,
+        )
+        .expect("table");
+        let cache = DecisionCache::new(CacheSettings {
+            max_bytes: 1024 * 1024,
+            admit_per_request: 64,
+        });
+        let principal = member("alice", &[]);
+        let targets = (0..6)
+            .map(|i| doc(&format!("teams/a/d/{i}"), Access::Update))
+            .collect();
+        let commit = op(Method::Commit, targets);
+        for round in 0..4 {
+            let req = Request::new(&principal, &commit);
+            let mut admission = cache.admission();
+            let lookups: Vec<Lookup> = commit
+                .targets
+                .iter()
+                .map(|target| {
+                    let (verdict, lookup) = cache.decide(&table, &req, target, &mut admission);
+                    assert!(verdict.decision.allowed, "{target:?}");
+                    assert_eq!(verdict.decision.target, *target);
+                    lookup
+                })
+                .collect();
+            let first = if round == 0 { Lookup::Miss } else { Lookup::Hit };
+            assert_eq!(lookups[0], first, "round {round}");
+            assert!(
+                lookups[1..].iter().all(|l| *l == Lookup::Memo),
+                "round {round}: {lookups:?}"
+            );
+        }
     }
 
     #[test]

@@ -252,6 +252,30 @@ impl Table {
         Some(self.verdict(req, target, prepared, judged, true))
     }
 
+    /// Keep a verdict the shared cache held for `prepared`'s target as the
+    /// rules' verdict on every other target of its memo key. A cached
+    /// verdict is never a grant's (those are judged afresh, uncached), so
+    /// it is the rules' verdict itself; grants are still judged per target.
+    pub(super) fn remember(&self, req: &Request, prepared: &Prepared, cached: &Verdict) {
+        let Some(key) = &prepared.key else {
+            return;
+        };
+        debug_assert!(cached.cacheable && cached.decision.grant.is_none());
+        let d = &cached.decision;
+        let judged = Memoized {
+            allowed: d.allowed,
+            rule: d.rule.clone(),
+            why: d.why.clone(),
+            account: cached.upstream_account.clone(),
+            mask: cached.mask.clone(),
+            shadow: d.shadow.clone(),
+        };
+        req.memo
+            .borrow_mut()
+            .entry(key.clone())
+            .or_insert(judged);
+    }
+
     /// Judge `target` (or take the rules' verdict from the memo).
     pub(super) fn decide_prepared(
         &self,

@@ -237,7 +237,7 @@ impl PolicyEngine {
                     self.shared
                         .cache
                         .decide(&table, &req, target, &mut admission);
-                metrics.cache.count(matches!(lookup, Lookup::Hit));
+                metrics.cache.count(lookup.is_hit());
                 verdict
             })
             .collect();
