@@ -3,6 +3,7 @@
 //! refused where a bypass could hide: a repeated key, a field spelled both
 //! ways, a field this proxy does not know.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -15,8 +16,8 @@ use crate::model::ClassifyError;
 /// One JSON object whose members are still raw text, so that each can be
 /// read on demand and located in the original body (for transaction ids).
 pub struct Object<'a> {
-    entries: Vec<(String, &'a RawValue)>,
-    used: Vec<bool>,
+    /// Each member: its key, its raw value, and whether it was read.
+    entries: Vec<(Str<'a>, &'a RawValue, bool)>,
     within: &'static str,
 }
 
@@ -27,10 +28,8 @@ impl<'a> Object<'a> {
         if text.trim().is_empty() {
             return Ok(Object::empty(within));
         }
-        let entries = ObjectEntries::parse(text)?;
         Ok(Object {
-            used: vec![false; entries.len()],
-            entries,
+            entries: ObjectEntries::parse(text)?,
             within,
         })
     }
@@ -38,7 +37,6 @@ impl<'a> Object<'a> {
     fn empty(within: &'static str) -> Self {
         Object {
             entries: Vec::new(),
-            used: Vec::new(),
             within,
         }
     }
@@ -51,12 +49,12 @@ impl<'a> Object<'a> {
         snake: &'static str,
     ) -> Result<Option<&'a RawValue>, ClassifyError> {
         let mut found: Option<&'a RawValue> = None;
-        for (i, (key, value)) in self.entries.iter().enumerate() {
-            if key == camel || key == snake {
+        for (key, value, used) in &mut self.entries {
+            if key.0 == camel || key.0 == snake {
                 if found.is_some() {
                     return Err(ClassifyError::MixedFieldSpelling(camel));
                 }
-                self.used[i] = true;
+                *used = true;
                 found = Some(*value);
             }
         }
@@ -72,7 +70,7 @@ impl<'a> Object<'a> {
         let present = self
             .entries
             .iter()
-            .any(|(key, _)| key == camel || key == snake);
+            .any(|(key, _, _)| key.0 == camel || key.0 == snake);
         if present {
             Err(ClassifyError::PathFieldRespecified(camel))
         } else {
@@ -136,7 +134,7 @@ impl<'a> Object<'a> {
 
     /// Every member must have been read: unknown fields are refused.
     pub fn finish(self) -> Result<(), ClassifyError> {
-        if self.used.iter().all(|u| *u) {
+        if self.entries.iter().all(|(_, _, used)| *used) {
             Ok(())
         } else {
             Err(ClassifyError::UnknownField(self.within))
@@ -152,9 +150,11 @@ pub fn object<'a>(raw: &'a RawValue, within: &'static str) -> Result<Object<'a>,
     Object::parse(raw.get(), within)
 }
 
-/// A string member.
-pub fn string(raw: &RawValue, within: &'static str) -> Result<String, ClassifyError> {
-    serde_json::from_str(raw.get()).map_err(|_| ClassifyError::MalformedBody(within))
+/// A string member, borrowed from the body unless written with escapes.
+pub fn string<'a>(raw: &'a RawValue, within: &'static str) -> Result<Cow<'a, str>, ClassifyError> {
+    serde_json::from_str::<Str<'a>>(raw.get())
+        .map(|s| s.0)
+        .map_err(|_| ClassifyError::MalformedBody(within))
 }
 
 /// A bool member. Only JSON `true`/`false` (proto3 parsers differ on
@@ -182,7 +182,7 @@ pub fn span(text: &str, raw: &RawValue) -> Option<std::ops::Range<usize>> {
 struct ObjectEntries;
 
 impl ObjectEntries {
-    fn parse(text: &str) -> Result<Vec<(String, &RawValue)>, ClassifyError> {
+    fn parse(text: &str) -> Result<Vec<(Str<'_>, &RawValue, bool)>, ClassifyError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let entries = de
             .deserialize_map(EntriesVisitor)
@@ -196,21 +196,21 @@ impl ObjectEntries {
 struct EntriesVisitor;
 
 impl<'de> Visitor<'de> for EntriesVisitor {
-    type Value = Vec<(String, &'de RawValue)>;
+    type Value = Vec<(Str<'de>, &'de RawValue, bool)>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries: Vec<(String, &'de RawValue)> = Vec::new();
+        let mut entries: Vec<(Str<'de>, &'de RawValue, bool)> = Vec::new();
         let mut keys = KeySet::default();
-        while let Some(key) = map.next_key::<String>()? {
-            if !keys.insert(&key) {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            if !keys.insert(key.clone()) {
                 return Err(de::Error::custom(DUPLICATE));
             }
             let value: &'de RawValue = map.next_value()?;
-            entries.push((key, value));
+            entries.push((key, value, false));
         }
         Ok(entries)
     }
@@ -281,8 +281,8 @@ impl<'de> Visitor<'de> for NoDuplicates {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut keys = KeySet::default();
-        while let Some(key) = map.next_key::<String>()? {
-            if !keys.insert(&key) {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            if !keys.insert(key) {
                 return Err(de::Error::custom(DUPLICATE));
             }
             map.next_value_seed(NoDuplicates)?;
@@ -291,27 +291,57 @@ impl<'de> Visitor<'de> for NoDuplicates {
     }
 }
 
-/// The keys of one object seen so far: a short list for the usual handful,
-/// a hash set once an object is large, so that a body of many keys costs
-/// linear time, not quadratic.
-#[derive(Default)]
-pub(super) struct KeySet {
-    few: Vec<String>,
-    many: Option<HashSet<String>>,
+/// A JSON string (an object's key or a string member) as it reads after
+/// unescaping: borrowed from the body unless it was written with an escape
+/// (so the key `"na\u006de"` is `name`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct Str<'de>(pub(super) Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(StrVisitor)
+    }
 }
 
-impl KeySet {
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Str<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Str<'de>, E> {
+        Ok(Str(Cow::Borrowed(key)))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Str<'de>, E> {
+        Ok(Str(Cow::Owned(key.to_owned())))
+    }
+}
+
+/// The keys of one object seen so far: a short list for the usual handful,
+/// a hash set once an object is large, so that a body of many keys costs
+/// linear time, not quadratic. Keys stay borrowed from the body.
+#[derive(Default)]
+pub(super) struct KeySet<'de> {
+    few: Vec<Str<'de>>,
+    many: Option<HashSet<Str<'de>>>,
+}
+
+impl<'de> KeySet<'de> {
     const FEW: usize = 16;
 
     /// False if `key` was already there.
-    pub(super) fn insert(&mut self, key: &str) -> bool {
+    pub(super) fn insert(&mut self, key: Str<'de>) -> bool {
         if let Some(many) = &mut self.many {
-            return many.insert(key.to_owned());
+            return many.insert(key);
         }
-        if self.few.iter().any(|k| k == key) {
+        if self.few.contains(&key) {
             return false;
         }
-        self.few.push(key.to_owned());
+        self.few.push(key);
         if self.few.len() > Self::FEW {
             self.many = Some(self.few.drain(..).collect());
         }
@@ -320,8 +350,8 @@ impl KeySet {
 
     pub(super) fn contains(&self, key: &str) -> bool {
         match &self.many {
-            Some(many) => many.contains(key),
-            None => self.few.iter().any(|k| k == key),
+            Some(many) => many.contains(&Str(Cow::Borrowed(key))),
+            None => self.few.iter().any(|k| k.0 == key),
         }
     }
 }
@@ -367,6 +397,12 @@ mod tests {
         let many: Vec<String> = (0..100).map(|i| format!(r#""k{i}":1"#)).collect();
         let unique = format!("{{{}}}", many.join(","));
         assert!(check_no_duplicates(&unique).is_ok());
+        // An escaped spelling of a key is that key in the hash set too.
+        let escaped = format!(r#"{{{},"k\u0033":2}}"#, many.join(","));
+        assert_eq!(
+            Object::parse(&escaped, "t").err().unwrap().reason(),
+            "duplicate_key"
+        );
         let repeated = format!(r#"{{{},"k3":2}}"#, many.join(","));
         assert_eq!(
             check_no_duplicates(&repeated).unwrap_err().reason(),

@@ -551,7 +551,7 @@ impl<'a> Classifier<'a> {
         for raw in selectors {
             let mut s = body::object(raw, "structuredQuery.from[]")?;
             let collection = match s.take("collectionId", "collection_id")? {
-                Some(raw) => body::string(raw, "from[].collectionId")?,
+                Some(raw) => body::string(raw, "from[].collectionId")?.into_owned(),
                 None => String::new(),
             };
             let all_descendants = match s.take("allDescendants", "all_descendants")? {
@@ -636,7 +636,7 @@ impl<'a> Classifier<'a> {
         let mut options = body::object(raw, "requestOptions")?;
         if let Some(tags) = options.take("requestTags", "request_tags")? {
             for tag in body::array(tags, "requestOptions.requestTags")? {
-                let tag = body::string(tag, "requestOptions.requestTags[]")?;
+                let tag = body::string(tag, "requestOptions.requestTags[]")?.into_owned();
                 self.request_tags.push(tag);
             }
         }
@@ -644,7 +644,7 @@ impl<'a> Classifier<'a> {
     }
 
     fn present(&mut self, raw: &'a RawValue) -> Result<(), ClassifyError> {
-        let sealed = body::string(raw, "transaction")?;
+        let sealed = body::string(raw, "transaction")?.into_owned();
         let span = body::span(self.text, raw).ok_or(ClassifyError::MalformedBody("transaction"))?;
         if self.transaction.presented.is_some() {
             return Err(ClassifyError::MalformedBody("two transactions"));
@@ -666,9 +666,8 @@ fn precondition(raw: &RawValue) -> Result<Precondition, ClassifyError> {
     match (exists, update_time) {
         (Some(_), Some(_)) => Err(ClassifyError::InvalidWrite("exists and updateTime")),
         (Some(raw), None) => body::boolean(raw, "currentDocument.exists").map(Precondition::Exists),
-        (None, Some(raw)) => {
-            body::string(raw, "currentDocument.updateTime").map(Precondition::UpdateTime)
-        }
+        (None, Some(raw)) => body::string(raw, "currentDocument.updateTime")
+            .map(|time| Precondition::UpdateTime(time.into_owned())),
         (None, None) => Ok(Precondition::None),
     }
 }

@@ -152,10 +152,11 @@ impl<'de> Visitor<'de> for Walk<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut keys = super::body::KeySet::default();
         let mut oneof_set: Option<&'static str> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if !keys.insert(&key) {
+        while let Some(key) = map.next_key::<super::body::Str<'de>>()? {
+            if !keys.insert(key.clone()) {
                 return Err(self.fail(ClassifyError::DuplicateKey));
             }
+            let key = &*key.0;
             let message = match self.shape {
                 Shape::Any => {
                     map.next_value_seed(self)?;

@@ -338,7 +338,11 @@ mod tests {
                     lookup
                 })
                 .collect();
-            let first = if round == 0 { Lookup::Miss } else { Lookup::Hit };
+            let first = if round == 0 {
+                Lookup::Miss
+            } else {
+                Lookup::Hit
+            };
             assert_eq!(lookups[0], first, "round {round}");
             assert!(
                 lookups[1..].iter().all(|l| *l == Lookup::Memo),

@@ -651,6 +651,34 @@ fn unknown_fields_in_what_is_read_are_refused() {
     }
 }
 
+/// A name written with JSON escapes is the name it unescapes to: the
+/// escaped `/` separates ids, an escaped id is that id.
+#[test]
+fn escaped_names_in_bodies_are_the_names_they_spell() {
+    let body = format!(
+        r#"{{"writes":[
+            {{"delete":"{NAME}\/a\/1"}},
+            {{"delete":"{NAME}/\u0062/\u0032"}},
+            {{"update":{{"na\u006de":"{NAME}/c/\u00e9","fields":{{}}}}}}
+        ]}}"#
+    );
+    assert_eq!(
+        targets("POST", &format!("{DB}:commit"), &body),
+        [
+            doc(&["a", "1"], Access::Delete),
+            doc(&["b", "2"], Access::Delete),
+            doc(&["c", "é"], Access::Create),
+            doc(&["c", "é"], Access::Update),
+        ]
+    );
+    // An escaped control character is still one.
+    let body = format!(r#"{{"writes":[{{"delete":"{NAME}/a/x\u0007"}}]}}"#);
+    assert_eq!(
+        refused("POST", &format!("{DB}:commit"), &body),
+        "invalid_resource_id"
+    );
+}
+
 #[test]
 fn ids_in_bodies_are_validated() {
     let long = "x".repeat(1501);
