@@ -84,7 +84,10 @@ pub struct Match {
 
 #[derive(Default)]
 struct Node {
-    literal: HashMap<String, Node>,
+    /// Keyed by the policy's ids and probed with each request's: foldhash
+    /// (seeded per process) rather than SipHash, as the memo is; what the
+    /// caller sends can only probe this map, never grow it.
+    literal: HashMap<String, Node, foldhash::fast::RandomState>,
     wildcard: Option<Box<Node>>,
     /// The sub-trie of what follows a `{x=**}` segment.
     recursive: Option<Box<Node>>,
