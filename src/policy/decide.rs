@@ -21,7 +21,7 @@ use super::table::{Match, Table, Token, tokens};
 use super::{Decided, Decision, Shadow, TargetDecision, Why};
 use crate::authn::Principal;
 use crate::model::data::Stored;
-use crate::model::{Database, Method, Operation, Target};
+use crate::model::{Database, Method, Operation, Scope, Target};
 
 /// The verdict on one target, with what the cache and the upstream need.
 #[derive(Debug, Clone)]
@@ -68,6 +68,16 @@ pub struct Request<'a> {
     /// The rules' verdicts already judged for this request's targets, by
     /// what they depend on ([`Table::memo_key`]).
     memo: RefCell<HashMap<Vec<u8>, Memoized, foldhash::fast::RandomState>>,
+    /// The rules the last target's scope matched, for the next target of
+    /// the same scope (an upsert is judged as create and as update).
+    matched: RefCell<Option<(u64, Scope, Arc<Matched>)>>,
+}
+
+/// The rules whose patterns cover a scope, and the deny rules whose
+/// patterns overlap it: what the table's tries give for its tokens alone.
+pub(super) struct Matched {
+    covering: Vec<Match>,
+    denies: Vec<usize>,
 }
 
 /// What a target's verdict is judged from: its path's tokens, the rules
@@ -75,8 +85,7 @@ pub struct Request<'a> {
 /// its memo key, when it has one ([`Table::memo_key`]).
 pub(super) struct Prepared<'t> {
     tokens: Vec<Token<'t>>,
-    covering: Vec<Match>,
-    denies: Vec<usize>,
+    matched: Arc<Matched>,
     key: Option<Vec<u8>>,
 }
 
@@ -104,6 +113,7 @@ impl<'a> Request<'a> {
             input: OnceCell::new(),
             catalog_caller: OnceCell::new(),
             memo: RefCell::default(),
+            matched: RefCell::default(),
         }
     }
 
@@ -150,6 +160,7 @@ impl<'a> Request<'a> {
             input: OnceCell::new(),
             catalog_caller: self.catalog_caller.clone(),
             memo: RefCell::default(),
+            matched: RefCell::default(),
         }
     }
 
@@ -225,18 +236,35 @@ impl Table {
     /// (a memo key only when the request has other targets to share it).
     pub(super) fn prepare<'t>(&self, req: &Request, target: &'t Target) -> Prepared<'t> {
         let tokens = tokens(&target.scope);
-        let covering = self.lookup(&tokens);
-        let denies = self.deny_overlaps(&tokens);
+        let matched = self.matched(req, &target.scope, &tokens);
         let key = req
             .many_targets()
-            .then(|| self.memo_key(target, &tokens, &covering, &denies))
+            .then(|| self.memo_key(target, &tokens, &matched.covering, &matched.denies))
             .flatten();
         Prepared {
             tokens,
-            covering,
-            denies,
+            matched,
             key,
         }
+    }
+
+    /// The rules `scope` matches, walked once for consecutive targets of
+    /// one scope in a request of many.
+    fn matched(&self, req: &Request, scope: &Scope, tokens: &[Token]) -> Arc<Matched> {
+        if let Some((epoch, last, matched)) = &*req.matched.borrow()
+            && *epoch == self.epoch
+            && last == scope
+        {
+            return Arc::clone(matched);
+        }
+        let matched = Arc::new(Matched {
+            covering: self.lookup(tokens),
+            denies: self.deny_overlaps(tokens),
+        });
+        if req.many_targets() {
+            *req.matched.borrow_mut() = Some((self.epoch, scope.clone(), Arc::clone(&matched)));
+        }
+        matched
     }
 
     /// The verdict on `target` when this request already judged a target
@@ -509,7 +537,7 @@ impl Table {
         shadow: bool,
         cacheable: &mut bool,
     ) -> Judged<'t> {
-        let (tokens, covering) = (&prepared.tokens[..], &prepared.covering[..]);
+        let (tokens, covering) = (&prepared.tokens[..], &prepared.matched.covering[..]);
         let applies = |rule: &Rule, m: Option<&Match>| {
             (shadow || !rule.shadow)
                 && rule.actions.contains(target.access)
@@ -558,7 +586,7 @@ impl Table {
             };
             condition.eval(&self.env, vars)
         };
-        for &index in &prepared.denies {
+        for &index in &prepared.matched.denies {
             let rule = &self.rules[index];
             let m = covering.iter().find(|m| m.rule == index);
             if !applies(rule, m) {

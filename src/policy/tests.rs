@@ -752,3 +752,51 @@ rules:
         }
     }
 }
+
+/// Consecutive targets of one scope share the rules their scope matched;
+/// the next scope is matched afresh, whatever its access.
+#[tokio::test]
+async fn each_scope_of_a_request_is_matched_for_itself() {
+    let e = engine(
+        r#"
+rules:
+  - id: open
+    match: /open/{d}
+    allow: [create, update, delete]
+    who: { authenticated: true }
+  - id: shut
+    match: /open/locked
+    deny: [update]
+    who: { authenticated: true }
+"#,
+    );
+    let a = alice();
+    let uncached = e.table();
+    for (targets, allowed) in [
+        (
+            vec![
+                doc("/open/1", Access::Create),
+                doc("/open/1", Access::Update),
+                doc("/shut/1", Access::Create),
+                doc("/shut/1", Access::Update),
+                doc("/open/2", Access::Delete),
+            ],
+            vec![true, true, false, false, true],
+        ),
+        (
+            vec![
+                doc("/open/locked", Access::Create),
+                doc("/open/locked", Access::Update),
+                doc("/open/3", Access::Update),
+            ],
+            vec![true, false, true],
+        ),
+    ] {
+        let d = decide(&e, &a, targets.clone()).await;
+        let got: Vec<bool> = d.targets.iter().map(|t| t.allowed).collect();
+        assert_eq!(got, allowed, "{targets:?}");
+        let d = uncached.decide(&a, &op(Method::Commit, targets.clone()));
+        let got: Vec<bool> = d.targets.iter().map(|t| t.allowed).collect();
+        assert_eq!(got, allowed, "{targets:?}");
+    }
+}
