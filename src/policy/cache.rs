@@ -338,7 +338,11 @@ mod tests {
                     lookup
                 })
                 .collect();
-            let first = if round == 0 { Lookup::Miss } else { Lookup::Hit };
+            let first = if round == 0 {
+                Lookup::Miss
+            } else {
+                Lookup::Hit
+            };
             assert_eq!(lookups[0], first, "round {round}");
             assert!(
                 lookups[1..].iter().all(|l| *l == Lookup::Memo),
@@ -365,7 +369,7 @@ mod tests {
         let get = |collection: &str| {
             let mut op = batch_get(0, 1);
             op.targets[0].scope = Scope::Document {
-                path: vec![collection.into(), "d".into()],
+                path: vec![collection.to_string(), "d".into()].into(),
             };
             op
         };

@@ -270,10 +270,7 @@ impl Table {
             mask: cached.mask.clone(),
             shadow: d.shadow.clone(),
         };
-        req.memo
-            .borrow_mut()
-            .entry(key.clone())
-            .or_insert(judged);
+        req.memo.borrow_mut().entry(key.clone()).or_insert(judged);
     }
 
     /// Judge `target` (or take the rules' verdict from the memo).

@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::cache::{DecisionCache, Lookup};
+use super::cache::DecisionCache;
 use super::decide::{Request, combine};
 use super::format::PolicyErrors;
 use super::grants::{Grant, Grants};
