@@ -134,7 +134,8 @@ fn operation(service: &str) -> Operation {
             scope: Scope::Document {
                 path: ["services", service, "data", "d1"]
                     .map(String::from)
-                    .to_vec(),
+                    .into_iter()
+                    .collect(),
             },
             access: Access::Get,
         }],

@@ -37,7 +37,8 @@ fn commit() -> Operation {
         scope: Scope::Document {
             path: ["teams", "payments", "deployments", id]
                 .map(String::from)
-                .to_vec(),
+                .into_iter()
+                .collect(),
         },
         access: Access::Update,
     };

@@ -470,7 +470,7 @@ fn target(spec: &TargetSpec) -> Result<Target, String> {
         if path.is_empty() || path.len() % 2 == 1 {
             return Err(format!("document `{p}` needs an even number of segments"));
         }
-        Scope::Document { path }
+        Scope::Document { path: path.into() }
     } else if let Some(p) = &spec.collection {
         let mut path = segments(p);
         if path.len() % 2 == 0 {
@@ -478,22 +478,22 @@ fn target(spec: &TargetSpec) -> Result<Target, String> {
         }
         let collection = path.pop().unwrap_or_default();
         Scope::Collection {
-            parent: path,
+            parent: path.into(),
             collection,
         }
     } else if let Some(collection) = &spec.collection_group {
         Scope::CollectionGroup {
-            parent,
+            parent: parent.into(),
             collection: collection.clone(),
         }
     } else if let Some(p) = &spec.descendants {
         Scope::Descendants {
-            parent: segments(p),
+            parent: segments(p).into(),
         }
     } else {
         let p = spec.collection_ids.as_deref().unwrap_or_default();
         Scope::CollectionIds {
-            parent: segments(p),
+            parent: segments(p).into(),
         }
     };
     Ok(Target { scope, access })
@@ -614,7 +614,7 @@ tests:
             .unwrap()
             .scope,
             Scope::CollectionGroup {
-                parent: vec!["teams".into(), "a".into()],
+                parent: vec!["teams".to_string(), "a".into()].into(),
                 collection: "logs".into()
             }
         );
@@ -623,7 +623,7 @@ tests:
                 .unwrap()
                 .scope,
             Scope::Collection {
-                parent: vec!["teams".into(), "a".into()],
+                parent: vec!["teams".to_string(), "a".into()].into(),
                 collection: "logs".into()
             }
         );

@@ -16,7 +16,7 @@ use crate::model::data::{Change, FieldCapture, FieldPath, Fields, Filter, Precon
 use crate::model::enums::Direction;
 use crate::model::path::document_name;
 use crate::model::{
-    Access, ClassifyError, Database, Method, Operation, Scope, Target, nearest_limit_ok,
+    Access, ClassifyError, Database, Method, Operation, Scope, Segments, Target, nearest_limit_ok,
     selector_scope, upsert,
 };
 
@@ -280,7 +280,7 @@ impl<'a> Classifier<'a> {
                 let name = body::string(raw, "documents[]")?;
                 self.push(
                     Scope::Document {
-                        path: document_name(self.database, &name)?,
+                        path: document_name(self.database, &name)?.into(),
                     },
                     Access::Get,
                 );
@@ -354,7 +354,7 @@ impl<'a> Classifier<'a> {
                 doc.opaque("updateTime", "update_time")?;
                 doc.finish()?;
                 let path = document_name(self.database, &name)?;
-                let scope = Scope::Document { path };
+                let scope = Scope::Document { path: path.into() };
                 self.upsert(scope.clone(), must_exist);
                 let change = Change::Update {
                     fields: self.fields(fields)?,
@@ -365,6 +365,7 @@ impl<'a> Classifier<'a> {
             }
             (None, Some(name), None, None) => {
                 let path = document_name(self.database, &body::string(name, "write.delete")?)?;
+                let path = Segments::from(path);
                 self.push(Scope::Document { path: path.clone() }, Access::Delete);
                 self.written(Scope::Document { path }, Change::Delete, precondition);
             }
@@ -385,7 +386,7 @@ impl<'a> Classifier<'a> {
                 }
                 // A transform of a missing document creates it.
                 let path = document_name(self.database, &name)?;
-                let scope = Scope::Document { path };
+                let scope = Scope::Document { path: path.into() };
                 self.upsert(scope.clone(), must_exist);
                 let change = Change::Update {
                     fields: Some(Fields::new()),
@@ -397,7 +398,7 @@ impl<'a> Classifier<'a> {
             (None, None, None, Some(name)) => {
                 // Firebase's transaction read check: a read of that document.
                 let path = document_name(self.database, &body::string(name, "write.verify")?)?;
-                self.push(Scope::Document { path }, Access::Get);
+                self.push(Scope::Document { path: path.into() }, Access::Get);
             }
             _ => {
                 return Err(ClassifyError::InvalidWrite(
@@ -500,7 +501,7 @@ impl<'a> Classifier<'a> {
         req.finish()?;
         self.push(
             Scope::CollectionIds {
-                parent: parent.to_vec(),
+                parent: parent.into(),
             },
             Access::List,
         );
@@ -784,16 +785,14 @@ fn concurrency_mode(raw: &RawValue) -> Result<(), ClassifyError> {
 }
 
 fn document(path: &[String]) -> Scope {
-    Scope::Document {
-        path: path.to_vec(),
-    }
+    Scope::Document { path: path.into() }
 }
 
 /// `path` ends in a collection id (odd length, checked by the route table).
 fn collection(path: &[String]) -> Scope {
     let (collection, parent) = match path.split_last() {
-        Some((last, parent)) => (last.clone(), parent.to_vec()),
-        None => (String::new(), Vec::new()),
+        Some((last, parent)) => (last.clone(), Segments::from(parent)),
+        None => (String::new(), Segments::default()),
     };
     Scope::Collection { parent, collection }
 }

@@ -63,7 +63,7 @@ pub fn listen_target(
         Some(proto::target::TargetType::Documents(d)) => {
             for name in &d.documents {
                 let path = document_name(database, name)?;
-                c.push(Scope::Document { path }, Access::Get);
+                c.push(Scope::Document { path: path.into() }, Access::Get);
             }
         }
         Some(proto::target::TargetType::Query(q)) => {
@@ -136,7 +136,7 @@ impl Classifier {
             R::DeleteDocument(m) => {
                 let database = database_of(&m.name)?;
                 let scope = Scope::Document {
-                    path: document_name(&database, &m.name)?,
+                    path: document_name(&database, &m.name)?.into(),
                 };
                 self.push(scope.clone(), Access::Delete);
                 let precondition = data::precondition(m.current_document.as_ref());
@@ -155,7 +155,7 @@ impl Classifier {
                 validate_id(&m.collection_id)?;
                 self.push(
                     Scope::Collection {
-                        parent,
+                        parent: parent.into(),
                         collection: m.collection_id.clone(),
                     },
                     Access::List,
@@ -172,14 +172,14 @@ impl Classifier {
                 fields(document.map(|d| &d.fields))?;
                 let scope = if m.document_id.is_empty() {
                     Scope::Collection {
-                        parent: path,
+                        parent: path.into(),
                         collection: m.collection_id.clone(),
                     }
                 } else {
                     validate_id(&m.document_id)?;
                     path.push(m.collection_id.clone());
                     path.push(m.document_id.clone());
-                    Scope::Document { path }
+                    Scope::Document { path: path.into() }
                 };
                 self.push(scope.clone(), Access::Create);
                 let change = Change::Update {
@@ -201,7 +201,7 @@ impl Classifier {
                 let path = document_name(&database, &document.name)?;
                 fields(Some(&document.fields))?;
                 let precondition = data::precondition(m.current_document.as_ref());
-                let scope = Scope::Document { path };
+                let scope = Scope::Document { path: path.into() };
                 upsert(&mut self.targets, scope.clone(), precondition.must_exist());
                 let change = Change::Update {
                     fields: self.fields(&document.fields)?,
@@ -215,7 +215,7 @@ impl Classifier {
                 let database = database_name(&m.database)?;
                 for name in &m.documents {
                     let path = document_name(&database, name)?;
-                    self.push(Scope::Document { path }, Access::Get);
+                    self.push(Scope::Document { path: path.into() }, Access::Get);
                 }
                 Ok(database)
             }
@@ -280,7 +280,12 @@ impl Classifier {
             }
             R::ListCollectionIds(m) => {
                 let (database, parent) = parent_name(&m.parent)?;
-                self.push(Scope::CollectionIds { parent }, Access::List);
+                self.push(
+                    Scope::CollectionIds {
+                        parent: parent.into(),
+                    },
+                    Access::List,
+                );
                 Ok(database)
             }
         }
@@ -315,7 +320,7 @@ impl Classifier {
     fn document(&mut self, name: &str, access: Access) -> Result<Database, ClassifyError> {
         let database = database_of(name)?;
         let path = document_name(&database, name)?;
-        self.push(Scope::Document { path }, access);
+        self.push(Scope::Document { path: path.into() }, access);
         Ok(database)
     }
 
@@ -347,7 +352,7 @@ impl Classifier {
             Some(write::Operation::Update(doc)) => {
                 fields(Some(&doc.fields))?;
                 let path = document_name(database, &doc.name)?;
-                let scope = Scope::Document { path };
+                let scope = Scope::Document { path: path.into() };
                 upsert(&mut self.targets, scope.clone(), must_exist);
                 let change = Change::Update {
                     fields: self.fields(&doc.fields)?,
@@ -358,7 +363,7 @@ impl Classifier {
             }
             Some(write::Operation::Delete(name)) => {
                 let path = document_name(database, name)?;
-                let scope = Scope::Document { path };
+                let scope = Scope::Document { path: path.into() };
                 self.push(scope.clone(), Access::Delete);
                 self.written(scope, index, Change::Delete, precondition);
             }
@@ -367,7 +372,7 @@ impl Classifier {
                 kinds.extend(data::transforms(&t.field_transforms)?);
                 // A transform of a missing document creates it.
                 let path = document_name(database, &t.document)?;
-                let scope = Scope::Document { path };
+                let scope = Scope::Document { path: path.into() };
                 upsert(&mut self.targets, scope.clone(), must_exist);
                 let change = Change::Update {
                     fields: Some(Fields::new()),

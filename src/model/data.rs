@@ -221,7 +221,7 @@ impl Operation {
             let Scope::Document { path } = &w.scope else {
                 continue;
             };
-            let Some(doc) = stored.get(path) else {
+            let Some(doc) = stored.get(&path[..]) else {
                 continue;
             };
             let once = self.writes.iter().filter(|o| o.scope == w.scope).count() == 1;
@@ -409,7 +409,7 @@ mod tests {
     fn update(fields: Fields, mask: Option<&[&str]>) -> Written {
         Written {
             scope: Scope::Document {
-                path: vec!["notes".into(), "n1".into()],
+                path: vec!["notes".to_string(), "n1".into()].into(),
             },
             index: 0,
             change: Change::Update {

@@ -12,6 +12,7 @@ mod error;
 pub mod mask;
 pub mod narrow;
 pub mod path;
+mod segments;
 mod targets;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use error::ClassifyError;
+pub use segments::Segments;
 pub use targets::{MAX_NEAREST_NEIGHBORS, nearest_limit_ok, selector_scope, upsert};
 
 /// `projects/{project}/databases/{database}`.
@@ -144,28 +146,28 @@ impl fmt::Display for Access {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Scope {
     /// One document (an even number of segments).
-    Document { path: Vec<String> },
+    Document { path: Segments },
     /// The documents directly inside `parent/collection`.
     Collection {
-        parent: Vec<String>,
+        parent: Segments,
         collection: String,
     },
     /// Every collection named `collection` at any depth below `parent`.
     CollectionGroup {
-        parent: Vec<String>,
+        parent: Segments,
         collection: String,
     },
     /// Every document at any depth below `parent` (a kindless query).
-    Descendants { parent: Vec<String> },
+    Descendants { parent: Segments },
     /// The documents of `parent/collection` and every document at any depth
     /// below them (a kindless query bounded to one collection by
     /// `__name__`, as the Node client's `recursiveDelete` sends).
     Subtree {
-        parent: Vec<String>,
+        parent: Segments,
         collection: String,
     },
     /// The names of the collections directly below `parent`.
-    CollectionIds { parent: Vec<String> },
+    CollectionIds { parent: Segments },
 }
 
 impl fmt::Display for Scope {
@@ -241,11 +243,11 @@ impl Operation {
 
 #[cfg(test)]
 mod tests {
-    use super::Scope;
+    use super::{Scope, Segments};
 
     #[test]
     fn scopes_spell_as_audit_lines_show_them() {
-        let ids = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ids = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Segments>();
         let (parent, collection) = (ids(&["teams", "a"]), "logs".to_string());
         for (scope, spelled) in [
             (
@@ -263,7 +265,7 @@ mod tests {
             ),
             (
                 Scope::CollectionGroup {
-                    parent: Vec::new(),
+                    parent: Segments::default(),
                     collection: collection.clone(),
                 },
                 "/**/logs",

@@ -3,9 +3,9 @@
 //! Node client's `recursiveDelete` bounds a collection so) is judged on
 //! that prefix, not on the whole parent.
 
-use super::Scope;
 use super::data::{Filter, NameBound};
 use super::path::validate_id;
+use super::{Scope, Segments};
 
 /// The smallest document id (Firestore orders numeric ids first): a bound
 /// `coll\0/MIN_ID` is the first name past every document of `coll`.
@@ -23,6 +23,7 @@ pub fn narrow(scope: Scope, filter: Option<&Filter>) -> Vec<Scope> {
         Scope::Descendants { parent } if under(&parent) => {
             if even {
                 // The document itself, and everything below it.
+                let prefix = Segments::from(prefix);
                 vec![
                     Scope::Document {
                         path: prefix.clone(),
@@ -31,7 +32,10 @@ pub fn narrow(scope: Scope, filter: Option<&Filter>) -> Vec<Scope> {
                 ]
             } else {
                 let (collection, parent) = split_last(prefix);
-                vec![Scope::Subtree { parent, collection }]
+                vec![Scope::Subtree {
+                    parent: parent.into(),
+                    collection,
+                }]
             }
         }
         Scope::CollectionGroup { parent, collection } if under(&parent) => {
@@ -39,6 +43,7 @@ pub fn narrow(scope: Scope, filter: Option<&Filter>) -> Vec<Scope> {
             if doc.len() <= parent.len() {
                 return vec![Scope::CollectionGroup { parent, collection }];
             }
+            let doc = Segments::from(doc);
             let mut scopes = Vec::new();
             // The bounding document may itself be one of the group's.
             if doc.len() >= 2 && doc[doc.len() - 2] == collection {
@@ -134,11 +139,16 @@ mod tests {
     #[test]
     fn a_recursive_delete_of_a_root_collection_is_judged_on_that_collection() {
         let f = range(&format!("notes/{MIN_ID}"), &format!("notes\0/{MIN_ID}"));
-        let scopes = narrow(Scope::Descendants { parent: vec![] }, Some(&f));
+        let scopes = narrow(
+            Scope::Descendants {
+                parent: Segments::default(),
+            },
+            Some(&f),
+        );
         assert_eq!(
             scopes,
             [Scope::Subtree {
-                parent: vec![],
+                parent: Segments::default(),
                 collection: "notes".into()
             }]
         );
@@ -148,13 +158,13 @@ mod tests {
     fn a_collection_group_bounded_below_a_document_stays_below_it() {
         let f = range("teams/a/logs/x", "teams/a/logs/y");
         let group = Scope::CollectionGroup {
-            parent: vec![],
+            parent: Segments::default(),
             collection: "logs".into(),
         };
         assert_eq!(
             narrow(group, Some(&f)),
             [Scope::CollectionGroup {
-                parent: segs("teams/a"),
+                parent: segs("teams/a").into(),
                 collection: "logs".into()
             }]
         );
@@ -163,7 +173,9 @@ mod tests {
     #[test]
     fn without_both_bounds_nothing_narrows() {
         let lower_only = Filter::Name(NameBound::Above { inclusive: true }, segs("notes/a"));
-        let scope = Scope::Descendants { parent: vec![] };
+        let scope = Scope::Descendants {
+            parent: Segments::default(),
+        };
         assert_eq!(
             narrow(scope.clone(), Some(&lower_only)),
             vec![scope.clone()]
@@ -179,7 +191,9 @@ mod tests {
     #[test]
     fn a_successor_bound_without_the_minimum_id_does_not_narrow() {
         let f = range("notes/a", "notes\0/b");
-        let scope = Scope::Descendants { parent: vec![] };
+        let scope = Scope::Descendants {
+            parent: Segments::default(),
+        };
         assert_eq!(narrow(scope.clone(), Some(&f)), [scope]);
     }
 }

@@ -2,7 +2,7 @@
 //! needs, what a query selector covers, and Firestore's bounds on them.
 
 use super::path::validate_id;
-use super::{Access, ClassifyError, Scope, Target};
+use super::{Access, ClassifyError, Scope, Segments, Target};
 
 /// Firestore's bound on `findNearest.limit` (query.proto: "a positive
 /// integer of no more than 1000").
@@ -28,7 +28,7 @@ pub fn selector_scope(
     collection: String,
     all_descendants: bool,
 ) -> Result<Scope, ClassifyError> {
-    let parent = parent.to_vec();
+    let parent = Segments::from(parent);
     match (collection.is_empty(), all_descendants) {
         (true, true) => Ok(Scope::Descendants { parent }),
         (true, false) => Err(ClassifyError::InvalidQuery("selector without a collection")),

@@ -294,7 +294,7 @@ pub(super) fn read_masks(decision: &Decision) -> Option<DocumentMasks> {
         let mut masks = DocumentMasks::default();
         for a in &decision.answer {
             match &a.scope {
-                Scope::Document { path } => masks.document(path.clone(), a.fields.clone()),
+                Scope::Document { path } => masks.document(path.to_vec(), a.fields.clone()),
                 _ => {
                     if let Some(mask) = &a.fields {
                         masks.query(mask);
@@ -316,7 +316,7 @@ pub(super) fn read_masks(decision: &Decision) -> Option<DocumentMasks> {
         }
         let mask = t.mask().map(|m| Arc::clone(&m.fields));
         match &t.target.scope {
-            Scope::Document { path } => masks.document(path.clone(), mask),
+            Scope::Document { path } => masks.document(path.to_vec(), mask),
             _ => {
                 if let Some(mask) = &mask {
                     masks.query(mask);

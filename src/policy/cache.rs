@@ -369,7 +369,7 @@ mod tests {
         let get = |collection: &str| {
             let mut op = batch_get(0, 1);
             op.targets[0].scope = Scope::Document {
-                path: vec![collection.into(), "d".into()],
+                path: vec![collection.to_string(), "d".into()].into(),
             };
             op
         };

@@ -172,7 +172,7 @@ fn what_rules_see_of_fields_not_captured_is_unknown() {
     );
     let target = Target {
         scope: Scope::Document {
-            path: vec!["notes".into(), "n1".into()],
+            path: vec!["notes".to_string(), "n1".into()].into(),
         },
         access: Access::Update,
     };

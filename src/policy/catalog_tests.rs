@@ -148,7 +148,7 @@ fn a_collection_scope_leaves_the_wildcard_unbound() {
         Method::RunQuery,
         vec![crate::model::Target {
             scope: crate::model::Scope::Collection {
-                parent: vec![],
+                parent: crate::model::Segments::default(),
                 collection: "services".into(),
             },
             access: Access::List,

@@ -3,10 +3,10 @@
 //! principals known by subject and groups only.
 
 use crate::authn::Principal;
-use crate::model::{Access, Database, Method, Operation, Scope, Target};
+use crate::model::{Access, Database, Method, Operation, Scope, Segments, Target};
 
 /// A path's ids: `"/teams/a/x"` → `["teams", "a", "x"]`.
-pub(crate) fn ids(path: &str) -> Vec<String> {
+pub(crate) fn ids(path: &str) -> Segments {
     path.split('/')
         .filter(|s| !s.is_empty())
         .map(String::from)

@@ -22,7 +22,7 @@ impl Table {
             let Scope::Document { path } = &target.scope else {
                 continue;
             };
-            if target.access == Access::List || paths.contains(path) {
+            if target.access == Access::List || paths.iter().any(|p| p[..] == path[..]) {
                 continue;
             }
             let writes: Vec<&Written> = op
@@ -42,7 +42,7 @@ impl Table {
                     .as_ref()
                     .is_some_and(|c| needs_stored(c.data, target, write))
             }) {
-                paths.push(path.clone());
+                paths.push(path.to_vec());
             }
         }
         paths

@@ -44,7 +44,7 @@ impl Seen {
         uses: DataUse,
     ) -> Seen {
         let doc = match &target.scope {
-            Scope::Document { path } => stored.and_then(|s| s.get(path)),
+            Scope::Document { path } => stored.and_then(|s| s.get(&path[..])),
             _ => None,
         };
         let mut seen = Seen::default();

@@ -382,6 +382,7 @@ impl Table {
 mod tests {
     use super::super::pattern::Pattern;
     use super::*;
+    use crate::model::Segments;
 
     fn table(patterns: &[&str]) -> Table {
         let mut yaml = String::from("rules:\n");
@@ -393,7 +394,7 @@ mod tests {
         Table::from_yaml(&yaml, 0).unwrap()
     }
 
-    fn ids(path: &str) -> Vec<String> {
+    fn ids(path: &str) -> Segments {
         path.split('/')
             .filter(|s| !s.is_empty())
             .map(String::from)
@@ -438,7 +439,7 @@ mod tests {
     fn collection_scope_needs_a_wildcard_document_segment() {
         let t = table(&["/catalog/{e}", "/catalog/fixed", "/{all=**}"]);
         let scope = Scope::Collection {
-            parent: vec![],
+            parent: Segments::default(),
             collection: "catalog".into(),
         };
         assert_eq!(covering(&t, &scope), ["r0", "r2"]);
@@ -453,7 +454,7 @@ mod tests {
             "/teams/a/{rest=**}",
         ]);
         let everywhere = Scope::CollectionGroup {
-            parent: vec![],
+            parent: Segments::default(),
             collection: "logs".into(),
         };
         assert_eq!(covering(&t, &everywhere), ["r1"]);
@@ -476,7 +477,9 @@ mod tests {
             parent: ids("/teams/a"),
         };
         assert_eq!(covering(&t, &scope), ["r0"]);
-        let root = Scope::Descendants { parent: vec![] };
+        let root = Scope::Descendants {
+            parent: Segments::default(),
+        };
         assert!(covering(&t, &root).is_empty());
     }
 
@@ -487,7 +490,9 @@ mod tests {
             parent: ids("/teams/a"),
         };
         assert_eq!(covering(&t, &scope), ["r0", "r1"]);
-        let root = Scope::CollectionIds { parent: vec![] };
+        let root = Scope::CollectionIds {
+            parent: Segments::default(),
+        };
         assert_eq!(covering(&t, &root), ["r1"]);
     }
 
@@ -567,7 +572,7 @@ mod tests {
             proptest::prop_assume!(!texts.is_empty());
             let t = table(&texts.iter().map(String::as_str).collect::<Vec<_>>());
             let path: Vec<String> = path.iter().flat_map(|&k| [names[k].to_string(), "d".to_string()]).collect();
-            let scope = Scope::Document { path: path.clone() };
+            let scope = Scope::Document { path: path.as_slice().into() };
             let got: Vec<usize> = t.lookup(&tokens(&scope)).iter().map(|m| m.rule).collect();
             let want: Vec<usize> = (0..t.rules.len())
                 .filter(|&i| brute(&t.rules[i].pattern.segments, &path))

@@ -6,7 +6,7 @@ use prometheus_client::registry::Registry;
 use super::fixtures::{doc, ids, op};
 use super::*;
 use crate::authn::Principal;
-use crate::model::{Access, Method, Scope, Target};
+use crate::model::{Access, Method, Scope, Segments, Target};
 
 fn principal(subject: &str, groups: &[&str], claims: serde_json::Value) -> Principal {
     let claims = match claims {
@@ -89,7 +89,7 @@ async fn aliases_expand_and_nothing_more() {
         let target = if access == Access::List {
             Target {
                 scope: Scope::Collection {
-                    parent: vec![],
+                    parent: Segments::default(),
                     collection: "catalog".into(),
                 },
                 access,
@@ -233,7 +233,7 @@ rules:
     );
     let group = |collection: &str| Target {
         scope: Scope::CollectionGroup {
-            parent: vec![],
+            parent: Segments::default(),
             collection: collection.into(),
         },
         access: Access::List,

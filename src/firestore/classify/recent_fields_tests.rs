@@ -56,7 +56,9 @@ fn bodies() -> Vec<(String, String, Vec<Target>)> {
             format!("{DB}:listCollectionIds"),
             r#"{"pageSize":5"#.to_owned(),
             vec![Target {
-                scope: Scope::CollectionIds { parent: vec![] },
+                scope: Scope::CollectionIds {
+                    parent: Segments::default(),
+                },
                 access: Access::List,
             }],
         ),

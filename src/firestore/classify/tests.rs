@@ -44,7 +44,7 @@ pub(super) fn refused(method: &str, uri: &str, body: &str) -> &'static str {
     }
 }
 
-pub(super) fn segs(path: &[&str]) -> Vec<String> {
+pub(super) fn segs(path: &[&str]) -> Segments {
     path.iter().map(|s| s.to_string()).collect()
 }
 
@@ -307,7 +307,9 @@ fn row_list_collection_ids() {
     assert_eq!(
         targets("POST", &format!("{DB}:listCollectionIds"), ""),
         [Target {
-            scope: Scope::CollectionIds { parent: vec![] },
+            scope: Scope::CollectionIds {
+                parent: Segments::default(),
+            },
             access: Access::List
         }]
     );
@@ -786,7 +788,9 @@ fn node_client_bodies() {
     assert_eq!(
         targets("POST", &format!("{DB}:listCollectionIds{alt}"), "{}"),
         [Target {
-            scope: Scope::CollectionIds { parent: vec![] },
+            scope: Scope::CollectionIds {
+                parent: Segments::default(),
+            },
             access: Access::List
         }]
     );
@@ -809,7 +813,7 @@ fn node_recursive_delete_narrows_with_numeric_enums() {
     let uri = format!("{DB}:runQuery?$alt=json%3Benum-encoding=int");
     let subtree = [Target {
         scope: Scope::Subtree {
-            parent: vec![],
+            parent: Segments::default(),
             collection: "teams".into(),
         },
         access: Access::List,

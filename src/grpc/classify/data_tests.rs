@@ -6,8 +6,8 @@ use super::*;
 use crate::grpc::proto::{
     DocumentMask, document_transform::FieldTransform, structured_query as sq,
 };
-use crate::model::Scope;
 use crate::model::data::{Change, FieldCapture, FieldValue, Filter, Precondition};
+use crate::model::{Scope, Segments};
 
 fn v(value_type: value::ValueType) -> Value {
     Value {
@@ -312,7 +312,7 @@ fn name_bounds_narrow_a_grpc_query_as_they_narrow_rest() {
         op.targets,
         [Target {
             scope: Scope::Subtree {
-                parent: vec![],
+                parent: Segments::default(),
                 collection: "notes".into()
             },
             access: Access::List,

@@ -104,7 +104,9 @@ mod tests {
     fn each_documents_first_write_is_pinned_to_the_read() {
         let mut op = Operation::new(Database::new("p", "(default)"), Method::Commit, Vec::new());
         let written = |id: &str, index| Written {
-            scope: Scope::Document { path: path(id) },
+            scope: Scope::Document {
+                path: path(id).into(),
+            },
             index,
             change: Change::Delete,
             precondition: Precondition::None,

@@ -25,7 +25,7 @@ pub(in crate::pipeline) fn pin_of<'s>(w: &Written, stored: &'s Stored) -> Option
     let Scope::Document { path } = &w.scope else {
         return None;
     };
-    let doc = stored.get(path)?;
+    let doc = stored.get(&path[..])?;
     match (doc, &w.precondition) {
         (_, Precondition::UpdateTime(_) | Precondition::Exists(false)) => None,
         (Some(d), _) => Some(Pin::UpdateTime(&d.update_time)),
@@ -131,7 +131,9 @@ mod tests {
     }
 
     fn op() -> Operation {
-        let doc = |id: &str| Scope::Document { path: path(id) };
+        let doc = |id: &str| Scope::Document {
+            path: path(id).into(),
+        };
         let write = |id: &str, index| Written {
             scope: doc(id),
             index,

@@ -141,9 +141,7 @@ fn paths() -> Vec<Vec<String>> {
 fn allowed(t: &Table, p: &Principal, path: &[String], access: Access) -> bool {
     let op = op(Method::Get, Vec::new());
     let target = Target {
-        scope: Scope::Document {
-            path: path.to_vec(),
-        },
+        scope: Scope::Document { path: path.into() },
         access,
     };
     t.decide_target(&Request::new(p, &op), &target)
