@@ -80,15 +80,32 @@ fn classify_decide(
 
 /// This thread's CPU time (`/proc/thread-self/schedstat`, ns on a CPU):
 /// on a shared machine, what the work cost rather than how long it waited.
+/// The kernel brings it up to date at each scheduler tick (4 ms here), so
+/// a figure is only as good as the number of ticks it spans: see [`ROUND`].
 fn cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let ns = stat.split_whitespace().next()?.parse().ok()?;
     Some(Duration::from_nanos(ns))
 }
 
-/// Mean CPU time (wall time where it cannot be read) of `f` over `iters`
-/// calls, the best of five rounds.
-fn best(iters: u32, mut f: impl FnMut()) -> Duration {
+/// How long one round of [`best`] runs: some 60 ticks, so that a tick
+/// more or less moves a figure by under 2 %.
+const ROUND: Duration = Duration::from_millis(250);
+
+/// How many calls of `f` take about [`ROUND`].
+fn calls_per_round(mut f: impl FnMut()) -> u32 {
+    let (start, mut calls) = (Instant::now(), 0u32);
+    while start.elapsed() < ROUND / 5 {
+        f();
+        calls += 1;
+    }
+    calls.saturating_mul(5).max(1)
+}
+
+/// Mean CPU time (wall time where it cannot be read) of one call of `f`,
+/// the best of five rounds of about [`ROUND`] each.
+fn best(mut f: impl FnMut()) -> Duration {
+    let iters = calls_per_round(&mut f);
     (0..5)
         .map(|_| {
             let (wall, on_cpu) = (Instant::now(), cpu());
@@ -139,9 +156,8 @@ fn bench(c: &mut Criterion) {
         });
         // The ratio, measured here side by side (criterion's figures above
         // are each from their own stretch of time).
-        let iters = (20_000 / writes) as u32;
-        let reference = best(iters, parse);
-        let judged = best(iters, &mut decide);
+        let reference = best(parse);
+        let judged = best(&mut decide);
         eprintln!(
             "commit of {writes} writes: classify+decide {:.2} µs per write ({:.1} µs whole), \
              serde_json::Value {:.2} µs per write: {:.2}x",
