@@ -121,6 +121,23 @@ fn best(mut f: impl FnMut()) -> Duration {
         .unwrap_or_default()
 }
 
+/// `n` calls of `f`, apart so that callgrind can count them alone
+/// (`--toggle-collect='*counted*'`; see `benches/README.md`).
+#[inline(never)]
+fn counted_commits(n: u32, f: &mut impl FnMut()) {
+    for _ in 0..n {
+        f();
+    }
+}
+
+/// As [`counted_commits`], for the serde reference.
+#[inline(never)]
+fn counted_serde(n: u32, f: &mut impl FnMut()) {
+    for _ in 0..n {
+        f();
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -149,6 +166,22 @@ fn bench(c: &mut Criterion) {
         let parse = || {
             black_box(serde_json::from_slice::<serde_json::Value>(black_box(&body)).expect("json"));
         };
+        // COMMIT_COUNT=n: n commits of 50 writes (and n serde parses of
+        // the body) after every caller's verdicts are cached, for a count
+        // of instructions that no machine's load moves; no timings.
+        if let Some(n) = std::env::var("COMMIT_COUNT")
+            .ok()
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            if writes == 50 {
+                for _ in 0..2 * CALLERS {
+                    decide();
+                }
+                counted_commits(n, &mut decide);
+                counted_serde(n, &mut { parse });
+            }
+            continue;
+        }
         group.throughput(Throughput::Elements(writes as u64));
         group.bench_function(format!("serde_value_{writes}_writes"), |b| b.iter(parse));
         group.bench_function(format!("classify_decide_{writes}_writes"), |b| {

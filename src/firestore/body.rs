@@ -321,29 +321,40 @@ impl<'de> Visitor<'de> for StrVisitor {
     }
 }
 
-/// The keys of one object seen so far: a short list for the usual handful,
-/// a hash set once an object is large, so that a body of many keys costs
-/// linear time, not quadratic. Keys stay borrowed from the body.
+/// The keys of one object seen so far: the usual handful in place (no
+/// allocation for an object of a few members, nearly every one a request
+/// holds), a hash set once an object is large, so that a body of many keys
+/// costs linear time, not quadratic. Keys stay borrowed from the body.
 #[derive(Default)]
 pub(super) struct KeySet<'de> {
-    few: Vec<Str<'de>>,
+    few: [Option<Str<'de>>; KeySet::FEW],
+    len: usize,
     many: Option<HashSet<Str<'de>>>,
 }
 
 impl<'de> KeySet<'de> {
-    const FEW: usize = 16;
+    const FEW: usize = 8;
+
+    fn few(&self) -> impl Iterator<Item = &Str<'de>> {
+        self.few[..self.len].iter().flatten()
+    }
 
     /// False if `key` was already there.
     pub(super) fn insert(&mut self, key: Str<'de>) -> bool {
         if let Some(many) = &mut self.many {
             return many.insert(key);
         }
-        if self.few.contains(&key) {
+        if self.few().any(|k| *k == key) {
             return false;
         }
-        self.few.push(key);
-        if self.few.len() > Self::FEW {
-            self.many = Some(self.few.drain(..).collect());
+        if self.len < Self::FEW {
+            self.few[self.len] = Some(key);
+            self.len += 1;
+        } else {
+            let mut many: HashSet<Str<'de>> =
+                self.few.iter_mut().filter_map(Option::take).collect();
+            many.insert(key);
+            self.many = Some(many);
         }
         true
     }
@@ -351,7 +362,7 @@ impl<'de> KeySet<'de> {
     pub(super) fn contains(&self, key: &str) -> bool {
         match &self.many {
             Some(many) => many.contains(&Str(Cow::Borrowed(key))),
-            None => self.few.iter().any(|k| k.0 == key),
+            None => self.few().any(|k| k.0 == key),
         }
     }
 }
@@ -412,6 +423,21 @@ mod tests {
             Object::parse(&repeated, "t").err().unwrap().reason(),
             "duplicate_key"
         );
+    }
+
+    #[test]
+    fn a_key_set_knows_every_key_in_place_and_past_it() {
+        let names: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+        let mut keys = KeySet::default();
+        for (i, name) in names.iter().enumerate() {
+            assert!(!keys.contains(name), "{name} before");
+            assert!(keys.insert(Str(Cow::Borrowed(name))), "{name}");
+            // Every key so far is known, and is refused a second time.
+            for seen in &names[..=i] {
+                assert!(keys.contains(seen), "{seen} after {name}");
+                assert!(!keys.insert(Str(Cow::Owned(seen.clone()))), "{seen} after {name}");
+            }
+        }
     }
 
     #[test]
