@@ -102,10 +102,14 @@ build() {
 }
 
 fixture() {
-  if [ ! -s "$work/fixture/tokens-cold-es256.txt" ]; then
+  # The tokens name the upstream (their issuer) they were written for: a
+  # fixture of another PORT_BASE is written again.
+  if [ ! -s "$work/fixture/tokens-cold-es256.txt" ] ||
+    [ "$(cat "$work/fixture/upstream" 2>/dev/null)" != "$up" ]; then
     log "writing keys, tokens, policies and bodies"
     rm -rf "$work/fixture"
     "$root/target/release/examples/bench_fixture" "$work/fixture" "$up" "$COLD" >/dev/null
+    printf '%s' "$up" >"$work/fixture/upstream"
   fi
   fx=$work/fixture
   token=$(head -n1 "$fx/tokens-hit.txt")
