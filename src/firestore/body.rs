@@ -435,7 +435,10 @@ mod tests {
             // Every key so far is known, and is refused a second time.
             for seen in &names[..=i] {
                 assert!(keys.contains(seen), "{seen} after {name}");
-                assert!(!keys.insert(Str(Cow::Owned(seen.clone()))), "{seen} after {name}");
+                assert!(
+                    !keys.insert(Str(Cow::Owned(seen.clone()))),
+                    "{seen} after {name}"
+                );
             }
         }
     }

@@ -170,29 +170,49 @@ pub enum Scope {
     CollectionIds { parent: Segments },
 }
 
+impl Scope {
+    /// Its spelling's pieces: the segments of its path or parent, then a
+    /// separator, a collection and a suffix (each possibly empty).
+    fn pieces(&self) -> (&[String], &str, &str, &str) {
+        match self {
+            Scope::Document { path } => (path, "", "", ""),
+            Scope::Collection { parent, collection } => (parent, "/", collection, ""),
+            Scope::CollectionGroup { parent, collection } => (parent, "/**/", collection, ""),
+            Scope::Descendants { parent } => (parent, "", "", "/**"),
+            Scope::Subtree { parent, collection } => (parent, "/", collection, "/**"),
+            Scope::CollectionIds { parent } => (parent, "", "", "/:collectionIds"),
+        }
+    }
+
+    /// What [`Display`](fmt::Display) writes, in one allocation of its
+    /// exact size: an audit record spells every target of a request, and
+    /// a `String` grown through the formatter reallocated as it went.
+    pub fn spelled(&self) -> String {
+        let (segments, middle, last, tail) = self.pieces();
+        let len = segments.iter().map(|s| s.len() + 1).sum::<usize>()
+            + middle.len()
+            + last.len()
+            + tail.len();
+        let mut out = String::with_capacity(len);
+        for s in segments {
+            out.push('/');
+            out.push_str(s);
+        }
+        out.push_str(middle);
+        out.push_str(last);
+        out.push_str(tail);
+        out
+    }
+}
+
 impl fmt::Display for Scope {
     /// A stable, human-readable form for audit lines and `policy check`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `write_str` piece by piece: an audit record spells every target
-        // of a request, and `write!` per segment costs several times more.
-        fn path(f: &mut fmt::Formatter<'_>, segments: &[String]) -> fmt::Result {
-            for s in segments {
-                f.write_str("/")?;
-                f.write_str(s)?;
-            }
-            Ok(())
+        let (segments, middle, last, tail) = self.pieces();
+        for s in segments {
+            f.write_str("/")?;
+            f.write_str(s)?;
         }
-        let (parent, middle, last, tail) = match self {
-            Scope::Document { path: p } => (p, "", "", ""),
-            Scope::Collection { parent, collection } => (parent, "/", collection.as_str(), ""),
-            Scope::CollectionGroup { parent, collection } => {
-                (parent, "/**/", collection.as_str(), "")
-            }
-            Scope::Descendants { parent } => (parent, "", "", "/**"),
-            Scope::Subtree { parent, collection } => (parent, "/", collection.as_str(), "/**"),
-            Scope::CollectionIds { parent } => (parent, "", "", "/:collectionIds"),
-        };
-        path(f, parent)?;
         f.write_str(middle)?;
         f.write_str(last)?;
         f.write_str(tail)
@@ -286,6 +306,8 @@ mod tests {
             (Scope::CollectionIds { parent }, "/teams/a/:collectionIds"),
         ] {
             assert_eq!(scope.to_string(), spelled);
+            assert_eq!(scope.spelled(), spelled);
+            assert_eq!(scope.spelled().capacity(), spelled.len(), "{spelled}");
         }
     }
 }

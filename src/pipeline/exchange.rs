@@ -222,7 +222,7 @@ impl Exchange {
                 .targets
                 .iter()
                 .map(|t| AuditTarget {
-                    resource: t.target.scope.to_string(),
+                    resource: t.target.scope.spelled(),
                     access: t.target.access.as_str().into(),
                     allowed: t.allowed,
                     rule: t.rule.clone(),
@@ -234,7 +234,7 @@ impl Exchange {
                 .targets
                 .iter()
                 .map(|t| AuditTarget {
-                    resource: t.scope.to_string(),
+                    resource: t.scope.spelled(),
                     access: t.access.as_str().into(),
                     allowed: false,
                     rule: None,

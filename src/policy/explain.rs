@@ -93,7 +93,7 @@ impl Table {
             };
             let values = condition.eval_values(&self.env, vars, &parts);
             out.push(DataSeen {
-                resource: t.target.scope.to_string(),
+                resource: t.target.scope.spelled(),
                 access: t.target.access.to_string(),
                 rule: id.clone(),
                 why: t.why.clone(),
@@ -151,7 +151,7 @@ impl Table {
                     .matches(principal, Some(view), |name| self.binding(&m, &toks, name))
                     .unwrap_or(false);
                 out.push(CatalogSeen {
-                    resource: t.target.scope.to_string(),
+                    resource: t.target.scope.spelled(),
                     rule: rule.id.clone(),
                     selector: catalog.describe(),
                     decided: t.rule.as_deref() == Some(rule.id.as_str()),
