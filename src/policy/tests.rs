@@ -737,14 +737,7 @@ rules:
             vec![true, true],
         ),
     ] {
-        // Through the engine (its cache and the request's memo), and by
-        // the table alone (the memo only).
-        let d = decide(&e, &a, targets.clone()).await;
-        let got: Vec<bool> = d.targets.iter().map(|t| t.allowed).collect();
-        assert_eq!(got, allowed, "{targets:?}");
-        let d = uncached.decide(&a, &op(Method::Commit, targets.clone()));
-        let got: Vec<bool> = d.targets.iter().map(|t| t.allowed).collect();
-        assert_eq!(got, allowed, "{targets:?}");
+        judged_as_one_commit(&e, &a, &targets, &allowed).await;
         // And as each target alone would be judged.
         for (target, allowed) in targets.iter().zip(&allowed) {
             let alone = uncached.decide(&a, &op(Method::Commit, vec![target.clone()]));
@@ -771,7 +764,6 @@ rules:
 "#,
     );
     let a = alice();
-    let uncached = e.table();
     for (targets, allowed) in [
         (
             vec![
@@ -792,11 +784,23 @@ rules:
             vec![true, false, true],
         ),
     ] {
-        let d = decide(&e, &a, targets.clone()).await;
-        let got: Vec<bool> = d.targets.iter().map(|t| t.allowed).collect();
-        assert_eq!(got, allowed, "{targets:?}");
-        let d = uncached.decide(&a, &op(Method::Commit, targets.clone()));
-        let got: Vec<bool> = d.targets.iter().map(|t| t.allowed).collect();
-        assert_eq!(got, allowed, "{targets:?}");
+        judged_as_one_commit(&e, &a, &targets, &allowed).await;
     }
+}
+
+/// `targets` judged as one commit through the engine (its cache and the
+/// request's memo) and by the table alone (the memo only): each allowed
+/// as `allowed` says.
+async fn judged_as_one_commit(
+    e: &PolicyEngine,
+    p: &Principal,
+    targets: &[Target],
+    allowed: &[bool],
+) {
+    let d = decide(e, p, targets.to_vec()).await;
+    let got: Vec<bool> = d.targets.iter().map(|t| t.allowed).collect();
+    assert_eq!(got, allowed, "{targets:?}");
+    let d = e.table().decide(p, &op(Method::Commit, targets.to_vec()));
+    let got: Vec<bool> = d.targets.iter().map(|t| t.allowed).collect();
+    assert_eq!(got, allowed, "{targets:?}");
 }
