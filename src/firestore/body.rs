@@ -312,12 +312,12 @@ impl<'de> Visitor<'de> for StrVisitor {
         f.write_str("a string")
     }
 
-    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Str<'de>, E> {
-        Ok(Str(Cow::Borrowed(key)))
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'de>, E> {
+        Ok(Str(Cow::Borrowed(s)))
     }
 
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Str<'de>, E> {
-        Ok(Str(Cow::Owned(key.to_owned())))
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'de>, E> {
+        Ok(Str(Cow::Owned(s.to_owned())))
     }
 }
 
@@ -327,8 +327,8 @@ impl<'de> Visitor<'de> for StrVisitor {
 /// costs linear time, not quadratic. Keys stay borrowed from the body.
 #[derive(Default)]
 pub(super) struct KeySet<'de> {
+    /// Filled from the front: the first `None` ends the keys in place.
     few: [Option<Str<'de>>; KeySet::FEW],
-    len: usize,
     many: Option<HashSet<Str<'de>>>,
 }
 
@@ -336,7 +336,7 @@ impl<'de> KeySet<'de> {
     const FEW: usize = 8;
 
     fn few(&self) -> impl Iterator<Item = &Str<'de>> {
-        self.few[..self.len].iter().flatten()
+        self.few.iter().map_while(Option::as_ref)
     }
 
     /// False if `key` was already there.
@@ -347,9 +347,8 @@ impl<'de> KeySet<'de> {
         if self.few().any(|k| *k == key) {
             return false;
         }
-        if self.len < Self::FEW {
-            self.few[self.len] = Some(key);
-            self.len += 1;
+        if let Some(free) = self.few.iter_mut().find(|k| k.is_none()) {
+            *free = Some(key);
         } else {
             let mut many: HashSet<Str<'de>> =
                 self.few.iter_mut().filter_map(Option::take).collect();

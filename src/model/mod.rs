@@ -208,14 +208,7 @@ impl Scope {
 impl fmt::Display for Scope {
     /// A stable, human-readable form for audit lines and `policy check`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (segments, middle, last, tail) = self.pieces();
-        for s in segments {
-            f.write_str("/")?;
-            f.write_str(s)?;
-        }
-        f.write_str(middle)?;
-        f.write_str(last)?;
-        f.write_str(tail)
+        f.write_str(&self.spelled())
     }
 }
 
