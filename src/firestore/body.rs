@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::shape::Shape;
@@ -16,9 +16,25 @@ use crate::model::ClassifyError;
 /// One JSON object whose members are still raw text, so that each can be
 /// read on demand and located in the original body (for transaction ids).
 pub struct Object<'a> {
-    /// Each member: its key, its raw value, and whether it was read.
-    entries: Vec<(Str<'a>, &'a RawValue, bool)>,
+    /// Each member: its key, its value, and whether it was read.
+    entries: Vec<(Str<'a>, Member<'a>, bool)>,
     within: &'static str,
+}
+
+/// A member's value as the object's one pass left it.
+enum Member<'a> {
+    Raw(&'a RawValue),
+    /// The member named as a list when parsing ([`Object::parse_listing`]),
+    /// its elements split in the same pass.
+    List(List<'a>),
+}
+
+/// A member parsed as a list.
+enum List<'a> {
+    Elements(Vec<&'a RawValue>),
+    Null,
+    /// Anything but an array or `null`.
+    NotAList,
 }
 
 impl<'a> Object<'a> {
@@ -29,7 +45,25 @@ impl<'a> Object<'a> {
             return Ok(Object::empty(within));
         }
         Ok(Object {
-            entries: ObjectEntries::parse(text)?,
+            entries: ObjectEntries::parse(text, None)?,
+            within,
+        })
+    }
+
+    /// [`Object::parse`], with the member spelled `list` (in either
+    /// spelling) split into its elements in the same pass, for
+    /// [`Object::take_list`]: the body of a 500-write commit is read once
+    /// to its writes, not twice.
+    pub fn parse_listing(
+        text: &'a str,
+        within: &'static str,
+        list: (&'static str, &'static str),
+    ) -> Result<Self, ClassifyError> {
+        if text.trim().is_empty() {
+            return Ok(Object::empty(within));
+        }
+        Ok(Object {
+            entries: ObjectEntries::parse(text, Some(list))?,
             within,
         })
     }
@@ -48,17 +82,54 @@ impl<'a> Object<'a> {
         camel: &'static str,
         snake: &'static str,
     ) -> Result<Option<&'a RawValue>, ClassifyError> {
-        let mut found: Option<&'a RawValue> = None;
+        match self.find(camel, snake)? {
+            None => Ok(None),
+            Some(Member::Raw(raw)) => Ok(Some(*raw).filter(|v| v.get() != "null")),
+            // Only the member named at parse time is a list, and it is
+            // read with `take_list`.
+            Some(Member::List(_)) => Err(ClassifyError::MalformedBody(self.within)),
+        }
+    }
+
+    /// The elements of the array member spelled `camel` or `snake`, each
+    /// still raw; `null` reads as absent, anything else but an array is
+    /// `MalformedBody(within)`.
+    pub fn take_list(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+        within: &'static str,
+    ) -> Result<Option<Vec<&'a RawValue>>, ClassifyError> {
+        match self.find(camel, snake)? {
+            None => Ok(None),
+            Some(Member::Raw(raw)) if raw.get() == "null" => Ok(None),
+            Some(Member::Raw(raw)) => array(raw, within).map(Some),
+            Some(Member::List(list)) => match std::mem::replace(list, List::Null) {
+                List::Elements(elements) => Ok(Some(elements)),
+                List::Null => Ok(None),
+                List::NotAList => Err(ClassifyError::MalformedBody(within)),
+            },
+        }
+    }
+
+    /// The one member spelled `camel` or `snake`, marked read; both
+    /// spellings at once are refused.
+    fn find(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+    ) -> Result<Option<&mut Member<'a>>, ClassifyError> {
+        let mut found = None;
         for (key, value, used) in &mut self.entries {
             if key.0 == camel || key.0 == snake {
                 if found.is_some() {
                     return Err(ClassifyError::MixedFieldSpelling(camel));
                 }
                 *used = true;
-                found = Some(*value);
+                found = Some(value);
             }
         }
-        Ok(found.filter(|v| v.get() != "null"))
+        Ok(found)
     }
 
     /// Refuse a member that the URL already binds (`name`, `parent`, …).
@@ -181,11 +252,16 @@ pub fn span(text: &str, raw: &RawValue) -> Option<std::ops::Range<usize>> {
 /// The top-level members of one object, duplicates refused.
 struct ObjectEntries;
 
+type Entries<'a> = Vec<(Str<'a>, Member<'a>, bool)>;
+
 impl ObjectEntries {
-    fn parse(text: &str) -> Result<Vec<(Str<'_>, &RawValue, bool)>, ClassifyError> {
+    fn parse<'a>(
+        text: &'a str,
+        list: Option<(&'static str, &'static str)>,
+    ) -> Result<Entries<'a>, ClassifyError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let entries = de
-            .deserialize_map(EntriesVisitor)
+            .deserialize_map(EntriesVisitor { list })
             .map_err(classify_json_error)?;
         de.end()
             .map_err(|_| ClassifyError::MalformedBody("trailing data"))?;
@@ -193,26 +269,89 @@ impl ObjectEntries {
     }
 }
 
-struct EntriesVisitor;
+struct EntriesVisitor {
+    /// The member to split into its elements, in both spellings.
+    list: Option<(&'static str, &'static str)>,
+}
 
 impl<'de> Visitor<'de> for EntriesVisitor {
-    type Value = Vec<(Str<'de>, &'de RawValue, bool)>;
+    type Value = Entries<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries: Vec<(Str<'de>, &'de RawValue, bool)> = Vec::new();
+        let mut entries: Entries<'de> = Vec::new();
         let mut keys = KeySet::default();
         while let Some(key) = map.next_key::<Str<'de>>()? {
             if !keys.insert(key.clone()) {
                 return Err(de::Error::custom(DUPLICATE));
             }
-            let value: &'de RawValue = map.next_value()?;
+            let listed = self
+                .list
+                .is_some_and(|(camel, snake)| key.0 == camel || key.0 == snake);
+            let value = if listed {
+                Member::List(map.next_value_seed(ListSeed)?)
+            } else {
+                Member::Raw(map.next_value()?)
+            };
             entries.push((key, value, false));
         }
         Ok(entries)
+    }
+}
+
+/// A member's value read as a [`List`]: any JSON value is taken (what it
+/// should have been is for [`Object::take_list`] to say).
+struct ListSeed;
+
+impl<'de> DeserializeSeed<'de> for ListSeed {
+    type Value = List<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<List<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed {
+    type Value = List<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List<'de>, A::Error> {
+        let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(element) = seq.next_element::<&'de RawValue>()? {
+            elements.push(element);
+        }
+        Ok(List::Elements(elements))
+    }
+
+    fn visit_unit<E>(self) -> Result<List<'de>, E> {
+        Ok(List::Null)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<List<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(List::NotAList)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<List<'de>, E> {
+        Ok(List::NotAList)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<List<'de>, E> {
+        Ok(List::NotAList)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<List<'de>, E> {
+        Ok(List::NotAList)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<List<'de>, E> {
+        Ok(List::NotAList)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<List<'de>, E> {
+        Ok(List::NotAList)
     }
 }
 
@@ -461,6 +600,55 @@ mod tests {
         for text in ["[]", "1", "{", r#"{"a":1} x"#, "\"s\"", "{\"a\":}"] {
             assert!(Object::parse(text, "t").is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_listed_member_is_split_in_the_same_pass() {
+        let text = r#"{"writes": [{"a":1}, "b" ,null], "x": [1]}"#;
+        let mut obj = Object::parse_listing(text, "t", ("writes", "writes")).unwrap();
+        let elements = obj.take_list("writes", "writes", "w").unwrap().unwrap();
+        let spelled: Vec<&str> = elements
+            .iter()
+            .map(|raw| &text[span(text, raw).unwrap()])
+            .collect();
+        assert_eq!(spelled, [r#"{"a":1}"#, r#""b""#, "null"]);
+        // Another member is raw as ever, and a list too when taken as one.
+        assert_eq!(obj.take_list("x", "x", "x").unwrap().unwrap().len(), 1);
+        obj.finish().unwrap();
+        // `null` is absent; anything but an array is the caller's refusal.
+        for (member, expected) in [("null", Ok(None)), ("[]", Ok(Some(0)))] {
+            let text = format!(r#"{{"writes":{member}}}"#);
+            let mut obj = Object::parse_listing(&text, "t", ("writes", "writes")).unwrap();
+            let got = obj
+                .take_list("writes", "writes", "w")
+                .map(|l| l.map(|l| l.len()));
+            assert_eq!(got.map_err(|e| e.reason()), expected, "{member}");
+        }
+        for member in ["{}", r#"{"a":[1]}"#, "1", "-1", "1.5", "true", r#""s""#] {
+            let text = format!(r#"{{"writes":{member}}}"#);
+            let mut obj = Object::parse_listing(&text, "t", ("writes", "writes")).unwrap();
+            let err = obj.take_list("writes", "writes", "w").unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                ClassifyError::MalformedBody("w").to_string(),
+                "{member}"
+            );
+        }
+        // What the list holds must still be JSON, and its object's keys
+        // one of each.
+        for text in [
+            r#"{"writes":[{]}"#,
+            r#"{"writes":[1,"#,
+            r#"{"writes":[],"writes":[]}"#,
+        ] {
+            assert!(
+                Object::parse_listing(text, "t", ("writes", "writes")).is_err(),
+                "{text}"
+            );
+        }
+        // Listed, it is not also raw.
+        let mut obj = Object::parse_listing(r#"{"writes":[]}"#, "t", ("writes", "writes")).unwrap();
+        assert!(obj.take("writes", "writes").is_err());
     }
 
     #[test]

@@ -10,8 +10,8 @@ use super::Route;
 use super::body::{self, Object};
 use super::data_check;
 use super::data_json;
-use super::messages;
 use super::splice::Splices;
+use super::{messages, shape};
 use crate::model::data::{Change, FieldCapture, FieldPath, Fields, Filter, Precondition, Written};
 use crate::model::enums::Direction;
 use crate::model::path::document_name;
@@ -251,11 +251,25 @@ impl<'a> Classifier<'a> {
         Object::parse(self.text, within)
     }
 
-    /// A write's `fields` member, built or only checked (`None`).
-    fn fields(&self, raw: Option<&RawValue>) -> Result<Option<Fields>, ClassifyError> {
-        match (raw, self.capture) {
+    /// [`Classifier::top`] with its one list member (`writes`, `documents`)
+    /// split in the same pass.
+    fn top_listing(
+        &self,
+        within: &'static str,
+        list: &'static str,
+    ) -> Result<Object<'a>, ClassifyError> {
+        Object::parse_listing(self.text, within, (list, list))
+    }
+
+    /// A document's `fields` member, checked against its shape and then
+    /// built, or only checked (`None`; shape and values in one pass).
+    fn fields(&self, doc: &mut Object<'a>) -> Result<Option<Fields>, ClassifyError> {
+        match (doc.take("fields", "fields")?, self.capture) {
             (None, _) => Ok(Some(Fields::new())),
-            (Some(raw), FieldCapture::Capture) => data_json::fields(raw).map(Some),
+            (Some(raw), FieldCapture::Capture) => {
+                shape::check(raw, &messages::FIELDS)?;
+                data_json::fields(raw).map(Some)
+            }
             (Some(raw), FieldCapture::ValidateOnly) => data_check::fields(raw).map(|()| None),
         }
     }
@@ -265,18 +279,18 @@ impl<'a> Classifier<'a> {
     fn document_body(&mut self) -> Result<Option<Fields>, ClassifyError> {
         let mut doc = self.top("document")?;
         doc.refuse("name", "name")?;
-        let fields = doc.shaped_raw("fields", "fields", &messages::FIELDS)?;
+        let fields = self.fields(&mut doc)?;
         doc.opaque("createTime", "create_time")?;
         doc.opaque("updateTime", "update_time")?;
         doc.finish()?;
-        self.fields(fields)
+        Ok(fields)
     }
 
     fn batch_get(&mut self) -> Result<(), ClassifyError> {
-        let mut req = self.top("batchGet request")?;
+        let mut req = self.top_listing("batchGet request", "documents")?;
         req.refuse("database", "database")?;
-        if let Some(documents) = req.take("documents", "documents")? {
-            for raw in body::array(documents, "documents")? {
+        if let Some(documents) = req.take_list("documents", "documents", "documents")? {
+            for raw in documents {
                 let name = body::string(raw, "documents[]")?;
                 self.push(
                     Scope::Document {
@@ -293,10 +307,10 @@ impl<'a> Classifier<'a> {
     }
 
     fn writes(&mut self, method: Method) -> Result<(), ClassifyError> {
-        let mut req = self.top("write request")?;
+        let mut req = self.top_listing("write request", "writes")?;
         req.refuse("database", "database")?;
-        if let Some(writes) = req.take("writes", "writes")? {
-            for (position, raw) in body::array(writes, "writes")?.into_iter().enumerate() {
+        if let Some(writes) = req.take_list("writes", "writes", "writes")? {
+            for (position, raw) in writes.into_iter().enumerate() {
                 self.position = position;
                 self.write(raw)?;
             }
@@ -349,7 +363,7 @@ impl<'a> Classifier<'a> {
                     .take("name", "name")?
                     .ok_or(ClassifyError::InvalidWrite("update without a name"))?;
                 let name = body::string(name, "write.update.name")?;
-                let fields = doc.shaped_raw("fields", "fields", &messages::FIELDS)?;
+                let fields = self.fields(&mut doc)?;
                 doc.opaque("createTime", "create_time")?;
                 doc.opaque("updateTime", "update_time")?;
                 doc.finish()?;
@@ -357,7 +371,7 @@ impl<'a> Classifier<'a> {
                 let scope = Scope::Document { path: path.into() };
                 self.upsert(scope.clone(), must_exist);
                 let change = Change::Update {
-                    fields: self.fields(fields)?,
+                    fields,
                     mask: mask.map(data_json::mask).transpose()?,
                     transforms,
                 };

@@ -11,6 +11,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::data_check::{Found, Kind};
 use crate::model::ClassifyError;
 
 /// What a JSON value must look like.
@@ -52,11 +53,35 @@ pub enum Role {
 
 /// Check `raw` against `shape`.
 pub fn check(raw: &RawValue, shape: &'static Shape) -> Result<(), ClassifyError> {
+    walk(raw, shape, None)
+}
+
+/// [`check`], and in the same pass every Firestore `Value` in `raw` as
+/// [`data_json`](super::data_json) reads it ([`data_check`]'s rules):
+/// refuses what `check` refuses, else what reading the values would
+/// (`MalformedBody("value")`), as the two one after the other would.
+pub fn check_values(raw: &RawValue, shape: &'static Shape) -> Result<(), ClassifyError> {
+    let unreadable = Cell::new(false);
+    walk(raw, shape, Some(&unreadable))?;
+    if unreadable.get() {
+        Err(ClassifyError::MalformedBody("value"))
+    } else {
+        Ok(())
+    }
+}
+
+fn walk(
+    raw: &RawValue,
+    shape: &'static Shape,
+    values: Option<&Cell<bool>>,
+) -> Result<(), ClassifyError> {
     let failure = Cell::new(None);
     let mut de = serde_json::Deserializer::from_str(raw.get());
     let walked = Walk {
         shape,
         failure: &failure,
+        values,
+        content: None,
     }
     .deserialize(&mut de)
     .and_then(|()| de.end());
@@ -72,11 +97,36 @@ pub fn check(raw: &RawValue, shape: &'static Shape) -> Result<(), ClassifyError>
 struct Walk<'f> {
     shape: &'static Shape,
     failure: &'f Cell<Option<ClassifyError>>,
+    /// Set when the `Value`s are read too ([`check_values`]): raised at
+    /// the first one `data_json` could not read. The walk goes on, for a
+    /// shape failure further on comes first.
+    values: Option<&'f Cell<bool>>,
+    /// This is the content of a `Value` of this kind.
+    content: Option<Kind>,
 }
 
-impl Walk<'_> {
+impl<'f> Walk<'f> {
     fn with(self, shape: &'static Shape) -> Self {
-        Walk { shape, ..self }
+        Walk {
+            shape,
+            content: None,
+            ..self
+        }
+    }
+
+    /// A `Value`'s content found to be `found`: is it what its kind reads?
+    fn content_is(self, found: Found<'_>) {
+        if let (Some(unreadable), Some(kind)) = (self.values, self.content)
+            && !kind.admits(found)
+        {
+            unreadable.set(true);
+        }
+    }
+
+    /// Where a `Value` must be, when `Value`s are read.
+    fn at_value(self) -> Option<&'f Cell<bool>> {
+        self.values
+            .filter(|_| std::ptr::eq(self.shape, &super::messages::VALUE))
     }
 
     /// Record why and stop the walk.
@@ -120,26 +170,37 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.content_is(Found::Bool);
         self.scalar()
     }
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.content_is(Found::Signed);
         self.scalar()
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
+        self.content_is(Found::Unsigned(n));
         self.scalar()
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.content_is(Found::Float);
         self.scalar()
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
+        self.content_is(Found::Text(text));
         self.scalar()
     }
-    // proto3 JSON: `null` is the default value, whatever the shape.
+    // proto3 JSON: `null` is the default value, whatever the shape; but
+    // not a `Value` that `data_json` can read.
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.content_is(Found::Null);
+        if let Some(unreadable) = self.at_value() {
+            unreadable.set(true);
+        }
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.content_is(Found::List);
         let item = match self.shape {
             Shape::Any => &Shape::Any,
             Shape::List(item) => *item,
@@ -150,6 +211,10 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.content_is(Found::Map);
+        // A `Value` is read by its one member: its first, of that kind.
+        let value = self.at_value();
+        let mut members = 0usize;
         let mut keys = super::body::KeySet::default();
         let mut oneof_set: Option<&'static str> = None;
         while let Some(key) = map.next_key::<super::body::Str<'de>>()? {
@@ -159,7 +224,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
             let key = &*key.0;
             let message = match self.shape {
                 Shape::Any => {
-                    map.next_value_seed(self)?;
+                    map.next_value_seed(self.with(&Shape::Any))?;
                     continue;
                 }
                 Shape::Map(value) => {
@@ -188,17 +253,25 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 Role::Is(shape) => *shape,
                 Role::Refused(err) => return Err(self.fail(err.clone())),
             };
+            let mut walk = self.with(shape);
+            if let Some(unreadable) = value {
+                members += 1;
+                match members {
+                    1 => walk.content = Some(Kind::of(key)),
+                    _ => unreadable.set(true),
+                }
+            }
             let null = NullSeen::default();
-            map.next_value_seed(MemberValue {
-                walk: self.with(shape),
-                null: &null,
-            })?;
+            map.next_value_seed(MemberValue { walk, null: &null })?;
             if message.oneof.contains(&member.camel) && !null.0.get() {
                 if oneof_set.is_some() {
                     return Err(self.fail(ClassifyError::MalformedBody(message.name)));
                 }
                 oneof_set = Some(member.camel);
             }
+        }
+        if let Some(unreadable) = value.filter(|_| members == 0) {
+            unreadable.set(true);
         }
         Ok(())
     }
@@ -245,6 +318,7 @@ impl<'de> Visitor<'de> for MemberValue<'_, '_> {
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         self.null.0.set(true);
+        self.walk.content_is(Found::Null);
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
