@@ -34,7 +34,7 @@ enum List<'a> {
     Elements(Vec<&'a RawValue>),
     Null,
     /// Anything but an array or `null`.
-    NotAList,
+    Other,
 }
 
 impl<'a> Object<'a> {
@@ -107,7 +107,7 @@ impl<'a> Object<'a> {
             Some(Member::List(list)) => match std::mem::replace(list, List::Null) {
                 List::Elements(elements) => Ok(Some(elements)),
                 List::Null => Ok(None),
-                List::NotAList => Err(ClassifyError::MalformedBody(within)),
+                List::Other => Err(ClassifyError::MalformedBody(within)),
             },
         }
     }
@@ -335,23 +335,23 @@ impl<'de> Visitor<'de> for ListSeed {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<List<'de>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(List::NotAList)
+        Ok(List::Other)
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<List<'de>, E> {
-        Ok(List::NotAList)
+        Ok(List::Other)
     }
     fn visit_i64<E>(self, _: i64) -> Result<List<'de>, E> {
-        Ok(List::NotAList)
+        Ok(List::Other)
     }
     fn visit_u64<E>(self, _: u64) -> Result<List<'de>, E> {
-        Ok(List::NotAList)
+        Ok(List::Other)
     }
     fn visit_f64<E>(self, _: f64) -> Result<List<'de>, E> {
-        Ok(List::NotAList)
+        Ok(List::Other)
     }
     fn visit_str<E>(self, _: &str) -> Result<List<'de>, E> {
-        Ok(List::NotAList)
+        Ok(List::Other)
     }
 }
 
