@@ -24,17 +24,35 @@ pub struct Object<'a> {
 /// A member's value as the object's one pass left it.
 enum Member<'a> {
     Raw(&'a RawValue),
-    /// The member named as a list when parsing ([`Object::parse_listing`]),
-    /// its elements split in the same pass.
-    List(List<'a>),
+    /// The member named when parsing ([`Object::parse_listing`],
+    /// [`object_nesting`]), split in the same pass.
+    Split(Split<'a>),
 }
 
-/// A member parsed as a list.
-enum List<'a> {
+/// What a member is split into.
+#[derive(Clone, Copy)]
+enum SplitInto {
+    /// An array's elements.
+    Elements,
+    /// An object's members.
+    Members,
+}
+
+/// A member split in its object's pass.
+enum Split<'a> {
     Elements(Vec<&'a RawValue>),
+    Members(Entries<'a>),
     Null,
-    /// Anything but an array or `null`.
+    /// Not what it was to be split into, nor `null`.
     Other,
+}
+
+/// The member to split while parsing an object, in both its spellings.
+#[derive(Clone, Copy)]
+struct Splitting {
+    camel: &'static str,
+    snake: &'static str,
+    into: SplitInto,
 }
 
 impl<'a> Object<'a> {
@@ -62,8 +80,14 @@ impl<'a> Object<'a> {
         if text.trim().is_empty() {
             return Ok(Object::empty(within));
         }
+        let (camel, snake) = list;
+        let split = Splitting {
+            camel,
+            snake,
+            into: SplitInto::Elements,
+        };
         Ok(Object {
-            entries: ObjectEntries::parse(text, Some(list))?,
+            entries: ObjectEntries::parse(text, Some(split))?,
             within,
         })
     }
@@ -85,9 +109,30 @@ impl<'a> Object<'a> {
         match self.find(camel, snake)? {
             None => Ok(None),
             Some(Member::Raw(raw)) => Ok(Some(*raw).filter(|v| v.get() != "null")),
-            // Only the member named at parse time is a list, and it is
-            // read with `take_list`.
-            Some(Member::List(_)) => Err(ClassifyError::MalformedBody(self.within)),
+            // The member split at parse time is read with `take_list` or
+            // `take_object`.
+            Some(Member::Split(_)) => Err(ClassifyError::MalformedBody(self.within)),
+        }
+    }
+
+    /// The object member spelled `camel` or `snake`, as [`object`] reads
+    /// it (`within` names it); `null` reads as absent.
+    pub fn take_object(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+        within: &'static str,
+    ) -> Result<Option<Object<'a>>, ClassifyError> {
+        let member = match self.find(camel, snake)? {
+            None => return Ok(None),
+            Some(Member::Raw(raw)) if raw.get() == "null" => return Ok(None),
+            Some(Member::Raw(raw)) => return object(raw, within).map(Some),
+            Some(Member::Split(split)) => std::mem::replace(split, Split::Null),
+        };
+        match member {
+            Split::Members(entries) => Ok(Some(Object { entries, within })),
+            Split::Null => Ok(None),
+            Split::Elements(_) | Split::Other => Err(ClassifyError::MalformedBody(within)),
         }
     }
 
@@ -104,10 +149,10 @@ impl<'a> Object<'a> {
             None => Ok(None),
             Some(Member::Raw(raw)) if raw.get() == "null" => Ok(None),
             Some(Member::Raw(raw)) => array(raw, within).map(Some),
-            Some(Member::List(list)) => match std::mem::replace(list, List::Null) {
-                List::Elements(elements) => Ok(Some(elements)),
-                List::Null => Ok(None),
-                List::Other => Err(ClassifyError::MalformedBody(within)),
+            Some(Member::Split(split)) => match std::mem::replace(split, Split::Null) {
+                Split::Elements(elements) => Ok(Some(elements)),
+                Split::Null => Ok(None),
+                Split::Members(_) | Split::Other => Err(ClassifyError::MalformedBody(within)),
             },
         }
     }
@@ -221,6 +266,29 @@ pub fn object<'a>(raw: &'a RawValue, within: &'static str) -> Result<Object<'a>,
     Object::parse(raw.get(), within)
 }
 
+/// [`object`], with the member spelled `member` (in either spelling)
+/// parsed as an object in the same pass, for [`Object::take_object`]: a
+/// write's `update` is read once, not first skipped over and then read.
+pub fn object_nesting<'a>(
+    raw: &'a RawValue,
+    within: &'static str,
+    member: (&'static str, &'static str),
+) -> Result<Object<'a>, ClassifyError> {
+    if !raw.get().starts_with('{') {
+        return Err(ClassifyError::MalformedBody(within));
+    }
+    let (camel, snake) = member;
+    let split = Splitting {
+        camel,
+        snake,
+        into: SplitInto::Members,
+    };
+    Ok(Object {
+        entries: ObjectEntries::parse(raw.get(), Some(split))?,
+        within,
+    })
+}
+
 /// A string member, borrowed from the body unless written with escapes.
 pub fn string<'a>(raw: &'a RawValue, within: &'static str) -> Result<Cow<'a, str>, ClassifyError> {
     serde_json::from_str::<Str<'a>>(raw.get())
@@ -255,13 +323,10 @@ struct ObjectEntries;
 type Entries<'a> = Vec<(Str<'a>, Member<'a>, bool)>;
 
 impl ObjectEntries {
-    fn parse<'a>(
-        text: &'a str,
-        list: Option<(&'static str, &'static str)>,
-    ) -> Result<Entries<'a>, ClassifyError> {
+    fn parse<'a>(text: &'a str, split: Option<Splitting>) -> Result<Entries<'a>, ClassifyError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let entries = de
-            .deserialize_map(EntriesVisitor { list })
+            .deserialize_map(EntriesVisitor { split })
             .map_err(classify_json_error)?;
         de.end()
             .map_err(|_| ClassifyError::MalformedBody("trailing data"))?;
@@ -270,8 +335,7 @@ impl ObjectEntries {
 }
 
 struct EntriesVisitor {
-    /// The member to split into its elements, in both spellings.
-    list: Option<(&'static str, &'static str)>,
+    split: Option<Splitting>,
 }
 
 impl<'de> Visitor<'de> for EntriesVisitor {
@@ -288,13 +352,10 @@ impl<'de> Visitor<'de> for EntriesVisitor {
             if !keys.insert(key.clone()) {
                 return Err(de::Error::custom(DUPLICATE));
             }
-            let listed = self
-                .list
-                .is_some_and(|(camel, snake)| key.0 == camel || key.0 == snake);
-            let value = if listed {
-                Member::List(map.next_value_seed(ListSeed)?)
-            } else {
-                Member::Raw(map.next_value()?)
+            let split = self.split.filter(|s| key.0 == s.camel || key.0 == s.snake);
+            let value = match split {
+                Some(split) => Member::Split(map.next_value_seed(SplitSeed(split.into))?),
+                None => Member::Raw(map.next_value()?),
             };
             entries.push((key, value, false));
         }
@@ -302,56 +363,66 @@ impl<'de> Visitor<'de> for EntriesVisitor {
     }
 }
 
-/// A member's value read as a [`List`]: any JSON value is taken (what it
-/// should have been is for [`Object::take_list`] to say).
-struct ListSeed;
+/// A member's value read as a [`Split`]: any JSON value is taken (what it
+/// should have been is for [`Object::take_list`] or
+/// [`Object::take_object`] to say).
+struct SplitSeed(SplitInto);
 
-impl<'de> DeserializeSeed<'de> for ListSeed {
-    type Value = List<'de>;
+impl<'de> DeserializeSeed<'de> for SplitSeed {
+    type Value = Split<'de>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<List<'de>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Split<'de>, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ListSeed {
-    type Value = List<'de>;
+impl<'de> Visitor<'de> for SplitSeed {
+    type Value = Split<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List<'de>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Split<'de>, A::Error> {
+        if let SplitInto::Members = self.0 {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Split::Other);
+        }
         let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         while let Some(element) = seq.next_element::<&'de RawValue>()? {
             elements.push(element);
         }
-        Ok(List::Elements(elements))
+        Ok(Split::Elements(elements))
     }
 
-    fn visit_unit<E>(self) -> Result<List<'de>, E> {
-        Ok(List::Null)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<List<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Split<'de>, A::Error> {
+        if let SplitInto::Members = self.0 {
+            return EntriesVisitor { split: None }
+                .visit_map(map)
+                .map(Split::Members);
+        }
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(List::Other)
+        Ok(Split::Other)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<List<'de>, E> {
-        Ok(List::Other)
+    fn visit_unit<E>(self) -> Result<Split<'de>, E> {
+        Ok(Split::Null)
     }
-    fn visit_i64<E>(self, _: i64) -> Result<List<'de>, E> {
-        Ok(List::Other)
+
+    fn visit_bool<E>(self, _: bool) -> Result<Split<'de>, E> {
+        Ok(Split::Other)
     }
-    fn visit_u64<E>(self, _: u64) -> Result<List<'de>, E> {
-        Ok(List::Other)
+    fn visit_i64<E>(self, _: i64) -> Result<Split<'de>, E> {
+        Ok(Split::Other)
     }
-    fn visit_f64<E>(self, _: f64) -> Result<List<'de>, E> {
-        Ok(List::Other)
+    fn visit_u64<E>(self, _: u64) -> Result<Split<'de>, E> {
+        Ok(Split::Other)
     }
-    fn visit_str<E>(self, _: &str) -> Result<List<'de>, E> {
-        Ok(List::Other)
+    fn visit_f64<E>(self, _: f64) -> Result<Split<'de>, E> {
+        Ok(Split::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Split<'de>, E> {
+        Ok(Split::Other)
     }
 }
 
@@ -649,6 +720,70 @@ mod tests {
         // Listed, it is not also raw.
         let mut obj = Object::parse_listing(r#"{"writes":[]}"#, "t", ("writes", "writes")).unwrap();
         assert!(obj.take("writes", "writes").is_err());
+    }
+
+    #[test]
+    fn a_nested_member_is_read_in_the_same_pass() {
+        let outer: Box<RawValue> =
+            serde_json::from_str(r#"{"update": {"name": "n", "fields": {"a": 1}}, "x": 2}"#)
+                .unwrap();
+        let mut w = object_nesting(&outer, "w", ("update", "update")).unwrap();
+        let mut doc = w
+            .take_object("update", "update", "w.update")
+            .unwrap()
+            .unwrap();
+        assert_eq!(doc.take("name", "name").unwrap().unwrap().get(), r#""n""#);
+        let fields = doc.take("fields", "fields").unwrap().unwrap();
+        assert_eq!(
+            &outer.get()[span(outer.get(), fields).unwrap()],
+            r#"{"a": 1}"#
+        );
+        doc.finish().unwrap();
+        assert!(w.take("x", "x").unwrap().is_some());
+        w.finish().unwrap();
+        // The nested object is checked as `object` checks it.
+        let nested = |text: &str| -> Result<Option<()>, String> {
+            let raw: Box<RawValue> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            let mut w = object_nesting(&raw, "w", ("update", "update"))
+                .map_err(|e| e.reason().to_string())?;
+            let doc = w
+                .take_object("update", "update", "w.update")
+                .map_err(|e| e.to_string())?;
+            doc.map(|mut d| {
+                d.take("name", "name").map_err(|e| e.to_string())?;
+                d.finish().map_err(|e| e.reason().to_string())
+            })
+            .transpose()
+        };
+        assert_eq!(nested(r#"{"update":null}"#), Ok(None));
+        assert_eq!(nested(r#"{"update":{}}"#), Ok(Some(())));
+        assert_eq!(
+            nested(r#"{"update":{"name":1,"other":2}}"#),
+            Err("unknown_field".into())
+        );
+        assert_eq!(
+            nested(r#"{"update":{"name":1,"name":2}}"#),
+            Err("duplicate_key".into())
+        );
+        assert_eq!(
+            nested(r#"{"update":{"name":1,"na\u006de":2}}"#),
+            Err("duplicate_key".into())
+        );
+        // Below the nested object, members stay raw, as ever.
+        assert_eq!(nested(r#"{"update":{"name":{"b":1,"b":1}}}"#), Ok(Some(())));
+        let refused = ClassifyError::MalformedBody("w.update").to_string();
+        for member in ["[]", "[{}]", "1", "\"s\"", "true"] {
+            assert_eq!(
+                nested(&format!(r#"{{"update":{member}}}"#)),
+                Err(refused.clone()),
+                "{member}"
+            );
+        }
+        assert_eq!(
+            nested(r#"{"update":{},"update":{}}"#),
+            Err("duplicate_key".into())
+        );
+        assert_eq!(nested("[1]"), Err("malformed_body".into()));
     }
 
     #[test]

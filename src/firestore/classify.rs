@@ -329,8 +329,8 @@ impl<'a> Classifier<'a> {
 
     /// One `Write`: exactly one of update, delete, transform, verify (§2).
     fn write(&mut self, raw: &'a RawValue) -> Result<(), ClassifyError> {
-        let mut w = body::object(raw, "write")?;
-        let update = w.take("update", "update")?;
+        let mut w = body::object_nesting(raw, "write", ("update", "update"))?;
+        let update = w.take_object("update", "update", "write.update")?;
         let delete = w.take("delete", "delete")?;
         let transform = w.take("transform", "transform")?;
         let verify = w.take("verify", "verify")?;
@@ -357,8 +357,7 @@ impl<'a> Classifier<'a> {
         };
         w.finish()?;
         match (update, delete, transform, verify) {
-            (Some(doc), None, None, None) => {
-                let mut doc = body::object(doc, "write.update")?;
+            (Some(mut doc), None, None, None) => {
                 let name = doc
                     .take("name", "name")?
                     .ok_or(ClassifyError::InvalidWrite("update without a name"))?;
