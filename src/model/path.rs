@@ -143,7 +143,7 @@ fn is_canonical_i64(n: &str) -> bool {
 /// A full document or collection name from a body, split into the segments
 /// below `{database}/documents`, after checking it is in `database`.
 pub fn split_name(database: &Database, name: &str) -> Result<Vec<String>, ClassifyError> {
-    let mut parts = name.split('/');
+    let mut parts = slash_separated(name);
     let head = [
         parts.next(),
         parts.next(),
@@ -170,6 +170,26 @@ pub fn split_name(database: &Database, name: &str) -> Result<Vec<String>, Classi
         .map(|s| validate_id(s).map(|()| s.to_owned()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(segments)
+}
+
+/// `name.split('/')`, by a plain byte loop: a name's segments are short,
+/// and `str::split` sets up a `memchr` search for each (`document_name`
+/// took half as many instructions again with it).
+fn slash_separated(name: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(name);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.bytes().position(|b| b == b'/') {
+            Some(slash) => {
+                rest = Some(&text[slash + 1..]);
+                Some(&text[..slash])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
 }
 
 /// The database a full resource name names (`projects/P/databases/D`,
@@ -232,6 +252,23 @@ mod tests {
 
     fn db() -> Database {
         Database::new("p", "(default)")
+    }
+
+    #[test]
+    fn names_split_at_each_slash_as_str_split_does() {
+        for name in [
+            "",
+            "/",
+            "a",
+            "a/b",
+            "/a//b/",
+            "é/ü//x",
+            "projects/p/databases/d/documents/c/d",
+        ] {
+            let ours: Vec<&str> = slash_separated(name).collect();
+            let std: Vec<&str> = name.split('/').collect();
+            assert_eq!(ours, std, "{name:?}");
+        }
     }
 
     #[test]
