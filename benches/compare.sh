@@ -430,6 +430,12 @@ quick() {
 }
 
 rss() {
+  # The idle connections alone (each request answered before the next
+  # connection opens), in a proxy of their own.
+  start_proxy firegate
+  ONE_AT_A_TIME=1 python3 "$root/benches/idle_connections.py" 127.0.0.1 "$PROXY_PORT" "$get_path" \
+    "$fx/tokens-hit.txt" 1000 "$proxy_pid" "$UP_PORT" >"$work/idle-one.txt"
+  stop_proxy
   start_proxy firegate
   local base idle streamed before
   base=$(rss_kib "$proxy_pid")
@@ -444,7 +450,8 @@ rss() {
     echo "| measurement | RSS |"
     echo "|---|---|"
     echo "| firegate after warm-up | $((base / 1024)) MiB |"
-    echo "| with 1,000 idle keep-alive connections | $idle |"
+    echo "| with 1,000 idle keep-alive connections, opened one at a time | $(cat "$work/idle-one.txt") |"
+    echo "| with 1,000 idle keep-alive connections, their requests all in flight at once | $idle |"
     echo "| streaming a 1 GiB response: peak RSS growth | $(( (streamed - before) / 1024 )) MiB (peak $((streamed / 1024)) MiB) |"
   } | tee "$work/rss.md"
 }
