@@ -55,15 +55,29 @@ struct Splitting {
     into: SplitInto,
 }
 
+impl Splitting {
+    fn new((camel, snake): (&'static str, &'static str), into: SplitInto) -> Splitting {
+        Splitting { camel, snake, into }
+    }
+}
+
 impl<'a> Object<'a> {
     /// Parse `text` as a JSON object, refusing repeated keys. An empty body
     /// is the empty object (Google treats it so).
     pub fn parse(text: &'a str, within: &'static str) -> Result<Self, ClassifyError> {
+        Object::parse_splitting(text, within, None)
+    }
+
+    fn parse_splitting(
+        text: &'a str,
+        within: &'static str,
+        split: Option<Splitting>,
+    ) -> Result<Self, ClassifyError> {
         if text.trim().is_empty() {
             return Ok(Object::empty(within));
         }
         Ok(Object {
-            entries: ObjectEntries::parse(text, None)?,
+            entries: ObjectEntries::parse(text, split)?,
             within,
         })
     }
@@ -77,19 +91,8 @@ impl<'a> Object<'a> {
         within: &'static str,
         list: (&'static str, &'static str),
     ) -> Result<Self, ClassifyError> {
-        if text.trim().is_empty() {
-            return Ok(Object::empty(within));
-        }
-        let (camel, snake) = list;
-        let split = Splitting {
-            camel,
-            snake,
-            into: SplitInto::Elements,
-        };
-        Ok(Object {
-            entries: ObjectEntries::parse(text, Some(split))?,
-            within,
-        })
+        let split = Splitting::new(list, SplitInto::Elements);
+        Object::parse_splitting(text, within, Some(split))
     }
 
     fn empty(within: &'static str) -> Self {
@@ -277,16 +280,8 @@ pub fn object_nesting<'a>(
     if !raw.get().starts_with('{') {
         return Err(ClassifyError::MalformedBody(within));
     }
-    let (camel, snake) = member;
-    let split = Splitting {
-        camel,
-        snake,
-        into: SplitInto::Members,
-    };
-    Ok(Object {
-        entries: ObjectEntries::parse(raw.get(), Some(split))?,
-        within,
-    })
+    let split = Splitting::new(member, SplitInto::Members);
+    Object::parse_splitting(raw.get(), within, Some(split))
 }
 
 /// A string member, borrowed from the body unless written with escapes.
