@@ -496,6 +496,87 @@ impl<'de> Visitor<'de> for NoDuplicates {
     }
 }
 
+/// Every string member named `fieldPath` (or `field_path`) at any depth of
+/// a JSON text, handed to `each` in order without building the value;
+/// `each` answering false stops the walk with an error.
+pub fn field_paths(
+    text: &str,
+    each: &mut dyn FnMut(&str) -> bool,
+) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    FieldPaths { each, named: false }.deserialize(&mut de)?;
+    de.end()
+}
+
+struct FieldPaths<'f, 'g> {
+    each: &'f mut (dyn FnMut(&str) -> bool + 'g),
+    /// The value stands under a `fieldPath` key.
+    named: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldPaths<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldPaths<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        if self.named && !(self.each)(s) {
+            return Err(E::custom("refused field path"));
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let each = self.each;
+        while seq
+            .next_element_seed(FieldPaths {
+                each: &mut *each,
+                named: false,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let each = self.each;
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+            let named = key == "fieldPath" || key == "field_path";
+            map.next_value_seed(FieldPaths {
+                each: &mut *each,
+                named,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// A JSON string (an object's key or a string member) as it reads after
 /// unescaping: borrowed from the body unless it was written with an escape
 /// (so the key `"na\u006de"` is `name`).
@@ -715,6 +796,56 @@ mod tests {
         // Listed, it is not also raw.
         let mut obj = Object::parse_listing(r#"{"writes":[]}"#, "t", ("writes", "writes")).unwrap();
         assert!(obj.take("writes", "writes").is_err());
+    }
+
+    /// What the walk finds is what walking the parsed value finds: every
+    /// string under a `fieldPath` key, at any depth, keys unescaped.
+    #[test]
+    fn field_paths_are_found_at_any_depth_as_in_the_parsed_value() {
+        fn parsed(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(o) => {
+                    for (key, value) in o {
+                        match (key.as_str(), value) {
+                            ("fieldPath" | "field_path", serde_json::Value::String(t)) => {
+                                out.push(t.clone())
+                            }
+                            _ => parsed(value, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| parsed(v, out)),
+                _ => {}
+            }
+        }
+        for text in [
+            r#"{"fieldFilter":{"field":{"fieldPath":"env"},"op":"EQUAL","value":{"stringValue":"prod"}}}"#,
+            r#"{"compositeFilter":{"op":"AND","filters":[{"fieldFilter":{"field":{"field_path":"a.b"}}},{"unaryFilter":{"field":{"fieldPath":"`x y`"}}}]}}"#,
+            r#"[{"field":{"fieldPath":"n"},"direction":"ASCENDING"},{"field":{"fieldPath":"__name__"}}]"#,
+            r#"{"field\u0050ath":"escaped","field_path":{"fieldPath":"inner"},"value":{"mapValue":{"fields":{"fieldPath":{"stringValue":"not a path"}}}}}"#,
+            r#"{"count":{"upTo":3},"alias":"fieldPath","sum":{"field":{"fieldPath":"total"}}}"#,
+            r#"[1, true, null, "fieldPath", {"fieldPath": 3}, [[{"fieldPath":"deep"}]]]"#,
+        ] {
+            let mut walked = Vec::new();
+            field_paths(text, &mut |t| {
+                walked.push(t.to_owned());
+                true
+            })
+            .unwrap();
+            let mut expected = Vec::new();
+            parsed(&serde_json::from_str(text).unwrap(), &mut expected);
+            assert!(!expected.is_empty(), "{text}");
+            assert_eq!(walked, expected, "{text}");
+        }
+        // Refused by the callback: the walk stops there.
+        let mut seen = 0;
+        let stopped = field_paths(r#"[{"fieldPath":"a"},{"fieldPath":"b"}]"#, &mut |_| {
+            seen += 1;
+            false
+        });
+        assert!(stopped.is_err());
+        assert_eq!(seen, 1);
+        assert!(field_paths(r#"{"fieldPath":"a"} x"#, &mut |_| true).is_err());
     }
 
     #[test]

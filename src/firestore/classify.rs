@@ -694,34 +694,25 @@ fn route_precondition(route: &Route) -> Precondition {
     }
 }
 
-/// `StructuredQuery.FindNearest`: a vector search that returns at most
 /// Every `fieldPath` a query member names (a `FieldReference` in a
 /// filter, an order, an aggregation, a vector search): the fields it reads.
 /// Values never hold a string under that key (they are typed wrappers).
 fn field_paths(raw: &RawValue, out: &mut Vec<FieldPath>) -> Result<(), ClassifyError> {
-    fn walk(v: &serde_json::Value, out: &mut Vec<FieldPath>) -> Result<(), ClassifyError> {
-        match v {
-            serde_json::Value::Object(o) => {
-                for (key, value) in o {
-                    match (key.as_str(), value) {
-                        ("fieldPath" | "field_path", serde_json::Value::String(text)) => out.push(
-                            crate::model::data::parse_field_path(text)
-                                .ok_or(ClassifyError::InvalidQuery("malformed fieldPath"))?,
-                        ),
-                        _ => walk(value, out)?,
-                    }
-                }
-                Ok(())
-            }
-            serde_json::Value::Array(a) => a.iter().try_for_each(|v| walk(v, out)),
-            _ => Ok(()),
+    let mut malformed = false;
+    let walked = body::field_paths(raw.get(), &mut |text| {
+        match crate::model::data::parse_field_path(text) {
+            Some(path) => out.push(path),
+            None => malformed = true,
         }
+        !malformed
+    });
+    if malformed {
+        return Err(ClassifyError::InvalidQuery("malformed fieldPath"));
     }
-    let value: serde_json::Value =
-        serde_json::from_str(raw.get()).map_err(|_| ClassifyError::MalformedBody("query"))?;
-    walk(&value, out)
+    walked.map_err(|_| ClassifyError::MalformedBody("query"))
 }
 
+/// `StructuredQuery.FindNearest`: a vector search that returns at most
 /// `limit` documents of the query's collections — the query's targets, no
 /// more. `limit` is required and bounded as Firestore bounds it; the query
 /// vector is a value like any other.
