@@ -27,6 +27,10 @@ enum Member<'a> {
     /// The member named when parsing ([`Object::parse_listing`],
     /// [`object_nesting`]), split in the same pass.
     Split(Split<'a>),
+    /// The member [`object_nesting`] was told to check, checked in the
+    /// same pass ([`shape::InPlace`](super::shape::InPlace)): `None` for
+    /// `null`.
+    Checked(Option<Result<(), ClassifyError>>),
 }
 
 /// What a member is split into.
@@ -34,8 +38,27 @@ enum Member<'a> {
 enum SplitInto {
     /// An array's elements.
     Elements,
-    /// An object's members.
-    Members,
+    /// An object's members, one of them checked in place, if named.
+    Members(Option<Check>),
+}
+
+/// A member to check against its shape, and its `Value`s, while its object
+/// is parsed ([`object_nesting`]).
+#[derive(Clone, Copy)]
+pub struct Check {
+    camel: &'static str,
+    snake: &'static str,
+    shape: &'static Shape,
+}
+
+impl Check {
+    pub fn new((camel, snake): (&'static str, &'static str), shape: &'static Shape) -> Check {
+        Check {
+            camel,
+            snake,
+            shape,
+        }
+    }
 }
 
 /// A member split in its object's pass.
@@ -77,7 +100,7 @@ impl<'a> Object<'a> {
             return Ok(Object::empty(within));
         }
         Ok(Object {
-            entries: ObjectEntries::parse(text, split)?,
+            entries: ObjectEntries::parse(text, split, None)?,
             within,
         })
     }
@@ -112,9 +135,32 @@ impl<'a> Object<'a> {
         match self.find(camel, snake)? {
             None => Ok(None),
             Some(Member::Raw(raw)) => Ok(Some(*raw).filter(|v| v.get() != "null")),
-            // The member split at parse time is read with `take_list` or
-            // `take_object`.
-            Some(Member::Split(_)) => Err(ClassifyError::MalformedBody(self.within)),
+            Some(Member::Checked(None)) => Ok(None),
+            // The member split or checked at parse time is read with
+            // `take_list`, `take_object` or `take_checked`.
+            Some(Member::Split(_) | Member::Checked(Some(_))) => {
+                Err(ClassifyError::MalformedBody(self.within))
+            }
+        }
+    }
+
+    /// The member spelled `camel` or `snake`, checked against `shape` and
+    /// its `Value`s as [`shape::check_values`](super::shape::check_values)
+    /// checks it (in the object's own pass if it was told to,
+    /// [`object_nesting`]); `None`: absent or `null`.
+    pub fn take_checked(
+        &mut self,
+        camel: &'static str,
+        snake: &'static str,
+        shape: &'static Shape,
+    ) -> Result<Option<Result<(), ClassifyError>>, ClassifyError> {
+        let within = self.within;
+        match self.find(camel, snake)? {
+            None => Ok(None),
+            Some(Member::Raw(raw)) if raw.get() == "null" => Ok(None),
+            Some(Member::Raw(raw)) => Ok(Some(super::shape::check_values(raw, shape))),
+            Some(Member::Checked(checked)) => Ok(checked.take()),
+            Some(Member::Split(_)) => Err(ClassifyError::MalformedBody(within)),
         }
     }
 
@@ -131,6 +177,7 @@ impl<'a> Object<'a> {
             Some(Member::Raw(raw)) if raw.get() == "null" => return Ok(None),
             Some(Member::Raw(raw)) => return object(raw, within).map(Some),
             Some(Member::Split(split)) => std::mem::replace(split, Split::Null),
+            Some(Member::Checked(_)) => return Err(ClassifyError::MalformedBody(within)),
         };
         match member {
             Split::Members(entries) => Ok(Some(Object { entries, within })),
@@ -157,6 +204,7 @@ impl<'a> Object<'a> {
                 Split::Null => Ok(None),
                 Split::Members(_) | Split::Other => Err(ClassifyError::MalformedBody(within)),
             },
+            Some(Member::Checked(_)) => Err(ClassifyError::MalformedBody(within)),
         }
     }
 
@@ -272,15 +320,19 @@ pub fn object<'a>(raw: &'a RawValue, within: &'static str) -> Result<Object<'a>,
 /// [`object`], with the member spelled `member` (in either spelling)
 /// parsed as an object in the same pass, for [`Object::take_object`]: a
 /// write's `update` is read once, not first skipped over and then read.
+/// `check` names a member of that object to check in the same pass too,
+/// for [`Object::take_checked`] (a write's `fields`, when no rule reads
+/// them).
 pub fn object_nesting<'a>(
     raw: &'a RawValue,
     within: &'static str,
     member: (&'static str, &'static str),
+    check: Option<Check>,
 ) -> Result<Object<'a>, ClassifyError> {
     if !raw.get().starts_with('{') {
         return Err(ClassifyError::MalformedBody(within));
     }
-    let split = Splitting::new(member, SplitInto::Members);
+    let split = Splitting::new(member, SplitInto::Members(check));
     Object::parse_splitting(raw.get(), within, Some(split))
 }
 
@@ -318,10 +370,14 @@ struct ObjectEntries;
 type Entries<'a> = Vec<(Str<'a>, Member<'a>, bool)>;
 
 impl ObjectEntries {
-    fn parse<'a>(text: &'a str, split: Option<Splitting>) -> Result<Entries<'a>, ClassifyError> {
+    fn parse<'a>(
+        text: &'a str,
+        split: Option<Splitting>,
+        check: Option<Check>,
+    ) -> Result<Entries<'a>, ClassifyError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let entries = de
-            .deserialize_map(EntriesVisitor { split })
+            .deserialize_map(EntriesVisitor { split, check })
             .map_err(classify_json_error)?;
         de.end()
             .map_err(|_| ClassifyError::MalformedBody("trailing data"))?;
@@ -331,6 +387,7 @@ impl ObjectEntries {
 
 struct EntriesVisitor {
     split: Option<Splitting>,
+    check: Option<Check>,
 }
 
 impl<'de> Visitor<'de> for EntriesVisitor {
@@ -348,9 +405,13 @@ impl<'de> Visitor<'de> for EntriesVisitor {
                 return Err(de::Error::custom(DUPLICATE));
             }
             let split = self.split.filter(|s| key.0 == s.camel || key.0 == s.snake);
-            let value = match split {
-                Some(split) => Member::Split(map.next_value_seed(SplitSeed(split.into))?),
-                None => Member::Raw(map.next_value()?),
+            let check = self.check.filter(|c| key.0 == c.camel || key.0 == c.snake);
+            let value = match (split, check) {
+                (Some(split), _) => Member::Split(map.next_value_seed(SplitSeed(split.into))?),
+                (None, Some(check)) => {
+                    Member::Checked(map.next_value_seed(super::shape::InPlace(check.shape))?)
+                }
+                (None, None) => Member::Raw(map.next_value()?),
             };
             entries.push((key, value, false));
         }
@@ -379,7 +440,7 @@ impl<'de> Visitor<'de> for SplitSeed {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Split<'de>, A::Error> {
-        if let SplitInto::Members = self.0 {
+        if let SplitInto::Members(_) = self.0 {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
             return Ok(Split::Other);
         }
@@ -391,8 +452,8 @@ impl<'de> Visitor<'de> for SplitSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Split<'de>, A::Error> {
-        if let SplitInto::Members = self.0 {
-            return EntriesVisitor { split: None }
+        if let SplitInto::Members(check) = self.0 {
+            return EntriesVisitor { split: None, check }
                 .visit_map(map)
                 .map(Split::Members);
         }
@@ -853,7 +914,7 @@ mod tests {
         let outer: Box<RawValue> =
             serde_json::from_str(r#"{"update": {"name": "n", "fields": {"a": 1}}, "x": 2}"#)
                 .unwrap();
-        let mut w = object_nesting(&outer, "w", ("update", "update")).unwrap();
+        let mut w = object_nesting(&outer, "w", ("update", "update"), None).unwrap();
         let mut doc = w
             .take_object("update", "update", "w.update")
             .unwrap()
@@ -870,7 +931,7 @@ mod tests {
         // The nested object is checked as `object` checks it.
         let nested = |text: &str| -> Result<Option<()>, String> {
             let raw: Box<RawValue> = serde_json::from_str(text).map_err(|e| e.to_string())?;
-            let mut w = object_nesting(&raw, "w", ("update", "update"))
+            let mut w = object_nesting(&raw, "w", ("update", "update"), None)
                 .map_err(|e| e.reason().to_string())?;
             let doc = w
                 .take_object("update", "update", "w.update")

@@ -8,7 +8,6 @@ use serde_json::value::RawValue;
 
 use super::Route;
 use super::body::{self, Object};
-use super::data_check;
 use super::data_json;
 use super::splice::Splices;
 use super::{messages, shape};
@@ -264,13 +263,21 @@ impl<'a> Classifier<'a> {
     /// A document's `fields` member, checked against its shape and then
     /// built, or only checked (`None`; shape and values in one pass).
     fn fields(&self, doc: &mut Object<'a>) -> Result<Option<Fields>, ClassifyError> {
-        match (doc.take("fields", "fields")?, self.capture) {
-            (None, _) => Ok(Some(Fields::new())),
-            (Some(raw), FieldCapture::Capture) => {
-                shape::check(raw, &messages::FIELDS)?;
-                data_json::fields(raw).map(Some)
+        let checked = match self.capture {
+            FieldCapture::Capture => match doc.take("fields", "fields")? {
+                None => None,
+                Some(raw) => {
+                    shape::check(raw, &messages::FIELDS)?;
+                    return data_json::fields(raw).map(Some);
+                }
+            },
+            FieldCapture::ValidateOnly => {
+                doc.take_checked("fields", "fields", &messages::FIELDS)?
             }
-            (Some(raw), FieldCapture::ValidateOnly) => data_check::fields(raw).map(|()| None),
+        };
+        match checked {
+            None => Ok(Some(Fields::new())),
+            Some(checked) => checked.map(|()| None),
         }
     }
 
@@ -329,7 +336,10 @@ impl<'a> Classifier<'a> {
 
     /// One `Write`: exactly one of update, delete, transform, verify (§2).
     fn write(&mut self, raw: &'a RawValue) -> Result<(), ClassifyError> {
-        let mut w = body::object_nesting(raw, "write", ("update", "update"))?;
+        // Fields no rule reads are checked in the write's own pass.
+        let check = (self.capture == FieldCapture::ValidateOnly)
+            .then(|| body::Check::new(("fields", "fields"), &messages::FIELDS));
+        let mut w = body::object_nesting(raw, "write", ("update", "update"), check)?;
         let update = w.take_object("update", "update", "write.update")?;
         let delete = w.take("delete", "delete")?;
         let transform = w.take("transform", "transform")?;

@@ -1,20 +1,12 @@
 //! `Document.fields` checked as [`data_json::fields`](super::data_json::fields)
 //! reads them, without building them: what a write is classified with when
 //! no rule reads the fields it writes. The values are read in the same
-//! pass as the fields' shape is checked ([`shape::check_values`]), and
-//! refused exactly as that check followed by `data_json::fields` refuses
-//! them, with the same error.
-
-use serde_json::value::RawValue;
+//! pass as the fields' shape is checked ([`shape::check_values`]; inside a
+//! write's own parse, [`shape::InPlace`](super::shape::InPlace)) by the
+//! rules here ([`Kind::admits`]), and refused exactly as that check
+//! followed by `data_json::fields` refuses them, with the same error.
 
 use super::data_json::double_text;
-use super::{messages, shape};
-use crate::model::ClassifyError;
-
-/// Check `Document.fields` (a map of `Value`s): its shape, then its values.
-pub fn fields(raw: &RawValue) -> Result<(), ClassifyError> {
-    shape::check_values(raw, &messages::FIELDS)
-}
 
 /// The kind a `Value`'s one member names, by either spelling.
 #[derive(Clone, Copy)]

@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::data_check::{Found, Kind};
@@ -82,6 +82,7 @@ fn walk(
         failure: &failure,
         values,
         content: None,
+        drain: false,
     }
     .deserialize(&mut de)
     .and_then(|()| de.end());
@@ -103,6 +104,10 @@ struct Walk<'f> {
     values: Option<&'f Cell<bool>>,
     /// This is the content of a `Value` of this kind.
     content: Option<Kind>,
+    /// On a failure, record it and read the rest of the value through
+    /// instead of stopping: the member is checked inside the parse of the
+    /// object that holds it ([`InPlace`]), which must go on.
+    drain: bool,
 }
 
 impl<'f> Walk<'f> {
@@ -136,20 +141,42 @@ impl<'f> Walk<'f> {
         E::custom(text)
     }
 
-    fn expected<E: de::Error>(self) -> E {
+    /// Record why; stop the walk, unless it drains
+    /// (then the caller reads the rest of its value through).
+    fn stop<E: de::Error>(self, err: ClassifyError) -> Result<(), E> {
+        if !self.drain {
+            return Err(self.fail(err));
+        }
+        let first = self.failure.take().unwrap_or(err);
+        self.failure.set(Some(first));
+        Ok(())
+    }
+
+    /// A draining walk has met a failure: what is left is only read.
+    fn failed(self) -> bool {
+        if !self.drain {
+            return false;
+        }
+        let failure = self.failure.take();
+        let failed = failure.is_some();
+        self.failure.set(failure);
+        failed
+    }
+
+    fn expected(self) -> ClassifyError {
         let within = match self.shape {
             Shape::Message(m) => m.name,
             Shape::List(_) => "a list",
             Shape::Map(_) => "a map of fields",
             Shape::Any => "a value",
         };
-        self.fail(ClassifyError::MalformedBody(within))
+        ClassifyError::MalformedBody(within)
     }
 
     fn scalar<E: de::Error>(self) -> Result<(), E> {
         match self.shape {
             Shape::Any => Ok(()),
-            Shape::List(_) | Shape::Map(_) | Shape::Message(_) => Err(self.expected()),
+            Shape::List(_) | Shape::Map(_) | Shape::Message(_) => self.stop(self.expected()),
         }
     }
 }
@@ -204,9 +231,16 @@ impl<'de> Visitor<'de> for Walk<'_> {
         let item = match self.shape {
             Shape::Any => &Shape::Any,
             Shape::List(item) => *item,
-            Shape::Map(_) | Shape::Message(_) => return Err(self.expected()),
+            Shape::Map(_) | Shape::Message(_) => {
+                self.stop(self.expected())?;
+                return drain_seq(seq);
+            }
         };
-        while seq.next_element_seed(self.with(item))?.is_some() {}
+        while seq.next_element_seed(self.with(item))?.is_some() {
+            if self.failed() {
+                return drain_seq(seq);
+            }
+        }
         Ok(())
     }
 
@@ -218,20 +252,31 @@ impl<'de> Visitor<'de> for Walk<'_> {
         let mut keys = super::body::KeySet::default();
         let mut oneof_set: Option<&'static str> = None;
         while let Some(key) = map.next_key::<super::body::Str<'de>>()? {
+            // Why this member is refused before its value is read.
+            let refuse = |map: A, err: ClassifyError| -> Result<(), A::Error> {
+                self.stop(err)?;
+                drain_map(map, true)
+            };
             if !keys.insert(key.clone()) {
-                return Err(self.fail(ClassifyError::DuplicateKey));
+                return refuse(map, ClassifyError::DuplicateKey);
             }
             let key = &*key.0;
             let message = match self.shape {
                 Shape::Any => {
                     map.next_value_seed(self.with(&Shape::Any))?;
+                    if self.failed() {
+                        return drain_map(map, false);
+                    }
                     continue;
                 }
                 Shape::Map(value) => {
                     map.next_value_seed(self.with(value))?;
+                    if self.failed() {
+                        return drain_map(map, false);
+                    }
                     continue;
                 }
-                Shape::List(_) => return Err(self.expected()),
+                Shape::List(_) => return refuse(map, self.expected()),
                 Shape::Message(message) => message,
             };
             let Some(member) = message
@@ -239,7 +284,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 .iter()
                 .find(|m| m.camel == key || m.snake == key)
             else {
-                return Err(self.fail(ClassifyError::UnknownField(message.name)));
+                return refuse(map, ClassifyError::UnknownField(message.name));
             };
             let other_spelling = if key == member.camel {
                 member.snake
@@ -247,11 +292,11 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 member.camel
             };
             if other_spelling != key && keys.contains(other_spelling) {
-                return Err(self.fail(ClassifyError::MixedFieldSpelling(member.camel)));
+                return refuse(map, ClassifyError::MixedFieldSpelling(member.camel));
             }
             let shape = match &member.shape {
                 Role::Is(shape) => *shape,
-                Role::Refused(err) => return Err(self.fail(err.clone())),
+                Role::Refused(err) => return refuse(map, err.clone()),
             };
             let mut walk = self.with(shape);
             if let Some(unreadable) = value {
@@ -263,9 +308,13 @@ impl<'de> Visitor<'de> for Walk<'_> {
             }
             let null = NullSeen::default();
             map.next_value_seed(MemberValue { walk, null: &null })?;
+            if self.failed() {
+                return drain_map(map, false);
+            }
             if message.oneof.contains(&member.camel) && !null.0.get() {
                 if oneof_set.is_some() {
-                    return Err(self.fail(ClassifyError::MalformedBody(message.name)));
+                    self.stop(ClassifyError::MalformedBody(message.name))?;
+                    return drain_map(map, false);
                 }
                 oneof_set = Some(member.camel);
             }
@@ -326,5 +375,55 @@ impl<'de> Visitor<'de> for MemberValue<'_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         self.walk.visit_map(map)
+    }
+}
+
+/// Read the rest of a list through.
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Read the rest of an object through (`pending`: from the value of the
+/// key just read).
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A, pending: bool) -> Result<(), A::Error> {
+    if pending {
+        map.next_value::<IgnoredAny>()?;
+    }
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// [`check_values`] of a member inside the parse of the object that holds
+/// it, so that its text is read once: `None` for `null` (unset), else what
+/// `check_values` of its raw text answers. A failure is recorded and the
+/// rest of the member read through, so that the object's parse goes on
+/// and the failure is raised only where the member is taken, after every
+/// failure the classifier meets before it.
+pub(super) struct InPlace(pub &'static Shape);
+
+impl<'de> DeserializeSeed<'de> for InPlace {
+    type Value = Option<Result<(), ClassifyError>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        let failure = Cell::new(None);
+        let unreadable = Cell::new(false);
+        let null = NullSeen::default();
+        let walk = Walk {
+            shape: self.0,
+            failure: &failure,
+            values: Some(&unreadable),
+            content: None,
+            drain: true,
+        };
+        MemberValue { walk, null: &null }.deserialize(deserializer)?;
+        if null.0.get() {
+            return Ok(None);
+        }
+        Ok(Some(match failure.take() {
+            Some(err) => Err(err),
+            None if unreadable.get() => Err(ClassifyError::MalformedBody("value")),
+            None => Ok(()),
+        }))
     }
 }

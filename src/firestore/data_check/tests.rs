@@ -1,12 +1,34 @@
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 
-use super::fields;
+use crate::firestore::body::{self, Check};
 use crate::firestore::{data_json, messages, shape};
+use crate::model::ClassifyError;
+
+/// Shape and values checked in one walk of the member's own text.
+fn fields(raw: &RawValue) -> Result<(), ClassifyError> {
+    shape::check_values(raw, &messages::FIELDS)
+}
+
+/// Shape and values checked inside the parse of the write that holds them
+/// (`None`: `null`, read as absent).
+fn in_place(text: &str) -> Option<Result<(), ClassifyError>> {
+    let write: Box<RawValue> =
+        serde_json::from_str(&format!(r#"{{"update":{{"fields":{text}}}}}"#)).unwrap();
+    let check = Check::new(("fields", "fields"), &messages::FIELDS);
+    let mut w = body::object_nesting(&write, "write", ("update", "update"), Some(check)).unwrap();
+    let mut doc = w
+        .take_object("update", "update", "update")
+        .unwrap()
+        .unwrap();
+    doc.take_checked("fields", "fields", &messages::FIELDS)
+        .unwrap()
+}
 
 /// What the classifier does with a `fields` member: the shape check, then
-/// building; or both in one pass without building. They must accept and
-/// refuse alike, with the same error, whichever of them refuses.
+/// building; or both in one pass without building, on the member's text or
+/// inside its write's parse. They must accept and refuse alike, with the
+/// same error, whichever of them refuses.
 fn same_as_building(text: &str) {
     let Ok(raw) = serde_json::from_str::<Box<RawValue>>(text) else {
         return;
@@ -14,6 +36,10 @@ fn same_as_building(text: &str) {
     let built =
         shape::check(&raw, &messages::FIELDS).and_then(|()| data_json::fields(&raw).map(drop));
     assert_eq!(fields(&raw), built, "{text}");
+    match in_place(text) {
+        Some(checked) => assert_eq!(checked, built, "in place: {text}"),
+        None => assert_eq!(raw.get(), "null"),
+    }
 }
 
 #[test]
