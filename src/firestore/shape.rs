@@ -83,6 +83,7 @@ fn walk(
         values,
         content: None,
         drain: false,
+        depth: 0,
     }
     .deserialize(&mut de)
     .and_then(|()| de.end());
@@ -108,15 +109,30 @@ struct Walk<'f> {
     /// instead of stopping: the member is checked inside the parse of the
     /// object that holds it ([`InPlace`]), which must go on.
     drain: bool,
+    /// The lists and objects this value is inside, within the member.
+    depth: u16,
 }
+
+/// The most lists and objects a member may nest (a third of it in
+/// Firestore maps: Firestore itself takes 20). Refused here, the same
+/// whether the member is walked on its own text or inside its object's
+/// parse, before `serde_json`'s own recursion limit (128, counted from the
+/// body's top) could refuse it in one of them only.
+const MAX_DEPTH: u16 = 96;
 
 impl<'f> Walk<'f> {
     fn with(self, shape: &'static Shape) -> Self {
         Walk {
             shape,
             content: None,
+            depth: self.depth + 1,
             ..self
         }
+    }
+
+    /// Whether a list or object here nests too deep.
+    fn too_deep(self) -> bool {
+        self.depth >= MAX_DEPTH
     }
 
     /// A `Value`'s content found to be `found`: is it what its kind reads?
@@ -227,6 +243,10 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.too_deep() {
+            self.stop(ClassifyError::MalformedBody("nested too deep"))?;
+            return drain_seq(seq);
+        }
         self.content_is(Found::List);
         let item = match self.shape {
             Shape::Any => &Shape::Any,
@@ -245,6 +265,10 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.too_deep() {
+            self.stop(ClassifyError::MalformedBody("nested too deep"))?;
+            return drain_map(map, false);
+        }
         self.content_is(Found::Map);
         // A `Value` is read by its one member: its first, of that kind.
         let value = self.at_value();
@@ -415,6 +439,7 @@ impl<'de> DeserializeSeed<'de> for InPlace {
             values: Some(&unreadable),
             content: None,
             drain: true,
+            depth: 0,
         };
         MemberValue { walk, null: &null }.deserialize(deserializer)?;
         if null.0.get() {

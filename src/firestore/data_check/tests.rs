@@ -134,6 +134,30 @@ fn refuses_what_building_refuses() {
     assert!(refused >= 10, "{refused}");
 }
 
+/// Maps nested past any depth Firestore takes are refused alike in every
+/// way, before `serde_json`'s recursion limit (counted from the top of the
+/// body, so deeper inside a write than on the member's own text) could
+/// refuse them in one way only.
+#[test]
+fn deep_nesting_is_refused_alike_in_every_way() {
+    let nested = |levels: usize| {
+        let mut text = r#"{"stringValue":"x"}"#.to_owned();
+        for _ in 0..levels {
+            text = format!(r#"{{"mapValue":{{"fields":{{"a":{text}}}}}}}"#);
+        }
+        format!(r#"{{"a":{text}}}"#)
+    };
+    for levels in [0, 20, 31, 32, 33, 40, 45, 60, 100] {
+        same_as_building(&nested(levels));
+    }
+    let raw = |levels| serde_json::from_str::<Box<RawValue>>(&nested(levels)).unwrap();
+    assert_eq!(fields(&raw(20)), Ok(()));
+    assert_eq!(
+        fields(&raw(45)),
+        Err(ClassifyError::MalformedBody("nested too deep"))
+    );
+}
+
 /// Scalars of every JSON type, some that look like numbers.
 fn scalar() -> impl Strategy<Value = String> {
     prop_oneof![
