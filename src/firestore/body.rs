@@ -492,6 +492,28 @@ fn classify_json_error(err: serde_json::Error) -> ClassifyError {
     }
 }
 
+/// The visits of a walk that reads nothing from JSON booleans, numbers
+/// and `null`.
+macro_rules! numbers_and_null_are_nothing {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    };
+}
+
 /// Walk any JSON value and refuse a repeated key at any depth, without
 /// building the value.
 pub fn check_no_duplicates(text: &str) -> Result<(), ClassifyError> {
@@ -521,22 +543,9 @@ impl<'de> Visitor<'de> for NoDuplicates {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
+    numbers_and_null_are_nothing!();
+
     fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
         Ok(())
     }
 
@@ -590,21 +599,7 @@ impl<'de> Visitor<'de> for FieldPaths<'_, '_> {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    numbers_and_null_are_nothing!();
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
         if self.named && !(self.each)(s) {
