@@ -100,7 +100,7 @@ impl<'a> Object<'a> {
             return Ok(Object::empty(within));
         }
         Ok(Object {
-            entries: ObjectEntries::parse(text, split, None)?,
+            entries: ObjectEntries::parse(text, split)?,
             within,
         })
     }
@@ -370,14 +370,12 @@ struct ObjectEntries;
 type Entries<'a> = Vec<(Str<'a>, Member<'a>, bool)>;
 
 impl ObjectEntries {
-    fn parse<'a>(
-        text: &'a str,
-        split: Option<Splitting>,
-        check: Option<Check>,
-    ) -> Result<Entries<'a>, ClassifyError> {
+    fn parse<'a>(text: &'a str, split: Option<Splitting>) -> Result<Entries<'a>, ClassifyError> {
         let mut de = serde_json::Deserializer::from_str(text);
+        // A member checked in place is one of a nested object's (a write's
+        // `update`), never of the text's own object.
         let entries = de
-            .deserialize_map(EntriesVisitor { split, check })
+            .deserialize_map(EntriesVisitor { split, check: None })
             .map_err(classify_json_error)?;
         de.end()
             .map_err(|_| ClassifyError::MalformedBody("trailing data"))?;
