@@ -38,8 +38,32 @@ enum Member<'a> {
 enum SplitInto {
     /// An array's elements.
     Elements,
+    /// An array's elements, each an object read as [`SplitInto::Nesting`]
+    /// reads one (a commit's writes).
+    Objects(Nest),
+    /// An object's members, one of them split into its own members (a
+    /// write's `update`).
+    Nesting(Nest),
     /// An object's members, one of them checked in place, if named.
     Members(Option<Check>),
+}
+
+/// The member of an object to split into its members in the object's
+/// pass, and the member of that one to check in place, if any.
+#[derive(Clone, Copy)]
+pub struct Nest {
+    member: (&'static str, &'static str),
+    check: Option<Check>,
+}
+
+impl Nest {
+    pub fn new(member: (&'static str, &'static str), check: Option<Check>) -> Nest {
+        Nest { member, check }
+    }
+
+    fn splitting(self) -> Splitting {
+        Splitting::new(self.member, SplitInto::Members(self.check))
+    }
 }
 
 /// A member to check against its shape, and its `Value`s, while its object
@@ -64,6 +88,8 @@ impl Check {
 /// A member split in its object's pass.
 enum Split<'a> {
     Elements(Vec<&'a RawValue>),
+    /// Each element as [`SplitInto::Nesting`] left it.
+    Objects(Vec<Split<'a>>),
     Members(Entries<'a>),
     Null,
     /// Not what it was to be split into, nor `null`.
@@ -115,6 +141,20 @@ impl<'a> Object<'a> {
         list: (&'static str, &'static str),
     ) -> Result<Self, ClassifyError> {
         let split = Splitting::new(list, SplitInto::Elements);
+        Object::parse_splitting(text, within, Some(split))
+    }
+
+    /// [`Object::parse_listing`], with each element of `list` read in the
+    /// same pass as an object whose member `nest` names is split too, for
+    /// [`Object::take_objects`]: a commit's writes are each read once, in
+    /// the body's pass, not first skipped over as raw text and then read.
+    pub fn parse_listing_objects(
+        text: &'a str,
+        within: &'static str,
+        list: (&'static str, &'static str),
+        nest: Nest,
+    ) -> Result<Self, ClassifyError> {
+        let split = Splitting::new(list, SplitInto::Objects(nest));
         Object::parse_splitting(text, within, Some(split))
     }
 
@@ -182,8 +222,52 @@ impl<'a> Object<'a> {
         match member {
             Split::Members(entries) => Ok(Some(Object { entries, within })),
             Split::Null => Ok(None),
-            Split::Elements(_) | Split::Other => Err(ClassifyError::MalformedBody(within)),
+            Split::Elements(_) | Split::Objects(_) | Split::Other => {
+                Err(ClassifyError::MalformedBody(within))
+            }
         }
+    }
+
+    /// The elements of the array member spelled `camel` or `snake`, each
+    /// an object as [`object_nesting`] reads it with `nest` (read in this
+    /// object's pass when it was parsed with
+    /// [`Object::parse_listing_objects`]); `null` reads as absent, anything
+    /// else but an array is `MalformedBody(within)`, and an element that is
+    /// not an object is `MalformedBody(element)` when its turn comes, so
+    /// the writes before it are judged first, as when each was read in turn.
+    pub fn take_objects(
+        &mut self,
+        (camel, snake): (&'static str, &'static str),
+        within: &'static str,
+        element: &'static str,
+        nest: Nest,
+    ) -> Result<Option<Vec<Result<Object<'a>, ClassifyError>>>, ClassifyError> {
+        let split = match self.find(camel, snake)? {
+            None => return Ok(None),
+            Some(Member::Raw(raw)) if raw.get() == "null" => return Ok(None),
+            Some(Member::Raw(raw)) => {
+                let elements = array(raw, within)?;
+                let read = |raw| object_nesting(raw, element, nest.member, nest.check);
+                return Ok(Some(elements.into_iter().map(read).collect()));
+            }
+            Some(Member::Split(split)) => std::mem::replace(split, Split::Null),
+            Some(Member::Checked(_)) => return Err(ClassifyError::MalformedBody(within)),
+        };
+        let elements = match split {
+            Split::Objects(elements) => elements,
+            Split::Null => return Ok(None),
+            Split::Elements(_) | Split::Members(_) | Split::Other => {
+                return Err(ClassifyError::MalformedBody(within));
+            }
+        };
+        let read = |split| match split {
+            Split::Members(entries) => Ok(Object {
+                entries,
+                within: element,
+            }),
+            _ => Err(ClassifyError::MalformedBody(element)),
+        };
+        Ok(Some(elements.into_iter().map(read).collect()))
     }
 
     /// The elements of the array member spelled `camel` or `snake`, each
@@ -202,7 +286,9 @@ impl<'a> Object<'a> {
             Some(Member::Split(split)) => match std::mem::replace(split, Split::Null) {
                 Split::Elements(elements) => Ok(Some(elements)),
                 Split::Null => Ok(None),
-                Split::Members(_) | Split::Other => Err(ClassifyError::MalformedBody(within)),
+                Split::Objects(_) | Split::Members(_) | Split::Other => {
+                    Err(ClassifyError::MalformedBody(within))
+                }
             },
             Some(Member::Checked(_)) => Err(ClassifyError::MalformedBody(within)),
         }
@@ -438,25 +524,43 @@ impl<'de> Visitor<'de> for SplitSeed {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Split<'de>, A::Error> {
-        if let SplitInto::Members(_) = self.0 {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            return Ok(Split::Other);
+        match self.0 {
+            SplitInto::Elements => {
+                let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(element) = seq.next_element::<&'de RawValue>()? {
+                    elements.push(element);
+                }
+                Ok(Split::Elements(elements))
+            }
+            SplitInto::Objects(nest) => {
+                let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(element) =
+                    seq.next_element_seed(SplitSeed(SplitInto::Nesting(nest)))?
+                {
+                    elements.push(element);
+                }
+                Ok(Split::Objects(elements))
+            }
+            SplitInto::Nesting(_) | SplitInto::Members(_) => {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Split::Other)
+            }
         }
-        let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(element) = seq.next_element::<&'de RawValue>()? {
-            elements.push(element);
-        }
-        Ok(Split::Elements(elements))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Split<'de>, A::Error> {
-        if let SplitInto::Members(check) = self.0 {
-            return EntriesVisitor { split: None, check }
-                .visit_map(map)
-                .map(Split::Members);
-        }
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Split::Other)
+        let visitor = match self.0 {
+            SplitInto::Members(check) => EntriesVisitor { split: None, check },
+            SplitInto::Nesting(nest) => EntriesVisitor {
+                split: Some(nest.splitting()),
+                check: None,
+            },
+            SplitInto::Elements | SplitInto::Objects(_) => {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(Split::Other);
+            }
+        };
+        visitor.visit_map(map).map(Split::Members)
     }
 
     fn visit_unit<E>(self) -> Result<Split<'de>, E> {
@@ -972,5 +1076,109 @@ mod tests {
         let mut obj = Object::parse(text, "t").unwrap();
         let a = obj.take("a", "a").unwrap().unwrap();
         assert_eq!(&text[span(text, a).unwrap()], r#""xyz""#);
+    }
+
+    /// Each element of a list read in the list's own pass
+    /// ([`Object::take_objects`]) is the object [`object_nesting`] reads
+    /// from that element alone: the same members, the same checks, the
+    /// same refusals.
+    #[test]
+    fn listed_objects_are_read_in_the_list_pass_as_each_alone_would_be() {
+        let fields = Check::new(("fields", "fields"), &super::super::messages::FIELDS);
+        let describe = |w: Result<Object<'_>, ClassifyError>| -> Result<String, &'static str> {
+            let mut w = w.map_err(|e| e.reason())?;
+            let mut out = String::new();
+            match w.take_object("update", "update", "w.update") {
+                Ok(Some(mut doc)) => {
+                    let name = doc.take("name", "name").map_err(|e| e.reason())?;
+                    out += &format!("name {:?}; ", name.map(RawValue::get));
+                    let checked =
+                        doc.take_checked("fields", "fields", &super::super::messages::FIELDS);
+                    out += &format!(
+                        "fields {:?}; ",
+                        checked
+                            .map(|c| c.map(|c| c.map_err(|e| e.reason())))
+                            .map_err(|e| e.reason())
+                    );
+                    out += &format!("doc {:?}; ", doc.finish().map_err(|e| e.reason()));
+                }
+                Ok(None) => out += "no update; ",
+                Err(e) => out += &format!("update {}; ", e.reason()),
+            }
+            let x = w.take("x", "x").map_err(|e| e.reason())?;
+            out += &format!("x {:?}; ", x.map(RawValue::get));
+            out += &format!("write {:?}", w.finish().map_err(|e| e.reason()));
+            Ok(out)
+        };
+        let elements = [
+            r#"{"update":{"name":"n","fields":{"a":{"stringValue":"s"}}},"x":1}"#,
+            r#"{"update":{"name":"n","fields":{"a":{"bogus":1}}}}"#,
+            r#"{"update":{"fields":{"a":1}}}"#,
+            r#"{"update":{"fields":null,"createTime":1}}"#,
+            r#"{"update":null}"#,
+            r#"{"update":[1]}"#,
+            r#"{"update":{"name":1,"name":2}}"#,
+            r#"{"update":{"name":1,"na\u006de":2}}"#,
+            r#"{"x":1,"x":2}"#,
+            r#"{"upd\u0061te":{"name":"m"},"y":1}"#,
+            "{}",
+            "null",
+            "1",
+            r#""s""#,
+            "[1]",
+            "[]",
+        ];
+        for check in [None, Some(fields)] {
+            for element in elements {
+                let raw: Box<RawValue> = serde_json::from_str(element).unwrap();
+                let alone = describe(object_nesting(&raw, "w", ("update", "update"), check));
+                let text = format!(r#"{{"writes":[{element}]}}"#);
+                let nest = Nest::new(("update", "update"), check);
+                let listed = Object::parse_listing_objects(&text, "t", ("writes", "writes"), nest)
+                    .map_err(|e| e.reason())
+                    .and_then(|mut obj| {
+                        let mut list = obj
+                            .take_objects(("writes", "writes"), "ws", "w", nest)
+                            .map_err(|e| e.reason())?
+                            .unwrap();
+                        assert_eq!(list.len(), 1, "{element}");
+                        describe(list.remove(0))
+                    });
+                assert_eq!(
+                    listed,
+                    alone,
+                    "{element} (checked in place: {})",
+                    check.is_some()
+                );
+            }
+        }
+        // The list itself: `null` is absent, anything else but an array the
+        // caller's refusal, and an element that is no object is refused in
+        // its turn, after the ones before it were read.
+        let nest = Nest::new(("update", "update"), None);
+        let list = |member: &str| {
+            let text = format!(r#"{{"writes":{member}}}"#);
+            let mut obj =
+                Object::parse_listing_objects(&text, "t", ("writes", "writes"), nest).unwrap();
+            let list = obj.take_objects(("writes", "writes"), "ws", "w", nest);
+            list.map(|l| {
+                l.map(|l| {
+                    l.into_iter()
+                        .map(|w| w.map(|_| ()).map_err(|e| e.to_string()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(list("null"), Ok(None));
+        assert_eq!(list("[]"), Ok(Some(vec![])));
+        let malformed = |within| ClassifyError::MalformedBody(within).to_string();
+        assert_eq!(
+            list(r#"[{}, 1, {}]"#),
+            Ok(Some(vec![Ok(()), Err(malformed("w")), Ok(())]))
+        );
+        for member in ["{}", "1", r#""s""#, "true"] {
+            assert_eq!(list(member), Err(malformed("ws")), "{member}");
+        }
     }
 }

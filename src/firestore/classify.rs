@@ -31,9 +31,30 @@ pub struct Classified {
     /// The read time the client asked for: `readTime=` of a get, the
     /// `readTime` consistency selector of a batchGet or query.
     pub read_time: Option<String>,
-    /// Where each write of a commit or batchWrite sits in the body, by
-    /// position: what pinning it to a stored version rewrites.
-    pub write_sites: Vec<WriteSite>,
+}
+
+/// Where each write of a commit or batchWrite body sits in it, by
+/// position: what pinning a write to a stored version rewrites. Only a
+/// request whose rules read stored documents is pinned, so the places are
+/// found here, when it is, by reading the writes again as raw text,
+/// rather than by every classification (which reads each write once, in
+/// the body's pass, where `serde_json` gives no place). `text` is a body
+/// [`classify_with`] accepted.
+pub fn write_sites(text: &str) -> Result<Vec<WriteSite>, ClassifyError> {
+    let list = ("writes", "writes");
+    let mut req = Object::parse_listing(text, "write request", list)?;
+    let writes = req.take_list(list.0, list.1, "writes")?.unwrap_or_default();
+    writes
+        .into_iter()
+        .map(|raw| {
+            let mut w = body::object(raw, "write")?;
+            let current_document = w.take("currentDocument", "current_document")?;
+            Ok(WriteSite {
+                object: body::span(text, raw).ok_or(ClassifyError::MalformedBody("write"))?,
+                precondition: current_document.and_then(|raw| body::span(text, raw)),
+            })
+        })
+        .collect()
 }
 
 /// One write's place in the body (byte ranges of the buffered text).
@@ -117,7 +138,6 @@ pub fn classify_with(
         transaction: TransactionUse::default(),
         request_tags: route.request_tags().map(str::to_owned).collect(),
         read_time: None,
-        write_sites: Vec::new(),
     };
     c.run(route)?;
     let read_time = match route.method {
@@ -136,7 +156,6 @@ pub fn classify_with(
         transaction: c.transaction,
         request_tags: c.request_tags,
         read_time,
-        write_sites: c.write_sites,
     })
 }
 
@@ -154,7 +173,6 @@ struct Classifier<'a> {
     transaction: TransactionUse,
     request_tags: Vec<String>,
     read_time: Option<String>,
-    write_sites: Vec<WriteSite>,
 }
 
 impl<'a> Classifier<'a> {
@@ -314,12 +332,18 @@ impl<'a> Classifier<'a> {
     }
 
     fn writes(&mut self, method: Method) -> Result<(), ClassifyError> {
-        let mut req = self.top_listing("write request", "writes")?;
+        // Each write is read in the body's own pass, its `update` within
+        // it, and its fields checked there when no rule reads them.
+        let check = (self.capture == FieldCapture::ValidateOnly)
+            .then(|| body::Check::new(("fields", "fields"), &messages::FIELDS));
+        let nest = body::Nest::new(("update", "update"), check);
+        let list = ("writes", "writes");
+        let mut req = Object::parse_listing_objects(self.text, "write request", list, nest)?;
         req.refuse("database", "database")?;
-        if let Some(writes) = req.take_list("writes", "writes", "writes")? {
-            for (position, raw) in writes.into_iter().enumerate() {
+        if let Some(writes) = req.take_objects(list, "writes", "write", nest)? {
+            for (position, write) in writes.into_iter().enumerate() {
                 self.position = position;
-                self.write(raw)?;
+                self.write(write?)?;
             }
         }
         match method {
@@ -335,11 +359,7 @@ impl<'a> Classifier<'a> {
     }
 
     /// One `Write`: exactly one of update, delete, transform, verify (§2).
-    fn write(&mut self, raw: &'a RawValue) -> Result<(), ClassifyError> {
-        // Fields no rule reads are checked in the write's own pass.
-        let check = (self.capture == FieldCapture::ValidateOnly)
-            .then(|| body::Check::new(("fields", "fields"), &messages::FIELDS));
-        let mut w = body::object_nesting(raw, "write", ("update", "update"), check)?;
+    fn write(&mut self, mut w: Object<'a>) -> Result<(), ClassifyError> {
         let update = w.take_object("update", "update", "write.update")?;
         let delete = w.take("delete", "delete")?;
         let transform = w.take("transform", "transform")?;
@@ -355,11 +375,6 @@ impl<'a> Classifier<'a> {
             Some(raw) => precondition(raw)?,
             None => Precondition::None,
         };
-        let site = WriteSite {
-            object: body::span(self.text, raw).ok_or(ClassifyError::MalformedBody("write"))?,
-            precondition: current_document.and_then(|raw| body::span(self.text, raw)),
-        };
-        self.write_sites.push(site);
         let must_exist = precondition.must_exist();
         let mut transforms = match update_transforms {
             Some(raw) => data_json::transforms(raw)?,

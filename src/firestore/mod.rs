@@ -18,6 +18,6 @@ pub mod status;
 
 pub use classify::{
     Classified, Location, Presented, TransactionUse, WriteSite, classify, classify_request,
-    classify_with,
+    classify_with, write_sites,
 };
 pub use route::{Route, refuse_grpc, route};

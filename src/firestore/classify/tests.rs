@@ -990,3 +990,66 @@ fn a_written_documents_index_is_its_position_in_the_writes_verify_included() {
     assert_eq!(op.writes.len(), 1);
     assert_eq!(op.writes[0].index, 1);
 }
+
+/// Where each write sits, found from the body again only when a write is
+/// pinned: the write object and its precondition, in any spelling and
+/// spacing the classification accepts.
+#[test]
+fn write_sites_are_where_each_write_and_its_precondition_sit() {
+    let body = format!(
+        r#"{{ "writes" : [ {{"delete":"{NAME}/notes/a" , "current_document" : {{"exists":true}} }} ,
+            {{"upd\u0061te":{{"name":"{NAME}/notes/b"}},"currentDocument":{{ "updateTime":"2026-01-01T00:00:00Z" }}}},
+            {{"verify":"{NAME}/notes/c"}} ] }}"#
+    );
+    targets("POST", &format!("{DB}:commit"), &body);
+    let sites = write_sites(&body).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let value = |range: &Range<usize>| -> serde_json::Value {
+        serde_json::from_str(&body[range.clone()]).unwrap()
+    };
+    assert_eq!(sites.len(), 3);
+    for (i, site) in sites.iter().enumerate() {
+        let write = &parsed["writes"][i];
+        assert_eq!(value(&site.object), *write, "write {i}");
+        assert!(body[site.object.clone()].starts_with('{'), "write {i}");
+        let precondition = [&write["currentDocument"], &write["current_document"]]
+            .into_iter()
+            .find(|v| !v.is_null());
+        assert_eq!(
+            site.precondition.as_ref().map(value).as_ref(),
+            precondition,
+            "write {i}"
+        );
+    }
+    assert_eq!(write_sites(r#"{"writes":[]}"#).unwrap(), []);
+    assert_eq!(write_sites("{}").unwrap(), []);
+}
+
+/// A commit's writes are read in the body's own pass, and still judged in
+/// their order: the first faulty write is the one refused, whatever is
+/// wrong with the writes after it.
+#[test]
+fn a_commits_writes_are_refused_in_their_order() {
+    let foreign = r#"{"delete":"projects/q/databases/(default)/documents/a/1"}"#;
+    let bad_id = format!(r#"{{"delete":"{NAME}/a/__x__"}}"#);
+    let bad_fields =
+        format!(r#"{{"update":{{"name":"{NAME}/a/1","fields":{{"f":{{"bogus":1}}}}}}}}"#);
+    let commit = |writes: &[&str]| {
+        let body = format!(r#"{{"writes":[{}]}}"#, writes.join(","));
+        refused("POST", &format!("{DB}:commit"), &body)
+    };
+    assert_eq!(commit(&[foreign, "1"]), "foreign_database");
+    assert_eq!(commit(&["1", foreign]), "malformed_body");
+    assert_eq!(commit(&[foreign, &bad_id]), "foreign_database");
+    assert_eq!(commit(&[&bad_id, foreign]), "invalid_resource_id");
+    assert_eq!(
+        commit(&[&bad_fields, foreign]),
+        refused(
+            "POST",
+            &format!("{DB}:commit"),
+            &format!(r#"{{"writes":[{bad_fields}]}}"#)
+        )
+    );
+    assert_eq!(commit(&[foreign, &bad_fields]), "foreign_database");
+    assert_eq!(commit(&["null", foreign]), "malformed_body");
+}

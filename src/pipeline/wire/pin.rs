@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::firestore::splice::{Splices, top_object};
-use crate::firestore::{Route, WriteSite};
+use crate::firestore::{self, Route};
 use crate::model::data::{Precondition, Stored, Written};
 use crate::model::{Method, Operation, Scope};
 use crate::pipeline::stored::{ReadStored, StoredReadError};
@@ -64,12 +64,12 @@ fn json_of(pin: &Pin<'_>) -> String {
 
 /// Rewrite the forwarded request: writes pinned, checked reads read at the
 /// time of the check (unless in a transaction or at the client's time).
-/// The places come from classify (`sites`): the body is not parsed again.
+/// The writes' places are read from the body only when one is pinned
+/// ([`firestore::write_sites`]).
 pub fn pin(
     route: &mut Route,
     splices: &mut Splices,
     body: &[u8],
-    sites: &[WriteSite],
     op: &Operation,
     read: &ReadStored,
     consistent: bool,
@@ -85,7 +85,14 @@ pub fn pin(
             }
         }
         Method::Commit | Method::BatchWrite => {
-            for (index, pin) in first_write_pins(op, stored) {
+            let pins = first_write_pins(op, stored);
+            if pins.is_empty() {
+                return Ok(());
+            }
+            let sites = std::str::from_utf8(body)
+                .map_err(unpinnable)
+                .and_then(|text| firestore::write_sites(text).map_err(unpinnable))?;
+            for (index, pin) in pins {
                 let site = sites
                     .get(index)
                     .ok_or_else(|| unpinnable("no such write"))?;
@@ -179,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn commit_writes_are_pinned_to_the_read_versions_where_classify_found_them() {
+    fn commit_writes_are_pinned_to_the_read_versions_where_the_body_has_them() {
         let body = bytes::Bytes::from_static(
             br#"{"writes":[{"delete":"projects/p/databases/(default)/documents/notes/a","current_document":{"exists":true}},{"delete":"projects/p/databases/(default)/documents/notes/b"}]}"#,
         );
@@ -198,10 +205,9 @@ mod tests {
             )]),
         )
         .unwrap();
-        let classified = crate::firestore::classify_request(&route, Some(&body)).unwrap();
+        crate::firestore::classify_request(&route, Some(&body)).unwrap();
         let mut splices = Splices::default();
-        let sites = &classified.write_sites;
-        pin(&mut route, &mut splices, &body, sites, &op(), &read, false).unwrap();
+        pin(&mut route, &mut splices, &body, &op(), &read, false).unwrap();
         let out = splices.apply(&body).unwrap();
         let out: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(

@@ -9,7 +9,7 @@ use http::request::Parts;
 use super::{Call, Encoded, pin};
 use crate::body::{self, Body};
 use crate::firestore::splice::Splices;
-use crate::firestore::{self, Presented, Route, WriteSite};
+use crate::firestore::{self, Presented, Route};
 use crate::model::{ClassifyError, Operation};
 use crate::pipeline::stored::ReadStored;
 use crate::pipeline::{Exchange, Pipeline, PipelineError};
@@ -23,7 +23,6 @@ pub(super) struct RestCall {
     body: Bytes,
     splices: Splices,
     presented: Option<Presented>,
-    write_sites: Vec<WriteSite>,
 }
 
 /// Method + URL + body → `Call` (400/403/404/408/413). Every body is read
@@ -58,7 +57,6 @@ pub(super) async fn classify(
         body: bytes,
         splices: Splices::default(),
         presented: classified.transaction.presented,
-        write_sites: classified.write_sites,
     });
     Ok(Call::new(
         classified.operation,
@@ -86,15 +84,7 @@ impl RestCall {
         consistent: bool,
     ) -> Result<(), PipelineError> {
         let (route, splices) = (&mut self.route, &mut self.splices);
-        pin::pin(
-            route,
-            splices,
-            &self.body,
-            &self.write_sites,
-            op,
-            stored,
-            consistent,
-        )?;
+        pin::pin(route, splices, &self.body, op, stored, consistent)?;
         Ok(())
     }
 
@@ -190,7 +180,6 @@ mod tests {
             body,
             splices: Splices::default(),
             presented: classified.transaction.presented,
-            write_sites: classified.write_sites,
         }
     }
 
