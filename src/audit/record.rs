@@ -81,7 +81,7 @@ pub struct AuditTarget {
     /// Resource path or scope, e.g. `/teams/a/deployments/d1`, `/**/logs`.
     pub resource: String,
     /// The rule that decided it, if any.
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     /// `allowed`, `deny_matched`, `no_rule_matched`, `condition_false`,
     /// `granted`; `null` when the request ended before the policy was asked.
     pub why: Option<Text>,

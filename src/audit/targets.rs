@@ -62,7 +62,7 @@ mod tests {
             access: access.into(),
             allowed,
             resource: format!("/logs/{i}"),
-            rule: allowed.then(|| "logs".to_owned()),
+            rule: allowed.then(|| "logs".into()),
             grant: None,
             why: Some(
                 if allowed {

@@ -204,7 +204,7 @@ fn weight(key: &Key, verdict: &Verdict) -> u32 {
     let database = key.database.project.len() + key.database.database.len();
     let target = scope_bytes(&key.target.scope);
     let decision = scope_bytes(&verdict.decision.target.scope)
-        + verdict.decision.rule.as_ref().map_or(0, String::len)
+        + verdict.decision.rule.as_ref().map_or(0, |r| r.len())
         + verdict.upstream_account.as_ref().map_or(0, String::len)
         + verdict.mask.as_ref().map_or(0, |m| {
             // The mask itself is shared with the rule; its rule names are not.

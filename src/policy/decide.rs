@@ -93,7 +93,7 @@ pub(super) struct Prepared<'t> {
 #[derive(Clone)]
 struct Memoized {
     allowed: bool,
-    rule: Option<String>,
+    rule: Option<Arc<str>>,
     why: Why,
     account: Option<String>,
     mask: Option<Arc<Masked>>,
@@ -353,7 +353,7 @@ impl Table {
             // Exact expiry: a grant's allow is judged afresh every time.
             cacheable = false;
             (allowed, why) = (true, Why::Granted);
-            rule = Some(g.entry.clone());
+            rule = Some(Arc::from(g.entry.as_str()));
             grant = Some(g.id.clone());
         }
         // A grant's allow shows the whole document: it names no mask.
@@ -394,7 +394,7 @@ impl Table {
         let (allowed, rule, why, account, mask) = enforced;
         Memoized {
             allowed,
-            rule: rule.map(String::from),
+            rule: rule.map(Arc::from),
             why,
             account: account.cloned(),
             mask: mask.map(Arc::new),

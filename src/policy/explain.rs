@@ -65,7 +65,7 @@ impl Table {
         let mut out = Vec::new();
         for t in &decision.targets {
             let Some(id) = &t.rule else { continue };
-            let Some(index) = self.rules.iter().position(|r| &r.id == id) else {
+            let Some(index) = self.rules.iter().position(|r| *r.id == **id) else {
                 continue;
             };
             let Some(condition) = &self.rules[index].when else {
@@ -95,7 +95,7 @@ impl Table {
             out.push(DataSeen {
                 resource: t.target.scope.spelled(),
                 access: t.target.access.to_string(),
-                rule: id.clone(),
+                rule: id.to_string(),
                 why: t.why.clone(),
                 condition: condition.source.clone(),
                 read: reads

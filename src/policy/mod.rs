@@ -131,8 +131,9 @@ pub enum Why {
 pub struct TargetDecision {
     pub target: Target,
     pub allowed: bool,
-    /// The rule that decided it, if any.
-    pub rule: Option<String>,
+    /// The rule that decided it, if any (shared by every target it
+    /// decided, and by their audit lines).
+    pub rule: Option<Arc<str>>,
     pub why: Why,
     /// The grant that allowed it, when one did.
     #[serde(skip_serializing_if = "Option::is_none")]
