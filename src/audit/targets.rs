@@ -19,11 +19,23 @@ pub fn bound_targets(
     if targets.len() <= max_listed {
         return (targets, None);
     }
-    let mut by_access: BTreeMap<String, AccessCounts> = BTreeMap::new();
+    // Counted per access kind in a short list (there are a handful), and
+    // each target's canonical form written to one reused buffer: nothing
+    // is allocated per target.
+    let mut counted: Vec<(&str, AccessCounts)> = Vec::new();
+    let mut json = Vec::new();
     let mut hasher = Sha256::new();
     hasher.update(b"[");
     for (i, target) in targets.iter().enumerate() {
-        let counts = by_access.entry(target.access.to_string()).or_default();
+        let access: &str = &target.access;
+        let at = match counted.iter().position(|(a, _)| *a == access) {
+            Some(at) => at,
+            None => {
+                counted.push((access, AccessCounts::default()));
+                counted.len() - 1
+            }
+        };
+        let counts = &mut counted[at].1;
         if target.allowed {
             counts.allowed += 1;
         } else {
@@ -33,11 +45,16 @@ pub fn bound_targets(
             hasher.update(b",");
         }
         // AuditTarget declares its fields sorted: this is its canonical form.
-        if let Ok(json) = serde_json::to_vec(target) {
+        json.clear();
+        if serde_json::to_writer(&mut json, target).is_ok() {
             hasher.update(&json);
         }
     }
     hasher.update(b"]");
+    let by_access: BTreeMap<String, AccessCounts> = counted
+        .into_iter()
+        .map(|(access, counts)| (access.to_owned(), counts))
+        .collect();
     let count = targets.len() as u64;
     let listed: Vec<AuditTarget> = targets
         .into_iter()
