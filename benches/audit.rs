@@ -43,7 +43,7 @@ fn record() -> AuditRecord {
         database: Some("projects/p/databases/(default)".into()),
         targets: (0..3)
             .map(|i| AuditTarget {
-                resource: format!("/teams/a/deployments/d{i}"),
+                resource: format!("/teams/a/deployments/d{i}").into(),
                 access: "update".into(),
                 allowed: true,
                 rule: Some("team-deployments".into()),

@@ -78,8 +78,9 @@ impl Serialize for AuditPrincipal {
 pub struct AuditTarget {
     pub access: Text,
     pub allowed: bool,
-    /// Resource path or scope, e.g. `/teams/a/deployments/d1`, `/**/logs`.
-    pub resource: String,
+    /// Resource path or scope, e.g. `/teams/a/deployments/d1`, `/**/logs`;
+    /// shared by the targets of one scope.
+    pub resource: Arc<str>,
     /// The rule that decided it, if any.
     pub rule: Option<Arc<str>>,
     /// `allowed`, `deny_matched`, `no_rule_matched`, `condition_false`,

@@ -78,7 +78,7 @@ mod tests {
         AuditTarget {
             access: access.into(),
             allowed,
-            resource: format!("/logs/{i}"),
+            resource: format!("/logs/{i}").into(),
             rule: allowed.then(|| "logs".into()),
             grant: None,
             why: Some(

@@ -188,12 +188,21 @@ impl Scope {
     /// exact size: an audit record spells every target of a request, and
     /// a `String` grown through the formatter reallocated as it went.
     pub fn spelled(&self) -> String {
+        let mut out = String::new();
+        self.spell_into(&mut out);
+        out
+    }
+
+    /// [`Scope::spelled`] into `out`, replacing what it held and growing
+    /// it at most once: a buffer reused across the targets of a request.
+    pub fn spell_into(&self, out: &mut String) {
         let (segments, middle, last, tail) = self.pieces();
         let len = segments.iter().map(|s| s.len() + 1).sum::<usize>()
             + middle.len()
             + last.len()
             + tail.len();
-        let mut out = String::with_capacity(len);
+        out.clear();
+        out.reserve_exact(len);
         for s in segments {
             out.push('/');
             out.push_str(s);
@@ -201,7 +210,6 @@ impl Scope {
         out.push_str(middle);
         out.push_str(last);
         out.push_str(tail);
-        out
     }
 }
 

@@ -17,7 +17,7 @@ use super::{ConnInfo, PipelineError};
 use crate::audit::{self, AuditPrincipal, AuditRecord, AuditTarget, Auditor, Outcome};
 use crate::authn::Principal;
 use crate::body::{self, Body};
-use crate::model::{Method, Operation};
+use crate::model::{Method, Operation, Scope};
 use crate::policy::{Decision, Why};
 use crate::upstream::headers;
 
@@ -217,12 +217,13 @@ impl Exchange {
     }
 
     fn into_record(self, status: u16, max_listed_targets: usize) -> AuditRecord {
+        let mut spellings = Spellings::default();
         let targets = match (&self.decision, &self.operation) {
             (Some(decision), _) => decision
                 .targets
                 .iter()
                 .map(|t| AuditTarget {
-                    resource: t.target.scope.spelled(),
+                    resource: spellings.of(&t.target.scope),
                     access: t.target.access.as_str().into(),
                     allowed: t.allowed,
                     rule: t.rule.clone(),
@@ -234,7 +235,7 @@ impl Exchange {
                 .targets
                 .iter()
                 .map(|t| AuditTarget {
-                    resource: t.scope.spelled(),
+                    resource: spellings.of(&t.scope),
                     access: t.access.as_str().into(),
                     allowed: false,
                     rule: None,
@@ -285,6 +286,29 @@ impl Exchange {
             stored_reads: self.stored_reads,
             masked_fields: 0,
         }
+    }
+}
+
+/// The audit record's spelling of each target's path, made once for
+/// consecutive targets of one scope (a commit's upsert is judged as create
+/// and as update) and shared between them, through one reused buffer.
+#[derive(Default)]
+struct Spellings<'a> {
+    last: Option<(&'a Scope, Arc<str>)>,
+    buffer: String,
+}
+
+impl<'a> Spellings<'a> {
+    fn of(&mut self, scope: &'a Scope) -> Arc<str> {
+        if let Some((last, spelled)) = &self.last
+            && *last == scope
+        {
+            return spelled.clone();
+        }
+        scope.spell_into(&mut self.buffer);
+        let spelled = Arc::<str>::from(self.buffer.as_str());
+        self.last = Some((scope, spelled.clone()));
+        spelled
     }
 }
 
@@ -638,5 +662,34 @@ mod tests {
         assert_eq!(r["principal"], Value::Null);
         assert_eq!(r["shadow_decision"], Value::Null);
         assert_eq!(r["shadow_rule"], Value::Null);
+    }
+
+    /// An upsert's create and update name one scope: the record spells it
+    /// once and both targets share the spelling; every other target is
+    /// spelled as itself, whatever came before it.
+    #[test]
+    fn consecutive_targets_of_one_scope_share_one_spelling() {
+        use crate::model::Scope;
+        let ids = |path: &[&str]| path.iter().map(|s| s.to_string()).collect();
+        let doc = |path: &[&str]| Scope::Document { path: ids(path) };
+        let d1 = doc(&["teams", "a", "deployments", "d1"]);
+        let d1_again = d1.clone();
+        let d2 = doc(&["teams", "a", "deployments", "d2"]);
+        let group = Scope::CollectionGroup {
+            parent: ids(&["teams", "a"]),
+            collection: "deployments".into(),
+        };
+        let scopes = [&d1, &d1_again, &d2, &group, &d1];
+        let mut spellings = Spellings::default();
+        let spelled: Vec<Arc<str>> = scopes.iter().map(|s| spellings.of(s)).collect();
+        let expected: Vec<String> = scopes.iter().map(|s| s.spelled()).collect();
+        assert_eq!(
+            spelled.iter().map(|s| &**s).collect::<Vec<_>>(),
+            expected.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        assert_eq!(&*spelled[3], "/teams/a/**/deployments");
+        assert!(Arc::ptr_eq(&spelled[0], &spelled[1]));
+        assert!(!Arc::ptr_eq(&spelled[1], &spelled[2]));
+        assert!(!Arc::ptr_eq(&spelled[0], &spelled[4]));
     }
 }

@@ -36,7 +36,7 @@ fn record(n: u64) -> AuditRecord {
         rpc: Some("commit".into()),
         database: Some("projects/p/databases/(default)".into()),
         targets: vec![AuditTarget {
-            resource: format!("/teams/a/deployments/d{n}"),
+            resource: format!("/teams/a/deployments/d{n}").into(),
             access: "update".into(),
             allowed: true,
             rule: Some("team-deployments".into()),
