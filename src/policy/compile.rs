@@ -320,7 +320,7 @@ impl Who {
 
 /// A checked rule.
 pub struct Rule {
-    pub id: String,
+    pub id: Arc<str>,
     pub effect: Effect,
     pub actions: Actions,
     pub pattern: Pattern,
@@ -424,7 +424,7 @@ fn compile_rule(env: &Env, raw: &RawRule, problems: &mut Problems) -> Option<Rul
         return None;
     }
     Some(Rule {
-        id: raw.id.clone(),
+        id: raw.id.as_str().into(),
         effect: effect?,
         actions,
         pattern: pattern?,

@@ -117,7 +117,7 @@ impl<'t> Coverage<'t> {
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| (r.id.as_str(), i))
+            .map(|(i, r)| (&*r.id, i))
             .collect();
         for t in &decision.targets {
             for id in [
@@ -187,7 +187,7 @@ impl<'t> Coverage<'t> {
         for (rule, cov) in self.table.rules.iter().zip(&self.rules) {
             if cov.decided == 0 {
                 gaps.push(Gap {
-                    rule: rule.id.clone(),
+                    rule: rule.id.to_string(),
                     branch: None,
                     missing: vec!["decided"],
                 });
@@ -197,7 +197,7 @@ impl<'t> Coverage<'t> {
                     let missing = seen.missing();
                     if !missing.is_empty() {
                         gaps.push(Gap {
-                            rule: rule.id.clone(),
+                            rule: rule.id.to_string(),
                             branch: Some(branch),
                             missing,
                         });

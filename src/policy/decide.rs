@@ -41,7 +41,7 @@ pub struct Verdict {
 /// mask every allowing rule agrees on.
 type Judged<'t> = (
     bool,
-    Option<&'t str>,
+    Option<&'t Arc<str>>,
     Why,
     Option<&'t String>,
     Option<Masked>,
@@ -394,7 +394,7 @@ impl Table {
         let (allowed, rule, why, account, mask) = enforced;
         Memoized {
             allowed,
-            rule: rule.map(Arc::from),
+            rule: rule.cloned(),
             why,
             account: account.cloned(),
             mask: mask.map(Arc::new),
@@ -597,7 +597,7 @@ impl Table {
                 return (false, Some(&rule.id), Why::DenyMatched, None, None);
             }
         }
-        let mut condition_false: Option<&str> = None;
+        let mut condition_false: Option<&Arc<str>> = None;
         let mut allowing: Option<(&Rule, Merge)> = None;
         for m in covering {
             let rule = &self.rules[m.rule];

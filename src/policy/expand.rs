@@ -200,7 +200,7 @@ mod tests {
         let yaml = "rules:\n  - id: owners\n    match: /services/{service}/{rest=**}\n    allow: [write]\n    who: {catalog: {owner_of: \"component:default/{service}\"}}\n";
         let source = Source::parse("<inline>", yaml.to_string()).unwrap();
         let table = Table::compile_expanded(&[source], &index(), 1).unwrap();
-        let ids: Vec<&str> = table.rules.iter().map(|r| r.id.as_str()).collect();
+        let ids: Vec<&str> = table.rules.iter().map(|r| &*r.id).collect();
         assert_eq!(ids, ["owners[component:default/checkout]"]);
         let pattern = Pattern::parse("/services/checkout/data/d").unwrap();
         let answer = who_can(

@@ -152,9 +152,9 @@ impl Table {
                     .unwrap_or(false);
                 out.push(CatalogSeen {
                     resource: t.target.scope.spelled(),
-                    rule: rule.id.clone(),
+                    rule: rule.id.to_string(),
                     selector: catalog.describe(),
-                    decided: t.rule.as_deref() == Some(rule.id.as_str()),
+                    decided: t.rule.as_deref() == Some(&*rule.id),
                     entity: entity.filter(|e| view.index.contains(e)),
                     owners,
                     user: view.identities.user_ref(principal),

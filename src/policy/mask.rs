@@ -47,7 +47,7 @@ impl Merge {
     pub(super) fn first(rule: &Rule) -> Merge {
         Merge(rule.mask.as_ref().map(|mask| Masked {
             fields: Arc::clone(mask),
-            rules: vec![rule.id.clone()],
+            rules: vec![rule.id.to_string()],
         }))
     }
 
@@ -61,7 +61,7 @@ impl Merge {
         if **mask != *merged.fields {
             merged.fields = Arc::new(merged.fields.intersect(mask));
         }
-        merged.rules.push(rule.id.clone());
+        merged.rules.push(rule.id.to_string());
         if merged.fields.is_empty() {
             self.0 = None;
         }

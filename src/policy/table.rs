@@ -216,7 +216,7 @@ impl Table {
         let rules = compile_rules(&env, sources);
         let mut errors = Vec::new();
         let ids: Vec<&str> = match &rules {
-            Ok(rules) => rules.iter().map(|r| r.id.as_str()).collect(),
+            Ok(rules) => rules.iter().map(|r| &*r.id).collect(),
             Err(_) => Vec::new(),
         };
         let requestable = compile_requestable(&env, sources, &ids, &mut errors);
@@ -305,7 +305,7 @@ impl Table {
     }
 
     pub fn is_shadow(&self, id: &str) -> bool {
-        self.rules.iter().any(|r| r.shadow && r.id == id)
+        self.rules.iter().any(|r| r.shadow && *r.id == *id)
     }
 
     /// Every rule whose pattern covers all of `tokens`, in table order.
@@ -404,7 +404,7 @@ mod tests {
     fn covering(t: &Table, scope: &Scope) -> Vec<String> {
         t.lookup(&tokens(scope))
             .iter()
-            .map(|m| t.rules[m.rule].id.clone())
+            .map(|m| t.rules[m.rule].id.to_string())
             .collect()
     }
 

@@ -223,7 +223,7 @@ fn mask_changes(old_allow: &[Region], new_allow: &[Region], access: Access) -> V
             path: piece.paths.to_string(),
             action: access,
             change,
-            rules: vec![new.rule.id.clone()],
+            rules: vec![new.rule.id.to_string()],
             database: piece.database.clone(),
             when: when_text(&piece.conditions),
             except: Vec::new(),

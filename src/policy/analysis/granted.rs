@@ -90,8 +90,8 @@ pub fn granted(
             };
             let mut except: Vec<String> = Vec::new();
             for deny in regions(table, Effect::Deny, &scope) {
-                if !except.contains(&deny.rule.id) {
-                    except.push(deny.rule.id.clone());
+                if !except.iter().any(|e| **e == *deny.rule.id) {
+                    except.push(deny.rule.id.to_string());
                 }
             }
             out.push(Granted {

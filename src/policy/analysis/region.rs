@@ -238,7 +238,7 @@ impl Piece {
             paths: region.paths.clone(),
             database: region.database.clone(),
             conditions: region.conditions.clone(),
-            rules: vec![region.rule.id.clone()],
+            rules: vec![region.rule.id.to_string()],
             except: Vec::new(),
             witness: None,
         }
@@ -265,7 +265,7 @@ impl Piece {
                 paths,
                 database: database.clone(),
                 conditions: conditions.clone(),
-                rules: vec![a.rule.id.clone(), b.rule.id.clone()],
+                rules: vec![a.rule.id.to_string(), b.rule.id.to_string()],
                 except: Vec::new(),
                 witness: None,
             })
@@ -323,7 +323,7 @@ impl Piece {
         self.except = overlapping
             .iter()
             .map(|e| ExceptRegion {
-                rule: e.rule.id.clone(),
+                rule: e.rule.id.to_string(),
                 class: e.class.clone(),
                 paths: e.paths.clone(),
                 database: e.database.clone(),
