@@ -134,7 +134,7 @@ fn data_decisions(c: &mut Criterion) {
     update.targets[0].access = Access::Update;
     update.writes.clear();
     let stored: Stored = [(
-        vec!["notes".to_string(), "n1".to_string()],
+        firegate::model::Segments::from(&["notes", "n1"][..]),
         Some(StoredDocument {
             fields: [("owner".to_string(), FieldValue::String("alice".into()))].into(),
             update_time: "2026-01-01T00:00:00Z".into(),

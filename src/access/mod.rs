@@ -104,7 +104,8 @@ impl Store {
         if *database != self.database {
             return false;
         }
-        let under = |parent: &[String]| parent.first() == Some(&self.collection);
+        let under =
+            |parent: &crate::model::Segments| parent.first() == Some(self.collection.as_str());
         match scope {
             Scope::Document { path } => under(path),
             Scope::Collection { parent, collection } | Scope::Subtree { parent, collection } => {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
+use crate::model::Segments;
 use crate::model::data::{FieldValue, Fields, Stored, StoredDocument};
 
 /// The version a given document is said to have (the pin of a write).
@@ -15,14 +16,10 @@ pub type GivenDocuments = BTreeMap<String, Option<serde_json::Map<String, Json>>
 
 /// What the proxy would have read for `needed`: each document as given,
 /// absent when not given.
-pub fn stored(given: &GivenDocuments, needed: &[Vec<String>]) -> Result<Stored, String> {
+pub fn stored(given: &GivenDocuments, needed: &[Segments]) -> Result<Stored, String> {
     let mut by_path = BTreeMap::new();
     for (path, fields) in given {
-        let segments: Vec<String> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
+        let segments: Segments = path.split('/').filter(|s| !s.is_empty()).collect();
         if segments.is_empty() || !segments.len().is_multiple_of(2) {
             return Err(format!("stored document `{path}` is not a document path"));
         }

@@ -194,11 +194,7 @@ impl<'a> Classifier<'a> {
             Method::CreateDocument => {
                 let fields = self.document_body()?;
                 let scope = match &route.document_id {
-                    Some(id) => {
-                        let mut doc = path.clone();
-                        doc.push(id.clone());
-                        document(&doc)
-                    }
+                    Some(id) => document(&path.join([id.as_str()])),
                     None => collection(path),
                 };
                 self.push(scope.clone(), Access::Create);
@@ -319,7 +315,7 @@ impl<'a> Classifier<'a> {
                 let name = body::string(raw, "documents[]")?;
                 self.push(
                     Scope::Document {
-                        path: document_name(self.database, &name)?.into(),
+                        path: document_name(self.database, &name)?,
                     },
                     Access::Get,
                 );
@@ -392,7 +388,7 @@ impl<'a> Classifier<'a> {
                 doc.opaque("updateTime", "update_time")?;
                 doc.finish()?;
                 let path = document_name(self.database, &name)?;
-                let scope = Scope::Document { path: path.into() };
+                let scope = Scope::Document { path };
                 self.upsert(scope.clone(), must_exist);
                 let change = Change::Update {
                     fields,
@@ -403,7 +399,6 @@ impl<'a> Classifier<'a> {
             }
             (None, Some(name), None, None) => {
                 let path = document_name(self.database, &body::string(name, "write.delete")?)?;
-                let path = Segments::from(path);
                 self.push(Scope::Document { path: path.clone() }, Access::Delete);
                 self.written(Scope::Document { path }, Change::Delete, precondition);
             }
@@ -424,7 +419,7 @@ impl<'a> Classifier<'a> {
                 }
                 // A transform of a missing document creates it.
                 let path = document_name(self.database, &name)?;
-                let scope = Scope::Document { path: path.into() };
+                let scope = Scope::Document { path };
                 self.upsert(scope.clone(), must_exist);
                 let change = Change::Update {
                     fields: Some(Fields::new()),
@@ -436,7 +431,7 @@ impl<'a> Classifier<'a> {
             (None, None, None, Some(name)) => {
                 // Firebase's transaction read check: a read of that document.
                 let path = document_name(self.database, &body::string(name, "write.verify")?)?;
-                self.push(Scope::Document { path: path.into() }, Access::Get);
+                self.push(Scope::Document { path }, Access::Get);
             }
             _ => {
                 return Err(ClassifyError::InvalidWrite(
@@ -472,7 +467,7 @@ impl<'a> Classifier<'a> {
         req.finish()
     }
 
-    fn run_query(&mut self, parent: &[String]) -> Result<(), ClassifyError> {
+    fn run_query(&mut self, parent: &Segments) -> Result<(), ClassifyError> {
         let mut req = self.top("runQuery request")?;
         req.refuse("parent", "parent")?;
         let query = req
@@ -482,7 +477,7 @@ impl<'a> Classifier<'a> {
         self.query_options(req)
     }
 
-    fn run_aggregation_query(&mut self, parent: &[String]) -> Result<(), ClassifyError> {
+    fn run_aggregation_query(&mut self, parent: &Segments) -> Result<(), ClassifyError> {
         let mut req = self.top("runAggregationQuery request")?;
         req.refuse("parent", "parent")?;
         let aggregation = req
@@ -514,7 +509,7 @@ impl<'a> Classifier<'a> {
         req.finish()
     }
 
-    fn partition_query(&mut self, parent: &[String]) -> Result<(), ClassifyError> {
+    fn partition_query(&mut self, parent: &Segments) -> Result<(), ClassifyError> {
         let mut req = self.top("partitionQuery request")?;
         req.refuse("parent", "parent")?;
         let query = req
@@ -529,7 +524,7 @@ impl<'a> Classifier<'a> {
         req.finish()
     }
 
-    fn list_collection_ids(&mut self, parent: &[String]) -> Result<(), ClassifyError> {
+    fn list_collection_ids(&mut self, parent: &Segments) -> Result<(), ClassifyError> {
         let mut req = self.top("listCollectionIds request")?;
         req.refuse("parent", "parent")?;
         req.opaque("pageSize", "page_size")?;
@@ -539,7 +534,7 @@ impl<'a> Classifier<'a> {
         req.finish()?;
         self.push(
             Scope::CollectionIds {
-                parent: parent.into(),
+                parent: parent.clone(),
             },
             Access::List,
         );
@@ -550,7 +545,7 @@ impl<'a> Classifier<'a> {
     /// of the query narrows results and cannot widen the scope.
     fn structured_query(
         &mut self,
-        parent: &[String],
+        parent: &Segments,
         raw: &'a RawValue,
     ) -> Result<(), ClassifyError> {
         let mut q = body::object(raw, "structuredQuery")?;
@@ -813,17 +808,16 @@ fn concurrency_mode(raw: &RawValue) -> Result<(), ClassifyError> {
     }
 }
 
-fn document(path: &[String]) -> Scope {
-    Scope::Document { path: path.into() }
+fn document(path: &Segments) -> Scope {
+    Scope::Document { path: path.clone() }
 }
 
 /// `path` ends in a collection id (odd length, checked by the route table).
-fn collection(path: &[String]) -> Scope {
-    let (collection, parent) = match path.split_last() {
-        Some((last, parent)) => (last.clone(), Segments::from(parent)),
-        None => (String::new(), Segments::default()),
-    };
-    Scope::Collection { parent, collection }
+fn collection(path: &Segments) -> Scope {
+    Scope::Collection {
+        parent: path.prefix(path.len().saturating_sub(1)),
+        collection: path.last().unwrap_or_default().to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ fn without_fields(mut classified: super::Classified) -> super::Classified {
 /// What any accepted request must satisfy.
 fn check_accepted(route: &super::Route, classified: &super::Classified) {
     for target in &classified.operation.targets {
-        let (parent, last): (&[String], Option<&String>) = match &target.scope {
+        let (parent, last): (&crate::model::Segments, Option<&String>) = match &target.scope {
             Scope::Document { path } => {
                 assert!(
                     path.len() >= 2 && path.len().is_multiple_of(2),
@@ -73,7 +73,7 @@ fn check_accepted(route: &super::Route, classified: &super::Classified) {
         if !matches!(target.scope, Scope::Document { .. }) {
             assert!(parent.len().is_multiple_of(2), "parent {parent:?}");
         }
-        for id in parent.iter().chain(last) {
+        for id in parent.iter().chain(last.map(String::as_str)) {
             assert!(validate_id(id).is_ok(), "id {id:?}");
         }
     }

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, Method as HttpMethod, Uri, header};
 use percent_encoding::utf8_percent_encode;
 
 use crate::model::path::{self, QUERY, decode_segment, encode_segment, validate_id};
-use crate::model::{ClassifyError, Database, Method};
+use crate::model::{ClassifyError, Database, Method, Segments};
 
 /// The URL-level half of classification: which RPC, which database, the
 /// path it names, and what the query string said.
@@ -22,7 +22,7 @@ pub struct Route {
     /// Decoded segments below `{database}/documents` (the document for
     /// get/patch/delete, the collection for list/createDocument, the parent
     /// for queries and listCollectionIds; empty for the root).
-    pub path: Vec<String>,
+    pub path: Segments,
     /// `documentId=` of createDocument.
     pub document_id: Option<String>,
     /// The precondition of patch/delete from the query string:
@@ -155,9 +155,13 @@ pub fn route(method: &HttpMethod, uri: &Uri, headers: &HeaderMap) -> Result<Rout
         }
         _ => return Err(ClassifyError::RouteNotFound("not a documents route")),
     };
-    let path = segments
-        .map(decode_segment)
-        .collect::<Result<Vec<_>, _>>()?;
+    // The decoded segments, spelled as a `Segments` holds them.
+    let mut spelled = String::with_capacity(rest.len());
+    for raw in segments {
+        spelled.push('/');
+        spelled.push_str(&decode_segment(raw)?);
+    }
+    let path = Segments::from_spelled(&spelled);
     let method = rpc(method, verb, path.len())?;
     let untyped_body = content_type(method, headers)?;
     let query = Query::parse(method, uri.query())?;
@@ -215,8 +219,8 @@ fn split_verb(rest: &str) -> Result<(&str, Option<&str>), ClassifyError> {
 
 fn database(project: &str, db: &str) -> Result<Database, ClassifyError> {
     Ok(Database {
-        project: decode_segment(project)?,
-        database: decode_segment(db)?,
+        project: decode_segment(project)?.into_owned(),
+        database: decode_segment(db)?.into_owned(),
     })
 }
 

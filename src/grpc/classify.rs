@@ -11,8 +11,8 @@ use crate::model::data::{Change, FieldCapture, Fields, Filter, Precondition, Wri
 use crate::model::enums::{Direction, ProtoEnum};
 use crate::model::path::{database_name, database_of, document_name, parent_name, validate_id};
 use crate::model::{
-    Access, ClassifyError, Database, Operation, Scope, Target, nearest_limit_ok, selector_scope,
-    upsert,
+    Access, ClassifyError, Database, Operation, Scope, Segments, Target, nearest_limit_ok,
+    selector_scope, upsert,
 };
 
 /// The operation, and whether the response will carry a new transaction.
@@ -63,7 +63,7 @@ pub fn listen_target(
         Some(proto::target::TargetType::Documents(d)) => {
             for name in &d.documents {
                 let path = document_name(database, name)?;
-                c.push(Scope::Document { path: path.into() }, Access::Get);
+                c.push(Scope::Document { path }, Access::Get);
             }
         }
         Some(proto::target::TargetType::Query(q)) => {
@@ -136,7 +136,7 @@ impl Classifier {
             R::DeleteDocument(m) => {
                 let database = database_of(&m.name)?;
                 let scope = Scope::Document {
-                    path: document_name(&database, &m.name)?.into(),
+                    path: document_name(&database, &m.name)?,
                 };
                 self.push(scope.clone(), Access::Delete);
                 let precondition = data::precondition(m.current_document.as_ref());
@@ -155,7 +155,7 @@ impl Classifier {
                 validate_id(&m.collection_id)?;
                 self.push(
                     Scope::Collection {
-                        parent: parent.into(),
+                        parent,
                         collection: m.collection_id.clone(),
                     },
                     Access::List,
@@ -163,7 +163,7 @@ impl Classifier {
                 Ok(database)
             }
             R::CreateDocument(m) => {
-                let (database, mut path) = parent_name(&m.parent)?;
+                let (database, path) = parent_name(&m.parent)?;
                 validate_id(&m.collection_id)?;
                 let document = m.document.as_ref();
                 if document.is_some_and(|d| !d.name.is_empty()) {
@@ -172,14 +172,14 @@ impl Classifier {
                 fields(document.map(|d| &d.fields))?;
                 let scope = if m.document_id.is_empty() {
                     Scope::Collection {
-                        parent: path.into(),
+                        parent: path,
                         collection: m.collection_id.clone(),
                     }
                 } else {
                     validate_id(&m.document_id)?;
-                    path.push(m.collection_id.clone());
-                    path.push(m.document_id.clone());
-                    Scope::Document { path: path.into() }
+                    Scope::Document {
+                        path: path.join([m.collection_id.as_str(), m.document_id.as_str()]),
+                    }
                 };
                 self.push(scope.clone(), Access::Create);
                 let change = Change::Update {
@@ -201,7 +201,7 @@ impl Classifier {
                 let path = document_name(&database, &document.name)?;
                 fields(Some(&document.fields))?;
                 let precondition = data::precondition(m.current_document.as_ref());
-                let scope = Scope::Document { path: path.into() };
+                let scope = Scope::Document { path };
                 upsert(&mut self.targets, scope.clone(), precondition.must_exist());
                 let change = Change::Update {
                     fields: self.fields(&document.fields)?,
@@ -215,7 +215,7 @@ impl Classifier {
                 let database = database_name(&m.database)?;
                 for name in &m.documents {
                     let path = document_name(&database, name)?;
-                    self.push(Scope::Document { path: path.into() }, Access::Get);
+                    self.push(Scope::Document { path }, Access::Get);
                 }
                 Ok(database)
             }
@@ -280,12 +280,7 @@ impl Classifier {
             }
             R::ListCollectionIds(m) => {
                 let (database, parent) = parent_name(&m.parent)?;
-                self.push(
-                    Scope::CollectionIds {
-                        parent: parent.into(),
-                    },
-                    Access::List,
-                );
+                self.push(Scope::CollectionIds { parent }, Access::List);
                 Ok(database)
             }
         }
@@ -320,7 +315,7 @@ impl Classifier {
     fn document(&mut self, name: &str, access: Access) -> Result<Database, ClassifyError> {
         let database = database_of(name)?;
         let path = document_name(&database, name)?;
-        self.push(Scope::Document { path: path.into() }, access);
+        self.push(Scope::Document { path }, access);
         Ok(database)
     }
 
@@ -352,7 +347,7 @@ impl Classifier {
             Some(write::Operation::Update(doc)) => {
                 fields(Some(&doc.fields))?;
                 let path = document_name(database, &doc.name)?;
-                let scope = Scope::Document { path: path.into() };
+                let scope = Scope::Document { path };
                 upsert(&mut self.targets, scope.clone(), must_exist);
                 let change = Change::Update {
                     fields: self.fields(&doc.fields)?,
@@ -363,7 +358,7 @@ impl Classifier {
             }
             Some(write::Operation::Delete(name)) => {
                 let path = document_name(database, name)?;
-                let scope = Scope::Document { path: path.into() };
+                let scope = Scope::Document { path };
                 self.push(scope.clone(), Access::Delete);
                 self.written(scope, index, Change::Delete, precondition);
             }
@@ -372,7 +367,7 @@ impl Classifier {
                 kinds.extend(data::transforms(&t.field_transforms)?);
                 // A transform of a missing document creates it.
                 let path = document_name(database, &t.document)?;
-                let scope = Scope::Document { path: path.into() };
+                let scope = Scope::Document { path };
                 upsert(&mut self.targets, scope.clone(), must_exist);
                 let change = Change::Update {
                     fields: Some(Fields::new()),
@@ -394,7 +389,7 @@ impl Classifier {
     fn query(
         &mut self,
         database: &Database,
-        parent: &[String],
+        parent: &Segments,
         q: &proto::StructuredQuery,
     ) -> Result<(), ClassifyError> {
         if q.from.is_empty() {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::enums::FieldOp;
-use super::{Access, Database, Operation, Scope};
+use super::{Access, Database, Operation, Scope, Segments};
 
 /// A document's fields: top-level name → value.
 pub type Fields = BTreeMap<String, FieldValue>;
@@ -52,7 +52,7 @@ pub struct StoredDocument {
 
 /// The stored documents read before deciding, by path (relative to
 /// `{database}/documents`); `None` for a document that does not exist.
-pub type Stored = HashMap<Vec<String>, Option<StoredDocument>>;
+pub type Stored = HashMap<Segments, Option<StoredDocument>>;
 
 /// The precondition a write carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -221,7 +221,7 @@ impl Operation {
             let Scope::Document { path } = &w.scope else {
                 continue;
             };
-            let Some(doc) = stored.get(&path[..]) else {
+            let Some(doc) = stored.get(path) else {
                 continue;
             };
             let once = self.writes.iter().filter(|o| o.scope == w.scope).count() == 1;

@@ -173,7 +173,7 @@ pub enum Scope {
 impl Scope {
     /// Its spelling's pieces: the segments of its path or parent, then a
     /// separator, a collection and a suffix (each possibly empty).
-    fn pieces(&self) -> (&[String], &str, &str, &str) {
+    fn pieces(&self) -> (&Segments, &str, &str, &str) {
         match self {
             Scope::Document { path } => (path, "", "", ""),
             Scope::Collection { parent, collection } => (parent, "/", collection, ""),
@@ -197,16 +197,10 @@ impl Scope {
     /// it at most once: a buffer reused across the targets of a request.
     pub fn spell_into(&self, out: &mut String) {
         let (segments, middle, last, tail) = self.pieces();
-        let len = segments.iter().map(|s| s.len() + 1).sum::<usize>()
-            + middle.len()
-            + last.len()
-            + tail.len();
+        let segments = segments.spelled();
         out.clear();
-        out.reserve_exact(len);
-        for s in segments {
-            out.push('/');
-            out.push_str(s);
-        }
+        out.reserve_exact(segments.len() + middle.len() + last.len() + tail.len());
+        out.push_str(segments);
         out.push_str(middle);
         out.push_str(last);
         out.push_str(tail);

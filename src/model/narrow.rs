@@ -17,7 +17,9 @@ pub fn narrow(scope: Scope, filter: Option<&Filter>) -> Vec<Scope> {
     let Some(prefix) = filter.and_then(name_prefix) else {
         return vec![scope];
     };
-    let under = |parent: &[String]| prefix.len() > parent.len() && prefix.starts_with(parent);
+    let under = |parent: &Segments| {
+        prefix.len() > parent.len() && parent.iter().zip(&prefix).all(|(a, b)| a == b)
+    };
     let even = prefix.len().is_multiple_of(2);
     match scope {
         Scope::Descendants { parent } if under(&parent) => {
@@ -46,7 +48,7 @@ pub fn narrow(scope: Scope, filter: Option<&Filter>) -> Vec<Scope> {
             let doc = Segments::from(doc);
             let mut scopes = Vec::new();
             // The bounding document may itself be one of the group's.
-            if doc.len() >= 2 && doc[doc.len() - 2] == collection {
+            if doc.len() >= 2 && doc.get(doc.len() - 2) == Some(collection.as_str()) {
                 scopes.push(Scope::Document { path: doc.clone() });
             }
             scopes.push(Scope::CollectionGroup {

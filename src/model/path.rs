@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::{ClassifyError, Database};
+use super::{ClassifyError, Database, Segments};
 
 /// Firestore refuses ids longer than this many bytes.
 pub const MAX_ID_BYTES: usize = 1500;
@@ -31,13 +31,13 @@ pub fn encode_segment(segment: &str) -> Cow<'_, str> {
 }
 
 /// Decode one raw URL path segment exactly once and validate it as an id.
-pub fn decode_segment(raw: &str) -> Result<String, ClassifyError> {
+pub fn decode_segment(raw: &str) -> Result<Cow<'_, str>, ClassifyError> {
     let escaped = raw.contains('%');
     // Without an escape the segment is its own decoding (and already UTF-8).
     let decoded = if escaped {
-        percent_decode_strict(raw, false)?
+        Cow::Owned(percent_decode_strict(raw, false)?)
     } else {
-        raw.to_owned()
+        Cow::Borrowed(raw)
     };
     if escaped && looks_percent_encoded(&decoded) {
         // `%2541` decodes to `%41`: a second decoder somewhere downstream
@@ -140,9 +140,10 @@ fn is_canonical_i64(n: &str) -> bool {
     n.parse::<i64>().is_ok_and(|v| v.to_string() == n)
 }
 
-/// A full document or collection name from a body, split into the segments
-/// below `{database}/documents`, after checking it is in `database`.
-pub fn split_name(database: &Database, name: &str) -> Result<Vec<String>, ClassifyError> {
+/// A full document or collection name from a body, as the segments below
+/// `{database}/documents` (one allocation, however many), after checking
+/// it is in `database` and that every segment is a valid id.
+pub fn split_name(database: &Database, name: &str) -> Result<Segments, ClassifyError> {
     let mut parts = slash_separated(name);
     let head = [
         parts.next(),
@@ -166,10 +167,14 @@ pub fn split_name(database: &Database, name: &str) -> Result<Vec<String>, Classi
     if project != database.project || db != database.database {
         return Err(ClassifyError::ForeignDatabase);
     }
-    let segments = parts
-        .map(|s| validate_id(s).map(|()| s.to_owned()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(segments)
+    for segment in parts {
+        validate_id(segment)?;
+    }
+    // What follows `…/documents` is the segments' spelling: each one
+    // preceded by `/`, or nothing for the root.
+    let head_len =
+        "projects/".len() + project.len() + "/databases/".len() + db.len() + "/documents".len();
+    Ok(Segments::from_spelled(&name[head_len..]))
 }
 
 /// `name.split('/')`, by a plain byte loop: a name's segments are short,
@@ -226,7 +231,7 @@ pub fn database_name(name: &str) -> Result<Database, ClassifyError> {
 
 /// A `parent` field of a query or listing: the database root
 /// (`…/documents`) or a document below it, split into segments.
-pub fn parent_name(name: &str) -> Result<(Database, Vec<String>), ClassifyError> {
+pub fn parent_name(name: &str) -> Result<(Database, Segments), ClassifyError> {
     let database = database_of(name)?;
     let path = split_name(&database, name)?;
     if !path.len().is_multiple_of(2) {
@@ -238,7 +243,7 @@ pub fn parent_name(name: &str) -> Result<(Database, Vec<String>), ClassifyError>
 }
 
 /// A document name from a body: in `database`, an even number of segments.
-pub fn document_name(database: &Database, name: &str) -> Result<Vec<String>, ClassifyError> {
+pub fn document_name(database: &Database, name: &str) -> Result<Segments, ClassifyError> {
     let path = split_name(database, name)?;
     if path.is_empty() || !path.len().is_multiple_of(2) {
         return Err(ClassifyError::ParityMismatch("expected a document name"));

@@ -24,11 +24,11 @@ pub fn upsert(targets: &mut Vec<Target>, scope: Scope, must_exist: Option<bool>)
 
 /// One `structuredQuery.from[]` selector below `parent` → its scope.
 pub fn selector_scope(
-    parent: &[String],
+    parent: &Segments,
     collection: String,
     all_descendants: bool,
 ) -> Result<Scope, ClassifyError> {
-    let parent = Segments::from(parent);
+    let parent = parent.clone();
     match (collection.is_empty(), all_descendants) {
         (true, true) => Ok(Scope::Descendants { parent }),
         (true, false) => Err(ClassifyError::InvalidQuery("selector without a collection")),

@@ -289,9 +289,10 @@ impl Exchange {
     }
 }
 
-/// The audit record's spelling of each target's path, made once for
-/// consecutive targets of one scope (a commit's upsert is judged as create
-/// and as update) and shared between them, through one reused buffer.
+/// The audit record's spelling of each target's path: a document's is its
+/// path's own (shared, nothing made); another scope's is made once for
+/// consecutive targets of it and shared between them, through one reused
+/// buffer.
 #[derive(Default)]
 struct Spellings<'a> {
     last: Option<(&'a Scope, Arc<str>)>,
@@ -300,6 +301,12 @@ struct Spellings<'a> {
 
 impl<'a> Spellings<'a> {
     fn of(&mut self, scope: &'a Scope) -> Arc<str> {
+        // A document is spelled as its path is: nothing to make.
+        if let Scope::Document { path } = scope
+            && let Some(spelled) = path.shared_spelling()
+        {
+            return spelled;
+        }
         if let Some((last, spelled)) = &self.last
             && *last == scope
         {
@@ -669,17 +676,21 @@ mod tests {
     /// spelled as itself, whatever came before it.
     #[test]
     fn consecutive_targets_of_one_scope_share_one_spelling() {
-        use crate::model::Scope;
-        let ids = |path: &[&str]| path.iter().map(|s| s.to_string()).collect();
+        use crate::model::{Scope, Segments};
+        let ids = |path: &[&str]| Segments::from(path);
         let doc = |path: &[&str]| Scope::Document { path: ids(path) };
         let d1 = doc(&["teams", "a", "deployments", "d1"]);
-        let d1_again = d1.clone();
         let d2 = doc(&["teams", "a", "deployments", "d2"]);
         let group = Scope::CollectionGroup {
             parent: ids(&["teams", "a"]),
             collection: "deployments".into(),
         };
-        let scopes = [&d1, &d1_again, &d2, &group, &d1];
+        let group_again = group.clone();
+        let list = Scope::Collection {
+            parent: ids(&["teams", "a"]),
+            collection: "deployments".into(),
+        };
+        let scopes = [&d1, &d2, &group, &group_again, &list, &group, &d1];
         let mut spellings = Spellings::default();
         let spelled: Vec<Arc<str>> = scopes.iter().map(|s| spellings.of(s)).collect();
         let expected: Vec<String> = scopes.iter().map(|s| s.spelled()).collect();
@@ -687,9 +698,16 @@ mod tests {
             spelled.iter().map(|s| &**s).collect::<Vec<_>>(),
             expected.iter().map(String::as_str).collect::<Vec<_>>()
         );
-        assert_eq!(&*spelled[3], "/teams/a/**/deployments");
-        assert!(Arc::ptr_eq(&spelled[0], &spelled[1]));
-        assert!(!Arc::ptr_eq(&spelled[1], &spelled[2]));
-        assert!(!Arc::ptr_eq(&spelled[0], &spelled[4]));
+        assert_eq!(&*spelled[2], "/teams/a/**/deployments");
+        // A document's spelling is its path's own.
+        let Scope::Document { path } = &d1 else {
+            unreachable!()
+        };
+        let own = path.shared_spelling().unwrap();
+        assert!(Arc::ptr_eq(&spelled[0], &own) && Arc::ptr_eq(&spelled[6], &own));
+        // Other scopes: one spelling per run of one scope.
+        assert!(Arc::ptr_eq(&spelled[2], &spelled[3]));
+        assert!(!Arc::ptr_eq(&spelled[3], &spelled[4]));
+        assert!(!Arc::ptr_eq(&spelled[2], &spelled[5]));
     }
 }

@@ -16,9 +16,9 @@ use serde_json::{Value as Json, json};
 use crate::body;
 use crate::firestore::data_json;
 use crate::metrics;
-use crate::model::Database;
 use crate::model::data::{Stored, StoredDocument};
 use crate::model::path::document_name;
+use crate::model::{Database, Segments};
 use crate::upstream::{AccessToken, Outbound, Upstream};
 
 /// Largest `batchGet` answer read (the documents a rule needs, at most
@@ -111,7 +111,7 @@ impl StoredReader {
 /// One stored read: which documents of which database, and where.
 pub struct StoredRead<'a> {
     pub database: &'a Database,
-    pub paths: &'a [Vec<String>],
+    pub paths: &'a [Segments],
     pub consistency: &'a Consistency,
     pub request_id: &'a str,
 }
@@ -171,20 +171,15 @@ async fn batch_get(
     parse(database, paths, &answer)
 }
 
-fn full_name(database: &Database, path: &[String]) -> String {
-    let mut name = format!("{database}/documents");
-    for segment in path {
-        name.push('/');
-        name.push_str(segment);
-    }
-    name
+fn full_name(database: &Database, path: &Segments) -> String {
+    format!("{database}/documents{}", path.spelled())
 }
 
 /// The `batchGet` answer (a JSON array of `found`/`missing`): every asked
 /// document must be answered for, or the read failed.
 fn parse(
     database: &Database,
-    paths: &[Vec<String>],
+    paths: &[Segments],
     answer: &Bytes,
 ) -> Result<ReadStored, StoredReadError> {
     let bad = |what: &str| StoredReadError::ReadFailed(format!("unexpected answer: {what}"));
@@ -250,8 +245,8 @@ mod tests {
                  "updateTime":"2026-01-01T00:00:00.000001Z"},"readTime":"2026-01-02T00:00:00Z"},
                 {"missing":"projects/p/databases/(default)/documents/notes/b","readTime":"2026-01-02T00:00:00Z"}]"#,
         );
-        let a = vec!["notes".to_string(), "a".to_string()];
-        let b = vec!["notes".to_string(), "b".to_string()];
+        let a = Segments::from(&["notes", "a"][..]);
+        let b = Segments::from(&["notes", "b"][..]);
         let read = parse(&db(), &[a.clone(), b.clone()], &answer).unwrap();
         let doc = read.documents[&a].as_ref().unwrap();
         assert_eq!(doc.update_time, "2026-01-01T00:00:00.000001Z");
@@ -261,7 +256,7 @@ mod tests {
 
     #[test]
     fn an_unanswered_document_fails_the_read() {
-        let a = vec!["notes".to_string(), "a".to_string()];
+        let a = Segments::from(&["notes", "a"][..]);
         assert!(parse(&db(), &[a], &Bytes::from_static(b"[]")).is_err());
         assert!(parse(&db(), &[], &Bytes::from_static(b"{}")).is_err());
     }

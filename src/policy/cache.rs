@@ -220,12 +220,7 @@ fn weight(key: &Key, verdict: &Verdict) -> u32 {
 }
 
 fn scope_bytes(scope: &Scope) -> usize {
-    let strings = |segments: &[String]| -> usize {
-        segments
-            .iter()
-            .map(|s| s.len() + std::mem::size_of::<String>())
-            .sum()
-    };
+    let strings = |segments: &crate::model::Segments| -> usize { segments.spelled().len() };
     match scope {
         Scope::Document { path } => strings(path),
         Scope::Collection { parent, collection }

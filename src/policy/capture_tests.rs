@@ -127,7 +127,7 @@ async fn a_reload_that_reads_fields_fails_closed_on_writes_classified_without() 
     let alice = member("alice", &[]);
     let fields = json!({"owner": {"stringValue": "alice"}});
     let stored = Stored::from([(
-        vec!["notes".to_string(), "n1".to_string()],
+        crate::model::Segments::from(&["notes", "n1"][..]),
         Some(StoredDocument {
             fields: Default::default(),
             update_time: "2026-01-01T00:00:00Z".into(),
@@ -176,7 +176,7 @@ fn what_rules_see_of_fields_not_captured_is_unknown() {
         },
         access: Access::Update,
     };
-    let stored = Stored::from([(vec!["notes".to_string(), "n1".to_string()], None)]);
+    let stored = Stored::from([(crate::model::Segments::from(&["notes", "n1"][..]), None)]);
     let seen = Seen::for_target(&lazy, &target, Some(&stored));
     assert!(seen.written.is_none(), "{:?}", seen.written);
     assert!(seen.changed.is_none(), "{:?}", seen.changed);

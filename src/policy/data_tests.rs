@@ -10,8 +10,8 @@ use super::PolicyEngine;
 use super::fixtures::member;
 use crate::authn::Principal;
 use crate::firestore::{self};
-use crate::model::Operation;
 use crate::model::data::{Stored, StoredDocument};
+use crate::model::{Operation, Segments};
 
 const NOTES: &str = r#"
 rules:
@@ -56,9 +56,9 @@ fn engine(yaml: &str) -> PolicyEngine {
     PolicyEngine::from_yaml(yaml, &mut Registry::default()).unwrap()
 }
 
-fn note(id: &str, owner: &str) -> (Vec<String>, Option<StoredDocument>) {
+fn note(id: &str, owner: &str) -> (Segments, Option<StoredDocument>) {
     (
-        vec!["notes".into(), id.into()],
+        Segments::from(&["notes", id][..]),
         Some(StoredDocument {
             fields: [(
                 "owner".to_string(),
@@ -153,7 +153,7 @@ async fn reads_are_checked_on_the_documents() {
     assert_eq!(e.stored_needed(&alice, &get).len(), 1);
     assert!(allowed(&e, &alice, &get, Some(&Stored::from([note("n1", "alice")]))).await);
     assert!(!allowed(&e, &alice, &get, Some(&Stored::from([note("n1", "bob")]))).await);
-    let missing = Stored::from([(vec!["notes".to_string(), "n1".to_string()], None)]);
+    let missing = Stored::from([(Segments::from(&["notes", "n1"][..]), None)]);
     assert!(!allowed(&e, &alice, &get, Some(&missing)).await);
 }
 

@@ -17,8 +17,8 @@ use super::table::Table;
 use super::{CacheSettings, Decision, PolicyConfig, PolicySettings};
 use crate::authn::Principal;
 use crate::metrics::{CacheLookups, counters_by_result, registered};
-use crate::model::Operation;
 use crate::model::data::{FieldCapture, Stored};
+use crate::model::{Operation, Segments};
 
 struct Metrics {
     rules: Gauge,
@@ -207,7 +207,7 @@ impl PolicyEngine {
     /// The stored documents `op`'s rules need read first (see
     /// [`Table::stored_needed`]). Should a reload add such a rule before
     /// the decision, it fails closed for want of them.
-    pub fn stored_needed(&self, principal: &Principal, op: &Operation) -> Vec<Vec<String>> {
+    pub fn stored_needed(&self, principal: &Principal, op: &Operation) -> Vec<Segments> {
         self.shared.table.load().stored_needed(principal, op)
     }
 

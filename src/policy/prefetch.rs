@@ -7,14 +7,14 @@ use super::condition::DataUse;
 use super::table::{Table, tokens};
 use crate::authn::Principal;
 use crate::model::data::{Change, Written};
-use crate::model::{Access, Operation, Scope, Target};
+use crate::model::{Access, Operation, Scope, Segments, Target};
 
 impl Table {
     /// The document paths to read before deciding `op` for `principal`,
     /// without repeats; empty (and cheap) for a table with no rule that
     /// reads documents.
-    pub fn stored_needed(&self, principal: &Principal, op: &Operation) -> Vec<Vec<String>> {
-        let mut paths: Vec<Vec<String>> = Vec::new();
+    pub fn stored_needed(&self, principal: &Principal, op: &Operation) -> Vec<Segments> {
+        let mut paths: Vec<Segments> = Vec::new();
         if !self.reads_documents {
             return paths;
         }
@@ -22,7 +22,7 @@ impl Table {
             let Scope::Document { path } = &target.scope else {
                 continue;
             };
-            if target.access == Access::List || paths.iter().any(|p| p[..] == path[..]) {
+            if target.access == Access::List || paths.iter().any(|p| p == path) {
                 continue;
             }
             let writes: Vec<&Written> = op
@@ -42,7 +42,7 @@ impl Table {
                     .as_ref()
                     .is_some_and(|c| needs_stored(c.data, target, write))
             }) {
-                paths.push(path.to_vec());
+                paths.push(path.clone());
             }
         }
         paths

@@ -44,7 +44,7 @@ impl Seen {
         uses: DataUse,
     ) -> Seen {
         let doc = match &target.scope {
-            Scope::Document { path } => stored.and_then(|s| s.get(&path[..])),
+            Scope::Document { path } => stored.and_then(|s| s.get(path)),
             _ => None,
         };
         let mut seen = Seen::default();
@@ -115,8 +115,8 @@ impl Seen {
 /// `{data: fields, name: path}` for a condition.
 fn document(fields: &Fields, scope: &Scope) -> Value {
     let name = match scope {
-        Scope::Document { path } => path.join("/"),
-        _ => String::new(),
+        Scope::Document { path } => path.spelled().get(1..).unwrap_or_default(),
+        _ => "",
     };
     Value::from(HashMap::from([
         ("data", map(fields)),

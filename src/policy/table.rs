@@ -11,8 +11,8 @@ use super::compile::{Effect, Rule, compile_rules};
 use super::format::{PolicyErrors, Source, read_dir};
 use super::pattern::Segment;
 use super::requestable::{Requestable, compile_requestable};
-use crate::model::Scope;
 use crate::model::data::FieldCapture;
+use crate::model::{Scope, Segments};
 
 /// One element of the path a target covers. A scope that covers many paths
 /// is written with symbolic tokens, which only wildcards can match.
@@ -42,8 +42,11 @@ pub(super) fn ids_of<'a>(tokens: &[Token<'a>]) -> Option<Vec<&'a str>> {
 
 /// The tokens whose every instantiation a covering pattern must match.
 pub fn tokens(scope: &Scope) -> Vec<Token<'_>> {
-    fn ids(p: &[String]) -> Vec<Token<'_>> {
-        p.iter().map(|s| Token::Id(s)).collect()
+    // Room for what the scope adds after its path (three tokens at most).
+    fn ids(p: &Segments) -> Vec<Token<'_>> {
+        let mut t = Vec::with_capacity(p.len() + 3);
+        t.extend(p.iter().map(Token::Id));
+        t
     }
     match scope {
         Scope::Document { path } => ids(path),

@@ -89,8 +89,8 @@ mod tests {
 
     const ROOT: &str = "projects/p/databases/(default)/documents";
 
-    fn path(id: &str) -> Vec<String> {
-        vec!["notes".into(), id.into()]
+    fn path(id: &str) -> crate::model::Segments {
+        crate::model::Segments::from(&["notes", id][..])
     }
 
     fn delete(id: &str) -> proto::Write {
@@ -104,9 +104,7 @@ mod tests {
     fn each_documents_first_write_is_pinned_to_the_read() {
         let mut op = Operation::new(Database::new("p", "(default)"), Method::Commit, Vec::new());
         let written = |id: &str, index| Written {
-            scope: Scope::Document {
-                path: path(id).into(),
-            },
+            scope: Scope::Document { path: path(id) },
             index,
             change: Change::Delete,
             precondition: Precondition::None,

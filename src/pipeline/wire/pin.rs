@@ -25,7 +25,7 @@ pub(in crate::pipeline) fn pin_of<'s>(w: &Written, stored: &'s Stored) -> Option
     let Scope::Document { path } = &w.scope else {
         return None;
     };
-    let doc = stored.get(&path[..])?;
+    let doc = stored.get(path)?;
     match (doc, &w.precondition) {
         (_, Precondition::UpdateTime(_) | Precondition::Exists(false)) => None,
         (Some(d), _) => Some(Pin::UpdateTime(&d.update_time)),
@@ -133,14 +133,12 @@ mod tests {
     use crate::model::data::{Change, StoredDocument};
     use crate::model::{Access, Database, Target};
 
-    fn path(id: &str) -> Vec<String> {
-        vec!["notes".into(), id.into()]
+    fn path(id: &str) -> crate::model::Segments {
+        crate::model::Segments::from(&["notes", id][..])
     }
 
     fn op() -> Operation {
-        let doc = |id: &str| Scope::Document {
-            path: path(id).into(),
-        };
+        let doc = |id: &str| Scope::Document { path: path(id) };
         let write = |id: &str, index| Written {
             scope: doc(id),
             index,
