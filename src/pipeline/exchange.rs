@@ -595,7 +595,7 @@ mod tests {
     #[tokio::test]
     async fn a_policy_deny_names_every_target_its_rule_and_the_reason() {
         use crate::model::{Access, Database, Scope, Target};
-        use crate::policy::TargetDecision;
+        use crate::policy::{Decided, TargetDecision};
         let (auditor, sink) = auditor();
         let mut ex = exchange();
         let target = |path: &[&str], access| Target {
@@ -618,24 +618,26 @@ mod tests {
         ex.decision = Some(Decision {
             allowed: false,
             targets: vec![
-                TargetDecision {
-                    target: allowed,
-                    allowed: true,
-                    rule: Some("team-deployments".into()),
-                    why: Why::Allowed,
-                    grant: None,
-                    shadow: None,
-                }
-                .into(),
-                TargetDecision {
-                    target: refused,
-                    allowed: false,
-                    rule: Some("no-secrets".into()),
-                    why: Why::DenyMatched,
-                    grant: None,
-                    shadow: None,
-                }
-                .into(),
+                Decided::of(
+                    allowed,
+                    TargetDecision {
+                        allowed: true,
+                        rule: Some("team-deployments".into()),
+                        why: Why::Allowed,
+                        grant: None,
+                        shadow: None,
+                    },
+                ),
+                Decided::of(
+                    refused,
+                    TargetDecision {
+                        allowed: false,
+                        rule: Some("no-secrets".into()),
+                        why: Why::DenyMatched,
+                        grant: None,
+                        shadow: None,
+                    },
+                ),
             ],
             upstream_account: None,
             reason: Some("rule:no-secrets".into()),

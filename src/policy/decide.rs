@@ -67,7 +67,7 @@ pub struct Request<'a> {
     catalog_caller: OnceCell<crate::catalog::Caller>,
     /// The rules' verdicts already judged for this request's targets, by
     /// what they depend on ([`Table::memo_key`]).
-    memo: RefCell<HashMap<Vec<u8>, Memoized, foldhash::fast::RandomState>>,
+    memo: RefCell<HashMap<Vec<u8>, Arc<Verdict>, foldhash::fast::RandomState>>,
     /// The rules the last target's scope matched, for the next target of
     /// the same scope (an upsert is judged as create and as update).
     matched: RefCell<Option<(u64, Scope, Arc<Matched>)>>,
@@ -87,17 +87,6 @@ pub(super) struct Prepared<'t> {
     tokens: Vec<Token<'t>>,
     matched: Arc<Matched>,
     key: Option<Vec<u8>>,
-}
-
-/// The rules' verdict on a target (before grants), as the memo keeps it.
-#[derive(Clone)]
-struct Memoized {
-    allowed: bool,
-    rule: Option<Arc<str>>,
-    why: Why,
-    account: Option<String>,
-    mask: Option<Arc<Masked>>,
-    shadow: Option<Shadow>,
 }
 
 impl<'a> Request<'a> {
@@ -214,12 +203,12 @@ impl Table {
         let verdicts: Vec<Arc<Verdict>> = op
             .targets
             .iter()
-            .map(|t| Arc::new(self.decide_target(req, t)))
+            .map(|t| self.decide_target(req, t))
             .collect();
-        let mut decision = combine(verdicts);
+        let mut decision = combine(&op.targets, verdicts);
         super::mask::guard(self, req, op, &mut decision);
         super::mask::answer(op, &mut decision, |read, target| {
-            Arc::new(self.decide_target(&req.reading(read), target))
+            self.decide_target(&req.reading(read), target)
         });
         decision
     }
@@ -227,7 +216,7 @@ impl Table {
     /// Judge one target. A deny rule applies when its pattern touches any
     /// path of the scope; an allow rule only when it covers all of them.
     /// Shadow rules are judged apart and never change the verdict.
-    pub fn decide_target(&self, req: &Request, target: &Target) -> Verdict {
+    pub fn decide_target(&self, req: &Request, target: &Target) -> Arc<Verdict> {
         let prepared = self.prepare(req, target);
         self.decide_prepared(req, target, &prepared)
     }
@@ -268,37 +257,33 @@ impl Table {
     }
 
     /// The verdict on `target` when this request already judged a target
-    /// whose verdict depends on the same things (grants judged afresh).
+    /// whose verdict depends on the same things: that verdict itself,
+    /// shared (a verdict names no target), unless a grant of the caller
+    /// allows this target (grants are judged afresh).
     pub(super) fn memoized(
         &self,
         req: &Request,
         target: &Target,
         prepared: &Prepared,
-    ) -> Option<Verdict> {
+    ) -> Option<Arc<Verdict>> {
         let key = prepared.key.as_ref()?;
-        let judged = req.memo.borrow().get(key).cloned()?;
-        Some(self.verdict(req, target, prepared, judged, true))
+        let judged = Arc::clone(req.memo.borrow().get(key)?);
+        Some(self.with_grants(req, target, prepared, judged))
     }
 
     /// Keep a verdict the shared cache held for `prepared`'s target as the
     /// rules' verdict on every other target of its memo key. A cached
     /// verdict is never a grant's (those are judged afresh, uncached), so
     /// it is the rules' verdict itself; grants are still judged per target.
-    pub(super) fn remember(&self, req: &Request, prepared: &Prepared, cached: &Verdict) {
+    pub(super) fn remember(&self, req: &Request, prepared: &Prepared, cached: &Arc<Verdict>) {
         let Some(key) = &prepared.key else {
             return;
         };
         debug_assert!(cached.cacheable && cached.decision.grant.is_none());
-        let d = &cached.decision;
-        let judged = Memoized {
-            allowed: d.allowed,
-            rule: d.rule.clone(),
-            why: d.why.clone(),
-            account: cached.upstream_account.clone(),
-            mask: cached.mask.clone(),
-            shadow: d.shadow.clone(),
-        };
-        req.memo.borrow_mut().entry(key.clone()).or_insert(judged);
+        req.memo
+            .borrow_mut()
+            .entry(key.clone())
+            .or_insert_with(|| Arc::clone(cached));
     }
 
     /// Judge `target` (or take the rules' verdict from the memo).
@@ -307,79 +292,78 @@ impl Table {
         req: &Request,
         target: &Target,
         prepared: &Prepared,
-    ) -> Verdict {
+    ) -> Arc<Verdict> {
         let memoized = prepared
             .key
             .as_ref()
             .and_then(|key| req.memo.borrow().get(key).cloned());
-        let mut cacheable = true;
         let judged = match memoized {
             Some(judged) => judged,
             None => {
-                let judged = self.judge_rules(req, target, prepared, &mut cacheable);
-                // Only what the key names was read: the same key, the same verdict.
+                let mut cacheable = true;
+                let judged = Arc::new(self.judge_rules(req, target, prepared, &mut cacheable));
+                // Only what the key names was read: the same key, the same
+                // verdict (shared), and one that holds beyond this target.
                 if let Some(key) = &prepared.key {
-                    req.memo.borrow_mut().insert(key.clone(), judged.clone());
+                    let shared = if judged.cacheable {
+                        Arc::clone(&judged)
+                    } else {
+                        Arc::new(Verdict {
+                            cacheable: true,
+                            ..Verdict::clone(&judged)
+                        })
+                    };
+                    req.memo.borrow_mut().insert(key.clone(), shared);
                 }
                 judged
             }
         };
-        self.verdict(req, target, prepared, judged, cacheable)
+        self.with_grants(req, target, prepared, judged)
     }
 
-    /// The verdict from the rules' verdict, with the caller's grants.
-    fn verdict(
+    /// The rules' verdict on `target`, or the caller's grant's where the
+    /// rules refuse it and no deny rule matched.
+    fn with_grants(
         &self,
         req: &Request,
         target: &Target,
         prepared: &Prepared,
-        judged: Memoized,
-        mut cacheable: bool,
-    ) -> Verdict {
-        let Memoized {
-            mut allowed,
-            mut rule,
-            mut why,
-            account,
-            mask,
-            shadow,
-        } = judged;
+        judged: Arc<Verdict>,
+    ) -> Arc<Verdict> {
+        let d = &judged.decision;
         // Grants only add allows: a deny rule still wins.
-        let mut grant = None;
-        if !allowed
-            && why != Why::DenyMatched
-            && let Some(g) = self.grant_allowing(req, target, &prepared.tokens)
-        {
-            // Exact expiry: a grant's allow is judged afresh every time.
-            cacheable = false;
-            (allowed, why) = (true, Why::Granted);
-            rule = Some(Arc::from(g.entry.as_str()));
-            grant = Some(g.id.clone());
+        if d.allowed || d.why == Why::DenyMatched {
+            return judged;
         }
-        // A grant's allow shows the whole document: it names no mask.
-        Verdict {
+        let Some(g) = self.grant_allowing(req, target, &prepared.tokens) else {
+            return judged;
+        };
+        // Exact expiry: a grant's allow is judged afresh every time, and is
+        // never cached. It shows the whole document: it names no mask of
+        // its own.
+        Arc::new(Verdict {
             decision: TargetDecision {
-                target: target.clone(),
-                allowed,
-                rule,
-                why,
-                grant,
-                shadow,
+                allowed: true,
+                rule: Some(Arc::from(g.entry.as_str())),
+                why: Why::Granted,
+                grant: Some(g.id.clone()),
+                shadow: d.shadow.clone(),
             },
-            upstream_account: account,
-            cacheable,
-            mask,
-        }
+            upstream_account: judged.upstream_account.clone(),
+            cacheable: false,
+            mask: judged.mask.clone(),
+        })
     }
 
-    /// The enforced rules' verdict on a target, and the shadow rules'.
+    /// The enforced rules' verdict on a target, and the shadow rules'
+    /// (before grants; whether it may be cached is `cacheable`'s).
     fn judge_rules(
         &self,
         req: &Request,
         target: &Target,
         prepared: &Prepared,
         cacheable: &mut bool,
-    ) -> Memoized {
+    ) -> Verdict {
         let enforced = self.judge(req, target, prepared, false, cacheable);
         let shadow = self
             .has_shadow()
@@ -392,13 +376,17 @@ impl Table {
             })
         });
         let (allowed, rule, why, account, mask) = enforced;
-        Memoized {
-            allowed,
-            rule: rule.cloned(),
-            why,
-            account: account.cloned(),
+        Verdict {
+            decision: TargetDecision {
+                allowed,
+                rule: rule.cloned(),
+                why,
+                grant: None,
+                shadow,
+            },
+            upstream_account: account.cloned(),
+            cacheable: *cacheable,
             mask: mask.map(Arc::new),
-            shadow,
         }
     }
 
@@ -638,7 +626,7 @@ impl Table {
 
 /// Combine per-target verdicts: allowed only if every target is and all
 /// allowing rules agree on the upstream account.
-pub fn combine(shared: Vec<Arc<Verdict>>) -> Decision {
+pub fn combine(targets: &[Target], shared: Vec<Arc<Verdict>>) -> Decision {
     let verdicts: Vec<&Verdict> = shared.iter().map(AsRef::as_ref).collect();
     let refusal = verdicts.iter().find(|v| !v.decision.allowed).map(|v| {
         let d = &v.decision;
@@ -656,7 +644,11 @@ pub fn combine(shared: Vec<Arc<Verdict>>) -> Decision {
     let shadow = shadow_decision(&verdicts);
     Decision {
         allowed: reason.is_none(),
-        targets: shared.into_iter().map(Decided::new).collect(),
+        targets: targets
+            .iter()
+            .zip(shared)
+            .map(|(target, verdict)| Decided::new(target.clone(), verdict))
+            .collect(),
         upstream_account: if reason.is_none() { first } else { None },
         reason,
         shadow,

@@ -241,7 +241,7 @@ impl PolicyEngine {
                 verdict
             })
             .collect();
-        let mut decision = combine(verdicts);
+        let mut decision = combine(&op.targets, verdicts);
         super::mask::guard(&table, &req, op, &mut decision);
         super::mask::answer(op, &mut decision, |read, target| {
             let req = req.reading(read);

@@ -126,7 +126,7 @@ fn protected(table: &Table, req: &Request, t: &Decided, masked: &Masked) -> Opti
     if !verdict.decision.allowed {
         return None;
     }
-    let read_mask = verdict.mask?;
+    let read_mask = verdict.mask.clone()?;
     let protected = masked.fields.intersect(&read_mask.fields);
     (!protected.is_empty()).then_some(protected)
 }

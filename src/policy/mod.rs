@@ -126,10 +126,9 @@ pub enum Why {
     Granted,
 }
 
-/// The verdict on one target.
+/// The verdict on one target (which [`Decided`] names).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetDecision {
-    pub target: Target,
     pub allowed: bool,
     /// The rule that decided it, if any (shared by every target it
     /// decided, and by their audit lines).
@@ -151,47 +150,53 @@ pub struct Shadow {
     pub rule: String,
 }
 
-/// One target's decision within a [`Decision`]: the verdict itself, shared
-/// with the decision cache rather than copied out of it (a target's scope,
-/// rule and shadow are several allocations per request otherwise). Reads as
-/// the [`TargetDecision`] it holds.
+/// One target's decision within a [`Decision`]: the target, and the
+/// verdict on it, shared with the decision cache and with every other
+/// target of the request judged alike rather than copied (a verdict names
+/// no target, so a commit's writes under one rule hold one verdict). Reads
+/// as the [`TargetDecision`] the verdict holds.
 #[derive(Debug, Clone)]
-pub struct Decided(Arc<Verdict>);
-
-impl Decided {
-    pub(crate) fn new(verdict: Arc<Verdict>) -> Decided {
-        Decided(verdict)
-    }
+pub struct Decided {
+    pub target: Target,
+    verdict: Arc<Verdict>,
 }
 
-impl From<TargetDecision> for Decided {
-    fn from(decision: TargetDecision) -> Decided {
-        Decided(Arc::new(Verdict {
-            decision,
-            upstream_account: None,
-            cacheable: false,
-            mask: None,
-        }))
+impl Decided {
+    pub(crate) fn new(target: Target, verdict: Arc<Verdict>) -> Decided {
+        Decided { target, verdict }
+    }
+
+    /// `decision` on `target`, judged apart (no mask, not cached).
+    pub fn of(target: Target, decision: TargetDecision) -> Decided {
+        Decided::new(
+            target,
+            Arc::new(Verdict {
+                decision,
+                upstream_account: None,
+                cacheable: false,
+                mask: None,
+            }),
+        )
     }
 }
 
 impl Decided {
     /// The mask this target's access is under, if any.
     pub fn mask(&self) -> Option<&Arc<Masked>> {
-        self.0.mask.as_ref()
+        self.verdict.mask.as_ref()
     }
 }
 
 impl std::ops::Deref for Decided {
     type Target = TargetDecision;
     fn deref(&self) -> &TargetDecision {
-        &self.0.decision
+        &self.verdict.decision
     }
 }
 
 impl PartialEq for Decided {
     fn eq(&self, other: &Decided) -> bool {
-        **self == **other
+        self.target == other.target && **self == **other
     }
 }
 
@@ -203,12 +208,14 @@ impl Serialize for Decided {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct WithMask<'a> {
+            target: &'a Target,
             #[serde(flatten)]
             decision: &'a TargetDecision,
             #[serde(skip_serializing_if = "Option::is_none")]
             mask: Option<&'a Masked>,
         }
         WithMask {
+            target: &self.target,
             decision: self,
             mask: self.mask().map(AsRef::as_ref),
         }
@@ -248,14 +255,16 @@ impl Decision {
                 .targets
                 .iter()
                 .map(|t| {
-                    Decided::from(TargetDecision {
-                        target: t.clone(),
-                        allowed: false,
-                        rule: None,
-                        why: Why::NoRuleMatched,
-                        grant: None,
-                        shadow: None,
-                    })
+                    Decided::of(
+                        t.clone(),
+                        TargetDecision {
+                            allowed: false,
+                            rule: None,
+                            why: Why::NoRuleMatched,
+                            grant: None,
+                            shadow: None,
+                        },
+                    )
                 })
                 .collect(),
             upstream_account: None,
