@@ -157,11 +157,13 @@ pub fn route(method: &HttpMethod, uri: &Uri, headers: &HeaderMap) -> Result<Rout
     };
     // The decoded segments, spelled as a `Segments` holds them.
     let mut spelled = String::with_capacity(rest.len());
+    let mut count = 0;
     for raw in segments {
         spelled.push('/');
         spelled.push_str(&decode_segment(raw)?);
+        count += 1;
     }
-    let path = Segments::from_spelled(&spelled);
+    let path = Segments::counted(&spelled, count);
     let method = rpc(method, verb, path.len())?;
     let untyped_body = content_type(method, headers)?;
     let query = Query::parse(method, uri.query())?;

@@ -167,14 +167,16 @@ pub fn split_name(database: &Database, name: &str) -> Result<Segments, ClassifyE
     if project != database.project || db != database.database {
         return Err(ClassifyError::ForeignDatabase);
     }
+    let mut len = 0;
     for segment in parts {
         validate_id(segment)?;
+        len += 1;
     }
     // What follows `…/documents` is the segments' spelling: each one
     // preceded by `/`, or nothing for the root.
     let head_len =
         "projects/".len() + project.len() + "/databases/".len() + db.len() + "/documents".len();
-    Ok(Segments::from_spelled(&name[head_len..]))
+    Ok(Segments::counted(&name[head_len..], len))
 }
 
 /// `name.split('/')`, by a plain byte loop: a name's segments are short,

@@ -34,11 +34,22 @@ impl Segments {
     /// The segments of `spelled`, each preceded by `/` (`/teams/a`); the
     /// empty string is no segment.
     pub fn from_spelled(spelled: &str) -> Segments {
-        if spelled.is_empty() {
+        debug_assert!(
+            spelled.is_empty() || spelled.starts_with('/'),
+            "{spelled:?}"
+        );
+        let len = spelled.bytes().filter(|&b| b == b'/').count();
+        Segments::counted(spelled, len)
+    }
+
+    /// [`Segments::from_spelled`], for a caller that counted the `len`
+    /// segments of `spelled` while reading them.
+    pub(crate) fn counted(spelled: &str, len: usize) -> Segments {
+        if len == 0 {
             return Segments::default();
         }
         debug_assert!(spelled.starts_with('/'), "{spelled:?}");
-        let len = spelled.bytes().filter(|&b| b == b'/').count();
+        debug_assert_eq!(len, spelled.bytes().filter(|&b| b == b'/').count());
         Segments {
             spelled: Some(Arc::from(spelled)),
             len: u32::try_from(len).unwrap_or(u32::MAX),
