@@ -16,7 +16,7 @@ use crate::model::enums::Direction;
 use crate::model::path::document_name;
 use crate::model::{
     Access, ClassifyError, Database, Method, Operation, Scope, Segments, Target, nearest_limit_ok,
-    selector_scope, upsert,
+    reserve_for_writes, selector_scope, upsert,
 };
 
 /// Classification in full: the operation for policy, and how the request
@@ -337,6 +337,7 @@ impl<'a> Classifier<'a> {
         let mut req = Object::parse_listing_objects(self.text, "write request", list, nest)?;
         req.refuse("database", "database")?;
         if let Some(writes) = req.take_objects(list, "writes", "write", nest)? {
+            reserve_for_writes(&mut self.targets, &mut self.writes, writes.len());
             for (position, write) in writes.into_iter().enumerate() {
                 self.position = position;
                 self.write(write?)?;

@@ -12,7 +12,7 @@ use crate::model::enums::{Direction, ProtoEnum};
 use crate::model::path::{database_name, database_of, document_name, parent_name, validate_id};
 use crate::model::{
     Access, ClassifyError, Database, Operation, Scope, Segments, Target, nearest_limit_ok,
-    selector_scope, upsert,
+    reserve_for_writes, selector_scope, upsert,
 };
 
 /// The operation, and whether the response will carry a new transaction.
@@ -325,6 +325,7 @@ impl Classifier {
         writes: &[proto::Write],
     ) -> Result<Database, ClassifyError> {
         let database = database_name(database)?;
+        reserve_for_writes(&mut self.targets, &mut self.writes, writes.len());
         for (index, w) in writes.iter().enumerate() {
             self.write(&database, index, w)?;
         }

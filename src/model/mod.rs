@@ -21,7 +21,9 @@ use serde::Serialize;
 
 pub use error::ClassifyError;
 pub use segments::Segments;
-pub use targets::{MAX_NEAREST_NEIGHBORS, nearest_limit_ok, selector_scope, upsert};
+pub use targets::{
+    MAX_NEAREST_NEIGHBORS, nearest_limit_ok, reserve_for_writes, selector_scope, upsert,
+};
 
 /// `projects/{project}/databases/{database}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

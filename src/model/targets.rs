@@ -1,6 +1,7 @@
 //! The target rules both wires share: what a write without a precondition
 //! needs, what a query selector covers, and Firestore's bounds on them.
 
+use super::data::Written;
 use super::path::validate_id;
 use super::{Access, ClassifyError, Scope, Segments, Target};
 
@@ -20,6 +21,17 @@ pub fn upsert(targets: &mut Vec<Target>, scope: Scope, must_exist: Option<bool>)
             push(scope, Access::Update);
         }
     }
+}
+
+/// Room for what `count` writes make, at most: up to two targets each (an
+/// upsert needs create and update) and one write each, reserved once
+/// rather than grown a doubling at a time; capped, so that a body of many
+/// tiny writes reserves no more than it could fill before it is refused.
+pub fn reserve_for_writes(targets: &mut Vec<Target>, writes: &mut Vec<Written>, count: usize) {
+    const MOST: usize = 1024;
+    let count = count.min(MOST);
+    targets.reserve(2 * count);
+    writes.reserve(count);
 }
 
 /// One `structuredQuery.from[]` selector below `parent` → its scope.

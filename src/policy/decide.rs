@@ -627,8 +627,7 @@ impl Table {
 /// Combine per-target verdicts: allowed only if every target is and all
 /// allowing rules agree on the upstream account.
 pub fn combine(targets: &[Target], shared: Vec<Arc<Verdict>>) -> Decision {
-    let verdicts: Vec<&Verdict> = shared.iter().map(AsRef::as_ref).collect();
-    let refusal = verdicts.iter().find(|v| !v.decision.allowed).map(|v| {
+    let refusal = shared.iter().find(|v| !v.decision.allowed).map(|v| {
         let d = &v.decision;
         let id = d.rule.as_deref().unwrap_or_default();
         match d.why {
@@ -637,11 +636,11 @@ pub fn combine(targets: &[Target], shared: Vec<Arc<Verdict>>) -> Decision {
             Why::NoRuleMatched | Why::Allowed | Why::Granted => "no_rule_matched".to_string(),
         }
     });
-    let mut accounts = verdicts.iter().map(|v| &v.upstream_account);
+    let mut accounts = shared.iter().map(|v| &v.upstream_account);
     let first = accounts.next().cloned().flatten();
     let mixed = accounts.any(|a| *a != first);
     let reason = refusal.or_else(|| mixed.then(|| "mixed_upstream_accounts".to_string()));
-    let shadow = shadow_decision(&verdicts);
+    let shadow = shadow_decision(&shared);
     Decision {
         allowed: reason.is_none(),
         targets: targets
@@ -659,7 +658,7 @@ pub fn combine(targets: &[Target], shared: Vec<Arc<Verdict>>) -> Decision {
 /// What the request's decision would be with the shadow rules enforced,
 /// when a shadow rule would decide some target; the rule named is one that
 /// would refuse, if any does.
-fn shadow_decision(verdicts: &[&Verdict]) -> Option<Shadow> {
+fn shadow_decision(verdicts: &[Arc<Verdict>]) -> Option<Shadow> {
     let shadows: Vec<&Shadow> = verdicts
         .iter()
         .filter_map(|v| v.decision.shadow.as_ref())
