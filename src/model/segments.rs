@@ -22,11 +22,12 @@ use serde::{Serialize, Serializer};
 /// and serializes as the list of segments it holds.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Segments {
-    /// Each segment preceded by `/`; `None` for no segment (no allocation
-    /// for the root), never `Some("")`.
+    /// Each segment preceded by `/` (an empty last segment, as a
+    /// `__name__` bound may have, leaves a `/` at the end); `None` for no
+    /// segment (no allocation for the root), never `Some("")`.
     spelled: Option<Arc<str>>,
-    /// How many segments: `/` may end the spelling (an empty last
-    /// segment, as a `__name__` bound may have), so it is kept apart.
+    /// How many segments, that is how many `/` the spelling holds: kept,
+    /// so that `len` is not a scan.
     len: u32,
 }
 
@@ -53,22 +54,6 @@ impl Segments {
         Segments {
             spelled: Some(Arc::from(spelled)),
             len: u32::try_from(len).unwrap_or(u32::MAX),
-        }
-    }
-
-    /// The segments of `joined`, separated by `/` (`teams/a`), of which
-    /// there are `count` (the empty string is one empty segment when
-    /// `count` is 1, none when 0). One allocation.
-    fn from_joined(joined: &str, count: usize) -> Segments {
-        if count == 0 {
-            return Segments::default();
-        }
-        let mut spelled = String::with_capacity(joined.len() + 1);
-        spelled.push('/');
-        spelled.push_str(joined);
-        Segments {
-            spelled: Some(Arc::from(spelled)),
-            len: u32::try_from(count).unwrap_or(u32::MAX),
         }
     }
 
@@ -139,19 +124,11 @@ impl Segments {
     /// These segments, then `segments`.
     pub fn join<'s>(&self, segments: impl IntoIterator<Item = &'s str>) -> Segments {
         let mut spelled = self.spelled().to_owned();
-        let mut len = self.len();
         for segment in segments {
             spelled.push('/');
             spelled.push_str(segment);
-            len += 1;
         }
-        if len == 0 {
-            return Segments::default();
-        }
-        Segments {
-            spelled: Some(Arc::from(spelled)),
-            len: u32::try_from(len).unwrap_or(u32::MAX),
-        }
+        Segments::from_spelled(&spelled)
     }
 
     /// The segments as owned strings.
@@ -238,12 +215,7 @@ impl Serialize for Segments {
 
 impl<S: AsRef<str>> From<&[S]> for Segments {
     fn from(segments: &[S]) -> Segments {
-        let joined = segments
-            .iter()
-            .map(AsRef::as_ref)
-            .collect::<Vec<&str>>()
-            .join("/");
-        Segments::from_joined(&joined, segments.len())
+        Segments::default().join(segments.iter().map(AsRef::as_ref))
     }
 }
 
@@ -261,7 +233,8 @@ impl<'s> FromIterator<&'s str> for Segments {
 
 impl FromIterator<String> for Segments {
     fn from_iter<I: IntoIterator<Item = String>>(segments: I) -> Segments {
-        Segments::from(segments.into_iter().collect::<Vec<String>>())
+        let segments: Vec<String> = segments.into_iter().collect();
+        Segments::from(&segments[..])
     }
 }
 

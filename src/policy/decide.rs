@@ -293,31 +293,23 @@ impl Table {
         target: &Target,
         prepared: &Prepared,
     ) -> Arc<Verdict> {
-        let memoized = prepared
-            .key
-            .as_ref()
-            .and_then(|key| req.memo.borrow().get(key).cloned());
-        let judged = match memoized {
-            Some(judged) => judged,
-            None => {
-                let mut cacheable = true;
-                let judged = Arc::new(self.judge_rules(req, target, prepared, &mut cacheable));
-                // Only what the key names was read: the same key, the same
-                // verdict (shared), and one that holds beyond this target.
-                if let Some(key) = &prepared.key {
-                    let shared = if judged.cacheable {
-                        Arc::clone(&judged)
-                    } else {
-                        Arc::new(Verdict {
-                            cacheable: true,
-                            ..Verdict::clone(&judged)
-                        })
-                    };
-                    req.memo.borrow_mut().insert(key.clone(), shared);
-                }
-                judged
-            }
-        };
+        if let Some(verdict) = self.memoized(req, target, prepared) {
+            return verdict;
+        }
+        let judged = Arc::new(self.judge_rules(req, target, prepared));
+        // Only what the key names was read: the same key, the same verdict
+        // (shared), and one that holds beyond this target.
+        if let Some(key) = &prepared.key {
+            let shared = if judged.cacheable {
+                Arc::clone(&judged)
+            } else {
+                Arc::new(Verdict {
+                    cacheable: true,
+                    ..Verdict::clone(&judged)
+                })
+            };
+            req.memo.borrow_mut().insert(key.clone(), shared);
+        }
         self.with_grants(req, target, prepared, judged)
     }
 
@@ -356,18 +348,13 @@ impl Table {
     }
 
     /// The enforced rules' verdict on a target, and the shadow rules'
-    /// (before grants; whether it may be cached is `cacheable`'s).
-    fn judge_rules(
-        &self,
-        req: &Request,
-        target: &Target,
-        prepared: &Prepared,
-        cacheable: &mut bool,
-    ) -> Verdict {
-        let enforced = self.judge(req, target, prepared, false, cacheable);
+    /// (before grants).
+    fn judge_rules(&self, req: &Request, target: &Target, prepared: &Prepared) -> Verdict {
+        let mut cacheable = true;
+        let enforced = self.judge(req, target, prepared, false, &mut cacheable);
         let shadow = self
             .has_shadow()
-            .then(|| self.judge(req, target, prepared, true, cacheable));
+            .then(|| self.judge(req, target, prepared, true, &mut cacheable));
         let shadow = shadow.and_then(|(allowed, rule, _, _, _)| {
             let rule = rule.filter(|id| self.is_shadow(id))?;
             Some(Shadow {
@@ -385,7 +372,7 @@ impl Table {
                 shadow,
             },
             upstream_account: account.cloned(),
-            cacheable: *cacheable,
+            cacheable,
             mask: mask.map(Arc::new),
         }
     }
